@@ -14,6 +14,8 @@ let package = Package(
         .executable(name: "concord", targets: ["concord"]),
         .library(name: "ConcordHashing", targets: ["ConcordHashing"]),
         .library(name: "ConcordSessions", targets: ["ConcordSessions"]),
+        .library(name: "ConcordSessionsTesting", targets: ["ConcordSessionsTesting"]),
+        .library(name: "ConcordHummingbird", targets: ["ConcordHummingbird"]),
     ],
     dependencies: [
         // Declared once here; SwiftPM builds only what a target uses.
@@ -47,13 +49,33 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The store conformance suite every SessionStore's tests run (imports Testing; test targets only).
+        .target(
+            name: "ConcordSessionsTesting",
+            dependencies: ["ConcordSessions"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ConcordHummingbird",
+            dependencies: [
+                "ConcordSessions",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: The command-line tool
         .executableTarget(
             name: "concord",
             dependencies: [
                 "ConcordHashing",
+                "ConcordSessions",
+                "ConcordHummingbird",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -62,6 +84,22 @@ let package = Package(
         .testTarget(
             name: "ConcordHashingTests",
             dependencies: ["ConcordHashing"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ConcordSessionsTests",
+            dependencies: ["ConcordSessions", "ConcordSessionsTesting"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ConcordHummingbirdTests",
+            dependencies: [
+                "ConcordHummingbird",
+                "ConcordSessions",
+                "ConcordSessionsTesting",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]
