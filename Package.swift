@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "concord", targets: ["concord"]),
         .library(name: "ConcordHashing", targets: ["ConcordHashing"]),
         .library(name: "ConcordSessions", targets: ["ConcordSessions"]),
+        .library(name: "ConcordRedis", targets: ["ConcordRedis"]),
     ],
     dependencies: [
         // Declared once here; SwiftPM builds only what a target uses.
@@ -47,12 +48,23 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "ConcordRedis",
+            dependencies: [
+                "ConcordSessions",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: The command-line tool
         .executableTarget(
             name: "concord",
             dependencies: [
                 "ConcordHashing",
+                "ConcordRedis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -62,6 +74,18 @@ let package = Package(
         .testTarget(
             name: "ConcordHashingTests",
             dependencies: ["ConcordHashing"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ConcordRedisTests",
+            dependencies: [
+                "ConcordRedis",
+                "ConcordSessions",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]
