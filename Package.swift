@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "ConcordHashing", targets: ["ConcordHashing"]),
         .library(name: "ConcordSessions", targets: ["ConcordSessions"]),
         .library(name: "ConcordRedis", targets: ["ConcordRedis"]),
+        .library(name: "ConcordReplication", targets: ["ConcordReplication"]),
     ],
     dependencies: [
         // Declared once here; SwiftPM builds only what a target uses.
@@ -58,6 +59,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "ConcordReplication",
+            dependencies: [
+                "ConcordSessions",
+                "ConcordHashing",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: The command-line tool
         .executableTarget(
@@ -65,6 +79,7 @@ let package = Package(
             dependencies: [
                 "ConcordHashing",
                 "ConcordRedis",
+                "ConcordReplication",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -81,6 +96,20 @@ let package = Package(
             dependencies: [
                 "ConcordRedis",
                 "ConcordSessions",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ConcordReplicationTests",
+            dependencies: [
+                "ConcordReplication",
+                "ConcordSessions",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
