@@ -106,12 +106,14 @@ import Testing
 
     @Test func commandTimeoutIsBoundedAndTheClientRecovers() async throws {
         try await RedisServerFixture.withServer { server in
+            let admin = try client(server)
+            defer { admin.shutdown() }
             let client = try client(server) {
                 $0.commandTimeout = .milliseconds(200)
                 $0.maximumConnectionsPerNode = 1
             }
             defer { client.shutdown() }
-            _ = try await client.send(RedisCommand("CLIENT", ["PAUSE", "1000", "ALL"]))
+            _ = try await admin.send(RedisCommand("CLIENT", ["PAUSE", "1000", "ALL"]))
             let start = ContinuousClock.now
             do {
                 _ = try await client.send(.get("k"))
@@ -119,9 +121,14 @@ import Testing
             } catch let error as RedisClientError {
                 #expect(error.isTimeout)
             }
-            #expect(ContinuousClock.now - start < .seconds(1))
-            try await Task.sleep(for: .milliseconds(1000))
-            #expect(try await client.send(.ping()) == .simpleString("PONG"))
+            #expect(ContinuousClock.now - start < .milliseconds(1500))
+            // After the pause the same client answers again (a new connection replaces the timed-out one).
+            var recovered = false
+            for _ in 0..<40 where !recovered {
+                recovered = (try? await client.send(.ping())) == .simpleString("PONG")
+                if !recovered { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(recovered)
         }
     }
 
@@ -133,6 +140,7 @@ import Testing
         for _ in 0..<20 {
             await #expect(throws: RedisClientError.self) { try await client.send(.ping()) }
         }
-        #expect(ContinuousClock.now - start < .seconds(2))
+        // Waiting out the 2 s connect timeout each time would take 40 s; refusals and backoff answer at once.
+        #expect(ContinuousClock.now - start < .seconds(10))
     }
 }
