@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "concord", targets: ["concord"]),
         .library(name: "ConcordHashing", targets: ["ConcordHashing"]),
         .library(name: "ConcordSessions", targets: ["ConcordSessions"]),
+        .library(name: "ConcordReplication", targets: ["ConcordReplication"]),
     ],
     dependencies: [
         // Declared once here; SwiftPM builds only what a target uses.
@@ -47,12 +48,26 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "ConcordReplication",
+            dependencies: [
+                "ConcordSessions",
+                "ConcordHashing",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: The command-line tool
         .executableTarget(
             name: "concord",
             dependencies: [
                 "ConcordHashing",
+                "ConcordReplication",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -62,6 +77,20 @@ let package = Package(
         .testTarget(
             name: "ConcordHashingTests",
             dependencies: ["ConcordHashing"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ConcordReplicationTests",
+            dependencies: [
+                "ConcordReplication",
+                "ConcordSessions",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]
