@@ -128,6 +128,13 @@ final class LocalReplica: Sendable {
         }
     }
 
+    func liveRecords(forUser userID: String) -> [ReplicationRecord] {
+        let now = wallClock.milliseconds()
+        return state.withLock { state in
+            state.table.liveIDs(forUser: userID, now: now).compactMap { state.table[$0] }
+        }
+    }
+
     func liveIDs(forUser userID: String) -> [String] {
         let now = wallClock.milliseconds()
         return state.withLock { $0.table.liveIDs(forUser: userID, now: now) }

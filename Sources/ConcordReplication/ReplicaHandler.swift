@@ -10,4 +10,6 @@ protocol ReplicaHandler: Sendable {
     func records(forPeer peerID: String) -> [ReplicationRecord]
     /// The records this node has among `ids`.
     func records(ids: [String]) -> [ReplicationRecord]
+    /// The live records of `userID` this node holds.
+    func records(forUser userID: String) -> [ReplicationRecord]
 }

@@ -13,6 +13,8 @@ public enum ReplicationMessage: Sendable, Hashable {
     case stateRequest(requestID: UInt64)
     /// "Send me these sessions if you have them": a `ring` read-through.
     case fetchRequest(requestID: UInt64, ids: [String])
+    /// "Send me the live sessions of this user that you hold": `ring`'s per-user listing.
+    case userQuery(requestID: UInt64, userID: String)
     /// One chunk of the answer to a request; `isLast` ends it. `ready` says whether the sender has finished its own
     /// state transfer (a node that is still starting answers with what it has and `ready == false`).
     case response(requestID: UInt64, ready: Bool, records: [ReplicationRecord], isLast: Bool)
@@ -28,6 +30,7 @@ extension ReplicationMessage {
         case stateRequest = 3
         case fetchRequest = 4
         case response = 5
+        case userQuery = 6
     }
 
     /// Writes the frame body (type byte onwards) for this message.
@@ -47,6 +50,10 @@ extension ReplicationMessage {
             buffer.writeInteger(requestID)
             buffer.writeInteger(UInt32(ids.count))
             for id in ids { buffer.writeShortString(id) }
+        case .userQuery(let requestID, let userID):
+            buffer.writeInteger(Kind.userQuery.rawValue)
+            buffer.writeInteger(requestID)
+            buffer.writeShortString(userID)
         case .response(let requestID, let ready, let records, let isLast):
             buffer.writeInteger(Kind.response.rawValue)
             buffer.writeInteger(requestID)
@@ -76,6 +83,9 @@ extension ReplicationMessage {
             ids.reserveCapacity(Int(count))
             for _ in 0..<count { ids.append(try buffer.readShortStringOrThrow("session id")) }
             message = .fetchRequest(requestID: requestID, ids: ids)
+        case .userQuery:
+            let requestID: UInt64 = try buffer.readIntegerOrThrow("request id")
+            message = .userQuery(requestID: requestID, userID: try buffer.readShortStringOrThrow("user id"))
         case .response:
             let requestID: UInt64 = try buffer.readIntegerOrThrow("request id")
             let flags: UInt8 = try buffer.readIntegerOrThrow("response flags")

@@ -91,6 +91,11 @@ final class ReplicationNode: Sendable {
         try await link(peerID).request { .fetchRequest(requestID: $0, ids: ids) }
     }
 
+    /// Asks `peerID` for the live sessions of `userID` it holds.
+    func userQuery(_ userID: String, from peerID: String) async throws -> PeerResponse {
+        try await link(peerID).request { .userQuery(requestID: $0, userID: userID) }
+    }
+
     /// Writes waiting for `peerID` (0 for an unknown peer).
     func queuedCount(for peerID: String) -> Int {
         state.withLock { $0.links[peerID] }?.queuedCount ?? 0
@@ -198,6 +203,10 @@ final class ReplicationNode: Sendable {
                         try await respond(
                             requestID: requestID, ready: handler.isReady, records: handler.records(ids: ids),
                             outbound: outbound)
+                    case .userQuery(let requestID, let userID):
+                        try await respond(
+                            requestID: requestID, ready: handler.isReady, records: handler.records(forUser: userID),
+                            outbound: outbound)
                     case .hello, .response:
                         throw ReplicationProtocolError.unexpectedMessage("\(message.kindName) from a calling peer")
                     }
@@ -243,6 +252,7 @@ extension ReplicationMessage {
         case .records: "records"
         case .stateRequest: "state request"
         case .fetchRequest: "fetch request"
+        case .userQuery: "user query"
         case .response: "response"
         }
     }

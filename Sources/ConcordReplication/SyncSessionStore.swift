@@ -2,7 +2,6 @@ import ConcordSessions
 import Logging
 import NIOCore
 import NIOPosix
-import ServiceLifecycle
 
 /// The `sync` strategy: every node holds every session, and every write (save, touch, delete) goes to every peer
 /// (all-to-all, like Tomcat's DeltaManager). Any node can serve any user; the costs are memory (n copies) and
@@ -14,13 +13,9 @@ import ServiceLifecycle
 ///
 /// Run it as a `Service`: it listens for peers, connects to them, copies the state of a ready peer, and only then
 /// reports ``isReady``.
-public final class SyncSessionStore: SessionStore, Service {
+public final class SyncSessionStore: ReplicatedSessionStore {
     public let configuration: ReplicationConfiguration
-    /// Whether the start-up state transfer is done; `/ready` should report it.
-    public let readiness = ReplicationReadiness()
-    let replica: LocalReplica
-    let node: ReplicationNode
-    private let logger: Logger
+    public let member: ReplicationMember
 
     public init(
         configuration: ReplicationConfiguration = .init(),
@@ -29,63 +24,19 @@ public final class SyncSessionStore: SessionStore, Service {
         logger: Logger = Logger(label: "concord.replication.sync")
     ) {
         self.configuration = configuration
-        self.logger = logger
-        let replica = LocalReplica(
-            nodeID: configuration.nodeID, wallClock: wallClock,
-            maximumSessionBytes: configuration.maximumSessionBytes,
-            tombstoneLifetime: configuration.tombstoneLifetime)
-        self.replica = replica
-        self.node = ReplicationNode(
-            configuration: configuration,
-            handler: SyncReplicaHandler(replica: replica, readiness: readiness),
-            eventLoopGroup: eventLoopGroup, logger: logger)
+        self.member = ReplicationMember(
+            configuration: configuration, wallClock: wallClock, eventLoopGroup: eventLoopGroup, logger: logger,
+            makeHandler: SyncReplicaHandler.init)
     }
-
-    public var isReady: Bool { readiness.isReady }
-
-    public func waitUntilReady() async throws { try await readiness.waitUntilReady() }
-
-    /// Traffic counters (bytes and frames sent, records applied, peers cut off).
-    public var statistics: ReplicationStatistics { node.statistics }
-
-    /// Sessions (and tombstones) held in memory on this node.
-    public var localRecordCount: Int { replica.count }
-
-    /// The replication listener's port, once bound.
-    public func listeningPort() async throws -> Int { try await node.listeningPort() }
 
     public func addPeer(_ peer: ReplicationPeer) { node.addPeer(peer) }
 
     public func removePeer(id: String) { node.removePeer(id: id) }
 
-    public var peers: [ReplicationPeer] { node.peers }
-
+    /// Listens for peers, connects to them, copies a ready peer's state (then reports ready), and sweeps expired
+    /// sessions, until cancelled or graceful shutdown.
     public func run() async throws {
-        try await cancelWhenGracefulShutdown {
-            try await withThrowingDiscardingTaskGroup { group in
-                group.addTask { try await self.node.run() }
-                group.addTask {
-                    let start = ContinuousClock.now
-                    let outcome = await StateTransfer.run(
-                        node: self.node, replica: self.replica, needsEveryPeer: false,
-                        deadline: self.configuration.stateTransferTimeout, logger: self.logger)
-                    guard !Task.isCancelled else { return }
-                    self.readiness.markReady()
-                    self.logger.info(
-                        "sync replication ready",
-                        metadata: [
-                            "copied_from": "\(outcome.sources)", "records": "\(outcome.recordCount)",
-                            "took": "\(ContinuousClock.now - start)",
-                        ])
-                }
-                group.addTask {
-                    while !Task.isCancelled {
-                        try await Task.sleep(for: self.configuration.sweepInterval)
-                        self.replica.sweep()
-                    }
-                }
-            }
-        }
+        try await member.run(strategy: "sync", needsEveryPeer: false)
     }
 
     // MARK: SessionStore
@@ -129,4 +80,6 @@ private struct SyncReplicaHandler: ReplicaHandler {
     func records(forPeer peerID: String) -> [ReplicationRecord] { replica.snapshot() }
 
     func records(ids: [String]) -> [ReplicationRecord] { replica.records(ids: ids) }
+
+    func records(forUser userID: String) -> [ReplicationRecord] { replica.liveRecords(forUser: userID) }
 }

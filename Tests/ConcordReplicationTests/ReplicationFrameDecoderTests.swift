@@ -17,6 +17,7 @@ import Testing
         .records([]),
         .stateRequest(requestID: 42),
         .fetchRequest(requestID: 43, ids: ["s-1", "s-2", ""]),
+        .userQuery(requestID: 45, userID: "alice"),
         .response(requestID: 44, ready: true, records: [record], isLast: false),
         .response(requestID: 44, ready: false, records: [], isLast: true),
     ]
