@@ -16,6 +16,8 @@ let package = Package(
         .library(name: "ConcordSessions", targets: ["ConcordSessions"]),
         .library(name: "ConcordSessionsTesting", targets: ["ConcordSessionsTesting"]),
         .library(name: "ConcordHummingbird", targets: ["ConcordHummingbird"]),
+        .library(name: "ConcordRedis", targets: ["ConcordRedis"]),
+        .library(name: "ConcordReplication", targets: ["ConcordReplication"]),
     ],
     dependencies: [
         // Declared once here; SwiftPM builds only what a target uses.
@@ -49,6 +51,30 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "ConcordRedis",
+            dependencies: [
+                "ConcordSessions",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ConcordReplication",
+            dependencies: [
+                "ConcordSessions",
+                "ConcordHashing",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // The store conformance suite every SessionStore's tests run (imports Testing; test targets only).
         .target(
             name: "ConcordSessionsTesting",
@@ -72,6 +98,8 @@ let package = Package(
             name: "concord",
             dependencies: [
                 "ConcordHashing",
+                "ConcordRedis",
+                "ConcordReplication",
                 "ConcordSessions",
                 "ConcordHummingbird",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -81,11 +109,6 @@ let package = Package(
         ),
 
         // MARK: Tests
-        .testTarget(
-            name: "ConcordHashingTests",
-            dependencies: ["ConcordHashing"],
-            swiftSettings: swiftSettings
-        ),
         .testTarget(
             name: "ConcordSessionsTests",
             dependencies: ["ConcordSessions", "ConcordSessionsTesting"],
@@ -99,6 +122,37 @@ let package = Package(
                 "ConcordSessionsTesting",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ConcordHashingTests",
+            dependencies: ["ConcordHashing"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ConcordRedisTests",
+            dependencies: [
+                "ConcordRedis",
+                "ConcordSessions",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ConcordReplicationTests",
+            dependencies: [
+                "ConcordReplication",
+                "ConcordSessions",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
