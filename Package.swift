@@ -15,6 +15,8 @@ let package = Package(
         .library(name: "ConcordHashing", targets: ["ConcordHashing"]),
         .library(name: "ConcordSessions", targets: ["ConcordSessions"]),
         .library(name: "ConcordLab", targets: ["ConcordLab"]),
+        .library(name: "ConcordRedis", targets: ["ConcordRedis"]),
+        .library(name: "ConcordReplication", targets: ["ConcordReplication"]),
     ],
     dependencies: [
         // Declared once here; SwiftPM builds only what a target uses.
@@ -48,6 +50,29 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "ConcordRedis",
+            dependencies: [
+                "ConcordSessions",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ConcordReplication",
+            dependencies: [
+                "ConcordSessions",
+                "ConcordHashing",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
 
         .target(
             name: "ConcordLab",
@@ -69,6 +94,8 @@ let package = Package(
             dependencies: [
                 "ConcordHashing",
                 "ConcordLab",
+                "ConcordRedis",
+                "ConcordReplication",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -83,6 +110,32 @@ let package = Package(
         .testTarget(
             name: "ConcordLabTests",
             dependencies: ["ConcordLab"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ConcordRedisTests",
+            dependencies: [
+                "ConcordRedis",
+                "ConcordSessions",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ConcordReplicationTests",
+            dependencies: [
+                "ConcordReplication",
+                "ConcordSessions",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]
