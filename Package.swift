@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "ConcordSessions", targets: ["ConcordSessions"]),
         .library(name: "ConcordSessionsTesting", targets: ["ConcordSessionsTesting"]),
         .library(name: "ConcordHummingbird", targets: ["ConcordHummingbird"]),
+        .library(name: "ConcordLab", targets: ["ConcordLab"]),
         .library(name: "ConcordRedis", targets: ["ConcordRedis"]),
         .library(name: "ConcordReplication", targets: ["ConcordReplication"]),
     ],
@@ -92,12 +93,26 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "ConcordLab",
+            dependencies: [
+                "ConcordHashing",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: The command-line tool
         .executableTarget(
             name: "concord",
             dependencies: [
                 "ConcordHashing",
+                "ConcordLab",
                 "ConcordRedis",
                 "ConcordReplication",
                 "ConcordSessions",
@@ -128,6 +143,11 @@ let package = Package(
         .testTarget(
             name: "ConcordHashingTests",
             dependencies: ["ConcordHashing"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ConcordLabTests",
+            dependencies: ["ConcordLab"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
