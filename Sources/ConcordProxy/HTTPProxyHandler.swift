@@ -112,6 +112,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
         case .hold:
             held.append(part)
         case .forward:
+            // An idempotent request is kept until its response begins, so a retry can resend it whole.
+            if machine.idempotent { held.append(part) }
             if let backend {
                 send(part, to: backend)
                 if case .end = part { backend.flush() }
@@ -361,6 +363,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
             timer?.cancel()
             timer = nil
             machine.responseHeadReceived()
+            held.removeAll()
             head.headers.removeHopByHop()
             if let pick, pick.setsStickyCookie {
                 head.headers.add(name: "set-cookie", value: StickyCookie.setCookie(name: runtime.configuration.stickyCookie, backend: pick.backend))

@@ -155,22 +155,25 @@ public final class ProxyServer: Service, Sendable {
     /// Runs until graceful shutdown (SIGTERM/SIGINT through the `ServiceGroup`); reloads backends on SIGHUP.
     public func run() async throws {
         try await start()
-        await withTaskGroup(of: Void.self) { group in
-            if let reloadBackends {
-                group.addTask { [balancer, logger] in
-                    for await _ in await UnixSignalsSequence(trapping: .sighup) {
-                        do {
-                            try balancer.replaceBackends(try reloadBackends())
-                            logger.notice("SIGHUP: configuration reloaded")
-                        } catch {
-                            logger.error("SIGHUP: reload failed, keeping the current backends: \(error)")
-                        }
-                    }
+        // Not a child task: a signal sequence need not end promptly on cancellation, and shutdown must not wait.
+        // SIGHUP is trapped even without a reload source, so it never terminates the proxy.
+        let sighup = Task { [balancer, logger, reloadBackends] in
+            for await _ in await UnixSignalsSequence(trapping: .sighup) {
+                if Task.isCancelled { return }
+                guard let reloadBackends else {
+                    logger.notice("SIGHUP: no --config file (or --backend flags pin the list); nothing to reload")
+                    continue
+                }
+                do {
+                    try balancer.replaceBackends(try reloadBackends())
+                    logger.notice("SIGHUP: configuration reloaded")
+                } catch {
+                    logger.error("SIGHUP: reload failed, keeping the current backends: \(error)")
                 }
             }
-            try? await gracefulShutdown()
-            group.cancelAll()
         }
+        try? await gracefulShutdown()
+        sighup.cancel()
         await stop()
     }
 }

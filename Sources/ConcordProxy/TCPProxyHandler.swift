@@ -15,6 +15,8 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var pendingData: CircularBuffer<NIOAny> = []
     private var closed = false
     private var started = false
+    /// The client sent EOF before the backend was connected (NIO reads a half-close even while reads are held).
+    private var clientInputClosed = false
 
     init(runtime: ProxyRuntime) { self.runtime = runtime }
 
@@ -107,6 +109,7 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // Data that arrived before the backend was ready goes first, then reads resume through the glue.
         while let data = pendingData.popFirst() { context.fireChannelRead(data) }
         context.fireChannelReadComplete()
+        if clientInputClosed { context.fireUserInboundEventTriggered(ChannelEvent.inputClosed) }
         let channel = context.channel
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
         channel.read()
@@ -114,6 +117,14 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         pendingData.append(data)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            clientInputClosed = true
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
     }
 
     func read(context: ChannelHandlerContext) {

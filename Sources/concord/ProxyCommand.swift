@@ -95,8 +95,9 @@ struct ProxyCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "concord.proxy")
         // SIGHUP re-reads the file's backend list, unless --backend flags pinned it.
-        let reload: (@Sendable () throws -> [HostPort])? = config.flatMap { path in
-            backends.isEmpty ? { try ProxyConfiguration.load(yamlFile: path).backends } : nil
+        var reload: (@Sendable () throws -> [HostPort])?
+        if let path = config, backends.isEmpty {
+            reload = { try ProxyConfiguration.load(yamlFile: path).backends }
         }
         let server = try ProxyServer(configuration: configuration, logger: logger, reloadBackends: reload)
         let group = ServiceGroup(

@@ -50,8 +50,9 @@ import Testing
         let moved = zip(before, after).filter { $0 != $1 }
         let fraction = Double(moved.count) / Double(before.count)
         #expect(fraction > 0.10 && fraction < 0.32, "moved \(fraction), ideal 0.2")
-        // Every moved key moved to the new backend.
-        #expect(moved.allSatisfy { $0.1 == Self.addresses[4].description })
+        // Moved keys go to the new backend (Maglev's table rebuild also shuffles a few percent among the others).
+        let toNew = moved.filter { $0.1 == Self.addresses[4].description }.count
+        #expect(Double(toNew) >= Double(moved.count) * (algorithm == .maglev ? 0.8 : 1.0))
     }
 
     @Test func removingABackendMovesOnlyItsKeys() throws {

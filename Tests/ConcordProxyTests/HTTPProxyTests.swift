@@ -87,7 +87,9 @@ import Testing
 
     @Test func noBackendIs503AndDeadBackendsAre502() async throws {
         try await ProxyHarness.withBackends(["a"]) { backends in
-            let config = try ProxyHarness.configuration(backends, balance: .roundRobin)
+            var config = try ProxyHarness.configuration(backends, balance: .roundRobin)
+            // Only real traffic may find the backend dead here (the active check must not get there first).
+            config.health.fall = 1000
             await backends[0].stop()
             try await ProxyHarness.withProxy(config) { _, port in
                 let first = try await RawClient.get(port: port)

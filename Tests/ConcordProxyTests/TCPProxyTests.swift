@@ -49,9 +49,9 @@ import Testing
                 }
                 #expect(Set(names) == ["e0", "e1", "e2"])
                 await backends[0].stop()
-                for _ in 0..<4 {
+                for attempt in 0..<4 {
                     let response = try await RawClient.exchange(port: port, ["y"], halfClose: true)
-                    #expect(response.text.hasSuffix(":y|bye"))
+                    #expect(response.text.hasSuffix(":y|bye"), "attempt \(attempt): \(response.text)")
                     #expect(!response.text.hasPrefix("e0"))
                 }
             }
