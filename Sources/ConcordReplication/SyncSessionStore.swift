@@ -1,0 +1,85 @@
+import ConcordSessions
+import Logging
+import NIOCore
+import NIOPosix
+
+/// The `sync` strategy: every node holds every session, and every write (save, touch, delete) goes to every peer
+/// (all-to-all, like Tomcat's DeltaManager). Any node can serve any user; the costs are memory (n copies) and
+/// bandwidth (n − 1 copies of each write).
+///
+/// Writes are batched per peer and merged last-writer-wins (see ``ReplicationRecord/OrderingKey`` and
+/// docs/replication.md). `expectedVersion` is checked against this node's copy, so two nodes can accept concurrent
+/// writes of one session; they converge to one of them everywhere.
+///
+/// Run it as a `Service`: it listens for peers, connects to them, copies the state of a ready peer, and only then
+/// reports ``isReady``.
+public final class SyncSessionStore: ReplicatedSessionStore {
+    public let configuration: ReplicationConfiguration
+    public let member: ReplicationMember
+
+    public init(
+        configuration: ReplicationConfiguration = .init(),
+        wallClock: WallClock = .system,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "concord.replication.sync")
+    ) {
+        self.configuration = configuration
+        self.member = ReplicationMember(
+            configuration: configuration, wallClock: wallClock, eventLoopGroup: eventLoopGroup, logger: logger,
+            makeHandler: SyncReplicaHandler.init)
+    }
+
+    public func addPeer(_ peer: ReplicationPeer) { node.addPeer(peer) }
+
+    public func removePeer(id: String) { node.removePeer(id: id) }
+
+    /// Listens for peers, connects to them, copies a ready peer's state (then reports ready), and sweeps expired
+    /// sessions, until cancelled or graceful shutdown.
+    public func run() async throws {
+        try await member.run(strategy: "sync", needsEveryPeer: false)
+    }
+
+    // MARK: SessionStore
+
+    public func load(id: String) async throws -> StoredSession? {
+        replica.load(id: id)
+    }
+
+    public func save(_ session: StoredSession, ttl: Duration, expectedVersion: UInt64?) async throws -> UInt64 {
+        let record = try replica.save(session, ttl: ttl, expectedVersion: expectedVersion)
+        await node.broadcast(record)
+        return record.version
+    }
+
+    public func delete(id: String) async throws {
+        await node.broadcast(replica.delete(id: id))
+    }
+
+    public func touch(id: String, ttl: Duration) async throws -> Bool {
+        guard let record = replica.touch(id: id, ttl: ttl) else { return false }
+        await node.broadcast(record)
+        return true
+    }
+
+    public func sessionIDs(forUser userID: String) async throws -> [String] {
+        replica.liveIDs(forUser: userID)
+    }
+}
+
+/// `sync`'s answers to peers: everyone should hold everything.
+private struct SyncReplicaHandler: ReplicaHandler {
+    let replica: LocalReplica
+    let readiness: ReplicationReadiness
+
+    var isReady: Bool { readiness.isReady }
+
+    func applyFromPeer(_ records: [ReplicationRecord], peerID: String) -> Int {
+        replica.apply(records).count
+    }
+
+    func records(forPeer peerID: String) -> [ReplicationRecord] { replica.snapshot() }
+
+    func records(ids: [String]) -> [ReplicationRecord] { replica.records(ids: ids) }
+
+    func records(forUser userID: String) -> [ReplicationRecord] { replica.liveRecords(forUser: userID) }
+}

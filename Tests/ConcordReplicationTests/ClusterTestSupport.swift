@@ -1,0 +1,114 @@
+import ConcordReplication
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+/// Settings that make a loopback cluster converge quickly in tests.
+func testConfiguration(nodeID: String, port: Int = 0, peers: [ReplicationPeer] = []) -> ReplicationConfiguration {
+    ReplicationConfiguration(
+        nodeID: nodeID, port: port, peers: peers, maximumFrameBytes: 1 << 20,
+        initialReconnectDelay: .milliseconds(20), maximumReconnectDelay: .milliseconds(200),
+        connectTimeout: .milliseconds(500), requestTimeout: .seconds(3), stateTransferTimeout: .seconds(3),
+        sweepInterval: .milliseconds(200))
+}
+
+/// Log lines from cluster tests: quiet unless CONCORD_TEST_LOG is set.
+let testLogger: Logger = {
+    var logger = Logger(label: "concord.replication.test")
+    logger.logLevel = ProcessInfo.processInfo.environment["CONCORD_TEST_LOG"] == nil ? .critical : .debug
+    return logger
+}()
+
+/// Polls `condition` every 10 ms until it holds or `timeout` passes; returns whether it held (a throw counts as
+/// "not yet").
+func eventually(timeout: Duration = .seconds(5), _ condition: () async throws -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now.advanced(by: timeout)
+    while ContinuousClock.now < deadline {
+        if (try? await condition()) == true { return true }
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+    return (try? await condition()) == true
+}
+
+/// In-process nodes on loopback, each a store running as a task; the test stops them all, also on failure.
+final class TestCluster<Store: Service & Sendable>: Sendable {
+    private struct Node {
+        var store: Store
+        var task: Task<Void, any Error>?
+    }
+
+    let make: @Sendable (ReplicationConfiguration) -> Store
+    let port: @Sendable (Store) async throws -> Int
+    private let nodes = Mutex<[Node]>([])
+    private let peerList = Mutex<[ReplicationPeer]>([])
+
+    init(
+        make: @escaping @Sendable (ReplicationConfiguration) -> Store,
+        port: @escaping @Sendable (Store) async throws -> Int
+    ) {
+        self.make = make
+        self.port = port
+    }
+
+    var peers: [ReplicationPeer] { peerList.withLock { $0 } }
+    var count: Int { nodes.withLock { $0.count } }
+
+    subscript(index: Int) -> Store { nodes.withLock { $0[index].store } }
+
+    var stores: [Store] { nodes.withLock { $0.map(\.store) } }
+
+    /// Starts a node with a free port and the current peers in its configuration; returns its index.
+    @discardableResult
+    func start(peered: Bool) async throws -> Int {
+        let index = count
+        let configuration = testConfiguration(nodeID: "node-\(index)", peers: peered ? peers : [])
+        let store = make(configuration)
+        nodes.withLock { $0.append(Node(store: store, task: Task { try await store.run() })) }
+        let peer = ReplicationPeer(id: "node-\(index)", host: "127.0.0.1", port: try await port(store))
+        peerList.withLock { $0.append(peer) }
+        return index
+    }
+
+    /// Stops node `index` (its port stays reserved for a restart).
+    func stop(_ index: Int) async {
+        let task = nodes.withLock { nodes in
+            defer { nodes[index].task = nil }
+            return nodes[index].task
+        }
+        task?.cancel()
+        _ = await task?.result
+    }
+
+    /// Starts node `index` again on its old port, configured with every other node as a peer.
+    func restart(_ index: Int) async throws -> Store {
+        await stop(index)
+        let all = peers
+        let configuration = testConfiguration(
+            nodeID: all[index].id, port: all[index].port, peers: all.filter { $0.id != all[index].id })
+        let store = make(configuration)
+        nodes.withLock { $0[index] = Node(store: store, task: Task { try await store.run() }) }
+        return store
+    }
+
+    func stopAll() async {
+        for index in 0..<count { await stop(index) }
+    }
+
+    /// Runs `body` on a cluster and stops every node afterwards, whether `body` succeeds or throws.
+    static func with(
+        make: @escaping @Sendable (ReplicationConfiguration) -> Store,
+        port: @escaping @Sendable (Store) async throws -> Int,
+        _ body: (TestCluster<Store>) async throws -> Void
+    ) async throws {
+        let cluster = TestCluster(make: make, port: port)
+        do {
+            try await body(cluster)
+        } catch {
+            await cluster.stopAll()
+            throw error
+        }
+        await cluster.stopAll()
+    }
+}

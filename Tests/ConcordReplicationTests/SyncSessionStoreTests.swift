@@ -1,0 +1,140 @@
+import ConcordSessions
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import ConcordReplication
+
+@Suite(.timeLimit(.minutes(1))) struct SyncSessionStoreTests {
+    /// Starts `count` sync nodes, each joining the ones before it, then peers the earlier ones back.
+    static func withSyncCluster(count: Int, _ body: (TestCluster<SyncSessionStore>) async throws -> Void) async throws {
+        try await TestCluster<SyncSessionStore>.with(
+            make: { SyncSessionStore(configuration: $0, logger: testLogger) },
+            port: { try await $0.listeningPort() }
+        ) { cluster in
+            for _ in 0..<count { try await cluster.start(peered: true) }
+            let peers = cluster.peers
+            for (index, store) in cluster.stores.enumerated() {
+                for peer in peers[(index + 1)...] where !store.peers.contains(peer) { store.addPeer(peer) }
+                try await store.waitUntilReady()
+            }
+            try await body(cluster)
+        }
+    }
+
+    @Test func writesTouchesAndDeletesReachEveryPeer() async throws {
+        try await Self.withSyncCluster(count: 3) { cluster in
+            let writer = cluster[1]
+            for index in 0..<50 {
+                _ = try await writer.save(
+                    StoredSession(id: "s\(index)", payload: [UInt8(index)], userID: "u\(index % 5)"),
+                    ttl: .seconds(60), expectedVersion: 0)
+            }
+            for store in cluster.stores {
+                #expect(await eventually { try await store.load(id: "s49")?.payload == [49] })
+                #expect(try await store.load(id: "s7")?.version == 1)
+                #expect(try await store.sessionIDs(forUser: "u2").count == 10)
+            }
+            #expect(try await cluster[2].save(StoredSession(id: "s0", payload: [99]), ttl: .seconds(60), expectedVersion: 1) == 2)
+            try await cluster[0].delete(id: "s1")
+            for store in cluster.stores {
+                #expect(await eventually { try await store.load(id: "s0")?.payload == [99] })
+                #expect(await eventually { try await store.load(id: "s1") == nil })
+            }
+            #expect(cluster[1].statistics.bytesSent > 0)
+        }
+    }
+
+    @Test func concurrentWritersConvergeToOneValue() async throws {
+        try await Self.withSyncCluster(count: 3) { cluster in
+            let stores = cluster.stores
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (index, store) in stores.enumerated() {
+                    group.addTask {
+                        for round in 0..<40 {
+                            _ = try await store.save(
+                                StoredSession(id: "shared-\(round % 4)", payload: [UInt8(index), UInt8(round)]),
+                                ttl: .seconds(60), expectedVersion: nil)
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            for key in 0..<4 {
+                let converged = await eventually {
+                    let values = try await stores.asyncMap { try await $0.load(id: "shared-\(key)") }
+                    return values.allSatisfy { $0 != nil && $0 == values[0] }
+                }
+                #expect(converged, "shared-\(key) did not converge")
+            }
+        }
+    }
+
+    @Test func restartedNodeRecoversStateBeforeReportingReady() async throws {
+        try await Self.withSyncCluster(count: 3) { cluster in
+            for index in 0..<100 {
+                _ = try await cluster[0].save(
+                    StoredSession(id: "before-\(index)", payload: [1]), ttl: .seconds(60), expectedVersion: nil)
+            }
+            #expect(await eventually { try await cluster[2].load(id: "before-99") != nil })
+            await cluster.stop(2)
+            // Written while node 2 is down: it must still end up with these.
+            for index in 0..<20 {
+                _ = try await cluster[1].save(
+                    StoredSession(id: "during-\(index)", payload: [2]), ttl: .seconds(60), expectedVersion: nil)
+            }
+            try await cluster[0].delete(id: "before-0")
+            let restarted = try await cluster.restart(2)
+            #expect(!restarted.isReady || restarted.localRecordCount > 0)
+            try await restarted.waitUntilReady()
+            #expect(restarted.localRecordCount >= 120)
+            #expect(try await restarted.load(id: "before-50") != nil)
+            #expect(try await restarted.load(id: "during-19")?.payload == [2])
+            #expect(try await restarted.load(id: "before-0") == nil)
+            // And it takes part again: its writes reach the others.
+            _ = try await restarted.save(StoredSession(id: "after", payload: [3]), ttl: .seconds(60), expectedVersion: nil)
+            #expect(await eventually { try await cluster[0].load(id: "after") != nil })
+        }
+    }
+
+    @Test func peerSendingGarbageIsCutOffAndOthersKeepWorking() async throws {
+        try await Self.withSyncCluster(count: 3) { cluster in
+            let target = cluster[0]
+            let port = try await target.listeningPort()
+            for garbage in [[UInt8](repeating: 0xFF, count: 16), Array("GET / HTTP/1.1\r\n\r\n".utf8)] {
+                let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                    .connect(host: "127.0.0.1", port: port).get()
+                try await channel.writeAndFlush(ByteBuffer(bytes: garbage)).get()
+                // The node closes the connection; bounded wait.
+                let closed = await eventually(timeout: .seconds(3)) { !channel.isActive }
+                #expect(closed)
+                try? await channel.close().get()
+            }
+            #expect(target.statistics.peersCutOff >= 2)
+            _ = try await cluster[1].save(StoredSession(id: "still", payload: [1]), ttl: .seconds(60), expectedVersion: nil)
+            #expect(await eventually { try await target.load(id: "still") != nil })
+            _ = try await target.save(StoredSession(id: "still-2", payload: [1]), ttl: .seconds(60), expectedVersion: nil)
+            #expect(await eventually { try await cluster[2].load(id: "still-2") != nil })
+        }
+    }
+
+    @Test func removedPeerNoLongerReceivesWrites() async throws {
+        try await Self.withSyncCluster(count: 3) { cluster in
+            let removed = cluster.peers[2]
+            cluster[0].removePeer(id: removed.id)
+            #expect(!cluster[0].peers.contains(removed))
+            _ = try await cluster[0].save(StoredSession(id: "x", payload: [1]), ttl: .seconds(60), expectedVersion: nil)
+            #expect(await eventually { try await cluster[1].load(id: "x") != nil })
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(try await cluster[2].load(id: "x") == nil)
+        }
+    }
+}
+
+extension Sequence where Element: Sendable {
+    func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var results: [T] = []
+        for element in self { results.append(try await transform(element)) }
+        return results
+    }
+}
