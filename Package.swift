@@ -139,6 +139,8 @@ let package = Package(
                 "ConcordReplication",
                 "ConcordSessions",
                 "ConcordHummingbird",
+                "ConcordSQLite",
+                "ConcordPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
