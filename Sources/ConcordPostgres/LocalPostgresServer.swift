@@ -28,8 +28,13 @@ public final class LocalPostgresServer: Sendable {
     }
 
     /// Settings for a ``PostgresSessionStore`` talking to this server.
+    /// Timeouts are generous (10 s): this server shares a small machine with the test suite or benchmark that
+    /// started it, and a slow answer there is load, not an outage.
     public func storeConfiguration(tableName: String = "concord_sessions") -> PostgresSessionStoreConfiguration {
-        PostgresSessionStoreConfiguration(host: "127.0.0.1", port: port, tls: .disable, tableName: tableName)
+        PostgresSessionStoreConfiguration(
+            host: "127.0.0.1", port: port, tls: .disable, tableName: tableName,
+            connectTimeout: .seconds(10), operationTimeout: .seconds(10)
+        )
     }
 
     /// The server's URL (user `postgres`, no password).
