@@ -34,6 +34,14 @@ public final class SessionManager<Value: SessionValue>: Sendable {
     /// Refused cookies since start, by reason.
     public var rejectionCounts: [SessionRejection: Int] { rejections.withLock { $0 } }
 
+    /// Ends every session of `userID` (after a password change, or "log out everywhere").
+    /// - Returns: how many sessions were deleted. Sealed-cookie sessions live only in browsers and cannot be
+    ///   revoked before they expire, so the client strategy returns 0; keep its timeouts short if that matters.
+    public func destroyAllSessions(ofUser userID: String) async throws -> Int {
+        guard let store = configuration.strategy.store else { return 0 }
+        return try await store.deleteAll(forUser: userID)
+    }
+
     // MARK: Load
 
     /// Reads the session `cookieValue` names (the session cookie's value, if the request had one) into `handle`.
