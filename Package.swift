@@ -19,6 +19,8 @@ let package = Package(
         .library(name: "ConcordLab", targets: ["ConcordLab"]),
         .library(name: "ConcordRedis", targets: ["ConcordRedis"]),
         .library(name: "ConcordReplication", targets: ["ConcordReplication"]),
+        .library(name: "ConcordSQLite", targets: ["ConcordSQLite"]),
+        .library(name: "ConcordPostgres", targets: ["ConcordPostgres"]),
     ],
     dependencies: [
         // Declared once here; SwiftPM builds only what a target uses.
@@ -106,6 +108,26 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "ConcordSQLite",
+            dependencies: [
+                "ConcordSessions",
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ConcordPostgres",
+            dependencies: [
+                "ConcordSessions",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: The command-line tool
         .executableTarget(
@@ -117,6 +139,8 @@ let package = Package(
                 "ConcordReplication",
                 "ConcordSessions",
                 "ConcordHummingbird",
+                "ConcordSQLite",
+                "ConcordPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
@@ -175,6 +199,24 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ConcordSQLiteTests",
+            dependencies: [
+                "ConcordSQLite",
+                "ConcordSessionsTesting",
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ConcordPostgresTests",
+            dependencies: [
+                "ConcordPostgres",
+                "ConcordSessionsTesting",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             swiftSettings: swiftSettings
         ),
