@@ -26,9 +26,9 @@ public final class SessionManager<Value: SessionValue>: Sendable {
         try configuration.validate()
         self.configuration = configuration
         self.wallClock = wallClock
-        self.idleTimeout = configuration.idleTimeout.wholeMilliseconds
-        self.absoluteTimeout = configuration.absoluteTimeout.wholeMilliseconds
-        self.touchInterval = configuration.touchInterval.wholeMilliseconds
+        self.idleTimeout = configuration.idleTimeout.clampedMilliseconds
+        self.absoluteTimeout = configuration.absoluteTimeout.clampedMilliseconds
+        self.touchInterval = configuration.touchInterval.clampedMilliseconds
     }
 
     /// Refused cookies since start, by reason.
