@@ -48,6 +48,23 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "ConcordProxy",
+            dependencies: [
+                "ConcordHashing",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "ConcordSessions",
             dependencies: [
                 .product(name: "Crypto", package: "swift-crypto")
@@ -134,6 +151,7 @@ let package = Package(
             name: "concord",
             dependencies: [
                 "ConcordHashing",
+                "ConcordProxy",
                 "ConcordLab",
                 "ConcordRedis",
                 "ConcordReplication",
@@ -143,6 +161,8 @@ let package = Package(
                 "ConcordPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -169,6 +189,17 @@ let package = Package(
         .testTarget(
             name: "ConcordHashingTests",
             dependencies: ["ConcordHashing"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ConcordProxyTests",
+            dependencies: [
+                "ConcordProxy",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -38,6 +38,8 @@ extension StoreBenchmarkBackend {
         var configuration = try server?.storeConfiguration(tableName: "bench_sessions")
             ?? PostgresSessionStoreConfiguration(url: url!)
         configuration.maximumConnections = 64
+        // A benchmark on a busy machine measures throughput; an outage is not what it looks for.
+        configuration.operationTimeout = .seconds(10)
         let postgres = PostgresSessionStore(configuration: configuration)
         let running = Task { try await postgres.run() }
         let stop: @Sendable () async -> Void = {
