@@ -68,7 +68,9 @@ let package = Package(
             dependencies: [
                 "ConcordHashing",
                 "ConcordReplication",
+                "ConcordSessions",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -15,6 +15,7 @@ public final class ReplicationMember: Sendable {
         configuration: ReplicationConfiguration,
         wallClock: WallClock,
         eventLoopGroup: any EventLoopGroup,
+        onRemoteApply: RemoteApplyObserver?,
         logger: Logger,
         makeHandler: (LocalReplica, ReplicationReadiness) -> any ReplicaHandler
     ) {
@@ -26,7 +27,7 @@ public final class ReplicationMember: Sendable {
         self.logger = logger
         self.node = ReplicationNode(
             configuration: configuration, handler: makeHandler(replica, readiness),
-            eventLoopGroup: eventLoopGroup, logger: logger)
+            eventLoopGroup: eventLoopGroup, onRemoteApply: onRemoteApply, logger: logger)
     }
 
     var configuration: ReplicationConfiguration { node.configuration }

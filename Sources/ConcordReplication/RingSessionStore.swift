@@ -25,6 +25,7 @@ public final class RingSessionStore: ReplicatedSessionStore {
         configuration: RingSessionStoreConfiguration = .init(),
         wallClock: WallClock = .system,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        onRemoteApply: RemoteApplyObserver? = nil,
         logger: Logger = Logger(label: "concord.replication.ring")
     ) {
         self.configuration = configuration
@@ -34,7 +35,8 @@ public final class RingSessionStore: ReplicatedSessionStore {
             algorithm: configuration.algorithm, gracePeriod: configuration.handoffGracePeriod)
         self.placement = placement
         self.member = ReplicationMember(
-            configuration: replication, wallClock: wallClock, eventLoopGroup: eventLoopGroup, logger: logger
+            configuration: replication, wallClock: wallClock, eventLoopGroup: eventLoopGroup,
+            onRemoteApply: onRemoteApply, logger: logger
         ) { replica, readiness in
             RingReplicaHandler(replica: replica, placement: placement, readiness: readiness)
         }
@@ -218,8 +220,8 @@ private struct RingReplicaHandler: ReplicaHandler {
 
     var isReady: Bool { readiness.isReady }
 
-    func applyFromPeer(_ records: [ReplicationRecord], peerID: String) -> Int {
-        replica.apply(records).count
+    func applyFromPeer(_ records: [ReplicationRecord], peerID: String) -> [ReplicationRecord] {
+        replica.apply(records)
     }
 
     func records(forPeer peerID: String) -> [ReplicationRecord] {

@@ -1,30 +1,28 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
 #endif
 
 /// Milliseconds since 1970. Session expiry is absolute wall-clock time so that every node agrees on it (nodes are
-/// expected to run NTP; the hybrid logical clock, not the wall clock, orders writes).
+/// expected to run NTP; the hybrid logical clock, not the wall clock, orders writes). Tests inject their own.
 public struct WallClock: Sendable {
-    private let read: @Sendable () -> UInt64
+    private let read: @Sendable () -> Int64
 
-    /// A clock that reads `read` (tests pass a settable one).
-    public init(_ read: @escaping @Sendable () -> UInt64) {
-        self.read = read
+    /// A clock reading `millisecondsSince1970`.
+    public init(millisecondsSince1970: @escaping @Sendable () -> Int64) {
+        self.read = millisecondsSince1970
     }
 
+    /// Now, in milliseconds since 1970.
+    public var now: Int64 { read() }
+
     /// The system's real-time clock.
-    public static let system = WallClock { UInt64(max(0, Date().timeIntervalSince1970 * 1000)) }
-
-    public func milliseconds() -> UInt64 { read() }
-}
-
-extension Duration {
-    /// Whole milliseconds, rounded down, never negative.
-    var wholeMilliseconds: UInt64 {
-        let (seconds, attoseconds) = components
-        guard seconds >= 0 else { return 0 }
-        return UInt64(seconds) * 1000 + UInt64(attoseconds / 1_000_000_000_000_000)
+    public static let system = WallClock {
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME, &time)
+        return Int64(time.tv_sec) * 1000 + Int64(time.tv_nsec) / 1_000_000
     }
 }
