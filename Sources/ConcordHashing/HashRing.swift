@@ -66,7 +66,7 @@ public struct HashRing: NodeSelection {
     }
 
     /// The share of the 64-bit key space each node owns (exact, no sampling): the ring's intrinsic balance.
-    public func keySpaceShares() -> [Double] {
+    public var keySpaceShares: [Double]? {
         var shares = Array(repeating: 0.0, count: nodes.count)
         let scale = 1.0 / 18_446_744_073_709_551_616.0
         for i in points.indices {

@@ -55,5 +55,7 @@ public struct JumpHash: NodeSelection {
         }
     }
 
+    public var keySpaceShares: [Double]? { NodeSetValidation.weightShares(nodes) }
+
     public var memoryBytes: Int { nodes.count * MemoryLayout<Node>.stride + (buckets?.count ?? 0) * 4 }
 }

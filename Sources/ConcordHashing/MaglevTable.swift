@@ -94,5 +94,9 @@ public struct MaglevTable: NodeSelection {
         return counts
     }
 
+    public var keySpaceShares: [Double]? {
+        slotCounts().map { Double($0) / Double(table.count) }
+    }
+
     public var memoryBytes: Int { nodes.count * MemoryLayout<Node>.stride + table.count * MemoryLayout<Int32>.stride }
 }

@@ -35,5 +35,7 @@ public struct ModuloHash: NodeSelection {
         }
     }
 
+    public var keySpaceShares: [Double]? { NodeSetValidation.weightShares(nodes) }
+
     public var memoryBytes: Int { nodes.count * MemoryLayout<Node>.stride + (slots?.count ?? 0) * 4 }
 }

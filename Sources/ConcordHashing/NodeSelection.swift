@@ -16,9 +16,15 @@ public protocol NodeSelection: Sendable {
 
     /// Approximate bytes held by the structure (for the benchmark's memory column).
     var memoryBytes: Int { get }
+
+    /// The exact share of the key space each node owns, where the structure defines it (ring arcs, table slots,
+    /// buckets); `nil` where only sampling can tell (rendezvous). Free of the noise that sampling keys adds.
+    var keySpaceShares: [Double]? { get }
 }
 
 extension NodeSelection {
+    public var keySpaceShares: [Double]? { nil }
+
     /// The node that owns `key`.
     public func owner(for key: some StringProtocol) -> Node {
         nodes[ownerIndex(for: KeyHash.hash(key))]
@@ -79,6 +85,12 @@ enum NodeSetValidation {
             slots.append(contentsOf: repeatElement(Int32(index), count: node.weight))
         }
         return slots
+    }
+
+    /// Each node's share when node `i` owns `weight` of the equal-sized slots.
+    static func weightShares(_ nodes: [Node]) -> [Double] {
+        let total = Double(nodes.reduce(0) { $0 + $1.weight })
+        return nodes.map { Double($0.weight) / total }
     }
 }
 

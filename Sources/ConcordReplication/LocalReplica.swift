@@ -10,7 +10,7 @@ final class LocalReplica: Sendable {
     }
 
     let nodeID: String
-    private let wallClock: WallClock
+    private let wallClock: SessionWallClock
     private let maximumSessionBytes: Int
     private let tombstoneLifetime: UInt64
     private let state = Mutex(State())
@@ -18,7 +18,7 @@ final class LocalReplica: Sendable {
     /// Longest id or user id accepted; keeps every string well inside a frame's 16-bit length fields.
     static let maximumIdentifierBytes = 1024
 
-    init(nodeID: String, wallClock: WallClock, maximumSessionBytes: Int, tombstoneLifetime: Duration) {
+    init(nodeID: String, wallClock: SessionWallClock, maximumSessionBytes: Int, tombstoneLifetime: Duration) {
         self.nodeID = nodeID
         self.wallClock = wallClock
         self.maximumSessionBytes = maximumSessionBytes
@@ -35,6 +35,26 @@ final class LocalReplica: Sendable {
             return nil
         }
         return StoredSession(id: id, payload: payload, version: record.version, userID: record.userID)
+    }
+
+    /// The live session among the local copy of `id` and `others` (e.g. holders' answers), by last-writer-wins,
+    /// without storing `others`.
+    func load(id: String, mergedWith others: [ReplicationRecord]) -> StoredSession? {
+        guard !others.isEmpty else { return load(id: id) }
+        let now = nowMilliseconds
+        var newest = record(id: id)
+        for other in others where other.id == id {
+            if let current = newest, !other.supersedes(current) { continue }
+            newest = other
+        }
+        guard let newest, newest.isLive(at: now), let payload = newest.payload else { return nil }
+        return StoredSession(id: id, payload: payload, version: newest.version, userID: newest.userID)
+    }
+
+    /// A hybrid-clock timestamp `milliseconds` before now, for age comparisons.
+    func hybridTimestamp(millisecondsAgo milliseconds: UInt64) -> UInt64 {
+        let now = nowMilliseconds
+        return (now > milliseconds ? now - milliseconds : 0) << HybridLogicalClock.logicalBits
     }
 
     /// The stored record for `id` (live, expired or tombstone), for merging read-through answers.

@@ -1,3 +1,4 @@
+import ConcordSessions
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -13,7 +14,7 @@ public final class ReplicationMember: Sendable {
 
     init(
         configuration: ReplicationConfiguration,
-        wallClock: WallClock,
+        wallClock: SessionWallClock,
         eventLoopGroup: any EventLoopGroup,
         onRemoteApply: RemoteApplyObserver?,
         logger: Logger,

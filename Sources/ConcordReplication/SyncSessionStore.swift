@@ -19,7 +19,7 @@ public final class SyncSessionStore: ReplicatedSessionStore {
 
     public init(
         configuration: ReplicationConfiguration = .init(),
-        wallClock: WallClock = .system,
+        wallClock: SessionWallClock = .system,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         onRemoteApply: RemoteApplyObserver? = nil,
         logger: Logger = Logger(label: "concord.replication.sync")

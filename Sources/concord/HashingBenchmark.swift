@@ -8,6 +8,8 @@ struct HashingBenchmark {
         var nodes: Int
         var lookupNanos: Double
         var peakToMean: Double
+        /// Peak/mean of the exact key-space shares (no sampling noise); `nil` where the structure has none.
+        var exactPeakToMean: Double?
         var movedOnAdd: Double
         var movedOnRemove: Double
         var idealMovedOnAdd: Double
@@ -54,7 +56,8 @@ struct HashingBenchmark {
         let movedOnRemove = Self.moved(owners, selection.nodes, keyHashes.map { removed.ownerIndex(for: $0) }, removed.nodes)
         return Result(
             algorithm: name, nodes: n, lookupNanos: timeLookups { selection.ownerIndex(for: $0) },
-            peakToMean: Self.peakToMean(owners, nodeCount: n), movedOnAdd: movedOnAdd, movedOnRemove: movedOnRemove,
+            peakToMean: Self.peakToMean(owners, nodeCount: n), exactPeakToMean: Self.peakToMean(selection.keySpaceShares),
+            movedOnAdd: movedOnAdd, movedOnRemove: movedOnRemove,
             idealMovedOnAdd: 1 / Double(n + 1), idealMovedOnRemove: 1 / Double(n),
             buildMillis: buildTime, memoryBytes: selection.memoryBytes, keys: keyHashes.count
         )
@@ -81,7 +84,7 @@ struct HashingBenchmark {
         }
         return Result(
             algorithm: "bounded", nodes: n, lookupNanos: nanos,
-            peakToMean: Self.peakToMean(owners, nodeCount: n),
+            peakToMean: Self.peakToMean(owners, nodeCount: n), exactPeakToMean: nil,
             movedOnAdd: Self.moved(owners, sets.base, added, sets.added),
             movedOnRemove: Self.moved(owners, sets.base, removed, sets.removed),
             idealMovedOnAdd: 1 / Double(n + 1), idealMovedOnRemove: 1 / Double(n),
@@ -101,33 +104,31 @@ struct HashingBenchmark {
         return owners
     }
 
-    /// Nanoseconds per lookup: one warm-up pass, then passes until 200 ms or 4 passes, over a 64 Ki-key window
-    /// (so the keys stay in cache and the structure's own memory behaviour shows).
+    /// Nanoseconds of this thread's CPU time per lookup: one warm-up pass, then passes until 200 ms or 4 passes,
+    /// over a 64 Ki-key window (so the keys stay in cache and the structure's own memory behaviour shows).
+    /// CPU time rather than wall time, so other work on the machine does not inflate the figure.
     private func timeLookups(_ lookup: (UInt64) -> Int) -> Double {
         let window = Array(keyHashes.prefix(65_536))
         var sink = 0
         for key in window.prefix(4_096) { sink &+= lookup(key) }
         var lookups = 0
-        let clock = ContinuousClock()
-        let start = clock.now
-        var elapsed = Duration.zero
+        let start = ThreadCPUClock.nanoseconds()
+        var elapsed: UInt64 = 0
         repeat {
             for key in window { sink &+= lookup(key) }
             lookups += window.count
-            elapsed = start.duration(to: clock.now)
-        } while elapsed < .milliseconds(200) && lookups < 4 * window.count
+            elapsed = ThreadCPUClock.nanoseconds() - start
+        } while elapsed < 200_000_000 && lookups < 4 * window.count
         precondition(sink != Int.min)  // keeps the optimiser from dropping the loop
-        let (seconds, attoseconds) = elapsed.components
-        return (Double(seconds) * 1e9 + Double(attoseconds) / 1e9) / Double(lookups)
+        return Double(elapsed) / Double(lookups)
     }
 
     private static func medianMillis(runs: Int, _ body: () throws -> Void) throws -> Double {
         var times: [Double] = []
         for _ in 0..<runs {
-            let start = ContinuousClock.now
+            let start = ThreadCPUClock.nanoseconds()
             try body()
-            let (s, atto) = start.duration(to: .now).components
-            times.append(Double(s) * 1e3 + Double(atto) / 1e15)
+            times.append(Double(ThreadCPUClock.nanoseconds() - start) / 1e6)
         }
         return times.sorted()[runs / 2]
     }
@@ -136,6 +137,11 @@ struct HashingBenchmark {
         var loads = Array(repeating: 0, count: nodeCount)
         for owner in owners { loads[owner] += 1 }
         return Double(loads.max() ?? 0) / (Double(owners.count) / Double(nodeCount))
+    }
+
+    private static func peakToMean(_ shares: [Double]?) -> Double? {
+        guard let shares, let peak = shares.max() else { return nil }
+        return peak * Double(shares.count) / shares.reduce(0, +)
     }
 
     /// Fraction of keys whose owner (by node id) differs between two memberships.

@@ -229,7 +229,7 @@ struct ReplicationBenchmark {
         let filled = await Self.waitUntil(timeout: .seconds(60)) {
             cluster.stores.map(\.localRecordCount).reduce(0, +) >= sessions * copies
         }
-        guard filled else { throw BenchError("the cluster did not replicate \(sessions) sessions within 60 s") }
+        guard filled else { throw ReplicationBenchError("the cluster did not replicate \(sessions) sessions within 60 s") }
         let last = cluster.stores.count - 1
         let expected = cluster.stores[last].localRecordCount
         let started = ContinuousClock.now
@@ -239,7 +239,7 @@ struct ReplicationBenchmark {
         let copied = restarted.localRecordCount
         await cluster.stop()
         guard copied == expected else {
-            throw BenchError("the restarted node holds \(copied) sessions, expected \(expected)")
+            throw ReplicationBenchError("the restarted node holds \(copied) sessions, expected \(expected)")
         }
         return RejoinResult(
             strategy: strategy.rawValue, nodes: cluster.stores.count, sessions: sessions, recordsCopied: copied,
@@ -297,13 +297,13 @@ struct ReplicationBenchmark {
     }
 }
 
-struct BenchError: Error, CustomStringConvertible {
+struct ReplicationBenchError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
 }
 
 extension Duration {
-    var seconds: Double {
+    fileprivate var seconds: Double {
         let (seconds, attoseconds) = components
         return Double(seconds) + Double(attoseconds) / 1e18
     }

@@ -22,6 +22,6 @@ struct TextTable {
 
     private static func isNumeric(_ cell: String) -> Bool {
         guard let first = cell.first else { return false }
-        return first.isNumber || (first == "-" && cell.count > 1) || first == "<"
+        return first.isNumber || first == "-" || first == "<"
     }
 }

@@ -6,9 +6,9 @@ import Musl
 import Darwin
 #endif
 
-/// Milliseconds since 1970. Session expiry is absolute wall-clock time so that every node agrees on it (nodes are
-/// expected to run NTP; the hybrid logical clock, not the wall clock, orders writes). Tests inject their own.
-public struct WallClock: Sendable {
+/// Calendar time in milliseconds since 1970, for timestamps that must mean the same on every server and inside
+/// sealed cookies (created, last access, expiry). Monotonic clocks cannot do that; tests inject their own.
+public struct SessionWallClock: Sendable {
     private let read: @Sendable () -> Int64
 
     /// A clock reading `millisecondsSince1970`.
@@ -20,9 +20,17 @@ public struct WallClock: Sendable {
     public var now: Int64 { read() }
 
     /// The system's real-time clock.
-    public static let system = WallClock {
+    public static let system = SessionWallClock {
         var time = timespec()
         clock_gettime(CLOCK_REALTIME, &time)
         return Int64(time.tv_sec) * 1000 + Int64(time.tv_nsec) / 1_000_000
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds (rounded down), for wall-clock arithmetic.
+    var wholeMilliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
 }

@@ -1,0 +1,179 @@
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A Redis client for one server or a Redis Cluster: pooled, pipelined connections; commands are routed by their
+/// key's slot in a cluster, following MOVED/ASK redirections and refreshing the slot table (`CLUSTER SLOTS`).
+///
+/// Error replies are thrown as ``RedisClientError/server(_:)``; everything else that goes wrong (refused, closed,
+/// timed out, backing off) is another ``RedisClientError``. Nothing waits longer than the configured timeouts.
+public final class RedisClient: Sendable {
+    public let configuration: RedisClientConfiguration
+    private let eventLoopGroup: any EventLoopGroup
+    private let logger: Logger
+    private let state: Mutex<State>
+
+    private struct State: Sendable {
+        var pools: [RedisEndpoint: RedisConnectionPool] = [:]
+        var topology = RedisClusterTopology()
+        /// The one refresh in flight; concurrent commands wait for it instead of starting their own.
+        var refresh: Task<RedisClusterTopology, any Error>?
+        var isShutDown = false
+    }
+
+    public init(
+        configuration: RedisClientConfiguration,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "concord.redis")
+    ) throws(RedisClientError) {
+        guard !configuration.endpoints.isEmpty else { throw .invalidConfiguration("no Redis endpoint given") }
+        if configuration.isCluster, let endpoint = configuration.endpoints.first(where: { $0.database != 0 }) {
+            throw .invalidConfiguration("Redis Cluster has only database 0, \(endpoint) asks for another")
+        }
+        self.configuration = configuration
+        self.eventLoopGroup = eventLoopGroup
+        self.logger = logger
+        self.state = Mutex(State())
+    }
+
+    /// Sends `command` and returns its reply.
+    /// - Throws: ``RedisClientError``; error replies as ``RedisClientError/server(_:)``.
+    public func send(_ command: RedisCommand) async throws(RedisClientError) -> RESPValue {
+        try await execute(routingKey: command.routingKey) { connection, asking throws(RedisClientError) in
+            asking ? try await connection.send([.asking(), command])[1] : try await connection.send(command)
+        }
+    }
+
+    /// Runs `operation` on a connection to the node that serves `routingKey` (in a cluster, following MOVED/ASK;
+    /// `asking` tells the operation to prefix `ASKING`), and throws error replies.
+    func execute(
+        routingKey: ByteBuffer?,
+        _ operation: (RedisConnection, _ asking: Bool) async throws(RedisClientError) -> RESPValue
+    ) async throws(RedisClientError) -> RESPValue {
+        let reply: RESPValue
+        if configuration.isCluster {
+            reply = try await executeInCluster(routingKey: routingKey, operation)
+        } else {
+            reply = try await operation(pool(for: configuration.endpoints[0]).connection(), false)
+        }
+        if case .error(let message) = reply { throw .server(message) }
+        return reply
+    }
+
+    /// Closes every connection. Later commands fail with ``RedisClientError/shutDown``.
+    public func shutdown() {
+        let pools = state.withLock { state in
+            state.isShutDown = true
+            state.refresh?.cancel()
+            return Array(state.pools.values)
+        }
+        for pool in pools { pool.close() }
+    }
+
+    private func pool(for endpoint: RedisEndpoint) throws(RedisClientError) -> RedisConnectionPool {
+        let pool = state.withLock { state -> RedisConnectionPool? in
+            guard !state.isShutDown else { return nil }
+            if let pool = state.pools[endpoint] { return pool }
+            let pool = RedisConnectionPool(
+                endpoint: endpoint, configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger)
+            state.pools[endpoint] = pool
+            return pool
+        }
+        guard let pool else { throw .shutDown }
+        return pool
+    }
+
+    // MARK: Cluster
+
+    private func executeInCluster(
+        routingKey: ByteBuffer?,
+        _ operation: (RedisConnection, _ asking: Bool) async throws(RedisClientError) -> RESPValue
+    ) async throws(RedisClientError) -> RESPValue {
+        let slot = routingKey.map { RedisClusterSlot.slot(forKey: $0) }
+        var target = try await node(forSlot: slot)
+        var asking = false
+        for _ in 0...configuration.maximumRedirections {
+            let reply: RESPValue
+            do {
+                reply = try await operation(pool(for: target).connection(), asking)
+            } catch {
+                // The node may have failed over or left: learn the new layout for the next command.
+                if !error.isServerError { startRefresh() }
+                throw error
+            }
+            guard case .error(let message) = reply else { return reply }
+            if let redirection = RedisClusterRedirection(errorMessage: message) {
+                let host = redirection.host.isEmpty ? target.host : redirection.host
+                target = RedisEndpoint(
+                    host: host, port: redirection.port, username: target.username, password: target.password)
+                asking = redirection.isAsk
+                if !redirection.isAsk {
+                    let node = target
+                    state.withLock { $0.topology.assign(slot: redirection.slot, to: node) }
+                    startRefresh()
+                }
+                continue
+            }
+            if message.hasPrefix("TRYAGAIN") || message.hasPrefix("CLUSTERDOWN") {
+                // A resharding or failover is under way; a short pause usually lets it settle.
+                try? await Task.sleep(for: .milliseconds(20))
+                asking = false
+                continue
+            }
+            return reply
+        }
+        throw .tooManyRedirections(configuration.maximumRedirections)
+    }
+
+    /// The node for `slot` (any known node for keyless commands), loading the slot table first if needed.
+    private func node(forSlot slot: Int?) async throws(RedisClientError) -> RedisEndpoint {
+        var topology = state.withLock { $0.topology }
+        if topology.isEmpty { topology = try await refreshTopology() }
+        guard let slot else { return topology.nodes.first ?? configuration.endpoints[0] }
+        return topology.node(forSlot: slot) ?? topology.nodes.first ?? configuration.endpoints[0]
+    }
+
+    private func startRefresh() {
+        Task { [self] in _ = try? await refreshTopology() }
+    }
+
+    /// Asks the known nodes, then the configured seeds, for `CLUSTER SLOTS` until one answers; single-flight.
+    @discardableResult
+    func refreshTopology() async throws(RedisClientError) -> RedisClusterTopology {
+        let task = state.withLock { state -> Task<RedisClusterTopology, any Error> in
+            if let refresh = state.refresh { return refresh }
+            let candidates = state.topology.nodes + configuration.endpoints.filter { !state.topology.nodes.contains($0) }
+            let refresh = Task { [self] in try await self.loadTopology(from: candidates) }
+            state.refresh = refresh
+            return refresh
+        }
+        do {
+            let topology = try await task.value
+            state.withLock { state in
+                state.topology = topology
+                state.refresh = nil
+            }
+            return topology
+        } catch {
+            state.withLock { $0.refresh = nil }
+            throw error as? RedisClientError ?? .connectionFailed("\(error)")
+        }
+    }
+
+    private func loadTopology(from candidates: [RedisEndpoint]) async throws(RedisClientError) -> RedisClusterTopology {
+        var lastError = RedisClientError.connectionFailed("no cluster node known")
+        for candidate in candidates {
+            do throws(RedisClientError) {
+                let reply = try await pool(for: candidate).send(.clusterSlots())
+                if case .error(let message) = reply { throw RedisClientError.server(message) }
+                let topology = try RedisClusterTopology(clusterSlots: reply, seed: candidate)
+                logger.debug("redis cluster topology", metadata: ["nodes": "\(topology.nodes)"])
+                return topology
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError
+    }
+}

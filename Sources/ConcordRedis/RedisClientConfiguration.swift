@@ -1,0 +1,60 @@
+/// How a ``RedisClient`` connects: which servers, how many connections, and how long it waits.
+///
+/// Defaults:
+/// - `cluster`: `nil` = automatic: one endpoint is a single server, several endpoints are Redis Cluster seeds.
+/// - `maximumConnectionsPerNode`: 4 pipelined connections per server (commands from many tasks share them).
+/// - `connectTimeout`: 2 s for TCP connect plus the AUTH/SELECT handshake.
+/// - `commandTimeout`: 2 s from sending a command to its reply; on expiry the connection is closed (a late reply
+///   would otherwise be matched to the wrong command) and pending commands fail.
+/// - `reconnectBackoff`: 50 ms after the first failed reconnect, doubling up to `maximumReconnectBackoff` (2 s);
+///   while backing off, commands fail at once with a typed error instead of queueing.
+/// - `maximumRedirections`: 5 MOVED/ASK hops per command.
+/// - `protocolVersion`: 2 (RESP2; 3 sends `HELLO 3` and speaks RESP3).
+/// - `decoder`: ``RESPDecoderConfiguration`` defaults.
+public struct RedisClientConfiguration: Sendable {
+    public var endpoints: [RedisEndpoint]
+    public var cluster: Bool?
+    public var maximumConnectionsPerNode: Int
+    public var connectTimeout: Duration
+    public var commandTimeout: Duration
+    public var reconnectBackoff: Duration
+    public var maximumReconnectBackoff: Duration
+    public var maximumRedirections: Int
+    public var protocolVersion: Int
+    public var decoder: RESPDecoderConfiguration
+
+    public init(
+        endpoints: [RedisEndpoint],
+        cluster: Bool? = nil,
+        maximumConnectionsPerNode: Int = 4,
+        connectTimeout: Duration = .seconds(2),
+        commandTimeout: Duration = .seconds(2),
+        reconnectBackoff: Duration = .milliseconds(50),
+        maximumReconnectBackoff: Duration = .seconds(2),
+        maximumRedirections: Int = 5,
+        protocolVersion: Int = 2,
+        decoder: RESPDecoderConfiguration = RESPDecoderConfiguration()
+    ) {
+        self.endpoints = endpoints
+        self.cluster = cluster
+        self.maximumConnectionsPerNode = maximumConnectionsPerNode
+        self.connectTimeout = connectTimeout
+        self.commandTimeout = commandTimeout
+        self.reconnectBackoff = reconnectBackoff
+        self.maximumReconnectBackoff = maximumReconnectBackoff
+        self.maximumRedirections = maximumRedirections
+        self.protocolVersion = protocolVersion
+        self.decoder = decoder
+    }
+
+    /// From URLs such as `redis://:secret@127.0.0.1:6379/0`; several URLs mean Redis Cluster seeds.
+    public init(urls: [String]) throws(RedisClientError) {
+        guard !urls.isEmpty else { throw .invalidConfiguration("no Redis URL given") }
+        var endpoints: [RedisEndpoint] = []
+        for url in urls { endpoints.append(try RedisEndpoint(url: url)) }
+        self.init(endpoints: endpoints)
+    }
+
+    /// Whether the client speaks Redis Cluster (explicit `cluster`, or several endpoints).
+    public var isCluster: Bool { cluster ?? (endpoints.count > 1) }
+}

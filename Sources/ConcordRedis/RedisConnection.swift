@@ -1,0 +1,125 @@
+import Logging
+import NIOCore
+import NIOPosix
+
+/// One TCP connection to one Redis server, authenticated and on its database, shared by any number of tasks:
+/// their commands are pipelined and answered in order.
+public final class RedisConnection: Sendable {
+    public let endpoint: RedisEndpoint
+    private let channel: any Channel
+    private let commandTimeout: TimeAmount
+
+    private init(endpoint: RedisEndpoint, channel: any Channel, commandTimeout: TimeAmount) {
+        self.endpoint = endpoint
+        self.channel = channel
+        self.commandTimeout = commandTimeout
+    }
+
+    /// Connects, then authenticates (`AUTH`, or `HELLO 3 AUTH` for RESP3) and selects the database, all within
+    /// `configuration.connectTimeout`.
+    public static func connect(
+        to endpoint: RedisEndpoint,
+        configuration: RedisClientConfiguration,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws(RedisClientError) -> RedisConnection {
+        let decoder = configuration.decoder
+        let bootstrap = ClientBootstrap(group: eventLoopGroup)
+            .connectTimeout(TimeAmount(configuration.connectTimeout))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers(
+                        ByteToMessageHandler(RESPDecoder(configuration: decoder), maximumBufferSize: decoder.maximumBufferSize),
+                        RedisConnectionHandler()
+                    )
+                }
+            }
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.connect(host: endpoint.host, port: endpoint.port).get()
+        } catch ChannelError.connectTimeout {
+            throw .timeout("connect to \(endpoint) after \(configuration.connectTimeout)")
+        } catch {
+            throw .connectionFailed("\(endpoint): \(error)")
+        }
+        let connection = RedisConnection(
+            endpoint: endpoint, channel: channel, commandTimeout: TimeAmount(configuration.connectTimeout))
+        do {
+            try await connection.handshake(protocolVersion: configuration.protocolVersion)
+        } catch {
+            connection.close()
+            throw error.isServerError ? .connectionFailed("\(endpoint): handshake: \(error.serverMessage ?? "")") : error
+        }
+        return RedisConnection(endpoint: endpoint, channel: channel, commandTimeout: TimeAmount(configuration.commandTimeout))
+    }
+
+    private func handshake(protocolVersion: Int) async throws(RedisClientError) {
+        var commands: [RedisCommand] = []
+        if protocolVersion == 3 {
+            var arguments: [RedisArgument] = ["3"]
+            if let password = endpoint.password {
+                arguments += ["AUTH", RedisArgument(endpoint.username ?? "default"), RedisArgument(password)]
+            }
+            commands.append(RedisCommand("HELLO", arguments))
+        } else if let password = endpoint.password {
+            commands.append(.auth(username: endpoint.username, password: password))
+        }
+        if endpoint.database != 0 { commands.append(.select(database: endpoint.database)) }
+        guard !commands.isEmpty else { return }
+        for reply in try await send(commands) {
+            if case .error(let message) = reply { throw .server(message) }
+        }
+    }
+
+    /// Whether the connection is still open (a closed one is replaced by the pool).
+    public var isActive: Bool { channel.isActive }
+
+    /// Sends one command and returns its reply. Error replies are returned as `.error`, not thrown.
+    /// - Throws: ``RedisClientError`` when the connection closes or the reply takes longer than the command timeout
+    ///   (which closes the connection: later replies could no longer be matched to their commands).
+    public func send(_ command: RedisCommand) async throws(RedisClientError) -> RESPValue {
+        try await reply(to: enqueue(command))
+    }
+
+    /// Sends several commands back to back on this connection (so they run in this order, with nothing between
+    /// them from this client) and returns their replies in order.
+    public func send(_ commands: [RedisCommand]) async throws(RedisClientError) -> [RESPValue] {
+        let futures = commands.map(enqueue)
+        var replies: [RESPValue] = []
+        replies.reserveCapacity(futures.count)
+        for future in futures { replies.append(try await reply(to: future)) }
+        return replies
+    }
+
+    public func close() {
+        channel.close(promise: nil)
+    }
+
+    private func enqueue(_ command: RedisCommand) -> EventLoopFuture<RESPValue> {
+        let promise = channel.eventLoop.makePromise(of: RESPValue.self)
+        let timeout = channel.eventLoop.scheduleTask(in: commandTimeout) { [channel, commandTimeout] in
+            promise.fail(RedisClientError.timeout("\(command.name) after \(commandTimeout.nanoseconds / 1_000_000) ms"))
+            channel.close(promise: nil)
+        }
+        promise.futureResult.whenComplete { _ in timeout.cancel() }
+        channel.write(RedisRequest(command: command, promise: promise), promise: nil)
+        return promise.futureResult
+    }
+
+    private func reply(to future: EventLoopFuture<RESPValue>) async throws(RedisClientError) -> RESPValue {
+        do {
+            return try await future.get()
+        } catch let error as RedisClientError {
+            throw error
+        } catch {
+            throw .connectionFailed("\(endpoint): \(error)")
+        }
+    }
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}

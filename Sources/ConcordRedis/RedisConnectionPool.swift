@@ -1,0 +1,160 @@
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// Up to `maximumConnectionsPerNode` pipelined connections to one Redis server, opened on demand and handed out
+/// round-robin. A dead connection is reopened by the next command that lands on its slot; after a failed reopen
+/// the slot waits (exponential backoff) and commands fail fast with ``RedisClientError/backingOff(_:)`` meanwhile,
+/// so an outage costs callers one quick error each, never a queue or a hang.
+final class RedisConnectionPool: Sendable {
+    let endpoint: RedisEndpoint
+    private let configuration: RedisClientConfiguration
+    private let eventLoopGroup: any EventLoopGroup
+    private let logger: Logger
+    private let state: Mutex<RedisConnectionPoolState>
+
+    init(endpoint: RedisEndpoint, configuration: RedisClientConfiguration, eventLoopGroup: any EventLoopGroup, logger: Logger) {
+        self.endpoint = endpoint
+        self.configuration = configuration
+        self.eventLoopGroup = eventLoopGroup
+        self.logger = logger
+        self.state = Mutex(
+            RedisConnectionPoolState(
+                size: max(1, configuration.maximumConnectionsPerNode),
+                backoff: configuration.reconnectBackoff,
+                maximumBackoff: configuration.maximumReconnectBackoff))
+    }
+
+    /// A live connection: an open one, one being opened, or a new one.
+    func connection() async throws(RedisClientError) -> RedisConnection {
+        let eventLoop = eventLoopGroup.any()
+        let decision = state.withLock { $0.next(now: .now, makePromise: { eventLoop.makePromise() }) }
+        switch decision {
+        case .use(let connection):
+            return connection
+        case .wait(let future):
+            return try await Self.value(of: future)
+        case .fail(let error):
+            throw error
+        case .connect(let slot, let promise):
+            do {
+                let connection = try await RedisConnection.connect(
+                    to: endpoint, configuration: configuration, eventLoopGroup: eventLoopGroup)
+                let keep = state.withLock { $0.connected(slot: slot, connection: connection) }
+                promise.succeed(connection)
+                if !keep { connection.close() }
+                return connection
+            } catch {
+                let failures = state.withLock { $0.failed(slot: slot, error: error, now: .now) }
+                if failures == 1 {
+                    logger.warning("redis connection failed", metadata: ["endpoint": "\(endpoint)", "error": "\(error)"])
+                }
+                promise.fail(error)
+                throw error
+            }
+        }
+    }
+
+    /// Sends `command` on a pooled connection.
+    func send(_ command: RedisCommand) async throws(RedisClientError) -> RESPValue {
+        try await connection().send(command)
+    }
+
+    /// Closes every connection; later commands fail with ``RedisClientError/shutDown``.
+    func close() {
+        for connection in state.withLock({ $0.shutDown() }) { connection.close() }
+    }
+
+    private static func value(of future: EventLoopFuture<RedisConnection>) async throws(RedisClientError) -> RedisConnection {
+        do {
+            return try await future.get()
+        } catch let error as RedisClientError {
+            throw error
+        } catch {
+            throw .connectionFailed("\(error)")
+        }
+    }
+}
+
+/// The pool's bookkeeping, pure so it can be reasoned about (and tested) without sockets.
+struct RedisConnectionPoolState: Sendable {
+    private enum Slot {
+        /// No connection; `retryAt` is when the backoff after `failures` consecutive failures ends.
+        case empty(failures: Int, retryAt: ContinuousClock.Instant?, lastError: RedisClientError?)
+        /// A connect is under way; other commands for this slot wait for it.
+        case connecting(EventLoopFuture<RedisConnection>, failures: Int)
+        case connected(RedisConnection)
+    }
+
+    enum Decision {
+        case use(RedisConnection)
+        case wait(EventLoopFuture<RedisConnection>)
+        /// The caller opens the connection and completes `promise` (which others wait on).
+        case connect(slot: Int, promise: EventLoopPromise<RedisConnection>)
+        case fail(RedisClientError)
+    }
+
+    private var slots: [Slot]
+    private var nextSlot = 0
+    private var isShutDown = false
+    private let backoff: Duration
+    private let maximumBackoff: Duration
+
+    init(size: Int, backoff: Duration, maximumBackoff: Duration) {
+        self.slots = Array(repeating: .empty(failures: 0, retryAt: nil, lastError: nil), count: size)
+        self.backoff = backoff
+        self.maximumBackoff = maximumBackoff
+    }
+
+    mutating func next(now: ContinuousClock.Instant, makePromise: () -> EventLoopPromise<RedisConnection>) -> Decision {
+        guard !isShutDown else { return .fail(.shutDown) }
+        let index = nextSlot
+        nextSlot = (nextSlot + 1) % slots.count
+        switch slots[index] {
+        case .connected(let connection) where connection.isActive:
+            return .use(connection)
+        case .connected:
+            let promise = makePromise()
+            slots[index] = .connecting(promise.futureResult, failures: 0)
+            return .connect(slot: index, promise: promise)
+        case .connecting(let future, _):
+            return .wait(future)
+        case .empty(let failures, let retryAt, let lastError):
+            if let retryAt, now < retryAt {
+                // Backing off here; borrow another live connection if there is one.
+                for slot in slots {
+                    if case .connected(let connection) = slot, connection.isActive { return .use(connection) }
+                }
+                return .fail(.backingOff(lastError?.description ?? "connection failed"))
+            }
+            let promise = makePromise()
+            slots[index] = .connecting(promise.futureResult, failures: failures)
+            return .connect(slot: index, promise: promise)
+        }
+    }
+
+    /// Records a new connection; `false` when the pool shut down meanwhile (the caller closes it).
+    mutating func connected(slot: Int, connection: RedisConnection) -> Bool {
+        guard !isShutDown else { return false }
+        slots[slot] = .connected(connection)
+        return true
+    }
+
+    /// Records a failed connect and starts the backoff; returns the number of consecutive failures.
+    mutating func failed(slot: Int, error: RedisClientError, now: ContinuousClock.Instant) -> Int {
+        guard case .connecting(_, let previous) = slots[slot] else { return 0 }
+        let failures = previous + 1
+        let delay = min(maximumBackoff, backoff * (1 << min(failures - 1, 20)))
+        slots[slot] = .empty(failures: failures, retryAt: now + delay, lastError: error)
+        return failures
+    }
+
+    mutating func shutDown() -> [RedisConnection] {
+        isShutDown = true
+        var open: [RedisConnection] = []
+        for slot in slots { if case .connected(let connection) = slot { open.append(connection) } }
+        slots = slots.map { _ in .empty(failures: 0, retryAt: nil, lastError: .shutDown) }
+        return open
+    }
+}

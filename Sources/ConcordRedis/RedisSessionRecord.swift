@@ -1,0 +1,92 @@
+import ConcordSessions
+import NIOCore
+
+/// How one session is laid out in its Redis string: a fixed header the Lua scripts and `GETRANGE` read without the
+/// payload — the version as 20 decimal digits, the user id's length as 5 digits — then the user id and the payload.
+///
+///     00000000000000000007 00005 alice <payload bytes>   (without the spaces)
+enum RedisSessionRecord {
+    static let versionLength = 20
+    static let headerLength = 25
+    static let maximumUserIDLength = 99_999
+
+    /// Everything after the version (the scripts prepend the version they assign).
+    static func body(userID: String?, payload: [UInt8]) -> ByteBuffer {
+        let user = Array((userID ?? "").utf8)
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(5 + user.count + payload.count)
+        let length = String(user.count)
+        buffer.writeString(String(repeating: "0", count: 5 - length.count) + length)
+        buffer.writeBytes(user)
+        buffer.writeBytes(payload)
+        return buffer
+    }
+
+    static func decode(id: String, record: ByteBuffer) throws(SessionStoreError) -> StoredSession {
+        var record = record
+        guard let header = record.readString(length: headerLength),
+            let version = UInt64(header.prefix(versionLength)),
+            let userLength = Int(header.dropFirst(versionLength)),
+            let user = record.readString(length: userLength)
+        else { throw .corrupt("record of session \(id) has no valid header") }
+        return StoredSession(
+            id: id, payload: Array(record.readableBytesView), version: version, userID: user.isEmpty ? nil : user)
+    }
+
+    static func version(header: ByteBuffer) -> UInt64? {
+        UInt64(String(buffer: header))
+    }
+
+    /// Saves when the stored version matches `ARGV[1]` (`''` = unconditional, `0` = must not exist).
+    /// KEYS[1] = record; ARGV[2] = TTL in ms; ARGV[3] = body. Returns `{saved 1|0, version, exists 1|0, previous user}`.
+    static let saveScript = RedisScript(
+        """
+        local h = redis.call('GETRANGE', KEYS[1], 0, 24)
+        local current = 0
+        local user = ''
+        if h ~= '' then
+          current = tonumber(string.sub(h, 1, 20))
+          local ulen = tonumber(string.sub(h, 21, 25))
+          if string.len(h) < 25 or current == nil or ulen == nil then
+            return redis.error_reply('CORRUPT session record header')
+          end
+          if ulen > 0 then user = redis.call('GETRANGE', KEYS[1], 25, 24 + ulen) end
+        end
+        if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= current then
+          return {0, current, h ~= '' and 1 or 0, user}
+        end
+        redis.call('SET', KEYS[1], string.format('%020d', current + 1) .. ARGV[3], 'PX', ARGV[2])
+        return {1, current + 1, 1, user}
+        """)
+
+    /// Extends the record's life; returns its user id (`''` for none), or null when it does not exist.
+    /// KEYS[1] = record; ARGV[1] = TTL in ms.
+    static let touchScript = RedisScript(
+        """
+        if redis.call('PEXPIRE', KEYS[1], ARGV[1]) == 0 then return false end
+        local ulen = tonumber(redis.call('GETRANGE', KEYS[1], 20, 24))
+        if ulen == nil or ulen == 0 then return '' end
+        return redis.call('GETRANGE', KEYS[1], 25, 24 + ulen)
+        """)
+
+    /// Deletes the record (only if its user is ARGV[1], when that is not `''`); returns its user id (`''` for none),
+    /// or null when nothing was deleted. KEYS[1] = record.
+    static let deleteScript = RedisScript(
+        """
+        local ulen = tonumber(redis.call('GETRANGE', KEYS[1], 20, 24))
+        local user = ''
+        if ulen ~= nil and ulen > 0 then user = redis.call('GETRANGE', KEYS[1], 25, 24 + ulen) end
+        if ARGV[1] ~= '' and ARGV[1] ~= user then return false end
+        if redis.call('DEL', KEYS[1]) == 0 then return false end
+        return user
+        """)
+
+    /// Adds a session id to a user's index and makes the index live at least as long as that session.
+    /// KEYS[1] = index; ARGV[1] = session id; ARGV[2] = TTL in ms.
+    static let indexScript = RedisScript(
+        """
+        redis.call('SADD', KEYS[1], ARGV[1])
+        if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+        return 1
+        """)
+}

@@ -1,0 +1,103 @@
+import ConcordRedis
+import Foundation
+
+extension StoreBenchmarkBackend {
+    /// Redis through ``RedisSessionStore``, compared with `redis-benchmark -t get,set` against the same server.
+    /// Without `--url` it starts a private `redis-server` (no persistence) on a free loopback port.
+    static let redis = StoreBenchmarkBackend(name: "redis") { options in
+        let server: RedisBenchmarkServer? = options.url == nil ? try await RedisBenchmarkServer.start() : nil
+        let url = options.url ?? "redis://127.0.0.1:\(server!.port)"
+        let configuration = try RedisSessionStoreConfiguration(urls: [url])
+        let store = try RedisSessionStore(configuration: configuration)
+        let endpoint = configuration.client.endpoints[0]
+        return StoreBenchmarkTarget(
+            store: store,
+            peer: { concurrency, operations, payloadSize in
+                try await RedisBenchmarkServer.redisBenchmark(
+                    endpoint: endpoint, concurrency: concurrency, operations: operations, payloadSize: payloadSize)
+            },
+            stop: {
+                store.shutdown()
+                server?.stop()
+            })
+    }
+}
+
+/// A throwaway `redis-server` for the benchmark, and the `redis-benchmark` runner.
+struct RedisBenchmarkServer: Sendable {
+    let port: Int
+    private let process: Process
+    private let directory: URL
+
+    static func start() async throws -> RedisBenchmarkServer {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("concord-bench-redis-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let port = Int.random(in: 20_000..<40_000)  // a taken port makes redis-server exit: a clear error below
+        let process = Process()
+        process.executableURL = try executable("redis-server")
+        process.arguments = [
+            "--port", String(port), "--bind", "127.0.0.1", "--dir", directory.path, "--save", "", "--appendonly", "no",
+            "--logfile", directory.appendingPathComponent("redis.log").path,
+        ]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let server = RedisBenchmarkServer(port: port, process: process, directory: directory)
+        let client = try RedisClient(configuration: RedisClientConfiguration(urls: ["redis://127.0.0.1:\(port)"]))
+        defer { client.shutdown() }
+        for _ in 0..<100 {
+            if (try? await client.send(.ping())) != nil { return server }
+            guard process.isRunning else { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        server.stop()
+        throw BenchStoresError("redis-server did not start on port \(port); see \(directory.path)/redis.log")
+    }
+
+    /// SIGKILL: a child started from a Swift concurrency thread inherits its blocked signals, SIGTERM included.
+    func stop() {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// `redis-benchmark -t get,set` with the same concurrency, request count and value size.
+    static func redisBenchmark(endpoint: RedisEndpoint, concurrency: Int, operations: Int, payloadSize: Int) async throws
+        -> StoreBenchmarkPeerResult
+    {
+        let process = Process()
+        process.executableURL = try executable("redis-benchmark")
+        var arguments = [
+            "-h", endpoint.host, "-p", String(endpoint.port), "-t", "get,set", "-c", String(concurrency),
+            "-n", String(operations), "-d", String(payloadSize), "-r", "1000", "--csv",
+        ]
+        if let password = endpoint.password { arguments += ["-a", password] }
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        var rates: [String: Double] = [:]
+        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+            let fields = line.split(separator: ",").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
+            if fields.count >= 2, let rate = Double(fields[1]) { rates[fields[0]] = rate }
+        }
+        guard let reads = rates["GET"], let writes = rates["SET"] else {
+            throw BenchStoresError("could not read redis-benchmark's output: \(String(decoding: data, as: UTF8.self))")
+        }
+        return StoreBenchmarkPeerResult(tool: "redis-benchmark", readsPerSecond: reads, writesPerSecond: writes)
+    }
+
+    private static func executable(_ name: String) throws -> URL {
+        let directories = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":").map(String.init)
+        for directory in directories + ["/usr/bin"] {
+            let url = URL(fileURLWithPath: directory).appendingPathComponent(name)
+            if FileManager.default.isExecutableFile(atPath: url.path) { return url }
+        }
+        throw BenchStoresError("\(name) is not installed (apt-get install -y redis-server, which also brings redis-benchmark)")
+    }
+}

@@ -1,0 +1,33 @@
+import ConcordSessions
+
+/// One session store that `concord bench stores` can measure. To add a backend, write a
+/// `StoreBenchmarkBackend+Name.swift` with a `static let name: StoreBenchmarkBackend` and list it in ``all``.
+struct StoreBenchmarkBackend: Sendable {
+    /// What `--backend` selects, e.g. `redis`.
+    var name: String
+    /// Starts the backend (a server of its own when it needs one) and returns the store to measure.
+    var start: @Sendable (StoreBenchmarkOptions) async throws -> StoreBenchmarkTarget
+
+    /// Every backend the command knows, in the order it reports them.
+    static let all: [StoreBenchmarkBackend] = [.redis]
+}
+
+/// The running backend: the store, an optional native peer to compare against, and how to stop both.
+struct StoreBenchmarkTarget: Sendable {
+    var store: any SessionStore
+    /// Measures the backend's own tool at the same concurrency (e.g. `redis-benchmark -t get,set`).
+    var peer: (@Sendable (_ concurrency: Int, _ operations: Int, _ payloadSize: Int) async throws -> StoreBenchmarkPeerResult)?
+    var stop: @Sendable () async -> Void
+}
+
+/// The native tool's figures: reads (the peer of `load`) and writes (the peer of `save`) per second.
+struct StoreBenchmarkPeerResult: Sendable {
+    var tool: String
+    var readsPerSecond: Double
+    var writesPerSecond: Double
+}
+
+struct StoreBenchmarkOptions: Sendable {
+    /// A server to use instead of starting one (backend-specific URL), when given.
+    var url: String?
+}

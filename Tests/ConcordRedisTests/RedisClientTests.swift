@@ -1,0 +1,146 @@
+import ConcordRedis
+import NIOCore
+import Testing
+
+@Suite struct RedisClientTests {
+    private func client(_ server: RedisServerFixture, _ configure: (inout RedisClientConfiguration) -> Void = { _ in }) throws
+        -> RedisClient
+    {
+        var configuration = RedisClientConfiguration(endpoints: [server.endpoint])
+        configure(&configuration)
+        return try RedisClient(configuration: configuration)
+    }
+
+    @Test func getSetWithExpiryAndConditions() async throws {
+        try await RedisServerFixture.withServer { server in
+            let client = try client(server)
+            defer { client.shutdown() }
+            #expect(try await client.send(.set("k", "v1", expiration: .seconds(100))) == .simpleString("OK"))
+            #expect(try await client.send(.get("k")).string == "v1")
+            #expect(try await client.send(.set("k", "v2", condition: .ifAbsent)) == .null)
+            #expect(try await client.send(.set("k", "v3", expiration: .milliseconds(50_000), condition: .ifPresent)) == .simpleString("OK"))
+            #expect(try await client.send(.get("k")).string == "v3")
+            let pttl = try #require(try await client.send(.pttl("k")).int)
+            #expect(pttl > 40_000 && pttl <= 50_000)
+            #expect(try await client.send(.set("missing", "x", condition: .ifPresent)) == .null)
+            #expect(try await client.send(.getex("k", expiration: .persist)).string == "v3")
+            #expect(try await client.send(.pttl("k")).int == -1)
+            #expect(try await client.send(.getex("k", expiration: .milliseconds(30_000))).string == "v3")
+            #expect(try await client.send(.pexpire("k", milliseconds: 20_000)).int == 1)
+            #expect(try await client.send(.del("k")).int == 1)
+            #expect(try await client.send(.get("k")) == .null)
+            #expect(try await client.send(.pexpire("k", milliseconds: 20_000)).int == 0)
+        }
+    }
+
+    @Test func setsAndBinaryValues() async throws {
+        try await RedisServerFixture.withServer { server in
+            let client = try client(server)
+            defer { client.shutdown() }
+            #expect(try await client.send(.sadd("s", ["a", "b", "c"])).int == 3)
+            #expect(try await client.send(.srem("s", ["b"])).int == 1)
+            let members = try #require(try await client.send(.smembers("s")).elements).compactMap(\.string)
+            #expect(Set(members) == ["a", "c"])
+            let binary: [UInt8] = [0, 13, 10, 255, 36, 42]
+            _ = try await client.send(.set("bin", RedisArgument(binary)))
+            #expect(try await client.send(.get("bin")).bytes == binary)
+            await #expect(throws: RedisClientError.self) { try await client.send(.sadd("bin", ["x"])) }
+        }
+    }
+
+    @Test func manyConcurrentCommandsArePipelinedInOrder() async throws {
+        try await RedisServerFixture.withServer { server in
+            let client = try client(server) { $0.maximumConnectionsPerNode = 2 }
+            defer { client.shutdown() }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<500 {
+                    group.addTask {
+                        _ = try await client.send(.set(RedisArgument("key\(index)"), RedisArgument("value\(index)")))
+                        let value = try await client.send(.get(RedisArgument("key\(index)"))).string
+                        #expect(value == "value\(index)")
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let clients = try #require(try await client.send(RedisCommand("CLIENT", ["LIST"])).string)
+            #expect(clients.split(separator: "\n").count <= 2)
+        }
+    }
+
+    @Test func authenticatesAndSelectsTheDatabase() async throws {
+        try await RedisServerFixture.withServer(arguments: ["--requirepass", "s3cret"]) { server in
+            let client = try RedisClient(configuration: RedisClientConfiguration(urls: ["redis://:s3cret@127.0.0.1:\(server.port)/3"]))
+            defer { client.shutdown() }
+            _ = try await client.send(.set("in3", "yes"))
+            let other = try RedisClient(configuration: RedisClientConfiguration(urls: ["redis://:s3cret@127.0.0.1:\(server.port)/0"]))
+            defer { other.shutdown() }
+            #expect(try await other.send(.get("in3")) == .null)
+            #expect(try await client.send(.get("in3")).string == "yes")
+
+            let wrong = try RedisClient(configuration: RedisClientConfiguration(urls: ["redis://:nope@127.0.0.1:\(server.port)"]))
+            defer { wrong.shutdown() }
+            await #expect(throws: RedisClientError.self) { try await wrong.send(.ping()) }
+        }
+    }
+
+    @Test func scriptsReloadAfterScriptFlush() async throws {
+        try await RedisServerFixture.withServer { server in
+            let client = try client(server)
+            defer { client.shutdown() }
+            let script = RedisScript("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+            #expect(try await client.run(script, keys: ["n"], arguments: ["2"]).int == 2)
+            _ = try await client.send(RedisCommand("SCRIPT", ["FLUSH"]))
+            #expect(try await client.run(script, keys: ["n"], arguments: ["3"]).int == 5)
+        }
+    }
+
+    @Test func speaksRESP3() async throws {
+        try await RedisServerFixture.withServer { server in
+            let client = try client(server) { $0.protocolVersion = 3 }
+            defer { client.shutdown() }
+            _ = try await client.send(.sadd("s", ["a"]))
+            #expect(try await client.send(.smembers("s")) == .set([.bulkString(ByteBuffer(string: "a"))]))
+            #expect(try await client.send(.get("nothing")) == .null)
+        }
+    }
+
+    @Test func commandTimeoutIsBoundedAndTheClientRecovers() async throws {
+        try await RedisServerFixture.withServer { server in
+            let admin = try client(server)
+            defer { admin.shutdown() }
+            let client = try client(server) {
+                $0.commandTimeout = .milliseconds(200)
+                $0.maximumConnectionsPerNode = 1
+            }
+            defer { client.shutdown() }
+            _ = try await admin.send(RedisCommand("CLIENT", ["PAUSE", "1000", "ALL"]))
+            let start = ContinuousClock.now
+            do {
+                _ = try await client.send(.get("k"))
+                Issue.record("expected a timeout")
+            } catch let error as RedisClientError {
+                #expect(error.isTimeout)
+            }
+            #expect(ContinuousClock.now - start < .milliseconds(1500))
+            // After the pause the same client answers again (a new connection replaces the timed-out one).
+            var recovered = false
+            for _ in 0..<40 where !recovered {
+                recovered = (try? await client.send(.ping())) == .simpleString("PONG")
+                if !recovered { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(recovered)
+        }
+    }
+
+    @Test func refusedConnectionsFailFastAndBackOff() async throws {
+        let port = try await RedisServerFixture.freeLoopbackPort()
+        let client = try RedisClient(configuration: RedisClientConfiguration(urls: ["redis://127.0.0.1:\(port)"]))
+        defer { client.shutdown() }
+        let start = ContinuousClock.now
+        for _ in 0..<20 {
+            await #expect(throws: RedisClientError.self) { try await client.send(.ping()) }
+        }
+        // Waiting out the 2 s connect timeout each time would take 40 s; refusals and backoff answer at once.
+        #expect(ContinuousClock.now - start < .seconds(10))
+    }
+}

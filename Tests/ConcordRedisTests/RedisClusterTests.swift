@@ -1,0 +1,86 @@
+import ConcordRedis
+import ConcordSessions
+import NIOCore
+import Testing
+
+/// Against a real 3-primary cluster. One cluster for the whole suite keeps the test time down.
+@Suite struct RedisClusterTests {
+    @Test func storeSpreadsSessionsOverTheClusterAndFollowsRedirections() async throws {
+        try await RedisClusterFixture.withCluster { cluster in
+            // Only one seed URL with cluster mode on: the client discovers the other primaries itself.
+            var configuration = try RedisSessionStoreConfiguration(urls: [cluster.urls[0]])
+            configuration.client.cluster = true
+            let store = try RedisSessionStore(configuration: configuration)
+            defer { store.shutdown() }
+            try await sessionsLiveOnEveryNode(store: store, cluster: cluster)
+            try await redirectionsAreFollowed(store: store, cluster: cluster)
+        }
+    }
+
+    private func sessionsLiveOnEveryNode(store: RedisSessionStore, cluster: RedisClusterFixture) async throws {
+        for index in 0..<60 {
+            let session = StoredSession(id: "sid\(index)", payload: Array("p\(index)".utf8), userID: "user\(index % 4)")
+            #expect(try await store.save(session, ttl: .seconds(60), expectedVersion: 0) == 1)
+        }
+        for index in 0..<60 {
+            #expect(try await store.load(id: "sid\(index)")?.payload == Array("p\(index)".utf8))
+            #expect(try await store.version(id: "sid\(index)") == 1)
+        }
+        for node in cluster.nodes {
+            let client = try RedisClient(configuration: RedisClientConfiguration(endpoints: [node.endpoint]))
+            defer { client.shutdown() }
+            let keys = try #require(try await client.send(RedisCommand("DBSIZE")).int)
+            #expect(keys > 5, "node \(node.port) holds \(keys) keys")
+        }
+        // A user's index usually sits on another node than their sessions.
+        #expect(try await store.sessionIDs(forUser: "user1").count == 15)
+        #expect(try await store.deleteAll(forUser: "user1") == 15)
+        #expect(try await store.load(id: "sid1") == nil)
+        #expect(try await store.touch(id: "sid2", ttl: .seconds(120)))
+        await #expect(throws: SessionStoreError.self) {
+            try await store.save(StoredSession(id: "sid2", payload: []), ttl: .seconds(60), expectedVersion: 0)
+        }
+    }
+
+    /// Migrates one slot by hand (`CLUSTER SETSLOT … IMPORTING/MIGRATING`, `MIGRATE`, `SETSLOT … NODE`): while it
+    /// migrates the client gets ASK for a key not yet moved, afterwards MOVED; both must be transparent.
+    private func redirectionsAreFollowed(store: RedisSessionStore, cluster: RedisClusterFixture) async throws {
+        let id = "migrating"
+        let key = "concord:session:{\(id)}"
+        let slot = RedisClusterSlot.slot(forKey: key)
+        _ = try await store.save(StoredSession(id: id, payload: [9]), ttl: .seconds(60), expectedVersion: 0)
+
+        var direct: [RedisClient] = []
+        defer { for client in direct { client.shutdown() } }
+        var ids: [String] = []
+        var source = -1
+        for (index, node) in cluster.nodes.enumerated() {
+            let client = try RedisClient(configuration: RedisClientConfiguration(endpoints: [node.endpoint]))
+            direct.append(client)
+            ids.append(try #require(try await client.send(RedisCommand("CLUSTER", ["MYID"])).string))
+            let count = try await client.send(RedisCommand("CLUSTER", ["COUNTKEYSINSLOT", RedisArgument(slot)])).int
+            if count == 1 { source = index }
+        }
+        try #require(source >= 0)
+        let target = (source + 1) % cluster.nodes.count
+        _ = try await direct[target].send(RedisCommand("CLUSTER", ["SETSLOT", RedisArgument(slot), "IMPORTING", RedisArgument(ids[source])]))
+        _ = try await direct[source].send(RedisCommand("CLUSTER", ["SETSLOT", RedisArgument(slot), "MIGRATING", RedisArgument(ids[target])]))
+
+        // A new session in the migrating slot is absent from the source: the source answers ASK.
+        let newID = try #require((0..<100_000).lazy.map { "m\($0)" }.first {
+            RedisClusterSlot.slot(forKey: "concord:session:{\($0)}") == slot && $0 != id
+        })
+        #expect(try await store.save(StoredSession(id: newID, payload: [1]), ttl: .seconds(60), expectedVersion: 0) == 1)
+        #expect(try await store.load(id: newID)?.payload == [1])
+
+        _ = try await direct[source].send(
+            RedisCommand("MIGRATE", ["127.0.0.1", RedisArgument(cluster.nodes[target].port), RedisArgument(key), "0", "5000"]))
+        for client in direct {
+            _ = try await client.send(RedisCommand("CLUSTER", ["SETSLOT", RedisArgument(slot), "NODE", RedisArgument(ids[target])]))
+        }
+        // The client's table still names the source: it gets MOVED and follows it.
+        #expect(try await store.load(id: id)?.payload == [9])
+        #expect(try await store.save(StoredSession(id: id, payload: [10]), ttl: .seconds(60), expectedVersion: 1) == 2)
+        #expect(try await direct[target].send(.exists(RedisArgument(key))).int == 1)
+    }
+}

@@ -1,0 +1,136 @@
+import ConcordRedis
+import Foundation
+import Synchronization
+import NIOCore
+import NIOPosix
+
+/// A real `redis-server` on a free loopback port in a temporary directory, for tests.
+///
+/// Use ``withServer(arguments:_:)`` so the server is stopped (and its directory removed) also when the test fails.
+/// A missing `redis-server` binary is a test failure with the install command, never a skip.
+final class RedisServerFixture: Sendable {
+    let port: Int
+    let directory: URL
+    let arguments: [String]
+    private let process: Mutex<Process?>
+
+    var url: String { "redis://127.0.0.1:\(port)" }
+    var endpoint: RedisEndpoint { RedisEndpoint(host: "127.0.0.1", port: port) }
+
+    private init(port: Int, directory: URL, arguments: [String]) {
+        self.port = port
+        self.directory = directory
+        self.arguments = arguments
+        self.process = Mutex(nil)
+    }
+
+    /// Starts a server, runs `body`, and stops the server whatever happens.
+    static func withServer<T>(arguments: [String] = [], _ body: (RedisServerFixture) async throws -> T) async throws -> T {
+        let server = try await start(arguments: arguments)
+        do {
+            let result = try await body(server)
+            await server.stop(removeDirectory: true)
+            return result
+        } catch {
+            await server.stop(removeDirectory: true)
+            throw error
+        }
+    }
+
+    static func start(arguments: [String] = []) async throws -> RedisServerFixture {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("concord-redis-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var lastError: any Error = FixtureError("redis-server did not start")
+        for _ in 0..<3 {  // a free port can be taken between probing and binding; try another
+            let server = RedisServerFixture(port: try await freeLoopbackPort(), directory: directory, arguments: arguments)
+            do {
+                try await server.launch()
+                return server
+            } catch {
+                lastError = error
+                await server.stop(removeDirectory: false)
+            }
+        }
+        try? FileManager.default.removeItem(at: directory)
+        throw lastError
+    }
+
+    /// Kills the server and starts it again on the same port and directory (a crash and a restart).
+    func restart() async throws {
+        await stop(removeDirectory: false)
+        try await launch()
+    }
+
+    /// Stops the server with SIGKILL and waits (at most 5 s) until it is gone. SIGKILL because a child started from
+    /// a Swift concurrency thread inherits that thread's blocked signals, SIGTERM included; the server keeps no data
+    /// worth a clean shutdown.
+    func stop(removeDirectory: Bool = true) async {
+        if let process = process.withLock({ $0.take() }), process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            for _ in 0..<250 where process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
+        }
+        if removeDirectory { try? FileManager.default.removeItem(at: directory) }
+    }
+
+    private func launch() async throws {
+        let binary = try Self.binary("redis-server")
+        let process = Process()
+        process.executableURL = binary
+        process.currentDirectoryURL = directory
+        process.arguments =
+            [
+                "--port", String(port), "--bind", "127.0.0.1", "--dir", directory.path, "--save", "",
+                "--appendonly", "no", "--logfile", directory.appendingPathComponent("redis-\(port).log").path,
+                "--daemonize", "no",
+            ] + arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        self.process.withLock { $0 = process }
+        try await waitUntilReady(process: process)
+    }
+
+    /// Polls with PING until the server answers (at most 10 s).
+    private func waitUntilReady(process: Process) async throws {
+        var configuration = RedisClientConfiguration(endpoints: [endpoint])
+        configuration.connectTimeout = .milliseconds(500)
+        let password = arguments.firstIndex(of: "--requirepass").map { arguments[$0 + 1] }
+        configuration.endpoints[0].password = password
+        for _ in 0..<200 {
+            guard process.isRunning else {
+                throw FixtureError("redis-server on port \(port) exited (status \(process.terminationStatus)); see \(directory.path)")
+            }
+            if let connection = try? await RedisConnection.connect(to: configuration.endpoints[0], configuration: configuration) {
+                defer { connection.close() }
+                if (try? await connection.send(.ping())) == .simpleString("PONG") { return }
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw FixtureError("redis-server on port \(port) did not answer PING within 10 s")
+    }
+
+    static func binary(_ name: String) throws -> URL {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        let directories = path.split(separator: ":").map(String.init) + ["/usr/bin", "/usr/local/bin"]
+        for directory in directories {
+            let candidate = URL(fileURLWithPath: directory).appendingPathComponent(name)
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        }
+        throw FixtureError(
+            "\(name) is not installed: these tests need a real Redis (apt-get install -y redis-server; scripts/test does it)")
+    }
+
+    /// A loopback port nobody listens on right now (the kernel picks it).
+    static func freeLoopbackPort() async throws -> Int {
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0).get()
+        let port = channel.localAddress?.port ?? 0
+        try await channel.close()
+        return port
+    }
+}
+
+struct FixtureError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,155 @@
+import ConcordRedis
+import ConcordSessions
+import Testing
+
+@Suite struct RedisSessionStoreTests {
+    static func withStore(
+        configuring configure: (inout RedisSessionStoreConfiguration) -> Void = { _ in },
+        _ body: (RedisSessionStore, RedisServerFixture) async throws -> Void
+    ) async throws {
+        try await RedisServerFixture.withServer { server in
+            var configuration = try RedisSessionStoreConfiguration(urls: [server.url])
+            configure(&configuration)
+            let store = try RedisSessionStore(configuration: configuration)
+            defer { store.shutdown() }
+            try await body(store, server)
+        }
+    }
+
+    @Test func versionedSavesLoadsAndConflicts() async throws {
+        try await Self.withStore { store, _ async throws in
+            let session = StoredSession(id: "s1", payload: Array("hello".utf8), userID: "alice")
+            #expect(try await store.save(session, ttl: .seconds(60), expectedVersion: 0) == 1)
+            #expect(try await store.load(id: "s1") == StoredSession(id: "s1", payload: Array("hello".utf8), version: 1, userID: "alice"))
+            #expect(try await store.version(id: "s1") == 1)
+            #expect(try await store.save(session, ttl: .seconds(60), expectedVersion: 1) == 2)
+            await #expect(throws: SessionStoreError.conflict(expected: 1, actual: 2)) {
+                try await store.save(session, ttl: .seconds(60), expectedVersion: 1)
+            }
+            await #expect(throws: SessionStoreError.conflict(expected: 0, actual: 2)) {
+                try await store.save(session, ttl: .seconds(60), expectedVersion: 0)
+            }
+            await #expect(throws: SessionStoreError.conflict(expected: 4, actual: nil)) {
+                try await store.save(StoredSession(id: "absent", payload: []), ttl: .seconds(60), expectedVersion: 4)
+            }
+            #expect(try await store.save(session, ttl: .seconds(60), expectedVersion: nil) == 3)
+            #expect(try await store.load(id: "missing") == nil)
+            #expect(try await store.version(id: "missing") == nil)
+        }
+    }
+
+    @Test func concurrentVersionedWritersExactlyOneWinsEachRound() async throws {
+        try await Self.withStore { store, _ in
+            _ = try await store.save(StoredSession(id: "race", payload: [0]), ttl: .seconds(60), expectedVersion: 0)
+            let wins = try await withThrowingTaskGroup(of: Bool.self) { group in
+                for writer in 0..<20 {
+                    group.addTask {
+                        do {
+                            _ = try await store.save(
+                                StoredSession(id: "race", payload: [UInt8(writer)]), ttl: .seconds(60), expectedVersion: 1)
+                            return true
+                        } catch let error as SessionStoreError where error.isConflict {
+                            return false
+                        }
+                    }
+                }
+                return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+            }
+            #expect(wins == 1)
+            #expect(try await store.version(id: "race") == 2)
+        }
+    }
+
+    @Test func expiryTouchAndDelete() async throws {
+        try await Self.withStore { store, _ in
+            _ = try await store.save(StoredSession(id: "short", payload: [1]), ttl: .milliseconds(200), expectedVersion: nil)
+            _ = try await store.save(StoredSession(id: "kept", payload: [2]), ttl: .seconds(5), expectedVersion: nil)
+            #expect(try await store.touch(id: "kept", ttl: .seconds(600)))
+            #expect(try await !store.touch(id: "missing", ttl: .seconds(60)))
+            let ttl = try #require(try await store.client.send(.pttl("concord:session:{kept}")).int)
+            #expect(ttl > 500_000)
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(try await store.load(id: "short") == nil)
+            #expect(try await !store.touch(id: "short", ttl: .seconds(60)))
+            #expect(try await store.load(id: "kept")?.version == 1)
+            try await store.delete(id: "kept")
+            try await store.delete(id: "kept")
+            #expect(try await store.load(id: "kept") == nil)
+        }
+    }
+
+    @Test func userIndexFollowsSavesDeletesAndExpiry() async throws {
+        try await Self.withStore { store, _ in
+            for id in ["a1", "a2", "a3"] {
+                _ = try await store.save(StoredSession(id: id, payload: [], userID: "ann"), ttl: .seconds(60), expectedVersion: nil)
+            }
+            _ = try await store.save(StoredSession(id: "b1", payload: [], userID: "bob"), ttl: .seconds(60), expectedVersion: nil)
+            _ = try await store.save(StoredSession(id: "gone", payload: [], userID: "ann"), ttl: .milliseconds(100), expectedVersion: nil)
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await store.sessionIDs(forUser: "ann") == ["a1", "a2", "a3"])
+            // a3 changes hands: it leaves ann's index.
+            _ = try await store.save(StoredSession(id: "a3", payload: [], userID: "bob"), ttl: .seconds(60), expectedVersion: nil)
+            #expect(try await store.sessionIDs(forUser: "ann") == ["a1", "a2"])
+            try await store.delete(id: "a2")
+            #expect(try await store.sessionIDs(forUser: "ann") == ["a1"])
+            #expect(try await store.deleteAll(forUser: "bob") == 2)
+            #expect(try await store.load(id: "b1") == nil)
+            #expect(try await store.sessionIDs(forUser: "bob") == [])
+            #expect(try await store.load(id: "a1") != nil)
+        }
+    }
+
+    @Test func oversizedAndCorruptRecordsAreTypedErrors() async throws {
+        try await Self.withStore(configuring: { $0.maximumPayloadSize = 1000 }) { store, server in
+            await #expect(throws: SessionStoreError.tooLarge(size: 1001, limit: 1000)) {
+                try await store.save(StoredSession(id: "big", payload: Array(repeating: 7, count: 1001)), ttl: .seconds(5), expectedVersion: nil)
+            }
+            _ = try await store.client.send(.set("concord:session:{bad}", "not a record"))
+            await #expect(throws: SessionStoreError.self) { try await store.load(id: "bad") }
+            do {
+                _ = try await store.load(id: "bad")
+            } catch let error as SessionStoreError {
+                #expect(error.isCorrupt)
+            }
+            _ = try await store.client.send(.sadd("concord:session:{set}", ["x"]))
+            do {
+                _ = try await store.save(StoredSession(id: "set", payload: []), ttl: .seconds(5), expectedVersion: nil)
+                Issue.record("saved over a set")
+            } catch let error as SessionStoreError {
+                #expect(error.isCorrupt)
+            }
+        }
+    }
+
+    /// Redis stops mid-test: every request fails quickly with `.unavailable`; when Redis is back the store works again.
+    @Test func survivesARedisRestart() async throws {
+        try await Self.withStore(configuring: { $0.client.maximumReconnectBackoff = .milliseconds(200) }) { store, server in
+            _ = try await store.save(StoredSession(id: "before", payload: [1]), ttl: .seconds(60), expectedVersion: nil)
+            await server.stop(removeDirectory: false)
+            for attempt in 0..<10 {
+                let start = ContinuousClock.now
+                do {
+                    _ = try await attempt.isMultiple(of: 2)
+                        ? store.load(id: "before")?.version
+                        : store.save(StoredSession(id: "during", payload: [2]), ttl: .seconds(60), expectedVersion: nil)
+                    Issue.record("request \(attempt) succeeded while Redis was down")
+                } catch let error as SessionStoreError {
+                    #expect(error.isUnavailable, "\(error)")
+                }
+                // Refused connections fail at once; even on a loaded machine far below the 2 s timeouts.
+                #expect(ContinuousClock.now - start < .milliseconds(1500))
+            }
+            try await server.restart()
+            var recovered = false
+            for _ in 0..<50 where !recovered {
+                if (try? await store.save(StoredSession(id: "after", payload: [3]), ttl: .seconds(60), expectedVersion: 0)) == 1 {
+                    recovered = true
+                } else {
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+            }
+            #expect(recovered)
+            #expect(try await store.load(id: "after")?.payload == [3])
+        }
+    }
+}
