@@ -224,6 +224,7 @@ let package = Package(
             dependencies: [
                 "ConcordReplication",
                 "ConcordSessions",
+                "ConcordSessionsTesting",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),

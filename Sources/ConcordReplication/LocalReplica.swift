@@ -10,7 +10,7 @@ final class LocalReplica: Sendable {
     }
 
     let nodeID: String
-    private let wallClock: WallClock
+    private let wallClock: SessionWallClock
     private let maximumSessionBytes: Int
     private let tombstoneLifetime: UInt64
     private let state = Mutex(State())
@@ -18,21 +18,43 @@ final class LocalReplica: Sendable {
     /// Longest id or user id accepted; keeps every string well inside a frame's 16-bit length fields.
     static let maximumIdentifierBytes = 1024
 
-    init(nodeID: String, wallClock: WallClock, maximumSessionBytes: Int, tombstoneLifetime: Duration) {
+    init(nodeID: String, wallClock: SessionWallClock, maximumSessionBytes: Int, tombstoneLifetime: Duration) {
         self.nodeID = nodeID
         self.wallClock = wallClock
         self.maximumSessionBytes = maximumSessionBytes
-        self.tombstoneLifetime = tombstoneLifetime.wholeMilliseconds
+        self.tombstoneLifetime = tombstoneLifetime.nonNegativeMilliseconds
     }
 
     var count: Int { state.withLock { $0.table.count } }
 
+    private var nowMilliseconds: UInt64 { UInt64(max(0, wallClock.now)) }
+
     func load(id: String) -> StoredSession? {
-        let now = wallClock.milliseconds()
+        let now = nowMilliseconds
         guard let record = state.withLock({ $0.table.live(id, now: now) }), let payload = record.payload else {
             return nil
         }
         return StoredSession(id: id, payload: payload, version: record.version, userID: record.userID)
+    }
+
+    /// The live session among the local copy of `id` and `others` (e.g. holders' answers), by last-writer-wins,
+    /// without storing `others`.
+    func load(id: String, mergedWith others: [ReplicationRecord]) -> StoredSession? {
+        guard !others.isEmpty else { return load(id: id) }
+        let now = nowMilliseconds
+        var newest = record(id: id)
+        for other in others where other.id == id {
+            if let current = newest, !other.supersedes(current) { continue }
+            newest = other
+        }
+        guard let newest, newest.isLive(at: now), let payload = newest.payload else { return nil }
+        return StoredSession(id: id, payload: payload, version: newest.version, userID: newest.userID)
+    }
+
+    /// A hybrid-clock timestamp `milliseconds` before now, for age comparisons.
+    func hybridTimestamp(millisecondsAgo milliseconds: UInt64) -> UInt64 {
+        let now = nowMilliseconds
+        return (now > milliseconds ? now - milliseconds : 0) << HybridLogicalClock.logicalBits
     }
 
     /// The stored record for `id` (live, expired or tombstone), for merging read-through answers.
@@ -53,7 +75,7 @@ final class LocalReplica: Sendable {
         guard longest <= Self.maximumIdentifierBytes else {
             throw .tooLarge(size: longest, limit: Self.maximumIdentifierBytes)
         }
-        let now = wallClock.milliseconds()
+        let now = nowMilliseconds
         let result: Result<ReplicationRecord, SessionStoreError> = state.withLock { state in
             let live = state.table.live(session.id, now: now)
             if let expectedVersion, expectedVersion != (live?.version ?? 0) {
@@ -66,7 +88,7 @@ final class LocalReplica: Sendable {
                 version: (live?.version ?? 0) + 1,
                 timestamp: timestamp,
                 origin: nodeID,
-                expiresAt: now + ttl.wholeMilliseconds,
+                expiresAt: now + ttl.nonNegativeMilliseconds,
                 userID: session.userID,
                 payload: session.payload)
             state.table.apply(record)
@@ -77,12 +99,12 @@ final class LocalReplica: Sendable {
 
     /// Extends a live session; returns the record to replicate, or `nil` when the session is not alive.
     func touch(id: String, ttl: Duration) -> ReplicationRecord? {
-        let now = wallClock.milliseconds()
+        let now = nowMilliseconds
         return state.withLock { state in
             guard var record = state.table.live(id, now: now) else { return nil }
             record.timestamp = state.clock.now(wallMilliseconds: now)
             record.origin = nodeID
-            record.expiresAt = now + ttl.wholeMilliseconds
+            record.expiresAt = now + ttl.nonNegativeMilliseconds
             state.table.apply(record)
             return record
         }
@@ -91,7 +113,7 @@ final class LocalReplica: Sendable {
     /// Replaces `id` with a tombstone and returns it to replicate. The tombstone takes a new incarnation, so it beats
     /// every write of the life it ends, even one this node has not seen yet, and loses to any later re-creation.
     func delete(id: String) -> ReplicationRecord {
-        let now = wallClock.milliseconds()
+        let now = nowMilliseconds
         return state.withLock { state in
             let timestamp = state.clock.now(wallMilliseconds: now)
             let tombstone = ReplicationRecord(
@@ -129,20 +151,20 @@ final class LocalReplica: Sendable {
     }
 
     func liveRecords(forUser userID: String) -> [ReplicationRecord] {
-        let now = wallClock.milliseconds()
+        let now = nowMilliseconds
         return state.withLock { state in
             state.table.liveIDs(forUser: userID, now: now).compactMap { state.table[$0] }
         }
     }
 
     func liveIDs(forUser userID: String) -> [String] {
-        let now = wallClock.milliseconds()
+        let now = nowMilliseconds
         return state.withLock { $0.table.liveIDs(forUser: userID, now: now) }
     }
 
     /// Every record (tombstones included, so deletes travel too) that `include` accepts, for state transfer.
     func snapshot(where include: (String) -> Bool = { _ in true }) -> [ReplicationRecord] {
-        let now = wallClock.milliseconds()
+        let now = nowMilliseconds
         return state.withLock { state in
             state.table.records.values.filter { $0.expiresAt > now && include($0.id) }
         }
@@ -155,7 +177,7 @@ final class LocalReplica: Sendable {
 
     @discardableResult
     func sweep() -> Int {
-        let now = wallClock.milliseconds()
+        let now = nowMilliseconds
         return state.withLock { $0.table.sweep(now: now) }
     }
 }

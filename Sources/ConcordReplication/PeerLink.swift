@@ -224,7 +224,7 @@ final class PeerLink: Sendable {
         let configuration = configuration
         let statistics = statistics
         return try await ClientBootstrap(group: eventLoopGroup)
-            .connectTimeout(.milliseconds(Int64(configuration.connectTimeout.wholeMilliseconds)))
+            .connectTimeout(.milliseconds(Int64(configuration.connectTimeout.nonNegativeMilliseconds)))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connect(host: peer.host, port: peer.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -259,21 +259,21 @@ final class PeerLink: Sendable {
         }
     }
 
-    /// Sends everything that is waiting: requests first (they are small and someone waits on them), then a full
-    /// push if one is due, then write batches.
+    /// Sends everything that is waiting: a full push if one is due, then write batches, then requests. Writes go
+    /// before requests so that a read-through sent after a write on this link sees that write (read-your-writes
+    /// through a node that does not hold the session).
     private func drain(into outbound: NIOAsyncChannelOutboundWriter<ReplicationMessage>) async throws {
         while true {
             let work: WriterWork = state.withLock { state in
-                if !state.unsentRequests.isEmpty {
-                    let requestID = state.unsentRequests.removeFirst()
-                    guard state.requests[requestID] != nil else { return .skip }
-                    state.requests[requestID]!.sent = true
-                    return .message(state.requests[requestID]!.message)
-                }
                 if state.queue.takeFullPush() { return .fullPush }
                 let batch = state.queue.takeBatch(
                     maximumRecords: configuration.batchRecords, maximumBytes: configuration.batchBytes)
-                return batch.isEmpty ? .idle : .batch(batch)
+                if !batch.isEmpty { return .batch(batch) }
+                guard !state.unsentRequests.isEmpty else { return .idle }
+                let requestID = state.unsentRequests.removeFirst()
+                guard state.requests[requestID] != nil else { return .skip }
+                state.requests[requestID]!.sent = true
+                return .message(state.requests[requestID]!.message)
             }
             switch work {
             case .idle:

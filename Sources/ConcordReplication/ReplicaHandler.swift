@@ -2,8 +2,8 @@
 /// only in which sessions a peer should hold.
 protocol ReplicaHandler: Sendable {
     /// Merges writes a peer sent.
-    /// - Returns: how many of them changed this node's copy.
-    func applyFromPeer(_ records: [ReplicationRecord], peerID: String) -> Int
+    /// - Returns: those that changed this node's copy.
+    func applyFromPeer(_ records: [ReplicationRecord], peerID: String) -> [ReplicationRecord]
     /// Whether this node finished its own state transfer, so its answers are complete.
     var isReady: Bool { get }
     /// Every record (tombstones included) that the peer `peerID` should hold.

@@ -1,3 +1,4 @@
+import ConcordSessions
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -13,8 +14,9 @@ public final class ReplicationMember: Sendable {
 
     init(
         configuration: ReplicationConfiguration,
-        wallClock: WallClock,
+        wallClock: SessionWallClock,
         eventLoopGroup: any EventLoopGroup,
+        onRemoteApply: RemoteApplyObserver?,
         logger: Logger,
         makeHandler: (LocalReplica, ReplicationReadiness) -> any ReplicaHandler
     ) {
@@ -26,7 +28,7 @@ public final class ReplicationMember: Sendable {
         self.logger = logger
         self.node = ReplicationNode(
             configuration: configuration, handler: makeHandler(replica, readiness),
-            eventLoopGroup: eventLoopGroup, logger: logger)
+            eventLoopGroup: eventLoopGroup, onRemoteApply: onRemoteApply, logger: logger)
     }
 
     var configuration: ReplicationConfiguration { node.configuration }

@@ -17,6 +17,7 @@ final class ReplicationNode: Sendable {
     let configuration: ReplicationConfiguration
     let statistics: ReplicationStatistics
     private let handler: any ReplicaHandler
+    private let onRemoteApply: RemoteApplyObserver?
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
     private let state = Mutex(State())
@@ -27,8 +28,10 @@ final class ReplicationNode: Sendable {
         configuration: ReplicationConfiguration,
         handler: any ReplicaHandler,
         eventLoopGroup: any EventLoopGroup,
+        onRemoteApply: RemoteApplyObserver? = nil,
         logger: Logger
     ) {
+        self.onRemoteApply = onRemoteApply
         self.configuration = configuration
         self.statistics = ReplicationStatistics(nodeID: configuration.nodeID)
         self.handler = handler
@@ -49,7 +52,7 @@ final class ReplicationNode: Sendable {
 
     /// Adds a peer (or replaces one with the same id at a new address). Its link starts when the node runs.
     func addPeer(_ peer: ReplicationPeer) {
-        guard peer.id != nodeID else { return }
+        guard peer.id != nodeID, state.withLock({ $0.links[peer.id]?.peer }) != peer else { return }
         let link = PeerLink(
             peer: peer, nodeID: nodeID, configuration: configuration, statistics: statistics,
             fullPushRecords: { [handler] in handler.records(forPeer: $0) }, logger: logger)
@@ -193,7 +196,9 @@ final class ReplicationNode: Sendable {
                 while let message = try await messages.next() {
                     switch message {
                     case .records(let records):
-                        statistics.recordApplied(handler.applyFromPeer(records, peerID: helloID))
+                        let changed = handler.applyFromPeer(records, peerID: helloID)
+                        statistics.recordApplied(changed.count)
+                        if let onRemoteApply, !changed.isEmpty { onRemoteApply(changed) }
                     case .stateRequest(let requestID):
                         let ready = handler.isReady
                         try await respond(

@@ -73,3 +73,7 @@ public struct ReplicationRecord: Sendable, Hashable {
         payload != nil && expiresAt > now
     }
 }
+
+/// Called with the records from peers that changed this node's copy (benchmarks time replication lag with it).
+/// It runs on the connection's task: keep it short.
+public typealias RemoteApplyObserver = @Sendable ([ReplicationRecord]) -> Void

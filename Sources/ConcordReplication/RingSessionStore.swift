@@ -13,7 +13,7 @@ import NIOPosix
 ///   for a session it should hold but lacks reads it through from its holders before the change.
 /// - A node that starts copies its share from every peer (state transfer) and only then reports ``isReady``.
 /// - A node asked about a session it does not hold (the proxy fell back past all holders) answers from the
-///   holders without keeping a copy.
+///   holders; a write there keeps a short-lived copy so conditional writes through that node stay atomic.
 public final class RingSessionStore: ReplicatedSessionStore {
     public let configuration: RingSessionStoreConfiguration
     public let member: ReplicationMember
@@ -23,8 +23,9 @@ public final class RingSessionStore: ReplicatedSessionStore {
 
     public init(
         configuration: RingSessionStoreConfiguration = .init(),
-        wallClock: WallClock = .system,
+        wallClock: SessionWallClock = .system,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        onRemoteApply: RemoteApplyObserver? = nil,
         logger: Logger = Logger(label: "concord.replication.ring")
     ) {
         self.configuration = configuration
@@ -34,7 +35,8 @@ public final class RingSessionStore: ReplicatedSessionStore {
             algorithm: configuration.algorithm, gracePeriod: configuration.handoffGracePeriod)
         self.placement = placement
         self.member = ReplicationMember(
-            configuration: replication, wallClock: wallClock, eventLoopGroup: eventLoopGroup, logger: logger
+            configuration: replication, wallClock: wallClock, eventLoopGroup: eventLoopGroup,
+            onRemoteApply: onRemoteApply, logger: logger
         ) { replica, readiness in
             RingReplicaHandler(replica: replica, placement: placement, readiness: readiness)
         }
@@ -94,33 +96,39 @@ public final class RingSessionStore: ReplicatedSessionStore {
         logger.info("ring hand-off queued \(sent) sessions for their new holders")
     }
 
-    /// Once placements have settled, forgets sessions this node no longer holds (their holders have them).
+    /// Once placements have settled, forgets sessions this node no longer holds (their holders have them) and
+    /// has not written for a grace period (a copy a non-holder wrote keeps its conditional writes atomic while its
+    /// writes are still on their way to the holders).
     private func dropSessionsHeldElsewhere() {
         let snapshot = placement.snapshot
         guard snapshot.previous == nil else { return }
-        let foreign = replica.snapshot().map(\.id).filter {
-            !snapshot.holders(of: $0, count: replicaCount).contains(nodeID)
+        let cutoff = replica.hybridTimestamp(millisecondsAgo: configuration.handoffGracePeriod.nonNegativeMilliseconds)
+        let foreign = replica.snapshot().filter {
+            $0.timestamp < cutoff && !snapshot.holders(of: $0.id, count: replicaCount).contains(nodeID)
         }
-        if !foreign.isEmpty { replica.remove(foreign) }
+        if !foreign.isEmpty { replica.remove(foreign.map(\.id)) }
     }
 
     // MARK: Read-through
 
     /// Makes the local copy of `id` current when it may not be: this node holds the session but it moved here
-    /// recently, or this node does not hold it at all. Returns whether this node holds the session.
-    @discardableResult
-    private func refresh(id: String) async -> Bool {
+    /// recently, or this node does not hold it at all (then the copy is kept only for a grace period).
+    private func refresh(id: String) async {
+        replica.apply(await readThrough(id: id))
+    }
+
+    /// The holders' records for `id` when the local copy may not be current (see ``refresh(id:)``); else none.
+    private func readThrough(id: String) async -> [ReplicationRecord] {
         let snapshot = placement.snapshot
         let holders = snapshot.holders(of: id, count: replicaCount)
         let isHolder = holders.contains(nodeID)
         let previous = snapshot.previousHolders(of: id, count: replicaCount)
         let movedHere = snapshot.previous != nil && !previous.contains(nodeID)
-        guard !isHolder || (movedHere && replica.record(id: id) == nil) else { return isHolder }
-        guard id.utf8.count <= LocalReplica.maximumIdentifierBytes else { return isHolder }
+        guard !isHolder || (movedHere && replica.record(id: id) == nil) else { return [] }
+        guard id.utf8.count <= LocalReplica.maximumIdentifierBytes else { return [] }
         var sources = holders.filter { $0 != nodeID }
         for peer in previous where peer != nodeID && !sources.contains(peer) { sources.append(peer) }
-        replica.apply(await gather(from: sources) { try await self.node.fetch(ids: [id], from: $0) })
-        return isHolder
+        return await gather(from: sources) { try await self.node.fetch(ids: [id], from: $0) }
     }
 
     /// Asks the connected ones of `peers` at once and gathers their records; a peer that does not answer within
@@ -139,49 +147,38 @@ public final class RingSessionStore: ReplicatedSessionStore {
     }
 
     /// Sends a local write to the session's other holders (and, during a hand-off, to its previous ones).
-    private func replicate(_ record: ReplicationRecord, isHolder: Bool) async {
+    private func replicate(_ record: ReplicationRecord) async {
         let snapshot = placement.snapshot
         var targets = Set(snapshot.holders(of: record.id, count: replicaCount))
         targets.formUnion(snapshot.previousHolders(of: record.id, count: replicaCount))
         targets.remove(nodeID)
         await node.send(record, to: targets)
-        if !isHolder { replica.remove([record.id]) }
     }
 
     // MARK: SessionStore
 
+    /// Answers from the local copy, merged with the holders' copies when it may not be current. A read keeps no
+    /// new copy on a node that does not hold the session.
     public func load(id: String) async throws -> StoredSession? {
-        let isHolder = await refresh(id: id)
-        let session = replica.load(id: id)
-        if !isHolder { replica.remove([id]) }
-        return session
+        replica.load(id: id, mergedWith: await readThrough(id: id))
     }
 
     public func save(_ session: StoredSession, ttl: Duration, expectedVersion: UInt64?) async throws -> UInt64 {
-        let isHolder = await refresh(id: session.id)
-        let record: ReplicationRecord
-        do {
-            record = try replica.save(session, ttl: ttl, expectedVersion: expectedVersion)
-        } catch {
-            if !isHolder { replica.remove([session.id]) }
-            throw error
-        }
-        await replicate(record, isHolder: isHolder)
+        await refresh(id: session.id)
+        let record = try replica.save(session, ttl: ttl, expectedVersion: expectedVersion)
+        await replicate(record)
         return record.version
     }
 
     public func delete(id: String) async throws {
-        let isHolder = await refresh(id: id)
-        await replicate(replica.delete(id: id), isHolder: isHolder)
+        await refresh(id: id)
+        await replicate(replica.delete(id: id))
     }
 
     public func touch(id: String, ttl: Duration) async throws -> Bool {
-        let isHolder = await refresh(id: id)
-        guard let record = replica.touch(id: id, ttl: ttl) else {
-            if !isHolder { replica.remove([id]) }
-            return false
-        }
-        await replicate(record, isHolder: isHolder)
+        await refresh(id: id)
+        guard let record = replica.touch(id: id, ttl: ttl) else { return false }
+        await replicate(record)
         return true
     }
 
@@ -218,8 +215,8 @@ private struct RingReplicaHandler: ReplicaHandler {
 
     var isReady: Bool { readiness.isReady }
 
-    func applyFromPeer(_ records: [ReplicationRecord], peerID: String) -> Int {
-        replica.apply(records).count
+    func applyFromPeer(_ records: [ReplicationRecord], peerID: String) -> [ReplicationRecord] {
+        replica.apply(records)
     }
 
     func records(forPeer peerID: String) -> [ReplicationRecord] {

@@ -19,14 +19,15 @@ public final class SyncSessionStore: ReplicatedSessionStore {
 
     public init(
         configuration: ReplicationConfiguration = .init(),
-        wallClock: WallClock = .system,
+        wallClock: SessionWallClock = .system,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        onRemoteApply: RemoteApplyObserver? = nil,
         logger: Logger = Logger(label: "concord.replication.sync")
     ) {
         self.configuration = configuration
         self.member = ReplicationMember(
-            configuration: configuration, wallClock: wallClock, eventLoopGroup: eventLoopGroup, logger: logger,
-            makeHandler: SyncReplicaHandler.init)
+            configuration: configuration, wallClock: wallClock, eventLoopGroup: eventLoopGroup,
+            onRemoteApply: onRemoteApply, logger: logger, makeHandler: SyncReplicaHandler.init)
     }
 
     public func addPeer(_ peer: ReplicationPeer) { node.addPeer(peer) }
@@ -73,8 +74,8 @@ private struct SyncReplicaHandler: ReplicaHandler {
 
     var isReady: Bool { readiness.isReady }
 
-    func applyFromPeer(_ records: [ReplicationRecord], peerID: String) -> Int {
-        replica.apply(records).count
+    func applyFromPeer(_ records: [ReplicationRecord], peerID: String) -> [ReplicationRecord] {
+        replica.apply(records)
     }
 
     func records(forPeer peerID: String) -> [ReplicationRecord] { replica.snapshot() }

@@ -9,7 +9,7 @@ final class ManualWallClock: Sendable {
     private let now: Mutex<UInt64>
     init(_ start: UInt64 = 1_700_000_000_000) { now = Mutex(start) }
     func advance(milliseconds: UInt64) { now.withLock { $0 += milliseconds } }
-    var clock: WallClock { WallClock { self.now.withLock { $0 } } }
+    var clock: SessionWallClock { SessionWallClock { Int64(self.now.withLock { $0 }) } }
 }
 
 @Suite struct LocalReplicaTests {
