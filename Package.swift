@@ -15,6 +15,8 @@ let package = Package(
         .library(name: "ConcordHashing", targets: ["ConcordHashing"]),
         .library(name: "ConcordSessions", targets: ["ConcordSessions"]),
         .library(name: "ConcordLab", targets: ["ConcordLab"]),
+        .library(name: "ConcordSessionsTesting", targets: ["ConcordSessionsTesting"]),
+        .library(name: "ConcordHummingbird", targets: ["ConcordHummingbird"]),
         .library(name: "ConcordRedis", targets: ["ConcordRedis"]),
         .library(name: "ConcordReplication", targets: ["ConcordReplication"]),
     ],
@@ -87,6 +89,23 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The store conformance suite every SessionStore's tests run (imports Testing; test targets only).
+        .target(
+            name: "ConcordSessionsTesting",
+            dependencies: ["ConcordSessions"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ConcordHummingbird",
+            dependencies: [
+                "ConcordSessions",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: The command-line tool
         .executableTarget(
@@ -96,12 +115,31 @@ let package = Package(
                 "ConcordLab",
                 "ConcordRedis",
                 "ConcordReplication",
+                "ConcordSessions",
+                "ConcordHummingbird",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings
         ),
 
         // MARK: Tests
+        .testTarget(
+            name: "ConcordSessionsTests",
+            dependencies: ["ConcordSessions", "ConcordSessionsTesting"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ConcordHummingbirdTests",
+            dependencies: [
+                "ConcordHummingbird",
+                "ConcordSessions",
+                "ConcordSessionsTesting",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "ConcordHashingTests",
             dependencies: ["ConcordHashing"],
