@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "ConcordHashing", targets: ["ConcordHashing"]),
         .library(name: "ConcordSessions", targets: ["ConcordSessions"]),
         .library(name: "ConcordLab", targets: ["ConcordLab"]),
+        .library(name: "ConcordApp", targets: ["ConcordApp"]),
         .library(name: "ConcordSessionsTesting", targets: ["ConcordSessionsTesting"]),
         .library(name: "ConcordHummingbird", targets: ["ConcordHummingbird"]),
         .library(name: "ConcordRedis", targets: ["ConcordRedis"]),
@@ -89,6 +90,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "ConcordApp",
+            dependencies: [
+                "ConcordSessions",
+                "ConcordHummingbird",
+                "ConcordReplication",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The store conformance suite every SessionStore's tests run (imports Testing; test targets only).
         .target(
             name: "ConcordSessionsTesting",
@@ -113,6 +127,10 @@ let package = Package(
             dependencies: [
                 "ConcordHashing",
                 "ConcordLab",
+                "ConcordApp",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 "ConcordRedis",
                 "ConcordReplication",
                 "ConcordSessions",
@@ -148,6 +166,17 @@ let package = Package(
         .testTarget(
             name: "ConcordLabTests",
             dependencies: ["ConcordLab"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ConcordAppTests",
+            dependencies: [
+                "ConcordApp",
+                "ConcordSessions",
+                "ConcordHummingbird",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
