@@ -12,7 +12,7 @@ import Synchronization
 public final class SessionHandle<Value: SessionValue>: Sendable {
     private struct Box: Sendable {
         var state: SessionState<Value>?
-        var wallClock: WallClock = .system
+        var wallClock: SessionWallClock = .system
         var outcome: SessionLoadOutcome = .none
     }
 
@@ -79,7 +79,7 @@ public final class SessionHandle<Value: SessionValue>: Sendable {
 
     // MARK: For SessionManager
 
-    func attach(_ state: SessionState<Value>, wallClock: WallClock, outcome: SessionLoadOutcome) {
+    func attach(_ state: SessionState<Value>, wallClock: SessionWallClock, outcome: SessionLoadOutcome) {
         box.withLock { $0 = Box(state: state, wallClock: wallClock, outcome: outcome) }
     }
 

@@ -15,14 +15,14 @@ import Synchronization
 /// the request starts without a session and a new id is issued only if it creates one.
 public final class SessionManager<Value: SessionValue>: Sendable {
     public let configuration: ConcordSessionConfiguration
-    private let wallClock: WallClock
+    private let wallClock: SessionWallClock
     private let rejections = Mutex([SessionRejection: Int]())
     private let idleTimeout: Int64
     private let absoluteTimeout: Int64
     private let touchInterval: Int64
 
     /// - Throws: ``SessionError`` `.invalidConfiguration` for inconsistent settings.
-    public init(configuration: ConcordSessionConfiguration, wallClock: WallClock = .system) throws {
+    public init(configuration: ConcordSessionConfiguration, wallClock: SessionWallClock = .system) throws {
         try configuration.validate()
         self.configuration = configuration
         self.wallClock = wallClock

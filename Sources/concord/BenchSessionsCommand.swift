@@ -59,7 +59,7 @@ struct BenchSessionsCommand: AsyncParsableCommand {
         print("sealed cookies (seal + open, ns per operation pair)")
         print("  payload   " + SessionSealingAlgorithm.allCases.map { $0.rawValue.padding(20) }.joined())
         let ring = SessionKeyRing.random()
-        let now = WallClock.system.now
+        let now = SessionWallClock.system.now
         for size in [256, 1024, 3072] {
             let payload = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31) }
             var line = "  \(("\(size) B").padding(10))"

@@ -8,7 +8,7 @@ import Darwin
 
 /// Calendar time in milliseconds since 1970, for timestamps that must mean the same on every server and inside
 /// sealed cookies (created, last access, expiry). Monotonic clocks cannot do that; tests inject their own.
-public struct WallClock: Sendable {
+public struct SessionWallClock: Sendable {
     private let read: @Sendable () -> Int64
 
     /// A clock reading `millisecondsSince1970`.
@@ -20,7 +20,7 @@ public struct WallClock: Sendable {
     public var now: Int64 { read() }
 
     /// The system's real-time clock.
-    public static let system = WallClock {
+    public static let system = SessionWallClock {
         var time = timespec()
         clock_gettime(CLOCK_REALTIME, &time)
         return Int64(time.tv_sec) * 1000 + Int64(time.tv_nsec) / 1_000_000
