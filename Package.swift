@@ -96,6 +96,7 @@ let package = Package(
                 "ConcordSessions",
                 "ConcordHummingbird",
                 "ConcordReplication",
+                "ConcordRedis",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -13,7 +13,8 @@ extension ConcordAppServer {
     ) throws -> some ApplicationProtocol {
         let backend = try AppSessionBackend.make(configuration: configuration, logger: logger)
         let router = try makeRouter(
-            configuration: configuration, sessions: backend.sessions, isReady: backend.isReady, metricsText: metricsText)
+            configuration: configuration, sessions: backend.sessions, isReady: backend.isReady,
+            metricsText: { metricsText() + backend.metricsText() }, changePeers: backend.changePeers)
         let node = configuration.nodeID
         let strategy = configuration.strategy.rawValue
         return Application(

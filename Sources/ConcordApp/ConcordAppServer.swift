@@ -1,4 +1,5 @@
 import ConcordHummingbird
+import ConcordReplication
 import ConcordSessions
 import Foundation
 import HTTPTypes
@@ -31,7 +32,8 @@ public enum ConcordAppServer {
         configuration: ConcordAppConfiguration,
         sessions: ConcordSessionConfiguration,
         isReady: @escaping @Sendable () -> Bool = { true },
-        metricsText: @escaping @Sendable () -> String = { "" }
+        metricsText: @escaping @Sendable () -> String = { "" },
+        changePeers: (@Sendable (_ add: Bool, _ peer: ReplicationPeer) -> Void)? = nil
     ) throws -> Router<Context> {
         let router = Router(context: Context.self)
         let node = configuration.nodeID
@@ -47,6 +49,25 @@ public enum ConcordAppServer {
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: .init(byteBuffer: ByteBuffer(string: metricsText())))
+        }
+
+        if let changePeers {
+            // Runtime membership for sync and ring (the lab's scale-out and scale-in). The app listens on loopback
+            // by default; expose it only on a trusted network.
+            for (path, add) in [("/admin/peers/add", true), ("/admin/peers/remove", false)] {
+                router.post(RouterPath(path)) { request, context -> Response in
+                    let form = try await FormFields(request: request, context: context)
+                    let peer: ReplicationPeer
+                    do {
+                        peer = try AppSessionBackend.parsePeer(form["peer"] ?? "")
+                    } catch {
+                        throw HTTPError(.badRequest, message: "\(error)")
+                    }
+                    changePeers(add, peer)
+                    context.logger.info("replication peer \(add ? "added" : "removed")", metadata: ["peer": "\(peer)"])
+                    return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
+                }
+            }
         }
 
         let pages = router.group().add(middleware: try ConcordSessionMiddleware<Context>(configuration: sessions))
