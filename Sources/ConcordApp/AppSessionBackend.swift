@@ -30,7 +30,7 @@ public struct AppSessionBackend: Sendable {
     }
 
     /// The strategies this build of the app can run (the others need modules not built in yet).
-    public static var availableStrategies: [ConcordAppConfiguration.Strategy] { [.local, .sync, .client, .store, .ring] }
+    public static var availableStrategies: [ConcordAppConfiguration.Strategy] { ConcordAppConfiguration.Strategy.allCases }
 
     public static func make(configuration: ConcordAppConfiguration, logger: Logger) throws -> AppSessionBackend {
         switch configuration.strategy {
@@ -71,9 +71,10 @@ public struct AppSessionBackend: Sendable {
             let (store, services) = try AppSessionStoreFactory.make(url: configuration.storeURL, logger: logger)
             return AppSessionBackend(sessions: ConcordSessionConfiguration(strategy: .store(store)), services: services)
         case .storeNearCache:
-            throw AppError.invalidConfiguration(
-                "strategy \(configuration.strategy.rawValue) is not available in this build; available: "
-                    + availableStrategies.map(\.rawValue).joined(separator: ", "))
+            // The cache sits in front of the metered store, so only the round trips it does not save are counted.
+            let (store, services) = try AppSessionStoreFactory.make(url: configuration.storeURL, logger: logger)
+            return AppSessionBackend(
+                sessions: ConcordSessionConfiguration(strategy: .store(NearCacheSessionStore(backing: store))), services: services)
         }
     }
 
