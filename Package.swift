@@ -14,9 +14,10 @@ let package = Package(
         .executable(name: "concord", targets: ["concord"]),
         .library(name: "ConcordHashing", targets: ["ConcordHashing"]),
         .library(name: "ConcordSessions", targets: ["ConcordSessions"]),
+        .library(name: "ConcordLab", targets: ["ConcordLab"]),
+        .library(name: "ConcordApp", targets: ["ConcordApp"]),
         .library(name: "ConcordSessionsTesting", targets: ["ConcordSessionsTesting"]),
         .library(name: "ConcordHummingbird", targets: ["ConcordHummingbird"]),
-        .library(name: "ConcordLab", targets: ["ConcordLab"]),
         .library(name: "ConcordRedis", targets: ["ConcordRedis"]),
         .library(name: "ConcordReplication", targets: ["ConcordReplication"]),
         .library(name: "ConcordSQLite", targets: ["ConcordSQLite"]),
@@ -95,6 +96,35 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        .target(
+            name: "ConcordLab",
+            dependencies: [
+                "ConcordHashing",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ConcordApp",
+            dependencies: [
+                "ConcordSessions",
+                "ConcordHummingbird",
+                "ConcordReplication",
+                "ConcordRedis",
+                "ConcordSQLite",
+                "ConcordPostgres",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The store conformance suite every SessionStore's tests run (imports Testing; test targets only).
         .target(
             name: "ConcordSessionsTesting",
@@ -109,19 +139,6 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ],
-            swiftSettings: swiftSettings
-        ),
-        .target(
-            name: "ConcordLab",
-            dependencies: [
-                "ConcordHashing",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Histogram", package: "hdrhistogram-swift"),
-                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -153,6 +170,9 @@ let package = Package(
                 "ConcordHashing",
                 "ConcordProxy",
                 "ConcordLab",
+                "ConcordApp",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 "ConcordRedis",
                 "ConcordReplication",
                 "ConcordSessions",

@@ -14,11 +14,12 @@ public struct LabCapabilities: Sendable {
     public static func probe(executable: String, workDirectory: String) async throws -> LabCapabilities {
         try FileManager.default.createDirectory(atPath: workDirectory, withIntermediateDirectories: true)
         let (appStatus, appOutput) = try await runToEnd(executable, ["app", "--list-strategies"], log: "\(workDirectory)/probe-app.log")
-        let (proxyStatus, _) = try await runToEnd(executable, ["proxy", "--help"], log: "\(workDirectory)/probe-proxy.log")
+        // An unknown subcommand followed by --help prints the root help and exits 0, so look for a proxy flag.
+        let (proxyStatus, proxyHelp) = try await runToEnd(executable, ["proxy", "--help"], log: "\(workDirectory)/probe-proxy.log")
         let strategies = appStatus == 0
             ? Set(appOutput.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
             : []
-        return LabCapabilities(appStrategies: strategies, hasApp: appStatus == 0, hasProxy: proxyStatus == 0)
+        return LabCapabilities(appStrategies: strategies, hasApp: appStatus == 0, hasProxy: proxyStatus == 0 && proxyHelp.contains("--listen"))
     }
 
     /// Why `strategy` cannot run with this build, or `nil` when it can.

@@ -118,6 +118,8 @@ public actor LabCluster {
     private func restartFirstNode(signal: Int32) async throws {
         guard let node = nodes.first else { return }
         logger.info("\(signal == SIGKILL ? "crashing" : "restarting") \(node.id)")
+        // Without the proxy the lab balances itself, and skips the node while it is down, as a health check would.
+        if !proxyAvailable { entry.replaceNodePorts(nodes.dropFirst().map(\.port)) }
         if signal == SIGKILL {
             node.child.send(SIGKILL)
             _ = await node.child.waitForExit()

@@ -1,0 +1,90 @@
+import ConcordReplication
+import ConcordSessions
+import Logging
+import ServiceLifecycle
+
+/// Turns `--strategy` (and the store URL, peers, key) into the session library's configuration, plus whatever
+/// must run beside the HTTP server (replication, store connections), the readiness it reports, its metrics and
+/// its runtime peer changes.
+public struct AppSessionBackend: Sendable {
+    public var sessions: ConcordSessionConfiguration
+    /// Services to run in the app's service group.
+    public var services: [any Service]
+    /// Whether the node can serve sessions yet (a replicating node first pulls its peers' state).
+    public var isReady: @Sendable () -> Bool
+    /// Extra Prometheus text lines (replication bytes) appended to `/metrics`.
+    public var metricsText: @Sendable () -> String
+    /// Adds or removes a replication peer at runtime (`nil` when the strategy does not replicate).
+    public var changePeers: (@Sendable (_ add: Bool, _ peer: ReplicationPeer) -> Void)?
+
+    init(
+        sessions: ConcordSessionConfiguration, services: [any Service] = [], isReady: @escaping @Sendable () -> Bool = { true },
+        metricsText: @escaping @Sendable () -> String = { "" },
+        changePeers: (@Sendable (_ add: Bool, _ peer: ReplicationPeer) -> Void)? = nil
+    ) {
+        self.sessions = sessions
+        self.services = services
+        self.isReady = isReady
+        self.metricsText = metricsText
+        self.changePeers = changePeers
+    }
+
+    /// The strategies this build of the app can run (the others need modules not built in yet).
+    public static var availableStrategies: [ConcordAppConfiguration.Strategy] { ConcordAppConfiguration.Strategy.allCases }
+
+    public static func make(configuration: ConcordAppConfiguration, logger: Logger) throws -> AppSessionBackend {
+        switch configuration.strategy {
+        case .local:
+            return AppSessionBackend(sessions: ConcordSessionConfiguration(strategy: .local()))
+        case .client:
+            let keyRing: SessionKeyRing
+            if let text = configuration.sessionKey {
+                guard let key = SessionKeyRing.Key(id: 1, base64: text) else {
+                    throw AppError.invalidConfiguration("the session key must be 32 bytes in base64")
+                }
+                keyRing = SessionKeyRing(current: key)
+            } else {
+                logger.warning("no session key given (--session-key or CONCORD_SESSION_KEY): using a random one; client sessions will not survive a restart or open on another node")
+                keyRing = .random()
+            }
+            return AppSessionBackend(sessions: ConcordSessionConfiguration(strategy: .client(keyRing)))
+        case .sync, .ring:
+            let replication = ReplicationConfiguration(
+                nodeID: configuration.nodeID, host: configuration.host, port: configuration.replicationPort,
+                peers: try configuration.peers.map(parsePeer))
+            let store: any ReplicatedSessionStore =
+                configuration.strategy == .sync
+                ? SyncSessionStore(configuration: replication, logger: logger)
+                : RingSessionStore(configuration: RingSessionStoreConfiguration(replication: replication), logger: logger)
+            return AppSessionBackend(
+                sessions: ConcordSessionConfiguration(strategy: .store(store)),
+                services: [store],
+                isReady: { store.isReady },
+                metricsText: {
+                    "# TYPE concord_app_intranet_bytes_total counter\n"
+                        + "concord_app_intranet_bytes_total{kind=\"replication\"} \(store.statistics.bytesSent)\n"
+                },
+                changePeers: { add, peer in
+                    if add { store.addPeer(peer) } else { store.removePeer(id: peer.id) }
+                })
+        case .store:
+            let (store, services) = try AppSessionStoreFactory.make(url: configuration.storeURL, logger: logger)
+            return AppSessionBackend(sessions: ConcordSessionConfiguration(strategy: .store(store)), services: services)
+        case .storeNearCache:
+            // The cache sits in front of the metered store, so only the round trips it does not save are counted.
+            let (store, services) = try AppSessionStoreFactory.make(url: configuration.storeURL, logger: logger)
+            return AppSessionBackend(
+                sessions: ConcordSessionConfiguration(strategy: .store(NearCacheSessionStore(backing: store))), services: services)
+        }
+    }
+
+    /// A peer written `NODE-ID@HOST:PORT`.
+    public static func parsePeer(_ text: String) throws -> ReplicationPeer {
+        guard let at = text.lastIndex(of: "@"), let colon = text.lastIndex(of: ":"), at < colon,
+            let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port), at > text.startIndex
+        else {
+            throw AppError.invalidConfiguration("peer '\(text)' is not NODE-ID@HOST:PORT")
+        }
+        return ReplicationPeer(id: String(text[..<at]), host: String(text[text.index(after: at)..<colon]), port: port)
+    }
+}

@@ -1,0 +1,31 @@
+import Hummingbird
+import Logging
+import ServiceLifecycle
+
+extension ConcordAppServer {
+    /// The whole app: router, session backend and its services, listening on the configured address.
+    /// - Parameter extraServices: more services to run beside it (e.g. ``ParentWatchService``).
+    public static func makeApplication(
+        configuration: ConcordAppConfiguration,
+        logger: Logger,
+        extraServices: [any Service] = [],
+        metricsText: @escaping @Sendable () -> String = { "" }
+    ) throws -> some ApplicationProtocol {
+        let backend = try AppSessionBackend.make(configuration: configuration, logger: logger)
+        let router = try makeRouter(
+            configuration: configuration, sessions: backend.sessions, isReady: backend.isReady,
+            metricsText: { metricsText() + backend.metricsText() }, changePeers: backend.changePeers)
+        let node = configuration.nodeID
+        let strategy = configuration.strategy.rawValue
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "concord-app"),
+            services: backend.services + extraServices,
+            onServerRunning: { channel in
+                logger.info(
+                    "concord app listening",
+                    metadata: ["node": "\(node)", "strategy": "\(strategy)", "address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+            },
+            logger: logger)
+    }
+}

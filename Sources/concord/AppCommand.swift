@@ -1,0 +1,83 @@
+import ArgumentParser
+import ConcordApp
+import Foundation
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+
+/// `concord app`: the demo web app (login, profile, cart) with any session strategy; the lab and the browser
+/// test drive it, and people can click through it.
+struct AppCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "app",
+        abstract: "Run the demo web app (login, profile, cart) with a session strategy.",
+        discussion: """
+            Open http://HOST:PORT/login in a browser; any user name logs in with the password `concord`. \
+            Every page and every response (header X-Concord-Node) names the node that served it. \
+            /health, /ready and /metrics (Prometheus text) are for the proxy and the lab.
+            """
+    )
+
+    @Option(help: "Where sessions live: local, sync, client, store, ring, store+near-cache.")
+    var strategy: String = "local"
+
+    @Option(name: .customLong("node-id"), help: "This node's name (X-Concord-Node).")
+    var nodeID: String = "node-1"
+
+    @Option(help: "Listening address.")
+    var host: String = "127.0.0.1"
+
+    @Option(help: "Listening port.")
+    var port: Int = 8080
+
+    @Option(help: "Store URL for store and store+near-cache: sqlite:PATH, redis://HOST:PORT, postgres://USER@HOST:PORT/DB.")
+    var store: String = "sqlite:concord-sessions.sqlite"
+
+    @Option(help: "Replication peers for sync and ring, comma-separated NODE-ID@HOST:PORT.")
+    var peers: String?
+
+    @Option(name: .customLong("replication-port"), help: "Replication listening port for sync and ring.")
+    var replicationPort: Int = 9080
+
+    @Option(name: .customLong("session-key"), help: "Base64 256-bit key sealing client cookies (or env CONCORD_SESSION_KEY); all nodes must share it.")
+    var sessionKey: String?
+
+    @Flag(name: .customLong("list-strategies"), help: "Print the strategies this build can run, one per line, and exit.")
+    var listStrategies = false
+
+    func makeConfiguration() throws -> ConcordAppConfiguration {
+        guard let strategy = ConcordAppConfiguration.Strategy(rawValue: strategy) else {
+            throw ValidationError(
+                "--strategy: unknown '\(self.strategy)'; expected \(ConcordAppConfiguration.Strategy.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard (0...65535).contains(port), (0...65535).contains(replicationPort) else { throw ValidationError("ports must be 0...65535") }
+        guard !nodeID.isEmpty, nodeID.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            throw ValidationError("--node-id must be printable ASCII without spaces")
+        }
+        return ConcordAppConfiguration(
+            nodeID: nodeID, host: host, port: port, strategy: strategy, storeURL: store,
+            peers: peers.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? [],
+            replicationPort: replicationPort,
+            sessionKey: sessionKey ?? ProcessInfo.processInfo.environment["CONCORD_SESSION_KEY"])
+    }
+
+    func run() async throws {
+        if listStrategies {
+            for strategy in AppSessionBackend.availableStrategies { print(strategy.rawValue) }
+            return
+        }
+        let configuration = try makeConfiguration()
+        var logger = Logger(label: "concord.app")
+        logger[metadataKey: "node"] = "\(configuration.nodeID)"
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        var extra: [any Service] = []
+        if let parent = ProcessInfo.processInfo.environment["CONCORD_PARENT_PID"].flatMap(Int32.init) {
+            extra.append(ParentWatchService(parentPID: parent))
+        }
+        let app = try ConcordAppServer.makeApplication(
+            configuration: configuration, logger: logger, extraServices: extra, metricsText: { registry.emitToString() })
+        try await app.runService()
+    }
+}
