@@ -228,6 +228,16 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "ConcordAppTests",
+            dependencies: [
+                "ConcordApp",
+                "ConcordSessions",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "ConcordRedisTests",
             dependencies: [
                 "ConcordRedis",

@@ -1,0 +1,147 @@
+import ConcordApp
+import ConcordSessions
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+@Suite struct ConcordAppServerTests {
+    static let form: HTTPFields = [.contentType: "application/x-www-form-urlencoded"]
+    static let node = HTTPField.Name("X-Concord-Node")!
+
+    private func app(_ strategy: ConcordAppConfiguration.Strategy = .local, key: String? = nil, node: String = "node-7")
+        throws -> some ApplicationProtocol
+    {
+        let configuration = ConcordAppConfiguration(nodeID: node, strategy: strategy, sessionKey: key)
+        let backend = try AppSessionBackend.make(configuration: configuration, logger: .init(label: "test"))
+        let router = try ConcordAppServer.makeRouter(
+            configuration: configuration, sessions: backend.sessions, metricsText: { "concord_test_total 1\n" })
+        return Application(router: router)
+    }
+
+    /// The `Cookie` header a browser would send back after `response`.
+    private func cookies(from response: TestResponse) -> String {
+        response.headers[values: .setCookie].compactMap { $0.split(separator: ";").first.map(String.init) }.joined(separator: "; ")
+    }
+
+    @Test func loginProfileCartLogout() async throws {
+        try await app().test(.router) { client in
+            try await client.execute(uri: "/login", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(response.headers[Self.node] == "node-7")
+                #expect(String(buffer: response.body).contains("<form method=\"post\" action=\"/login\">"))
+            }
+            try await client.execute(uri: "/profile", method: .get) { response in
+                #expect(response.status == .seeOther)
+                #expect(response.headers[.location] == "/login")
+            }
+            try await client.execute(
+                uri: "/login", method: .post, headers: Self.form, body: ByteBuffer(string: "user=alice&password=wrong")
+            ) { response in
+                #expect(response.status == .unauthorized)
+                #expect(response.headers[Self.node] == "node-7")
+            }
+            let cookie = try await client.execute(
+                uri: "/login", method: .post, headers: Self.form, body: ByteBuffer(string: "user=alice&password=concord")
+            ) { response in
+                #expect(response.status == .seeOther)
+                #expect(response.headers[.location] == "/profile")
+                #expect(response.headers[values: .setCookie].contains { $0.hasPrefix("concord_user=alice") })
+                return cookies(from: response)
+            }
+            #expect(cookie.contains("concord_session="))
+            try await client.execute(uri: "/profile", method: .get, headers: [.cookie: cookie]) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body).contains("<strong id=\"user\">alice</strong>"))
+            }
+            for item in ["teapot", "kettle"] {
+                try await client.execute(
+                    uri: "/cart/add", method: .post, headers: [.cookie: cookie, .contentType: "application/x-www-form-urlencoded"],
+                    body: ByteBuffer(string: "item=\(item)")
+                ) { response in
+                    #expect(response.status == .seeOther)
+                    #expect(response.headers[.location] == "/cart")
+                }
+            }
+            try await client.execute(uri: "/cart", method: .get, headers: [.cookie: cookie, .accept: "application/json"]) { response in
+                #expect(response.status == .ok)
+                let cart = try JSONSerialization.jsonObject(with: Data(String(buffer: response.body).utf8)) as? [String: Any]
+                #expect(cart?["items"] as? [String] == ["teapot", "kettle"])
+                #expect(cart?["node"] as? String == "node-7")
+            }
+            let afterLogout = try await client.execute(uri: "/logout", method: .post, headers: [.cookie: cookie]) { response in
+                #expect(response.status == .seeOther)
+                #expect(response.headers[.location] == "/login")
+                return response.headers[values: .setCookie].joined(separator: "\n")
+            }
+            #expect(afterLogout.contains("Max-Age=0"))
+            try await client.execute(uri: "/profile", method: .get, headers: [.cookie: cookie]) { response in
+                #expect(response.status == .seeOther, "the destroyed session must not log anyone in")
+            }
+        }
+    }
+
+    @Test func badFormsAreRejectedNotCrashed() async throws {
+        try await app().test(.router) { client in
+            let cookie = try await client.execute(
+                uri: "/login", method: .post, headers: Self.form, body: ByteBuffer(string: "user=bob&password=concord")
+            ) { cookies(from: $0) }
+            try await client.execute(
+                uri: "/cart/add", method: .post, headers: [.cookie: cookie, .contentType: "application/x-www-form-urlencoded"],
+                body: ByteBuffer(string: "nothing=here")
+            ) { response in
+                #expect(response.status == .badRequest)
+            }
+            try await client.execute(
+                uri: "/login", method: .post, headers: Self.form, body: ByteBuffer(string: String(repeating: "x", count: 20_000))
+            ) { response in
+                #expect(response.status == .contentTooLarge)
+            }
+            try await client.execute(uri: "/profile", method: .get, headers: [.cookie: "concord_session=forged-id"]) { response in
+                #expect(response.status == .seeOther)
+            }
+        }
+    }
+
+    @Test func operationalEndpoints() async throws {
+        try await app().test(.router) { client in
+            try await client.execute(uri: "/health", method: .get) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/ready", method: .get) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body).contains("concord_test_total 1"))
+                #expect(response.headers[Self.node] == "node-7")
+            }
+        }
+    }
+
+    @Test func clientSessionsOpenOnAnotherNodeWithTheSameKey() async throws {
+        let key = SessionKeyRing.Key.generate(id: 1).base64
+        let cookie = try await app(.client, key: key, node: "node-1").test(.router) { client in
+            try await client.execute(
+                uri: "/login", method: .post, headers: Self.form, body: ByteBuffer(string: "user=carol&password=concord")
+            ) { cookies(from: $0) }
+        }
+        try await app(.client, key: key, node: "node-2").test(.router) { client in
+            try await client.execute(uri: "/profile", method: .get, headers: [.cookie: cookie]) { response in
+                #expect(response.status == .ok)
+                #expect(response.headers[Self.node] == "node-2")
+                #expect(String(buffer: response.body).contains("carol"))
+            }
+        }
+        try await app(.client, key: SessionKeyRing.Key.generate(id: 1).base64).test(.router) { client in
+            try await client.execute(uri: "/profile", method: .get, headers: [.cookie: cookie]) { response in
+                #expect(response.status == .seeOther, "a node with another key must not open the cookie")
+            }
+        }
+    }
+
+    @Test func peersAreParsedStrictly() throws {
+        let peer = try AppSessionBackend.parsePeer("127.0.0.1:8081@127.0.0.1:9081")
+        #expect(peer.id == "127.0.0.1:8081" && peer.host == "127.0.0.1" && peer.port == 9081)
+        for bad in ["", "node-1", "node-1@host", "@host:1", "node@host:0", "node@host:x"] {
+            #expect(throws: AppError.self) { try AppSessionBackend.parsePeer(bad) }
+        }
+    }
+}
