@@ -14,6 +14,9 @@ let package = Package(
         .executable(name: "concord", targets: ["concord"]),
         .library(name: "ConcordHashing", targets: ["ConcordHashing"]),
         .library(name: "ConcordSessions", targets: ["ConcordSessions"]),
+        .library(name: "ConcordSessionsTesting", targets: ["ConcordSessionsTesting"]),
+        .library(name: "ConcordHummingbird", targets: ["ConcordHummingbird"]),
+        .library(name: "ConcordLab", targets: ["ConcordLab"]),
         .library(name: "ConcordRedis", targets: ["ConcordRedis"]),
         .library(name: "ConcordReplication", targets: ["ConcordReplication"]),
     ],
@@ -73,22 +76,78 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // The store conformance suite every SessionStore's tests run (imports Testing; test targets only).
+        .target(
+            name: "ConcordSessionsTesting",
+            dependencies: ["ConcordSessions"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ConcordHummingbird",
+            dependencies: [
+                "ConcordSessions",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ConcordLab",
+            dependencies: [
+                "ConcordHashing",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: The command-line tool
         .executableTarget(
             name: "concord",
             dependencies: [
                 "ConcordHashing",
+                "ConcordLab",
                 "ConcordRedis",
                 "ConcordReplication",
+                "ConcordSessions",
+                "ConcordHummingbird",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings
         ),
 
         // MARK: Tests
         .testTarget(
+            name: "ConcordSessionsTests",
+            dependencies: ["ConcordSessions", "ConcordSessionsTesting"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ConcordHummingbirdTests",
+            dependencies: [
+                "ConcordHummingbird",
+                "ConcordSessions",
+                "ConcordSessionsTesting",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "ConcordHashingTests",
             dependencies: ["ConcordHashing"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ConcordLabTests",
+            dependencies: ["ConcordLab"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -5,6 +5,6 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Run a benchmark and print its figures (use a release build: swift run -c release concord bench …).",
-        subcommands: [BenchHashingCommand.self, BenchStoresCommand.self]
+        subcommands: [BenchHashingCommand.self, BenchStoresCommand.self, BenchSessionsCommand.self]
     )
 }

@@ -1,0 +1,281 @@
+import Foundation
+import Logging
+import NIOHTTP1
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The processes that serve one strategy: N `concord app` nodes on loopback, `concord proxy` in front of them in
+/// the balancing mode the strategy needs, and the events the scenario injects (restart, crash, scale out/in).
+/// Every child it starts is stopped by ``stopAll()``, which the lab calls on success and on failure alike.
+public actor LabCluster {
+    /// One app node: its identity and port stay the same across restarts.
+    struct Node {
+        var id: String
+        var port: Int
+        var replicationPort: Int
+        var child: LabChild
+        /// The node's intranet-bytes counter at the last scrape (it starts again at 0 after a restart).
+        var lastIntranetBytes = 0
+    }
+
+    public let strategy: LabStrategy
+    public let configuration: LabConfiguration
+    /// The `concord` executable.
+    public let executable: String
+    /// Where logs and the SQLite store go.
+    public let workDirectory: String
+    /// Whether `concord proxy` exists in this build; without it the lab balances round-robin itself.
+    public let proxyAvailable: Bool
+    public nonisolated let entry: LabEntryPoint
+    private let logger: Logger
+    private let sessionKey: String
+
+    private var nodes: [Node] = []
+    private var nextNodeNumber = 1
+    private var proxy: LabChild?
+    private var proxyPort = 0
+    private var adminPort = 0
+    private var storeURL: String?
+
+    public init(
+        strategy: LabStrategy, configuration: LabConfiguration, executable: String, workDirectory: String,
+        proxyAvailable: Bool, logger: Logger
+    ) {
+        self.strategy = strategy
+        self.configuration = configuration
+        self.executable = executable
+        self.workDirectory = workDirectory
+        self.proxyAvailable = proxyAvailable
+        self.logger = logger
+        self.entry = LabEntryPoint(nodePorts: [])
+        var key = [UInt8](repeating: 0, count: 32)
+        for index in key.indices { key[index] = UInt8.random(in: 0...255) }
+        self.sessionKey = Data(key).base64EncodedString()
+    }
+
+    /// Node ids now serving, in order.
+    public var nodeIDs: [String] { nodes.map(\.id) }
+
+    /// How users are balanced in this run, for the report.
+    public nonisolated var balancingDescription: String {
+        proxyAvailable
+            ? "concord proxy, \(strategy.balancing.rawValue)"
+            : "lab round-robin over the nodes (concord proxy not available)"
+    }
+
+    // MARK: Start and stop
+
+    public func start() async throws {
+        try FileManager.default.createDirectory(atPath: workDirectory, withIntermediateDirectories: true)
+        if strategy.usesStore {
+            storeURL = configuration.storeURL ?? "sqlite:\(workDirectory)/store.sqlite"
+        }
+        var planned: [(id: String, port: Int, replicationPort: Int)] = []
+        for _ in 0..<configuration.nodes {
+            let port = try LoopbackPort.free()
+            planned.append((nodeID(number: nextNodeNumber, port: port), port, try LoopbackPort.free()))
+            nextNodeNumber += 1
+        }
+        // Nodes start one after the other: a replicating node reports ready after its state transfer from peers.
+        for plan in planned {
+            let peers = planned.filter { $0.id != plan.id }.map { "\($0.id)@127.0.0.1:\($0.replicationPort)" }
+            try await launchNode(id: plan.id, port: plan.port, replicationPort: plan.replicationPort, peers: peers)
+        }
+        if proxyAvailable {
+            try await launchProxy()
+            entry.replaceNodePorts([proxyPort])
+        } else {
+            entry.replaceNodePorts(nodes.map(\.port))
+        }
+    }
+
+    /// Stops every child (proxy first, so no request reaches a stopping node), waiting for each to exit.
+    public func stopAll() async {
+        if let proxy { await proxy.stop() }
+        proxy = nil
+        await withTaskGroup(of: Void.self) { group in
+            for node in nodes { group.addTask { await node.child.stop() } }
+        }
+        nodes = []
+    }
+
+    // MARK: Events
+
+    /// Performs the cluster event of a phase kind (nothing for warm-up, steady and parallel).
+    public func inject(_ kind: LabPhase.Kind) async throws {
+        switch kind {
+        case .warmUp, .steady, .parallel: return
+        case .restart: try await restartFirstNode(signal: SIGTERM)
+        case .crash: try await restartFirstNode(signal: SIGKILL)
+        case .scaleOut: try await scaleOut()
+        case .scaleIn: try await scaleIn()
+        }
+    }
+
+    /// Stops the first node (gracefully or by SIGKILL) and starts it again with the same id and ports.
+    private func restartFirstNode(signal: Int32) async throws {
+        guard let node = nodes.first else { return }
+        logger.info("\(signal == SIGKILL ? "crashing" : "restarting") \(node.id)")
+        if signal == SIGKILL {
+            node.child.send(SIGKILL)
+            _ = await node.child.waitForExit()
+        } else {
+            await node.child.stop(grace: .seconds(10))
+        }
+        nodes.removeFirst()
+        let peers = nodes.map { "\($0.id)@127.0.0.1:\($0.replicationPort)" }
+        try await launchNode(id: node.id, port: node.port, replicationPort: node.replicationPort, peers: peers, at: 0)
+    }
+
+    private func scaleOut() async throws {
+        let number = nextNodeNumber
+        nextNodeNumber += 1
+        let port = try LoopbackPort.free()
+        let replicationPort = try LoopbackPort.free()
+        let id = nodeID(number: number, port: port)
+        let peers = nodes.map { "\($0.id)@127.0.0.1:\($0.replicationPort)" }
+        logger.info("scaling out: \(id)")
+        try await launchNode(id: id, port: port, replicationPort: replicationPort, peers: peers)
+        for node in nodes where strategy.replicates && node.id != id {
+            try await changePeer(on: node, add: true, peer: "\(id)@127.0.0.1:\(replicationPort)")
+        }
+        if proxyAvailable {
+            try await admin(.POST, "/backends", body: "127.0.0.1:\(port)")
+        } else {
+            entry.replaceNodePorts(nodes.map(\.port))
+        }
+    }
+
+    /// Removes the newest node: out of the balancer first, then out of its peers' lists, then stopped gracefully.
+    private func scaleIn() async throws {
+        guard nodes.count > 1, let node = nodes.last else { return }
+        logger.info("scaling in: \(node.id)")
+        nodes.removeLast()
+        if proxyAvailable {
+            try await admin(.DELETE, "/backends/127.0.0.1:\(node.port)")
+        } else {
+            entry.replaceNodePorts(nodes.map(\.port))
+        }
+        for peer in nodes where strategy.replicates {
+            try await changePeer(on: peer, add: false, peer: "\(node.id)@127.0.0.1:\(node.replicationPort)")
+        }
+        await node.child.stop(grace: .seconds(10))
+    }
+
+    /// One call to the proxy's admin API (docs/proxy.md).
+    private func admin(_ method: HTTPMethod, _ path: String, body: String? = nil) async throws {
+        let response = try await LabHTTPConnection.oneShot(method, port: adminPort, path: path, body: body, contentType: "text/plain")
+        guard response.status < 300 else {
+            throw LabError.childFailed("the proxy refused \(method) \(path): HTTP \(response.status) \(response.bodyText)")
+        }
+    }
+
+    // MARK: Metrics
+
+    /// Reads every node's intranet-bytes counter and peak RSS into the recorder's current phase.
+    public func scrape(into recorder: LabRecorder) async {
+        // By id: a restart or scale event may change `nodes` while this awaits.
+        for id in nodes.map(\.id) {
+            guard let node = nodes.first(where: { $0.id == id }) else { continue }
+            recorder.recordNode(node.id, peakResidentBytes: node.child.peakResidentBytes())
+            guard let response = try? await LabHTTPConnection.oneShot(port: node.port, path: "/metrics"), response.status == 200
+            else { continue }
+            let total = Self.intranetBytes(inMetrics: response.bodyText)
+            guard let index = nodes.firstIndex(where: { $0.id == id && $0.child.pid == node.child.pid }) else { continue }
+            // A node that restarted counts from zero again.
+            let last = nodes[index].lastIntranetBytes
+            recorder.recordIntranetBytes(total >= last ? total - last : total)
+            nodes[index].lastIntranetBytes = total
+        }
+    }
+
+    /// The sum of the `concord_app_intranet_bytes_total` samples in a Prometheus text page.
+    static func intranetBytes(inMetrics text: String) -> Int {
+        var total = 0.0
+        for line in text.split(separator: "\n") where line.hasPrefix("concord_app_intranet_bytes_total") {
+            if let value = line.split(separator: " ").last.flatMap({ Double($0) }) { total += value }
+        }
+        return Int(total)
+    }
+
+    // MARK: Children
+
+    /// `node-N`, except under `ring`, where a node's id must be the name the proxy's ring gives its backend
+    /// (`HOST:PORT`), so that both compute the same owner for a session id.
+    private func nodeID(number: Int, port: Int) -> String {
+        strategy == .ring ? "127.0.0.1:\(port)" : "node-\(number)"
+    }
+
+    private func launchNode(id: String, port: Int, replicationPort: Int, peers: [String], at position: Int? = nil) async throws {
+        var arguments = ["app", "--strategy", strategy.appStrategy, "--node-id", id, "--port", "\(port)"]
+        if let storeURL { arguments += ["--store", storeURL] }
+        if strategy.replicates {
+            arguments += ["--replication-port", "\(replicationPort)"]
+            if !peers.isEmpty { arguments += ["--peers", peers.joined(separator: ",")] }
+        }
+        let child = try LabChild.spawn(
+            name: id, executable: executable, arguments: arguments,
+            environment: ["CONCORD_SESSION_KEY": sessionKey, "CONCORD_PARENT_PID": "\(getpid())"],
+            logPath: "\(workDirectory)/\(id).log")
+        let node = Node(id: id, port: port, replicationPort: replicationPort, child: child)
+        if let position { nodes.insert(node, at: position) } else { nodes.append(node) }
+        try await waitUntilReady(child: child) {
+            (try? await LabHTTPConnection.oneShot(port: port, path: "/ready", timeout: .seconds(1)))?.status == 200
+        }
+        if !proxyAvailable { entry.replaceNodePorts(nodes.map(\.port)) }
+    }
+
+    private func proxyArguments() -> [String] {
+        var arguments = ["proxy", "--listen", "127.0.0.1:\(proxyPort)", "--admin", "127.0.0.1:\(adminPort)"]
+        for node in nodes { arguments += ["--backend", "127.0.0.1:\(node.port)"] }
+        switch strategy.balancing {
+        case .roundRobin: arguments += ["--mode", "http", "--balance", "round-robin"]
+        case .sourceAddressHash: arguments += ["--mode", "tcp", "--balance", "hash", "--key", "ip", "--algorithm", "ring"]
+        case .userHash:
+            arguments += ["--mode", "http", "--balance", "hash", "--key", "cookie:concord_user,query:user,ip", "--algorithm", "ring"]
+        case .stickyCookie: arguments += ["--mode", "http", "--balance", "sticky-cookie"]
+        case .sessionHash:
+            arguments += ["--mode", "http", "--balance", "hash", "--key", "cookie:concord_session,ip", "--algorithm", "ring"]
+        }
+        return arguments + ["--health-path", "/ready"]
+    }
+
+    private func launchProxy() async throws {
+        if proxyPort == 0 {
+            proxyPort = try LoopbackPort.free()
+            adminPort = try LoopbackPort.free()
+        }
+        let child = try LabChild.spawn(
+            name: "proxy", executable: executable, arguments: proxyArguments(),
+            environment: ["CONCORD_PARENT_PID": "\(getpid())"], logPath: "\(workDirectory)/proxy.log")
+        proxy = child
+        try await waitUntilReady(child: child) {
+            // The proxy logs one line containing "listening" when it is ready.
+            ((try? String(contentsOfFile: child.logPath, encoding: .utf8)) ?? "").contains("listening")
+        }
+    }
+
+    private func changePeer(on node: Node, add: Bool, peer: String) async throws {
+        let response = try await LabHTTPConnection.oneShot(
+            .POST, port: node.port, path: add ? "/admin/peers/add" : "/admin/peers/remove", body: "peer=\(peer)",
+            contentType: "application/x-www-form-urlencoded")
+        guard response.status < 300 else {
+            throw LabError.childFailed("\(node.id) refused the peer change \(peer): HTTP \(response.status)")
+        }
+    }
+
+    private func waitUntilReady(child: LabChild, _ isReady: () async -> Bool) async throws {
+        let deadline = ContinuousClock.now.advanced(by: .seconds(configuration.readinessTimeoutSeconds))
+        while ContinuousClock.now < deadline {
+            guard child.isRunning else {
+                throw LabError.childFailed("\(child.name) exited during start-up; its log ends with:\n\(child.logTail())")
+            }
+            if await isReady() { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw LabError.notReady(
+            "\(child.name) not ready after \(configuration.readinessTimeoutSeconds) s; its log ends with:\n\(child.logTail())")
+    }
+}

@@ -1,0 +1,120 @@
+import Foundation
+import Yams
+
+/// Everything one `concord lab` run needs. Loadable from a YAML scenario (`--scenario FILE`, same field names);
+/// flags override the file.
+///
+/// Defaults (the README's first command): every strategy, 2000 users, 3 nodes, phases of 28 s in total per
+/// strategy, so the whole run stays within about five minutes on two cores.
+public struct LabConfiguration: Codable, Sendable {
+    /// The strategies to measure, in order. Default: all of them.
+    public var strategies: [LabStrategy]
+    /// Virtual users (each with its own cookie jar and source address). Default 2000.
+    public var users: Int
+    /// App nodes at the start. Default 3.
+    public var nodes: Int
+    /// The phases every strategy goes through. Default: warm-up, steady, parallel, restart, crash, scale-out,
+    /// scale-in (see ``defaultPhases(totalSeconds:)``).
+    public var phases: [LabPhase]
+    /// A user's pause between two requests (jittered ±50%). Default 1000 ms.
+    public var thinkTimeMilliseconds: Int
+    /// Cart additions a user fires at once in the `parallel` phase. Default 4.
+    public var parallelRequests: Int
+    /// Store URL for `store` and `store+near-cache` (`sqlite:PATH`, `redis://HOST:PORT`, `postgres://…`).
+    /// `nil`: a fresh SQLite file per strategy under the output directory.
+    public var storeURL: String?
+    /// Where the report goes. Default `lab-report`.
+    public var outputDirectory: String
+    /// One request's limit (connect + response). Default 5 s.
+    public var requestTimeoutMilliseconds: Int
+    /// How long a child may take to report ready. Default 30 s.
+    public var readinessTimeoutSeconds: Double
+
+    public init(
+        strategies: [LabStrategy] = LabStrategy.allCases,
+        users: Int = 2000,
+        nodes: Int = 3,
+        phases: [LabPhase] = LabConfiguration.defaultPhases(totalSeconds: 28),
+        thinkTimeMilliseconds: Int = 1000,
+        parallelRequests: Int = 4,
+        storeURL: String? = nil,
+        outputDirectory: String = "lab-report",
+        requestTimeoutMilliseconds: Int = 5000,
+        readinessTimeoutSeconds: Double = 30
+    ) {
+        self.strategies = strategies
+        self.users = users
+        self.nodes = nodes
+        self.phases = phases
+        self.thinkTimeMilliseconds = thinkTimeMilliseconds
+        self.parallelRequests = parallelRequests
+        self.storeURL = storeURL
+        self.outputDirectory = outputDirectory
+        self.requestTimeoutMilliseconds = requestTimeoutMilliseconds
+        self.readinessTimeoutSeconds = readinessTimeoutSeconds
+    }
+
+    /// The default scenario, its phases sharing `totalSeconds` in fixed proportions (warm-up 3/28 of it, …).
+    public static func defaultPhases(totalSeconds: Double) -> [LabPhase] {
+        let weights: [(LabPhase.Kind, Double)] = [
+            (.warmUp, 4), (.steady, 4), (.parallel, 3), (.restart, 5), (.crash, 4), (.scaleOut, 4), (.scaleIn, 4),
+        ]
+        let sum = weights.reduce(0) { $0 + $1.1 }
+        return weights.map { LabPhase(kind: $0.0, seconds: totalSeconds * $0.1 / sum) }
+    }
+
+    /// Checks limits; every traffic loop of the lab is bounded by these.
+    public func validate() throws {
+        guard !strategies.isEmpty else { throw LabError.invalidArgument("no strategies to run") }
+        guard (1...20_000).contains(users) else { throw LabError.invalidArgument("users must be 1...20000, got \(users)") }
+        guard (1...32).contains(nodes) else { throw LabError.invalidArgument("nodes must be 1...32, got \(nodes)") }
+        guard !phases.isEmpty else { throw LabError.invalidArgument("the scenario has no phases") }
+        for phase in phases where !(0.5...600).contains(phase.seconds) {
+            throw LabError.invalidArgument("phase '\(phase.name)' lasts \(phase.seconds) s; allowed 0.5...600")
+        }
+        guard (10...60_000).contains(thinkTimeMilliseconds) else {
+            throw LabError.invalidArgument("thinkTimeMilliseconds must be 10...60000")
+        }
+        guard (2...32).contains(parallelRequests) else { throw LabError.invalidArgument("parallelRequests must be 2...32") }
+        guard (100...60_000).contains(requestTimeoutMilliseconds) else {
+            throw LabError.invalidArgument("requestTimeoutMilliseconds must be 100...60000")
+        }
+        if phases.contains(where: { $0.kind == .scaleIn }) && nodes < 2 && !phases.contains(where: { $0.kind == .scaleOut }) {
+            throw LabError.invalidArgument("scale-in needs at least 2 nodes")
+        }
+    }
+
+    /// A configuration from a YAML scenario; absent fields keep their defaults.
+    public static func load(yaml text: String) throws -> LabConfiguration {
+        do {
+            return try YAMLDecoder().decode(LabConfiguration.self, from: text)
+        } catch {
+            throw LabError.invalidArgument("scenario YAML: \(error)")
+        }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case strategies, users, nodes, phases, thinkTimeMilliseconds, parallelRequests, storeURL, outputDirectory
+        case requestTimeoutMilliseconds, readinessTimeoutSeconds
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let defaults = LabConfiguration()
+        if let names = try c.decodeIfPresent([String].self, forKey: .strategies) {
+            strategies = try LabStrategy.parseList(names.joined(separator: ","))
+        } else {
+            strategies = defaults.strategies
+        }
+        users = try c.decodeIfPresent(Int.self, forKey: .users) ?? defaults.users
+        nodes = try c.decodeIfPresent(Int.self, forKey: .nodes) ?? defaults.nodes
+        phases = try c.decodeIfPresent([LabPhase].self, forKey: .phases) ?? defaults.phases
+        thinkTimeMilliseconds = try c.decodeIfPresent(Int.self, forKey: .thinkTimeMilliseconds) ?? defaults.thinkTimeMilliseconds
+        parallelRequests = try c.decodeIfPresent(Int.self, forKey: .parallelRequests) ?? defaults.parallelRequests
+        storeURL = try c.decodeIfPresent(String.self, forKey: .storeURL)
+        outputDirectory = try c.decodeIfPresent(String.self, forKey: .outputDirectory) ?? defaults.outputDirectory
+        requestTimeoutMilliseconds =
+            try c.decodeIfPresent(Int.self, forKey: .requestTimeoutMilliseconds) ?? defaults.requestTimeoutMilliseconds
+        readinessTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .readinessTimeoutSeconds) ?? defaults.readinessTimeoutSeconds
+    }
+}

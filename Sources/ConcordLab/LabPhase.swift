@@ -1,0 +1,41 @@
+/// One bounded stretch of a lab run, and the event injected into the cluster during it.
+public struct LabPhase: Codable, Sendable, Hashable {
+    /// What happens to the cluster in the phase (users keep browsing throughout).
+    public enum Kind: String, Codable, Sendable, CaseIterable {
+        /// Users log in, staggered over the phase.
+        case warmUp = "warm-up"
+        /// Nothing is injected: the baseline.
+        case steady
+        /// Each user fires several cart additions at once (as a browser with several tabs does).
+        case parallel
+        /// One node is stopped gracefully (SIGTERM) and started again on the same port.
+        case restart
+        /// One node is killed (SIGKILL) and started again on the same port.
+        case crash
+        /// One node is added.
+        case scaleOut = "scale-out"
+        /// The newest node is removed (drained from the proxy, then stopped gracefully).
+        case scaleIn = "scale-in"
+    }
+
+    /// The name in reports (defaults to the kind's name).
+    public var name: String
+    public var kind: Kind
+    /// How long the phase lasts.
+    public var seconds: Double
+
+    public init(name: String? = nil, kind: Kind, seconds: Double) {
+        self.name = name ?? kind.rawValue
+        self.kind = kind
+        self.seconds = seconds
+    }
+
+    enum CodingKeys: String, CodingKey { case name, kind, seconds }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        kind = try container.decode(Kind.self, forKey: .kind)
+        name = try container.decodeIfPresent(String.self, forKey: .name) ?? kind.rawValue
+        seconds = try container.decode(Double.self, forKey: .seconds)
+    }
+}

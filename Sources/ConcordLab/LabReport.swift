@@ -1,0 +1,215 @@
+import Foundation
+
+/// The figures of a lab run and the files made from them: results.json, report.md, report.html.
+public struct LabReport: Sendable {
+    public var configuration: LabConfiguration
+    public var results: [LabResult]
+    public var skipped: [LabSkipped]
+    public var proxyAvailable: Bool
+    public var finished = Date()
+
+    public init(configuration: LabConfiguration, results: [LabResult], skipped: [LabSkipped], proxyAvailable: Bool) {
+        self.configuration = configuration
+        self.results = results
+        self.skipped = skipped
+        self.proxyAvailable = proxyAvailable
+    }
+
+    /// The measured strategies, in run order.
+    public var strategies: [String] {
+        var seen: [String] = []
+        for result in results where !seen.contains(result.strategy) { seen.append(result.strategy) }
+        return seen
+    }
+
+    // MARK: Table
+
+    public static let tableHeader = [
+        "strategy", "phase", "users", "lost %", "lost", "failed", "p50 ms", "p99 ms", "p99.9 ms", "max/mean", "cart lost",
+        "intranet B/req", "internet B/req", "peak RSS MiB",
+    ]
+
+    public var tableRows: [[String]] {
+        results.map { r in
+            [
+                r.strategy, r.phase, "\(r.activeUsers)", Self.fixed(r.lostSessionsPercent, 1), "\(r.lostSessions)",
+                "\(r.failedRequests)", Self.fixed(r.p50Ms, 2), Self.fixed(r.p99Ms, 2), Self.fixed(r.p999Ms, 2),
+                Self.fixed(r.maxOverMeanLoad, 2), "\(r.lostCartItems)", Self.fixed(r.intranetBytesPerRequest, 0),
+                Self.fixed(r.internetBytesPerRequest, 0), Self.fixed(Double(r.peakRssBytes) / 1_048_576, 1),
+            ]
+        }
+    }
+
+    static func fixed(_ value: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", value) }
+
+    // MARK: Reading
+
+    private func rows(phase kind: LabPhase.Kind) -> [LabResult] {
+        let names = Set(configuration.phases.filter { $0.kind == kind }.map(\.name))
+        return results.filter { names.contains($0.phase) }
+    }
+
+    private func mechanism(_ strategy: String) -> String { LabStrategy(rawValue: strategy)?.mechanism ?? "" }
+
+    private func list(_ names: [String]) -> String {
+        let quoted = names.map { "`\($0)`" }
+        guard quoted.count > 1 else { return quoted.first ?? "" }
+        return quoted.dropLast().joined(separator: ", ") + " and " + quoted.last!
+    }
+
+    /// A few plain sentences: which strategy wins on which figure, and why.
+    public var findings: [String] {
+        var sentences: [String] = []
+        for kind in [LabPhase.Kind.restart, .crash, .scaleOut] {
+            let phaseRows = rows(phase: kind)
+            guard !phaseRows.isEmpty else { continue }
+            let kept = phaseRows.filter { $0.lostSessions == 0 }.map(\.strategy)
+            let worst = phaseRows.max { $0.lostSessionsPercent < $1.lostSessionsPercent }
+            var sentence = "On \(kind == .restart ? "a graceful restart" : kind == .crash ? "a crash (SIGKILL)" : "scale-out"), "
+            sentence += kept.isEmpty ? "every strategy lost sessions" : "\(list(kept)) lost no session"
+            if let worst, worst.lostSessions > 0 {
+                sentence += "; `\(worst.strategy)` lost the most (\(Self.fixed(worst.lostSessionsPercent, 1)) % of active users), "
+                sentence += "because \(mechanism(worst.strategy))"
+            }
+            sentences.append(sentence + ".")
+        }
+        let parallel = rows(phase: .parallel)
+        if !parallel.isEmpty {
+            let losing = parallel.filter { $0.lostCartItems > 0 }.sorted { $0.lostCartItems > $1.lostCartItems }
+            let clean = parallel.filter { $0.lostCartItems == 0 && $0.lostSessions == 0 }.map(\.strategy)
+            var sentence = "With parallel cart additions, "
+            sentence += clean.isEmpty ? "no strategy kept every item" : "\(list(clean)) kept every acknowledged item"
+            if let first = losing.first {
+                sentence += "; `\(first.strategy)` lost \(first.lostCartItems) items"
+                if first.strategy == LabStrategy.client.rawValue {
+                    sentence += ", because each parallel response carries its own sealed cookie and the last one the browser stores wins"
+                }
+            }
+            sentences.append(sentence + ".")
+        }
+        let steady = rows(phase: .steady).filter { $0.requests > 0 }
+        if let fastest = steady.min(by: { $0.p99Ms < $1.p99Ms }), let slowest = steady.max(by: { $0.p99Ms < $1.p99Ms }),
+            fastest.strategy != slowest.strategy
+        {
+            sentences.append(
+                "In steady state `\(fastest.strategy)` has the lowest p99 latency (\(Self.fixed(fastest.p99Ms, 2)) ms) "
+                    + "and `\(slowest.strategy)` the highest (\(Self.fixed(slowest.p99Ms, 2)) ms): \(mechanism(slowest.strategy)).")
+        }
+        if let heaviest = steady.max(by: { $0.intranetBytesPerRequest < $1.intranetBytesPerRequest }), heaviest.intranetBytesPerRequest > 0 {
+            let none = steady.filter { $0.intranetBytesPerRequest < 1 }.map(\.strategy)
+            sentences.append(
+                "Intranet traffic: `\(heaviest.strategy)` sends the most behind the proxy "
+                    + "(\(Self.fixed(heaviest.intranetBytesPerRequest, 0)) B per request), because \(mechanism(heaviest.strategy))"
+                    + (none.isEmpty ? "." : "; \(list(none)) send none."))
+        }
+        if let fattest = steady.max(by: { $0.internetBytesPerRequest < $1.internetBytesPerRequest }),
+            let leanest = steady.min(by: { $0.internetBytesPerRequest < $1.internetBytesPerRequest }), fattest.strategy != leanest.strategy
+        {
+            sentences.append(
+                "Internet traffic (cookie + response headers): `\(fattest.strategy)` costs \(Self.fixed(fattest.internetBytesPerRequest, 0)) B "
+                    + "per request against \(Self.fixed(leanest.internetBytesPerRequest, 0)) B for `\(leanest.strategy)`.")
+        }
+        if let balanced = steady.min(by: { $0.maxOverMeanLoad < $1.maxOverMeanLoad }),
+            let skewed = steady.max(by: { $0.maxOverMeanLoad < $1.maxOverMeanLoad }), skewed.maxOverMeanLoad > balanced.maxOverMeanLoad + 0.05
+        {
+            sentences.append(
+                "Balance: `\(balanced.strategy)` spreads requests most evenly (max/mean \(Self.fixed(balanced.maxOverMeanLoad, 2))), "
+                    + "`\(skewed.strategy)` least (\(Self.fixed(skewed.maxOverMeanLoad, 2))), since affinity follows users, not requests.")
+        }
+        let memory = Dictionary(grouping: results, by: \.strategy).compactMapValues { $0.map(\.peakRssBytes).max() }
+        if let big = memory.max(by: { $0.value < $1.value }), let small = memory.min(by: { $0.value < $1.value }), big.key != small.key {
+            sentences.append(
+                "Memory: the largest node peaked at \(Self.fixed(Double(big.value) / 1_048_576, 1)) MiB with `\(big.key)`, "
+                    + "\(Self.fixed(Double(small.value) / 1_048_576, 1)) MiB with `\(small.key)`.")
+        }
+        for skip in skipped {
+            sentences.append("`\(skip.strategy)` was not measured: \(skip.reason).")
+        }
+        return sentences
+    }
+
+    // MARK: Files
+
+    /// Writes results.json, report.md and report.html into `directory`.
+    public func write(to directory: String) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(results).write(to: URL(fileURLWithPath: "\(directory)/results.json"))
+        try encoder.encode(skipped).write(to: URL(fileURLWithPath: "\(directory)/skipped.json"))
+        try markdown().write(toFile: "\(directory)/report.md", atomically: true, encoding: .utf8)
+        try html().write(toFile: "\(directory)/report.html", atomically: true, encoding: .utf8)
+    }
+
+    private var setup: String {
+        let phases = configuration.phases.map { "\($0.name) \(Self.fixed($0.seconds, 1)) s" }.joined(separator: ", ")
+        return "\(configuration.users) users, \(configuration.nodes) nodes, think time \(configuration.thinkTimeMilliseconds) ms, "
+            + "\(configuration.parallelRequests) parallel cart additions per user; phases: \(phases). "
+            + (proxyAvailable ? "Users reach the nodes through `concord proxy`." : "`concord proxy` was not available: the lab balanced round-robin itself.")
+    }
+
+    public func markdown() -> String {
+        var text = "# Concord lab report\n\n\(setup)\n\n## Findings\n\n"
+        text += findings.map { "- \($0)" }.joined(separator: "\n") + "\n\n## Figures\n\n"
+        text += "| " + Self.tableHeader.joined(separator: " | ") + " |\n"
+        text += "|" + Self.tableHeader.map { _ in "---" }.joined(separator: "|") + "|\n"
+        for row in tableRows { text += "| " + row.joined(separator: " | ") + " |\n" }
+        text += "\n" + Self.legend + "\n"
+        return text
+    }
+
+    static let legend = """
+        lost % = share of the phase's active users who found their session gone (sent to the login page); \
+        failed = transport errors, timeouts and 5xx; max/mean = the busiest node's requests over the mean (X-Concord-Node); \
+        cart lost = cart items acknowledged but missing later while the session lived; intranet B/req = replication and \
+        store bytes (nodes' /metrics) per request; internet B/req = Cookie header sent + response headers received per \
+        request; peak RSS = the largest node's VmHWM.
+        """
+
+    public func html() -> String {
+        let names = strategies
+        func series(_ kinds: [LabPhase], _ value: (LabResult) -> Double) -> [(name: String, values: [Double])] {
+            kinds.map { phase in
+                (phase.name, names.map { name in results.first { $0.strategy == name && $0.phase == phase.name }.map(value) ?? 0 })
+            }
+        }
+        let phases = configuration.phases
+        let steadyName = phases.first { $0.kind == .steady }?.name ?? phases.first?.name ?? ""
+        let steady = phases.filter { $0.name == steadyName }
+        let charts = [
+            SVGBarChart(title: "Sessions lost per phase", unit: "% of active users", categories: names,
+                        series: series(phases.filter { $0.kind != .warmUp }) { $0.lostSessionsPercent }),
+            SVGBarChart(title: "Latency (\(steadyName))", unit: "ms", categories: names,
+                        series: series(steady) { $0.p50Ms }.map { ("p50", $0.values) } + series(steady) { $0.p99Ms }.map { ("p99", $0.values) }),
+            SVGBarChart(title: "Bytes per request (\(steadyName))", unit: "bytes", categories: names,
+                        series: series(steady) { $0.intranetBytesPerRequest }.map { ("intranet", $0.values) }
+                            + series(steady) { $0.internetBytesPerRequest }.map { ("internet", $0.values) }),
+            SVGBarChart(title: "Balance: busiest node over mean", unit: "max/mean", categories: names,
+                        series: series(phases.filter { $0.kind == .steady || $0.kind == .scaleOut }) { $0.maxOverMeanLoad }),
+            SVGBarChart(title: "Cart items lost", unit: "items", categories: names,
+                        series: series(phases.filter { $0.kind == .parallel }) { Double($0.lostCartItems) }),
+        ].map { $0.render() }
+        func escape(_ text: String) -> String {
+            text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+        }
+        func code(_ text: String) -> String {
+            escape(text).replacingOccurrences(of: "`([^`]*)`", with: "<code>$1</code>", options: .regularExpression)
+        }
+        var page = """
+            <!doctype html>
+            <html lang="en"><head><meta charset="utf-8"><title>Concord lab report</title>
+            <style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+            table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
+            td:nth-child(-n+2),th{text-align:left}figure{margin:1.5em 0}</style></head><body>
+            <h1>Concord lab report</h1>
+            <p>\(code(setup))</p>
+            <h2>Findings</h2><ul>
+            """
+        page += findings.map { "<li>\(code($0))</li>" }.joined(separator: "\n") + "</ul>\n<h2>Charts</h2>\n"
+        page += charts.map { "<figure>\($0)</figure>" }.joined(separator: "\n")
+        page += "\n<h2>Figures</h2>\n<table><tr>" + Self.tableHeader.map { "<th>\(escape($0))</th>" }.joined() + "</tr>\n"
+        for row in tableRows { page += "<tr>" + row.map { "<td>\(escape($0))</td>" }.joined() + "</tr>\n" }
+        page += "</table>\n<p>\(escape(Self.legend))</p>\n</body></html>\n"
+        return page
+    }
+}

@@ -1,0 +1,59 @@
+/// Everything about sessions an app configures: the strategy, the timeouts, the cookie.
+///
+/// ```swift
+/// let configuration = ConcordSessionConfiguration(strategy: .client(keyRing))
+/// let configuration = ConcordSessionConfiguration(strategy: .store(redisStore), idleTimeout: .seconds(900))
+/// ```
+public struct ConcordSessionConfiguration: Sendable {
+    /// Where sessions live.
+    public var strategy: SessionStrategy
+    /// A session unused this long is over (OWASP: 15–30 min for most apps). Default 30 minutes.
+    public var idleTimeout: Duration
+    /// A session is over this long after it was created or regenerated, however active. Default 12 hours.
+    public var absoluteTimeout: Duration
+    /// An unchanged session's last-access time (and the store TTL) is refreshed at most this often, so most
+    /// requests write nothing; the idle timeout is therefore exact to within this. Default 60 seconds.
+    public var touchInterval: Duration
+    /// How many times a change is applied before giving up when concurrent requests keep changing the same
+    /// session (the first write plus re-applications after conflicts). Default 8.
+    public var maximumUpdateAttempts: Int
+    /// The session cookie.
+    public var cookie: SessionCookieConfiguration
+
+    /// - Parameters:
+    ///   - strategy: where sessions live.
+    ///   - idleTimeout: default 30 minutes.
+    ///   - absoluteTimeout: default 12 hours.
+    ///   - touchInterval: default 60 seconds.
+    ///   - maximumUpdateAttempts: default 8.
+    ///   - cookie: default ``SessionCookieConfiguration/init(name:hostPrefix:httpOnly:sameSite:secure:path:domain:persistent:)``.
+    public init(
+        strategy: SessionStrategy,
+        idleTimeout: Duration = .seconds(30 * 60),
+        absoluteTimeout: Duration = .seconds(12 * 60 * 60),
+        touchInterval: Duration = .seconds(60),
+        maximumUpdateAttempts: Int = 8,
+        cookie: SessionCookieConfiguration = .init()
+    ) {
+        self.strategy = strategy
+        self.idleTimeout = idleTimeout
+        self.absoluteTimeout = absoluteTimeout
+        self.touchInterval = touchInterval
+        self.maximumUpdateAttempts = maximumUpdateAttempts
+        self.cookie = cookie
+    }
+
+    /// Throws ``SessionError`` `.invalidConfiguration` for inconsistent settings.
+    public func validate() throws {
+        try cookie.validate()
+        guard idleTimeout > .zero, absoluteTimeout > .zero else {
+            throw SessionError.invalidConfiguration("idleTimeout and absoluteTimeout must be positive")
+        }
+        guard touchInterval >= .zero, touchInterval < idleTimeout else {
+            throw SessionError.invalidConfiguration("touchInterval must be shorter than idleTimeout")
+        }
+        guard maximumUpdateAttempts >= 1 else {
+            throw SessionError.invalidConfiguration("maximumUpdateAttempts must be at least 1")
+        }
+    }
+}

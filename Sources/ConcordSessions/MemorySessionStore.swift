@@ -1,0 +1,169 @@
+import Synchronization
+
+/// A ``SessionStore`` in this process's memory: the `local` strategy, the reference implementation, and the
+/// building block of the replicated stores.
+///
+/// - TTL: every record expires `ttl` after its last save or touch; reads never return an expired record, and
+///   ``run()`` sweeps expired records every ``MemorySessionStoreConfiguration/sweepInterval``.
+/// - Capacity: at most ``MemorySessionStoreConfiguration/maximumSessions`` records; a new record beyond that
+///   evicts the least recently used one (loads, saves and touches count as use).
+/// - Concurrency: one `Mutex` guards the whole state; every operation is a short critical section with no
+///   suspension inside, which is faster than an actor hop per call.
+/// - Time comes from the injected `clock`, so tests move time forward instead of sleeping.
+public final class MemorySessionStore<C: Clock>: SessionStore where C.Duration == Duration {
+    private struct Record {
+        var session: StoredSession
+        var expiresAt: C.Instant
+    }
+
+    private struct State {
+        var records = LRUTable<String, Record>()
+        var idsByUser: [String: Set<String>] = [:]
+        var statistics = MemorySessionStoreStatistics(sessions: 0, evictions: 0, expirations: 0, sweeps: 0)
+
+        mutating func removeRecord(id: String) {
+            guard let record = records.remove(id) else { return }
+            if let userID = record.session.userID { unindex(id: id, userID: userID) }
+        }
+
+        mutating func unindex(id: String, userID: String) {
+            guard var ids = idsByUser[userID] else { return }
+            ids.remove(id)
+            idsByUser[userID] = ids.isEmpty ? nil : ids
+        }
+
+        /// The live record for `id`, removing it if it has expired.
+        mutating func liveRecord(id: String, now: C.Instant, markUsed: Bool) -> Record? {
+            guard let record = markUsed ? records.use(id) : records.peek(id) else { return nil }
+            guard now < record.expiresAt else {
+                removeRecord(id: id)
+                statistics.expirations += 1
+                return nil
+            }
+            return record
+        }
+    }
+
+    public let configuration: MemorySessionStoreConfiguration
+    public let clock: C
+    private let state = Mutex(State())
+
+    /// A store reading time from `clock` (tests pass a manual clock).
+    public init(configuration: MemorySessionStoreConfiguration = .init(), clock: C) {
+        self.configuration = configuration
+        self.clock = clock
+    }
+
+    /// Counters, and the number of records held now.
+    public var statistics: MemorySessionStoreStatistics {
+        state.withLock { state in
+            var statistics = state.statistics
+            statistics.sessions = state.records.count
+            return statistics
+        }
+    }
+
+    public func load(id: String) async throws -> StoredSession? {
+        let now = clock.now
+        return state.withLock { $0.liveRecord(id: id, now: now, markUsed: true)?.session }
+    }
+
+    public func save(_ session: StoredSession, ttl: Duration, expectedVersion: UInt64?) async throws -> UInt64 {
+        guard session.payload.count <= configuration.maximumPayloadSize else {
+            throw SessionStoreError.tooLarge(size: session.payload.count, limit: configuration.maximumPayloadSize)
+        }
+        let now = clock.now
+        let expiresAt = now.advanced(by: ttl)
+        let maximumSessions = configuration.maximumSessions
+        return try state.withLock { state in
+            let existing = state.liveRecord(id: session.id, now: now, markUsed: false)
+            if let expectedVersion, expectedVersion != (existing?.session.version ?? 0) {
+                throw SessionStoreError.conflict(expected: expectedVersion, actual: existing?.session.version)
+            }
+            var stored = session
+            stored.version = (existing?.session.version ?? 0) + 1
+            if let oldUser = existing?.session.userID, oldUser != session.userID {
+                state.unindex(id: session.id, userID: oldUser)
+            }
+            if existing == nil {
+                while state.records.count >= maximumSessions, let victim = state.records.leastRecent {
+                    state.removeRecord(id: victim.key)
+                    state.statistics.evictions += 1
+                }
+            }
+            state.records.set(session.id, Record(session: stored, expiresAt: expiresAt))
+            if let userID = session.userID { state.idsByUser[userID, default: []].insert(session.id) }
+            return stored.version
+        }
+    }
+
+    public func delete(id: String) async throws {
+        state.withLock { $0.removeRecord(id: id) }
+    }
+
+    public func touch(id: String, ttl: Duration) async throws -> Bool {
+        let now = clock.now
+        return state.withLock { state in
+            guard state.liveRecord(id: id, now: now, markUsed: true) != nil else { return false }
+            _ = state.records.modify(id) { $0.expiresAt = now.advanced(by: ttl) }
+            return true
+        }
+    }
+
+    public func version(id: String) async throws -> UInt64? {
+        let now = clock.now
+        return state.withLock { $0.liveRecord(id: id, now: now, markUsed: false)?.session.version }
+    }
+
+    public func sessionIDs(forUser userID: String) async throws -> [String] {
+        let now = clock.now
+        return state.withLock { state in
+            let ids = state.idsByUser[userID] ?? []
+            return ids.filter { state.liveRecord(id: $0, now: now, markUsed: false) != nil }.sorted()
+        }
+    }
+
+    public func deleteAll(forUser userID: String) async throws -> Int {
+        let now = clock.now
+        return state.withLock { state in
+            let ids = state.idsByUser[userID] ?? []
+            let live = ids.filter { state.liveRecord(id: $0, now: now, markUsed: false) != nil }
+            for id in live { state.removeRecord(id: id) }
+            return live.count
+        }
+    }
+
+    /// Removes every expired record now. - Returns: how many were removed.
+    @discardableResult
+    public func sweep() -> Int {
+        let now = clock.now
+        return state.withLock { state in
+            let expired = state.records.keys { $0.expiresAt <= now }
+            for id in expired { state.removeRecord(id: id) }
+            state.statistics.expirations += expired.count
+            state.statistics.sweeps += 1
+            return expired.count
+        }
+    }
+
+    /// Sweeps expired records every ``MemorySessionStoreConfiguration/sweepInterval`` until the task is
+    /// cancelled (then it returns normally). ConcordHummingbird wraps it as a service-lifecycle `Service`
+    /// that also stops on graceful shutdown.
+    public func run() async throws {
+        while !Task.isCancelled {
+            do {
+                try await clock.sleep(for: configuration.sweepInterval)
+            } catch is CancellationError {
+                return
+            }
+            sweep()
+        }
+    }
+}
+
+extension MemorySessionStore where C == ContinuousClock {
+    /// A store on the continuous clock (the usual choice outside tests).
+    public convenience init(configuration: MemorySessionStoreConfiguration = .init()) {
+        self.init(configuration: configuration, clock: ContinuousClock())
+    }
+}

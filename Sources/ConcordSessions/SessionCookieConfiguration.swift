@@ -1,0 +1,117 @@
+/// The session cookie's name and attributes, and the `Set-Cookie` header values they give.
+///
+/// Defaults follow OWASP's session-management advice: `HttpOnly`, `SameSite=Lax`, `Path=/`, no `Domain`
+/// (host-only). `Secure` is off by default only so that plain-HTTP development works; turn it on (or use
+/// ``hostPrefix``) behind HTTPS.
+public struct SessionCookieConfiguration: Sendable, Hashable {
+    public enum SameSite: String, Sendable, Hashable, Codable {
+        case strict = "Strict"
+        case lax = "Lax"
+        case none = "None"
+    }
+
+    /// The cookie name (without the `__Host-` prefix). Default `concord_session`.
+    public var name: String
+    /// Prefix the name with `__Host-`, which browsers accept only with `Secure`, `Path=/` and no `Domain`
+    /// (so a sibling subdomain cannot plant the cookie). Default `false`.
+    public var hostPrefix: Bool
+    /// Default `true`: scripts cannot read the cookie.
+    public var httpOnly: Bool
+    /// Default `.lax`; `nil` omits the attribute.
+    public var sameSite: SameSite?
+    /// Send only over HTTPS. Default `false` (see above).
+    public var secure: Bool
+    /// Default `/`.
+    public var path: String
+    /// Default `nil` (host-only).
+    public var domain: String?
+    /// Give the cookie a `Max-Age` (the remaining absolute lifetime of the session) so it survives a browser
+    /// restart; `false` makes it a browser-session cookie. Default `true`.
+    public var persistent: Bool
+
+    public init(
+        name: String = "concord_session",
+        hostPrefix: Bool = false,
+        httpOnly: Bool = true,
+        sameSite: SameSite? = .lax,
+        secure: Bool = false,
+        path: String = "/",
+        domain: String? = nil,
+        persistent: Bool = true
+    ) {
+        self.name = name
+        self.hostPrefix = hostPrefix
+        self.httpOnly = httpOnly
+        self.sameSite = sameSite
+        self.secure = secure
+        self.path = path
+        self.domain = domain
+        self.persistent = persistent
+    }
+
+    /// The name as sent: with the `__Host-` prefix when ``hostPrefix`` is on.
+    public var fullName: String { hostPrefix ? "__Host-" + name : name }
+
+    /// Throws ``SessionError`` `.invalidConfiguration` for settings browsers would reject or ignore.
+    public func validate() throws {
+        let separators = Set("()<>@,;:\\\"/[]?={} \t".utf8)
+        guard !name.isEmpty, name.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && !separators.contains($0) }) else {
+            throw SessionError.invalidConfiguration("cookie name \"\(name)\" is not an RFC 6265 token")
+        }
+        if hostPrefix {
+            guard secure, path == "/", domain == nil else {
+                throw SessionError.invalidConfiguration("a __Host- cookie needs secure: true, path \"/\" and no domain")
+            }
+        }
+        if sameSite == SameSite.none, !secure {
+            throw SessionError.invalidConfiguration("SameSite=None requires secure: true")
+        }
+        for (label, value) in [("path", path), ("domain", domain ?? "")] where value.contains(";") || value.contains(where: \.isNewline) {
+            throw SessionError.invalidConfiguration("cookie \(label) \"\(value)\" contains ';' or a line break")
+        }
+    }
+
+    /// The `Set-Cookie` value for `update`, or `nil` when nothing must be sent.
+    public func setCookieHeader(for update: SessionCookieUpdate) -> String? {
+        switch update {
+        case .unchanged: nil
+        case .set(let value, let maxAge): header(value: value, maxAge: persistent ? maxAge : nil, expired: false)
+        case .expire: header(value: "", maxAge: 0, expired: true)
+        }
+    }
+
+    private func header(value: String, maxAge: Int?, expired: Bool) -> String {
+        var header = "\(fullName)=\(value)"
+        if let maxAge { header += "; Max-Age=\(max(0, maxAge))" }
+        if expired { header += "; Expires=Thu, 01 Jan 1970 00:00:00 GMT" }
+        header += "; Path=\(path)"
+        if let domain { header += "; Domain=\(domain)" }
+        if secure { header += "; Secure" }
+        if httpOnly { header += "; HttpOnly" }
+        if let sameSite { header += "; SameSite=\(sameSite.rawValue)" }
+        return header
+    }
+
+    /// The value of this cookie among the `Cookie` request header values, if present.
+    public func value(inCookieHeaders headers: some Sequence<some StringProtocol>) -> Substring? {
+        let name = fullName
+        for header in headers {
+            for pair in header.split(separator: ";") {
+                let trimmed = pair.drop(while: { $0 == " " || $0 == "\t" })
+                guard let equals = trimmed.firstIndex(of: "="), trimmed[..<equals] == name else { continue }
+                return Substring(trimmed[trimmed.index(after: equals)...])
+            }
+        }
+        return nil
+    }
+}
+
+/// What the session cookie must do on the response.
+public enum SessionCookieUpdate: Sendable, Hashable {
+    /// Send nothing.
+    case unchanged
+    /// Set the cookie to `value`, living `maxAge` seconds (the remaining absolute lifetime).
+    case set(value: String, maxAge: Int)
+    /// Tell the browser to drop the cookie (the session was destroyed).
+    case expire
+}

@@ -1,0 +1,89 @@
+import Synchronization
+
+/// A request's session, as handlers use it (`context.session`): read the value, change it, log a user in,
+/// regenerate the id, destroy the session. Works the same whatever the strategy.
+///
+/// Changes are recorded and take effect in this request at once; ``SessionManager/commit(_:)`` writes them
+/// after the handler returns. Use ``update(_:)`` for changes that must compose with concurrent requests of the
+/// same user (adding to a cart): on a version conflict the closure is re-applied to the newest stored value.
+///
+/// A class because request contexts are copied on their way through middleware; one handle is shared by the
+/// middleware and the handler. A `Mutex` makes it safe if a handler uses it from several tasks.
+public final class SessionHandle<Value: SessionValue>: Sendable {
+    private struct Box: Sendable {
+        var state: SessionState<Value>?
+        var wallClock: SessionWallClock = .system
+        var outcome: SessionLoadOutcome = .none
+    }
+
+    private let box = Mutex(Box())
+
+    /// An empty handle; a ``SessionManager`` fills it from the request (request contexts create one each).
+    public init() {}
+
+    /// The session's value (`Value()` when there is none yet).
+    public var value: Value { box.withLock { $0.state?.current.value ?? Value() } }
+
+    /// The session id, or `nil` when no session exists (yet). Never log it: it is a bearer credential.
+    public var id: String? { box.withLock { $0.state?.current.id } }
+
+    /// The logged-in user, if any.
+    public var userID: String? { box.withLock { $0.state?.current.userID } }
+
+    /// Whether a session exists (loaded, or created by a change in this request).
+    public var exists: Bool { id != nil }
+
+    /// What loading found (for metrics and logs): a session, none, or a rejected cookie and why.
+    public var loadOutcome: SessionLoadOutcome { box.withLock { $0.outcome } }
+
+    /// Changes the value. Creates the session if there is none. On a concurrent-write conflict the closure runs
+    /// again on the newest stored value, so keep it a pure function of its argument (no side effects).
+    public func update(_ change: @escaping @Sendable (inout Value) -> Void) {
+        record(.update(change))
+    }
+
+    /// Replaces the whole value (the last writer wins; prefer ``update(_:)`` for data other requests also change).
+    public func set(_ value: Value) {
+        record(.update { $0 = value })
+    }
+
+    /// Logs `userID` in (or out with `nil`) and regenerates the id, as OWASP asks on every privilege change.
+    public func logIn(userID: String?) {
+        record(.setUser(userID))
+        record(.regenerate)
+    }
+
+    /// Sets the user without a new id (prefer ``logIn(userID:)``).
+    public func setUser(_ userID: String?) {
+        record(.setUser(userID))
+    }
+
+    /// Issues a new id and keeps the data; the old id stops working (session-fixation defence).
+    public func regenerate() {
+        record(.regenerate)
+    }
+
+    /// Ends the session: it is deleted and the browser is told to drop the cookie. Later changes in the same
+    /// request start a new session.
+    public func destroy() {
+        record(.destroy)
+    }
+
+    private func record(_ change: SessionChange<Value>) {
+        box.withLock { box in
+            let now = box.wallClock.now
+            if box.state == nil { box.state = SessionState(base: nil, cookiePresented: false) }
+            box.state!.apply(change, now: now)
+        }
+    }
+
+    // MARK: For SessionManager
+
+    func attach(_ state: SessionState<Value>, wallClock: SessionWallClock, outcome: SessionLoadOutcome) {
+        box.withLock { $0 = Box(state: state, wallClock: wallClock, outcome: outcome) }
+    }
+
+    func withState<R>(_ body: (inout SessionState<Value>?) throws -> R) rethrows -> R {
+        try box.withLock { try body(&$0.state) }
+    }
+}

@@ -1,0 +1,178 @@
+import Foundation
+import Synchronization
+
+/// Loads a request's session from its cookie and commits the handler's changes: the framework-independent engine
+/// behind the Hummingbird middleware (and any other integration).
+///
+/// ```swift
+/// let sessions = try SessionManager<ShopSession>(configuration: .init(strategy: .local()))
+/// let handle = SessionHandle<ShopSession>()
+/// try await sessions.load(cookieValue: cookieFromRequest, into: handle)
+/// handle.update { $0.cart.append("book") }                 // the handler's work
+/// let cookie = try await sessions.commit(handle)           // → Set-Cookie, if any
+/// ```
+/// Strict ids: a cookie naming an id the store does not hold (never issued, deleted, expired) is never adopted;
+/// the request starts without a session and a new id is issued only if it creates one.
+public final class SessionManager<Value: SessionValue>: Sendable {
+    public let configuration: ConcordSessionConfiguration
+    private let wallClock: SessionWallClock
+    private let rejections = Mutex([SessionRejection: Int]())
+    private let idleTimeout: Int64
+    private let absoluteTimeout: Int64
+    private let touchInterval: Int64
+
+    /// - Throws: ``SessionError`` `.invalidConfiguration` for inconsistent settings.
+    public init(configuration: ConcordSessionConfiguration, wallClock: SessionWallClock = .system) throws {
+        try configuration.validate()
+        self.configuration = configuration
+        self.wallClock = wallClock
+        self.idleTimeout = configuration.idleTimeout.wholeMilliseconds
+        self.absoluteTimeout = configuration.absoluteTimeout.wholeMilliseconds
+        self.touchInterval = configuration.touchInterval.wholeMilliseconds
+    }
+
+    /// Refused cookies since start, by reason.
+    public var rejectionCounts: [SessionRejection: Int] { rejections.withLock { $0 } }
+
+    // MARK: Load
+
+    /// Reads the session `cookieValue` names (the session cookie's value, if the request had one) into `handle`.
+    /// - Throws: ``SessionStoreError`` when the store cannot be reached (answer 503); a bad cookie is not an error.
+    public func load(cookieValue: (some StringProtocol)?, into handle: SessionHandle<Value>) async throws {
+        let now = wallClock.now
+        guard let cookieValue else {
+            handle.attach(SessionState(base: nil, cookiePresented: false), wallClock: wallClock, outcome: .none)
+            return
+        }
+        let result: Result<SessionSnapshot<Value>, SessionRejection>
+        switch configuration.strategy.kind {
+        case .store(let store): result = try await loadStored(id: String(cookieValue), from: store, now: now)
+        case .client(let sealer): result = openSealed(cookieValue, with: sealer, now: now)
+        }
+        switch result {
+        case .success(let snapshot):
+            handle.attach(SessionState(base: snapshot, cookiePresented: true), wallClock: wallClock, outcome: .loaded)
+        case .failure(let rejection):
+            rejections.withLock { $0[rejection, default: 0] += 1 }
+            handle.attach(SessionState(base: nil, cookiePresented: true), wallClock: wallClock, outcome: .rejected(rejection))
+        }
+    }
+
+    private func loadStored(id: String, from store: any SessionStore, now: Int64) async throws -> Result<SessionSnapshot<Value>, SessionRejection> {
+        guard SessionID.isWellFormed(id) else { return .failure(.malformed) }
+        let stored: StoredSession?
+        do {
+            stored = try await store.load(id: id)
+        } catch let error as SessionStoreError where error.isCorrupt {
+            return .failure(.corrupt)
+        }
+        guard let stored else { return .failure(.unknownID) }
+        guard let record = SessionRecord(decoding: stored.payload), record.id == id else { return .failure(.corrupt) }
+        let result = snapshot(of: record, version: stored.version, now: now)
+        if case .failure(.expired) = result {
+            // Expired by our clock before the store's TTL: remove it now (best effort; the TTL gets it anyway).
+            try? await store.delete(id: id)
+        }
+        return result
+    }
+
+    private func openSealed(_ text: some StringProtocol, with sealer: SessionSealer, now: Int64) -> Result<SessionSnapshot<Value>, SessionRejection> {
+        switch sealer.open(text, now: now) {
+        case .failure(let rejection): return .failure(rejection)
+        case .success(let plaintext):
+            guard let record = SessionRecord(decoding: plaintext), SessionID.isWellFormed(record.id) else { return .failure(.corrupt) }
+            return snapshot(of: record, version: 0, now: now)
+        }
+    }
+
+    private func snapshot(of record: SessionRecord, version: UInt64, now: Int64) -> Result<SessionSnapshot<Value>, SessionRejection> {
+        guard now < record.createdAt + absoluteTimeout, now < record.lastAccessAt + idleTimeout else { return .failure(.expired) }
+        guard let value = try? JSONDecoder().decode(Value.self, from: Data(record.value)) else { return .failure(.corrupt) }
+        return .success(SessionSnapshot(
+            id: record.id, userID: record.userID, createdAt: record.createdAt, lastAccessAt: record.lastAccessAt,
+            value: value, encodedValue: record.value, version: version))
+    }
+
+    // MARK: Commit
+
+    /// Writes what the handler changed (nothing, for an unchanged session that needs no touch) and says what the
+    /// cookie must do.
+    /// - Throws: ``SessionStoreError`` (`.unavailable` → 503) and ``SessionError`` (`.cookieTooLarge`,
+    ///   `.tooManyConflicts`).
+    public func commit(_ handle: SessionHandle<Value>) async throws -> SessionCookieUpdate {
+        guard var state = handle.withState({ $0 }) else { return .unchanged }
+        let update: SessionCookieUpdate
+        switch configuration.strategy.kind {
+        case .store(let store): update = try await commitStored(&state, to: store)
+        case .client(let sealer): update = try commitSealed(state, with: sealer)
+        }
+        handle.withState { $0 = state }
+        return update
+    }
+
+    private func commitStored(_ state: inout SessionState<Value>, to store: any SessionStore) async throws -> SessionCookieUpdate {
+        for _ in 0..<configuration.maximumUpdateAttempts {
+            let now = wallClock.now
+            let plan = try state.plan(now: now, touchInterval: touchInterval, encodeValue: encode)
+            var cookie = cookieUpdate(for: plan, createdAt: plan.write?.record.createdAt, now: now)
+            if let (record, expectedVersion) = plan.write {
+                let ttl = Duration.milliseconds(max(1, min(idleTimeout, record.createdAt + absoluteTimeout - now)))
+                do {
+                    _ = try await store.save(
+                        StoredSession(id: record.id, payload: record.encoded(), userID: record.userID), ttl: ttl,
+                        expectedVersion: expectedVersion)
+                } catch let error as SessionStoreError where error.isConflict {
+                    if plan.isTouch {
+                        cookie = .unchanged  // another request wrote the session, which refreshed it as well
+                    } else {
+                        let reread: SessionSnapshot<Value>?
+                        if let id = state.presentedID, case .success(let snapshot) = try await loadStored(id: id, from: store, now: now) {
+                            reread = snapshot
+                        } else {
+                            reread = nil
+                        }
+                        state.rebase(on: reread, now: now)
+                        continue
+                    }
+                }
+            }
+            for id in plan.idsToDelete { try await store.delete(id: id) }
+            return cookie
+        }
+        throw SessionError.tooManyConflicts(attempts: configuration.maximumUpdateAttempts)
+    }
+
+    private func commitSealed(_ state: SessionState<Value>, with sealer: SessionSealer) throws -> SessionCookieUpdate {
+        let now = wallClock.now
+        let plan = try state.plan(now: now, touchInterval: touchInterval, encodeValue: encode)
+        guard let (record, _) = plan.write else { return plan.cookie == .expire ? .expire : .unchanged }
+        let expiresAt = min(now + idleTimeout, record.createdAt + absoluteTimeout)
+        let value = try sealer.seal(record.encoded(), expiresAt: expiresAt)
+        let size = configuration.cookie.fullName.utf8.count + 1 + value.utf8.count
+        guard size <= sealer.configuration.maximumCookieSize else {
+            throw SessionError.cookieTooLarge(size: size, limit: sealer.configuration.maximumCookieSize)
+        }
+        return .set(value: value, maxAge: maxAge(createdAt: record.createdAt, now: now))
+    }
+
+    private func cookieUpdate(for plan: SessionState<Value>.Plan, createdAt: Int64?, now: Int64) -> SessionCookieUpdate {
+        switch plan.cookie {
+        case .unchanged: .unchanged
+        case .expire: .expire
+        case .issue: .set(value: plan.write?.record.id ?? "", maxAge: maxAge(createdAt: createdAt ?? now, now: now))
+        }
+    }
+
+    /// Seconds left until the absolute timeout.
+    private func maxAge(createdAt: Int64, now: Int64) -> Int {
+        Int(max(0, createdAt + absoluteTimeout - now) / 1000)
+    }
+
+    private func encode(_ value: Value) throws -> [UInt8] {
+        do {
+            return Array(try JSONEncoder().encode(value))
+        } catch {
+            throw SessionError.encodingFailed("\(error)")
+        }
+    }
+}

@@ -1,0 +1,57 @@
+import ConcordSessions
+import Synchronization
+
+/// Wraps a real store and can be switched into an outage: while down, every call throws
+/// ``SessionStoreError/unavailable(_:)`` like a backend that cannot be reached. Tests use it to check the
+/// "store down → 503" path without stopping a server.
+public final class FaultInjectingSessionStore: SessionStore {
+    public let base: any SessionStore
+    private let down = Atomic(false)
+
+    public init(wrapping base: any SessionStore) { self.base = base }
+
+    /// Whether calls currently fail.
+    public var isDown: Bool {
+        get { down.load(ordering: .relaxed) }
+        set { down.store(newValue, ordering: .relaxed) }
+    }
+
+    private func check() throws {
+        if isDown { throw SessionStoreError.unavailable("injected outage") }
+    }
+
+    public func load(id: String) async throws -> StoredSession? {
+        try check()
+        return try await base.load(id: id)
+    }
+
+    public func save(_ session: StoredSession, ttl: Duration, expectedVersion: UInt64?) async throws -> UInt64 {
+        try check()
+        return try await base.save(session, ttl: ttl, expectedVersion: expectedVersion)
+    }
+
+    public func delete(id: String) async throws {
+        try check()
+        try await base.delete(id: id)
+    }
+
+    public func touch(id: String, ttl: Duration) async throws -> Bool {
+        try check()
+        return try await base.touch(id: id, ttl: ttl)
+    }
+
+    public func version(id: String) async throws -> UInt64? {
+        try check()
+        return try await base.version(id: id)
+    }
+
+    public func sessionIDs(forUser userID: String) async throws -> [String] {
+        try check()
+        return try await base.sessionIDs(forUser: userID)
+    }
+
+    public func deleteAll(forUser userID: String) async throws -> Int {
+        try check()
+        return try await base.deleteAll(forUser: userID)
+    }
+}

@@ -1,0 +1,124 @@
+import ArgumentParser
+import ConcordLab
+import Foundation
+import Logging
+
+/// `concord lab`: brings up a real cluster per strategy on this machine, drives virtual users through it while
+/// restarting, crashing and scaling nodes, and reports what each strategy lost and spent.
+struct LabCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lab",
+        abstract: "Measure every session strategy on a real local cluster (proxy + app nodes + store).",
+        discussion: """
+            For each strategy the lab starts N `concord app` nodes and `concord proxy` (in the balancing mode the \
+            strategy needs) as child processes on loopback, drives virtual users (each with its own cookie jar and \
+            source address in 127.0.0.0/8) through the phases warm-up, steady, parallel, restart, crash, scale-out \
+            and scale-in, and prints a table. The report (results.json, report.md, report.html) goes to --output.
+            Every child process is stopped at the end, on failure and on Ctrl-C. See docs/lab.md.
+            Run it from a release build: swift run -c release concord lab
+            """
+    )
+
+    @Option(help: "Strategies to measure, comma-separated (local, sync, client, l4-hash, l7-hash, store, sticky-cookie, ring, store+near-cache). Default: all.")
+    var strategies: String?
+
+    @Option(help: "Virtual users. Default 2000.")
+    var users: Int?
+
+    @Option(help: "App nodes at the start. Default 3.")
+    var nodes: Int?
+
+    @Option(help: "Seconds per strategy, shared by the default phases in fixed proportions. Default 28.")
+    var duration: Double?
+
+    @Option(name: .customLong("think-time-ms"), help: "A user's pause between requests in milliseconds (jittered ±50%). Default 1000.")
+    var thinkTime: Int?
+
+    @Option(help: "A YAML scenario file (fields of LabConfiguration: strategies, users, nodes, phases, …); flags override it.")
+    var scenario: String?
+
+    @Option(help: "Store URL for store and store+near-cache (sqlite:PATH, redis://HOST:PORT, postgres://…). Default: a fresh SQLite file per strategy.")
+    var store: String?
+
+    @Option(help: "Report directory. Default lab-report.")
+    var output: String?
+
+    func makeConfiguration() throws -> LabConfiguration {
+        var configuration = LabConfiguration()
+        if let scenario {
+            configuration = try LabConfiguration.load(yaml: try String(contentsOfFile: scenario, encoding: .utf8))
+        }
+        if let strategies { configuration.strategies = try LabStrategy.parseList(strategies) }
+        if let users { configuration.users = users }
+        if let nodes { configuration.nodes = nodes }
+        if let duration {
+            guard duration >= 7 else { throw ValidationError("--duration must be at least 7 seconds") }
+            configuration.phases = LabConfiguration.defaultPhases(totalSeconds: duration)
+        }
+        if let thinkTime { configuration.thinkTimeMilliseconds = thinkTime }
+        if let store { configuration.storeURL = store }
+        if let output { configuration.outputDirectory = output }
+        do {
+            try configuration.validate()
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        return configuration
+    }
+
+    func run() async throws {
+        #if DEBUG
+        Progress.say("warning: this is a debug build; figures are meaningful only with `swift run -c release concord lab`")
+        #endif
+        var configuration = try makeConfiguration()
+        configuration.outputDirectory = URL(fileURLWithPath: configuration.outputDirectory).standardizedFileURL.path
+        let executable = try Self.currentExecutable()
+        LabCommand.raiseFileLimit()
+        let signalSources = ChildRegistry.shared.installSignalHandlers { number in
+            Progress.say("\ninterrupted (signal \(number)); stopping \(ChildRegistry.shared.running.count) child processes")
+        }
+        defer {
+            for source in signalSources { source.cancel() }
+            ChildRegistry.shared.terminateAll()
+        }
+        var logger = Logger(label: "concord.lab")
+        logger.logLevel = .warning
+        let phases = configuration.phases.map { "\($0.name) \(String(format: "%.1f", $0.seconds))s" }.joined(separator: ", ")
+        Progress.say("concord lab: \(configuration.strategies.map(\.rawValue).joined(separator: ", "))")
+        Progress.say("  \(configuration.users) users, \(configuration.nodes) nodes; phases: \(phases)")
+        let run = LabRun(configuration: configuration, executable: executable, logger: logger) { line in
+            if let line {
+                FileHandle.standardError.write(Data(("\r" + line + "\u{1B}[K").utf8))
+            } else {
+                FileHandle.standardError.write(Data("\n".utf8))
+            }
+        }
+        let report = try await run.run()
+        var table = TextTable(LabReport.tableHeader)
+        for row in report.tableRows { table.append(row) }
+        print(table.render())
+        print("")
+        for finding in report.findings { print("- " + finding) }
+        try report.write(to: configuration.outputDirectory)
+        print("\nreport: \(configuration.outputDirectory)/report.html, report.md, results.json")
+        if report.results.isEmpty { throw ExitCode.failure }
+    }
+
+    /// The running `concord` binary, whose `app` and `proxy` subcommands the lab launches.
+    static func currentExecutable() throws -> String {
+        let path = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+            ?? URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            throw ValidationError("cannot find the concord executable (tried \(path))")
+        }
+        return path
+    }
+
+    /// Thousands of users keep thousands of sockets open (and so does the proxy, which inherits the limit).
+    static func raiseFileLimit() {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+    }
+}

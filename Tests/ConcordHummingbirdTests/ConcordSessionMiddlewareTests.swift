@@ -1,0 +1,237 @@
+import ConcordHummingbird
+import ConcordSessions
+import ConcordSessionsTesting
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Synchronization
+import Testing
+
+@Suite struct ConcordSessionMiddlewareTests {
+    static let keyOne = SessionKeyRing.Key.generate(id: 1)
+    static let keyTwo = SessionKeyRing.Key.generate(id: 2)
+
+    enum Strategy: String, CaseIterable, Sendable { case store, client }
+
+    static func manager(
+        _ strategy: Strategy, clock: ManualClock, store: (any SessionStore)? = nil, ring: SessionKeyRing? = nil,
+        cookie: SessionCookieConfiguration = .init(), attempts: Int = 8
+    ) throws -> SessionManager<ShopSession> {
+        let chosen: SessionStrategy = switch strategy {
+        case .store: .store(store ?? MemorySessionStore(clock: clock))
+        case .client: .client(ring ?? SessionKeyRing(current: keyOne))
+        }
+        return try SessionManager(
+            configuration: .init(strategy: chosen, maximumUpdateAttempts: attempts, cookie: cookie), wallClock: clock.wallClock())
+    }
+
+    @Test(arguments: Strategy.allCases)
+    func loginCookieNextRequestRegenerateAndLogout(_ strategy: Strategy) async throws {
+        let clock = ManualClock()
+        let app = SessionTestApp.application(manager: try Self.manager(strategy, clock: clock))
+        try await app.test(.live) { client in
+            var jar = SessionCookieJar()
+            try await client.execute(uri: "/me", method: .get) { response in
+                #expect(String(buffer: response.body) == "anonymous")
+                #expect(jar.receive(response) == nil)  // anonymous requests get no cookie
+            }
+            try await client.execute(uri: "/cart/tea", method: .post) { jar.receive($0) }
+            let anonymousID = try await client.execute(uri: "/id", method: .get, headers: jar.headers) { String(buffer: $0.body) }
+            try await client.execute(uri: "/login/alice", method: .post, headers: jar.headers) { response in
+                let received = jar.receive(response)
+                let header = try #require(received)
+                #expect(header.contains("HttpOnly"))
+                #expect(header.contains("SameSite=Lax"))
+                #expect(header.contains("Path=/"))
+                #expect(header.contains("Max-Age=43200"))
+                #expect(response.headers[.cacheControl] == "no-store")
+            }
+            try await client.execute(uri: "/me", method: .get, headers: jar.headers) { response in
+                #expect(String(buffer: response.body) == "alice")
+                #expect(jar.receive(response) == nil)  // unchanged session: no Set-Cookie
+            }
+            let loggedInID = try await client.execute(uri: "/id", method: .get, headers: jar.headers) { String(buffer: $0.body) }
+            #expect(loggedInID != anonymousID)  // login regenerated the id
+            try await client.execute(uri: "/cart", method: .get, headers: jar.headers) { #expect(String(buffer: $0.body) == "tea") }
+            let beforeLogout = jar
+            try await client.execute(uri: "/logout", method: .post, headers: jar.headers) { response in
+                let received = jar.receive(response)
+                let header = try #require(received)
+                #expect(header.contains("Max-Age=0"))
+            }
+            #expect(jar.value == nil)
+            // Replaying the cookie from before the logout: for the store strategy the session is gone.
+            if strategy == .store {
+                try await client.execute(uri: "/me", method: .get, headers: beforeLogout.headers) {
+                    #expect(String(buffer: $0.body) == "anonymous")
+                }
+            }
+        }
+    }
+
+    @Test(arguments: Strategy.allCases)
+    func idleSessionsExpire(_ strategy: Strategy) async throws {
+        let clock = ManualClock()
+        let app = SessionTestApp.application(manager: try Self.manager(strategy, clock: clock))
+        try await app.test(.router) { client in
+            var jar = SessionCookieJar()
+            try await client.execute(uri: "/login/bob", method: .post) { jar.receive($0) }
+            clock.advance(by: .seconds(31 * 60))
+            try await client.execute(uri: "/me", method: .get, headers: jar.headers) { #expect(String(buffer: $0.body) == "anonymous") }
+        }
+    }
+
+    @Test(arguments: Strategy.allCases)
+    func tamperedCookiesMeanNoSessionNeverAnError(_ strategy: Strategy) async throws {
+        let clock = ManualClock()
+        let manager = try Self.manager(strategy, clock: clock)
+        let app = SessionTestApp.application(manager: manager)
+        try await app.test(.router) { client in
+            var jar = SessionCookieJar()
+            try await client.execute(uri: "/login/eve", method: .post) { jar.receive($0) }
+            let value = try #require(jar.value)
+            for tampered in [String(value.dropLast()) + (value.last == "A" ? "B" : "A"), String(value.prefix(10)), "%%%", ""] {
+                var forged = jar
+                forged.value = tampered
+                try await client.execute(uri: "/me", method: .get, headers: forged.headers) { response in
+                    #expect(response.status == .ok)
+                    #expect(String(buffer: response.body) == "anonymous")
+                }
+            }
+            #expect(manager.rejectionCounts.values.reduce(0, +) >= 3)
+        }
+    }
+
+    @Test func keyRotationThroughTheApp() async throws {
+        let clock = ManualClock()
+        let before = SessionTestApp.application(manager: try Self.manager(.client, clock: clock, ring: SessionKeyRing(current: Self.keyOne)))
+        let oldCookie = try await before.test(.router) { client in
+            var jar = SessionCookieJar()
+            try await client.execute(uri: "/login/frank", method: .post) { jar.receive($0) }
+            return jar
+        }
+        let rotated = SessionKeyRing(current: Self.keyTwo, previous: [Self.keyOne])
+        let after = SessionTestApp.application(manager: try Self.manager(.client, clock: clock, ring: rotated))
+        let newCookie = try await after.test(.router) { client in
+            var jar = oldCookie
+            try await client.execute(uri: "/me", method: .get, headers: jar.headers) { #expect(String(buffer: $0.body) == "frank") }
+            try await client.execute(uri: "/cart/pen", method: .post, headers: jar.headers) { jar.receive($0) }
+            return jar
+        }
+        #expect(newCookie.value != nil)
+        #expect(newCookie.value != oldCookie.value)
+        // New cookies are sealed with key 2: a server that only knows key 1 cannot open them; old ones still open.
+        try await before.test(.router) { client in
+            try await client.execute(uri: "/me", method: .get, headers: newCookie.headers) { #expect(String(buffer: $0.body) == "anonymous") }
+            try await client.execute(uri: "/me", method: .get, headers: oldCookie.headers) { #expect(String(buffer: $0.body) == "frank") }
+        }
+        try await after.test(.router) { client in
+            try await client.execute(uri: "/cart", method: .get, headers: newCookie.headers) { #expect(String(buffer: $0.body) == "pen") }
+        }
+    }
+
+    @Test func anOversizedClientSessionIsA500NamingTheSize() async throws {
+        let app = SessionTestApp.application(manager: try Self.manager(.client, clock: ManualClock()))
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/note/6000", method: .post) { response in
+                #expect(response.status == .internalServerError)
+                #expect(response.headers[values: .setCookie].isEmpty)
+                let body = String(buffer: response.body)
+                #expect(body.contains("4096-byte limit"))
+                #expect(body.contains("bytes"))
+            }
+            try await client.execute(uri: "/note/100", method: .post) { #expect($0.status == .ok) }
+        }
+    }
+
+    @Test func storeDownIsA503AndALogLine() async throws {
+        let clock = ManualClock()
+        let store = FaultInjectingSessionStore(wrapping: MemorySessionStore(clock: clock))
+        let logs = LogCapture()
+        var logger = Logger(label: "test") { _ in logs }
+        logger.logLevel = .info
+        let app = SessionTestApp.application(manager: try Self.manager(.store, clock: clock, store: store), logger: logger)
+        try await app.test(.router) { client in
+            var jar = SessionCookieJar()
+            try await client.execute(uri: "/cart/milk", method: .post) { jar.receive($0) }
+            store.isDown = true
+            try await client.execute(uri: "/cart", method: .get, headers: jar.headers) { #expect($0.status == .serviceUnavailable) }
+            try await client.execute(uri: "/cart/eggs", method: .post) { #expect($0.status == .serviceUnavailable) }
+            store.isDown = false
+            try await client.execute(uri: "/cart", method: .get, headers: jar.headers) { #expect(String(buffer: $0.body) == "milk") }
+        }
+        #expect(logs.messages.filter { $0.contains("session store unavailable") }.count == 2)
+    }
+
+    @Test func concurrentCartAdditionsThroughTheAppAreAllKept() async throws {
+        let clock = ManualClock()
+        let store = MemorySessionStore(clock: clock)
+        let requests = 32
+        let app = SessionTestApp.application(manager: try Self.manager(.store, clock: clock, store: store, attempts: requests))
+        try await app.test(.router) { client in
+            var jar = SessionCookieJar()
+            try await client.execute(uri: "/login/gina", method: .post) { jar.receive($0) }
+            let headers = jar.headers
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for item in 0..<requests {
+                    group.addTask {
+                        try await client.execute(uri: "/cart/item\(item)", method: .post, headers: headers) { #expect($0.status == .ok) }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let cart = try await client.execute(uri: "/cart", method: .get, headers: headers) { String(buffer: $0.body) }
+            #expect(cart.split(separator: ",").map(String.init).sorted() == (0..<requests).map { "item\($0)" }.sorted())
+        }
+    }
+
+    @Test func cookieAttributesFollowTheConfiguration() async throws {
+        let cookie = SessionCookieConfiguration(name: "sid", hostPrefix: true, sameSite: .strict, secure: true)
+        let app = SessionTestApp.application(manager: try Self.manager(.store, clock: ManualClock(), cookie: cookie))
+        try await app.test(.router) { client in
+            var jar = SessionCookieJar(name: "__Host-sid")
+            try await client.execute(uri: "/login/hank", method: .post) { response in
+                let received = jar.receive(response)
+                let header = try #require(received)
+                #expect(header.hasPrefix("__Host-sid="))
+                #expect(header.contains("; Secure"))
+                #expect(header.contains("SameSite=Strict"))
+                #expect(!header.contains("Domain"))
+            }
+            try await client.execute(uri: "/me", method: .get, headers: jar.headers) { #expect(String(buffer: $0.body) == "hank") }
+        }
+    }
+
+    @Test func invalidConfigurationIsRefusedAtStartup() {
+        let error = #expect(throws: SessionError.self) {
+            _ = try ConcordSessionMiddleware<ConcordRequestContext<ShopSession>>(
+                configuration: .init(strategy: .local(), cookie: .init(hostPrefix: true)))
+        }
+        #expect(error?.description.contains("__Host-") == true)
+    }
+}
+
+/// Collects log messages (a swift-log handler).
+final class LogCapture: LogHandler, Sendable {
+    private let lines = Mutex<[String]>([])
+    var messages: [String] { lines.withLock { $0 } }
+
+    func log(event: LogEvent) {
+        lines.withLock { $0.append(event.message.description) }
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { nil }
+        set {}
+    }
+
+    var metadata: Logger.Metadata {
+        get { [:] }
+        set {}
+    }
+
+    var logLevel: Logger.Level {
+        get { .trace }
+        set {}
+    }
+}

@@ -1,0 +1,65 @@
+import Foundation
+import Testing
+
+@testable import ConcordLab
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite struct LabChildTests {
+    private func temporaryLog() -> String {
+        NSTemporaryDirectory() + "concord-lab-child-\(UUID().uuidString).log"
+    }
+
+    @Test func stopEndsTheChildAndUnregistersIt() async throws {
+        let registry = ChildRegistry()
+        let log = temporaryLog()
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let child = try LabChild.spawn(name: "sleeper", executable: "/bin/sleep", arguments: ["30"], logPath: log, registry: registry)
+        #expect(child.isRunning)
+        #expect(registry.running == [child.pid])
+        #expect(ChildRegistry.isAlive(child.pid))
+        await child.stop(grace: .seconds(2))
+        #expect(!child.isRunning)
+        #expect(registry.running.isEmpty)
+        #expect(!ChildRegistry.isAlive(child.pid))
+    }
+
+    @Test func terminateAllStopsEveryChildEvenOnesIgnoringSIGTERM() async throws {
+        let registry = ChildRegistry()
+        let log = temporaryLog()
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let polite = try LabChild.spawn(name: "polite", executable: "/bin/sleep", arguments: ["30"], logPath: log, registry: registry)
+        // A child that ignores SIGTERM must still be gone after terminateAll (SIGKILL after the grace period).
+        let stubborn = try LabChild.spawn(
+            name: "stubborn", executable: "/bin/sh", arguments: ["-c", "trap '' TERM; echo armed; sleep 30"], logPath: log,
+            registry: registry)
+        for _ in 0..<200 where !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("armed") {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        registry.terminateAll(grace: .milliseconds(300))
+        _ = await polite.waitForExit()
+        _ = await stubborn.waitForExit()
+        #expect(!ChildRegistry.isAlive(polite.pid))
+        #expect(!ChildRegistry.isAlive(stubborn.pid))
+        #expect(registry.running.isEmpty)
+    }
+
+    @Test func outputGoesToTheLogAndTheExitStatusIsKept() async throws {
+        let log = temporaryLog()
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let child = try LabChild.spawn(
+            name: "echo", executable: "/bin/sh", arguments: ["-c", "echo listening on 127.0.0.1; exit 3"], logPath: log,
+            registry: ChildRegistry())
+        let status = await child.waitForExit()
+        #expect((status >> 8) & 0xff == 3)
+        #expect(child.logTail().contains("listening on 127.0.0.1"))
+    }
+
+    @Test func aMissingExecutableIsAClearError() {
+        #expect(throws: LabError.self) {
+            try LabChild.spawn(name: "ghost", executable: "/nonexistent/concord", arguments: [], logPath: temporaryLog(), registry: ChildRegistry())
+        }
+    }
+}

@@ -1,0 +1,38 @@
+import Testing
+
+@testable import ConcordLab
+
+@Suite struct LabConfigurationTests {
+    @Test func defaultsFitTheFiveMinuteBudget() throws {
+        let configuration = LabConfiguration()
+        try configuration.validate()
+        #expect(configuration.strategies == LabStrategy.allCases)
+        #expect(configuration.users == 2000 && configuration.nodes == 3)
+        let perStrategy = configuration.phases.reduce(0) { $0 + $1.seconds }
+        // Phases plus about 3 s of start-up and shutdown per strategy.
+        #expect(Double(configuration.strategies.count) * (perStrategy + 3) <= 300)
+        #expect(configuration.phases.map(\.kind) == [.warmUp, .steady, .parallel, .restart, .crash, .scaleOut, .scaleIn])
+    }
+
+    @Test func loadsAScenarioAndKeepsDefaultsForAbsentFields() throws {
+        let configuration = try LabConfiguration.load(yaml: """
+            strategies: [store, l4-hash]
+            users: 50
+            phases:
+              - {kind: warm-up, seconds: 1}
+              - {name: calm, kind: steady, seconds: 2}
+            """)
+        #expect(configuration.strategies == [.store, .l4Hash])
+        #expect(configuration.users == 50)
+        #expect(configuration.nodes == 3)
+        #expect(configuration.phases.map(\.name) == ["warm-up", "calm"])
+        try configuration.validate()
+    }
+
+    @Test func rejectsBadInput() {
+        #expect(throws: LabError.self) { try LabStrategy.parseList("store,redis") }
+        #expect(throws: LabError.self) { try LabConfiguration.load(yaml: "users: [1, 2]") }
+        #expect(throws: LabError.self) { try LabConfiguration(users: 0).validate() }
+        #expect(throws: LabError.self) { try LabConfiguration(phases: [LabPhase(kind: .steady, seconds: 10_000)]).validate() }
+    }
+}

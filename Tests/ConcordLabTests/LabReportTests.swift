@@ -1,0 +1,82 @@
+import Foundation
+import Testing
+
+@testable import ConcordLab
+
+@Suite struct LabReportTests {
+    private func tally(requests: Int, lost: Int, active: Int, perNode: [String: Int], cartLost: Int = 0) -> PhaseTally {
+        var tally = PhaseTally()
+        tally.activeUsers = Set(0..<active)
+        tally.lostUsers = Set(0..<lost)
+        tally.requests = requests
+        tally.requestsPerNode = perNode
+        tally.lostCartItems = cartLost
+        tally.internetBytes = requests * 300
+        tally.intranetBytes = requests * 100
+        for value: UInt64 in [1_000, 2_000, 3_000, 50_000] { _ = tally.latency.record(value) }
+        return tally
+    }
+
+    @Test func resultRowComputesTheFigures() {
+        let row = LabResult(
+            strategy: "store", phase: "crash", balancing: "test",
+            tally: tally(requests: 400, lost: 5, active: 20, perNode: ["node-1": 300, "node-2": 100]))
+        #expect(row.lostSessionsPercent == 25)
+        #expect(row.maxOverMeanLoad == 1.5)
+        #expect(row.internetBytesPerRequest == 300)
+        #expect(row.intranetBytesPerRequest == 100)
+        #expect(row.p50Ms >= 1.9 && row.p50Ms <= 2.1)
+        #expect(row.p99Ms >= 49)
+    }
+
+    @Test func resultsJSONKeepsTheFieldNamesOtherToolsRead() throws {
+        let report = LabReport(
+            configuration: LabConfiguration(strategies: [.store], phases: [LabPhase(kind: .crash, seconds: 1)]),
+            results: [LabResult(strategy: "store", phase: "crash", balancing: "test", tally: tally(requests: 10, lost: 0, active: 5, perNode: ["n": 10]))],
+            skipped: [LabSkipped(strategy: "ring", reason: "not built")], proxyAvailable: false)
+        let directory = NSTemporaryDirectory() + "concord-lab-report-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try report.write(to: directory)
+        let data = try Data(contentsOf: URL(fileURLWithPath: directory + "/results.json"))
+        let rows = try #require(try JSONSerialization.jsonObject(with: data) as? [[String: Any]])
+        let keys = Set(rows[0].keys)
+        for name in [
+            "strategy", "phase", "activeUsers", "lostSessions", "lostSessionsPercent", "failedRequests", "p50Ms", "p99Ms",
+            "maxOverMeanLoad", "lostCartItems", "intranetBytesPerRequest", "internetBytesPerRequest", "peakRssBytes",
+        ] {
+            #expect(keys.contains(name), "results.json lacks \(name)")
+        }
+        let html = try String(contentsOfFile: directory + "/report.html", encoding: .utf8)
+        #expect(html.contains("<svg"))
+        #expect(html.contains("not built"))
+        let markdown = try String(contentsOfFile: directory + "/report.md", encoding: .utf8)
+        #expect(markdown.contains("| store | crash |"))
+    }
+
+    @Test func findingsNameTheWinnersAndTheSkipped() {
+        let phases = [LabPhase(kind: .steady, seconds: 1), LabPhase(kind: .crash, seconds: 1)]
+        let results = [
+            LabResult(strategy: "store", phase: "steady", balancing: "", tally: tally(requests: 100, lost: 0, active: 10, perNode: ["a": 50, "b": 50])),
+            LabResult(strategy: "store", phase: "crash", balancing: "", tally: tally(requests: 100, lost: 0, active: 10, perNode: ["a": 50, "b": 50])),
+            LabResult(strategy: "local", phase: "steady", balancing: "", tally: tally(requests: 100, lost: 9, active: 10, perNode: ["a": 90, "b": 10])),
+            LabResult(strategy: "local", phase: "crash", balancing: "", tally: tally(requests: 100, lost: 9, active: 10, perNode: ["a": 50, "b": 50])),
+        ]
+        let report = LabReport(
+            configuration: LabConfiguration(strategies: [.store, .local], phases: phases), results: results,
+            skipped: [LabSkipped(strategy: "ring", reason: "needs the proxy")], proxyAvailable: false)
+        let text = report.findings.joined(separator: "\n")
+        #expect(text.contains("`store` lost no session"))
+        #expect(text.contains("`local` lost the most (90.0 %"))
+        #expect(text.contains("`ring` was not measured: needs the proxy"))
+    }
+
+    @Test func intranetCounterIsSummedFromPrometheusText() {
+        let text = """
+            # TYPE concord_app_intranet_bytes_total counter
+            concord_app_intranet_bytes_total{kind="store"} 1200
+            concord_app_intranet_bytes_total{kind="replication"} 34
+            concord_other_total 99
+            """
+        #expect(LabCluster.intranetBytes(inMetrics: text) == 1234)
+    }
+}

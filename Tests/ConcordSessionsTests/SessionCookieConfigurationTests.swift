@@ -1,0 +1,50 @@
+import ConcordSessions
+import Testing
+
+@Suite struct SessionCookieConfigurationTests {
+    @Test func defaultsAreHttpOnlyLaxAndPersistent() throws {
+        let cookie = SessionCookieConfiguration()
+        try cookie.validate()
+        #expect(cookie.setCookieHeader(for: .set(value: "abc", maxAge: 60))
+                == "concord_session=abc; Max-Age=60; Path=/; HttpOnly; SameSite=Lax")
+        #expect(cookie.setCookieHeader(for: .unchanged) == nil)
+    }
+
+    @Test func everyAttributeIsRendered() throws {
+        let cookie = SessionCookieConfiguration(
+            name: "sid", httpOnly: false, sameSite: .strict, secure: true, path: "/app", domain: "example.com", persistent: false)
+        try cookie.validate()
+        #expect(cookie.setCookieHeader(for: .set(value: "v", maxAge: 60)) == "sid=v; Path=/app; Domain=example.com; Secure; SameSite=Strict")
+        #expect(cookie.setCookieHeader(for: .expire)
+                == "sid=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/app; Domain=example.com; Secure; SameSite=Strict")
+    }
+
+    @Test func hostPrefixNeedsSecureRootPathAndNoDomain() throws {
+        let good = SessionCookieConfiguration(hostPrefix: true, secure: true)
+        try good.validate()
+        #expect(good.fullName == "__Host-concord_session")
+        for bad in [
+            SessionCookieConfiguration(hostPrefix: true),
+            SessionCookieConfiguration(hostPrefix: true, secure: true, path: "/app"),
+            SessionCookieConfiguration(hostPrefix: true, secure: true, domain: "example.com"),
+        ] {
+            let error = #expect(throws: SessionError.self) { try bad.validate() }
+            #expect(error?.isInvalidConfiguration == true)
+        }
+    }
+
+    @Test func invalidNamesAndSameSiteNoneWithoutSecureAreRefused() {
+        #expect(throws: SessionError.self) { try SessionCookieConfiguration(name: "a b").validate() }
+        #expect(throws: SessionError.self) { try SessionCookieConfiguration(name: "").validate() }
+        #expect(throws: SessionError.self) { try SessionCookieConfiguration(sameSite: SessionCookieConfiguration.SameSite.none).validate() }
+        #expect(throws: SessionError.self) { try SessionCookieConfiguration(path: "/; Domain=evil").validate() }
+    }
+
+    @Test func findsItsValueAmongOtherCookies() {
+        let cookie = SessionCookieConfiguration(hostPrefix: true, secure: true)
+        #expect(cookie.value(inCookieHeaders: ["a=1; __Host-concord_session=xyz; b=2"]) == "xyz")
+        #expect(cookie.value(inCookieHeaders: ["a=1", "__Host-concord_session=q"]) == "q")
+        #expect(cookie.value(inCookieHeaders: ["concord_session=plain"]) == nil)
+        #expect(cookie.value(inCookieHeaders: [String]()) == nil)
+    }
+}
