@@ -9,6 +9,7 @@ import Testing
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandlers(
             ByteToMessageHandler(RESPDecoder(), maximumBufferSize: 1024), RedisConnectionHandler(commandTimeout: .seconds(1)))
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 6379)).wait()
         return channel
     }
 

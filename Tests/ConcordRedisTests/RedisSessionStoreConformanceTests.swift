@@ -5,8 +5,7 @@ import Testing
 
 /// The shared `SessionStore` contract against a real `redis-server`, and against a real 3-primary cluster.
 @Suite struct RedisSessionStoreConformanceTests {
-    static let options = SessionStoreConformance.Options(
-        shortTTL: .milliseconds(400), expiryMargin: .milliseconds(400), maximumPayloadSize: 1 << 20)
+    static let options = SessionStoreConformance.Options(maximumPayloadSize: 1 << 20)
 
     @Test(arguments: SessionStoreConformance.Check.allCases)
     func conformance(_ check: SessionStoreConformance.Check) async throws {
