@@ -19,6 +19,8 @@ let package = Package(
         .library(name: "ConcordLab", targets: ["ConcordLab"]),
         .library(name: "ConcordRedis", targets: ["ConcordRedis"]),
         .library(name: "ConcordReplication", targets: ["ConcordReplication"]),
+        .library(name: "ConcordSQLite", targets: ["ConcordSQLite"]),
+        .library(name: "ConcordPostgres", targets: ["ConcordPostgres"]),
     ],
     dependencies: [
         // Declared once here; SwiftPM builds only what a target uses.
@@ -43,6 +45,23 @@ let package = Package(
         // MARK: Libraries (one per box of the module map)
         .target(
             name: "ConcordHashing",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ConcordProxy",
+            dependencies: [
+                "ConcordHashing",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -106,19 +125,44 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "ConcordSQLite",
+            dependencies: [
+                "ConcordSessions",
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ConcordPostgres",
+            dependencies: [
+                "ConcordSessions",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: The command-line tool
         .executableTarget(
             name: "concord",
             dependencies: [
                 "ConcordHashing",
+                "ConcordProxy",
                 "ConcordLab",
                 "ConcordRedis",
                 "ConcordReplication",
                 "ConcordSessions",
                 "ConcordHummingbird",
+                "ConcordSQLite",
+                "ConcordPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -137,12 +181,25 @@ let package = Package(
                 "ConcordSessionsTesting",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "ConcordHashingTests",
             dependencies: ["ConcordHashing"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ConcordProxyTests",
+            dependencies: [
+                "ConcordProxy",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -174,6 +231,24 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ConcordSQLiteTests",
+            dependencies: [
+                "ConcordSQLite",
+                "ConcordSessionsTesting",
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ConcordPostgresTests",
+            dependencies: [
+                "ConcordPostgres",
+                "ConcordSessionsTesting",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -53,16 +53,10 @@ public struct HashRing: NodeSelection {
     /// Walks the ring clockwise from the key's point: the successors are the next distinct nodes, which is what
     /// takes over a dead node's keys and what `ring` replication uses for backups.
     public func forEachCandidate(for keyHash: UInt64, _ body: (Int) -> Bool) {
-        var position = pointIndex(for: keyHash)
-        let owner = Int(owners[position])
-        guard body(owner), nodes.count > 1 else { return }
-        var visited = VisitedNodes(nodeCount: nodes.count)
-        _ = visited.insert(owner)
-        for _ in 1..<owners.count where visited.count < nodes.count {
-            position = position + 1 == owners.count ? 0 : position + 1
-            let index = Int(owners[position])
-            if visited.insert(index), !body(index) { return }
-        }
+        CircularWalk.forEachDistinct(
+            tableSize: owners.count, start: pointIndex(for: keyHash), nodeCount: nodes.count,
+            nodeAt: { Int(owners[$0]) }, body
+        )
     }
 
     /// The share of the 64-bit key space each node owns (exact, no sampling): the ring's intrinsic balance.

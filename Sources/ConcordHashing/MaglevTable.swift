@@ -71,20 +71,11 @@ public struct MaglevTable: NodeSelection {
     /// Successors are the next distinct nodes in the table after the key's slot; slots are spread uniformly, so a
     /// failed node's keys are shared out evenly among the others.
     public func forEachCandidate(for keyHash: UInt64, _ body: (Int) -> Bool) {
-        var slot = Int(keyHash % UInt64(table.count))
-        let owner = Int(table[slot])
-        guard body(owner), nodes.count > 1 else { return }
-        var visited = VisitedNodes(nodeCount: nodes.count)
-        _ = visited.insert(owner)
-        for _ in 1..<table.count where visited.count < nodes.count {
-            slot = slot + 1 == table.count ? 0 : slot + 1
-            let index = Int(table[slot])
-            if visited.insert(index), !body(index) { return }
-        }
-        // A node can be absent from the table only if its weight is tiny next to the table; offer it last.
-        for index in nodes.indices where visited.count < nodes.count {
-            if visited.insert(index), !body(index) { return }
-        }
+        // Nodes whose weight is tiny next to the table may own no slot; the walk offers them last.
+        CircularWalk.forEachDistinct(
+            tableSize: table.count, start: Int(keyHash % UInt64(table.count)), nodeCount: nodes.count,
+            nodeAt: { Int(table[$0]) }, body
+        )
     }
 
     /// Slots per node (the table's exact balance, without key sampling).

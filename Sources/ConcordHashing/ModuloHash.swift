@@ -22,17 +22,10 @@ public struct ModuloHash: NodeSelection {
     }
 
     public func forEachCandidate(for keyHash: UInt64, _ body: (Int) -> Bool) {
-        let first = Int(keyHash % slotCount)
-        let owner = node(atSlot: first)
-        guard body(owner), nodes.count > 1 else { return }
-        var visited = VisitedNodes(nodeCount: nodes.count)
-        _ = visited.insert(owner)
-        var slot = first
-        for _ in 1..<Int(slotCount) where visited.count < nodes.count {
-            slot = slot + 1 == Int(slotCount) ? 0 : slot + 1
-            let index = node(atSlot: slot)
-            if visited.insert(index), !body(index) { return }
-        }
+        CircularWalk.forEachDistinct(
+            tableSize: Int(slotCount), start: Int(keyHash % slotCount), nodeCount: nodes.count,
+            nodeAt: node(atSlot:), body
+        )
     }
 
     public var keySpaceShares: [Double]? { NodeSetValidation.weightShares(nodes) }

@@ -94,6 +94,29 @@ enum NodeSetValidation {
     }
 }
 
+/// The candidate walk shared by the table-like selections (modulo slots, ring points, Maglev entries): the node
+/// at `start`, then the distinct nodes met going round the circular table, then any node the table never names.
+/// The visited set is allocated only once the walk goes past the owner, keeping the common lookup allocation-free.
+enum CircularWalk {
+    static func forEachDistinct(
+        tableSize: Int, start: Int, nodeCount: Int, nodeAt: (Int) -> Int, _ body: (Int) -> Bool
+    ) {
+        let owner = nodeAt(start)
+        guard body(owner), nodeCount > 1 else { return }
+        var visited = VisitedNodes(nodeCount: nodeCount)
+        _ = visited.insert(owner)
+        var position = start
+        for _ in 1..<tableSize where visited.count < nodeCount {
+            position = position + 1 == tableSize ? 0 : position + 1
+            let index = nodeAt(position)
+            if visited.insert(index), !body(index) { return }
+        }
+        for index in 0..<nodeCount where visited.count < nodeCount {
+            if visited.insert(index), !body(index) { return }
+        }
+    }
+}
+
 /// The set of node indices a candidate walk has already offered. Allocated only once a walk goes past the owner,
 /// which keeps the common lookup (owner accepted) free of allocation.
 struct VisitedNodes {

@@ -26,13 +26,21 @@ public final class SessionManager<Value: SessionValue>: Sendable {
         try configuration.validate()
         self.configuration = configuration
         self.wallClock = wallClock
-        self.idleTimeout = configuration.idleTimeout.wholeMilliseconds
-        self.absoluteTimeout = configuration.absoluteTimeout.wholeMilliseconds
-        self.touchInterval = configuration.touchInterval.wholeMilliseconds
+        self.idleTimeout = configuration.idleTimeout.clampedMilliseconds
+        self.absoluteTimeout = configuration.absoluteTimeout.clampedMilliseconds
+        self.touchInterval = configuration.touchInterval.clampedMilliseconds
     }
 
     /// Refused cookies since start, by reason.
     public var rejectionCounts: [SessionRejection: Int] { rejections.withLock { $0 } }
+
+    /// Ends every session of `userID` (after a password change, or "log out everywhere").
+    /// - Returns: how many sessions were deleted. Sealed-cookie sessions live only in browsers and cannot be
+    ///   revoked before they expire, so the client strategy returns 0; keep its timeouts short if that matters.
+    public func destroyAllSessions(ofUser userID: String) async throws -> Int {
+        guard let store = configuration.strategy.store else { return 0 }
+        return try await store.deleteAll(forUser: userID)
+    }
 
     // MARK: Load
 

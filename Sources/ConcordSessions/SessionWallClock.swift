@@ -26,11 +26,3 @@ public struct SessionWallClock: Sendable {
         return Int64(time.tv_sec) * 1000 + Int64(time.tv_nsec) / 1_000_000
     }
 }
-
-extension Duration {
-    /// Whole milliseconds (rounded down), for wall-clock arithmetic.
-    var wholeMilliseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
-    }
-}

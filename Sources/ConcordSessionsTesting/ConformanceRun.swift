@@ -192,6 +192,7 @@ struct ConformanceRun {
                     // Read, append this writer's number, write back at the version read; retry on conflict.
                     for _ in 0..<(writers * 20) {
                         guard let current = try await store.load(id: id) else { return false }
+                        await Task.yield()  // let other writers read the same version: conflicts must happen
                         let payload = current.payload + [UInt8(writer >> 8), UInt8(writer & 0xFF)]
                         do {
                             _ = try await store.save(StoredSession(id: id, payload: payload), ttl: ttl, expectedVersion: current.version)

@@ -25,6 +25,9 @@ struct BenchStoresCommand: AsyncParsableCommand {
     @Option(help: "Use this server instead of starting one (only with a single --backend).")
     var url: String?
 
+    @Option(help: "Use this PostgreSQL server (postgres://user@host:port/db) for the postgres backends instead of starting one.")
+    var postgres: String?
+
     func validate() throws {
         let known = Set(StoreBenchmarkBackend.all.map(\.name))
         for name in backends where !known.contains(name) {
@@ -37,13 +40,14 @@ struct BenchStoresCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        print("backend  concurrency  load ops/s  save ops/s  peer                 peer read/s  peer write/s  load/peer  save/peer")
+        print(pad("backend", 20) + "concurrency  load ops/s  save ops/s  peer                 peer read/s  peer write/s  load/peer  save/peer")
         for backend in StoreBenchmarkBackend.all where backends.contains(backend.name) {
-            let target = try await backend.start(StoreBenchmarkOptions(url: url))
+            let target = try await backend.start(StoreBenchmarkOptions(url: url, postgresURL: postgres))
             do {
                 for concurrency in concurrencies {
                     try await measure(backend: backend.name, target: target, concurrency: concurrency)
                 }
+                if let report = target.report { print(report()) }
                 await target.stop()
             } catch {
                 await target.stop()
@@ -73,7 +77,7 @@ struct BenchStoresCommand: AsyncParsableCommand {
                 version = try await store.save(StoredSession(id: id, payload: payload), ttl: .seconds(600), expectedVersion: version)
             }
         }
-        var line = pad(backend, 9) + pad(String(concurrency), 13) + pad(rate(loadRate), 12) + pad(rate(saveRate), 12)
+        var line = pad(backend, 20) + pad(String(concurrency), 13) + pad(rate(loadRate), 12) + pad(rate(saveRate), 12)
         if let peer = target.peer {
             let result = try await peer(concurrency, operations, payloadSize)
             line += pad(result.tool, 21) + pad(rate(result.readsPerSecond), 13) + pad(rate(result.writesPerSecond), 14)

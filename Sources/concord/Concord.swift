@@ -15,7 +15,7 @@ struct Concord: AsyncParsableCommand {
             See README.md and docs/ for the strategy guide.
             """,
         version: ConcordVersion.current,
-        subcommands: [LabCommand.self, BenchCommand.self]
+        subcommands: [ProxyCommand.self, LabCommand.self, BenchCommand.self]
     )
 }
 

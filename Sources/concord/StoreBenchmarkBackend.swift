@@ -9,7 +9,7 @@ struct StoreBenchmarkBackend: Sendable {
     var start: @Sendable (StoreBenchmarkOptions) async throws -> StoreBenchmarkTarget
 
     /// Every backend the command knows, in the order it reports them.
-    static let all: [StoreBenchmarkBackend] = [.redis]
+    static let all: [StoreBenchmarkBackend] = [.memory, .sqlite, .postgres, .postgresNearCache, .redis]
 }
 
 /// The running backend: the store, an optional native peer to compare against, and how to stop both.
@@ -18,6 +18,8 @@ struct StoreBenchmarkTarget: Sendable {
     /// Measures the backend's own tool at the same concurrency (e.g. `redis-benchmark -t get,set`).
     var peer: (@Sendable (_ concurrency: Int, _ operations: Int, _ payloadSize: Int) async throws -> StoreBenchmarkPeerResult)?
     var stop: @Sendable () async -> Void
+    /// A line printed after the backend's figures (e.g. what a near cache saved), when given.
+    var report: (@Sendable () -> String)? = nil
 }
 
 /// The native tool's figures: reads (the peer of `load`) and writes (the peer of `save`) per second.
@@ -30,4 +32,6 @@ struct StoreBenchmarkPeerResult: Sendable {
 struct StoreBenchmarkOptions: Sendable {
     /// A server to use instead of starting one (backend-specific URL), when given.
     var url: String?
+    /// A PostgreSQL server for the `postgres` backends (`--postgres`), instead of starting one.
+    var postgresURL: String?
 }

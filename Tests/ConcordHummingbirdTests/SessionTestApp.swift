@@ -30,6 +30,7 @@ enum SessionTestApp {
         }
         router.post("/cart/:item") { _, context in
             let item = try context.parameters.require("item")
+            await Task.yield()  // stands in for handler work, so parallel requests overlap
             context.session.update { $0.cart.append(item) }
             return "added"
         }

@@ -1,0 +1,215 @@
+import ConcordSessions
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+
+/// A ``SessionStore`` in a PostgreSQL table, shared by every app server (the `store` strategy).
+///
+/// - The table and its indexes are created on first use (`CREATE … IF NOT EXISTS` under an advisory lock);
+///   the schema is in docs/stores.md. Expiry is a `timestamptz` compared with the server's `now()`.
+/// - Every operation is one statement (versioned writes compare and set in it) and is bounded by
+///   ``PostgresSessionStoreConfiguration/operationTimeout``: when the server is down or slow, operations fail
+///   with `SessionStoreError.unavailable` instead of hanging, and succeed again once it is back (the
+///   connection pool reconnects by itself).
+/// - As a `Service`, ``run()`` runs the connection pool and deletes expired rows every
+///   ``PostgresSessionStoreConfiguration/sweepInterval``. Operations need ``run()`` to be running.
+public final class PostgresSessionStore: SessionStore, Service {
+    public let configuration: PostgresSessionStoreConfiguration
+    private let client: PostgresClient
+    private let clock: any Clock<Duration>
+    private let logger: Logger
+    private let statements: PostgresSessionStatements
+    private let schema: SessionStoreSetup<Void>
+    private let reachability: SessionStoreReachability
+
+    /// A store for the server in `configuration`; nothing is sent before the first operation.
+    /// - Parameters:
+    ///   - clock: paces the sweep in ``run()`` (tests pass a manual clock). Expiry uses the server's time.
+    public init(
+        configuration: PostgresSessionStoreConfiguration,
+        clock: any Clock<Duration> = ContinuousClock(),
+        logger: Logger = Logger(label: "concord.postgres")
+    ) {
+        let statements = PostgresSessionStatements(tableName: configuration.tableName)
+        // The pool logs every failed reconnect at info; the store logs the outage once (reachability) instead.
+        var poolLogger = logger
+        poolLogger.logLevel = max(logger.logLevel, .warning)
+        let client = PostgresClient(configuration: Self.clientConfiguration(configuration), backgroundLogger: poolLogger)
+        self.configuration = configuration
+        self.client = client
+        self.clock = clock
+        self.logger = logger
+        self.statements = statements
+        self.schema = SessionStoreSetup { [logger] in
+            try await client.withTransaction(logger: logger) { connection in
+                try await connection.query(
+                    PostgresQuery(unsafeSQL: statements.lockSchema, binds: Self.bindings(configuration.tableName)),
+                    logger: logger)
+                for statement in statements.createSchema {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
+            }
+        }
+        let server = configuration.unixSocketPath ?? "\(configuration.host):\(configuration.port)"
+        self.reachability = SessionStoreReachability { reachable, error in
+            if reachable {
+                logger.notice("PostgreSQL session store answers again", metadata: ["server": "\(server)"])
+            } else {
+                logger.error("PostgreSQL session store unavailable", metadata: ["server": "\(server)", "error": "\(error.map { "\($0)" } ?? "")"])
+            }
+        }
+    }
+
+    public func load(id: String) async throws -> StoredSession? {
+        let rows = try await query(statements.load, Self.bindings(id))
+        guard let row = rows.first else { return nil }
+        let (payload, version, userID) = try Self.decode(row) { try $0.decode((ByteBuffer, Int64, String?).self) }
+        return StoredSession(id: id, payload: Array(payload.readableBytesView), version: UInt64(version), userID: userID)
+    }
+
+    public func save(_ session: StoredSession, ttl: Duration, expectedVersion: UInt64?) async throws -> UInt64 {
+        guard session.payload.count <= configuration.maximumPayloadSize else {
+            throw SessionStoreError.tooLarge(size: session.payload.count, limit: configuration.maximumPayloadSize)
+        }
+        var binds = PostgresBindings(capacity: 5)
+        binds.append(session.id)
+        binds.append(ByteBuffer(bytes: session.payload))
+        binds.append(session.userID)
+        binds.append(ttl.clampedMilliseconds)
+        let sql: String
+        switch expectedVersion {
+        case nil: sql = statements.upsert
+        case 0: sql = statements.insertIfAbsent
+        case let expected?:
+            sql = statements.updateIfVersion
+            binds.append(Int64(clamping: expected))
+        }
+        if let row = try await query(sql, binds).first {
+            return UInt64(try Self.integer(row))
+        }
+        throw SessionStoreError.conflict(expected: expectedVersion ?? 0, actual: try await version(id: session.id))
+    }
+
+    public func delete(id: String) async throws {
+        _ = try await query(statements.delete, Self.bindings(id))
+    }
+
+    public func touch(id: String, ttl: Duration) async throws -> Bool {
+        var binds = Self.bindings(id)
+        binds.append(ttl.clampedMilliseconds)
+        return try await !query(statements.touch, binds).isEmpty
+    }
+
+    public func version(id: String) async throws -> UInt64? {
+        try await query(statements.version, Self.bindings(id)).first.map { UInt64(try Self.integer($0)) }
+    }
+
+    public func sessionIDs(forUser userID: String) async throws -> [String] {
+        try await query(statements.sessionIDsForUser, Self.bindings(userID)).map { row in try Self.decode(row) { try $0.decode(String.self) } }
+    }
+
+    public func deleteAll(forUser userID: String) async throws -> Int {
+        let rows = try await query(statements.deleteAllForUser, Self.bindings(userID))
+        return try rows.first.map { Int(try Self.integer($0)) } ?? 0
+    }
+
+    /// Deletes every expired row now, in batches so that no statement holds many row locks for long.
+    /// - Returns: how many rows were deleted.
+    @discardableResult
+    public func sweepExpired() async throws -> Int {
+        var deleted = 0
+        while true {
+            let rows = try await query(statements.sweepBatch, PostgresBindings())
+            let batch = try rows.first.map { Int(try Self.integer($0)) } ?? 0
+            deleted += batch
+            if batch < PostgresSessionStatements.sweepBatchSize { return deleted }
+        }
+    }
+
+    /// Runs the connection pool and sweeps expired rows every ``PostgresSessionStoreConfiguration/sweepInterval``
+    /// until cancelled or shut down gracefully.
+    public func run() async throws {
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.client.run() }
+            await cancelWhenGracefulShutdown {
+                while !Task.isCancelled {
+                    do {
+                        try await self.clock.sleep(for: self.configuration.sweepInterval)
+                    } catch {
+                        break
+                    }
+                    do {
+                        let deleted = try await self.sweepExpired()
+                        self.logger.debug("swept expired sessions", metadata: ["deleted": "\(deleted)"])
+                    } catch {
+                        self.logger.warning("sweeping expired sessions failed", metadata: ["error": "\(error)"])
+                    }
+                }
+            }
+            group.cancelAll()
+        }
+    }
+
+    /// Runs one statement (creating the schema first if needed) within the operation timeout and maps every
+    /// failure to a ``SessionStoreError``.
+    private func query(_ sql: String, _ binds: PostgresBindings) async throws -> [PostgresRow] {
+        do {
+            let rows = try await withTimeout(configuration.operationTimeout) { [client, schema, logger] in
+                try await schema.value()
+                return try await client.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger).collect()
+            }
+            reachability.succeeded()
+            return rows
+        } catch {
+            let mapped = Self.sessionStoreError(for: error)
+            if mapped.isUnavailable { reachability.failed(mapped) }
+            throw mapped
+        }
+    }
+
+    static func sessionStoreError(for error: any Error) -> SessionStoreError {
+        switch error {
+        case let error as SessionStoreError: error
+        case let error as PostgresOperationTimeout: .unavailable("\(error)")
+        // PSQLError's description hides details on purpose; the reflection names the cause (refused, closed…).
+        default: .unavailable(String(reflecting: error))
+        }
+    }
+
+    private static func decode<T>(_ row: PostgresRow, _ decode: (PostgresRow) throws -> T) throws -> T {
+        do {
+            return try decode(row)
+        } catch {
+            throw SessionStoreError.corrupt("unexpected row from PostgreSQL: \(String(reflecting: error))")
+        }
+    }
+
+    private static func integer(_ row: PostgresRow) throws -> Int64 {
+        try decode(row) { try $0.decode(Int64.self) }
+    }
+
+    private static func bindings(_ text: String) -> PostgresBindings {
+        var binds = PostgresBindings(capacity: 2)
+        binds.append(text)
+        return binds
+    }
+
+    private static func clientConfiguration(_ configuration: PostgresSessionStoreConfiguration) -> PostgresClient.Configuration {
+        var client: PostgresClient.Configuration
+        if let path = configuration.unixSocketPath {
+            client = .init(unixSocketPath: path, username: configuration.username, password: configuration.password,
+                           database: configuration.database)
+        } else {
+            let tls: PostgresClient.Configuration.TLS = switch configuration.tls {
+            case .disable: .disable
+            case .prefer: .prefer(.makeClientConfiguration())
+            case .require: .require(.makeClientConfiguration())
+            }
+            client = .init(host: configuration.host, port: configuration.port, username: configuration.username,
+                           password: configuration.password, database: configuration.database, tls: tls)
+        }
+        client.options.maximumConnections = max(1, configuration.maximumConnections)
+        client.options.connectTimeout = configuration.connectTimeout
+        return client
+    }
+}

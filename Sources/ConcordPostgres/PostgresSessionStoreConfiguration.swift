@@ -1,0 +1,102 @@
+import Foundation
+
+/// Settings of a ``PostgresSessionStore``: where the server is, and the limits that keep an outage from
+/// hanging requests.
+public struct PostgresSessionStoreConfiguration: Sendable, Hashable, Codable {
+    /// Whether to talk TLS to the server.
+    public enum TLSMode: String, Sendable, Hashable, Codable {
+        /// Plain TCP.
+        case disable
+        /// TLS when the server offers it, plain otherwise.
+        case prefer
+        /// TLS or no connection.
+        case require
+    }
+
+    /// Server host name or address. Default `127.0.0.1`.
+    public var host: String
+    /// Server port. Default 5432.
+    public var port: Int
+    /// A Unix socket path to use instead of host and port. Default none.
+    public var unixSocketPath: String?
+    /// Default `postgres`.
+    public var username: String
+    /// Default none (trust or peer authentication).
+    public var password: String?
+    /// Database name; `nil` means the user name. Default `nil`.
+    public var database: String?
+    /// Default ``TLSMode/prefer``.
+    public var tls: TLSMode
+    /// The table that holds the sessions (letters, digits and `_`). Default `concord_sessions`.
+    public var tableName: String
+    /// Most connections this process opens. Default 16.
+    public var maximumConnections: Int
+    /// Longest wait for a new connection. Default 2 s.
+    public var connectTimeout: Duration
+    /// Longest time one store operation may take (waiting for a connection included) before it fails with
+    /// `SessionStoreError.unavailable`. Default 2 s.
+    public var operationTimeout: Duration
+    /// How often ``PostgresSessionStore/run()`` deletes expired rows. Default 60 s.
+    public var sweepInterval: Duration
+    /// The largest payload accepted; bigger ones throw `SessionStoreError.tooLarge`. Default 1 MiB.
+    public var maximumPayloadSize: Int
+
+    public init(
+        host: String = "127.0.0.1",
+        port: Int = 5432,
+        unixSocketPath: String? = nil,
+        username: String = "postgres",
+        password: String? = nil,
+        database: String? = nil,
+        tls: TLSMode = .prefer,
+        tableName: String = "concord_sessions",
+        maximumConnections: Int = 16,
+        connectTimeout: Duration = .seconds(2),
+        operationTimeout: Duration = .seconds(2),
+        sweepInterval: Duration = .seconds(60),
+        maximumPayloadSize: Int = 1 << 20
+    ) {
+        self.host = host
+        self.port = port
+        self.unixSocketPath = unixSocketPath
+        self.username = username
+        self.password = password
+        self.database = database
+        self.tls = tls
+        self.tableName = tableName
+        self.maximumConnections = maximumConnections
+        self.connectTimeout = connectTimeout
+        self.operationTimeout = operationTimeout
+        self.sweepInterval = sweepInterval
+        self.maximumPayloadSize = maximumPayloadSize
+    }
+
+    /// Settings from a URL such as `postgres://user:secret@127.0.0.1:5432/db?sslmode=disable` (`sslmode`:
+    /// `disable`, `prefer` or `require`); everything the URL leaves out keeps its default.
+    public init(url: String) throws {
+        guard let components = URLComponents(string: url), ["postgres", "postgresql"].contains(components.scheme),
+            let host = components.host, !host.isEmpty
+        else {
+            throw PostgresSessionStoreConfigurationError(reason: "expected postgres://[user[:password]@]host[:port][/database]")
+        }
+        self.init(host: host)
+        port = components.port ?? port
+        username = components.user.flatMap { $0.removingPercentEncoding } ?? username
+        password = components.password.flatMap { $0.removingPercentEncoding }
+        let path = components.path.drop { $0 == "/" }
+        database = path.isEmpty ? nil : String(path)
+        if let mode = components.queryItems?.first(where: { $0.name == "sslmode" })?.value {
+            guard let tls = TLSMode(rawValue: mode) else {
+                throw PostgresSessionStoreConfigurationError(reason: "sslmode must be disable, prefer or require")
+            }
+            self.tls = tls
+        }
+    }
+}
+
+/// A PostgreSQL URL that ``PostgresSessionStoreConfiguration/init(url:)`` could not read. The message leaves the
+/// URL out, since it may hold a password.
+public struct PostgresSessionStoreConfigurationError: Error, Sendable, CustomStringConvertible {
+    public var reason: String
+    public var description: String { "invalid PostgreSQL URL: \(reason)" }
+}

@@ -1,0 +1,120 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// The admin HTTP API and `/metrics`, on its own listener (loopback unless configured otherwise):
+///
+/// | request | effect |
+/// |---|---|
+/// | `GET /backends` | JSON list: id, state (up/down), draining, active, requests |
+/// | `POST /backends` body `HOST:PORT` (or `?address=HOST:PORT`) | add a backend |
+/// | `DELETE /backends/HOST:PORT` | remove it |
+/// | `POST /backends/HOST:PORT/drain`, `DELETE …/drain` | start / end draining |
+/// | `GET /metrics` | Prometheus text |
+/// | `GET /health` | `ok` |
+enum AdminServer {
+    static func bind(to address: SocketAddress, group: any EventLoopGroup, balancer: Balancer, metrics: ProxyMetrics,
+                     logger: Logger) async throws -> any Channel {
+        try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(AdminHandler(balancer: balancer, metrics: metrics, logger: logger))
+                }
+            }
+            .bind(to: address).get()
+    }
+
+    /// Routes one request; pure apart from the balancer calls, so tests can call it directly.
+    static func respond(method: HTTPMethod, uri: String, body: String, balancer: Balancer, metrics: ProxyMetrics)
+        -> (HTTPResponseStatus, String, String)
+    {
+        let json = "application/json"
+        let text = "text/plain; charset=utf-8"
+        let path = String(RequestKeyExtractor.path(of: uri))
+        let segments = path.split(separator: "/").map { $0.removingPercentEncoding ?? String($0) }
+        do {
+            switch (method, segments.count, segments.first) {
+            case (.GET, 1, "metrics"):
+                return (.ok, metrics.exposition(), "text/plain; version=0.0.4")
+            case (.GET, 1, "health"):
+                return (.ok, "ok\n", text)
+            case (.GET, 1, "backends"):
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                return (.ok, String(decoding: try encoder.encode(balancer.statuses()), as: UTF8.self) + "\n", json)
+            case (.POST, 1, "backends"):
+                var address = RequestKeyExtractor.queryValue(named: "address", in: uri).map(String.init)
+                    ?? body.trimmingWhitespace()
+                if address.hasPrefix("{"), let data = address.data(using: .utf8),
+                   let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let value = object["address"] as? String {
+                    address = value
+                }
+                let hostPort = try HostPort(parsing: address.removingPercentEncoding ?? address)
+                try balancer.add(hostPort)
+                return (.created, "added \(hostPort)\n", text)
+            case (.DELETE, 2, "backends"):
+                try balancer.remove(id: segments[1])
+                return (.ok, "removed \(segments[1])\n", text)
+            case (.POST, 3, "backends") where segments[2] == "drain", (.DELETE, 3, "backends") where segments[2] == "drain":
+                try balancer.setDraining(id: segments[1], method == .POST)
+                return (.ok, "\(segments[1]) \(method == .POST ? "draining" : "no longer draining")\n", text)
+            default:
+                return (.notFound, "unknown admin request \(method) \(path); see docs/proxy.md\n", text)
+            }
+        } catch let error as ProxyError {
+            return (HTTPResponseStatus(statusCode: error.adminStatusCode), error.description + "\n", text)
+        } catch {
+            return (.internalServerError, "\(error)\n", text)
+        }
+    }
+}
+
+private final class AdminHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    let balancer: Balancer
+    let metrics: ProxyMetrics
+    let logger: Logger
+    private var head: HTTPRequestHead?
+    private var body = ByteBuffer()
+    private static let maxBody = 64 * 1024
+
+    init(balancer: Balancer, metrics: ProxyMetrics, logger: Logger) {
+        self.balancer = balancer
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let h):
+            head = h
+            body.clear()
+        case .body(var chunk):
+            if body.readableBytes + chunk.readableBytes <= Self.maxBody { body.writeBuffer(&chunk) }
+        case .end:
+            guard let head else { return }
+            self.head = nil
+            let (status, text, contentType) = AdminServer.respond(
+                method: head.method, uri: head.uri, body: String(buffer: body), balancer: balancer, metrics: metrics)
+            if head.method != .GET { logger.notice("admin \(head.method) \(head.uri) → \(status.code)") }
+            var buffer = context.channel.allocator.buffer(capacity: text.utf8.count)
+            buffer.writeString(text)
+            var headers = HTTPHeaders()
+            headers.add(name: "content-type", value: contentType)
+            headers.add(name: "content-length", value: String(buffer.readableBytes))
+            if !head.isKeepAlive { headers.add(name: "connection", value: "close") }
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            let keepAlive = head.isKeepAlive
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+                if !keepAlive { context.close(promise: nil) }
+            }
+        }
+    }
+}

@@ -1,0 +1,93 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// Keep-alive connections to backends, one pool per event loop so a client connection and its backend
+/// connection always share a thread (no hops, no locks). Not thread-safe by design: it is only touched on its loop.
+final class BackendConnectionPool {
+    let eventLoop: any EventLoop
+    let limits: ProxyLimits
+    private var idle: [String: [BackendHTTPHandler]] = [:]
+
+    /// Non-idempotent requests reuse only a connection used this recently: backends close idle connections on
+    /// their own timers, and a POST sent on a connection closing at that moment cannot be safely resent.
+    static let freshEnoughForUnsafeRequests = TimeAmount.seconds(2)
+
+    init(eventLoop: any EventLoop, limits: ProxyLimits) {
+        self.eventLoop = eventLoop
+        self.limits = limits
+    }
+
+    /// An idle connection to `backend`, most recently used first, or `nil`.
+    func takeIdle(for backend: Backend, idempotent: Bool) -> BackendHTTPHandler? {
+        guard var list = idle[backend.id] else { return nil }
+        defer { idle[backend.id] = list }
+        let now = NIODeadline.now()
+        while let connection = list.popLast() {
+            connection.onIdleClose = nil
+            if !connection.isActive { continue }
+            if !idempotent && now - connection.lastUsed > Self.freshEnoughForUnsafeRequests {
+                // Keep it for an idempotent request instead.
+                connection.onIdleClose = { [weak self] in self?.forget($0) }
+                list.insert(connection, at: 0)
+                return nil
+            }
+            return connection
+        }
+        return nil
+    }
+
+    /// Opens a new connection (HTTP/1.1 client handlers + ``BackendHTTPHandler``) on this loop.
+    func connect(to backend: Backend, _ completion: @escaping (Result<BackendHTTPHandler, any Error>) -> Void) {
+        let future = ClientBootstrap(group: eventLoop)
+            .connectTimeout(TimeAmount(seconds: limits.connectTimeout))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(BackendHTTPHandler(backend: backend))
+                }
+            }
+            .connect(to: backend.socketAddress)
+        future.assumeIsolated().whenComplete { result in
+            switch result {
+            case .success(let channel):
+                do {
+                    completion(.success(try channel.pipeline.syncOperations.handler(type: BackendHTTPHandler.self)))
+                } catch {
+                    channel.close(promise: nil)
+                    completion(.failure(error))
+                }
+            case .failure(let error):
+                completion(.failure(error))
+            }
+        }
+    }
+
+    /// Returns a connection whose exchange completed cleanly; closes it if the pool is full.
+    func release(_ connection: BackendHTTPHandler) {
+        connection.delegate = nil
+        guard connection.isActive, connection.responseKeepAlive else {
+            connection.close()
+            return
+        }
+        var list = idle[connection.backend.id, default: []]
+        guard list.count < limits.maxIdleConnectionsPerBackend else {
+            connection.close()
+            return
+        }
+        connection.onIdleClose = { [weak self] in self?.forget($0) }
+        list.append(connection)
+        idle[connection.backend.id] = list
+    }
+
+    private func forget(_ connection: BackendHTTPHandler) {
+        idle[connection.backend.id]?.removeAll { $0 === connection }
+    }
+
+    /// Closes every idle connection (shutdown).
+    func closeAll() {
+        for list in idle.values { for connection in list { connection.onIdleClose = nil; connection.close() } }
+        idle.removeAll()
+    }
+}

@@ -1,0 +1,128 @@
+import NIOCore
+import NIOHTTP1
+
+/// What a backend connection reports to the client connection it currently serves (same event loop).
+protocol BackendHTTPDelegate: AnyObject {
+    func backendReceived(_ part: HTTPClientResponsePart, from connection: BackendHTTPHandler)
+    func backendReadComplete(_ connection: BackendHTTPHandler)
+    func backendClosed(_ connection: BackendHTTPHandler, error: (any Error)?)
+    func backendWritabilityChanged(_ connection: BackendHTTPHandler)
+}
+
+/// The tail of a pooled keep-alive connection to one backend. It relays response parts to its delegate and
+/// holds back `read()` while the client side cannot take more (backpressure).
+final class BackendHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    let backend: Backend
+    weak var delegate: (any BackendHTTPDelegate)?
+    /// Called when the connection closes while it sits idle in the pool.
+    var onIdleClose: ((BackendHTTPHandler) -> Void)?
+    private(set) var lastUsed = NIODeadline.now()
+    private var context: ChannelHandlerContext?
+    private var readsPaused = false
+    private var readPending = false
+    private(set) var isActive = false
+    /// Whether the response in progress allows another request on this connection.
+    private(set) var responseKeepAlive = true
+
+    init(backend: Backend) { self.backend = backend }
+
+    var isWritable: Bool { context?.channel.isWritable ?? false }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        isActive = context.channel.isActive
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        isActive = true
+        context.fireChannelActive()
+    }
+
+    func write(_ part: HTTPClientRequestPart) {
+        context?.write(wrapOutboundOut(part), promise: nil)
+    }
+
+    func flush() { context?.flush() }
+
+    func close() {
+        delegate = nil
+        context?.close(promise: nil)
+    }
+
+    func pauseReads() { readsPaused = true }
+
+    func resumeReads() {
+        readsPaused = false
+        if readPending, let context {
+            readPending = false
+            context.read()
+        }
+    }
+
+    /// Marks the connection as handed to a new exchange.
+    func markUsed() {
+        lastUsed = .now()
+        responseKeepAlive = true
+        readsPaused = false
+        if readPending, let context {
+            readPending = false
+            context.read()
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        if case .head(let head) = part { responseKeepAlive = head.isKeepAlive }
+        guard let delegate else {
+            // Bytes on an idle pooled connection: it is out of sync; drop it.
+            context.close(promise: nil)
+            return
+        }
+        delegate.backendReceived(part, from: self)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        delegate?.backendReadComplete(self)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        isActive = false
+        if let delegate {
+            self.delegate = nil
+            delegate.backendClosed(self, error: nil)
+        } else {
+            onIdleClose?(self)
+        }
+        onIdleClose = nil
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let delegate {
+            self.delegate = nil
+            delegate.backendClosed(self, error: error)
+        }
+        context.close(promise: nil)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        delegate?.backendWritabilityChanged(self)
+        context.fireChannelWritabilityChanged()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if readsPaused {
+            readPending = true
+        } else {
+            context.read()
+        }
+    }
+}

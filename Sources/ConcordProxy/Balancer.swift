@@ -1,0 +1,332 @@
+import ConcordHashing
+import Logging
+import NIOConcurrencyHelpers
+
+/// Combines the proxy's three pieces (Pingora-style): membership (discovery: the static list, admin changes,
+/// SIGHUP reloads), health (one ``HealthStateMachine`` per backend, keyed by backend id and carried over when
+/// membership changes) and selection (an immutable `NodeSelection`, rebuilt only when the set of backends changes
+/// and published by swapping one reference under the lock). A pick takes the first *ready* candidate.
+///
+/// Ready means up (health) and, for new keys, not draining. **Drain** is defined as: the backend gets no new
+/// keys and no new sticky-cookie clients, but keeps what is bound to it while it is up —
+/// requests whose sticky cookie names it, and in `hash` mode keys it served recently (the last two generations
+/// of up to ``recentKeyCapacity`` distinct key hashes per backend). Every other key of a draining backend goes to
+/// the key's next node, exactly as if it were down. Round-robin and least-conn never pick a draining backend.
+public final class Balancer: Sendable {
+    /// The result of a pick: the backend and what to count.
+    public struct Pick: Sendable {
+        public let backend: Backend
+        /// True when the key's owner was not ready and the key went to a later candidate.
+        public let remapped: Bool
+        /// Sticky-cookie mode: the client's cookie did not name a usable backend, so the response sets a new one.
+        public let setsStickyCookie: Bool
+        let counters: ProxyMetrics.BackendCounters
+    }
+
+    /// A backend's state as the admin API lists it.
+    public struct Status: Sendable, Codable, Hashable {
+        public let id: String
+        public let state: String
+        public let draining: Bool
+        public let active: Int
+        public let requests: Int
+    }
+
+    /// Distinct key hashes remembered per backend per generation, for drain.
+    public static let recentKeyCapacity = 65_536
+
+    /// Immutable: a new one is built when backends join or leave.
+    private final class Membership: Sendable {
+        let backends: [Backend]
+        let selection: (any NodeSelection)?
+        let bounded: BoundedLoadSelector?
+        let indexByID: [String: Int]
+        let indexByToken: [String: Int]
+
+        init(backends: [Backend], algorithm: HashAlgorithm, boundedLoad: Double?) throws(ProxyError) {
+            self.backends = backends
+            let nodes = backends.map { Node(id: $0.id) }
+            do {
+                let selection = nodes.isEmpty ? nil : try algorithm.makeSelection(nodes: nodes)
+                self.selection = selection
+                if let selection, let boundedLoad {
+                    self.bounded = try BoundedLoadSelector(selection: selection, factor: boundedLoad)
+                } else {
+                    self.bounded = nil
+                }
+            } catch {
+                throw .invalidSetting("cannot build the \(algorithm) selection: \(error)")
+            }
+            var byID: [String: Int] = [:]
+            var byToken: [String: Int] = [:]
+            for (index, backend) in backends.enumerated() {
+                byID[backend.id] = index
+                byToken[StickyCookie.token(for: backend)] = index
+            }
+            self.indexByID = byID
+            self.indexByToken = byToken
+        }
+    }
+
+    private struct Runtime {
+        var health: HealthStateMachine
+        var draining = false
+        var active = 0
+        var requests = 0
+        var recentKeys = RecentKeys()
+        let counters: ProxyMetrics.BackendCounters
+
+        var isUp: Bool { health.isUp }
+        var takesNewWork: Bool { health.isUp && !draining }
+    }
+
+    private struct RecentKeys {
+        var current = Set<UInt64>()
+        var previous = Set<UInt64>()
+
+        mutating func insert(_ key: UInt64) {
+            if current.count >= Balancer.recentKeyCapacity {
+                previous = current
+                current = Set(minimumCapacity: 1024)
+            }
+            current.insert(key)
+        }
+
+        func contains(_ key: UInt64) -> Bool { current.contains(key) || previous.contains(key) }
+    }
+
+    private struct State {
+        var membership: Membership
+        var runtime: [Runtime]
+        var nextRoundRobin = 0
+    }
+
+    public let algorithm: HashAlgorithm
+    public let boundedLoad: Double?
+    let health: HealthCheckConfiguration
+    let metrics: ProxyMetrics
+    private let logger: Logger
+    private let state: NIOLockedValueBox<State>
+
+    public init(backends: [HostPort], algorithm: HashAlgorithm, boundedLoad: Double?, health: HealthCheckConfiguration,
+                metrics: ProxyMetrics, logger: Logger) throws(ProxyError) {
+        self.algorithm = algorithm
+        self.boundedLoad = boundedLoad
+        self.health = health
+        self.metrics = metrics
+        self.logger = logger
+        var resolved: [Backend] = []
+        for address in backends { resolved.append(try Backend(address: address)) }
+        let membership = try Membership(backends: resolved, algorithm: algorithm, boundedLoad: boundedLoad)
+        let runtime = resolved.map {
+            Runtime(health: HealthStateMachine(rise: health.rise, fall: health.fall, ejectAfter: health.ejectAfterConnectFailures),
+                    counters: metrics.backend($0.id))
+        }
+        self.state = NIOLockedValueBox(State(membership: membership, runtime: runtime))
+    }
+
+    // MARK: Picks
+
+    /// `hash`: the first ready candidate of the key's preference list, skipping `excluding` (a retry).
+    public func pick(keyHash: UInt64, excluding: Backend? = nil) -> Pick? {
+        state.withLockedValue { state in
+            let membership = state.membership
+            guard let selection = membership.selection else { return nil }
+            let excluded = excluding.flatMap { membership.indexByID[$0.id] }
+            func ready(_ i: Int) -> Bool {
+                guard i != excluded else { return false }
+                let r = state.runtime[i]
+                return r.isUp && (!r.draining || r.recentKeys.contains(keyHash))
+            }
+            var chosen: Int?
+            if let bounded = membership.bounded {
+                var total = 0
+                for r in state.runtime { total += r.active }
+                let candidate = bounded.pick(for: keyHash, totalLoad: total) { i in ready(i) ? state.runtime[i].active : Int.max / 2 }
+                if ready(candidate) { chosen = candidate }
+            }
+            if chosen == nil { chosen = selection.firstReady(for: keyHash, where: ready) }
+            guard let index = chosen else { return nil }
+            let remapped = index != selection.ownerIndex(for: keyHash)
+            if remapped { metrics.keysRemapped.increment() }
+            state.runtime[index].recentKeys.insert(keyHash)
+            return Self.take(index, in: &state, remapped: remapped, setsCookie: false)
+        }
+    }
+
+    /// `round-robin`: the next backend that takes new work.
+    public func pickRoundRobin(excluding: Backend? = nil) -> Pick? {
+        state.withLockedValue { state in
+            guard let index = Self.nextRoundRobin(in: &state, excluding: excluding) else { return nil }
+            return Self.take(index, in: &state, remapped: false, setsCookie: false)
+        }
+    }
+
+    /// `least-conn`: the backend with the fewest requests/connections in flight; ties rotate.
+    public func pickLeastConnections(excluding: Backend? = nil) -> Pick? {
+        state.withLockedValue { state in
+            let n = state.runtime.count
+            guard n > 0 else { return nil }
+            let excluded = excluding.flatMap { state.membership.indexByID[$0.id] }
+            let start = state.nextRoundRobin % n
+            state.nextRoundRobin &+= 1
+            var best: Int?
+            for step in 0..<n {
+                let i = (start + step) % n
+                guard i != excluded, state.runtime[i].takesNewWork else { continue }
+                if best == nil || state.runtime[i].active < state.runtime[best!].active { best = i }
+            }
+            guard let index = best else { return nil }
+            return Self.take(index, in: &state, remapped: false, setsCookie: false)
+        }
+    }
+
+    /// `sticky-cookie`: the backend the cookie token names if it is up (draining included: drain keeps bound
+    /// clients), else the next round-robin backend and a new cookie.
+    public func pick(stickyToken: Substring?, excluding: Backend? = nil) -> Pick? {
+        state.withLockedValue { state in
+            if let stickyToken, let index = state.membership.indexByToken[String(stickyToken)],
+               state.runtime[index].isUp, state.membership.backends[index] != excluding {
+                return Self.take(index, in: &state, remapped: false, setsCookie: false)
+            }
+            guard let index = Self.nextRoundRobin(in: &state, excluding: excluding) else { return nil }
+            if stickyToken != nil { metrics.keysRemapped.increment() }
+            return Self.take(index, in: &state, remapped: stickyToken != nil, setsCookie: true)
+        }
+    }
+
+    private static func nextRoundRobin(in state: inout State, excluding: Backend?) -> Int? {
+        let n = state.runtime.count
+        guard n > 0 else { return nil }
+        let excluded = excluding.flatMap { state.membership.indexByID[$0.id] }
+        for _ in 0..<n {
+            let i = state.nextRoundRobin % n
+            state.nextRoundRobin &+= 1
+            if i != excluded && state.runtime[i].takesNewWork { return i }
+        }
+        return nil
+    }
+
+    private static func take(_ index: Int, in state: inout State, remapped: Bool, setsCookie: Bool) -> Pick {
+        state.runtime[index].active += 1
+        state.runtime[index].requests += 1
+        let counters = state.runtime[index].counters
+        counters.requests.increment()
+        return Pick(backend: state.membership.backends[index], remapped: remapped, setsStickyCookie: setsCookie, counters: counters)
+    }
+
+    /// The request or connection of a pick finished (load accounting for least-conn and bounded load).
+    public func release(_ pick: Pick) {
+        state.withLockedValue { state in
+            if let index = state.membership.indexByID[pick.backend.id], state.runtime[index].active > 0 {
+                state.runtime[index].active -= 1
+            }
+        }
+    }
+
+    // MARK: Health
+
+    /// Real traffic could not connect to `backend` (passive check).
+    public func recordConnectFailure(_ backend: Backend) {
+        metrics.backend(backend.id).connectFailures.increment()
+        let flip = state.withLockedValue { state -> HealthStateMachine.Flip? in
+            guard let index = state.membership.indexByID[backend.id] else { return nil }
+            return state.runtime[index].health.recordConnectFailure()
+        }
+        report(flip, backend: backend.id, reason: "connect failed (passive check)")
+    }
+
+    /// Real traffic connected to `backend`.
+    public func recordConnectSuccess(_ backend: Backend) {
+        state.withLockedValue { state in
+            if let index = state.membership.indexByID[backend.id] { state.runtime[index].health.recordConnectSuccess() }
+        }
+    }
+
+    /// One active probe's result.
+    public func recordProbe(_ backend: Backend, success: Bool, detail: String) {
+        let flip = state.withLockedValue { state -> HealthStateMachine.Flip? in
+            guard let index = state.membership.indexByID[backend.id] else { return nil }
+            return state.runtime[index].health.recordProbe(success: success)
+        }
+        report(flip, backend: backend.id, reason: detail)
+    }
+
+    private func report(_ flip: HealthStateMachine.Flip?, backend id: String, reason: String) {
+        guard let flip else { return }
+        switch flip {
+        case .wentDown:
+            logger.warning("backend \(id) is DOWN: \(reason); its keys go to their next node")
+            metrics.healthTransition(backend: id, to: "down")
+        case .wentUp:
+            logger.notice("backend \(id) is UP again: \(reason); its keys return")
+            metrics.healthTransition(backend: id, to: "up")
+        }
+    }
+
+    // MARK: Membership
+
+    /// Current backends (for health checks and the admin API).
+    public var backends: [Backend] { state.withLockedValue { $0.membership.backends } }
+
+    public func statuses() -> [Status] {
+        state.withLockedValue { state in
+            zip(state.membership.backends, state.runtime).map { backend, r in
+                Status(id: backend.id, state: r.isUp ? "up" : "down", draining: r.draining, active: r.active, requests: r.requests)
+            }
+        }
+    }
+
+    /// Adds a backend at the end of the list (its keys come from every other backend, ≈1/(n+1) of them).
+    public func add(_ address: HostPort) throws(ProxyError) {
+        let current = backends.map(\.address)
+        guard !current.contains(address) else { throw .duplicateBackend(address.description) }
+        try replaceBackends(current + [address])
+    }
+
+    /// Removes a backend (its keys go to their next nodes; requests in flight to it finish).
+    public func remove(id: String) throws(ProxyError) {
+        let current = backends.map(\.address)
+        guard current.contains(where: { $0.description == id }) else { throw .unknownBackend(id) }
+        try replaceBackends(current.filter { $0.description != id })
+    }
+
+    /// Starts or ends draining a backend (see the type's documentation for what drain keeps).
+    public func setDraining(id: String, _ draining: Bool) throws(ProxyError) {
+        let found = state.withLockedValue { state -> Bool in
+            guard let index = state.membership.indexByID[id] else { return false }
+            state.runtime[index].draining = draining
+            return true
+        }
+        guard found else { throw .unknownBackend(id) }
+        logger.notice("backend \(id) \(draining ? "is draining: no new keys, bound sessions stay" : "is no longer draining")")
+    }
+
+    /// Sets the backend list (SIGHUP reload, admin changes). Rebuilds the selection only when the list differs;
+    /// health, drain and load carry over by backend id.
+    public func replaceBackends(_ addresses: [HostPort]) throws(ProxyError) {
+        var seen = Set<HostPort>()
+        for address in addresses where !seen.insert(address).inserted { throw .duplicateBackend(address.description) }
+        if backends.map(\.address) == addresses { return }
+        var resolved: [Backend] = []
+        for address in addresses { resolved.append(try Backend(address: address)) }
+        let membership = try Membership(backends: resolved, algorithm: algorithm, boundedLoad: boundedLoad)
+        let countersByID = Dictionary(uniqueKeysWithValues: resolved.map { ($0.id, metrics.backend($0.id)) })
+        let health = self.health
+        let (before, after) = state.withLockedValue { state -> ([String], [String]) in
+            let before = state.membership.backends.map(\.id)
+            var carried: [String: Runtime] = [:]
+            for (backend, runtime) in zip(state.membership.backends, state.runtime) { carried[backend.id] = runtime }
+            state.runtime = resolved.map { backend in
+                carried[backend.id] ?? Runtime(
+                    health: HealthStateMachine(rise: health.rise, fall: health.fall, ejectAfter: health.ejectAfterConnectFailures),
+                    counters: countersByID[backend.id]!)
+            }
+            state.membership = membership
+            return (before, resolved.map(\.id))
+        }
+        let added = after.filter { !before.contains($0) }
+        let removed = before.filter { !after.contains($0) }
+        logger.notice("backends changed: \(after.count) now (added \(added.isEmpty ? "none" : added.joined(separator: ", ")); removed \(removed.isEmpty ? "none" : removed.joined(separator: ", ")))")
+    }
+}

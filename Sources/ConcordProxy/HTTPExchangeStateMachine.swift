@@ -1,0 +1,214 @@
+import NIOHTTP1
+
+/// The decisions of one L7 client connection, without a channel: which request limits apply, whether a request
+/// part is held, forwarded or belongs to the next (pipelined) request, when to retry, and whether the client and
+/// backend connections are kept alive once an exchange completes. ``HTTPProxyHandler`` carries the decisions out.
+struct HTTPExchangeStateMachine {
+    enum State: Equatable {
+        /// Between requests: waiting for a head while the keep-alive / header-read timer runs.
+        case idle
+        /// A head arrived and a backend is being connected. Client reads are paused and the request's parts are
+        /// held, so at most one read's worth is buffered; they are sent once the connection is up (or to the
+        /// next candidate on a retry).
+        case connecting
+        /// A backend is attached: the request streams to it and the response streams back.
+        case proxying
+        /// The connection is ending (a proxy-made error response is being written, or a side closed); every
+        /// further event is ignored.
+        case closing
+    }
+
+    enum HeadDecision: Equatable {
+        case route
+        case reject(HTTPResponseStatus)
+    }
+
+    enum PartDecision: Equatable {
+        /// Keep it until the backend connection is up.
+        case hold
+        /// Write it to the backend now.
+        case forward
+        /// It belongs to a later pipelined request; keep it until this exchange is done.
+        case queue
+        /// The body went over the limit before the response began: answer with this status and close.
+        case reject(HTTPResponseStatus)
+        /// Nothing sensible is left to do for this connection (e.g. body over the limit mid-response).
+        case close
+        /// The connection is closing: drop it.
+        case drop
+    }
+
+    enum FailureDecision: Equatable {
+        /// Try the key's next candidate (connect failure) or a fresh connection (a reused one was stale).
+        case retry
+        /// Answer the client with this status, then close.
+        case respond(HTTPResponseStatus)
+        /// The response has begun: the only honest signal left is closing the client connection.
+        case close
+    }
+
+    enum CompletionDecision: Equatable {
+        case keepAlive(reuseBackend: Bool)
+        case close(reuseBackend: Bool)
+    }
+
+    let limits: ProxyLimits
+    private(set) var state = State.idle
+    private(set) var keepAlive = false
+    private(set) var idempotent = false
+    private(set) var requestComplete = false
+    private(set) var responseStarted = false
+    private(set) var attempts = 0
+    private var bodyBytes = 0
+
+    init(limits: ProxyLimits) { self.limits = limits }
+
+    /// Methods a proxy may resend after a failed attempt (RFC 9110 §9.2.2).
+    static func isIdempotent(_ method: HTTPMethod) -> Bool {
+        switch method {
+        case .GET, .HEAD, .OPTIONS, .PUT, .DELETE, .TRACE: true
+        default: false
+        }
+    }
+
+    mutating func receivedHead(_ head: HTTPRequestHead) -> HeadDecision {
+        guard state == .idle else { return .reject(.badRequest) }
+        keepAlive = head.isKeepAlive
+        idempotent = Self.isIdempotent(head.method)
+        requestComplete = false
+        responseStarted = false
+        attempts = 0
+        bodyBytes = 0
+        if head.headers.count > limits.maxHeaderCount {
+            state = .closing
+            return .reject(.requestHeaderFieldsTooLarge)
+        }
+        var headerBytes = head.uri.utf8.count
+        for (name, value) in head.headers { headerBytes += name.utf8.count + value.utf8.count }
+        if headerBytes > limits.maxHeaderBytes {
+            state = .closing
+            return .reject(.requestHeaderFieldsTooLarge)
+        }
+        if head.method == .CONNECT || !(head.version.major == 1) {
+            state = .closing
+            return .reject(head.method == .CONNECT ? .methodNotAllowed : .httpVersionNotSupported)
+        }
+        let lengths = head.headers[canonicalForm: "content-length"]
+        if lengths.count > 1 || (lengths.count == 1 && Int(lengths[0]) == nil)
+            || (lengths.count == 1 && head.headers.contains(name: "transfer-encoding")) {
+            // Ambiguous framing is how requests get smuggled past proxies.
+            state = .closing
+            return .reject(.badRequest)
+        }
+        if let length = lengths.first.flatMap({ Int($0) }), length > limits.maxBodyBytes {
+            state = .closing
+            return .reject(.payloadTooLarge)
+        }
+        state = .connecting
+        attempts = 1
+        return .route
+    }
+
+    mutating func receivedBody(bytes: Int) -> PartDecision {
+        guard let decision = currentRequestPart() else { return state == .closing ? .drop : .queue }
+        bodyBytes += bytes
+        if bodyBytes > limits.maxBodyBytes {
+            let started = responseStarted
+            state = .closing
+            return started ? .close : .reject(.payloadTooLarge)
+        }
+        return decision
+    }
+
+    mutating func receivedEnd() -> PartDecision {
+        guard let decision = currentRequestPart() else { return state == .closing ? .drop : .queue }
+        requestComplete = true
+        return decision
+    }
+
+    private func currentRequestPart() -> PartDecision? {
+        switch state {
+        case .connecting where !requestComplete: .hold
+        case .proxying where !requestComplete: .forward
+        default: nil
+        }
+    }
+
+    /// A backend connection is up; held parts go out now.
+    mutating func connected() {
+        if state == .connecting { state = .proxying }
+    }
+
+    /// Connecting failed. A retry needs an idempotent request, a candidate left and no earlier retry.
+    mutating func connectFailed(timedOut: Bool, hasAlternative: Bool) -> FailureDecision {
+        guard state == .connecting || state == .proxying else { return .close }
+        if idempotent && hasAlternative && attempts < 2 {
+            attempts += 1
+            state = .connecting
+            return .retry
+        }
+        state = .closing
+        return .respond(timedOut ? .gatewayTimeout : .badGateway)
+    }
+
+    /// No backend takes new work.
+    mutating func noBackend() -> FailureDecision {
+        state = .closing
+        return .respond(.serviceUnavailable)
+    }
+
+    /// The backend closed or failed before the response ended. A pooled connection that closes before any
+    /// response byte was likely closed by the backend's idle timer just as it was reused: an idempotent request
+    /// is safe to send again on a fresh connection.
+    mutating func backendFailed(reusedConnection: Bool) -> FailureDecision {
+        guard state == .proxying || state == .connecting else { return .close }
+        if responseStarted {
+            state = .closing
+            return .close
+        }
+        if reusedConnection && idempotent && attempts < 2 {
+            attempts += 1
+            state = .connecting
+            return .retry
+        }
+        state = .closing
+        return .respond(.badGateway)
+    }
+
+    /// The backend did not answer in time.
+    mutating func responseTimedOut() -> FailureDecision {
+        guard state == .proxying else { return .close }
+        state = .closing
+        return responseStarted ? .close : .respond(.gatewayTimeout)
+    }
+
+    mutating func responseHeadReceived() {
+        responseStarted = true
+    }
+
+    /// The response ended. The client stays if it asked to and its request was read to the end; the backend
+    /// connection is pooled if it can carry another request.
+    mutating func responseEnded(backendKeepAlive: Bool) -> CompletionDecision {
+        let reuse = backendKeepAlive && requestComplete
+        if keepAlive && requestComplete && state == .proxying {
+            state = .idle
+            return .keepAlive(reuseBackend: reuse)
+        }
+        state = .closing
+        return .close(reuseBackend: reuse)
+    }
+
+    /// The client vanished or an error closes the connection.
+    mutating func close() {
+        state = .closing
+    }
+
+    /// Whether reading from the client makes progress now (the handler also waits for backend writability).
+    var wantsClientReads: Bool {
+        switch state {
+        case .idle: true
+        case .proxying: !requestComplete
+        case .connecting, .closing: false
+        }
+    }
+}

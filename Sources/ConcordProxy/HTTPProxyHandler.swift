@@ -1,0 +1,495 @@
+import NIOCore
+import NIOHTTP1
+
+/// Sees raw bytes before the HTTP decoder, only to tell the proxy handler that a request has begun (so the
+/// header-read timeout starts at the first byte, not at the end of the previous response).
+final class RequestStartObserver: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    var onBytes: (() -> Void)?
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        onBytes?()
+        context.fireChannelRead(data)
+    }
+}
+
+/// One L7 client connection: picks a backend per request, streams the request to a pooled backend connection
+/// and the response back, with backpressure both ways (a side's reads are held while the other side is not
+/// writable). Decisions come from ``HTTPExchangeStateMachine``; this class only carries them out.
+final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let runtime: ProxyRuntime
+    private let pool: BackendConnectionPool
+    private var machine: HTTPExchangeStateMachine
+    private var context: ChannelHandlerContext?
+    private var peer: ClientAddress?
+    private var isTrustedPeer = false
+
+    /// The current request as it goes to the backend, and its parts held while connecting.
+    private var requestHead: HTTPRequestHead?
+    private var held: CircularBuffer<HTTPServerRequestPart> = []
+    /// Parts of later pipelined requests, replayed when the current exchange completes.
+    private var queued: CircularBuffer<HTTPServerRequestPart> = []
+    private var pick: Balancer.Pick?
+    private var keyHash: UInt64?
+    private var stickyToken: Substring?
+    private var backend: BackendHTTPHandler?
+    private var backendWasReused = false
+
+    private var readPending = false
+    private var bytesSinceIdle = false
+    private var timer: Scheduled<Void>?
+
+    init(runtime: ProxyRuntime, pool: BackendConnectionPool, observer: RequestStartObserver) {
+        self.runtime = runtime
+        self.pool = pool
+        self.machine = HTTPExchangeStateMachine(limits: runtime.configuration.limits)
+        observer.onBytes = { [unowned self] in self.bytesArrived() }
+    }
+
+    // MARK: Client side
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        peer = ClientAddress(context.channel.remoteAddress)
+        if let peer { isTrustedPeer = runtime.extractor.isTrusted(peer) }
+        if context.channel.isActive { startIdleTimer() }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        startIdleTimer()
+        context.fireChannelActive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        teardown()
+        self.context = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        teardown()
+        context.fireChannelInactive()
+    }
+
+    private func teardown() {
+        machine.close()
+        timer?.cancel()
+        timer = nil
+        if let backend {
+            // Mid-exchange: the backend connection is out of sync; never pool it.
+            self.backend = nil
+            backend.close()
+        }
+        releasePick()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        handle(unwrapInboundIn(data))
+    }
+
+    private func handle(_ part: HTTPServerRequestPart) {
+        switch part {
+        case .head(let head):
+            if machine.state != .idle {
+                queued.append(part)
+                return
+            }
+            begin(head)
+        case .body(let buffer):
+            let decision = machine.receivedBody(bytes: buffer.readableBytes)
+            apply(decision, part: part)
+        case .end:
+            let decision = machine.receivedEnd()
+            apply(decision, part: part)
+        }
+    }
+
+    private func apply(_ decision: HTTPExchangeStateMachine.PartDecision, part: HTTPServerRequestPart) {
+        switch decision {
+        case .hold:
+            held.append(part)
+        case .forward:
+            // An idempotent request is kept until its response begins, so a retry can resend it whole.
+            if machine.idempotent { held.append(part) }
+            if let backend {
+                send(part, to: backend)
+                if case .end = part { backend.flush() }
+            }
+        case .queue:
+            queued.append(part)
+        case .reject(let status):
+            respondWithError(status)
+        case .close:
+            context?.close(promise: nil)
+        case .drop:
+            break
+        }
+        updateClientReads()
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        backend?.flush()
+        context.fireChannelReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { backend?.resumeReads() } else { backend?.pauseReads() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let parserError = error as? HTTPParserError, machine.state == .idle || !machine.requestComplete {
+            let status: HTTPResponseStatus = parserError == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
+            if machine.state == .idle || (machine.state == .connecting && backend == nil) {
+                machine.close()
+                respondWithError(status)
+                return
+            }
+        }
+        machine.close()
+        context.close(promise: nil)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if shouldReadClient {
+            context.read()
+        } else {
+            readPending = true
+        }
+    }
+
+    private var shouldReadClient: Bool {
+        guard machine.wantsClientReads else { return false }
+        if machine.state == .proxying, let backend { return backend.isWritable }
+        return true
+    }
+
+    private func updateClientReads() {
+        if readPending && shouldReadClient, let context {
+            readPending = false
+            context.read()
+        }
+    }
+
+    // MARK: Timers
+
+    private func startIdleTimer() {
+        bytesSinceIdle = false
+        schedule(after: runtime.configuration.limits.keepAliveTimeout)
+    }
+
+    private func bytesArrived() {
+        guard machine.state == .idle, !bytesSinceIdle else { return }
+        bytesSinceIdle = true
+        schedule(after: runtime.configuration.limits.headerReadTimeout)
+    }
+
+    private func schedule(after seconds: Double) {
+        timer?.cancel()
+        guard let context else { return }
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(in: TimeAmount(seconds: seconds)) { loopBound.value.timerFired() }
+    }
+
+    private func timerFired() {
+        timer = nil
+        switch machine.state {
+        case .idle:
+            machine.close()
+            if bytesSinceIdle { respondWithError(.requestTimeout) } else { context?.close(promise: nil) }
+        case .proxying:
+            switch machine.responseTimedOut() {
+            case .respond(let status): abortExchange(respondingWith: status)
+            default: context?.close(promise: nil)
+            }
+        case .connecting, .closing:
+            break
+        }
+    }
+
+    // MARK: Routing
+
+    private func begin(_ head: HTTPRequestHead) {
+        timer?.cancel()
+        timer = nil
+        requestVersion = head.version.major == 1 ? head.version : .http1_1
+        switch machine.receivedHead(head) {
+        case .reject(let status):
+            respondWithError(status)
+            return
+        case .route:
+            break
+        }
+        let configuration = runtime.configuration
+        requestHead = forwardedHead(head)
+        switch configuration.balance {
+        case .hash: keyHash = runtime.extractor.keyHash(for: head, peer: peer)
+        case .stickyCookie: stickyToken = RequestKeyExtractor.cookie(named: configuration.stickyCookie, in: head.headers)
+        case .roundRobin, .leastConn: break
+        }
+        route(excluding: nil)
+    }
+
+    private func choose(excluding: Backend?) -> Balancer.Pick? {
+        let balancer = runtime.balancer
+        switch runtime.configuration.balance {
+        case .hash:
+            // No key in the request (and no fallback present): spread such requests round-robin.
+            if let keyHash { return balancer.pick(keyHash: keyHash, excluding: excluding) }
+            return balancer.pickRoundRobin(excluding: excluding)
+        case .roundRobin: return balancer.pickRoundRobin(excluding: excluding)
+        case .leastConn: return balancer.pickLeastConnections(excluding: excluding)
+        case .stickyCookie: return balancer.pick(stickyToken: stickyToken, excluding: excluding)
+        }
+    }
+
+    private func route(excluding: Backend?) {
+        releasePick()
+        guard let chosen = choose(excluding: excluding) else {
+            if case .respond(let status) = machine.noBackend() { respondWithError(status) }
+            return
+        }
+        connect(chosen)
+    }
+
+    private func connect(_ chosen: Balancer.Pick) {
+        pick = chosen
+        let target = chosen.backend
+        if let idle = pool.takeIdle(for: target, idempotent: machine.idempotent) {
+            attach(idle, reused: true)
+            return
+        }
+        let loopBound = NIOLoopBound(self, eventLoop: pool.eventLoop)
+        pool.connect(to: target) { result in
+            let handler = loopBound.value
+            switch result {
+            case .success(let connection):
+                guard handler.machine.state == .connecting, handler.pick?.backend == target else {
+                    connection.close()
+                    return
+                }
+                handler.runtime.balancer.recordConnectSuccess(target)
+                handler.attach(connection, reused: false)
+            case .failure(let error):
+                handler.connectFailed(target, error: error)
+            }
+        }
+    }
+
+    private func connectFailed(_ target: Backend, error: any Error) {
+        guard machine.state == .connecting else { return }
+        runtime.balancer.recordConnectFailure(target)
+        let timedOut: Bool
+        if case .connectTimeout = error as? ChannelError { timedOut = true } else { timedOut = false }
+        switch machine.connectFailed(timedOut: timedOut, hasAlternative: runtime.balancer.backends.count > 1) {
+        case .retry:
+            releasePick()
+            guard let next = choose(excluding: target), next.backend != target else {
+                runtime.logger.debug("connect to \(target) failed (\(error)); no other backend for a retry")
+                abortExchange(respondingWith: timedOut ? .gatewayTimeout : .badGateway)
+                return
+            }
+            runtime.metrics.retries.increment()
+            runtime.logger.debug("connect to \(target) failed (\(error)); retrying on the key's next node \(next.backend)")
+            connect(next)
+        case .respond(let status):
+            runtime.logger.debug("connect to \(target) failed: \(error)")
+            abortExchange(respondingWith: status)
+        case .close:
+            context?.close(promise: nil)
+        }
+    }
+
+    private func attach(_ connection: BackendHTTPHandler, reused: Bool) {
+        backend = connection
+        backendWasReused = reused
+        connection.delegate = self
+        connection.markUsed()
+        if let context, !context.channel.isWritable { connection.pauseReads() }
+        machine.connected()
+        if let head = requestHead { connection.write(.head(head)) }
+        let parts = held
+        for part in parts { send(part, to: connection) }
+        connection.flush()
+        if machine.requestComplete { schedule(after: runtime.configuration.limits.responseTimeout) }
+        updateClientReads()
+    }
+
+    private func send(_ part: HTTPServerRequestPart, to connection: BackendHTTPHandler) {
+        switch part {
+        case .head: break
+        case .body(let buffer):
+            pick?.counters.bytesToBackend.increment(by: Int64(buffer.readableBytes))
+            connection.write(.body(.byteBuffer(buffer)))
+        case .end(let trailers):
+            connection.write(.end(trailers))
+            if timer == nil { schedule(after: runtime.configuration.limits.responseTimeout) }
+        }
+    }
+
+    /// The request head as the backend sees it: hop-by-hop headers removed, keep-alive to the backend,
+    /// X-Forwarded-For / X-Forwarded-Proto / Forwarded added (a trusted peer's values are extended, an untrusted
+    /// peer's are replaced so clients cannot spoof them).
+    private func forwardedHead(_ head: HTTPRequestHead) -> HTTPRequestHead {
+        var out = head
+        out.version = .http1_1
+        out.headers.removeHopByHop()
+        let client = peer?.description ?? "unknown"
+        let forwardedFor = peer.map { $0.isIPv4 ? $0.description : "\"[\($0.description)]\"" } ?? "unknown"
+        if isTrustedPeer {
+            let previous = out.headers[canonicalForm: "x-forwarded-for"].joined(separator: ", ")
+            out.headers.replaceOrAdd(name: "x-forwarded-for", value: previous.isEmpty ? client : "\(previous), \(client)")
+            if !out.headers.contains(name: "x-forwarded-proto") { out.headers.add(name: "x-forwarded-proto", value: "http") }
+            let forwarded = out.headers[canonicalForm: "forwarded"].joined(separator: ", ")
+            let mine = "for=\(forwardedFor);proto=http"
+            out.headers.replaceOrAdd(name: "forwarded", value: forwarded.isEmpty ? mine : "\(forwarded), \(mine)")
+        } else {
+            out.headers.replaceOrAdd(name: "x-forwarded-for", value: client)
+            out.headers.replaceOrAdd(name: "x-forwarded-proto", value: "http")
+            out.headers.replaceOrAdd(name: "forwarded", value: "for=\(forwardedFor);proto=http")
+        }
+        return out
+    }
+
+    // MARK: Backend side
+
+    func backendReceived(_ part: HTTPClientResponsePart, from connection: BackendHTTPHandler) {
+        guard connection === backend, let context else { return }
+        switch part {
+        case .head(var head):
+            timer?.cancel()
+            timer = nil
+            machine.responseHeadReceived()
+            held.removeAll()
+            head.headers.removeHopByHop()
+            if let pick, pick.setsStickyCookie {
+                head.headers.add(name: "set-cookie", value: StickyCookie.setCookie(name: runtime.configuration.stickyCookie, backend: pick.backend))
+            }
+            let clientVersion = requestVersion
+            if !machine.keepAlive || !machine.requestComplete && head.status != .continue {
+                head.headers.add(name: "connection", value: "close")
+            } else if clientVersion == .http1_0 {
+                head.headers.add(name: "connection", value: "keep-alive")
+            }
+            head.version = clientVersion
+            context.write(wrapOutboundOut(.head(head)), promise: nil)
+        case .body(let buffer):
+            pick?.counters.bytesFromBackend.increment(by: Int64(buffer.readableBytes))
+            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            if !context.channel.isWritable { connection.pauseReads() }
+        case .end(let trailers):
+            finishExchange(trailers: trailers, connection: connection)
+        }
+    }
+
+    private var requestVersion: HTTPVersion = .http1_1
+
+    private func finishExchange(trailers: HTTPHeaders?, connection: BackendHTTPHandler) {
+        guard let context else { return }
+        let decision = machine.responseEnded(backendKeepAlive: connection.responseKeepAlive)
+        backend = nil
+        releasePick()
+        switch decision {
+        case .keepAlive(let reuse), .close(let reuse):
+            if reuse { pool.release(connection) } else { connection.close() }
+        }
+        requestHead = nil
+        held.removeAll()
+        keyHash = nil
+        stickyToken = nil
+        switch decision {
+        case .keepAlive:
+            context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
+            startIdleTimer()
+            replayQueued()
+            updateClientReads()
+        case .close:
+            context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in
+                context.close(promise: nil)
+            }
+        }
+    }
+
+    private func replayQueued() {
+        while let part = queued.popFirst() {
+            handle(part)
+            if machine.state != .idle && !machine.wantsClientReads && machine.requestComplete { break }
+        }
+    }
+
+    func backendReadComplete(_ connection: BackendHTTPHandler) {
+        guard connection === backend else { return }
+        context?.flush()
+    }
+
+    func backendClosed(_ connection: BackendHTTPHandler, error: (any Error)?) {
+        guard connection === backend else { return }
+        backend = nil
+        let target = connection.backend
+        switch machine.backendFailed(reusedConnection: backendWasReused) {
+        case .retry:
+            runtime.metrics.retries.increment()
+            // The stale pooled connection is gone; connect afresh to the same backend (the pick stays).
+            let loopBound = NIOLoopBound(self, eventLoop: pool.eventLoop)
+            pool.connect(to: target) { result in
+                let handler = loopBound.value
+                switch result {
+                case .success(let fresh) where handler.machine.state == .connecting:
+                    handler.attach(fresh, reused: false)
+                case .success(let fresh):
+                    fresh.close()
+                case .failure(let error):
+                    handler.connectFailed(target, error: error)
+                }
+            }
+        case .respond(let status):
+            runtime.logger.debug("backend \(target) closed before responding: \(error.map { "\($0)" } ?? "EOF")")
+            abortExchange(respondingWith: status)
+        case .close:
+            context?.close(promise: nil)
+        }
+    }
+
+    func backendWritabilityChanged(_ connection: BackendHTTPHandler) {
+        guard connection === backend else { return }
+        updateClientReads()
+    }
+
+    // MARK: Endings
+
+    private func abortExchange(respondingWith status: HTTPResponseStatus) {
+        if let backend {
+            self.backend = nil
+            backend.close()
+        }
+        releasePick()
+        respondWithError(status)
+    }
+
+    private func releasePick() {
+        if let pick {
+            self.pick = nil
+            runtime.balancer.release(pick)
+        }
+    }
+
+    /// Writes a proxy-made response and closes the connection after it is sent.
+    private func respondWithError(_ status: HTTPResponseStatus) {
+        machine.close()
+        timer?.cancel()
+        timer = nil
+        guard let context, context.channel.isActive else { return }
+        runtime.metrics.proxyResponse(status: Int(status.code))
+        let text = ProxyResponse.body(status)
+        var body = context.channel.allocator.buffer(capacity: text.utf8.count)
+        body.writeString(text)
+        context.write(wrapOutboundOut(.head(ProxyResponse.head(status, version: requestVersion, bodyLength: body.readableBytes))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
+        }
+    }
+}

@@ -1,0 +1,108 @@
+import Logging
+import NIOCore
+import NIOPosix
+
+/// Active health checks: every `interval`, each backend is probed (HTTP `GET path` expecting 2xx/3xx, or a TCP
+/// connect) and the result goes to its ``HealthStateMachine`` through the ``Balancer``, which logs one line per flip.
+struct HealthChecker: Sendable {
+    let configuration: HealthCheckConfiguration
+    let mode: ProxyMode
+    let balancer: Balancer
+    let group: any EventLoopGroup
+    let logger: Logger
+
+    func run() async {
+        while !Task.isCancelled {
+            let backends = balancer.backends
+            await withTaskGroup(of: Void.self) { tasks in
+                for backend in backends {
+                    tasks.addTask {
+                        let (healthy, detail) = await probe(backend)
+                        if Task.isCancelled { return }
+                        balancer.recordProbe(backend, success: healthy, detail: detail)
+                    }
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(Int(configuration.interval * 1000)))
+        }
+    }
+
+    /// One probe, bounded by `timeout`.
+    func probe(_ backend: Backend) async -> (Bool, String) {
+        let timeout = TimeAmount(seconds: configuration.timeout)
+        let promise = group.any().makePromise(of: (Bool, String).self)
+        let channelFuture = ClientBootstrap(group: promise.futureResult.eventLoop)
+            .connectTimeout(timeout)
+            .channelInitializer { [path = configuration.path] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(HealthProbeHandler(path: path, host: backend.address.description, promise: promise))
+                }
+            }
+            .connect(to: backend.socketAddress)
+        channelFuture.whenFailure { error in promise.succeed((false, "health check connect failed: \(error)")) }
+        let eventLoop = promise.futureResult.eventLoop
+        let deadline = eventLoop.scheduleTask(in: timeout + timeout) {
+            promise.succeed((false, "health check timed out"))
+        }
+        let result = (try? await promise.futureResult.get()) ?? (false, "health check failed")
+        deadline.cancel()
+        if let channel = try? await channelFuture.get() { try? await channel.close() }
+        return result
+    }
+}
+
+/// Sends `GET path` (or nothing, for a TCP check) and judges the status line.
+private final class HealthProbeHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    let path: String?
+    let host: String
+    let promise: EventLoopPromise<(Bool, String)>
+    private var received = ByteBuffer()
+
+    init(path: String?, host: String, promise: EventLoopPromise<(Bool, String)>) {
+        self.path = path
+        self.host = host
+        self.promise = promise
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        guard let path else {
+            promise.succeed((true, "TCP connect succeeded"))
+            context.close(promise: nil)
+            return
+        }
+        var request = context.channel.allocator.buffer(capacity: 128)
+        request.writeString("GET \(path) HTTP/1.1\r\nHost: \(host)\r\nUser-Agent: concord-proxy-health\r\nConnection: close\r\n\r\n")
+        context.writeAndFlush(NIOAny(request), promise: nil)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var chunk = unwrapInboundIn(data)
+        received.writeBuffer(&chunk)
+        guard let line = received.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) else {
+            if received.readableBytes > 4096 { finish(context, (false, "health check: no status line")) }
+            return
+        }
+        let statusLine = String(decoding: received.readableBytesView[..<line], as: UTF8.self)
+        let parts = statusLine.split(separator: " ")
+        if parts.count >= 2, parts[0].hasPrefix("HTTP/"), let code = Int(parts[1]) {
+            finish(context, ((200..<400).contains(code), "GET \(path ?? "") answered \(code)"))
+        } else {
+            finish(context, (false, "health check: malformed status line"))
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        promise.succeed((false, "health check: connection closed before a status line"))
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        finish(context, (false, "health check failed: \(error)"))
+    }
+
+    private func finish(_ context: ChannelHandlerContext, _ result: (Bool, String)) {
+        promise.succeed(result)
+        context.close(promise: nil)
+    }
+}

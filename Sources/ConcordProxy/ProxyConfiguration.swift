@@ -1,0 +1,194 @@
+import ConcordHashing
+import Foundation
+import Yams
+
+/// Everything `concord proxy` runs with: one `Codable` value, loaded from YAML (`--config`) and overridden by
+/// command-line flags. Keys in YAML are the property names (`listen`, `backends`, `mode`, `balance`, `key`,
+/// `algorithm`, `boundedLoad`, `healthPath`, `health`, `admin`, `limits`, …); absent keys keep the defaults below.
+public struct ProxyConfiguration: Sendable, Hashable, Codable {
+    /// Where clients connect. Default `127.0.0.1:8080`.
+    public var listen: HostPort
+    /// The backends, in order (order matters to modulo and jump hashing). Default none.
+    public var backends: [HostPort]
+    /// `http` (L7) or `tcp` (L4). Default `http`.
+    public var mode: ProxyMode
+    /// How a backend is picked. Default `hash`.
+    public var balance: BalanceStrategy
+    /// L7 hash key chain, first present wins. Default `ip` (L4 always hashes the client IP).
+    public var key: KeyChain
+    /// Key→backend algorithm for `hash`. Default `ring`.
+    public var algorithm: HashAlgorithm
+    /// Bounded-load factor c > 1 (no backend takes more than c × its share of in-flight load). Default off.
+    public var boundedLoad: Double?
+    /// Active and passive health checking (`healthPath` in YAML and `--health-path` set `health.path`).
+    public var health: HealthCheckConfiguration
+    /// Admin API and `/metrics` listener. Default off; must be loopback unless `adminAllowRemote`.
+    public var admin: HostPort?
+    /// Allow a non-loopback admin listener (it has no authentication). Default false.
+    public var adminAllowRemote: Bool
+    /// Cookie the proxy inserts in `sticky-cookie` mode. Default `CONCORDSRV`.
+    public var stickyCookie: String
+    /// Peers (CIDRs such as `10.0.0.0/8`, or single addresses) whose X-Forwarded-For is believed. Default none.
+    public var trustedProxies: [String]
+    /// IPv4 client addresses are grouped by this prefix before hashing (24 = nginx `ip_hash`). Default 32.
+    public var ipv4PrefixLength: Int
+    /// IPv6 client addresses are grouped by this prefix before hashing. Default 128.
+    public var ipv6PrefixLength: Int
+    /// L4: PROXY protocol header sent to backends. Default none.
+    public var proxyProtocol: ProxyProtocolVersion?
+    /// Limits and timeouts.
+    public var limits: ProxyLimits
+
+    public init(
+        listen: HostPort = HostPort(host: "127.0.0.1", port: 8080),
+        backends: [HostPort] = [],
+        mode: ProxyMode = .http,
+        balance: BalanceStrategy = .hash,
+        key: KeyChain = KeyChain([.ip]),
+        algorithm: HashAlgorithm = .ring,
+        boundedLoad: Double? = nil,
+        health: HealthCheckConfiguration = HealthCheckConfiguration(),
+        admin: HostPort? = nil,
+        adminAllowRemote: Bool = false,
+        stickyCookie: String = "CONCORDSRV",
+        trustedProxies: [String] = [],
+        ipv4PrefixLength: Int = 32,
+        ipv6PrefixLength: Int = 128,
+        proxyProtocol: ProxyProtocolVersion? = nil,
+        limits: ProxyLimits = ProxyLimits()
+    ) {
+        self.listen = listen
+        self.backends = backends
+        self.mode = mode
+        self.balance = balance
+        self.key = key
+        self.algorithm = algorithm
+        self.boundedLoad = boundedLoad
+        self.health = health
+        self.admin = admin
+        self.adminAllowRemote = adminAllowRemote
+        self.stickyCookie = stickyCookie
+        self.trustedProxies = trustedProxies
+        self.ipv4PrefixLength = ipv4PrefixLength
+        self.ipv6PrefixLength = ipv6PrefixLength
+        self.proxyProtocol = proxyProtocol
+        self.limits = limits
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case listen, backends, mode, balance, key, algorithm, boundedLoad, health, healthPath, admin, adminAllowRemote
+        case stickyCookie, trustedProxies, ipv4PrefixLength, ipv6PrefixLength, proxyProtocol, limits
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = ProxyConfiguration()
+        self.init(
+            listen: try c.decodeIfPresent(HostPort.self, forKey: .listen) ?? d.listen,
+            backends: try c.decodeIfPresent([HostPort].self, forKey: .backends) ?? d.backends,
+            mode: try c.decodeIfPresent(ProxyMode.self, forKey: .mode) ?? d.mode,
+            balance: try c.decodeIfPresent(BalanceStrategy.self, forKey: .balance) ?? d.balance,
+            key: try c.decodeIfPresent(KeyChain.self, forKey: .key) ?? d.key,
+            algorithm: try c.decodeIfPresent(HashAlgorithm.self, forKey: .algorithm) ?? d.algorithm,
+            boundedLoad: try c.decodeIfPresent(Double.self, forKey: .boundedLoad),
+            health: try c.decodeIfPresent(HealthCheckConfiguration.self, forKey: .health) ?? d.health,
+            admin: try c.decodeIfPresent(HostPort.self, forKey: .admin),
+            adminAllowRemote: try c.decodeIfPresent(Bool.self, forKey: .adminAllowRemote) ?? d.adminAllowRemote,
+            stickyCookie: try c.decodeIfPresent(String.self, forKey: .stickyCookie) ?? d.stickyCookie,
+            trustedProxies: try c.decodeIfPresent([String].self, forKey: .trustedProxies) ?? d.trustedProxies,
+            ipv4PrefixLength: try c.decodeIfPresent(Int.self, forKey: .ipv4PrefixLength) ?? d.ipv4PrefixLength,
+            ipv6PrefixLength: try c.decodeIfPresent(Int.self, forKey: .ipv6PrefixLength) ?? d.ipv6PrefixLength,
+            proxyProtocol: try c.decodeIfPresent(ProxyProtocolVersion.self, forKey: .proxyProtocol),
+            limits: try c.decodeIfPresent(ProxyLimits.self, forKey: .limits) ?? d.limits
+        )
+        if let path = try c.decodeIfPresent(String.self, forKey: .healthPath) { health.path = path }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(listen, forKey: .listen)
+        try c.encode(backends, forKey: .backends)
+        try c.encode(mode, forKey: .mode)
+        try c.encode(balance, forKey: .balance)
+        try c.encode(key, forKey: .key)
+        try c.encode(algorithm, forKey: .algorithm)
+        try c.encodeIfPresent(boundedLoad, forKey: .boundedLoad)
+        try c.encode(health, forKey: .health)
+        try c.encodeIfPresent(admin, forKey: .admin)
+        try c.encode(adminAllowRemote, forKey: .adminAllowRemote)
+        try c.encode(stickyCookie, forKey: .stickyCookie)
+        try c.encode(trustedProxies, forKey: .trustedProxies)
+        try c.encode(ipv4PrefixLength, forKey: .ipv4PrefixLength)
+        try c.encode(ipv6PrefixLength, forKey: .ipv6PrefixLength)
+        try c.encodeIfPresent(proxyProtocol, forKey: .proxyProtocol)
+        try c.encode(limits, forKey: .limits)
+    }
+
+    /// Reads a YAML file; keys it omits keep their defaults.
+    public static func load(yamlFile path: String) throws(ProxyError) -> ProxyConfiguration {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw .configurationFile(path: path, reason: "cannot read it (\(error.localizedDescription))")
+        }
+        return try parse(yaml: text, path: path)
+    }
+
+    /// Decodes YAML text (an empty document is the defaults).
+    public static func parse(yaml text: String, path: String = "<yaml>") throws(ProxyError) -> ProxyConfiguration {
+        if text.allSatisfy({ $0.isWhitespace }) { return ProxyConfiguration() }
+        do { return try YAMLDecoder().decode(ProxyConfiguration.self, from: text) } catch let error as DecodingError {
+            throw .configurationFile(path: path, reason: Self.describe(error))
+        } catch {
+            throw .configurationFile(path: path, reason: "\(error)")
+        }
+    }
+
+    private static func describe(_ error: DecodingError) -> String {
+        switch error {
+        case .dataCorrupted(let c), .typeMismatch(_, let c), .valueNotFound(_, let c), .keyNotFound(_, let c):
+            let path = c.codingPath.map(\.stringValue).joined(separator: ".")
+            return path.isEmpty ? c.debugDescription : "\(path): \(c.debugDescription)"
+        @unknown default:
+            return "\(error)"
+        }
+    }
+
+    /// Checks every setting; the error names the one that is wrong.
+    public func validate() throws(ProxyError) {
+        if backends.isEmpty && admin == nil {
+            throw .invalidSetting("no backends: give at least one --backend HOST:PORT (or an --admin listener to add them later)")
+        }
+        var seen = Set<HostPort>()
+        for backend in backends where !seen.insert(backend).inserted { throw .duplicateBackend(backend.description) }
+        for backend in backends where backend.port == 0 { throw .invalidAddress(backend.description, reason: "backend port 0") }
+        if mode == .tcp && balance == .stickyCookie {
+            throw .invalidSetting("--balance sticky-cookie needs --mode http (a TCP proxy cannot set cookies)")
+        }
+        if let boundedLoad, !(boundedLoad > 1 && boundedLoad.isFinite) {
+            throw .invalidSetting("--bounded-load must be greater than 1 (e.g. 1.25), got \(boundedLoad)")
+        }
+        if let admin, !admin.isLoopback, !adminAllowRemote {
+            throw .invalidSetting("--admin \(admin) is not a loopback address; the admin API has no authentication (set adminAllowRemote: true in YAML to allow it)")
+        }
+        guard (0...32).contains(ipv4PrefixLength), (0...128).contains(ipv6PrefixLength) else {
+            throw .invalidSetting("ipv4PrefixLength must be 0...32 and ipv6PrefixLength 0...128")
+        }
+        guard !stickyCookie.isEmpty, stickyCookie.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" }) else {
+            throw .invalidSetting("stickyCookie must be a non-empty token of letters, digits, _ and -")
+        }
+        for cidr in trustedProxies { _ = try AddressPrefix(parsing: cidr) }
+        try health.validate()
+        try limits.validate()
+    }
+
+    /// The part of the ready line after "listening on …": `mode http, balance hash cookie:sid → ip, algorithm ring, 3 backends`.
+    public var summary: String {
+        var balanceText = balance.rawValue
+        if balance == .hash { balanceText += " " + (mode == .tcp ? "ip" : key.description) }
+        var text = "mode \(mode), balance \(balanceText)"
+        if balance == .hash { text += ", algorithm \(algorithm)" }
+        if let boundedLoad { text += ", bounded load \(boundedLoad)" }
+        text += ", \(backends.count) backend\(backends.count == 1 ? "" : "s")"
+        return text
+    }
+}

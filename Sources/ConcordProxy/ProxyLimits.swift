@@ -1,0 +1,87 @@
+import NIOCore
+
+/// Every limit and timeout the proxy enforces on clients and backends, in one value. Durations are seconds.
+/// A request over a limit gets its status (431, 408, 413, 400) and its connection is closed; no other client is
+/// affected.
+public struct ProxyLimits: Sendable, Hashable, Codable {
+    /// Largest request header block, name + value bytes over all fields (→ 431). Default 32 KiB.
+    public var maxHeaderBytes: Int
+    /// Most header fields in one request (→ 431). Default 100.
+    public var maxHeaderCount: Int
+    /// Seconds from a request's first byte to the end of its headers (slowloris; → 408). Default 10.
+    public var headerReadTimeout: Double
+    /// Seconds a keep-alive client connection may sit idle between requests before it is closed. Default 60.
+    public var keepAliveTimeout: Double
+    /// Client connections held at once; more are closed on accept. Default 10,000.
+    public var maxConnections: Int
+    /// Largest request body in bytes (→ 413). Default 16 MiB.
+    public var maxBodyBytes: Int
+    /// Seconds to connect to a backend before trying the next one / answering 504. Default 2.
+    public var connectTimeout: Double
+    /// Seconds from a request's end to the backend's response head (→ 504). Default 60.
+    public var responseTimeout: Double
+    /// L4: seconds a proxied TCP connection may carry no bytes either way before both sides are closed. Default 300.
+    public var tcpIdleTimeout: Double
+    /// Idle keep-alive connections kept per backend per event loop. Default 64.
+    public var maxIdleConnectionsPerBackend: Int
+
+    public init(
+        maxHeaderBytes: Int = 32 * 1024,
+        maxHeaderCount: Int = 100,
+        headerReadTimeout: Double = 10,
+        keepAliveTimeout: Double = 60,
+        maxConnections: Int = 10_000,
+        maxBodyBytes: Int = 16 * 1024 * 1024,
+        connectTimeout: Double = 2,
+        responseTimeout: Double = 60,
+        tcpIdleTimeout: Double = 300,
+        maxIdleConnectionsPerBackend: Int = 64
+    ) {
+        self.maxHeaderBytes = maxHeaderBytes
+        self.maxHeaderCount = maxHeaderCount
+        self.headerReadTimeout = headerReadTimeout
+        self.keepAliveTimeout = keepAliveTimeout
+        self.maxConnections = maxConnections
+        self.maxBodyBytes = maxBodyBytes
+        self.connectTimeout = connectTimeout
+        self.responseTimeout = responseTimeout
+        self.tcpIdleTimeout = tcpIdleTimeout
+        self.maxIdleConnectionsPerBackend = maxIdleConnectionsPerBackend
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = ProxyLimits()
+        self.init(
+            maxHeaderBytes: try c.decodeIfPresent(Int.self, forKey: .maxHeaderBytes) ?? d.maxHeaderBytes,
+            maxHeaderCount: try c.decodeIfPresent(Int.self, forKey: .maxHeaderCount) ?? d.maxHeaderCount,
+            headerReadTimeout: try c.decodeIfPresent(Double.self, forKey: .headerReadTimeout) ?? d.headerReadTimeout,
+            keepAliveTimeout: try c.decodeIfPresent(Double.self, forKey: .keepAliveTimeout) ?? d.keepAliveTimeout,
+            maxConnections: try c.decodeIfPresent(Int.self, forKey: .maxConnections) ?? d.maxConnections,
+            maxBodyBytes: try c.decodeIfPresent(Int.self, forKey: .maxBodyBytes) ?? d.maxBodyBytes,
+            connectTimeout: try c.decodeIfPresent(Double.self, forKey: .connectTimeout) ?? d.connectTimeout,
+            responseTimeout: try c.decodeIfPresent(Double.self, forKey: .responseTimeout) ?? d.responseTimeout,
+            tcpIdleTimeout: try c.decodeIfPresent(Double.self, forKey: .tcpIdleTimeout) ?? d.tcpIdleTimeout,
+            maxIdleConnectionsPerBackend: try c.decodeIfPresent(Int.self, forKey: .maxIdleConnectionsPerBackend)
+                ?? d.maxIdleConnectionsPerBackend
+        )
+    }
+
+    func validate() throws(ProxyError) {
+        for (name, value) in [("maxHeaderBytes", maxHeaderBytes), ("maxHeaderCount", maxHeaderCount),
+                              ("maxConnections", maxConnections), ("maxBodyBytes", maxBodyBytes)] where value < 1 {
+            throw .invalidSetting("limits.\(name) must be at least 1, got \(value)")
+        }
+        for (name, value) in [("headerReadTimeout", headerReadTimeout), ("keepAliveTimeout", keepAliveTimeout),
+                              ("connectTimeout", connectTimeout), ("responseTimeout", responseTimeout),
+                              ("tcpIdleTimeout", tcpIdleTimeout)] where !(value > 0 && value < 86_400) {
+            throw .invalidSetting("limits.\(name) must be between 0 and 86400 seconds, got \(value)")
+        }
+        guard maxIdleConnectionsPerBackend >= 0 else { throw .invalidSetting("limits.maxIdleConnectionsPerBackend must be ≥ 0") }
+    }
+}
+
+extension TimeAmount {
+    /// Seconds from configuration (fractions allowed), as a NIO time amount.
+    init(seconds: Double) { self = .nanoseconds(Int64(seconds * 1e9)) }
+}

@@ -1,0 +1,59 @@
+import CoreMetrics
+import Metrics
+import NIOConcurrencyHelpers
+import Prometheus
+
+/// The proxy's counters, through swift-metrics into a Prometheus registry of its own (so several proxies in one
+/// process, as in tests, never share or clash), exported as text at the admin listener's `/metrics`.
+public final class ProxyMetrics: Sendable {
+    /// The counters of one backend, created when it joins and handed out with each pick (no lookup per request).
+    public struct BackendCounters: Sendable {
+        let requests: CoreMetrics.Counter
+        let bytesToBackend: CoreMetrics.Counter
+        let bytesFromBackend: CoreMetrics.Counter
+        let connectFailures: CoreMetrics.Counter
+    }
+
+    public let registry: PrometheusCollectorRegistry
+    private let factory: PrometheusMetricsFactory
+    let activeConnections: CoreMetrics.Meter
+    let keysRemapped: CoreMetrics.Counter
+    let retries: CoreMetrics.Counter
+    private let byBackend = NIOLockedValueBox<[String: BackendCounters]>([:])
+
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.registry = registry
+        self.factory = PrometheusMetricsFactory(registry: registry)
+        self.activeConnections = CoreMetrics.Meter(label: "concord_proxy_active_connections", factory: factory)
+        self.keysRemapped = CoreMetrics.Counter(label: "concord_proxy_keys_remapped_total", factory: factory)
+        self.retries = CoreMetrics.Counter(label: "concord_proxy_retries_total", factory: factory)
+    }
+
+    func backend(_ id: String) -> BackendCounters {
+        byBackend.withLockedValue { table in
+            if let counters = table[id] { return counters }
+            let dimensions = [("backend", id)]
+            let counters = BackendCounters(
+                requests: CoreMetrics.Counter(label: "concord_proxy_backend_requests_total", dimensions: dimensions, factory: factory),
+                bytesToBackend: CoreMetrics.Counter(label: "concord_proxy_backend_bytes_sent_total", dimensions: dimensions, factory: factory),
+                bytesFromBackend: CoreMetrics.Counter(label: "concord_proxy_backend_bytes_received_total", dimensions: dimensions, factory: factory),
+                connectFailures: CoreMetrics.Counter(label: "concord_proxy_backend_connect_failures_total", dimensions: dimensions, factory: factory)
+            )
+            table[id] = counters
+            return counters
+        }
+    }
+
+    func healthTransition(backend id: String, to state: String) {
+        CoreMetrics.Counter(label: "concord_proxy_health_transitions_total", dimensions: [("backend", id), ("to", state)], factory: factory)
+            .increment()
+    }
+
+    /// A response the proxy made itself (400, 408, 413, 431, 502, 503, 504).
+    func proxyResponse(status: Int) {
+        CoreMetrics.Counter(label: "concord_proxy_responses_total", dimensions: [("status", String(status))], factory: factory).increment()
+    }
+
+    /// Prometheus text exposition format.
+    public func exposition() -> String { registry.emitToString() }
+}

@@ -1,0 +1,146 @@
+import NIOCore
+import NIOPosix
+
+/// The first handler of an L4 client connection: holds reads, picks a backend (client-IP hash, round-robin or
+/// least-conn), connects on the same event loop (trying the key's next node once if that fails), optionally
+/// writes a PROXY protocol header, then replaces itself with a ``TCPGlueHandler`` pair that streams both ways.
+final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let runtime: ProxyRuntime
+    private var pick: Balancer.Pick?
+    private var keyHash: UInt64?
+    private var pendingData: CircularBuffer<NIOAny> = []
+    private var closed = false
+    private var started = false
+    /// The client sent EOF before the backend was connected (NIO reads a half-close even while reads are held).
+    private var clientInputClosed = false
+
+    init(runtime: ProxyRuntime) { self.runtime = runtime }
+
+    func channelActive(context: ChannelHandlerContext) {
+        guard !started else { return }
+        started = true
+        if let peer = ClientAddress(context.channel.remoteAddress) { keyHash = runtime.extractor.ipHash(peer) }
+        connect(context: context, excluding: nil, attempt: 1)
+        context.fireChannelActive()
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { channelActive(context: context) }
+    }
+
+    private func choose(excluding: Backend?) -> Balancer.Pick? {
+        let balancer = runtime.balancer
+        switch runtime.configuration.balance {
+        case .hash:
+            if let keyHash { return balancer.pick(keyHash: keyHash, excluding: excluding) }
+            return balancer.pickRoundRobin(excluding: excluding)
+        case .leastConn: return balancer.pickLeastConnections(excluding: excluding)
+        case .roundRobin, .stickyCookie: return balancer.pickRoundRobin(excluding: excluding)
+        }
+    }
+
+    private func connect(context: ChannelHandlerContext, excluding: Backend?, attempt: Int) {
+        guard pick == nil, !closed else { return }
+        guard let chosen = choose(excluding: excluding) else {
+            runtime.logger.debug("L4: no backend available; closing the client connection")
+            context.close(promise: nil)
+            return
+        }
+        pick = chosen
+        let target = chosen.backend
+        let limits = runtime.configuration.limits
+        let future = ClientBootstrap(group: context.eventLoop)
+            .connectTimeout(TimeAmount(seconds: limits.connectTimeout))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .connect(to: target.socketAddress)
+        future.assumeIsolated().whenComplete { [self] result in
+            switch result {
+            case .success(let backendChannel):
+                guard !closed else {
+                    backendChannel.close(promise: nil)
+                    return
+                }
+                runtime.balancer.recordConnectSuccess(target)
+                glue(context: context, backendChannel: backendChannel)
+            case .failure(let error):
+                runtime.balancer.recordConnectFailure(target)
+                releasePick()
+                if attempt < 2, !closed {
+                    runtime.metrics.retries.increment()
+                    runtime.logger.debug("L4: connect to \(target) failed (\(error)); trying the next node")
+                    connect(context: context, excluding: target, attempt: attempt + 1)
+                } else {
+                    runtime.logger.debug("L4: connect to \(target) failed: \(error)")
+                    context.close(promise: nil)
+                }
+            }
+        }
+    }
+
+    private func glue(context: ChannelHandlerContext, backendChannel: any Channel) {
+        guard let pick else { return }
+        let (clientSide, backendSide) = TCPGlueHandler.matchedPair(counters: pick.counters)
+        let idle = TimeAmount(seconds: runtime.configuration.limits.tcpIdleTimeout)
+        do {
+            if let version = runtime.configuration.proxyProtocol {
+                var header = backendChannel.allocator.buffer(capacity: 64)
+                ProxyProtocolHeader.encode(version, source: context.channel.remoteAddress,
+                                           destination: context.channel.localAddress, into: &header)
+                backendChannel.write(header, promise: nil)
+            }
+            try backendChannel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: idle))
+            try backendChannel.pipeline.syncOperations.addHandler(backendSide)
+            try context.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: idle), position: .before(self))
+            try context.pipeline.syncOperations.addHandler(clientSide, position: .after(self))
+        } catch {
+            backendChannel.close(promise: nil)
+            context.close(promise: nil)
+            return
+        }
+        let balancer = runtime.balancer
+        let released = pick
+        self.pick = nil
+        backendChannel.closeFuture.whenComplete { _ in balancer.release(released) }
+        // Data that arrived before the backend was ready goes first, then reads resume through the glue.
+        while let data = pendingData.popFirst() { context.fireChannelRead(data) }
+        context.fireChannelReadComplete()
+        if clientInputClosed { context.fireUserInboundEventTriggered(ChannelEvent.inputClosed) }
+        let channel = context.channel
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        channel.read()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        pendingData.append(data)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            clientInputClosed = true
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        // Hold reads until the backend is connected; the glue handler takes over read control afterwards.
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        closed = true
+        releasePick()
+        context.fireChannelInactive()
+    }
+
+    private func releasePick() {
+        if let pick {
+            self.pick = nil
+            runtime.balancer.release(pick)
+        }
+    }
+}

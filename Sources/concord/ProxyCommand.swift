@@ -1,0 +1,119 @@
+import ArgumentParser
+import ConcordHashing
+import ConcordProxy
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// `concord proxy`: the L4/L7 reverse proxy with session affinity. The flags are a contract (the lab and the
+/// benchmark scripts drive it this way); a YAML file (`--config`) holds the same settings and more, flags win.
+struct ProxyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "proxy",
+        abstract: "Run the L4 (TCP) / L7 (HTTP/1.1) reverse proxy with session affinity.",
+        discussion: """
+            Examples:
+              concord proxy --listen 127.0.0.1:8080 --backend 127.0.0.1:9001 --backend 127.0.0.1:9002 \\
+                --mode http --balance hash --key cookie:sid,ip --algorithm ring --health-path /health
+              concord proxy --listen 127.0.0.1:8080 --backend 127.0.0.1:9001 --mode tcp --balance hash --key ip
+              concord proxy --config proxy.yaml --admin 127.0.0.1:9900
+            It logs one line when it is listening and ready. SIGHUP re-reads the --config file's backends;
+            SIGTERM/SIGINT shut down gracefully. See docs/proxy.md.
+            """
+    )
+
+    @Option(help: "Address clients connect to, HOST:PORT.")
+    var listen: String?
+
+    @Option(name: .customLong("backend"), help: "A backend HOST:PORT (repeat for each).")
+    var backends: [String] = []
+
+    @Option(help: "http (L7) or tcp (L4).")
+    var mode: String?
+
+    @Option(help: "hash, round-robin, least-conn or sticky-cookie.")
+    var balance: String?
+
+    @Option(help: "Hash key chain for --balance hash: cookie:NAME|header:NAME|query:NAME|path|ip, comma-separated fallbacks.")
+    var key: String?
+
+    @Option(help: "modulo, ring, jump, maglev or rendezvous.")
+    var algorithm: String?
+
+    @Option(name: .customLong("bounded-load"), help: "Bounded-load factor > 1 (e.g. 1.25).")
+    var boundedLoad: Double?
+
+    @Option(name: .customLong("health-path"), help: "HTTP path for active health checks (default: TCP connect checks).")
+    var healthPath: String?
+
+    @Option(help: "Admin API and /metrics listener, HOST:PORT (loopback).")
+    var admin: String?
+
+    @Option(help: "YAML configuration file (same settings; flags override it).")
+    var config: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    /// The file's settings (or the defaults) with every given flag applied on top.
+    func makeConfiguration() throws -> ProxyConfiguration {
+        var configuration = try config.map { try ProxyConfiguration.load(yamlFile: $0) } ?? ProxyConfiguration()
+        if let listen { configuration.listen = try HostPort(parsing: listen) }
+        if !backends.isEmpty { configuration.backends = try backends.map { try HostPort(parsing: $0) } }
+        if let mode {
+            guard let parsed = ProxyMode(rawValue: mode) else { throw ValidationError("--mode must be http or tcp, got '\(mode)'") }
+            configuration.mode = parsed
+        }
+        if let balance {
+            guard let parsed = BalanceStrategy(rawValue: balance) else {
+                throw ValidationError("--balance must be one of \(BalanceStrategy.allCases.map(\.rawValue).joined(separator: ", ")), got '\(balance)'")
+            }
+            configuration.balance = parsed
+        }
+        if let key { configuration.key = try KeyChain(parsing: key) }
+        if let algorithm { configuration.algorithm = try HashAlgorithm(name: algorithm) }
+        if let boundedLoad { configuration.boundedLoad = boundedLoad }
+        if let healthPath { configuration.health.path = healthPath }
+        if let admin { configuration.admin = try HostPort(parsing: admin) }
+        if configuration.mode == .tcp && configuration.key.sources != [.ip] && key != nil {
+            throw ValidationError("--mode tcp hashes the client address only: use --key ip (or leave --key out)")
+        }
+        try configuration.validate()
+        return configuration
+    }
+
+    func run() async throws {
+        let configuration: ProxyConfiguration
+        do { configuration = try makeConfiguration() } catch let error as ProxyError {
+            throw ValidationError(error.description)
+        }
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "concord.proxy")
+        // SIGHUP re-reads the file's backend list, unless --backend flags pinned it.
+        var reload: (@Sendable () throws -> [HostPort])?
+        if let path = config, backends.isEmpty {
+            reload = { try ProxyConfiguration.load(yamlFile: path).backends }
+        }
+        let server = try ProxyServer(configuration: configuration, logger: logger, reloadBackends: reload)
+        let group = ServiceGroup(
+            services: [server], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            if let parent = ProcessInfo.processInfo.environment["CONCORD_PARENT_PID"].flatMap(Int32.init) {
+                // Launched by the lab: stop when the lab process is gone, so no proxy outlives it.
+                tasks.addTask {
+                    while kill(parent, 0) == 0 { try await Task.sleep(for: .seconds(1)) }
+                    logger.notice("parent process \(parent) exited; shutting down")
+                    await group.triggerGracefulShutdown()
+                }
+            }
+            try await tasks.next()
+            tasks.cancelAll()
+        }
+    }
+}

@@ -1,0 +1,47 @@
+import ConcordSessions
+import Testing
+
+@testable import ConcordPostgres
+
+/// The store-failure behaviour: while PostgreSQL is down, operations fail fast with `.unavailable` (no hang);
+/// when it is back they succeed again by themselves, and nothing saved before the outage is lost.
+@Suite("PostgresSessionStore outage")
+struct PostgresOutageTests {
+    @Test func failsFastWhileTheServerIsDownAndRecoversWhenItReturns() async throws {
+        try await LocalPostgresServer.withServer { server in
+            var configuration = server.storeConfiguration(tableName: "outage")
+            configuration.operationTimeout = .seconds(1)
+            configuration.connectTimeout = .seconds(1)
+            try await withPostgresStore(configuration) { store in
+                #expect(try await store.save(StoredSession(id: "s", payload: [1, 2, 3]), ttl: .seconds(600), expectedVersion: 0) == 1)
+
+                try await server.stop()
+                for attempt in 0..<3 {
+                    let started = ContinuousClock.now
+                    let error = await #expect(throws: SessionStoreError.self, "attempt \(attempt)") {
+                        _ = try await store.load(id: "s")
+                    }
+                    #expect(error?.isUnavailable == true, "\(String(describing: error))")
+                    #expect(ContinuousClock.now - started < .seconds(4), "bounded by the operation timeout")
+                }
+                let saveError = await #expect(throws: SessionStoreError.self) {
+                    _ = try await store.save(StoredSession(id: "s", payload: [9]), ttl: .seconds(600), expectedVersion: 1)
+                }
+                #expect(saveError?.isUnavailable == true)
+
+                try await server.startAgain()
+                var recovered: StoredSession?
+                let deadline = ContinuousClock.now + .seconds(20)
+                while recovered == nil, ContinuousClock.now < deadline {
+                    do {
+                        recovered = try await store.load(id: "s")
+                    } catch let error as SessionStoreError where error.isUnavailable {
+                        try await Task.sleep(for: .milliseconds(100))
+                    }
+                }
+                #expect(recovered?.payload == [1, 2, 3], "the session saved before the outage is still there")
+                #expect(try await store.save(StoredSession(id: "s", payload: [4]), ttl: .seconds(600), expectedVersion: 1) == 2)
+            }
+        }
+    }
+}

@@ -1,0 +1,107 @@
+import ConcordSessions
+import ConcordSessionsTesting
+import PostgresNIO
+import Testing
+
+@testable import ConcordPostgres
+
+@Suite("PostgresSessionStore", .sharedPostgresServer)
+struct PostgresSessionStoreTests {
+    @Test(arguments: SessionStoreConformance.Check.allCases)
+    func conformance(_ check: SessionStoreConformance.Check) async throws {
+        let configuration = try SharedPostgresServer.server().storeConfiguration(tableName: "conformance_\(check)")
+        let options = SessionStoreConformance.Options(
+            shortTTL: .seconds(1), expiryMargin: .milliseconds(300),
+            maximumPayloadSize: configuration.maximumPayloadSize)
+        try await SessionStoreConformance.run(check, options: options) { body in
+            try await withPostgresStore(configuration) { try await body($0) }
+        }
+    }
+
+    /// Several app servers starting together all create the schema on first use without tripping over each other.
+    @Test func storesRacingToCreateTheSchemaAllSucceed() async throws {
+        let configuration = try SharedPostgresServer.server().storeConfiguration(tableName: "schema_race")
+        try await withThrowingTaskGroup(of: UInt64.self) { group in
+            for index in 0..<4 {
+                group.addTask {
+                    try await withPostgresStore(configuration) { store in
+                        try await store.save(StoredSession(id: "s\(index)", payload: [UInt8(index)]), ttl: .seconds(60), expectedVersion: 0)
+                    }
+                }
+            }
+            for try await version in group { #expect(version == 1) }
+        }
+        let payloads = try await withPostgresStore(configuration) { store in
+            var payloads: [[UInt8]?] = []
+            for index in 0..<4 { payloads.append(try await store.load(id: "s\(index)")?.payload) }
+            return payloads
+        }
+        #expect(payloads == (0..<4).map { [UInt8($0)] })
+    }
+
+    @Test func runSweepsExpiredRowsOnTheInjectedClock() async throws {
+        let server = try SharedPostgresServer.server()
+        let configuration = server.storeConfiguration(tableName: "sweep")
+        let clock = ManualClock()
+        try await withPostgresStore(configuration, clock: clock) { store in
+            for index in 0..<3 {
+                _ = try await store.save(StoredSession(id: "old\(index)", payload: [1]), ttl: .milliseconds(1), expectedVersion: nil)
+            }
+            _ = try await store.save(StoredSession(id: "live", payload: [1]), ttl: .seconds(60), expectedVersion: nil)
+            try await Task.sleep(for: .milliseconds(20))  // the short TTL passes on the server's clock
+            #expect(try await rowCount(server, table: "sweep") == 4, "expired rows stay until a sweep")
+            try await waitUntil { clock.sleeperCount == 1 }
+            clock.advance(by: configuration.sweepInterval)
+            try await waitUntil { try await rowCount(server, table: "sweep") == 1 }
+            #expect(try await store.load(id: "live") != nil)
+        }
+    }
+
+    @Test func configurationFromURL() throws {
+        let configuration = try PostgresSessionStoreConfiguration(url: "postgres://ann:s%40cret@db.local:6543/app?sslmode=require")
+        #expect(configuration.host == "db.local")
+        #expect(configuration.port == 6543)
+        #expect(configuration.username == "ann")
+        #expect(configuration.password == "s@cret")
+        #expect(configuration.database == "app")
+        #expect(configuration.tls == .require)
+        let defaults = try PostgresSessionStoreConfiguration(url: "postgresql://127.0.0.1")
+        #expect(defaults.port == 5432 && defaults.username == "postgres" && defaults.database == nil && defaults.tls == .prefer)
+        let error = #expect(throws: PostgresSessionStoreConfigurationError.self) {
+            _ = try PostgresSessionStoreConfiguration(url: "mysql://ann:secret@host/db")
+        }
+        #expect(error.map { !"\($0)".contains("secret") } == true, "the message never repeats a password")
+        #expect(throws: PostgresSessionStoreConfigurationError.self) {
+            _ = try PostgresSessionStoreConfiguration(url: "postgres://host/db?sslmode=sometimes")
+        }
+    }
+}
+
+/// Rows in `table`, expired ones included (what a sweep removes), counted over a connection of its own.
+func rowCount(_ server: LocalPostgresServer, table: String) async throws -> Int {
+    let connection = try await PostgresConnection.connect(
+        configuration: .init(host: "127.0.0.1", port: server.port, username: "postgres", password: nil, database: "postgres", tls: .disable),
+        id: 1, logger: Logger(label: "test"))
+    do {
+        let rows = try await connection.query(PostgresQuery(unsafeSQL: "SELECT count(*) FROM \(table)"), logger: Logger(label: "test"))
+        var count = 0
+        for try await value in rows.decode(Int64.self) { count = Int(value) }
+        try await connection.close()
+        return count
+    } catch {
+        try? await connection.close()
+        throw error
+    }
+}
+
+/// Polls `condition` every 10 ms for at most 10 s.
+func waitUntil(_ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + .seconds(10)
+    while try await !condition() {
+        guard ContinuousClock.now < deadline else {
+            Issue.record("condition not met within 10 s")
+            return
+        }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+}

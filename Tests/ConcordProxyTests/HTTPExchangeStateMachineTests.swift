@@ -1,0 +1,136 @@
+import NIOHTTP1
+import Testing
+
+@testable import ConcordProxy
+
+@Suite struct HTTPExchangeStateMachineTests {
+    func head(_ method: HTTPMethod = .GET, headers: [(String, String)] = [], version: HTTPVersion = .http1_1) -> HTTPRequestHead {
+        HTTPRequestHead(version: version, method: method, uri: "/", headers: HTTPHeaders(headers))
+    }
+
+    @Test func routesThenHoldsPartsUntilConnected() {
+        var machine = HTTPExchangeStateMachine(limits: ProxyLimits())
+        #expect(machine.receivedHead(head()) == .route)
+        #expect(machine.state == .connecting)
+        #expect(!machine.wantsClientReads)
+        #expect(machine.receivedBody(bytes: 10) == .hold)
+        #expect(machine.receivedEnd() == .hold)
+        machine.connected()
+        #expect(machine.state == .proxying)
+        // The request is complete: the next parts belong to a pipelined request.
+        #expect(machine.receivedEnd() == .queue)
+        machine.responseHeadReceived()
+        #expect(machine.responseEnded(backendKeepAlive: true) == .keepAlive(reuseBackend: true))
+        #expect(machine.state == .idle)
+    }
+
+    @Test func forwardsWhileProxyingAndStopsReadingAfterTheEnd() {
+        var machine = HTTPExchangeStateMachine(limits: ProxyLimits())
+        _ = machine.receivedHead(head(.POST, headers: [("content-length", "5")]))
+        machine.connected()
+        #expect(machine.wantsClientReads)
+        #expect(machine.receivedBody(bytes: 5) == .forward)
+        #expect(machine.receivedEnd() == .forward)
+        #expect(!machine.wantsClientReads)
+    }
+
+    @Test func rejectsTooManyHeadersWith431() {
+        var machine = HTTPExchangeStateMachine(limits: ProxyLimits(maxHeaderCount: 3))
+        let many = (0..<4).map { ("x-h\($0)", "v") }
+        #expect(machine.receivedHead(head(headers: many)) == .reject(.requestHeaderFieldsTooLarge))
+        #expect(machine.state == .closing)
+    }
+
+    @Test func rejectsHugeHeadersWith431() {
+        var machine = HTTPExchangeStateMachine(limits: ProxyLimits(maxHeaderBytes: 100))
+        #expect(machine.receivedHead(head(headers: [("x-big", String(repeating: "a", count: 200))])) == .reject(.requestHeaderFieldsTooLarge))
+    }
+
+    @Test func rejectsDeclaredBodyOverTheLimitWith413() {
+        var machine = HTTPExchangeStateMachine(limits: ProxyLimits(maxBodyBytes: 10))
+        #expect(machine.receivedHead(head(.POST, headers: [("content-length", "11")])) == .reject(.payloadTooLarge))
+    }
+
+    @Test func rejectsStreamedBodyOverTheLimit() {
+        var machine = HTTPExchangeStateMachine(limits: ProxyLimits(maxBodyBytes: 10))
+        _ = machine.receivedHead(head(.POST, headers: [("transfer-encoding", "chunked")]))
+        machine.connected()
+        #expect(machine.receivedBody(bytes: 6) == .forward)
+        #expect(machine.receivedBody(bytes: 6) == .reject(.payloadTooLarge))
+        #expect(machine.receivedEnd() == .drop)
+    }
+
+    @Test func streamedBodyOverTheLimitAfterTheResponseBeganCloses() {
+        var machine = HTTPExchangeStateMachine(limits: ProxyLimits(maxBodyBytes: 10))
+        _ = machine.receivedHead(head(.POST, headers: [("transfer-encoding", "chunked")]))
+        machine.connected()
+        machine.responseHeadReceived()
+        #expect(machine.receivedBody(bytes: 11) == .close)
+    }
+
+    @Test func rejectsAmbiguousFramingWith400() {
+        var a = HTTPExchangeStateMachine(limits: ProxyLimits())
+        #expect(a.receivedHead(head(.POST, headers: [("content-length", "1"), ("content-length", "2")])) == .reject(.badRequest))
+        var b = HTTPExchangeStateMachine(limits: ProxyLimits())
+        #expect(b.receivedHead(head(.POST, headers: [("content-length", "1"), ("transfer-encoding", "chunked")])) == .reject(.badRequest))
+        var c = HTTPExchangeStateMachine(limits: ProxyLimits())
+        #expect(c.receivedHead(head(.POST, headers: [("content-length", "x")])) == .reject(.badRequest))
+    }
+
+    @Test func retriesAnIdempotentRequestOnceOnConnectFailure() {
+        var machine = HTTPExchangeStateMachine(limits: ProxyLimits())
+        _ = machine.receivedHead(head(.GET))
+        #expect(machine.connectFailed(timedOut: false, hasAlternative: true) == .retry)
+        #expect(machine.connectFailed(timedOut: false, hasAlternative: true) == .respond(.badGateway))
+    }
+
+    @Test func neverRetriesAPost() {
+        var machine = HTTPExchangeStateMachine(limits: ProxyLimits())
+        _ = machine.receivedHead(head(.POST, headers: [("content-length", "0")]))
+        #expect(machine.connectFailed(timedOut: true, hasAlternative: true) == .respond(.gatewayTimeout))
+    }
+
+    @Test func noAlternativeMeans502() {
+        var machine = HTTPExchangeStateMachine(limits: ProxyLimits())
+        _ = machine.receivedHead(head(.GET))
+        #expect(machine.connectFailed(timedOut: false, hasAlternative: false) == .respond(.badGateway))
+    }
+
+    @Test func staleReusedConnectionIsRetriedOnlyBeforeTheResponse() {
+        var machine = HTTPExchangeStateMachine(limits: ProxyLimits())
+        _ = machine.receivedHead(head(.GET))
+        machine.connected()
+        #expect(machine.backendFailed(reusedConnection: true) == .retry)
+        machine.connected()
+        machine.responseHeadReceived()
+        #expect(machine.backendFailed(reusedConnection: true) == .close)
+    }
+
+    @Test func freshConnectionFailureIs502() {
+        var machine = HTTPExchangeStateMachine(limits: ProxyLimits())
+        _ = machine.receivedHead(head(.GET))
+        machine.connected()
+        #expect(machine.backendFailed(reusedConnection: false) == .respond(.badGateway))
+    }
+
+    @Test func closesWhenTheClientAsksOrTheRequestIsUnfinished() {
+        var http10 = HTTPExchangeStateMachine(limits: ProxyLimits())
+        _ = http10.receivedHead(head(version: .http1_0))
+        http10.connected()
+        _ = http10.receivedEnd()
+        #expect(http10.responseEnded(backendKeepAlive: true) == .close(reuseBackend: true))
+
+        var early = HTTPExchangeStateMachine(limits: ProxyLimits())
+        _ = early.receivedHead(head(.POST, headers: [("content-length", "100")]))
+        early.connected()
+        // The backend answered before the body was sent: neither side can carry another request.
+        #expect(early.responseEnded(backendKeepAlive: true) == .close(reuseBackend: false))
+    }
+
+    @Test func responseTimeoutIs504BeforeTheHead() {
+        var machine = HTTPExchangeStateMachine(limits: ProxyLimits())
+        _ = machine.receivedHead(head())
+        machine.connected()
+        #expect(machine.responseTimedOut() == .respond(.gatewayTimeout))
+    }
+}

@@ -1,0 +1,176 @@
+import Foundation
+import Testing
+
+@testable import ConcordProxy
+
+@Suite(.serialized) struct HTTPProxyTests {
+    @Test func hashAffinityPerKeyAndOnlyAKilledBackendsKeysMove() async throws {
+        try await ProxyHarness.withBackends(["a", "b", "c"]) { backends in
+            try await ProxyHarness.withProxy(try ProxyHarness.configuration(backends)) { _, port in
+                var before: [String: String] = [:]
+                for user in 0..<30 {
+                    let first = try await RawClient.get(port: port, headers: ["Cookie": "sid=user\(user)"])
+                    let second = try await RawClient.get(port: port, headers: ["Cookie": "sid=user\(user)"])
+                    #expect(first.status == 200)
+                    #expect(first.body == second.body, "user\(user) changed backend")
+                    before["user\(user)"] = first.body
+                }
+                #expect(Set(before.values).count == 3)
+                let victim = backends[1]
+                await victim.stop()
+                for user in 0..<30 {
+                    let response = try await RawClient.get(port: port, headers: ["Cookie": "sid=user\(user)"])
+                    // The first request for the dead backend's keys is retried on the key's next node.
+                    #expect(response.status == 200)
+                    if before["user\(user)"] == victim.name {
+                        #expect(response.body != victim.name)
+                    } else {
+                        #expect(response.body == before["user\(user)"], "user\(user) moved although its backend is up")
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func roundRobinSpreadsAndKeepAliveWorks() async throws {
+        try await ProxyHarness.withBackends(["a", "b", "c"]) { backends in
+            try await ProxyHarness.withProxy(try ProxyHarness.configuration(backends, balance: .roundRobin)) { _, port in
+                // Six pipelined keep-alive requests on one connection, the last one closing it.
+                var pieces = ""
+                for i in 0..<6 { pieces += "GET /\(i) HTTP/1.1\r\nHost: t\r\n\(i == 5 ? "Connection: close\r\n" : "")\r\n" }
+                let response = try await RawClient.exchange(port: port, [pieces])
+                let names = response.text.components(separatedBy: "x-backend: ").dropFirst().map { String($0.prefix(1)) }
+                #expect(names.count == 6)
+                #expect(Set(names) == ["a", "b", "c"])
+            }
+        }
+    }
+
+    @Test func stickyCookieIsInsertedFollowedAndRewrittenOnFailover() async throws {
+        try await ProxyHarness.withBackends(["a", "b", "c"]) { backends in
+            try await ProxyHarness.withProxy(try ProxyHarness.configuration(backends, balance: .stickyCookie)) { _, port in
+                let first = try await RawClient.get(port: port)
+                let setCookie = try #require(first.header("set-cookie"))
+                #expect(setCookie.hasPrefix("CONCORDSRV="))
+                let cookie = String(setCookie.split(separator: ";")[0])
+                for _ in 0..<5 {
+                    let again = try await RawClient.get(port: port, headers: ["Cookie": "x=1; \(cookie)"])
+                    #expect(again.body == first.body)
+                    #expect(again.header("set-cookie") == nil)
+                }
+                let pinned = backends.first { $0.name == first.body }!
+                await pinned.stop()
+                let moved = try await RawClient.get(port: port, headers: ["Cookie": cookie])
+                #expect(moved.status == 200)
+                #expect(moved.body != pinned.name)
+                let rewritten = try #require(moved.header("set-cookie"))
+                #expect(rewritten != setCookie)
+                let newCookie = String(rewritten.split(separator: ";")[0])
+                let follow = try await RawClient.get(port: port, headers: ["Cookie": newCookie])
+                #expect(follow.body == moved.body)
+            }
+        }
+    }
+
+    @Test func forwardedHeadersAndPostBodies() async throws {
+        try await ProxyHarness.withBackends(["a"]) { backends in
+            try await ProxyHarness.withProxy(try ProxyHarness.configuration(backends, balance: .roundRobin)) { _, port in
+                let xff = try await RawClient.get(port: port, path: "/echo-xff", headers: ["X-Forwarded-For": "6.6.6.6"])
+                // The peer is not trusted: its claim is replaced by the real address.
+                #expect(xff.body == "127.0.0.1")
+                let body = String(repeating: "z", count: 100_000)
+                let post = try await RawClient.get(port: port, path: "/p", method: "POST", body: body)
+                #expect(post.body == "a body=100000")
+            }
+        }
+    }
+
+    @Test func noBackendIs503AndDeadBackendsAre502() async throws {
+        try await ProxyHarness.withBackends(["a"]) { backends in
+            var config = try ProxyHarness.configuration(backends, balance: .roundRobin)
+            // Only real traffic may find the backend dead here (the active check must not get there first).
+            config.health.fall = 1000
+            await backends[0].stop()
+            try await ProxyHarness.withProxy(config) { _, port in
+                let first = try await RawClient.get(port: port)
+                #expect(first.status == 502)
+                let second = try await RawClient.get(port: port)
+                #expect(second.status == 503)
+            }
+        }
+    }
+
+    @Test func limitsAnswer431_413_400_408AndOtherClientsAreUnaffected() async throws {
+        try await ProxyHarness.withBackends(["a"]) { backends in
+            let limits = ProxyLimits(maxHeaderBytes: 2048, maxHeaderCount: 20, headerReadTimeout: 0.3, maxBodyBytes: 1000)
+            try await ProxyHarness.withProxy(try ProxyHarness.configuration(backends, balance: .roundRobin, limits: limits)) { _, port in
+                let big = try await RawClient.get(port: port, headers: ["X-Big": String(repeating: "b", count: 4000)])
+                #expect(big.status == 431)
+                var many: [String: String] = [:]
+                for i in 0..<30 { many["X-H\(i)"] = "v" }
+                #expect(try await RawClient.get(port: port, headers: many).status == 431)
+                #expect(try await RawClient.get(port: port, method: "POST", body: String(repeating: "x", count: 2000)).status == 413)
+                let chunked = "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + "800\r\n" + String(repeating: "y", count: 2048) + "\r\n0\r\n\r\n"
+                #expect(try await RawClient.exchange(port: port, [chunked]).status == 413)
+                #expect(try await RawClient.exchange(port: port, ["\u{01}\u{02}garbage\r\n\r\n"]).status == 400)
+                #expect(try await RawClient.exchange(port: port, ["GET / HTTP/1.1\r\nHost: t\r\nBad Header\r\n\r\n"]).status == 400)
+                // Slowloris: headers trickle in and never finish.
+                async let slow = RawClient.exchange(port: port, ["GET / HTTP/1.1\r\n", "X-A: 1\r\n", "X-B: 2\r\n"], pause: .milliseconds(150))
+                // Meanwhile a good client is served normally.
+                let good = try await RawClient.get(port: port)
+                #expect(good.status == 200 && good.body == "a")
+                #expect(try await slow.status == 408)
+            }
+        }
+    }
+
+    @Test func drainViaTheAdminAPIKeepsBoundKeysAndMetricsAreExported() async throws {
+        try await ProxyHarness.withBackends(["a", "b"]) { backends in
+            var config = try ProxyHarness.configuration(backends)
+            config.admin = HostPort(host: "127.0.0.1", port: 0)
+            try await ProxyHarness.withProxy(config) { server, port in
+                var owner: [Int: String] = [:]
+                for user in 0..<20 { owner[user] = try await RawClient.get(port: port, headers: ["Cookie": "sid=u\(user)"]).body }
+                let drained = backends[0]
+                let (status, _, _) = AdminServer.respond(method: .POST, uri: "/backends/\(drained.address)/drain", body: "",
+                                                         balancer: server.balancer, metrics: server.metrics)
+                #expect(status == .ok)
+                for user in 0..<20 {
+                    #expect(try await RawClient.get(port: port, headers: ["Cookie": "sid=u\(user)"]).body == owner[user])
+                }
+                for user in 100..<130 {
+                    #expect(try await RawClient.get(port: port, headers: ["Cookie": "sid=u\(user)"]).body == "b")
+                }
+                let (_, list, _) = AdminServer.respond(method: .GET, uri: "/backends", body: "", balancer: server.balancer, metrics: server.metrics)
+                #expect(list.contains("\"draining\" : true"))
+                let (_, metrics, _) = AdminServer.respond(method: .GET, uri: "/metrics", body: "", balancer: server.balancer, metrics: server.metrics)
+                #expect(metrics.contains("concord_proxy_backend_requests_total"))
+                let (missing, _, _) = AdminServer.respond(method: .DELETE, uri: "/backends/127.0.0.1:1", body: "", balancer: server.balancer, metrics: server.metrics)
+                #expect(missing == .notFound)
+            }
+        }
+    }
+
+    @Test func activeHealthChecksTakeABackendOutAndBringItBack() async throws {
+        try await ProxyHarness.withBackends(["a", "b"]) { backends in
+            var config = try ProxyHarness.configuration(backends, balance: .roundRobin)
+            config.health = HealthCheckConfiguration(path: "/health", interval: 0.05, timeout: 0.5, rise: 1, fall: 1)
+            try await ProxyHarness.withProxy(config) { server, port in
+                backends[0].setHealthy(false)
+                try await waitUntil { server.balancer.statuses().first { $0.id == backends[0].address }?.state == "down" }
+                for _ in 0..<4 { #expect(try await RawClient.get(port: port).body == "b") }
+                backends[0].setHealthy(true)
+                try await waitUntil { server.balancer.statuses().allSatisfy { $0.state == "up" } }
+            }
+        }
+    }
+}
+
+/// Polls `condition` every 20 ms for at most 3 s.
+func waitUntil(_ condition: () -> Bool) async throws {
+    for _ in 0..<150 {
+        if condition() { return }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    Issue.record("condition not met within 3 s")
+}

@@ -1,0 +1,41 @@
+import Testing
+
+@testable import ConcordProxy
+
+@Suite struct HealthStateMachineTests {
+    @Test func fallsAfterConsecutiveFailuresOnly() {
+        var health = HealthStateMachine(rise: 2, fall: 3, ejectAfter: 1)
+        #expect(health.recordProbe(success: false) == nil)
+        #expect(health.recordProbe(success: false) == nil)
+        #expect(health.recordProbe(success: true) == nil)  // the streak resets
+        #expect(health.recordProbe(success: false) == nil)
+        #expect(health.recordProbe(success: false) == nil)
+        #expect(health.recordProbe(success: false) == .wentDown)
+        #expect(!health.isUp)
+        #expect(health.recordProbe(success: false) == nil)  // one flip, one report
+    }
+
+    @Test func risesAfterConsecutiveSuccesses() {
+        var health = HealthStateMachine(rise: 2, fall: 1, ejectAfter: 1, isUp: false)
+        #expect(health.recordProbe(success: true) == nil)
+        #expect(health.recordProbe(success: false) == nil)
+        #expect(health.recordProbe(success: true) == nil)
+        #expect(health.recordProbe(success: true) == .wentUp)
+        #expect(health.isUp)
+    }
+
+    @Test func passiveEjectionAfterConnectFailures() {
+        var health = HealthStateMachine(rise: 1, fall: 5, ejectAfter: 2)
+        #expect(health.recordConnectFailure() == nil)
+        health.recordConnectSuccess()
+        #expect(health.recordConnectFailure() == nil)
+        #expect(health.recordConnectFailure() == .wentDown)
+        #expect(health.recordProbe(success: true) == .wentUp)
+    }
+
+    @Test func passiveEjectionCanBeOff() {
+        var health = HealthStateMachine(rise: 1, fall: 1, ejectAfter: 0)
+        for _ in 0..<10 { #expect(health.recordConnectFailure() == nil) }
+        #expect(health.isUp)
+    }
+}

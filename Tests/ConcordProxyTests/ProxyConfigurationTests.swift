@@ -1,0 +1,122 @@
+import ConcordHashing
+import NIOHTTP1
+import Testing
+
+@testable import ConcordProxy
+
+@Suite struct ProxyConfigurationTests {
+    @Test func parsesAddresses() throws {
+        #expect(try HostPort(parsing: "127.0.0.1:8080") == HostPort(host: "127.0.0.1", port: 8080))
+        #expect(try HostPort(parsing: "[::1]:9000") == HostPort(host: "::1", port: 9000))
+        #expect(try HostPort(parsing: "[::1]:9000").description == "[::1]:9000")
+        for bad in ["8080", "host:", ":80", "::1:80", "h:99999", "[::1]80"] {
+            #expect(throws: ProxyError.self) { try HostPort(parsing: bad) }
+        }
+    }
+
+    @Test func parsesKeyChains() throws {
+        let chain = try KeyChain(parsing: "cookie:sid,header:X-User,query:user,path,ip")
+        #expect(chain.sources == [.cookie("sid"), .header("x-user"), .query("user"), .path, .ip])
+        #expect(chain.description == "cookie:sid → header:x-user → query:user → path → ip")
+        for bad in ["", "cookie:", "body:x", "cookies"] {
+            #expect(throws: ProxyError.self) { try KeyChain(parsing: bad) }
+        }
+    }
+
+    @Test func yamlHoldsTheSameSettingsWithDefaults() throws {
+        let yaml = """
+            listen: 127.0.0.1:7000
+            backends: [127.0.0.1:7001, "[::1]:7002"]
+            mode: http
+            balance: sticky-cookie
+            key: cookie:sid,ip
+            algorithm: maglev
+            boundedLoad: 1.25
+            healthPath: /ready
+            limits:
+              maxBodyBytes: 1024
+            """
+        let c = try ProxyConfiguration.parse(yaml: yaml)
+        #expect(c.listen.port == 7000)
+        #expect(c.backends.count == 2 && c.backends[1].host == "::1")
+        #expect(c.balance == .stickyCookie && c.algorithm == .maglev && c.boundedLoad == 1.25)
+        #expect(c.key.sources == [.cookie("sid"), .ip])
+        #expect(c.health.path == "/ready")
+        #expect(c.limits.maxBodyBytes == 1024)
+        #expect(c.limits.maxHeaderCount == ProxyLimits().maxHeaderCount)
+        try c.validate()
+        #expect(try ProxyConfiguration.parse(yaml: "") == ProxyConfiguration())
+    }
+
+    @Test func badYamlAndBadSettingsAreClearErrors() throws {
+        #expect(throws: ProxyError.self) { try ProxyConfiguration.parse(yaml: "mode: udp") }
+        #expect(throws: ProxyError.self) { try ProxyConfiguration.parse(yaml: "listen: nowhere") }
+        #expect(throws: ProxyError.self) { try ProxyConfiguration.parse(yaml: "algorithm: [1, 2") }
+        var c = ProxyConfiguration(backends: [HostPort(host: "127.0.0.1", port: 1)])
+        try c.validate()
+        c.admin = HostPort(host: "0.0.0.0", port: 9)
+        #expect(throws: ProxyError.self) { try c.validate() }
+        c.admin = nil
+        c.boundedLoad = 0.5
+        #expect(throws: ProxyError.self) { try c.validate() }
+        c.boundedLoad = nil
+        c.mode = .tcp
+        c.balance = .stickyCookie
+        #expect(throws: ProxyError.self) { try c.validate() }
+        #expect(throws: ProxyError.self) { try ProxyConfiguration().validate() }
+    }
+
+    @Test func summaryNamesTheStrategy() {
+        let c = ProxyConfiguration(backends: [HostPort(host: "127.0.0.1", port: 1)], key: KeyChain([.cookie("sid"), .ip]))
+        #expect(c.summary == "mode http, balance hash cookie:sid → ip, algorithm ring, 1 backend")
+    }
+}
+
+@Suite struct RequestKeyExtractorTests {
+    func head(_ uri: String = "/", _ headers: [(String, String)] = []) -> HTTPRequestHead {
+        HTTPRequestHead(version: .http1_1, method: .GET, uri: uri, headers: HTTPHeaders(headers))
+    }
+
+    let peer = ClientAddress(parsing: "10.1.2.3")!
+
+    @Test func firstPresentSourceWins() throws {
+        let extractor = RequestKeyExtractor(chain: try KeyChain(parsing: "cookie:sid,query:user,ip"))
+        let withCookie = head("/?user=bob", [("cookie", "a=1; sid=abc; b=2")])
+        #expect(extractor.keyHash(for: withCookie, peer: peer) == KeyHash.hash("abc"))
+        #expect(extractor.keyHash(for: head("/x?y=1&user=bob"), peer: peer) == KeyHash.hash("bob"))
+        #expect(extractor.keyHash(for: head("/"), peer: peer) == extractor.ipHash(peer))
+        #expect(extractor.keyHash(for: head("/"), peer: nil) == nil)
+        // An empty cookie value is absent.
+        #expect(extractor.keyHash(for: head("/", [("cookie", "sid=")]), peer: peer) == extractor.ipHash(peer))
+    }
+
+    @Test func headerAndPathSources() throws {
+        let header = RequestKeyExtractor(chain: try KeyChain(parsing: "header:X-User"))
+        #expect(header.keyHash(for: head("/", [("x-user", "u1")]), peer: nil) == KeyHash.hash("u1"))
+        let path = RequestKeyExtractor(chain: KeyChain([.path]))
+        #expect(path.keyHash(for: head("/a/b?c=d"), peer: nil) == KeyHash.hash("/a/b"))
+    }
+
+    @Test func forwardedForIsBelievedOnlyFromTrustedPeers() throws {
+        let extractor = RequestKeyExtractor(chain: KeyChain([.ip]), trustedProxies: [try AddressPrefix(parsing: "10.0.0.0/8")])
+        let request = head("/", [("x-forwarded-for", "203.0.113.9, 10.9.9.9")])
+        #expect(extractor.clientAddress(for: request, peer: peer) == ClientAddress(parsing: "203.0.113.9"))
+        let stranger = ClientAddress(parsing: "192.0.2.1")!
+        #expect(extractor.clientAddress(for: request, peer: stranger) == stranger)
+        // Garbage in the header stops the walk at the last good hop.
+        let garbage = head("/", [("x-forwarded-for", "not-an-ip, 10.9.9.9")])
+        #expect(extractor.clientAddress(for: garbage, peer: peer) == ClientAddress(parsing: "10.9.9.9"))
+    }
+
+    @Test func prefixGroupingLikeNginxIPHash() {
+        let grouped = RequestKeyExtractor(chain: KeyChain([.ip]), ipv4PrefixLength: 24)
+        #expect(grouped.ipHash(ClientAddress(parsing: "10.1.2.3")!) == grouped.ipHash(ClientAddress(parsing: "10.1.2.200")!))
+        #expect(grouped.ipHash(ClientAddress(parsing: "10.1.2.3")!) != grouped.ipHash(ClientAddress(parsing: "10.1.3.3")!))
+        let exact = RequestKeyExtractor(chain: KeyChain([.ip]))
+        #expect(exact.ipHash(ClientAddress(parsing: "10.1.2.3")!) != exact.ipHash(ClientAddress(parsing: "10.1.2.4")!))
+        // IPv4-mapped IPv6 hashes like IPv4; IPv6 parses.
+        #expect(ClientAddress(parsing: "::ffff:10.1.2.3") == ClientAddress(parsing: "10.1.2.3"))
+        #expect(ClientAddress(parsing: "[2001:db8::1]")!.bytes.count == 16)
+        #expect(ClientAddress(parsing: "1.2.3.4:5678") == ClientAddress(parsing: "1.2.3.4"))
+    }
+}

@@ -1,0 +1,48 @@
+import Logging
+import NIOPosix
+
+@testable import ConcordProxy
+
+/// Starts real backends and a proxy on loopback for one test and stops all of them afterwards, also on failure.
+enum ProxyHarness {
+    static func withBackends<T>(_ names: [String], _ body: ([TestBackend]) async throws -> T) async throws -> T {
+        var started: [TestBackend] = []
+        do {
+            for name in names { started.append(try await TestBackend.start(name: name)) }
+            let result = try await body(started)
+            for backend in started { await backend.stop() }
+            return result
+        } catch {
+            for backend in started { await backend.stop() }
+            throw error
+        }
+    }
+
+    static func withProxy<T>(_ configuration: ProxyConfiguration, _ body: (ProxyServer, Int) async throws -> T) async throws -> T {
+        var configuration = configuration
+        configuration.listen = HostPort(host: "127.0.0.1", port: 0)
+        if configuration.admin != nil { configuration.admin = HostPort(host: "127.0.0.1", port: 0) }
+        var logger = Logger(label: "proxy-test")
+        logger.logLevel = .warning
+        let server = try ProxyServer(configuration: configuration, logger: logger)
+        let addresses = try await server.start()
+        do {
+            let result = try await body(server, addresses.listener.port!)
+            await server.stop(drainTimeout: .seconds(1))
+            return result
+        } catch {
+            await server.stop(drainTimeout: .seconds(1))
+            throw error
+        }
+    }
+
+    static func configuration(_ backends: [TestBackend], balance: BalanceStrategy = .hash, key: String = "cookie:sid,ip",
+                              mode: ProxyMode = .http, limits: ProxyLimits = ProxyLimits()) throws -> ProxyConfiguration {
+        var c = ProxyConfiguration(
+            backends: try backends.map { try HostPort(parsing: $0.address) }, mode: mode, balance: balance,
+            key: try KeyChain(parsing: key), limits: limits)
+        // Probes stay out of the way unless a test asks for them.
+        c.health = HealthCheckConfiguration(interval: 30, timeout: 1, rise: 1, fall: 1, ejectAfterConnectFailures: 1)
+        return c
+    }
+}

@@ -1,0 +1,83 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import NIOConcurrencyHelpers
+
+/// A raw TCP client for the tests: sends bytes (optionally in slow pieces), half-closes if asked, and collects
+/// everything the server sends until it closes or the time limit passes. Bounded in time always.
+enum RawClient {
+    struct Response {
+        let text: String
+        var status: Int? {
+            let parts = text.split(separator: " ", maxSplits: 2)
+            return parts.count >= 2 && parts[0].hasPrefix("HTTP/") ? Int(parts[1]) : nil
+        }
+        func header(_ name: String) -> String? {
+            for line in text.split(separator: "\r\n") {
+                guard let colon = line.firstIndex(of: ":") else { continue }
+                if line[..<colon].lowercased() == name.lowercased() {
+                    return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+                }
+            }
+            return nil
+        }
+        var body: String {
+            guard let range = text.range(of: "\r\n\r\n") else { return "" }
+            return String(text[range.upperBound...])
+        }
+    }
+
+    static func exchange(port: Int, _ pieces: [String], pause: Duration = .zero, halfClose: Bool = false,
+                         timeout: Duration = .seconds(5)) async throws -> Response {
+        let collected = NIOLockedValueBox(ByteBuffer())
+        let closed = MultiThreadedEventLoopGroup.singleton.any().makePromise(of: Void.self)
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(Collector(collected: collected, closed: closed))
+                }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        for (i, piece) in pieces.enumerated() {
+            if i > 0 && pause > .zero { try await Task.sleep(for: pause) }
+            try? await channel.writeAndFlush(ByteBuffer(string: piece))
+        }
+        if halfClose { try? await channel.close(mode: .output) }
+        let deadline = channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)) {
+            closed.succeed(())
+        }
+        try? await closed.futureResult.get()
+        deadline.cancel()
+        try? await channel.close()
+        return Response(text: collected.withLockedValue { String(buffer: $0) })
+    }
+
+    /// One HTTP/1.1 request with `Connection: close`.
+    static func get(port: Int, path: String = "/", headers: [String: String] = [:], method: String = "GET", body: String = "") async throws -> Response {
+        var request = "\(method) \(path) HTTP/1.1\r\nHost: test\r\nConnection: close\r\n"
+        for (name, value) in headers { request += "\(name): \(value)\r\n" }
+        if !body.isEmpty || method == "POST" { request += "Content-Length: \(body.utf8.count)\r\n" }
+        request += "\r\n" + body
+        return try await exchange(port: port, [request])
+    }
+
+    private final class Collector: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        let collected: NIOLockedValueBox<ByteBuffer>
+        let closed: EventLoopPromise<Void>
+        init(collected: NIOLockedValueBox<ByteBuffer>, closed: EventLoopPromise<Void>) {
+            self.collected = collected
+            self.closed = closed
+        }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            var buffer = unwrapInboundIn(data)
+            _ = collected.withLockedValue { $0.writeBuffer(&buffer) }
+        }
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            if let event = event as? ChannelEvent, event == .inputClosed { closed.succeed(()) }
+        }
+        func channelInactive(context: ChannelHandlerContext) { closed.succeed(()) }
+        func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
+    }
+}

@@ -1,0 +1,140 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// A small real HTTP/1.1 server on loopback for the proxy tests: answers every request with its own name in the
+/// body and an `x-backend` header; `/health` answers 200 or 503 as the test sets; `/echo-xff` returns the
+/// X-Forwarded-For it saw. Keep-alive is honoured, so the proxy's pooling is exercised.
+final class TestBackend: Sendable {
+    let name: String
+    private let channel: any Channel
+    private let state: NIOLockedValueBox<(healthy: Bool, requests: Int)>
+    private let children: NIOLockedValueBox<[any Channel]>
+    var port: Int { channel.localAddress!.port! }
+    var address: String { "127.0.0.1:\(port)" }
+
+    private init(name: String, channel: any Channel, state: NIOLockedValueBox<(healthy: Bool, requests: Int)>,
+                 children: NIOLockedValueBox<[any Channel]>) {
+        self.name = name
+        self.channel = channel
+        self.state = state
+        self.children = children
+    }
+
+    static func start(name: String, port: Int = 0) async throws -> TestBackend {
+        let state = NIOLockedValueBox((healthy: true, requests: 0))
+        let children = NIOLockedValueBox<[any Channel]>([])
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                children.withLockedValue { $0.append(channel) }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(Handler(name: name, state: state))
+                }
+            }
+            .bind(host: "127.0.0.1", port: port).get()
+        return TestBackend(name: name, channel: channel, state: state, children: children)
+    }
+
+    func setHealthy(_ healthy: Bool) { state.withLockedValue { $0.healthy = healthy } }
+    var requests: Int { state.withLockedValue { $0.requests } }
+
+    /// Closes the listener and every open connection, as a killed process would.
+    func stop() async {
+        try? await channel.close()
+        for child in children.withLockedValue({ $0 }) { try? await child.close() }
+    }
+
+    private final class Handler: ChannelInboundHandler {
+        typealias InboundIn = HTTPServerRequestPart
+        typealias OutboundOut = HTTPServerResponsePart
+        let name: String
+        let state: NIOLockedValueBox<(healthy: Bool, requests: Int)>
+        var head: HTTPRequestHead?
+        var bodyBytes = 0
+
+        init(name: String, state: NIOLockedValueBox<(healthy: Bool, requests: Int)>) {
+            self.name = name
+            self.state = state
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch unwrapInboundIn(data) {
+            case .head(let h):
+                head = h
+                bodyBytes = 0
+            case .body(let b):
+                bodyBytes += b.readableBytes
+            case .end:
+                guard let head else { return }
+                var status = HTTPResponseStatus.ok
+                var text = name
+                if head.uri == "/health" {
+                    status = state.withLockedValue { $0.healthy } ? .ok : .serviceUnavailable
+                } else {
+                    state.withLockedValue { $0.requests += 1 }
+                    if head.uri == "/echo-xff" { text = head.headers["x-forwarded-for"].joined(separator: ",") }
+                    if head.method == .POST { text += " body=\(bodyBytes)" }
+                }
+                var headers = HTTPHeaders()
+                headers.add(name: "x-backend", value: name)
+                headers.add(name: "content-length", value: String(text.utf8.count))
+                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+                context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: text)))), promise: nil)
+                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            }
+        }
+    }
+}
+
+/// A TCP echo server that prefixes nothing: it returns its name once on connect, then echoes.
+final class TestEchoBackend: Sendable {
+    let name: String
+    private let channel: any Channel
+    var address: String { "127.0.0.1:\(channel.localAddress!.port!)" }
+
+    private init(name: String, channel: any Channel) {
+        self.name = name
+        self.channel = channel
+    }
+
+    static func start(name: String) async throws -> TestEchoBackend {
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(Echo(name: name))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        return TestEchoBackend(name: name, channel: channel)
+    }
+
+    func stop() async { try? await channel.close() }
+
+    private final class Echo: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let name: String
+        init(name: String) { self.name = name }
+
+        func channelActive(context: ChannelHandlerContext) {
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "\(name):")), promise: nil)
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            context.writeAndFlush(data, promise: nil)
+        }
+
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            // Half-close from the proxy: answer "bye" and close our side too.
+            if let event = event as? ChannelEvent, event == .inputClosed {
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "|bye"))).assumeIsolated().whenComplete { _ in
+                    context.close(promise: nil)
+                }
+            }
+        }
+    }
+}
