@@ -242,6 +242,7 @@ let package = Package(
             dependencies: [
                 "ConcordRedis",
                 "ConcordSessions",
+                "ConcordSessionsTesting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -3,7 +3,7 @@
 /// Defaults:
 /// - `cluster`: `nil` = automatic: one endpoint is a single server, several endpoints are Redis Cluster seeds.
 /// - `maximumConnectionsPerNode`: 4 pipelined connections per server (commands from many tasks share them).
-/// - `connectTimeout`: 2 s for TCP connect plus the AUTH/SELECT handshake.
+/// - `connectTimeout`: 2 s for the TCP connect (the AUTH/SELECT handshake then has the command timeout).
 /// - `commandTimeout`: 2 s from sending a command to its reply; on expiry the connection is closed (a late reply
 ///   would otherwise be matched to the wrong command) and pending commands fail.
 /// - `reconnectBackoff`: 50 ms after the first failed reconnect, doubling up to `maximumReconnectBackoff` (2 s);

@@ -7,16 +7,14 @@ import NIOPosix
 public final class RedisConnection: Sendable {
     public let endpoint: RedisEndpoint
     private let channel: any Channel
-    private let commandTimeout: TimeAmount
 
-    private init(endpoint: RedisEndpoint, channel: any Channel, commandTimeout: TimeAmount) {
+    private init(endpoint: RedisEndpoint, channel: any Channel) {
         self.endpoint = endpoint
         self.channel = channel
-        self.commandTimeout = commandTimeout
     }
 
-    /// Connects, then authenticates (`AUTH`, or `HELLO 3 AUTH` for RESP3) and selects the database, all within
-    /// `configuration.connectTimeout`.
+    /// Connects (within `configuration.connectTimeout`), then authenticates (`AUTH`, or `HELLO 3 AUTH` for RESP3)
+    /// and selects the database (within the command timeout).
     public static func connect(
         to endpoint: RedisEndpoint,
         configuration: RedisClientConfiguration,
@@ -30,7 +28,7 @@ public final class RedisConnection: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers(
                         ByteToMessageHandler(RESPDecoder(configuration: decoder), maximumBufferSize: decoder.maximumBufferSize),
-                        RedisConnectionHandler()
+                        RedisConnectionHandler(commandTimeout: TimeAmount(configuration.commandTimeout))
                     )
                 }
             }
@@ -42,15 +40,14 @@ public final class RedisConnection: Sendable {
         } catch {
             throw .connectionFailed("\(endpoint): \(error)")
         }
-        let connection = RedisConnection(
-            endpoint: endpoint, channel: channel, commandTimeout: TimeAmount(configuration.connectTimeout))
+        let connection = RedisConnection(endpoint: endpoint, channel: channel)
         do {
             try await connection.handshake(protocolVersion: configuration.protocolVersion)
         } catch {
             connection.close()
             throw error.isServerError ? .connectionFailed("\(endpoint): handshake: \(error.serverMessage ?? "")") : error
         }
-        return RedisConnection(endpoint: endpoint, channel: channel, commandTimeout: TimeAmount(configuration.commandTimeout))
+        return connection
     }
 
     private func handshake(protocolVersion: Int) async throws(RedisClientError) {
@@ -97,11 +94,6 @@ public final class RedisConnection: Sendable {
 
     private func enqueue(_ command: RedisCommand) -> EventLoopFuture<RESPValue> {
         let promise = channel.eventLoop.makePromise(of: RESPValue.self)
-        let timeout = channel.eventLoop.scheduleTask(in: commandTimeout) { [channel, commandTimeout] in
-            promise.fail(RedisClientError.timeout("\(command.name) after \(commandTimeout.nanoseconds / 1_000_000) ms"))
-            channel.close(promise: nil)
-        }
-        promise.futureResult.whenComplete { _ in timeout.cancel() }
         channel.write(RedisRequest(command: command, promise: promise), promise: nil)
         return promise.futureResult
     }

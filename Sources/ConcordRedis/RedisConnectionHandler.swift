@@ -8,18 +8,35 @@ struct RedisRequest: Sendable {
 
 /// Pipelines commands on one connection: writes each command at once and completes the promises in the order the
 /// replies arrive. Writes in one event-loop tick share a single flush, so many concurrent callers cost few syscalls.
+///
+/// Command timeout: replies arrive in order, so only the oldest pending command can be the first to be late. One
+/// timer watches it; when it is late, every pending command fails with ``RedisClientError/timeout(_:)`` and the
+/// connection closes (a late reply could no longer be matched to its command).
 final class RedisConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = RESPValue
     typealias OutboundIn = RedisRequest
     typealias OutboundOut = ByteBuffer
 
-    private var pipeline = RedisPipelineStateMachine<EventLoopPromise<RESPValue>>()
+    private struct Waiter {
+        var promise: EventLoopPromise<RESPValue>
+        var deadline: NIODeadline
+    }
+
+    private let commandTimeout: TimeAmount
+    private var pipeline = RedisPipelineStateMachine<Waiter>()
     private var flushScheduled = false
+    private var timer: Scheduled<Void>?
+
+    init(commandTimeout: TimeAmount) {
+        self.commandTimeout = commandTimeout
+    }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
-        switch pipeline.send(request.promise) {
+        let waiter = Waiter(promise: request.promise, deadline: context.eventLoop.now + commandTimeout)
+        switch pipeline.send(waiter) {
         case .write:
+            if timer == nil { armTimer(context: context, deadline: waiter.deadline) }
             var buffer = context.channel.allocator.buffer(capacity: 64)
             RESPEncoder.encode(request.command, into: &buffer)
             context.write(wrapOutboundOut(buffer), promise: promise)
@@ -37,8 +54,8 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch pipeline.receive(unwrapInboundIn(data)) {
-        case .succeed(let promise):
-            promise.succeed(unwrapInboundIn(data))
+        case .succeed(let waiter):
+            waiter.promise.succeed(unwrapInboundIn(data))
         case .ignore:
             break
         case .closeConnection(let error):
@@ -71,7 +88,25 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
     }
 
     private func failAll(_ error: RedisClientError) {
-        for promise in pipeline.close(error) { promise.fail(error) }
+        timer?.cancel()
+        timer = nil
+        for waiter in pipeline.close(error) { waiter.promise.fail(error) }
+    }
+
+    private func armTimer(context: ChannelHandlerContext, deadline: NIODeadline) {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(deadline: deadline) {
+            let (handler, context) = loopBound.value
+            handler.timer = nil
+            guard let oldest = handler.pipeline.oldest else { return }
+            if oldest.deadline <= context.eventLoop.now {
+                let milliseconds = handler.commandTimeout.nanoseconds / 1_000_000
+                handler.failAll(.timeout("no reply within \(milliseconds) ms"))
+                context.close(promise: nil)
+            } else {
+                handler.armTimer(context: context, deadline: oldest.deadline)
+            }
+        }
     }
 
     /// Flushes after the other tasks already queued on the event loop, which are usually more writes.

@@ -31,6 +31,11 @@ struct RedisPipelineStateMachine<Waiter> {
 
     var isOpen: Bool { if case .open = state { true } else { false } }
 
+    /// The command waiting longest for its reply.
+    var oldest: Waiter? {
+        if case .open(let waiters) = state { waiters.first } else { nil }
+    }
+
     mutating func send(_ waiter: Waiter) -> SendAction {
         switch state {
         case .open(var waiters):

@@ -8,7 +8,8 @@ import Testing
     private func makeChannel() throws -> EmbeddedChannel {
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandlers(
-            ByteToMessageHandler(RESPDecoder(), maximumBufferSize: 1024), RedisConnectionHandler())
+            ByteToMessageHandler(RESPDecoder(), maximumBufferSize: 1024), RedisConnectionHandler(commandTimeout: .seconds(1)))
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 6379)).wait()
         return channel
     }
 
@@ -36,6 +37,26 @@ import Testing
         try channel.writeOutbound(RedisRequest(command: .ping(), promise: promise))
         _ = try? channel.writeInbound(ByteBuffer(string: "?garbage\r\n"))
         #expect(throws: RedisClientError.self) { try promise.futureResult.wait() }
+        #expect(!channel.isActive)
+    }
+
+    @Test func aLateReplyTimesOutEveryPendingCommandAndCloses() throws {
+        let channel = try makeChannel()
+        let first = channel.eventLoop.makePromise(of: RESPValue.self)
+        try channel.writeOutbound(RedisRequest(command: .ping(), promise: first))
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(600))
+        let second = channel.eventLoop.makePromise(of: RESPValue.self)
+        try channel.writeOutbound(RedisRequest(command: .ping(), promise: second))
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(300))
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(200))  // the first is now 1.1 s old
+        #expect(throws: RedisClientError.self) { try first.futureResult.wait() }
+        do {
+            _ = try second.futureResult.wait()
+            Issue.record("the second command succeeded")
+        } catch let error as RedisClientError {
+            #expect(error.isTimeout)
+        }
         #expect(!channel.isActive)
     }
 
