@@ -45,6 +45,8 @@ public struct RedisClientError: Error, Sendable, Hashable, CustomStringConvertib
     /// The error reply's text, e.g. `NOSCRIPT No matching script.`
     public var serverMessage: String? { if case .server(let message) = base { message } else { nil } }
     public var isTimeout: Bool { if case .timeout = base { true } else { false } }
+    /// The command failed fast because the connection is waiting out its reconnect backoff.
+    public var isBackingOff: Bool { if case .backingOff = base { true } else { false } }
     public var isInvalidConfiguration: Bool { if case .invalidConfiguration = base { true } else { false } }
 
     public var description: String {

@@ -157,6 +157,20 @@ final class LocalReplica: Sendable {
         }
     }
 
+    /// The live ids of `userID` among the local copy and `others` (peers' answers), each id decided by
+    /// last-writer-wins against the local record, so a delete made here hides a peer's copy it has not reached yet.
+    func liveIDs(forUser userID: String, mergedWith others: [ReplicationRecord]) -> [String] {
+        let now = nowMilliseconds
+        return state.withLock { state in
+            var ids = Set(state.table.liveIDs(forUser: userID, now: now))
+            for other in others where other.userID == userID && !ids.contains(other.id) {
+                if let local = state.table[other.id], !other.supersedes(local) { continue }
+                if other.isLive(at: now) { ids.insert(other.id) }
+            }
+            return ids.sorted()
+        }
+    }
+
     func liveIDs(forUser userID: String) -> [String] {
         let now = nowMilliseconds
         return state.withLock { $0.table.liveIDs(forUser: userID, now: now) }

@@ -41,10 +41,32 @@ public final class ReplicationMember: Sendable {
         afterSweep: @escaping @Sendable () -> Void = {},
         alongside: [@Sendable () async throws -> Void] = []
     ) async throws {
+        defer { readiness.markStopped(ReplicationServiceError.stoppedBeforeReady(node: configuration.nodeID)) }
+        do {
+            try await runParts(
+                strategy: strategy, needsEveryPeer: needsEveryPeer, afterSweep: afterSweep, alongside: alongside)
+        } catch is CancellationError where Task.isShuttingDownGracefully {
+            // A graceful shutdown cancels the parts; that is a clean stop, not a failure of the service.
+        } catch {
+            readiness.markStopped(error)
+            throw error
+        }
+    }
+
+    private func runParts(
+        strategy: String,
+        needsEveryPeer: Bool,
+        afterSweep: @escaping @Sendable () -> Void,
+        alongside: [@Sendable () async throws -> Void]
+    ) async throws {
         try await cancelWhenGracefulShutdown {
             try await withThrowingDiscardingTaskGroup { group in
                 group.addTask { try await self.node.run() }
-                group.addTask { await self.transferState(strategy: strategy, needsEveryPeer: needsEveryPeer) }
+                group.addTask {
+                    // Ready means listening too: a node that cannot bind its port never reports ready.
+                    _ = try await self.node.listeningPort()
+                    await self.transferState(strategy: strategy, needsEveryPeer: needsEveryPeer)
+                }
                 group.addTask {
                     while !Task.isCancelled {
                         try await Task.sleep(for: self.configuration.sweepInterval)

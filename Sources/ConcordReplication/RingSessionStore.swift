@@ -184,10 +184,8 @@ public final class RingSessionStore: ReplicatedSessionStore {
 
     /// Asks every connected peer too, since each node holds only part of a user's sessions.
     public func sessionIDs(forUser userID: String) async throws -> [String] {
-        var ids = Set(replica.liveIDs(forUser: userID))
         let remote = await gather(from: node.peerIDs) { try await self.node.userQuery(userID, from: $0) }
-        ids.formUnion(remote.map(\.id))
-        return ids.sorted()
+        return replica.liveIDs(forUser: userID, mergedWith: remote)
     }
 }
 

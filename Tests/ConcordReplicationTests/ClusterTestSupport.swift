@@ -33,7 +33,7 @@ func eventually(timeout: Duration = .seconds(5), _ condition: () async throws ->
 }
 
 /// In-process nodes on loopback, each a store running as a task; the test stops them all, also on failure.
-final class TestCluster<Store: Service & Sendable>: Sendable {
+final class TestCluster<Store: ReplicatedSessionStore>: Sendable {
     private struct Node {
         var store: Store
         var task: Task<Void, any Error>?
@@ -71,7 +71,7 @@ final class TestCluster<Store: Service & Sendable>: Sendable {
         return index
     }
 
-    /// Stops node `index` (its port stays reserved for a restart).
+    /// Stops node `index`.
     func stop(_ index: Int) async {
         let task = nodes.withLock { nodes in
             defer { nodes[index].task = nil }
@@ -81,14 +81,19 @@ final class TestCluster<Store: Service & Sendable>: Sendable {
         _ = await task?.result
     }
 
-    /// Starts node `index` again on its old port, configured with every other node as a peer.
+    /// Starts node `index` again, configured with every other node as a peer, and tells the others its address.
+    /// It binds a new free port: its old one may have been taken by another test meanwhile, and a node that
+    /// comes back at a new address (a rescheduled container) is the harder case anyway.
     func restart(_ index: Int) async throws -> Store {
         await stop(index)
         let all = peers
         let configuration = testConfiguration(
-            nodeID: all[index].id, port: all[index].port, peers: all.filter { $0.id != all[index].id })
+            nodeID: all[index].id, peers: all.filter { $0.id != all[index].id })
         let store = make(configuration)
         nodes.withLock { $0[index] = Node(store: store, task: Task { try await store.run() }) }
+        let peer = ReplicationPeer(id: all[index].id, host: "127.0.0.1", port: try await port(store))
+        peerList.withLock { $0[index] = peer }
+        for (other, node) in stores.enumerated() where other != index { node.addPeer(peer) }
         return store
     }
 

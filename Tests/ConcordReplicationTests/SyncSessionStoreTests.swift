@@ -97,6 +97,19 @@ import Testing
         }
     }
 
+    @Test func aNodeThatCannotBindFailsItsReadinessWaiters() async throws {
+        let occupier = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0).get()
+        let port = try #require(occupier.localAddress?.port)
+        let store = SyncSessionStore(configuration: testConfiguration(nodeID: "blocked", port: port), logger: testLogger)
+        let run = Task { try await store.run() }
+        // Without the failure reaching them, waiters would hang forever on a node that never starts.
+        await #expect(throws: (any Error).self) { try await store.waitUntilReady() }
+        #expect(!store.isReady)
+        _ = await run.result
+        try await occupier.close()
+    }
+
     @Test func peerSendingGarbageIsCutOffAndOthersKeepWorking() async throws {
         try await Self.withSyncCluster(count: 3) { cluster in
             let target = cluster[0]
