@@ -19,6 +19,9 @@ public struct ConcordSessionConfiguration: Sendable {
     public var maximumUpdateAttempts: Int
     /// The session cookie.
     public var cookie: SessionCookieConfiguration
+    /// Decoded session values kept per session id (reused while the stored bytes are unchanged), so a request
+    /// that only reads its session skips JSON decoding; 0 turns it off. Default 10,000.
+    public var decodedValueCacheSize: Int
 
     /// - Parameters:
     ///   - strategy: where sessions live.
@@ -27,13 +30,15 @@ public struct ConcordSessionConfiguration: Sendable {
     ///   - touchInterval: default 60 seconds.
     ///   - maximumUpdateAttempts: default 8.
     ///   - cookie: default ``SessionCookieConfiguration/init(name:hostPrefix:httpOnly:sameSite:secure:path:domain:persistent:)``.
+    ///   - decodedValueCacheSize: default 10,000 sessions.
     public init(
         strategy: SessionStrategy,
         idleTimeout: Duration = .seconds(30 * 60),
         absoluteTimeout: Duration = .seconds(12 * 60 * 60),
         touchInterval: Duration = .seconds(60),
         maximumUpdateAttempts: Int = 8,
-        cookie: SessionCookieConfiguration = .init()
+        cookie: SessionCookieConfiguration = .init(),
+        decodedValueCacheSize: Int = 10_000
     ) {
         self.strategy = strategy
         self.idleTimeout = idleTimeout
@@ -41,6 +46,7 @@ public struct ConcordSessionConfiguration: Sendable {
         self.touchInterval = touchInterval
         self.maximumUpdateAttempts = maximumUpdateAttempts
         self.cookie = cookie
+        self.decodedValueCacheSize = decodedValueCacheSize
     }
 
     /// Throws ``SessionError`` `.invalidConfiguration` for inconsistent settings.
@@ -51,6 +57,9 @@ public struct ConcordSessionConfiguration: Sendable {
         }
         guard touchInterval >= .zero, touchInterval < idleTimeout else {
             throw SessionError.invalidConfiguration("touchInterval must be shorter than idleTimeout")
+        }
+        guard decodedValueCacheSize >= 0 else {
+            throw SessionError.invalidConfiguration("decodedValueCacheSize must not be negative")
         }
         guard maximumUpdateAttempts >= 1 else {
             throw SessionError.invalidConfiguration("maximumUpdateAttempts must be at least 1")

@@ -20,6 +20,14 @@ public final class SessionManager<Value: SessionValue>: Sendable {
     private let idleTimeout: Int64
     private let absoluteTimeout: Int64
     private let touchInterval: Int64
+    /// Decoded values by session id with the bytes they were decoded from (see
+    /// ``ConcordSessionConfiguration/decodedValueCacheSize``).
+    private let decodedValues = Mutex(LRUTable<String, DecodedValue>())
+
+    private struct DecodedValue {
+        var encoded: [UInt8]
+        var value: Value
+    }
 
     /// - Throws: ``SessionError`` `.invalidConfiguration` for inconsistent settings.
     public init(configuration: ConcordSessionConfiguration, wallClock: SessionWallClock = .system) throws {
@@ -95,10 +103,32 @@ public final class SessionManager<Value: SessionValue>: Sendable {
 
     private func snapshot(of record: SessionRecord, version: UInt64, now: Int64) -> Result<SessionSnapshot<Value>, SessionRejection> {
         guard now < record.createdAt + absoluteTimeout, now < record.lastAccessAt + idleTimeout else { return .failure(.expired) }
-        guard let value = try? JSONDecoder().decode(Value.self, from: Data(record.value)) else { return .failure(.corrupt) }
+        guard let value = decodeValue(of: record) else { return .failure(.corrupt) }
         return .success(SessionSnapshot(
             id: record.id, userID: record.userID, createdAt: record.createdAt, lastAccessAt: record.lastAccessAt,
             value: value, encodedValue: record.value, version: version))
+    }
+
+    /// The record's value, from the cache when the same session id was decoded from the same bytes before.
+    private func decodeValue(of record: SessionRecord) -> Value? {
+        let capacity = configuration.decodedValueCacheSize
+        if capacity > 0, let cached = decodedValues.withLock({ $0.use(record.id) }), cached.encoded == record.value {
+            return cached.value
+        }
+        guard let value = try? JSONDecoder().decode(Value.self, from: Data(record.value)) else { return nil }
+        remember(value, decodedFrom: record)
+        return value
+    }
+
+    /// Caches `value` as the decoding of `record`'s bytes. Only decoded values are cached, never a value just
+    /// encoded: a lossy `Codable` type may not read back exactly what it wrote.
+    private func remember(_ value: Value, decodedFrom record: SessionRecord) {
+        let capacity = configuration.decodedValueCacheSize
+        guard capacity > 0 else { return }
+        decodedValues.withLock { table in
+            table.set(record.id, DecodedValue(encoded: record.value, value: value))
+            if table.count > capacity, let oldest = table.leastRecent { table.remove(oldest.key) }
+        }
     }
 
     // MARK: Commit

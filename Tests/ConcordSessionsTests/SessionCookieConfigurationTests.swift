@@ -46,5 +46,13 @@ import Testing
         #expect(cookie.value(inCookieHeaders: ["a=1", "__Host-concord_session=q"]) == "q")
         #expect(cookie.value(inCookieHeaders: ["concord_session=plain"]) == nil)
         #expect(cookie.value(inCookieHeaders: [String]()) == nil)
+        let plain = SessionCookieConfiguration()
+        #expect(plain.value(inCookieHeaders: [" \tconcord_session=v1;x=2"]) == "v1")
+        #expect(plain.value(inCookieHeaders: ["concord_session_other=no; concord_session=yes"]) == "yes")
+        #expect(plain.value(inCookieHeaders: ["xconcord_session=no"]) == nil)
+        #expect(plain.value(inCookieHeaders: ["concord_session"]) == nil)
+        #expect(plain.value(inCookieHeaders: ["concord_session="]) == "")
+        #expect(plain.value(inCookieHeaders: ["concord_session=a=b; c=d"]) == "a=b")
+        #expect(plain.value(inCookieHeaders: [";;; concord_session=é€;"]) == "é€")
     }
 }

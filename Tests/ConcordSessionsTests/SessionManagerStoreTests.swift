@@ -32,6 +32,20 @@ import Testing
         #expect(try await store.version(id: id) == 1)  // lazy write: reading wrote nothing
     }
 
+    /// Two app nodes on one store: each keeps decoded values cached, yet each sees the other's writes at once.
+    @Test func cachedDecodedValuesNeverHideAnotherNodesWrite() async throws {
+        let other = try SessionHarness(strategy: { _ in .store(store) }, clock: sessions.clock)
+        let id = try #require(try await sessions.request(cookie: nil) { $0.update { $0.cart = ["a"] } }.cookie.setValue)
+        for round in 1...3 {
+            #expect(try await other.request(cookie: id).session.value.cart.count == round)
+            try await other.request(cookie: id) { $0.update { $0.cart.append("b") } }
+            #expect(try await sessions.request(cookie: id).session.value.cart.count == round + 1)
+            try await sessions.request(cookie: id) { $0.update { $0.cart.append("c") } }
+            #expect(try await sessions.request(cookie: id).session.value.cart.count == round + 2)
+            try await sessions.request(cookie: id) { $0.update { $0.cart.removeLast() } }
+        }
+    }
+
     @Test func unchangedSessionsAreTouchedOnlyAfterTheTouchInterval() async throws {
         let id = try #require(try await sessions.request(cookie: nil) { $0.update { $0.note = "x" } }.cookie.setValue)
         sessions.clock.advance(by: .seconds(30))
