@@ -3,6 +3,7 @@ import ConcordHummingbird
 import ConcordSessions
 import Hummingbird
 import Logging
+import Synchronization
 
 /// `concord bench sessions`: what sessions cost — sealing, the memory store, and the middleware in a real
 /// Hummingbird router, each compared with its peer in the same run.
@@ -17,6 +18,9 @@ struct BenchSessionsCommand: AsyncParsableCommand {
             (memory store, a logged-in session read by every request), interleaved in rounds; the ratio is the
             overhead. Requests are handed to the router's responder in process (no sockets), so the ratio shows the
             middleware's own cost, not diluted by network time.
+            Middleware over HTTP: the same two routers served by real Hummingbird servers on loopback, driven by wrk
+            (keep-alive, the session cookie on every request), --http-seconds per round, interleaved; this is what an
+            app sees. Needs wrk (apt-get install -y wrk); without it that part is left out with a note.
             """
     )
 
@@ -38,8 +42,16 @@ struct BenchSessionsCommand: AsyncParsableCommand {
     @Option(help: "Rounds of the middleware benchmark (the median is reported).")
     var rounds = 5
 
+    @Option(help: "Seconds of wrk per round and server in the HTTP middleware benchmark (0 leaves it out).")
+    var httpSeconds = 3
+
+    @Option(help: "wrk connections in the HTTP middleware benchmark.")
+    var httpConnections = 16
+
     func validate() throws {
-        guard sealIterations > 0, storeIterations > 0, sessions > 0, requests > 0, concurrency > 0, rounds > 0 else {
+        guard sealIterations > 0, storeIterations > 0, sessions > 0, requests > 0, concurrency > 0, rounds > 0,
+            httpSeconds >= 0, httpConnections > 0
+        else {
             throw ValidationError("all counts must be positive")
         }
     }
@@ -51,6 +63,7 @@ struct BenchSessionsCommand: AsyncParsableCommand {
         try benchSealing()
         try await benchMemoryStore()
         try await benchMiddleware()
+        if httpSeconds > 0 { try await benchMiddlewareOverHTTP() }
     }
 
     // MARK: Sealing
@@ -114,8 +127,8 @@ struct BenchSessionsCommand: AsyncParsableCommand {
     private func benchMiddleware() async throws {
         let store = MemorySessionStore()
         let manager = try SessionManager<BenchSession>(configuration: .init(strategy: .store(store)))
-        let plain = Self.router(middleware: nil).buildResponder()
-        let withSessions = Self.router(middleware: ConcordSessionMiddleware(manager: manager)).buildResponder()
+        let plain = Self.router(middleware: nil, context: BenchContext.self).buildResponder()
+        let withSessions = Self.router(middleware: ConcordSessionMiddleware(manager: manager), context: BenchContext.self).buildResponder()
 
         // One logged-in session, as a browser would present it.
         let login = try await withSessions.respond(to: Self.request("/login", cookie: nil), context: BenchContext(source: .init()))
@@ -138,6 +151,61 @@ struct BenchSessionsCommand: AsyncParsableCommand {
         print("  ratio with/without           \(String(format2: sessionRate / plainRate))  overhead \(String(format2: (1 - sessionRate / plainRate) * 100))%")
     }
 
+    private func benchMiddlewareOverHTTP() async throws {
+        let wrk: ExternalTool
+        do {
+            wrk = try ExternalTool("wrk", installHint: "apt-get install -y wrk")
+        } catch {
+            print("hummingbird over HTTP: left out — \(error)")
+            return
+        }
+        let store = MemorySessionStore()
+        let manager = try SessionManager<BenchSession>(configuration: .init(strategy: .store(store)))
+        let login = try await Self.router(middleware: ConcordSessionMiddleware(manager: manager), context: BenchContext.self).buildResponder()
+            .respond(to: Self.request("/login", cookie: nil), context: BenchContext(source: .init()))
+        guard let cookie = login.headers[values: .setCookie].first?.split(separator: ";").first else {
+            throw ValidationError("login issued no session cookie")
+        }
+        var logger = Logger(label: "concord.bench")
+        logger.logLevel = .error
+        let servers = [
+            Self.router(middleware: nil, context: ConcordRequestContext<BenchSession>.self),
+            Self.router(middleware: ConcordSessionMiddleware(manager: manager), context: ConcordRequestContext<BenchSession>.self),
+        ].map { router in
+            let port = PortPromise()
+            let application = Application(
+                router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                onServerRunning: { port.fulfil($0.localAddress?.port ?? 0) }, logger: logger)
+            return (application, port)
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (application, _) in servers { group.addTask { try await application.runService() } }
+            var ports: [Int] = []
+            for (_, port) in servers { ports.append(await port.value) }
+            var rates: [[Double]] = [[], []]
+            for _ in 0..<rounds {
+                for (index, port) in ports.enumerated() {
+                    let output = try await wrk.run([
+                        "-t", "1", "-c", String(httpConnections), "-d", "\(httpSeconds)s", "-H", "Cookie: \(cookie)",
+                        "http://127.0.0.1:\(port)/me",
+                    ])
+                    guard let line = output.split(separator: "\n").first(where: { $0.hasPrefix("Requests/sec:") }),
+                        let rate = Double(line.dropFirst("Requests/sec:".count).trimmingCharacters(in: .whitespaces))
+                    else { throw ValidationError("could not read wrk's output: \(output)") }
+                    if output.contains("Non-2xx") { throw ValidationError("wrk saw error responses: \(output)") }
+                    rates[index].append(rate)
+                }
+            }
+            group.cancelAll()
+            let plainRate = rates[0].sorted()[rounds / 2]
+            let sessionRate = rates[1].sorted()[rounds / 2]
+            print("hummingbird over HTTP on loopback (wrk, \(httpConnections) connections, \(httpSeconds) s × \(rounds) rounds, median)")
+            print("  without session middleware   \(Int(plainRate)) req/s")
+            print("  with session middleware      \(Int(sessionRate)) req/s  (memory store, session read each request)")
+            print("  ratio with/without           \(String(format2: sessionRate / plainRate))  overhead \(String(format2: (1 - sessionRate / plainRate) * 100))%")
+        }
+    }
+
     private func requestRate(_ responder: RouterResponder<BenchContext>, cookie: String) async throws -> Double {
         let perTask = requests / concurrency
         let elapsed = try await measureAsync {
@@ -158,10 +226,21 @@ struct BenchSessionsCommand: AsyncParsableCommand {
         return Double(perTask * concurrency) / elapsed.seconds
     }
 
-    private static func router(middleware: ConcordSessionMiddleware<BenchContext>?) -> Router<BenchContext> {
-        let router = Router(context: BenchContext.self)
+    private static func router<Context: ConcordSessionRequestContext>(
+        middleware: ConcordSessionMiddleware<Context>?, context: Context.Type
+    ) -> Router<Context> where Context.Session == BenchSession {
+        let router = Router(context: Context.self)
         if let middleware { router.add(middleware: middleware) }
-        router.get("/me") { _, context in context.session.value.name ?? "anonymous" }
+        // With the middleware every request must present the logged-in session: a lost one is a 401, which the
+        // benchmarks count as a failure instead of measuring anonymous requests.
+        let requireSession = middleware != nil
+        router.get("/me") { _, context in
+            guard let name = context.session.value.name else {
+                if requireSession { throw HTTPError(.unauthorized) }
+                return "anonymous"
+            }
+            return name
+        }
         router.get("/login") { _, context in
             context.session.logIn(userID: "bench")
             context.session.update { $0.name = "bench" }
@@ -195,6 +274,33 @@ struct BenchContext: ConcordSessionRequestContext {
 
     init(source: Source) {
         self.coreContext = .init(source: source)
+    }
+}
+
+/// The port a server reports once it listens, awaited by the benchmark.
+private final class PortPromise: Sendable {
+    private let state = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, Never>])>((nil, []))
+
+    func fulfil(_ port: Int) {
+        let waiters = state.withLock { state in
+            state.port = port
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume(returning: port) }
+    }
+
+    var value: Int {
+        get async {
+            await withCheckedContinuation { continuation in
+                let port: Int? = state.withLock { state in
+                    if let port = state.port { return port }
+                    state.waiters.append(continuation)
+                    return nil
+                }
+                if let port { continuation.resume(returning: port) }
+            }
+        }
     }
 }
 

@@ -34,7 +34,7 @@ struct RedisBenchmarkServer: Sendable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let port = Int.random(in: 20_000..<40_000)  // a taken port makes redis-server exit: a clear error below
         let process = Process()
-        process.executableURL = try executable("redis-server")
+        process.executableURL = try tool("redis-server").url
         process.arguments = [
             "--port", String(port), "--bind", "127.0.0.1", "--dir", directory.path, "--save", "", "--appendonly", "no",
             "--logfile", directory.appendingPathComponent("redis.log").path,
@@ -67,37 +67,24 @@ struct RedisBenchmarkServer: Sendable {
     static func redisBenchmark(endpoint: RedisEndpoint, concurrency: Int, operations: Int, payloadSize: Int) async throws
         -> StoreBenchmarkPeerResult
     {
-        let process = Process()
-        process.executableURL = try executable("redis-benchmark")
         var arguments = [
             "-h", endpoint.host, "-p", String(endpoint.port), "-t", "get,set", "-c", String(concurrency),
             "-n", String(operations), "-d", String(payloadSize), "-r", "1000", "--csv",
         ]
         if let password = endpoint.password { arguments += ["-a", password] }
-        process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        let output = try await tool("redis-benchmark").run(arguments)
         var rates: [String: Double] = [:]
-        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+        for line in output.split(separator: "\n") {
             let fields = line.split(separator: ",").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
             if fields.count >= 2, let rate = Double(fields[1]) { rates[fields[0]] = rate }
         }
         guard let reads = rates["GET"], let writes = rates["SET"] else {
-            throw BenchStoresError("could not read redis-benchmark's output: \(String(decoding: data, as: UTF8.self))")
+            throw BenchStoresError("could not read redis-benchmark's output: \(output)")
         }
         return StoreBenchmarkPeerResult(tool: "redis-benchmark", readsPerSecond: reads, writesPerSecond: writes)
     }
 
-    private static func executable(_ name: String) throws -> URL {
-        let directories = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":").map(String.init)
-        for directory in directories + ["/usr/bin"] {
-            let url = URL(fileURLWithPath: directory).appendingPathComponent(name)
-            if FileManager.default.isExecutableFile(atPath: url.path) { return url }
-        }
-        throw BenchStoresError("\(name) is not installed (apt-get install -y redis-server, which also brings redis-benchmark)")
+    private static func tool(_ name: String) throws -> ExternalTool {
+        try ExternalTool(name, installHint: "apt-get install -y redis-server, which also brings redis-benchmark")
     }
 }
