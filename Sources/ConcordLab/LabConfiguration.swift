@@ -4,7 +4,7 @@ import Yams
 /// Everything one `concord lab` run needs. Loadable from a YAML scenario (`--scenario FILE`, same field names);
 /// flags override the file.
 ///
-/// Defaults (the README's first command): every strategy, 2000 users, 3 nodes, phases of 28 s in total per
+/// Defaults (the README's first command): every strategy, 2000 users, 3 nodes, phases of 24 s in total per
 /// strategy, so the whole run stays within about five minutes on two cores.
 public struct LabConfiguration: Codable, Sendable {
     /// The strategies to measure, in order. Default: all of them.
@@ -34,7 +34,7 @@ public struct LabConfiguration: Codable, Sendable {
         strategies: [LabStrategy] = LabStrategy.allCases,
         users: Int = 2000,
         nodes: Int = 3,
-        phases: [LabPhase] = LabConfiguration.defaultPhases(totalSeconds: 28),
+        phases: [LabPhase] = LabConfiguration.defaultPhases(totalSeconds: 24),
         thinkTimeMilliseconds: Int = 1000,
         parallelRequests: Int = 4,
         storeURL: String? = nil,
@@ -54,7 +54,7 @@ public struct LabConfiguration: Codable, Sendable {
         self.readinessTimeoutSeconds = readinessTimeoutSeconds
     }
 
-    /// The default scenario, its phases sharing `totalSeconds` in fixed proportions (warm-up 3/28 of it, …).
+    /// The default scenario, its phases sharing `totalSeconds` in fixed proportions (warm-up 4/28 of it, …).
     public static func defaultPhases(totalSeconds: Double) -> [LabPhase] {
         let weights: [(LabPhase.Kind, Double)] = [
             (.warmUp, 4), (.steady, 4), (.parallel, 3), (.restart, 5), (.crash, 4), (.scaleOut, 4), (.scaleIn, 4),

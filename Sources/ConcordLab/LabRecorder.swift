@@ -49,9 +49,12 @@ public final class LabRecorder: Sendable {
         tallies.withLock { _ = $0[phaseIndex].lostUsers.insert(user) }
     }
 
-    public func recordLostCartItems(_ count: Int) {
+    /// - Parameter phase: the phase the lost additions were made in (a burst's check can finish in the next
+    ///   phase on a loaded machine); the current phase by default.
+    public func recordLostCartItems(_ count: Int, phase: Int? = nil) {
         guard count > 0 else { return }
-        tallies.withLock { $0[phaseIndex].lostCartItems += count }
+        let index = phase ?? phaseIndex
+        tallies.withLock { $0[index].lostCartItems += count }
     }
 
     public func recordIntranetBytes(_ bytes: Int) {

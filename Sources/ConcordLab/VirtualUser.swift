@@ -86,7 +86,7 @@ struct VirtualUser {
         }
     }
 
-    private mutating func checkCart() async {
+    private mutating func checkCart(lostItemsPhase: Int? = nil) async {
         guard let response = await exchange(.GET, "/cart", accept: "application/json") else { return }
         if isSentToLogin(response) {
             lostSession()
@@ -96,7 +96,7 @@ struct VirtualUser {
             return
         }
         let missing = expectedCart.subtracting(cart.items)
-        environment.recorder.recordLostCartItems(missing.count)
+        environment.recorder.recordLostCartItems(missing.count, phase: lostItemsPhase)
         expectedCart = []
     }
 
@@ -131,7 +131,8 @@ struct VirtualUser {
         if sentToLogin {
             lostSession()
         } else {
-            await checkCart()
+            // Items the burst lost count for the burst's phase, even if the check ends after it.
+            await checkCart(lostItemsPhase: burstPhase)
         }
     }
 
