@@ -237,6 +237,8 @@ public actor LabCluster {
         case .sourceAddressHash: arguments += ["--mode", "tcp", "--balance", "hash", "--key", "ip", "--algorithm", "ring"]
         case .userHash:
             arguments += ["--mode", "http", "--balance", "hash", "--key", "cookie:concord_user,query:user,ip", "--algorithm", "ring"]
+        case .userHashModulo:
+            arguments += ["--mode", "http", "--balance", "hash", "--key", "cookie:concord_user,query:user,ip", "--algorithm", "modulo"]
         case .stickyCookie: arguments += ["--mode", "http", "--balance", "sticky-cookie"]
         case .sessionHash:
             arguments += ["--mode", "http", "--balance", "hash", "--key", "cookie:concord_session,ip", "--algorithm", "ring"]

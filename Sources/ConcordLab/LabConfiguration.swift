@@ -4,7 +4,7 @@ import Yams
 /// Everything one `concord lab` run needs. Loadable from a YAML scenario (`--scenario FILE`, same field names);
 /// flags override the file.
 ///
-/// Defaults (the README's first command): every strategy, 2000 users, 3 nodes, phases of 24 s in total per
+/// Defaults (the README's first command): every strategy, 2000 users, 3 nodes, phases of 21 s in total per
 /// strategy, so the whole run stays within about five minutes on two cores.
 public struct LabConfiguration: Codable, Sendable {
     /// The strategies to measure, in order. Default: all of them.
@@ -34,7 +34,7 @@ public struct LabConfiguration: Codable, Sendable {
         strategies: [LabStrategy] = LabStrategy.allCases,
         users: Int = 2000,
         nodes: Int = 3,
-        phases: [LabPhase] = LabConfiguration.defaultPhases(totalSeconds: 24),
+        phases: [LabPhase] = LabConfiguration.defaultPhases(totalSeconds: 21),
         thinkTimeMilliseconds: Int = 1000,
         parallelRequests: Int = 4,
         storeURL: String? = nil,

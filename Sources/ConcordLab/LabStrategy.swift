@@ -10,6 +10,8 @@ public enum LabStrategy: String, CaseIterable, Codable, Sendable {
     case client
     case l4Hash = "l4-hash"
     case l7Hash = "l7-hash"
+    /// `l7-hash` with `hash mod n` instead of the consistent ring: the folklore setup, for comparison on scaling.
+    case l7HashModulo = "l7-hash-modulo"
     case store
     case stickyCookie = "sticky-cookie"
     case ring
@@ -23,6 +25,8 @@ public enum LabStrategy: String, CaseIterable, Codable, Sendable {
         case sourceAddressHash = "source-address hash"
         /// HTTP mode, consistent hash of the user (cookie `concord_user`, on login the `user` query parameter).
         case userHash = "user hash"
+        /// As ``userHash`` but `hash mod n`: a change in the node count remaps most users.
+        case userHashModulo = "user hash mod n"
         /// HTTP mode, the proxy inserts a cookie naming the node.
         case stickyCookie = "sticky cookie"
         /// HTTP mode, consistent hash of the session id cookie, on the same ring the app nodes replicate on.
@@ -32,7 +36,7 @@ public enum LabStrategy: String, CaseIterable, Codable, Sendable {
     /// The `concord app --strategy` value the nodes run.
     public var appStrategy: String {
         switch self {
-        case .local, .l4Hash, .l7Hash, .stickyCookie: "local"
+        case .local, .l4Hash, .l7Hash, .l7HashModulo, .stickyCookie: "local"
         case .sync: "sync"
         case .client: "client"
         case .store: "store"
@@ -46,6 +50,7 @@ public enum LabStrategy: String, CaseIterable, Codable, Sendable {
         case .local, .sync, .client, .store, .storeNearCache: .roundRobin
         case .l4Hash: .sourceAddressHash
         case .l7Hash: .userHash
+        case .l7HashModulo: .userHashModulo
         case .stickyCookie: .stickyCookie
         case .ring: .sessionHash
         }
@@ -65,6 +70,7 @@ public enum LabStrategy: String, CaseIterable, Codable, Sendable {
         case .client: "the session travels in a sealed cookie, so no node holds state, at the price of a large cookie on every request"
         case .l4Hash: "the proxy pins each source address to a node; the pinned node's memory is the only copy"
         case .l7Hash: "the proxy pins each user to a node; the pinned node's memory is the only copy"
+        case .l7HashModulo: "the proxy pins each user to node hash mod n, so a change in n sends most users to a node without their session"
         case .store: "every node reads and writes the shared store, one round trip per request"
         case .stickyCookie: "the proxy's cookie pins the browser to a node; that node's memory is the only copy"
         case .ring: "the proxy hashes the session id on the ring the nodes replicate on, so the next node on the ring holds a copy"

@@ -19,7 +19,7 @@ struct LabCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "Strategies to measure, comma-separated (local, sync, client, l4-hash, l7-hash, store, sticky-cookie, ring, store+near-cache). Default: all.")
+    @Option(help: "Strategies to measure, comma-separated (local, sync, client, l4-hash, l7-hash, l7-hash-modulo, store, sticky-cookie, ring, store+near-cache). Default: all.")
     var strategies: String?
 
     @Option(help: "Virtual users. Default 2000.")
@@ -28,7 +28,7 @@ struct LabCommand: AsyncParsableCommand {
     @Option(help: "App nodes at the start. Default 3.")
     var nodes: Int?
 
-    @Option(help: "Seconds per strategy, shared by the default phases in fixed proportions. Default 24.")
+    @Option(help: "Seconds per strategy, shared by the default phases in fixed proportions. Default 21.")
     var duration: Double?
 
     @Option(name: .customLong("think-time-ms"), help: "A user's pause between requests in milliseconds (jittered ±50%). Default 1000.")

@@ -64,12 +64,29 @@ final class RedisServerFixture: Sendable {
     /// Stops the server with SIGKILL and waits (at most 5 s) until it is gone. SIGKILL because a child started from
     /// a Swift concurrency thread inherits that thread's blocked signals, SIGTERM included; the server keeps no data
     /// worth a clean shutdown.
+    ///
+    /// It does not trust `Process.isRunning` (servers were seen outliving test runs): the pid is killed whenever it
+    /// still runs in this fixture's directory, and waited for through /proc.
     func stop(removeDirectory: Bool = true) async {
-        if let process = process.withLock({ $0.take() }), process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            for _ in 0..<250 where process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
+        if let process = process.withLock({ $0.take() }) {
+            let pid = process.processIdentifier
+            if pid > 0, isOurs(pid) {
+                kill(pid, SIGKILL)
+                for _ in 0..<250 where isOurs(pid) { try? await Task.sleep(for: .milliseconds(20)) }
+            }
         }
         if removeDirectory { try? FileManager.default.removeItem(at: directory) }
+    }
+
+    /// Whether `pid` is a live process (not a zombie) whose working directory is this fixture's directory.
+    private func isOurs(_ pid: Int32) -> Bool {
+        guard let cwd = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/cwd"),
+            URL(fileURLWithPath: cwd).standardizedFileURL.path == directory.standardizedFileURL.path,
+            let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return false }
+        let state = stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first
+        return state != "Z" && state != "X"
     }
 
     private func launch() async throws {
