@@ -196,6 +196,7 @@ let package = Package(
         .testTarget(
             name: "ConcordHummingbirdTests",
             dependencies: [
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
                 "ConcordHummingbird",
                 "ConcordSessions",
                 "ConcordSessionsTesting",

@@ -31,14 +31,18 @@ public struct ConcordSessionMiddleware<Context: ConcordSessionRequestContext>: R
     }
 
     /// A middleware over an existing manager (tests inject one with a manual wall clock).
-    public init(manager: SessionManager<Context.Session>) {
+    /// - Parameter metricsFactory: where the counters go; the process-wide `MetricsSystem` by default.
+    public init(manager: SessionManager<Context.Session>, metricsFactory: any MetricsFactory = MetricsSystem.factory) {
         self.manager = manager
         self.cookie = manager.configuration.cookie
         let strategy = manager.configuration.strategy.name
         self.rejectionCounters = Dictionary(uniqueKeysWithValues: SessionRejection.allCases.map {
-            ($0, Counter(label: "concord_session_cookie_rejected_total", dimensions: [("reason", $0.rawValue), ("strategy", strategy)]))
+            ($0, Counter(
+                label: "concord_session_cookie_rejected_total", dimensions: [("reason", $0.rawValue), ("strategy", strategy)],
+                factory: metricsFactory))
         })
-        self.unavailableCounter = Counter(label: "concord_session_store_unavailable_total", dimensions: [("strategy", strategy)])
+        self.unavailableCounter = Counter(
+            label: "concord_session_store_unavailable_total", dimensions: [("strategy", strategy)], factory: metricsFactory)
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {

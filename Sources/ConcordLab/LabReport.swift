@@ -73,6 +73,18 @@ public struct LabReport: Sendable {
             }
             sentences.append(sentence + ".")
         }
+        let scaling = rows(phase: .scaleOut) + rows(phase: .scaleIn)
+        let modulo = scaling.filter { $0.strategy == LabStrategy.l7HashModulo.rawValue }
+        let consistent = scaling.filter { $0.strategy == LabStrategy.l7Hash.rawValue }
+        if !modulo.isEmpty, !consistent.isEmpty {
+            let share = { (rows: [LabResult]) in
+                Double(rows.reduce(0) { $0 + $1.lostSessions }) * 100 / Double(max(1, rows.reduce(0) { $0 + $1.activeUsers }))
+            }
+            sentences.append(
+                "Scaling out and in, `l7-hash-modulo` lost \(Self.fixed(share(modulo), 1)) % of active users against "
+                    + "\(Self.fixed(share(consistent), 1)) % for `l7-hash` on the consistent ring: with hash mod n a change in "
+                    + "n sends most users to another node, with a ring only the keys of the added or removed node move.")
+        }
         let parallel = rows(phase: .parallel)
         if !parallel.isEmpty {
             let losing = parallel.filter { $0.lostCartItems > 0 }.sorted { $0.lostCartItems > $1.lostCartItems }

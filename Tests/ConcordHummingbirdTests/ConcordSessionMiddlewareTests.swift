@@ -5,6 +5,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import Synchronization
+import MetricsTestKit
 import Testing
 
 @Suite struct ConcordSessionMiddlewareTests {
@@ -85,7 +86,8 @@ import Testing
     func tamperedCookiesMeanNoSessionNeverAnError(_ strategy: Strategy) async throws {
         let clock = ManualClock()
         let manager = try Self.manager(strategy, clock: clock)
-        let app = SessionTestApp.application(manager: manager)
+        let metrics = TestMetrics()
+        let app = SessionTestApp.application(manager: manager, metrics: metrics)
         try await app.test(.router) { client in
             var jar = SessionCookieJar()
             try await client.execute(uri: "/login/eve", method: .post) { jar.receive($0) }
@@ -99,6 +101,10 @@ import Testing
                 }
             }
             #expect(manager.rejectionCounts.values.reduce(0, +) >= 3)
+            // Each refusal is counted once in the exported metric, by reason.
+            let exported = metrics.counters.filter { $0.label == "concord_session_cookie_rejected_total" }
+                .reduce(0) { $0 + $1.totalValue }
+            #expect(exported == Int64(manager.rejectionCounts.values.reduce(0, +)))
         }
     }
 

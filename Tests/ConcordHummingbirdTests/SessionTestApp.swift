@@ -4,6 +4,7 @@ import ConcordSessionsTesting
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import Metrics
 
 struct ShopSession: SessionValue, Equatable {
     var userName: String?
@@ -13,9 +14,11 @@ struct ShopSession: SessionValue, Equatable {
 
 /// A small shop app with login, cart, notes and logout, on the session middleware.
 enum SessionTestApp {
-    static func router(manager: SessionManager<ShopSession>) -> Router<ConcordRequestContext<ShopSession>> {
+    static func router(
+        manager: SessionManager<ShopSession>, metrics: any MetricsFactory = MetricsSystem.factory
+    ) -> Router<ConcordRequestContext<ShopSession>> {
         let router = Router(context: ConcordRequestContext<ShopSession>.self)
-        router.add(middleware: ConcordSessionMiddleware(manager: manager))
+        router.add(middleware: ConcordSessionMiddleware(manager: manager, metricsFactory: metrics))
         router.post("/login/:user") { _, context in
             let user = try context.parameters.require("user")
             context.session.logIn(userID: user)
@@ -49,8 +52,13 @@ enum SessionTestApp {
         return router
     }
 
-    static func application(manager: SessionManager<ShopSession>, logger: Logger = Logger(label: "test")) -> some ApplicationProtocol {
-        Application(router: router(manager: manager), configuration: .init(address: .hostname("127.0.0.1", port: 0)), logger: logger)
+    static func application(
+        manager: SessionManager<ShopSession>, metrics: any MetricsFactory = MetricsSystem.factory,
+        logger: Logger = Logger(label: "test")
+    ) -> some ApplicationProtocol {
+        Application(
+            router: router(manager: manager, metrics: metrics), configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            logger: logger)
     }
 }
 

@@ -53,6 +53,20 @@ import Testing
         #expect(markdown.contains("| store | crash |"))
     }
 
+    @Test func findingsCompareModuloWithConsistentHashingOnScaling() {
+        let phases = [LabPhase(kind: .scaleOut, seconds: 1), LabPhase(kind: .scaleIn, seconds: 1)]
+        let results = ["scale-out", "scale-in"].flatMap { phase in
+            [
+                LabResult(strategy: "l7-hash", phase: phase, balancing: "", tally: tally(requests: 100, lost: 25, active: 100, perNode: ["a": 100])),
+                LabResult(strategy: "l7-hash-modulo", phase: phase, balancing: "", tally: tally(requests: 100, lost: 75, active: 100, perNode: ["a": 100])),
+            ]
+        }
+        let report = LabReport(
+            configuration: LabConfiguration(strategies: [.l7Hash, .l7HashModulo], phases: phases), results: results, skipped: [],
+            proxyAvailable: true)
+        #expect(report.findings.contains { $0.contains("`l7-hash-modulo` lost 75.0 % of active users against 25.0 % for `l7-hash`") })
+    }
+
     @Test func findingsNameTheWinnersAndTheSkipped() {
         let phases = [LabPhase(kind: .steady, seconds: 1), LabPhase(kind: .crash, seconds: 1)]
         let results = [
