@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOPosix
 
@@ -23,7 +24,7 @@ enum ProxyHarness {
         configuration.listen = HostPort(host: "127.0.0.1", port: 0)
         if configuration.admin != nil { configuration.admin = HostPort(host: "127.0.0.1", port: 0) }
         var logger = Logger(label: "proxy-test")
-        logger.logLevel = .warning
+        logger.logLevel = ProcessInfo.processInfo.environment["CONCORD_PROXY_TEST_LOG"] == nil ? .warning : .debug
         let server = try ProxyServer(configuration: configuration, logger: logger)
         let addresses = try await server.start()
         do {

@@ -42,7 +42,12 @@ final class RedisServerFixture: Sendable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var lastError: any Error = FixtureError("redis-server did not start")
         for _ in 0..<3 {  // a free port can be taken between probing and binding; try another
-            let server = RedisServerFixture(port: try await freeLoopbackPort(), directory: directory, arguments: arguments)
+            // A cluster node also listens on port + 10000 (the cluster bus), so its port must be ≤ 55535.
+            let highest = arguments.contains("--cluster-enabled") ? 55535 : 65535
+            var port = try await freeLoopbackPort()
+            for _ in 0..<100 where port > highest { port = try await freeLoopbackPort() }
+            try? FileManager.default.removeItem(at: directory.appendingPathComponent("nodes.conf"))
+            let server = RedisServerFixture(port: port, directory: directory, arguments: arguments)
             do {
                 try await server.launch()
                 return server
@@ -115,7 +120,9 @@ final class RedisServerFixture: Sendable {
         configuration.endpoints[0].password = password
         for _ in 0..<200 {
             guard process.isRunning else {
-                throw FixtureError("redis-server on port \(port) exited (status \(process.terminationStatus)); see \(directory.path)")
+                let log = (try? String(contentsOf: directory.appendingPathComponent("redis-\(port).log"), encoding: .utf8)) ?? ""
+                throw FixtureError(
+                    "redis-server on port \(port) exited (status \(process.terminationStatus)): \(log.suffix(400))")
             }
             if let connection = try? await RedisConnection.connect(to: configuration.endpoints[0], configuration: configuration) {
                 defer { connection.close() }
