@@ -132,18 +132,8 @@ public final class PostgresSessionStore: SessionStore, Service {
         await withDiscardingTaskGroup { group in
             group.addTask { await self.client.run() }
             await cancelWhenGracefulShutdown {
-                while !Task.isCancelled {
-                    do {
-                        try await self.clock.sleep(for: self.configuration.sweepInterval)
-                    } catch {
-                        break
-                    }
-                    do {
-                        let deleted = try await self.sweepExpired()
-                        self.logger.debug("swept expired sessions", metadata: ["deleted": "\(deleted)"])
-                    } catch {
-                        self.logger.warning("sweeping expired sessions failed", metadata: ["error": "\(error)"])
-                    }
+                await ExpirySweepLoop.run(every: self.configuration.sweepInterval, on: self.clock, logger: self.logger) {
+                    try await self.sweepExpired()
                 }
             }
             group.cancelAll()
