@@ -39,7 +39,7 @@ struct HTTPExchangeStateMachine {
     }
 
     enum FailureDecision: Equatable {
-        /// Try the key's next candidate (connect failure) or a fresh connection (a reused one was stale).
+        /// Send the request again to the key's next candidate, the failed backend excluded.
         case retry
         /// Answer the client with this status, then close.
         case respond(HTTPResponseStatus)
@@ -142,13 +142,7 @@ struct HTTPExchangeStateMachine {
     /// Connecting failed. A retry needs an idempotent request, a candidate left and no earlier retry.
     mutating func connectFailed(timedOut: Bool, hasAlternative: Bool) -> FailureDecision {
         guard state == .connecting || state == .proxying else { return .close }
-        if idempotent && hasAlternative && attempts < 2 {
-            attempts += 1
-            state = .connecting
-            return .retry
-        }
-        state = .closing
-        return .respond(timedOut ? .gatewayTimeout : .badGateway)
+        return retryOrRespond(timedOut ? .gatewayTimeout : .badGateway, hasAlternative: hasAlternative)
     }
 
     /// No backend takes new work.
@@ -157,22 +151,29 @@ struct HTTPExchangeStateMachine {
         return .respond(.serviceUnavailable)
     }
 
-    /// The backend closed or failed before the response ended. A pooled connection that closes before any
-    /// response byte was likely closed by the backend's idle timer just as it was reused: an idempotent request
-    /// is safe to send again on a fresh connection.
-    mutating func backendFailed(reusedConnection: Bool) -> FailureDecision {
+    /// The backend connection closed or failed before the response ended. Before the first response byte
+    /// nothing has been answered, so an idempotent request is sent again to the key's next candidate — whether
+    /// the connection was opened for this request (the backend is failing) or taken from the pool (the backend
+    /// may also have closed it as idle just as it was reused). The same single retry as for a failed connect.
+    mutating func backendFailed(hasAlternative: Bool) -> FailureDecision {
         guard state == .proxying || state == .connecting else { return .close }
         if responseStarted {
             state = .closing
             return .close
         }
-        if reusedConnection && idempotent && attempts < 2 {
+        return retryOrRespond(.badGateway, hasAlternative: hasAlternative)
+    }
+
+    /// A retry needs an idempotent request (RFC 9110 §9.2.2), a candidate left and no earlier retry: one retry
+    /// per request at most.
+    private mutating func retryOrRespond(_ status: HTTPResponseStatus, hasAlternative: Bool) -> FailureDecision {
+        if idempotent && hasAlternative && attempts < 2 {
             attempts += 1
             state = .connecting
             return .retry
         }
         state = .closing
-        return .respond(.badGateway)
+        return .respond(status)
     }
 
     /// The backend did not answer in time.

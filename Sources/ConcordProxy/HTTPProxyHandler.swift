@@ -286,21 +286,27 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
         if case .connectTimeout = error as? ChannelError { timedOut = true } else { timedOut = false }
         switch machine.connectFailed(timedOut: timedOut, hasAlternative: runtime.balancer.backends.count > 1) {
         case .retry:
-            releasePick()
-            guard let next = choose(excluding: target), next.backend != target else {
-                runtime.logger.debug("connect to \(target) failed (\(error)); no other backend for a retry")
-                abortExchange(respondingWith: timedOut ? .gatewayTimeout : .badGateway)
-                return
-            }
-            runtime.metrics.retries.increment()
-            runtime.logger.debug("connect to \(target) failed (\(error)); retrying on the key's next node \(next.backend)")
-            connect(next)
+            retry(excluding: target, after: "connect to \(target) failed (\(error))", otherwise: timedOut ? .gatewayTimeout : .badGateway)
         case .respond(let status):
             runtime.logger.debug("connect to \(target) failed: \(error)")
             abortExchange(respondingWith: status)
         case .close:
             context?.close(promise: nil)
         }
+    }
+
+    /// Sends the request (held in full until its response begins) to the key's next candidate after `target`
+    /// failed, or answers `status` when there is none.
+    private func retry(excluding target: Backend, after failure: String, otherwise status: HTTPResponseStatus) {
+        releasePick()
+        guard let next = choose(excluding: target) else {
+            runtime.logger.debug("\(failure); no other backend for a retry")
+            abortExchange(respondingWith: status)
+            return
+        }
+        runtime.metrics.retries.increment()
+        runtime.logger.debug("\(failure); retrying on the key's next node \(next.backend)")
+        connect(next)
     }
 
     private func attach(_ connection: BackendHTTPHandler, reused: Bool) {
@@ -429,24 +435,15 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
         guard connection === backend else { return }
         backend = nil
         let target = connection.backend
-        switch machine.backendFailed(reusedConnection: backendWasReused) {
+        let failure = "backend \(target) closed before responding (\(error.map { "\($0)" } ?? "EOF"))"
+        // A connection opened for this request that fails before the response counts against the backend
+        // (passive check); a pooled one may only have met the backend's idle timeout, which says nothing.
+        if !backendWasReused && !machine.responseStarted { runtime.balancer.recordConnectFailure(target) }
+        switch machine.backendFailed(hasAlternative: runtime.balancer.backends.count > 1) {
         case .retry:
-            runtime.metrics.retries.increment()
-            // The stale pooled connection is gone; connect afresh to the same backend (the pick stays).
-            let loopBound = NIOLoopBound(self, eventLoop: pool.eventLoop)
-            pool.connect(to: target) { result in
-                let handler = loopBound.value
-                switch result {
-                case .success(let fresh) where handler.machine.state == .connecting:
-                    handler.attach(fresh, reused: false)
-                case .success(let fresh):
-                    fresh.close()
-                case .failure(let error):
-                    handler.connectFailed(target, error: error)
-                }
-            }
+            retry(excluding: target, after: failure, otherwise: .badGateway)
         case .respond(let status):
-            runtime.logger.debug("backend \(target) closed before responding: \(error.map { "\($0)" } ?? "EOF")")
+            runtime.logger.debug("\(failure)")
             abortExchange(respondingWith: status)
         case .close:
             context?.close(promise: nil)

@@ -96,21 +96,63 @@ import Testing
         #expect(machine.connectFailed(timedOut: false, hasAlternative: false) == .respond(.badGateway))
     }
 
-    @Test func staleReusedConnectionIsRetriedOnlyBeforeTheResponse() {
+    @Test func backendFailureBeforeTheResponseRetriesAnIdempotentRequestOnce() {
         var machine = HTTPExchangeStateMachine(limits: ProxyLimits())
         _ = machine.receivedHead(head(.GET))
+        #expect(machine.receivedEnd() == .hold)
         machine.connected()
-        #expect(machine.backendFailed(reusedConnection: true) == .retry)
+        // Reset before any response byte (a fresh or a pooled connection alike): the next candidate gets it.
+        #expect(machine.backendFailed(hasAlternative: true) == .retry)
+        #expect(machine.state == .connecting)
+        #expect(machine.attempts == 2)
         machine.connected()
-        machine.responseHeadReceived()
-        #expect(machine.backendFailed(reusedConnection: true) == .close)
+        // The retry failed as well: one retry per request, then 502.
+        #expect(machine.backendFailed(hasAlternative: true) == .respond(.badGateway))
+        #expect(machine.state == .closing)
     }
 
-    @Test func freshConnectionFailureIs502() {
+    @Test func backendFailureAfterAFailedConnectIs502() {
+        var machine = HTTPExchangeStateMachine(limits: ProxyLimits())
+        _ = machine.receivedHead(head(.GET))
+        #expect(machine.connectFailed(timedOut: false, hasAlternative: true) == .retry)
+        machine.connected()
+        // The connect retry used the request's only retry.
+        #expect(machine.backendFailed(hasAlternative: true) == .respond(.badGateway))
+    }
+
+    @Test func backendFailureIsNotRetriedWithoutAnAlternativeOrForAPost() {
+        var alone = HTTPExchangeStateMachine(limits: ProxyLimits())
+        _ = alone.receivedHead(head(.GET))
+        alone.connected()
+        #expect(alone.backendFailed(hasAlternative: false) == .respond(.badGateway))
+
+        var post = HTTPExchangeStateMachine(limits: ProxyLimits())
+        _ = post.receivedHead(head(.POST, headers: [("content-length", "0")]))
+        post.connected()
+        #expect(post.backendFailed(hasAlternative: true) == .respond(.badGateway))
+    }
+
+    @Test func backendFailureAfterTheResponseBeganCloses() {
         var machine = HTTPExchangeStateMachine(limits: ProxyLimits())
         _ = machine.receivedHead(head(.GET))
         machine.connected()
-        #expect(machine.backendFailed(reusedConnection: false) == .respond(.badGateway))
+        machine.responseHeadReceived()
+        #expect(machine.backendFailed(hasAlternative: true) == .close)
+        #expect(machine.state == .closing)
+    }
+
+    @Test func retriedRequestHoldsPartsAgainUntilReconnected() {
+        var machine = HTTPExchangeStateMachine(limits: ProxyLimits())
+        _ = machine.receivedHead(head(.PUT, headers: [("content-length", "4")]))
+        machine.connected()
+        #expect(machine.receivedBody(bytes: 2) == .forward)
+        #expect(machine.backendFailed(hasAlternative: true) == .retry)
+        // While the next candidate is being connected, the rest of the body waits with the parts already sent.
+        #expect(machine.receivedBody(bytes: 2) == .hold)
+        #expect(machine.receivedEnd() == .hold)
+        machine.connected()
+        machine.responseHeadReceived()
+        #expect(machine.responseEnded(backendKeepAlive: true) == .keepAlive(reuseBackend: true))
     }
 
     @Test func closesWhenTheClientAsksOrTheRequestIsUnfinished() {

@@ -138,3 +138,30 @@ final class TestEchoBackend: Sendable {
         }
     }
 }
+
+/// A backend that is failing: it accepts connections and closes each one as soon as a request arrives, before
+/// any response byte (as a dying process does).
+final class TestClosingBackend: Sendable {
+    private let channel: any Channel
+    var address: String { "127.0.0.1:\(channel.localAddress!.port!)" }
+
+    private init(channel: any Channel) { self.channel = channel }
+
+    static func start() async throws -> TestClosingBackend {
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(CloseOnRead())
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        return TestClosingBackend(channel: channel)
+    }
+
+    func stop() async { try? await channel.close() }
+
+    private final class CloseOnRead: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) { context.close(promise: nil) }
+    }
+}
