@@ -217,6 +217,7 @@ let package = Package(
             name: "ConcordProxyTests",
             dependencies: [
                 "ConcordProxy",
+                "ConcordSessionsTesting",  // ManualClock drives the health checker's rounds
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

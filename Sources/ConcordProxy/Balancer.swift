@@ -99,31 +99,38 @@ public final class Balancer: Sendable {
         var membership: Membership
         var runtime: [Runtime]
         var nextRoundRobin = 0
+        var algorithm: HashAlgorithm
+        var boundedLoad: Double?
+        var health: HealthCheckConfiguration
     }
 
-    public let algorithm: HashAlgorithm
-    public let boundedLoad: Double?
-    let health: HealthCheckConfiguration
     let metrics: ProxyMetrics
     private let logger: Logger
     private let state: NIOLockedValueBox<State>
+    /// Serializes membership changes (admin API, reloads): each reads the current settings and publishes new ones,
+    /// so two at once could lose one. Picks never take it.
+    private let changes = NIOLock()
 
     public init(backends: [HostPort], algorithm: HashAlgorithm, boundedLoad: Double?, health: HealthCheckConfiguration,
                 metrics: ProxyMetrics, logger: Logger) throws(ProxyError) {
-        self.algorithm = algorithm
-        self.boundedLoad = boundedLoad
-        self.health = health
         self.metrics = metrics
         self.logger = logger
         var resolved: [Backend] = []
         for address in backends { resolved.append(try Backend(address: address)) }
         let membership = try Membership(backends: resolved, algorithm: algorithm, boundedLoad: boundedLoad)
         let runtime = resolved.map {
-            Runtime(health: HealthStateMachine(rise: health.rise, fall: health.fall, ejectAfter: health.ejectAfterConnectFailures),
-                    counters: metrics.backend($0.id))
+            Runtime(health: HealthStateMachine(health), counters: metrics.backend($0.id))
         }
-        self.state = NIOLockedValueBox(State(membership: membership, runtime: runtime))
+        self.state = NIOLockedValueBox(State(
+            membership: membership, runtime: runtime, algorithm: algorithm, boundedLoad: boundedLoad, health: health))
     }
+
+    /// Key→backend algorithm for `hash` (changed by ``reconfigure(backends:algorithm:boundedLoad:health:)``).
+    public var algorithm: HashAlgorithm { state.withLockedValue { $0.algorithm } }
+    /// Bounded-load factor, if any.
+    public var boundedLoad: Double? { state.withLockedValue { $0.boundedLoad } }
+    /// Active and passive health settings; ``HealthChecker`` reads them at every round.
+    public var healthConfiguration: HealthCheckConfiguration { state.withLockedValue { $0.health } }
 
     // MARK: Picks
 
@@ -279,16 +286,20 @@ public final class Balancer: Sendable {
 
     /// Adds a backend at the end of the list (its keys come from every other backend, ≈1/(n+1) of them).
     public func add(_ address: HostPort) throws(ProxyError) {
+        changes.lock()
+        defer { changes.unlock() }
         let current = backends.map(\.address)
         guard !current.contains(address) else { throw .duplicateBackend(address.description) }
-        try replaceBackends(current + [address])
+        try apply(backends: current + [address])
     }
 
     /// Removes a backend (its keys go to their next nodes; requests in flight to it finish).
     public func remove(id: String) throws(ProxyError) {
+        changes.lock()
+        defer { changes.unlock() }
         let current = backends.map(\.address)
         guard current.contains(where: { $0.description == id }) else { throw .unknownBackend(id) }
-        try replaceBackends(current.filter { $0.description != id })
+        try apply(backends: current.filter { $0.description != id })
     }
 
     /// Starts or ends draining a backend (see the type's documentation for what drain keeps).
@@ -299,34 +310,93 @@ public final class Balancer: Sendable {
             return true
         }
         guard found else { throw .unknownBackend(id) }
+        logDrain(id: id, draining)
+    }
+
+    /// Makes exactly the backends in `ids` draining (a reload's `drain` list): listed ones start draining, others
+    /// that were draining stop. Unknown ids are ignored (``ProxyConfiguration/validate()`` rejects them).
+    public func setDraining(exactly ids: Set<String>) {
+        let changed = state.withLockedValue { state -> [(String, Bool)] in
+            var changed: [(String, Bool)] = []
+            for (index, backend) in state.membership.backends.enumerated() {
+                let draining = ids.contains(backend.id)
+                if state.runtime[index].draining != draining {
+                    state.runtime[index].draining = draining
+                    changed.append((backend.id, draining))
+                }
+            }
+            return changed
+        }
+        for (id, draining) in changed { logDrain(id: id, draining) }
+    }
+
+    private func logDrain(id: String, _ draining: Bool) {
         logger.notice("backend \(id) \(draining ? "is draining: no new keys, bound sessions stay" : "is no longer draining")")
     }
 
-    /// Sets the backend list (SIGHUP reload, admin changes). Rebuilds the selection only when the list differs;
-    /// health, drain and load carry over by backend id.
+    /// Sets the backend list (admin changes). Rebuilds the selection only when the list differs; health, drain
+    /// and load carry over by backend id.
     public func replaceBackends(_ addresses: [HostPort]) throws(ProxyError) {
+        changes.lock()
+        defer { changes.unlock() }
+        try apply(backends: addresses)
+    }
+
+    /// Sets everything a reload may change at once: the backend list (`nil` keeps the current one), the
+    /// algorithm, the bounded-load factor and the health settings. The selection is rebuilt only when the list, the
+    /// algorithm or the factor differs; health (up/down and the current streaks, under the new `rise`/`fall`),
+    /// drain and load carry over by backend id. Nothing changes when it throws.
+    public func reconfigure(backends addresses: [HostPort]?, algorithm: HashAlgorithm, boundedLoad: Double?,
+                            health: HealthCheckConfiguration) throws(ProxyError) {
+        changes.lock()
+        defer { changes.unlock() }
+        try apply(backends: addresses ?? backends.map(\.address), algorithm: algorithm, boundedLoad: boundedLoad, health: health)
+    }
+
+    /// A membership change that keeps the other settings; the caller holds `changes`.
+    private func apply(backends addresses: [HostPort]) throws(ProxyError) {
+        let (algorithm, boundedLoad, health) = state.withLockedValue { ($0.algorithm, $0.boundedLoad, $0.health) }
+        try apply(backends: addresses, algorithm: algorithm, boundedLoad: boundedLoad, health: health)
+    }
+
+    /// The body of every membership change; the caller holds `changes`.
+    private func apply(backends addresses: [HostPort], algorithm: HashAlgorithm, boundedLoad: Double?,
+                       health: HealthCheckConfiguration) throws(ProxyError) {
         var seen = Set<HostPort>()
         for address in addresses where !seen.insert(address).inserted { throw .duplicateBackend(address.description) }
-        if backends.map(\.address) == addresses { return }
+        let current = state.withLockedValue { ($0.membership.backends.map(\.address), $0.algorithm, $0.boundedLoad) }
+        guard current != (addresses, algorithm, boundedLoad) else {
+            state.withLockedValue { state in
+                state.health = health
+                for i in state.runtime.indices { state.runtime[i].health.adopt(health) }
+            }
+            return
+        }
         var resolved: [Backend] = []
         for address in addresses { resolved.append(try Backend(address: address)) }
         let membership = try Membership(backends: resolved, algorithm: algorithm, boundedLoad: boundedLoad)
         let countersByID = Dictionary(uniqueKeysWithValues: resolved.map { ($0.id, metrics.backend($0.id)) })
-        let health = self.health
         let (before, after) = state.withLockedValue { state -> ([String], [String]) in
             let before = state.membership.backends.map(\.id)
             var carried: [String: Runtime] = [:]
             for (backend, runtime) in zip(state.membership.backends, state.runtime) { carried[backend.id] = runtime }
             state.runtime = resolved.map { backend in
-                carried[backend.id] ?? Runtime(
-                    health: HealthStateMachine(rise: health.rise, fall: health.fall, ejectAfter: health.ejectAfterConnectFailures),
-                    counters: countersByID[backend.id]!)
+                var runtime = carried[backend.id] ?? Runtime(health: HealthStateMachine(health), counters: countersByID[backend.id]!)
+                runtime.health.adopt(health)
+                return runtime
             }
             state.membership = membership
+            state.algorithm = algorithm
+            state.boundedLoad = boundedLoad
+            state.health = health
             return (before, resolved.map(\.id))
         }
         let added = after.filter { !before.contains($0) }
         let removed = before.filter { !after.contains($0) }
-        logger.notice("backends changed: \(after.count) now (added \(added.isEmpty ? "none" : added.joined(separator: ", ")); removed \(removed.isEmpty ? "none" : removed.joined(separator: ", ")))")
+        if added.isEmpty && removed.isEmpty && before == after {
+            logger.notice("selection rebuilt: algorithm \(algorithm), bounded load \(boundedLoad.map { "\($0)" } ?? "off")")
+        } else {
+            logger.notice("backends changed: \(after.count) now (added \(added.isEmpty ? "none" : added.joined(separator: ", ")); removed \(removed.isEmpty ? "none" : removed.joined(separator: ", ")))")
+        }
     }
 }

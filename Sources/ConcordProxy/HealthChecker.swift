@@ -1,34 +1,55 @@
-import Logging
 import NIOCore
 import NIOPosix
 
 /// Active health checks: every `interval`, each backend is probed (HTTP `GET path` expecting 2xx/3xx, or a TCP
 /// connect) and the result goes to its ``HealthStateMachine`` through the ``Balancer``, which logs one line per flip.
-struct HealthChecker: Sendable {
-    let configuration: HealthCheckConfiguration
-    let mode: ProxyMode
+///
+/// The settings are read from the balancer at the start of every round, so a reload that changes `interval`,
+/// `timeout`, `path`, `rise` or `fall` takes effect from the next round. Rounds are timed on `clock` (injected,
+/// like Hummingbird's `MemoryPersistDriver<C: Clock>`), so tests drive them without sleeping.
+struct HealthChecker<C: Clock>: Sendable where C.Duration == Duration {
     let balancer: Balancer
     let group: any EventLoopGroup
-    let logger: Logger
+    let clock: C
 
+    init(balancer: Balancer, group: any EventLoopGroup, clock: C) {
+        self.balancer = balancer
+        self.group = group
+        self.clock = clock
+    }
+
+    init(balancer: Balancer, group: any EventLoopGroup) where C == ContinuousClock {
+        self.init(balancer: balancer, group: group, clock: ContinuousClock())
+    }
+
+    /// Probes every backend, waits `interval`, and again, until the task is cancelled.
     func run() async {
         while !Task.isCancelled {
-            let backends = balancer.backends
-            await withTaskGroup(of: Void.self) { tasks in
-                for backend in backends {
-                    tasks.addTask {
-                        let (healthy, detail) = await probe(backend)
-                        if Task.isCancelled { return }
-                        balancer.recordProbe(backend, success: healthy, detail: detail)
-                    }
+            let configuration = balancer.healthConfiguration
+            await probeAll(configuration)
+            do {
+                try await clock.sleep(for: .milliseconds(Int(configuration.interval * 1000)))
+            } catch {
+                return
+            }
+        }
+    }
+
+    /// One round: every current backend is probed at once and each result is recorded.
+    func probeAll(_ configuration: HealthCheckConfiguration) async {
+        await withTaskGroup(of: Void.self) { tasks in
+            for backend in balancer.backends {
+                tasks.addTask {
+                    let (healthy, detail) = await probe(backend, configuration)
+                    if Task.isCancelled { return }
+                    balancer.recordProbe(backend, success: healthy, detail: detail)
                 }
             }
-            try? await Task.sleep(for: .milliseconds(Int(configuration.interval * 1000)))
         }
     }
 
     /// One probe, bounded by `timeout`.
-    func probe(_ backend: Backend) async -> (Bool, String) {
+    func probe(_ backend: Backend, _ configuration: HealthCheckConfiguration) async -> (Bool, String) {
         let timeout = TimeAmount(seconds: configuration.timeout)
         let promise = group.any().makePromise(of: (Bool, String).self)
         let channelFuture = ClientBootstrap(group: promise.futureResult.eventLoop)

@@ -8,9 +8,9 @@ public struct HealthStateMachine: Sendable, Hashable {
         case wentDown
     }
 
-    public let rise: Int
-    public let fall: Int
-    public let ejectAfter: Int
+    public private(set) var rise: Int
+    public private(set) var fall: Int
+    public private(set) var ejectAfter: Int
     public private(set) var isUp: Bool
     private var successes = 0
     private var failures = 0
@@ -22,6 +22,19 @@ public struct HealthStateMachine: Sendable, Hashable {
         self.fall = max(1, fall)
         self.ejectAfter = ejectAfter
         self.isUp = isUp
+    }
+
+    /// Starts up with the thresholds of `configuration`.
+    init(_ configuration: HealthCheckConfiguration) {
+        self.init(rise: configuration.rise, fall: configuration.fall, ejectAfter: configuration.ejectAfterConnectFailures)
+    }
+
+    /// Takes new thresholds (a reload) and keeps the state and the current streaks: a backend that is down stays
+    /// down until `rise` successes in a row, counting those it already had.
+    mutating func adopt(_ configuration: HealthCheckConfiguration) {
+        rise = max(1, configuration.rise)
+        fall = max(1, configuration.fall)
+        ejectAfter = configuration.ejectAfterConnectFailures
     }
 
     /// The result of one active probe.

@@ -115,7 +115,7 @@ public final class ProxyServer: Service, Sendable {
                 throw error
             }
         }
-        let checker = HealthChecker(configuration: configuration.health, mode: configuration.mode, balancer: balancer, group: group, logger: logger)
+        let checker = HealthChecker(balancer: balancer, group: group)
         let healthTask = Task { await checker.run() }
         running.withLockedValue {
             $0 = Running(listener: listener, admin: adminChannel, pools: pools, healthTask: healthTask)

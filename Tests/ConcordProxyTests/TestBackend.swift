@@ -9,12 +9,12 @@ import NIOPosix
 final class TestBackend: Sendable {
     let name: String
     private let channel: any Channel
-    private let state: NIOLockedValueBox<(healthy: Bool, requests: Int)>
+    private let state: NIOLockedValueBox<(healthy: Bool, requests: Int, healthChecks: Int)>
     private let children: NIOLockedValueBox<[any Channel]>
     var port: Int { channel.localAddress!.port! }
     var address: String { "127.0.0.1:\(port)" }
 
-    private init(name: String, channel: any Channel, state: NIOLockedValueBox<(healthy: Bool, requests: Int)>,
+    private init(name: String, channel: any Channel, state: NIOLockedValueBox<(healthy: Bool, requests: Int, healthChecks: Int)>,
                  children: NIOLockedValueBox<[any Channel]>) {
         self.name = name
         self.channel = channel
@@ -23,7 +23,7 @@ final class TestBackend: Sendable {
     }
 
     static func start(name: String, port: Int = 0) async throws -> TestBackend {
-        let state = NIOLockedValueBox((healthy: true, requests: 0))
+        let state = NIOLockedValueBox((healthy: true, requests: 0, healthChecks: 0))
         let children = NIOLockedValueBox<[any Channel]>([])
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -40,6 +40,8 @@ final class TestBackend: Sendable {
 
     func setHealthy(_ healthy: Bool) { state.withLockedValue { $0.healthy = healthy } }
     var requests: Int { state.withLockedValue { $0.requests } }
+    /// `GET /health` requests answered so far.
+    var healthChecks: Int { state.withLockedValue { $0.healthChecks } }
 
     /// Closes the listener and every open connection, as a killed process would.
     func stop() async {
@@ -51,11 +53,11 @@ final class TestBackend: Sendable {
         typealias InboundIn = HTTPServerRequestPart
         typealias OutboundOut = HTTPServerResponsePart
         let name: String
-        let state: NIOLockedValueBox<(healthy: Bool, requests: Int)>
+        let state: NIOLockedValueBox<(healthy: Bool, requests: Int, healthChecks: Int)>
         var head: HTTPRequestHead?
         var bodyBytes = 0
 
-        init(name: String, state: NIOLockedValueBox<(healthy: Bool, requests: Int)>) {
+        init(name: String, state: NIOLockedValueBox<(healthy: Bool, requests: Int, healthChecks: Int)>) {
             self.name = name
             self.state = state
         }
@@ -72,7 +74,10 @@ final class TestBackend: Sendable {
                 var status = HTTPResponseStatus.ok
                 var text = name
                 if head.uri == "/health" {
-                    status = state.withLockedValue { $0.healthy } ? .ok : .serviceUnavailable
+                    status = state.withLockedValue { state in
+                        state.healthChecks += 1
+                        return state.healthy
+                    } ? .ok : .serviceUnavailable
                 } else {
                     state.withLockedValue { $0.requests += 1 }
                     if head.uri == "/echo-xff" { text = head.headers["x-forwarded-for"].joined(separator: ",") }

@@ -1,0 +1,69 @@
+import ConcordSessionsTesting
+import Logging
+import NIOPosix
+import Testing
+
+@testable import ConcordProxy
+
+@Suite struct HealthCheckerTests {
+    /// Rounds are an hour apart on a ``ManualClock``: only advancing the clock runs the next one, so the test
+    /// counts probes exactly (a checker sleeping on the real clock would never get past the first round).
+    @Test func fallsAfterFallFailedProbesAndRisesAfterRiseSuccessesOnTheInjectedClock() async throws {
+        try await ProxyHarness.withBackends(["a"]) { backends in
+            let backend = backends[0]
+            let interval: Double = 3600
+            let balancer = try Balancer(
+                backends: [try HostPort(parsing: backend.address)], algorithm: .ring, boundedLoad: nil,
+                health: HealthCheckConfiguration(path: "/health", interval: interval, timeout: 1, rise: 2, fall: 3),
+                metrics: ProxyMetrics(), logger: Logger(label: "health-checker-test"))
+            let clock = ManualClock()
+            let checker = HealthChecker(balancer: balancer, group: MultiThreadedEventLoopGroup.singleton, clock: clock)
+            let task = Task { await checker.run() }
+            var state: String { balancer.statuses()[0].state }
+            /// Waits until round `n` has probed the backend, recorded the result and gone back to sleep.
+            func waitForRound(_ n: Int) async throws {
+                try await waitUntil { backend.healthChecks == n && clock.sleeperCount == 1 }
+            }
+            var round = 1
+            /// Lets `seconds` pass on the clock, which must start the next round.
+            func nextRound(after seconds: Double) async throws {
+                clock.advance(by: .seconds(seconds))
+                round += 1
+                try await waitForRound(round)
+            }
+
+            try await waitForRound(1)  // the first round runs at once
+            #expect(state == "up")
+            backend.setHealthy(false)
+            for failed in 1...3 {
+                try await nextRound(after: interval)
+                #expect(state == (failed < 3 ? "up" : "down"), "after \(failed) failed probes (fall 3)")
+            }
+            backend.setHealthy(true)
+            for succeeded in 1...2 {
+                try await nextRound(after: interval)
+                #expect(state == (succeeded < 2 ? "down" : "up"), "after \(succeeded) good probes (rise 2)")
+            }
+
+            // New settings (a reload) apply from the next round: fall 1 takes the backend down at once, and the
+            // round after waits the new interval of 60 s.
+            try balancer.reconfigure(
+                backends: nil, algorithm: .ring, boundedLoad: nil,
+                health: HealthCheckConfiguration(path: "/health", interval: 60, timeout: 1, rise: 2, fall: 1))
+            backend.setHealthy(false)
+            try await nextRound(after: interval)
+            #expect(state == "down")
+            backend.setHealthy(true)
+            clock.advance(by: .seconds(59))
+            #expect(clock.sleeperCount == 1, "59 s must not end a 60 s interval")
+            try await nextRound(after: 1)
+            #expect(state == "down", "one good probe of rise 2")
+            try await nextRound(after: 60)
+            #expect(state == "up")
+
+            task.cancel()
+            await task.value
+            #expect(clock.sleeperCount == 0)
+        }
+    }
+}
