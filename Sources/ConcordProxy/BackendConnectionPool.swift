@@ -6,7 +6,8 @@ import NIOPosix
 /// connection always share a thread (no hops, no locks). Not thread-safe by design: it is only touched on its loop.
 final class BackendConnectionPool {
     let eventLoop: any EventLoop
-    let limits: ProxyLimits
+    /// Set on its loop by a reload (`connectTimeout`, `maxIdleConnectionsPerBackend` apply to the next use).
+    var limits: ProxyLimits
     private var idle: [String: [BackendHTTPHandler]] = [:]
 
     /// Non-idempotent requests reuse only a connection used this recently: backends close idle connections on

@@ -38,6 +38,9 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
     public var proxyProtocol: ProxyProtocolVersion?
     /// Limits and timeouts.
     public var limits: ProxyLimits
+    /// Backends (`HOST:PORT` as in `backends`) that are draining (see docs/proxy.md, "Drain"); `nil` leaves drain
+    /// to the admin API. A reload that changes this list makes exactly these backends drain. Default `nil`.
+    public var drain: [HostPort]?
 
     public init(
         listen: HostPort = HostPort(host: "127.0.0.1", port: 8080),
@@ -55,7 +58,8 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         ipv4PrefixLength: Int = 32,
         ipv6PrefixLength: Int = 128,
         proxyProtocol: ProxyProtocolVersion? = nil,
-        limits: ProxyLimits = ProxyLimits()
+        limits: ProxyLimits = ProxyLimits(),
+        drain: [HostPort]? = nil
     ) {
         self.listen = listen
         self.backends = backends
@@ -73,11 +77,12 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         self.ipv6PrefixLength = ipv6PrefixLength
         self.proxyProtocol = proxyProtocol
         self.limits = limits
+        self.drain = drain
     }
 
     private enum CodingKeys: String, CodingKey {
         case listen, backends, mode, balance, key, algorithm, boundedLoad, health, healthPath, admin, adminAllowRemote
-        case stickyCookie, trustedProxies, ipv4PrefixLength, ipv6PrefixLength, proxyProtocol, limits
+        case stickyCookie, trustedProxies, ipv4PrefixLength, ipv6PrefixLength, proxyProtocol, limits, drain
     }
 
     public init(from decoder: any Decoder) throws {
@@ -99,7 +104,8 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
             ipv4PrefixLength: try c.decodeIfPresent(Int.self, forKey: .ipv4PrefixLength) ?? d.ipv4PrefixLength,
             ipv6PrefixLength: try c.decodeIfPresent(Int.self, forKey: .ipv6PrefixLength) ?? d.ipv6PrefixLength,
             proxyProtocol: try c.decodeIfPresent(ProxyProtocolVersion.self, forKey: .proxyProtocol),
-            limits: try c.decodeIfPresent(ProxyLimits.self, forKey: .limits) ?? d.limits
+            limits: try c.decodeIfPresent(ProxyLimits.self, forKey: .limits) ?? d.limits,
+            drain: try c.decodeIfPresent([HostPort].self, forKey: .drain)
         )
         if let path = try c.decodeIfPresent(String.self, forKey: .healthPath) { health.path = path }
     }
@@ -122,6 +128,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         try c.encode(ipv6PrefixLength, forKey: .ipv6PrefixLength)
         try c.encodeIfPresent(proxyProtocol, forKey: .proxyProtocol)
         try c.encode(limits, forKey: .limits)
+        try c.encodeIfPresent(drain, forKey: .drain)
     }
 
     /// Reads a YAML file; keys it omits keep their defaults.
@@ -161,6 +168,9 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         var seen = Set<HostPort>()
         for backend in backends where !seen.insert(backend).inserted { throw .duplicateBackend(backend.description) }
         for backend in backends where backend.port == 0 { throw .invalidAddress(backend.description, reason: "backend port 0") }
+        for backend in drain ?? [] where !seen.contains(backend) {
+            throw .invalidSetting("drain lists \(backend), which is not one of the backends")
+        }
         if mode == .tcp && balance == .stickyCookie {
             throw .invalidSetting("--balance sticky-cookie needs --mode http (a TCP proxy cannot set cookies)")
         }

@@ -1,26 +1,39 @@
 import Logging
 import NIOConcurrencyHelpers
 
-/// What every connection handler of one proxy shares: settings, the balancer, metrics, the logger.
+/// What the connection handlers of one proxy share: settings, the balancer, metrics, the logger. Immutable: a
+/// reload makes a new one (``reconfigured(_:)``) that new client connections get, while open connections finish
+/// with the one they started with; every generation shares the balancer, the metrics and the connection count.
 final class ProxyRuntime: Sendable {
     let configuration: ProxyConfiguration
     let balancer: Balancer
     let extractor: RequestKeyExtractor
     let metrics: ProxyMetrics
     let logger: Logger
-    private let connections = NIOLockedValueBox(0)
+    private let connections: NIOLockedValueBox<Int>
 
-    init(configuration: ProxyConfiguration, balancer: Balancer, metrics: ProxyMetrics, logger: Logger) throws(ProxyError) {
+    convenience init(configuration: ProxyConfiguration, balancer: Balancer, metrics: ProxyMetrics, logger: Logger) throws(ProxyError) {
+        try self.init(configuration: configuration, balancer: balancer, metrics: metrics, logger: logger, connections: NIOLockedValueBox(0))
+    }
+
+    private init(configuration: ProxyConfiguration, balancer: Balancer, metrics: ProxyMetrics, logger: Logger,
+                 connections: NIOLockedValueBox<Int>) throws(ProxyError) {
         self.configuration = configuration
         self.balancer = balancer
         self.metrics = metrics
         self.logger = logger
+        self.connections = connections
         var trusted: [AddressPrefix] = []
         for text in configuration.trustedProxies { trusted.append(try AddressPrefix(parsing: text)) }
         self.extractor = RequestKeyExtractor(
             chain: configuration.key, trustedProxies: trusted,
             ipv4PrefixLength: configuration.ipv4PrefixLength, ipv6PrefixLength: configuration.ipv6PrefixLength
         )
+    }
+
+    /// The same proxy with new settings, for connections accepted from now on.
+    func reconfigured(_ configuration: ProxyConfiguration) throws(ProxyError) -> ProxyRuntime {
+        try ProxyRuntime(configuration: configuration, balancer: balancer, metrics: metrics, logger: logger, connections: connections)
     }
 
     /// Counts a new client connection; `false` when `maxConnections` are already open (the caller closes it).

@@ -8,15 +8,18 @@ import UnixSignals
 
 /// `concord proxy` as a swift-service-lifecycle `Service`: binds the client listener (L7 or L4) and the admin
 /// listener, runs health checks, logs one ready line, and on graceful shutdown stops accepting, lets requests in
-/// flight finish (bounded), and closes everything.
+/// flight finish (bounded), and closes everything. On SIGHUP it re-reads its configuration and applies what
+/// can change while it runs (``reload()``).
 public final class ProxyServer: Service, Sendable {
-    public let configuration: ProxyConfiguration
     public let balancer: Balancer
     public let metrics: ProxyMetrics
-    let runtime: ProxyRuntime
     private let group: any EventLoopGroup
     private let logger: Logger
-    private let reloadBackends: (@Sendable () throws -> [HostPort])?
+    private let reloadSource: (@Sendable () throws -> ProxyConfiguration)?
+    /// The settings new client connections get; a reload replaces it.
+    private let currentRuntime: NIOLockedValueBox<ProxyRuntime>
+    /// Serializes reloads (SIGHUP and direct calls), so each compares against the configuration the last one set.
+    private let reloading = NIOLock()
 
     private struct Running {
         var listener: any Channel
@@ -33,31 +36,41 @@ public final class ProxyServer: Service, Sendable {
     }
 
     /// - Parameters:
-    ///   - reloadBackends: called on SIGHUP (from ``run()``); returns the new backend list (e.g. re-read YAML).
+    ///   - reload: called by ``reload()`` (on SIGHUP in ``run()``); returns the configuration to run with now,
+    ///     e.g. the YAML file read again with the command-line flags applied on top.
     public init(configuration: ProxyConfiguration, logger: Logger, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-                metrics: ProxyMetrics = ProxyMetrics(), reloadBackends: (@Sendable () throws -> [HostPort])? = nil) throws(ProxyError) {
+                metrics: ProxyMetrics = ProxyMetrics(), reload: (@Sendable () throws -> ProxyConfiguration)? = nil) throws(ProxyError) {
         try configuration.validate()
-        self.configuration = configuration
         self.logger = logger
         self.group = group
         self.metrics = metrics
-        self.reloadBackends = reloadBackends
+        self.reloadSource = reload
         self.balancer = try Balancer(
             backends: configuration.backends, algorithm: configuration.algorithm, boundedLoad: configuration.boundedLoad,
             health: configuration.health, metrics: metrics, logger: logger)
-        self.runtime = try ProxyRuntime(configuration: configuration, balancer: balancer, metrics: metrics, logger: logger)
+        if let drain = configuration.drain { balancer.setDraining(exactly: Set(drain.map(\.description))) }
+        self.currentRuntime = NIOLockedValueBox(
+            try ProxyRuntime(configuration: configuration, balancer: balancer, metrics: metrics, logger: logger))
     }
+
+    /// The settings in force (after the last reload); new client connections get them.
+    var runtime: ProxyRuntime { currentRuntime.withLockedValue { $0 } }
+
+    /// The configuration in force (after the last reload).
+    public var configuration: ProxyConfiguration { runtime.configuration }
 
     /// Binds the listeners and starts health checks; returns the bound addresses after logging the ready line.
     @discardableResult
     public func start() async throws -> Addresses {
+        let configuration = self.configuration
         let limits = configuration.limits
         var pools: [NIOLoopBound<BackendConnectionPool>] = []
         for loop in group.makeIterator() {
             pools.append(try await loop.submit { NIOLoopBound(BackendConnectionPool(eventLoop: loop, limits: limits), eventLoop: loop) }.get())
         }
         let poolTable = pools
-        let runtime = self.runtime
+        // Each accepted connection takes the settings in force at that moment (a reload swaps them).
+        let runtimes = currentRuntime
         let listenAddress: SocketAddress
         do { listenAddress = try configuration.listen.socketAddress() } catch { throw error }
 
@@ -71,6 +84,7 @@ public final class ProxyServer: Service, Sendable {
         case .http:
             listener = try await bootstrap.childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    let runtime = runtimes.withLockedValue { $0 }
                     guard runtime.admitConnection() else {
                         channel.close(promise: nil)
                         return
@@ -79,6 +93,7 @@ public final class ProxyServer: Service, Sendable {
                     let pool = poolTable.first { $0.eventLoop === channel.eventLoop }!.value
                     let observer = RequestStartObserver()
                     let decoderLimits = { () -> NIOHTTPDecoderLimitConfiguration in
+                        let limits = runtime.configuration.limits
                         var l = NIOHTTPDecoderLimitConfiguration()
                         l.maxHeaderListSize = limits.maxHeaderBytes
                         l.maxHeaderFieldSize = limits.maxHeaderBytes
@@ -96,6 +111,7 @@ public final class ProxyServer: Service, Sendable {
         case .tcp:
             listener = try await bootstrap.childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    let runtime = runtimes.withLockedValue { $0 }
                     guard runtime.admitConnection() else {
                         channel.close(promise: nil)
                         return
@@ -127,6 +143,7 @@ public final class ProxyServer: Service, Sendable {
 
     /// `concord proxy listening on 127.0.0.1:8080 (mode http, balance hash cookie:sid → ip, algorithm ring, 3 backends)`.
     func readyLine(_ addresses: Addresses) -> String {
+        let configuration = self.configuration
         let shown = HostPort(host: configuration.listen.host, port: addresses.listener.port ?? configuration.listen.port)
         var line = "concord proxy listening on \(shown) (\(configuration.summary))"
         if let admin = addresses.admin, let adminConfig = configuration.admin {
@@ -142,6 +159,7 @@ public final class ProxyServer: Service, Sendable {
         try? await state.listener.close()
         if let admin = state.admin { try? await admin.close() }
         let deadline = ContinuousClock.now.advanced(by: drainTimeout)
+        let runtime = self.runtime
         while runtime.openConnections > 0 && ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(20))
         }
@@ -152,23 +170,71 @@ public final class ProxyServer: Service, Sendable {
         logger.notice("concord proxy stopped")
     }
 
-    /// Runs until graceful shutdown (SIGTERM/SIGINT through the `ServiceGroup`); reloads backends on SIGHUP.
+    /// Re-reads the configuration from the reload source given to `init` and applies it (``apply(_:)``): what
+    /// SIGHUP does. Returns `nil`, changing nothing, when there is no reload source.
+    @discardableResult
+    public func reload() throws -> ProxyReload? {
+        guard let reloadSource else {
+            logger.notice("reload: no --config file to read again; nothing to reload")
+            return nil
+        }
+        return try apply(reloadSource())
+    }
+
+    /// Applies a new configuration while the proxy runs, all or nothing (on an error nothing changes):
+    /// - `backends`, `algorithm`, `boundedLoad` and `health` go to the balancer at once (health state, drain and
+    ///   load carry over by backend id; the health checker reads its settings every round);
+    /// - `drain`, when the list changed, makes exactly the listed backends drain;
+    /// - `limits`, `balance`, `key`, `stickyCookie`, `trustedProxies`, the prefix lengths and `proxyProtocol` apply
+    ///   to client connections accepted from now on (open ones finish with theirs); `maxConnections` and the
+    ///   backend pools' `connectTimeout` / `maxIdleConnectionsPerBackend` apply at once;
+    /// - `listen`, `mode`, `admin` and `adminAllowRemote` are bound to listening sockets: they keep their current
+    ///   values and the log says a restart is needed.
+    /// Settings compare with the configuration in force, so a setting the file did not change keeps what the
+    /// admin API did to it (added or removed backends, drains).
+    @discardableResult
+    public func apply(_ new: ProxyConfiguration) throws(ProxyError) -> ProxyReload {
+        reloading.lock()
+        defer { reloading.unlock() }
+        let current = runtime
+        let plan = ProxyReload(current: current.configuration, new: new)
+        let next = plan.configuration
+        try next.validate()
+        let nextRuntime = try current.reconfigured(next)
+        let changed = Set(plan.applied)
+        if !changed.isDisjoint(with: [.backends, .algorithm, .boundedLoad, .health]) {
+            try balancer.reconfigure(
+                backends: changed.contains(.backends) ? next.backends : nil,
+                algorithm: next.algorithm, boundedLoad: next.boundedLoad, health: next.health)
+        }
+        if changed.contains(.drain) { balancer.setDraining(exactly: Set((next.drain ?? []).map(\.description))) }
+        currentRuntime.withLockedValue { $0 = nextRuntime }
+        if changed.contains(.limits), let pools = running.withLockedValue({ $0?.pools }) {
+            for pool in pools {
+                pool.eventLoop.execute { pool.value.limits = next.limits }
+            }
+        }
+        for setting in plan.needsRestart {
+            logger.warning("reload: \(setting) changed to \(new.describe(setting)) but takes effect only after a restart; still \(current.configuration.describe(setting))")
+        }
+        logger.notice("reload: \(plan.applied.isEmpty ? "no setting changed that applies at run time" : "applied " + plan.applied.map(\.rawValue).joined(separator: ", "))")
+        return plan
+    }
+
+    /// Runs until graceful shutdown (SIGTERM/SIGINT through the `ServiceGroup`); reloads on SIGHUP.
     public func run() async throws {
+        // Trap SIGHUP before the ready line, so a reload sent as soon as the proxy is ready never terminates it
+        // (SIGHUP's default action). It is trapped even without a reload source.
+        let sighups = await UnixSignalsSequence(trapping: .sighup)
         try await start()
         // Not a child task: a signal sequence need not end promptly on cancellation, and shutdown must not wait.
-        // SIGHUP is trapped even without a reload source, so it never terminates the proxy.
-        let sighup = Task { [balancer, logger, reloadBackends] in
-            for await _ in await UnixSignalsSequence(trapping: .sighup) {
+        let sighup = Task { [self] in
+            for await _ in sighups {
                 if Task.isCancelled { return }
-                guard let reloadBackends else {
-                    logger.notice("SIGHUP: no --config file (or --backend flags pin the list); nothing to reload")
-                    continue
-                }
                 do {
-                    try balancer.replaceBackends(try reloadBackends())
-                    logger.notice("SIGHUP: configuration reloaded")
+                    try reload()
                 } catch {
-                    logger.error("SIGHUP: reload failed, keeping the current backends: \(error)")
+                    logger.error("SIGHUP: reload failed, keeping the current configuration: \(error)")
                 }
             }
         }

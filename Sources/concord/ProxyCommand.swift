@@ -17,8 +17,9 @@ struct ProxyCommand: AsyncParsableCommand {
                 --mode http --balance hash --key cookie:sid,ip --algorithm ring --health-path /health
               concord proxy --listen 127.0.0.1:8080 --backend 127.0.0.1:9001 --mode tcp --balance hash --key ip
               concord proxy --config proxy.yaml --admin 127.0.0.1:9900
-            It logs one line when it is listening and ready. SIGHUP re-reads the --config file's backends;
-            SIGTERM/SIGINT shut down gracefully. See docs/proxy.md.
+            It logs one line when it is listening and ready. SIGHUP re-reads the --config file (flags still win)
+            and applies what can change while running (backends, drain, health, limits, keys; listen, mode and
+            admin need a restart); SIGTERM/SIGINT shut down gracefully. See docs/proxy.md.
             """
     )
 
@@ -94,12 +95,12 @@ struct ProxyCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "concord.proxy")
-        // SIGHUP re-reads the file's backend list, unless --backend flags pinned it.
-        var reload: (@Sendable () throws -> [HostPort])?
-        if let path = config, backends.isEmpty {
-            reload = { try ProxyConfiguration.load(yamlFile: path).backends }
+        // SIGHUP reads the file again and applies the flags on top, so what a flag set stays as the flag says.
+        var reload: (@Sendable () throws -> ProxyConfiguration)?
+        if config != nil {
+            reload = { [command = self] in try command.makeConfiguration() }
         }
-        let server = try ProxyServer(configuration: configuration, logger: logger, reloadBackends: reload)
+        let server = try ProxyServer(configuration: configuration, logger: logger, reload: reload)
         let group = ServiceGroup(
             services: [server], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in

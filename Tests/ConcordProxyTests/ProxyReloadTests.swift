@@ -1,0 +1,162 @@
+import Foundation
+import Testing
+
+@testable import ConcordProxy
+
+@Suite(.serialized) struct ProxyReloadTests {
+    @Test func aReloadAppliesRunTimeSettingsAndKeepsListenerSettings() throws {
+        let current = ProxyConfiguration(
+            listen: HostPort(host: "127.0.0.1", port: 8080), backends: [HostPort(host: "127.0.0.1", port: 9001)])
+        var new = current
+        new.listen = HostPort(host: "127.0.0.1", port: 9090)
+        new.mode = .tcp
+        new.backends = [HostPort(host: "127.0.0.1", port: 9002)]
+        new.health.fall = 5
+        new.limits.maxBodyBytes = 10
+        let plan = ProxyReload(current: current, new: new)
+        #expect(plan.applied == [.backends, .health, .limits])
+        #expect(plan.needsRestart == [.listen, .mode])
+        #expect(plan.configuration.listen == current.listen && plan.configuration.mode == .http)
+        #expect(plan.configuration.backends == new.backends && plan.configuration.limits.maxBodyBytes == 10)
+        #expect(ProxyReload(current: current, new: current).applied.isEmpty)
+    }
+
+    @Test func aDrainListMayNameOnlyBackends() throws {
+        var configuration = ProxyConfiguration(backends: [HostPort(host: "127.0.0.1", port: 9001)])
+        configuration.drain = [HostPort(host: "127.0.0.1", port: 9001)]
+        try configuration.validate()
+        configuration.drain = [HostPort(host: "127.0.0.1", port: 9009)]
+        #expect(throws: ProxyError.self) { try configuration.validate() }
+        let parsed = try ProxyConfiguration.parse(yaml: "backends: [127.0.0.1:9001]\ndrain: [127.0.0.1:9001]")
+        #expect(parsed.drain == [HostPort(host: "127.0.0.1", port: 9001)])
+    }
+
+    @Test func reloadingTheFileMovesRealRequestsToTheNewBackends() async throws {
+        try await ProxyHarness.withBackends(["a", "b", "c"]) { backends in
+            let file = YAMLFile()
+            defer { file.remove() }
+            let (a, b, c) = (backends[0].address, backends[1].address, backends[2].address)
+            try file.write("""
+                listen: 127.0.0.1:0
+                backends: [\(a)]
+                key: cookie:sid
+                health: { interval: 30, rise: 1, fall: 1 }
+                """)
+            let initial = try ProxyConfiguration.load(yamlFile: file.path)
+            try await ProxyHarness.withProxy(initial, reload: { try ProxyConfiguration.load(yamlFile: file.path) }) { server, port in
+                #expect(try await owners(0..<10, port: port) == ["a"])
+
+                let next = """
+                    listen: 127.0.0.1:1
+                    backends: [\(b), \(c)]
+                    key: cookie:sid
+                    health: { interval: 30, rise: 1, fall: 2 }
+                    limits: { maxBodyBytes: 100 }
+                    """
+                try file.write(next + "\ndrain: [\(c)]")
+                let plan = try #require(try server.reload())
+                #expect(plan.applied == [.backends, .health, .limits, .drain])
+                #expect(plan.needsRestart == [.listen])
+                #expect(server.configuration.listen.port == 0, "listen needs a restart and keeps its value")
+                #expect(server.balancer.healthConfiguration.fall == 2)
+                // c drains and has no keys bound to it yet, so every key goes to b.
+                #expect(try await owners(0..<20, port: port) == ["b"])
+                // New connections get the new limits.
+                #expect(try await RawClient.get(port: port, method: "POST", body: String(repeating: "x", count: 200)).status == 413)
+                #expect(try await RawClient.get(port: port, method: "POST", body: "small").status == 200)
+
+                // A file that does not parse changes nothing.
+                try file.write("backends: [127.0.0.1:")
+                #expect(throws: ProxyError.self) { try server.reload() }
+                #expect(try await owners(0..<5, port: port) == ["b"])
+
+                // Without the drain list c takes its keys.
+                try file.write(next)
+                let undrained = try #require(try server.reload())
+                #expect(undrained.applied == [.drain])
+                #expect(try await owners(0..<40, port: port) == ["b", "c"])
+            }
+        }
+    }
+
+    /// The `concord` executable built beside this test binary (`swift build --build-tests` builds both).
+    static let concordExecutable: String? = {
+        let directory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        let path = directory.appendingPathComponent("concord").path
+        return FileManager.default.isExecutableFile(atPath: path) ? path : nil
+    }()
+
+    @Test(.enabled(if: concordExecutable != nil, "needs the concord executable beside the test binary"))
+    func sighupReloadsARunningConcordProxy() async throws {
+        try await ProxyHarness.withBackends(["a", "b"]) { backends in
+            let file = YAMLFile()
+            defer { file.remove() }
+            let log = file.path + ".log"
+            defer { try? FileManager.default.removeItem(atPath: log) }
+            try file.write("listen: 127.0.0.1:0\nbackends: [\(backends[0].address)]\nhealth: { interval: 30 }\n")
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
+            let output = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+            defer { try? output.close() }
+            let proxy = Process()
+            proxy.executableURL = URL(fileURLWithPath: try #require(Self.concordExecutable))
+            proxy.arguments = ["proxy", "--config", file.path, "--log-level", "notice"]
+            var environment = ProcessInfo.processInfo.environment
+            environment["CONCORD_PARENT_PID"] = String(getpid())  // it stops if this test process dies
+            proxy.environment = environment
+            proxy.standardOutput = output
+            proxy.standardError = output
+            proxy.standardInput = FileHandle.nullDevice
+            try proxy.run()
+            defer { stop(proxy) }
+            func logText() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+            var port: Int?
+            for _ in 0..<500 where port == nil {
+                port = logText().firstMatch(of: /listening on 127\.0\.0\.1:(\d+)/).flatMap { Int($0.1) }
+                if port == nil { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            let bound = try #require(port, "no ready line within 10 s:\n\(logText().suffix(2000))")
+            #expect(try await owners(0..<5, port: bound) == ["a"])
+
+            try file.write("listen: 127.0.0.1:0\nbackends: [\(backends[1].address)]\nhealth: { interval: 30 }\n")
+            #expect(kill(proxy.processIdentifier, SIGHUP) == 0)
+            var moved = false
+            for _ in 0..<150 where !moved {
+                moved = try await RawClient.get(port: bound).body == "b"
+                if !moved { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(moved, "requests did not move to the new backend:\n\(logText().suffix(2000))")
+            #expect(try await owners(0..<5, port: bound) == ["b"])
+            #expect(logText().contains("reload: applied backends"))
+            #expect(proxy.isRunning, "SIGHUP must not stop the proxy")
+        }
+    }
+}
+
+/// The backends that answer `sid=u<n>` for each n in `users`.
+private func owners(_ users: Range<Int>, port: Int) async throws -> Set<String> {
+    var seen = Set<String>()
+    for user in users {
+        let response = try await RawClient.get(port: port, headers: ["Cookie": "sid=u\(user)"])
+        #expect(response.status == 200, "\(response.text.prefix(300))")
+        seen.insert(response.body)
+    }
+    return seen
+}
+
+/// Stops a child process: SIGTERM, then SIGKILL if it is still running after 5 s.
+private func stop(_ process: Process) {
+    guard process.isRunning else { return }
+    process.terminate()
+    let deadline = ContinuousClock.now + .seconds(5)
+    while process.isRunning && ContinuousClock.now < deadline { usleep(20_000) }
+    if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+}
+
+/// A configuration file in the temporary directory.
+private struct YAMLFile {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("concord-proxy-\(UUID().uuidString).yaml").path
+
+    func write(_ text: String) throws { try text.write(toFile: path, atomically: true, encoding: .utf8) }
+    func remove() { try? FileManager.default.removeItem(atPath: path) }
+}
