@@ -4,7 +4,8 @@ import NIOPosix
 import Synchronization
 
 /// A Redis client for one server or a Redis Cluster: pooled, pipelined connections; commands are routed by their
-/// key's slot in a cluster, following MOVED/ASK redirections and refreshing the slot table (`CLUSTER SLOTS`).
+/// key's slot in a cluster, following MOVED/ASK redirections and refreshing the slot table (`CLUSTER SHARDS`,
+/// or `CLUSTER SLOTS` on servers before Redis 7).
 ///
 /// Error replies are thrown as ``RedisClientError/server(_:)``; everything else that goes wrong (refused, closed,
 /// timed out, backing off) is another ``RedisClientError``. Nothing waits longer than the configured timeouts.
@@ -138,7 +139,7 @@ public final class RedisClient: Sendable {
         Task { [self] in _ = try? await refreshTopology() }
     }
 
-    /// Asks the known nodes, then the configured seeds, for `CLUSTER SLOTS` until one answers; single-flight.
+    /// Asks the known nodes, then the configured seeds, for the slot table until one answers; single-flight.
     @discardableResult
     func refreshTopology() async throws(RedisClientError) -> RedisClusterTopology {
         let task = state.withLock { state -> Task<RedisClusterTopology, any Error> in
@@ -165,9 +166,7 @@ public final class RedisClient: Sendable {
         var lastError = RedisClientError.connectionFailed("no cluster node known")
         for candidate in candidates {
             do throws(RedisClientError) {
-                let reply = try await pool(for: candidate).send(.clusterSlots())
-                if case .error(let message) = reply { throw RedisClientError.server(message) }
-                let topology = try RedisClusterTopology(clusterSlots: reply, seed: candidate)
+                let topology = try await loadTopology(from: pool(for: candidate))
                 logger.debug("redis cluster topology", metadata: ["nodes": "\(topology.nodes)"])
                 return topology
             } catch {
@@ -175,5 +174,20 @@ public final class RedisClient: Sendable {
             }
         }
         throw lastError
+    }
+
+    /// `CLUSTER SHARDS` (Redis 7+); on an error reply (an older server, an ACL that denies it) or a reply that does
+    /// not parse, `CLUSTER SLOTS` on the same node. Connection errors move on to the next node instead.
+    private func loadTopology(from pool: RedisConnectionPool) async throws(RedisClientError) -> RedisClusterTopology {
+        let shards = try await pool.send(.clusterShards())
+        do throws(RedisClientError) {
+            if case .error(let message) = shards { throw .server(message) }
+            return try RedisClusterTopology(clusterShards: shards, seed: pool.endpoint)
+        } catch {
+            logger.debug("redis CLUSTER SHARDS not usable, asking CLUSTER SLOTS", metadata: ["error": "\(error)"])
+        }
+        let slots = try await pool.send(.clusterSlots())
+        if case .error(let message) = slots { throw .server(message) }
+        return try RedisClusterTopology(clusterSlots: slots, seed: pool.endpoint)
     }
 }
