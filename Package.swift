@@ -247,6 +247,7 @@ let package = Package(
                 "ConcordRedis",
                 "ConcordSessions",
                 "ConcordSessionsTesting",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -1,9 +1,12 @@
 import ConcordRedis
+import ConcordSessions
+import Logging
 import MetricsTestKit
+import Synchronization
 import Testing
 
-/// The client's swift-metrics counters move on real operations against a real `redis-server` (or a loopback
-/// socket that refuses or never answers).
+/// The client's and the store's swift-metrics counters move on real operations against a real `redis-server`
+/// (or a loopback socket that refuses or never answers), and an outage is logged once, not once per request.
 @Suite struct RedisMetricsTests {
     private func failures(_ metrics: TestMetrics, _ kind: String) throws -> Int64 {
         try metrics.expectCounter("concord_redis_command_failures_total", [("kind", kind)]).totalValue
@@ -106,5 +109,109 @@ import Testing
         #expect(try failures(refusalMetrics, "backing_off") == 2)
         #expect(try refusalMetrics.expectCounter("concord_redis_commands_total").totalValue == 3)
         #expect(try refusalMetrics.expectCounter("concord_redis_reconnects_total").totalValue == 0)
+    }
+
+    /// The store counts loads, saves, conflicts and unavailable requests; a Redis outage logs one warning when it
+    /// starts and one notice when Redis answers again, however many requests fail in between.
+    @Test func storeCountsOperationsAndLogsAnOutageOnce() async throws {
+        let metrics = TestMetrics()
+        let logs = CapturedLogLines()
+        try await RedisServerFixture.withServer { server in
+            var configuration = try RedisSessionStoreConfiguration(urls: [server.url])
+            configuration.client.maximumReconnectBackoff = .milliseconds(200)
+            configuration.outageSummaryInterval = .seconds(600)  // no summary line in this test: one warning only
+            configuration.outageRecoveryQuietPeriod = .zero
+            let store = try RedisSessionStore(
+                configuration: configuration, logger: Logger(label: "test") { _ in logs }, metricsFactory: metrics)
+            defer { store.shutdown() }
+            let loads = try metrics.expectCounter("concord_redis_session_loads_total")
+            let saves = try metrics.expectCounter("concord_redis_session_saves_total")
+            let conflicts = try metrics.expectCounter("concord_redis_session_conflicts_total")
+            let unavailable = try metrics.expectCounter("concord_redis_session_unavailable_total")
+
+            let session = StoredSession(id: "m1", payload: [1], userID: "ann")
+            #expect(try await store.save(session, ttl: .seconds(60), expectedVersion: 0) == 1)
+            await #expect(throws: SessionStoreError.conflict(expected: 0, actual: 1)) {
+                try await store.save(session, ttl: .seconds(60), expectedVersion: 0)
+            }
+            #expect(try await store.load(id: "m1")?.version == 1)
+            #expect(try await store.load(id: "absent") == nil)
+            #expect((loads.totalValue, saves.totalValue, conflicts.totalValue, unavailable.totalValue) == (2, 2, 1, 0))
+            // A save is the script plus the user index update: 2 commands, the conflict 1, each load 1.
+            #expect(try metrics.expectCounter("concord_redis_commands_total").totalValue == 5)
+
+            await server.stop(removeDirectory: false)
+            for attempt in 0..<10 {
+                do {
+                    _ = try await attempt.isMultiple(of: 2)
+                        ? store.load(id: "m1")?.version
+                        : store.save(session, ttl: .seconds(60), expectedVersion: nil)
+                    Issue.record("request \(attempt) succeeded while Redis was down")
+                } catch let error as SessionStoreError {
+                    #expect(error.isUnavailable, "\(error)")
+                }
+            }
+            #expect(unavailable.totalValue == 10)
+            let connectionFailures = try ["connection_failed", "connection_closed", "backing_off", "timeout"]
+                .map { try failures(metrics, $0) }.reduce(0, +)
+            #expect(connectionFailures == 10)
+            let outageLines = logs.lines.filter { $0.message.hasPrefix("redis session store") }
+            #expect(outageLines.map(\.level) == [.warning], "\(outageLines)")
+            #expect(outageLines.first?.message.contains("unreachable") == true)
+            #expect(outageLines.first?.error?.contains("unavailable") == true)
+
+            try await server.restart()
+            var failedWhileRecovering = 0
+            var recovered = false
+            for _ in 0..<50 where !recovered {
+                do {
+                    _ = try await store.load(id: "m1")  // nil: the restarted Redis kept no data
+                    recovered = true
+                } catch {
+                    failedWhileRecovering += 1
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+            }
+            #expect(recovered)
+            let recoveryLines = logs.lines.filter { $0.message.hasPrefix("redis session store reachable again") }
+            #expect(recoveryLines.map(\.level) == [.notice])
+            #expect(recoveryLines.first?.message.contains("\(10 + failedWhileRecovering) requests failed") == true)
+            #expect(unavailable.totalValue == Int64(10 + failedWhileRecovering))
+            #expect(try metrics.expectCounter("concord_redis_reconnects_total").totalValue >= 1)
+            #expect(loads.totalValue == Int64(2 + 5 + failedWhileRecovering + 1))
+        }
+    }
+}
+
+/// Keeps every log line (level, message, `error` metadata) for assertions.
+final class CapturedLogLines: LogHandler, Sendable {
+    struct Line: Sendable, CustomStringConvertible {
+        var level: Logger.Level
+        var message: String
+        var error: String?
+        var description: String { "\(level): \(message)" }
+    }
+
+    private let storage = Mutex<[Line]>([])
+    var lines: [Line] { storage.withLock { $0 } }
+
+    func log(event: LogEvent) {
+        let line = Line(level: event.level, message: event.message.description, error: event.metadata?["error"]?.description)
+        storage.withLock { $0.append(line) }
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { nil }
+        set {}
+    }
+
+    var metadata: Logger.Metadata {
+        get { [:] }
+        set {}
+    }
+
+    var logLevel: Logger.Level {
+        get { .trace }
+        set {}
     }
 }
