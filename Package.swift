@@ -80,6 +80,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -243,9 +244,11 @@ let package = Package(
         .testTarget(
             name: "ConcordRedisTests",
             dependencies: [
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
                 "ConcordRedis",
                 "ConcordSessions",
                 "ConcordSessionsTesting",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -1,17 +1,23 @@
 import Logging
+import Metrics
 import NIOCore
 import NIOPosix
 import Synchronization
 
 /// A Redis client for one server or a Redis Cluster: pooled, pipelined connections; commands are routed by their
-/// key's slot in a cluster, following MOVED/ASK redirections and refreshing the slot table (`CLUSTER SLOTS`).
+/// key's slot in a cluster, following MOVED/ASK redirections and refreshing the slot table (`CLUSTER SHARDS`,
+/// or `CLUSTER SLOTS` on servers before Redis 7).
 ///
 /// Error replies are thrown as ``RedisClientError/server(_:)``; everything else that goes wrong (refused, closed,
 /// timed out, backing off) is another ``RedisClientError``. Nothing waits longer than the configured timeouts.
+///
+/// Counts through swift-metrics: `concord_redis_commands_total`, `concord_redis_command_failures_total{kind}`,
+/// `concord_redis_reconnects_total` and `concord_redis_pool_connections{node}` (docs/stores-redis.md).
 public final class RedisClient: Sendable {
     public let configuration: RedisClientConfiguration
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
+    private let metrics: RedisClientMetrics
     private let state: Mutex<State>
 
     private struct State: Sendable {
@@ -22,10 +28,12 @@ public final class RedisClient: Sendable {
         var isShutDown = false
     }
 
+    /// - Parameter metricsFactory: where the counters go; the process-wide `MetricsSystem` by default.
     public init(
         configuration: RedisClientConfiguration,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        logger: Logger = Logger(label: "concord.redis")
+        logger: Logger = Logger(label: "concord.redis"),
+        metricsFactory: any MetricsFactory = MetricsSystem.factory
     ) throws(RedisClientError) {
         guard !configuration.endpoints.isEmpty else { throw .invalidConfiguration("no Redis endpoint given") }
         if configuration.isCluster, let endpoint = configuration.endpoints.first(where: { $0.database != 0 }) {
@@ -34,6 +42,7 @@ public final class RedisClient: Sendable {
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
+        self.metrics = RedisClientMetrics(factory: metricsFactory)
         self.state = Mutex(State())
     }
 
@@ -46,19 +55,26 @@ public final class RedisClient: Sendable {
     }
 
     /// Runs `operation` on a connection to the node that serves `routingKey` (in a cluster, following MOVED/ASK;
-    /// `asking` tells the operation to prefix `ASKING`), and throws error replies.
+    /// `asking` tells the operation to prefix `ASKING`), and throws error replies. Counts one command, and its
+    /// failure by kind.
     func execute(
         routingKey: ByteBuffer?,
         _ operation: (RedisConnection, _ asking: Bool) async throws(RedisClientError) -> RESPValue
     ) async throws(RedisClientError) -> RESPValue {
-        let reply: RESPValue
-        if configuration.isCluster {
-            reply = try await executeInCluster(routingKey: routingKey, operation)
-        } else {
-            reply = try await operation(pool(for: configuration.endpoints[0]).connection(), false)
+        metrics.commands.increment()
+        do throws(RedisClientError) {
+            let reply: RESPValue
+            if configuration.isCluster {
+                reply = try await executeInCluster(routingKey: routingKey, operation)
+            } else {
+                reply = try await operation(pool(for: configuration.endpoints[0]).connection(), false)
+            }
+            if case .error(let message) = reply { throw .server(message) }
+            return reply
+        } catch {
+            metrics.failed(error)
+            throw error
         }
-        if case .error(let message) = reply { throw .server(message) }
-        return reply
     }
 
     /// Closes every connection. Later commands fail with ``RedisClientError/shutDown``.
@@ -76,7 +92,8 @@ public final class RedisClient: Sendable {
             guard !state.isShutDown else { return nil }
             if let pool = state.pools[endpoint] { return pool }
             let pool = RedisConnectionPool(
-                endpoint: endpoint, configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger)
+                endpoint: endpoint, configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger,
+                metrics: metrics)
             state.pools[endpoint] = pool
             return pool
         }
@@ -138,7 +155,7 @@ public final class RedisClient: Sendable {
         Task { [self] in _ = try? await refreshTopology() }
     }
 
-    /// Asks the known nodes, then the configured seeds, for `CLUSTER SLOTS` until one answers; single-flight.
+    /// Asks the known nodes, then the configured seeds, for the slot table until one answers; single-flight.
     @discardableResult
     func refreshTopology() async throws(RedisClientError) -> RedisClusterTopology {
         let task = state.withLock { state -> Task<RedisClusterTopology, any Error> in
@@ -165,9 +182,7 @@ public final class RedisClient: Sendable {
         var lastError = RedisClientError.connectionFailed("no cluster node known")
         for candidate in candidates {
             do throws(RedisClientError) {
-                let reply = try await pool(for: candidate).send(.clusterSlots())
-                if case .error(let message) = reply { throw RedisClientError.server(message) }
-                let topology = try RedisClusterTopology(clusterSlots: reply, seed: candidate)
+                let topology = try await loadTopology(from: pool(for: candidate))
                 logger.debug("redis cluster topology", metadata: ["nodes": "\(topology.nodes)"])
                 return topology
             } catch {
@@ -175,5 +190,20 @@ public final class RedisClient: Sendable {
             }
         }
         throw lastError
+    }
+
+    /// `CLUSTER SHARDS` (Redis 7+); on an error reply (an older server, an ACL that denies it) or a reply that does
+    /// not parse, `CLUSTER SLOTS` on the same node. Connection errors move on to the next node instead.
+    private func loadTopology(from pool: RedisConnectionPool) async throws(RedisClientError) -> RedisClusterTopology {
+        let shards = try await pool.send(.clusterShards())
+        do throws(RedisClientError) {
+            if case .error(let message) = shards { throw .server(message) }
+            return try RedisClusterTopology(clusterShards: shards, seed: pool.endpoint)
+        } catch {
+            logger.debug("redis CLUSTER SHARDS not usable, asking CLUSTER SLOTS", metadata: ["error": "\(error)"])
+        }
+        let slots = try await pool.send(.clusterSlots())
+        if case .error(let message) = slots { throw .server(message) }
+        return try RedisClusterTopology(clusterSlots: slots, seed: pool.endpoint)
     }
 }

@@ -49,6 +49,19 @@ public struct RedisClientError: Error, Sendable, Hashable, CustomStringConvertib
     public var isBackingOff: Bool { if case .backingOff = base { true } else { false } }
     public var isInvalidConfiguration: Bool { if case .invalidConfiguration = base { true } else { false } }
 
+    /// The error's kind as the `kind` dimension of `concord_redis_command_failures_total`.
+    var metricKind: RedisFailureKind {
+        switch base {
+        case .timeout: .timeout
+        case .connectionFailed: .connectionFailed
+        case .connectionClosed: .connectionClosed
+        case .backingOff: .backingOff
+        case .server: .serverError
+        case .protocolViolation: .protocolError
+        case .unexpectedReply, .tooManyRedirections, .invalidConfiguration, .shutDown: .other
+        }
+    }
+
     public var description: String {
         switch base {
         case .connectionFailed(let reason): "redis: connection failed: \(reason)"

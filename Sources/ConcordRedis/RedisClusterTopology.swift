@@ -50,6 +50,63 @@ struct RedisClusterTopology: Sendable, Hashable {
     }
 }
 
+extension RedisClusterTopology {
+    /// Parses a `CLUSTER SHARDS` reply (Redis 7+): one entry per shard, each a map (RESP3) or a flat key/value
+    /// array (RESP2) with `slots` (`[start, end, start, end, …]`) and `nodes` (maps with `id`, `port`, `ip`,
+    /// `endpoint`, `role`, `health`, …). Each shard's slots go to its primary (`role` `master`) unless that primary
+    /// is marked `failed`; a shard without one stays unassigned (its commands go to any node and follow MOVED).
+    /// The node is reached at its `endpoint` (the cluster's preferred address), else its `ip`; an empty or `?`
+    /// address means `seed`'s host, as for `CLUSTER SLOTS`.
+    init(clusterShards reply: RESPValue, seed: RedisEndpoint) throws(RedisClientError) {
+        self.init()
+        guard let shards = reply.elements else { throw .unexpectedReply("CLUSTER SHARDS is not an array") }
+        for shard in shards {
+            guard let fields = Self.fields(of: shard), let ranges = fields["slots"]?.elements, ranges.count % 2 == 0,
+                let members = fields["nodes"]?.elements
+            else { throw .unexpectedReply("CLUSTER SHARDS entry \(shard)") }
+            guard !ranges.isEmpty else { continue }  // a shard without slots (a node just added) serves nothing
+            let primary = members.lazy.compactMap(Self.fields(of:)).first {
+                $0["role"]?.string == "master" && $0["health"]?.string != "failed"
+            }
+            guard let primary else { continue }
+            guard let port = primary["port"]?.int, (1...65535).contains(port) else {
+                throw .unexpectedReply("CLUSTER SHARDS primary without a port: \(primary)")
+            }
+            let announced = [primary["endpoint"]?.string, primary["ip"]?.string].lazy
+                .compactMap { $0 }.first { !$0.isEmpty && $0 != "?" }
+            let node = RedisEndpoint(
+                host: announced ?? seed.host, port: Int(port), username: seed.username, password: seed.password, database: 0)
+            for index in stride(from: 0, to: ranges.count, by: 2) {
+                guard let start = ranges[index].int, let end = ranges[index + 1].int,
+                    0 <= start, start <= end, end < RedisClusterSlot.count
+                else { throw .unexpectedReply("CLUSTER SHARDS slot range \(ranges[index]) \(ranges[index + 1])") }
+                for slot in Int(start)...Int(end) { assign(slot: slot, to: node) }
+            }
+        }
+        guard !nodes.isEmpty else { throw .unexpectedReply("CLUSTER SHARDS lists no served slots") }
+    }
+
+    /// The fields of a RESP3 map or of a RESP2 flat `[key, value, key, value, …]` array, by key text.
+    private static func fields(of value: RESPValue) -> [String: RESPValue]? {
+        var fields: [String: RESPValue] = [:]
+        switch value {
+        case .map(let entries):
+            for entry in entries {
+                guard let key = entry.key.string else { return nil }
+                fields[key] = entry.value
+            }
+        case .array(let flat) where flat.count % 2 == 0:
+            for index in stride(from: 0, to: flat.count, by: 2) {
+                guard let key = flat[index].string else { return nil }
+                fields[key] = flat[index + 1]
+            }
+        default:
+            return nil
+        }
+        return fields
+    }
+}
+
 /// A `MOVED slot host:port` or `ASK slot host:port` error reply.
 struct RedisClusterRedirection: Hashable {
     var isAsk: Bool

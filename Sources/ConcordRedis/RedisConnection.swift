@@ -71,6 +71,9 @@ public final class RedisConnection: Sendable {
     /// Whether the connection is still open (a closed one is replaced by the pool).
     public var isActive: Bool { channel.isActive }
 
+    /// Completes when the connection has closed (for whatever reason).
+    var closeFuture: EventLoopFuture<Void> { channel.closeFuture }
+
     /// Sends one command and returns its reply. Error replies are returned as `.error`, not thrown.
     /// - Throws: ``RedisClientError`` when the connection closes or the reply takes longer than the command timeout
     ///   (which closes the connection: later replies could no longer be matched to their commands).

@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -12,13 +13,21 @@ final class RedisConnectionPool: Sendable {
     private let configuration: RedisClientConfiguration
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
+    private let metrics: RedisClientMetrics
+    /// `concord_redis_pool_connections{node}`: up when a connection opens, down when it closes.
+    private let openConnections: Meter
     private let state: Mutex<RedisConnectionPoolState>
 
-    init(endpoint: RedisEndpoint, configuration: RedisClientConfiguration, eventLoopGroup: any EventLoopGroup, logger: Logger) {
+    init(
+        endpoint: RedisEndpoint, configuration: RedisClientConfiguration, eventLoopGroup: any EventLoopGroup, logger: Logger,
+        metrics: RedisClientMetrics
+    ) {
         self.endpoint = endpoint
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
+        self.metrics = metrics
+        self.openConnections = metrics.connections(node: endpoint)
         self.state = Mutex(
             RedisConnectionPoolState(
                 size: max(1, configuration.maximumConnectionsPerNode),
@@ -37,17 +46,24 @@ final class RedisConnectionPool: Sendable {
             return try await Self.value(of: future)
         case .fail(let error):
             throw error
-        case .connect(let slot, let promise):
+        case .connect(let slot, let promise, let isReconnect):
+            if isReconnect { metrics.reconnects.increment() }
             do {
                 let connection = try await RedisConnection.connect(
                     to: endpoint, configuration: configuration, eventLoopGroup: eventLoopGroup)
                 let keep = state.withLock { $0.connected(slot: slot, connection: connection) }
+                if keep {
+                    let openConnections = openConnections
+                    openConnections.increment()
+                    connection.closeFuture.whenComplete { _ in openConnections.decrement() }
+                }
                 promise.succeed(connection)
                 if !keep { connection.close() }
                 return connection
             } catch {
-                let failures = state.withLock { $0.failed(slot: slot, error: error, now: .now) }
-                if failures == 1 {
+                let startsOutage = state.withLock { $0.failed(slot: slot, error: error, now: .now) }
+                if startsOutage {
+                    // Once per outage of this node, not once per pooled connection.
                     logger.warning("redis connection failed", metadata: ["endpoint": "\(endpoint)", "error": "\(error)"])
                 }
                 promise.fail(error)
@@ -90,8 +106,9 @@ struct RedisConnectionPoolState: Sendable {
     enum Decision {
         case use(RedisConnection)
         case wait(EventLoopFuture<RedisConnection>)
-        /// The caller opens the connection and completes `promise` (which others wait on).
-        case connect(slot: Int, promise: EventLoopPromise<RedisConnection>)
+        /// The caller opens the connection and completes `promise` (which others wait on). `isReconnect`: the slot
+        /// had a connection that died, or its last connect failed (counted in `concord_redis_reconnects_total`).
+        case connect(slot: Int, promise: EventLoopPromise<RedisConnection>, isReconnect: Bool)
         case fail(RedisClientError)
     }
 
@@ -117,7 +134,7 @@ struct RedisConnectionPoolState: Sendable {
         case .connected:
             let promise = makePromise()
             slots[index] = .connecting(promise.futureResult, failures: 0)
-            return .connect(slot: index, promise: promise)
+            return .connect(slot: index, promise: promise, isReconnect: true)
         case .connecting(let future, _):
             return .wait(future)
         case .empty(let failures, let retryAt, let lastError):
@@ -130,7 +147,7 @@ struct RedisConnectionPoolState: Sendable {
             }
             let promise = makePromise()
             slots[index] = .connecting(promise.futureResult, failures: failures)
-            return .connect(slot: index, promise: promise)
+            return .connect(slot: index, promise: promise, isReconnect: failures > 0)
         }
     }
 
@@ -141,13 +158,22 @@ struct RedisConnectionPoolState: Sendable {
         return true
     }
 
-    /// Records a failed connect and starts the backoff; returns the number of consecutive failures.
-    mutating func failed(slot: Int, error: RedisClientError, now: ContinuousClock.Instant) -> Int {
-        guard case .connecting(_, let previous) = slots[slot] else { return 0 }
+    /// Records a failed connect and starts the backoff. Returns whether this failure starts an outage of the
+    /// node: the slot's first failure while no other slot is failing (the pool logs only that one).
+    mutating func failed(slot: Int, error: RedisClientError, now: ContinuousClock.Instant) -> Bool {
+        guard case .connecting(_, let previous) = slots[slot] else { return false }
         let failures = previous + 1
         let delay = min(maximumBackoff, backoff * (1 << min(failures - 1, 20)))
         slots[slot] = .empty(failures: failures, retryAt: now + delay, lastError: error)
-        return failures
+        let othersFailing = slots.indices.contains { $0 != slot && Self.isFailing(slots[$0]) }
+        return failures == 1 && !othersFailing
+    }
+
+    private static func isFailing(_ slot: Slot) -> Bool {
+        switch slot {
+        case .empty(let failures, _, _), .connecting(_, let failures): failures > 0
+        case .connected: false
+        }
     }
 
     mutating func shutDown() -> [RedisConnection] {

@@ -1,7 +1,9 @@
 import ConcordSessions
 import Logging
+import Metrics
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// A ``SessionStore`` in Redis or Redis Cluster.
 ///
@@ -13,20 +15,42 @@ import NIOPosix
 /// tolerantly: ids whose sessions have expired are dropped from it when listed.
 ///
 /// Every Redis failure (refused, closed, timed out, reconnecting) throws `SessionStoreError.unavailable` within
-/// the client's timeouts; the client reconnects by itself when Redis returns.
+/// the client's timeouts; the client reconnects by itself when Redis returns. An outage is logged as one warning,
+/// at most one summary line per `outageSummaryInterval`, and one notice when Redis answers again
+/// (``RedisOutageLogStateMachine``), not once per failed request.
+///
+/// Counts through swift-metrics: `concord_redis_session_loads_total`, `…_saves_total`, `…_conflicts_total`,
+/// `…_unavailable_total`, and the client's `concord_redis_*` metrics (docs/stores-redis.md).
 public final class RedisSessionStore: SessionStore {
     public let configuration: RedisSessionStoreConfiguration
     public let client: RedisClient
     private let logger: Logger
+    private let outageLog: Mutex<RedisOutageLogStateMachine>
+    private let loads: Counter
+    private let saves: Counter
+    private let conflicts: Counter
+    private let unavailable: Counter
 
+    /// - Parameter metricsFactory: where the store's and its client's counters go; the process-wide
+    ///   `MetricsSystem` by default.
     public init(
         configuration: RedisSessionStoreConfiguration,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        logger: Logger = Logger(label: "concord.redis.store")
+        logger: Logger = Logger(label: "concord.redis.store"),
+        metricsFactory: any MetricsFactory = MetricsSystem.factory
     ) throws(RedisClientError) {
         self.configuration = configuration
-        self.client = try RedisClient(configuration: configuration.client, eventLoopGroup: eventLoopGroup, logger: logger)
+        self.client = try RedisClient(
+            configuration: configuration.client, eventLoopGroup: eventLoopGroup, logger: logger, metricsFactory: metricsFactory)
         self.logger = logger
+        self.outageLog = Mutex(
+            RedisOutageLogStateMachine(
+                summaryInterval: configuration.outageSummaryInterval,
+                recoveryQuietPeriod: configuration.outageRecoveryQuietPeriod))
+        self.loads = Counter(label: "concord_redis_session_loads_total", factory: metricsFactory)
+        self.saves = Counter(label: "concord_redis_session_saves_total", factory: metricsFactory)
+        self.conflicts = Counter(label: "concord_redis_session_conflicts_total", factory: metricsFactory)
+        self.unavailable = Counter(label: "concord_redis_session_unavailable_total", factory: metricsFactory)
     }
 
     /// Closes the store's connections.
@@ -35,12 +59,20 @@ public final class RedisSessionStore: SessionStore {
     }
 
     public func load(id: String) async throws -> StoredSession? {
-        let reply = try await send(.get(sessionKey(id)))
-        guard case .bulkString(let record) = reply else { return nil }
-        return try RedisSessionRecord.decode(id: id, record: record)
+        loads.increment()
+        return try await observed { () async throws -> StoredSession? in
+            let reply = try await send(.get(sessionKey(id)))
+            guard case .bulkString(let record) = reply else { return nil }
+            return try RedisSessionRecord.decode(id: id, record: record)
+        }
     }
 
     public func save(_ session: StoredSession, ttl: Duration, expectedVersion: UInt64?) async throws -> UInt64 {
+        saves.increment()
+        return try await observed { try await write(session, ttl: ttl, expectedVersion: expectedVersion) }
+    }
+
+    private func write(_ session: StoredSession, ttl: Duration, expectedVersion: UInt64?) async throws -> UInt64 {
         guard session.payload.count <= configuration.maximumPayloadSize else {
             throw SessionStoreError.tooLarge(size: session.payload.count, limit: configuration.maximumPayloadSize)
         }
@@ -60,6 +92,7 @@ public final class RedisSessionStore: SessionStore {
             let exists = fields[2].int, let previousUser = fields[3].string
         else { throw SessionStoreError.corrupt("unexpected reply to the save script: \(reply)") }
         guard saved == 1 else {
+            conflicts.increment()
             throw SessionStoreError.conflict(expected: expectedVersion ?? 0, actual: exists == 1 ? UInt64(version) : nil)
         }
         // The index lives in the user's slot (another node in a cluster), so it follows the session write.
@@ -75,33 +108,49 @@ public final class RedisSessionStore: SessionStore {
     }
 
     public func delete(id: String) async throws {
-        let reply = try await run(RedisSessionRecord.deleteScript, key: sessionKey(id), arguments: [""])
-        if let user = reply.string, !user.isEmpty {
-            _ = try await send(.srem(userKey(user), [RedisArgument(id)]))
+        try await observed { () async throws -> Void in
+            let reply = try await run(RedisSessionRecord.deleteScript, key: sessionKey(id), arguments: [""])
+            if let user = reply.string, !user.isEmpty {
+                _ = try await send(.srem(userKey(user), [RedisArgument(id)]))
+            }
         }
     }
 
     public func touch(id: String, ttl: Duration) async throws -> Bool {
-        let milliseconds = Self.milliseconds(ttl)
-        let reply = try await run(RedisSessionRecord.touchScript, key: sessionKey(id), arguments: [RedisArgument(milliseconds)])
-        guard let user = reply.string else { return false }
-        if !user.isEmpty {
-            _ = try await run(
-                RedisSessionRecord.indexScript, key: userKey(user), arguments: [RedisArgument(id), RedisArgument(milliseconds)])
+        try await observed { () async throws -> Bool in
+            let milliseconds = Self.milliseconds(ttl)
+            let reply = try await run(
+                RedisSessionRecord.touchScript, key: sessionKey(id), arguments: [RedisArgument(milliseconds)])
+            guard let user = reply.string else { return false }
+            if !user.isEmpty {
+                _ = try await run(
+                    RedisSessionRecord.indexScript, key: userKey(user),
+                    arguments: [RedisArgument(id), RedisArgument(milliseconds)])
+            }
+            return true
         }
-        return true
     }
 
     public func version(id: String) async throws -> UInt64? {
-        let reply = try await send(.getRange(sessionKey(id), start: 0, end: RedisSessionRecord.versionLength - 1))
-        guard case .bulkString(let header) = reply, header.readableBytes > 0 else { return nil }
-        guard let version = RedisSessionRecord.version(header: header) else {
-            throw SessionStoreError.corrupt("record of session \(id) has no valid version")
+        try await observed { () async throws -> UInt64? in
+            let reply = try await send(.getRange(sessionKey(id), start: 0, end: RedisSessionRecord.versionLength - 1))
+            guard case .bulkString(let header) = reply, header.readableBytes > 0 else { return nil }
+            guard let version = RedisSessionRecord.version(header: header) else {
+                throw SessionStoreError.corrupt("record of session \(id) has no valid version")
+            }
+            return version
         }
-        return version
     }
 
     public func sessionIDs(forUser userID: String) async throws -> [String] {
+        try await observed { try await liveSessionIDs(forUser: userID) }
+    }
+
+    public func deleteAll(forUser userID: String) async throws -> Int {
+        try await observed { try await deleteSessions(ofUser: userID) }
+    }
+
+    private func liveSessionIDs(forUser userID: String) async throws -> [String] {
         let members = try await members(ofUser: userID)
         let live = try await withThrowingTaskGroup(of: (String, Bool).self) { group in
             for id in members {
@@ -118,7 +167,7 @@ public final class RedisSessionStore: SessionStore {
         return live.sorted()
     }
 
-    public func deleteAll(forUser userID: String) async throws -> Int {
+    private func deleteSessions(ofUser userID: String) async throws -> Int {
         let members = try await members(ofUser: userID)
         let deleted = try await withThrowingTaskGroup(of: Bool.self) { group in
             for id in members {
@@ -176,8 +225,56 @@ public final class RedisSessionStore: SessionStore {
         if let message = error.serverMessage, message.hasPrefix("WRONGTYPE") || message.hasPrefix("CORRUPT") {
             return .corrupt(message)
         }
-        logger.warning("redis session store unavailable", metadata: ["error": "\(error)"])
         return .unavailable(error.description)
+    }
+
+    // MARK: Outages
+
+    /// Runs one store operation and tells the outage log whether Redis answered: `.unavailable` is a failure;
+    /// a success, a conflict or a corrupt record mean Redis answered; `.tooLarge` never reached Redis.
+    private func observed<T: Sendable>(_ operation: () async throws -> T) async throws -> T {
+        do {
+            let result = try await operation()
+            reached()
+            return result
+        } catch let error as SessionStoreError {
+            if error.isUnavailable {
+                unavailable.increment()
+                let action = outageLog.withLock { $0.failed(now: .now) }
+                logOutage(action, error: error)
+            } else if !error.isTooLarge {
+                reached()
+            }
+            throw error
+        }
+    }
+
+    private func reached() {
+        let action = outageLog.withLock { $0.succeeded(now: .now) }
+        if action != .none { logOutage(action, error: nil) }
+    }
+
+    private func logOutage(_ action: RedisOutageLogStateMachine.Action, error: SessionStoreError?) {
+        let metadata: Logger.Metadata = error.map { ["error": "\($0)"] } ?? [:]
+        switch action {
+        case .none:
+            break
+        case .unreachable:
+            logger.warning("redis session store unreachable; requests fail with unavailable until it answers", metadata: metadata)
+        case .stillUnreachable(let failures, let interval):
+            logger.warning(
+                "redis session store still unreachable: \(failures) requests failed in the last \(Self.seconds(interval)) s",
+                metadata: metadata)
+        case .recovered(let failures, let downtime):
+            logger.notice(
+                "redis session store reachable again after \(Self.seconds(downtime)) s; \(failures) requests failed meanwhile")
+        }
+    }
+
+    /// Whole seconds, rounded, for log lines.
+    private static func seconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        return seconds + (attoseconds >= 500_000_000_000_000_000 ? 1 : 0)
     }
 
     /// Redis wants a positive whole number of milliseconds.

@@ -2,10 +2,6 @@ import ConcordRedis
 import NIOCore
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 @Suite struct RedisClientTests {
     private func client(_ server: RedisServerFixture, _ configure: (inout RedisClientConfiguration) -> Void = { _ in }) throws
         -> RedisClient
@@ -147,7 +143,7 @@ import Glibc
 
     @Test func refusedConnectionsFailFastAndBackOff() async throws {
         // A bound socket that does not listen: connects are refused, and no other test can take the port meanwhile.
-        let refusing = try RefusingLoopbackPort()
+        let refusing = try LoopbackSocket.refusing()
         defer { refusing.close() }
         var configuration = try RedisClientConfiguration(urls: ["redis://127.0.0.1:\(refusing.port)"])
         configuration.maximumConnectionsPerNode = 2
@@ -170,36 +166,4 @@ import Glibc
         #expect(refused == 2)
         #expect(backingOff == 18)
     }
-}
-
-/// A loopback TCP port bound but not listening, so connecting to it is refused at once.
-private struct RefusingLoopbackPort {
-    let port: Int
-    private let descriptor: Int32
-
-    init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw FixtureError("socket() failed: errno \(errno)") }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let named = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        guard bound == 0, named == 0 else {
-            Glibc.close(fd)
-            throw FixtureError("could not bind a loopback port: errno \(errno)")
-        }
-        descriptor = fd
-        port = Int(UInt16(bigEndian: address.sin_port))
-    }
-
-    func close() { Glibc.close(descriptor) }
 }

@@ -1,20 +1,82 @@
-import ConcordRedis
 import ConcordSessions
 import NIOCore
 import Testing
+
+@testable import ConcordRedis
 
 /// Against a real 3-primary cluster. One cluster for the whole suite keeps the test time down.
 @Suite struct RedisClusterTests {
     @Test func storeSpreadsSessionsOverTheClusterAndFollowsRedirections() async throws {
         try await RedisClusterFixture.withCluster { cluster in
+            try await resetCommandStatistics(cluster)
             // Only one seed URL with cluster mode on: the client discovers the other primaries itself.
             var configuration = try RedisSessionStoreConfiguration(urls: [cluster.urls[0]])
             configuration.client.cluster = true
             let store = try RedisSessionStore(configuration: configuration)
             defer { store.shutdown() }
             try await sessionsLiveOnEveryNode(store: store, cluster: cluster)
+            try await topologyCameFromClusterShards(cluster)
             try await redirectionsAreFollowed(store: store, cluster: cluster)
+            try await fallsBackToClusterSlotsWhenShardsIsRefused(cluster)
         }
+    }
+
+    /// How often each node ran `command` (e.g. `cluster|shards`) since the last `CONFIG RESETSTAT`.
+    private func calls(of command: String, _ cluster: RedisClusterFixture) async throws -> Int {
+        var total = 0
+        for node in cluster.nodes {
+            let client = try RedisClient(configuration: RedisClientConfiguration(endpoints: [node.endpoint]))
+            defer { client.shutdown() }
+            let stats = try #require(try await client.send(RedisCommand("INFO", ["commandstats"])).string)
+            // cmdstat_cluster|shards:calls=1,usec=…
+            for line in stats.split(whereSeparator: \.isNewline) where line.hasPrefix("cmdstat_\(command):calls=") {
+                total += Int(line.dropFirst("cmdstat_\(command):calls=".count).prefix { $0.isNumber }) ?? 0
+            }
+        }
+        return total
+    }
+
+    private func resetCommandStatistics(_ cluster: RedisClusterFixture) async throws {
+        for node in cluster.nodes {
+            let client = try RedisClient(configuration: RedisClientConfiguration(endpoints: [node.endpoint]))
+            defer { client.shutdown() }
+            _ = try await client.send(RedisCommand("CONFIG", ["RESETSTAT"]))
+        }
+    }
+
+    /// Redis 7 answers `CLUSTER SHARDS`: the client used it, never `CLUSTER SLOTS`, and both give the same table.
+    private func topologyCameFromClusterShards(_ cluster: RedisClusterFixture) async throws {
+        #expect(try await calls(of: "cluster|shards", cluster) >= 1)
+        #expect(try await calls(of: "cluster|slots", cluster) == 0)
+        let seed = cluster.nodes[0].endpoint
+        let client = try RedisClient(configuration: RedisClientConfiguration(endpoints: [seed]))
+        defer { client.shutdown() }
+        let shards = try RedisClusterTopology(clusterShards: try await client.send(.clusterShards()), seed: seed)
+        let slots = try RedisClusterTopology(clusterSlots: try await client.send(.clusterSlots()), seed: seed)
+        #expect(Set(shards.nodes) == Set(cluster.nodes.map(\.endpoint)))
+        let differing = (0..<RedisClusterSlot.count).filter { shards.node(forSlot: $0) != slots.node(forSlot: $0) }
+        #expect(differing.isEmpty, "\(differing.count) slots differ, first \(differing.first ?? -1)")
+    }
+
+    /// Servers that refuse `CLUSTER SHARDS` (before Redis 7, or here an ACL) still work through `CLUSTER SLOTS`.
+    private func fallsBackToClusterSlotsWhenShardsIsRefused(_ cluster: RedisClusterFixture) async throws {
+        for node in cluster.nodes {
+            let client = try RedisClient(configuration: RedisClientConfiguration(endpoints: [node.endpoint]))
+            defer { client.shutdown() }
+            _ = try await client.send(RedisCommand("ACL", ["SETUSER", "default", "-cluster|shards"]))
+            await #expect(throws: RedisClientError.self) { try await client.send(.clusterShards()) }
+        }
+        try await resetCommandStatistics(cluster)
+        var configuration = try RedisSessionStoreConfiguration(urls: [cluster.urls[1]])
+        configuration.client.cluster = true
+        let store = try RedisSessionStore(configuration: configuration)
+        defer { store.shutdown() }
+        for index in 0..<12 {
+            let session = StoredSession(id: "fallback\(index)", payload: [UInt8(index)])
+            #expect(try await store.save(session, ttl: .seconds(60), expectedVersion: 0) == 1)
+            #expect(try await store.load(id: "fallback\(index)")?.payload == [UInt8(index)])
+        }
+        #expect(try await calls(of: "cluster|slots", cluster) >= 1)
     }
 
     private func sessionsLiveOnEveryNode(store: RedisSessionStore, cluster: RedisClusterFixture) async throws {
