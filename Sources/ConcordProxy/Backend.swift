@@ -7,12 +7,15 @@ public struct Backend: Sendable, Hashable, CustomStringConvertible {
     /// Resolved once when the backend joins, so connecting never blocks on a name lookup.
     public let socketAddress: SocketAddress
 
+    /// `HOST:PORT`, formatted once: it keys per-request lookups (pool, load accounting).
+    public let id: String
+
     public init(address: HostPort) throws(ProxyError) {
         self.address = address
         self.socketAddress = try address.socketAddress()
+        self.id = address.description
     }
 
-    public var id: String { address.description }
     public var description: String { id }
 
     public static func == (lhs: Backend, rhs: Backend) -> Bool { lhs.address == rhs.address }

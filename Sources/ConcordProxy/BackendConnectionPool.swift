@@ -21,16 +21,16 @@ final class BackendConnectionPool {
 
     /// An idle connection to `backend`, most recently used first, or `nil`.
     func takeIdle(for backend: Backend, idempotent: Bool) -> BackendHTTPHandler? {
-        guard var list = idle[backend.id] else { return nil }
-        defer { idle[backend.id] = list }
+        // Mutated in place through the subscript: a copied-out list would be copied again on every pop.
+        guard idle[backend.id]?.isEmpty == false else { return nil }
         let now = NIODeadline.now()
-        while let connection = list.popLast() {
-            connection.onIdleClose = nil
+        while let connection = idle[backend.id]?.popLast() {
+            connection.idleIn = nil
             if !connection.isActive { continue }
             if !idempotent && now - connection.lastUsed > Self.freshEnoughForUnsafeRequests {
                 // Keep it for an idempotent request instead.
-                connection.onIdleClose = { [weak self] in self?.forget($0) }
-                list.insert(connection, at: 0)
+                connection.idleIn = self
+                idle[backend.id]?.insert(connection, at: 0)
                 return nil
             }
             return connection
@@ -72,23 +72,22 @@ final class BackendConnectionPool {
             connection.close()
             return
         }
-        var list = idle[connection.backend.id, default: []]
-        guard list.count < limits.maxIdleConnectionsPerBackend else {
+        guard idle[connection.backend.id, default: []].count < limits.maxIdleConnectionsPerBackend else {
             connection.close()
             return
         }
-        connection.onIdleClose = { [weak self] in self?.forget($0) }
-        list.append(connection)
-        idle[connection.backend.id] = list
+        connection.idleIn = self
+        idle[connection.backend.id, default: []].append(connection)
     }
 
-    private func forget(_ connection: BackendHTTPHandler) {
+    /// An idle connection closed.
+    func forget(_ connection: BackendHTTPHandler) {
         idle[connection.backend.id]?.removeAll { $0 === connection }
     }
 
     /// Closes every idle connection (shutdown).
     func closeAll() {
-        for list in idle.values { for connection in list { connection.onIdleClose = nil; connection.close() } }
+        for list in idle.values { for connection in list { connection.idleIn = nil; connection.close() } }
         idle.removeAll()
     }
 }

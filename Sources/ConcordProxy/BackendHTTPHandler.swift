@@ -17,9 +17,13 @@ final class BackendHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundOut = HTTPClientRequestPart
 
     let backend: Backend
-    weak var delegate: (any BackendHTTPDelegate)?
-    /// Called when the connection closes while it sits idle in the pool.
-    var onIdleClose: ((BackendHTTPHandler) -> Void)?
+    /// The client connection this one serves. Strong, not `weak`: a weakly referenced object gets a side table,
+    /// which sends every retain and release of the client handler down the slow path. The reference is cycle-free
+    /// in practice because it is cleared whenever the exchange ends (``close()``, pool release, channel end).
+    var delegate: (any BackendHTTPDelegate)?
+    /// The pool holding this connection while it is idle (`nil` while it serves an exchange); told when the
+    /// connection closes there.
+    var idleIn: BackendConnectionPool?
     private(set) var lastUsed = NIODeadline.now()
     private var context: ChannelHandlerContext?
     private var readsPaused = false
@@ -99,9 +103,9 @@ final class BackendHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.delegate = nil
             delegate.backendClosed(self, error: nil)
         } else {
-            onIdleClose?(self)
+            idleIn?.forget(self)
         }
-        onIdleClose = nil
+        idleIn = nil
         context.fireChannelInactive()
     }
 

@@ -7,9 +7,9 @@ struct HTTPExchangeStateMachine {
     enum State: Equatable {
         /// Between requests: waiting for a head while the keep-alive / header-read timer runs.
         case idle
-        /// A head arrived and a backend is being connected. Client reads are paused and the request's parts are
-        /// held, so at most one read's worth is buffered; they are sent once the connection is up (or to the
-        /// next candidate on a retry).
+        /// A head arrived and a backend is being connected. Client reads are paused until the request is
+        /// complete and its parts are held, so at most one read's worth is buffered; they are sent once the
+        /// connection is up (or to the next candidate on a retry).
         case connecting
         /// A backend is attached: the request streams to it and the response streams back.
         case proxying
@@ -205,11 +205,16 @@ struct HTTPExchangeStateMachine {
     }
 
     /// Whether reading from the client makes progress now (the handler also waits for backend writability).
-    var wantsClientReads: Bool {
+    /// Once a request is complete the client is still read — so its next request, or its going away, is seen
+    /// without pausing and resuming the socket for every exchange (two `epoll_ctl` calls per request) — until a
+    /// part of a later, pipelined request is queued: at most one read's worth of it is buffered. The body of a
+    /// request whose backend is still being connected is not read ahead: it is held, not queued.
+    func wantsClientReads(hasQueuedParts: Bool) -> Bool {
         switch state {
         case .idle: true
-        case .proxying: !requestComplete
-        case .connecting, .closing: false
+        case .connecting: requestComplete && !hasQueuedParts
+        case .proxying: !requestComplete || !hasQueuedParts
+        case .closing: false
         }
     }
 }

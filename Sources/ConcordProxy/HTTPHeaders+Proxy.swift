@@ -4,12 +4,27 @@ extension HTTPHeaders {
     /// Removes hop-by-hop headers (RFC 9110 §7.6.1): the fixed list and any named in `Connection`. Framing
     /// (`Content-Length`, `Transfer-Encoding`) stays, so NIO's encoder frames the body as the sender did.
     mutating func removeHopByHop() {
+        // Most messages carry none of them: one pass to find out, instead of a removal scan per name.
+        guard contains(where: { Self.isHopByHop($0.name) }) else { return }
         let named = self[canonicalForm: "connection"]
         for name in named where !name.isEmpty {
             let lowered = name.lowercased()
             if lowered != "transfer-encoding" && lowered != "content-length" { remove(name: String(name)) }
         }
-        for name in ["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade"] { remove(name: name) }
+        for name in Self.hopByHop { remove(name: name) }
+    }
+
+    private static let hopByHop = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade"]
+
+    /// Whether `name` is one of the fixed hop-by-hop headers.
+    private static func isHopByHop(_ name: String) -> Bool {
+        hopByHop.contains { equalsASCIICaseInsensitive(name, lowercased: $0) }
+    }
+
+    /// `name == lowercased`, ignoring ASCII case in `name`, without allocating (`lowercased` must be lowercase).
+    static func equalsASCIICaseInsensitive(_ name: String, lowercased: String) -> Bool {
+        name.utf8.count == lowercased.utf8.count
+            && zip(lowercased.utf8, name.utf8).allSatisfy { $0 == $1 || ($1 >= 0x41 && $1 <= 0x5A && $0 == $1 | 0x20) }
     }
 }
 

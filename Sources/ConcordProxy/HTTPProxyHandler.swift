@@ -41,12 +41,19 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
 
     private var readPending = false
     private var bytesSinceIdle = false
-    private var timer: Scheduled<Void>?
+    private var deadline: ConnectionDeadline
+    private var deadlineTask: Scheduled<Void>?
+    /// This client's address as X-Forwarded-For and Forwarded write it (computed once per connection).
+    private var forwardedForValue = "unknown"
+    private var forwardedParameter = "for=unknown;proto=http"
 
     init(runtime: ProxyRuntime, pool: BackendConnectionPool, observer: RequestStartObserver) {
         self.runtime = runtime
         self.pool = pool
-        self.machine = HTTPExchangeStateMachine(limits: runtime.configuration.limits)
+        let limits = runtime.configuration.limits
+        self.machine = HTTPExchangeStateMachine(limits: limits)
+        self.deadline = ConnectionDeadline(granularity: TimeAmount(
+            seconds: min(limits.headerReadTimeout, limits.keepAliveTimeout, limits.responseTimeout)))
         observer.onBytes = { [unowned self] in self.bytesArrived() }
     }
 
@@ -55,7 +62,11 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         peer = ClientAddress(context.channel.remoteAddress)
-        if let peer { isTrustedPeer = runtime.extractor.isTrusted(peer) }
+        if let peer {
+            isTrustedPeer = runtime.extractor.isTrusted(peer)
+            forwardedForValue = peer.description
+            forwardedParameter = "for=\(peer.isIPv4 ? peer.description : "\"[\(peer.description)]\"");proto=http"
+        }
         if context.channel.isActive { startIdleTimer() }
     }
 
@@ -76,8 +87,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
 
     private func teardown() {
         machine.close()
-        timer?.cancel()
-        timer = nil
+        cancelDeadline()
         if let backend {
             // Mid-exchange: the backend connection is out of sync; never pool it.
             self.backend = nil
@@ -162,7 +172,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
     }
 
     private var shouldReadClient: Bool {
-        guard machine.wantsClientReads else { return false }
+        guard machine.wantsClientReads(hasQueuedParts: !queued.isEmpty) else { return false }
         if machine.state == .proxying, let backend { return backend.isWritable }
         return true
     }
@@ -178,24 +188,45 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
 
     private func startIdleTimer() {
         bytesSinceIdle = false
-        schedule(after: runtime.configuration.limits.keepAliveTimeout)
+        arm(after: runtime.configuration.limits.keepAliveTimeout)
     }
 
     private func bytesArrived() {
         guard machine.state == .idle, !bytesSinceIdle else { return }
         bytesSinceIdle = true
-        schedule(after: runtime.configuration.limits.headerReadTimeout)
+        arm(after: runtime.configuration.limits.headerReadTimeout)
     }
 
-    private func schedule(after seconds: Double) {
-        timer?.cancel()
+    /// The current phase times out `seconds` from now (see ``ConnectionDeadline`` for why no task per phase).
+    private func arm(after seconds: Double) {
+        let now = NIODeadline.now()
+        if let due = deadline.arm(at: now + TimeAmount(seconds: seconds), now: now) { scheduleDeadlineTask(at: due) }
+    }
+
+    private func scheduleDeadlineTask(at due: NIODeadline) {
+        deadlineTask?.cancel()
+        deadlineTask = nil
         guard let context else { return }
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        timer = context.eventLoop.scheduleTask(in: TimeAmount(seconds: seconds)) { loopBound.value.timerFired() }
+        deadlineTask = context.eventLoop.scheduleTask(deadline: due) { loopBound.value.deadlineTaskFired() }
     }
 
-    private func timerFired() {
-        timer = nil
+    private func cancelDeadline() {
+        deadlineTask?.cancel()
+        deadlineTask = nil
+        deadline.cancel()
+    }
+
+    private func deadlineTaskFired() {
+        deadlineTask = nil
+        switch deadline.taskFired(now: .now()) {
+        case .expired: timedOut()
+        case .reschedule(let due): scheduleDeadlineTask(at: due)
+        case .idle: break
+        }
+    }
+
+    private func timedOut() {
         switch machine.state {
         case .idle:
             machine.close()
@@ -213,8 +244,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
     // MARK: Routing
 
     private func begin(_ head: HTTPRequestHead) {
-        timer?.cancel()
-        timer = nil
+        deadline.disarm()
         requestVersion = head.version.major == 1 ? head.version : .http1_1
         switch machine.receivedHead(head) {
         case .reject(let status):
@@ -320,7 +350,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
         let parts = held
         for part in parts { send(part, to: connection) }
         connection.flush()
-        if machine.requestComplete { schedule(after: runtime.configuration.limits.responseTimeout) }
+        if machine.requestComplete { arm(after: runtime.configuration.limits.responseTimeout) }
         updateClientReads()
     }
 
@@ -332,7 +362,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
             connection.write(.body(.byteBuffer(buffer)))
         case .end(let trailers):
             connection.write(.end(trailers))
-            if timer == nil { schedule(after: runtime.configuration.limits.responseTimeout) }
+            if !deadline.isArmed { arm(after: runtime.configuration.limits.responseTimeout) }
         }
     }
 
@@ -343,19 +373,18 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
         var out = head
         out.version = .http1_1
         out.headers.removeHopByHop()
-        let client = peer?.description ?? "unknown"
-        let forwardedFor = peer.map { $0.isIPv4 ? $0.description : "\"[\($0.description)]\"" } ?? "unknown"
+        let client = forwardedForValue
         if isTrustedPeer {
             let previous = out.headers[canonicalForm: "x-forwarded-for"].joined(separator: ", ")
             out.headers.replaceOrAdd(name: "x-forwarded-for", value: previous.isEmpty ? client : "\(previous), \(client)")
             if !out.headers.contains(name: "x-forwarded-proto") { out.headers.add(name: "x-forwarded-proto", value: "http") }
             let forwarded = out.headers[canonicalForm: "forwarded"].joined(separator: ", ")
-            let mine = "for=\(forwardedFor);proto=http"
+            let mine = forwardedParameter
             out.headers.replaceOrAdd(name: "forwarded", value: forwarded.isEmpty ? mine : "\(forwarded), \(mine)")
         } else {
             out.headers.replaceOrAdd(name: "x-forwarded-for", value: client)
             out.headers.replaceOrAdd(name: "x-forwarded-proto", value: "http")
-            out.headers.replaceOrAdd(name: "forwarded", value: "for=\(forwardedFor);proto=http")
+            out.headers.replaceOrAdd(name: "forwarded", value: forwardedParameter)
         }
         return out
     }
@@ -366,8 +395,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
         guard connection === backend, let context else { return }
         switch part {
         case .head(var head):
-            timer?.cancel()
-            timer = nil
+            deadline.disarm()
             machine.responseHeadReceived()
             held.removeAll()
             head.headers.removeHopByHop()
@@ -422,7 +450,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
     private func replayQueued() {
         while let part = queued.popFirst() {
             handle(part)
-            if machine.state != .idle && !machine.wantsClientReads && machine.requestComplete { break }
+            // The replayed request is complete and on its way: later parts wait for its response.
+            if machine.state != .idle && machine.requestComplete { break }
         }
     }
 
@@ -476,8 +505,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
     /// Writes a proxy-made response and closes the connection after it is sent.
     private func respondWithError(_ status: HTTPResponseStatus) {
         machine.close()
-        timer?.cancel()
-        timer = nil
+        cancelDeadline()
         guard let context, context.channel.isActive else { return }
         runtime.metrics.proxyResponse(status: Int(status.code))
         let text = ProxyResponse.body(status)

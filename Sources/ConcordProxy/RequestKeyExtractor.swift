@@ -60,14 +60,22 @@ public struct RequestKeyExtractor: Sendable {
         trustedProxies.contains { $0.contains(address) }
     }
 
-    /// The value of cookie `name` from the Cookie header(s).
+    /// The value of cookie `name` from the Cookie header(s). Scans bytes (no splitting into arrays): it runs on
+    /// every proxied request.
     public static func cookie(named name: String, in headers: HTTPHeaders) -> Substring? {
-        for header in headers[canonicalForm: "cookie"] {
-            for pair in header.split(separator: ";") {
-                let trimmed = pair.drop(while: { $0 == " " })
-                guard let equals = trimmed.firstIndex(of: "="), trimmed[..<equals] == name else { continue }
-                let value = trimmed[trimmed.index(after: equals)...]
-                if !value.isEmpty { return value }
+        for (headerName, header) in headers where headerName.utf8.count == 6 && HTTPHeaders.equalsASCIICaseInsensitive(headerName, lowercased: "cookie") {
+            let bytes = header.utf8
+            var start = bytes.startIndex
+            while start < bytes.endIndex {
+                let end = bytes[start...].firstIndex(of: UInt8(ascii: ";")) ?? bytes.endIndex
+                var pairStart = start
+                while pairStart < end, bytes[pairStart] == UInt8(ascii: " ") { pairStart = bytes.index(after: pairStart) }
+                if let equals = bytes[pairStart..<end].firstIndex(of: UInt8(ascii: "=")),
+                   bytes[pairStart..<equals].elementsEqual(name.utf8) {
+                    let valueStart = bytes.index(after: equals)
+                    if valueStart < end { return header[valueStart..<end] }
+                }
+                start = end < bytes.endIndex ? bytes.index(after: end) : end
             }
         }
         return nil

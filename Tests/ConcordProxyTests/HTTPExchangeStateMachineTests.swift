@@ -12,9 +12,12 @@ import Testing
         var machine = HTTPExchangeStateMachine(limits: ProxyLimits())
         #expect(machine.receivedHead(head()) == .route)
         #expect(machine.state == .connecting)
-        #expect(!machine.wantsClientReads)
+        #expect(!machine.wantsClientReads(hasQueuedParts: false))
         #expect(machine.receivedBody(bytes: 10) == .hold)
         #expect(machine.receivedEnd() == .hold)
+        // Complete: reading on only shows a pipelined request (queued) or the client going away.
+        #expect(machine.wantsClientReads(hasQueuedParts: false))
+        #expect(!machine.wantsClientReads(hasQueuedParts: true))
         machine.connected()
         #expect(machine.state == .proxying)
         // The request is complete: the next parts belong to a pipelined request.
@@ -24,14 +27,18 @@ import Testing
         #expect(machine.state == .idle)
     }
 
-    @Test func forwardsWhileProxyingAndStopsReadingAfterTheEnd() {
+    @Test func forwardsWhileProxyingAndPausesReadsOnlyForAQueuedRequest() {
         var machine = HTTPExchangeStateMachine(limits: ProxyLimits())
         _ = machine.receivedHead(head(.POST, headers: [("content-length", "5")]))
         machine.connected()
-        #expect(machine.wantsClientReads)
+        #expect(machine.wantsClientReads(hasQueuedParts: false))
         #expect(machine.receivedBody(bytes: 5) == .forward)
         #expect(machine.receivedEnd() == .forward)
-        #expect(!machine.wantsClientReads)
+        // After the end, reads stay on until a part of the next request is queued, then pause.
+        #expect(machine.wantsClientReads(hasQueuedParts: false))
+        #expect(!machine.wantsClientReads(hasQueuedParts: true))
+        machine.close()
+        #expect(!machine.wantsClientReads(hasQueuedParts: false))
     }
 
     @Test func rejectsTooManyHeadersWith431() {

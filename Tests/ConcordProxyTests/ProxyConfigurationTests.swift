@@ -90,6 +90,32 @@ import Testing
         #expect(extractor.keyHash(for: head("/", [("cookie", "sid=")]), peer: peer) == extractor.ipHash(peer))
     }
 
+    @Test func cookieScanFindsExactNamesInEveryCookieHeader() {
+        func cookie(_ name: String, _ values: [String]) -> Substring? {
+            RequestKeyExtractor.cookie(named: name, in: HTTPHeaders(values.map { ("Cookie", $0) }))
+        }
+        #expect(cookie("sid", ["sid=abc"]) == "abc")
+        #expect(cookie("sid", ["xsid=1; sid=abc"]) == "abc")          // a longer name that ends in "sid" is not it
+        #expect(cookie("sid", ["sidx=1;sid=abc;b=2"]) == "abc")        // no space after ';'
+        #expect(cookie("sid", ["a=1;   sid=a=b"]) == "a=b")            // '=' inside a value stays
+        #expect(cookie("sid", ["a=1", "b=2; sid=second-header"]) == "second-header")
+        #expect(cookie("sid", ["sid=; sid=later"]) == "later")          // an empty value is absent
+        #expect(cookie("sid", ["a=1;", ";", "", "sid"]) == nil)
+        #expect(cookie("SID", ["sid=abc"]) == nil)                      // cookie names are case-sensitive
+        #expect(cookie("sid", ["sid=ünï; b=2"]) == "ünï")
+        #expect(RequestKeyExtractor.cookie(named: "sid", in: HTTPHeaders([("x-cookie", "sid=no")])) == nil)
+    }
+
+    @Test func hopByHopHeadersAreRemovedWhateverTheirCase() {
+        var headers = HTTPHeaders([("Host", "a"), ("Connection", "X-Private, close"), ("X-Private", "1"),
+                                   ("KEEP-ALIVE", "timeout=5"), ("Upgrade", "h2c"), ("Content-Length", "3")])
+        headers.removeHopByHop()
+        #expect(headers.map(\.name) == ["Host", "Content-Length"])
+        var plain = HTTPHeaders([("Host", "a"), ("Cookie", "sid=1")])
+        plain.removeHopByHop()
+        #expect(plain.count == 2)
+    }
+
     @Test func headerAndPathSources() throws {
         let header = RequestKeyExtractor(chain: try KeyChain(parsing: "header:X-User"))
         #expect(header.keyHash(for: head("/", [("x-user", "u1")]), peer: nil) == KeyHash.hash("u1"))
