@@ -64,13 +64,14 @@ struct BenchStoresCommand: AsyncParsableCommand {
         for caller in 0..<concurrency {
             _ = try await store.save(StoredSession(id: "\(prefix)\(caller)", payload: payload), ttl: .seconds(600), expectedVersion: nil)
         }
-        _ = try await run(concurrency: concurrency, operations: min(operations, 2_000)) { caller, _ in
+        let executor = target.callerExecutor
+        _ = try await run(concurrency: concurrency, operations: min(operations, 2_000), executor: executor) { caller, _ in
             _ = try await store.load(id: "\(prefix)\(caller)")
         }  // warm-up: connections, scripts, caches
-        let loadRate = try await run(concurrency: concurrency, operations: operations) { caller, _ in
+        let loadRate = try await run(concurrency: concurrency, operations: operations, executor: executor) { caller, _ in
             guard try await store.load(id: "\(prefix)\(caller)") != nil else { throw BenchStoresError("session vanished") }
         }
-        let saveRate = try await run(concurrency: concurrency, operations: operations, perCaller: true) { caller, count in
+        let saveRate = try await run(concurrency: concurrency, operations: operations, perCaller: true, executor: executor) { caller, count in
             let id = "\(prefix)\(caller)"
             var version = try await store.version(id: id) ?? 0
             for _ in 0..<count {
@@ -91,14 +92,14 @@ struct BenchStoresCommand: AsyncParsableCommand {
     /// Runs `operations` calls of `body` split over `concurrency` callers; returns operations per second.
     /// With `perCaller`, `body` runs once per caller and performs `count` operations itself.
     private func run(
-        concurrency: Int, operations: Int, perCaller: Bool = false,
+        concurrency: Int, operations: Int, perCaller: Bool = false, executor: (any TaskExecutor)?,
         _ body: @escaping @Sendable (_ caller: Int, _ count: Int) async throws -> Void
     ) async throws -> Double {
         let share = max(1, operations / concurrency)
         let start = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
             for caller in 0..<concurrency {
-                group.addTask {
+                group.addTask(executorPreference: executor) {
                     if perCaller {
                         try await body(caller, share)
                     } else {

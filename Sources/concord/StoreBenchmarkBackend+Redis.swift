@@ -1,14 +1,28 @@
 import ConcordRedis
+import Logging
+import NIOPosix
 import Foundation
 
 extension StoreBenchmarkBackend {
     /// Redis through ``RedisSessionStore``, compared with `redis-benchmark -t get,set` against the same server.
-    /// Without `--url` it starts a private `redis-server` (no persistence) on a free loopback port.
+    /// Without `--url` it starts a private `redis-server` (no persistence) on a free loopback port. Callers run on
+    /// the global concurrent executor, as an app's request handlers do.
     static let redis = StoreBenchmarkBackend(name: "redis") { options in
+        try await redisTarget(options: options, callersOnEventLoop: false)
+    }
+
+    /// The same, with the store's connections on one event loop and the callers running on that loop
+    /// (``EventLoopTaskExecutor``): no thread hand-off per command, like `redis-benchmark`'s single C loop.
+    static let redisEventLoop = StoreBenchmarkBackend(name: "redis-eventloop") { options in
+        try await redisTarget(options: options, callersOnEventLoop: true)
+    }
+
+    private static func redisTarget(options: StoreBenchmarkOptions, callersOnEventLoop: Bool) async throws -> StoreBenchmarkTarget {
         let server: RedisBenchmarkServer? = options.url == nil ? try await RedisBenchmarkServer.start() : nil
         let url = options.url ?? "redis://127.0.0.1:\(server!.port)"
         let configuration = try RedisSessionStoreConfiguration(urls: [url])
-        let store = try RedisSessionStore(configuration: configuration)
+        let group: MultiThreadedEventLoopGroup? = callersOnEventLoop ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : nil
+        let store = try RedisSessionStore(configuration: configuration, eventLoopGroup: group ?? MultiThreadedEventLoopGroup.singleton)
         let endpoint = configuration.client.endpoints[0]
         return StoreBenchmarkTarget(
             store: store,
@@ -18,8 +32,10 @@ extension StoreBenchmarkBackend {
             },
             stop: {
                 store.shutdown()
+                try? await group?.shutdownGracefully()
                 server?.stop()
-            })
+            },
+            callerExecutor: group.map { EventLoopTaskExecutor($0.next()) })
     }
 }
 
@@ -43,7 +59,10 @@ struct RedisBenchmarkServer: Sendable {
         process.standardError = FileHandle.nullDevice
         try process.run()
         let server = RedisBenchmarkServer(port: port, process: process, directory: directory)
-        let client = try RedisClient(configuration: RedisClientConfiguration(urls: ["redis://127.0.0.1:\(port)"]))
+        // Refused connections are expected until the server listens: only real errors are worth a log line here.
+        var quiet = Logger(label: "concord.bench.redis-probe")
+        quiet.logLevel = .error
+        let client = try RedisClient(configuration: RedisClientConfiguration(urls: ["redis://127.0.0.1:\(port)"]), logger: quiet)
         defer { client.shutdown() }
         for _ in 0..<100 {
             if (try? await client.send(.ping())) != nil { return server }

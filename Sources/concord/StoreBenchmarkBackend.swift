@@ -9,7 +9,7 @@ struct StoreBenchmarkBackend: Sendable {
     var start: @Sendable (StoreBenchmarkOptions) async throws -> StoreBenchmarkTarget
 
     /// Every backend the command knows, in the order it reports them.
-    static let all: [StoreBenchmarkBackend] = [.memory, .sqlite, .postgres, .postgresNearCache, .redis]
+    static let all: [StoreBenchmarkBackend] = [.memory, .sqlite, .postgres, .postgresNearCache, .redis, .redisEventLoop]
 }
 
 /// The running backend: the store, an optional native peer to compare against, and how to stop both.
@@ -20,6 +20,8 @@ struct StoreBenchmarkTarget: Sendable {
     var stop: @Sendable () async -> Void
     /// A line printed after the backend's figures (e.g. what a near cache saved), when given.
     var report: (@Sendable () -> String)? = nil
+    /// Where the callers run: the global concurrent executor when `nil` (as a Hummingbird handler does).
+    var callerExecutor: (any TaskExecutor)? = nil
 }
 
 /// The native tool's figures: reads (the peer of `load`) and writes (the peer of `save`) per second.
