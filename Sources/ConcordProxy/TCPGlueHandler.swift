@@ -3,6 +3,10 @@ import NIOCore
 /// One side of an L4 connection pair. Bytes read on one side are written to the other; backpressure holds
 /// `read()` on a side while its partner is not writable (so memory stays bounded by the watermarks), and
 /// half-close is forwarded: an EOF on one side shuts down the output of the other once its writes are flushed.
+///
+/// The pair closes when no bytes moved either way for `idleTimeout`. The client side keeps that timer itself —
+/// one task that re-arms from the last read on either side — rather than an `IdleStateHandler` on each channel,
+/// which costs a pipeline hop and a clock read on every read, write and flush.
 final class TCPGlueHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -16,15 +20,22 @@ final class TCPGlueHandler: ChannelDuplexHandler {
     private let isClientSide: Bool
     private var inputClosed = false
     private var outputClosed = false
+    private let idleTimeout: TimeAmount
+    /// When this side last read bytes (both sides share one event loop, so the client side reads its partner's).
+    private var lastRead = NIODeadline.now()
+    /// Client side only: the pending idle check.
+    private var idleCheck: Scheduled<Void>?
 
-    private init(counters: ProxyMetrics.BackendCounters, isClientSide: Bool) {
+    private init(counters: ProxyMetrics.BackendCounters, isClientSide: Bool, idleTimeout: TimeAmount) {
         self.counters = counters
         self.isClientSide = isClientSide
+        self.idleTimeout = idleTimeout
     }
 
-    static func matchedPair(counters: ProxyMetrics.BackendCounters) -> (client: TCPGlueHandler, backend: TCPGlueHandler) {
-        let client = TCPGlueHandler(counters: counters, isClientSide: true)
-        let backend = TCPGlueHandler(counters: counters, isClientSide: false)
+    /// Both sides must be added to channels of the same event loop.
+    static func matchedPair(counters: ProxyMetrics.BackendCounters, idleTimeout: TimeAmount) -> (client: TCPGlueHandler, backend: TCPGlueHandler) {
+        let client = TCPGlueHandler(counters: counters, isClientSide: true, idleTimeout: idleTimeout)
+        let backend = TCPGlueHandler(counters: counters, isClientSide: false, idleTimeout: idleTimeout)
         client.partner = backend
         backend.partner = client
         return (client, backend)
@@ -32,11 +43,35 @@ final class TCPGlueHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        lastRead = .now()
+        if isClientSide { scheduleIdleCheck(at: lastRead + idleTimeout) }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        idleCheck?.cancel()
+        idleCheck = nil
         self.context = nil
         partner = nil
+    }
+
+    // MARK: Idle timeout (client side)
+
+    private func scheduleIdleCheck(at deadline: NIODeadline) {
+        guard let context else { return }
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        idleCheck = context.eventLoop.scheduleTask(deadline: deadline) { loopBound.value.checkIdle() }
+    }
+
+    private func checkIdle() {
+        idleCheck = nil
+        guard let context else { return }
+        let due = max(lastRead, partner?.lastRead ?? lastRead) + idleTimeout
+        if NIODeadline.now() >= due {
+            partner?.partnerCloseFull()
+            context.close(promise: nil)
+        } else {
+            scheduleIdleCheck(at: due)
+        }
     }
 
     // MARK: Called by the partner
@@ -79,6 +114,7 @@ final class TCPGlueHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
+        lastRead = .now()
         if isClientSide {
             counters.bytesToBackend.increment(by: Int64(buffer.readableBytes))
         } else {
@@ -92,6 +128,8 @@ final class TCPGlueHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        idleCheck?.cancel()
+        idleCheck = nil
         partner?.partnerCloseFull()
         context.fireChannelInactive()
     }
@@ -101,8 +139,6 @@ final class TCPGlueHandler: ChannelDuplexHandler {
             inputClosed = true
             partner?.partnerWriteEOF()
             if outputClosed { context.close(promise: nil) }
-        } else if event is IdleStateHandler.IdleStateEvent {
-            context.close(promise: nil)
         } else {
             context.fireUserInboundEventTriggered(event)
         }

@@ -84,8 +84,8 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func glue(context: ChannelHandlerContext, backendChannel: any Channel) {
         guard let pick else { return }
-        let (clientSide, backendSide) = TCPGlueHandler.matchedPair(counters: pick.counters)
-        let idle = TimeAmount(seconds: runtime.configuration.limits.tcpIdleTimeout)
+        let (clientSide, backendSide) = TCPGlueHandler.matchedPair(
+            counters: pick.counters, idleTimeout: TimeAmount(seconds: runtime.configuration.limits.tcpIdleTimeout))
         do {
             if let version = runtime.configuration.proxyProtocol {
                 var header = backendChannel.allocator.buffer(capacity: 64)
@@ -93,9 +93,7 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                                            destination: context.channel.localAddress, into: &header)
                 backendChannel.write(header, promise: nil)
             }
-            try backendChannel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: idle))
             try backendChannel.pipeline.syncOperations.addHandler(backendSide)
-            try context.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: idle), position: .before(self))
             try context.pipeline.syncOperations.addHandler(clientSide, position: .after(self))
         } catch {
             backendChannel.close(promise: nil)

@@ -39,6 +39,23 @@ import Testing
         }
     }
 
+    @Test func aPairThatCarriesNoBytesForTheIdleTimeoutIsClosedAndAnActiveOneIsNot() async throws {
+        try await withEchoBackends(1) { backends in
+            var c = try configuration(backends, balance: .roundRobin)
+            c.limits.tcpIdleTimeout = 0.8
+            try await ProxyHarness.withProxy(c) { _, port in
+                let start = ContinuousClock.now
+                // Gaps of 0.3 s keep the pair alive (each byte re-arms the timeout); then it goes quiet and the
+                // proxy closes it ≈ 0.8 s later, long before the client's own 10 s limit.
+                let response = try await RawClient.exchange(port: port, ["a", "b", "c", "d"], pause: .milliseconds(300), timeout: .seconds(10))
+                let elapsed = ContinuousClock.now - start
+                #expect(response.text == "e0:abcd", "every piece crossed while the pair was active")
+                #expect(elapsed >= .milliseconds(1_600), "closed at \(elapsed), before 0.9 s of pauses + 0.8 s idle")
+                #expect(elapsed < .seconds(8), "closed at \(elapsed): the idle timeout did not fire")
+            }
+        }
+    }
+
     @Test func roundRobinAndFailoverToTheNextNode() async throws {
         try await withEchoBackends(3) { backends in
             try await ProxyHarness.withProxy(try configuration(backends, balance: .roundRobin)) { _, port in
