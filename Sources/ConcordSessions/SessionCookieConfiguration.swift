@@ -92,13 +92,20 @@ public struct SessionCookieConfiguration: Sendable, Hashable {
         return header
     }
 
-    /// The value of this cookie among the `Cookie` request header values, if present.
-    public func value(inCookieHeaders headers: some Sequence<some StringProtocol>) -> Substring? {
+    /// The value of this cookie among the `Cookie` request header values, if present. Concrete for the usual
+    /// `[String]` (what Hummingbird's `headers[values: .cookie]` gives): a generic call from another module is
+    /// not specialised and pays a metadata lookup per header on every request.
+    public func value(inCookieHeaders headers: [String]) -> Substring? {
         let name = fullName
         for header in headers {
-            if let value = Self.value(named: name, in: String(header)) { return value }
+            if let value = Self.value(named: name, in: header) { return value }
         }
         return nil
+    }
+
+    /// The value of this cookie among the `Cookie` request header values, if present.
+    public func value(inCookieHeaders headers: some Sequence<some StringProtocol>) -> Substring? {
+        value(inCookieHeaders: headers.map { String($0) })
     }
 
     /// Scans one `Cookie` header (`a=1; b=2`) byte by byte: it runs on every request, and splitting into

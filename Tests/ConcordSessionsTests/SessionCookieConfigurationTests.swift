@@ -46,6 +46,9 @@ import Testing
         #expect(cookie.value(inCookieHeaders: ["a=1", "__Host-concord_session=q"]) == "q")
         #expect(cookie.value(inCookieHeaders: ["concord_session=plain"]) == nil)
         #expect(cookie.value(inCookieHeaders: [String]()) == nil)
+        // Any sequence of string-likes reads the same as the `[String]` fast path.
+        let substrings: [Substring] = ["a=1", "__Host-concord_session=q"]
+        #expect(cookie.value(inCookieHeaders: substrings) == "q")
         let plain = SessionCookieConfiguration()
         #expect(plain.value(inCookieHeaders: [" \tconcord_session=v1;x=2"]) == "v1")
         #expect(plain.value(inCookieHeaders: ["concord_session_other=no; concord_session=yes"]) == "yes")
