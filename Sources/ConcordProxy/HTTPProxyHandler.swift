@@ -292,21 +292,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
             attach(idle, reused: true)
             return
         }
-        let loopBound = NIOLoopBound(self, eventLoop: pool.eventLoop)
-        pool.connect(to: target) { result in
-            let handler = loopBound.value
-            switch result {
-            case .success(let connection):
-                guard handler.machine.state == .connecting, handler.pick?.backend == target else {
-                    connection.close()
-                    return
-                }
-                handler.runtime.balancer.recordConnectSuccess(target)
-                handler.attach(connection, reused: false)
-            case .failure(let error):
-                handler.connectFailed(target, error: error)
-            }
-        }
+        connectFresh(to: target)
     }
 
     private func connectFailed(_ target: Backend, error: any Error) {
@@ -468,7 +454,14 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
         // A connection opened for this request that fails before the response counts against the backend
         // (passive check); a pooled one may only have met the backend's idle timeout, which says nothing.
         if !backendWasReused && !machine.responseStarted { runtime.balancer.recordConnectFailure(target) }
-        switch machine.backendFailed(hasAlternative: runtime.balancer.backends.count > 1) {
+        // A stale pooled connection says nothing against the backend: the retry goes to the same backend on a
+        // fresh connection (the session's node, and the only one when there is a single backend).
+        let staysOnBackend = backendWasReused
+        switch machine.backendFailed(hasAlternative: staysOnBackend || runtime.balancer.backends.count > 1) {
+        case .retry where staysOnBackend:
+            runtime.metrics.retries.increment()
+            runtime.logger.debug("\(failure); retrying on a fresh connection to the same backend")
+            connectFresh(to: target)
         case .retry:
             retry(excluding: target, after: failure, otherwise: .badGateway)
         case .respond(let status):
@@ -476,6 +469,24 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
             abortExchange(respondingWith: status)
         case .close:
             context?.close(promise: nil)
+        }
+    }
+
+    /// Opens a fresh connection to the picked backend `target` for the request (after a stale pooled one, the
+    /// pick stays).
+    private func connectFresh(to target: Backend) {
+        let loopBound = NIOLoopBound(self, eventLoop: pool.eventLoop)
+        pool.connect(to: target) { result in
+            let handler = loopBound.value
+            switch result {
+            case .success(let fresh) where handler.machine.state == .connecting && handler.pick?.backend == target:
+                handler.runtime.balancer.recordConnectSuccess(target)
+                handler.attach(fresh, reused: false)
+            case .success(let fresh):
+                fresh.close()
+            case .failure(let error):
+                handler.connectFailed(target, error: error)
+            }
         }
     }
 

@@ -62,6 +62,29 @@ import Testing
         await closer.stop()
     }
 
+    @Test func aStalePooledConnectionIsRetriedOnAFreshConnectionToTheSameBackend() async throws {
+        // Each connection answers one request, then closes on the next: every reuse of a pooled connection fails.
+        let closer = try await TestClosingBackend.start(answeringFirstRequest: true)
+        do {
+            var config = ProxyConfiguration(backends: [try HostPort(parsing: closer.address)], balance: .roundRobin)
+            config.health = HealthCheckConfiguration(interval: 30, rise: 1, fall: 1)
+            try await ProxyHarness.withProxy(config) { server, port in
+                for attempt in 0..<4 {
+                    // Attempts after the first take the pooled connection, which fails before any byte; the GET is
+                    // sent again on a fresh connection to the same (only) backend instead of answering 502.
+                    let get = try await RawClient.get(port: port)
+                    #expect(get.status == 200 && get.body == "fresh\n", "attempt \(attempt): \(get.text.prefix(300))")
+                }
+                // A stale pooled connection says nothing against the backend.
+                #expect(server.balancer.statuses().first?.state == "up")
+            }
+        } catch {
+            await closer.stop()
+            throw error
+        }
+        await closer.stop()
+    }
+
     @Test func roundRobinSpreadsAndKeepAliveWorks() async throws {
         try await ProxyHarness.withBackends(["a", "b", "c"]) { backends in
             try await ProxyHarness.withProxy(try ProxyHarness.configuration(backends, balance: .roundRobin)) { _, port in

@@ -145,18 +145,19 @@ final class TestEchoBackend: Sendable {
 }
 
 /// A backend that is failing: it accepts connections and closes each one as soon as a request arrives, before
-/// any response byte (as a dying process does).
+/// any response byte (as a dying process does). With `answeringFirstRequest`, each connection first answers one
+/// request (200, keep-alive) and closes on the next: a pooled connection that turns out stale when reused.
 final class TestClosingBackend: Sendable {
     private let channel: any Channel
     var address: String { "127.0.0.1:\(channel.localAddress!.port!)" }
 
     private init(channel: any Channel) { self.channel = channel }
 
-    static func start() async throws -> TestClosingBackend {
+    static func start(answeringFirstRequest: Bool = false) async throws -> TestClosingBackend {
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(CloseOnRead())
+                    try channel.pipeline.syncOperations.addHandler(CloseOnRead(answersLeft: answeringFirstRequest ? 1 : 0))
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
@@ -167,6 +168,18 @@ final class TestClosingBackend: Sendable {
 
     private final class CloseOnRead: ChannelInboundHandler {
         typealias InboundIn = ByteBuffer
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) { context.close(promise: nil) }
+        typealias OutboundOut = ByteBuffer
+        private var answersLeft: Int
+        init(answersLeft: Int) { self.answersLeft = answersLeft }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            guard answersLeft > 0 else {
+                context.close(promise: nil)
+                return
+            }
+            answersLeft -= 1
+            let response = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\nX-Backend: closer\r\n\r\nfresh\n"
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: response)), promise: nil)
+        }
     }
 }
