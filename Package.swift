@@ -130,7 +130,7 @@ let package = Package(
         // The store conformance suite every SessionStore's tests run (imports Testing; test targets only).
         .target(
             name: "ConcordSessionsTesting",
-            dependencies: ["ConcordSessions"],
+            dependencies: ["ConcordSessions", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .target(

@@ -216,28 +216,3 @@ import Testing
         #expect(error?.description.contains("__Host-") == true)
     }
 }
-
-/// Collects log messages (a swift-log handler).
-final class LogCapture: LogHandler, Sendable {
-    private let lines = Mutex<[String]>([])
-    var messages: [String] { lines.withLock { $0 } }
-
-    func log(event: LogEvent) {
-        lines.withLock { $0.append(event.message.description) }
-    }
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { nil }
-        set {}
-    }
-
-    var metadata: Logger.Metadata {
-        get { [:] }
-        set {}
-    }
-
-    var logLevel: Logger.Level {
-        get { .trace }
-        set {}
-    }
-}

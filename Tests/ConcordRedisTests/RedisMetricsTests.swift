@@ -1,5 +1,6 @@
 import ConcordRedis
 import ConcordSessions
+import ConcordSessionsTesting
 import Logging
 import MetricsTestKit
 import Synchronization
@@ -115,7 +116,7 @@ import Testing
     /// starts and one notice when Redis answers again, however many requests fail in between.
     @Test func storeCountsOperationsAndLogsAnOutageOnce() async throws {
         let metrics = TestMetrics()
-        let logs = CapturedLogLines()
+        let logs = LogCapture()
         try await RedisServerFixture.withServer { server in
             var configuration = try RedisSessionStoreConfiguration(urls: [server.url])
             configuration.client.maximumReconnectBackoff = .milliseconds(200)
@@ -180,38 +181,5 @@ import Testing
             #expect(try metrics.expectCounter("concord_redis_reconnects_total").totalValue >= 1)
             #expect(loads.totalValue == Int64(2 + 5 + failedWhileRecovering + 1))
         }
-    }
-}
-
-/// Keeps every log line (level, message, `error` metadata) for assertions.
-final class CapturedLogLines: LogHandler, Sendable {
-    struct Line: Sendable, CustomStringConvertible {
-        var level: Logger.Level
-        var message: String
-        var error: String?
-        var description: String { "\(level): \(message)" }
-    }
-
-    private let storage = Mutex<[Line]>([])
-    var lines: [Line] { storage.withLock { $0 } }
-
-    func log(event: LogEvent) {
-        let line = Line(level: event.level, message: event.message.description, error: event.metadata?["error"]?.description)
-        storage.withLock { $0.append(line) }
-    }
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { nil }
-        set {}
-    }
-
-    var metadata: Logger.Metadata {
-        get { [:] }
-        set {}
-    }
-
-    var logLevel: Logger.Level {
-        get { .trace }
-        set {}
     }
 }
