@@ -38,6 +38,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
     private var stickyToken: Substring?
     private var backend: BackendHTTPHandler?
     private var backendWasReused = false
+    /// What to answer once the response in flight ends: the bytes after its request were malformed.
+    private var malformedNext: HTTPResponseStatus?
 
     private var readPending = false
     private var bytesSinceIdle = false
@@ -151,6 +153,13 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let parserError = error as? HTTPParserError, machine.requestComplete,
+           machine.state == .proxying || machine.state == .connecting {
+            // Malformed bytes after a complete request (the client stays readable while its response is pending):
+            // that response is finished first, then the malformed one is answered and the connection closed.
+            malformedNext = parserError == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
+            return
+        }
         if let parserError = error as? HTTPParserError, machine.state == .idle || !machine.requestComplete {
             let status: HTTPResponseStatus = parserError == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
             if machine.state == .idle || (machine.state == .connecting && backend == nil) {
@@ -423,6 +432,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
         switch decision {
         case .keepAlive:
             context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
+            if let status = malformedNext {
+                respondWithError(status)
+                return
+            }
             startIdleTimer()
             replayQueued()
             updateClientReads()

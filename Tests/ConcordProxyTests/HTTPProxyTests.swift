@@ -177,6 +177,20 @@ import Testing
         }
     }
 
+    @Test func malformedBytesWhileAResponseIsPendingAreAnswered400AfterIt() async throws {
+        try await ProxyHarness.withBackends(["a"]) { backends in
+            try await ProxyHarness.withProxy(try ProxyHarness.configuration(backends, balance: .roundRobin)) { _, port in
+                // The client stays readable while /slow is on its way; the garbage arrives meanwhile.
+                let response = try await RawClient.exchange(
+                    port: port, ["GET /slow HTTP/1.1\r\nHost: t\r\n\r\n", "\u{01}\u{02}garbage\r\n\r\n"], pause: .milliseconds(100))
+                #expect(response.status == 200, "the response in flight is delivered: \(response.text.prefix(200))")
+                // Status codes in the order the responses arrived (a body runs straight into the next status line).
+                let statuses = response.text.components(separatedBy: "HTTP/1.1 ").dropFirst().map { String($0.prefix(3)) }
+                #expect(statuses == ["200", "400"], "\(response.text.debugDescription)")
+            }
+        }
+    }
+
     @Test func drainViaTheAdminAPIKeepsBoundKeysAndMetricsAreExported() async throws {
         try await ProxyHarness.withBackends(["a", "b"]) { backends in
             var config = try ProxyHarness.configuration(backends)

@@ -86,9 +86,19 @@ final class TestBackend: Sendable {
                 var headers = HTTPHeaders()
                 headers.add(name: "x-backend", value: name)
                 headers.add(name: "content-length", value: String(text.utf8.count))
-                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
-                context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: text)))), promise: nil)
-                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+                let response = HTTPResponseHead(version: head.version, status: status, headers: headers)
+                let respond = { [self] in
+                    context.write(wrapOutboundOut(.head(response)), promise: nil)
+                    context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: text)))), promise: nil)
+                    context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+                }
+                // `/slow`: the response leaves 300 ms later (a request still in flight while the client sends more).
+                if head.uri == "/slow" {
+                    let loopBound = NIOLoopBound(respond, eventLoop: context.eventLoop)
+                    context.eventLoop.scheduleTask(in: .milliseconds(300)) { loopBound.value() }
+                } else {
+                    respond()
+                }
             }
         }
     }
