@@ -11,7 +11,8 @@ struct Concord: AsyncParsableCommand {
             (replication, encrypted cookies, proxy hashing, sticky cookies, backend stores, a replica ring) \
             and measures what each one costs when servers restart, scale out and crash.
 
-            Start with `concord bench hashing` to compare the proxy's key-to-server algorithms.
+            Start with `concord lab`: every strategy on a real local cluster (release build: swift run -c release \
+            concord lab), then `concord lab --strategies store,ring --users 200` for a smaller experiment.
             See README.md and docs/ for the strategy guide.
             """,
         version: ConcordVersion.current,
