@@ -150,7 +150,8 @@ final class ReplicationNode: Sendable {
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .bind(host: configuration.host, port: configuration.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try ReplicationChannel.configure(channel, configuration: configuration, statistics: statistics)
+                        try ReplicationChannel.configure(
+                            channel, configuration: configuration, statistics: statistics, accepted: true)
                     }
                 }
         } catch {

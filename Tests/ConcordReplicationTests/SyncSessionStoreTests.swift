@@ -1,6 +1,7 @@
 import ConcordSessions
 import NIOCore
 import NIOPosix
+import Synchronization
 import Testing
 
 @testable import ConcordReplication
@@ -108,6 +109,36 @@ import Testing
         #expect(!store.isReady)
         _ = await run.result
         try await occupier.close()
+    }
+
+    /// A node stopped while peers' connections are still arriving. NIO's async `bind` can drop a connection it
+    /// accepted at that moment; wrapped the usual way, a dropped connection traps the whole process ("Deinited
+    /// NIOAsyncWriter without calling finish()" — it crashed a CI run of this suite). Without the fix in
+    /// `ReplicationChannel.configure(…accepted:)` this test crashes in most runs; with it the node stops cleanly.
+    @Test func cancellingANodeWhileConnectionsArriveStopsItWithoutATrap() async throws {
+        var connected = 0
+        for round in 0..<8 {
+            let store = SyncSessionStore(configuration: testConfiguration(nodeID: "burst-\(round)"), logger: testLogger)
+            let ended = Mutex(false)
+            let run = Task {
+                try? await store.run()
+                ended.withLock { $0 = true }
+            }
+            let port = try await store.listeningPort()
+            // A burst of connects in flight, then the cancellation at once.
+            let connects = (0..<64).map { _ in
+                ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port)
+            }
+            run.cancel()
+            let stopped = await eventually(timeout: .seconds(5)) { ended.withLock { $0 } }
+            #expect(stopped, "round \(round): the node did not stop within 5 s of its cancellation")
+            for connect in connects {
+                guard let channel = try? await connect.get() else { continue }
+                connected += 1
+                try? await channel.close().get()
+            }
+        }
+        #expect(connected > 0, "no connection reached a node: the race was not exercised")
     }
 
     @Test func peerSendingGarbageIsCutOffAndOthersKeepWorking() async throws {
