@@ -41,6 +41,8 @@ struct HTTPExchangeStateMachine {
     enum FailureDecision: Equatable {
         /// Send the request again to the key's next candidate, the failed backend excluded.
         case retry
+        /// Send the request again to the same backend on a fresh connection (a pooled one turned out stale).
+        case reconnect
         /// Answer the client with this status, then close.
         case respond(HTTPResponseStatus)
         /// The response has begun: the only honest signal left is closing the client connection.
@@ -59,6 +61,8 @@ struct HTTPExchangeStateMachine {
     private(set) var requestComplete = false
     private(set) var responseStarted = false
     private(set) var attempts = 0
+    /// A stale pooled connection was replaced by a fresh one for this request (at most once).
+    private(set) var reconnected = false
     private var bodyBytes = 0
 
     init(limits: ProxyLimits) { self.limits = limits }
@@ -78,6 +82,7 @@ struct HTTPExchangeStateMachine {
         requestComplete = false
         responseStarted = false
         attempts = 0
+        reconnected = false
         bodyBytes = 0
         if head.headers.count > limits.maxHeaderCount {
             state = .closing
@@ -152,14 +157,23 @@ struct HTTPExchangeStateMachine {
     }
 
     /// The backend connection closed or failed before the response ended. Before the first response byte
-    /// nothing has been answered, so an idempotent request is sent again to the key's next candidate — whether
-    /// the connection was opened for this request (the backend is failing) or taken from the pool (the backend
-    /// may also have closed it as idle just as it was reused). The same single retry as for a failed connect.
-    mutating func backendFailed(hasAlternative: Bool) -> FailureDecision {
+    /// nothing has been answered, so an idempotent request is sent again:
+    /// - a connection taken from the pool most likely met the backend's idle timeout just as it was reused,
+    ///   which says nothing against the backend: once per request, the same backend on a fresh connection
+    ///   (`.reconnect`; the session's node, and the only one when there is a single backend). If the backend is
+    ///   really gone, that connect fails and the usual retry on the next node still follows;
+    /// - a connection opened for this request means the backend is failing: the key's next candidate (`.retry`),
+    ///   the same single retry as for a failed connect.
+    mutating func backendFailed(reusedConnection: Bool, hasAlternative: Bool) -> FailureDecision {
         guard state == .proxying || state == .connecting else { return .close }
         if responseStarted {
             state = .closing
             return .close
+        }
+        if reusedConnection && idempotent && !reconnected {
+            reconnected = true
+            state = .connecting
+            return .reconnect
         }
         return retryOrRespond(.badGateway, hasAlternative: hasAlternative)
     }

@@ -315,7 +315,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
         case .respond(let status):
             runtime.logger.debug("connect to \(target) failed: \(error)")
             abortExchange(respondingWith: status)
-        case .close:
+        case .close, .reconnect:  // `.reconnect` answers a stale pooled connection, never a failed connect
             context?.close(promise: nil)
         }
     }
@@ -467,13 +467,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
         // A connection opened for this request that fails before the response counts against the backend
         // (passive check); a pooled one may only have met the backend's idle timeout, which says nothing.
         if !backendWasReused && !machine.responseStarted { runtime.balancer.recordConnectFailure(target) }
-        // A stale pooled connection says nothing against the backend: the retry goes to the same backend on a
-        // fresh connection (the session's node, and the only one when there is a single backend).
-        let staysOnBackend = backendWasReused
-        switch machine.backendFailed(hasAlternative: staysOnBackend || runtime.balancer.backends.count > 1) {
-        case .retry where staysOnBackend:
+        switch machine.backendFailed(reusedConnection: backendWasReused, hasAlternative: runtime.balancer.backends.count > 1) {
+        case .reconnect:
             runtime.metrics.retries.increment()
-            runtime.logger.debug("\(failure); retrying on a fresh connection to the same backend")
+            runtime.logger.debug("\(failure); sending it again on a fresh connection to the same backend")
             connectFresh(to: target)
         case .retry:
             retry(excluding: target, after: failure, otherwise: .badGateway)

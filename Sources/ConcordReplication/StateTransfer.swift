@@ -12,10 +12,16 @@ enum StateTransfer {
         var timedOut: Bool
     }
 
-    /// Asks every peer for the records this node should hold. `sync` needs only one ready peer (each holds all);
-    /// `ring` needs every peer (each holds a part). Peers that answer while still starting count as answered:
-    /// when all peers are starting together nobody has anything to copy, and the node starts empty. Peers that
-    /// never answer are waited for until `deadline`; then the node starts with what it got.
+    /// How long `sync` keeps merging other peers' answers after the first ready peer's: a write made on one peer
+    /// while this node was down may not have reached the others yet, and its queue for this node is gone if this
+    /// node came back at a new address; the union of the peers that answer promptly has it.
+    static let mergeGrace: Duration = .milliseconds(250)
+
+    /// Asks every peer for the records this node should hold. `sync` needs one ready peer (each holds all), then
+    /// merges whatever the others answer within ``mergeGrace``; `ring` needs every peer (each holds a part). Peers
+    /// that answer while still starting count as answered: when all peers are starting together nobody has
+    /// anything to copy, and the node starts empty. Peers that never answer are waited for until `deadline`; then
+    /// the node starts with what it got.
     static func run(
         node: ReplicationNode,
         replica: LocalReplica,
@@ -29,6 +35,7 @@ enum StateTransfer {
             case response(peer: String, PeerResponse)
             case failed(peer: String, any Error)
             case deadline
+            case graceOver
         }
         return await withTaskGroup(of: Answer.self) { group in
             for peer in peers {
@@ -44,6 +51,7 @@ enum StateTransfer {
             }
             var outcome = Outcome(sources: [], recordCount: 0, timedOut: false)
             var pending = Set(peers)
+            var graceStarted = false
             while let answer = await group.next() {
                 switch answer {
                 case .response(let peer, let response):
@@ -66,8 +74,18 @@ enum StateTransfer {
                     logger.warning(
                         "state transfer gave up waiting for unreachable peers; starting with what it has",
                         metadata: ["unreachable": "\(pending.sorted())"])
+                case .graceOver:
+                    break
                 }
-                if outcome.timedOut || pending.isEmpty || (!needsEveryPeer && !outcome.sources.isEmpty) { break }
+                if outcome.timedOut || pending.isEmpty { break }
+                if case .graceOver = answer { break }
+                if !needsEveryPeer && !outcome.sources.isEmpty && !graceStarted {
+                    graceStarted = true
+                    group.addTask {
+                        try? await Task.sleep(for: min(mergeGrace, deadline))
+                        return .graceOver
+                    }
+                }
             }
             group.cancelAll()
             return outcome

@@ -108,13 +108,13 @@ import Testing
         _ = machine.receivedHead(head(.GET))
         #expect(machine.receivedEnd() == .hold)
         machine.connected()
-        // Reset before any response byte (a fresh or a pooled connection alike): the next candidate gets it.
-        #expect(machine.backendFailed(hasAlternative: true) == .retry)
+        // A connection opened for the request reset before any response byte: the next candidate gets it.
+        #expect(machine.backendFailed(reusedConnection: false, hasAlternative: true) == .retry)
         #expect(machine.state == .connecting)
         #expect(machine.attempts == 2)
         machine.connected()
         // The retry failed as well: one retry per request, then 502.
-        #expect(machine.backendFailed(hasAlternative: true) == .respond(.badGateway))
+        #expect(machine.backendFailed(reusedConnection: false, hasAlternative: true) == .respond(.badGateway))
         #expect(machine.state == .closing)
     }
 
@@ -124,19 +124,39 @@ import Testing
         #expect(machine.connectFailed(timedOut: false, hasAlternative: true) == .retry)
         machine.connected()
         // The connect retry used the request's only retry.
-        #expect(machine.backendFailed(hasAlternative: true) == .respond(.badGateway))
+        #expect(machine.backendFailed(reusedConnection: false, hasAlternative: true) == .respond(.badGateway))
     }
 
     @Test func backendFailureIsNotRetriedWithoutAnAlternativeOrForAPost() {
         var alone = HTTPExchangeStateMachine(limits: ProxyLimits())
         _ = alone.receivedHead(head(.GET))
         alone.connected()
-        #expect(alone.backendFailed(hasAlternative: false) == .respond(.badGateway))
+        #expect(alone.backendFailed(reusedConnection: false, hasAlternative: false) == .respond(.badGateway))
 
         var post = HTTPExchangeStateMachine(limits: ProxyLimits())
         _ = post.receivedHead(head(.POST, headers: [("content-length", "0")]))
         post.connected()
-        #expect(post.backendFailed(hasAlternative: true) == .respond(.badGateway))
+        #expect(post.backendFailed(reusedConnection: true, hasAlternative: true) == .respond(.badGateway))
+    }
+
+    @Test func aStalePooledConnectionIsReplacedOnceAndTheNextNodeRetryStillFollows() {
+        var machine = HTTPExchangeStateMachine(limits: ProxyLimits())
+        _ = machine.receivedHead(head(.GET))
+        #expect(machine.receivedEnd() == .hold)
+        machine.connected()
+        // A pooled connection fails before any byte: the same backend, on a fresh connection, even alone.
+        #expect(machine.backendFailed(reusedConnection: true, hasAlternative: false) == .reconnect)
+        #expect(machine.state == .connecting)
+        #expect(machine.attempts == 1, "the reconnect does not use the request's retry")
+        // The backend is really gone: its connect fails, and the next node gets the request.
+        #expect(machine.connectFailed(timedOut: false, hasAlternative: true) == .retry)
+        machine.connected()
+        // Only once per request: another stale pooled connection is an ordinary failure now.
+        #expect(machine.backendFailed(reusedConnection: true, hasAlternative: true) == .respond(.badGateway))
+
+        var next = HTTPExchangeStateMachine(limits: ProxyLimits())
+        _ = next.receivedHead(head(.GET))
+        #expect(next.reconnected == false, "every request starts with its own reconnect")
     }
 
     @Test func backendFailureAfterTheResponseBeganCloses() {
@@ -144,7 +164,7 @@ import Testing
         _ = machine.receivedHead(head(.GET))
         machine.connected()
         machine.responseHeadReceived()
-        #expect(machine.backendFailed(hasAlternative: true) == .close)
+        #expect(machine.backendFailed(reusedConnection: false, hasAlternative: true) == .close)
         #expect(machine.state == .closing)
     }
 
@@ -153,7 +173,7 @@ import Testing
         _ = machine.receivedHead(head(.PUT, headers: [("content-length", "4")]))
         machine.connected()
         #expect(machine.receivedBody(bytes: 2) == .forward)
-        #expect(machine.backendFailed(hasAlternative: true) == .retry)
+        #expect(machine.backendFailed(reusedConnection: false, hasAlternative: true) == .retry)
         // While the next candidate is being connected, the rest of the body waits with the parts already sent.
         #expect(machine.receivedBody(bytes: 2) == .hold)
         #expect(machine.receivedEnd() == .hold)

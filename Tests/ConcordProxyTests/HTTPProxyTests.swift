@@ -17,7 +17,8 @@ import Testing
                 }
                 #expect(Set(before.values).count == 3)
                 let victim = backends[1]
-                await victim.stop()
+                let hold = try await victim.stopHoldingPort()
+                defer { hold.close() }
                 for user in 0..<30 {
                     // The first request for the dead backend's keys is retried on the key's next node, whether its
                     // connect was refused or its connection (pooled or fresh) was reset before the response.
@@ -112,7 +113,8 @@ import Testing
                     #expect(again.header("set-cookie") == nil)
                 }
                 let pinned = backends.first { $0.name == first.body }!
-                await pinned.stop()
+                let hold = try await pinned.stopHoldingPort()
+                defer { hold.close() }
                 let moved = try await RawClient.get(port: port, headers: ["Cookie": cookie])
                 #expect(moved.status == 200)
                 #expect(moved.body != pinned.name)
@@ -143,7 +145,8 @@ import Testing
             var config = try ProxyHarness.configuration(backends, balance: .roundRobin)
             // Only real traffic may find the backend dead here (the active check must not get there first).
             config.health.fall = 1000
-            await backends[0].stop()
+            let hold = try await backends[0].stopHoldingPort()
+            defer { hold.close() }
             try await ProxyHarness.withProxy(config) { _, port in
                 let first = try await RawClient.get(port: port)
                 #expect(first.status == 502)

@@ -65,7 +65,8 @@ import Testing
                     names.append(String(response.text.prefix(while: { $0 != ":" })))
                 }
                 #expect(Set(names) == ["e0", "e1", "e2"])
-                await backends[0].stop()
+                let hold = try await backends[0].stopHoldingPort()
+                defer { hold.close() }
                 for attempt in 0..<4 {
                     let response = try await RawClient.exchange(port: port, ["y"], halfClose: true)
                     #expect(response.text.hasSuffix(":y|bye"), "attempt \(attempt): \(response.text)")

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ConcordSessionsTesting
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
@@ -6,7 +10,7 @@ import NIOPosix
 /// A small real HTTP/1.1 server on loopback for the proxy tests: answers every request with its own name in the
 /// body and an `x-backend` header; `/health` answers 200 or 503 as the test sets; `/echo-xff` returns the
 /// X-Forwarded-For it saw. Keep-alive is honoured, so the proxy's pooling is exercised.
-final class TestBackend: Sendable {
+final class TestBackend: StoppableTestServer {
     let name: String
     private let channel: any Channel
     private let state: NIOLockedValueBox<(healthy: Bool, requests: Int, healthChecks: Int)>
@@ -27,6 +31,7 @@ final class TestBackend: Sendable {
         let children = NIOLockedValueBox<[any Channel]>([])
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(ChannelOptions.socket(SocketOptionLevel(SOL_SOCKET), SO_REUSEPORT), value: 1)  // stopHoldingPort()
             .childChannelInitializer { channel in
                 children.withLockedValue { $0.append(channel) }
                 return channel.eventLoop.makeCompletedFuture {
@@ -48,6 +53,7 @@ final class TestBackend: Sendable {
         try? await channel.close()
         for child in children.withLockedValue({ $0 }) { try? await child.close() }
     }
+
 
     private final class Handler: ChannelInboundHandler {
         typealias InboundIn = HTTPServerRequestPart
@@ -105,10 +111,11 @@ final class TestBackend: Sendable {
 }
 
 /// A TCP echo server that prefixes nothing: it returns its name once on connect, then echoes.
-final class TestEchoBackend: Sendable {
+final class TestEchoBackend: StoppableTestServer {
     let name: String
     private let channel: any Channel
-    var address: String { "127.0.0.1:\(channel.localAddress!.port!)" }
+    var port: Int { channel.localAddress!.port! }
+    var address: String { "127.0.0.1:\(port)" }
 
     private init(name: String, channel: any Channel) {
         self.name = name
@@ -117,6 +124,7 @@ final class TestEchoBackend: Sendable {
 
     static func start(name: String) async throws -> TestEchoBackend {
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(ChannelOptions.socket(SocketOptionLevel(SOL_SOCKET), SO_REUSEPORT), value: 1)  // stopHoldingPort()
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -191,5 +199,24 @@ final class TestClosingBackend: Sendable {
             let response = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\nX-Backend: closer\r\n\r\nfresh\n"
             context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: response)), promise: nil)
         }
+    }
+}
+
+/// A test server that a test stops while the proxy may still send to it.
+protocol StoppableTestServer: Sendable {
+    var port: Int { get }
+    func stop() async
+}
+
+extension StoppableTestServer {
+    /// Stops, holding the port with a bound, non-listening socket (connects are refused) until the caller closes
+    /// it. Otherwise a server that another test starts meanwhile can get the same port — seen: a Redis test's
+    /// listener that never accepts — and the proxy, still sending this backend's keys there, waits for an answer
+    /// that never comes. The holder joins the port (`SO_REUSEPORT`) *before* the server closes, so there is no
+    /// moment when the port is free.
+    func stopHoldingPort() async throws -> LoopbackSocket {
+        let hold = try LoopbackSocket.refusing(port: port, sharingPort: true)
+        await stop()
+        return hold
     }
 }
