@@ -138,6 +138,10 @@ public final class SessionManager<Value: SessionValue>: Sendable {
     /// - Throws: ``SessionStoreError`` (`.unavailable` → 503) and ``SessionError`` (`.cookieTooLarge`,
     ///   `.tooManyConflicts`).
     public func commit(_ handle: SessionHandle<Value>) async throws -> SessionCookieUpdate {
+        // A request that only read its session (no touch due) commits nothing: decided in place, without copying
+        // the state out and back.
+        let now = wallClock.now
+        if handle.withState({ $0?.needsNoCommit(now: now, touchInterval: touchInterval) ?? true }) { return .unchanged }
         guard var state = handle.withState({ $0 }) else { return .unchanged }
         let update: SessionCookieUpdate
         switch configuration.strategy.kind {

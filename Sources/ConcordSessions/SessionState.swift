@@ -115,6 +115,14 @@ struct SessionState<Value: SessionValue>: Sendable {
         return freshIDs[cursor]
     }
 
+    /// Whether committing would do nothing: no change, and no touch due (``plan(now:touchInterval:encodeValue:)``
+    /// would plan no write, no delete and leave the cookie alone). Most requests only read their session.
+    func needsNoCommit(now: Int64, touchInterval: Int64) -> Bool {
+        guard changes.isEmpty else { return false }
+        guard let base else { return true }
+        return now - base.lastAccessAt < touchInterval
+    }
+
     /// What to write, delete and tell the browser, given the time and the value encoder.
     /// An unchanged session is rewritten with a new last-access time once `touchInterval` ms have passed since
     /// the last one (rolling idle expiry, throttled so most requests write nothing).
