@@ -153,15 +153,14 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if let parserError = error as? HTTPParserError, machine.requestComplete,
-           machine.state == .proxying || machine.state == .connecting {
-            // Malformed bytes after a complete request (the client stays readable while its response is pending):
-            // that response is finished first, then the malformed one is answered and the connection closed.
-            malformedNext = parserError == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
-            return
-        }
-        if let parserError = error as? HTTPParserError, machine.state == .idle || !machine.requestComplete {
+        if let parserError = error as? HTTPParserError {
             let status: HTTPResponseStatus = parserError == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
+            if machine.requestComplete && (machine.state == .proxying || machine.state == .connecting) {
+                // Malformed bytes after a complete request (the client stays readable while its response is
+                // pending): that response is finished first, then the malformed one is answered and closed.
+                malformedNext = status
+                return
+            }
             if machine.state == .idle || (machine.state == .connecting && backend == nil) {
                 machine.close()
                 respondWithError(status)

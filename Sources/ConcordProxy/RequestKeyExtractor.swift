@@ -63,7 +63,7 @@ public struct RequestKeyExtractor: Sendable {
     /// The value of cookie `name` from the Cookie header(s). Scans bytes (no splitting into arrays): it runs on
     /// every proxied request.
     public static func cookie(named name: String, in headers: HTTPHeaders) -> Substring? {
-        for (headerName, header) in headers where headerName.utf8.count == 6 && HTTPHeaders.equalsASCIICaseInsensitive(headerName, lowercased: "cookie") {
+        for (headerName, header) in headers where HTTPHeaders.equalsASCIICaseInsensitive(headerName, lowercased: "cookie") {
             let bytes = header.utf8
             var start = bytes.startIndex
             while start < bytes.endIndex {
