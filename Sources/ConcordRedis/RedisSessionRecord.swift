@@ -10,16 +10,44 @@ enum RedisSessionRecord {
     static let headerLength = 25
     static let maximumUserIDLength = 99_999
 
-    /// Everything after the version (the scripts prepend the version they assign).
+    /// Everything after the version (the unconditional save script prepends the version it assigns).
     static func body(userID: String?, payload: [UInt8]) -> ByteBuffer {
-        let user = Array((userID ?? "").utf8)
+        let user = (userID ?? "").utf8
         var buffer = ByteBuffer()
         buffer.reserveCapacity(5 + user.count + payload.count)
-        let length = String(user.count)
-        buffer.writeString(String(repeating: "0", count: 5 - length.count) + length)
+        writeDigits(UInt64(user.count), width: 5, to: &buffer)
         buffer.writeBytes(user)
         buffer.writeBytes(payload)
         return buffer
+    }
+
+    /// The whole record: header with `version`, user id, payload.
+    static func record(version: UInt64, userID: String?, payload: [UInt8]) -> ByteBuffer {
+        let user = (userID ?? "").utf8
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(headerLength + user.count + payload.count)
+        writeDigits(version, width: versionLength, to: &buffer)
+        writeDigits(UInt64(user.count), width: 5, to: &buffer)
+        buffer.writeBytes(user)
+        buffer.writeBytes(payload)
+        return buffer
+    }
+
+    /// The first bytes of a record at `version` owned by `userID`: header and user id, no payload.
+    static func prefix(version: UInt64, userID: String?) -> ByteBuffer {
+        record(version: version, userID: userID, payload: [])
+    }
+
+    /// `value` as exactly `width` zero-padded decimal digits (callers keep it within range).
+    private static func writeDigits(_ value: UInt64, width: Int, to buffer: inout ByteBuffer) {
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: width) { bytes in
+            var rest = value
+            for index in stride(from: width - 1, through: 0, by: -1) {
+                bytes[index] = UInt8(truncatingIfNeeded: rest % 10) &+ UInt8(ascii: "0")
+                rest /= 10
+            }
+            return width
+        }
     }
 
     static func decode(id: String, record: ByteBuffer) throws(SessionStoreError) -> StoredSession {
@@ -37,8 +65,37 @@ enum RedisSessionRecord {
         UInt64(String(buffer: header))
     }
 
-    /// Saves when the stored version matches `ARGV[1]` (`''` = unconditional, `0` = must not exist).
-    /// KEYS[1] = record; ARGV[2] = TTL in ms; ARGV[3] = body. Returns `{saved 1|0, version, exists 1|0, previous user}`.
+    /// Replaces a record the caller read at a known version, with the next version already written into the new
+    /// record by the caller, so the common case is one `GETRANGE`, one string compare and one `SET` (no Lua number
+    /// parsing or string building: that made the general script cost Redis ≈ 5 µs against ≈ 3 µs for this one).
+    /// KEYS[1] = record; ARGV[1] = the record's expected prefix (header at the expected version + user id);
+    /// ARGV[2] = TTL in ms; ARGV[3] = the new record (version + 1).
+    /// Returns the previous user id (`''` when it is the same one or none) when saved, or `{0, stored version,
+    /// exists 1|0}` on a conflict.
+    static let replaceScript = RedisScript(
+        """
+        local expected = ARGV[1]
+        if redis.call('GETRANGE', KEYS[1], 0, string.len(expected) - 1) == expected then
+          redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
+          return ''
+        end
+        local h = redis.call('GETRANGE', KEYS[1], 0, 24)
+        if h == '' then return {0, 0, 0} end
+        local current = tonumber(string.sub(h, 1, 20))
+        local ulen = tonumber(string.sub(h, 21, 25))
+        if string.len(h) < 25 or current == nil or ulen == nil then
+          return redis.error_reply('CORRUPT session record header')
+        end
+        if current ~= tonumber(string.sub(expected, 1, 20)) then return {0, current, 1} end
+        local user = ''
+        if ulen > 0 then user = redis.call('GETRANGE', KEYS[1], 25, 24 + ulen) end
+        redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
+        return user
+        """)
+
+    /// Saves unconditionally (`ARGV[1]` = `''`) or only when the record does not exist (`ARGV[1]` = `0`), assigning
+    /// the stored version + 1. KEYS[1] = record; ARGV[2] = TTL in ms; ARGV[3] = body.
+    /// Returns `{saved 1|0, version, exists 1|0, previous user}`.
     static let saveScript = RedisScript(
         """
         local h = redis.call('GETRANGE', KEYS[1], 0, 24)

@@ -81,6 +81,41 @@ public final class RedisSessionStore: SessionStore {
             throw SessionStoreError.tooLarge(size: userID.utf8.count, limit: RedisSessionRecord.maximumUserIDLength)
         }
         let milliseconds = Self.milliseconds(ttl)
+        let (version, previousUser) = try await writeRecord(
+            session, userID: userID, milliseconds: milliseconds, expectedVersion: expectedVersion)
+        // The index lives in the user's slot (another node in a cluster), so it follows the session write.
+        if let userID {
+            _ = try await run(
+                RedisSessionRecord.indexScript, key: userKey(userID),
+                arguments: [RedisArgument(session.id), RedisArgument(milliseconds)])
+        }
+        if !previousUser.isEmpty, previousUser != userID {
+            _ = try await send(.srem(userKey(previousUser), [RedisArgument(session.id)]))
+        }
+        return version
+    }
+
+    /// Writes the record; returns its new version and the user id it had before (`""` when none or unchanged).
+    private func writeRecord(_ session: StoredSession, userID: String?, milliseconds: Int64, expectedVersion: UInt64?)
+        async throws -> (version: UInt64, previousUser: String)
+    {
+        if let expectedVersion, expectedVersion > 0, expectedVersion < UInt64.max {
+            // The caller read the record at `expectedVersion`: the next version is known here.
+            let reply = try await run(
+                RedisSessionRecord.replaceScript,
+                key: sessionKey(session.id),
+                arguments: [
+                    RedisArgument(RedisSessionRecord.prefix(version: expectedVersion, userID: userID)),
+                    RedisArgument(milliseconds),
+                    RedisArgument(
+                        RedisSessionRecord.record(version: expectedVersion + 1, userID: userID, payload: session.payload)),
+                ])
+            if let previousUser = reply.string { return (expectedVersion + 1, previousUser) }
+            guard let fields = reply.elements, fields.count == 3, let version = fields[1].int, let exists = fields[2].int
+            else { throw SessionStoreError.corrupt("unexpected reply to the replace script: \(reply)") }
+            conflicts.increment()
+            throw SessionStoreError.conflict(expected: expectedVersion, actual: exists == 1 ? UInt64(version) : nil)
+        }
         let reply = try await run(
             RedisSessionRecord.saveScript,
             key: sessionKey(session.id),
@@ -95,16 +130,7 @@ public final class RedisSessionStore: SessionStore {
             conflicts.increment()
             throw SessionStoreError.conflict(expected: expectedVersion ?? 0, actual: exists == 1 ? UInt64(version) : nil)
         }
-        // The index lives in the user's slot (another node in a cluster), so it follows the session write.
-        if let userID {
-            _ = try await run(
-                RedisSessionRecord.indexScript, key: userKey(userID),
-                arguments: [RedisArgument(session.id), RedisArgument(milliseconds)])
-        }
-        if !previousUser.isEmpty, previousUser != userID {
-            _ = try await send(.srem(userKey(previousUser), [RedisArgument(session.id)]))
-        }
-        return UInt64(version)
+        return (UInt64(version), previousUser)
     }
 
     public func delete(id: String) async throws {

@@ -90,6 +90,22 @@ import Testing
             // a3 changes hands: it leaves ann's index.
             _ = try await store.save(StoredSession(id: "a3", payload: [], userID: "bob"), ttl: .seconds(60), expectedVersion: nil)
             #expect(try await store.sessionIDs(forUser: "ann") == ["a1", "a2"])
+            // A versioned save (the replace script) that changes the user moves the session between indexes too;
+            // one that keeps the user keeps it.
+            #expect(try await store.save(StoredSession(id: "a1", payload: [1], userID: "ann"), ttl: .seconds(60), expectedVersion: 1) == 2)
+            #expect(try await store.sessionIDs(forUser: "ann") == ["a1", "a2"])
+            #expect(try await store.save(StoredSession(id: "a2", payload: [2], userID: "cyd"), ttl: .seconds(60), expectedVersion: 1) == 2)
+            #expect(try await store.sessionIDs(forUser: "ann") == ["a1"])
+            #expect(try await store.sessionIDs(forUser: "cyd") == ["a2"])
+            #expect(try await store.save(StoredSession(id: "a2", payload: [3], userID: "ann"), ttl: .seconds(60), expectedVersion: 2) == 3)
+            #expect(try await store.sessionIDs(forUser: "cyd") == [])
+            #expect(try await store.load(id: "a2") == StoredSession(id: "a2", payload: [3], version: 3, userID: "ann"))
+            // Logging out (no user) at a known version leaves the index as well.
+            #expect(try await store.save(StoredSession(id: "a1", payload: []), ttl: .seconds(60), expectedVersion: 2) == 3)
+            #expect(try await store.sessionIDs(forUser: "ann") == ["a2"])
+            #expect(try await store.load(id: "a1") == StoredSession(id: "a1", payload: [], version: 3, userID: nil))
+            _ = try await store.save(StoredSession(id: "a1", payload: [], userID: "ann"), ttl: .seconds(60), expectedVersion: 3)
+            #expect(try await store.sessionIDs(forUser: "ann") == ["a1", "a2"])
             try await store.delete(id: "a2")
             #expect(try await store.sessionIDs(forUser: "ann") == ["a1"])
             #expect(try await store.deleteAll(forUser: "bob") == 2)
@@ -111,10 +127,22 @@ import Testing
             } catch let error as SessionStoreError {
                 #expect(error.isCorrupt)
             }
+            do {
+                _ = try await store.save(StoredSession(id: "bad", payload: []), ttl: .seconds(5), expectedVersion: 3)
+                Issue.record("a versioned save over a corrupt record succeeded")
+            } catch let error as SessionStoreError {
+                #expect(error.isCorrupt)
+            }
             _ = try await store.client.send(.sadd("concord:session:{set}", ["x"]))
             do {
                 _ = try await store.save(StoredSession(id: "set", payload: []), ttl: .seconds(5), expectedVersion: nil)
                 Issue.record("saved over a set")
+            } catch let error as SessionStoreError {
+                #expect(error.isCorrupt)
+            }
+            do {
+                _ = try await store.save(StoredSession(id: "set", payload: []), ttl: .seconds(5), expectedVersion: 1)
+                Issue.record("a versioned save over a set succeeded")
             } catch let error as SessionStoreError {
                 #expect(error.isCorrupt)
             }
