@@ -11,48 +11,21 @@ import Synchronization
 ///   suspension inside, which is faster than an actor hop per call.
 /// - Time comes from the injected `clock`, so tests move time forward instead of sleeping.
 public final class MemorySessionStore<C: Clock>: SessionStore where C.Duration == Duration {
-    private struct Record {
-        var session: StoredSession
-        var expiresAt: C.Instant
-    }
-
-    private struct State {
-        var records = LRUTable<String, Record>()
-        var idsByUser: [String: Set<String>] = [:]
-        var statistics = MemorySessionStoreStatistics(sessions: 0, evictions: 0, expirations: 0, sweeps: 0)
-
-        mutating func removeRecord(id: String) {
-            guard let record = records.remove(id) else { return }
-            if let userID = record.session.userID { unindex(id: id, userID: userID) }
-        }
-
-        mutating func unindex(id: String, userID: String) {
-            guard var ids = idsByUser[userID] else { return }
-            ids.remove(id)
-            idsByUser[userID] = ids.isEmpty ? nil : ids
-        }
-
-        /// The live record for `id`, removing it if it has expired.
-        mutating func liveRecord(id: String, now: C.Instant, markUsed: Bool) -> Record? {
-            guard let record = markUsed ? records.use(id) : records.peek(id) else { return nil }
-            guard now < record.expiresAt else {
-                removeRecord(id: id)
-                statistics.expirations += 1
-                return nil
-            }
-            return record
-        }
-    }
-
     public let configuration: MemorySessionStoreConfiguration
     public let clock: C
-    private let state = Mutex(State())
+    /// The instant store times count from (see ``MemorySessionStoreState``).
+    private let origin: C.Instant
+    private let state = Mutex(MemorySessionStoreState())
 
     /// A store reading time from `clock` (tests pass a manual clock).
     public init(configuration: MemorySessionStoreConfiguration = .init(), clock: C) {
         self.configuration = configuration
         self.clock = clock
+        self.origin = clock.now
     }
+
+    /// Now, as a duration since ``origin``.
+    private var now: Duration { origin.duration(to: clock.now) }
 
     /// Counters, and the number of records held now.
     public var statistics: MemorySessionStoreStatistics {
@@ -64,7 +37,7 @@ public final class MemorySessionStore<C: Clock>: SessionStore where C.Duration =
     }
 
     public func load(id: String) async throws -> StoredSession? {
-        let now = clock.now
+        let now = self.now
         return state.withLock { $0.liveRecord(id: id, now: now, markUsed: true)?.session }
     }
 
@@ -72,8 +45,8 @@ public final class MemorySessionStore<C: Clock>: SessionStore where C.Duration =
         guard session.payload.count <= configuration.maximumPayloadSize else {
             throw SessionStoreError.tooLarge(size: session.payload.count, limit: configuration.maximumPayloadSize)
         }
-        let now = clock.now
-        let expiresAt = now.advanced(by: ttl)
+        let now = self.now
+        let expiresAt = now + ttl
         let maximumSessions = configuration.maximumSessions
         return try state.withLock { state in
             let existing = state.liveRecord(id: session.id, now: now, markUsed: false)
@@ -91,7 +64,7 @@ public final class MemorySessionStore<C: Clock>: SessionStore where C.Duration =
                     state.statistics.evictions += 1
                 }
             }
-            state.records.set(session.id, Record(session: stored, expiresAt: expiresAt))
+            state.records.set(session.id, MemorySessionStoreState.Record(session: stored, expiresAt: expiresAt))
             if let userID = session.userID { state.idsByUser[userID, default: []].insert(session.id) }
             return stored.version
         }
@@ -102,21 +75,21 @@ public final class MemorySessionStore<C: Clock>: SessionStore where C.Duration =
     }
 
     public func touch(id: String, ttl: Duration) async throws -> Bool {
-        let now = clock.now
+        let now = self.now
         return state.withLock { state in
             guard state.liveRecord(id: id, now: now, markUsed: true) != nil else { return false }
-            _ = state.records.modify(id) { $0.expiresAt = now.advanced(by: ttl) }
+            _ = state.records.modify(id) { $0.expiresAt = now + ttl }
             return true
         }
     }
 
     public func version(id: String) async throws -> UInt64? {
-        let now = clock.now
+        let now = self.now
         return state.withLock { $0.liveRecord(id: id, now: now, markUsed: false)?.session.version }
     }
 
     public func sessionIDs(forUser userID: String) async throws -> [String] {
-        let now = clock.now
+        let now = self.now
         return state.withLock { state in
             let ids = state.idsByUser[userID] ?? []
             return ids.filter { state.liveRecord(id: $0, now: now, markUsed: false) != nil }.sorted()
@@ -124,7 +97,7 @@ public final class MemorySessionStore<C: Clock>: SessionStore where C.Duration =
     }
 
     public func deleteAll(forUser userID: String) async throws -> Int {
-        let now = clock.now
+        let now = self.now
         return state.withLock { state in
             let ids = state.idsByUser[userID] ?? []
             let live = ids.filter { state.liveRecord(id: $0, now: now, markUsed: false) != nil }
@@ -136,7 +109,7 @@ public final class MemorySessionStore<C: Clock>: SessionStore where C.Duration =
     /// Removes every expired record now. - Returns: how many were removed.
     @discardableResult
     public func sweep() -> Int {
-        let now = clock.now
+        let now = self.now
         return state.withLock { state in
             let expired = state.records.keys { $0.expiresAt <= now }
             for id in expired { state.removeRecord(id: id) }
@@ -165,5 +138,43 @@ extension MemorySessionStore where C == ContinuousClock {
     /// A store on the continuous clock (the usual choice outside tests).
     public convenience init(configuration: MemorySessionStoreConfiguration = .init()) {
         self.init(configuration: configuration, clock: ContinuousClock())
+    }
+}
+
+/// The records of a ``MemorySessionStore`` and their indexes. Not nested in the store, which is generic over its
+/// clock: a nested type would depend on `C`, and the store is reached as `any SessionStore`, where its code runs
+/// unspecialised and would look up that type's metadata at run time on every call. Times are durations since
+/// the store's `origin` instant for the same reason.
+struct MemorySessionStoreState {
+    struct Record {
+        var session: StoredSession
+        /// Since the store's origin.
+        var expiresAt: Duration
+    }
+
+    var records = LRUTable<String, Record>()
+    var idsByUser: [String: Set<String>] = [:]
+    var statistics = MemorySessionStoreStatistics(sessions: 0, evictions: 0, expirations: 0, sweeps: 0)
+
+    mutating func removeRecord(id: String) {
+        guard let record = records.remove(id) else { return }
+        if let userID = record.session.userID { unindex(id: id, userID: userID) }
+    }
+
+    mutating func unindex(id: String, userID: String) {
+        guard var ids = idsByUser[userID] else { return }
+        ids.remove(id)
+        idsByUser[userID] = ids.isEmpty ? nil : ids
+    }
+
+    /// The live record for `id`, removing it if it has expired.
+    mutating func liveRecord(id: String, now: Duration, markUsed: Bool) -> Record? {
+        guard let record = markUsed ? records.use(id) : records.peek(id) else { return nil }
+        guard now < record.expiresAt else {
+            removeRecord(id: id)
+            statistics.expirations += 1
+            return nil
+        }
+        return record
     }
 }

@@ -10,19 +10,17 @@ import Synchronization
 /// A class because request contexts are copied on their way through middleware; one handle is shared by the
 /// middleware and the handler. A `Mutex` makes it safe if a handler uses it from several tasks.
 public final class SessionHandle<Value: SessionValue>: Sendable {
-    private struct Box: Sendable {
-        var state: SessionState<Value>?
-        var wallClock: SessionWallClock = .system
-        var outcome: SessionLoadOutcome = .none
-    }
-
-    private let box = Mutex(Box())
+    private let box = Mutex(SessionHandleBox())
 
     /// An empty handle; a ``SessionManager`` fills it from the request (request contexts create one each).
     public init() {}
 
     /// The session's value (`Value()` when there is none yet).
-    public var value: Value { box.withLock { $0.state?.current.value ?? Value() } }
+    public var value: Value {
+        // The stored value is always a `Value`: only this handle's typed closures and the manager of the same
+        // `Value` put one there.
+        (box.withLock { $0.state?.current.value } as? Value) ?? Value()
+    }
 
     /// The session id, or `nil` when no session exists (yet). Never log it: it is a bearer credential.
     public var id: String? { box.withLock { $0.state?.current.id } }
@@ -39,12 +37,16 @@ public final class SessionHandle<Value: SessionValue>: Sendable {
     /// Changes the value. Creates the session if there is none. On a concurrent-write conflict the closure runs
     /// again on the newest stored value, so keep it a pure function of its argument (no side effects).
     public func update(_ change: @escaping @Sendable (inout Value) -> Void) {
-        record(.update(change))
+        record(.update { value in
+            var typed = (value as? Value) ?? Value()
+            change(&typed)
+            value = typed
+        })
     }
 
     /// Replaces the whole value (the last writer wins; prefer ``update(_:)`` for data other requests also change).
     public func set(_ value: Value) {
-        record(.update { $0 = value })
+        record(.update { $0 = value })  // replaces whatever was there, typed or empty
     }
 
     /// Logs `userID` in (or out with `nil`) and regenerates the id, as OWASP asks on every privilege change.
@@ -69,7 +71,7 @@ public final class SessionHandle<Value: SessionValue>: Sendable {
         record(.destroy)
     }
 
-    private func record(_ change: SessionChange<Value>) {
+    private func record(_ change: SessionChange) {
         box.withLock { box in
             let now = box.wallClock.now
             if box.state == nil { box.state = SessionState(base: nil, cookiePresented: false) }
@@ -79,11 +81,19 @@ public final class SessionHandle<Value: SessionValue>: Sendable {
 
     // MARK: For SessionManager
 
-    func attach(_ state: SessionState<Value>, wallClock: SessionWallClock, outcome: SessionLoadOutcome) {
-        box.withLock { $0 = Box(state: state, wallClock: wallClock, outcome: outcome) }
+    func attach(_ state: SessionState, wallClock: SessionWallClock, outcome: SessionLoadOutcome) {
+        box.withLock { $0 = SessionHandleBox(state: state, wallClock: wallClock, outcome: outcome) }
     }
 
-    func withState<R>(_ body: (inout SessionState<Value>?) throws -> R) rethrows -> R {
+    func withState<R>(_ body: (inout SessionState?) throws -> R) rethrows -> R {
         try box.withLock { try body(&$0.state) }
     }
+}
+
+/// What a ``SessionHandle`` guards. A top-level type, not nested in the generic handle: a nested type depends on
+/// `Value`, and its metadata would be looked up at run time on every use (see ``SessionSnapshot``).
+private struct SessionHandleBox: Sendable {
+    var state: SessionState?
+    var wallClock: SessionWallClock = .system
+    var outcome: SessionLoadOutcome = .none
 }

@@ -22,12 +22,7 @@ public final class SessionManager<Value: SessionValue>: Sendable {
     private let touchInterval: Int64
     /// Decoded values by session id with the bytes they were decoded from (see
     /// ``ConcordSessionConfiguration/decodedValueCacheSize``).
-    private let decodedValues = Mutex(LRUTable<String, DecodedValue>())
-
-    private struct DecodedValue {
-        var encoded: [UInt8]
-        var value: Value
-    }
+    private let decodedValues = Mutex(LRUTable<String, DecodedSessionValue>())
 
     /// - Throws: ``SessionError`` `.invalidConfiguration` for inconsistent settings.
     public init(configuration: ConcordSessionConfiguration, wallClock: SessionWallClock = .system) throws {
@@ -55,12 +50,18 @@ public final class SessionManager<Value: SessionValue>: Sendable {
     /// Reads the session `cookieValue` names (the session cookie's value, if the request had one) into `handle`.
     /// - Throws: ``SessionStoreError`` when the store cannot be reached (answer 503); a bad cookie is not an error.
     public func load(cookieValue: (some StringProtocol)?, into handle: SessionHandle<Value>) async throws {
+        try await load(cookieValue: cookieValue.map { Substring($0) }, into: handle)
+    }
+
+    /// ``load(cookieValue:into:)`` for the `Substring` a cookie lookup returns: a concrete entry point, because a
+    /// generic one called from another module runs unspecialised.
+    public func load(cookieValue: Substring?, into handle: SessionHandle<Value>) async throws {
         let now = wallClock.now
         guard let cookieValue else {
             handle.attach(SessionState(base: nil, cookiePresented: false), wallClock: wallClock, outcome: .none)
             return
         }
-        let result: Result<SessionSnapshot<Value>, SessionRejection>
+        let result: Result<SessionSnapshot, SessionRejection>
         switch configuration.strategy.kind {
         case .store(let store): result = try await loadStored(id: String(cookieValue), from: store, now: now)
         case .client(let sealer): result = openSealed(cookieValue, with: sealer, now: now)
@@ -74,7 +75,7 @@ public final class SessionManager<Value: SessionValue>: Sendable {
         }
     }
 
-    private func loadStored(id: String, from store: any SessionStore, now: Int64) async throws -> Result<SessionSnapshot<Value>, SessionRejection> {
+    private func loadStored(id: String, from store: any SessionStore, now: Int64) async throws -> Result<SessionSnapshot, SessionRejection> {
         guard SessionID.isWellFormed(id) else { return .failure(.malformed) }
         let stored: StoredSession?
         do {
@@ -92,7 +93,7 @@ public final class SessionManager<Value: SessionValue>: Sendable {
         return result
     }
 
-    private func openSealed(_ text: some StringProtocol, with sealer: SessionSealer, now: Int64) -> Result<SessionSnapshot<Value>, SessionRejection> {
+    private func openSealed(_ text: some StringProtocol, with sealer: SessionSealer, now: Int64) -> Result<SessionSnapshot, SessionRejection> {
         switch sealer.open(text, now: now) {
         case .failure(let rejection): return .failure(rejection)
         case .success(let plaintext):
@@ -101,7 +102,7 @@ public final class SessionManager<Value: SessionValue>: Sendable {
         }
     }
 
-    private func snapshot(of record: SessionRecord, version: UInt64, now: Int64) -> Result<SessionSnapshot<Value>, SessionRejection> {
+    private func snapshot(of record: SessionRecord, version: UInt64, now: Int64) -> Result<SessionSnapshot, SessionRejection> {
         guard now < record.createdAt + absoluteTimeout, now < record.lastAccessAt + idleTimeout else { return .failure(.expired) }
         guard let value = decodeValue(of: record) else { return .failure(.corrupt) }
         return .success(SessionSnapshot(
@@ -110,7 +111,7 @@ public final class SessionManager<Value: SessionValue>: Sendable {
     }
 
     /// The record's value, from the cache when the same session id was decoded from the same bytes before.
-    private func decodeValue(of record: SessionRecord) -> Value? {
+    private func decodeValue(of record: SessionRecord) -> (any SessionValue)? {
         let capacity = configuration.decodedValueCacheSize
         if capacity > 0, let cached = decodedValues.withLock({ $0.use(record.id) }), cached.encoded == record.value {
             return cached.value
@@ -122,11 +123,11 @@ public final class SessionManager<Value: SessionValue>: Sendable {
 
     /// Caches `value` as the decoding of `record`'s bytes. Only decoded values are cached, never a value just
     /// encoded: a lossy `Codable` type may not read back exactly what it wrote.
-    private func remember(_ value: Value, decodedFrom record: SessionRecord) {
+    private func remember(_ value: any SessionValue, decodedFrom record: SessionRecord) {
         let capacity = configuration.decodedValueCacheSize
         guard capacity > 0 else { return }
         decodedValues.withLock { table in
-            table.set(record.id, DecodedValue(encoded: record.value, value: value))
+            table.set(record.id, DecodedSessionValue(encoded: record.value, value: value))
             if table.count > capacity, let oldest = table.leastRecent { table.remove(oldest.key) }
         }
     }
@@ -152,7 +153,7 @@ public final class SessionManager<Value: SessionValue>: Sendable {
         return update
     }
 
-    private func commitStored(_ state: inout SessionState<Value>, to store: any SessionStore) async throws -> SessionCookieUpdate {
+    private func commitStored(_ state: inout SessionState, to store: any SessionStore) async throws -> SessionCookieUpdate {
         for _ in 0..<configuration.maximumUpdateAttempts {
             let now = wallClock.now
             let plan = try state.plan(now: now, touchInterval: touchInterval, encodeValue: encode)
@@ -167,7 +168,7 @@ public final class SessionManager<Value: SessionValue>: Sendable {
                     if plan.isTouch {
                         cookie = .unchanged  // another request wrote the session, which refreshed it as well
                     } else {
-                        let reread: SessionSnapshot<Value>?
+                        let reread: SessionSnapshot?
                         if let id = state.presentedID, case .success(let snapshot) = try await loadStored(id: id, from: store, now: now) {
                             reread = snapshot
                         } else {
@@ -184,7 +185,7 @@ public final class SessionManager<Value: SessionValue>: Sendable {
         throw SessionError.tooManyConflicts(attempts: configuration.maximumUpdateAttempts)
     }
 
-    private func commitSealed(_ state: SessionState<Value>, with sealer: SessionSealer) throws -> SessionCookieUpdate {
+    private func commitSealed(_ state: SessionState, with sealer: SessionSealer) throws -> SessionCookieUpdate {
         let now = wallClock.now
         let plan = try state.plan(now: now, touchInterval: touchInterval, encodeValue: encode)
         guard let (record, _) = plan.write else { return plan.cookie == .expire ? .expire : .unchanged }
@@ -197,7 +198,7 @@ public final class SessionManager<Value: SessionValue>: Sendable {
         return .set(value: value, maxAge: maxAge(createdAt: record.createdAt, now: now))
     }
 
-    private func cookieUpdate(for plan: SessionState<Value>.Plan, createdAt: Int64?, now: Int64) -> SessionCookieUpdate {
+    private func cookieUpdate(for plan: SessionState.Plan, createdAt: Int64?, now: Int64) -> SessionCookieUpdate {
         switch plan.cookie {
         case .unchanged: .unchanged
         case .expire: .expire
@@ -210,11 +211,19 @@ public final class SessionManager<Value: SessionValue>: Sendable {
         Int(max(0, createdAt + absoluteTimeout - now) / 1000)
     }
 
-    private func encode(_ value: Value) throws -> [UInt8] {
+    /// Encodes a state's value (`nil`: the empty `Value()`).
+    private func encode(_ value: (any SessionValue)?) throws -> [UInt8] {
         do {
-            return Array(try JSONEncoder().encode(value))
+            return Array(try JSONEncoder().encode((value as? Value) ?? Value()))
         } catch {
             throw SessionError.encodingFailed("\(error)")
         }
     }
+}
+
+/// A decoded session value with the bytes it was decoded from. Top-level, not nested in the generic manager, so
+/// that it does not depend on `Value` (see ``SessionSnapshot``).
+private struct DecodedSessionValue {
+    var encoded: [UInt8]
+    var value: any SessionValue
 }

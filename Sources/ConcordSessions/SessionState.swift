@@ -1,12 +1,13 @@
 /// The pure heart of a request's session: what was read, what the handler changed, and what must be written.
 ///
 /// No I/O and no clock reads happen here; ``SessionManager`` feeds it the loaded snapshot and the time, and
-/// carries out the ``SessionState/Plan`` it returns (save, delete, cookie).
-struct SessionState<Value: SessionValue>: Sendable {
+/// carries out the ``SessionState/Plan`` it returns (save, delete, cookie). The value is an `any SessionValue`
+/// (`nil`: the app's empty `Value()`), so this code is compiled once, not run as an unspecialised generic.
+struct SessionState: Sendable {
     /// The session as read (nil: the request brought none, or one that could not be adopted).
-    private(set) var base: SessionSnapshot<Value>?
+    private(set) var base: SessionSnapshot?
     /// What the handler did, in order.
-    private(set) var changes: [SessionChange<Value>] = []
+    private(set) var changes: [SessionChange] = []
     /// Whether the request carried a session cookie (so that destroying the session must expire it).
     let cookiePresented: Bool
     /// The id the request's cookie named, if it was adopted.
@@ -24,7 +25,8 @@ struct SessionState<Value: SessionValue>: Sendable {
         var userID: String?
         var createdAt: Int64?
         var lastAccessAt: Int64?
-        var value: Value
+        /// The value; `nil` stands for the app's `Value()` (no session, or a destroyed one).
+        var value: (any SessionValue)?
         /// The value or user changed, or the session is new or regenerated: it must be written.
         var needsWrite = false
         /// Ids whose records must be deleted once the write succeeded (regenerated or destroyed sessions).
@@ -50,35 +52,31 @@ struct SessionState<Value: SessionValue>: Sendable {
         case expire
     }
 
-    init(base: SessionSnapshot<Value>?, cookiePresented: Bool) {
+    init(base: SessionSnapshot?, cookiePresented: Bool) {
         self.base = base
         self.cookiePresented = cookiePresented
-        self.current = Working(value: Value())
-        self.current = replay(on: base, now: nil)
+        self.current = Working(
+            id: base?.id, userID: base?.userID, createdAt: base?.createdAt, lastAccessAt: base?.lastAccessAt,
+            value: base?.value)
     }
 
-    mutating func apply(_ change: SessionChange<Value>, now: Int64) {
+    mutating func apply(_ change: SessionChange, now: Int64) {
         changes.append(change)
         var cursor = 0
         current = replay(on: base, now: now, freshIDCursor: &cursor)
     }
 
     /// After a conflict: the newest stored session becomes the base and the changes are replayed on it.
-    mutating func rebase(on newBase: SessionSnapshot<Value>?, now: Int64) {
+    mutating func rebase(on newBase: SessionSnapshot?, now: Int64) {
         base = newBase
         var cursor = 0
         current = replay(on: newBase, now: now, freshIDCursor: &cursor)
     }
 
-    private mutating func replay(on base: SessionSnapshot<Value>?, now: Int64?) -> Working {
-        var cursor = 0
-        return replay(on: base, now: now, freshIDCursor: &cursor)
-    }
-
-    private mutating func replay(on base: SessionSnapshot<Value>?, now: Int64?, freshIDCursor cursor: inout Int) -> Working {
+    private mutating func replay(on base: SessionSnapshot?, now: Int64?, freshIDCursor cursor: inout Int) -> Working {
         var working = Working(
             id: base?.id, userID: base?.userID, createdAt: base?.createdAt, lastAccessAt: base?.lastAccessAt,
-            value: base?.value ?? Value())
+            value: base?.value)
         for change in changes {
             switch change {
             case .update(let body):
@@ -97,7 +95,7 @@ struct SessionState<Value: SessionValue>: Sendable {
                 working.needsWrite = true
             case .destroy:
                 if let id = working.id, id == base?.id { working.idsToDelete.append(id) }
-                working = Working(value: Value(), idsToDelete: working.idsToDelete, destroyed: true)
+                working = Working(value: nil, idsToDelete: working.idsToDelete, destroyed: true)
             }
         }
         return working
@@ -126,7 +124,7 @@ struct SessionState<Value: SessionValue>: Sendable {
     /// What to write, delete and tell the browser, given the time and the value encoder.
     /// An unchanged session is rewritten with a new last-access time once `touchInterval` ms have passed since
     /// the last one (rolling idle expiry, throttled so most requests write nothing).
-    func plan(now: Int64, touchInterval: Int64, encodeValue: (Value) throws -> [UInt8]) throws -> Plan {
+    func plan(now: Int64, touchInterval: Int64, encodeValue: ((any SessionValue)?) throws -> [UInt8]) throws -> Plan {
         let working = current
         guard let id = working.id else {
             // Only an explicit destroy expires the cookie. A refused cookie is left alone: it may be a stale id
