@@ -19,8 +19,8 @@ public struct ConcordSessionConfiguration: Sendable {
     public var maximumUpdateAttempts: Int
     /// The session cookie.
     public var cookie: SessionCookieConfiguration
-    /// Decoded session values kept per session id (reused while the stored bytes are unchanged), so a request
-    /// that only reads its session skips JSON decoding; 0 turns it off. Default 10,000.
+    /// Decoded sessions (record and value) kept per session id, reused while the stored bytes are unchanged, so a
+    /// request that only reads its session skips parsing and JSON decoding; 0 turns it off. Default 10,000.
     public var decodedValueCacheSize: Int
 
     /// - Parameters:

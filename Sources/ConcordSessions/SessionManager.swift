@@ -20,9 +20,9 @@ public final class SessionManager<Value: SessionValue>: Sendable {
     private let idleTimeout: Int64
     private let absoluteTimeout: Int64
     private let touchInterval: Int64
-    /// Decoded values by session id with the bytes they were decoded from (see
+    /// Decoded records by session id with the bytes they were decoded from (see
     /// ``ConcordSessionConfiguration/decodedValueCacheSize``).
-    private let decodedValues = Mutex(LRUTable<String, DecodedSessionValue>())
+    private let decodedRecords = Mutex(LRUTable<String, DecodedSessionRecord>())
 
     /// - Throws: ``SessionError`` `.invalidConfiguration` for inconsistent settings.
     public init(configuration: ConcordSessionConfiguration, wallClock: SessionWallClock = .system) throws {
@@ -84,8 +84,8 @@ public final class SessionManager<Value: SessionValue>: Sendable {
             return .failure(.corrupt)
         }
         guard let stored else { return .failure(.unknownID) }
-        guard let record = SessionRecord(decoding: stored.payload), record.id == id else { return .failure(.corrupt) }
-        let result = snapshot(of: record, version: stored.version, now: now)
+        guard let decoded = decode(stored.payload, id: id), decoded.record.id == id else { return .failure(.corrupt) }
+        let result = snapshot(of: decoded, version: stored.version, now: now)
         if case .failure(.expired) = result {
             // Expired by our clock before the store's TTL: remove it now (best effort; the TTL gets it anyway).
             try? await store.delete(id: id)
@@ -97,39 +97,43 @@ public final class SessionManager<Value: SessionValue>: Sendable {
         switch sealer.open(text, now: now) {
         case .failure(let rejection): return .failure(rejection)
         case .success(let plaintext):
-            guard let record = SessionRecord(decoding: plaintext), SessionID.isWellFormed(record.id) else { return .failure(.corrupt) }
-            return snapshot(of: record, version: 0, now: now)
+            guard let decoded = decode(plaintext, id: nil), SessionID.isWellFormed(decoded.record.id) else { return .failure(.corrupt) }
+            return snapshot(of: decoded, version: 0, now: now)
         }
     }
 
-    private func snapshot(of record: SessionRecord, version: UInt64, now: Int64) -> Result<SessionSnapshot, SessionRejection> {
+    private func snapshot(of decoded: DecodedSessionRecord, version: UInt64, now: Int64) -> Result<SessionSnapshot, SessionRejection> {
+        let record = decoded.record
         guard now < record.createdAt + absoluteTimeout, now < record.lastAccessAt + idleTimeout else { return .failure(.expired) }
-        guard let value = decodeValue(of: record) else { return .failure(.corrupt) }
         return .success(SessionSnapshot(
             id: record.id, userID: record.userID, createdAt: record.createdAt, lastAccessAt: record.lastAccessAt,
-            value: value, encodedValue: record.value, version: version))
+            value: decoded.value, encodedValue: record.value, version: version))
     }
 
-    /// The record's value, from the cache when the same session id was decoded from the same bytes before.
-    private func decodeValue(of record: SessionRecord) -> (any SessionValue)? {
+    /// The record in `bytes` with its decoded value, or `nil` when either is malformed. Served from the cache when
+    /// the same session (`id`, if the caller knows it already) was decoded from the same bytes before: a request
+    /// that only reads its session then neither parses the record nor decodes JSON (comparing the bytes is
+    /// cheap, and free when a memory store hands back the very buffer it was given).
+    private func decode(_ bytes: [UInt8], id: String?) -> DecodedSessionRecord? {
         let capacity = configuration.decodedValueCacheSize
-        if capacity > 0, let cached = decodedValues.withLock({ $0.use(record.id) }), cached.encoded == record.value {
-            return cached.value
+        if capacity > 0, let id, let cached = decodedRecords.withLock({ $0.use(id) }), cached.bytes == bytes {
+            return cached
+        }
+        guard let record = SessionRecord(decoding: bytes) else { return nil }
+        if capacity > 0, id == nil, let cached = decodedRecords.withLock({ $0.use(record.id) }), cached.bytes == bytes {
+            return cached
         }
         guard let value = try? JSONDecoder().decode(Value.self, from: Data(record.value)) else { return nil }
-        remember(value, decodedFrom: record)
-        return value
-    }
-
-    /// Caches `value` as the decoding of `record`'s bytes. Only decoded values are cached, never a value just
-    /// encoded: a lossy `Codable` type may not read back exactly what it wrote.
-    private func remember(_ value: any SessionValue, decodedFrom record: SessionRecord) {
-        let capacity = configuration.decodedValueCacheSize
-        guard capacity > 0 else { return }
-        decodedValues.withLock { table in
-            table.set(record.id, DecodedSessionValue(encoded: record.value, value: value))
-            if table.count > capacity, let oldest = table.leastRecent { table.remove(oldest.key) }
+        let decoded = DecodedSessionRecord(bytes: bytes, record: record, value: value)
+        // Only decoded values are cached, never a value just encoded: a lossy `Codable` type may not read back
+        // exactly what it wrote.
+        if capacity > 0 {
+            decodedRecords.withLock { table in
+                table.set(record.id, decoded)
+                if table.count > capacity, let oldest = table.leastRecent { table.remove(oldest.key) }
+            }
         }
+        return decoded
     }
 
     // MARK: Commit
@@ -221,9 +225,10 @@ public final class SessionManager<Value: SessionValue>: Sendable {
     }
 }
 
-/// A decoded session value with the bytes it was decoded from. Top-level, not nested in the generic manager, so
-/// that it does not depend on `Value` (see ``SessionSnapshot``).
-private struct DecodedSessionValue {
-    var encoded: [UInt8]
+/// A session record and its decoded value, with the bytes they were decoded from. Top-level, not nested in the
+/// generic manager, so that it does not depend on `Value` (see ``SessionSnapshot``).
+private struct DecodedSessionRecord {
+    var bytes: [UInt8]
+    var record: SessionRecord
     var value: any SessionValue
 }
