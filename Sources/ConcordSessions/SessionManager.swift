@@ -84,7 +84,7 @@ public final class SessionManager<Value: SessionValue>: Sendable {
             return .failure(.corrupt)
         }
         guard let stored else { return .failure(.unknownID) }
-        guard let decoded = decode(stored.payload, id: id), decoded.record.id == id else { return .failure(.corrupt) }
+        guard let decoded = decode(stored.payload, id: id), decoded.snapshot.id == id else { return .failure(.corrupt) }
         let result = snapshot(of: decoded, version: stored.version, now: now)
         if case .failure(.expired) = result {
             // Expired by our clock before the store's TTL: remove it now (best effort; the TTL gets it anyway).
@@ -97,23 +97,21 @@ public final class SessionManager<Value: SessionValue>: Sendable {
         switch sealer.open(text, now: now) {
         case .failure(let rejection): return .failure(rejection)
         case .success(let plaintext):
-            guard let decoded = decode(plaintext, id: nil), SessionID.isWellFormed(decoded.record.id) else { return .failure(.corrupt) }
+            guard let decoded = decode(plaintext, id: nil), SessionID.isWellFormed(decoded.snapshot.id) else { return .failure(.corrupt) }
             return snapshot(of: decoded, version: 0, now: now)
         }
     }
 
     private func snapshot(of decoded: DecodedSessionRecord, version: UInt64, now: Int64) -> Result<SessionSnapshot, SessionRejection> {
-        let record = decoded.record
-        guard now < record.createdAt + absoluteTimeout, now < record.lastAccessAt + idleTimeout else { return .failure(.expired) }
-        return .success(SessionSnapshot(
-            id: record.id, userID: record.userID, createdAt: record.createdAt, lastAccessAt: record.lastAccessAt,
-            value: decoded.value, encodedValue: record.value, version: version))
+        let snapshot = decoded.snapshot
+        guard now < snapshot.createdAt + absoluteTimeout, now < snapshot.lastAccessAt + idleTimeout else { return .failure(.expired) }
+        return .success(snapshot.at(version: version))
     }
 
-    /// The record in `bytes` with its decoded value, or `nil` when either is malformed. Served from the cache when
-    /// the same session (`id`, if the caller knows it already) was decoded from the same bytes before: a request
-    /// that only reads its session then neither parses the record nor decodes JSON (comparing the bytes is
-    /// cheap, and free when a memory store hands back the very buffer it was given).
+    /// The session in `bytes` (a record and its decoded value), or `nil` when either is malformed. Served from the
+    /// cache when the same session (`id`, if the caller knows it already) was decoded from the same bytes before:
+    /// a request that only reads its session then neither parses the record nor decodes JSON (comparing the
+    /// bytes is cheap, and free when a memory store hands back the very buffer it was given).
     private func decode(_ bytes: [UInt8], id: String?) -> DecodedSessionRecord? {
         let capacity = configuration.decodedValueCacheSize
         if capacity > 0, let id, let cached = decodedRecords.withLock({ $0.use(id) }), cached.bytes == bytes {
@@ -124,7 +122,11 @@ public final class SessionManager<Value: SessionValue>: Sendable {
             return cached
         }
         guard let value = try? JSONDecoder().decode(Value.self, from: Data(record.value)) else { return nil }
-        let decoded = DecodedSessionRecord(bytes: bytes, record: record, value: value)
+        let decoded = DecodedSessionRecord(
+            bytes: bytes,
+            snapshot: SessionSnapshot(
+                id: record.id, userID: record.userID, createdAt: record.createdAt, lastAccessAt: record.lastAccessAt,
+                value: value, encodedValue: record.value, version: 0))
         // Only decoded values are cached, never a value just encoded: a lossy `Codable` type may not read back
         // exactly what it wrote.
         if capacity > 0 {
@@ -225,10 +227,10 @@ public final class SessionManager<Value: SessionValue>: Sendable {
     }
 }
 
-/// A session record and its decoded value, with the bytes they were decoded from. Top-level, not nested in the
-/// generic manager, so that it does not depend on `Value` (see ``SessionSnapshot``).
+/// A decoded session with the bytes it was decoded from. Top-level, not nested in the generic manager, so that
+/// it does not depend on `Value` (see ``SessionSnapshot``).
 private struct DecodedSessionRecord {
     var bytes: [UInt8]
-    var record: SessionRecord
-    var value: any SessionValue
+    /// Its `version` is whichever version it was first read at; callers set their own.
+    var snapshot: SessionSnapshot
 }
