@@ -46,7 +46,12 @@ public struct ConcordSessionMiddleware<Context: ConcordSessionRequestContext>: R
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let cookieValue = cookie.value(inCookieHeaders: request.headers[values: .cookie])
+        var cookieValue: Substring?
+        // A loop over the fields, not `headers[values: .cookie]`, which builds an array on every request.
+        for field in request.headers where field.name == .cookie {
+            cookieValue = cookie.value(inCookieHeader: field.value)
+            if cookieValue != nil { break }
+        }
         do {
             try await manager.load(cookieValue: cookieValue, into: context.session)
         } catch {

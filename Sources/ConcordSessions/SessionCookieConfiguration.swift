@@ -103,6 +103,11 @@ public struct SessionCookieConfiguration: Sendable, Hashable {
         return nil
     }
 
+    /// The value of this cookie in one `Cookie` request header value (`a=1; b=2`), if present.
+    public func value(inCookieHeader header: String) -> Substring? {
+        Self.value(named: fullName, in: header)
+    }
+
     /// The value of this cookie among the `Cookie` request header values, if present.
     public func value(inCookieHeaders headers: some Sequence<some StringProtocol>) -> Substring? {
         value(inCookieHeaders: headers.map { String($0) })
