@@ -70,6 +70,24 @@ import Testing
         }
     }
 
+    /// Browsers may send several `Cookie` header lines (HTTP/2 splits them); the session cookie is found in any.
+    @Test(arguments: Strategy.allCases)
+    func theSessionCookieIsFoundInAnyCookieHeader(_ strategy: Strategy) async throws {
+        let app = SessionTestApp.application(manager: try Self.manager(strategy, clock: ManualClock()))
+        try await app.test(.live) { client in
+            var jar = SessionCookieJar()
+            try await client.execute(uri: "/login/bea", method: .post) { jar.receive($0) }
+            let value = try #require(jar.value)
+            var headers = HTTPFields()
+            headers.append(.init(name: .cookie, value: "theme=dark; concord_session_old=x"))
+            headers.append(.init(name: .cookie, value: "lang=en; concord_session=\(value)"))
+            try await client.execute(uri: "/me", method: .get, headers: headers) { #expect(String(buffer: $0.body) == "bea") }
+            var unrelated = HTTPFields()
+            unrelated.append(.init(name: .cookie, value: "theme=dark"))
+            try await client.execute(uri: "/me", method: .get, headers: unrelated) { #expect(String(buffer: $0.body) == "anonymous") }
+        }
+    }
+
     @Test(arguments: Strategy.allCases)
     func idleSessionsExpire(_ strategy: Strategy) async throws {
         let clock = ManualClock()
