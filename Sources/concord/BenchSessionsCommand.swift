@@ -128,6 +128,7 @@ struct BenchSessionsCommand: AsyncParsableCommand {
         let store = MemorySessionStore()
         let manager = try SessionManager<BenchSession>(configuration: .init(strategy: .store(store)))
         let plain = Self.router(middleware: nil, context: BenchContext.self).buildResponder()
+        let passThrough = Self.router(middleware: nil, passThrough: true, context: BenchContext.self).buildResponder()
         let withSessions = Self.router(middleware: ConcordSessionMiddleware(manager: manager), context: BenchContext.self).buildResponder()
 
         // One logged-in session, as a browser would present it.
@@ -138,15 +139,19 @@ struct BenchSessionsCommand: AsyncParsableCommand {
         let cookie = String(pair)
 
         var plainRates: [Double] = []
+        var passThroughRates: [Double] = []
         var sessionRates: [Double] = []
         for _ in 0..<rounds {
             plainRates.append(try await requestRate(plain, cookie: cookie))
+            passThroughRates.append(try await requestRate(passThrough, cookie: cookie))
             sessionRates.append(try await requestRate(withSessions, cookie: cookie))
         }
         let plainRate = plainRates.sorted()[rounds / 2]
+        let passThroughRate = passThroughRates.sorted()[rounds / 2]
         let sessionRate = sessionRates.sorted()[rounds / 2]
         print("hummingbird handler, in-process responder (\(requests) requests × \(rounds) rounds, \(concurrency) tasks, median)")
         print("  without session middleware   \(Int(plainRate)) req/s")
+        print("  with an empty middleware     \(Int(passThroughRate)) req/s  (Hummingbird's own cost of one middleware, for scale)")
         print("  with session middleware      \(Int(sessionRate)) req/s  (memory store, session read each request)")
         print("  ratio with/without           \(String(format2: sessionRate / plainRate))  overhead \(String(format2: (1 - sessionRate / plainRate) * 100))%")
     }
@@ -229,10 +234,11 @@ struct BenchSessionsCommand: AsyncParsableCommand {
     }
 
     private static func router<Context: ConcordSessionRequestContext>(
-        middleware: ConcordSessionMiddleware<Context>?, context: Context.Type
+        middleware: ConcordSessionMiddleware<Context>?, passThrough: Bool = false, context: Context.Type
     ) -> Router<Context> where Context.Session == BenchSession {
         let router = Router(context: Context.self)
         if let middleware { router.add(middleware: middleware) }
+        if passThrough { router.add(middleware: PassThroughMiddleware<Context>()) }
         // With the middleware every request must present the logged-in session: a lost one is a 401, which the
         // benchmarks count as a failure instead of measuring anonymous requests.
         let requireSession = middleware != nil
@@ -337,5 +343,12 @@ extension String {
         let sign = hundredths < 0 ? "-" : ""
         let magnitude = abs(hundredths)
         self = "\(sign)\(magnitude / 100).\(magnitude % 100 < 10 ? "0" : "")\(magnitude % 100)"
+    }
+}
+
+/// A middleware that only calls the next responder: what any middleware costs in Hummingbird, for scale.
+struct PassThroughMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        try await next(request, context)
     }
 }
