@@ -20,14 +20,30 @@ struct LRUTable<Key: Hashable, Value> {
 
     /// The value for `key` without changing its recency.
     func peek(_ key: Key) -> Value? {
-        indexByKey[key].flatMap { slots[$0]?.value }
+        guard let index = indexByKey[key] else { return nil }
+        return slots[index]!.value  // `?.value` copied the whole slot (key included) first
     }
 
     /// The value for `key`, marking it most recently used.
     mutating func use(_ key: Key) -> Value? {
         guard let index = indexByKey[key] else { return nil }
         moveToHead(index)
-        return slots[index]?.value
+        return slots[index]!.value
+    }
+
+    /// Where `key` lives (valid until the table changes), for a caller that reads and marks it in one lookup.
+    func index(of key: Key) -> Int? {
+        indexByKey[key]
+    }
+
+    /// The value at an index from ``index(of:)``.
+    subscript(index: Int) -> Value {
+        slots[index]!.value
+    }
+
+    /// Marks the entry at an index from ``index(of:)`` most recently used.
+    mutating func markUsed(_ index: Int) {
+        moveToHead(index)
     }
 
     /// Changes the value of an existing `key` in place (marking it used); `false` when absent.

@@ -38,7 +38,7 @@ public final class MemorySessionStore<C: Clock>: SessionStore where C.Duration =
 
     public func load(id: String) async throws -> StoredSession? {
         let now = self.now
-        return state.withLock { $0.liveRecord(id: id, now: now, markUsed: true)?.session }
+        return state.withLock { $0.liveSession(id: id, now: now) }
     }
 
     public func save(_ session: StoredSession, ttl: Duration, expectedVersion: UInt64?) async throws -> UInt64 {
@@ -165,6 +165,19 @@ struct MemorySessionStoreState {
         guard var ids = idsByUser[userID] else { return }
         ids.remove(id)
         idsByUser[userID] = ids.isEmpty ? nil : ids
+    }
+
+    /// The live session for `id`, marking it used, or `nil` (removing it if it has expired). Copies out only the
+    /// session, not the whole record: this is every request's store lookup.
+    mutating func liveSession(id: String, now: Duration) -> StoredSession? {
+        guard let index = records.index(of: id) else { return nil }
+        guard now < records[index].expiresAt else {
+            removeRecord(id: id)
+            statistics.expirations += 1
+            return nil
+        }
+        records.markUsed(index)
+        return records[index].session
     }
 
     /// The live record for `id`, removing it if it has expired.

@@ -114,25 +114,35 @@ public struct SessionCookieConfiguration: Sendable, Hashable {
     }
 
     /// Scans one `Cookie` header (`a=1; b=2`) byte by byte: it runs on every request, and splitting into
-    /// substrings costs several times more.
+    /// substrings costs several times more. Native strings are scanned as a raw UTF-8 buffer (no index checks).
     static func value(named name: String, in header: String) -> Substring? {
-        let bytes = header.utf8
-        let end = bytes.endIndex
-        var index = bytes.startIndex
+        var header = header
+        header.makeContiguousUTF8()
+        let range: Range<Int>? = header.utf8.withContiguousStorageIfAvailable { bytes in
+            var name = name
+            return name.withUTF8 { valueRange(named: $0, in: bytes) }
+        } ?? nil
+        guard let range else { return nil }
+        let utf8 = header.utf8
+        return header[utf8.index(utf8.startIndex, offsetBy: range.lowerBound)..<utf8.index(utf8.startIndex, offsetBy: range.upperBound)]
+    }
+
+    /// Offsets of the value of cookie `name` in the header bytes.
+    private static func valueRange(named name: UnsafeBufferPointer<UInt8>, in bytes: UnsafeBufferPointer<UInt8>) -> Range<Int>? {
+        let end = bytes.count
+        var index = 0
         while index < end {
-            while index < end, bytes[index] == UInt8(ascii: " ") || bytes[index] == UInt8(ascii: "\t") {
-                index = bytes.index(after: index)
-            }
+            while index < end, bytes[index] == UInt8(ascii: " ") || bytes[index] == UInt8(ascii: "\t") { index += 1 }
             let pairStart = index
-            var equals: String.Index?
+            var equals = -1
             while index < end, bytes[index] != UInt8(ascii: ";") {
-                if equals == nil, bytes[index] == UInt8(ascii: "=") { equals = index }
-                index = bytes.index(after: index)
+                if equals < 0, bytes[index] == UInt8(ascii: "=") { equals = index }
+                index += 1
             }
-            if let equals, bytes[pairStart..<equals].elementsEqual(name.utf8) {
-                return header[bytes.index(after: equals)..<index]
+            if equals - pairStart == name.count, UnsafeBufferPointer(rebasing: bytes[pairStart..<equals]).elementsEqual(name) {
+                return equals + 1..<index
             }
-            if index < end { index = bytes.index(after: index) }
+            index += 1
         }
         return nil
     }

@@ -81,8 +81,17 @@ public final class SessionHandle<Value: SessionValue>: Sendable {
 
     // MARK: For SessionManager
 
-    func attach(_ state: SessionState, wallClock: SessionWallClock, outcome: SessionLoadOutcome) {
-        box.withLock { $0 = SessionHandleBox(state: state, wallClock: wallClock, outcome: outcome) }
+    func attach(_ state: SessionState, wallClock: SessionWallClock, outcome: SessionLoadOutcome, loadedAt: Int64) {
+        box.withLock { $0 = SessionHandleBox(state: state, wallClock: wallClock, outcome: outcome, loadedAt: loadedAt) }
+    }
+
+    /// Whether committing would do nothing: no change, no touch due as of loading (see
+    /// ``SessionState/needsNoCommit(now:touchInterval:)``). Decided in place, without copying the state out.
+    func needsNoCommit(touchInterval: Int64) -> Bool {
+        box.withLock { box in
+            guard box.state != nil else { return true }
+            return box.state!.needsNoCommit(now: box.loadedAt, touchInterval: touchInterval)
+        }
     }
 
     func withState<R>(_ body: (inout SessionState?) throws -> R) rethrows -> R {
@@ -96,4 +105,6 @@ private struct SessionHandleBox: Sendable {
     var state: SessionState?
     var wallClock: SessionWallClock = .system
     var outcome: SessionLoadOutcome = .none
+    /// The wall-clock time the manager loaded the session at (ms since 1970).
+    var loadedAt: Int64 = 0
 }

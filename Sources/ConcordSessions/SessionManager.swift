@@ -58,7 +58,7 @@ public final class SessionManager<Value: SessionValue>: Sendable {
     public func load(cookieValue: Substring?, into handle: SessionHandle<Value>) async throws {
         let now = wallClock.now
         guard let cookieValue else {
-            handle.attach(SessionState(base: nil, cookiePresented: false), wallClock: wallClock, outcome: .none)
+            handle.attach(SessionState(base: nil, cookiePresented: false), wallClock: wallClock, outcome: .none, loadedAt: now)
             return
         }
         let result: Result<SessionSnapshot, SessionRejection>
@@ -68,10 +68,10 @@ public final class SessionManager<Value: SessionValue>: Sendable {
         }
         switch result {
         case .success(let snapshot):
-            handle.attach(SessionState(base: snapshot, cookiePresented: true), wallClock: wallClock, outcome: .loaded)
+            handle.attach(SessionState(base: snapshot, cookiePresented: true), wallClock: wallClock, outcome: .loaded, loadedAt: now)
         case .failure(let rejection):
             rejections.withLock { $0[rejection, default: 0] += 1 }
-            handle.attach(SessionState(base: nil, cookiePresented: true), wallClock: wallClock, outcome: .rejected(rejection))
+            handle.attach(SessionState(base: nil, cookiePresented: true), wallClock: wallClock, outcome: .rejected(rejection), loadedAt: now)
         }
     }
 
@@ -145,10 +145,9 @@ public final class SessionManager<Value: SessionValue>: Sendable {
     /// - Throws: ``SessionStoreError`` (`.unavailable` → 503) and ``SessionError`` (`.cookieTooLarge`,
     ///   `.tooManyConflicts`).
     public func commit(_ handle: SessionHandle<Value>) async throws -> SessionCookieUpdate {
-        // A request that only read its session (no touch due) commits nothing: decided in place, without copying
-        // the state out and back.
-        let now = wallClock.now
-        if handle.withState({ $0?.needsNoCommit(now: now, touchInterval: touchInterval) ?? true }) { return .unchanged }
+        // A request that only read its session (no touch due when it was loaded) commits nothing: decided in place,
+        // without copying the state out and back or reading the clock again.
+        if handle.needsNoCommit(touchInterval: touchInterval) { return .unchanged }
         guard var state = handle.withState({ $0 }) else { return .unchanged }
         let update: SessionCookieUpdate
         switch configuration.strategy.kind {
