@@ -1,3 +1,4 @@
+import ConcordLab
 import ConcordRedis
 import Logging
 import NIOPosix
@@ -45,32 +46,41 @@ struct RedisBenchmarkServer: Sendable {
     private let process: Process
     private let directory: URL
 
+    /// Starts on a free loopback port; a server that exits at once (its port was taken after all) is tried again on
+    /// another port, twice. On failure the working directory is kept for its `redis.log`.
     static func start() async throws -> RedisBenchmarkServer {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("concord-bench-redis-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let port = Int.random(in: 20_000..<40_000)  // a taken port makes redis-server exit: a clear error below
-        let process = Process()
-        process.executableURL = try tool("redis-server").url
-        process.arguments = [
-            "--port", String(port), "--bind", "127.0.0.1", "--dir", directory.path, "--save", "", "--appendonly", "no",
-            "--logfile", directory.appendingPathComponent("redis.log").path,
-        ]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let server = RedisBenchmarkServer(port: port, process: process, directory: directory)
-        // Refused connections are expected until the server listens: only real errors are worth a log line here.
-        var quiet = Logger(label: "concord.bench.redis-probe")
-        quiet.logLevel = .error
-        let client = try RedisClient(configuration: RedisClientConfiguration(urls: ["redis://127.0.0.1:\(port)"]), logger: quiet)
-        defer { client.shutdown() }
-        for _ in 0..<100 {
-            if (try? await client.send(.ping())) != nil { return server }
-            guard process.isRunning else { break }
-            try await Task.sleep(for: .milliseconds(50))
+        var lastPort = 0
+        for _ in 0..<3 {
+            let port = try LoopbackPort.free()
+            lastPort = port
+            let process = Process()
+            process.executableURL = try tool("redis-server").url
+            process.arguments = [
+                "--port", String(port), "--bind", "127.0.0.1", "--dir", directory.path, "--save", "", "--appendonly", "no",
+                "--logfile", directory.appendingPathComponent("redis.log").path,
+            ]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let server = RedisBenchmarkServer(port: port, process: process, directory: directory)
+            // Refused connections are expected until the server listens: only real errors are worth a log line here.
+            var quiet = Logger(label: "concord.bench.redis-probe")
+            quiet.logLevel = .error
+            let client = try RedisClient(configuration: RedisClientConfiguration(urls: ["redis://127.0.0.1:\(port)"]), logger: quiet)
+            defer { client.shutdown() }
+            for _ in 0..<100 {
+                if (try? await client.send(.ping())) != nil { return server }
+                guard process.isRunning else { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            if process.isRunning {
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+            }
         }
-        server.stop()
-        throw BenchStoresError("redis-server did not start on port \(port); see \(directory.path)/redis.log")
+        throw BenchStoresError("redis-server did not start (last on port \(lastPort)); see \(directory.path)/redis.log")
     }
 
     /// SIGKILL: a child started from a Swift concurrency thread inherits its blocked signals, SIGTERM included.
