@@ -1,0 +1,46 @@
+@testable import ConcordPostgres
+import Synchronization
+import Testing
+
+@Suite struct PostgresOperationTimeoutTests {
+    /// An operation that ignores cancellation (as a query on a stopped server once did, for a minute) must not
+    /// hold the caller past the timeout.
+    @Test func theCallerIsAnsweredAtTheDeadlineEvenIfTheOperationIgnoresCancellation() async throws {
+        let finished = Mutex(false)
+        let started = ContinuousClock.now
+        await #expect(throws: PostgresOperationTimeout.self) {
+            try await withTimeout(.milliseconds(200)) {
+                // Not cancellable: a detached sleep awaited through its value.
+                await Task.detached { try? await Task.sleep(for: .seconds(3)) }.value
+                finished.withLock { $0 = true }
+                return 1
+            }
+        }
+        #expect(ContinuousClock.now - started < .seconds(2))
+        #expect(finished.withLock { !$0 }, "the operation was still running when the caller got its answer")
+    }
+
+    @Test func resultsAndErrorsOfOperationsWithinTheDeadlinePassThrough() async throws {
+        #expect(try await withTimeout(.seconds(5)) { 42 } == 42)
+        struct Failure: Error {}
+        await #expect(throws: Failure.self) { try await withTimeout(.seconds(5)) { () async throws -> Int in throw Failure() } }
+    }
+
+    @Test func aCancelledCallerCancelsTheOperation() async throws {
+        let sawCancellation = Mutex(false)
+        let caller = Task {
+            try await withTimeout(.seconds(10)) {
+                do {
+                    try await Task.sleep(for: .seconds(10))
+                } catch {
+                    sawCancellation.withLock { $0 = true }
+                    throw error
+                }
+            }
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        caller.cancel()
+        await #expect(throws: CancellationError.self) { try await caller.value }
+        #expect(sawCancellation.withLock { $0 })
+    }
+}
