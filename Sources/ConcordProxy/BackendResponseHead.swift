@@ -264,12 +264,3 @@ struct BackendResponseHead {
         }
     }
 }
-
-private extension Substring {
-    func trimmingWhitespace() -> Substring {
-        var s = self
-        while let first = s.first, first == " " || first == "\t" { s = s.dropFirst() }
-        while let last = s.last, last == " " || last == "\t" { s = s.dropLast() }
-        return s
-    }
-}
