@@ -1,3 +1,4 @@
+import ConcordSessionsTesting
 import NIOCore
 import NIOHTTP1
 import Testing
@@ -28,6 +29,8 @@ import Testing
         var partial: ByteBuffer?
         var recorded: [Recorded] = []
         var heads: [BackendResponseHead] = []
+        /// Every byte handed on (heads and bodies), exactly.
+        var forwarded: [UInt8] = []
 
         init(limits: HTTPResponseFramer.Limits = .init(maxHeadBytes: 4096, maxHeaderCount: 20),
              isHEAD: Bool = false, isHTTP10: Bool = false) {
@@ -36,7 +39,11 @@ import Testing
         }
 
         mutating func feed(_ text: String) throws(HTTPResponseFramerError) {
-            var bytes = ByteBuffer(string: text)
+            try feed(bytes: Array(text.utf8))
+        }
+
+        mutating func feed(bytes input: some Collection<UInt8>) throws(HTTPResponseFramerError) {
+            var bytes = ByteBuffer(bytes: input)
             if var head = partial {
                 partial = nil
                 head.writeBuffer(&bytes)
@@ -54,8 +61,10 @@ import Testing
             switch part {
             case .head(let head):
                 heads.append(head)
+                forwarded += head.bytes.readableBytesView
                 recorded.append(.head(String(buffer: head.bytes)))
             case .body(let bytes):
+                forwarded += bytes.readableBytesView
                 if case .body(let before) = recorded.last {
                     recorded[recorded.count - 1] = .body(before + String(buffer: bytes))
                 } else {
@@ -268,6 +277,42 @@ import Testing
         #expect(throws: HTTPResponseFramerError.unexpectedBytes) { try framer.next(&bytes) }
     }
 
+    /// Mutated and truncated responses, split at random places: the framer reports an error or parts, never
+    /// traps, and what it forwards is always the bytes it was given, in order.
+    @Test func garbageNeverTrapsAndForwardedBytesAreTheInput() throws {
+        var random = SplitMix64(seed: 42)
+        let samples = [Self.contentLength, Self.chunked, Self.interimThenFinal,
+                       "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-A\r\nX-A: 1\r\n\r\nuntil close"]
+        for round in 0..<3000 {
+            var bytes = Array(samples[round % samples.count].utf8)
+            for _ in 0..<Int(random.next() % 4) {
+                bytes[Int(random.next() % UInt64(bytes.count))] = UInt8(truncatingIfNeeded: random.next())
+            }
+            if random.next() % 4 == 0 { bytes.removeLast(Int(random.next() % UInt64(bytes.count))) }
+            var driver = Driver(isHEAD: random.next() % 8 == 0, isHTTP10: random.next() % 8 == 0)
+            var offset = 0
+            do {
+                while offset < bytes.count {
+                    let length = 1 + Int(random.next() % UInt64(bytes.count - offset))
+                    try driver.feed(bytes: bytes[offset..<(offset + length)])
+                    offset += length
+                }
+                driver.close()
+            } catch {
+                continue
+            }
+            for head in driver.heads {
+                let rewritten = head.rewritten(version: .http1_1, adding: [(name: "x", value: "y")], allocator: ByteBufferAllocator())
+                #expect(String(buffer: rewritten).hasSuffix("x: y\r\n\r\n"))
+            }
+            // Interim heads are left out, so the forwarded bytes are the input's from some point on, or a run of it.
+            let run = driver.forwarded
+            let found = run.isEmpty || (run.count <= bytes.count
+                && (0...(bytes.count - run.count)).contains { bytes[$0..<($0 + run.count)].elementsEqual(run) })
+            #expect(found, "round \(round)")
+        }
+    }
+
     @Test func responsesFollowOneAnotherOnAKeptConnection() throws {
         var driver = Driver()
         try driver.feed(Self.contentLength)
@@ -277,3 +322,4 @@ import Testing
         #expect(driver.heads.map(\.framing) == [.contentLength(5), .chunked])
     }
 }
+
