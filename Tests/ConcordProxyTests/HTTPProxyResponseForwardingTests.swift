@@ -36,6 +36,33 @@ import Testing
         }
     }
 
+    @Test func largeAndTricklingResponsesArriveByteForByte() async throws {
+        let large = String(repeating: "0123456789abcdef", count: 65_536)  // 1 MiB
+        let chunks = stride(from: 0, to: large.utf8.count, by: 100_000).map { start -> String in
+            let piece = large.utf8.dropFirst(start).prefix(100_000)
+            return String(piece.count, radix: 16) + "\r\n" + String(decoding: piece, as: UTF8.self) + "\r\n"
+        }.joined() + "0\r\n\r\n"
+        let script: @Sendable (String, Int) -> TestScriptedBackend.Reply = { head, _ in
+            if head.hasPrefix("GET /chunked ") { return .init(bytes: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks) }
+            if head.hasPrefix("GET /trickle ") {
+                // Head and chunked body in 7-byte pieces: the head arrives over many reads.
+                return .init(bytes: Self.chunkedHead + Self.chunkedBody, piecesOf: 7)
+            }
+            return .init(bytes: "HTTP/1.1 200 OK\r\nContent-Length: \(large.utf8.count)\r\n\r\n" + large)
+        }
+        try await withScriptedBackend(script) { port, _ in
+            let length = try await RawClient.get(port: port, path: "/length")
+            #expect(length.status == 200 && length.body == large)
+            let chunked = try await RawClient.get(port: port, path: "/chunked")
+            #expect(chunked.status == 200 && chunked.body == chunks)
+            let trickle = try await RawClient.exchange(port: port, [
+                "GET /trickle HTTP/1.1\r\nHost: t\r\n\r\n" + "GET /trickle HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            ])
+            let closingHead = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Mixed-Case: Kept\r\nconnection: close\r\n\r\n"
+            #expect(trickle.text == Self.chunkedHead + Self.chunkedBody + closingHead + Self.chunkedBody)
+        }
+    }
+
     @Test func aBodyWithoutLengthEndsWithTheClientConnection() async throws {
         let reply = TestScriptedBackend.Reply(bytes: "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end", closeAfter: true)
         try await withScriptedBackend({ _, _ in reply }) { port, server in

@@ -10,6 +10,8 @@ final class TestScriptedBackend: Sendable {
     struct Reply: Sendable {
         var bytes: String
         var closeAfter = false
+        /// Sent in pieces of this many bytes, 2 ms apart, so the proxy reads the response in many parts.
+        var piecesOf: Int?
 
         /// Close the connection without a response byte, as a dying process does.
         static let close = Reply(bytes: "", closeAfter: true)
@@ -49,11 +51,29 @@ final class TestScriptedBackend: Sendable {
                 pending = String(pending[end.upperBound...])
                 let answer = reply(head, answered)
                 answered += 1
+                if let size = answer.piecesOf {
+                    send(Array(answer.bytes.utf8), piecesOf: size, closeAfter: answer.closeAfter, context: context)
+                    continue
+                }
                 let written = context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer.bytes)))
                 if answer.closeAfter {
                     written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
                     return
                 }
+            }
+        }
+
+        private func send(_ bytes: [UInt8], piecesOf size: Int, closeAfter: Bool, context: ChannelHandlerContext) {
+            guard !bytes.isEmpty else {
+                if closeAfter { context.close(promise: nil) }
+                return
+            }
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: bytes.prefix(size))), promise: nil)
+            let rest = Array(bytes.dropFirst(size))
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            context.eventLoop.scheduleTask(in: .milliseconds(2)) {
+                let (script, context) = loopBound.value
+                script.send(rest, piecesOf: size, closeAfter: closeAfter, context: context)
             }
         }
     }
