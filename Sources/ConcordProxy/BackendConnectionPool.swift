@@ -38,15 +38,17 @@ final class BackendConnectionPool {
         return nil
     }
 
-    /// Opens a new connection (HTTP/1.1 client handlers + ``BackendHTTPHandler``) on this loop.
+    /// Opens a new connection (an HTTP/1.1 request encoder + ``BackendHTTPHandler``, which frames the responses
+    /// itself) on this loop.
     func connect(to backend: Backend, _ completion: @escaping (Result<BackendHTTPHandler, any Error>) -> Void) {
+        let framerLimits = HTTPResponseFramer.Limits(maxHeadBytes: limits.maxResponseHeadBytes, maxHeaderCount: limits.maxHeaderCount)
         let future = ClientBootstrap(group: eventLoop)
             .connectTimeout(TimeAmount(seconds: limits.connectTimeout))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(BackendHTTPHandler(backend: backend))
+                    try channel.pipeline.syncOperations.addHandler(HTTPRequestEncoder())
+                    try channel.pipeline.syncOperations.addHandler(BackendHTTPHandler(backend: backend, limits: framerLimits))
                 }
             }
             .connect(to: backend.socketAddress)

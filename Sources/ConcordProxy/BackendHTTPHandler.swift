@@ -3,16 +3,20 @@ import NIOHTTP1
 
 /// What a backend connection reports to the client connection it currently serves (same event loop).
 protocol BackendHTTPDelegate: AnyObject {
-    func backendReceived(_ part: HTTPClientResponsePart, from connection: BackendHTTPHandler)
+    /// A part of the response, as bytes to forward (see ``HTTPResponseFramer``).
+    func backendReceived(_ part: HTTPResponseFramer.Part, from connection: BackendHTTPHandler)
     func backendReadComplete(_ connection: BackendHTTPHandler)
     func backendClosed(_ connection: BackendHTTPHandler, error: (any Error)?)
+    /// The response broke HTTP's framing rules; the connection is being closed.
+    func backendSentMalformedResponse(_ connection: BackendHTTPHandler, error: HTTPResponseFramerError)
     func backendWritabilityChanged(_ connection: BackendHTTPHandler)
 }
 
-/// The tail of a pooled keep-alive connection to one backend. It relays response parts to its delegate and
-/// holds back `read()` while the client side cannot take more (backpressure).
+/// The tail of a pooled keep-alive connection to one backend. It frames the response bytes with an
+/// ``HTTPResponseFramer`` (no HTTP decoder in this pipeline), relays the parts to its delegate and holds back
+/// `read()` while the client side cannot take more (backpressure).
 final class BackendHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPClientResponsePart
+    typealias InboundIn = ByteBuffer
     typealias OutboundIn = HTTPClientRequestPart
     typealias OutboundOut = HTTPClientRequestPart
 
@@ -31,8 +35,14 @@ final class BackendHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private(set) var isActive = false
     /// Whether the response in progress allows another request on this connection.
     private(set) var responseKeepAlive = true
+    private var framer: HTTPResponseFramer
+    /// The start of a response head that has not all arrived; the next read is appended to it.
+    private var partialHead: ByteBuffer?
 
-    init(backend: Backend) { self.backend = backend }
+    init(backend: Backend, limits: HTTPResponseFramer.Limits) {
+        self.backend = backend
+        self.framer = HTTPResponseFramer(limits: limits)
+    }
 
     var isWritable: Bool { context?.channel.isWritable ?? false }
 
@@ -51,6 +61,9 @@ final class BackendHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func write(_ part: HTTPClientRequestPart) {
+        if case .head(let head) = part {
+            framer.requestSent(isHEAD: head.method == .HEAD, isHTTP10: head.version == .http1_0)
+        }
         context?.write(wrapOutboundOut(part), promise: nil)
     }
 
@@ -83,14 +96,41 @@ final class BackendHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let part = unwrapInboundIn(data)
-        if case .head(let head) = part { responseKeepAlive = head.isKeepAlive }
+        var bytes = unwrapInboundIn(data)
+        if var head = partialHead {
+            partialHead = nil
+            head.writeBuffer(&bytes)
+            bytes = head
+        }
         guard let delegate else {
             // Bytes on an idle pooled connection: it is out of sync; drop it.
+            responseKeepAlive = false
             context.close(promise: nil)
             return
         }
-        delegate.backendReceived(part, from: self)
+        do throws(HTTPResponseFramerError) {
+            while let part = try framer.next(&bytes) {
+                switch part {
+                case .head(let head):
+                    responseKeepAlive = head.keepAlive
+                case .end where bytes.readableBytes > 0:
+                    // More bytes than the response: the connection is out of sync, never pool it.
+                    responseKeepAlive = false
+                case .body, .end:
+                    break
+                }
+                delegate.backendReceived(part, from: self)
+                // The exchange ended or was abandoned: nothing more is for this delegate.
+                if case .end = part { return }
+                if self.delegate == nil { return }
+            }
+            if bytes.readableBytes > 0 { partialHead = bytes }
+        } catch {
+            responseKeepAlive = false
+            self.delegate = nil
+            delegate.backendSentMalformedResponse(self, error: error)
+            context.close(promise: nil)
+        }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -101,7 +141,13 @@ final class BackendHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         isActive = false
         if let delegate {
             self.delegate = nil
-            delegate.backendClosed(self, error: nil)
+            if let end = framer.inputClosed() {
+                // The close ends a body without length: the response is complete.
+                responseKeepAlive = false
+                delegate.backendReceived(end, from: self)
+            } else {
+                delegate.backendClosed(self, error: nil)
+            }
         } else {
             idleIn?.forget(self)
         }

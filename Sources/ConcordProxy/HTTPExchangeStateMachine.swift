@@ -197,8 +197,19 @@ struct HTTPExchangeStateMachine {
         return responseStarted ? .close : .respond(.gatewayTimeout)
     }
 
-    mutating func responseHeadReceived() {
+    /// The response's head is on its way to the client. A body that ends when the backend closes can only reach
+    /// the client the same way: the client connection closes after it.
+    mutating func responseHeadReceived(closeDelimited: Bool = false) {
         responseStarted = true
+        if closeDelimited { keepAlive = false }
+    }
+
+    /// The backend's response broke HTTP's framing. It is not retried (the backend answered, and would most
+    /// likely break it again): 502 if the client has seen nothing of it, otherwise the client connection closes.
+    mutating func backendResponseMalformed() -> FailureDecision {
+        guard state == .proxying || state == .connecting else { return .close }
+        state = .closing
+        return responseStarted ? .close : .respond(.badGateway)
     }
 
     /// The response ended. The client stays if it asked to and its request was read to the end; the backend

@@ -1,3 +1,4 @@
+import NIOCore
 import NIOHTTP1
 
 extension HTTPHeaders {
@@ -28,16 +29,17 @@ extension HTTPHeaders {
     }
 }
 
-/// A response the proxy makes itself (limits, no backend, backend failure).
+/// A response the proxy makes itself (limits, no backend, backend failure), as the bytes the client gets.
 struct ProxyResponse {
-    static func head(_ status: HTTPResponseStatus, version: HTTPVersion, bodyLength: Int) -> HTTPResponseHead {
-        var headers = HTTPHeaders()
-        headers.add(name: "content-type", value: "text/plain; charset=utf-8")
-        headers.add(name: "content-length", value: String(bodyLength))
-        headers.add(name: "connection", value: "close")
-        return HTTPResponseHead(version: version.major == 1 ? version : .http1_1, status: status, headers: headers)
+    static func bytes(_ status: HTTPResponseStatus, version: HTTPVersion, allocator: ByteBufferAllocator) -> ByteBuffer {
+        let text = body(status)
+        let head = "\(version == .http1_0 ? "HTTP/1.0" : "HTTP/1.1") \(status.code) \(status.reasonPhrase)\r\n"
+            + "content-type: text/plain; charset=utf-8\r\ncontent-length: \(text.utf8.count)\r\nconnection: close\r\n\r\n"
+        var buffer = allocator.buffer(capacity: head.utf8.count + text.utf8.count)
+        buffer.writeString(head)
+        buffer.writeString(text)
+        return buffer
     }
-
     static func body(_ status: HTTPResponseStatus) -> String {
         let reason: String = switch status {
         case .badRequest: "malformed request"

@@ -16,10 +16,13 @@ final class RequestStartObserver: ChannelInboundHandler, RemovableChannelHandler
 /// One L7 client connection: picks a backend per request, streams the request to a pooled backend connection
 /// and the response back, with backpressure both ways (a side's reads are held while the other side is not
 /// writable). Decisions come from ``HTTPExchangeStateMachine``; this class only carries them out.
+///
+/// Responses go to the client as bytes: the backend's (framed by ``HTTPResponseFramer``, the head rewritten only
+/// when it must change) and the proxy's own (``ProxyResponse``). There is no HTTP encoder on the client side.
 final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
     typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     private let runtime: ProxyRuntime
     private let pool: BackendConnectionPool
@@ -365,8 +368,14 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
     /// peer's are replaced so clients cannot spoof them).
     private func forwardedHead(_ head: HTTPRequestHead) -> HTTPRequestHead {
         var out = head
-        out.version = .http1_1
         out.headers.removeHopByHop()
+        if head.version == .http1_0 {
+            // An HTTP/1.0 request stays one, so the backend does not answer chunked (which an HTTP/1.0 client
+            // cannot read, and whose bytes are forwarded as they are); it still keeps the connection for the pool.
+            out.headers.add(name: "connection", value: "keep-alive")
+        } else {
+            out.version = .http1_1
+        }
         let client = forwardedForValue
         if isTrustedPeer {
             let previous = out.headers[canonicalForm: "x-forwarded-for"].joined(separator: ", ")
@@ -385,37 +394,48 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
 
     // MARK: Backend side
 
-    func backendReceived(_ part: HTTPClientResponsePart, from connection: BackendHTTPHandler) {
+    func backendReceived(_ part: HTTPResponseFramer.Part, from connection: BackendHTTPHandler) {
         guard connection === backend, let context else { return }
         switch part {
-        case .head(var head):
+        case .head(let head):
             deadline.disarm()
-            machine.responseHeadReceived()
+            machine.responseHeadReceived(closeDelimited: head.framing == .untilClose)
             held.removeAll()
-            head.headers.removeHopByHop()
-            if let pick, pick.setsStickyCookie {
-                head.headers.add(name: "set-cookie", value: StickyCookie.setCookie(name: runtime.configuration.stickyCookie, backend: pick.backend))
-            }
-            let clientVersion = requestVersion
-            if !machine.keepAlive || !machine.requestComplete && head.status != .continue {
-                head.headers.add(name: "connection", value: "close")
-            } else if clientVersion == .http1_0 {
-                head.headers.add(name: "connection", value: "keep-alive")
-            }
-            head.version = clientVersion
-            context.write(wrapOutboundOut(.head(head)), promise: nil)
+            context.write(wrapOutboundOut(clientHead(head, allocator: context.channel.allocator)), promise: nil)
         case .body(let buffer):
             pick?.counters.bytesFromBackend.increment(by: Int64(buffer.readableBytes))
-            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            context.write(wrapOutboundOut(buffer), promise: nil)
             if !context.channel.isWritable { connection.pauseReads() }
-        case .end(let trailers):
-            finishExchange(trailers: trailers, connection: connection)
+        case .end:
+            finishExchange(connection: connection)
         }
+    }
+
+    /// The backend's head as the client gets it: its bytes unchanged when nothing in it must change — the usual
+    /// keep-alive HTTP/1.1 exchange — otherwise rewritten without hop-by-hop fields, with the sticky cookie, with
+    /// `Connection` as this client connection will behave, and with the client's HTTP version.
+    private func clientHead(_ head: BackendResponseHead, allocator: ByteBufferAllocator) -> ByteBuffer {
+        let closing = !machine.keepAlive || !machine.requestComplete
+        let sticky = pick.map { $0.setsStickyCookie } ?? false
+        let clientVersion = requestVersion
+        if !closing && !sticky && head.suitsKeptConnection && clientVersion == .http1_1 {
+            return head.bytes
+        }
+        var extra: [(name: String, value: String)] = []
+        if sticky, let pick {
+            extra.append((name: "set-cookie", value: StickyCookie.setCookie(name: runtime.configuration.stickyCookie, backend: pick.backend)))
+        }
+        if closing {
+            extra.append((name: "connection", value: "close"))
+        } else if clientVersion == .http1_0 {
+            extra.append((name: "connection", value: "keep-alive"))
+        }
+        return head.rewritten(version: clientVersion, adding: extra, allocator: allocator)
     }
 
     private var requestVersion: HTTPVersion = .http1_1
 
-    private func finishExchange(trailers: HTTPHeaders?, connection: BackendHTTPHandler) {
+    private func finishExchange(connection: BackendHTTPHandler) {
         guard let context else { return }
         let decision = machine.responseEnded(backendKeepAlive: connection.responseKeepAlive)
         backend = nil
@@ -430,7 +450,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
         stickyToken = nil
         switch decision {
         case .keepAlive:
-            context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
+            context.flush()
             if let status = malformedNext {
                 respondWithError(status)
                 return
@@ -439,7 +459,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
             replayQueued()
             updateClientReads()
         case .close:
-            context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in
+            // Closed once everything written so far is out (an empty write completes after the ones before it).
+            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).assumeIsolated().whenComplete { _ in
                 context.close(promise: nil)
             }
         }
@@ -499,6 +520,18 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
         }
     }
 
+    func backendSentMalformedResponse(_ connection: BackendHTTPHandler, error: HTTPResponseFramerError) {
+        guard connection === backend else { return }
+        backend = nil
+        runtime.logger.warning("backend \(connection.backend) sent a malformed response: \(error)")
+        // Not retried: a backend that breaks framing would most likely do so again, and nothing counts against
+        // its health (it answered).
+        switch machine.backendResponseMalformed() {
+        case .respond(let status): abortExchange(respondingWith: status)
+        default: context?.close(promise: nil)
+        }
+    }
+
     func backendWritabilityChanged(_ connection: BackendHTTPHandler) {
         guard connection === backend else { return }
         updateClientReads()
@@ -528,12 +561,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
         cancelDeadline()
         guard let context, context.channel.isActive else { return }
         runtime.metrics.proxyResponse(status: Int(status.code))
-        let text = ProxyResponse.body(status)
-        var body = context.channel.allocator.buffer(capacity: text.utf8.count)
-        body.writeString(text)
-        context.write(wrapOutboundOut(.head(ProxyResponse.head(status, version: requestVersion, bodyLength: body.readableBytes))), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+        let response = ProxyResponse.bytes(status, version: requestVersion, allocator: context.channel.allocator)
+        context.writeAndFlush(wrapOutboundOut(response)).assumeIsolated().whenComplete { _ in
             context.close(promise: nil)
         }
     }

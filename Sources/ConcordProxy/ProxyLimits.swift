@@ -6,8 +6,11 @@ import NIOCore
 public struct ProxyLimits: Sendable, Hashable, Codable {
     /// Largest request header block, name + value bytes over all fields (→ 431). Default 32 KiB.
     public var maxHeaderBytes: Int
-    /// Most header fields in one request (→ 431). Default 100.
+    /// Most header fields in one request (→ 431) or one backend response (→ 502). Default 100.
     public var maxHeaderCount: Int
+    /// Largest backend response head, status line and all header lines (→ 502, as nginx and HAProxy answer a
+    /// response head over their buffer). Default 64 KiB.
+    public var maxResponseHeadBytes: Int
     /// Seconds from a request's first byte to the end of its headers (slowloris; → 408). Default 10.
     public var headerReadTimeout: Double
     /// Seconds a keep-alive client connection may sit idle between requests before it is closed. Default 60.
@@ -35,7 +38,8 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
         connectTimeout: Double = 2,
         responseTimeout: Double = 60,
         tcpIdleTimeout: Double = 300,
-        maxIdleConnectionsPerBackend: Int = 64
+        maxIdleConnectionsPerBackend: Int = 64,
+        maxResponseHeadBytes: Int = 64 * 1024
     ) {
         self.maxHeaderBytes = maxHeaderBytes
         self.maxHeaderCount = maxHeaderCount
@@ -47,6 +51,7 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
         self.responseTimeout = responseTimeout
         self.tcpIdleTimeout = tcpIdleTimeout
         self.maxIdleConnectionsPerBackend = maxIdleConnectionsPerBackend
+        self.maxResponseHeadBytes = maxResponseHeadBytes
     }
 
     public init(from decoder: any Decoder) throws {
@@ -63,12 +68,14 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
             responseTimeout: try c.decodeIfPresent(Double.self, forKey: .responseTimeout) ?? d.responseTimeout,
             tcpIdleTimeout: try c.decodeIfPresent(Double.self, forKey: .tcpIdleTimeout) ?? d.tcpIdleTimeout,
             maxIdleConnectionsPerBackend: try c.decodeIfPresent(Int.self, forKey: .maxIdleConnectionsPerBackend)
-                ?? d.maxIdleConnectionsPerBackend
+                ?? d.maxIdleConnectionsPerBackend,
+            maxResponseHeadBytes: try c.decodeIfPresent(Int.self, forKey: .maxResponseHeadBytes) ?? d.maxResponseHeadBytes
         )
     }
 
     func validate() throws(ProxyError) {
         for (name, value) in [("maxHeaderBytes", maxHeaderBytes), ("maxHeaderCount", maxHeaderCount),
+                              ("maxResponseHeadBytes", maxResponseHeadBytes),
                               ("maxConnections", maxConnections), ("maxBodyBytes", maxBodyBytes)] where value < 1 {
             throw .invalidSetting("limits.\(name) must be at least 1, got \(value)")
         }

@@ -102,7 +102,7 @@ public final class ProxyServer: Service, Sendable {
                     }()
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(observer)
-                    try sync.addHandler(HTTPResponseEncoder())
+                    // No HTTPResponseEncoder: the proxy handler writes responses as bytes (see HTTPProxyHandler).
                     try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(
                         leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop, limitConfiguration: decoderLimits)))
                     try sync.addHandler(HTTPProxyHandler(runtime: runtime, pool: pool, observer: observer))

@@ -196,6 +196,31 @@ import Testing
         #expect(early.responseEnded(backendKeepAlive: true) == .close(reuseBackend: false))
     }
 
+    @Test func aBodyEndedByTheBackendsCloseClosesTheClientToo() {
+        var machine = HTTPExchangeStateMachine(limits: ProxyLimits())
+        _ = machine.receivedHead(head())
+        machine.connected()
+        _ = machine.receivedEnd()
+        #expect(machine.keepAlive)
+        machine.responseHeadReceived(closeDelimited: true)
+        #expect(!machine.keepAlive)
+        #expect(machine.responseEnded(backendKeepAlive: false) == .close(reuseBackend: false))
+    }
+
+    @Test func aMalformedResponseIs502WithoutRetryOrClosesOnceBegun() {
+        var machine = HTTPExchangeStateMachine(limits: ProxyLimits())
+        _ = machine.receivedHead(head(.GET))
+        machine.connected()
+        #expect(machine.backendResponseMalformed() == .respond(.badGateway))
+        #expect(machine.state == .closing)
+
+        var begun = HTTPExchangeStateMachine(limits: ProxyLimits())
+        _ = begun.receivedHead(head(.GET))
+        begun.connected()
+        begun.responseHeadReceived()
+        #expect(begun.backendResponseMalformed() == .close)
+    }
+
     @Test func responseTimeoutIs504BeforeTheHead() {
         var machine = HTTPExchangeStateMachine(limits: ProxyLimits())
         _ = machine.receivedHead(head())

@@ -166,40 +166,19 @@ final class TestEchoBackend: StoppableTestServer {
 /// any response byte (as a dying process does). With `answeringFirstRequest`, each connection first answers one
 /// request (200, keep-alive) and closes on the next: a pooled connection that turns out stale when reused.
 final class TestClosingBackend: Sendable {
-    private let channel: any Channel
-    var address: String { "127.0.0.1:\(channel.localAddress!.port!)" }
+    private let scripted: TestScriptedBackend
+    var address: String { scripted.address }
 
-    private init(channel: any Channel) { self.channel = channel }
+    private init(scripted: TestScriptedBackend) { self.scripted = scripted }
 
     static func start(answeringFirstRequest: Bool = false) async throws -> TestClosingBackend {
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(CloseOnRead(answersLeft: answeringFirstRequest ? 1 : 0))
-                }
-            }
-            .bind(host: "127.0.0.1", port: 0).get()
-        return TestClosingBackend(channel: channel)
+        let fresh = TestScriptedBackend.Reply(bytes: "HTTP/1.1 200 OK\r\nContent-Length: 6\r\nX-Backend: closer\r\n\r\nfresh\n")
+        return TestClosingBackend(scripted: try await TestScriptedBackend.start { _, index in
+            answeringFirstRequest && index == 0 ? fresh : .close
+        })
     }
 
-    func stop() async { try? await channel.close() }
-
-    private final class CloseOnRead: ChannelInboundHandler {
-        typealias InboundIn = ByteBuffer
-        typealias OutboundOut = ByteBuffer
-        private var answersLeft: Int
-        init(answersLeft: Int) { self.answersLeft = answersLeft }
-
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            guard answersLeft > 0 else {
-                context.close(promise: nil)
-                return
-            }
-            answersLeft -= 1
-            let response = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\nX-Backend: closer\r\n\r\nfresh\n"
-            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: response)), promise: nil)
-        }
-    }
+    func stop() async { await scripted.stop() }
 }
 
 /// A test server that a test stops while the proxy may still send to it.

@@ -1,0 +1,154 @@
+import NIOCore
+
+/// Finds where each response on a backend connection begins and ends, so the proxy forwards the response's bytes
+/// as they came instead of decoding them into `HTTPClientResponsePart`s and encoding them again (that
+/// parse-and-reserialise, with its header strings and reference counting, was most of the proxy's own L7 cost).
+/// It parses only what framing and the hop-by-hop rules need (``BackendResponseHead``) and follows a chunked
+/// body's framing without changing it (``ChunkedBodyScanner``).
+///
+/// A value-type state machine that never keeps bytes: the caller feeds what arrived with ``next(_:)`` and keeps
+/// what was not consumed — only ever the start of a response head — to put in front of the next read.
+struct HTTPResponseFramer {
+    /// Bounds on what a backend may send (the body is streamed, so only the head is bounded).
+    struct Limits: Sendable, Hashable {
+        /// Largest status line + header section, blank line included.
+        var maxHeadBytes: Int
+        /// Most header fields in one head.
+        var maxHeaderCount: Int
+    }
+
+    enum Part {
+        /// A final response's head (1xx interim responses are consumed here: the proxy does not relay them).
+        case head(BackendResponseHead)
+        /// Body bytes exactly as they came: for a chunked body, its chunk framing and trailers included.
+        case body(ByteBuffer)
+        case end
+    }
+
+    private enum State {
+        /// No request is outstanding: a byte now means the connection is out of sync.
+        case awaitingRequest
+        /// A request went out; its response head is arriving. The first `scanned` bytes held no head end.
+        case head(scanned: Int)
+        case fixedLength(remaining: Int)
+        case chunked(ChunkedBodyScanner)
+        case untilClose
+        /// The body is complete; the next step reports `.end`.
+        case ending
+        /// The backend broke the framing: nothing more on this connection is understood.
+        case failed
+    }
+
+    let limits: Limits
+    private var state = State.awaitingRequest
+    private var requestIsHEAD = false
+    private var requestIsHTTP10 = false
+
+    init(limits: Limits) { self.limits = limits }
+
+    /// Whether the response in progress is complete (or none was asked for).
+    var isAwaitingRequest: Bool {
+        if case .awaitingRequest = state { return true }
+        return false
+    }
+
+    /// A request went out on the connection; its response comes next. A response to HEAD has no body whatever
+    /// its head says, and a response to an HTTP/1.0 request must not be chunked.
+    mutating func requestSent(isHEAD: Bool, isHTTP10: Bool) {
+        requestIsHEAD = isHEAD
+        requestIsHTTP10 = isHTTP10
+        state = .head(scanned: 0)
+    }
+
+    /// The next part of the response at the front of `buffer`, whose bytes it consumes; or `nil` when `buffer`
+    /// holds no complete part. What is left in `buffer` then is the start of a response head, to be put in front
+    /// of the bytes that arrive next.
+    mutating func next(_ buffer: inout ByteBuffer) throws(HTTPResponseFramerError) -> Part? {
+        do throws(HTTPResponseFramerError) {
+            return try step(&buffer)
+        } catch {
+            state = .failed
+            throw error
+        }
+    }
+
+    /// The backend closed the connection. `.end` when that ends the response (a body delimited by the close);
+    /// otherwise `nil`, and the response, if one was due, is incomplete.
+    mutating func inputClosed() -> Part? {
+        switch state {
+        case .untilClose, .ending:
+            state = .awaitingRequest
+            return .end
+        default:
+            return nil
+        }
+    }
+
+    private mutating func step(_ buffer: inout ByteBuffer) throws(HTTPResponseFramerError) -> Part? {
+        while true {
+            switch state {
+            case .awaitingRequest, .failed:
+                if buffer.readableBytes > 0 { throw .unexpectedBytes }
+                return nil
+            case .head(let scanned):
+                guard let length = try headLength(buffer, scanned: scanned) else { return nil }
+                let head = try BackendResponseHead(
+                    parsing: buffer.readSlice(length: length)!, requestIsHEAD: requestIsHEAD,
+                    requestIsHTTP10: requestIsHTTP10, maxHeaderCount: limits.maxHeaderCount)
+                if head.status < 200 {
+                    // Interim (100 Continue, 103 Early Hints): dropped; the final head follows.
+                    state = .head(scanned: 0)
+                    continue
+                }
+                switch head.framing {
+                case .none: state = .ending
+                case .contentLength(let length): state = .fixedLength(remaining: length)
+                case .chunked: state = .chunked(ChunkedBodyScanner(maxLineBytes: limits.maxHeadBytes))
+                case .untilClose: state = .untilClose
+                }
+                return .head(head)
+            case .fixedLength(let remaining):
+                let count = min(remaining, buffer.readableBytes)
+                guard count > 0 else { return nil }
+                state = count == remaining ? .ending : .fixedLength(remaining: remaining - count)
+                return .body(buffer.readSlice(length: count)!)
+            case .chunked(var scanner):
+                guard buffer.readableBytes > 0 else { return nil }
+                let count = try buffer.withUnsafeReadableBytes { scanner.scan($0) }.get()
+                state = scanner.isComplete ? .ending : .chunked(scanner)
+                return .body(buffer.readSlice(length: count)!)
+            case .untilClose:
+                guard buffer.readableBytes > 0 else { return nil }
+                return .body(buffer.readSlice(length: buffer.readableBytes)!)
+            case .ending:
+                state = .awaitingRequest
+                return .end
+            }
+        }
+    }
+
+    /// The length of the head at the front of `buffer` (through its blank line), or `nil` if it has not all
+    /// arrived; the first `scanned` bytes were searched before. Only CRLF line ends are accepted: a bare LF is
+    /// an error at once rather than a wait for a CRLF CRLF that may never come.
+    private mutating func headLength(_ buffer: ByteBuffer, scanned: Int) throws(HTTPResponseFramerError) -> Int? {
+        let limit = limits.maxHeadBytes
+        let found: Result<Int?, HTTPResponseFramerError> = buffer.withUnsafeReadableBytes { p in
+            let end = min(p.count, limit)
+            var i = scanned
+            while i < end {
+                if p[i] == HTTPSyntax.lf {
+                    guard i > 0, p[i - 1] == HTTPSyntax.cr else { return .failure(.malformedHeader) }
+                    if i >= 3 && p[i - 2] == HTTPSyntax.lf && p[i - 3] == HTTPSyntax.cr { return .success(i + 1) }
+                }
+                i += 1
+            }
+            return .success(nil)
+        }
+        guard let length = try found.get() else {
+            if buffer.readableBytes >= limit { throw .headTooLarge(limit: limit) }
+            state = .head(scanned: buffer.readableBytes)
+            return nil
+        }
+        return length
+    }
+}

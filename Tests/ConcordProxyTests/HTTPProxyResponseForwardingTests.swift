@@ -1,0 +1,144 @@
+import Foundation
+import NIOConcurrencyHelpers
+import Testing
+
+@testable import ConcordProxy
+
+/// End to end: the backend's response bytes reach the client as they came (head rewritten only when it must
+/// change), for framings the NIO-based test backend never sends.
+@Suite(.serialized) struct HTTPProxyResponseForwardingTests {
+    static let chunkedBody = "5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: 42\r\n\r\n"
+    static let chunkedHead = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Mixed-Case: Kept\r\n\r\n"
+
+    /// One scripted backend behind a round-robin proxy; `requests` collects the request heads it saw.
+    func withScriptedBackend(_ reply: @escaping @Sendable (String, Int) -> TestScriptedBackend.Reply,
+                             _ body: (Int, ProxyServer) async throws -> Void) async throws {
+        let backend = try await TestScriptedBackend.start(reply)
+        do {
+            var config = ProxyConfiguration(backends: [try HostPort(parsing: backend.address)], balance: .roundRobin)
+            config.health = HealthCheckConfiguration(interval: 30, rise: 1, fall: 1)
+            try await ProxyHarness.withProxy(config) { server, port in try await body(port, server) }
+        } catch {
+            await backend.stop()
+            throw error
+        }
+        await backend.stop()
+    }
+
+    @Test func chunkedResponsesKeepTheirFramingAndTheConnectionStays() async throws {
+        try await withScriptedBackend({ _, _ in .init(bytes: Self.chunkedHead + Self.chunkedBody) }) { port, _ in
+            // Two pipelined requests on one connection; the second closes it.
+            let response = try await RawClient.exchange(port: port, [
+                "GET /1 HTTP/1.1\r\nHost: t\r\n\r\n" + "GET /2 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            ])
+            let closingHead = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Mixed-Case: Kept\r\nconnection: close\r\n\r\n"
+            #expect(response.text == Self.chunkedHead + Self.chunkedBody + closingHead + Self.chunkedBody)
+        }
+    }
+
+    @Test func largeAndTricklingResponsesArriveByteForByte() async throws {
+        let large = String(repeating: "0123456789abcdef", count: 65_536)  // 1 MiB
+        let chunks = stride(from: 0, to: large.utf8.count, by: 100_000).map { start -> String in
+            let piece = large.utf8.dropFirst(start).prefix(100_000)
+            return String(piece.count, radix: 16) + "\r\n" + String(decoding: piece, as: UTF8.self) + "\r\n"
+        }.joined() + "0\r\n\r\n"
+        let script: @Sendable (String, Int) -> TestScriptedBackend.Reply = { head, _ in
+            if head.hasPrefix("GET /chunked ") { return .init(bytes: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks) }
+            if head.hasPrefix("GET /trickle ") {
+                // Head and chunked body in 7-byte pieces: the head arrives over many reads.
+                return .init(bytes: Self.chunkedHead + Self.chunkedBody, piecesOf: 7)
+            }
+            return .init(bytes: "HTTP/1.1 200 OK\r\nContent-Length: \(large.utf8.count)\r\n\r\n" + large)
+        }
+        try await withScriptedBackend(script) { port, _ in
+            let length = try await RawClient.get(port: port, path: "/length")
+            #expect(length.status == 200 && length.body == large)
+            let chunked = try await RawClient.get(port: port, path: "/chunked")
+            #expect(chunked.status == 200 && chunked.body == chunks)
+            let trickle = try await RawClient.exchange(port: port, [
+                "GET /trickle HTTP/1.1\r\nHost: t\r\n\r\n" + "GET /trickle HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            ])
+            let closingHead = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Mixed-Case: Kept\r\nconnection: close\r\n\r\n"
+            #expect(trickle.text == Self.chunkedHead + Self.chunkedBody + closingHead + Self.chunkedBody)
+        }
+    }
+
+    @Test func aBodyWithoutLengthEndsWithTheClientConnection() async throws {
+        let reply = TestScriptedBackend.Reply(bytes: "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end", closeAfter: true)
+        try await withScriptedBackend({ _, _ in reply }) { port, server in
+            let started = ContinuousClock.now
+            // A keep-alive request: only the close can end this body, so the client connection closes too.
+            let response = try await RawClient.exchange(port: port, ["GET / HTTP/1.1\r\nHost: t\r\n\r\n"])
+            #expect(response.status == 200)
+            #expect(response.body == "until the end")
+            #expect(response.header("connection") == "close")
+            #expect(ContinuousClock.now - started < .seconds(3), "the proxy closed the client connection after the body")
+            #expect(server.balancer.statuses().first?.state == "up")
+        }
+    }
+
+    @Test func malformedOrOversizedResponsesAre502AndTheBackendStaysInService() async throws {
+        let requests = NIOLockedValueBox(0)
+        let script: @Sendable (String, Int) -> TestScriptedBackend.Reply = { head, _ in
+            requests.withLockedValue { $0 += 1 }
+            if head.hasPrefix("GET /bad ") { return .init(bytes: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello") }
+            if head.hasPrefix("GET /big ") {
+                return .init(bytes: "HTTP/1.1 200 OK\r\nX-Big: \(String(repeating: "b", count: 70_000))\r\nContent-Length: 0\r\n\r\n")
+            }
+            if head.hasPrefix("GET /early ") {
+                return .init(bytes: "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly")
+            }
+            return .init(bytes: "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood")
+        }
+        try await withScriptedBackend(script) { port, server in
+            let bad = try await RawClient.get(port: port, path: "/bad")
+            #expect(bad.status == 502)
+            #expect(requests.withLockedValue { $0 } == 1, "a malformed response is not retried")
+            #expect(try await RawClient.get(port: port, path: "/big").status == 502)
+            let early = try await RawClient.get(port: port, path: "/early")
+            #expect(early.status == 200 && early.body == "early" && !early.text.contains("103"))
+            let good = try await RawClient.get(port: port)
+            #expect(good.status == 200 && good.body == "good")
+            #expect(server.balancer.statuses().first?.state == "up")
+        }
+    }
+
+    @Test func hopByHopFieldsAreRemovedAndHTTP10ClientsGetHTTP10() async throws {
+        let seen = NIOLockedValueBox<[String]>([])
+        let script: @Sendable (String, Int) -> TestScriptedBackend.Reply = { head, _ in
+            seen.withLockedValue { $0.append(head) }
+            return .init(bytes: "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: timeout=5\r\n"
+                + "Content-Length: 2\r\nX-Kept: yes\r\n\r\nok")
+        }
+        try await withScriptedBackend(script) { port, _ in
+            let http11 = try await RawClient.get(port: port)
+            #expect(http11.text == "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Kept: yes\r\nconnection: close\r\n\r\nok")
+            let http10 = try await RawClient.exchange(port: port, ["GET /old HTTP/1.0\r\nHost: t\r\n\r\n"])
+            #expect(http10.text == "HTTP/1.0 200 OK\r\nContent-Length: 2\r\nX-Kept: yes\r\nconnection: close\r\n\r\nok")
+            // An HTTP/1.0 request goes to the backend as HTTP/1.0 (so it is not answered chunked), kept alive.
+            let forwarded = try #require(seen.withLockedValue { $0.last })
+            #expect(forwarded.hasPrefix("GET /old HTTP/1.0\r\n"))
+            #expect(forwarded.lowercased().contains("connection: keep-alive"))
+            let kept = try await RawClient.exchange(port: port, [
+                "GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" + "GET /b HTTP/1.0\r\n\r\n",
+            ])
+            #expect(kept.text == "HTTP/1.0 200 OK\r\nContent-Length: 2\r\nX-Kept: yes\r\nconnection: keep-alive\r\n\r\nok"
+                + "HTTP/1.0 200 OK\r\nContent-Length: 2\r\nX-Kept: yes\r\nconnection: close\r\n\r\nok")
+        }
+    }
+
+    @Test func aResponseToHEADHasNoBodyWhateverItsLength() async throws {
+        let script: @Sendable (String, Int) -> TestScriptedBackend.Reply = { head, _ in
+            head.hasPrefix("HEAD ")
+                ? .init(bytes: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+                : .init(bytes: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+        }
+        try await withScriptedBackend(script) { port, _ in
+            let response = try await RawClient.exchange(port: port, [
+                "HEAD / HTTP/1.1\r\nHost: t\r\n\r\n" + "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            ])
+            #expect(response.text == "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+                + "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nconnection: close\r\n\r\nhello")
+        }
+    }
+}
