@@ -52,19 +52,21 @@ public struct ConcordSessionMiddleware<Context: ConcordSessionRequestContext>: R
             cookieValue = cookie.value(inCookieHeader: field.value)
             if cookieValue != nil { break }
         }
+        let outcome: SessionLoadOutcome
         do {
-            try await manager.load(cookieValue: cookieValue, into: context.session)
+            outcome = try await manager.load(cookieValue: cookieValue, into: context.session)
         } catch {
             throw mapped(error, phase: "load", logger: context.logger)
         }
-        if case .rejected(let reason) = context.session.loadOutcome {
+        if case .rejected(let reason) = outcome {
             rejectionCounters[reason]?.increment()
             context.logger.debug("session cookie refused", metadata: ["concord.session.rejection": "\(reason.rawValue)"])
         }
         var response = try await next(request, context)
         let update: SessionCookieUpdate
         do {
-            update = try await manager.commit(context.session)
+            // Most requests only read their session: skip the asynchronous commit call for them.
+            update = manager.needsCommit(context.session) ? try await manager.commit(context.session) : .unchanged
         } catch {
             throw mapped(error, phase: "save", logger: context.logger)
         }

@@ -30,6 +30,12 @@ public enum SessionID {
     /// Whether `text` has the shape of an id this library issues. Anything else is rejected before it reaches a
     /// store, so odd input never becomes a store key.
     public static func isWellFormed(_ text: some StringProtocol) -> Bool {
+        // Runs on every request: scan the raw UTF-8 buffer when there is one (no index checks per byte).
+        if let verdict = text.utf8.withContiguousStorageIfAvailable({ bytes in
+            bytes.count == length && bytes.allSatisfy(Base64URL.isAlphabetByte)
+        }) {
+            return verdict
+        }
         var count = 0
         for byte in text.utf8 {
             guard Base64URL.isAlphabetByte(byte) else { return false }

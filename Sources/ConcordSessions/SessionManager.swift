@@ -49,17 +49,20 @@ public final class SessionManager<Value: SessionValue>: Sendable {
 
     /// Reads the session `cookieValue` names (the session cookie's value, if the request had one) into `handle`.
     /// - Throws: ``SessionStoreError`` when the store cannot be reached (answer 503); a bad cookie is not an error.
-    public func load(cookieValue: (some StringProtocol)?, into handle: SessionHandle<Value>) async throws {
+    /// - Returns: what loading found (also in `handle.loadOutcome`).
+    @discardableResult
+    public func load(cookieValue: (some StringProtocol)?, into handle: SessionHandle<Value>) async throws -> SessionLoadOutcome {
         try await load(cookieValue: cookieValue.map { Substring($0) }, into: handle)
     }
 
     /// ``load(cookieValue:into:)`` for the `Substring` a cookie lookup returns: a concrete entry point, because a
     /// generic one called from another module runs unspecialised.
-    public func load(cookieValue: Substring?, into handle: SessionHandle<Value>) async throws {
+    @discardableResult
+    public func load(cookieValue: Substring?, into handle: SessionHandle<Value>) async throws -> SessionLoadOutcome {
         let now = wallClock.now
         guard let cookieValue else {
             handle.attach(SessionState(base: nil, cookiePresented: false), wallClock: wallClock, outcome: .none, loadedAt: now)
-            return
+            return .none
         }
         let result: Result<SessionSnapshot, SessionRejection>
         switch configuration.strategy.kind {
@@ -69,9 +72,11 @@ public final class SessionManager<Value: SessionValue>: Sendable {
         switch result {
         case .success(let snapshot):
             handle.attach(SessionState(base: snapshot, cookiePresented: true), wallClock: wallClock, outcome: .loaded, loadedAt: now)
+            return .loaded
         case .failure(let rejection):
             rejections.withLock { $0[rejection, default: 0] += 1 }
             handle.attach(SessionState(base: nil, cookiePresented: true), wallClock: wallClock, outcome: .rejected(rejection), loadedAt: now)
+            return .rejected(rejection)
         }
     }
 
@@ -144,6 +149,12 @@ public final class SessionManager<Value: SessionValue>: Sendable {
     /// cookie must do.
     /// - Throws: ``SessionStoreError`` (`.unavailable` → 503) and ``SessionError`` (`.cookieTooLarge`,
     ///   `.tooManyConflicts`).
+    /// Whether ``commit(_:)`` has anything to do; `false` for a request that only read its session (no touch due).
+    /// Lets an integration skip the asynchronous call on most requests.
+    package func needsCommit(_ handle: SessionHandle<Value>) -> Bool {
+        !handle.needsNoCommit(touchInterval: touchInterval)
+    }
+
     public func commit(_ handle: SessionHandle<Value>) async throws -> SessionCookieUpdate {
         // A request that only read its session (no touch due when it was loaded) commits nothing: decided in place,
         // without copying the state out and back or reading the clock again.
