@@ -120,6 +120,9 @@ import Testing
         try await RedisServerFixture.withServer { server in
             var configuration = try RedisSessionStoreConfiguration(urls: [server.url])
             configuration.client.maximumReconnectBackoff = .milliseconds(200)
+            // Not a test of timeouts: a loaded 2-core CI machine once took over 2 s (the default) to answer the first
+            // commands while every suite started its servers at once. Outage requests fail fast either way (refused).
+            configuration.client.commandTimeout = .seconds(10)
             configuration.outageSummaryInterval = .seconds(600)  // no summary line in this test: one warning only
             configuration.outageRecoveryQuietPeriod = .zero
             let store = try RedisSessionStore(
