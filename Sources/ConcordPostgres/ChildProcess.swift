@@ -11,6 +11,16 @@ import NIOPosix
 /// child (left a zombie, the caller waiting forever). `pg_ctl start` leaves a daemon behind, which is fine here:
 /// only the direct child is waited for.
 enum ChildProcess {
+    /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34+), which Swift's Glibc module does not import.
+    private static let closeFromAction: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? = {
+        #if canImport(Glibc)
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+        #else
+        return nil
+        #endif
+    }()
+
     /// - Returns: the exit status (or 128 + signal number).
     static func run(_ executable: String, _ arguments: [String], outputPath: String) async throws -> Int32 {
         var actions = posix_spawn_file_actions_t()
@@ -19,6 +29,10 @@ enum ChildProcess {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // Nothing else of ours goes to the child: NIO opens its sockets without close-on-exec, and `pg_ctl start`
+        // leaves a server daemon behind that would keep every inherited socket open — a test backend's listening
+        // socket stayed in LISTEN (connections accepted, never answered) for as long as such a server lived.
+        if let closeFrom = closeFromAction { _ = closeFrom(&actions, 3) }
 
         let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }

@@ -1,4 +1,5 @@
 import ConcordRedis
+import ConcordSessionsTesting
 import Foundation
 import Synchronization
 import NIOCore
@@ -107,6 +108,7 @@ final class RedisServerFixture: Sendable {
             ] + arguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
+        InheritedDescriptors.markCloseOnExec()
         try process.run()
         self.process.withLock { $0 = process }
         try await waitUntilReady(process: process)
