@@ -40,6 +40,9 @@ import Testing
             try await ProxyHarness.withBackends(["b"]) { backends in
                 var config = try ProxyHarness.configuration(backends, balance: .roundRobin)
                 config.backends = [try HostPort(parsing: closer.address), try HostPort(parsing: backends[0].address)]
+                // rise 3: the first active round (a TCP connect, which succeeds) must not bring the closing backend
+                // back up if it lands after the GET's passive failure, as it did once on a loaded machine.
+                config.health = HealthCheckConfiguration(interval: 30, timeout: 1, rise: 3, fall: 1, ejectAfterConnectFailures: 1)
                 // Round-robin picks the closing backend first. It accepts the connection opened for the request,
                 // then closes it before any response byte: the GET goes to the next node…
                 try await ProxyHarness.withProxy(config) { server, port in
