@@ -218,6 +218,7 @@ let package = Package(
             name: "ConcordProxyTests",
             dependencies: [
                 "ConcordProxy",
+                "ConcordSessions",  // InheritedDescriptors, for the proxy processes the reload tests start
                 "ConcordSessionsTesting",  // ManualClock drives the health checker's rounds
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import ConcordSessions
 import NIOPosix
 
 /// Runs a program to completion with `posix_spawn` and a blocking `waitpid` on NIO's thread pool.
@@ -11,16 +12,6 @@ import NIOPosix
 /// child (left a zombie, the caller waiting forever). `pg_ctl start` leaves a daemon behind, which is fine here:
 /// only the direct child is waited for.
 enum ChildProcess {
-    /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34+), which Swift's Glibc module does not import.
-    private static let closeFromAction: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? = {
-        #if canImport(Glibc)
-        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
-        return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
-        #else
-        return nil
-        #endif
-    }()
-
     /// - Returns: the exit status (or 128 + signal number).
     static func run(_ executable: String, _ arguments: [String], outputPath: String) async throws -> Int32 {
         var actions = posix_spawn_file_actions_t()
@@ -32,7 +23,7 @@ enum ChildProcess {
         // Nothing else of ours goes to the child: NIO opens its sockets without close-on-exec, and `pg_ctl start`
         // leaves a server daemon behind that would keep every inherited socket open — a test backend's listening
         // socket stayed in LISTEN (connections accepted, never answered) for as long as such a server lived.
-        if let closeFrom = closeFromAction { _ = closeFrom(&actions, 3) }
+        InheritedDescriptors.closeAllButStandardStreams(in: &actions)
 
         let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }

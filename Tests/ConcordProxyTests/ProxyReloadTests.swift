@@ -1,3 +1,4 @@
+import ConcordSessions
 import Foundation
 import Testing
 
@@ -106,6 +107,7 @@ import Testing
             proxy.standardOutput = output
             proxy.standardError = output
             proxy.standardInput = FileHandle.nullDevice
+            InheritedDescriptors.markCloseOnExec()
             try proxy.run()
             defer { stop(proxy) }
             func logText() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }

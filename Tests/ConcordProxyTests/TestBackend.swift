@@ -194,8 +194,26 @@ extension StoppableTestServer {
     /// that never comes. The holder joins the port (`SO_REUSEPORT`) *before* the server closes, so there is no
     /// moment when the port is free.
     func stopHoldingPort() async throws -> LoopbackSocket {
+        let port = self.port  // read before stopping: it comes from the open channel
         let hold = try LoopbackSocket.refusing(port: port, sharingPort: true)
         await stop()
-        return hold
+        // The premise of the callers is a dead backend: connects to its port are refused. Under the full suite that
+        // did not always hold at once — connects were accepted and never answered for up to 25 s — so wait (at
+        // most 30 s) until they are refused, and say so if they never are.
+        for _ in 0..<300 {
+            let accepted = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(.milliseconds(500))
+                .connect(host: "127.0.0.1", port: port).get()
+            guard let accepted else { return hold }
+            try? await accepted.close()
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        hold.close()
+        throw TestBackendError("connections to the stopped backend's port \(port) were still accepted after 30 s")
     }
+}
+
+struct TestBackendError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
 }

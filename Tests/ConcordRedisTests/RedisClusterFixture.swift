@@ -1,5 +1,5 @@
 import ConcordRedis
-import ConcordSessionsTesting
+import ConcordSessions
 import Foundation
 
 /// A real 3-primary Redis Cluster on loopback: three `redis-server --cluster-enabled yes` joined with

@@ -1,5 +1,5 @@
 import ConcordRedis
-import ConcordSessionsTesting
+import ConcordSessions
 import Foundation
 import Synchronization
 import NIOCore

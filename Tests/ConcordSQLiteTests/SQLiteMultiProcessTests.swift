@@ -64,6 +64,7 @@ struct SQLiteMultiProcessTests {
         process.standardOutput = output
         process.standardError = output
         process.standardInput = FileHandle.nullDevice
+        InheritedDescriptors.markCloseOnExec()
         try process.run()
         return process
     }
