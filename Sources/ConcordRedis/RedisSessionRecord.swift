@@ -12,21 +12,20 @@ enum RedisSessionRecord {
 
     /// Everything after the version (the unconditional save script prepends the version it assigns).
     static func body(userID: String?, payload: [UInt8]) -> ByteBuffer {
-        let user = (userID ?? "").utf8
-        var buffer = ByteBuffer()
-        buffer.reserveCapacity(5 + user.count + payload.count)
-        writeDigits(UInt64(user.count), width: 5, to: &buffer)
-        buffer.writeBytes(user)
-        buffer.writeBytes(payload)
-        return buffer
+        encode(version: nil, userID: userID, payload: payload)
     }
 
     /// The whole record: header with `version`, user id, payload.
     static func record(version: UInt64, userID: String?, payload: [UInt8]) -> ByteBuffer {
+        encode(version: version, userID: userID, payload: payload)
+    }
+
+    /// The record's bytes, starting at the user id's length when `version` is `nil`.
+    private static func encode(version: UInt64?, userID: String?, payload: [UInt8]) -> ByteBuffer {
         let user = (userID ?? "").utf8
         var buffer = ByteBuffer()
         buffer.reserveCapacity(headerLength + user.count + payload.count)
-        writeDigits(version, width: versionLength, to: &buffer)
+        if let version { writeDigits(version, width: versionLength, to: &buffer) }
         writeDigits(UInt64(user.count), width: 5, to: &buffer)
         buffer.writeBytes(user)
         buffer.writeBytes(payload)

@@ -170,24 +170,24 @@ struct MemorySessionStoreState {
     /// The live session for `id`, marking it used, or `nil` (removing it if it has expired). Copies out only the
     /// session, not the whole record: this is every request's store lookup.
     mutating func liveSession(id: String, now: Duration) -> StoredSession? {
+        guard let index = liveIndex(id: id, now: now, markUsed: true) else { return nil }
+        return records[index].session
+    }
+
+    /// The live record for `id`, removing it if it has expired.
+    mutating func liveRecord(id: String, now: Duration, markUsed: Bool) -> Record? {
+        liveIndex(id: id, now: now, markUsed: markUsed).map { records[$0] }
+    }
+
+    /// Where the live record for `id` is, removing it if it has expired.
+    private mutating func liveIndex(id: String, now: Duration, markUsed: Bool) -> Int? {
         guard let index = records.index(of: id) else { return nil }
         guard now < records[index].expiresAt else {
             removeRecord(id: id)
             statistics.expirations += 1
             return nil
         }
-        records.markUsed(index)
-        return records[index].session
-    }
-
-    /// The live record for `id`, removing it if it has expired.
-    mutating func liveRecord(id: String, now: Duration, markUsed: Bool) -> Record? {
-        guard let record = markUsed ? records.use(id) : records.peek(id) else { return nil }
-        guard now < record.expiresAt else {
-            removeRecord(id: id)
-            statistics.expirations += 1
-            return nil
-        }
-        return record
+        if markUsed { records.markUsed(index) }
+        return index
     }
 }
