@@ -16,8 +16,11 @@ struct BenchStoresCommand: AsyncParsableCommand {
     @Option(name: .customLong("concurrency"), help: "Concurrent callers (repeatable).")
     var concurrencies: [Int] = [1, 64]
 
-    @Option(help: "Operations per measurement.")
+    @Option(help: "Operations per measurement (split over the rounds).")
     var operations: Int = 50_000
+
+    @Option(help: "Interleaved rounds per measurement (store loads, store saves, then the peer tool, each round); the median is reported.")
+    var rounds: Int = 5
 
     @Option(help: "Session payload size in bytes.")
     var payloadSize: Int = 256
@@ -35,12 +38,15 @@ struct BenchStoresCommand: AsyncParsableCommand {
         }
         guard concurrencies.allSatisfy({ $0 >= 1 && $0 <= 4096 }) else { throw ValidationError("concurrency must be 1…4096") }
         guard operations >= 100, operations <= 10_000_000 else { throw ValidationError("operations must be 100…10,000,000") }
+        guard rounds >= 1, rounds <= 99 else { throw ValidationError("rounds must be 1…99") }
+        guard operations / rounds >= 100 else { throw ValidationError("operations must be at least 100 per round") }
         guard payloadSize >= 0, payloadSize <= 1 << 20 else { throw ValidationError("payload size must be 0…1 MiB") }
         if url != nil, backends.count != 1 { throw ValidationError("--url needs exactly one --backend") }
     }
 
     func run() async throws {
-        print(pad("backend", 20) + "concurrency  load ops/s  save ops/s  peer                 peer read/s  peer write/s  load/peer  save/peer")
+        print(pad("backend", 20) + "concurrency  load ops/s  save ops/s  peer                 peer read/s  peer write/s  load/peer  save/peer  save/peer range")
+        print("(medians of \(rounds) interleaved rounds of \(operations / rounds) operations; ratios per round)")
         for backend in StoreBenchmarkBackend.all where backends.contains(backend.name) {
             let target = try await backend.start(StoreBenchmarkOptions(url: url, postgresURL: postgres))
             do {
@@ -68,23 +74,43 @@ struct BenchStoresCommand: AsyncParsableCommand {
         _ = try await run(concurrency: concurrency, operations: min(operations, 2_000), executor: executor) { caller, _ in
             _ = try await store.load(id: "\(prefix)\(caller)")
         }  // warm-up: connections, scripts, caches
-        let loadRate = try await run(concurrency: concurrency, operations: operations, executor: executor) { caller, _ in
-            guard try await store.load(id: "\(prefix)\(caller)") != nil else { throw BenchStoresError("session vanished") }
-        }
-        let saveRate = try await run(concurrency: concurrency, operations: operations, perCaller: true, executor: executor) { caller, count in
-            let id = "\(prefix)\(caller)"
-            var version = try await store.version(id: id) ?? 0
-            for _ in 0..<count {
-                version = try await store.save(StoredSession(id: id, payload: payload), ttl: .seconds(600), expectedVersion: version)
+        // Rounds interleave the store and its peer tool, so a stretch of other work on the machine (concurrency 1 is
+        // mostly wake-up latency) lands on both sides; each ratio comes from one round, and the medians are reported.
+        let perRound = operations / rounds
+        var loadRates: [Double] = [], saveRates: [Double] = [], peerReads: [Double] = [], peerWrites: [Double] = []
+        var loadRatios: [Double] = [], saveRatios: [Double] = []
+        var peerTool = "-"
+        for round in 1...rounds {
+            Progress.say("[bench stores] \(backend), concurrency \(concurrency): round \(round) of \(rounds)")
+            let loadRate = try await run(concurrency: concurrency, operations: perRound, executor: executor) { caller, _ in
+                guard try await store.load(id: "\(prefix)\(caller)") != nil else { throw BenchStoresError("session vanished") }
+            }
+            let saveRate = try await run(concurrency: concurrency, operations: perRound, perCaller: true, executor: executor) {
+                caller, count in
+                let id = "\(prefix)\(caller)"
+                var version = try await store.version(id: id) ?? 0
+                for _ in 0..<count {
+                    version = try await store.save(StoredSession(id: id, payload: payload), ttl: .seconds(600), expectedVersion: version)
+                }
+            }
+            loadRates.append(loadRate)
+            saveRates.append(saveRate)
+            if let peer = target.peer {
+                let result = try await peer(concurrency, perRound, payloadSize)
+                peerTool = result.tool
+                peerReads.append(result.readsPerSecond)
+                peerWrites.append(result.writesPerSecond)
+                loadRatios.append(loadRate / result.readsPerSecond)
+                saveRatios.append(saveRate / result.writesPerSecond)
             }
         }
-        var line = pad(backend, 20) + pad(String(concurrency), 13) + pad(rate(loadRate), 12) + pad(rate(saveRate), 12)
-        if let peer = target.peer {
-            let result = try await peer(concurrency, operations, payloadSize)
-            line += pad(result.tool, 21) + pad(rate(result.readsPerSecond), 13) + pad(rate(result.writesPerSecond), 14)
-            line += pad(ratio(loadRate / result.readsPerSecond), 11) + ratio(saveRate / result.writesPerSecond)
+        var line = pad(backend, 20) + pad(String(concurrency), 13) + pad(rate(loadRates.median), 12) + pad(rate(saveRates.median), 12)
+        if !peerReads.isEmpty {
+            line += pad(peerTool, 21) + pad(rate(peerReads.median), 13) + pad(rate(peerWrites.median), 14)
+            line += pad(ratio(loadRatios.median), 11) + pad(ratio(saveRatios.median), 11)
+            line += range(saveRatios)
         } else {
-            line += pad("-", 21) + pad("-", 13) + pad("-", 14) + pad("-", 11) + "-"
+            line += pad("-", 21) + pad("-", 13) + pad("-", 14) + pad("-", 11) + pad("-", 11) + "-"
         }
         print(line)
     }
@@ -116,6 +142,10 @@ struct BenchStoresCommand: AsyncParsableCommand {
 
     private func rate(_ value: Double) -> String { String(Int(value.rounded())) }
     private func ratio(_ value: Double) -> String { String(Double(Int(value * 100)) / 100) + "x" }
+    private func range(_ values: [Double]) -> String {
+        guard let low = values.min(), let high = values.max() else { return "-" }
+        return ratio(low) + "–" + ratio(high)
+    }
     private func pad(_ text: String, _ width: Int) -> String {
         text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
     }
