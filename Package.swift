@@ -102,6 +102,7 @@ let package = Package(
             name: "ConcordLab",
             dependencies: [
                 "ConcordHashing",
+                "ConcordSessions",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

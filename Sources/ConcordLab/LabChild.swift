@@ -1,3 +1,4 @@
+import ConcordSessions
 import Foundation
 import Synchronization
 
@@ -48,6 +49,7 @@ public final class LabChild: Sendable {
         posix_spawn_file_actions_addopen(&fileActions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&fileActions, 1, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         posix_spawn_file_actions_adddup2(&fileActions, 1, 2)
+        InheritedDescriptors.closeAllButStandardStreams(in: &fileActions)  // the lab's sockets stay in the lab
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

@@ -148,9 +148,9 @@ struct BenchSessionsCommand: AsyncParsableCommand {
             passThroughRates.append(try await requestRate(passThrough, cookie: cookie))
             sessionRates.append(try await requestRate(withSessions, cookie: cookie))
         }
-        let plainRate = plainRates.sorted()[rounds / 2]
-        let passThroughRate = passThroughRates.sorted()[rounds / 2]
-        let sessionRate = sessionRates.sorted()[rounds / 2]
+        let plainRate = plainRates.median
+        let passThroughRate = passThroughRates.median
+        let sessionRate = sessionRates.median
         print("hummingbird handler, in-process responder (\(requests) requests × \(rounds) rounds, \(concurrency) tasks, median)")
         print("  without session middleware   \(Int(plainRate)) req/s")
         print("  with an empty middleware     \(Int(passThroughRate)) req/s  (Hummingbird's own cost of one middleware, for scale)")
@@ -206,8 +206,8 @@ struct BenchSessionsCommand: AsyncParsableCommand {
                 }
             }
             group.cancelAll()
-            let plainRate = rates[0].sorted()[rounds / 2]
-            let sessionRate = rates[1].sorted()[rounds / 2]
+            let plainRate = rates[0].median
+            let sessionRate = rates[1].median
             print("hummingbird over HTTP on loopback (wrk, \(httpConnections) connections, \(httpSeconds) s × \(rounds) rounds, median)")
             print("  without session middleware   \(Int(plainRate)) req/s")
             print("  with session middleware      \(Int(sessionRate)) req/s  (memory store, session read each request)")

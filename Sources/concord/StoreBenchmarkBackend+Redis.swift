@@ -1,5 +1,6 @@
 import ConcordLab
 import ConcordRedis
+import ConcordSessions
 import Logging
 import NIOPosix
 import Foundation
@@ -63,6 +64,7 @@ struct RedisBenchmarkServer: Sendable {
             ]
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
+            InheritedDescriptors.markCloseOnExec()  // the server must not hold this process's sockets
             try process.run()
             let server = RedisBenchmarkServer(port: port, process: process, directory: directory)
             // Refused connections are expected until the server listens: only real errors are worth a log line here.

@@ -57,6 +57,23 @@ import Glibc
         #expect(child.logTail().contains("listening on 127.0.0.1"))
     }
 
+    @Test func theChildGetsOnlyTheStandardStreamsNotTheLabsFiles() async throws {
+        let log = temporaryLog()
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        // A descriptor without close-on-exec, as NIO opens its sockets: the child must not get it.
+        let held = open("/dev/null", O_RDONLY)
+        try #require(held > 2)
+        defer { close(held) }
+        let child = try LabChild.spawn(
+            name: "fds", executable: "/bin/sh", arguments: ["-c", "ls /proc/$$/fd; echo done"], logPath: log,
+            registry: ChildRegistry())
+        _ = await child.waitForExit()
+        let listed = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").filter { $0 != "done" }.compactMap { Int32($0) }
+        #expect(listed.contains(1))
+        #expect(!listed.contains(held), "the child holds descriptor \(held): \(listed)")
+        #expect(listed.allSatisfy { $0 <= 2 }, "descriptors beyond the standard streams: \(listed)")
+    }
+
     @Test func aMissingExecutableIsAClearError() {
         #expect(throws: LabError.self) {
             try LabChild.spawn(name: "ghost", executable: "/nonexistent/concord", arguments: [], logPath: temporaryLog(), registry: ChildRegistry())

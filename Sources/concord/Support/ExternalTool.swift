@@ -1,3 +1,4 @@
+import ConcordSessions
 import Foundation
 
 /// A command-line tool a benchmark runs as its peer (`redis-benchmark`, `wrk`): found on PATH, run to completion
@@ -35,6 +36,7 @@ struct ExternalTool: Sendable {
         process.standardError = FileHandle.nullDevice
         let status: Int32 = try await withCheckedThrowingContinuation { continuation in
             process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
+            InheritedDescriptors.markCloseOnExec()  // the tool must not hold this process's sockets
             do { try process.run() } catch {
                 process.terminationHandler = nil
                 continuation.resume(throwing: error)
