@@ -23,8 +23,11 @@ public struct LoopbackSocket: Sendable {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw LoopbackSocketError(message: "socket() failed: errno \(errno)") }
         if sharingPort {
+            // SO_REUSEPORT only: it is what lets the socket join the listening server's port. With SO_REUSEADDR as
+            // well, Linux lets any other SO_REUSEADDR socket bind and listen on a port held by a non-listening one —
+            // a server another test started then got the "stopped" backend's port and accepted connections to it
+            // (never answering) for as long as that test ran.
             var one: Int32 = 1
-            _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
             _ = setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
         }
         var address = sockaddr_in()

@@ -197,9 +197,9 @@ extension StoppableTestServer {
         let port = self.port  // read before stopping: it comes from the open channel
         let hold = try LoopbackSocket.refusing(port: port, sharingPort: true)
         await stop()
-        // The premise of the callers is a dead backend: connects to its port are refused. Under the full suite that
-        // did not always hold at once — connects were accepted and never answered for up to 25 s — so wait (at
-        // most 30 s) until they are refused, and say so if they never are.
+        // The premise of the callers is a dead backend: connects to its port are refused. Check it (at most 30 s),
+        // and say so if it never holds. (It failed under the full suite while the holder also set SO_REUSEADDR: a
+        // server another test started with SO_REUSEADDR could then take the port; see LoopbackSocket.)
         for _ in 0..<300 {
             let accepted = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connectTimeout(.milliseconds(500))
