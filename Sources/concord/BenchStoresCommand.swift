@@ -1,4 +1,5 @@
 import ArgumentParser
+import ConcordLab
 import ConcordSessions
 
 /// `concord bench stores`: session-store throughput per backend — `load` and versioned `save` operations per
@@ -45,6 +46,14 @@ struct BenchStoresCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // Ctrl-C or SIGTERM stops the servers this benchmark started (``RedisBenchmarkServer``) before exiting.
+        let signalSources = ChildRegistry.shared.installSignalHandlers { number in
+            Progress.say("\ninterrupted (signal \(number)); stopping \(ChildRegistry.shared.running.count) child processes")
+        }
+        defer {
+            for source in signalSources { source.cancel() }
+            ChildRegistry.shared.terminateAll()
+        }
         print(pad("backend", 20) + "concurrency  load ops/s  save ops/s  peer                 peer read/s  peer write/s  load/peer  save/peer  save/peer range")
         print("(medians of \(rounds) interleaved rounds of \(operations / rounds) operations; ratios per round)")
         for backend in StoreBenchmarkBackend.all where backends.contains(backend.name) {

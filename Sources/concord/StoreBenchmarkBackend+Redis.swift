@@ -1,6 +1,5 @@
 import ConcordLab
 import ConcordRedis
-import ConcordSessions
 import Logging
 import NIOPosix
 import Foundation
@@ -35,16 +34,17 @@ extension StoreBenchmarkBackend {
             stop: {
                 store.shutdown()
                 try? await group?.shutdownGracefully()
-                server?.stop()
+                await server?.stop()
             },
             callerExecutor: group.map { EventLoopTaskExecutor($0.next()) })
     }
 }
 
-/// A throwaway `redis-server` for the benchmark, and the `redis-benchmark` runner.
+/// A throwaway `redis-server` for the benchmark, and the `redis-benchmark` runner. The server is a ``LabChild`` in
+/// the process's ``ChildRegistry``, so Ctrl-C (or SIGTERM) during the benchmark stops it too.
 struct RedisBenchmarkServer: Sendable {
     let port: Int
-    private let process: Process
+    private let child: LabChild
     private let directory: URL
 
     /// Starts on a free loopback port; a server that exits at once (its port was taken after all) is tried again on
@@ -52,21 +52,19 @@ struct RedisBenchmarkServer: Sendable {
     static func start() async throws -> RedisBenchmarkServer {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("concord-bench-redis-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let executable = try tool("redis-server").url.path
         var lastPort = 0
         for _ in 0..<3 {
             let port = try LoopbackPort.free()
             lastPort = port
-            let process = Process()
-            process.executableURL = try tool("redis-server").url
-            process.arguments = [
-                "--port", String(port), "--bind", "127.0.0.1", "--dir", directory.path, "--save", "", "--appendonly", "no",
-                "--logfile", directory.appendingPathComponent("redis.log").path,
-            ]
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            InheritedDescriptors.markCloseOnExec()  // the server must not hold this process's sockets
-            try process.run()
-            let server = RedisBenchmarkServer(port: port, process: process, directory: directory)
+            let child = try LabChild.spawn(
+                name: "redis-server", executable: executable,
+                arguments: [
+                    "--port", String(port), "--bind", "127.0.0.1", "--dir", directory.path, "--save", "", "--appendonly", "no",
+                    "--logfile", directory.appendingPathComponent("redis.log").path,
+                ],
+                logPath: directory.appendingPathComponent("redis.out").path)
+            let server = RedisBenchmarkServer(port: port, child: child, directory: directory)
             // Refused connections are expected until the server listens: only real errors are worth a log line here.
             var quiet = Logger(label: "concord.bench.redis-probe")
             quiet.logLevel = .error
@@ -74,23 +72,17 @@ struct RedisBenchmarkServer: Sendable {
             defer { client.shutdown() }
             for _ in 0..<100 {
                 if (try? await client.send(.ping())) != nil { return server }
-                guard process.isRunning else { break }
+                guard child.isRunning else { break }
                 try await Task.sleep(for: .milliseconds(50))
             }
-            if process.isRunning {
-                kill(process.processIdentifier, SIGKILL)
-                process.waitUntilExit()
-            }
+            await child.stop(grace: .zero)
         }
         throw BenchStoresError("redis-server did not start (last on port \(lastPort)); see \(directory.path)/redis.log")
     }
 
-    /// SIGKILL: a child started from a Swift concurrency thread inherits its blocked signals, SIGTERM included.
-    func stop() {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
+    /// The server keeps nothing worth a clean shutdown.
+    func stop() async {
+        await child.stop(grace: .zero)
         try? FileManager.default.removeItem(at: directory)
     }
 
