@@ -6,7 +6,7 @@ import Hummingbird
 import HummingbirdTesting
 import Testing
 
-@Suite struct ConcordAppServerTests {
+@Suite(.timeLimit(.minutes(3))) struct ConcordAppServerTests {
     static let form: HTTPFields = [.contentType: "application/x-www-form-urlencoded"]
     static let node = HTTPField.Name("X-Concord-Node")!
 

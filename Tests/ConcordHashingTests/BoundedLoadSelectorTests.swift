@@ -1,7 +1,7 @@
 import Testing
 @testable import ConcordHashing
 
-@Suite struct BoundedLoadSelectorTests {
+@Suite(.timeLimit(.minutes(3))) struct BoundedLoadSelectorTests {
     /// Places keys one by one as a balancer would and checks the cap after every placement.
     @Test("no node ever exceeds its cap", arguments: [(HashAlgorithm.ring, 1.25), (.maglev, 1.1), (.rendezvous, 1.05)])
     func neverExceedsCap(algorithm: HashAlgorithm, factor: Double) throws {

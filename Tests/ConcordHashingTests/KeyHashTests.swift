@@ -1,7 +1,7 @@
 import Testing
 @testable import ConcordHashing
 
-@Suite struct KeyHashTests {
+@Suite(.timeLimit(.minutes(3))) struct KeyHashTests {
     /// Reference values from the xxHash reference implementation (python-xxhash), seed 0 and a non-zero seed.
     /// Lengths cover every code path: empty, 1–3 byte tail, 4-byte and 8-byte lanes, exactly one and more than one
     /// 32-byte stripe, and multi-byte UTF-8.

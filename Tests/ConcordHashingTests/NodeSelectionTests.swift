@@ -2,7 +2,7 @@ import Testing
 @testable import ConcordHashing
 
 /// Properties every algorithm must have, and the ones that tell them apart.
-@Suite struct NodeSelectionTests {
+@Suite(.timeLimit(.minutes(3))) struct NodeSelectionTests {
     static let keys = Fixture.keyHashes(100_000)
 
     @Test("building is deterministic", arguments: HashAlgorithm.allCases)

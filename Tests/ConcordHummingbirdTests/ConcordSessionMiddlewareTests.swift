@@ -8,7 +8,7 @@ import Synchronization
 import MetricsTestKit
 import Testing
 
-@Suite struct ConcordSessionMiddlewareTests {
+@Suite(.timeLimit(.minutes(3))) struct ConcordSessionMiddlewareTests {
     static let keyOne = SessionKeyRing.Key.generate(id: 1)
     static let keyTwo = SessionKeyRing.Key.generate(id: 2)
 

@@ -6,7 +6,7 @@ import Logging
 import ServiceLifecycle
 import Testing
 
-@Suite struct SessionStorePersistDriverTests {
+@Suite(.timeLimit(.minutes(3))) struct SessionStorePersistDriverTests {
     struct Profile: Codable, Sendable, Equatable {
         var name: String
         var visits: Int

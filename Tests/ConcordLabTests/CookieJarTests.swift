@@ -2,7 +2,7 @@ import Testing
 
 @testable import ConcordLab
 
-@Suite struct CookieJarTests {
+@Suite(.timeLimit(.minutes(3))) struct CookieJarTests {
     @Test func storesReplacesAndDeletesCookies() {
         var jar = CookieJar()
         #expect(jar.header == nil)

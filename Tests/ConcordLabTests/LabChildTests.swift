@@ -7,7 +7,7 @@ import Testing
 import Glibc
 #endif
 
-@Suite struct LabChildTests {
+@Suite(.timeLimit(.minutes(3))) struct LabChildTests {
     private func temporaryLog() -> String {
         NSTemporaryDirectory() + "concord-lab-child-\(UUID().uuidString).log"
     }

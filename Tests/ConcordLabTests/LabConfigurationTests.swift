@@ -2,7 +2,7 @@ import Testing
 
 @testable import ConcordLab
 
-@Suite struct LabConfigurationTests {
+@Suite(.timeLimit(.minutes(3))) struct LabConfigurationTests {
     @Test func defaultsFitTheFiveMinuteBudget() throws {
         let configuration = LabConfiguration()
         try configuration.validate()

@@ -3,7 +3,7 @@ import Testing
 
 @testable import ConcordLab
 
-@Suite struct LabReportTests {
+@Suite(.timeLimit(.minutes(3))) struct LabReportTests {
     private func tally(requests: Int, lost: Int, active: Int, perNode: [String: Int], cartLost: Int = 0) -> PhaseTally {
         var tally = PhaseTally()
         tally.activeUsers = Set(0..<active)

@@ -2,7 +2,7 @@
 import Synchronization
 import Testing
 
-@Suite struct PostgresOperationTimeoutTests {
+@Suite(.timeLimit(.minutes(3))) struct PostgresOperationTimeoutTests {
     /// An operation that ignores cancellation (as a query on a stopped server once did, for a minute) must not
     /// hold the caller past the timeout.
     @Test func theCallerIsAnsweredAtTheDeadlineEvenIfTheOperationIgnoresCancellation() async throws {

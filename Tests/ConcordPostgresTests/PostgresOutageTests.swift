@@ -5,7 +5,7 @@ import Testing
 
 /// The store-failure behaviour: while PostgreSQL is down, operations fail fast with `.unavailable` (no hang);
 /// when it is back they succeed again by themselves, and nothing saved before the outage is lost.
-@Suite("PostgresSessionStore outage")
+@Suite("PostgresSessionStore outage", .timeLimit(.minutes(3)))
 struct PostgresOutageTests {
     @Test func failsFastWhileTheServerIsDownAndRecoversWhenItReturns() async throws {
         try await LocalPostgresServer.withServer { server in

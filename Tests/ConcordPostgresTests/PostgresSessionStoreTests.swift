@@ -5,7 +5,7 @@ import Testing
 
 @testable import ConcordPostgres
 
-@Suite("PostgresSessionStore", .sharedPostgresServer)
+@Suite("PostgresSessionStore", .sharedPostgresServer, .timeLimit(.minutes(3)))
 struct PostgresSessionStoreTests {
     @Test(arguments: SessionStoreConformance.Check.allCases)
     func conformance(_ check: SessionStoreConformance.Check) async throws {

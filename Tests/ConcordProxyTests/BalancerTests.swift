@@ -4,7 +4,7 @@ import Testing
 
 @testable import ConcordProxy
 
-@Suite struct BalancerTests {
+@Suite(.timeLimit(.minutes(3))) struct BalancerTests {
     static let addresses = (1...5).map { HostPort(host: "127.0.0.1", port: 9000 + $0) }
 
     func balancer(_ count: Int = 5, algorithm: HashAlgorithm = .ring, boundedLoad: Double? = nil) throws -> Balancer {

@@ -3,7 +3,7 @@ import Testing
 
 @testable import ConcordProxy
 
-@Suite struct ConnectionDeadlineTests {
+@Suite(.timeLimit(.minutes(3))) struct ConnectionDeadlineTests {
     let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000_000)
 
     @Test func movingTheDeadlineLaterNeedsNoNewTask() {

@@ -3,7 +3,7 @@ import Testing
 
 @testable import ConcordProxy
 
-@Suite struct HTTPExchangeStateMachineTests {
+@Suite(.timeLimit(.minutes(3))) struct HTTPExchangeStateMachineTests {
     func head(_ method: HTTPMethod = .GET, headers: [(String, String)] = [], version: HTTPVersion = .http1_1) -> HTTPRequestHead {
         HTTPRequestHead(version: version, method: method, uri: "/", headers: HTTPHeaders(headers))
     }

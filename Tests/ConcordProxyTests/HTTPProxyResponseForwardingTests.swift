@@ -6,7 +6,7 @@ import Testing
 
 /// End to end: the backend's response bytes reach the client as they came (head rewritten only when it must
 /// change), for framings the NIO-based test backend never sends.
-@Suite(.serialized) struct HTTPProxyResponseForwardingTests {
+@Suite(.serialized, .timeLimit(.minutes(3))) struct HTTPProxyResponseForwardingTests {
     static let chunkedBody = "5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: 42\r\n\r\n"
     static let chunkedHead = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Mixed-Case: Kept\r\n\r\n"
 

@@ -3,7 +3,7 @@ import Testing
 
 @testable import ConcordProxy
 
-@Suite(.serialized) struct HTTPProxyTests {
+@Suite(.serialized, .timeLimit(.minutes(3))) struct HTTPProxyTests {
     @Test func hashAffinityPerKeyAndOnlyAKilledBackendsKeysMove() async throws {
         try await ProxyHarness.withBackends(["a", "b", "c"]) { backends in
             try await ProxyHarness.withProxy(try ProxyHarness.configuration(backends)) { _, port in

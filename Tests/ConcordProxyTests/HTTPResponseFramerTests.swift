@@ -5,7 +5,7 @@ import Testing
 
 @testable import ConcordProxy
 
-@Suite struct HTTPResponseFramerTests {
+@Suite(.timeLimit(.minutes(3))) struct HTTPResponseFramerTests {
     /// What the framer reported, with the bytes as text; consecutive body parts are merged (how a body is split
     /// depends on how it arrived).
     enum Recorded: Equatable, CustomStringConvertible {

@@ -5,7 +5,7 @@ import Testing
 
 @testable import ConcordProxy
 
-@Suite struct HealthCheckerTests {
+@Suite(.timeLimit(.minutes(3))) struct HealthCheckerTests {
     /// Rounds are an hour apart on a ``ManualClock``: only advancing the clock runs the next one, so the test
     /// counts probes exactly (a checker sleeping on the real clock would never get past the first round).
     @Test func fallsAfterFallFailedProbesAndRisesAfterRiseSuccessesOnTheInjectedClock() async throws {

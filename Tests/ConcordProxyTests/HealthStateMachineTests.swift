@@ -2,7 +2,7 @@ import Testing
 
 @testable import ConcordProxy
 
-@Suite struct HealthStateMachineTests {
+@Suite(.timeLimit(.minutes(3))) struct HealthStateMachineTests {
     @Test func fallsAfterConsecutiveFailuresOnly() {
         var health = HealthStateMachine(rise: 2, fall: 3, ejectAfter: 1)
         #expect(health.recordProbe(success: false) == nil)

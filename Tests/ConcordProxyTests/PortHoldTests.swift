@@ -7,7 +7,7 @@ import Testing
 
 /// The killed-backend tests rely on `stopHoldingPort()`: after it, the port refuses connections and no other
 /// server — however it sets its socket options — can listen on it until the test lets go.
-@Suite struct PortHoldTests {
+@Suite(.timeLimit(.minutes(3))) struct PortHoldTests {
     @Test func aStoppedBackendsHeldPortRefusesAndCannotBeTakenByAnotherServer() async throws {
         let backend = try await TestBackend.start(name: "held")
         let port = backend.port

@@ -4,7 +4,7 @@ import Testing
 
 @testable import ConcordProxy
 
-@Suite struct ProxyConfigurationTests {
+@Suite(.timeLimit(.minutes(3))) struct ProxyConfigurationTests {
     @Test func parsesAddresses() throws {
         #expect(try HostPort(parsing: "127.0.0.1:8080") == HostPort(host: "127.0.0.1", port: 8080))
         #expect(try HostPort(parsing: "[::1]:9000") == HostPort(host: "::1", port: 9000))
@@ -72,7 +72,7 @@ import Testing
     }
 }
 
-@Suite struct RequestKeyExtractorTests {
+@Suite(.timeLimit(.minutes(3))) struct RequestKeyExtractorTests {
     func head(_ uri: String = "/", _ headers: [(String, String)] = []) -> HTTPRequestHead {
         HTTPRequestHead(version: .http1_1, method: .GET, uri: uri, headers: HTTPHeaders(headers))
     }

@@ -4,7 +4,7 @@ import Testing
 
 @testable import ConcordProxy
 
-@Suite(.serialized) struct ProxyReloadTests {
+@Suite(.serialized, .timeLimit(.minutes(3))) struct ProxyReloadTests {
     @Test func aReloadAppliesRunTimeSettingsAndKeepsListenerSettings() throws {
         let current = ProxyConfiguration(
             listen: HostPort(host: "127.0.0.1", port: 8080), backends: [HostPort(host: "127.0.0.1", port: 9001)])

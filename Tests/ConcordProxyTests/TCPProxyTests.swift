@@ -3,7 +3,7 @@ import Testing
 
 @testable import ConcordProxy
 
-@Suite(.serialized) struct TCPProxyTests {
+@Suite(.serialized, .timeLimit(.minutes(3))) struct TCPProxyTests {
     func withEchoBackends<T>(_ count: Int, _ body: ([TestEchoBackend]) async throws -> T) async throws -> T {
         var started: [TestEchoBackend] = []
         do {

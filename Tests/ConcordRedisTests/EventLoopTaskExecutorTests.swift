@@ -3,7 +3,7 @@ import NIOCore
 import NIOPosix
 import Testing
 
-@Suite struct EventLoopTaskExecutorTests {
+@Suite(.timeLimit(.minutes(3))) struct EventLoopTaskExecutorTests {
     /// A task preferring the executor runs on its loop before and after every await, while real Redis commands
     /// go out on connections of that same loop.
     @Test func callersStayOnTheConnectionsEventLoop() async throws {

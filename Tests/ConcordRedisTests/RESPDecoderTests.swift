@@ -4,7 +4,7 @@ import Testing
 
 @testable import ConcordRedis
 
-@Suite struct RESPDecoderTests {
+@Suite(.timeLimit(.minutes(3))) struct RESPDecoderTests {
     static let samples: [RESPValue] = [
         .simpleString("OK"),
         .error("ERR unknown command"),

@@ -3,7 +3,7 @@ import ConcordSessionsTesting
 import NIOCore
 import Testing
 
-@Suite struct RedisClientTests {
+@Suite(.timeLimit(.minutes(3))) struct RedisClientTests {
     private func client(_ server: RedisServerFixture, _ configure: (inout RedisClientConfiguration) -> Void = { _ in }) throws
         -> RedisClient
     {

@@ -1,7 +1,7 @@
 import ConcordRedis
 import Testing
 
-@Suite struct RedisClusterSlotTests {
+@Suite(.timeLimit(.minutes(3))) struct RedisClusterSlotTests {
     /// Reference values from the Redis Cluster specification and `CLUSTER KEYSLOT`.
     @Test func matchesRedisKeySlots() {
         #expect(RedisClusterSlot.slot(forKey: "123456789") == 0x31C3 % 16384)

@@ -5,7 +5,7 @@ import Testing
 @testable import ConcordRedis
 
 /// Against a real 3-primary cluster. One cluster for the whole suite keeps the test time down.
-@Suite struct RedisClusterTests {
+@Suite(.timeLimit(.minutes(3))) struct RedisClusterTests {
     @Test func storeSpreadsSessionsOverTheClusterAndFollowsRedirections() async throws {
         try await RedisClusterFixture.withCluster { cluster in
             try await resetCommandStatistics(cluster)

@@ -6,7 +6,7 @@ import Testing
 /// The slot table from `CLUSTER SHARDS` (Redis 7+) and `CLUSTER SLOTS`, parsed from replies captured byte for byte
 /// from a cluster built like `RedisClusterFixture` (redis-server 7.0.15, three primaries on ports 41101–41103 made
 /// with `redis-cli --cluster create`, plus 41104 added with `--cluster-slave` as a replica of 41101).
-@Suite struct RedisClusterTopologyTests {
+@Suite(.timeLimit(.minutes(3))) struct RedisClusterTopologyTests {
     private let seed = RedisEndpoint(host: "127.0.0.1", port: 41101, username: "app", password: "pw")
 
     private func decode(_ bytes: String) throws -> RESPValue {

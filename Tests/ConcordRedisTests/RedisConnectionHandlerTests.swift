@@ -4,7 +4,7 @@ import Testing
 
 @testable import ConcordRedis
 
-@Suite struct RedisConnectionHandlerTests {
+@Suite(.timeLimit(.minutes(3))) struct RedisConnectionHandlerTests {
     private func makeChannel() throws -> EmbeddedChannel {
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandlers(

@@ -1,7 +1,7 @@
 import ConcordRedis
 import Testing
 
-@Suite struct RedisEndpointTests {
+@Suite(.timeLimit(.minutes(3))) struct RedisEndpointTests {
     @Test func parsesFullURL() throws {
         let endpoint = try RedisEndpoint(url: "redis://:s%40cret@10.0.0.5:6380/3")
         #expect(endpoint == RedisEndpoint(host: "10.0.0.5", port: 6380, password: "s@cret", database: 3))

@@ -8,7 +8,7 @@ import Testing
 
 /// The client's and the store's swift-metrics counters move on real operations against a real `redis-server`
 /// (or a loopback socket that refuses or never answers), and an outage is logged once, not once per request.
-@Suite struct RedisMetricsTests {
+@Suite(.timeLimit(.minutes(3))) struct RedisMetricsTests {
     private func failures(_ metrics: TestMetrics, _ kind: String) throws -> Int64 {
         try metrics.expectCounter("concord_redis_command_failures_total", [("kind", kind)]).totalValue
     }

@@ -3,7 +3,7 @@ import Testing
 @testable import ConcordRedis
 
 /// The outage log decides from `now` alone: these tests move a synthetic instant instead of sleeping.
-@Suite struct RedisOutageLogStateMachineTests {
+@Suite(.timeLimit(.minutes(3))) struct RedisOutageLogStateMachineTests {
     private let start = ContinuousClock.now
 
     private func at(_ milliseconds: Int) -> ContinuousClock.Instant { start + .milliseconds(milliseconds) }

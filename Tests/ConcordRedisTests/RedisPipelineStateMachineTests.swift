@@ -3,7 +3,7 @@ import Testing
 
 @testable import ConcordRedis
 
-@Suite struct RedisPipelineStateMachineTests {
+@Suite(.timeLimit(.minutes(3))) struct RedisPipelineStateMachineTests {
     @Test func repliesGoToWaitersInOrder() {
         var machine = RedisPipelineStateMachine<Int>()
         for waiter in 1...3 {

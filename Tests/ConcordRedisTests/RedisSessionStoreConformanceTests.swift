@@ -4,7 +4,7 @@ import ConcordSessionsTesting
 import Testing
 
 /// The shared `SessionStore` contract against a real `redis-server`, and against a real 3-primary cluster.
-@Suite struct RedisSessionStoreConformanceTests {
+@Suite(.timeLimit(.minutes(3))) struct RedisSessionStoreConformanceTests {
     static let options = SessionStoreConformance.Options(maximumPayloadSize: 1 << 20)
 
     @Test(arguments: SessionStoreConformance.Check.allCases)

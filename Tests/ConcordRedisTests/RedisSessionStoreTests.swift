@@ -2,7 +2,7 @@ import ConcordRedis
 import ConcordSessions
 import Testing
 
-@Suite struct RedisSessionStoreTests {
+@Suite(.timeLimit(.minutes(3))) struct RedisSessionStoreTests {
     static func withStore(
         configuring configure: (inout RedisSessionStoreConfiguration) -> Void = { _ in },
         _ body: (RedisSessionStore, RedisServerFixture) async throws -> Void

@@ -12,7 +12,7 @@ final class ManualWallClock: Sendable {
     var clock: SessionWallClock { SessionWallClock { Int64(self.now.withLock { $0 }) } }
 }
 
-@Suite struct LocalReplicaTests {
+@Suite(.timeLimit(.minutes(3))) struct LocalReplicaTests {
     func replica(_ id: String, _ clock: ManualWallClock) -> LocalReplica {
         LocalReplica(nodeID: id, wallClock: clock.clock, maximumSessionBytes: 1024, tombstoneLifetime: .seconds(60))
     }
@@ -106,7 +106,7 @@ final class ManualWallClock: Sendable {
     }
 }
 
-@Suite struct PeerQueueTests {
+@Suite(.timeLimit(.minutes(3))) struct PeerQueueTests {
     func record(_ id: String, version: UInt64, bytes: Int = 10) -> ReplicationRecord {
         ReplicationRecord(
             id: id, incarnation: 1, version: version, timestamp: version, origin: "a", expiresAt: 1,

@@ -5,7 +5,7 @@ import Testing
 
 @testable import ConcordReplication
 
-@Suite struct ReplicationFrameDecoderTests {
+@Suite(.timeLimit(.minutes(3))) struct ReplicationFrameDecoderTests {
     static let record = ReplicationRecord(
         id: "s-1", incarnation: 7, version: 3, timestamp: 99, origin: "node-a", expiresAt: 1_000,
         userID: "alice", payload: [1, 2, 3])

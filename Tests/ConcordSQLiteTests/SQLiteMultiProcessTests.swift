@@ -7,7 +7,7 @@ import Testing
 /// Several app processes on one machine sharing one SQLite file (the lab's `store` strategy with nothing
 /// installed): child processes (this test binary again, running only ``counterWriter()``) and this process
 /// increment one counter with versioned writes at the same time, and no increment is lost.
-@Suite("SQLite file shared by processes")
+@Suite("SQLite file shared by processes", .timeLimit(.minutes(3)))
 struct SQLiteMultiProcessTests {
     static let sharedFileVariable = "CONCORD_SQLITE_SHARED_FILE"
     static let incrementsPerProcess = 40

@@ -36,7 +36,7 @@ func rawQuery(_ path: String, _ sql: String) async throws -> [SQLiteRow] {
     }
 }
 
-@Suite("SQLiteSessionStore")
+@Suite("SQLiteSessionStore", .timeLimit(.minutes(3)))
 struct SQLiteSessionStoreTests {
     @Test(arguments: SessionStoreConformance.Check.allCases)
     func conformance(_ check: SessionStoreConformance.Check) async throws {

@@ -2,7 +2,7 @@ import ConcordSessions
 import ConcordSessionsTesting
 import Testing
 
-@Suite struct MemorySessionStoreTests {
+@Suite(.timeLimit(.minutes(3))) struct MemorySessionStoreTests {
     @Test(arguments: SessionStoreConformance.Check.allCases)
     func conformance(_ check: SessionStoreConformance.Check) async throws {
         let clock = ManualClock()

@@ -3,7 +3,7 @@ import ConcordSessionsTesting
 import Synchronization
 import Testing
 
-@Suite("NearCacheSessionStore")
+@Suite("NearCacheSessionStore", .timeLimit(.minutes(3)))
 struct NearCacheSessionStoreTests {
     @Test(arguments: SessionStoreConformance.Check.allCases)
     func conformance(_ check: SessionStoreConformance.Check) async throws {

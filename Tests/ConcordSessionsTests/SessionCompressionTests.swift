@@ -1,7 +1,7 @@
 @testable import ConcordSessions
 import Testing
 
-@Suite struct SessionCompressionTests {
+@Suite(.timeLimit(.minutes(3))) struct SessionCompressionTests {
     static let samples: [[UInt8]] = [
         [], [1], Array("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".utf8),
         Array(#"{"cart":["book","book","lamp","book","chair"],"userName":"alice","theme":"dark"}"#.utf8),

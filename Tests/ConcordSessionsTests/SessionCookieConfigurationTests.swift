@@ -1,7 +1,7 @@
 import ConcordSessions
 import Testing
 
-@Suite struct SessionCookieConfigurationTests {
+@Suite(.timeLimit(.minutes(3))) struct SessionCookieConfigurationTests {
     @Test func defaultsAreHttpOnlyLaxAndPersistent() throws {
         let cookie = SessionCookieConfiguration()
         try cookie.validate()

@@ -1,7 +1,7 @@
 @testable import ConcordSessions
 import Testing
 
-@Suite struct SessionIDTests {
+@Suite(.timeLimit(.minutes(3))) struct SessionIDTests {
     @Test func idsAreURLSafeAndLongEnough() {
         let id = SessionID.generate()
         #expect(id.utf8.count == SessionID.length)

@@ -3,7 +3,7 @@ import ConcordSessionsTesting
 import Crypto
 import Testing
 
-@Suite struct SessionManagerClientTests {
+@Suite(.timeLimit(.minutes(3))) struct SessionManagerClientTests {
     static let oldKey = SessionKeyRing.Key.generate(id: 1)
     static let newKey = SessionKeyRing.Key.generate(id: 2)
 

@@ -2,7 +2,7 @@ import ConcordSessions
 import ConcordSessionsTesting
 import Testing
 
-@Suite struct SessionManagerStoreTests {
+@Suite(.timeLimit(.minutes(3))) struct SessionManagerStoreTests {
     let store: MemorySessionStore<ManualClock>
     let sessions: SessionHarness
 
