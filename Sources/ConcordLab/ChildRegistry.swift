@@ -11,28 +11,37 @@ public final class ChildRegistry: Sendable {
     /// The one registry of this process (signal handlers cannot carry context).
     public static let shared = ChildRegistry()
 
-    private let pids = Mutex<Set<pid_t>>([])
+    /// Each process and the signal that asks it to stop.
+    private let pids = Mutex<[pid_t: Int32]>([:])
 
     public init() {}
 
-    func add(_ pid: pid_t) { _ = pids.withLock { $0.insert(pid) } }
-    func remove(_ pid: pid_t) { _ = pids.withLock { $0.remove(pid) } }
+    func add(_ pid: pid_t) { pids.withLock { $0[pid] = SIGTERM } }
+    func remove(_ pid: pid_t) { _ = pids.withLock { $0.removeValue(forKey: pid) } }
+
+    /// Also stops `pid`, which this process did not spawn itself (a daemon a tool started for it, such as
+    /// PostgreSQL's postmaster started by `pg_ctl`), with `stopSignal` (PostgreSQL: SIGINT, its fast shutdown).
+    public func adopt(_ pid: pid_t, stopSignal: Int32) { pids.withLock { $0[pid] = stopSignal } }
+
+    /// Forgets an adopted process (once it has been stopped the normal way).
+    public func release(_ pid: pid_t) { remove(pid) }
 
     /// The children still registered.
-    public var running: [pid_t] { pids.withLock { Array($0) } }
+    public var running: [pid_t] { pids.withLock { Array($0.keys) } }
 
     /// Stops every registered child: SIGTERM, up to `grace` for them to exit, then SIGKILL. Blocking; safe to
     /// call from a signal handler's dispatch queue.
     public func terminateAll(grace: Duration = .seconds(3)) {
-        let children = running
+        let signals = pids.withLock { $0 }
+        let children = Array(signals.keys)
         guard !children.isEmpty else { return }
-        for pid in children { kill(pid, SIGTERM) }
+        for (pid, signal) in signals { kill(pid, signal) }
         let deadline = ContinuousClock.now.advanced(by: grace)
         while ContinuousClock.now < deadline, children.contains(where: Self.isAlive) {
             usleep(20_000)
         }
         for pid in children where Self.isAlive(pid) { kill(pid, SIGKILL) }
-        pids.withLock { $0.subtract(children) }
+        pids.withLock { state in for pid in children { state.removeValue(forKey: pid) } }
     }
 
     /// Whether `pid` is still running (a zombie, dead but not yet reaped, counts as gone).

@@ -146,6 +146,14 @@ public final class LocalPostgresServer: Sendable {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
+    /// The running server's process id (the postmaster's, from `postmaster.pid`), or `nil` when it is not running.
+    public var postmasterPID: pid_t? {
+        guard let text = try? String(contentsOfFile: dataDirectory + "/postmaster.pid", encoding: .utf8),
+            let first = text.split(separator: "\n").first, let pid = pid_t(first.trimmingCharacters(in: .whitespaces)), pid > 0
+        else { return nil }
+        return pid
+    }
+
     private var dataDirectory: String { directory + "/data" }
     private var logFile: String { directory + "/server.log" }
 

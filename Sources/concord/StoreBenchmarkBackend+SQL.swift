@@ -1,3 +1,4 @@
+import ConcordLab
 import ConcordPostgres
 import ConcordSQLite
 import ConcordSessions
@@ -35,6 +36,9 @@ extension StoreBenchmarkBackend {
     private static func startPostgres(_ options: StoreBenchmarkOptions, nearCache: Bool) async throws -> StoreBenchmarkTarget {
         let url = options.postgresURL ?? options.url
         let server = url == nil ? try await LocalPostgresServer.start(settings: ["synchronous_commit": "off"]) : nil
+        // pg_ctl daemonizes the server: adopt it, so that Ctrl-C during the benchmark stops it too.
+        let postmaster = server?.postmasterPID
+        if let postmaster { ChildRegistry.shared.adopt(postmaster, stopSignal: SIGINT) }
         var configuration = try server?.storeConfiguration(tableName: "bench_sessions")
             ?? PostgresSessionStoreConfiguration(url: url!)
         configuration.maximumConnections = 64
@@ -46,6 +50,7 @@ extension StoreBenchmarkBackend {
             running.cancel()
             _ = await running.result
             await server?.destroy()
+            if let postmaster { ChildRegistry.shared.release(postmaster) }
         }
         guard nearCache else { return StoreBenchmarkTarget(store: postgres, peer: nil, stop: stop) }
         let cache = NearCacheSessionStore(backing: postgres)

@@ -74,6 +74,31 @@ import Glibc
         #expect(listed.allSatisfy { $0 <= 2 }, "descriptors beyond the standard streams: \(listed)")
     }
 
+    @Test func anAdoptedProcessIsStoppedWithItsOwnSignal() async throws {
+        let registry = ChildRegistry()
+        let log = temporaryLog()
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        // Stands in for a daemon another tool started (PostgreSQL via pg_ctl): it ignores SIGTERM and stops on
+        // SIGINT. Spawned through a second registry, so `registry` knows it only by adoption.
+        let daemon = try LabChild.spawn(
+            name: "daemon", executable: "/bin/sh", arguments: ["-c", "trap '' TERM; trap 'exit 0' INT; echo armed; while :; do sleep 0.05; done"],
+            logPath: log, registry: ChildRegistry())
+        for _ in 0..<200 where !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("armed") {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        registry.adopt(daemon.pid, stopSignal: SIGINT)
+        #expect(registry.running == [daemon.pid])
+        registry.terminateAll(grace: .seconds(10))
+        let status = await daemon.waitForExit()
+        #expect(status & 0x7f == 0, "it was killed (wait status \(status)), not stopped by SIGINT")
+        #expect((status >> 8) & 0xff == 0)
+        #expect(registry.running.isEmpty)
+
+        registry.adopt(12345, stopSignal: SIGINT)
+        registry.release(12345)
+        #expect(registry.running.isEmpty)
+    }
+
     @Test func aMissingExecutableIsAClearError() {
         #expect(throws: LabError.self) {
             try LabChild.spawn(name: "ghost", executable: "/nonexistent/concord", arguments: [], logPath: temporaryLog(), registry: ChildRegistry())
