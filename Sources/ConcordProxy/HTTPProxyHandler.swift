@@ -43,6 +43,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
     private var deadlineTask: Scheduled<Void>?
     /// How this client's request heads go to the backend (its X-Forwarded-* fields are made once per connection).
     private var forwarding = RequestForwarding(peer: nil, isTrustedPeer: false)
+    /// The channel's allocator, kept: reading it through the channel on every request costs reference counting.
+    private var allocator = ByteBufferAllocator()
 
     init(runtime: ProxyRuntime, pool: BackendConnectionPool) {
         self.runtime = runtime
@@ -58,6 +60,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        allocator = context.channel.allocator
         peer = ClientAddress(context.channel.remoteAddress)
         forwarding = RequestForwarding(peer: peer, isTrustedPeer: peer.map { runtime.extractor.isTrusted($0) } ?? false)
         if context.channel.isActive { startIdleTimer() }
@@ -269,7 +272,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
             break
         }
         let configuration = runtime.configuration
-        requestHead = forwarding.head(for: head, allocator: context?.channel.allocator ?? ByteBufferAllocator())
+        requestHead = forwarding.head(for: head, allocator: allocator)
         requestIsHEAD = head.isHEAD
         switch configuration.balance {
         case .hash: keyHash = runtime.extractor.keyHash(for: head, peer: peer)
@@ -377,7 +380,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
             deadline.disarm()
             machine.responseHeadReceived(closeDelimited: head.framing == .untilClose)
             held.removeAll()
-            context.write(wrapOutboundOut(clientHead(head, allocator: context.channel.allocator)), promise: nil)
+            context.write(wrapOutboundOut(clientHead(head)), promise: nil)
         case .body(let buffer):
             pick?.counters.bytesFromBackend.increment(by: Int64(buffer.readableBytes))
             context.write(wrapOutboundOut(buffer), promise: nil)
@@ -390,7 +393,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
     /// The backend's head as the client gets it: its bytes unchanged when nothing in it must change — the usual
     /// keep-alive HTTP/1.1 exchange — otherwise rewritten without hop-by-hop fields, with the sticky cookie, with
     /// `Connection` as this client connection will behave, and with the client's HTTP version.
-    private func clientHead(_ head: BackendResponseHead, allocator: ByteBufferAllocator) -> ByteBuffer {
+    private func clientHead(_ head: BackendResponseHead) -> ByteBuffer {
         let closing = !machine.keepAlive || !machine.requestComplete
         let sticky = pick.map { $0.setsStickyCookie } ?? false
         let clientVersion = requestVersion
