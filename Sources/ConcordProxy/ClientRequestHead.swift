@@ -32,6 +32,9 @@ struct ClientRequestHead {
     /// Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade) or one the proxy sets (X-Forwarded-For,
     /// X-Forwarded-Proto, Forwarded). Without one (the usual request) the head's bytes go out unchanged.
     let needsFieldEdits: Bool
+    /// `Expect: 100-continue` on an HTTP/1.1 request with a body: the client may wait for an interim
+    /// `100 Continue` before sending the body (an HTTP/1.0 request's expectation is ignored, RFC 9110 §10.1.1).
+    let expectsContinue: Bool
 
     /// Parses `bytes`, a complete head (ending with the blank line).
     init(parsing bytes: ByteBuffer, maxHeaderCount: Int) throws(HTTPRequestFramerError) {
@@ -59,6 +62,7 @@ struct ClientRequestHead {
         }
         self.keepAlive = !fields.connectionClose && (!fields.isHTTP10 || fields.connectionKeepAlive)
         self.needsFieldEdits = fields.needsEdits
+        self.expectsContinue = fields.expectsContinue && !fields.isHTTP10 && framing != .none
     }
 
     /// The declared body length (`nil` for chunked bodies, 0 without a body).
@@ -106,6 +110,7 @@ struct ClientRequestHead {
         var connectionClose = false
         var connectionKeepAlive = false
         var hostCount = 0
+        var expectsContinue = false
         var needsEdits = false
 
         static func scan(_ p: UnsafeRawBufferPointer, maxHeaderCount: Int) -> Result<Fields, HTTPRequestFramerError> {
@@ -141,6 +146,8 @@ struct ClientRequestHead {
             switch name.count {
             case 4 where HTTPSyntax.equalsIgnoringCase(p, name, "host"):
                 hostCount += 1
+            case 6 where HTTPSyntax.equalsIgnoringCase(p, name, "expect"):
+                if HTTPSyntax.equalsIgnoringCase(p, value, "100-continue") { expectsContinue = true }
             case 14 where HTTPSyntax.equalsIgnoringCase(p, name, "content-length"):
                 // One field, digits only: "5, 5" and repeated fields are rejected rather than reconciled.
                 guard contentLength == nil, let length = HTTPSyntax.decimal(p, value) else { return .invalidContentLength }

@@ -271,6 +271,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
         case .route:
             break
         }
+        if head.expectsContinue, let context {
+            // Answered here, as nginx does, so the client sends its body at once instead of after its own timeout
+            // (the backend's interim responses are dropped by the response framer). The previous exchange is over:
+            // nothing else is being written to the client.
+            context.writeAndFlush(wrapOutboundOut(Self.continueResponse), promise: nil)
+        }
         let configuration = runtime.configuration
         requestHead = forwarding.head(for: head, allocator: allocator)
         requestIsHEAD = head.isHEAD
@@ -413,6 +419,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
     }
 
     private var requestVersion: HTTPVersion = .http1_1
+
+    /// The interim response to `Expect: 100-continue`.
+    private static let continueResponse = ByteBuffer(string: "HTTP/1.1 100 Continue\r\n\r\n")
 
     private func finishExchange(connection: BackendHTTPHandler) {
         guard let context else { return }

@@ -78,14 +78,24 @@ import Testing
         #expect(seen.withLockedValue { $0 }.count <= 1, "only the chunked POST's head went out")
     }
 
-    @Test func expectContinueRequestsAreServed() async throws {
+    @Test func expectContinueIsAnsweredByTheProxy() async throws {
         try await ProxyHarness.withBackends(["a"]) { backends in
             try await ProxyHarness.withProxy(try ProxyHarness.configuration(backends, balance: .roundRobin)) { _, port in
-                // The client waits a little for 100 Continue (not relayed), then sends the body.
+                // The client would wait for 100 Continue before sending the body: the proxy sends it at once.
                 let response = try await RawClient.exchange(port: port, [
                     "POST /p HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\nConnection: close\r\n\r\n", "hello",
                 ], pause: .milliseconds(100))
-                #expect(response.status == 200 && response.body == "a body=5", "\(response.text.debugDescription)")
+                #expect(response.text.hasPrefix("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"), "\(response.text.debugDescription)")
+                #expect(response.text.hasSuffix("\r\n\r\na body=5"), "\(response.text.debugDescription)")
+                // Not for a request without a body, nor for HTTP/1.0, nor when the body is refused (413).
+                let get = try await RawClient.exchange(port: port, ["GET / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"])
+                #expect(get.status == 200)
+                let old = try await RawClient.exchange(port: port, ["POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nx"])
+                #expect(old.text.hasPrefix("HTTP/1.0 200 OK\r\n"), "\(old.text.debugDescription)")
+                let large = try await RawClient.exchange(port: port, [
+                    "POST / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 99999999999\r\n\r\n",
+                ])
+                #expect(large.status == 413)
             }
         }
     }

@@ -172,6 +172,12 @@ extension ClientRequestHead {
             #expect(ClientRequestHead.parsing(headers: [(field, "x")]).needsFieldEdits, "\(field)")
         }
         #expect(!ClientRequestHead.parsing(headers: [("X-Forwarded", "x"), ("Cookie", "a=b")]).needsFieldEdits)
+        // Expect: 100-continue counts only on an HTTP/1.1 request with a body.
+        #expect(ClientRequestHead.parsing(method: "POST", headers: [("Expect", "100-Continue"), ("Content-Length", "1")]).expectsContinue)
+        #expect(ClientRequestHead.parsing(method: "PUT", headers: [("expect", "100-continue"), ("Transfer-Encoding", "chunked")]).expectsContinue)
+        #expect(!ClientRequestHead.parsing(headers: [("Expect", "100-continue")]).expectsContinue)
+        #expect(!ClientRequestHead.parsing(method: "POST", headers: [("Expect", "100-continue"), ("Content-Length", "1")], http10: true).expectsContinue)
+        #expect(!ClientRequestHead.parsing(method: "POST", headers: [("Expect", "something"), ("Content-Length", "1")]).expectsContinue)
     }
 
     /// Each must be refused with the status NIO's parser (llhttp, strict) and the proxy's checks gave it, or one
