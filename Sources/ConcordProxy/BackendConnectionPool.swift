@@ -1,5 +1,4 @@
 import NIOCore
-import NIOHTTP1
 import NIOPosix
 
 /// Keep-alive connections to backends, one pool per event loop so a client connection and its backend
@@ -38,8 +37,8 @@ final class BackendConnectionPool {
         return nil
     }
 
-    /// Opens a new connection (an HTTP/1.1 request encoder + ``BackendHTTPHandler``, which frames the responses
-    /// itself) on this loop.
+    /// Opens a new connection on this loop; its only handler is a ``BackendHTTPHandler`` (requests go as bytes,
+    /// responses are framed by the handler).
     func connect(to backend: Backend, _ completion: @escaping (Result<BackendHTTPHandler, any Error>) -> Void) {
         let framerLimits = HTTPResponseFramer.Limits(maxHeadBytes: limits.maxResponseHeadBytes, maxHeaderCount: limits.maxHeaderCount)
         let future = ClientBootstrap(group: eventLoop)
@@ -47,7 +46,6 @@ final class BackendConnectionPool {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(HTTPRequestEncoder())
                     try channel.pipeline.syncOperations.addHandler(BackendHTTPHandler(backend: backend, limits: framerLimits))
                 }
             }

@@ -1,5 +1,4 @@
 import NIOCore
-import NIOHTTP1
 
 /// What a backend connection reports to the client connection it currently serves (same event loop).
 protocol BackendHTTPDelegate: AnyObject {
@@ -12,13 +11,13 @@ protocol BackendHTTPDelegate: AnyObject {
     func backendWritabilityChanged(_ connection: BackendHTTPHandler)
 }
 
-/// The tail of a pooled keep-alive connection to one backend. It frames the response bytes with an
-/// ``HTTPResponseFramer`` (no HTTP decoder in this pipeline), relays the parts to its delegate and holds back
+/// The tail of a pooled keep-alive connection to one backend. Requests go out as the bytes the client handler
+/// hands it; it frames the response bytes with an ``HTTPResponseFramer`` (no HTTP codec in this pipeline), relays the parts to its delegate and holds back
 /// `read()` while the client side cannot take more (backpressure).
 final class BackendHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
-    typealias OutboundIn = HTTPClientRequestPart
-    typealias OutboundOut = HTTPClientRequestPart
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     let backend: Backend
     /// The client connection this one serves. Strong, not `weak`: a weakly referenced object gets a side table,
@@ -60,11 +59,17 @@ final class BackendHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.fireChannelActive()
     }
 
-    func write(_ part: HTTPClientRequestPart) {
-        if case .head(let head) = part {
-            framer.requestSent(isHEAD: head.method == .HEAD, isHTTP10: head.version == .http1_0)
-        }
-        context?.write(wrapOutboundOut(part), promise: nil)
+    /// Writes a request head (its response comes next: a response to HEAD has no body, and one to an HTTP/1.0
+    /// request must not be chunked).
+    func write(_ head: RequestForwarding.Head, isHEAD: Bool, isHTTP10: Bool) {
+        framer.requestSent(isHEAD: isHEAD, isHTTP10: isHTTP10)
+        context?.write(wrapOutboundOut(head.prefix), promise: nil)
+        if head.suffix.readableBytes > 0 { context?.write(wrapOutboundOut(head.suffix), promise: nil) }
+    }
+
+    /// Writes request body bytes as the client sent them.
+    func write(_ bytes: ByteBuffer) {
+        context?.write(wrapOutboundOut(bytes), promise: nil)
     }
 
     func flush() { context?.flush() }

@@ -69,24 +69,13 @@ struct BackendResponseHead {
         var out = allocator.buffer(capacity: bytes.readableBytes + 64)
         out.writeString(version == .http1_0 ? "HTTP/1.0" : "HTTP/1.1")
         bytes.withUnsafeReadableBytes { p in
-            let statusLineEnd = Self.lineEnd(p, from: 0)
+            let statusLineEnd = HTTPSyntax.lineEnd(p, from: 0)
             out.writeBytes(UnsafeRawBufferPointer(rebasing: p[8..<statusLineEnd]))
             let firstField = statusLineEnd
-            var named: [String] = []
-            if hasHopByHopFields {
-                Self.forEachField(p, from: firstField) { name, value, _ in
-                    guard HTTPSyntax.equalsIgnoringCase(p, name, "connection") else { return }
-                    for token in String(decoding: UnsafeRawBufferPointer(rebasing: p[value]), as: UTF8.self).split(separator: ",") {
-                        let lowered = token.trimmingWhitespace().lowercased()
-                        if !lowered.isEmpty && lowered != "content-length" && lowered != "transfer-encoding" { named.append(lowered) }
-                    }
-                }
-            }
-            Self.forEachField(p, from: firstField) { name, _, line in
-                if Self.isFixedHopByHop(p, name) { return }
-                if !named.isEmpty && named.contains(String(decoding: UnsafeRawBufferPointer(rebasing: p[name]), as: UTF8.self).lowercased()) {
-                    return
-                }
+            let named = hasHopByHopFields ? HTTPSyntax.fieldsNamedByConnection(p, from: firstField) : []
+            HTTPSyntax.forEachField(p, from: firstField) { name, _, line in
+                if HTTPSyntax.isFixedHopByHop(p, name) { return }
+                if named.contains(where: { HTTPSyntax.equalsIgnoringCase(p, name, p, $0) }) { return }
                 out.writeBytes(UnsafeRawBufferPointer(rebasing: p[line]))
             }
         }
@@ -101,41 +90,6 @@ struct BackendResponseHead {
     }
 
     // MARK: Parsing
-
-    /// Whether `bytes[name]` is one of the hop-by-hop fields every message may carry (RFC 9110 §7.6.1).
-    static func isFixedHopByHop(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> Bool {
-        switch name.count {
-        case 2: HTTPSyntax.equalsIgnoringCase(bytes, name, "te")
-        case 7: HTTPSyntax.equalsIgnoringCase(bytes, name, "trailer") || HTTPSyntax.equalsIgnoringCase(bytes, name, "upgrade")
-        case 10: HTTPSyntax.equalsIgnoringCase(bytes, name, "connection") || HTTPSyntax.equalsIgnoringCase(bytes, name, "keep-alive")
-        case 16: HTTPSyntax.equalsIgnoringCase(bytes, name, "proxy-connection")
-        default: false
-        }
-    }
-
-    /// The index after the CRLF that ends the line starting at `start` (the head is known to be well formed).
-    private static func lineEnd(_ bytes: UnsafeRawBufferPointer, from start: Int) -> Int {
-        var i = start
-        while bytes[i] != HTTPSyntax.lf { i += 1 }
-        return i + 1
-    }
-
-    /// Calls `body(name, value, line)` for each field line of a head already parsed by ``Fields/scan(_:maxHeaderCount:)``.
-    private static func forEachField(_ bytes: UnsafeRawBufferPointer, from start: Int,
-                                     _ body: (Range<Int>, Range<Int>, Range<Int>) -> Void) {
-        var i = start
-        while bytes[i] != HTTPSyntax.cr {
-            let end = lineEnd(bytes, from: i)
-            var colon = i
-            while bytes[colon] != HTTPSyntax.colon { colon += 1 }
-            var valueStart = colon + 1
-            while HTTPSyntax.isWhitespace(bytes[valueStart]) { valueStart += 1 }
-            var valueEnd = end - 2
-            while valueEnd > valueStart && HTTPSyntax.isWhitespace(bytes[valueEnd - 1]) { valueEnd -= 1 }
-            body(i..<colon, valueStart..<valueEnd, i..<end)
-            i = end
-        }
-    }
 
     /// What one pass over the head finds.
     private struct Fields {
@@ -176,33 +130,8 @@ struct BackendResponseHead {
             }
             guard i + 1 < n, p[i] == HTTPSyntax.cr, p[i + 1] == HTTPSyntax.lf else { return .failure(.malformedStatusLine) }
             i += 2
-            var count = 0
-            while true {
-                guard i + 1 < n else { return .failure(.malformedHeader) }
-                if p[i] == HTTPSyntax.cr {
-                    guard p[i + 1] == HTTPSyntax.lf, i + 2 == n else { return .failure(.malformedHeader) }
-                    return .success(fields)
-                }
-                // name ":" OWS value OWS CRLF. A line starting with whitespace (obsolete folding) has an empty name.
-                let nameStart = i
-                while i < n && HTTPSyntax.isToken(p[i]) { i += 1 }
-                guard i > nameStart, i < n, p[i] == HTTPSyntax.colon else { return .failure(.malformedHeader) }
-                let name = nameStart..<i
-                i += 1
-                while i < n && HTTPSyntax.isWhitespace(p[i]) { i += 1 }
-                let valueStart = i
-                while i < n && p[i] != HTTPSyntax.cr {
-                    guard HTTPSyntax.isFieldContent(p[i]) else { return .failure(.malformedHeader) }
-                    i += 1
-                }
-                guard i + 1 < n, p[i + 1] == HTTPSyntax.lf else { return .failure(.malformedHeader) }
-                var valueEnd = i
-                while valueEnd > valueStart && HTTPSyntax.isWhitespace(p[valueEnd - 1]) { valueEnd -= 1 }
-                i += 2
-                count += 1
-                guard count <= maxHeaderCount else { return .failure(.tooManyHeaders(limit: maxHeaderCount)) }
-                if let error = fields.note(p, name: name, value: valueStart..<valueEnd) { return .failure(error) }
-            }
+            let failure = HTTPSyntax.scanFields(p, from: i, maxCount: maxHeaderCount) { fields.note(p, name: $0, value: $1) }
+            return failure.map { .failure($0) } ?? .success(fields)
         }
 
         /// Records what a field means for framing and hop-by-hop handling.
@@ -210,16 +139,11 @@ struct BackendResponseHead {
             switch name.count {
             case 14 where HTTPSyntax.equalsIgnoringCase(p, name, "content-length"):
                 // One field, digits only: "5, 5" and repeated fields are rejected rather than reconciled.
-                guard contentLength == nil, (1...18).contains(value.count) else { return .invalidContentLength }
-                var length = 0
-                for j in value {
-                    guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(p[j]) else { return .invalidContentLength }
-                    length = length * 10 + Int(p[j] &- 48)
-                }
+                guard contentLength == nil, let length = HTTPSyntax.decimal(p, value) else { return .invalidContentLength }
                 contentLength = length
             case 17 where HTTPSyntax.equalsIgnoringCase(p, name, "transfer-encoding"):
                 transferEncoding = true
-                Self.forEachListElement(p, value) { coding in
+                HTTPSyntax.forEachListElement(p, value) { coding in
                     codings += 1
                     if HTTPSyntax.equalsIgnoringCase(p, coding, "chunked") {
                         if chunkedLast { chunkedNotLast = true }  // chunked twice
@@ -231,7 +155,7 @@ struct BackendResponseHead {
                 }
             case 10 where HTTPSyntax.equalsIgnoringCase(p, name, "connection"):
                 hopByHop = true
-                Self.forEachListElement(p, value) { option in
+                HTTPSyntax.forEachListElement(p, value) { option in
                     if HTTPSyntax.equalsIgnoringCase(p, option, "keep-alive") {
                         connectionKeepAlive = true
                     } else {
@@ -240,27 +164,12 @@ struct BackendResponseHead {
                     }
                 }
             default:
-                if isFixedHopByHop(p, name) {
+                if HTTPSyntax.isFixedHopByHop(p, name) {
                     hopByHop = true
                     hopByHopBesidesKeepAlive = true
                 }
             }
             return nil
-        }
-
-        /// Calls `body` with each non-empty element of a comma-separated list, without whitespace and without
-        /// parameters (`;…`).
-        private static func forEachListElement(_ p: UnsafeRawBufferPointer, _ list: Range<Int>, _ body: (Range<Int>) -> Void) {
-            var i = list.lowerBound
-            while i < list.upperBound {
-                while i < list.upperBound && (HTTPSyntax.isWhitespace(p[i]) || p[i] == HTTPSyntax.comma) { i += 1 }
-                let start = i
-                while i < list.upperBound && p[i] != HTTPSyntax.comma && p[i] != HTTPSyntax.semicolon && !HTTPSyntax.isWhitespace(p[i]) {
-                    i += 1
-                }
-                if i > start { body(start..<i) }
-                while i < list.upperBound && p[i] != HTTPSyntax.comma { i += 1 }
-            }
         }
     }
 }

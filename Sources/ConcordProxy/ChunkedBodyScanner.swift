@@ -33,6 +33,8 @@ struct ChunkedBodyScanner {
     private var lineBytes = 0
     /// The longest extensions of one size line, and the longest trailer section, in bytes.
     let maxLineBytes: Int
+    /// Chunk data bytes seen so far (the payload, without framing: what a body limit counts).
+    private(set) var payloadBytes = 0
 
     init(maxLineBytes: Int) { self.maxLineBytes = maxLineBytes }
 
@@ -75,6 +77,7 @@ struct ChunkedBodyScanner {
             case .data:
                 let take = min(remaining, n - i)
                 remaining -= take
+                payloadBytes += take
                 i += take
                 if remaining == 0 { state = .dataCR }
                 continue

@@ -67,45 +67,23 @@ struct HTTPExchangeStateMachine {
 
     init(limits: ProxyLimits) { self.limits = limits }
 
-    /// Methods a proxy may resend after a failed attempt (RFC 9110 §9.2.2).
-    static func isIdempotent(_ method: HTTPMethod) -> Bool {
-        switch method {
-        case .GET, .HEAD, .OPTIONS, .PUT, .DELETE, .TRACE: true
-        default: false
-        }
-    }
-
-    mutating func receivedHead(_ head: HTTPRequestHead) -> HeadDecision {
+    /// A request head arrived (framed and checked by ``HTTPRequestFramer``: malformed heads, ambiguous framing and
+    /// heads over the size and count limits never get here). CONNECT is refused (405), and a declared body over
+    /// the limit is refused before any of it is read (413).
+    mutating func receivedHead(_ head: ClientRequestHead) -> HeadDecision {
         guard state == .idle else { return .reject(.badRequest) }
-        keepAlive = head.isKeepAlive
-        idempotent = Self.isIdempotent(head.method)
+        keepAlive = head.keepAlive
+        idempotent = head.isIdempotent
         requestComplete = false
         responseStarted = false
         attempts = 0
         reconnected = false
         bodyBytes = 0
-        if head.headers.count > limits.maxHeaderCount {
+        if head.isCONNECT {
             state = .closing
-            return .reject(.requestHeaderFieldsTooLarge)
+            return .reject(.methodNotAllowed)
         }
-        var headerBytes = head.uri.utf8.count
-        for (name, value) in head.headers { headerBytes += name.utf8.count + value.utf8.count }
-        if headerBytes > limits.maxHeaderBytes {
-            state = .closing
-            return .reject(.requestHeaderFieldsTooLarge)
-        }
-        if head.method == .CONNECT || !(head.version.major == 1) {
-            state = .closing
-            return .reject(head.method == .CONNECT ? .methodNotAllowed : .httpVersionNotSupported)
-        }
-        let lengths = head.headers[canonicalForm: "content-length"]
-        if lengths.count > 1 || (lengths.count == 1 && Int(lengths[0]) == nil)
-            || (lengths.count == 1 && head.headers.contains(name: "transfer-encoding")) {
-            // Ambiguous framing is how requests get smuggled past proxies.
-            state = .closing
-            return .reject(.badRequest)
-        }
-        if let length = lengths.first.flatMap({ Int($0) }), length > limits.maxBodyBytes {
+        if let length = head.contentLength, length > limits.maxBodyBytes {
             state = .closing
             return .reject(.payloadTooLarge)
         }
@@ -114,6 +92,7 @@ struct HTTPExchangeStateMachine {
         return .route
     }
 
+    /// `bytes` more of the body's payload (chunk framing not counted).
     mutating func receivedBody(bytes: Int) -> PartDecision {
         guard let decision = currentRequestPart() else { return state == .closing ? .drop : .queue }
         bodyBytes += bytes

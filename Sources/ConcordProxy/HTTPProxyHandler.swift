@@ -1,26 +1,16 @@
 import NIOCore
 import NIOHTTP1
 
-/// Sees raw bytes before the HTTP decoder, only to tell the proxy handler that a request has begun (so the
-/// header-read timeout starts at the first byte, not at the end of the previous response).
-final class RequestStartObserver: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = ByteBuffer
-    var onBytes: (() -> Void)?
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        onBytes?()
-        context.fireChannelRead(data)
-    }
-}
-
 /// One L7 client connection: picks a backend per request, streams the request to a pooled backend connection
 /// and the response back, with backpressure both ways (a side's reads are held while the other side is not
 /// writable). Decisions come from ``HTTPExchangeStateMachine``; this class only carries them out.
 ///
-/// Responses go to the client as bytes: the backend's (framed by ``HTTPResponseFramer``, the head rewritten only
-/// when it must change) and the proxy's own (``ProxyResponse``). There is no HTTP encoder on the client side.
+/// Both directions go as bytes, with no HTTP decoder or encoder in either pipeline: requests are framed by
+/// ``HTTPRequestFramer`` and go to the backend as they came plus the `X-Forwarded-*` fields (``RequestForwarding``;
+/// the head is rebuilt only when a field must go), responses are framed by ``HTTPResponseFramer`` (the head
+/// rewritten only when it must change), and the proxy's own responses are ``ProxyResponse``.
 final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
-    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -29,13 +19,16 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
     private var machine: HTTPExchangeStateMachine
     private var context: ChannelHandlerContext?
     private var peer: ClientAddress?
-    private var isTrustedPeer = false
 
-    /// The current request as it goes to the backend, and its parts held while connecting.
-    private var requestHead: HTTPRequestHead?
-    private var held: CircularBuffer<HTTPServerRequestPart> = []
+    private var framer: HTTPRequestFramer
+    /// The start of a request head that has not all arrived; the next read is appended to it.
+    private var partialHead: ByteBuffer?
+    /// The current request's head as it goes to the backend, and its parts held while connecting.
+    private var requestHead: RequestForwarding.Head?
+    private var requestIsHEAD = false
+    private var held: CircularBuffer<HTTPRequestFramer.Part> = []
     /// Parts of later pipelined requests, replayed when the current exchange completes.
-    private var queued: CircularBuffer<HTTPServerRequestPart> = []
+    private var queued: CircularBuffer<HTTPRequestFramer.Part> = []
     private var pick: Balancer.Pick?
     private var keyHash: UInt64?
     private var stickyToken: Substring?
@@ -48,30 +41,28 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
     private var bytesSinceIdle = false
     private var deadline: ConnectionDeadline
     private var deadlineTask: Scheduled<Void>?
-    /// This client's address as X-Forwarded-For and Forwarded write it (computed once per connection).
-    private var forwardedForValue = "unknown"
-    private var forwardedParameter = "for=unknown;proto=http"
+    /// How this client's request heads go to the backend (its X-Forwarded-* fields are made once per connection).
+    private var forwarding = RequestForwarding(peer: nil, isTrustedPeer: false)
+    /// The channel's allocator, kept: reading it through the channel on every request costs reference counting.
+    private var allocator = ByteBufferAllocator()
 
-    init(runtime: ProxyRuntime, pool: BackendConnectionPool, observer: RequestStartObserver) {
+    init(runtime: ProxyRuntime, pool: BackendConnectionPool) {
         self.runtime = runtime
         self.pool = pool
         let limits = runtime.configuration.limits
         self.machine = HTTPExchangeStateMachine(limits: limits)
+        self.framer = HTTPRequestFramer(limits: .init(maxHeadBytes: limits.maxHeaderBytes, maxHeaderCount: limits.maxHeaderCount))
         self.deadline = ConnectionDeadline(granularity: TimeAmount(
             seconds: min(limits.headerReadTimeout, limits.keepAliveTimeout, limits.responseTimeout)))
-        observer.onBytes = { [unowned self] in self.bytesArrived() }
     }
 
     // MARK: Client side
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        allocator = context.channel.allocator
         peer = ClientAddress(context.channel.remoteAddress)
-        if let peer {
-            isTrustedPeer = runtime.extractor.isTrusted(peer)
-            forwardedForValue = peer.description
-            forwardedParameter = "for=\(peer.isIPv4 ? peer.description : "\"[\(peer.description)]\"");proto=http"
-        }
+        forwarding = RequestForwarding(peer: peer, isTrustedPeer: peer.map { runtime.extractor.isTrusted($0) } ?? false)
         if context.channel.isActive { startIdleTimer() }
     }
 
@@ -102,10 +93,22 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        handle(unwrapInboundIn(data))
+        bytesArrived()
+        var bytes = unwrapInboundIn(data)
+        if var head = partialHead {
+            partialHead = nil
+            head.writeBuffer(&bytes)
+            bytes = head
+        }
+        do throws(HTTPRequestFramerError) {
+            while let part = try framer.next(&bytes) { handle(part) }
+            if bytes.readableBytes > 0 { partialHead = bytes }
+        } catch {
+            framingFailed(error)
+        }
     }
 
-    private func handle(_ part: HTTPServerRequestPart) {
+    private func handle(_ part: HTTPRequestFramer.Part) {
         switch part {
         case .head(let head):
             if machine.state != .idle {
@@ -113,8 +116,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
                 return
             }
             begin(head)
-        case .body(let buffer):
-            let decision = machine.receivedBody(bytes: buffer.readableBytes)
+        case .body(_, let payloadBytes):
+            let decision = machine.receivedBody(bytes: payloadBytes)
             apply(decision, part: part)
         case .end:
             let decision = machine.receivedEnd()
@@ -122,7 +125,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
         }
     }
 
-    private func apply(_ decision: HTTPExchangeStateMachine.PartDecision, part: HTTPServerRequestPart) {
+    private func apply(_ decision: HTTPExchangeStateMachine.PartDecision, part: HTTPRequestFramer.Part) {
         switch decision {
         case .hold:
             held.append(part)
@@ -155,21 +158,25 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
         context.fireChannelWritabilityChanged()
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if let parserError = error as? HTTPParserError {
-            let status: HTTPResponseStatus = parserError == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
-            if machine.requestComplete && (machine.state == .proxying || machine.state == .connecting) {
-                // Malformed bytes after a complete request (the client stays readable while its response is
-                // pending): that response is finished first, then the malformed one is answered and closed.
-                malformedNext = status
-                return
-            }
-            if machine.state == .idle || (machine.state == .connecting && backend == nil) {
-                machine.close()
-                respondWithError(status)
-                return
-            }
+    /// The client's bytes broke HTTP's framing (the framer understands nothing more on this connection).
+    private func framingFailed(_ error: HTTPRequestFramerError) {
+        let status = error.responseStatus
+        if machine.requestComplete && (machine.state == .proxying || machine.state == .connecting) {
+            // Malformed bytes after a complete request (the client stays readable while its response is
+            // pending): that response is finished first, then the malformed one is answered and closed.
+            malformedNext = status
+            return
         }
+        if machine.state == .idle || (machine.state == .connecting && backend == nil) {
+            machine.close()
+            respondWithError(status)
+            return
+        }
+        machine.close()
+        context?.close(promise: nil)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
         machine.close()
         context.close(promise: nil)
     }
@@ -254,9 +261,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
 
     // MARK: Routing
 
-    private func begin(_ head: HTTPRequestHead) {
+    private func begin(_ head: ClientRequestHead) {
         deadline.disarm()
-        requestVersion = head.version.major == 1 ? head.version : .http1_1
+        requestVersion = head.isHTTP10 ? .http1_0 : .http1_1
         switch machine.receivedHead(head) {
         case .reject(let status):
             respondWithError(status)
@@ -264,11 +271,18 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
         case .route:
             break
         }
+        if head.expectsContinue, let context {
+            // Answered here, as nginx does, so the client sends its body at once instead of after its own timeout
+            // (the backend's interim responses are dropped by the response framer). The previous exchange is over:
+            // nothing else is being written to the client.
+            context.writeAndFlush(wrapOutboundOut(Self.continueResponse), promise: nil)
+        }
         let configuration = runtime.configuration
-        requestHead = forwardedHead(head)
+        requestHead = forwarding.head(for: head, allocator: allocator)
+        requestIsHEAD = head.isHEAD
         switch configuration.balance {
         case .hash: keyHash = runtime.extractor.keyHash(for: head, peer: peer)
-        case .stickyCookie: stickyToken = RequestKeyExtractor.cookie(named: configuration.stickyCookie, in: head.headers)
+        case .stickyCookie: stickyToken = head.cookie(named: configuration.stickyCookie).map { Substring(head.text($0)) }
         case .roundRobin, .leastConn: break
         }
         route(excluding: nil)
@@ -343,7 +357,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
         connection.markUsed()
         if let context, !context.channel.isWritable { connection.pauseReads() }
         machine.connected()
-        if let head = requestHead { connection.write(.head(head)) }
+        if let head = requestHead { connection.write(head, isHEAD: requestIsHEAD, isHTTP10: requestVersion == .http1_0) }
         let parts = held
         for part in parts { send(part, to: connection) }
         connection.flush()
@@ -351,45 +365,16 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
         updateClientReads()
     }
 
-    private func send(_ part: HTTPServerRequestPart, to connection: BackendHTTPHandler) {
+    private func send(_ part: HTTPRequestFramer.Part, to connection: BackendHTTPHandler) {
         switch part {
         case .head: break
-        case .body(let buffer):
+        case .body(let buffer, _):
             pick?.counters.bytesToBackend.increment(by: Int64(buffer.readableBytes))
-            connection.write(.body(.byteBuffer(buffer)))
-        case .end(let trailers):
-            connection.write(.end(trailers))
+            connection.write(buffer)
+        case .end:
+            // A chunked body's last chunk and trailers went with its bytes: nothing more to write.
             if !deadline.isArmed { arm(after: runtime.configuration.limits.responseTimeout) }
         }
-    }
-
-    /// The request head as the backend sees it: hop-by-hop headers removed, keep-alive to the backend,
-    /// X-Forwarded-For / X-Forwarded-Proto / Forwarded added (a trusted peer's values are extended, an untrusted
-    /// peer's are replaced so clients cannot spoof them).
-    private func forwardedHead(_ head: HTTPRequestHead) -> HTTPRequestHead {
-        var out = head
-        out.headers.removeHopByHop()
-        if head.version == .http1_0 {
-            // An HTTP/1.0 request stays one, so the backend does not answer chunked (which an HTTP/1.0 client
-            // cannot read, and whose bytes are forwarded as they are); it still keeps the connection for the pool.
-            out.headers.add(name: "connection", value: "keep-alive")
-        } else {
-            out.version = .http1_1
-        }
-        let client = forwardedForValue
-        if isTrustedPeer {
-            let previous = out.headers[canonicalForm: "x-forwarded-for"].joined(separator: ", ")
-            out.headers.replaceOrAdd(name: "x-forwarded-for", value: previous.isEmpty ? client : "\(previous), \(client)")
-            if !out.headers.contains(name: "x-forwarded-proto") { out.headers.add(name: "x-forwarded-proto", value: "http") }
-            let forwarded = out.headers[canonicalForm: "forwarded"].joined(separator: ", ")
-            let mine = forwardedParameter
-            out.headers.replaceOrAdd(name: "forwarded", value: forwarded.isEmpty ? mine : "\(forwarded), \(mine)")
-        } else {
-            out.headers.replaceOrAdd(name: "x-forwarded-for", value: client)
-            out.headers.replaceOrAdd(name: "x-forwarded-proto", value: "http")
-            out.headers.replaceOrAdd(name: "forwarded", value: forwardedParameter)
-        }
-        return out
     }
 
     // MARK: Backend side
@@ -401,7 +386,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
             deadline.disarm()
             machine.responseHeadReceived(closeDelimited: head.framing == .untilClose)
             held.removeAll()
-            context.write(wrapOutboundOut(clientHead(head, allocator: context.channel.allocator)), promise: nil)
+            context.write(wrapOutboundOut(clientHead(head)), promise: nil)
         case .body(let buffer):
             pick?.counters.bytesFromBackend.increment(by: Int64(buffer.readableBytes))
             context.write(wrapOutboundOut(buffer), promise: nil)
@@ -414,7 +399,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
     /// The backend's head as the client gets it: its bytes unchanged when nothing in it must change — the usual
     /// keep-alive HTTP/1.1 exchange — otherwise rewritten without hop-by-hop fields, with the sticky cookie, with
     /// `Connection` as this client connection will behave, and with the client's HTTP version.
-    private func clientHead(_ head: BackendResponseHead, allocator: ByteBufferAllocator) -> ByteBuffer {
+    private func clientHead(_ head: BackendResponseHead) -> ByteBuffer {
         let closing = !machine.keepAlive || !machine.requestComplete
         let sticky = pick.map { $0.setsStickyCookie } ?? false
         let clientVersion = requestVersion
@@ -434,6 +419,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
     }
 
     private var requestVersion: HTTPVersion = .http1_1
+
+    /// The interim response to `Expect: 100-continue`.
+    private static let continueResponse = ByteBuffer(string: "HTTP/1.1 100 Continue\r\n\r\n")
 
     private func finishExchange(connection: BackendHTTPHandler) {
         guard let context else { return }

@@ -9,13 +9,8 @@ import NIOCore
 /// A value-type state machine that never keeps bytes: the caller feeds what arrived with ``next(_:)`` and keeps
 /// what was not consumed — only ever the start of a response head — to put in front of the next read.
 struct HTTPResponseFramer {
-    /// Bounds on what a backend may send (the body is streamed, so only the head is bounded).
-    struct Limits: Sendable, Hashable {
-        /// Largest status line + header section, blank line included.
-        var maxHeadBytes: Int
-        /// Most header fields in one head.
-        var maxHeaderCount: Int
-    }
+    /// Bounds on what a backend may send (→ 502; the body is streamed, so only the head is bounded).
+    typealias Limits = HTTPHeadLimits
 
     enum Part {
         /// A final response's head (1xx interim responses are consumed here: the proxy does not relay them).
@@ -127,28 +122,11 @@ struct HTTPResponseFramer {
         }
     }
 
-    /// The length of the head at the front of `buffer` (through its blank line), or `nil` if it has not all
-    /// arrived; the first `scanned` bytes were searched before. Only CRLF line ends are accepted: a bare LF is
-    /// an error at once rather than a wait for a CRLF CRLF that may never come.
+    /// The length of the head at the front of `buffer`, or `nil` (remembering how far it was searched) if it has
+    /// not all arrived.
     private mutating func headLength(_ buffer: ByteBuffer, scanned: Int) throws(HTTPResponseFramerError) -> Int? {
-        let limit = limits.maxHeadBytes
-        let found: Result<Int?, HTTPResponseFramerError> = buffer.withUnsafeReadableBytes { p in
-            let end = min(p.count, limit)
-            var i = scanned
-            while i < end {
-                if p[i] == HTTPSyntax.lf {
-                    guard i > 0, p[i - 1] == HTTPSyntax.cr else { return .failure(.malformedHeader) }
-                    if i >= 3 && p[i - 2] == HTTPSyntax.lf && p[i - 3] == HTTPSyntax.cr { return .success(i + 1) }
-                }
-                i += 1
-            }
-            return .success(nil)
-        }
-        guard let length = try found.get() else {
-            if buffer.readableBytes >= limit { throw .headTooLarge(limit: limit) }
-            state = .head(scanned: buffer.readableBytes)
-            return nil
-        }
+        let length = try HTTPSyntax.headLength(buffer, from: scanned, limit: limits.maxHeadBytes, failing: HTTPResponseFramerError.self)
+        if length == nil { state = .head(scanned: buffer.readableBytes) }
         return length
     }
 }

@@ -1,5 +1,7 @@
-/// The few byte classes of HTTP/1.1's grammar (RFC 9110 §5.6, RFC 9112) that ``BackendResponseHead`` and
-/// ``ChunkedBodyScanner`` check, on raw bytes.
+/// The few byte classes and scans of HTTP/1.1's grammar (RFC 9110 §5.6, RFC 9112) that ``ClientRequestHead``,
+/// ``BackendResponseHead`` and ``ChunkedBodyScanner`` need, on raw bytes.
+import NIOCore
+
 enum HTTPSyntax {
     static let cr: UInt8 = 0x0D
     static let lf: UInt8 = 0x0A
@@ -58,4 +60,176 @@ enum HTTPSyntax {
         }
         return true
     }
+
+    @inline(__always)
+    static func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
+
+    /// A byte of a request target: visible ASCII or obs-text (no space, no control byte).
+    @inline(__always)
+    static func isTargetByte(_ byte: UInt8) -> Bool { byte > space && byte != 0x7F }
+
+    /// The value of `bytes[range]` as a plain decimal number of 1 to 18 digits (so it cannot overflow), or `nil`.
+    static func decimal(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Int? {
+        guard (1...18).contains(range.count) else { return nil }
+        var value = 0
+        for i in range {
+            guard isDigit(bytes[i]) else { return nil }
+            value = value * 10 + Int(bytes[i] &- UInt8(ascii: "0"))
+        }
+        return value
+    }
+
+    /// Whether `bytes[a]` and `other[b]` are the same ignoring ASCII case (field names: tokens, no control bytes).
+    @inline(__always)
+    static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ a: Range<Int>, _ other: UnsafeRawBufferPointer, _ b: Range<Int>) -> Bool {
+        guard a.count == b.count else { return false }
+        var j = b.lowerBound
+        for i in a {
+            if lowercased(bytes[i]) != lowercased(other[j]) { return false }
+            j += 1
+        }
+        return true
+    }
+
+    /// The length of the head at the front of `buffer` (through its blank line, CRLF CRLF), or `nil` if it has
+    /// not all arrived; the first `start` bytes were searched before. Only CRLF line ends are accepted: a bare LF
+    /// is an error at once rather than a wait for a CRLF CRLF that may never come; so are `limit` bytes without
+    /// the head's end.
+    static func headLength<Failure: HTTPHeadError>(_ buffer: ByteBuffer, from start: Int, limit: Int,
+                                                    failing: Failure.Type) throws(Failure) -> Int? {
+        let found: Int?? = buffer.withUnsafeReadableBytes { bytes in
+            let end = min(bytes.count, limit)
+            var i = start
+            while i < end {
+                if bytes[i] == lf {
+                    guard i > 0, bytes[i - 1] == cr else { return .some(nil) }
+                    if i >= 3 && bytes[i - 2] == lf && bytes[i - 3] == cr { return i + 1 }
+                }
+                i += 1
+            }
+            return nil
+        }
+        switch found {
+        case .some(.some(let length)): return length
+        case .some(.none): throw .malformedHeader
+        case .none:
+            if buffer.readableBytes >= limit { throw .headTooLarge(limit: limit) }
+            return nil
+        }
+    }
+
+    /// Checks the field lines of a head from `start` to its blank line: `name ":" OWS value OWS CRLF` each, a name
+    /// of token bytes, a value of field content (RFC 9112 §5). Calls `note(name, value)` for each (the value without
+    /// surrounding whitespace), which returns an error to refuse the field. - Returns: the first error, or `nil`.
+    static func scanFields<Failure: HTTPHeadError>(_ p: UnsafeRawBufferPointer, from start: Int, maxCount: Int,
+                                                   _ note: (Range<Int>, Range<Int>) -> Failure?) -> Failure? {
+        let n = p.count
+        var i = start
+        var count = 0
+        while true {
+            guard i + 1 < n else { return .malformedHeader }
+            if p[i] == cr {
+                return p[i + 1] == lf && i + 2 == n ? nil : .malformedHeader
+            }
+            // A line starting with whitespace (obsolete folding) has an empty name.
+            let nameStart = i
+            while i < n && isToken(p[i]) { i += 1 }
+            guard i > nameStart, i < n, p[i] == colon else { return .malformedHeader }
+            let name = nameStart..<i
+            i += 1
+            while i < n && isWhitespace(p[i]) { i += 1 }
+            let valueStart = i
+            while i < n && p[i] != cr {
+                guard isFieldContent(p[i]) else { return .malformedHeader }
+                i += 1
+            }
+            guard i + 1 < n, p[i + 1] == lf else { return .malformedHeader }
+            var valueEnd = i
+            while valueEnd > valueStart && isWhitespace(p[valueEnd - 1]) { valueEnd -= 1 }
+            i += 2
+            count += 1
+            guard count <= maxCount else { return .tooManyHeaders(limit: maxCount) }
+            if let refusal = note(name, valueStart..<valueEnd) { return refusal }
+        }
+    }
+
+    /// Whether `bytes[name]` is one of the hop-by-hop fields every message may carry (RFC 9110 §7.6.1).
+    static func isFixedHopByHop(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> Bool {
+        switch name.count {
+        case 2: equalsIgnoringCase(bytes, name, "te")
+        case 7: equalsIgnoringCase(bytes, name, "trailer") || equalsIgnoringCase(bytes, name, "upgrade")
+        case 10: equalsIgnoringCase(bytes, name, "connection") || equalsIgnoringCase(bytes, name, "keep-alive")
+        case 16: equalsIgnoringCase(bytes, name, "proxy-connection")
+        default: false
+        }
+    }
+
+    /// The index after the CRLF that ends the line starting at `start` (the head is known to be well formed).
+    static func lineEnd(_ bytes: UnsafeRawBufferPointer, from start: Int) -> Int {
+        var i = start
+        while bytes[i] != lf { i += 1 }
+        return i + 1
+    }
+
+    /// Calls `body(name, value, line)` for each field line of a head already checked to be well formed, from the
+    /// first field line at `start` to the blank line; `value` is without surrounding whitespace.
+    static func forEachField(_ bytes: UnsafeRawBufferPointer, from start: Int, _ body: (Range<Int>, Range<Int>, Range<Int>) -> Void) {
+        var i = start
+        while bytes[i] != cr {
+            let end = lineEnd(bytes, from: i)
+            var nameEnd = i
+            while bytes[nameEnd] != colon { nameEnd += 1 }
+            var valueStart = nameEnd + 1
+            while isWhitespace(bytes[valueStart]) { valueStart += 1 }
+            var valueEnd = end - 2
+            while valueEnd > valueStart && isWhitespace(bytes[valueEnd - 1]) { valueEnd -= 1 }
+            body(i..<nameEnd, valueStart..<valueEnd, i..<end)
+            i = end
+        }
+    }
+
+    /// Calls `body` with each non-empty element of a comma-separated list, without whitespace and without
+    /// parameters (`;…`).
+    static func forEachListElement(_ bytes: UnsafeRawBufferPointer, _ list: Range<Int>, _ body: (Range<Int>) -> Void) {
+        var i = list.lowerBound
+        while i < list.upperBound {
+            while i < list.upperBound && (isWhitespace(bytes[i]) || bytes[i] == comma) { i += 1 }
+            let start = i
+            while i < list.upperBound && bytes[i] != comma && bytes[i] != semicolon && !isWhitespace(bytes[i]) { i += 1 }
+            if i > start { body(start..<i) }
+            while i < list.upperBound && bytes[i] != comma { i += 1 }
+        }
+    }
+
+    /// The field names that the Connection fields of a well-formed head (fields from `start`) list as hop-by-hop,
+    /// except the framing fields, which must stay with the message.
+    static func fieldsNamedByConnection(_ bytes: UnsafeRawBufferPointer, from start: Int) -> [Range<Int>] {
+        var named: [Range<Int>] = []
+        forEachField(bytes, from: start) { name, value, _ in
+            guard equalsIgnoringCase(bytes, name, "connection") else { return }
+            forEachListElement(bytes, value) { option in
+                if !equalsIgnoringCase(bytes, option, "content-length") && !equalsIgnoringCase(bytes, option, "transfer-encoding") {
+                    named.append(option)
+                }
+            }
+        }
+        return named
+    }
+}
+
+extension HTTPSyntax {
+    /// Whether `bytes[range]` is `text`, exactly or ignoring ASCII case (for field names, whose case does not count).
+    static func equals(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ text: String, ignoringCase: Bool = false) -> Bool {
+        guard range.count == text.utf8.count else { return false }
+        var i = range.lowerBound
+        for byte in text.utf8 {
+            if ignoringCase ? lowercased(bytes[i]) != lowercased(byte) : bytes[i] != byte { return false }
+            i += 1
+        }
+        return true
+    }
+
+    /// `byte` with ASCII A–Z mapped to a–z.
+    @inline(__always)
+    static func lowercased(_ byte: UInt8) -> UInt8 { byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte }
 }

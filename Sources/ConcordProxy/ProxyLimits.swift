@@ -4,7 +4,7 @@ import NIOCore
 /// A request over a limit gets its status (431, 408, 413, 400) and its connection is closed; no other client is
 /// affected.
 public struct ProxyLimits: Sendable, Hashable, Codable {
-    /// Largest request header block, name + value bytes over all fields (→ 431). Default 32 KiB.
+    /// Largest request head: request line and header fields, blank line included (→ 431). Default 32 KiB.
     public var maxHeaderBytes: Int
     /// Most header fields in one request (→ 431) or one backend response (→ 502). Default 100.
     public var maxHeaderCount: Int

@@ -91,21 +91,8 @@ public final class ProxyServer: Service, Sendable {
                     }
                     channel.closeFuture.whenComplete { _ in runtime.connectionClosed() }
                     let pool = poolTable.first { $0.eventLoop === channel.eventLoop }!.value
-                    let observer = RequestStartObserver()
-                    let decoderLimits = { () -> NIOHTTPDecoderLimitConfiguration in
-                        let limits = runtime.configuration.limits
-                        var l = NIOHTTPDecoderLimitConfiguration()
-                        l.maxHeaderListSize = limits.maxHeaderBytes
-                        l.maxHeaderFieldSize = limits.maxHeaderBytes
-                        l.maxHeaderFieldCount = limits.maxHeaderCount
-                        return l
-                    }()
-                    let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(observer)
-                    // No HTTPResponseEncoder: the proxy handler writes responses as bytes (see HTTPProxyHandler).
-                    try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(
-                        leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop, limitConfiguration: decoderLimits)))
-                    try sync.addHandler(HTTPProxyHandler(runtime: runtime, pool: pool, observer: observer))
+                    // No HTTP codec: the proxy handler frames requests and writes responses as bytes (HTTPProxyHandler).
+                    try channel.pipeline.syncOperations.addHandler(HTTPProxyHandler(runtime: runtime, pool: pool))
                 }
             }.bind(to: listenAddress).get()
         case .tcp:

@@ -1,5 +1,4 @@
 import ConcordHashing
-import NIOHTTP1
 
 /// Finds an L7 request's affinity key (the first source of the ``KeyChain`` present in it) and its client IP
 /// (the peer, or — when the peer is a trusted proxy — the nearest untrusted address in X-Forwarded-For).
@@ -18,18 +17,19 @@ public struct RequestKeyExtractor: Sendable {
         self.ipv6PrefixLength = ipv6PrefixLength
     }
 
-    /// The key's hash, or `nil` when no source of the chain is present.
-    public func keyHash(for head: HTTPRequestHead, peer: ClientAddress?) -> UInt64? {
+    /// The key's hash, or `nil` when no source of the chain is present. Reads the head's bytes in place: it runs
+    /// on every proxied request.
+    func keyHash(for head: ClientRequestHead, peer: ClientAddress?) -> UInt64? {
         for source in chain.sources {
             switch source {
             case .cookie(let name):
-                if let value = Self.cookie(named: name, in: head.headers) { return KeyHash.hash(value) }
+                if let value = head.cookie(named: name) { return head.hash(value) }
             case .header(let name):
-                if let value = head.headers.first(name: name), !value.isEmpty { return KeyHash.hash(value) }
+                if let value = head.firstValue(named: name), !value.isEmpty { return head.hash(value) }
             case .query(let name):
-                if let value = Self.queryValue(named: name, in: head.uri) { return KeyHash.hash(value) }
+                if let value = head.queryValue(named: name) { return head.hash(value) }
             case .path:
-                return KeyHash.hash(Self.path(of: head.uri))
+                return head.hash(head.path)
             case .ip:
                 if let client = clientAddress(for: head, peer: peer) { return ipHash(client) }
             }
@@ -43,9 +43,9 @@ public struct RequestKeyExtractor: Sendable {
     }
 
     /// The client's address: the peer, unless the peer is trusted and sent X-Forwarded-For.
-    public func clientAddress(for head: HTTPRequestHead, peer: ClientAddress?) -> ClientAddress? {
+    func clientAddress(for head: ClientRequestHead, peer: ClientAddress?) -> ClientAddress? {
         guard let peer, isTrusted(peer) else { return peer }
-        let forwarded = head.headers[canonicalForm: "x-forwarded-for"]
+        let forwarded = head.listElements(named: "x-forwarded-for")
         guard !forwarded.isEmpty else { return peer }
         var leftmost: ClientAddress?
         for entry in forwarded.reversed() {
@@ -60,27 +60,8 @@ public struct RequestKeyExtractor: Sendable {
         trustedProxies.contains { $0.contains(address) }
     }
 
-    /// The value of cookie `name` from the Cookie header(s). Scans bytes (no splitting into arrays): it runs on
-    /// every proxied request.
-    public static func cookie(named name: String, in headers: HTTPHeaders) -> Substring? {
-        for (headerName, header) in headers where HTTPHeaders.equalsASCIICaseInsensitive(headerName, lowercased: "cookie") {
-            let bytes = header.utf8
-            var start = bytes.startIndex
-            while start < bytes.endIndex {
-                let end = bytes[start...].firstIndex(of: UInt8(ascii: ";")) ?? bytes.endIndex
-                var pairStart = start
-                while pairStart < end, bytes[pairStart] == UInt8(ascii: " ") { pairStart = bytes.index(after: pairStart) }
-                if let equals = bytes[pairStart..<end].firstIndex(of: UInt8(ascii: "=")),
-                   bytes[pairStart..<equals].elementsEqual(name.utf8) {
-                    let valueStart = bytes.index(after: equals)
-                    if valueStart < end { return header[valueStart..<end] }
-                }
-                start = end < bytes.endIndex ? bytes.index(after: end) : end
-            }
-        }
-        return nil
-    }
-
+    /// The value of query parameter `name` in `uri` (the admin API's requests; proxied ones are read as bytes,
+    /// ``ClientRequestHead/queryValue(named:)``).
     static func queryValue(named name: String, in uri: String) -> Substring? {
         guard let question = uri.firstIndex(of: "?") else { return nil }
         var query = uri[uri.index(after: question)...]
@@ -93,6 +74,7 @@ public struct RequestKeyExtractor: Sendable {
         return nil
     }
 
+    /// `uri` without its query and fragment.
     static func path(of uri: String) -> Substring {
         let end = uri.firstIndex(where: { $0 == "?" || $0 == "#" }) ?? uri.endIndex
         return uri[..<end]

@@ -10,23 +10,8 @@ import Testing
     static let chunkedBody = "5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: 42\r\n\r\n"
     static let chunkedHead = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Mixed-Case: Kept\r\n\r\n"
 
-    /// One scripted backend behind a round-robin proxy; `requests` collects the request heads it saw.
-    func withScriptedBackend(_ reply: @escaping @Sendable (String, Int) -> TestScriptedBackend.Reply,
-                             _ body: (Int, ProxyServer) async throws -> Void) async throws {
-        let backend = try await TestScriptedBackend.start(reply)
-        do {
-            var config = ProxyConfiguration(backends: [try HostPort(parsing: backend.address)], balance: .roundRobin)
-            config.health = HealthCheckConfiguration(interval: 30, rise: 1, fall: 1)
-            try await ProxyHarness.withProxy(config) { server, port in try await body(port, server) }
-        } catch {
-            await backend.stop()
-            throw error
-        }
-        await backend.stop()
-    }
-
     @Test func chunkedResponsesKeepTheirFramingAndTheConnectionStays() async throws {
-        try await withScriptedBackend({ _, _ in .init(bytes: Self.chunkedHead + Self.chunkedBody) }) { port, _ in
+        try await ProxyHarness.withScriptedBackend({ _, _ in .init(bytes: Self.chunkedHead + Self.chunkedBody) }) { port, _ in
             // Two pipelined requests on one connection; the second closes it.
             let response = try await RawClient.exchange(port: port, [
                 "GET /1 HTTP/1.1\r\nHost: t\r\n\r\n" + "GET /2 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
@@ -50,7 +35,7 @@ import Testing
             }
             return .init(bytes: "HTTP/1.1 200 OK\r\nContent-Length: \(large.utf8.count)\r\n\r\n" + large)
         }
-        try await withScriptedBackend(script) { port, _ in
+        try await ProxyHarness.withScriptedBackend(script) { port, _ in
             let length = try await RawClient.get(port: port, path: "/length")
             #expect(length.status == 200 && length.body == large)
             let chunked = try await RawClient.get(port: port, path: "/chunked")
@@ -65,7 +50,7 @@ import Testing
 
     @Test func aBodyWithoutLengthEndsWithTheClientConnection() async throws {
         let reply = TestScriptedBackend.Reply(bytes: "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end", closeAfter: true)
-        try await withScriptedBackend({ _, _ in reply }) { port, server in
+        try await ProxyHarness.withScriptedBackend({ _, _ in reply }) { port, server in
             let started = ContinuousClock.now
             // A keep-alive request: only the close can end this body, so the client connection closes too.
             let response = try await RawClient.exchange(port: port, ["GET / HTTP/1.1\r\nHost: t\r\n\r\n"])
@@ -90,7 +75,7 @@ import Testing
             }
             return .init(bytes: "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood")
         }
-        try await withScriptedBackend(script) { port, server in
+        try await ProxyHarness.withScriptedBackend(script) { port, server in
             let bad = try await RawClient.get(port: port, path: "/bad")
             #expect(bad.status == 502)
             #expect(requests.withLockedValue { $0 } == 1, "a malformed response is not retried")
@@ -110,7 +95,7 @@ import Testing
             return .init(bytes: "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: timeout=5\r\n"
                 + "Content-Length: 2\r\nX-Kept: yes\r\n\r\nok")
         }
-        try await withScriptedBackend(script) { port, _ in
+        try await ProxyHarness.withScriptedBackend(script) { port, _ in
             let http11 = try await RawClient.get(port: port)
             #expect(http11.text == "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Kept: yes\r\nconnection: close\r\n\r\nok")
             let http10 = try await RawClient.exchange(port: port, ["GET /old HTTP/1.0\r\nHost: t\r\n\r\n"])
@@ -133,7 +118,7 @@ import Testing
                 ? .init(bytes: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
                 : .init(bytes: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
         }
-        try await withScriptedBackend(script) { port, _ in
+        try await ProxyHarness.withScriptedBackend(script) { port, _ in
             let response = try await RawClient.exchange(port: port, [
                 "HEAD / HTTP/1.1\r\nHost: t\r\n\r\n" + "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
             ])

@@ -47,4 +47,19 @@ enum ProxyHarness {
         c.health = HealthCheckConfiguration(interval: 30, timeout: 1, rise: 1, fall: 1, ejectAfterConnectFailures: 1)
         return c
     }
+
+    /// One scripted backend behind a round-robin proxy.
+    static func withScriptedBackend(_ reply: @escaping @Sendable (String, Int) -> TestScriptedBackend.Reply,
+                                    _ body: (Int, ProxyServer) async throws -> Void) async throws {
+        let backend = try await TestScriptedBackend.start(reply)
+        do {
+            var config = ProxyConfiguration(backends: [try HostPort(parsing: backend.address)], balance: .roundRobin)
+            config.health = HealthCheckConfiguration(interval: 30, rise: 1, fall: 1)
+            try await ProxyHarness.withProxy(config) { server, port in try await body(port, server) }
+        } catch {
+            await backend.stop()
+            throw error
+        }
+        await backend.stop()
+    }
 }

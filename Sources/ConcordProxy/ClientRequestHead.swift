@@ -1,0 +1,173 @@
+import NIOCore
+
+/// A client's request head as the bytes it sent, with only what the proxy needs from it: the method's kind, the
+/// version, how the body is framed, whether the client keeps the connection, where the target is, and whether a
+/// field must change on the way to the backend. Routing keys are read from the bytes on demand
+/// (``RequestKeyExtractor/keyHash(for:peer:)``), and the head goes to the backend as it came plus the
+/// `X-Forwarded-*` fields (``RequestForwarding``). Parsing is strict: anything that two HTTP parsers could read
+/// differently is an error, not a guess.
+struct ClientRequestHead {
+    enum Framing: Equatable {
+        /// No body: neither Content-Length nor Transfer-Encoding, or `Content-Length: 0`.
+        case none
+        case contentLength(Int)
+        /// `Transfer-Encoding` whose last coding is `chunked`: the body ends with the last chunk and trailers.
+        case chunked
+    }
+
+    /// The request line and the field lines up to and including the blank line.
+    let bytes: ByteBuffer
+    /// The request target (`/path?query`) within `bytes`.
+    let target: Range<Int>
+    /// `HTTP/1.0` (otherwise `HTTP/1.1`).
+    let isHTTP10: Bool
+    let isHEAD: Bool
+    let isCONNECT: Bool
+    /// GET, HEAD, OPTIONS, PUT, DELETE or TRACE: a proxy may resend it after a failed attempt (RFC 9110 §9.2.2).
+    let isIdempotent: Bool
+    let framing: Framing
+    /// Whether the client keeps the connection open after this exchange.
+    let keepAlive: Bool
+    /// Whether a field must be dropped or rewritten on the way to the backend: a hop-by-hop field (Connection,
+    /// Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade) or one the proxy sets (X-Forwarded-For,
+    /// X-Forwarded-Proto, Forwarded). Without one (the usual request) the head's bytes go out unchanged.
+    let needsFieldEdits: Bool
+    /// `Expect: 100-continue` on an HTTP/1.1 request with a body: the client may wait for an interim
+    /// `100 Continue` before sending the body (an HTTP/1.0 request's expectation is ignored, RFC 9110 §10.1.1).
+    let expectsContinue: Bool
+
+    /// Parses `bytes`, a complete head (ending with the blank line).
+    init(parsing bytes: ByteBuffer, maxHeaderCount: Int) throws(HTTPRequestFramerError) {
+        let fields = try bytes.withUnsafeReadableBytes { Fields.scan($0, maxHeaderCount: maxHeaderCount) }.get()
+        if fields.transferEncoding {
+            // RFC 9112 §6.1, §6.3: Transfer-Encoding with Content-Length, in HTTP/1.0, or without `chunked` last
+            // is how requests get smuggled past proxies.
+            if fields.contentLength != nil || fields.isHTTP10 || !fields.chunkedLast || fields.chunkedNotLast {
+                throw .ambiguousFraming
+            }
+        }
+        if fields.hostCount > 1 || (fields.hostCount == 0 && !fields.isHTTP10) { throw .invalidHost }
+        self.bytes = bytes
+        self.target = fields.target
+        self.isHTTP10 = fields.isHTTP10
+        self.isHEAD = fields.method == .head
+        self.isCONNECT = fields.method == .connect
+        self.isIdempotent = fields.method.isIdempotent
+        if fields.transferEncoding {
+            framing = .chunked
+        } else if let length = fields.contentLength, length > 0 {
+            framing = .contentLength(length)
+        } else {
+            framing = .none
+        }
+        self.keepAlive = !fields.connectionClose && (!fields.isHTTP10 || fields.connectionKeepAlive)
+        self.needsFieldEdits = fields.needsEdits
+        self.expectsContinue = fields.expectsContinue && !fields.isHTTP10 && framing != .none
+    }
+
+    /// The declared body length (`nil` for chunked bodies, 0 without a body).
+    var contentLength: Int? {
+        switch framing {
+        case .none: 0
+        case .contentLength(let length): length
+        case .chunked: nil
+        }
+    }
+
+    /// The methods the proxy treats specially; every other token is `.other`.
+    enum Method: Equatable {
+        case get, head, options, put, delete, trace, connect, other
+
+        var isIdempotent: Bool {
+            switch self {
+            case .get, .head, .options, .put, .delete, .trace: true
+            case .connect, .other: false
+            }
+        }
+
+        init(_ p: UnsafeRawBufferPointer, _ range: Range<Int>) {
+            // Methods are case-sensitive (RFC 9110 §9.1): compared exactly.
+            func equals(_ literal: StaticString) -> Bool {
+                guard range.count == literal.utf8CodeUnitCount else { return false }
+                return UnsafeRawBufferPointer(rebasing: p[range]).elementsEqual(
+                    UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
+            }
+            self = if equals("GET") { .get } else if equals("HEAD") { .head } else if equals("PUT") { .put }
+                else if equals("DELETE") { .delete } else if equals("OPTIONS") { .options } else if equals("TRACE") { .trace }
+                else if equals("CONNECT") { .connect } else { .other }
+        }
+    }
+
+    /// What one pass over the head finds.
+    private struct Fields {
+        var method = Method.other
+        var target = 0..<0
+        var isHTTP10 = false
+        var contentLength: Int?
+        var transferEncoding = false
+        var chunkedLast = false
+        var chunkedNotLast = false
+        var connectionClose = false
+        var connectionKeepAlive = false
+        var hostCount = 0
+        var expectsContinue = false
+        var needsEdits = false
+
+        static func scan(_ p: UnsafeRawBufferPointer, maxHeaderCount: Int) -> Result<Fields, HTTPRequestFramerError> {
+            var fields = Fields()
+            let n = p.count
+            // Request line: method SP request-target SP HTTP-version CRLF (RFC 9112 §3), one space each.
+            var i = 0
+            while i < n && HTTPSyntax.isToken(p[i]) { i += 1 }
+            guard i > 0, i < n, p[i] == HTTPSyntax.space else { return .failure(.malformedRequestLine) }
+            fields.method = Method(p, 0..<i)
+            i += 1
+            let targetStart = i
+            while i < n && HTTPSyntax.isTargetByte(p[i]) { i += 1 }
+            guard i > targetStart, i < n, p[i] == HTTPSyntax.space else { return .failure(.malformedRequestLine) }
+            fields.target = targetStart..<i
+            i += 1
+            guard i + 9 < n, p[i] == UInt8(ascii: "H"), p[i + 1] == UInt8(ascii: "T"), p[i + 2] == UInt8(ascii: "T"),
+                  p[i + 3] == UInt8(ascii: "P"), p[i + 4] == UInt8(ascii: "/"), HTTPSyntax.isDigit(p[i + 5]),
+                  p[i + 6] == UInt8(ascii: "."), HTTPSyntax.isDigit(p[i + 7]),
+                  p[i + 8] == HTTPSyntax.cr, p[i + 9] == HTTPSyntax.lf
+            else { return .failure(.malformedRequestLine) }
+            guard p[i + 5] == UInt8(ascii: "1"), p[i + 7] == UInt8(ascii: "0") || p[i + 7] == UInt8(ascii: "1") else {
+                return .failure(.unsupportedVersion)
+            }
+            fields.isHTTP10 = p[i + 7] == UInt8(ascii: "0")
+            i += 10
+            let failure = HTTPSyntax.scanFields(p, from: i, maxCount: maxHeaderCount) { fields.note(p, name: $0, value: $1) }
+            return failure.map { .failure($0) } ?? .success(fields)
+        }
+
+        /// Records what a field means for framing, keep-alive and forwarding.
+        private mutating func note(_ p: UnsafeRawBufferPointer, name: Range<Int>, value: Range<Int>) -> HTTPRequestFramerError? {
+            switch name.count {
+            case 4 where HTTPSyntax.equalsIgnoringCase(p, name, "host"):
+                hostCount += 1
+            case 6 where HTTPSyntax.equalsIgnoringCase(p, name, "expect"):
+                if HTTPSyntax.equalsIgnoringCase(p, value, "100-continue") { expectsContinue = true }
+            case 14 where HTTPSyntax.equalsIgnoringCase(p, name, "content-length"):
+                // One field, digits only: "5, 5" and repeated fields are rejected rather than reconciled.
+                guard contentLength == nil, let length = HTTPSyntax.decimal(p, value) else { return .invalidContentLength }
+                contentLength = length
+            case 17 where HTTPSyntax.equalsIgnoringCase(p, name, "transfer-encoding"):
+                transferEncoding = true
+                HTTPSyntax.forEachListElement(p, value) { coding in
+                    if chunkedLast { chunkedNotLast = true }  // chunked twice, or another coding after it
+                    chunkedLast = HTTPSyntax.equalsIgnoringCase(p, coding, "chunked")
+                }
+            case 10 where HTTPSyntax.equalsIgnoringCase(p, name, "connection"):
+                needsEdits = true
+                HTTPSyntax.forEachListElement(p, value) { option in
+                    if HTTPSyntax.equalsIgnoringCase(p, option, "keep-alive") { connectionKeepAlive = true }
+                    if HTTPSyntax.equalsIgnoringCase(p, option, "close") { connectionClose = true }
+                }
+            default:
+                if HTTPSyntax.isFixedHopByHop(p, name) || RequestForwarding.isForwardingField(p, name) { needsEdits = true }
+            }
+            return nil
+        }
+    }
+}

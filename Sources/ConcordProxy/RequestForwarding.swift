@@ -1,0 +1,99 @@
+import NIOCore
+
+/// How one client connection's request heads go to the backend: hop-by-hop fields removed, `X-Forwarded-For`,
+/// `X-Forwarded-Proto` and `Forwarded` added (a trusted peer's values are extended, an untrusted peer's are
+/// replaced so clients cannot spoof them), and an HTTP/1.0 request marked `Connection: keep-alive` so the backend
+/// connection can be pooled. Built once per connection: the added fields are the same bytes for every request.
+struct RequestForwarding {
+    /// The head as it goes out: `prefix` then `suffix`, written as two buffers (no copy of the client's bytes in
+    /// the usual case, where `prefix` is a slice of what the client sent).
+    struct Head {
+        var prefix: ByteBuffer
+        var suffix: ByteBuffer
+
+        var readableBytes: Int { prefix.readableBytes + suffix.readableBytes }
+    }
+
+    /// This client's address as X-Forwarded-For writes it.
+    let client: String
+    /// This client's `Forwarded` element (`for=…;proto=http`).
+    let forwardedElement: String
+    let isTrustedPeer: Bool
+    /// The fields added after an HTTP/1.1 head's own, with the blank line.
+    private let suffix11: ByteBuffer
+    /// The same for an HTTP/1.0 head: plus `Connection: keep-alive`.
+    private let suffix10: ByteBuffer
+
+    init(peer: ClientAddress?, isTrustedPeer: Bool) {
+        if let peer {
+            client = peer.description
+            forwardedElement = "for=\(peer.isIPv4 ? peer.description : "\"[\(peer.description)]\"");proto=http"
+        } else {
+            client = "unknown"
+            forwardedElement = "for=unknown;proto=http"
+        }
+        self.isTrustedPeer = isTrustedPeer
+        let fields = "x-forwarded-for: \(client)\r\nx-forwarded-proto: http\r\nforwarded: \(forwardedElement)\r\n"
+        suffix11 = ByteBuffer(string: fields + "\r\n")
+        suffix10 = ByteBuffer(string: fields + "connection: keep-alive\r\n\r\n")
+    }
+
+    /// The head `head` as the backend gets it.
+    func head(for head: ClientRequestHead, allocator: ByteBufferAllocator) -> Head {
+        if !head.needsFieldEdits {
+            // Nothing to drop or merge: the client's fields, then ours (the blank line moves after them).
+            let prefix = head.bytes.getSlice(at: head.bytes.readerIndex, length: head.bytes.readableBytes - 2)!
+            return Head(prefix: prefix, suffix: head.isHTTP10 ? suffix10 : suffix11)
+        }
+        return Head(prefix: rewritten(head, allocator: allocator), suffix: ByteBuffer())
+    }
+
+    /// Whether `bytes[name]` is a field the proxy sets: X-Forwarded-For, X-Forwarded-Proto or Forwarded.
+    static func isForwardingField(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> Bool {
+        switch name.count {
+        case 9: HTTPSyntax.equalsIgnoringCase(bytes, name, "forwarded")
+        case 15: HTTPSyntax.equalsIgnoringCase(bytes, name, "x-forwarded-for")
+        case 17: HTTPSyntax.equalsIgnoringCase(bytes, name, "x-forwarded-proto")
+        default: false
+        }
+    }
+
+    /// The head rebuilt field by field: hop-by-hop fields (the fixed list and every field Connection names, except
+    /// the framing fields) left out, the forwarding fields replaced or, from a trusted peer, extended.
+    private func rewritten(_ head: ClientRequestHead, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var out = allocator.buffer(capacity: head.bytes.readableBytes + 128)
+        var forwardedFor: [String] = []
+        var forwarded: [String] = []
+        var hasProto = false
+        head.bytes.withUnsafeReadableBytes { p in
+            let requestLineEnd = HTTPSyntax.lineEnd(p, from: 0)
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: p[0..<requestLineEnd]))
+            let named = HTTPSyntax.fieldsNamedByConnection(p, from: requestLineEnd)
+            HTTPSyntax.forEachField(p, from: requestLineEnd) { name, value, line in
+                if HTTPSyntax.isFixedHopByHop(p, name) { return }
+                if named.contains(where: { HTTPSyntax.equalsIgnoringCase(p, name, p, $0) }) { return }
+                if Self.isForwardingField(p, name) {
+                    guard isTrustedPeer else { return }
+                    let text = String(decoding: UnsafeRawBufferPointer(rebasing: p[value]), as: UTF8.self)
+                    switch name.count {
+                    case 15: if !text.isEmpty { forwardedFor.append(text) }
+                    case 9: if !text.isEmpty { forwarded.append(text) }
+                    default:
+                        hasProto = true
+                        out.writeBytes(UnsafeRawBufferPointer(rebasing: p[line]))
+                    }
+                    return
+                }
+                out.writeBytes(UnsafeRawBufferPointer(rebasing: p[line]))
+            }
+        }
+        forwardedFor.append(client)
+        forwarded.append(forwardedElement)
+        out.writeString("x-forwarded-for: \(forwardedFor.joined(separator: ", "))\r\n")
+        if !hasProto { out.writeString("x-forwarded-proto: http\r\n") }
+        out.writeString("forwarded: \(forwarded.joined(separator: ", "))\r\n")
+        if head.isHTTP10 { out.writeString("connection: keep-alive\r\n") }
+        out.writeString("\r\n")
+        return out
+    }
+}
