@@ -5,7 +5,7 @@ import NIOCore
 /// payload — the version as 20 decimal digits, the user id's length as 5 digits — then the user id and the payload.
 ///
 ///     00000000000000000007 00005 alice <payload bytes>   (without the spaces)
-enum RedisSessionRecord {
+package enum RedisSessionRecord {
     static let versionLength = 20
     static let headerLength = 25
     static let maximumUserIDLength = 99_999
@@ -16,7 +16,7 @@ enum RedisSessionRecord {
     }
 
     /// The whole record: header with `version`, user id, payload.
-    static func record(version: UInt64, userID: String?, payload: [UInt8]) -> ByteBuffer {
+    package static func record(version: UInt64, userID: String?, payload: [UInt8]) -> ByteBuffer {
         encode(version: version, userID: userID, payload: payload)
     }
 
@@ -33,7 +33,7 @@ enum RedisSessionRecord {
     }
 
     /// The first bytes of a record at `version` owned by `userID`: header and user id, no payload.
-    static func prefix(version: UInt64, userID: String?) -> ByteBuffer {
+    package static func prefix(version: UInt64, userID: String?) -> ByteBuffer {
         record(version: version, userID: userID, payload: [])
     }
 
@@ -71,7 +71,7 @@ enum RedisSessionRecord {
     /// ARGV[2] = TTL in ms; ARGV[3] = the new record (version + 1).
     /// Returns the previous user id (`''` when it is the same one or none) when saved, or `{0, stored version,
     /// exists 1|0}` on a conflict.
-    static let replaceScript = RedisScript(
+    package static let replaceScript = RedisScript(
         """
         local expected = ARGV[1]
         if redis.call('GETRANGE', KEYS[1], 0, string.len(expected) - 1) == expected then

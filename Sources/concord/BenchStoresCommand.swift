@@ -23,6 +23,9 @@ struct BenchStoresCommand: AsyncParsableCommand {
     @Option(help: "Interleaved rounds per measurement (store loads, store saves, then the peer tool, each round); the median is reported.")
     var rounds: Int = 5
 
+    @Flag(help: "Also measure the layers under a save (Redis: client SET, an empty script, the compare-and-set script), in the same rounds.")
+    var breakdown = false
+
     @Option(help: "Session payload size in bytes.")
     var payloadSize: Int = 256
 
@@ -57,7 +60,7 @@ struct BenchStoresCommand: AsyncParsableCommand {
         print(pad("backend", 20) + "concurrency  load ops/s  save ops/s  peer                 peer read/s  peer write/s  load/peer  save/peer  save/peer range")
         print("(medians of \(rounds) interleaved rounds of \(operations / rounds) operations; ratios per round)")
         for backend in StoreBenchmarkBackend.all where backends.contains(backend.name) {
-            let target = try await backend.start(StoreBenchmarkOptions(url: url, postgresURL: postgres))
+            let target = try await backend.start(StoreBenchmarkOptions(url: url, postgresURL: postgres, payloadSize: payloadSize))
             do {
                 for concurrency in concurrencies {
                     try await measure(backend: backend.name, target: target, concurrency: concurrency)
@@ -88,6 +91,7 @@ struct BenchStoresCommand: AsyncParsableCommand {
         let perRound = operations / rounds
         var loadRates: [Double] = [], saveRates: [Double] = [], peerReads: [Double] = [], peerWrites: [Double] = []
         var loadRatios: [Double] = [], saveRatios: [Double] = []
+        var layerRates: [String: [Double]] = [:]
         var peerTool = "-"
         for round in 1...rounds {
             Progress.say("[bench stores] \(backend), concurrency \(concurrency): round \(round) of \(rounds)")
@@ -104,6 +108,12 @@ struct BenchStoresCommand: AsyncParsableCommand {
             }
             loadRates.append(loadRate)
             saveRates.append(saveRate)
+            for layer in breakdown ? target.layers : [] {
+                let rate = try await run(concurrency: concurrency, operations: perRound, executor: executor) { caller, _ in
+                    try await layer.operation(caller)
+                }
+                layerRates[layer.name, default: []].append(rate)
+            }
             if let peer = target.peer {
                 let result = try await peer(concurrency, perRound, payloadSize)
                 peerTool = result.tool
@@ -122,6 +132,15 @@ struct BenchStoresCommand: AsyncParsableCommand {
             line += pad("-", 21) + pad("-", 13) + pad("-", 14) + pad("-", 11) + pad("-", 11) + "-"
         }
         print(line)
+        for layer in breakdown ? target.layers : [] {
+            let rates = layerRates[layer.name] ?? []
+            var text = "  " + pad(layer.name, 50) + pad(rate(rates.median) + " ops/s", 14)
+            if !peerWrites.isEmpty { text += ratio(rates.median / peerWrites.median) + " of the peer's writes" }
+            print(text)
+        }
+        if breakdown, !target.layers.isEmpty {
+            print("  " + pad("store save (for comparison)", 50) + pad(rate(saveRates.median) + " ops/s", 14))
+        }
     }
 
     /// Runs `operations` calls of `body` split over `concurrency` callers; returns operations per second.

@@ -36,7 +36,32 @@ extension StoreBenchmarkBackend {
                 try? await group?.shutdownGracefully()
                 await server?.stop()
             },
-            callerExecutor: group.map { EventLoopTaskExecutor($0.next()) })
+            callerExecutor: group.map { EventLoopTaskExecutor($0.next()) },
+            layers: saveLayers(client: store.client, payloadSize: options.payloadSize))
+    }
+
+    /// Under a store save: the same record written with a plain `SET` (what `redis-benchmark -t set` does), then
+    /// through `EVALSHA` of a script that only returns (Lua's fixed cost), then of the store's compare-and-set
+    /// script (the record's header compared and the record replaced, as a save does, minus the store's own work).
+    private static func saveLayers(client: RedisClient, payloadSize: Int) -> [StoreBenchmarkLayer] {
+        let payload = [UInt8](repeating: 0x61, count: payloadSize)
+        let record = RedisArgument(RedisSessionRecord.record(version: 1, userID: nil, payload: payload))
+        let prefix = RedisArgument(RedisSessionRecord.prefix(version: 1, userID: nil))
+        let milliseconds = RedisArgument("600000")
+        let empty = RedisScript("return ''")
+        @Sendable func key(_ caller: Int) -> RedisArgument { RedisArgument("bench-layer-\(caller)") }
+        return [
+            StoreBenchmarkLayer(name: "client SET of the record") { caller in
+                _ = try await client.send(.set(key(caller), record))
+            },
+            StoreBenchmarkLayer(name: "client EVALSHA of a script that returns ''") { caller in
+                _ = try await client.run(empty, keys: [key(caller)], arguments: [prefix, milliseconds, record])
+            },
+            StoreBenchmarkLayer(name: "client EVALSHA of the store's compare-and-set") { caller in
+                _ = try await client.run(
+                    RedisSessionRecord.replaceScript, keys: [key(caller)], arguments: [prefix, milliseconds, record])
+            },
+        ]
     }
 }
 

@@ -22,6 +22,16 @@ struct StoreBenchmarkTarget: Sendable {
     var report: (@Sendable () -> String)? = nil
     /// Where the callers run: the global concurrent executor when `nil` (as a Hummingbird handler does).
     var callerExecutor: (any TaskExecutor)? = nil
+    /// What `--breakdown` measures besides `load` and `save`: the layers under a save, cheapest first, so that
+    /// the rates show where a save's time goes (Redis: a plain `SET`, a script that does nothing, the store's
+    /// compare-and-set script, each through the store's client).
+    var layers: [StoreBenchmarkLayer] = []
+}
+
+/// One operation `--breakdown` measures; `caller` numbers the concurrent callers from 0.
+struct StoreBenchmarkLayer: Sendable {
+    var name: String
+    var operation: @Sendable (_ caller: Int) async throws -> Void
 }
 
 /// The native tool's figures: reads (the peer of `load`) and writes (the peer of `save`) per second.
@@ -36,4 +46,6 @@ struct StoreBenchmarkOptions: Sendable {
     var url: String?
     /// A PostgreSQL server for the `postgres` backends (`--postgres`), instead of starting one.
     var postgresURL: String?
+    /// The session payload size (`--payload-size`), for backends that build records of their own.
+    var payloadSize = 256
 }
