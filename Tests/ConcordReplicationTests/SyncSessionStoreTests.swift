@@ -156,7 +156,8 @@ import Testing
                 #expect(closed)
                 try? await channel.close().get()
             }
-            #expect(target.statistics.peersCutOff >= 2)
+            // The client can see the close before the node's connection task has handled the error and counted it.
+            #expect(await eventually { target.statistics.peersCutOff >= 2 }, "cut off: \(target.statistics.peersCutOff)")
             _ = try await cluster[1].save(StoredSession(id: "still", payload: [1]), ttl: .seconds(60), expectedVersion: nil)
             #expect(await eventually { try await target.load(id: "still") != nil })
             _ = try await target.save(StoredSession(id: "still-2", payload: [1]), ttl: .seconds(60), expectedVersion: nil)
