@@ -91,7 +91,7 @@ struct BenchStoresCommand: AsyncParsableCommand {
         let perRound = operations / rounds
         var loadRates: [Double] = [], saveRates: [Double] = [], peerReads: [Double] = [], peerWrites: [Double] = []
         var loadRatios: [Double] = [], saveRatios: [Double] = []
-        var layerRates: [String: [Double]] = [:]
+        var layerRates: [String: [Double]] = [:], layerRatios: [String: [Double]] = [:]
         var peerTool = "-"
         for round in 1...rounds {
             Progress.say("[bench stores] \(backend), concurrency \(concurrency): round \(round) of \(rounds)")
@@ -108,11 +108,13 @@ struct BenchStoresCommand: AsyncParsableCommand {
             }
             loadRates.append(loadRate)
             saveRates.append(saveRate)
+            var roundLayerRates: [(name: String, rate: Double)] = []
             for layer in breakdown ? target.layers : [] {
                 let rate = try await run(concurrency: concurrency, operations: perRound, executor: executor) { caller, _ in
                     try await layer.operation(caller)
                 }
                 layerRates[layer.name, default: []].append(rate)
+                roundLayerRates.append((layer.name, rate))
             }
             if let peer = target.peer {
                 let result = try await peer(concurrency, perRound, payloadSize)
@@ -121,6 +123,7 @@ struct BenchStoresCommand: AsyncParsableCommand {
                 peerWrites.append(result.writesPerSecond)
                 loadRatios.append(loadRate / result.readsPerSecond)
                 saveRatios.append(saveRate / result.writesPerSecond)
+                for (name, rate) in roundLayerRates { layerRatios[name, default: []].append(rate / result.writesPerSecond) }
             }
         }
         var line = pad(backend, 20) + pad(String(concurrency), 13) + pad(rate(loadRates.median), 12) + pad(rate(saveRates.median), 12)
@@ -132,14 +135,12 @@ struct BenchStoresCommand: AsyncParsableCommand {
             line += pad("-", 21) + pad("-", 13) + pad("-", 14) + pad("-", 11) + pad("-", 11) + "-"
         }
         print(line)
-        for layer in breakdown ? target.layers : [] {
-            let rates = layerRates[layer.name] ?? []
-            var text = "  " + pad(layer.name, 50) + pad(rate(rates.median) + " ops/s", 14)
-            if !peerWrites.isEmpty { text += ratio(rates.median / peerWrites.median) + " of the peer's writes" }
-            print(text)
-        }
-        if breakdown, !target.layers.isEmpty {
-            print("  " + pad("store save (for comparison)", 50) + pad(rate(saveRates.median) + " ops/s", 14))
+        // Each layer's ratio, like save/peer, is the median of its per-round ratios to the peer's writes.
+        var layers = (breakdown ? target.layers : []).map { ($0.name, layerRates[$0.name] ?? [], layerRatios[$0.name] ?? []) }
+        if !layers.isEmpty { layers.append(("store save (the row above)", saveRates, saveRatios)) }
+        for (name, rates, ratios) in layers {
+            print("  " + pad(name, 50) + pad(rate(rates.median) + " ops/s", 14)
+                + (ratios.isEmpty ? "" : ratio(ratios.median) + " of the peer's writes"))
         }
     }
 
