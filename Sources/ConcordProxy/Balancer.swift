@@ -21,6 +21,8 @@ public final class Balancer: Sendable {
         /// Sticky-cookie mode: the client's cookie did not name a usable backend, so the response sets a new one.
         public let setsStickyCookie: Bool
         let counters: ProxyMetrics.BackendCounters
+        /// The backend's in-flight count, released without the balancer's lock.
+        let load: BackendLoad
     }
 
     /// A backend's state as the admin API lists it.
@@ -71,10 +73,13 @@ public final class Balancer: Sendable {
     private struct Runtime {
         var health: HealthStateMachine
         var draining = false
-        var active = 0
-        var requests = 0
+        /// Requests/connections in flight and picks so far: atomics, so that a finished request does not take the
+        /// balancer's lock (two event loops contending for it per request put waiters to sleep for milliseconds).
+        let load = BackendLoad()
         var recentKeys = RecentKeys()
         let counters: ProxyMetrics.BackendCounters
+
+        var active: Int { load.active }
 
         var isUp: Bool { health.isUp }
         var takesNewWork: Bool { health.isUp && !draining }
@@ -136,7 +141,7 @@ public final class Balancer: Sendable {
 
     /// `hash`: the first ready candidate of the key's preference list, skipping `excluding` (a retry).
     public func pick(keyHash: UInt64, excluding: Backend? = nil) -> Pick? {
-        state.withLockedValue { state in
+        counted(state.withLockedValue { state in
             let membership = state.membership
             guard let selection = membership.selection else { return nil }
             let excluded = excluding.flatMap { membership.indexByID[$0.id] }
@@ -155,23 +160,22 @@ public final class Balancer: Sendable {
             if chosen == nil { chosen = selection.firstReady(for: keyHash, where: ready) }
             guard let index = chosen else { return nil }
             let remapped = index != selection.ownerIndex(for: keyHash)
-            if remapped { metrics.keysRemapped.increment() }
             state.runtime[index].recentKeys.insert(keyHash)
             return Self.take(index, in: &state, remapped: remapped, setsCookie: false)
-        }
+        })
     }
 
     /// `round-robin`: the next backend that takes new work.
     public func pickRoundRobin(excluding: Backend? = nil) -> Pick? {
-        state.withLockedValue { state in
+        counted(state.withLockedValue { state in
             guard let index = Self.nextRoundRobin(in: &state, excluding: excluding) else { return nil }
             return Self.take(index, in: &state, remapped: false, setsCookie: false)
-        }
+        })
     }
 
     /// `least-conn`: the backend with the fewest requests/connections in flight; ties rotate.
     public func pickLeastConnections(excluding: Backend? = nil) -> Pick? {
-        state.withLockedValue { state in
+        counted(state.withLockedValue { state in
             let n = state.runtime.count
             guard n > 0 else { return nil }
             let excluded = excluding.flatMap { state.membership.indexByID[$0.id] }
@@ -185,21 +189,20 @@ public final class Balancer: Sendable {
             }
             guard let index = best else { return nil }
             return Self.take(index, in: &state, remapped: false, setsCookie: false)
-        }
+        })
     }
 
     /// `sticky-cookie`: the backend the cookie token names if it is up (draining included: drain keeps bound
     /// clients), else the next round-robin backend and a new cookie.
     public func pick(stickyToken: Substring?, excluding: Backend? = nil) -> Pick? {
-        state.withLockedValue { state in
+        counted(state.withLockedValue { state in
             if let stickyToken, let index = state.membership.indexByToken[String(stickyToken)],
                state.runtime[index].isUp, state.membership.backends[index] != excluding {
                 return Self.take(index, in: &state, remapped: false, setsCookie: false)
             }
             guard let index = Self.nextRoundRobin(in: &state, excluding: excluding) else { return nil }
-            if stickyToken != nil { metrics.keysRemapped.increment() }
             return Self.take(index, in: &state, remapped: stickyToken != nil, setsCookie: true)
-        }
+        })
     }
 
     private static func nextRoundRobin(in state: inout State, excluding: Backend?) -> Int? {
@@ -214,21 +217,26 @@ public final class Balancer: Sendable {
         return nil
     }
 
+    /// Counts the pick as in flight. Its metrics are counted by ``counted(_:)`` once the lock is released.
     private static func take(_ index: Int, in state: inout State, remapped: Bool, setsCookie: Bool) -> Pick {
-        state.runtime[index].active += 1
-        state.runtime[index].requests += 1
-        let counters = state.runtime[index].counters
-        counters.requests.increment()
-        return Pick(backend: state.membership.backends[index], remapped: remapped, setsStickyCookie: setsCookie, counters: counters)
+        let runtime = state.runtime[index]
+        runtime.load.began()
+        return Pick(
+            backend: state.membership.backends[index], remapped: remapped, setsStickyCookie: setsCookie,
+            counters: runtime.counters, load: runtime.load)
+    }
+
+    /// Metrics of a pick, outside the lock (the less work under it, the less the two event loops wait).
+    private func counted(_ pick: Pick?) -> Pick? {
+        guard let pick else { return nil }
+        pick.counters.requests.increment()
+        if pick.remapped { metrics.keysRemapped.increment() }
+        return pick
     }
 
     /// The request or connection of a pick finished (load accounting for least-conn and bounded load).
     public func release(_ pick: Pick) {
-        state.withLockedValue { state in
-            if let index = state.membership.indexByID[pick.backend.id], state.runtime[index].active > 0 {
-                state.runtime[index].active -= 1
-            }
-        }
+        pick.load.ended()
     }
 
     // MARK: Health
@@ -279,7 +287,7 @@ public final class Balancer: Sendable {
     public func statuses() -> [Status] {
         state.withLockedValue { state in
             zip(state.membership.backends, state.runtime).map { backend, r in
-                Status(id: backend.id, state: r.isUp ? "up" : "down", draining: r.draining, active: r.active, requests: r.requests)
+                Status(id: backend.id, state: r.isUp ? "up" : "down", draining: r.draining, active: r.active, requests: r.load.requests)
             }
         }
     }

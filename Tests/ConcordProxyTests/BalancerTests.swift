@@ -106,6 +106,34 @@ import Testing
         #expect(b.pick(stickyToken: "not-a-backend")!.setsStickyCookie)
     }
 
+    @Test func loadIsCountedPerBackendAndReleasedFromAnyThread() async throws {
+        let metrics = ProxyMetrics()
+        let b = try Balancer(
+            backends: Array(Self.addresses.prefix(3)), algorithm: .ring, boundedLoad: nil,
+            health: HealthCheckConfiguration(rise: 1, fall: 1, ejectAfterConnectFailures: 1), metrics: metrics,
+            logger: Logger(label: "test"))
+        let key = KeyHash.hash("user-7")
+        // Two event loops' worth of requests for one key at once, released from other tasks: the count must end at 0.
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<8 {
+                group.addTask { for _ in 0..<500 { b.release(b.pick(keyHash: key)!) } }
+            }
+        }
+        let owner = b.pick(keyHash: key)!
+        let status = try #require(b.statuses().first { $0.id == owner.backend.id })
+        #expect(status.active == 1)
+        #expect(status.requests == 4_001)
+        b.release(owner)
+        #expect(b.statuses().allSatisfy { $0.active == 0 })
+        // The request counter (counted outside the balancer's lock) and a remap after the owner went down.
+        b.recordConnectFailure(owner.backend)
+        let moved = b.pick(keyHash: key)!
+        #expect(moved.remapped && moved.backend != owner.backend)
+        let exposition = metrics.exposition()
+        #expect(exposition.contains("concord_proxy_backend_requests_total{backend=\"\(owner.backend.id)\"} 4001"))
+        #expect(exposition.contains("concord_proxy_keys_remapped_total 1"))
+    }
+
     @Test func roundRobinVisitsEveryBackend() throws {
         let b = try balancer(3)
         let picks = (0..<9).map { _ in b.pickRoundRobin()!.backend.id }
