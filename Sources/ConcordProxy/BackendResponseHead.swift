@@ -37,18 +37,19 @@ struct BackendResponseHead {
     init(parsing bytes: ByteBuffer, requestIsHEAD: Bool, requestIsHTTP10: Bool, maxHeaderCount: Int) throws(HTTPResponseFramerError) {
         let fields = try bytes.withUnsafeReadableBytes { Fields.scan($0, maxHeaderCount: maxHeaderCount) }.get()
         if fields.status == 101 { throw .switchingProtocols }
-        if fields.transferEncoding {
+        let codings = fields.transferCodings
+        if codings.isPresent {
             // RFC 9112 §6.1, §6.3: Transfer-Encoding with Content-Length, or in an HTTP/1.0 message, is how
             // responses get split; so is `chunked` applied twice or not last.
-            if fields.contentLength != nil || !fields.isHTTP11 || requestIsHTTP10 || fields.chunkedNotLast || fields.codings == 0 {
+            if fields.contentLength != nil || !fields.isHTTP11 || requestIsHTTP10 || codings.chunkedNotLast || codings.count == 0 {
                 throw .ambiguousFraming
             }
         }
         let framing: Framing
         if fields.status < 200 || fields.status == 204 || fields.status == 304 || requestIsHEAD {
             framing = .none
-        } else if fields.transferEncoding {
-            framing = fields.chunkedLast ? .chunked : .untilClose
+        } else if codings.isPresent {
+            framing = codings.chunkedLast ? .chunked : .untilClose
         } else if let length = fields.contentLength {
             framing = length == 0 ? .none : .contentLength(length)
         } else {
@@ -96,11 +97,7 @@ struct BackendResponseHead {
         var status = 0
         var isHTTP11 = false
         var contentLength: Int?
-        var transferEncoding = false
-        /// Transfer codings listed, over all Transfer-Encoding fields.
-        var codings = 0
-        var chunkedLast = false
-        var chunkedNotLast = false
+        var transferCodings = HTTPSyntax.TransferCodings()
         var connectionClose = false
         var connectionKeepAlive = false
         var hopByHop = false
@@ -142,17 +139,7 @@ struct BackendResponseHead {
                 guard contentLength == nil, let length = HTTPSyntax.decimal(p, value) else { return .invalidContentLength }
                 contentLength = length
             case 17 where HTTPSyntax.equalsIgnoringCase(p, name, "transfer-encoding"):
-                transferEncoding = true
-                HTTPSyntax.forEachListElement(p, value) { coding in
-                    codings += 1
-                    if HTTPSyntax.equalsIgnoringCase(p, coding, "chunked") {
-                        if chunkedLast { chunkedNotLast = true }  // chunked twice
-                        chunkedLast = true
-                    } else {
-                        if chunkedLast { chunkedNotLast = true }
-                        chunkedLast = false
-                    }
-                }
+                transferCodings.add(p, value)
             case 10 where HTTPSyntax.equalsIgnoringCase(p, name, "connection"):
                 hopByHop = true
                 HTTPSyntax.forEachListElement(p, value) { option in

@@ -39,10 +39,11 @@ struct ClientRequestHead {
     /// Parses `bytes`, a complete head (ending with the blank line).
     init(parsing bytes: ByteBuffer, maxHeaderCount: Int) throws(HTTPRequestFramerError) {
         let fields = try bytes.withUnsafeReadableBytes { Fields.scan($0, maxHeaderCount: maxHeaderCount) }.get()
-        if fields.transferEncoding {
+        let codings = fields.transferCodings
+        if codings.isPresent {
             // RFC 9112 §6.1, §6.3: Transfer-Encoding with Content-Length, in HTTP/1.0, or without `chunked` last
             // is how requests get smuggled past proxies.
-            if fields.contentLength != nil || fields.isHTTP10 || !fields.chunkedLast || fields.chunkedNotLast {
+            if fields.contentLength != nil || fields.isHTTP10 || !codings.chunkedLast || codings.chunkedNotLast {
                 throw .ambiguousFraming
             }
         }
@@ -53,7 +54,7 @@ struct ClientRequestHead {
         self.isHEAD = fields.method == .head
         self.isCONNECT = fields.method == .connect
         self.isIdempotent = fields.method.isIdempotent
-        if fields.transferEncoding {
+        if codings.isPresent {
             framing = .chunked
         } else if let length = fields.contentLength, length > 0 {
             framing = .contentLength(length)
@@ -104,9 +105,7 @@ struct ClientRequestHead {
         var target = 0..<0
         var isHTTP10 = false
         var contentLength: Int?
-        var transferEncoding = false
-        var chunkedLast = false
-        var chunkedNotLast = false
+        var transferCodings = HTTPSyntax.TransferCodings()
         var connectionClose = false
         var connectionKeepAlive = false
         var hostCount = 0
@@ -153,11 +152,7 @@ struct ClientRequestHead {
                 guard contentLength == nil, let length = HTTPSyntax.decimal(p, value) else { return .invalidContentLength }
                 contentLength = length
             case 17 where HTTPSyntax.equalsIgnoringCase(p, name, "transfer-encoding"):
-                transferEncoding = true
-                HTTPSyntax.forEachListElement(p, value) { coding in
-                    if chunkedLast { chunkedNotLast = true }  // chunked twice, or another coding after it
-                    chunkedLast = HTTPSyntax.equalsIgnoringCase(p, coding, "chunked")
-                }
+                transferCodings.add(p, value)
             case 10 where HTTPSyntax.equalsIgnoringCase(p, name, "connection"):
                 needsEdits = true
                 HTTPSyntax.forEachListElement(p, value) { option in

@@ -188,6 +188,26 @@ enum HTTPSyntax {
         }
     }
 
+    /// What the `Transfer-Encoding` fields of one head list, over all of them: how many codings, whether `chunked`
+    /// is the last, and whether it came anywhere else too (twice, or with another coding after it). Both framers
+    /// judge smuggling from these (RFC 9112 §6.1, §6.3).
+    struct TransferCodings {
+        private(set) var isPresent = false
+        private(set) var count = 0
+        private(set) var chunkedLast = false
+        private(set) var chunkedNotLast = false
+
+        /// Adds one `Transfer-Encoding` field's list.
+        mutating func add(_ bytes: UnsafeRawBufferPointer, _ value: Range<Int>) {
+            isPresent = true
+            HTTPSyntax.forEachListElement(bytes, value) { coding in
+                count += 1
+                if chunkedLast { chunkedNotLast = true }
+                chunkedLast = HTTPSyntax.equalsIgnoringCase(bytes, coding, "chunked")
+            }
+        }
+    }
+
     /// Calls `body` with each non-empty element of a comma-separated list, without whitespace and without
     /// parameters (`;…`).
     static func forEachListElement(_ bytes: UnsafeRawBufferPointer, _ list: Range<Int>, _ body: (Range<Int>) -> Void) {
