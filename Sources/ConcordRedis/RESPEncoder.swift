@@ -15,6 +15,27 @@ public enum RESPEncoder {
         }
     }
 
+    /// The exact number of bytes ``encode(_:into:)-(RedisCommand,_)`` writes for `command`, so the buffer is
+    /// allocated once.
+    public static func encodedLength(of command: RedisCommand) -> Int {
+        var length = 1 + decimalLength(command.arguments.count) + 2
+        for argument in command.arguments {
+            let size = argument.readableBytes
+            length += 1 + decimalLength(size) + 2 + size + 2
+        }
+        return length
+    }
+
+    private static func decimalLength(_ value: Int) -> Int {
+        var digits = 1
+        var rest = value
+        while rest >= 10 {
+            rest /= 10
+            digits += 1
+        }
+        return digits
+    }
+
     /// Appends any value in its RESP3 form (RESP2 forms for null bulk strings are not produced).
     public static func encode(_ value: RESPValue, into buffer: inout ByteBuffer) {
         switch value {

@@ -19,6 +19,8 @@ public final class RedisClient: Sendable {
     private let logger: Logger
     private let metrics: RedisClientMetrics
     private let state: Mutex<State>
+    /// The one pool of a single-server client, so a command takes no lock or lookup to find it.
+    private let standalonePool: RedisConnectionPool?
 
     private struct State: Sendable {
         var pools: [RedisEndpoint: RedisConnectionPool] = [:]
@@ -43,7 +45,18 @@ public final class RedisClient: Sendable {
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
         self.metrics = RedisClientMetrics(factory: metricsFactory)
-        self.state = Mutex(State())
+        var state = State()
+        if configuration.isCluster {
+            self.standalonePool = nil
+        } else {
+            let endpoint = configuration.endpoints[0]
+            let pool = RedisConnectionPool(
+                endpoint: endpoint, configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger,
+                metrics: metrics)
+            state.pools[endpoint] = pool
+            self.standalonePool = pool
+        }
+        self.state = Mutex(state)
     }
 
     /// Sends `command` and returns its reply.
@@ -64,10 +77,11 @@ public final class RedisClient: Sendable {
         metrics.commands.increment()
         do throws(RedisClientError) {
             let reply: RESPValue
-            if configuration.isCluster {
-                reply = try await executeInCluster(routingKey: routingKey, operation)
+            if let standalonePool {
+                // After shutdown() the pool is closed and fails with .shutDown itself.
+                reply = try await operation(standalonePool.connection(), false)
             } else {
-                reply = try await operation(pool(for: configuration.endpoints[0]).connection(), false)
+                reply = try await executeInCluster(routingKey: routingKey, operation)
             }
             if case .error(let message) = reply { throw .server(message) }
             return reply

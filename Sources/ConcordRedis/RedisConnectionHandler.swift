@@ -7,7 +7,8 @@ struct RedisRequest: Sendable {
 }
 
 /// Pipelines commands on one connection: writes each command at once and completes the promises in the order the
-/// replies arrive. Writes in one event-loop tick share a single flush, so many concurrent callers cost few syscalls.
+/// replies arrive. Writes in one event-loop tick share a single flush, so many concurrent callers cost few syscalls;
+/// a command sent while nothing else is in flight is flushed at once (no batch to wait for).
 ///
 /// Command timeout: replies arrive in order, so only the oldest pending command can be the first to be late. One
 /// timer watches it; when it is late, every pending command fails with ``RedisClientError/timeout(_:)`` and the
@@ -34,13 +35,20 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
         let waiter = Waiter(promise: request.promise, deadline: context.eventLoop.now + commandTimeout)
+        let wasIdle = pipeline.pendingCount == 0
         switch pipeline.send(waiter) {
         case .write:
             if timer == nil { armTimer(context: context, deadline: waiter.deadline) }
-            var buffer = context.channel.allocator.buffer(capacity: 64)
+            var buffer = context.channel.allocator.buffer(capacity: RESPEncoder.encodedLength(of: request.command))
             RESPEncoder.encode(request.command, into: &buffer)
             context.write(wrapOutboundOut(buffer), promise: promise)
-            scheduleFlush(context: context)
+            if wasIdle && !flushScheduled {
+                // Nothing else in flight: no batch to wait for, and a lone caller (concurrency 1) waits on this
+                // round trip, so it goes out now instead of after the loop's other tasks.
+                context.flush()
+            } else {
+                scheduleFlush(context: context)
+            }
         case .fail(let error):
             request.promise.fail(error)
             promise?.fail(error)

@@ -37,8 +37,8 @@ final class RedisConnectionPool: Sendable {
 
     /// A live connection: an open one, one being opened, or a new one.
     func connection() async throws(RedisClientError) -> RedisConnection {
-        let eventLoop = eventLoopGroup.any()
-        let decision = state.withLock { $0.next(now: .now, makePromise: { eventLoop.makePromise() }) }
+        let eventLoopGroup = eventLoopGroup
+        let decision = state.withLock { $0.next(now: .now, makePromise: { eventLoopGroup.any().makePromise() }) }
         switch decision {
         case .use(let connection):
             return connection
@@ -124,7 +124,10 @@ struct RedisConnectionPoolState: Sendable {
         self.maximumBackoff = maximumBackoff
     }
 
-    mutating func next(now: ContinuousClock.Instant, makePromise: () -> EventLoopPromise<RedisConnection>) -> Decision {
+    /// `now` is read only when a slot is backing off (reading the clock is not free on every command).
+    mutating func next(
+        now: @autoclosure () -> ContinuousClock.Instant, makePromise: () -> EventLoopPromise<RedisConnection>
+    ) -> Decision {
         guard !isShutDown else { return .fail(.shutDown) }
         let index = nextSlot
         nextSlot = (nextSlot + 1) % slots.count
@@ -138,7 +141,7 @@ struct RedisConnectionPoolState: Sendable {
         case .connecting(let future, _):
             return .wait(future)
         case .empty(let failures, let retryAt, let lastError):
-            if let retryAt, now < retryAt {
+            if let retryAt, now() < retryAt {
                 // Backing off here; borrow another live connection if there is one.
                 for slot in slots {
                     if case .connected(let connection) = slot, connection.isActive { return .use(connection) }

@@ -26,6 +26,9 @@ public final class RedisSessionStore: SessionStore {
     public let client: RedisClient
     private let logger: Logger
     private let outageLog: Mutex<RedisOutageLogStateMachine>
+    /// Whether `outageLog` is in an outage: set and cleared under its lock, read without it, so a success while
+    /// Redis is reachable (nearly every request) takes no lock and reads no clock.
+    private let inOutage = Atomic<Bool>(false)
     private let loads: Counter
     private let saves: Counter
     private let conflicts: Counter
@@ -266,7 +269,11 @@ public final class RedisSessionStore: SessionStore {
         } catch let error as SessionStoreError {
             if error.isUnavailable {
                 unavailable.increment()
-                let action = outageLog.withLock { $0.failed(now: .now) }
+                let action = outageLog.withLock { log in
+                    let action = log.failed(now: .now)
+                    inOutage.store(true, ordering: .relaxed)
+                    return action
+                }
                 logOutage(action, error: error)
             } else if !error.isTooLarge {
                 reached()
@@ -276,7 +283,13 @@ public final class RedisSessionStore: SessionStore {
     }
 
     private func reached() {
-        let action = outageLog.withLock { $0.succeeded(now: .now) }
+        // A success racing with a first failure may skip the log: it counts as having come before that failure.
+        guard inOutage.load(ordering: .relaxed) else { return }
+        let action = outageLog.withLock { log in
+            let action = log.succeeded(now: .now)
+            if log.isReachable { inOutage.store(false, ordering: .relaxed) }
+            return action
+        }
         if action != .none { logOutage(action, error: nil) }
     }
 

@@ -145,5 +145,23 @@ import Testing
         RESPEncoder.encode(RedisCommand.set("k", "v", expiration: .milliseconds(1500), condition: .ifAbsent), into: &buffer)
         #expect(String(buffer: buffer) == "*6\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n$2\r\nPX\r\n$4\r\n1500\r\n$2\r\nNX\r\n")
     }
+
+    /// The handler allocates a command's buffer once, from `encodedLength(of:)`: it must match what `encode` writes
+    /// (empty arguments, lengths across digit boundaries, more than nine arguments).
+    @Test(arguments: [0, 1, 9, 10, 99, 100, 1000, 100_000])
+    func encodedLengthIsExact(size: Int) {
+        let blob = RedisArgument([UInt8](repeating: 0x61, count: size))
+        let commands = [
+            RedisCommand.set("k", blob),
+            RedisCommand("EVALSHA", ["0123456789012345678901234567890123456789", "1", "key", "", blob, "600000", blob]),
+            RedisCommand("DEL", (0..<(size % 23 + 1)).map { RedisArgument("key-\($0)") }),
+            RedisCommand("PING"),
+        ]
+        for command in commands {
+            var buffer = ByteBuffer()
+            RESPEncoder.encode(command, into: &buffer)
+            #expect(RESPEncoder.encodedLength(of: command) == buffer.readableBytes, "\(command.name) with \(size)")
+        }
+    }
 }
 

@@ -183,6 +183,12 @@ import Testing
             #expect(unavailable.totalValue == Int64(10 + failedWhileRecovering))
             #expect(try metrics.expectCounter("concord_redis_reconnects_total").totalValue >= 1)
             #expect(loads.totalValue == Int64(2 + 5 + failedWhileRecovering + 1))
+
+            // Once recovered, successes skip the outage log; a second outage is reported again.
+            await server.stop(removeDirectory: false)
+            await #expect(throws: SessionStoreError.self) { _ = try await store.load(id: "m1") }
+            let warnings = logs.lines.filter { $0.message.hasPrefix("redis session store unreachable") }
+            #expect(warnings.count == 2, "\(warnings)")
         }
     }
 }
