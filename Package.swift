@@ -48,10 +48,13 @@ let package = Package(
             name: "ConcordHashing",
             swiftSettings: swiftSettings
         ),
+        // Linux calls Swift's Glibc module leaves out (CPU affinity for the proxy's event loops).
+        .target(name: "CConcordSystem"),
         .target(
             name: "ConcordProxy",
             dependencies: [
                 "ConcordHashing",
+                "CConcordSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -4,13 +4,14 @@ public struct ProxyReload: Sendable, Hashable {
     /// One top-level setting of ``ProxyConfiguration`` (named as in YAML).
     public enum Setting: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
         case listen, backends, mode, balance, key, algorithm, boundedLoad, health, admin, adminAllowRemote
-        case stickyCookie, trustedProxies, ipv4PrefixLength, ipv6PrefixLength, proxyProtocol, limits, drain
+        case stickyCookie, trustedProxies, ipv4PrefixLength, ipv6PrefixLength, proxyProtocol, limits, drain, cpuAffinity
 
-        /// Settings that decide which sockets are bound and how accepted connections are set up: changing them
-        /// would mean closing listeners, so a reload keeps the current value and says a restart is needed.
+        /// Settings that decide which sockets are bound and how accepted connections are set up (and the loops'
+        /// CPUs, set once at start): changing them would mean closing listeners, so a reload keeps the current
+        /// value and says a restart is needed.
         public var needsRestart: Bool {
             switch self {
-            case .listen, .mode, .admin, .adminAllowRemote: true
+            case .listen, .mode, .admin, .adminAllowRemote, .cpuAffinity: true
             default: false
             }
         }
@@ -34,6 +35,7 @@ public struct ProxyReload: Sendable, Hashable {
         kept.mode = current.mode
         kept.admin = current.admin
         kept.adminAllowRemote = current.adminAllowRemote
+        kept.cpuAffinity = current.cpuAffinity
         self.configuration = kept
         self.applied = changed.filter { !$0.needsRestart }
         self.needsRestart = changed.filter(\.needsRestart)
@@ -61,6 +63,7 @@ extension ProxyConfiguration {
         case .proxyProtocol: proxyProtocol == other.proxyProtocol
         case .limits: limits == other.limits
         case .drain: drain == other.drain
+        case .cpuAffinity: cpuAffinity == other.cpuAffinity
         }
     }
 
@@ -71,6 +74,7 @@ extension ProxyConfiguration {
         case .mode: mode.rawValue
         case .admin: admin?.description ?? "off"
         case .adminAllowRemote: String(adminAllowRemote)
+        case .cpuAffinity: cpuAffinity.rawValue
         default: setting.rawValue
         }
     }

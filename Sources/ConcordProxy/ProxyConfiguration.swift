@@ -4,7 +4,8 @@ import Yams
 
 /// Everything `concord proxy` runs with: one `Codable` value, loaded from YAML (`--config`) and overridden by
 /// command-line flags. Keys in YAML are the property names (`listen`, `backends`, `mode`, `balance`, `key`,
-/// `algorithm`, `boundedLoad`, `healthPath`, `health`, `admin`, `limits`, …); absent keys keep the defaults below.
+/// `algorithm`, `boundedLoad`, `healthPath`, `health`, `admin`, `limits`, `cpuAffinity`, …); absent keys keep the
+/// defaults below.
 public struct ProxyConfiguration: Sendable, Hashable, Codable {
     /// Where clients connect. Default `127.0.0.1:8080`.
     public var listen: HostPort
@@ -41,6 +42,8 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
     /// Backends (`HOST:PORT` as in `backends`) that are draining (see docs/proxy.md, "Drain"); `nil` leaves drain
     /// to the admin API. A reload that changes this list makes exactly these backends drain. Default `nil`.
     public var drain: [HostPort]?
+    /// Whether `concord proxy` pins its event loops to CPUs (``CPUAffinity``). Default `auto`.
+    public var cpuAffinity: CPUAffinity
 
     public init(
         listen: HostPort = HostPort(host: "127.0.0.1", port: 8080),
@@ -59,7 +62,8 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         ipv6PrefixLength: Int = 128,
         proxyProtocol: ProxyProtocolVersion? = nil,
         limits: ProxyLimits = ProxyLimits(),
-        drain: [HostPort]? = nil
+        drain: [HostPort]? = nil,
+        cpuAffinity: CPUAffinity = .auto
     ) {
         self.listen = listen
         self.backends = backends
@@ -78,11 +82,12 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         self.proxyProtocol = proxyProtocol
         self.limits = limits
         self.drain = drain
+        self.cpuAffinity = cpuAffinity
     }
 
     private enum CodingKeys: String, CodingKey {
         case listen, backends, mode, balance, key, algorithm, boundedLoad, health, healthPath, admin, adminAllowRemote
-        case stickyCookie, trustedProxies, ipv4PrefixLength, ipv6PrefixLength, proxyProtocol, limits, drain
+        case stickyCookie, trustedProxies, ipv4PrefixLength, ipv6PrefixLength, proxyProtocol, limits, drain, cpuAffinity
     }
 
     public init(from decoder: any Decoder) throws {
@@ -105,7 +110,8 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
             ipv6PrefixLength: try c.decodeIfPresent(Int.self, forKey: .ipv6PrefixLength) ?? d.ipv6PrefixLength,
             proxyProtocol: try c.decodeIfPresent(ProxyProtocolVersion.self, forKey: .proxyProtocol),
             limits: try c.decodeIfPresent(ProxyLimits.self, forKey: .limits) ?? d.limits,
-            drain: try c.decodeIfPresent([HostPort].self, forKey: .drain)
+            drain: try c.decodeIfPresent([HostPort].self, forKey: .drain),
+            cpuAffinity: try c.decodeIfPresent(CPUAffinity.self, forKey: .cpuAffinity) ?? d.cpuAffinity
         )
         if let path = try c.decodeIfPresent(String.self, forKey: .healthPath) { health.path = path }
     }
@@ -129,6 +135,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         try c.encodeIfPresent(proxyProtocol, forKey: .proxyProtocol)
         try c.encode(limits, forKey: .limits)
         try c.encodeIfPresent(drain, forKey: .drain)
+        try c.encode(cpuAffinity, forKey: .cpuAffinity)
     }
 
     /// Reads a YAML file; keys it omits keep their defaults.

@@ -3,6 +3,7 @@ import ConcordHashing
 import ConcordProxy
 import Foundation
 import Logging
+import NIOPosix
 import ServiceLifecycle
 
 /// `concord proxy`: the L4/L7 reverse proxy with session affinity. The flags are a contract (the lab and the
@@ -50,6 +51,9 @@ struct ProxyCommand: AsyncParsableCommand {
     @Option(help: "Admin API and /metrics listener, HOST:PORT (loopback).")
     var admin: String?
 
+    @Option(name: .customLong("cpu-affinity"), help: "auto (pin event loop i to the i-th allowed CPU; the default) or off.")
+    var cpuAffinity: String?
+
     @Option(help: "YAML configuration file (same settings; flags override it).")
     var config: String?
 
@@ -76,6 +80,12 @@ struct ProxyCommand: AsyncParsableCommand {
         if let boundedLoad { configuration.boundedLoad = boundedLoad }
         if let healthPath { configuration.health.path = healthPath }
         if let admin { configuration.admin = try HostPort(parsing: admin) }
+        if let cpuAffinity {
+            guard let parsed = CPUAffinity(rawValue: cpuAffinity) else {
+                throw ValidationError("--cpu-affinity must be auto or off, got '\(cpuAffinity)'")
+            }
+            configuration.cpuAffinity = parsed
+        }
         if configuration.mode == .tcp && configuration.key.sources != [.ip] && key != nil {
             throw ValidationError("--mode tcp hashes the client address only: use --key ip (or leave --key out)")
         }
@@ -99,6 +109,10 @@ struct ProxyCommand: AsyncParsableCommand {
         var reload: (@Sendable () throws -> ProxyConfiguration)?
         if config != nil {
             reload = { [command = self] in try command.makeConfiguration() }
+        }
+        // The proxy owns this process's loops (the singleton group ProxyServer uses by default).
+        if configuration.cpuAffinity == .auto, let cpus = await EventLoopCPUAffinity.pin(MultiThreadedEventLoopGroup.singleton, logger: logger) {
+            logger.info("event loops pinned to CPUs \(cpus.map(String.init).joined(separator: ", ")) (--cpu-affinity off to let them move)")
         }
         let server = try ProxyServer(configuration: configuration, logger: logger, reload: reload)
         let group = ServiceGroup(

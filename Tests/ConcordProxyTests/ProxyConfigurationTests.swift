@@ -34,8 +34,11 @@ import Testing
             healthPath: /ready
             limits:
               maxBodyBytes: 1024
+            cpuAffinity: off
             """
         let c = try ProxyConfiguration.parse(yaml: yaml)
+        #expect(c.cpuAffinity == .off)
+        #expect(ProxyConfiguration().cpuAffinity == .auto)
         #expect(c.listen.port == 7000)
         #expect(c.backends.count == 2 && c.backends[1].host == "::1")
         #expect(c.balance == .stickyCookie && c.algorithm == .maglev && c.boundedLoad == 1.25)
@@ -51,6 +54,7 @@ import Testing
         #expect(throws: ProxyError.self) { try ProxyConfiguration.parse(yaml: "mode: udp") }
         #expect(throws: ProxyError.self) { try ProxyConfiguration.parse(yaml: "listen: nowhere") }
         #expect(throws: ProxyError.self) { try ProxyConfiguration.parse(yaml: "algorithm: [1, 2") }
+        #expect(throws: ProxyError.self) { try ProxyConfiguration.parse(yaml: "cpuAffinity: sometimes") }
         var c = ProxyConfiguration(backends: [HostPort(host: "127.0.0.1", port: 1)])
         try c.validate()
         c.admin = HostPort(host: "0.0.0.0", port: 9)

@@ -14,10 +14,12 @@ import Testing
         new.backends = [HostPort(host: "127.0.0.1", port: 9002)]
         new.health.fall = 5
         new.limits.maxBodyBytes = 10
+        new.cpuAffinity = .off
         let plan = ProxyReload(current: current, new: new)
         #expect(plan.applied == [.backends, .health, .limits])
-        #expect(plan.needsRestart == [.listen, .mode])
+        #expect(plan.needsRestart == [.listen, .mode, .cpuAffinity])
         #expect(plan.configuration.listen == current.listen && plan.configuration.mode == .http)
+        #expect(plan.configuration.cpuAffinity == .auto)
         #expect(plan.configuration.backends == new.backends && plan.configuration.limits.maxBodyBytes == 10)
         #expect(ProxyReload(current: current, new: current).applied.isEmpty)
     }
