@@ -100,8 +100,10 @@ import Glibc
     }
 
     @Test func aMissingExecutableIsAClearError() {
+        let log = temporaryLog()
+        defer { try? FileManager.default.removeItem(atPath: log) }  // opened before the spawn fails
         #expect(throws: LabError.self) {
-            try LabChild.spawn(name: "ghost", executable: "/nonexistent/concord", arguments: [], logPath: temporaryLog(), registry: ChildRegistry())
+            try LabChild.spawn(name: "ghost", executable: "/nonexistent/concord", arguments: [], logPath: log, registry: ChildRegistry())
         }
     }
 }
