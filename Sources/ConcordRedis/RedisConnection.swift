@@ -96,9 +96,25 @@ public final class RedisConnection: Sendable {
     }
 
     private func enqueue(_ command: RedisCommand) -> EventLoopFuture<RESPValue> {
-        let promise = channel.eventLoop.makePromise(of: RESPValue.self)
-        channel.write(RedisRequest(command: command, promise: promise), promise: nil)
-        return promise.futureResult
+        let request = RedisRequest(command: command, promise: channel.eventLoop.makePromise(of: RESPValue.self))
+        if channel.eventLoop.inEventLoop {
+            write(request)
+        } else {
+            // What `channel.write` would do from another thread anyway, plus the check below.
+            channel.eventLoop.execute { [self] in write(request) }
+        }
+        return request.promise.futureResult
+    }
+
+    /// On the event loop. A command written after the connection closed would never reach the handler (NIO removes
+    /// it when the channel closes) and its caller would wait forever, with no handler to time it out; a channel that
+    /// is still active on its loop still has the handler, which answers or fails every command it sees.
+    private func write(_ request: RedisRequest) {
+        guard channel.isActive else {
+            request.promise.fail(RedisClientError.connectionClosed)
+            return
+        }
+        channel.write(request, promise: nil)
     }
 
     private func reply(to future: EventLoopFuture<RESPValue>) async throws(RedisClientError) -> RESPValue {

@@ -175,3 +175,21 @@ import Testing
         #expect(backingOff == 18)
     }
 }
+
+@Suite(.timeLimit(.minutes(3))) struct RedisConnectionClosedTests {
+    /// A command sent on a connection that has already closed fails at once with a client error: it must not be
+    /// dropped with its caller left waiting (no handler would ever see it, so no command timeout would fire).
+    @Test func aCommandOnAClosedConnectionFailsInsteadOfHanging() async throws {
+        try await RedisServerFixture.withServer { server in
+            let connection = try await RedisConnection.connect(
+                to: server.endpoint, configuration: RedisClientConfiguration(endpoints: [server.endpoint]))
+            #expect(try await connection.send(.ping()) == .simpleString("PONG"))
+            connection.close()
+            for _ in 0..<100 where connection.isActive { try await Task.sleep(for: .milliseconds(10)) }
+            let start = ContinuousClock.now
+            await #expect(throws: RedisClientError.self) { _ = try await connection.send(.ping()) }
+            await #expect(throws: RedisClientError.self) { _ = try await connection.send([.ping(), .ping()]) }
+            #expect(ContinuousClock.now - start < .seconds(5))
+        }
+    }
+}
