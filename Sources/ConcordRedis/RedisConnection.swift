@@ -78,13 +78,21 @@ public final class RedisConnection: Sendable {
     /// - Throws: ``RedisClientError`` when the connection closes or the reply takes longer than the command timeout
     ///   (which closes the connection: later replies could no longer be matched to their commands).
     public func send(_ command: RedisCommand) async throws(RedisClientError) -> RESPValue {
-        try await reply(to: enqueue(command))
+        let request = RedisRequest(command: command, promise: channel.eventLoop.makePromise(of: RESPValue.self))
+        if channel.eventLoop.inEventLoop {
+            write(request)
+        } else {
+            // What `channel.write` would do from another thread anyway, plus the check in `write`.
+            channel.eventLoop.execute { [self] in write(request) }
+        }
+        return try await reply(to: request.promise.futureResult)
     }
 
-    /// Sends several commands back to back on this connection (so they run in this order, with nothing between
-    /// them from this client) and returns their replies in order.
+    /// Sends several commands back to back on this connection and returns their replies in order. They are written
+    /// in one event-loop task, so no other caller's command can come between them (`ASKING` must immediately precede
+    /// the command it is for).
     public func send(_ commands: [RedisCommand]) async throws(RedisClientError) -> [RESPValue] {
-        let futures = commands.map(enqueue)
+        let futures = enqueue(commands)
         var replies: [RESPValue] = []
         replies.reserveCapacity(futures.count)
         for future in futures { replies.append(try await reply(to: future)) }
@@ -95,15 +103,15 @@ public final class RedisConnection: Sendable {
         channel.close(promise: nil)
     }
 
-    private func enqueue(_ command: RedisCommand) -> EventLoopFuture<RESPValue> {
-        let request = RedisRequest(command: command, promise: channel.eventLoop.makePromise(of: RESPValue.self))
+    private func enqueue(_ commands: [RedisCommand]) -> [EventLoopFuture<RESPValue>] {
+        let requests = commands.map { RedisRequest(command: $0, promise: channel.eventLoop.makePromise(of: RESPValue.self)) }
         if channel.eventLoop.inEventLoop {
-            write(request)
+            for request in requests { write(request) }
         } else {
-            // What `channel.write` would do from another thread anyway, plus the check below.
-            channel.eventLoop.execute { [self] in write(request) }
+            // One task for all of them, so nothing runs between their writes.
+            channel.eventLoop.execute { [self] in for request in requests { write(request) } }
         }
-        return request.promise.futureResult
+        return requests.map(\.promise.futureResult)
     }
 
     /// On the event loop. A command written after the connection closed would never reach the handler (NIO removes

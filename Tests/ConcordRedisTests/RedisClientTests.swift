@@ -193,3 +193,37 @@ import Testing
         }
     }
 }
+
+@Suite(.timeLimit(.minutes(3))) struct RedisConnectionBatchTests {
+    /// Commands sent together stay together on the connection, whatever other callers send meanwhile: a batch that
+    /// switches to database 1, writes and switches back must never let another caller's command run on database 1
+    /// (the same guarantee `ASKING` + command needs in a cluster).
+    @Test func aBatchIsNeverInterleavedWithOtherCallersCommands() async throws {
+        try await RedisServerFixture.withServer { server in
+            let configuration = RedisClientConfiguration(endpoints: [server.endpoint])
+            let connection = try await RedisConnection.connect(to: server.endpoint, configuration: configuration)
+            defer { connection.close() }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for task in 0..<8 {
+                    group.addTask {
+                        for round in 0..<50 {
+                            let replies = try await connection.send([
+                                .select(database: 1), .set(RedisArgument("batch-\(task)-\(round)"), "1"), .select(database: 0),
+                            ])
+                            #expect(replies.allSatisfy { $0 == .simpleString("OK") })
+                        }
+                    }
+                    group.addTask {
+                        for round in 0..<50 { _ = try await connection.send(.set(RedisArgument("single-\(task)-\(round)"), "1")) }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let database0 = try await connection.send(RedisCommand("KEYS", ["*"])).elements?.compactMap(\.string) ?? []
+            #expect(database0.count == 400 && database0.allSatisfy { $0.hasPrefix("single-") })
+            let database1 = try await connection.send([.select(database: 1), RedisCommand("KEYS", ["*"]), .select(database: 0)])
+            let keys1 = database1[1].elements?.compactMap(\.string) ?? []
+            #expect(keys1.count == 400 && keys1.allSatisfy { $0.hasPrefix("batch-") })
+        }
+    }
+}
