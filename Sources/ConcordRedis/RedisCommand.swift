@@ -17,6 +17,12 @@ public struct RedisCommand: Sendable, Hashable {
         self.routingKey = keyIndex.map { arguments[$0].buffer }
     }
 
+    /// Already-encoded arguments (name first), for builders on hot paths.
+    init(buffers: [ByteBuffer], routingKey: ByteBuffer?) {
+        self.arguments = buffers
+        self.routingKey = routingKey
+    }
+
     /// The command name (upper case as sent).
     public var name: String { String(buffer: arguments[0]) }
 }
@@ -112,6 +118,22 @@ extension RedisCommand {
     public static func scriptLoad(_ source: String) -> Self { Self("SCRIPT", ["LOAD", RedisArgument(source)]) }
 
     public static func evalsha(_ sha: String, keys: [RedisArgument], arguments: [RedisArgument]) -> Self {
-        Self("EVALSHA", [RedisArgument(sha), RedisArgument(keys.count)] + keys + arguments, keyIndex: keys.isEmpty ? nil : 2)
+        evalsha(sha: ByteBuffer(string: sha), keys: keys, arguments: arguments)
+    }
+
+    private static let evalshaName = ByteBuffer(string: "EVALSHA")
+    private static let smallCounts = (0...9).map { ByteBuffer(string: String($0)) }
+
+    /// `EVALSHA` built without re-encoding its name, SHA or key count and without intermediate arrays: a session
+    /// save is one of these, and at concurrency 1 every allocation adds to the round trip.
+    static func evalsha(sha: ByteBuffer, keys: [RedisArgument], arguments: [RedisArgument]) -> Self {
+        var buffers: [ByteBuffer] = []
+        buffers.reserveCapacity(3 + keys.count + arguments.count)
+        buffers.append(evalshaName)
+        buffers.append(sha)
+        buffers.append(keys.count < smallCounts.count ? smallCounts[keys.count] : ByteBuffer(string: String(keys.count)))
+        for key in keys { buffers.append(key.buffer) }
+        for argument in arguments { buffers.append(argument.buffer) }
+        return RedisCommand(buffers: buffers, routingKey: keys.first?.buffer)
     }
 }

@@ -1,3 +1,4 @@
+import NIOCore
 import Synchronization
 
 /// A Lua script run with `EVALSHA`. Its SHA-1 is learned from `SCRIPT LOAD` on first use and kept; a server that
@@ -5,15 +6,16 @@ import Synchronization
 /// and retries once.
 public final class RedisScript: Sendable {
     public let source: String
-    private let sha: Mutex<String?>
+    /// The digest as `SCRIPT LOAD` returned it, kept encoded for `EVALSHA`.
+    private let sha: Mutex<ByteBuffer?>
 
     public init(_ source: String) {
         self.source = source
         self.sha = Mutex(nil)
     }
 
-    var knownSHA: String? { sha.withLock { $0 } }
-    func remember(sha newSHA: String) { sha.withLock { $0 = newSHA } }
+    var knownSHA: ByteBuffer? { sha.withLock { $0 } }
+    func remember(sha newSHA: String) { sha.withLock { $0 = ByteBuffer(string: newSHA) } }
 }
 
 extension RedisClient {
@@ -23,8 +25,8 @@ extension RedisClient {
         -> RESPValue
     {
         try await execute(routingKey: keys.first?.buffer) { connection, asking throws(RedisClientError) in
-            func evaluate(_ sha: String) async throws(RedisClientError) -> RESPValue {
-                let command = RedisCommand.evalsha(sha, keys: keys, arguments: arguments)
+            func evaluate(_ sha: ByteBuffer) async throws(RedisClientError) -> RESPValue {
+                let command = RedisCommand.evalsha(sha: sha, keys: keys, arguments: arguments)
                 return asking ? try await connection.send([.asking(), command])[1] : try await connection.send(command)
             }
             if let sha = script.knownSHA {
@@ -37,7 +39,7 @@ extension RedisClient {
                 throw .unexpectedReply("SCRIPT LOAD did not return a digest")
             }
             script.remember(sha: sha)
-            return try await evaluate(sha)
+            return try await evaluate(ByteBuffer(string: sha))
         }
     }
 }

@@ -25,11 +25,35 @@ package enum RedisSessionRecord {
         let user = (userID ?? "").utf8
         var buffer = ByteBuffer()
         buffer.reserveCapacity(headerLength + user.count + payload.count)
+        write(version: version, user: user, payload: payload, to: &buffer)
+        return buffer
+    }
+
+    private static func write(version: UInt64?, user: String.UTF8View, payload: [UInt8], to buffer: inout ByteBuffer) {
         if let version { writeDigits(version, width: versionLength, to: &buffer) }
         writeDigits(UInt64(user.count), width: 5, to: &buffer)
         buffer.writeBytes(user)
         buffer.writeBytes(payload)
-        return buffer
+    }
+
+    /// The arguments of ``replaceScript`` — the expected prefix (header at `expectedVersion` + user id), the TTL in
+    /// milliseconds and the new record at `expectedVersion + 1` — as three slices of one buffer: one allocation per
+    /// save instead of four.
+    static func replaceArguments(expectedVersion: UInt64, userID: String?, milliseconds: Int64, payload: [UInt8])
+        -> [RedisArgument]
+    {
+        let user = (userID ?? "").utf8
+        let prefixLength = headerLength + user.count
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(2 * prefixLength + 20 + payload.count)
+        write(version: expectedVersion, user: user, payload: [], to: &buffer)
+        let ttlLength = buffer.writeString(String(milliseconds))
+        write(version: expectedVersion + 1, user: user, payload: payload, to: &buffer)
+        return [
+            RedisArgument(buffer.getSlice(at: 0, length: prefixLength)!),
+            RedisArgument(buffer.getSlice(at: prefixLength, length: ttlLength)!),
+            RedisArgument(buffer.getSlice(at: prefixLength + ttlLength, length: buffer.writerIndex - prefixLength - ttlLength)!),
+        ]
     }
 
     /// The first bytes of a record at `version` owned by `userID`: header and user id, no payload.

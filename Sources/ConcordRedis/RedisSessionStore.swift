@@ -107,12 +107,8 @@ public final class RedisSessionStore: SessionStore {
             let reply = try await run(
                 RedisSessionRecord.replaceScript,
                 key: sessionKey(session.id),
-                arguments: [
-                    RedisArgument(RedisSessionRecord.prefix(version: expectedVersion, userID: userID)),
-                    RedisArgument(milliseconds),
-                    RedisArgument(
-                        RedisSessionRecord.record(version: expectedVersion + 1, userID: userID, payload: session.payload)),
-                ])
+                arguments: RedisSessionRecord.replaceArguments(
+                    expectedVersion: expectedVersion, userID: userID, milliseconds: milliseconds, payload: session.payload))
             if let previousUser = reply.string { return (expectedVersion + 1, previousUser) }
             guard let fields = reply.elements, fields.count == 3, let version = fields[1].int, let exists = fields[2].int
             else { throw SessionStoreError.corrupt("unexpected reply to the replace script: \(reply)") }
@@ -217,8 +213,15 @@ public final class RedisSessionStore: SessionStore {
 
     // MARK: Keys and errors
 
+    /// Written straight into one buffer (an interpolated `String` would be a second allocation per command).
     private func sessionKey(_ id: String) -> RedisArgument {
-        RedisArgument("\(configuration.keyPrefix)session:{\(id)}")
+        var key = ByteBuffer()
+        key.reserveCapacity(configuration.keyPrefix.utf8.count + id.utf8.count + 10)
+        key.writeString(configuration.keyPrefix)
+        key.writeStaticString("session:{")
+        key.writeString(id)
+        key.writeStaticString("}")
+        return RedisArgument(key)
     }
 
     private func userKey(_ userID: String) -> RedisArgument {
