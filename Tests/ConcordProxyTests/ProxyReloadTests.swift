@@ -122,7 +122,15 @@ import Testing
             let bound = try #require(port, "no ready line within 10 s:\n\(logText().suffix(2000))")
             #expect(try await owners(0..<5, port: bound) == ["a"])
 
-            try file.write("listen: 127.0.0.1:0\nbackends: [\(backends[1].address)]\nhealth: { interval: 30 }\n")
+            // --cpu-affinity auto, the default: every event-loop thread may run on exactly one CPU, its own while
+            // there are enough CPUs.
+            let loopCPUs = try eventLoopThreadCPUs(pid: proxy.processIdentifier)
+            let allowed = EventLoopCPUAffinity.allowedCPUs()
+            #expect(!loopCPUs.isEmpty && loopCPUs.allSatisfy { $0.count == 1 }, "\(loopCPUs)")
+            if allowed.count >= loopCPUs.count { #expect(Set(loopCPUs.map(\.first)).count == loopCPUs.count, "\(loopCPUs)") }
+
+            try file.write(
+                "listen: 127.0.0.1:0\nbackends: [\(backends[1].address)]\nhealth: { interval: 30 }\ncpuAffinity: off\n")
             #expect(kill(proxy.processIdentifier, SIGHUP) == 0)
             var moved = false
             for _ in 0..<150 where !moved {
@@ -132,6 +140,7 @@ import Testing
             #expect(moved, "requests did not move to the new backend:\n\(logText().suffix(2000))")
             #expect(try await owners(0..<5, port: bound) == ["b"])
             #expect(logText().contains("reload: applied backends"))
+            #expect(logText().contains("reload: cpuAffinity changed to off but takes effect only after a restart"))
             #expect(proxy.isRunning, "SIGHUP must not stop the proxy")
         }
     }
@@ -146,6 +155,25 @@ private func owners(_ users: Range<Int>, port: Int) async throws -> Set<String> 
         seen.insert(response.body)
     }
     return seen
+}
+
+/// The CPUs each `NIO-*` thread of process `pid` may run on (`Cpus_allowed_list` in /proc), one list per thread.
+private func eventLoopThreadCPUs(pid: Int32) throws -> [[Int]] {
+    let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")
+    var result: [[Int]] = []
+    for task in tasks {
+        let name = (try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/comm", encoding: .utf8)) ?? ""
+        guard name.hasPrefix("NIO-") else { continue }
+        let status = try String(contentsOfFile: "/proc/\(pid)/task/\(task)/status", encoding: .utf8)
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed_list:") }) else { continue }
+        var cpus: [Int] = []
+        for part in line.dropFirst("Cpus_allowed_list:".count).trimmingCharacters(in: .whitespaces).split(separator: ",") {
+            let bounds = part.split(separator: "-").compactMap { Int($0) }
+            if let low = bounds.first { cpus += Array(low...(bounds.last ?? low)) }
+        }
+        result.append(cpus)
+    }
+    return result
 }
 
 /// Stops a child process: SIGTERM, then SIGKILL if it is still running after 5 s.
