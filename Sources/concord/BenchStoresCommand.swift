@@ -20,7 +20,7 @@ struct BenchStoresCommand: AsyncParsableCommand {
     @Option(help: "Operations per measurement (split over the rounds).")
     var operations: Int = 50_000
 
-    @Option(help: "Interleaved rounds per measurement (store loads, store saves, then the peer tool, each round); the median is reported.")
+    @Option(help: "Interleaved rounds per measurement: store loads, store saves and the peer tool each round, in an order that rotates, each step warmed up unmeasured for 150 ms; the median is reported.")
     var rounds: Int = 5
 
     @Flag(help: "Also measure the layers under a save (Redis: client SET, an empty script, the compare-and-set script), in the same rounds.")
