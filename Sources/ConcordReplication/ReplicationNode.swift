@@ -108,6 +108,20 @@ final class ReplicationNode: Sendable {
         state.withLock { $0.links[peerID] }?.isConnected ?? false
     }
 
+    /// Asks the connected ones of `peers` at once and gathers their records; a peer that does not answer within
+    /// `timeout` is left out.
+    func gather(
+        from peers: [String], timeout: Duration,
+        _ request: @escaping @Sendable (String) async throws -> PeerResponse
+    ) async -> [ReplicationRecord] {
+        await withTaskGroup(of: [ReplicationRecord].self) { group in
+            for peer in peers where isConnected(to: peer) {
+                group.addTask { await withTimeout(timeout) { try? await request(peer).records } ?? [] }
+            }
+            return await group.reduce(into: []) { $0.append(contentsOf: $1) }
+        }
+    }
+
     private func link(_ peerID: String) throws -> PeerLink {
         guard let link = state.withLock({ $0.links[peerID] }) else { throw ReplicationRequestError.unknownPeer(peerID) }
         return link

@@ -131,19 +131,12 @@ public final class RingSessionStore: ReplicatedSessionStore {
         return await gather(from: sources) { try await self.node.fetch(ids: [id], from: $0) }
     }
 
-    /// Asks the connected ones of `peers` at once and gathers their records; a peer that does not answer within
-    /// the read-through timeout is left out.
+    /// The connected ones of `peers`, asked at once within the read-through timeout.
     private func gather(
         from peers: [String],
         _ request: @escaping @Sendable (String) async throws -> PeerResponse
     ) async -> [ReplicationRecord] {
-        let timeout = configuration.readThroughTimeout
-        return await withTaskGroup(of: [ReplicationRecord].self) { group in
-            for peer in peers where node.isConnected(to: peer) {
-                group.addTask { await withTimeout(timeout) { try? await request(peer).records } ?? [] }
-            }
-            return await group.reduce(into: []) { $0.append(contentsOf: $1) }
-        }
+        await node.gather(from: peers, timeout: configuration.readThroughTimeout, request)
     }
 
     /// Sends a local write to the session's other holders (and, during a hand-off, to its previous ones).

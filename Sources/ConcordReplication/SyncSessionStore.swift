@@ -42,8 +42,21 @@ public final class SyncSessionStore: ReplicatedSessionStore {
 
     // MARK: SessionStore
 
+    /// How long a load of a session this node does not have waits for its peers' copies.
+    public static let missReadTimeout = Duration.milliseconds(500)
+
+    /// The local copy; when this node has none (no record, not even a tombstone), the connected peers are asked
+    /// first. Replication is asynchronous (≈ 0.1–0.7 ms behind, docs/replication.md), so without that a user sent to
+    /// this node right after logging in on another — a login's redirect through a round-robin proxy — could be
+    /// answered "no session". The copy found is kept (every `sync` node holds every session).
     public func load(id: String) async throws -> StoredSession? {
-        replica.load(id: id)
+        if replica.record(id: id) == nil, id.utf8.count <= LocalReplica.maximumIdentifierBytes {
+            let copies = await node.gather(from: node.peerIDs, timeout: Self.missReadTimeout) {
+                try await self.node.fetch(ids: [id], from: $0)
+            }
+            if !copies.isEmpty { _ = replica.apply(copies) }
+        }
+        return replica.load(id: id)
     }
 
     public func save(_ session: StoredSession, ttl: Duration, expectedVersion: UInt64?) async throws -> UInt64 {
