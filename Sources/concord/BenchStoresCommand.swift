@@ -95,6 +95,8 @@ struct BenchStoresCommand: AsyncParsableCommand {
         let perRound = operations / rounds
         var rates: [String: [Double]] = [:], ratios: [String: [Double]] = [:]
         var peerReads: [Double] = [], peerWrites: [Double] = []
+        // Per round, the store's save rate over the peer tool doing the same work (a layer marked as the ceiling).
+        var ceilingRatios: [Double] = []
         var peerTool = "-"
         let loadStep = "load", saveStep = "save", peerStep = "peer"
         let layers = breakdown ? target.layers : []
@@ -125,12 +127,20 @@ struct BenchStoresCommand: AsyncParsableCommand {
                     peerResult = try await target.peer?(concurrency, perRound, payloadSize)
                 default:
                     guard let layer = layers.first(where: { $0.name == step }) else { continue }
-                    roundRates[step] = try await run(concurrency: concurrency, operations: perRound, executor: executor) { caller, _ in
-                        try await layer.operation(caller)
+                    switch layer.measurement {
+                    case .operation(let operation):
+                        roundRates[step] = try await run(concurrency: concurrency, operations: perRound, executor: executor) { caller, _ in
+                            try await operation(caller)
+                        }
+                    case .tool(_, let measure):
+                        roundRates[step] = try await measure(concurrency, perRound)
                     }
                 }
             }
             for (step, rate) in roundRates { rates[step, default: []].append(rate) }
+            if let ceiling = layers.first(where: \.isCeiling), let save = roundRates[saveStep], let best = roundRates[ceiling.name] {
+                ceilingRatios.append(save / best)
+            }
             if let peerResult {
                 peerTool = peerResult.tool
                 peerReads.append(peerResult.readsPerSecond)
@@ -159,6 +169,9 @@ struct BenchStoresCommand: AsyncParsableCommand {
         for (name, rates, ratios) in layerLines {
             print("  " + pad(name, 50) + pad(rate(rates.median) + " ops/s", 14)
                 + (ratios.isEmpty ? "" : ratio(ratios.median) + " of the peer's writes"))
+        }
+        if let ceiling = layers.first(where: \.isCeiling), !ceilingRatios.isEmpty {
+            print("  store save / \(ceiling.name): \(ratio(ceilingRatios.median)) (\(range(ceilingRatios)))")
         }
     }
 

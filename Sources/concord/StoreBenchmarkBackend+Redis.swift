@@ -37,13 +37,15 @@ extension StoreBenchmarkBackend {
                 await server?.stop()
             },
             callerExecutor: group.map { EventLoopTaskExecutor($0.next()) },
-            layers: saveLayers(client: store.client, payloadSize: options.payloadSize))
+            layers: saveLayers(client: store.client, endpoint: endpoint, payloadSize: options.payloadSize))
     }
 
     /// Under a store save: the same record written with a plain `SET` (what `redis-benchmark -t set` does), then
     /// through `EVALSHA` of a script that only returns (Lua's fixed cost), then of the store's compare-and-set
     /// script (the record's header compared and the record replaced, as a save does, minus the store's own work).
-    private static func saveLayers(client: RedisClient, payloadSize: Int) -> [StoreBenchmarkLayer] {
+    /// Last, `redis-benchmark` itself sends that compare-and-set: what a C client on one connection per caller gets
+    /// for the same work, the ceiling of a save on this machine.
+    private static func saveLayers(client: RedisClient, endpoint: RedisEndpoint, payloadSize: Int) -> [StoreBenchmarkLayer] {
         let payload = [UInt8](repeating: 0x61, count: payloadSize)
         let record = RedisArgument(RedisSessionRecord.record(version: 1, userID: nil, payload: payload))
         let prefix = RedisArgument(RedisSessionRecord.prefix(version: 1, userID: nil))
@@ -60,6 +62,18 @@ extension StoreBenchmarkBackend {
             StoreBenchmarkLayer(name: "client EVALSHA of the store's compare-and-set") { caller in
                 _ = try await client.run(
                     RedisSessionRecord.replaceScript, keys: [key(caller)], arguments: [prefix, milliseconds, record])
+            },
+            StoreBenchmarkLayer(name: "redis-benchmark EVALSHA of the compare-and-set", ceiling: true) { concurrency, operations in
+                // The record's key exists and the script is loaded (its digest is what `SCRIPT LOAD` answers).
+                let key = RedisArgument("bench-layer-tool")
+                _ = try await client.run(RedisSessionRecord.replaceScript, keys: [key], arguments: [prefix, milliseconds, record])
+                guard let sha = try await client.send(.scriptLoad(RedisSessionRecord.replaceScript.source)).string else {
+                    throw BenchStoresError("SCRIPT LOAD did not return a digest")
+                }
+                return try await RedisBenchmarkServer.redisBenchmark(
+                    endpoint: endpoint, concurrency: concurrency, operations: operations,
+                    command: ["evalsha", sha, "1", String(buffer: key.buffer)]
+                        + [prefix, milliseconds, record].map { String(buffer: $0.buffer) })
             },
         ]
     }
@@ -115,21 +129,36 @@ struct RedisBenchmarkServer: Sendable {
     static func redisBenchmark(endpoint: RedisEndpoint, concurrency: Int, operations: Int, payloadSize: Int) async throws
         -> StoreBenchmarkPeerResult
     {
-        var arguments = [
-            "-h", endpoint.host, "-p", String(endpoint.port), "-t", "get,set", "-c", String(concurrency),
-            "-n", String(operations), "-d", String(payloadSize), "-r", "1000", "--csv",
-        ]
-        if let password = endpoint.password { arguments += ["-a", password] }
-        let output = try await tool("redis-benchmark").run(arguments)
+        let rates = try await runRedisBenchmark(
+            endpoint: endpoint,
+            arguments: ["-t", "get,set", "-c", String(concurrency), "-n", String(operations), "-d", String(payloadSize), "-r", "1000"])
+        guard let reads = rates["GET"], let writes = rates["SET"] else {
+            throw BenchStoresError("redis-benchmark reported no GET and SET rates: \(rates)")
+        }
+        return StoreBenchmarkPeerResult(tool: "redis-benchmark", readsPerSecond: reads, writesPerSecond: writes)
+    }
+
+    /// `redis-benchmark` sending one given command with the same concurrency and request count; its rate.
+    static func redisBenchmark(endpoint: RedisEndpoint, concurrency: Int, operations: Int, command: [String]) async throws -> Double {
+        let rates = try await runRedisBenchmark(endpoint: endpoint, arguments: ["-c", String(concurrency), "-n", String(operations)] + command)
+        guard rates.count == 1, let rate = rates.values.first else {
+            throw BenchStoresError("redis-benchmark reported \(rates.count) rates for one command")
+        }
+        return rate
+    }
+
+    /// Runs `redis-benchmark --csv` against `endpoint`; its requests per second by test name.
+    private static func runRedisBenchmark(endpoint: RedisEndpoint, arguments: [String]) async throws -> [String: Double] {
+        var all = ["-h", endpoint.host, "-p", String(endpoint.port), "--csv"]
+        if let password = endpoint.password { all += ["-a", password] }
+        let output = try await tool("redis-benchmark").run(all + arguments)
         var rates: [String: Double] = [:]
         for line in output.split(separator: "\n") {
             let fields = line.split(separator: ",").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
             if fields.count >= 2, let rate = Double(fields[1]) { rates[fields[0]] = rate }
         }
-        guard let reads = rates["GET"], let writes = rates["SET"] else {
-            throw BenchStoresError("could not read redis-benchmark's output: \(output)")
-        }
-        return StoreBenchmarkPeerResult(tool: "redis-benchmark", readsPerSecond: reads, writesPerSecond: writes)
+        guard !rates.isEmpty else { throw BenchStoresError("could not read redis-benchmark's output: \(output)") }
+        return rates
     }
 
     private static func tool(_ name: String) throws -> ExternalTool {

@@ -24,14 +24,36 @@ struct StoreBenchmarkTarget: Sendable {
     var callerExecutor: (any TaskExecutor)? = nil
     /// What `--breakdown` measures besides `load` and `save`: the layers under a save, cheapest first, so that
     /// the rates show where a save's time goes (Redis: a plain `SET`, a script that does nothing, the store's
-    /// compare-and-set script, each through the store's client).
+    /// compare-and-set script, each through the store's client; then that script sent by the peer tool).
     var layers: [StoreBenchmarkLayer] = []
 }
 
-/// One operation `--breakdown` measures; `caller` numbers the concurrent callers from 0.
+/// One thing `--breakdown` measures, through the store's client or by the peer tool.
 struct StoreBenchmarkLayer: Sendable {
+    enum Measurement: Sendable {
+        /// One operation in this process; `caller` numbers the concurrent callers from 0.
+        case operation(@Sendable (_ caller: Int) async throws -> Void)
+        /// The peer tool's own run at this concurrency and count; returns operations per second. Marked
+        /// `ceiling`, it is the same work as a save done by the tool, and the save's line also shows its ratio to it.
+        case tool(ceiling: Bool, @Sendable (_ concurrency: Int, _ operations: Int) async throws -> Double)
+    }
     var name: String
-    var operation: @Sendable (_ caller: Int) async throws -> Void
+    var measurement: Measurement
+
+    init(name: String, operation: @escaping @Sendable (_ caller: Int) async throws -> Void) {
+        self.name = name
+        self.measurement = .operation(operation)
+    }
+
+    init(name: String, ceiling: Bool, tool: @escaping @Sendable (_ concurrency: Int, _ operations: Int) async throws -> Double) {
+        self.name = name
+        self.measurement = .tool(ceiling: ceiling, tool)
+    }
+
+    var isCeiling: Bool {
+        if case .tool(true, _) = measurement { return true }
+        return false
+    }
 }
 
 /// The native tool's figures: reads (the peer of `load`) and writes (the peer of `save`) per second.
