@@ -8,11 +8,13 @@ public final class ReplicationStatistics: Sendable {
     private let framesSentTotal = Atomic<Int>(0)
     private let recordsAppliedTotal = Atomic<Int>(0)
     private let peersCutOffTotal = Atomic<Int>(0)
+    private let missReadsSkippedTotal = Atomic<Int>(0)
 
     private let bytesCounter: Counter
     private let framesCounter: Counter
     private let appliedCounter: Counter
     private let cutOffCounter: Counter
+    private let missReadsSkippedCounter: Counter
 
     init(nodeID: String) {
         let dimensions = [("node", nodeID)]
@@ -20,6 +22,7 @@ public final class ReplicationStatistics: Sendable {
         framesCounter = Counter(label: "concord_replication_frames_sent_total", dimensions: dimensions)
         appliedCounter = Counter(label: "concord_replication_records_applied_total", dimensions: dimensions)
         cutOffCounter = Counter(label: "concord_replication_peer_protocol_errors_total", dimensions: dimensions)
+        missReadsSkippedCounter = Counter(label: "concord_replication_miss_reads_skipped_total", dimensions: dimensions)
     }
 
     /// Bytes of replication frames this node has written to peers (writes, hand-offs, requests and answers).
@@ -30,6 +33,9 @@ public final class ReplicationStatistics: Sendable {
     public var recordsApplied: Int { recordsAppliedTotal.load(ordering: .relaxed) }
     /// Peer connections closed because the peer broke the protocol (garbage, oversized or unexpected frames).
     public var peersCutOff: Int { peersCutOffTotal.load(ordering: .relaxed) }
+    /// Loads of unknown sessions that did not ask the peers because enough such loads were asking already
+    /// (`sync`'s read-through cap).
+    public var missReadsSkipped: Int { missReadsSkippedTotal.load(ordering: .relaxed) }
 
     func recordFrameSent(bytes: Int) {
         bytesSentTotal.add(bytes, ordering: .relaxed)
@@ -47,5 +53,10 @@ public final class ReplicationStatistics: Sendable {
     func recordPeerCutOff() {
         peersCutOffTotal.add(1, ordering: .relaxed)
         cutOffCounter.increment()
+    }
+
+    func recordMissReadSkipped() {
+        missReadsSkippedTotal.add(1, ordering: .relaxed)
+        missReadsSkippedCounter.increment()
     }
 }

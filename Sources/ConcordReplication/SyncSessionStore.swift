@@ -2,6 +2,7 @@ import ConcordSessions
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// The `sync` strategy: every node holds every session, and every write (save, touch, delete) goes to every peer
 /// (all-to-all, like Tomcat's DeltaManager). Any node can serve any user; the costs are memory (n copies) and
@@ -16,15 +17,20 @@ import NIOPosix
 public final class SyncSessionStore: ReplicatedSessionStore {
     public let configuration: ReplicationConfiguration
     public let member: ReplicationMember
+    /// Loads of unknown sessions asking the peers at one time, at most (see ``load(id:)``).
+    public let maximumConcurrentMissReads: Int
+    private let missReadsInFlight = Atomic<Int>(0)
 
     public init(
         configuration: ReplicationConfiguration = .init(),
         wallClock: SessionWallClock = .system,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        maximumConcurrentMissReads: Int = 64,
         onRemoteApply: RemoteApplyObserver? = nil,
         logger: Logger = Logger(label: "concord.replication.sync")
     ) {
         self.configuration = configuration
+        self.maximumConcurrentMissReads = max(0, maximumConcurrentMissReads)
         self.member = ReplicationMember(
             configuration: configuration, wallClock: wallClock, eventLoopGroup: eventLoopGroup,
             onRemoteApply: onRemoteApply, logger: logger, makeHandler: SyncReplicaHandler.init)
@@ -49,12 +55,23 @@ public final class SyncSessionStore: ReplicatedSessionStore {
     /// first. Replication is asynchronous (≈ 0.1–0.7 ms behind, docs/replication.md), so without that a user sent to
     /// this node right after logging in on another — a login's redirect through a round-robin proxy — could be
     /// answered "no session". The copy found is kept (every `sync` node holds every session).
+    ///
+    /// Cookies naming sessions nobody has (expired, forged, random) would each cost a round trip to every peer, and
+    /// with a stalled peer up to ``missReadTimeout``; so at most ``maximumConcurrentMissReads`` such loads ask at a
+    /// time, and the others answer from this node's copy alone (counted in
+    /// ``ReplicationStatistics/missReadsSkipped``).
     public func load(id: String) async throws -> StoredSession? {
         if replica.record(id: id) == nil, id.utf8.count <= LocalReplica.maximumIdentifierBytes {
-            let copies = await node.gather(from: node.peerIDs, timeout: Self.missReadTimeout) {
-                try await self.node.fetch(ids: [id], from: $0)
+            if missReadsInFlight.wrappingAdd(1, ordering: .relaxed).newValue <= maximumConcurrentMissReads {
+                defer { missReadsInFlight.wrappingSubtract(1, ordering: .relaxed) }
+                let copies = await node.gather(from: node.peerIDs, timeout: Self.missReadTimeout) {
+                    try await self.node.fetch(ids: [id], from: $0)
+                }
+                if !copies.isEmpty { _ = replica.apply(copies) }
+            } else {
+                missReadsInFlight.wrappingSubtract(1, ordering: .relaxed)
+                statistics.recordMissReadSkipped()
             }
-            if !copies.isEmpty { _ = replica.apply(copies) }
         }
         return replica.load(id: id)
     }

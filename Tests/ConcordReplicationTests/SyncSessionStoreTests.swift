@@ -1,4 +1,5 @@
 import ConcordSessions
+import Foundation
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -60,6 +61,54 @@ import Testing
             }
             #expect(missing.isEmpty, "not found on the other node right after the save: \(missing.prefix(10))")
             #expect(try await cluster[1].load(id: "never-saved") == nil)
+        }
+    }
+
+    @Test func loadsOfUnknownSessionsAskThePeersAFewAtATime() async throws {
+        // node-1 runs on a loop of its own, which the test blocks: connected, but answering nothing for 1.5 s.
+        let stalled = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        do {
+            try await Self.askAFewAtATime(stalled: stalled)
+        } catch {
+            try? await stalled.shutdownGracefully()
+            throw error
+        }
+        try await stalled.shutdownGracefully()
+    }
+
+    private static func askAFewAtATime(stalled: MultiThreadedEventLoopGroup) async throws {
+        try await TestCluster<SyncSessionStore>.with(
+            make: { configuration in
+                SyncSessionStore(
+                    configuration: configuration,
+                    eventLoopGroup: configuration.nodeID == "node-1" ? stalled : MultiThreadedEventLoopGroup.singleton,
+                    maximumConcurrentMissReads: 2, logger: testLogger)
+            },
+            port: { try await $0.listeningPort() }
+        ) { cluster in
+            try await cluster.start(peered: true)
+            try await cluster.start(peered: true)
+            let asking = cluster[0]
+            asking.addPeer(cluster.peers[1])
+            try await asking.waitUntilReady()
+            #expect(await eventually { asking.node.isConnected(to: "node-1") })
+            stalled.next().execute { usleep(1_500_000) }
+            let start = ContinuousClock.now
+            let results = try await withThrowingTaskGroup(of: StoredSession?.self) { group in
+                for index in 0..<6 { group.addTask { try await asking.load(id: "nobody-has-\(index)") } }
+                return try await group.reduce(into: [StoredSession?]()) { $0.append($1) }
+            }
+            let elapsed = ContinuousClock.now - start
+            #expect(results.allSatisfy { $0 == nil })
+            // Two loads waited for the stalled peer (up to missReadTimeout); the other four answered at once.
+            #expect(asking.statistics.missReadsSkipped == 4, "skipped: \(asking.statistics.missReadsSkipped)")
+            #expect(elapsed < .seconds(1.4), "the loads took \(elapsed): the timeout did not bound them")
+            // With the peer answering again, a load of an unknown session asks it again (the slots were freed).
+            try await Task.sleep(for: .seconds(1.2))
+            _ = try await cluster[1].save(StoredSession(id: "late", payload: [1]), ttl: .seconds(60), expectedVersion: nil)
+            #expect(await eventually { try await asking.load(id: "late") != nil })
+            _ = try await asking.load(id: "still-nobody")
+            #expect(asking.statistics.missReadsSkipped == 4)
         }
     }
 
