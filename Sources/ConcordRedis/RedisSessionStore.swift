@@ -10,9 +10,10 @@ import Synchronization
 /// Each session is one string key, `<prefix>session:{<id>}`, holding a small header (version, user id) and the
 /// payload, with a Redis expiry as its TTL (see ``RedisSessionRecord``). Versioned saves run as one Lua script
 /// (compare version, write, set expiry: atomic on the server); `load` is one `GET`, `version(id:)` one
-/// `GETRANGE` of the 20-byte header. A user's sessions are a set at `<prefix>user:{<userID>}`; in a cluster it
-/// usually lives on another node than the session, so it is updated after the session write and read back
-/// tolerantly: ids whose sessions have expired are dropped from it when listed.
+/// `GETRANGE` of the 20-byte header. A user's sessions are a set at `<prefix>user:{<userID>}`: on one server the save
+/// script adds the session to it (one round trip per save); in a cluster it usually lives on another node than the
+/// session, so it is updated after the session write. It is read back tolerantly: ids whose sessions have expired
+/// are dropped from it when listed.
 ///
 /// Every Redis failure (refused, closed, timed out, reconnecting) throws `SessionStoreError.unavailable` within
 /// the client's timeouts; the client reconnects by itself when Redis returns. An outage is logged as one warning,
@@ -84,10 +85,13 @@ public final class RedisSessionStore: SessionStore {
             throw SessionStoreError.tooLarge(size: userID.utf8.count, limit: RedisSessionRecord.maximumUserIDLength)
         }
         let milliseconds = Self.milliseconds(ttl)
+        // On one server the write script also adds the session to its user's index (one round trip). In a cluster
+        // the index lives in the user's slot, usually on another node, so it follows the session write.
+        let indexInScript = userID != nil && !configuration.client.isCluster
         let (version, previousUser) = try await writeRecord(
-            session, userID: userID, milliseconds: milliseconds, expectedVersion: expectedVersion)
-        // The index lives in the user's slot (another node in a cluster), so it follows the session write.
-        if let userID {
+            session, userID: userID, indexKey: indexInScript ? userKey(userID!) : nil, milliseconds: milliseconds,
+            expectedVersion: expectedVersion)
+        if let userID, !indexInScript {
             _ = try await run(
                 RedisSessionRecord.indexScript, key: userKey(userID),
                 arguments: [RedisArgument(session.id), RedisArgument(milliseconds)])
@@ -98,17 +102,21 @@ public final class RedisSessionStore: SessionStore {
         return version
     }
 
-    /// Writes the record; returns its new version and the user id it had before (`""` when none or unchanged).
-    private func writeRecord(_ session: StoredSession, userID: String?, milliseconds: Int64, expectedVersion: UInt64?)
-        async throws -> (version: UInt64, previousUser: String)
-    {
+    /// Writes the record (and, given `indexKey`, adds the session to that user index in the same script); returns
+    /// its new version and the user id it had before (`""` when none or unchanged).
+    private func writeRecord(
+        _ session: StoredSession, userID: String?, indexKey: RedisArgument?, milliseconds: Int64, expectedVersion: UInt64?
+    ) async throws -> (version: UInt64, previousUser: String) {
+        let keys = indexKey.map { [sessionKey(session.id), $0] } ?? [sessionKey(session.id)]
+        let indexArguments = indexKey == nil ? [] : [RedisArgument(session.id)]
         if let expectedVersion, expectedVersion > 0, expectedVersion < UInt64.max {
             // The caller read the record at `expectedVersion`: the next version is known here.
             let reply = try await run(
                 RedisSessionRecord.replaceScript,
-                key: sessionKey(session.id),
+                keys: keys,
                 arguments: RedisSessionRecord.replaceArguments(
-                    expectedVersion: expectedVersion, userID: userID, milliseconds: milliseconds, payload: session.payload))
+                    expectedVersion: expectedVersion, userID: userID, milliseconds: milliseconds, payload: session.payload)
+                    + indexArguments)
             if let previousUser = reply.string { return (expectedVersion + 1, previousUser) }
             guard let fields = reply.elements, fields.count == 3, let version = fields[1].int, let exists = fields[2].int
             else { throw SessionStoreError.corrupt("unexpected reply to the replace script: \(reply)") }
@@ -117,11 +125,11 @@ public final class RedisSessionStore: SessionStore {
         }
         let reply = try await run(
             RedisSessionRecord.saveScript,
-            key: sessionKey(session.id),
+            keys: keys,
             arguments: [
                 RedisArgument(expectedVersion.map(String.init) ?? ""), RedisArgument(milliseconds),
                 RedisArgument(RedisSessionRecord.body(userID: userID, payload: session.payload)),
-            ])
+            ] + indexArguments)
         guard let fields = reply.elements, fields.count == 4, let saved = fields[0].int, let version = fields[1].int,
             let exists = fields[2].int, let previousUser = fields[3].string
         else { throw SessionStoreError.corrupt("unexpected reply to the save script: \(reply)") }
@@ -246,8 +254,14 @@ public final class RedisSessionStore: SessionStore {
     private func run(_ script: RedisScript, key: RedisArgument, arguments: [RedisArgument]) async throws(SessionStoreError)
         -> RESPValue
     {
+        try await run(script, keys: [key], arguments: arguments)
+    }
+
+    private func run(_ script: RedisScript, keys: [RedisArgument], arguments: [RedisArgument]) async throws(SessionStoreError)
+        -> RESPValue
+    {
         do {
-            return try await client.run(script, keys: [key], arguments: arguments)
+            return try await client.run(script, keys: keys, arguments: arguments)
         } catch {
             throw storeError(error)
         }

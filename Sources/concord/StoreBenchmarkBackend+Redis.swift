@@ -1,5 +1,7 @@
 import ConcordLab
 import ConcordRedis
+import ConcordSessions
+import Synchronization
 import Logging
 import NIOPosix
 import Foundation
@@ -37,7 +39,7 @@ extension StoreBenchmarkBackend {
                 await server?.stop()
             },
             callerExecutor: group.map { EventLoopTaskExecutor($0.next()) },
-            layers: saveLayers(client: store.client, endpoint: endpoint, payloadSize: options.payloadSize))
+            layers: saveLayers(store: store, endpoint: endpoint, payloadSize: options.payloadSize))
     }
 
     /// Under a store save: the same record written with a plain `SET` (what `redis-benchmark -t set` does), then
@@ -45,12 +47,16 @@ extension StoreBenchmarkBackend {
     /// script (the record's header compared and the record replaced, as a save does, minus the store's own work).
     /// Last, `redis-benchmark` itself sends that compare-and-set: what a C client on one connection per caller gets
     /// for the same work, the ceiling of a save on this machine.
-    private static func saveLayers(client: RedisClient, endpoint: RedisEndpoint, payloadSize: Int) -> [StoreBenchmarkLayer] {
+    /// Then a logged-in user's save: through the store (on one server the script also adds the session to the
+    /// user's index), and as the two round trips a cluster needs (the compare-and-set, then the index script).
+    private static func saveLayers(store: RedisSessionStore, endpoint: RedisEndpoint, payloadSize: Int) -> [StoreBenchmarkLayer] {
+        let client = store.client
         let payload = [UInt8](repeating: 0x61, count: payloadSize)
         let record = RedisArgument(RedisSessionRecord.record(version: 1, userID: nil, payload: payload))
         let prefix = RedisArgument(RedisSessionRecord.prefix(version: 1, userID: nil))
         let milliseconds = RedisArgument("600000")
         let empty = RedisScript("return ''")
+        let versions = Mutex<[Int: UInt64]>([:])
         @Sendable func key(_ caller: Int) -> RedisArgument { RedisArgument("bench-layer-\(caller)") }
         return [
             StoreBenchmarkLayer(name: "client SET of the record") { caller in
@@ -62,6 +68,25 @@ extension StoreBenchmarkBackend {
             StoreBenchmarkLayer(name: "client EVALSHA of the store's compare-and-set") { caller in
                 _ = try await client.run(
                     RedisSessionRecord.replaceScript, keys: [key(caller)], arguments: [prefix, milliseconds, record])
+            },
+            StoreBenchmarkLayer(name: "store save of a logged-in session") { caller in
+                // Each caller saves its own session at the version its last save returned, as the `save` row does.
+                let id = "bench-layer-user-\(caller)"
+                let known = versions.withLock { $0[caller] }
+                let version = try await store.save(
+                    StoredSession(id: id, payload: payload, userID: "bench-user-\(caller)"), ttl: .seconds(600),
+                    expectedVersion: known)
+                versions.withLock { $0[caller] = version }
+            },
+            StoreBenchmarkLayer(name: "client: compare-and-set, then index script") { caller in
+                let prefix = RedisArgument(RedisSessionRecord.prefix(version: 1, userID: "bench-user-\(caller)"))
+                let userRecord = RedisArgument(RedisSessionRecord.record(version: 1, userID: "bench-user-\(caller)", payload: payload))
+                _ = try await client.run(
+                    RedisSessionRecord.replaceScript, keys: [RedisArgument("bench-layer-pair-\(caller)")],
+                    arguments: [prefix, milliseconds, userRecord])
+                _ = try await client.run(
+                    RedisSessionRecord.indexScript, keys: [RedisArgument("bench-layer-index-\(caller)")],
+                    arguments: [RedisArgument("bench-layer-pair-\(caller)"), milliseconds])
             },
             StoreBenchmarkLayer(name: "redis-benchmark EVALSHA of the compare-and-set", ceiling: true) { concurrency, operations in
                 // The record's key exists and the script is loaded (its digest is what `SCRIPT LOAD` answers).

@@ -1,5 +1,6 @@
 import ConcordRedis
 import ConcordSessions
+import MetricsTestKit
 import Testing
 
 @Suite(.timeLimit(.minutes(3))) struct RedisSessionStoreTests {
@@ -112,6 +113,35 @@ import Testing
             #expect(try await store.load(id: "b1") == nil)
             #expect(try await store.sessionIDs(forUser: "bob") == [])
             #expect(try await store.load(id: "a1") != nil)
+        }
+    }
+
+    @Test func aLoggedInSaveIsOneCommandOnOneServer() async throws {
+        try await RedisServerFixture.withServer { server in
+            let metrics = TestMetrics()
+            let store = try RedisSessionStore(configuration: try RedisSessionStoreConfiguration(urls: [server.url]), metricsFactory: metrics)
+            defer { store.shutdown() }
+            // Loads the scripts (a first EVALSHA answers NOSCRIPT, then SCRIPT LOAD), so each save below is one command.
+            _ = try await store.save(StoredSession(id: "warm", payload: [], userID: "w"), ttl: .seconds(60), expectedVersion: nil)
+            _ = try await store.save(StoredSession(id: "warm", payload: [], userID: "w"), ttl: .seconds(60), expectedVersion: 1)
+            let commands = try metrics.expectCounter("concord_redis_commands_total")
+            let before = commands.totalValue
+            #expect(try await store.save(StoredSession(id: "s1", payload: [1], userID: "ann"), ttl: .seconds(60), expectedVersion: 0) == 1)
+            #expect(try await store.save(StoredSession(id: "s1", payload: [2], userID: "ann"), ttl: .seconds(60), expectedVersion: 1) == 2)
+            #expect(try await store.save(StoredSession(id: "s2", payload: [3], userID: "ann"), ttl: .seconds(600), expectedVersion: nil) == 1)
+            #expect(commands.totalValue - before == 3, "commands for three logged-in saves: \(commands.totalValue - before)")
+            #expect(try await store.sessionIDs(forUser: "ann") == ["s1", "s2"])
+            // The index lives at least as long as its longest session.
+            let ttl = try await store.client.send(RedisCommand("PTTL", ["concord:user:{ann}"])).int ?? -2
+            #expect(ttl > 590_000, "index TTL \(ttl) ms")
+            // A save that loses a conflict adds nothing to the index.
+            await #expect(throws: SessionStoreError.self) {
+                try await store.save(StoredSession(id: "s3", payload: [], userID: "bob"), ttl: .seconds(60), expectedVersion: 5)
+            }
+            await #expect(throws: SessionStoreError.self) {
+                try await store.save(StoredSession(id: "s1", payload: [], userID: "bob"), ttl: .seconds(60), expectedVersion: 1)
+            }
+            #expect(try await store.client.send(RedisCommand("EXISTS", ["concord:user:{bob}"])).int == 0)
         }
     }
 
