@@ -108,15 +108,12 @@ public final class RedisSessionStore: SessionStore {
         _ session: StoredSession, userID: String?, indexKey: RedisArgument?, milliseconds: Int64, expectedVersion: UInt64?
     ) async throws -> (version: UInt64, previousUser: String) {
         let keys = indexKey.map { [sessionKey(session.id), $0] } ?? [sessionKey(session.id)]
-        let indexArguments = indexKey == nil ? [] : [RedisArgument(session.id)]
         if let expectedVersion, expectedVersion > 0, expectedVersion < UInt64.max {
             // The caller read the record at `expectedVersion`: the next version is known here.
-            let reply = try await run(
-                RedisSessionRecord.replaceScript,
-                keys: keys,
-                arguments: RedisSessionRecord.replaceArguments(
-                    expectedVersion: expectedVersion, userID: userID, milliseconds: milliseconds, payload: session.payload)
-                    + indexArguments)
+            var arguments = RedisSessionRecord.replaceArguments(
+                expectedVersion: expectedVersion, userID: userID, milliseconds: milliseconds, payload: session.payload)
+            if indexKey != nil { arguments.append(RedisArgument(session.id)) }
+            let reply = try await run(RedisSessionRecord.replaceScript, keys: keys, arguments: arguments)
             if let previousUser = reply.string { return (expectedVersion + 1, previousUser) }
             guard let fields = reply.elements, fields.count == 3, let version = fields[1].int, let exists = fields[2].int
             else { throw SessionStoreError.corrupt("unexpected reply to the replace script: \(reply)") }
@@ -129,7 +126,7 @@ public final class RedisSessionStore: SessionStore {
             arguments: [
                 RedisArgument(expectedVersion.map(String.init) ?? ""), RedisArgument(milliseconds),
                 RedisArgument(RedisSessionRecord.body(userID: userID, payload: session.payload)),
-            ] + indexArguments)
+            ] + (indexKey == nil ? [] : [RedisArgument(session.id)]))
         guard let fields = reply.elements, fields.count == 4, let saved = fields[0].int, let version = fields[1].int,
             let exists = fields[2].int, let previousUser = fields[3].string
         else { throw SessionStoreError.corrupt("unexpected reply to the save script: \(reply)") }
