@@ -73,6 +73,14 @@ package enum RedisSessionRecord {
         }
     }
 
+    /// What a record owned by `userID` holds right after its version (the user id's length, then the user id): a
+    /// `GETRANGE` of exactly that span tells whether the session belongs to that user without reading the payload.
+    static func ownerSpan(userID: String) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        write(version: nil, user: userID.utf8, payload: [], to: &buffer)
+        return buffer
+    }
+
     static func decode(id: String, record: ByteBuffer) throws(SessionStoreError) -> StoredSession {
         var record = record
         guard let header = record.readString(length: headerLength),

@@ -89,7 +89,7 @@ public final class RedisSessionStore: SessionStore {
         // the index lives in the user's slot, usually on another node, so it follows the session write.
         let indexInScript = userID != nil && !configuration.client.isCluster
         let (version, previousUser) = try await writeRecord(
-            session, userID: userID, indexKey: indexInScript ? userKey(userID!) : nil, milliseconds: milliseconds,
+            session, userID: userID, indexKey: indexInScript ? userID.map(userKey) : nil, milliseconds: milliseconds,
             expectedVersion: expectedVersion)
         if let userID, !indexInScript {
             _ = try await run(
@@ -180,11 +180,20 @@ public final class RedisSessionStore: SessionStore {
         try await observed { try await deleteSessions(ofUser: userID) }
     }
 
+    /// The index's ids whose sessions exist and still belong to `userID`. The others — expired, or re-saved for
+    /// another user while the index update after it failed — are removed from the index.
     private func liveSessionIDs(forUser userID: String) async throws -> [String] {
         let members = try await members(ofUser: userID)
+        let owner = RedisSessionRecord.ownerSpan(userID: userID)
+        let start = RedisSessionRecord.versionLength
         let live = try await withThrowingTaskGroup(of: (String, Bool).self) { group in
             for id in members {
-                group.addTask { (id, try await self.send(.exists(self.sessionKey(id))).int == 1) }
+                group.addTask {
+                    // The record's user id length and user id: `""` when the session is gone.
+                    let span = try await self.send(.getRange(self.sessionKey(id), start: start, end: start + owner.readableBytes - 1))
+                    guard case .bulkString(let bytes) = span else { return (id, false) }
+                    return (id, bytes == owner)
+                }
             }
             var live: [String] = []
             var expired: [RedisArgument] = []

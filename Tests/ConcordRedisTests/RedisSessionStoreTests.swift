@@ -145,6 +145,22 @@ import Testing
         }
     }
 
+    /// An index entry left behind (a session re-saved for another user while the index update after it failed) is
+    /// not listed for the old user, and is removed from that user's index.
+    @Test func aUsersListingSkipsSessionsOwnedBySomeoneElse() async throws {
+        try await Self.withStore { store, _ in
+            _ = try await store.save(StoredSession(id: "mine", payload: [], userID: "ann"), ttl: .seconds(60), expectedVersion: nil)
+            _ = try await store.save(StoredSession(id: "theirs", payload: [], userID: "annabel"), ttl: .seconds(60), expectedVersion: nil)
+            _ = try await store.save(StoredSession(id: "anon", payload: []), ttl: .seconds(60), expectedVersion: nil)
+            _ = try await store.client.send(RedisCommand("SADD", ["concord:user:{ann}", "theirs", "anon"]))
+            #expect(try await store.sessionIDs(forUser: "ann") == ["mine"])
+            #expect(try await store.client.send(RedisCommand("SCARD", ["concord:user:{ann}"])).int == 1)
+            #expect(try await store.sessionIDs(forUser: "annabel") == ["theirs"])
+            #expect(try await store.deleteAll(forUser: "ann") == 1)
+            #expect(try await store.load(id: "theirs") != nil)
+        }
+    }
+
     @Test func oversizedAndCorruptRecordsAreTypedErrors() async throws {
         try await Self.withStore(configuring: { $0.maximumPayloadSize = 1000 }) { store, server in
             await #expect(throws: SessionStoreError.tooLarge(size: 1001, limit: 1000)) {
