@@ -81,19 +81,35 @@ package enum RedisSessionRecord {
         return buffer
     }
 
+    /// Every `load` decodes a record: the header's digits are read from the bytes (no `String` per field).
     static func decode(id: String, record: ByteBuffer) throws(SessionStoreError) -> StoredSession {
         var record = record
-        guard let header = record.readString(length: headerLength),
-            let version = UInt64(header.prefix(versionLength)),
-            let userLength = Int(header.dropFirst(versionLength)),
-            let user = record.readString(length: userLength)
+        guard let header = record.readSlice(length: headerLength),
+            let version = digits(header.readableBytesView.prefix(versionLength)),
+            let userLength = digits(header.readableBytesView.dropFirst(versionLength)),
+            let user = record.readString(length: Int(userLength))
         else { throw .corrupt("record of session \(id) has no valid header") }
         return StoredSession(
             id: id, payload: Array(record.readableBytesView), version: version, userID: user.isEmpty ? nil : user)
     }
 
+    /// The value of ASCII decimal digits (`nil` for anything else, none at all, or more than a `UInt64` holds).
+    private static func digits(_ bytes: ByteBufferView.SubSequence) -> UInt64? {
+        guard !bytes.isEmpty else { return nil }
+        var value: UInt64 = 0
+        for byte in bytes {
+            let digit = byte &- UInt8(ascii: "0")
+            guard digit < 10 else { return nil }
+            let (shifted, overflow1) = value.multipliedReportingOverflow(by: 10)
+            let (sum, overflow2) = shifted.addingReportingOverflow(UInt64(digit))
+            guard !overflow1, !overflow2 else { return nil }
+            value = sum
+        }
+        return value
+    }
+
     static func version(header: ByteBuffer) -> UInt64? {
-        UInt64(String(buffer: header))
+        digits(header.readableBytesView[...])
     }
 
     /// After a successful write, when the caller passes the user's index as KEYS[2] and the session id as ARGV[4]:
