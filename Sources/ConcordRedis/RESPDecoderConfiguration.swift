@@ -5,7 +5,7 @@
 /// - `maximumAggregateLength`: 1,048,576 elements per array, set, map (pairs) or push.
 /// - `maximumNestingDepth`: 32 levels of aggregates inside aggregates.
 /// - `maximumLineLength`: 64 KiB for a simple string, error, integer or length line.
-/// - `maximumBufferSize`: 32 MiB of unparsed bytes held by the `ByteToMessageHandler`.
+/// - `maximumBufferSize`: 32 MiB of unparsed bytes held for one incomplete reply.
 public struct RESPDecoderConfiguration: Sendable, Hashable {
     public var maximumBulkLength: Int
     public var maximumAggregateLength: Int

@@ -26,10 +26,8 @@ public final class RedisConnection: Sendable {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers(
-                        ByteToMessageHandler(RESPDecoder(configuration: decoder), maximumBufferSize: decoder.maximumBufferSize),
-                        RedisConnectionHandler(commandTimeout: TimeAmount(configuration.commandTimeout))
-                    )
+                    try channel.pipeline.syncOperations.addHandler(
+                        RedisConnectionHandler(commandTimeout: TimeAmount(configuration.commandTimeout), decoder: decoder))
                 }
             }
         let channel: any Channel

@@ -13,8 +13,12 @@ struct RedisRequest: Sendable {
 /// Command timeout: replies arrive in order, so only the oldest pending command can be the first to be late. One
 /// timer watches it; when it is late, every pending command fails with ``RedisClientError/timeout(_:)`` and the
 /// connection closes (a late reply could no longer be matched to its command).
+///
+/// Replies are decoded here (``RESPDecoder`` through a `NIOSingleStepByteToMessageProcessor`), not by a
+/// `ByteToMessageHandler` in front: every reply then skips one pipeline hop and being boxed into `NIOAny` and cast
+/// back. A reply that breaks the protocol or the limits fails every pending command and closes the connection.
 final class RedisConnectionHandler: ChannelDuplexHandler {
-    typealias InboundIn = RESPValue
+    typealias InboundIn = ByteBuffer
     typealias OutboundIn = RedisRequest
     typealias OutboundOut = ByteBuffer
 
@@ -24,12 +28,15 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
     }
 
     private let commandTimeout: TimeAmount
+    private let decoder: NIOSingleStepByteToMessageProcessor<RESPDecoder>
     private var pipeline = RedisPipelineStateMachine<Waiter>()
     private var flushScheduled = false
     private var timer: Scheduled<Void>?
 
-    init(commandTimeout: TimeAmount) {
+    init(commandTimeout: TimeAmount, decoder configuration: RESPDecoderConfiguration) {
         self.commandTimeout = commandTimeout
+        self.decoder = NIOSingleStepByteToMessageProcessor(
+            RESPDecoder(configuration: configuration), maximumBufferSize: configuration.maximumBufferSize)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -61,9 +68,17 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch pipeline.receive(unwrapInboundIn(data)) {
+        do {
+            try decoder.process(buffer: unwrapInboundIn(data)) { reply in received(reply, context: context) }
+        } catch {
+            errorCaught(context: context, error: error)
+        }
+    }
+
+    private func received(_ reply: RESPValue, context: ChannelHandlerContext) {
+        switch pipeline.receive(reply) {
         case .succeed(let waiter):
-            waiter.promise.succeed(unwrapInboundIn(data))
+            waiter.promise.succeed(reply)
         case .ignore:
             break
         case .closeConnection(let error):
@@ -76,6 +91,8 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
         let reason: RedisClientError =
             if let decoderError = error as? RESPDecoderError {
                 .protocolViolation(decoderError.description)
+            } else if error is ByteToMessageDecoderError.PayloadTooLargeError {
+                .protocolViolation("an incomplete reply exceeds the decoder's maximumBufferSize")
             } else if error is ByteToMessageDecoderError {
                 .protocolViolation("\(error)")
             } else {

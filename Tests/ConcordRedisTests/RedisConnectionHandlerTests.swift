@@ -7,8 +7,8 @@ import Testing
 @Suite(.timeLimit(.minutes(3))) struct RedisConnectionHandlerTests {
     private func makeChannel() throws -> EmbeddedChannel {
         let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandlers(
-            ByteToMessageHandler(RESPDecoder(), maximumBufferSize: 1024), RedisConnectionHandler(commandTimeout: .seconds(1)))
+        try channel.pipeline.syncOperations.addHandler(
+            RedisConnectionHandler(commandTimeout: .seconds(1), decoder: RESPDecoderConfiguration(maximumBufferSize: 1024)))
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 6379)).wait()
         return channel
     }
