@@ -73,14 +73,6 @@ package enum RedisSessionRecord {
         }
     }
 
-    /// What a record owned by `userID` holds right after its version (the user id's length, then the user id): a
-    /// `GETRANGE` of exactly that span tells whether the session belongs to that user without reading the payload.
-    static func ownerSpan(userID: String) -> ByteBuffer {
-        var buffer = ByteBuffer()
-        write(version: nil, user: userID.utf8, payload: [], to: &buffer)
-        return buffer
-    }
-
     /// Every `load` decodes a record: the header's digits are read from the bytes (no `String` per field).
     static func decode(id: String, record: ByteBuffer) throws(SessionStoreError) -> StoredSession {
         var record = record
@@ -118,10 +110,18 @@ package enum RedisSessionRecord {
     /// ``indexScript`` after the write instead.
     private static let indexStep = """
           if #KEYS > 1 then
-            redis.call('SADD', KEYS[2], ARGV[4])
-            if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+            \(indexLua(index: "KEYS[2]", id: "ARGV[4]", milliseconds: "ARGV[2]"))
           end
         """
+
+    /// Adds session `id` to user index `index` and makes the index live at least `milliseconds` (Lua expressions):
+    /// the body of ``indexScript`` and of ``indexStep``.
+    private static func indexLua(index: String, id: String, milliseconds: String) -> String {
+        """
+        redis.call('SADD', \(index), \(id))
+            if redis.call('PTTL', \(index)) < tonumber(\(milliseconds)) then redis.call('PEXPIRE', \(index), \(milliseconds)) end
+        """
+    }
 
     /// Replaces a record the caller read at a known version, with the next version already written into the new
     /// record by the caller, so the common case is one `GETRANGE`, one string compare and one `SET` (no Lua number
@@ -205,8 +205,7 @@ package enum RedisSessionRecord {
     /// KEYS[1] = index; ARGV[1] = session id; ARGV[2] = TTL in ms.
     package static let indexScript = RedisScript(
         """
-        redis.call('SADD', KEYS[1], ARGV[1])
-        if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+        \(indexLua(index: "KEYS[1]", id: "ARGV[1]", milliseconds: "ARGV[2]"))
         return 1
         """)
 }

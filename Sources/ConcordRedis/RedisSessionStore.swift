@@ -87,11 +87,10 @@ public final class RedisSessionStore: SessionStore {
         let milliseconds = Self.milliseconds(ttl)
         // On one server the write script also adds the session to its user's index (one round trip). In a cluster
         // the index lives in the user's slot, usually on another node, so it follows the session write.
-        let indexInScript = userID != nil && !configuration.client.isCluster
+        let indexKey = configuration.client.isCluster ? nil : userID.map(userKey)
         let (version, previousUser) = try await writeRecord(
-            session, userID: userID, indexKey: indexInScript ? userID.map(userKey) : nil, milliseconds: milliseconds,
-            expectedVersion: expectedVersion)
-        if let userID, !indexInScript {
+            session, userID: userID, indexKey: indexKey, milliseconds: milliseconds, expectedVersion: expectedVersion)
+        if let userID, indexKey == nil {
             _ = try await run(
                 RedisSessionRecord.indexScript, key: userKey(userID),
                 arguments: [RedisArgument(session.id), RedisArgument(milliseconds)])
@@ -120,13 +119,12 @@ public final class RedisSessionStore: SessionStore {
             conflicts.increment()
             throw SessionStoreError.conflict(expected: expectedVersion, actual: exists == 1 ? UInt64(version) : nil)
         }
-        let reply = try await run(
-            RedisSessionRecord.saveScript,
-            keys: keys,
-            arguments: [
-                RedisArgument(expectedVersion.map(String.init) ?? ""), RedisArgument(milliseconds),
-                RedisArgument(RedisSessionRecord.body(userID: userID, payload: session.payload)),
-            ] + (indexKey == nil ? [] : [RedisArgument(session.id)]))
+        var arguments = [
+            RedisArgument(expectedVersion.map(String.init) ?? ""), RedisArgument(milliseconds),
+            RedisArgument(RedisSessionRecord.body(userID: userID, payload: session.payload)),
+        ]
+        if indexKey != nil { arguments.append(RedisArgument(session.id)) }
+        let reply = try await run(RedisSessionRecord.saveScript, keys: keys, arguments: arguments)
         guard let fields = reply.elements, fields.count == 4, let saved = fields[0].int, let version = fields[1].int,
             let exists = fields[2].int, let previousUser = fields[3].string
         else { throw SessionStoreError.corrupt("unexpected reply to the save script: \(reply)") }
@@ -184,7 +182,8 @@ public final class RedisSessionStore: SessionStore {
     /// another user while the index update after it failed — are removed from the index.
     private func liveSessionIDs(forUser userID: String) async throws -> [String] {
         let members = try await members(ofUser: userID)
-        let owner = RedisSessionRecord.ownerSpan(userID: userID)
+        // What a record owned by `userID` holds right after its version: the user id's length and the user id.
+        let owner = RedisSessionRecord.body(userID: userID, payload: [])
         let start = RedisSessionRecord.versionLength
         let live = try await withThrowingTaskGroup(of: (String, Bool).self) { group in
             for id in members {

@@ -45,10 +45,10 @@ extension StoreBenchmarkBackend {
     /// Under a store save: the same record written with a plain `SET` (what `redis-benchmark -t set` does), then
     /// through `EVALSHA` of a script that only returns (Lua's fixed cost), then of the store's compare-and-set
     /// script (the record's header compared and the record replaced, as a save does, minus the store's own work).
-    /// Last, `redis-benchmark` itself sends that compare-and-set: what a C client on one connection per caller gets
-    /// for the same work, the ceiling of a save on this machine.
     /// Then a logged-in user's save: through the store (on one server the script also adds the session to the
     /// user's index), and as the two round trips a cluster needs (the compare-and-set, then the index script).
+    /// Last, `redis-benchmark` itself sends the compare-and-set: what a C client on one connection per caller gets
+    /// for the same work, the ceiling of a save on this machine.
     private static func saveLayers(store: RedisSessionStore, endpoint: RedisEndpoint, payloadSize: Int) -> [StoreBenchmarkLayer] {
         let client = store.client
         let payload = [UInt8](repeating: 0x61, count: payloadSize)
