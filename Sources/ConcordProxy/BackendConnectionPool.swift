@@ -20,16 +20,19 @@ final class BackendConnectionPool {
 
     /// An idle connection to `backend`, most recently used first, or `nil`.
     func takeIdle(for backend: Backend, idempotent: Bool) -> BackendHTTPHandler? {
-        // Mutated in place through the subscript: a copied-out list would be copied again on every pop.
-        guard idle[backend.id]?.isEmpty == false else { return nil }
-        let now = NIODeadline.now()
-        while let connection = idle[backend.id]?.popLast() {
+        // One lookup, the list mutated in place (a copied-out list would be copied again on every pop).
+        guard idle[backend.id] != nil else { return nil }
+        return Self.take(from: &idle[backend.id, default: []], idempotent: idempotent, pool: self)
+    }
+
+    private static func take(from list: inout [BackendHTTPHandler], idempotent: Bool, pool: BackendConnectionPool) -> BackendHTTPHandler? {
+        while let connection = list.popLast() {
             connection.idleIn = nil
             if !connection.isActive { continue }
-            if !idempotent && now - connection.lastUsed > Self.freshEnoughForUnsafeRequests {
+            if !idempotent && NIODeadline.now() - connection.lastUsed > freshEnoughForUnsafeRequests {
                 // Keep it for an idempotent request instead.
-                connection.idleIn = self
-                idle[backend.id]?.insert(connection, at: 0)
+                connection.idleIn = pool
+                list.insert(connection, at: 0)
                 return nil
             }
             return connection
@@ -72,12 +75,17 @@ final class BackendConnectionPool {
             connection.close()
             return
         }
-        guard idle[connection.backend.id, default: []].count < limits.maxIdleConnectionsPerBackend else {
+        if !Self.keep(connection, in: &idle[connection.backend.id, default: []], limit: limits.maxIdleConnectionsPerBackend) {
             connection.close()
             return
         }
         connection.idleIn = self
-        idle[connection.backend.id, default: []].append(connection)
+    }
+
+    private static func keep(_ connection: BackendHTTPHandler, in list: inout [BackendHTTPHandler], limit: Int) -> Bool {
+        guard list.count < limit else { return false }
+        list.append(connection)
+        return true
     }
 
     /// An idle connection closed.

@@ -32,6 +32,15 @@ final class BackendHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var readsPaused = false
     private var readPending = false
     private(set) var isActive = false
+    /// The channel's writability, kept from its events: asking the channel costs a lock-free but reference-counted
+    /// trip through NIO on every request.
+    private(set) var isWritable = false
+    /// Whether bytes were written since the last flush (a flush of nothing still walks the pipeline).
+    private var unflushed = false
+    /// Where a request head's two pieces are joined so they go out as one write (a write costs more in NIO than
+    /// copying a head's bytes). Reused: the previous request's write has completed by the time the next one is
+    /// sent (its response came back), so clearing it does not allocate.
+    private var headScratch = ByteBuffer()
     /// Whether the response in progress allows another request on this connection.
     private(set) var responseKeepAlive = true
     private var framer: HTTPResponseFramer
@@ -43,15 +52,15 @@ final class BackendHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.framer = HTTPResponseFramer(limits: limits)
     }
 
-    var isWritable: Bool { context?.channel.isWritable ?? false }
-
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         isActive = context.channel.isActive
+        isWritable = context.channel.isWritable
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
+        isWritable = false
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -63,16 +72,30 @@ final class BackendHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// request must not be chunked).
     func write(_ head: RequestForwarding.Head, isHEAD: Bool, isHTTP10: Bool) {
         framer.requestSent(isHEAD: isHEAD, isHTTP10: isHTTP10)
-        context?.write(wrapOutboundOut(head.prefix), promise: nil)
-        if head.suffix.readableBytes > 0 { context?.write(wrapOutboundOut(head.suffix), promise: nil) }
+        guard let context else { return }
+        unflushed = true
+        if head.suffix.readableBytes == 0 {
+            context.write(wrapOutboundOut(head.prefix), promise: nil)
+            return
+        }
+        headScratch.clear(minimumCapacity: head.readableBytes)
+        headScratch.writeImmutableBuffer(head.prefix)
+        headScratch.writeImmutableBuffer(head.suffix)
+        context.write(wrapOutboundOut(headScratch), promise: nil)
     }
 
     /// Writes request body bytes as the client sent them.
     func write(_ bytes: ByteBuffer) {
-        context?.write(wrapOutboundOut(bytes), promise: nil)
+        guard let context else { return }
+        unflushed = true
+        context.write(wrapOutboundOut(bytes), promise: nil)
     }
 
-    func flush() { context?.flush() }
+    func flush() {
+        guard unflushed, let context else { return }
+        unflushed = false
+        context.flush()
+    }
 
     func close() {
         delegate = nil
@@ -116,7 +139,7 @@ final class BackendHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         do throws(HTTPResponseFramerError) {
             while let part = try framer.next(&bytes) {
                 switch part {
-                case .head(let head):
+                case .head(let head), .headAndBody(let head, _):
                     responseKeepAlive = head.keepAlive
                 case .end where bytes.readableBytes > 0:
                     // More bytes than the response: the connection is out of sync, never pool it.
@@ -169,6 +192,7 @@ final class BackendHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
+        isWritable = context.channel.isWritable
         delegate?.backendWritabilityChanged(self)
         context.fireChannelWritabilityChanged()
     }

@@ -15,14 +15,16 @@ import NIOConcurrencyHelpers
 public final class Balancer: Sendable {
     /// The result of a pick: the backend and what to count.
     public struct Pick: Sendable {
-        public let backend: Backend
+        let handle: BackendHandle
         /// True when the key's owner was not ready and the key went to a later candidate.
         public let remapped: Bool
         /// Sticky-cookie mode: the client's cookie did not name a usable backend, so the response sets a new one.
         public let setsStickyCookie: Bool
-        let counters: ProxyMetrics.BackendCounters
+
+        public var backend: Backend { handle.backend }
+        var counters: ProxyMetrics.BackendCounters { handle.counters }
         /// The backend's in-flight count, released without the balancer's lock.
-        let load: BackendLoad
+        var load: BackendLoad { handle.load }
     }
 
     /// A backend's state as the admin API lists it.
@@ -73,12 +75,18 @@ public final class Balancer: Sendable {
     private struct Runtime {
         var health: HealthStateMachine
         var draining = false
-        /// Requests/connections in flight and picks so far: atomics, so that a finished request does not take the
-        /// balancer's lock (two event loops contending for it per request put waiters to sleep for milliseconds).
-        let load = BackendLoad()
+        /// The backend, its counters and its requests/connections in flight and picks so far (atomics, so that a
+        /// finished request does not take the balancer's lock: two event loops contending for it per request put
+        /// waiters to sleep for milliseconds).
+        let handle: BackendHandle
         var recentKeys = RecentKeys()
-        let counters: ProxyMetrics.BackendCounters
 
+        init(health: HealthStateMachine, backend: Backend, counters: ProxyMetrics.BackendCounters) {
+            self.health = health
+            self.handle = BackendHandle(backend: backend, counters: counters)
+        }
+
+        var load: BackendLoad { handle.load }
         var active: Int { load.active }
 
         var isUp: Bool { health.isUp }
@@ -124,7 +132,7 @@ public final class Balancer: Sendable {
         for address in backends { resolved.append(try Backend(address: address)) }
         let membership = try Membership(backends: resolved, algorithm: algorithm, boundedLoad: boundedLoad)
         let runtime = resolved.map {
-            Runtime(health: HealthStateMachine(health), counters: metrics.backend($0.id))
+            Runtime(health: HealthStateMachine(health), backend: $0, counters: metrics.backend($0.id))
         }
         self.state = NIOLockedValueBox(State(
             membership: membership, runtime: runtime, algorithm: algorithm, boundedLoad: boundedLoad, health: health))
@@ -219,11 +227,9 @@ public final class Balancer: Sendable {
 
     /// Counts the pick as in flight. Its metrics are counted by ``counted(_:)`` once the lock is released.
     private static func take(_ index: Int, in state: inout State, remapped: Bool, setsCookie: Bool) -> Pick {
-        let runtime = state.runtime[index]
-        runtime.load.began()
-        return Pick(
-            backend: state.membership.backends[index], remapped: remapped, setsStickyCookie: setsCookie,
-            counters: runtime.counters, load: runtime.load)
+        let handle = state.runtime[index].handle
+        handle.load.began()
+        return Pick(handle: handle, remapped: remapped, setsStickyCookie: setsCookie)
     }
 
     /// Metrics of a pick, outside the lock (the less work under it, the less the two event loops wait).
@@ -389,7 +395,7 @@ public final class Balancer: Sendable {
             var carried: [String: Runtime] = [:]
             for (backend, runtime) in zip(state.membership.backends, state.runtime) { carried[backend.id] = runtime }
             state.runtime = resolved.map { backend in
-                var runtime = carried[backend.id] ?? Runtime(health: HealthStateMachine(health), counters: countersByID[backend.id]!)
+                var runtime = carried[backend.id] ?? Runtime(health: HealthStateMachine(health), backend: backend, counters: countersByID[backend.id]!)
                 runtime.health.adopt(health)
                 return runtime
             }

@@ -38,6 +38,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
     private var malformedNext: HTTPResponseStatus?
 
     private var readPending = false
+    /// The client channel's writability, kept from its events (asking the channel costs reference counting).
+    private var clientWritable = true
     private var bytesSinceIdle = false
     private var deadline: ConnectionDeadline
     private var deadlineTask: Scheduled<Void>?
@@ -61,6 +63,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         allocator = context.channel.allocator
+        clientWritable = context.channel.isWritable
         peer = ClientAddress(context.channel.remoteAddress)
         forwarding = RequestForwarding(peer: peer, isTrustedPeer: peer.map { runtime.extractor.isTrusted($0) } ?? false)
         if context.channel.isActive { startIdleTimer() }
@@ -154,7 +157,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { backend?.resumeReads() } else { backend?.pauseReads() }
+        clientWritable = context.channel.isWritable
+        if clientWritable { backend?.resumeReads() } else { backend?.pauseReads() }
         context.fireChannelWritabilityChanged()
     }
 
@@ -355,7 +359,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
         backendWasReused = reused
         connection.delegate = self
         connection.markUsed()
-        if let context, !context.channel.isWritable { connection.pauseReads() }
+        if !clientWritable { connection.pauseReads() }
         machine.connected()
         if let head = requestHead { connection.write(head, isHEAD: requestIsHEAD, isHTTP10: requestVersion == .http1_0) }
         let parts = held
@@ -383,29 +387,48 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
         guard connection === backend, let context else { return }
         switch part {
         case .head(let head):
-            deadline.disarm()
-            machine.responseHeadReceived(closeDelimited: head.framing == .untilClose)
-            held.removeAll()
+            responseBegan(head)
             context.write(wrapOutboundOut(clientHead(head)), promise: nil)
+        case .headAndBody(let head, let bytes):
+            responseBegan(head)
+            let headLength = head.bytes.readableBytes
+            pick?.counters.bytesFromBackend.increment(by: Int64(bytes.readableBytes - headLength))
+            if headGoesUnchanged(head) {
+                context.write(wrapOutboundOut(bytes), promise: nil)
+            } else {
+                context.write(wrapOutboundOut(clientHead(head)), promise: nil)
+                context.write(wrapOutboundOut(bytes.getSlice(at: bytes.readerIndex + headLength, length: bytes.readableBytes - headLength)!), promise: nil)
+            }
+            if !clientWritable { connection.pauseReads() }
         case .body(let buffer):
             pick?.counters.bytesFromBackend.increment(by: Int64(buffer.readableBytes))
             context.write(wrapOutboundOut(buffer), promise: nil)
-            if !context.channel.isWritable { connection.pauseReads() }
+            if !clientWritable { connection.pauseReads() }
         case .end:
             finishExchange(connection: connection)
         }
     }
 
-    /// The backend's head as the client gets it: its bytes unchanged when nothing in it must change — the usual
-    /// keep-alive HTTP/1.1 exchange — otherwise rewritten without hop-by-hop fields, with the sticky cookie, with
-    /// `Connection` as this client connection will behave, and with the client's HTTP version.
+    private func responseBegan(_ head: BackendResponseHead) {
+        deadline.disarm()
+        machine.responseHeadReceived(closeDelimited: head.framing == .untilClose)
+        held.removeAll()
+    }
+
+    /// Whether nothing in the backend's head must change for the client — the usual keep-alive HTTP/1.1 exchange.
+    private func headGoesUnchanged(_ head: BackendResponseHead) -> Bool {
+        machine.keepAlive && machine.requestComplete && !(pick?.setsStickyCookie ?? false) && head.suitsKeptConnection
+            && requestVersion == .http1_1
+    }
+
+    /// The backend's head as the client gets it: its bytes unchanged when nothing in it must change, otherwise
+    /// rewritten without hop-by-hop fields, with the sticky cookie, with `Connection` as this client connection
+    /// will behave, and with the client's HTTP version.
     private func clientHead(_ head: BackendResponseHead) -> ByteBuffer {
+        if headGoesUnchanged(head) { return head.bytes }
         let closing = !machine.keepAlive || !machine.requestComplete
         let sticky = pick.map { $0.setsStickyCookie } ?? false
         let clientVersion = requestVersion
-        if !closing && !sticky && head.suitsKeptConnection && clientVersion == .http1_1 {
-            return head.bytes
-        }
         var extra: [(name: String, value: String)] = []
         if sticky, let pick {
             extra.append((name: "set-cookie", value: StickyCookie.setCookie(name: runtime.configuration.stickyCookie, backend: pick.backend)))

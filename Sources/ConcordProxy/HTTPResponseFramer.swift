@@ -15,6 +15,10 @@ struct HTTPResponseFramer {
     enum Part {
         /// A final response's head (1xx interim responses are consumed here: the proxy does not relay them).
         case head(BackendResponseHead)
+        /// A final response's head and its whole fixed-length body, arrived together: `bytes` holds both as one
+        /// slice (the head's bytes first), so a head that goes out unchanged goes out with its body in one write —
+        /// the usual small response. `.end` follows.
+        case headAndBody(BackendResponseHead, bytes: ByteBuffer)
         /// Body bytes exactly as they came: for a chunked body, its chunk framing and trailers included.
         case body(ByteBuffer)
         case end
@@ -88,13 +92,19 @@ struct HTTPResponseFramer {
             case .head(let scanned):
                 guard let length = try headLength(buffer, scanned: scanned) else { return nil }
                 let head = try BackendResponseHead(
-                    parsing: buffer.readSlice(length: length)!, requestIsHEAD: requestIsHEAD,
+                    parsing: buffer.getSlice(at: buffer.readerIndex, length: length)!, requestIsHEAD: requestIsHEAD,
                     requestIsHTTP10: requestIsHTTP10, maxHeaderCount: limits.maxHeaderCount)
                 if head.status < 200 {
                     // Interim (100 Continue, 103 Early Hints): dropped; the final head follows.
+                    buffer.moveReaderIndex(forwardBy: length)
                     state = .head(scanned: 0)
                     continue
                 }
+                if case .contentLength(let bodyLength) = head.framing, buffer.readableBytes - length >= bodyLength {
+                    state = .ending
+                    return .headAndBody(head, bytes: buffer.readSlice(length: length + bodyLength)!)
+                }
+                buffer.moveReaderIndex(forwardBy: length)
                 switch head.framing {
                 case .none: state = .ending
                 case .contentLength(let length): state = .fixedLength(remaining: length)

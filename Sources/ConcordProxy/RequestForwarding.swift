@@ -4,9 +4,10 @@ import NIOCore
 /// `X-Forwarded-Proto` and `Forwarded` added (a trusted peer's values are extended, an untrusted peer's are
 /// replaced so clients cannot spoof them), and an HTTP/1.0 request marked `Connection: keep-alive` so the backend
 /// connection can be pooled. Built once per connection: the added fields are the same bytes for every request.
-struct RequestForwarding {
-    /// The head as it goes out: `prefix` then `suffix`, written as two buffers (no copy of the client's bytes in
-    /// the usual case, where `prefix` is a slice of what the client sent).
+/// A class so that a request borrows it instead of copying its strings and buffers (retains) out of the handler.
+final class RequestForwarding: Sendable {
+    /// The head as it goes out: `prefix` then `suffix` (`prefix` is a slice of what the client sent in the usual
+    /// case; the backend connection joins the two in a reused buffer and writes them once).
     struct Head {
         var prefix: ByteBuffer
         var suffix: ByteBuffer

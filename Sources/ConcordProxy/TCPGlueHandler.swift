@@ -15,6 +15,9 @@ final class TCPGlueHandler: ChannelDuplexHandler {
     private var partner: TCPGlueHandler?
     private var context: ChannelHandlerContext?
     private var pendingRead = false
+    /// This side's channel writability, kept from its events (the partner asks on every `read()`; asking the
+    /// channel costs reference counting).
+    private var isWritable = false
     private let counters: ProxyMetrics.BackendCounters
     /// True on the client side: bytes it reads go to the backend.
     private let isClientSide: Bool
@@ -43,6 +46,7 @@ final class TCPGlueHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        isWritable = context.channel.isWritable
         lastRead = .now()
         if isClientSide { scheduleIdleCheck(at: lastRead + idleTimeout) }
     }
@@ -51,6 +55,7 @@ final class TCPGlueHandler: ChannelDuplexHandler {
         idleCheck?.cancel()
         idleCheck = nil
         self.context = nil
+        isWritable = false
         partner = nil
     }
 
@@ -108,7 +113,7 @@ final class TCPGlueHandler: ChannelDuplexHandler {
         }
     }
 
-    private var partnerWritable: Bool { partner?.context?.channel.isWritable ?? false }
+    private var partnerWritable: Bool { partner?.isWritable ?? false }
 
     // MARK: Channel events
 
@@ -150,7 +155,8 @@ final class TCPGlueHandler: ChannelDuplexHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { partner?.partnerBecameWritable() }
+        isWritable = context.channel.isWritable
+        if isWritable { partner?.partnerBecameWritable() }
         context.fireChannelWritabilityChanged()
     }
 

@@ -29,6 +29,8 @@ import Testing
         var partial: ByteBuffer?
         var recorded: [Recorded] = []
         var heads: [BackendResponseHead] = []
+        /// How many responses came as one `.headAndBody` part (head and whole body in one slice).
+        var wholeParts = 0
         /// Every byte handed on (heads and bodies), exactly.
         var forwarded: [UInt8] = []
 
@@ -63,15 +65,27 @@ import Testing
                 heads.append(head)
                 forwarded += head.bytes.readableBytesView
                 recorded.append(.head(String(buffer: head.bytes)))
+            case .headAndBody(let head, let bytes):
+                // Recorded as the head and the body it holds, so every split compares equal.
+                wholeParts += 1
+                #expect(bytes.readableBytesView.starts(with: head.bytes.readableBytesView))
+                record(.head(head))
+                forwarded.removeLast(head.bytes.readableBytes)
+                forwarded += bytes.readableBytesView
+                recordBody(bytes.getSlice(at: bytes.readerIndex + head.bytes.readableBytes, length: bytes.readableBytes - head.bytes.readableBytes)!)
             case .body(let bytes):
                 forwarded += bytes.readableBytesView
-                if case .body(let before) = recorded.last {
-                    recorded[recorded.count - 1] = .body(before + String(buffer: bytes))
-                } else {
-                    recorded.append(.body(String(buffer: bytes)))
-                }
+                recordBody(bytes)
             case .end:
                 recorded.append(.end)
+            }
+        }
+
+        private mutating func recordBody(_ bytes: ByteBuffer) {
+            if case .body(let before) = recorded.last {
+                recorded[recorded.count - 1] = .body(before + String(buffer: bytes))
+            } else {
+                recorded.append(.body(String(buffer: bytes)))
             }
         }
     }
@@ -91,6 +105,33 @@ import Testing
         #expect(head.status == 200 && head.isHTTP11 && head.keepAlive && !head.hasHopByHopFields)
         #expect(head.framing == .contentLength(5))
         #expect(driver.framer.isAwaitingRequest)
+        #expect(driver.forwarded == Array(Self.contentLength.utf8))
+    }
+
+    /// A head and its whole fixed-length body in one read come as one part: one slice to forward in one write.
+    /// When the body arrives after the head, they come as a head and body parts.
+    @Test func aWholeFixedLengthResponseIsOnePart() throws {
+        var whole = Driver()
+        try whole.feed(Self.contentLength)
+        #expect(whole.wholeParts == 1)
+        let bytes = Array(Self.contentLength.utf8)
+        let headLength = bytes.count - "hello".utf8.count
+        for cut in 1..<bytes.count {
+            var split = Driver()
+            try split.feed(bytes: bytes[..<cut])
+            try split.feed(bytes: bytes[cut...])
+            // A head cut short waits for the rest, which brings the body with it.
+            #expect(split.wholeParts == (cut < headLength ? 1 : 0), "cut at \(cut)")
+            #expect(split.recorded == whole.recorded && split.forwarded == bytes, "cut at \(cut)")
+        }
+        // Bytes after the body stay in the buffer for the next step (here: unexpected bytes, an error).
+        var extra = Driver()
+        #expect(throws: HTTPResponseFramerError.self) { try extra.feed(Self.contentLength + "X") }
+        #expect(extra.wholeParts == 1 && extra.recorded.last == .end)
+        // No body (204, HEAD, Content-Length: 0) is a head part only.
+        var empty = Driver()
+        try empty.feed("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        #expect(empty.wholeParts == 0 && empty.recorded.count == 2)
     }
 
     @Test func chunkedBodyWithExtensionsAndTrailersKeepsItsFraming() throws {
