@@ -7,24 +7,34 @@ extension ClientRequestHead {
     /// The value of cookie `name` (case-sensitive) from the Cookie field(s): the first `name=value` pair with a
     /// non-empty value.
     func cookie(named name: String) -> Range<Int>? {
-        bytes.withUnsafeReadableBytes { p in
+        if cookieFieldCount == 0 { return nil }
+        return bytes.withUnsafeReadableBytes { p in
+            // One Cookie field (the parse noted where): no pass over the other fields.
+            if let only = onlyCookieField { return Self.cookie(named: name, in: p, value: only) }
             var found: Range<Int>?
             forEachField(p) { field, value in
                 guard found == nil, HTTPSyntax.equalsIgnoringCase(p, field, "cookie") else { return }
-                var start = value.lowerBound
-                while start < value.upperBound && found == nil {
-                    var end = start
-                    while end < value.upperBound && p[end] != HTTPSyntax.semicolon { end += 1 }
-                    var pairStart = start
-                    while pairStart < end && p[pairStart] == HTTPSyntax.space { pairStart += 1 }
-                    var equals = pairStart
-                    while equals < end && p[equals] != UInt8(ascii: "=") { equals += 1 }
-                    if equals < end, equals + 1 < end, HTTPSyntax.equals(p, pairStart..<equals, name) { found = (equals + 1)..<end }
-                    start = end + 1
-                }
+                found = Self.cookie(named: name, in: p, value: value)
             }
             return found
         }
+    }
+
+    /// The value of cookie `name` within one Cookie field's value `value`: the first `name=value` pair with a
+    /// non-empty value.
+    private static func cookie(named name: String, in p: UnsafeRawBufferPointer, value: Range<Int>) -> Range<Int>? {
+        var start = value.lowerBound
+        while start < value.upperBound {
+            var end = start
+            while end < value.upperBound && p[end] != HTTPSyntax.semicolon { end += 1 }
+            var pairStart = start
+            while pairStart < end && p[pairStart] == HTTPSyntax.space { pairStart += 1 }
+            var equals = pairStart
+            while equals < end && p[equals] != UInt8(ascii: "=") { equals += 1 }
+            if equals < end, equals + 1 < end, HTTPSyntax.equals(p, pairStart..<equals, name) { return (equals + 1)..<end }
+            start = end + 1
+        }
+        return nil
     }
 
     /// The value of the first field named `lowercasedName` (compared ignoring case), without surrounding whitespace.

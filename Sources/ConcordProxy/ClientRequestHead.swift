@@ -35,6 +35,11 @@ struct ClientRequestHead {
     /// `Expect: 100-continue` on an HTTP/1.1 request with a body: the client may wait for an interim
     /// `100 Continue` before sending the body (an HTTP/1.0 request's expectation is ignored, RFC 9110 §10.1.1).
     let expectsContinue: Bool
+    /// The value of the only Cookie field, when there is exactly one (the usual case): a cookie key is then looked
+    /// up there without another pass over the fields. `nil` with none or several.
+    let onlyCookieField: Range<Int>?
+    /// How many Cookie fields the head has.
+    let cookieFieldCount: Int
 
     /// Parses `bytes`, a complete head (ending with the blank line).
     init(parsing bytes: ByteBuffer, maxHeaderCount: Int) throws(HTTPRequestFramerError) {
@@ -64,6 +69,8 @@ struct ClientRequestHead {
         self.keepAlive = !fields.connectionClose && (!fields.isHTTP10 || fields.connectionKeepAlive)
         self.needsFieldEdits = fields.needsEdits
         self.expectsContinue = fields.expectsContinue && !fields.isHTTP10 && framing != .none
+        self.cookieFieldCount = fields.cookieCount
+        self.onlyCookieField = fields.cookieCount == 1 ? fields.firstCookie : nil
     }
 
     /// The declared body length (`nil` for chunked bodies, 0 without a body).
@@ -111,6 +118,8 @@ struct ClientRequestHead {
         var hostCount = 0
         var expectsContinue = false
         var needsEdits = false
+        var cookieCount = 0
+        var firstCookie: Range<Int>?
 
         static func scan(_ p: UnsafeRawBufferPointer, maxHeaderCount: Int) -> Result<Fields, HTTPRequestFramerError> {
             var fields = Fields()
@@ -145,6 +154,9 @@ struct ClientRequestHead {
             switch name.count {
             case 4 where HTTPSyntax.equalsIgnoringCase(p, name, "host"):
                 hostCount += 1
+            case 6 where HTTPSyntax.equalsIgnoringCase(p, name, "cookie"):
+                cookieCount += 1
+                if firstCookie == nil { firstCookie = value }
             case 6 where HTTPSyntax.equalsIgnoringCase(p, name, "expect"):
                 if HTTPSyntax.equalsIgnoringCase(p, value, "100-continue") { expectsContinue = true }
             case 14 where HTTPSyntax.equalsIgnoringCase(p, name, "content-length"):

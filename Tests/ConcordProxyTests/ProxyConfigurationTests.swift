@@ -108,6 +108,9 @@ import Testing
         #expect(cookie("SID", ["sid=abc"]) == nil)                      // cookie names are case-sensitive
         #expect(cookie("sid", ["sid=ünï; b=2"]) == "ünï")
         #expect(head("/", [("x-cookie", "sid=no")]).cookie(named: "sid") == nil)
+        // The only Cookie field among others (found where the parse noted it).
+        let among = head("/", [("X-A", "sid=no"), ("Cookie", "a=1; sid=mid"), ("X-B", "2")])
+        #expect(among.cookieFieldCount == 1 && among.cookie(named: "sid").map { among.text($0) } == "mid")
         #expect(head("/", [("COOKIE", "sid=any-case-field-name")]).cookie(named: "sid").map { _ in true } == true)
     }
 
