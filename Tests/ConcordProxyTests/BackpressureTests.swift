@@ -39,7 +39,8 @@ import Testing
                     while ContinuousClock.now < deadline {
                         try await Task.sleep(for: .milliseconds(400))
                         let sent = backend.sent.count
-                        if sent == stalledAt { break }
+                        // Stalled: nothing more left the backend since the last look (once it began sending).
+                        if sent == stalledAt && sent > 0 { break }
                         stalledAt = sent
                     }
                     #expect(stalledAt > 0, "the backend sent nothing")
