@@ -20,9 +20,10 @@ final class BackendConnectionPool {
 
     /// An idle connection to `backend`, most recently used first, or `nil`.
     func takeIdle(for backend: Backend, idempotent: Bool) -> BackendHTTPHandler? {
-        // One lookup, the list mutated in place (a copied-out list would be copied again on every pop).
-        guard idle[backend.id] != nil else { return nil }
-        return Self.take(from: &idle[backend.id, default: []], idempotent: idempotent, pool: self)
+        // One lookup, the list mutated in place through its index (a copied-out list would be copied again on every
+        // pop; the `default:` subscript would insert a list for a backend that has none).
+        guard let slot = idle.index(forKey: backend.id) else { return nil }
+        return Self.take(from: &idle.values[slot], idempotent: idempotent, pool: self)
     }
 
     private static func take(from list: inout [BackendHTTPHandler], idempotent: Bool, pool: BackendConnectionPool) -> BackendHTTPHandler? {
