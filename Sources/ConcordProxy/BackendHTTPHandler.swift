@@ -9,6 +9,10 @@ protocol BackendHTTPDelegate: AnyObject {
     /// The response broke HTTP's framing rules; the connection is being closed.
     func backendSentMalformedResponse(_ connection: BackendHTTPHandler, error: HTTPResponseFramerError)
     func backendWritabilityChanged(_ connection: BackendHTTPHandler)
+    /// The backend answered 101 to a request that asked to switch protocols: `head` goes to the client, and `rest`
+    /// (bytes that came after it) plus everything later is the new protocol's. The delegate takes the connection
+    /// over (``switchToTunnel(_:)``); this handler has already let go of it.
+    func backendSwitchedProtocols(_ head: BackendResponseHead, rest: ByteBuffer, from connection: BackendHTTPHandler)
 }
 
 /// The tail of a pooled keep-alive connection to one backend. Requests go out as the bytes the client handler
@@ -68,10 +72,10 @@ final class BackendHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.fireChannelActive()
     }
 
-    /// Writes a request head (its response comes next: a response to HEAD has no body, and one to an HTTP/1.0
-    /// request must not be chunked).
-    func write(_ head: RequestForwarding.Head, isHEAD: Bool, isHTTP10: Bool) {
-        framer.requestSent(isHEAD: isHEAD, isHTTP10: isHTTP10)
+    /// Writes a request head (its response comes next: a response to HEAD has no body, one to an HTTP/1.0
+    /// request must not be chunked, and only one to a request that asks to switch protocols may be a 101).
+    func write(_ head: RequestForwarding.Head, isHEAD: Bool, isHTTP10: Bool, asksUpgrade: Bool = false) {
+        framer.requestSent(isHEAD: isHEAD, isHTTP10: isHTTP10, asksUpgrade: asksUpgrade)
         guard let context else { return }
         unflushed = true
         if head.suffix.readableBytes == 0 {
@@ -100,6 +104,15 @@ final class BackendHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func close() {
         delegate = nil
         context?.close(promise: nil)
+    }
+
+    /// Hands the connection to `tunnel` (after a 101): `tunnel` goes where this handler was, which leaves the
+    /// pipeline. Remote half-close is allowed from now on, so an EOF from the backend is passed on as one.
+    func switchToTunnel(_ tunnel: some ChannelHandler) throws {
+        guard let context else { throw ChannelError.ioOnClosedChannel }
+        try context.channel.syncOptions?.setOption(.allowRemoteHalfClosure, value: true)
+        try context.pipeline.syncOperations.addHandler(tunnel, position: .after(self))
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 
     func pauseReads() { readsPaused = true }
@@ -146,6 +159,12 @@ final class BackendHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     responseKeepAlive = false
                 case .body, .end:
                     break
+                case .switched(let head):
+                    // Not HTTP any more: the delegate moves this connection to a tunnel (and removes this handler).
+                    responseKeepAlive = false
+                    self.delegate = nil
+                    delegate.backendSwitchedProtocols(head, rest: bytes, from: self)
+                    return
                 }
                 delegate.backendReceived(part, from: self)
                 // The exchange ended or was abandoned: nothing more is for this delegate.

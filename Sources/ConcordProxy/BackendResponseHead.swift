@@ -33,10 +33,11 @@ struct BackendResponseHead {
     let suitsKeptConnection: Bool
 
     /// Parses `bytes`, a complete head (ending with the blank line), as the response to a request that was a
-    /// HEAD request or not, and HTTP/1.0 or 1.1.
-    init(parsing bytes: ByteBuffer, requestIsHEAD: Bool, requestIsHTTP10: Bool, maxHeaderCount: Int) throws(HTTPResponseFramerError) {
+    /// HEAD request or not, HTTP/1.0 or 1.1, and asked to switch protocols or not (only then is 101 an answer).
+    init(parsing bytes: ByteBuffer, requestIsHEAD: Bool, requestIsHTTP10: Bool, requestAsksUpgrade: Bool = false,
+         maxHeaderCount: Int) throws(HTTPResponseFramerError) {
         let fields = try bytes.withUnsafeReadableBytes { Fields.scan($0, maxHeaderCount: maxHeaderCount) }.get()
-        if fields.status == 101 { throw .switchingProtocols }
+        if fields.status == 101 && !requestAsksUpgrade { throw .switchingProtocols }
         let codings = fields.transferCodings
         if codings.isPresent {
             // RFC 9112 §6.1, §6.3: Transfer-Encoding with Content-Length, or in an HTTP/1.0 message, is how
@@ -59,7 +60,8 @@ struct BackendResponseHead {
         self.status = fields.status
         self.isHTTP11 = fields.isHTTP11
         self.framing = framing
-        self.keepAlive = framing != .untilClose && !fields.connectionClose && (fields.isHTTP11 || fields.connectionKeepAlive)
+        self.keepAlive = fields.status != 101 && framing != .untilClose && !fields.connectionClose
+            && (fields.isHTTP11 || fields.connectionKeepAlive)
         self.hasHopByHopFields = fields.hopByHop
         self.suitsKeptConnection = fields.isHTTP11 && !fields.hopByHopBesidesKeepAlive
     }
@@ -87,6 +89,15 @@ struct BackendResponseHead {
             out.writeString("\r\n")
         }
         out.writeString("\r\n")
+        return out
+    }
+
+    /// The head as it came, with `field` added at the end: for a 101, whose `Upgrade` and `Connection` fields are
+    /// as true of the client's connection as of the backend's (the two become one tunnel).
+    func adding(_ field: (name: String, value: String), allocator: ByteBufferAllocator) -> ByteBuffer {
+        var out = allocator.buffer(capacity: bytes.readableBytes + field.name.utf8.count + field.value.utf8.count + 4)
+        out.writeImmutableBuffer(bytes.getSlice(at: bytes.readerIndex, length: bytes.readableBytes - 2)!)
+        out.writeString("\(field.name): \(field.value)\r\n\r\n")
         return out
     }
 

@@ -40,6 +40,11 @@ struct ClientRequestHead {
     let onlyCookieField: Range<Int>?
     /// How many Cookie fields the head has.
     let cookieFieldCount: Int
+    /// The value of the `Upgrade` field when the request asks to switch protocols (a WebSocket handshake, say):
+    /// HTTP/1.1, `Connection` lists `upgrade`, exactly one `Upgrade` field, and no body — so every byte after the
+    /// head belongs to the new protocol if the backend answers 101 (RFC 9110 §7.8). `nil` otherwise; such a
+    /// request's `Upgrade` is then dropped as hop-by-hop, as before.
+    let upgrade: Range<Int>?
 
     /// Parses `bytes`, a complete head (ending with the blank line).
     init(parsing bytes: ByteBuffer, maxHeaderCount: Int) throws(HTTPRequestFramerError) {
@@ -71,6 +76,9 @@ struct ClientRequestHead {
         self.expectsContinue = fields.expectsContinue && !fields.isHTTP10 && framing != .none
         self.cookieFieldCount = fields.cookieCount
         self.onlyCookieField = fields.cookieCount == 1 ? fields.firstCookie : nil
+        let asksUpgrade = fields.connectionUpgrade && fields.upgradeCount == 1 && !fields.isHTTP10 && framing == .none
+            && fields.method != .connect
+        self.upgrade = asksUpgrade ? fields.upgradeValue : nil
     }
 
     /// The declared body length (`nil` for chunked bodies, 0 without a body).
@@ -120,6 +128,9 @@ struct ClientRequestHead {
         var needsEdits = false
         var cookieCount = 0
         var firstCookie: Range<Int>?
+        var connectionUpgrade = false
+        var upgradeCount = 0
+        var upgradeValue: Range<Int>?
 
         static func scan(_ p: UnsafeRawBufferPointer, maxHeaderCount: Int) -> Result<Fields, HTTPRequestFramerError> {
             var fields = Fields()
@@ -170,7 +181,12 @@ struct ClientRequestHead {
                 HTTPSyntax.forEachListElement(p, value) { option in
                     if HTTPSyntax.equalsIgnoringCase(p, option, "keep-alive") { connectionKeepAlive = true }
                     if HTTPSyntax.equalsIgnoringCase(p, option, "close") { connectionClose = true }
+                    if HTTPSyntax.equalsIgnoringCase(p, option, "upgrade") { connectionUpgrade = true }
                 }
+            case 7 where HTTPSyntax.equalsIgnoringCase(p, name, "upgrade"):
+                needsEdits = true
+                upgradeCount += 1
+                if !value.isEmpty { upgradeValue = value }
             default:
                 if HTTPSyntax.isFixedHopByHop(p, name) || RequestForwarding.isForwardingField(p, name) { needsEdits = true }
             }

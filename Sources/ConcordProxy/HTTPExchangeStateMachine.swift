@@ -60,6 +60,9 @@ struct HTTPExchangeStateMachine {
     private(set) var idempotent = false
     private(set) var requestComplete = false
     private(set) var responseStarted = false
+    /// The request asks to switch protocols (``ClientRequestHead/upgrade``). Its client connection never carries
+    /// another HTTP request: it becomes a tunnel on a 101, or closes after any other response.
+    private(set) var upgradeRequested = false
     private(set) var attempts = 0
     /// A stale pooled connection was replaced by a fresh one for this request (at most once).
     private(set) var reconnected = false
@@ -72,7 +75,8 @@ struct HTTPExchangeStateMachine {
     /// the limit is refused before any of it is read (413).
     mutating func receivedHead(_ head: ClientRequestHead) -> HeadDecision {
         guard state == .idle else { return .reject(.badRequest) }
-        keepAlive = head.keepAlive
+        upgradeRequested = head.upgrade != nil
+        keepAlive = head.keepAlive && !upgradeRequested
         idempotent = head.isIdempotent
         requestComplete = false
         responseStarted = false
@@ -183,6 +187,15 @@ struct HTTPExchangeStateMachine {
         if closeDelimited { keepAlive = false }
     }
 
+    /// The backend answered 101 to a request that asked to switch protocols: the exchange is over and the client
+    /// connection becomes a tunnel to that backend connection; nothing more is HTTP. `false` if the switch does not
+    /// fit (no such request in flight): the handler then closes.
+    mutating func switchedProtocols() -> Bool {
+        let fits = state == .proxying && upgradeRequested && requestComplete
+        state = .closing
+        return fits
+    }
+
     /// The backend's response broke HTTP's framing. It is not retried (the backend answered, and would most
     /// likely break it again): 502 if the client has seen nothing of it, otherwise the client connection closes.
     mutating func backendResponseMalformed() -> FailureDecision {
@@ -212,9 +225,11 @@ struct HTTPExchangeStateMachine {
     /// Once a request is complete the client is still read — so its next request, or its going away, is seen
     /// without pausing and resuming the socket for every exchange (two `epoll_ctl` calls per request) — until a
     /// part of a later, pipelined request is queued: at most one read's worth of it is buffered. The body of a
-    /// request whose backend is still being connected is not read ahead: it is held, not queued.
+    /// request whose backend is still being connected is not read ahead: it is held, not queued. After a complete
+    /// request that asks to switch protocols nothing is read until the response decides what the next bytes are.
     func wantsClientReads(hasQueuedParts: Bool) -> Bool {
-        switch state {
+        if upgradeRequested && requestComplete && state != .idle { return false }
+        return switch state {
         case .idle: true
         case .connecting: requestComplete && !hasQueuedParts
         case .proxying: !requestComplete || !hasQueuedParts

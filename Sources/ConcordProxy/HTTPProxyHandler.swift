@@ -9,7 +9,11 @@ import NIOHTTP1
 /// ``HTTPRequestFramer`` and go to the backend as they came plus the `X-Forwarded-*` fields (``RequestForwarding``;
 /// the head is rebuilt only when a field must go), responses are framed by ``HTTPResponseFramer`` (the head
 /// rewritten only when it must change), and the proxy's own responses are ``ProxyResponse``.
-final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
+///
+/// A request that asks to switch protocols (a WebSocket handshake) goes to its key's backend like any other; if
+/// the backend answers 101, this handler and the backend connection's leave their pipelines to a
+/// ``TCPGlueHandler`` pair, and the two connections are one byte tunnel from then on.
+final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, BackendHTTPDelegate {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -21,7 +25,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
     private var peer: ClientAddress?
 
     private var framer: HTTPRequestFramer
-    /// The start of a request head that has not all arrived; the next read is appended to it.
+    /// The start of a request head that has not all arrived; the next read is appended to it. After a request
+    /// that asks to switch protocols: the bytes that followed it, unframed until the response says what they are.
     private var partialHead: ByteBuffer?
     /// The current request's head as it goes to the backend, and its parts held while connecting.
     private var requestHead: RequestForwarding.Head?
@@ -103,12 +108,25 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
             head.writeBuffer(&bytes)
             bytes = head
         }
+        if awaitingSwitch {
+            partialHead = bytes
+            return
+        }
         do throws(HTTPRequestFramerError) {
-            while let part = try framer.next(&bytes) { handle(part) }
+            while let part = try framer.next(&bytes) {
+                handle(part)
+                if awaitingSwitch { break }
+            }
             if bytes.readableBytes > 0 { partialHead = bytes }
         } catch {
             framingFailed(error)
         }
+    }
+
+    /// A complete request asked to switch protocols and its response has not said whether it did: the bytes after
+    /// it are either the new protocol's or, after a refusal, never read (the connection closes).
+    private var awaitingSwitch: Bool {
+        machine.upgradeRequested && machine.requestComplete && (machine.state == .connecting || machine.state == .proxying)
     }
 
     private func handle(_ part: HTTPRequestFramer.Part) {
@@ -361,7 +379,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
         connection.markUsed()
         if !clientWritable { connection.pauseReads() }
         machine.connected()
-        if let head = requestHead { connection.write(head, isHEAD: requestIsHEAD, isHTTP10: requestVersion == .http1_0) }
+        if let head = requestHead {
+            connection.write(head, isHEAD: requestIsHEAD, isHTTP10: requestVersion == .http1_0, asksUpgrade: machine.upgradeRequested)
+        }
         let parts = held
         for part in parts { send(part, to: connection) }
         connection.flush()
@@ -406,6 +426,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
             if !clientWritable { connection.pauseReads() }
         case .end:
             finishExchange(connection: connection)
+        case .switched:
+            break  // reported through backendSwitchedProtocols
         }
     }
 
@@ -483,6 +505,53 @@ final class HTTPProxyHandler: ChannelDuplexHandler, BackendHTTPDelegate {
             // The replayed request is complete and on its way: later parts wait for its response.
             if machine.state != .idle && machine.requestComplete { break }
         }
+    }
+
+    func backendSwitchedProtocols(_ head: BackendResponseHead, rest: ByteBuffer, from connection: BackendHTTPHandler) {
+        guard connection === backend, let context, let pick, machine.switchedProtocols() else {
+            connection.close()
+            context?.close(promise: nil)
+            return
+        }
+        backend = nil
+        self.pick = nil
+        cancelDeadline()
+        held.removeAll()
+        let sticky = pick.setsStickyCookie
+            ? head.adding((name: "set-cookie", value: StickyCookie.setCookie(name: runtime.configuration.stickyCookie, backend: pick.backend)), allocator: allocator)
+            : head.bytes
+        context.write(wrapOutboundOut(sticky), promise: nil)
+        if rest.readableBytes > 0 {
+            pick.counters.bytesFromBackend.increment(by: Int64(rest.readableBytes))
+            context.write(wrapOutboundOut(rest), promise: nil)
+        }
+        context.flush()
+        let (clientSide, backendSide) = TCPGlueHandler.matchedPair(
+            counters: pick.counters, idleTimeout: TimeAmount(seconds: runtime.configuration.limits.tcpIdleTimeout))
+        do {
+            try connection.switchToTunnel(backendSide)
+            try context.channel.syncOptions?.setOption(.allowRemoteHalfClosure, value: true)
+            try context.pipeline.syncOperations.addHandler(clientSide, position: .after(self))
+        } catch {
+            runtime.logger.warning("could not switch the connection to \(pick.backend) to a tunnel: \(error)")
+            runtime.balancer.release(pick)
+            connection.close()
+            context.close(promise: nil)
+            return
+        }
+        runtime.metrics.upgrades.increment()
+        // The tunnel holds its pick (in-flight load, least-conn) for as long as it lasts.
+        let balancer = runtime.balancer
+        context.channel.closeFuture.whenComplete { _ in balancer.release(pick) }
+        if let early = partialHead {
+            // What the client sent after its request, before the answer: the new protocol's first bytes.
+            partialHead = nil
+            context.fireChannelRead(NIOAny(early))
+            context.fireChannelReadComplete()
+        }
+        let channel = context.channel
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        channel.read()
     }
 
     func backendReadComplete(_ connection: BackendHTTPHandler) {

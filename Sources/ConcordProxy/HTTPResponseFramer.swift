@@ -22,6 +22,10 @@ struct HTTPResponseFramer {
         /// Body bytes exactly as they came: for a chunked body, its chunk framing and trailers included.
         case body(ByteBuffer)
         case end
+        /// `101 Switching Protocols` to a request that asked for it: the head to forward. Every byte after it — what
+        /// is left in the buffer and everything read later — is the new protocol's, no longer HTTP; the framer
+        /// reads nothing more.
+        case switched(BackendResponseHead)
     }
 
     private enum State {
@@ -36,12 +40,15 @@ struct HTTPResponseFramer {
         case ending
         /// The backend broke the framing: nothing more on this connection is understood.
         case failed
+        /// The connection switched protocols: its bytes are not HTTP any more.
+        case switched
     }
 
     let limits: Limits
     private var state = State.awaitingRequest
     private var requestIsHEAD = false
     private var requestIsHTTP10 = false
+    private var requestAsksUpgrade = false
 
     init(limits: Limits) { self.limits = limits }
 
@@ -52,10 +59,12 @@ struct HTTPResponseFramer {
     }
 
     /// A request went out on the connection; its response comes next. A response to HEAD has no body whatever
-    /// its head says, and a response to an HTTP/1.0 request must not be chunked.
-    mutating func requestSent(isHEAD: Bool, isHTTP10: Bool) {
+    /// its head says, a response to an HTTP/1.0 request must not be chunked, and only a request that asked to
+    /// switch protocols may be answered 101.
+    mutating func requestSent(isHEAD: Bool, isHTTP10: Bool, asksUpgrade: Bool = false) {
         requestIsHEAD = isHEAD
         requestIsHTTP10 = isHTTP10
+        requestAsksUpgrade = asksUpgrade
         state = .head(scanned: 0)
     }
 
@@ -89,11 +98,18 @@ struct HTTPResponseFramer {
             case .awaitingRequest, .failed:
                 if buffer.readableBytes > 0 { throw .unexpectedBytes }
                 return nil
+            case .switched:
+                return nil
             case .head(let scanned):
                 guard let length = try headLength(buffer, scanned: scanned) else { return nil }
                 let head = try BackendResponseHead(
                     parsing: buffer.getSlice(at: buffer.readerIndex, length: length)!, requestIsHEAD: requestIsHEAD,
-                    requestIsHTTP10: requestIsHTTP10, maxHeaderCount: limits.maxHeaderCount)
+                    requestIsHTTP10: requestIsHTTP10, requestAsksUpgrade: requestAsksUpgrade, maxHeaderCount: limits.maxHeaderCount)
+                if head.status == 101 {
+                    buffer.moveReaderIndex(forwardBy: length)
+                    state = .switched
+                    return .switched(head)
+                }
                 if head.status < 200 {
                     // Interim (100 Continue, 103 Early Hints): dropped; the final head follows.
                     buffer.moveReaderIndex(forwardBy: length)

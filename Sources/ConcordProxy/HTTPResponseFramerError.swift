@@ -31,7 +31,7 @@ struct HTTPResponseFramerError: Error, Sendable, Hashable, CustomStringConvertib
     static let ambiguousFraming = Self(.ambiguousFraming)
     /// A chunk size line, a chunk's trailing CRLF or the trailer section is malformed.
     static let malformedChunk = Self(.malformedChunk)
-    /// 101: the proxy removes `Upgrade` from requests, so a backend must not switch protocols.
+    /// 101 to a request that did not ask to switch protocols (the proxy removed its `Upgrade`, if any).
     static let switchingProtocols = Self(.switchingProtocols)
     /// Bytes arrived while no request was outstanding.
     static let unexpectedBytes = Self(.unexpectedBytes)

@@ -19,6 +19,8 @@ public final class ProxyMetrics: Sendable {
     let activeConnections: CoreMetrics.Meter
     let keysRemapped: CoreMetrics.Counter
     let retries: CoreMetrics.Counter
+    /// Client connections switched to another protocol (101, e.g. WebSocket) and tunnelled to their backend.
+    let upgrades: CoreMetrics.Counter
     private let byBackend = NIOLockedValueBox<[String: BackendCounters]>([:])
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
@@ -27,6 +29,7 @@ public final class ProxyMetrics: Sendable {
         self.activeConnections = CoreMetrics.Meter(label: "concord_proxy_active_connections", factory: factory)
         self.keysRemapped = CoreMetrics.Counter(label: "concord_proxy_keys_remapped_total", factory: factory)
         self.retries = CoreMetrics.Counter(label: "concord_proxy_retries_total", factory: factory)
+        self.upgrades = CoreMetrics.Counter(label: "concord_proxy_upgrades_total", factory: factory)
     }
 
     func backend(_ id: String) -> BackendCounters {

@@ -2,8 +2,9 @@ import NIOCore
 
 /// How one client connection's request heads go to the backend: hop-by-hop fields removed, `X-Forwarded-For`,
 /// `X-Forwarded-Proto` and `Forwarded` added (a trusted peer's values are extended, an untrusted peer's are
-/// replaced so clients cannot spoof them), and an HTTP/1.0 request marked `Connection: keep-alive` so the backend
-/// connection can be pooled. Built once per connection: the added fields are the same bytes for every request.
+/// replaced so clients cannot spoof them), an HTTP/1.0 request marked `Connection: keep-alive` so the backend
+/// connection can be pooled, and a protocol switch (``ClientRequestHead/upgrade``) asked for again. Built once per
+/// connection: the added fields are the same bytes for every request.
 /// A class so that a request borrows it instead of copying its strings and buffers (retains) out of the handler.
 final class RequestForwarding: Sendable {
     /// The head as it goes out: `prefix` then `suffix` (`prefix` is a slice of what the client sent in the usual
@@ -94,6 +95,10 @@ final class RequestForwarding: Sendable {
         if !hasProto { out.writeString("x-forwarded-proto: http\r\n") }
         out.writeString("forwarded: \(forwarded.joined(separator: ", "))\r\n")
         if head.isHTTP10 { out.writeString("connection: keep-alive\r\n") }
+        if let upgrade = head.upgrade {
+            // Hop-by-hop, so dropped above; a protocol switch the proxy will carry is asked for again on this hop.
+            out.writeString("connection: upgrade\r\nupgrade: \(head.text(upgrade))\r\n")
+        }
         out.writeString("\r\n")
         return out
     }

@@ -27,6 +27,36 @@ import Testing
         #expect(machine.state == .idle)
     }
 
+    @Test func anUpgradeRequestStopsClientReadsUntilItsResponseAndNeverKeepsTheConnection() {
+        let upgrade = head(headers: [("Connection", "Upgrade"), ("Upgrade", "websocket")])
+        var machine = HTTPExchangeStateMachine(limits: ProxyLimits())
+        #expect(machine.receivedHead(upgrade) == .route)
+        #expect(machine.upgradeRequested && !machine.keepAlive)
+        #expect(machine.receivedEnd() == .hold)
+        // Complete: what the client sends next is not HTTP if the backend switches, so it is not read yet.
+        #expect(!machine.wantsClientReads(hasQueuedParts: false))
+        machine.connected()
+        #expect(!machine.wantsClientReads(hasQueuedParts: false))
+        machine.responseHeadReceived()
+        let switched = machine.switchedProtocols()
+        #expect(switched)
+        #expect(machine.state == .closing)
+        // Refused (any other response): the client connection closes after it; the backend's may be pooled.
+        var refused = HTTPExchangeStateMachine(limits: ProxyLimits())
+        _ = refused.receivedHead(upgrade)
+        _ = refused.receivedEnd()
+        refused.connected()
+        refused.responseHeadReceived()
+        #expect(refused.responseEnded(backendKeepAlive: true) == .close(reuseBackend: true))
+        // A 101 with no upgrade request in flight does not fit.
+        var plain = HTTPExchangeStateMachine(limits: ProxyLimits())
+        _ = plain.receivedHead(head())
+        _ = plain.receivedEnd()
+        plain.connected()
+        let fits = plain.switchedProtocols()
+        #expect(!fits)
+    }
+
     @Test func forwardsWhileProxyingAndPausesReadsOnlyForAQueuedRequest() {
         var machine = HTTPExchangeStateMachine(limits: ProxyLimits())
         _ = machine.receivedHead(head(.POST, headers: [("content-length", "5")]))

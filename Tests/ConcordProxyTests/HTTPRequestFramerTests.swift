@@ -180,6 +180,25 @@ extension ClientRequestHead {
         #expect(!ClientRequestHead.parsing(method: "POST", headers: [("Expect", "something"), ("Content-Length", "1")]).expectsContinue)
     }
 
+    /// A protocol switch counts only as RFC 9110 §7.8 has it (HTTP/1.1, `upgrade` in Connection, one Upgrade
+    /// field) and without a body (whose end would otherwise be where the new protocol begins).
+    @Test func anUpgradeRequestIsRecognisedOnlyWhenWellFormed() {
+        let asks = ClientRequestHead.parsing(headers: [("Connection", "keep-alive, Upgrade"), ("Upgrade", "websocket")])
+        #expect(asks.upgrade.map { asks.text($0) } == "websocket")
+        #expect(asks.needsFieldEdits)
+        let notAsking: [(String, [(String, String)], Bool)] = [
+            ("GET", [("Upgrade", "websocket")], false),  // Connection does not name it
+            ("GET", [("Connection", "upgrade")], false),  // nothing to switch to
+            ("GET", [("Connection", "upgrade"), ("Upgrade", "websocket"), ("Upgrade", "h2c")], false),
+            ("GET", [("Connection", "upgrade"), ("Upgrade", "websocket")], true),  // HTTP/1.0
+            ("POST", [("Connection", "upgrade"), ("Upgrade", "websocket"), ("Content-Length", "3")], false),
+            ("POST", [("Connection", "upgrade"), ("Upgrade", "websocket"), ("Transfer-Encoding", "chunked")], false),
+        ]
+        for (method, headers, http10) in notAsking {
+            #expect(ClientRequestHead.parsing(method: method, headers: headers, http10: http10).upgrade == nil, "\(method) \(headers)")
+        }
+    }
+
     /// Each must be refused with the status NIO's parser (llhttp, strict) and the proxy's checks gave it, or one
     /// as strict: smuggling vectors, bad tokens, bare CR and LF, obsolete folding.
     @Test func malformedRequestsAreErrors() {

@@ -78,6 +78,9 @@ import Testing
                 recordBody(bytes)
             case .end:
                 recorded.append(.end)
+            case .switched(let head):
+                heads.append(head)
+                recorded.append(.head(String(buffer: head.bytes)))
             }
         }
 
@@ -352,6 +355,32 @@ import Testing
                 && (0...(bytes.count - run.count)).contains { bytes[$0..<($0 + run.count)].elementsEqual(run) })
             #expect(found, "round \(round)")
         }
+    }
+
+    @Test func a101ToAnUpgradeRequestEndsHTTPOnTheConnection() throws {
+        let head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+        var framer = HTTPResponseFramer(limits: .init(maxHeadBytes: 4096, maxHeaderCount: 20))
+        framer.requestSent(isHEAD: false, isHTTP10: false, asksUpgrade: true)
+        // An interim 100 first is still dropped; the 101 that follows switches.
+        var bytes = ByteBuffer(string: "HTTP/1.1 100 Continue\r\n\r\n" + head + "frame-1")
+        guard case .switched(let switched) = try framer.next(&bytes) else {
+            Issue.record("expected .switched")
+            return
+        }
+        #expect(String(buffer: switched.bytes) == head)
+        #expect(switched.keepAlive == false)
+        // What follows the head is left to the caller, now and later: the framer reads no more.
+        #expect(String(buffer: bytes) == "frame-1")
+        #expect(try framer.next(&bytes) == nil)
+        var later = ByteBuffer(string: "HTTP/1.1 200 OK\r\n\r\n")
+        #expect(try framer.next(&later) == nil)
+        #expect(later.readableBytes == 19)
+        #expect(framer.inputClosed() == nil)
+        // Without the request asking, 101 is still a framing error.
+        var unasked = HTTPResponseFramer(limits: .init(maxHeadBytes: 4096, maxHeaderCount: 20))
+        unasked.requestSent(isHEAD: false, isHTTP10: false)
+        var again = ByteBuffer(string: head)
+        #expect(throws: HTTPResponseFramerError.switchingProtocols) { try unasked.next(&again) }
     }
 
     @Test func responsesFollowOneAnotherOnAKeptConnection() throws {

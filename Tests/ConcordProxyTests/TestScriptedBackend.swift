@@ -12,6 +12,8 @@ final class TestScriptedBackend: Sendable {
         var closeAfter = false
         /// Sent in pieces of this many bytes, 2 ms apart, so the proxy reads the response in many parts.
         var piecesOf: Int?
+        /// After this reply the connection is no longer HTTP (a 101): every byte that arrives is sent back.
+        var thenEcho = false
 
         /// Close the connection without a response byte, as a dying process does.
         static let close = Reply(bytes: "", closeAfter: true)
@@ -41,10 +43,15 @@ final class TestScriptedBackend: Sendable {
         let reply: @Sendable (String, Int) -> Reply
         var pending = ""
         var answered = 0
+        var echoing = false
 
         init(reply: @escaping @Sendable (String, Int) -> Reply) { self.reply = reply }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            if echoing {
+                context.writeAndFlush(data, promise: nil)
+                return
+            }
             pending += String(buffer: unwrapInboundIn(data))
             while let end = pending.range(of: "\r\n\r\n") {
                 let head = String(pending[..<end.lowerBound])
@@ -56,6 +63,12 @@ final class TestScriptedBackend: Sendable {
                     continue
                 }
                 let written = context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer.bytes)))
+                if answer.thenEcho {
+                    echoing = true
+                    if !pending.isEmpty { context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: pending)), promise: nil) }
+                    pending = ""
+                    return
+                }
                 if answer.closeAfter {
                     written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
                     return

@@ -1,0 +1,117 @@
+import Foundation
+import NIOConcurrencyHelpers
+import Testing
+
+@testable import ConcordProxy
+
+/// End to end: a WebSocket handshake goes to its key's backend, and on a 101 the client and backend connections
+/// become one byte tunnel (both ways, half-close passed on); any other answer closes the client connection.
+@Suite(.serialized, .timeLimit(.minutes(3))) struct HTTPProxyUpgradeTests {
+    static func upgradeRequest(cookie: String? = nil) -> String {
+        "GET /chat HTTP/1.1\r\nHost: t\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n"
+            + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            + (cookie.map { "Cookie: sid=\($0)\r\n" } ?? "") + "\r\n"
+    }
+
+    /// A backend that switches on an upgrade request (sending `welcome-NAME|` with its 101, then echoing every
+    /// byte) and answers anything else 200 with its name; it keeps the request heads it saw.
+    static func switchingBackend(_ name: String, heads: NIOLockedValueBox<[String]>) async throws -> TestScriptedBackend {
+        try await TestScriptedBackend.start { head, _ in
+            heads.withLockedValue { $0.append(head) }
+            if head.lowercased().contains("\r\nupgrade: websocket") {
+                return .init(
+                    bytes: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Backend: \(name)\r\n\r\nwelcome-\(name)|",
+                    thenEcho: true)
+            }
+            return .init(bytes: "HTTP/1.1 200 OK\r\nContent-Length: \(name.utf8.count)\r\nX-Backend: \(name)\r\n\r\n\(name)")
+        }
+    }
+
+    static func withSwitchingBackends(balance: BalanceStrategy = .hash,
+                                      _ body: (_ port: Int, _ server: ProxyServer, _ heads: [String: NIOLockedValueBox<[String]>]) async throws -> Void) async throws {
+        var backends: [(String, TestScriptedBackend)] = []
+        var heads: [String: NIOLockedValueBox<[String]>] = [:]
+        do {
+            for name in ["b0", "b1", "b2"] {
+                let seen = NIOLockedValueBox<[String]>([])
+                heads[name] = seen
+                backends.append((name, try await switchingBackend(name, heads: seen)))
+            }
+            var config = ProxyConfiguration(
+                backends: try backends.map { try HostPort(parsing: $0.1.address) }, balance: balance,
+                key: try KeyChain(parsing: "cookie:sid"))
+            config.health = HealthCheckConfiguration(interval: 30, rise: 1, fall: 1)
+            try await ProxyHarness.withProxy(config) { server, port in try await body(port, server, heads) }
+        } catch {
+            for (_, backend) in backends { await backend.stop() }
+            throw error
+        }
+        for (_, backend) in backends { await backend.stop() }
+    }
+
+    @Test func aWebSocketHandshakeBecomesATunnelToTheKeysBackend() async throws {
+        try await Self.withSwitchingBackends { port, server, heads in
+            for user in ["alice", "bob", "carol"] {
+                let plain = try await RawClient.get(port: port, headers: ["Cookie": "sid=\(user)"])
+                let owner = try #require(plain.header("X-Backend"))
+                // Bytes sent right behind the handshake (before the answer) and later ones both arrive, in order,
+                // after what the backend sent with its 101; the client's half-close ends the tunnel both ways.
+                let tunnel = try await RawClient.exchange(
+                    port: port, [Self.upgradeRequest(cookie: user) + "early-\(user)|", "late-\(user)|"],
+                    pause: .milliseconds(100), halfClose: true)
+                #expect(tunnel.status == 101, "\(tunnel.text)")
+                #expect(tunnel.header("X-Backend") == owner, "\(user): the upgrade went to another backend than the user's requests")
+                #expect(tunnel.header("Upgrade") == "websocket")
+                #expect(tunnel.body == "welcome-\(owner)|early-\(user)|late-\(user)|")
+                // The backend was asked to switch, on the proxy's hop, with the client's own fields.
+                let asked = try #require(heads[owner]?.withLockedValue { $0.last })
+                #expect(asked.hasPrefix("GET /chat HTTP/1.1\r\n"))
+                #expect(asked.contains("\r\nconnection: upgrade\r\nupgrade: websocket"))
+                #expect(asked.contains("\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"))
+                #expect(asked.contains("\r\nx-forwarded-for: 127.0.0.1"))
+                #expect(!asked.contains("keep-alive"))
+            }
+            #expect(server.metrics.exposition().contains("concord_proxy_upgrades_total 3"))
+            // The tunnels released their picks when they closed: no request is left in flight.
+            try await waitUntil { server.runtime.balancer.statuses().allSatisfy { $0.active == 0 } }
+        }
+    }
+
+    @Test func aRefusedUpgradeIsAnsweredAndTheClientConnectionCloses() async throws {
+        try await ProxyHarness.withScriptedBackend({ _, _ in
+            .init(bytes: "HTTP/1.1 426 Upgrade Required\r\nContent-Length: 2\r\n\r\nno")
+        }) { port, _ in
+            let started = ContinuousClock.now
+            // The bytes after the handshake would be a second request if the connection stayed HTTP: never answered.
+            let response = try await RawClient.exchange(
+                port: port, [Self.upgradeRequest() + "GET /next HTTP/1.1\r\nHost: t\r\n\r\n"], timeout: .seconds(4))
+            #expect(response.status == 426)
+            #expect(response.header("connection") == "close")
+            #expect(response.body == "no")
+            #expect(response.text.components(separatedBy: "HTTP/1.1 ").count == 2)
+            // Closed by the proxy, not by the client's time limit.
+            #expect(ContinuousClock.now - started < .seconds(3))
+        }
+    }
+
+    @Test func aStickyCookieGoesWithThe101() async throws {
+        try await Self.withSwitchingBackends(balance: .stickyCookie) { port, _, _ in
+            let tunnel = try await RawClient.exchange(port: port, [Self.upgradeRequest(), "ping|"],
+                                                      pause: .milliseconds(100), halfClose: true)
+            #expect(tunnel.status == 101)
+            let cookie = try #require(tunnel.header("set-cookie"))
+            #expect(cookie.hasPrefix("CONCORDSRV="))
+            #expect(tunnel.body.hasSuffix("|ping|"))
+            // The cookie names the backend that answered: a plain request with it lands there too.
+            let owner = try #require(tunnel.header("X-Backend"))
+            let token = String(cookie.split(separator: ";")[0])
+            let plain = try await RawClient.get(port: port, headers: ["Cookie": token])
+            #expect(plain.header("X-Backend") == owner)
+        }
+    }
+
+    private func waitUntil(_ condition: () -> Bool) async throws {
+        for _ in 0..<100 where !condition() { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(condition())
+    }
+}
