@@ -52,6 +52,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     private var forwarding = RequestForwarding(peer: nil, isTrustedPeer: false)
     /// The channel's allocator, kept: reading it through the channel on every request costs reference counting.
     private var allocator = ByteBufferAllocator()
+    /// The exchange's access log line, while the access log is on and an exchange is in progress.
+    private var access: AccessLogEntry?
 
     init(runtime: ProxyRuntime, pool: BackendConnectionPool) {
         self.runtime = runtime
@@ -90,6 +92,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     }
 
     private func teardown() {
+        logAccess("client closed")
         machine.close()
         cancelDeadline()
         if let backend {
@@ -285,6 +288,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
 
     private func begin(_ head: ClientRequestHead) {
         deadline.disarm()
+        if runtime.accessLogger != nil { access = AccessLogEntry(client: peer, head: head) }
         requestVersion = head.isHTTP10 ? .http1_0 : .http1_1
         switch machine.receivedHead(head) {
         case .reject(let status):
@@ -408,19 +412,25 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         switch part {
         case .head(let head):
             responseBegan(head)
-            context.write(wrapOutboundOut(clientHead(head)), promise: nil)
+            let out = clientHead(head)
+            access?.bytesOut += out.readableBytes
+            context.write(wrapOutboundOut(out), promise: nil)
         case .headAndBody(let head, let bytes):
             responseBegan(head)
             let headLength = head.bytes.readableBytes
             pick?.counters.bytesFromBackend.increment(by: Int64(bytes.readableBytes - headLength))
             if headGoesUnchanged(head) {
+                access?.bytesOut += bytes.readableBytes
                 context.write(wrapOutboundOut(bytes), promise: nil)
             } else {
-                context.write(wrapOutboundOut(clientHead(head)), promise: nil)
+                let out = clientHead(head)
+                access?.bytesOut += out.readableBytes + bytes.readableBytes - headLength
+                context.write(wrapOutboundOut(out), promise: nil)
                 context.write(wrapOutboundOut(bytes.getSlice(at: bytes.readerIndex + headLength, length: bytes.readableBytes - headLength)!), promise: nil)
             }
             if !clientWritable { connection.pauseReads() }
         case .body(let buffer):
+            access?.bytesOut += buffer.readableBytes
             pick?.counters.bytesFromBackend.increment(by: Int64(buffer.readableBytes))
             context.write(wrapOutboundOut(buffer), promise: nil)
             if !clientWritable { connection.pauseReads() }
@@ -433,6 +443,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
 
     private func responseBegan(_ head: BackendResponseHead) {
         deadline.disarm()
+        access?.status = head.status
         machine.responseHeadReceived(closeDelimited: head.framing == .untilClose)
         held.removeAll()
     }
@@ -471,6 +482,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     private func finishExchange(connection: BackendHTTPHandler) {
         guard let context else { return }
         let decision = machine.responseEnded(backendKeepAlive: connection.responseKeepAlive)
+        logAccess("done", backend: connection.backend)
         backend = nil
         releasePick()
         switch decision {
@@ -540,6 +552,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
             return
         }
         runtime.metrics.upgrades.increment()
+        access?.bytesOut += sticky.readableBytes + rest.readableBytes
+        logAccess("upgraded", backend: pick.backend)
         // The tunnel holds its pick (in-flight load, least-conn) for as long as it lasts.
         let balancer = runtime.balancer
         context.channel.closeFuture.whenComplete { _ in balancer.release(pick) }
@@ -628,6 +642,15 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         respondWithError(status)
     }
 
+    /// Writes the exchange's access log line (when the access log is on and an exchange is in progress).
+    private func logAccess(_ outcome: String, status: Int? = nil, backend: Backend? = nil) {
+        guard let logger = runtime.accessLogger, var entry = access else { return }
+        access = nil
+        if let status { entry.status = status }
+        if let backend { entry.backend = backend.id }
+        entry.write(to: logger, outcome: outcome)
+    }
+
     private func releasePick() {
         if let pick {
             self.pick = nil
@@ -639,6 +662,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     private func respondWithError(_ status: HTTPResponseStatus) {
         machine.close()
         cancelDeadline()
+        if runtime.accessLogger != nil {
+            if access == nil { access = .unreadRequest(client: peer) }
+            logAccess("proxy answer", status: Int(status.code))
+        }
         guard let context, context.channel.isActive else { return }
         runtime.metrics.proxyResponse(status: Int(status.code))
         let response = ProxyResponse.bytes(status, version: requestVersion, allocator: context.channel.allocator)

@@ -5,6 +5,7 @@ public struct ProxyReload: Sendable, Hashable {
     public enum Setting: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
         case listen, backends, mode, balance, key, algorithm, boundedLoad, health, admin, adminAllowRemote
         case stickyCookie, trustedProxies, ipv4PrefixLength, ipv6PrefixLength, proxyProtocol, limits, drain, cpuAffinity
+        case accessLog
 
         /// Settings that decide which sockets are bound and how accepted connections are set up (and the loops'
         /// CPUs, set once at start): changing them would mean closing listeners, so a reload keeps the current
@@ -64,6 +65,7 @@ extension ProxyConfiguration {
         case .limits: limits == other.limits
         case .drain: drain == other.drain
         case .cpuAffinity: cpuAffinity == other.cpuAffinity
+        case .accessLog: accessLog == other.accessLog
         }
     }
 

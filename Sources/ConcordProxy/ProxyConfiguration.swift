@@ -44,6 +44,9 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
     public var drain: [HostPort]?
     /// Whether `concord proxy` pins its event loops to CPUs (``CPUAffinity``). Default `auto`.
     public var cpuAffinity: CPUAffinity
+    /// One log line per L7 exchange and per L4 connection (client, backend, status, bytes, duration) at `info`,
+    /// whatever the log level (see docs/proxy.md, "Access log"). Default off.
+    public var accessLog: Bool
 
     public init(
         listen: HostPort = HostPort(host: "127.0.0.1", port: 8080),
@@ -63,7 +66,8 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         proxyProtocol: ProxyProtocolVersion? = nil,
         limits: ProxyLimits = ProxyLimits(),
         drain: [HostPort]? = nil,
-        cpuAffinity: CPUAffinity = .auto
+        cpuAffinity: CPUAffinity = .auto,
+        accessLog: Bool = false
     ) {
         self.listen = listen
         self.backends = backends
@@ -83,11 +87,13 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         self.limits = limits
         self.drain = drain
         self.cpuAffinity = cpuAffinity
+        self.accessLog = accessLog
     }
 
     private enum CodingKeys: String, CodingKey {
         case listen, backends, mode, balance, key, algorithm, boundedLoad, health, healthPath, admin, adminAllowRemote
         case stickyCookie, trustedProxies, ipv4PrefixLength, ipv6PrefixLength, proxyProtocol, limits, drain, cpuAffinity
+        case accessLog
     }
 
     public init(from decoder: any Decoder) throws {
@@ -111,7 +117,8 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
             proxyProtocol: try c.decodeIfPresent(ProxyProtocolVersion.self, forKey: .proxyProtocol),
             limits: try c.decodeIfPresent(ProxyLimits.self, forKey: .limits) ?? d.limits,
             drain: try c.decodeIfPresent([HostPort].self, forKey: .drain),
-            cpuAffinity: try c.decodeIfPresent(CPUAffinity.self, forKey: .cpuAffinity) ?? d.cpuAffinity
+            cpuAffinity: try c.decodeIfPresent(CPUAffinity.self, forKey: .cpuAffinity) ?? d.cpuAffinity,
+            accessLog: try c.decodeIfPresent(Bool.self, forKey: .accessLog) ?? d.accessLog
         )
         if let path = try c.decodeIfPresent(String.self, forKey: .healthPath) { health.path = path }
     }
@@ -136,6 +143,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         try c.encode(limits, forKey: .limits)
         try c.encodeIfPresent(drain, forKey: .drain)
         try c.encode(cpuAffinity, forKey: .cpuAffinity)
+        try c.encode(accessLog, forKey: .accessLog)
     }
 
     /// Reads a YAML file; keys it omits keep their defaults.

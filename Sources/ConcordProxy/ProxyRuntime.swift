@@ -10,6 +10,9 @@ final class ProxyRuntime: Sendable {
     let extractor: RequestKeyExtractor
     let metrics: ProxyMetrics
     let logger: Logger
+    /// Where access log lines go when ``ProxyConfiguration/accessLog`` is on: `logger` at `info` or finer, so the
+    /// lines appear whatever `--log-level` says (they are what the operator asked for).
+    let accessLogger: Logger?
     private let connections: NIOLockedValueBox<Int>
 
     convenience init(configuration: ProxyConfiguration, balancer: Balancer, metrics: ProxyMetrics, logger: Logger) throws(ProxyError) {
@@ -22,6 +25,13 @@ final class ProxyRuntime: Sendable {
         self.balancer = balancer
         self.metrics = metrics
         self.logger = logger
+        if configuration.accessLog {
+            var access = logger
+            access.logLevel = min(logger.logLevel, .info)
+            self.accessLogger = access
+        } else {
+            self.accessLogger = nil
+        }
         self.connections = connections
         var trusted: [AddressPrefix] = []
         for text in configuration.trustedProxies { trusted.append(try AddressPrefix(parsing: text)) }

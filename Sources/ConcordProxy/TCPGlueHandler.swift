@@ -28,6 +28,8 @@ final class TCPGlueHandler: ChannelDuplexHandler {
     private var lastRead = NIODeadline.now()
     /// Client side only: the pending idle check.
     private var idleCheck: Scheduled<Void>?
+    /// Bytes this side has read (and handed to its partner): the access log's per-connection count.
+    private(set) var bytesRead = 0
 
     private init(counters: ProxyMetrics.BackendCounters, isClientSide: Bool, idleTimeout: TimeAmount) {
         self.counters = counters
@@ -120,6 +122,7 @@ final class TCPGlueHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         lastRead = .now()
+        bytesRead &+= buffer.readableBytes
         if isClientSide {
             counters.bytesToBackend.increment(by: Int64(buffer.readableBytes))
         } else {

@@ -17,13 +17,17 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var started = false
     /// The client sent EOF before the backend was connected (NIO reads a half-close even while reads are held).
     private var clientInputClosed = false
+    /// The connection's access log line, while the access log is on.
+    private var access: AccessLogEntry?
 
     init(runtime: ProxyRuntime) { self.runtime = runtime }
 
     func channelActive(context: ChannelHandlerContext) {
         guard !started else { return }
         started = true
-        if let peer = ClientAddress(context.channel.remoteAddress) { keyHash = runtime.extractor.ipHash(peer) }
+        let peer = ClientAddress(context.channel.remoteAddress)
+        if let peer { keyHash = runtime.extractor.ipHash(peer) }
+        if runtime.accessLogger != nil { access = AccessLogEntry(client: peer) }
         connect(context: context, excluding: nil, attempt: 1)
         context.fireChannelActive()
     }
@@ -47,6 +51,7 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard pick == nil, !closed else { return }
         guard let chosen = choose(excluding: excluding) else {
             runtime.logger.debug("L4: no backend available; closing the client connection")
+            logAccess("no backend")
             context.close(promise: nil)
             return
         }
@@ -76,6 +81,7 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     connect(context: context, excluding: target, attempt: attempt + 1)
                 } else {
                     runtime.logger.debug("L4: connect to \(target) failed: \(error)")
+                    logAccess("connect failed", backend: target)
                     context.close(promise: nil)
                 }
             }
@@ -104,6 +110,16 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let released = pick
         self.pick = nil
         backendChannel.closeFuture.whenComplete { _ in balancer.release(released) }
+        if let logger = runtime.accessLogger, var entry = access {
+            // Logged when the pair is done: the backend side closes last or together with the client side.
+            access = nil
+            entry.backend = released.backend.id
+            backendChannel.closeFuture.assumeIsolated().whenComplete { _ in
+                entry.bytesIn = clientSide.bytesRead
+                entry.bytesOut = backendSide.bytesRead
+                entry.write(to: logger, outcome: "closed")
+            }
+        }
         // Data that arrived before the backend was ready goes first, then reads resume through the glue.
         while let data = pendingData.popFirst() { context.fireChannelRead(data) }
         context.fireChannelReadComplete()
@@ -131,8 +147,16 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         closed = true
+        logAccess("client closed")
         releasePick()
         context.fireChannelInactive()
+    }
+
+    private func logAccess(_ outcome: String, backend: Backend? = nil) {
+        guard let logger = runtime.accessLogger, var entry = access else { return }
+        access = nil
+        entry.backend = backend?.id
+        entry.write(to: logger, outcome: outcome)
     }
 
     private func releasePick() {

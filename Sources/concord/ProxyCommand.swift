@@ -60,6 +60,9 @@ struct ProxyCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
+    @Flag(name: .customLong("access-log"), help: "Log one line per HTTP exchange / TCP connection (info level, whatever --log-level says).")
+    var accessLog = false
+
     /// The file's settings (or the defaults) with every given flag applied on top.
     func makeConfiguration() throws -> ProxyConfiguration {
         var configuration = try config.map { try ProxyConfiguration.load(yamlFile: $0) } ?? ProxyConfiguration()
@@ -80,6 +83,7 @@ struct ProxyCommand: AsyncParsableCommand {
         if let boundedLoad { configuration.boundedLoad = boundedLoad }
         if let healthPath { configuration.health.path = healthPath }
         if let admin { configuration.admin = try HostPort(parsing: admin) }
+        if accessLog { configuration.accessLog = true }
         if let cpuAffinity {
             guard let parsed = CPUAffinity(rawValue: cpuAffinity) else {
                 throw ValidationError("--cpu-affinity must be auto or off, got '\(cpuAffinity)'")

@@ -35,10 +35,13 @@ import Testing
             limits:
               maxBodyBytes: 1024
             cpuAffinity: off
+            accessLog: true
             """
         let c = try ProxyConfiguration.parse(yaml: yaml)
         #expect(c.cpuAffinity == .off)
         #expect(ProxyConfiguration().cpuAffinity == .auto)
+        #expect(c.accessLog && !ProxyConfiguration().accessLog)
+        #expect(ProxyReload(current: ProxyConfiguration(), new: c).applied.contains(.accessLog))
         #expect(c.listen.port == 7000)
         #expect(c.backends.count == 2 && c.backends[1].host == "::1")
         #expect(c.balance == .stickyCookie && c.algorithm == .maglev && c.boundedLoad == 1.25)

@@ -20,11 +20,11 @@ enum ProxyHarness {
     }
 
     static func withProxy<T>(_ configuration: ProxyConfiguration, reload: (@Sendable () throws -> ProxyConfiguration)? = nil,
-                             _ body: (ProxyServer, Int) async throws -> T) async throws -> T {
+                             logger: Logger? = nil, _ body: (ProxyServer, Int) async throws -> T) async throws -> T {
         var configuration = configuration
         configuration.listen = HostPort(host: "127.0.0.1", port: 0)
         if configuration.admin != nil { configuration.admin = HostPort(host: "127.0.0.1", port: 0) }
-        var logger = Logger(label: "proxy-test")
+        var logger = logger ?? Logger(label: "proxy-test")
         logger.logLevel = ProcessInfo.processInfo.environment["CONCORD_PROXY_TEST_LOG"] == nil ? .warning : .debug
         let server = try ProxyServer(configuration: configuration, logger: logger, reload: reload)
         let addresses = try await server.start()
