@@ -92,7 +92,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     }
 
     private func teardown() {
-        logAccess("client closed")
+        logAccess("client-closed")
         machine.close()
         cancelDeadline()
         if let backend {
@@ -288,7 +288,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
 
     private func begin(_ head: ClientRequestHead) {
         deadline.disarm()
-        if runtime.accessLogger != nil { access = AccessLogEntry(client: peer, head: head) }
+        if runtime.accessLog != nil { access = AccessLogEntry(client: forwarding.client, head: head) }
         requestVersion = head.isHTTP10 ? .http1_0 : .http1_1
         switch machine.receivedHead(head) {
         case .reject(let status):
@@ -643,12 +643,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     }
 
     /// Writes the exchange's access log line (when the access log is on and an exchange is in progress).
-    private func logAccess(_ outcome: String, status: Int? = nil, backend: Backend? = nil) {
-        guard let logger = runtime.accessLogger, var entry = access else { return }
+    private func logAccess(_ outcome: StaticString, status: Int? = nil, backend: Backend? = nil) {
+        guard let sink = runtime.accessLog, var entry = access else { return }
         access = nil
         if let status { entry.status = status }
         if let backend { entry.backend = backend.id }
-        entry.write(to: logger, outcome: outcome)
+        entry.write(to: sink, outcome: outcome)
     }
 
     private func releasePick() {
@@ -662,9 +662,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     private func respondWithError(_ status: HTTPResponseStatus) {
         machine.close()
         cancelDeadline()
-        if runtime.accessLogger != nil {
-            if access == nil { access = .unreadRequest(client: peer) }
-            logAccess("proxy answer", status: Int(status.code))
+        if runtime.accessLog != nil {
+            if access == nil { access = .unreadRequest(client: forwarding.client) }
+            logAccess("proxy-answer", status: Int(status.code))
         }
         guard let context, context.channel.isActive else { return }
         runtime.metrics.proxyResponse(status: Int(status.code))

@@ -44,8 +44,8 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
     public var drain: [HostPort]?
     /// Whether `concord proxy` pins its event loops to CPUs (``CPUAffinity``). Default `auto`.
     public var cpuAffinity: CPUAffinity
-    /// One log line per L7 exchange and per L4 connection (client, backend, status, bytes, duration) at `info`,
-    /// whatever the log level (see docs/proxy.md, "Access log"). Default off.
+    /// One access log line per L7 exchange and per L4 connection (client, backend, status, bytes, duration) on
+    /// standard error, whatever the log level (see docs/proxy.md, "Access log"). Default off.
     public var accessLog: Bool
 
     public init(

@@ -10,28 +10,26 @@ final class ProxyRuntime: Sendable {
     let extractor: RequestKeyExtractor
     let metrics: ProxyMetrics
     let logger: Logger
-    /// Where access log lines go when ``ProxyConfiguration/accessLog`` is on: `logger` at `info` or finer, so the
-    /// lines appear whatever `--log-level` says (they are what the operator asked for).
-    let accessLogger: Logger?
+    /// Where access log lines go while ``ProxyConfiguration/accessLog`` is on (`nil` when off). Every generation
+    /// shares one sink, so a reload that turns the log on or off keeps its buffer.
+    let accessLog: AccessLogSink?
+    let accessLogSink: AccessLogSink
     private let connections: NIOLockedValueBox<Int>
 
-    convenience init(configuration: ProxyConfiguration, balancer: Balancer, metrics: ProxyMetrics, logger: Logger) throws(ProxyError) {
-        try self.init(configuration: configuration, balancer: balancer, metrics: metrics, logger: logger, connections: NIOLockedValueBox(0))
+    convenience init(configuration: ProxyConfiguration, balancer: Balancer, metrics: ProxyMetrics, logger: Logger,
+                     accessLogSink: AccessLogSink = AccessLogSink()) throws(ProxyError) {
+        try self.init(configuration: configuration, balancer: balancer, metrics: metrics, logger: logger,
+                      accessLogSink: accessLogSink, connections: NIOLockedValueBox(0))
     }
 
     private init(configuration: ProxyConfiguration, balancer: Balancer, metrics: ProxyMetrics, logger: Logger,
-                 connections: NIOLockedValueBox<Int>) throws(ProxyError) {
+                 accessLogSink: AccessLogSink, connections: NIOLockedValueBox<Int>) throws(ProxyError) {
         self.configuration = configuration
         self.balancer = balancer
         self.metrics = metrics
         self.logger = logger
-        if configuration.accessLog {
-            var access = logger
-            access.logLevel = min(logger.logLevel, .info)
-            self.accessLogger = access
-        } else {
-            self.accessLogger = nil
-        }
+        self.accessLogSink = accessLogSink
+        self.accessLog = configuration.accessLog ? accessLogSink : nil
         self.connections = connections
         var trusted: [AddressPrefix] = []
         for text in configuration.trustedProxies { trusted.append(try AddressPrefix(parsing: text)) }
@@ -43,7 +41,8 @@ final class ProxyRuntime: Sendable {
 
     /// The same proxy with new settings, for connections accepted from now on.
     func reconfigured(_ configuration: ProxyConfiguration) throws(ProxyError) -> ProxyRuntime {
-        try ProxyRuntime(configuration: configuration, balancer: balancer, metrics: metrics, logger: logger, connections: connections)
+        try ProxyRuntime(configuration: configuration, balancer: balancer, metrics: metrics, logger: logger,
+                         accessLogSink: accessLogSink, connections: connections)
     }
 
     /// Counts a new client connection; `false` when `maxConnections` are already open (the caller closes it).

@@ -25,6 +25,8 @@ public final class ProxyServer: Service, Sendable {
         var admin: (any Channel)?
         var pools: [NIOLoopBound<BackendConnectionPool>]
         var healthTask: Task<Void, Never>
+        /// Writes buffered access log lines every second.
+        var accessLogFlush: Task<Void, Never>
     }
 
     private let running = NIOLockedValueBox<Running?>(nil)
@@ -37,8 +39,11 @@ public final class ProxyServer: Service, Sendable {
     /// - Parameters:
     ///   - reload: called by ``reload()`` (on SIGHUP in ``run()``); returns the configuration to run with now,
     ///     e.g. the YAML file read again with the command-line flags applied on top.
+    ///   - accessLogDescriptor: where access log lines go while ``ProxyConfiguration/accessLog`` is on (standard
+    ///     error by default; the caller keeps the descriptor open while the proxy runs).
     public init(configuration: ProxyConfiguration, logger: Logger, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-                metrics: ProxyMetrics = ProxyMetrics(), reload: (@Sendable () throws -> ProxyConfiguration)? = nil) throws(ProxyError) {
+                metrics: ProxyMetrics = ProxyMetrics(), reload: (@Sendable () throws -> ProxyConfiguration)? = nil,
+                accessLogDescriptor: Int32 = 2) throws(ProxyError) {
         try configuration.validate()
         self.logger = logger
         self.group = group
@@ -49,7 +54,8 @@ public final class ProxyServer: Service, Sendable {
             health: configuration.health, metrics: metrics, logger: logger)
         if let drain = configuration.drain { balancer.setDraining(exactly: Set(drain.map(\.description))) }
         self.currentRuntime = NIOLockedValueBox(
-            try ProxyRuntime(configuration: configuration, balancer: balancer, metrics: metrics, logger: logger))
+            try ProxyRuntime(configuration: configuration, balancer: balancer, metrics: metrics, logger: logger,
+                             accessLogSink: AccessLogSink(descriptor: accessLogDescriptor)))
     }
 
     /// The settings in force (after the last reload); new client connections get them.
@@ -119,8 +125,15 @@ public final class ProxyServer: Service, Sendable {
         }
         let checker = HealthChecker(balancer: balancer, group: group)
         let healthTask = Task { await checker.run() }
+        let sink = currentRuntime.withLockedValue { $0.accessLogSink }
+        let accessLogFlush = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                sink.flush()
+            }
+        }
         running.withLockedValue {
-            $0 = Running(listener: listener, admin: adminChannel, pools: pools, healthTask: healthTask)
+            $0 = Running(listener: listener, admin: adminChannel, pools: pools, healthTask: healthTask, accessLogFlush: accessLogFlush)
         }
         let addresses = Addresses(listener: listener.localAddress!, admin: adminChannel?.localAddress)
         logger.notice("\(readyLine(addresses))")
@@ -153,6 +166,9 @@ public final class ProxyServer: Service, Sendable {
             try? await pool.eventLoop.submit { pool.value.closeAll() }.get()
         }
         await state.healthTask.value
+        state.accessLogFlush.cancel()
+        await state.accessLogFlush.value
+        runtime.accessLogSink.flush()
         logger.notice("concord proxy stopped")
     }
 

@@ -27,7 +27,7 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         started = true
         let peer = ClientAddress(context.channel.remoteAddress)
         if let peer { keyHash = runtime.extractor.ipHash(peer) }
-        if runtime.accessLogger != nil { access = AccessLogEntry(client: peer) }
+        if runtime.accessLog != nil { access = AccessLogEntry(client: peer?.description ?? "unknown") }
         connect(context: context, excluding: nil, attempt: 1)
         context.fireChannelActive()
     }
@@ -51,7 +51,7 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard pick == nil, !closed else { return }
         guard let chosen = choose(excluding: excluding) else {
             runtime.logger.debug("L4: no backend available; closing the client connection")
-            logAccess("no backend")
+            logAccess("no-backend")
             context.close(promise: nil)
             return
         }
@@ -81,7 +81,7 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     connect(context: context, excluding: target, attempt: attempt + 1)
                 } else {
                     runtime.logger.debug("L4: connect to \(target) failed: \(error)")
-                    logAccess("connect failed", backend: target)
+                    logAccess("connect-failed", backend: target)
                     context.close(promise: nil)
                 }
             }
@@ -110,14 +110,14 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let released = pick
         self.pick = nil
         backendChannel.closeFuture.whenComplete { _ in balancer.release(released) }
-        if let logger = runtime.accessLogger, var entry = access {
+        if let sink = runtime.accessLog, var entry = access {
             // Logged when the pair is done: the backend side closes last or together with the client side.
             access = nil
             entry.backend = released.backend.id
             backendChannel.closeFuture.assumeIsolated().whenComplete { _ in
                 entry.bytesIn = clientSide.bytesRead
                 entry.bytesOut = backendSide.bytesRead
-                entry.write(to: logger, outcome: "closed")
+                entry.write(to: sink, outcome: "closed")
             }
         }
         // Data that arrived before the backend was ready goes first, then reads resume through the glue.
@@ -147,16 +147,16 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         closed = true
-        logAccess("client closed")
+        logAccess("client-closed")
         releasePick()
         context.fireChannelInactive()
     }
 
-    private func logAccess(_ outcome: String, backend: Backend? = nil) {
-        guard let logger = runtime.accessLogger, var entry = access else { return }
+    private func logAccess(_ outcome: StaticString, backend: Backend? = nil) {
+        guard let sink = runtime.accessLog, var entry = access else { return }
         access = nil
         entry.backend = backend?.id
-        entry.write(to: logger, outcome: outcome)
+        entry.write(to: sink, outcome: outcome)
     }
 
     private func releasePick() {

@@ -60,7 +60,7 @@ struct ProxyCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
-    @Flag(name: .customLong("access-log"), help: "Log one line per HTTP exchange / TCP connection (info level, whatever --log-level says).")
+    @Flag(name: .customLong("access-log"), help: "Write one access log line per HTTP exchange / TCP connection to stderr (whatever --log-level says).")
     var accessLog = false
 
     /// The file's settings (or the defaults) with every given flag applied on top.

@@ -1,80 +1,91 @@
-import Logging
-import NIOConcurrencyHelpers
+import Foundation
+import NIOCore
 import Testing
 
 @testable import ConcordProxy
 
-/// The access log (`accessLog: true`, `--access-log`): one `info` line per L7 exchange and per L4 connection,
-/// written even though the proxy's log level is `warning`; nothing when it is off.
+/// The access log (`accessLog: true`, `--access-log`): one line per L7 exchange and per L4 connection, buffered
+/// and written in whole-line chunks; nothing when it is off.
 @Suite(.serialized, .timeLimit(.minutes(3))) struct AccessLogTests {
-    /// Keeps every log record (message and metadata) a logger sends it.
-    struct Capture: LogHandler {
-        let records: NIOLockedValueBox<[(level: Logger.Level, message: String, metadata: [String: String])]>
-        var logLevel: Logger.Level = .trace
-        var metadata: Logger.Metadata = [:]
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-        func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String,
-                 function: String, line: UInt) {
-            let fields = (metadata ?? [:]).mapValues { "\($0)" }
-            records.withLockedValue { $0.append((level, message.description, fields)) }
-        }
-    }
+    /// A temporary file to log into: its descriptor, and its lines as `key=value` fields once the proxy stopped.
+    final class LogFile {
+        let path: String
+        let descriptor: Int32
 
-    static func capturing() -> (Logger, NIOLockedValueBox<[(level: Logger.Level, message: String, metadata: [String: String])]>) {
-        let records = NIOLockedValueBox<[(level: Logger.Level, message: String, metadata: [String: String])]>([])
-        return (Logger(label: "access-test") { _ in Capture(records: records) }, records)
-    }
+        init() throws {
+            path = FileManager.default.temporaryDirectory.appendingPathComponent("concord-access-\(UUID().uuidString).log").path
+            descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+            guard descriptor >= 0 else { throw CocoaError(.fileWriteUnknown) }
+        }
 
-    @Test func eachHTTPExchangeIsOneLine() async throws {
-        try await ProxyHarness.withBackends(["a"]) { backends in
-            var config = try ProxyHarness.configuration(backends)
-            config.accessLog = true
-            let (logger, records) = Self.capturing()
-            try await ProxyHarness.withProxy(config, logger: logger) { _, port in
-                let ok = try await RawClient.get(port: port, path: "/cart?item=3", headers: ["Cookie": "sid=u1"])
-                #expect(ok.status == 200)
-                // A request the proxy answers itself (malformed: two Content-Length fields) is logged too.
-                let bad = try await RawClient.exchange(port: port, ["POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"])
-                #expect(bad.status == 400)
-                try await waitFor { records.withLockedValue { $0.filter { $0.message == "access" }.count } >= 2 }
-                let lines = records.withLockedValue { $0.filter { $0.message == "access" } }
-                #expect(lines.count == 2)
-                let first = try #require(lines.first)
-                #expect(first.level == .info)
-                #expect(first.metadata["method"] == "GET" && first.metadata["target"] == "/cart?item=3")
-                #expect(first.metadata["status"] == "200" && first.metadata["outcome"] == "done")
-                #expect(first.metadata["backend"] == backends[0].address && first.metadata["client"] == "127.0.0.1")
-                #expect(Int(first.metadata["bytes_out"] ?? "") ?? 0 == ok.text.utf8.count)
-                #expect(Double(first.metadata["ms"] ?? "") != nil)
-                let second = try #require(lines.last)
-                #expect(second.metadata["status"] == "400" && second.metadata["outcome"] == "proxy answer")
-                #expect(second.metadata["backend"] == "-")
+        deinit {
+            close(descriptor)
+            try? FileManager.default.removeItem(atPath: path)
+        }
+
+        var text: String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+
+        /// Each line's fields after the timestamp and the word `access`.
+        var lines: [[String: String]] {
+            text.split(separator: "\n").map { line in
+                var fields: [String: String] = [:]
+                for part in line.split(separator: " ").dropFirst(2) {
+                    let pair = part.split(separator: "=", maxSplits: 1)
+                    if pair.count == 2 { fields[String(pair[0])] = String(pair[1]) }
+                }
+                return fields
             }
         }
     }
 
+    @Test func eachHTTPExchangeIsOneLine() async throws {
+        let log = try LogFile()
+        var okResponse = ""
+        try await ProxyHarness.withBackends(["a"]) { backends in
+            var config = try ProxyHarness.configuration(backends)
+            config.accessLog = true
+            try await ProxyHarness.withProxy(config, accessLogDescriptor: log.descriptor) { _, port in
+                let ok = try await RawClient.get(port: port, path: "/cart?item=3", headers: ["Cookie": "sid=u1"])
+                #expect(ok.status == 200)
+                okResponse = ok.text
+                // A request the proxy answers itself (malformed: two Content-Length fields) is logged too.
+                let bad = try await RawClient.exchange(port: port, ["POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"])
+                #expect(bad.status == 400)
+                // Buffered: the lines reach the file within the one-second flush, or at the latest on stop.
+            }
+            let lines = log.lines
+            #expect(lines.count == 2, "\(log.text)")
+            let first = try #require(lines.first)
+            #expect(first["method"] == "GET" && first["target"] == "/cart?item=3")
+            #expect(first["status"] == "200" && first["outcome"] == "done")
+            #expect(first["backend"] == backends[0].address && first["client"] == "127.0.0.1")
+            #expect(first["bytes_out"] == String(okResponse.utf8.count))
+            #expect(Int(first["us"] ?? "").map { $0 >= 0 } == true)
+            let second = try #require(lines.last)
+            #expect(second["status"] == "400" && second["outcome"] == "proxy-answer" && second["backend"] == "-")
+            // Each line starts with a UTC timestamp.
+            #expect(log.text.range(of: #"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ access "#, options: .regularExpression) != nil)
+        }
+    }
+
     @Test func eachTCPConnectionIsOneLineWithItsBytes() async throws {
+        let log = try LogFile()
         let backend = try await TestEchoBackend.start(name: "e0")
         do {
             var config = ProxyConfiguration(backends: [try HostPort(parsing: backend.address)], mode: .tcp)
             config.health = HealthCheckConfiguration(interval: 30, rise: 1, fall: 1)
             config.accessLog = true
-            let (logger, records) = Self.capturing()
-            try await ProxyHarness.withProxy(config, logger: logger) { _, port in
+            var echoed = ""
+            try await ProxyHarness.withProxy(config, accessLogDescriptor: log.descriptor) { _, port in
                 let response = try await RawClient.exchange(port: port, ["hello ", "world"], halfClose: true)
                 #expect(response.text == "e0:hello world|bye")
-                try await waitFor { records.withLockedValue { $0.contains { $0.message == "access" } } }
-                let lines = records.withLockedValue { $0.filter { $0.message == "access" } }
-                #expect(lines.count == 1)
-                let line = try #require(lines.first)
-                #expect(line.metadata["bytes_in"] == "11")
-                #expect(line.metadata["bytes_out"] == String(response.text.utf8.count))
-                #expect(line.metadata["backend"] == backend.address && line.metadata["outcome"] == "closed")
-                #expect(line.metadata["method"] == nil)
+                echoed = response.text
             }
+            let lines = log.lines
+            #expect(lines.count == 1, "\(log.text)")
+            let line = try #require(lines.first)
+            #expect(line["bytes_in"] == "11" && line["bytes_out"] == String(echoed.utf8.count))
+            #expect(line["backend"] == backend.address && line["outcome"] == "closed" && line["method"] == nil)
         } catch {
             await backend.stop()
             throw error
@@ -83,17 +94,36 @@ import Testing
     }
 
     @Test func offByDefault() async throws {
+        let log = try LogFile()
         try await ProxyHarness.withBackends(["a"]) { backends in
-            let (logger, records) = Self.capturing()
-            try await ProxyHarness.withProxy(try ProxyHarness.configuration(backends), logger: logger) { _, port in
+            try await ProxyHarness.withProxy(try ProxyHarness.configuration(backends), accessLogDescriptor: log.descriptor) { _, port in
                 let response = try await RawClient.get(port: port)
                 #expect(response.status == 200)
             }
-            #expect(records.withLockedValue { $0.filter { $0.message == "access" }.isEmpty })
         }
+        #expect(log.text.isEmpty)
     }
 
-    private func waitFor(_ condition: () -> Bool) async throws {
-        for _ in 0..<100 where !condition() { try await Task.sleep(for: .milliseconds(20)) }
+    /// Lines are written in chunks of whole lines once about 4,000 bytes are buffered, and the rest on `flush()`.
+    @Test func theSinkWritesWholeLinesInChunks() throws {
+        let log = try LogFile()
+        let sink = AccessLogSink(descriptor: log.descriptor)
+        let line = String(repeating: "x", count: 79)  // with the 20-byte timestamp and the newline: 100 bytes
+        for _ in 0..<39 { sink.line { $0.writeString(line) } }
+        #expect(log.text.isEmpty)
+        sink.line { $0.writeString(line) }  // the 40th reaches 4,000 bytes
+        #expect(log.text.utf8.count == 4_000)
+        sink.line { $0.writeString(line) }
+        #expect(log.text.utf8.count == 4_000)
+        sink.flush()
+        #expect(log.text.utf8.count == 4_100)
+        #expect(log.text.split(separator: "\n").allSatisfy { $0.utf8.count == 99 && $0.hasSuffix(line) })
+        #expect(AccessLogSink.timestamp(0) == "1970-01-01T00:00:00Z")
+        for value in [0, 7, 10, 4_100, 1_234_567_890, Int.max] {
+            var out = ByteBuffer()
+            AccessLogEntry.writeDecimal(value, to: &out)
+            #expect(String(buffer: out) == String(value))
+        }
+        #expect(AccessLogSink.timestamp(1_796_122_799) == "2026-12-01T10:59:59Z")  // `date -u -d @1796122799`
     }
 }

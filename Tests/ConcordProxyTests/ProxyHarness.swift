@@ -20,13 +20,14 @@ enum ProxyHarness {
     }
 
     static func withProxy<T>(_ configuration: ProxyConfiguration, reload: (@Sendable () throws -> ProxyConfiguration)? = nil,
-                             logger: Logger? = nil, _ body: (ProxyServer, Int) async throws -> T) async throws -> T {
+                             logger: Logger? = nil, accessLogDescriptor: Int32 = 2,
+                             _ body: (ProxyServer, Int) async throws -> T) async throws -> T {
         var configuration = configuration
         configuration.listen = HostPort(host: "127.0.0.1", port: 0)
         if configuration.admin != nil { configuration.admin = HostPort(host: "127.0.0.1", port: 0) }
         var logger = logger ?? Logger(label: "proxy-test")
         logger.logLevel = ProcessInfo.processInfo.environment["CONCORD_PROXY_TEST_LOG"] == nil ? .warning : .debug
-        let server = try ProxyServer(configuration: configuration, logger: logger, reload: reload)
+        let server = try ProxyServer(configuration: configuration, logger: logger, reload: reload, accessLogDescriptor: accessLogDescriptor)
         let addresses = try await server.start()
         do {
             let result = try await body(server, addresses.listener.port!)
