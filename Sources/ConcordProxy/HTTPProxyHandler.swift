@@ -277,7 +277,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         case .proxying:
             switch machine.responseTimedOut() {
             case .respond(let status): abortExchange(respondingWith: status)
-            default: context?.close(promise: nil)
+            default:
+                logAccess("aborted", backend: pick?.backend)
+                context?.close(promise: nil)
             }
         case .connecting, .closing:
             break
@@ -592,6 +594,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
             runtime.logger.debug("\(failure)")
             abortExchange(respondingWith: status)
         case .close:
+            logAccess("aborted", backend: target)
             context?.close(promise: nil)
         }
     }
@@ -622,7 +625,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         // its health (it answered).
         switch machine.backendResponseMalformed() {
         case .respond(let status): abortExchange(respondingWith: status)
-        default: context?.close(promise: nil)
+        default:
+            logAccess("aborted", backend: connection.backend)
+            context?.close(promise: nil)
         }
     }
 
