@@ -93,6 +93,30 @@ import Testing
         await backend.stop()
     }
 
+    @Test func aResponseCutShortByTheBackendIsAborted() async throws {
+        let log = try LogFile()
+        let backend = try await TestScriptedBackend.start { _, _ in
+            .init(bytes: "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort", closeAfter: true)
+        }
+        let address = backend.address
+        do {
+            var config = ProxyConfiguration(backends: [try HostPort(parsing: address)], balance: .roundRobin)
+            config.health = HealthCheckConfiguration(interval: 30, rise: 1, fall: 1)
+            config.accessLog = true
+            try await ProxyHarness.withProxy(config, accessLogDescriptor: log.descriptor) { _, port in
+                let response = try await RawClient.exchange(port: port, ["GET /cut HTTP/1.1\r\nHost: t\r\n\r\n"])
+                #expect(response.status == 200 && response.body == "short")  // then the proxy closed the connection
+            }
+        } catch {
+            await backend.stop()
+            throw error
+        }
+        await backend.stop()
+        let line = try #require(log.lines.first)
+        #expect(log.lines.count == 1)
+        #expect(line["outcome"] == "aborted" && line["status"] == "200" && line["backend"] == address)
+    }
+
     @Test func offByDefault() async throws {
         let log = try LogFile()
         try await ProxyHarness.withBackends(["a"]) { backends in
