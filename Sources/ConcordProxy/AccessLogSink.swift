@@ -42,7 +42,7 @@ final class AccessLogSink: Sendable {
             defer { state.buffer = ByteBuffer() }
             return state.buffer
         }
-        if let full { write(full) }
+        if let full { emit(full) }
     }
 
     /// Writes what is buffered.
@@ -51,14 +51,14 @@ final class AccessLogSink: Sendable {
             defer { state.buffer = ByteBuffer() }
             return state.buffer
         }
-        if pending.readableBytes > 0 { write(pending) }
+        if pending.readableBytes > 0 { emit(pending) }
     }
 
-    private func write(_ bytes: ByteBuffer) {
+    private func emit(_ bytes: ByteBuffer) {
         bytes.withUnsafeReadableBytes { pointer in
             var offset = 0
             while offset < pointer.count {
-                let written = Glibc.write(descriptor, pointer.baseAddress! + offset, pointer.count - offset)
+                let written = write(descriptor, pointer.baseAddress! + offset, pointer.count - offset)
                 if written < 0 && errno == EINTR { continue }
                 // A closed or broken log stream loses lines rather than stopping the proxy.
                 guard written > 0 else { return }
