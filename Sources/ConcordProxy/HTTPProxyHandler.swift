@@ -555,7 +555,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         }
         runtime.metrics.upgrades.increment()
         access?.bytesOut += sticky.readableBytes + rest.readableBytes
-        logAccess("upgraded", backend: pick.backend)
+        logAccess("upgraded", status: head.status, backend: pick.backend)
         // The tunnel holds its pick (in-flight load, least-conn) for as long as it lasts.
         let balancer = runtime.balancer
         context.channel.closeFuture.whenComplete { _ in balancer.release(pick) }

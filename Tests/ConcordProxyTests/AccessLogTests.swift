@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import Testing
 
@@ -115,6 +116,31 @@ import Testing
         let line = try #require(log.lines.first)
         #expect(log.lines.count == 1)
         #expect(line["outcome"] == "aborted" && line["status"] == "200" && line["backend"] == address)
+    }
+
+    @Test func anUpgradeIsLoggedWhenItSwitches() async throws {
+        let log = try LogFile()
+        let heads = NIOLockedValueBox<[String]>([])
+        let backend = try await HTTPProxyUpgradeTests.switchingBackend("b0", heads: heads)
+        let address = backend.address
+        do {
+            var config = ProxyConfiguration(backends: [try HostPort(parsing: address)], balance: .roundRobin)
+            config.health = HealthCheckConfiguration(interval: 30, rise: 1, fall: 1)
+            config.accessLog = true
+            try await ProxyHarness.withProxy(config, accessLogDescriptor: log.descriptor) { _, port in
+                let tunnel = try await RawClient.exchange(port: port, [HTTPProxyUpgradeTests.upgradeRequest(), "ping|"],
+                                                          pause: .milliseconds(100), halfClose: true)
+                #expect(tunnel.status == 101)
+            }
+        } catch {
+            await backend.stop()
+            throw error
+        }
+        await backend.stop()
+        let line = try #require(log.lines.first)
+        #expect(log.lines.count == 1)
+        #expect(line["status"] == "101" && line["outcome"] == "upgraded" && line["target"] == "/chat" && line["backend"] == address,
+                "\(log.text)")
     }
 
     @Test func offByDefault() async throws {
