@@ -69,29 +69,37 @@ import Testing
         }
     }
 
+    /// A proxy with the access log on (into `log`) in front of one backend at `address`, for `body`; the backend
+    /// is stopped afterwards, also on failure. Returns the log's lines once the proxy stopped.
+    private func withLoggingProxy(to address: String, mode: ProxyMode = .http, log: LogFile, stopBackend: () async -> Void,
+                                  _ body: (Int) async throws -> Void) async throws -> [[String: String]] {
+        do {
+            var config = ProxyConfiguration(backends: [try HostPort(parsing: address)], mode: mode, balance: .roundRobin)
+            config.health = HealthCheckConfiguration(interval: 30, rise: 1, fall: 1)
+            config.accessLog = true
+            try await ProxyHarness.withProxy(config, accessLogDescriptor: log.descriptor) { _, port in try await body(port) }
+        } catch {
+            await stopBackend()
+            throw error
+        }
+        await stopBackend()
+        #expect(log.lines.count == 1, "\(log.text)")
+        return log.lines
+    }
+
     @Test func eachTCPConnectionIsOneLineWithItsBytes() async throws {
         let log = try LogFile()
         let backend = try await TestEchoBackend.start(name: "e0")
-        do {
-            var config = ProxyConfiguration(backends: [try HostPort(parsing: backend.address)], mode: .tcp)
-            config.health = HealthCheckConfiguration(interval: 30, rise: 1, fall: 1)
-            config.accessLog = true
-            var echoed = ""
-            try await ProxyHarness.withProxy(config, accessLogDescriptor: log.descriptor) { _, port in
-                let response = try await RawClient.exchange(port: port, ["hello ", "world"], halfClose: true)
-                #expect(response.text == "e0:hello world|bye")
-                echoed = response.text
-            }
-            let lines = log.lines
-            #expect(lines.count == 1, "\(log.text)")
-            let line = try #require(lines.first)
-            #expect(line["bytes_in"] == "11" && line["bytes_out"] == String(echoed.utf8.count))
-            #expect(line["backend"] == backend.address && line["outcome"] == "closed" && line["method"] == nil)
-        } catch {
-            await backend.stop()
-            throw error
+        let address = backend.address
+        var echoed = ""
+        let lines = try await withLoggingProxy(to: address, mode: .tcp, log: log, stopBackend: backend.stop) { port in
+            let response = try await RawClient.exchange(port: port, ["hello ", "world"], halfClose: true)
+            #expect(response.text == "e0:hello world|bye")
+            echoed = response.text
         }
-        await backend.stop()
+        let line = try #require(lines.first)
+        #expect(line["bytes_in"] == "11" && line["bytes_out"] == String(echoed.utf8.count))
+        #expect(line["backend"] == address && line["outcome"] == "closed" && line["method"] == nil)
     }
 
     @Test func aResponseCutShortByTheBackendIsAborted() async throws {
@@ -100,47 +108,25 @@ import Testing
             .init(bytes: "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort", closeAfter: true)
         }
         let address = backend.address
-        do {
-            var config = ProxyConfiguration(backends: [try HostPort(parsing: address)], balance: .roundRobin)
-            config.health = HealthCheckConfiguration(interval: 30, rise: 1, fall: 1)
-            config.accessLog = true
-            try await ProxyHarness.withProxy(config, accessLogDescriptor: log.descriptor) { _, port in
-                let response = try await RawClient.exchange(port: port, ["GET /cut HTTP/1.1\r\nHost: t\r\n\r\n"])
-                #expect(response.status == 200 && response.body == "short")  // then the proxy closed the connection
-            }
-        } catch {
-            await backend.stop()
-            throw error
+        let lines = try await withLoggingProxy(to: address, log: log, stopBackend: backend.stop) { port in
+            let response = try await RawClient.exchange(port: port, ["GET /cut HTTP/1.1\r\nHost: t\r\n\r\n"])
+            #expect(response.status == 200 && response.body == "short")  // then the proxy closed the connection
         }
-        await backend.stop()
-        let line = try #require(log.lines.first)
-        #expect(log.lines.count == 1)
+        let line = try #require(lines.first)
         #expect(line["outcome"] == "aborted" && line["status"] == "200" && line["backend"] == address)
     }
 
     @Test func anUpgradeIsLoggedWhenItSwitches() async throws {
         let log = try LogFile()
-        let heads = NIOLockedValueBox<[String]>([])
-        let backend = try await HTTPProxyUpgradeTests.switchingBackend("b0", heads: heads)
+        let backend = try await HTTPProxyUpgradeTests.switchingBackend("b0", heads: NIOLockedValueBox([]))
         let address = backend.address
-        do {
-            var config = ProxyConfiguration(backends: [try HostPort(parsing: address)], balance: .roundRobin)
-            config.health = HealthCheckConfiguration(interval: 30, rise: 1, fall: 1)
-            config.accessLog = true
-            try await ProxyHarness.withProxy(config, accessLogDescriptor: log.descriptor) { _, port in
-                let tunnel = try await RawClient.exchange(port: port, [HTTPProxyUpgradeTests.upgradeRequest(), "ping|"],
-                                                          pause: .milliseconds(100), halfClose: true)
-                #expect(tunnel.status == 101)
-            }
-        } catch {
-            await backend.stop()
-            throw error
+        let lines = try await withLoggingProxy(to: address, log: log, stopBackend: backend.stop) { port in
+            let tunnel = try await RawClient.exchange(port: port, [HTTPProxyUpgradeTests.upgradeRequest(), "ping|"],
+                                                      pause: .milliseconds(100), halfClose: true)
+            #expect(tunnel.status == 101)
         }
-        await backend.stop()
-        let line = try #require(log.lines.first)
-        #expect(log.lines.count == 1)
-        #expect(line["status"] == "101" && line["outcome"] == "upgraded" && line["target"] == "/chat" && line["backend"] == address,
-                "\(log.text)")
+        let line = try #require(lines.first)
+        #expect(line["status"] == "101" && line["outcome"] == "upgraded" && line["target"] == "/chat" && line["backend"] == address)
     }
 
     @Test func offByDefault() async throws {
