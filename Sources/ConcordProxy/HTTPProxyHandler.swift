@@ -54,6 +54,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     private var allocator = ByteBufferAllocator()
     /// The exchange's access log line, while the access log is on and an exchange is in progress.
     private var access: AccessLogEntry?
+    /// The client sent EOF (half-close): what it sent before is answered, then the connection closes.
+    private var clientInputClosed = false
 
     init(runtime: ProxyRuntime, pool: BackendConnectionPool) {
         self.runtime = runtime
@@ -204,6 +206,30 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         machine.close()
         context.close(promise: nil)
+    }
+
+    /// The client half-closed (the channel allows it, so NIO leaves the connection open): complete requests it
+    /// sent are still answered — as nginx and HAProxy do — and the connection closes after the last response; a
+    /// request cut short by the EOF can never complete, so the connection closes now.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard let event = event as? ChannelEvent, event == .inputClosed else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        clientInputClosed = true
+        switch machine.state {
+        case .idle:
+            if !queued.isEmpty { return }  // replayed when the current exchange ends; closed after them
+            machine.close()
+            context.close(promise: nil)
+        case .connecting, .proxying:
+            if !machine.requestComplete {
+                machine.close()
+                context.close(promise: nil)
+            }
+        case .closing:
+            break
+        }
     }
 
     func read(context: ChannelHandlerContext) {
@@ -504,12 +530,22 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
             }
             startIdleTimer()
             replayQueued()
+            if clientInputClosed && machine.state == .idle {
+                // Half-closed and nothing more to answer: done.
+                closeAfterWrites(context)
+                return
+            }
             updateClientReads()
         case .close:
-            // Closed once everything written so far is out (an empty write completes after the ones before it).
-            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).assumeIsolated().whenComplete { _ in
-                context.close(promise: nil)
-            }
+            closeAfterWrites(context)
+        }
+    }
+
+    /// Closes once everything written so far is out (an empty write completes after the ones before it).
+    private func closeAfterWrites(_ context: ChannelHandlerContext) {
+        machine.close()
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
         }
     }
 
@@ -565,6 +601,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
             context.fireChannelRead(NIOAny(early))
             context.fireChannelReadComplete()
         }
+        // A client that half-closed while waiting: the tunnel passes the EOF on to the backend.
+        if clientInputClosed { context.fireUserInboundEventTriggered(ChannelEvent.inputClosed) }
         let channel = context.channel
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
         channel.read()

@@ -83,7 +83,9 @@ public final class ProxyServer: Service, Sendable {
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.allowRemoteHalfClosure, value: configuration.mode == .tcp)
+            // Both modes: a client that half-closes after its request still gets the response (HTTPProxyHandler
+            // closes once it is sent; TCPGlueHandler passes the EOF on).
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
         let listener: any Channel
         switch configuration.mode {
         case .http:

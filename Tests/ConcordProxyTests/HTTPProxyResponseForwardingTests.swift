@@ -21,6 +21,25 @@ import Testing
         }
     }
 
+    /// A client that half-closes right after sending its requests (`nc -N`, some HTTP/1.0 tools) still gets every
+    /// response, and then the connection closes (the proxy does not wait for its idle timeout).
+    @Test func aClientThatHalfClosesAfterItsRequestsGetsTheirResponses() async throws {
+        try await ProxyHarness.withScriptedBackend({ _, _ in .init(bytes: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", piecesOf: 4) }) { port, _ in
+            let started = ContinuousClock.now
+            let response = try await RawClient.exchange(
+                port: port, ["GET /1 HTTP/1.1\r\nHost: t\r\n\r\nGET /2 HTTP/1.1\r\nHost: t\r\n\r\n"], halfClose: true, timeout: .seconds(4))
+            #expect(response.text == String(repeating: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", count: 2))
+            #expect(ContinuousClock.now - started < .seconds(3))
+            // Half-closed with nothing pending: closed at once.
+            let idle = try await RawClient.exchange(port: port, [], halfClose: true, timeout: .seconds(4))
+            #expect(idle.text.isEmpty)
+            // Half-closed in the middle of a head: that request can never complete; closed without an answer.
+            let cut = try await RawClient.exchange(port: port, ["GET /3 HTTP/1.1\r\nHo"], halfClose: true, timeout: .seconds(4))
+            #expect(cut.text.isEmpty)
+            #expect(ContinuousClock.now - started < .seconds(3))
+        }
+    }
+
     @Test func largeAndTricklingResponsesArriveByteForByte() async throws {
         let large = String(repeating: "0123456789abcdef", count: 65_536)  // 1 MiB
         let chunks = stride(from: 0, to: large.utf8.count, by: 100_000).map { start -> String in

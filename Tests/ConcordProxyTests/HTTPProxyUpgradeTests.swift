@@ -94,6 +94,17 @@ import Testing
         }
     }
 
+    /// The client half-closes right behind its handshake, long before the (slowly sent) 101: the connection
+    /// stays, switches, and the EOF then reaches the backend through the tunnel.
+    @Test func aClientThatHalfClosesBeforeThe101StillGetsItsTunnel() async throws {
+        let head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nhi|"
+        try await ProxyHarness.withScriptedBackend({ _, _ in .init(bytes: head, piecesOf: 8, thenEcho: true) }) { port, _ in
+            let tunnel = try await RawClient.exchange(port: port, [Self.upgradeRequest() + "early|"], halfClose: true)
+            #expect(tunnel.status == 101, "\(tunnel.text)")
+            #expect(tunnel.body == "hi|early|")
+        }
+    }
+
     @Test func aStickyCookieGoesWithThe101() async throws {
         try await Self.withSwitchingBackends(balance: .stickyCookie) { port, _, _ in
             let tunnel = try await RawClient.exchange(port: port, [Self.upgradeRequest(), "ping|"],

@@ -60,6 +60,10 @@ final class TestScriptedBackend: Sendable {
                 answered += 1
                 if let size = answer.piecesOf {
                     send(Array(answer.bytes.utf8), piecesOf: size, closeAfter: answer.closeAfter, context: context)
+                    if answer.thenEcho {
+                        echoing = true
+                        return
+                    }
                     continue
                 }
                 let written = context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer.bytes)))
