@@ -219,7 +219,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         clientInputClosed = true
         switch machine.state {
         case .idle:
-            if !queued.isEmpty { return }  // replayed when the current exchange ends; closed after them
+            // Nothing in flight (pipelined requests are replayed before the connection goes idle): done.
             machine.close()
             context.close(promise: nil)
         case .connecting, .proxying:

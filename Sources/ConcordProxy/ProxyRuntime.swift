@@ -10,9 +10,8 @@ final class ProxyRuntime: Sendable {
     let extractor: RequestKeyExtractor
     let metrics: ProxyMetrics
     let logger: Logger
-    /// Where access log lines go while ``ProxyConfiguration/accessLog`` is on (`nil` when off). Every generation
-    /// shares one sink, so a reload that turns the log on or off keeps its buffer.
-    let accessLog: AccessLogSink?
+    /// The access log's writer. Every generation shares one sink, so a reload that turns the log on or off keeps
+    /// its buffer.
     let accessLogSink: AccessLogSink
     private let connections: NIOLockedValueBox<Int>
 
@@ -29,7 +28,6 @@ final class ProxyRuntime: Sendable {
         self.metrics = metrics
         self.logger = logger
         self.accessLogSink = accessLogSink
-        self.accessLog = configuration.accessLog ? accessLogSink : nil
         self.connections = connections
         var trusted: [AddressPrefix] = []
         for text in configuration.trustedProxies { trusted.append(try AddressPrefix(parsing: text)) }
@@ -38,6 +36,9 @@ final class ProxyRuntime: Sendable {
             ipv4PrefixLength: configuration.ipv4PrefixLength, ipv6PrefixLength: configuration.ipv6PrefixLength
         )
     }
+
+    /// Where access log lines go while ``ProxyConfiguration/accessLog`` is on; `nil` when off.
+    var accessLog: AccessLogSink? { configuration.accessLog ? accessLogSink : nil }
 
     /// The same proxy with new settings, for connections accepted from now on.
     func reconfigured(_ configuration: ProxyConfiguration) throws(ProxyError) -> ProxyRuntime {
