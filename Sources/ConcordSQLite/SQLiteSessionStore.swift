@@ -146,15 +146,28 @@ public final class SQLiteSessionStore: SessionStore, Service {
 
     /// Runs `body` on a connection and maps every failure to a ``SessionStoreError``.
     private func perform<T: Sendable>(_ body: @Sendable (SQLiteConnection) async throws -> T) async throws -> T {
-        do {
-            let result = try await body(connections.next())
-            reachability.succeeded()
-            return result
-        } catch {
-            let mapped = Self.sessionStoreError(for: error)
-            if mapped.isUnavailable { reachability.failed(mapped) }
-            throw mapped
+        let deadline = ContinuousClock.now + configuration.busyTimeout
+        while true {
+            do {
+                let result = try await body(connections.next())
+                reachability.succeeded()
+                return result
+            } catch let error as SQLiteError where Self.isStaleSnapshot(error) && ContinuousClock.now < deadline {
+                // WAL: another process committed between this statement's read and its write. SQLite rolled the
+                // statement back (nothing applied) and its busy handler does not wait in this case, so the
+                // statement runs again on a fresh snapshot, within the same bound as a busy wait.
+                try await Task.sleep(for: .milliseconds(1))
+            } catch {
+                let mapped = Self.sessionStoreError(for: error)
+                if mapped.isUnavailable { reachability.failed(mapped) }
+                throw mapped
+            }
         }
+    }
+
+    private static func isStaleSnapshot(_ error: SQLiteError) -> Bool {
+        if case .busyInSnapshot = error.reason { return true }
+        return false
     }
 
     static func sessionStoreError(for error: any Error) -> SessionStoreError {
