@@ -1,5 +1,6 @@
 import Logging
 import NIOConcurrencyHelpers
+import NIOCore
 
 /// What the connection handlers of one proxy share: settings, the balancer, metrics, the logger. Immutable: a
 /// reload makes a new one (``reconfigured(_:)``) that new client connections get, while open connections finish
@@ -13,16 +14,18 @@ final class ProxyRuntime: Sendable {
     /// The access log's writer. Every generation shares one sink, so a reload that turns the log on or off keeps
     /// its buffer.
     let accessLogSink: AccessLogSink
-    private let connections: NIOLockedValueBox<Int>
+    /// Open client connections, shared by every generation: their count enforces `maxConnections`, and
+    /// ``ProxyServer/stop(drainTimeout:)`` closes the ones still open when its drain timeout ends.
+    private let connections: NIOLockedValueBox<[ObjectIdentifier: any Channel]>
 
     convenience init(configuration: ProxyConfiguration, balancer: Balancer, metrics: ProxyMetrics, logger: Logger,
                      accessLogSink: AccessLogSink = AccessLogSink()) throws(ProxyError) {
         try self.init(configuration: configuration, balancer: balancer, metrics: metrics, logger: logger,
-                      accessLogSink: accessLogSink, connections: NIOLockedValueBox(0))
+                      accessLogSink: accessLogSink, connections: NIOLockedValueBox([:]))
     }
 
     private init(configuration: ProxyConfiguration, balancer: Balancer, metrics: ProxyMetrics, logger: Logger,
-                 accessLogSink: AccessLogSink, connections: NIOLockedValueBox<Int>) throws(ProxyError) {
+                 accessLogSink: AccessLogSink, connections: NIOLockedValueBox<[ObjectIdentifier: any Channel]>) throws(ProxyError) {
         self.configuration = configuration
         self.balancer = balancer
         self.metrics = metrics
@@ -46,21 +49,32 @@ final class ProxyRuntime: Sendable {
                          accessLogSink: accessLogSink, connections: connections)
     }
 
-    /// Counts a new client connection; `false` when `maxConnections` are already open (the caller closes it).
-    func admitConnection() -> Bool {
-        let admitted = connections.withLockedValue { count -> Bool in
-            guard count < configuration.limits.maxConnections else { return false }
-            count += 1
+    /// Counts a new client connection and keeps it until it closes; `false` when `maxConnections` are already
+    /// open (the caller closes it).
+    func admitConnection(_ channel: any Channel) -> Bool {
+        let id = ObjectIdentifier(channel)
+        let admitted = connections.withLockedValue { open -> Bool in
+            guard open.count < configuration.limits.maxConnections else { return false }
+            open[id] = channel
             return true
         }
-        if admitted { metrics.activeConnections.increment() }
-        return admitted
+        guard admitted else { return false }
+        metrics.activeConnections.increment()
+        channel.closeFuture.whenComplete { [connections, metrics] _ in
+            connections.withLockedValue { _ = $0.removeValue(forKey: id) }
+            metrics.activeConnections.decrement()
+        }
+        return true
     }
 
-    func connectionClosed() {
-        connections.withLockedValue { $0 -= 1 }
-        metrics.activeConnections.decrement()
+    /// Closes every client connection still open and waits until they are closed; returns how many there were.
+    func closeOpenConnections() async -> Int {
+        let open = connections.withLockedValue { Array($0.values) }
+        await withTaskGroup(of: Void.self) { group in
+            for channel in open { group.addTask { try? await channel.close() } }
+        }
+        return open.count
     }
 
-    var openConnections: Int { connections.withLockedValue { $0 } }
+    var openConnections: Int { connections.withLockedValue { $0.count } }
 }

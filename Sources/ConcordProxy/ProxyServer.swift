@@ -92,11 +92,10 @@ public final class ProxyServer: Service, Sendable {
             listener = try await bootstrap.childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let runtime = runtimes.withLockedValue { $0 }
-                    guard runtime.admitConnection() else {
+                    guard runtime.admitConnection(channel) else {
                         channel.close(promise: nil)
                         return
                     }
-                    channel.closeFuture.whenComplete { _ in runtime.connectionClosed() }
                     let pool = poolTable.first { $0.eventLoop === channel.eventLoop }!.value
                     // No HTTP codec: the proxy handler frames requests and writes responses as bytes (HTTPProxyHandler).
                     try channel.pipeline.syncOperations.addHandler(HTTPProxyHandler(runtime: runtime, pool: pool))
@@ -106,11 +105,10 @@ public final class ProxyServer: Service, Sendable {
             listener = try await bootstrap.childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let runtime = runtimes.withLockedValue { $0 }
-                    guard runtime.admitConnection() else {
+                    guard runtime.admitConnection(channel) else {
                         channel.close(promise: nil)
                         return
                     }
-                    channel.closeFuture.whenComplete { _ in runtime.connectionClosed() }
                     try channel.pipeline.syncOperations.addHandler(TCPProxyHandler(runtime: runtime))
                 }
             }.bind(to: listenAddress).get()
@@ -164,6 +162,10 @@ public final class ProxyServer: Service, Sendable {
         while runtime.openConnections > 0 && ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(20))
         }
+        // Keep-alive clients, L4 pairs and WebSocket tunnels may stay open for long: past the drain timeout they
+        // are closed here, so nothing is still forwarded once stop returns.
+        let cut = await runtime.closeOpenConnections()
+        if cut > 0 { logger.notice("closed \(cut) client connection(s) still open after the \(drainTimeout) drain timeout") }
         for pool in state.pools {
             try? await pool.eventLoop.submit { pool.value.closeAll() }.get()
         }

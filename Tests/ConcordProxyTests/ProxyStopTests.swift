@@ -1,0 +1,56 @@
+import NIOCore
+import Testing
+
+@testable import ConcordProxy
+
+/// `ProxyServer.stop(drainTimeout:)` waits for open client connections, then closes the ones left: once it
+/// returns, nothing is forwarded any more (an embedding app's proxy must not keep relaying after its stop).
+@Suite(.serialized, .timeLimit(.minutes(2))) struct ProxyStopTests {
+    /// Runs `client` against a proxy that is stopped 300 ms into it with a 300-ms drain timeout; returns what the
+    /// client collected and how long it waited for the connection to end.
+    func clientAcrossStop(_ configuration: ProxyConfiguration,
+                          _ client: @escaping @Sendable (Int) async throws -> RawClient.Response) async throws -> (RawClient.Response, Duration, Int) {
+        try await ProxyHarness.withProxy(configuration) { server, port in
+            let start = ContinuousClock.now
+            async let response = client(port)
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(server.runtime.openConnections == 1, "the client's connection is open before stop")
+            await server.stop(drainTimeout: .milliseconds(300))
+            let left = server.runtime.openConnections
+            let collected = try await response
+            return (collected, ContinuousClock.now - start, left)
+        }
+    }
+
+    @Test func anL4PairStillOpenAfterTheDrainTimeoutIsClosed() async throws {
+        let backend = try await TestEchoBackend.start(name: "e0")
+        do {
+            var c = ProxyConfiguration(backends: [try HostPort(parsing: backend.address)], mode: .tcp, balance: .roundRobin)
+            c.health = HealthCheckConfiguration(interval: 30, rise: 1, fall: 1)
+            // The client neither closes nor half-closes: only the proxy can end this pair before 20 s.
+            let (response, elapsed, left) = try await clientAcrossStop(c) { port in
+                try await RawClient.exchange(port: port, ["hello"], timeout: .seconds(20))
+            }
+            #expect(response.text == "e0:hello", "the pair relayed before stop")
+            #expect(left == 0, "no client connection is open once stop returned")
+            #expect(elapsed < .seconds(10), "the pair ended after \(elapsed), not at stop")
+        } catch {
+            await backend.stop()
+            throw error
+        }
+        await backend.stop()
+    }
+
+    @Test func anIdleKeepAliveClientIsClosedAfterTheDrainTimeout() async throws {
+        try await ProxyHarness.withBackends(["b0"]) { backends in
+            let c = try ProxyHarness.configuration(backends, balance: .roundRobin)
+            // A keep-alive request: the proxy answers and keeps the connection (keepAliveTimeout is 60 s).
+            let (response, elapsed, left) = try await clientAcrossStop(c) { port in
+                try await RawClient.exchange(port: port, ["GET / HTTP/1.1\r\nHost: test\r\n\r\n"], timeout: .seconds(20))
+            }
+            #expect(response.text.hasPrefix("HTTP/1.1 200"), "answered before stop: \(response.text.prefix(40))")
+            #expect(left == 0, "no client connection is open once stop returned")
+            #expect(elapsed < .seconds(10), "the connection ended after \(elapsed), not at stop")
+        }
+    }
+}
