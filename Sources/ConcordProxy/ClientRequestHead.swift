@@ -42,8 +42,8 @@ struct ClientRequestHead {
     let cookieFieldCount: Int
     /// The value of the `Upgrade` field when the request asks to switch protocols (a WebSocket handshake, say):
     /// HTTP/1.1, `Connection` lists `upgrade`, exactly one `Upgrade` field, and no body — so every byte after the
-    /// head belongs to the new protocol if the backend answers 101 (RFC 9110 §7.8). `nil` otherwise; such a
-    /// request's `Upgrade` is then dropped as hop-by-hop, as before.
+    /// head belongs to the new protocol if the backend answers 101 (RFC 9110 §7.8). `nil` otherwise, and for
+    /// `h2c`; such a request's `Upgrade` is then dropped as hop-by-hop and it is answered like any other.
     let upgrade: Range<Int>?
 
     /// Parses `bytes`, a complete head (ending with the blank line).
@@ -186,7 +186,9 @@ struct ClientRequestHead {
             case 7 where HTTPSyntax.equalsIgnoringCase(p, name, "upgrade"):
                 needsEdits = true
                 upgradeCount += 1
-                if !value.isEmpty { upgradeValue = value }
+                // h2c, HTTP/2 over cleartext by upgrade, is deprecated (RFC 9113 §3.1) and would need the
+                // hop-by-hop HTTP2-Settings carried along: such a request goes on as plain HTTP/1.1.
+                if !value.isEmpty && !HTTPSyntax.equalsIgnoringCase(p, value, "h2c") { upgradeValue = value }
             default:
                 if HTTPSyntax.isFixedHopByHop(p, name) || RequestForwarding.isForwardingField(p, name) { needsEdits = true }
             }

@@ -94,6 +94,28 @@ import Testing
         }
     }
 
+    /// `Upgrade: h2c` is not a switch the proxy carries: the request reaches the backend without `Upgrade` (and
+    /// without the hop-by-hop `HTTP2-Settings`), and the connection stays HTTP/1.1 for the next request.
+    @Test func anH2CUpgradeRequestIsAnsweredAsPlainHTTP1() async throws {
+        let heads = NIOLockedValueBox<[String]>([])
+        try await ProxyHarness.withScriptedBackend({ head, _ in
+            heads.withLockedValue { $0.append(head) }
+            return .init(bytes: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        }) { port, _ in
+            let h2c = "GET /a HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+                + "HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
+            let response = try await RawClient.exchange(
+                port: port, [h2c + "GET /b HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"], timeout: .seconds(4))
+            #expect(response.text.components(separatedBy: "HTTP/1.1 200 OK").count == 3, "both requests answered: \(response.text)")
+            let first = response.text.components(separatedBy: "\r\n\r\nok").first ?? ""
+            #expect(!first.lowercased().contains("connection: close"), "the first answer keeps the connection: \(first)")
+            let seen = heads.withLockedValue { $0 }
+            #expect(seen.count == 2)
+            #expect(seen.allSatisfy { !$0.lowercased().contains("upgrade") && !$0.lowercased().contains("http2-settings") },
+                    "\(seen)")
+        }
+    }
+
     /// The client half-closes right behind its handshake, long before the (slowly sent) 101: the connection
     /// stays, switches, and the EOF then reaches the backend through the tunnel.
     @Test func aClientThatHalfClosesBeforeThe101StillGetsItsTunnel() async throws {

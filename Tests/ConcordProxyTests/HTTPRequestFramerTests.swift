@@ -190,6 +190,7 @@ extension ClientRequestHead {
             ("GET", [("Upgrade", "websocket")], false),  // Connection does not name it
             ("GET", [("Connection", "upgrade")], false),  // nothing to switch to
             ("GET", [("Connection", "upgrade"), ("Upgrade", "websocket"), ("Upgrade", "h2c")], false),
+            ("GET", [("Connection", "Upgrade, HTTP2-Settings"), ("Upgrade", "H2C"), ("HTTP2-Settings", "AAMAAABkAAQAAP__")], false),  // deprecated h2c
             ("GET", [("Connection", "upgrade"), ("Upgrade", "websocket")], true),  // HTTP/1.0
             ("POST", [("Connection", "upgrade"), ("Upgrade", "websocket"), ("Content-Length", "3")], false),
             ("POST", [("Connection", "upgrade"), ("Upgrade", "websocket"), ("Transfer-Encoding", "chunked")], false),
