@@ -1,3 +1,10 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import NIOCore
+
 /// Why the proxy could not start or apply a change: bad configuration, an unknown backend, a failed bind.
 /// Never a crash: every user-supplied setting is validated and reported with this error.
 public struct ProxyError: Error, Sendable, Hashable, CustomStringConvertible {
@@ -7,6 +14,7 @@ public struct ProxyError: Error, Sendable, Hashable, CustomStringConvertible {
         case unknownBackend(String)
         case duplicateBackend(String)
         case configurationFile(path: String, reason: String)
+        case cannotListen(String, role: String, reason: String)
     }
 
     private let base: Base
@@ -25,6 +33,12 @@ public struct ProxyError: Error, Sendable, Hashable, CustomStringConvertible {
         Self(.configurationFile(path: path, reason: reason))
     }
 
+    /// A listener could not be bound (`role`: "client listener" or "admin API"), e.g. the port is taken.
+    public static func cannotListen(on address: HostPort, role: String, error: any Error) -> Self {
+        let reason = (error as? IOError).map { String(cString: strerror($0.errnoCode)).lowercased() } ?? "\(error)"
+        return Self(.cannotListen(address.description, role: role, reason: reason))
+    }
+
     public var description: String {
         switch base {
         case .invalidAddress(let text, let reason): "invalid address '\(text)': \(reason) (expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080)"
@@ -32,6 +46,7 @@ public struct ProxyError: Error, Sendable, Hashable, CustomStringConvertible {
         case .unknownBackend(let id): "no backend \(id) in the pool"
         case .duplicateBackend(let id): "backend \(id) is already in the pool"
         case .configurationFile(let path, let reason): "configuration file \(path): \(reason)"
+        case .cannotListen(let address, let role, let reason): "cannot listen on \(address) (\(role)): \(reason)"
         }
     }
 

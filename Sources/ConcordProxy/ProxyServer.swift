@@ -86,9 +86,9 @@ public final class ProxyServer: Service, Sendable {
             // Both modes: a client that half-closes after its request still gets the response (HTTPProxyHandler
             // closes once it is sent; TCPGlueHandler passes the EOF on).
             .childChannelOption(.allowRemoteHalfClosure, value: true)
+        let mode = configuration.mode
         let listener: any Channel
-        switch configuration.mode {
-        case .http:
+        do {
             listener = try await bootstrap.childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let runtime = runtimes.withLockedValue { $0 }
@@ -96,22 +96,18 @@ public final class ProxyServer: Service, Sendable {
                         channel.close(promise: nil)
                         return
                     }
-                    let pool = poolTable.first { $0.eventLoop === channel.eventLoop }!.value
-                    // No HTTP codec: the proxy handler frames requests and writes responses as bytes (HTTPProxyHandler).
-                    try channel.pipeline.syncOperations.addHandler(HTTPProxyHandler(runtime: runtime, pool: pool))
-                }
-            }.bind(to: listenAddress).get()
-        case .tcp:
-            listener = try await bootstrap.childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let runtime = runtimes.withLockedValue { $0 }
-                    guard runtime.admitConnection(channel) else {
-                        channel.close(promise: nil)
-                        return
+                    switch mode {
+                    case .http:
+                        let pool = poolTable.first { $0.eventLoop === channel.eventLoop }!.value
+                        // No HTTP codec: the proxy handler frames requests and writes responses as bytes.
+                        try channel.pipeline.syncOperations.addHandler(HTTPProxyHandler(runtime: runtime, pool: pool))
+                    case .tcp:
+                        try channel.pipeline.syncOperations.addHandler(TCPProxyHandler(runtime: runtime))
                     }
-                    try channel.pipeline.syncOperations.addHandler(TCPProxyHandler(runtime: runtime))
                 }
             }.bind(to: listenAddress).get()
+        } catch {
+            throw ProxyError.cannotListen(on: configuration.listen, role: "client listener", error: error)
         }
 
         var adminChannel: (any Channel)?
@@ -120,7 +116,7 @@ public final class ProxyServer: Service, Sendable {
                 adminChannel = try await AdminServer.bind(to: try admin.socketAddress(), group: group, balancer: balancer, metrics: metrics, logger: logger)
             } catch {
                 try? await listener.close()
-                throw error
+                throw error as? ProxyError ?? ProxyError.cannotListen(on: admin, role: "admin API", error: error)
             }
         }
         let checker = HealthChecker(balancer: balancer, group: group)

@@ -3,6 +3,7 @@ import ConcordApp
 import Foundation
 import Logging
 import Metrics
+import NIOCore
 import Prometheus
 import ServiceLifecycle
 
@@ -78,6 +79,17 @@ struct AppCommand: AsyncParsableCommand {
         }
         let app = try ConcordAppServer.makeApplication(
             configuration: configuration, logger: logger, extraServices: extra, metricsText: { registry.emitToString() })
-        try await app.runService()
+        do {
+            try await app.runService()
+        } catch let error as IOError where error.errnoCode == EADDRINUSE || error.errnoCode == EACCES {
+            // NIO's bind error names neither the address nor which of the app's listeners failed.
+            var addresses = "\(configuration.host):\(configuration.port) (HTTP)"
+            var reason = String(cString: strerror(error.errnoCode)).lowercased()
+            if configuration.strategy == .sync || configuration.strategy == .ring {
+                addresses += " or \(configuration.host):\(configuration.replicationPort) (replication)"
+                reason += " (a log line above names the replication listener if it was that one)"
+            }
+            throw AppError.cannotListen(addresses: addresses, reason: reason)
+        }
     }
 }

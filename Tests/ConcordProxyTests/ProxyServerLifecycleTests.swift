@@ -1,11 +1,34 @@
+import Logging
 import NIOCore
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @testable import ConcordProxy
 
-/// `ProxyServer.stop(drainTimeout:)` waits for open client connections, then closes the ones left: once it
-/// returns, nothing is forwarded any more (an embedding app's proxy must not keep relaying after its stop).
-@Suite(.serialized, .timeLimit(.minutes(2))) struct ProxyStopTests {
+/// Starting and stopping `ProxyServer`: a taken port is a clear `ProxyError`; `stop(drainTimeout:)` waits for
+/// open client connections, then closes the ones left, so once it returns nothing is forwarded any more (an
+/// embedding app's proxy must not keep relaying after its stop).
+@Suite(.serialized, .timeLimit(.minutes(2))) struct ProxyServerLifecycleTests {
+    @Test func aTakenPortIsAClearErrorForTheListenerAndTheAdminAPI() async throws {
+        try await ProxyHarness.withBackends(["b0"]) { backends in
+            let taken = HostPort(host: "127.0.0.1", port: backends[0].port)
+            var c = try ProxyHarness.configuration(backends, balance: .roundRobin)
+            c.listen = taken
+            await #expect(throws: ProxyError.cannotListen(on: taken, role: "client listener", error: IOError(errnoCode: EADDRINUSE, reason: "bind"))) {
+                try await ProxyServer(configuration: c, logger: Logger(label: "proxy-test")).start()
+            }
+            #expect(ProxyError.cannotListen(on: taken, role: "admin API", error: IOError(errnoCode: EADDRINUSE, reason: "bind")).description
+                    == "cannot listen on \(taken) (admin API): address already in use")
+            c.listen = HostPort(host: "127.0.0.1", port: 0)
+            c.admin = taken
+            await #expect(throws: ProxyError.cannotListen(on: taken, role: "admin API", error: IOError(errnoCode: EADDRINUSE, reason: "bind"))) {
+                try await ProxyServer(configuration: c, logger: Logger(label: "proxy-test")).start()
+            }
+        }
+    }
+
     /// Runs `client` against a proxy that is stopped 300 ms into it with a 300-ms drain timeout; returns what the
     /// client collected and how long it waited for the connection to end.
     func clientAcrossStop(_ configuration: ProxyConfiguration,

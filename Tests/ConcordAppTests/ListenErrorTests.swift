@@ -1,0 +1,74 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `concord app` and `concord proxy` on a port that is taken: exit status 1 and one line naming the address and
+/// the reason, not NIO's `bind(descriptor:ptr:bytes:)` message.
+@Suite(.serialized, .timeLimit(.minutes(2))) struct ListenErrorTests {
+    static let concordExecutable: String = {
+        let directory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        return directory.appendingPathComponent("concord").path
+    }()
+
+    /// A listening socket on a free loopback port, held while `body` runs.
+    func withTakenPort(_ body: (Int) throws -> Void) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 8) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        try #require(bound)
+        try body(Int(UInt16(bigEndian: address.sin_port)))
+    }
+
+    /// Runs `concord ARGUMENTS`, which must exit by itself within 20 s (it is killed otherwise); returns its
+    /// status and its standard error.
+    func run(_ arguments: [String]) throws -> (status: Int32, stderr: String) {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.concordExecutable),
+                     "the concord executable must be built beside the tests (swift build --build-tests)")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.concordExecutable)
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["CONCORD_PARENT_PID"] = String(getpid())
+        process.environment = environment
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let deadline = Date().addingTimeInterval(20)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+            Issue.record("concord \(arguments) still ran after 20 s")
+        }
+        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        return (process.terminationStatus, text)
+    }
+
+    @Test func theAppNamesTheTakenAddress() throws {
+        try withTakenPort { port in
+            let (status, stderr) = try run(["app", "--host", "127.0.0.1", "--port", String(port)])
+            #expect(status == 1)
+            #expect(stderr.contains("Error: cannot listen on 127.0.0.1:\(port) (HTTP): address already in use"), "\(stderr)")
+        }
+    }
+
+    @Test func theProxyNamesTheTakenAddress() throws {
+        try withTakenPort { port in
+            let (status, stderr) = try run(["proxy", "--listen", "127.0.0.1:\(port)", "--backend", "127.0.0.1:9"])
+            #expect(status == 1)
+            #expect(stderr.contains("Error: cannot listen on 127.0.0.1:\(port) (client listener): address already in use"), "\(stderr)")
+        }
+    }
+}
