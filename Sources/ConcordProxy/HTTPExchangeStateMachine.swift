@@ -127,10 +127,12 @@ struct HTTPExchangeStateMachine {
         if state == .connecting { state = .proxying }
     }
 
-    /// Connecting failed. A retry needs an idempotent request, a candidate left and no earlier retry.
+    /// Connecting failed. Not one byte of the request reached a backend, so whatever its method it goes to the
+    /// key's next candidate (as nginx and HAProxy do: a POST to a node that is restarting is not lost); a retry
+    /// needs a candidate left and no earlier retry.
     mutating func connectFailed(timedOut: Bool, hasAlternative: Bool) -> FailureDecision {
         guard state == .connecting || state == .proxying else { return .close }
-        return retryOrRespond(timedOut ? .gatewayTimeout : .badGateway, hasAlternative: hasAlternative)
+        return retryOrRespond(timedOut ? .gatewayTimeout : .badGateway, hasAlternative: hasAlternative, requestSent: false)
     }
 
     /// No backend takes new work.
@@ -158,13 +160,13 @@ struct HTTPExchangeStateMachine {
             state = .connecting
             return .reconnect
         }
-        return retryOrRespond(.badGateway, hasAlternative: hasAlternative)
+        return retryOrRespond(.badGateway, hasAlternative: hasAlternative, requestSent: true)
     }
 
-    /// A retry needs an idempotent request (RFC 9110 §9.2.2), a candidate left and no earlier retry: one retry
-    /// per request at most.
-    private mutating func retryOrRespond(_ status: HTTPResponseStatus, hasAlternative: Bool) -> FailureDecision {
-        if idempotent && hasAlternative && attempts < 2 {
+    /// A request that may have reached a backend is retried only when idempotent (RFC 9110 §9.2.2); every retry
+    /// needs a candidate left and no earlier retry: one retry per request at most.
+    private mutating func retryOrRespond(_ status: HTTPResponseStatus, hasAlternative: Bool, requestSent: Bool) -> FailureDecision {
+        if (idempotent || !requestSent) && hasAlternative && attempts < 2 {
             attempts += 1
             state = .connecting
             return .retry

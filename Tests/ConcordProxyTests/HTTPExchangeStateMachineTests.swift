@@ -106,10 +106,18 @@ import Testing
         #expect(machine.connectFailed(timedOut: false, hasAlternative: true) == .respond(.badGateway))
     }
 
-    @Test func neverRetriesAPost() {
+    @Test func aPostWhoseConnectFailedIsRetriedOnceButNeverOnceSent() {
+        // Nothing reached the backend: the POST goes to the next node, once.
         var machine = HTTPExchangeStateMachine(limits: ProxyLimits())
         _ = machine.receivedHead(head(.POST, headers: [("content-length", "0")]))
+        #expect(machine.connectFailed(timedOut: true, hasAlternative: true) == .retry)
         #expect(machine.connectFailed(timedOut: true, hasAlternative: true) == .respond(.gatewayTimeout))
+        // Sent, then the connection failed: it may have been processed, so no retry.
+        var sent = HTTPExchangeStateMachine(limits: ProxyLimits())
+        _ = sent.receivedHead(head(.POST, headers: [("content-length", "0")]))
+        #expect(sent.connectFailed(timedOut: false, hasAlternative: true) == .retry)
+        sent.connected()
+        #expect(sent.backendFailed(reusedConnection: false, hasAlternative: true) == .respond(.badGateway))
     }
 
     @Test func noAlternativeMeans502() {

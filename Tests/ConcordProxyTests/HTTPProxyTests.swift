@@ -66,6 +66,33 @@ import Testing
         await closer.stop()
     }
 
+    /// A POST whose connect is refused never reached a backend: it goes to the next node instead of a 502 (a node
+    /// restarting in the lab answered POSTs 502 before). Once sent, it is never sent again (the test above).
+    @Test func aPostWhoseConnectIsRefusedGoesToTheNextNode() async throws {
+        try await ProxyHarness.withBackends(["a", "b"]) { backends in
+            var config = try ProxyHarness.configuration(backends, balance: .roundRobin)
+            config.health = HealthCheckConfiguration(path: "/health", interval: 30, timeout: 1, rise: 3, fall: 1, ejectAfterConnectFailures: 1)
+            try await ProxyHarness.withProxy(config) { _, port in
+                // The first health round runs at start; `a` goes away after it (the next is 30 s later), so only
+                // the POSTs find out.
+                let start = ContinuousClock.now
+                while backends.contains(where: { $0.healthChecks == 0 }) && ContinuousClock.now - start < .seconds(5) {
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+                try #require(backends.allSatisfy { $0.healthChecks > 0 }, "the first health round did not run")
+                let hold = try await backends[0].stopHoldingPort()
+                defer { hold.close() }
+                // Round-robin offers `a` to one of the first two POSTs; its connect is refused.
+                for attempt in 0..<2 {
+                    let post = try await RawClient.get(port: port, method: "POST", body: "cart-\(attempt)")
+                    // b answers with the body length it received: the whole body went with the retry.
+                    #expect(post.status == 200 && post.body == "b body=6", "attempt \(attempt): \(post.text.prefix(300))")
+                }
+                #expect(backends[1].requests == 2, "each POST reached b once")
+            }
+        }
+    }
+
     @Test func aStalePooledConnectionIsRetriedOnAFreshConnectionToTheSameBackend() async throws {
         // Each connection answers one request, then closes on the next: every reuse of a pooled connection fails.
         let closer = try await TestClosingBackend.start(answeringFirstRequest: true)
