@@ -233,7 +233,11 @@ let package = Package(
         ),
         .testTarget(
             name: "ConcordLabTests",
-            dependencies: ["ConcordLab"],
+            dependencies: [
+                "ConcordLab",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -180,7 +180,9 @@ struct VirtualUser {
         do {
             return try await LabHTTPConnection.connect(port: port, sourceAddress: sourceAddress, timeout: environment.requestTimeout)
         } catch {
-            environment.recorder.recordTransportFailure(user: index, reason: "connect failed")
+            if !Task.isCancelled && !(error is CancellationError) {
+                environment.recorder.recordTransportFailure(user: index, reason: "connect failed")
+            }
             return nil
         }
     }
@@ -207,6 +209,11 @@ struct VirtualUser {
                 node: response.node, internetBytes: cookieBytes + response.headBytes)
             return response
         } catch {
+            // The run ended (users are cancelled after the last phase): not a failure of the cluster.
+            if Task.isCancelled || error is CancellationError {
+                await connection.close()
+                return nil
+            }
             let reason = "\(error)".contains("timed out") ? "timeout" : "connection error"
             environment.recorder.recordTransportFailure(user: index, reason: reason)
             await connection.close()
