@@ -36,6 +36,10 @@ final class BackendConnectionPool {
                 list.insert(connection, at: 0)
                 return nil
             }
+            if !idempotent && connection.backendHasClosed {
+                connection.close()
+                continue
+            }
             return connection
         }
         return nil

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 
 /// What a backend connection reports to the client connection it currently serves (same event loop).
@@ -123,6 +126,24 @@ final class BackendHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             readPending = false
             context.read()
         }
+    }
+
+    /// Whether the backend has already closed its side although NIO has not read that yet (its FIN waits in the
+    /// kernel behind other events of this loop iteration). Asked before a non-idempotent request is sent on a
+    /// pooled connection, which could not be resent if it failed: a backend that stops gracefully closes all its
+    /// idle connections at once, and without this a POST arriving in the same iteration took one of them (lab,
+    /// graceful restart). One `getsockopt(TCP_INFO)`; the answer is synchronous on the connection's own loop.
+    var backendHasClosed: Bool {
+        #if os(Linux)
+        guard let provider = context?.channel as? any SocketOptionProvider else { return false }
+        var closed = false
+        provider.getTCPInfo().assumeIsolated().whenSuccess { info in
+            closed = info.tcpi_state != UInt8(TCP_ESTABLISHED)
+        }
+        return closed
+        #else
+        return false
+        #endif
     }
 
     /// Marks the connection as handed to a new exchange.

@@ -1,0 +1,89 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import ConcordProxy
+
+/// A backend that stops gracefully closes its idle keep-alive connections all at once. A POST that arrives in the
+/// same event-loop iteration as such a close (its FIN already in the kernel, not yet read by NIO) must not be sent
+/// on that connection: it could not be resent, and the client would get a 502.
+@Suite(.serialized, .timeLimit(.minutes(1))) struct PooledConnectionRaceTests {
+    /// Answers every request `200` with its method as the body; keeps its connections so the test can close them.
+    final class Answering: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let text = String(buffer: unwrapInboundIn(data))
+            for head in text.components(separatedBy: "\r\n\r\n").dropLast() {
+                let method = head.prefix { $0 != " " }
+                context.write(wrapOutboundOut(ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: \(method.utf8.count)\r\n\r\n\(method)")), promise: nil)
+            }
+            context.flush()
+        }
+    }
+
+    /// Collects what the proxy sends back on a client connection.
+    final class Collector: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        let received = NIOLockedValueBox("")
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let text = String(buffer: unwrapInboundIn(data))
+            received.withLockedValue { $0 += text }
+        }
+    }
+
+    @Test func aPostIsNotSentOnAPooledConnectionTheBackendHasJustClosed() async throws {
+        let children = NIOLockedValueBox<[any Channel]>([])
+        let backend = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                children.withLockedValue { $0.append(channel) }
+                return channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Answering()) }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        // One event loop for the proxy, so the test can hold it while the POST and the backend's FIN arrive.
+        let proxyGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        var config = ProxyConfiguration(backends: [HostPort(host: "127.0.0.1", port: backend.localAddress!.port!)], balance: .roundRobin)
+        config.listen = HostPort(host: "127.0.0.1", port: 0)
+        config.health = HealthCheckConfiguration(interval: 30, rise: 1, fall: 1)
+        let server = try ProxyServer(configuration: config, logger: Logger(label: "proxy-test"), group: proxyGroup)
+        let port = try await server.start().listener.port!
+        let collector = Collector()
+        var client: (any Channel)?
+        do {
+            // A GET leaves one keep-alive connection to the backend in the pool.
+            let get = try await RawClient.get(port: port)
+            #expect(get.status == 200 && get.body == "GET")
+            // (The health checker's first round, a TCP connect, is the other connection the backend has seen.)
+            let connectionsBefore = children.withLockedValue { $0.count }
+            let connected = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(collector) } }
+                .connect(host: "127.0.0.1", port: port).get()
+            client = connected
+            try await Task.sleep(for: .milliseconds(100))  // accepted and registered on the proxy's loop
+
+            // Hold the proxy's loop; meanwhile the POST arrives, then the backend closes the pooled connection.
+            let held = proxyGroup.next().submit { usleep(400_000) }
+            try await Task.sleep(for: .milliseconds(50))
+            try await connected.writeAndFlush(ByteBuffer(string: "POST /cart HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"))
+            try await Task.sleep(for: .milliseconds(50))
+            for child in children.withLockedValue({ $0 }) { try? await child.close() }
+            try await held.get()
+
+            let deadline = ContinuousClock.now.advanced(by: .seconds(5))
+            while !collector.received.withLockedValue({ $0.contains("\r\n\r\n") }) && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            let answer = collector.received.withLockedValue { $0 }
+            #expect(answer.hasPrefix("HTTP/1.1 200 OK") && answer.hasSuffix("POST"), "\(answer)")
+            #expect(children.withLockedValue { $0.count } == connectionsBefore + 1, "the POST went on a new connection")
+        } catch {
+            Issue.record(error)
+        }
+        try? await client?.close()
+        await server.stop(drainTimeout: .milliseconds(200))
+        try? await backend.close()
+        try await proxyGroup.shutdownGracefully()
+    }
+}
