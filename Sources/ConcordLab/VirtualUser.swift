@@ -209,13 +209,12 @@ struct VirtualUser {
                 node: response.node, internetBytes: cookieBytes + response.headBytes)
             return response
         } catch {
-            // The run ended (users are cancelled after the last phase): not a failure of the cluster.
-            if Task.isCancelled || error is CancellationError {
-                await connection.close()
-                return nil
+            // A request cut short by the end of the run (users are cancelled after the last phase) is not a
+            // failure of the cluster.
+            if !Task.isCancelled && !(error is CancellationError) {
+                let reason = "\(error)".contains("timed out") ? "timeout" : "connection error"
+                environment.recorder.recordTransportFailure(user: index, reason: reason)
             }
-            let reason = "\(error)".contains("timed out") ? "timeout" : "connection error"
-            environment.recorder.recordTransportFailure(user: index, reason: reason)
             await connection.close()
             return nil
         }
