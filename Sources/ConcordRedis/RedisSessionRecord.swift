@@ -180,17 +180,27 @@ package enum RedisSessionRecord {
         """)
 
     /// Extends the record's life; returns its user id (`''` for none), or null when it does not exist.
-    /// KEYS[1] = record; ARGV[1] = TTL in ms.
+    /// KEYS[1] = record; ARGV[1] = TTL in ms. On one server ARGV[2] (the index keys' prefix, `…user:{`) and ARGV[3]
+    /// (the session id) let the script extend the user's index itself and return `''`: one round trip. The index
+    /// key is built here, not declared in KEYS, which only a single server allows; in a cluster the index lives in
+    /// the user's slot and the client follows up.
     static let touchScript = RedisScript(
         """
         if redis.call('PEXPIRE', KEYS[1], ARGV[1]) == 0 then return false end
         local ulen = tonumber(redis.call('GETRANGE', KEYS[1], 20, 24))
         if ulen == nil or ulen == 0 then return '' end
-        return redis.call('GETRANGE', KEYS[1], 25, 24 + ulen)
+        local user = redis.call('GETRANGE', KEYS[1], 25, 24 + ulen)
+        if ARGV[2] then
+          local index = ARGV[2] .. user .. '}'
+          \(indexLua(index: "index", id: "ARGV[3]", milliseconds: "ARGV[1]"))
+          return ''
+        end
+        return user
         """)
 
     /// Deletes the record (only if its user is ARGV[1], when that is not `''`); returns its user id (`''` for none),
-    /// or null when nothing was deleted. KEYS[1] = record.
+    /// or null when nothing was deleted. KEYS[1] = record. ARGV[2] and ARGV[3] as for ``touchScript``: on one
+    /// server the script also removes the session from its user's index and returns `''`.
     static let deleteScript = RedisScript(
         """
         local ulen = tonumber(redis.call('GETRANGE', KEYS[1], 20, 24))
@@ -198,6 +208,10 @@ package enum RedisSessionRecord {
         if ulen ~= nil and ulen > 0 then user = redis.call('GETRANGE', KEYS[1], 25, 24 + ulen) end
         if ARGV[1] ~= '' and ARGV[1] ~= user then return false end
         if redis.call('DEL', KEYS[1]) == 0 then return false end
+        if ARGV[2] and user ~= '' then
+          redis.call('SREM', ARGV[2] .. user .. '}', ARGV[3])
+          return ''
+        end
         return user
         """)
 

@@ -137,7 +137,7 @@ public final class RedisSessionStore: SessionStore {
 
     public func delete(id: String) async throws {
         try await observed { () async throws -> Void in
-            let reply = try await run(RedisSessionRecord.deleteScript, key: sessionKey(id), arguments: [""])
+            let reply = try await run(RedisSessionRecord.deleteScript, key: sessionKey(id), arguments: [""] + indexArguments(id))
             if let user = reply.string, !user.isEmpty {
                 _ = try await send(.srem(userKey(user), [RedisArgument(id)]))
             }
@@ -148,7 +148,7 @@ public final class RedisSessionStore: SessionStore {
         try await observed { () async throws -> Bool in
             let milliseconds = Self.milliseconds(ttl)
             let reply = try await run(
-                RedisSessionRecord.touchScript, key: sessionKey(id), arguments: [RedisArgument(milliseconds)])
+                RedisSessionRecord.touchScript, key: sessionKey(id), arguments: [RedisArgument(milliseconds)] + indexArguments(id))
             guard let user = reply.string else { return false }
             if !user.isEmpty {
                 _ = try await run(
@@ -239,6 +239,13 @@ public final class RedisSessionStore: SessionStore {
 
     private func userKey(_ userID: String) -> RedisArgument {
         RedisArgument("\(configuration.keyPrefix)user:{\(userID)}")
+    }
+
+    /// On one server, what lets ``RedisSessionRecord/touchScript`` and ``RedisSessionRecord/deleteScript`` update
+    /// the user index themselves (the index keys' prefix, the session id); none in a cluster, where the index
+    /// usually lives on another node.
+    private func indexArguments(_ id: String) -> [RedisArgument] {
+        configuration.client.isCluster ? [] : [RedisArgument("\(configuration.keyPrefix)user:{"), RedisArgument(id)]
     }
 
     private func members(ofUser userID: String) async throws -> [String] {

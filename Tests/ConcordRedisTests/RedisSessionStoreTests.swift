@@ -145,6 +145,36 @@ import Testing
         }
     }
 
+    /// On one server a logged-in touch and delete also update the user's index in their script: one command each
+    /// (two before: the script, then the index update).
+    @Test func aLoggedInTouchAndDeleteAreOneCommandOnOneServer() async throws {
+        try await RedisServerFixture.withServer { server in
+            let metrics = TestMetrics()
+            let store = try RedisSessionStore(configuration: try RedisSessionStoreConfiguration(urls: [server.url]), metricsFactory: metrics)
+            defer { store.shutdown() }
+            // Loads the scripts (a first EVALSHA answers NOSCRIPT, then SCRIPT LOAD).
+            _ = try await store.save(StoredSession(id: "warm", payload: [], userID: "w"), ttl: .seconds(60), expectedVersion: nil)
+            _ = try await store.touch(id: "warm", ttl: .seconds(60))
+            try await store.delete(id: "warm")
+            _ = try await store.save(StoredSession(id: "s1", payload: [1], userID: "ann"), ttl: .seconds(60), expectedVersion: nil)
+            _ = try await store.save(StoredSession(id: "s2", payload: [2], userID: "ann"), ttl: .seconds(60), expectedVersion: nil)
+            let commands = try metrics.expectCounter("concord_redis_commands_total")
+
+            var before = commands.totalValue
+            #expect(try await store.touch(id: "s1", ttl: .seconds(900)) == true)
+            #expect(commands.totalValue - before == 1, "commands for a logged-in touch: \(commands.totalValue - before)")
+            let ttl = try await store.client.send(RedisCommand("PTTL", ["concord:user:{ann}"])).int ?? -2
+            #expect(ttl > 890_000, "the index lives as long as the touched session: \(ttl) ms")
+
+            before = commands.totalValue
+            try await store.delete(id: "s1")
+            #expect(commands.totalValue - before == 1, "commands for a logged-in delete: \(commands.totalValue - before)")
+            #expect(try await store.client.send(RedisCommand("SMEMBERS", ["concord:user:{ann}"])).elements?.compactMap(\.string) == ["s2"])
+            #expect(try await store.sessionIDs(forUser: "ann") == ["s2"])
+            #expect(try await store.touch(id: "s1", ttl: .seconds(60)) == false)
+        }
+    }
+
     /// An index entry left behind (a session re-saved for another user while the index update after it failed) is
     /// not listed for the old user, and is removed from that user's index.
     @Test func aUsersListingSkipsSessionsOwnedBySomeoneElse() async throws {
