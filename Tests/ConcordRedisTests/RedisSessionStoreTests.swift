@@ -17,6 +17,22 @@ import Testing
         }
     }
 
+    /// A store with test metrics on a fresh server, its scripts already loaded (a first `EVALSHA` answers
+    /// `NOSCRIPT`, then `SCRIPT LOAD`), so every store call after it is one command per round trip; `body` gets the
+    /// store and its command counter.
+    static func withMeteredStore(_ body: (RedisSessionStore, TestCounter) async throws -> Void) async throws {
+        try await RedisServerFixture.withServer { server in
+            let metrics = TestMetrics()
+            let store = try RedisSessionStore(configuration: try RedisSessionStoreConfiguration(urls: [server.url]), metricsFactory: metrics)
+            defer { store.shutdown() }
+            _ = try await store.save(StoredSession(id: "warm", payload: [], userID: "w"), ttl: .seconds(60), expectedVersion: nil)
+            _ = try await store.save(StoredSession(id: "warm", payload: [], userID: "w"), ttl: .seconds(60), expectedVersion: 1)
+            _ = try await store.touch(id: "warm", ttl: .seconds(60))
+            try await store.delete(id: "warm")
+            try await body(store, try metrics.expectCounter("concord_redis_commands_total"))
+        }
+    }
+
     @Test func versionedSavesLoadsAndConflicts() async throws {
         try await Self.withStore { store, _ async throws in
             let session = StoredSession(id: "s1", payload: Array("hello".utf8), userID: "alice")
@@ -117,14 +133,7 @@ import Testing
     }
 
     @Test func aLoggedInSaveIsOneCommandOnOneServer() async throws {
-        try await RedisServerFixture.withServer { server in
-            let metrics = TestMetrics()
-            let store = try RedisSessionStore(configuration: try RedisSessionStoreConfiguration(urls: [server.url]), metricsFactory: metrics)
-            defer { store.shutdown() }
-            // Loads the scripts (a first EVALSHA answers NOSCRIPT, then SCRIPT LOAD), so each save below is one command.
-            _ = try await store.save(StoredSession(id: "warm", payload: [], userID: "w"), ttl: .seconds(60), expectedVersion: nil)
-            _ = try await store.save(StoredSession(id: "warm", payload: [], userID: "w"), ttl: .seconds(60), expectedVersion: 1)
-            let commands = try metrics.expectCounter("concord_redis_commands_total")
+        try await Self.withMeteredStore { store, commands in
             let before = commands.totalValue
             #expect(try await store.save(StoredSession(id: "s1", payload: [1], userID: "ann"), ttl: .seconds(60), expectedVersion: 0) == 1)
             #expect(try await store.save(StoredSession(id: "s1", payload: [2], userID: "ann"), ttl: .seconds(60), expectedVersion: 1) == 2)
@@ -148,17 +157,9 @@ import Testing
     /// On one server a logged-in touch and delete also update the user's index in their script: one command each
     /// (two before: the script, then the index update).
     @Test func aLoggedInTouchAndDeleteAreOneCommandOnOneServer() async throws {
-        try await RedisServerFixture.withServer { server in
-            let metrics = TestMetrics()
-            let store = try RedisSessionStore(configuration: try RedisSessionStoreConfiguration(urls: [server.url]), metricsFactory: metrics)
-            defer { store.shutdown() }
-            // Loads the scripts (a first EVALSHA answers NOSCRIPT, then SCRIPT LOAD).
-            _ = try await store.save(StoredSession(id: "warm", payload: [], userID: "w"), ttl: .seconds(60), expectedVersion: nil)
-            _ = try await store.touch(id: "warm", ttl: .seconds(60))
-            try await store.delete(id: "warm")
+        try await Self.withMeteredStore { store, commands in
             _ = try await store.save(StoredSession(id: "s1", payload: [1], userID: "ann"), ttl: .seconds(60), expectedVersion: nil)
             _ = try await store.save(StoredSession(id: "s2", payload: [2], userID: "ann"), ttl: .seconds(60), expectedVersion: nil)
-            let commands = try metrics.expectCounter("concord_redis_commands_total")
 
             var before = commands.totalValue
             #expect(try await store.touch(id: "s1", ttl: .seconds(900)) == true)
