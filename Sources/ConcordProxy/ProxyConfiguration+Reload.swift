@@ -5,14 +5,14 @@ public struct ProxyReload: Sendable, Hashable {
     public enum Setting: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
         case listen, backends, mode, balance, key, algorithm, boundedLoad, health, admin, adminAllowRemote
         case stickyCookie, trustedProxies, ipv4PrefixLength, ipv6PrefixLength, proxyProtocol, limits, drain, cpuAffinity
-        case accessLog
+        case eventLoops, accessLog
 
-        /// Settings that decide which sockets are bound and how accepted connections are set up (and the loops'
-        /// CPUs, set once at start): changing them would mean closing listeners, so a reload keeps the current
+        /// Settings that decide which sockets are bound and how accepted connections are set up (and the loops
+        /// and their CPUs, set once at start): changing them would mean closing listeners, so a reload keeps the current
         /// value and says a restart is needed.
         public var needsRestart: Bool {
             switch self {
-            case .listen, .mode, .admin, .adminAllowRemote, .cpuAffinity: true
+            case .listen, .mode, .admin, .adminAllowRemote, .cpuAffinity, .eventLoops: true
             default: false
             }
         }
@@ -37,6 +37,7 @@ public struct ProxyReload: Sendable, Hashable {
         kept.admin = current.admin
         kept.adminAllowRemote = current.adminAllowRemote
         kept.cpuAffinity = current.cpuAffinity
+        kept.eventLoops = current.eventLoops
         self.configuration = kept
         self.applied = changed.filter { !$0.needsRestart }
         self.needsRestart = changed.filter(\.needsRestart)
@@ -65,6 +66,7 @@ extension ProxyConfiguration {
         case .limits: limits == other.limits
         case .drain: drain == other.drain
         case .cpuAffinity: cpuAffinity == other.cpuAffinity
+        case .eventLoops: eventLoops == other.eventLoops
         case .accessLog: accessLog == other.accessLog
         }
     }
@@ -77,6 +79,7 @@ extension ProxyConfiguration {
         case .admin: admin?.description ?? "off"
         case .adminAllowRemote: String(adminAllowRemote)
         case .cpuAffinity: cpuAffinity.rawValue
+        case .eventLoops: eventLoops.map(String.init) ?? "one per CPU"
         default: setting.rawValue
         }
     }

@@ -44,6 +44,9 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
     public var drain: [HostPort]?
     /// Whether `concord proxy` pins its event loops to CPUs (``CPUAffinity``). Default `auto`.
     public var cpuAffinity: CPUAffinity
+    /// How many event loops (threads) `concord proxy` serves on, like nginx's `worker_processes` or HAProxy's
+    /// `nbthread`; `nil`: one per CPU the process may use. Set once at start. Default `nil`.
+    public var eventLoops: Int?
     /// One access log line per L7 exchange and per L4 connection (client, backend, status, bytes, duration) on
     /// standard error, whatever the log level (see docs/proxy.md, "Access log"). Default off.
     public var accessLog: Bool
@@ -67,6 +70,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         limits: ProxyLimits = ProxyLimits(),
         drain: [HostPort]? = nil,
         cpuAffinity: CPUAffinity = .auto,
+        eventLoops: Int? = nil,
         accessLog: Bool = false
     ) {
         self.listen = listen
@@ -87,13 +91,14 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         self.limits = limits
         self.drain = drain
         self.cpuAffinity = cpuAffinity
+        self.eventLoops = eventLoops
         self.accessLog = accessLog
     }
 
     private enum CodingKeys: String, CodingKey {
         case listen, backends, mode, balance, key, algorithm, boundedLoad, health, healthPath, admin, adminAllowRemote
         case stickyCookie, trustedProxies, ipv4PrefixLength, ipv6PrefixLength, proxyProtocol, limits, drain, cpuAffinity
-        case accessLog
+        case eventLoops, accessLog
     }
 
     public init(from decoder: any Decoder) throws {
@@ -118,6 +123,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
             limits: try c.decodeIfPresent(ProxyLimits.self, forKey: .limits) ?? d.limits,
             drain: try c.decodeIfPresent([HostPort].self, forKey: .drain),
             cpuAffinity: try c.decodeIfPresent(CPUAffinity.self, forKey: .cpuAffinity) ?? d.cpuAffinity,
+            eventLoops: try c.decodeIfPresent(Int.self, forKey: .eventLoops),
             accessLog: try c.decodeIfPresent(Bool.self, forKey: .accessLog) ?? d.accessLog
         )
         if let path = try c.decodeIfPresent(String.self, forKey: .healthPath) { health.path = path }
@@ -143,6 +149,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         try c.encode(limits, forKey: .limits)
         try c.encodeIfPresent(drain, forKey: .drain)
         try c.encode(cpuAffinity, forKey: .cpuAffinity)
+        try c.encodeIfPresent(eventLoops, forKey: .eventLoops)
         try c.encode(accessLog, forKey: .accessLog)
     }
 
@@ -200,6 +207,9 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         }
         guard !stickyCookie.isEmpty, stickyCookie.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" }) else {
             throw .invalidSetting("stickyCookie must be a non-empty token of letters, digits, _ and -")
+        }
+        if let eventLoops, !(1...1024).contains(eventLoops) {
+            throw .invalidSetting("--event-loops must be 1...1024, got \(eventLoops)")
         }
         for cidr in trustedProxies { _ = try AddressPrefix(parsing: cidr) }
         try health.validate()

@@ -54,6 +54,9 @@ struct ProxyCommand: AsyncParsableCommand {
     @Option(name: .customLong("cpu-affinity"), help: "auto (pin event loop i to the i-th allowed CPU; the default) or off.")
     var cpuAffinity: String?
 
+    @Option(name: .customLong("event-loops"), help: "Event loops (threads) to serve on, 1...1024 (default: one per CPU the process may use).")
+    var eventLoops: Int?
+
     @Option(help: "YAML configuration file (same settings; flags override it).")
     var config: String?
 
@@ -90,6 +93,7 @@ struct ProxyCommand: AsyncParsableCommand {
             }
             configuration.cpuAffinity = parsed
         }
+        if let eventLoops { configuration.eventLoops = eventLoops }
         if configuration.mode == .tcp && configuration.key.sources != [.ip] && key != nil {
             throw ValidationError("--mode tcp hashes the client address only: use --key ip (or leave --key out)")
         }
@@ -114,21 +118,24 @@ struct ProxyCommand: AsyncParsableCommand {
         if config != nil {
             reload = { [command = self] in try command.makeConfiguration() }
         }
-        // The proxy owns this process's loops (the singleton group ProxyServer uses by default).
-        if configuration.cpuAffinity == .auto, let cpus = await EventLoopCPUAffinity.pin(MultiThreadedEventLoopGroup.singleton, logger: logger) {
+        // The proxy owns this process's loops: NIO's singleton group (one per CPU) unless a count is given.
+        let loops = configuration.eventLoops.map { MultiThreadedEventLoopGroup(numberOfThreads: $0) }
+        let group = loops ?? MultiThreadedEventLoopGroup.singleton
+        if configuration.cpuAffinity == .auto, let cpus = await EventLoopCPUAffinity.pin(group, logger: logger) {
             logger.info("event loops pinned to CPUs \(cpus.map(String.init).joined(separator: ", ")) (--cpu-affinity off to let them move)")
         }
-        let server = try ProxyServer(configuration: configuration, logger: logger, reload: reload)
-        let group = ServiceGroup(
+        defer { loops?.shutdownGracefully { _ in } }
+        let server = try ProxyServer(configuration: configuration, logger: logger, group: group, reload: reload)
+        let services = ServiceGroup(
             services: [server], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
+            tasks.addTask { try await services.run() }
             if let parent = ProcessInfo.processInfo.environment["CONCORD_PARENT_PID"].flatMap(Int32.init) {
                 // Launched by the lab: stop when the lab process is gone, so no proxy outlives it.
                 tasks.addTask {
                     while kill(parent, 0) == 0 { try await Task.sleep(for: .seconds(1)) }
                     logger.notice("parent process \(parent) exited; shutting down")
-                    await group.triggerGracefulShutdown()
+                    await services.triggerGracefulShutdown()
                 }
             }
             try await tasks.next()

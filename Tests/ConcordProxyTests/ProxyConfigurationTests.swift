@@ -40,6 +40,8 @@ import Testing
         let c = try ProxyConfiguration.parse(yaml: yaml)
         #expect(c.cpuAffinity == .off)
         #expect(ProxyConfiguration().cpuAffinity == .auto)
+        #expect(try ProxyConfiguration.parse(yaml: "eventLoops: 3").eventLoops == 3)
+        #expect(ProxyConfiguration().eventLoops == nil, "one loop per CPU unless set")
         #expect(c.accessLog && !ProxyConfiguration().accessLog)
         #expect(ProxyReload(current: ProxyConfiguration(), new: c).applied.contains(.accessLog))
         #expect(c.listen.port == 7000)
@@ -58,6 +60,11 @@ import Testing
         #expect(throws: ProxyError.self) { try ProxyConfiguration.parse(yaml: "listen: nowhere") }
         #expect(throws: ProxyError.self) { try ProxyConfiguration.parse(yaml: "algorithm: [1, 2") }
         #expect(throws: ProxyError.self) { try ProxyConfiguration.parse(yaml: "cpuAffinity: sometimes") }
+        for count in [0, 1025] {
+            var loops = ProxyConfiguration(backends: [HostPort(host: "127.0.0.1", port: 9)])
+            loops.eventLoops = count
+            #expect(throws: ProxyError.invalidSetting("--event-loops must be 1...1024, got \(count)")) { try loops.validate() }
+        }
         var c = ProxyConfiguration(backends: [HostPort(host: "127.0.0.1", port: 1)])
         try c.validate()
         c.admin = HostPort(host: "0.0.0.0", port: 9)

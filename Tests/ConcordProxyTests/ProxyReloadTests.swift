@@ -15,11 +15,12 @@ import Testing
         new.health.fall = 5
         new.limits.maxBodyBytes = 10
         new.cpuAffinity = .off
+        new.eventLoops = 1
         let plan = ProxyReload(current: current, new: new)
         #expect(plan.applied == [.backends, .health, .limits])
-        #expect(plan.needsRestart == [.listen, .mode, .cpuAffinity])
+        #expect(plan.needsRestart == [.listen, .mode, .cpuAffinity, .eventLoops])
         #expect(plan.configuration.listen == current.listen && plan.configuration.mode == .http)
-        #expect(plan.configuration.cpuAffinity == .auto)
+        #expect(plan.configuration.cpuAffinity == .auto && plan.configuration.eventLoops == nil)
         #expect(plan.configuration.backends == new.backends && plan.configuration.limits.maxBodyBytes == 10)
         #expect(ProxyReload(current: current, new: current).applied.isEmpty)
     }

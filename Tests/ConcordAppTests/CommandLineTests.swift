@@ -5,9 +5,10 @@ import Testing
 import Glibc
 #endif
 
-/// `concord app` and `concord proxy` on a port that is taken: exit status 1 and one line naming the address and
-/// the reason, not NIO's `bind(descriptor:ptr:bytes:)` message.
-@Suite(.serialized, .timeLimit(.minutes(2))) struct ListenErrorTests {
+/// The real `concord` binary: on a port that is taken, `concord app` and `concord proxy` exit with status 1 and one
+/// line naming the address and the reason (not NIO's `bind(descriptor:ptr:bytes:)` message); `--event-loops`
+/// reaches the proxy and is checked.
+@Suite(.serialized, .timeLimit(.minutes(2))) struct CommandLineTests {
     static let concordExecutable: String = {
         let directory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
         return directory.appendingPathComponent("concord").path
@@ -66,9 +67,21 @@ import Glibc
 
     @Test func theProxyNamesTheTakenAddress() throws {
         try withTakenPort { port in
-            let (status, stderr) = try run(["proxy", "--listen", "127.0.0.1:\(port)", "--backend", "127.0.0.1:9"])
+            // One event loop: the affinity line (printed before the bind) names one CPU.
+            let (status, stderr) = try run(["proxy", "--listen", "127.0.0.1:\(port)", "--backend", "127.0.0.1:9", "--event-loops", "1"])
             #expect(status == 1)
             #expect(stderr.contains("Error: cannot listen on 127.0.0.1:\(port) (client listener): address already in use"), "\(stderr)")
+            if stderr.contains("event loops pinned to CPUs") {
+                #expect(stderr.contains("event loops pinned to CPUs 0 ("), "\(stderr)")
+            }
+        }
+    }
+
+    @Test func theProxyRejectsAnEventLoopCountOutOfRange() throws {
+        for count in ["0", "1025"] {
+            let (status, stderr) = try run(["proxy", "--listen", "127.0.0.1:0", "--backend", "127.0.0.1:9", "--event-loops", count])
+            #expect(status != 0)
+            #expect(stderr.contains("Error: --event-loops must be 1...1024, got \(count)"), "\(stderr)")
         }
     }
 }
