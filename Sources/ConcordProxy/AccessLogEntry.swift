@@ -83,3 +83,15 @@ struct AccessLogEntry {
         }
     }
 }
+
+extension Optional where Wrapped == AccessLogEntry {
+    /// Writes the line in progress, if there is one and the log is on (`sink` not `nil`), and ends it: whichever
+    /// way an exchange or connection ends, it is logged once. `status` and `backend`, when given, are filled in first.
+    mutating func finish(to sink: AccessLogSink?, outcome: StaticString, status: Int? = nil, backend: Backend? = nil) {
+        guard let sink, var entry = self else { return }
+        self = nil
+        if let status { entry.status = status }
+        if let backend { entry.backend = backend.id }
+        entry.write(to: sink, outcome: outcome)
+    }
+}

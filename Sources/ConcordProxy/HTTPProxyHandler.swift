@@ -94,7 +94,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     }
 
     private func teardown() {
-        logAccess("client-closed")
+        access.finish(to: runtime.accessLog, outcome: "client-closed")
         machine.close()
         cancelDeadline()
         if let backend {
@@ -304,7 +304,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
             switch machine.responseTimedOut() {
             case .respond(let status): abortExchange(respondingWith: status)
             default:
-                logAccess("aborted", backend: pick?.backend)
+                access.finish(to: runtime.accessLog, outcome: "aborted", backend: pick?.backend)
                 context?.close(promise: nil)
             }
         case .connecting, .closing:
@@ -510,7 +510,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     private func finishExchange(connection: BackendHTTPHandler) {
         guard let context else { return }
         let decision = machine.responseEnded(backendKeepAlive: connection.responseKeepAlive)
-        logAccess("done", backend: connection.backend)
+        access.finish(to: runtime.accessLog, outcome: "done", backend: connection.backend)
         backend = nil
         releasePick()
         switch decision {
@@ -591,7 +591,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         }
         runtime.metrics.upgrades.increment()
         access?.bytesOut += sticky.readableBytes + rest.readableBytes
-        logAccess("upgraded", status: head.status, backend: pick.backend)
+        access.finish(to: runtime.accessLog, outcome: "upgraded", status: head.status, backend: pick.backend)
         // The tunnel holds its pick (in-flight load, least-conn) for as long as it lasts.
         let balancer = runtime.balancer
         context.channel.closeFuture.whenComplete { _ in balancer.release(pick) }
@@ -632,7 +632,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
             runtime.logger.debug("\(failure)")
             abortExchange(respondingWith: status)
         case .close:
-            logAccess("aborted", backend: target)
+            access.finish(to: runtime.accessLog, outcome: "aborted", backend: target)
             context?.close(promise: nil)
         }
     }
@@ -664,7 +664,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         switch machine.backendResponseMalformed() {
         case .respond(let status): abortExchange(respondingWith: status)
         default:
-            logAccess("aborted", backend: connection.backend)
+            access.finish(to: runtime.accessLog, outcome: "aborted", backend: connection.backend)
             context?.close(promise: nil)
         }
     }
@@ -685,15 +685,6 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         respondWithError(status)
     }
 
-    /// Writes the exchange's access log line (when the access log is on and an exchange is in progress).
-    private func logAccess(_ outcome: StaticString, status: Int? = nil, backend: Backend? = nil) {
-        guard let sink = runtime.accessLog, var entry = access else { return }
-        access = nil
-        if let status { entry.status = status }
-        if let backend { entry.backend = backend.id }
-        entry.write(to: sink, outcome: outcome)
-    }
-
     private func releasePick() {
         if let pick {
             self.pick = nil
@@ -707,7 +698,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         cancelDeadline()
         if runtime.accessLog != nil {
             if access == nil { access = .unreadRequest(client: forwarding.client) }
-            logAccess("proxy-answer", status: Int(status.code))
+            access.finish(to: runtime.accessLog, outcome: "proxy-answer", status: Int(status.code))
         }
         guard let context, context.channel.isActive else { return }
         runtime.metrics.proxyResponse(status: Int(status.code))

@@ -51,7 +51,7 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard pick == nil, !closed else { return }
         guard let chosen = choose(excluding: excluding) else {
             runtime.logger.debug("L4: no backend available; closing the client connection")
-            logAccess("no-backend")
+            access.finish(to: runtime.accessLog, outcome: "no-backend")
             context.close(promise: nil)
             return
         }
@@ -81,7 +81,7 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     connect(context: context, excluding: target, attempt: attempt + 1)
                 } else {
                     runtime.logger.debug("L4: connect to \(target) failed: \(error)")
-                    logAccess("connect-failed", backend: target)
+                    access.finish(to: runtime.accessLog, outcome: "connect-failed", backend: target)
                     context.close(promise: nil)
                 }
             }
@@ -147,16 +147,9 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         closed = true
-        logAccess("client-closed")
+        access.finish(to: runtime.accessLog, outcome: "client-closed")
         releasePick()
         context.fireChannelInactive()
-    }
-
-    private func logAccess(_ outcome: StaticString, backend: Backend? = nil) {
-        guard let sink = runtime.accessLog, var entry = access else { return }
-        access = nil
-        entry.backend = backend?.id
-        entry.write(to: sink, outcome: outcome)
     }
 
     private func releasePick() {
