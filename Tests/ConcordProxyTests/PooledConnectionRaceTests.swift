@@ -34,6 +34,8 @@ import Testing
         }
     }
 
+    enum LoopHold { case requested, holding, released }
+
     @Test func aPostIsNotSentOnAPooledConnectionTheBackendHasJustClosed() async throws {
         let children = NIOLockedValueBox<[any Channel]>([])
         let backend = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -63,12 +65,28 @@ import Testing
             client = connected
             try await Task.sleep(for: .milliseconds(100))  // accepted and registered on the proxy's loop
 
-            // Hold the proxy's loop; meanwhile the POST arrives, then the backend closes the pooled connection.
-            let held = proxyGroup.next().submit { usleep(400_000) }
-            try await Task.sleep(for: .milliseconds(50))
-            try await connected.writeAndFlush(ByteBuffer(string: "POST /cart HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"))
-            try await Task.sleep(for: .milliseconds(50))
-            for child in children.withLockedValue({ $0 }) { try? await child.close() }
+            // Hold the proxy's loop until both the POST and the backend's FIN are in its kernel buffers. The hold ends
+            // when the test says so (not after a fixed time, which a loaded machine can overrun), or after 10 s.
+            let gate = ConditionLock(value: LoopHold.requested)
+            let held = proxyGroup.next().submit {
+                gate.lock()
+                gate.unlock(withValue: .holding)
+                if gate.lock(whenValue: .released, timeoutSeconds: 10) { gate.unlock() }
+            }
+            do {
+                let holdDeadline = ContinuousClock.now.advanced(by: .seconds(10))
+                while gate.value != .holding && ContinuousClock.now < holdDeadline { try await Task.sleep(for: .milliseconds(5)) }
+                try #require(gate.value == .holding, "the proxy's loop was never held")
+                try await connected.writeAndFlush(ByteBuffer(string: "POST /cart HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"))
+                for child in children.withLockedValue({ $0 }) { try? await child.close() }
+                try await Task.sleep(for: .milliseconds(50))  // loopback delivery of the FINs
+            } catch {
+                gate.lock()
+                gate.unlock(withValue: .released)
+                throw error
+            }
+            gate.lock()
+            gate.unlock(withValue: .released)
             try await held.get()
 
             let deadline = ContinuousClock.now.advanced(by: .seconds(5))
