@@ -1,4 +1,5 @@
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import Testing
 #if canImport(Glibc)
@@ -29,15 +30,20 @@ import Glibc
         }
     }
 
-    /// Runs `client` against a proxy that is stopped 300 ms into it with a 300-ms drain timeout; returns what the
-    /// client collected and how long it waited for the connection to end.
-    func clientAcrossStop(_ configuration: ProxyConfiguration,
-                          _ client: @escaping @Sendable (Int) async throws -> RawClient.Response) async throws -> (RawClient.Response, Duration, Int) {
+    /// Runs `client` against a proxy that is stopped, with a 300-ms drain timeout, once the client has received
+    /// `answer` (waited for up to 10 s, not a fixed time: a loaded machine may take long); returns what the client
+    /// collected, how long it waited for the connection to end after the stop began, and the connections left open.
+    func clientAcrossStop(_ configuration: ProxyConfiguration, answer: String,
+                          _ client: @escaping @Sendable (Int, NIOLockedValueBox<ByteBuffer>) async throws -> RawClient.Response) async throws -> (RawClient.Response, Duration, Int) {
         try await ProxyHarness.withProxy(configuration) { server, port in
-            let start = ContinuousClock.now
-            async let response = client(port)
-            try await Task.sleep(for: .milliseconds(300))
+            let received = NIOLockedValueBox(ByteBuffer())
+            async let response = client(port, received)
+            let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+            while !received.withLockedValue({ String(buffer: $0).contains(answer) }) && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(10))
+            }
             #expect(server.runtime.openConnections == 1, "the client's connection is open before stop")
+            let start = ContinuousClock.now
             await server.stop(drainTimeout: .milliseconds(300))
             let left = server.runtime.openConnections
             let collected = try await response
@@ -51,8 +57,8 @@ import Glibc
             var c = ProxyConfiguration(backends: [try HostPort(parsing: backend.address)], mode: .tcp, balance: .roundRobin)
             c.health = HealthCheckConfiguration(interval: 30, rise: 1, fall: 1)
             // The client neither closes nor half-closes: only the proxy can end this pair before 20 s.
-            let (response, elapsed, left) = try await clientAcrossStop(c) { port in
-                try await RawClient.exchange(port: port, ["hello"], timeout: .seconds(20))
+            let (response, elapsed, left) = try await clientAcrossStop(c, answer: "e0:hello") { port, received in
+                try await RawClient.exchange(port: port, ["hello"], timeout: .seconds(20), collected: received)
             }
             #expect(response.text == "e0:hello", "the pair relayed before stop")
             #expect(left == 0, "no client connection is open once stop returned")
@@ -68,8 +74,8 @@ import Glibc
         try await ProxyHarness.withBackends(["b0"]) { backends in
             let c = try ProxyHarness.configuration(backends, balance: .roundRobin)
             // A keep-alive request: the proxy answers and keeps the connection (keepAliveTimeout is 60 s).
-            let (response, elapsed, left) = try await clientAcrossStop(c) { port in
-                try await RawClient.exchange(port: port, ["GET / HTTP/1.1\r\nHost: test\r\n\r\n"], timeout: .seconds(20))
+            let (response, elapsed, left) = try await clientAcrossStop(c, answer: "\r\n\r\nb0") { port, received in
+                try await RawClient.exchange(port: port, ["GET / HTTP/1.1\r\nHost: test\r\n\r\n"], timeout: .seconds(20), collected: received)
             }
             #expect(response.text.hasPrefix("HTTP/1.1 200"), "answered before stop: \(response.text.prefix(40))")
             #expect(left == 0, "no client connection is open once stop returned")

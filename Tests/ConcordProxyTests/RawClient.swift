@@ -27,9 +27,10 @@ enum RawClient {
         }
     }
 
+    /// `collected` lets a caller watch the bytes arrive before the connection ends.
     static func exchange(port: Int, _ pieces: [String], pause: Duration = .zero, halfClose: Bool = false,
-                         timeout: Duration = .seconds(5)) async throws -> Response {
-        let collected = NIOLockedValueBox(ByteBuffer())
+                         timeout: Duration = .seconds(5),
+                         collected: NIOLockedValueBox<ByteBuffer> = NIOLockedValueBox(ByteBuffer())) async throws -> Response {
         let closed = MultiThreadedEventLoopGroup.singleton.any().makePromise(of: Void.self)
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelOption(.allowRemoteHalfClosure, value: true)
