@@ -19,6 +19,8 @@ public final class SyncSessionStore: ReplicatedSessionStore {
     public let member: ReplicationMember
     /// Loads of unknown sessions asking the peers at one time, at most (see ``load(id:)``).
     public let maximumConcurrentMissReads: Int
+    /// How long a load of a session this node does not have waits for its peers' copies (see ``load(id:)``).
+    public let missReadTimeout: Duration
     private let missReadsInFlight = Atomic<Int>(0)
 
     public init(
@@ -26,11 +28,13 @@ public final class SyncSessionStore: ReplicatedSessionStore {
         wallClock: SessionWallClock = .system,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         maximumConcurrentMissReads: Int = 64,
+        missReadTimeout: Duration = .milliseconds(500),
         onRemoteApply: RemoteApplyObserver? = nil,
         logger: Logger = Logger(label: "concord.replication.sync")
     ) {
         self.configuration = configuration
         self.maximumConcurrentMissReads = max(0, maximumConcurrentMissReads)
+        self.missReadTimeout = missReadTimeout
         self.member = ReplicationMember(
             configuration: configuration, wallClock: wallClock, eventLoopGroup: eventLoopGroup,
             onRemoteApply: onRemoteApply, logger: logger, makeHandler: SyncReplicaHandler.init)
@@ -48,9 +52,6 @@ public final class SyncSessionStore: ReplicatedSessionStore {
 
     // MARK: SessionStore
 
-    /// How long a load of a session this node does not have waits for its peers' copies.
-    public static let missReadTimeout = Duration.milliseconds(500)
-
     /// The local copy; when this node has none (no record, not even a tombstone), the connected peers are asked
     /// first. Replication is asynchronous (≈ 0.1–0.7 ms behind, docs/replication.md), so without that a user sent to
     /// this node right after logging in on another — a login's redirect through a round-robin proxy — could be
@@ -64,7 +65,7 @@ public final class SyncSessionStore: ReplicatedSessionStore {
         if replica.record(id: id) == nil, id.utf8.count <= LocalReplica.maximumIdentifierBytes {
             if missReadsInFlight.wrappingAdd(1, ordering: .relaxed).newValue <= maximumConcurrentMissReads {
                 defer { missReadsInFlight.wrappingSubtract(1, ordering: .relaxed) }
-                let copies = await node.gather(from: node.peerIDs, timeout: Self.missReadTimeout) {
+                let copies = await node.gather(from: node.peerIDs, timeout: missReadTimeout) {
                     try await self.node.fetch(ids: [id], from: $0)
                 }
                 if !copies.isEmpty { _ = replica.apply(copies) }

@@ -75,7 +75,7 @@ import Testing
                                   _ body: (Int) async throws -> Void) async throws -> [[String: String]] {
         do {
             var config = ProxyConfiguration(backends: [try HostPort(parsing: address)], mode: mode, balance: .roundRobin)
-            config.health = HealthCheckConfiguration(interval: 30, rise: 1, fall: 1)
+            config.health = ProxyHarness.quietHealth
             config.accessLog = true
             try await ProxyHarness.withProxy(config, accessLogDescriptor: log.descriptor) { _, port in try await body(port) }
         } catch {

@@ -18,7 +18,7 @@ import Testing
         let backend = try await BulkBackend.start(bodyBytes: Self.bodyBytes)
         do {
             var config = ProxyConfiguration(backends: [try HostPort(parsing: backend.address)], mode: mode, balance: .roundRobin)
-            config.health = HealthCheckConfiguration(interval: 30, rise: 1, fall: 1)
+            config.health = ProxyHarness.quietHealth
             try await ProxyHarness.withProxy(config) { _, port in
                 let received = ByteTally()
                 let client = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)

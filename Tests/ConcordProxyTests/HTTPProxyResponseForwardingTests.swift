@@ -25,18 +25,17 @@ import Testing
     /// response, and then the connection closes (the proxy does not wait for its idle timeout).
     @Test func aClientThatHalfClosesAfterItsRequestsGetsTheirResponses() async throws {
         try await ProxyHarness.withScriptedBackend({ _, _ in .init(bytes: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", piecesOf: 4) }) { port, _ in
-            let started = ContinuousClock.now
+            // Closed by the proxy every time, not by the client's time limit (30 s, reached only on failure).
             let response = try await RawClient.exchange(
-                port: port, ["GET /1 HTTP/1.1\r\nHost: t\r\n\r\nGET /2 HTTP/1.1\r\nHost: t\r\n\r\n"], halfClose: true, timeout: .seconds(4))
+                port: port, ["GET /1 HTTP/1.1\r\nHost: t\r\n\r\nGET /2 HTTP/1.1\r\nHost: t\r\n\r\n"], halfClose: true, timeout: .seconds(30))
             #expect(response.text == String(repeating: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", count: 2))
-            #expect(ContinuousClock.now - started < .seconds(3))
+            #expect(response.closedByPeer)
             // Half-closed with nothing pending: closed at once.
-            let idle = try await RawClient.exchange(port: port, [], halfClose: true, timeout: .seconds(4))
-            #expect(idle.text.isEmpty)
+            let idle = try await RawClient.exchange(port: port, [], halfClose: true, timeout: .seconds(30))
+            #expect(idle.text.isEmpty && idle.closedByPeer)
             // Half-closed in the middle of a head: that request can never complete; closed without an answer.
-            let cut = try await RawClient.exchange(port: port, ["GET /3 HTTP/1.1\r\nHo"], halfClose: true, timeout: .seconds(4))
-            #expect(cut.text.isEmpty)
-            #expect(ContinuousClock.now - started < .seconds(3))
+            let cut = try await RawClient.exchange(port: port, ["GET /3 HTTP/1.1\r\nHo"], halfClose: true, timeout: .seconds(30))
+            #expect(cut.text.isEmpty && cut.closedByPeer)
         }
     }
 
@@ -70,13 +69,12 @@ import Testing
     @Test func aBodyWithoutLengthEndsWithTheClientConnection() async throws {
         let reply = TestScriptedBackend.Reply(bytes: "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end", closeAfter: true)
         try await ProxyHarness.withScriptedBackend({ _, _ in reply }) { port, server in
-            let started = ContinuousClock.now
             // A keep-alive request: only the close can end this body, so the client connection closes too.
-            let response = try await RawClient.exchange(port: port, ["GET / HTTP/1.1\r\nHost: t\r\n\r\n"])
+            let response = try await RawClient.exchange(port: port, ["GET / HTTP/1.1\r\nHost: t\r\n\r\n"], timeout: .seconds(30))
             #expect(response.status == 200)
             #expect(response.body == "until the end")
             #expect(response.header("connection") == "close")
-            #expect(ContinuousClock.now - started < .seconds(3), "the proxy closed the client connection after the body")
+            #expect(response.closedByPeer, "the proxy closed the client connection after the body")
             #expect(server.balancer.statuses().first?.state == "up")
         }
     }

@@ -42,7 +42,7 @@ import Testing
                 config.backends = [try HostPort(parsing: closer.address), try HostPort(parsing: backends[0].address)]
                 // rise 3: the first active round (a TCP connect, which succeeds) must not bring the closing backend
                 // back up if it lands after the GET's passive failure, as it did once on a loaded machine.
-                config.health = HealthCheckConfiguration(interval: 30, timeout: 1, rise: 3, fall: 1, ejectAfterConnectFailures: 1)
+                config.health = HealthCheckConfiguration(interval: 30, timeout: 10, rise: 3, fall: 1, ejectAfterConnectFailures: 1)
                 // Round-robin picks the closing backend first. It accepts the connection opened for the request,
                 // then closes it before any response byte: the GET goes to the next node…
                 try await ProxyHarness.withProxy(config) { server, port in
@@ -71,7 +71,7 @@ import Testing
     @Test func aPostWhoseConnectIsRefusedGoesToTheNextNode() async throws {
         try await ProxyHarness.withBackends(["a", "b"]) { backends in
             var config = try ProxyHarness.configuration(backends, balance: .roundRobin)
-            config.health = HealthCheckConfiguration(path: "/health", interval: 30, timeout: 1, rise: 3, fall: 1, ejectAfterConnectFailures: 1)
+            config.health = HealthCheckConfiguration(path: "/health", interval: 30, timeout: 10, rise: 3, fall: 1, ejectAfterConnectFailures: 1)
             try await ProxyHarness.withProxy(config) { _, port in
                 // The first health round runs at start; `a` goes away after it (the next is 30 s later), so only
                 // the POSTs find out.
@@ -98,7 +98,7 @@ import Testing
         let closer = try await TestClosingBackend.start(answeringFirstRequest: true)
         do {
             var config = ProxyConfiguration(backends: [try HostPort(parsing: closer.address)], balance: .roundRobin)
-            config.health = HealthCheckConfiguration(interval: 30, rise: 1, fall: 1)
+            config.health = ProxyHarness.quietHealth
             try await ProxyHarness.withProxy(config) { server, port in
                 for attempt in 0..<4 {
                     // Attempts after the first take the pooled connection, which fails before any byte; the GET is
@@ -269,7 +269,7 @@ import Testing
     @Test func activeHealthChecksTakeABackendOutAndBringItBack() async throws {
         try await ProxyHarness.withBackends(["a", "b"]) { backends in
             var config = try ProxyHarness.configuration(backends, balance: .roundRobin)
-            config.health = HealthCheckConfiguration(path: "/health", interval: 0.05, timeout: 0.5, rise: 1, fall: 1)
+            config.health = HealthCheckConfiguration(path: "/health", interval: 0.05, timeout: 5, rise: 1, fall: 1)
             try await ProxyHarness.withProxy(config) { server, port in
                 backends[0].setHealthy(false)
                 try await waitUntil { server.balancer.statuses().first { $0.id == backends[0].address }?.state == "down" }
@@ -281,11 +281,12 @@ import Testing
     }
 }
 
-/// Polls `condition` every 20 ms for at most 3 s.
+/// Polls `condition` every 20 ms for at most 10 s.
 func waitUntil(_ condition: () -> Bool) async throws {
-    for _ in 0..<150 {
+    let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+    while ContinuousClock.now < deadline {
         if condition() { return }
         try await Task.sleep(for: .milliseconds(20))
     }
-    Issue.record("condition not met within 3 s")
+    Issue.record("condition not met within 10 s")
 }

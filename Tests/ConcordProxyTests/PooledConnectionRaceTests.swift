@@ -52,7 +52,7 @@ import Testing
         let proxyGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         var config = ProxyConfiguration(backends: [HostPort(host: "127.0.0.1", port: backend.localAddress!.port!)], balance: .roundRobin)
         config.listen = HostPort(host: "127.0.0.1", port: 0)
-        config.health = HealthCheckConfiguration(interval: 30, rise: 1, fall: 1)
+        config.health = ProxyHarness.quietHealth
         let server = try ProxyServer(configuration: config, logger: Logger(label: "proxy-test"), group: proxyGroup)
         let port = try await server.start().listener.port!
         let collector = Collector()

@@ -44,10 +44,13 @@ enum ProxyHarness {
         var c = ProxyConfiguration(
             backends: try backends.map { try HostPort(parsing: $0.address) }, mode: mode, balance: balance,
             key: try KeyChain(parsing: key), limits: limits)
-        // Probes stay out of the way unless a test asks for them.
-        c.health = HealthCheckConfiguration(interval: 30, timeout: 1, rise: 1, fall: 1, ejectAfterConnectFailures: 1)
+        c.health = quietHealth
         return c
     }
+
+    /// Probes stay out of the way unless a test asks for them: one round at start, then every 30 s; a generous
+    /// probe timeout, so a loaded test machine does not take a healthy backend down.
+    static let quietHealth = HealthCheckConfiguration(interval: 30, timeout: 10, rise: 1, fall: 1, ejectAfterConnectFailures: 1)
 
     /// One scripted backend behind a round-robin proxy.
     static func withScriptedBackend(_ reply: @escaping @Sendable (String, Int) -> TestScriptedBackend.Reply,
@@ -55,7 +58,7 @@ enum ProxyHarness {
         let backend = try await TestScriptedBackend.start(reply)
         do {
             var config = ProxyConfiguration(backends: [try HostPort(parsing: backend.address)], balance: .roundRobin)
-            config.health = HealthCheckConfiguration(interval: 30, rise: 1, fall: 1)
+            config.health = ProxyHarness.quietHealth
             try await ProxyHarness.withProxy(config) { server, port in try await body(port, server) }
         } catch {
             await backend.stop()

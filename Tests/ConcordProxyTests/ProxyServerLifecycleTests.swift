@@ -55,7 +55,7 @@ import Glibc
         let backend = try await TestEchoBackend.start(name: "e0")
         do {
             var c = ProxyConfiguration(backends: [try HostPort(parsing: backend.address)], mode: .tcp, balance: .roundRobin)
-            c.health = HealthCheckConfiguration(interval: 30, rise: 1, fall: 1)
+            c.health = ProxyHarness.quietHealth
             // The client neither closes nor half-closes: only the proxy can end this pair before 20 s.
             let (response, elapsed, left) = try await clientAcrossStop(c, answer: "e0:hello") { port, received in
                 try await RawClient.exchange(port: port, ["hello"], timeout: .seconds(20), collected: received)

@@ -8,6 +8,8 @@ import NIOConcurrencyHelpers
 enum RawClient {
     struct Response {
         let text: String
+        /// The server ended the connection (closed or half-closed it); false when the client's time limit did.
+        var closedByPeer = true
         var status: Int? {
             let parts = text.split(separator: " ", maxSplits: 2)
             return parts.count >= 2 && parts[0].hasPrefix("HTTP/") ? Int(parts[1]) : nil
@@ -31,7 +33,7 @@ enum RawClient {
     static func exchange(port: Int, _ pieces: [String], pause: Duration = .zero, halfClose: Bool = false,
                          timeout: Duration = .seconds(5),
                          collected: NIOLockedValueBox<ByteBuffer> = NIOLockedValueBox(ByteBuffer())) async throws -> Response {
-        let closed = MultiThreadedEventLoopGroup.singleton.any().makePromise(of: Void.self)
+        let closed = MultiThreadedEventLoopGroup.singleton.any().makePromise(of: Bool.self)
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelInitializer { channel in
@@ -46,12 +48,12 @@ enum RawClient {
         }
         if halfClose { try? await channel.close(mode: .output) }
         let deadline = channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)) {
-            closed.succeed(())
+            closed.succeed(false)
         }
-        try? await closed.futureResult.get()
+        let closedByPeer = (try? await closed.futureResult.get()) ?? true
         deadline.cancel()
         try? await channel.close()
-        return Response(text: collected.withLockedValue { String(buffer: $0) })
+        return Response(text: collected.withLockedValue { String(buffer: $0) }, closedByPeer: closedByPeer)
     }
 
     /// One HTTP/1.1 request with `Connection: close`.
@@ -66,8 +68,8 @@ enum RawClient {
     private final class Collector: ChannelInboundHandler {
         typealias InboundIn = ByteBuffer
         let collected: NIOLockedValueBox<ByteBuffer>
-        let closed: EventLoopPromise<Void>
-        init(collected: NIOLockedValueBox<ByteBuffer>, closed: EventLoopPromise<Void>) {
+        let closed: EventLoopPromise<Bool>
+        init(collected: NIOLockedValueBox<ByteBuffer>, closed: EventLoopPromise<Bool>) {
             self.collected = collected
             self.closed = closed
         }
@@ -76,9 +78,9 @@ enum RawClient {
             _ = collected.withLockedValue { $0.writeBuffer(&buffer) }
         }
         func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-            if let event = event as? ChannelEvent, event == .inputClosed { closed.succeed(()) }
+            if let event = event as? ChannelEvent, event == .inputClosed { closed.succeed(true) }
         }
-        func channelInactive(context: ChannelHandlerContext) { closed.succeed(()) }
+        func channelInactive(context: ChannelHandlerContext) { closed.succeed(true) }
         func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
     }
 }

@@ -1,5 +1,6 @@
 import ConcordSessions
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -11,7 +12,8 @@ import Testing
     /// Starts `count` sync nodes, each joining the ones before it, then peers the earlier ones back.
     static func withSyncCluster(count: Int, _ body: (TestCluster<SyncSessionStore>) async throws -> Void) async throws {
         try await TestCluster<SyncSessionStore>.with(
-            make: { SyncSessionStore(configuration: $0, logger: testLogger) },
+            // A generous miss-read timeout: a loaded test machine must not turn a slow peer answer into "missing".
+            make: { SyncSessionStore(configuration: $0, missReadTimeout: .seconds(5), logger: testLogger) },
             port: { try await $0.listeningPort() }
         ) { cluster in
             for _ in 0..<count { try await cluster.start(peered: true) }
@@ -65,7 +67,7 @@ import Testing
     }
 
     @Test func loadsOfUnknownSessionsAskThePeersAFewAtATime() async throws {
-        // node-1 runs on a loop of its own, which the test blocks: connected, but answering nothing for 1.5 s.
+        // node-1 runs on a loop of its own, which the test holds: connected, but answering nothing until released.
         let stalled = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         do {
             try await Self.askAFewAtATime(stalled: stalled)
@@ -76,13 +78,16 @@ import Testing
         try await stalled.shutdownGracefully()
     }
 
+    private enum LoopHold { case requested, holding, released }
+
     private static func askAFewAtATime(stalled: MultiThreadedEventLoopGroup) async throws {
+        let missReadTimeout = Duration.seconds(2)
         try await TestCluster<SyncSessionStore>.with(
             make: { configuration in
                 SyncSessionStore(
                     configuration: configuration,
                     eventLoopGroup: configuration.nodeID == "node-1" ? stalled : MultiThreadedEventLoopGroup.singleton,
-                    maximumConcurrentMissReads: 2, logger: testLogger)
+                    maximumConcurrentMissReads: 2, missReadTimeout: missReadTimeout, logger: testLogger)
             },
             port: { try await $0.listeningPort() }
         ) { cluster in
@@ -92,7 +97,18 @@ import Testing
             asking.addPeer(cluster.peers[1])
             try await asking.waitUntilReady()
             #expect(await eventually { asking.node.isConnected(to: "node-1") })
-            stalled.next().execute { usleep(1_500_000) }
+            // Held until the test releases it (at most 30 s), not for a fixed time a loaded machine could overrun.
+            let gate = ConditionLock(value: LoopHold.requested)
+            stalled.next().execute {
+                gate.lock()
+                gate.unlock(withValue: .holding)
+                if gate.lock(whenValue: .released, timeoutSeconds: 30) { gate.unlock() }
+            }
+            defer {
+                gate.lock()
+                gate.unlock(withValue: .released)
+            }
+            #expect(await eventually(timeout: .seconds(10)) { gate.value == .holding })
             let start = ContinuousClock.now
             let results = try await withThrowingTaskGroup(of: StoredSession?.self) { group in
                 for index in 0..<6 { group.addTask { try await asking.load(id: "nobody-has-\(index)") } }
@@ -102,9 +118,11 @@ import Testing
             #expect(results.allSatisfy { $0 == nil })
             // Two loads waited for the stalled peer (up to missReadTimeout); the other four answered at once.
             #expect(asking.statistics.missReadsSkipped == 4, "skipped: \(asking.statistics.missReadsSkipped)")
-            #expect(elapsed < .seconds(1.4), "the loads took \(elapsed): the timeout did not bound them")
+            // The peer is still held: only the timeout can have ended the two loads that asked it.
+            #expect(gate.value == .holding && elapsed >= missReadTimeout, "the loads took \(elapsed)")
+            gate.lock()
+            gate.unlock(withValue: .released)
             // With the peer answering again, a load of an unknown session asks it again (the slots were freed).
-            try await Task.sleep(for: .seconds(1.2))
             _ = try await cluster[1].save(StoredSession(id: "late", payload: [1]), ttl: .seconds(60), expectedVersion: nil)
             #expect(await eventually { try await asking.load(id: "late") != nil })
             _ = try await asking.load(id: "still-nobody")
