@@ -15,7 +15,7 @@ import Glibc
     }()
 
     /// A listening socket on a free loopback port, held while `body` runs.
-    func withTakenPort(_ body: (Int) throws -> Void) throws {
+    func withTakenPort(_ body: (Int) async throws -> Void) async throws {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         try #require(fd >= 0)
         defer { close(fd) }
@@ -28,12 +28,12 @@ import Glibc
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 8) == 0 && getsockname(fd, $0, &length) == 0 }
         }
         try #require(bound)
-        try body(Int(UInt16(bigEndian: address.sin_port)))
+        try await body(Int(UInt16(bigEndian: address.sin_port)))
     }
 
     /// Runs `concord ARGUMENTS`, which must exit by itself within 20 s (it is killed otherwise); returns its
-    /// status and its standard error.
-    func run(_ arguments: [String]) throws -> (status: Int32, stderr: String) {
+    /// status and its standard error. (Waits with `Task.sleep`: a blocked thread would starve the parallel tests.)
+    func run(_ arguments: [String]) async throws -> (status: Int32, stderr: String) {
         try #require(FileManager.default.isExecutableFile(atPath: Self.concordExecutable),
                      "the concord executable must be built beside the tests (swift build --build-tests)")
         let process = Process()
@@ -46,8 +46,8 @@ import Glibc
         process.standardError = errors
         process.standardOutput = FileHandle.nullDevice
         try process.run()
-        let deadline = Date().addingTimeInterval(20)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
+        let deadline = ContinuousClock.now.advanced(by: .seconds(20))
+        while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
         if process.isRunning {
             process.terminate()
             process.waitUntilExit()
@@ -57,18 +57,18 @@ import Glibc
         return (process.terminationStatus, text)
     }
 
-    @Test func theAppNamesTheTakenAddress() throws {
-        try withTakenPort { port in
-            let (status, stderr) = try run(["app", "--host", "127.0.0.1", "--port", String(port)])
+    @Test func theAppNamesTheTakenAddress() async throws {
+        try await withTakenPort { port in
+            let (status, stderr) = try await run(["app", "--host", "127.0.0.1", "--port", String(port)])
             #expect(status == 1)
             #expect(stderr.contains("Error: cannot listen on 127.0.0.1:\(port) (HTTP): address already in use"), "\(stderr)")
         }
     }
 
-    @Test func theProxyNamesTheTakenAddress() throws {
-        try withTakenPort { port in
+    @Test func theProxyNamesTheTakenAddress() async throws {
+        try await withTakenPort { port in
             // One event loop: the affinity line (printed before the bind) names one CPU.
-            let (status, stderr) = try run(["proxy", "--listen", "127.0.0.1:\(port)", "--backend", "127.0.0.1:9", "--event-loops", "1"])
+            let (status, stderr) = try await run(["proxy", "--listen", "127.0.0.1:\(port)", "--backend", "127.0.0.1:9", "--event-loops", "1"])
             #expect(status == 1)
             #expect(stderr.contains("Error: cannot listen on 127.0.0.1:\(port) (client listener): address already in use"), "\(stderr)")
             if stderr.contains("event loops pinned to CPUs") {
@@ -77,9 +77,9 @@ import Glibc
         }
     }
 
-    @Test func theProxyRejectsAnEventLoopCountOutOfRange() throws {
+    @Test func theProxyRejectsAnEventLoopCountOutOfRange() async throws {
         for count in ["0", "1025"] {
-            let (status, stderr) = try run(["proxy", "--listen", "127.0.0.1:0", "--backend", "127.0.0.1:9", "--event-loops", count])
+            let (status, stderr) = try await run(["proxy", "--listen", "127.0.0.1:0", "--backend", "127.0.0.1:9", "--event-loops", count])
             #expect(status != 0)
             #expect(stderr.contains("Error: --event-loops must be 1...1024, got \(count)"), "\(stderr)")
         }

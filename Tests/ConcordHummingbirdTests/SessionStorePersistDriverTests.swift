@@ -57,9 +57,12 @@ import Testing
         let group = ServiceGroup(services: [MemorySessionStoreService(store: store)], logger: Logger(label: "test"))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
-            for _ in 0..<10_000 where clock.sleeperCount == 0 { try await Task.sleep(for: .microseconds(100)) }
+            // Bounded polls (10 s each, reached only on failure).
+            var deadline = ContinuousClock.now.advanced(by: .seconds(10))
+            while clock.sleeperCount == 0 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(1)) }
             clock.advance(by: .seconds(1))
-            for _ in 0..<10_000 where store.statistics.sweeps == 0 { try await Task.sleep(for: .microseconds(100)) }
+            deadline = ContinuousClock.now.advanced(by: .seconds(10))
+            while store.statistics.sweeps == 0 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(1)) }
             #expect(store.statistics.sweeps == 1)
             #expect(store.statistics.sessions == 0)
             await group.triggerGracefulShutdown()

@@ -35,9 +35,7 @@ import Glibc
         let stubborn = try LabChild.spawn(
             name: "stubborn", executable: "/bin/sh", arguments: ["-c", "trap '' TERM; echo armed; sleep 30"], logPath: log,
             registry: registry)
-        for _ in 0..<200 where !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("armed") {
-            try await Task.sleep(for: .milliseconds(10))
-        }
+        try await waitUntilArmed(log)
         registry.terminateAll(grace: .milliseconds(300))
         _ = await polite.waitForExit()
         _ = await stubborn.waitForExit()
@@ -83,9 +81,7 @@ import Glibc
         let daemon = try LabChild.spawn(
             name: "daemon", executable: "/bin/sh", arguments: ["-c", "trap '' TERM; trap 'exit 0' INT; echo armed; while :; do sleep 0.05; done"],
             logPath: log, registry: ChildRegistry())
-        for _ in 0..<200 where !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("armed") {
-            try await Task.sleep(for: .milliseconds(10))
-        }
+        try await waitUntilArmed(log)
         registry.adopt(daemon.pid, stopSignal: SIGINT)
         #expect(registry.running == [daemon.pid])
         registry.terminateAll(grace: .seconds(10))
@@ -105,5 +101,13 @@ import Glibc
         #expect(throws: LabError.self) {
             try LabChild.spawn(name: "ghost", executable: "/nonexistent/concord", arguments: [], logPath: log, registry: ChildRegistry())
         }
+    }
+
+    /// Waits (at most 10 s) until the shell child has set its traps and said so: a signal before that would kill it.
+    private func waitUntilArmed(_ log: String) async throws {
+        let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+        func armed() -> Bool { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("armed") }
+        while !armed() && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        try #require(armed(), "the child never said it was armed")
     }
 }

@@ -11,8 +11,8 @@ struct PostgresOutageTests {
         try await LocalPostgresServer.withServer { server in
             var configuration = server.storeConfiguration(tableName: "outage")
             // Short enough to show failing fast, long enough that a loaded 2-core CI machine is not an outage.
-            configuration.operationTimeout = .seconds(3)
-            configuration.connectTimeout = .seconds(3)
+            configuration.operationTimeout = .seconds(5)
+            configuration.connectTimeout = .seconds(5)
             try await withPostgresStore(configuration) { store in
                 #expect(try await store.save(StoredSession(id: "s", payload: [1, 2, 3]), ttl: .seconds(600), expectedVersion: 0) == 1)
 
@@ -23,7 +23,7 @@ struct PostgresOutageTests {
                         _ = try await store.load(id: "s")
                     }
                     #expect(error?.isUnavailable == true, "\(String(describing: error))")
-                    #expect(ContinuousClock.now - started < .seconds(10), "bounded by the operation timeout")
+                    #expect(ContinuousClock.now - started < .seconds(15), "bounded by the operation timeout")
                 }
                 let saveError = await #expect(throws: SessionStoreError.self) {
                     _ = try await store.save(StoredSession(id: "s", payload: [9]), ttl: .seconds(600), expectedVersion: 1)

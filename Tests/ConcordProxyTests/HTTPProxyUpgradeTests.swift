@@ -140,9 +140,4 @@ import Testing
             #expect(plain.header("X-Backend") == owner)
         }
     }
-
-    private func waitUntil(_ condition: () -> Bool) async throws {
-        for _ in 0..<100 where !condition() { try await Task.sleep(for: .milliseconds(20)) }
-        #expect(condition())
-    }
 }

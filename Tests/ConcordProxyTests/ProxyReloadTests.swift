@@ -116,11 +116,12 @@ import Testing
             func logText() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
 
             var port: Int?
-            for _ in 0..<500 where port == nil {
+            let readyDeadline = ContinuousClock.now.advanced(by: .seconds(30))
+            while port == nil && ContinuousClock.now < readyDeadline {
                 port = logText().firstMatch(of: /listening on 127\.0\.0\.1:(\d+)/).flatMap { Int($0.1) }
                 if port == nil { try await Task.sleep(for: .milliseconds(20)) }
             }
-            let bound = try #require(port, "no ready line within 10 s:\n\(logText().suffix(2000))")
+            let bound = try #require(port, "no ready line within 30 s:\n\(logText().suffix(2000))")
             #expect(try await owners(0..<5, port: bound) == ["a"])
 
             // --cpu-affinity auto, the default: every event-loop thread may run on exactly one CPU, its own while
@@ -134,7 +135,8 @@ import Testing
                 "listen: 127.0.0.1:0\nbackends: [\(backends[1].address)]\nhealth: { interval: 30 }\ncpuAffinity: off\n")
             #expect(kill(proxy.processIdentifier, SIGHUP) == 0)
             var moved = false
-            for _ in 0..<150 where !moved {
+            let reloadDeadline = ContinuousClock.now.advanced(by: .seconds(15))
+            while !moved && ContinuousClock.now < reloadDeadline {
                 moved = try await RawClient.get(port: bound).body == "b"
                 if !moved { try await Task.sleep(for: .milliseconds(20)) }
             }

@@ -9,7 +9,7 @@ import Testing
     @Test func callersStayOnTheConnectionsEventLoop() async throws {
         try await RedisServerFixture.withServer { server in
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-            let client = try RedisClient(configuration: RedisClientConfiguration(endpoints: [server.endpoint]), eventLoopGroup: group)
+            let client = try RedisClient(configuration: RedisClientConfiguration.testing(endpoints: [server.endpoint]), eventLoopGroup: group)
             let loop = group.next()
             let executor = EventLoopTaskExecutor(loop)
             let onLoop = try await withTaskExecutorPreference(executor) {

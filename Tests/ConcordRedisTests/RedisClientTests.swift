@@ -7,7 +7,7 @@ import Testing
     private func client(_ server: RedisServerFixture, _ configure: (inout RedisClientConfiguration) -> Void = { _ in }) throws
         -> RedisClient
     {
-        var configuration = RedisClientConfiguration(endpoints: [server.endpoint])
+        var configuration = RedisClientConfiguration.testing(endpoints: [server.endpoint])
         configure(&configuration)
         return try RedisClient(configuration: configuration)
     }
@@ -77,15 +77,15 @@ import Testing
 
     @Test func authenticatesAndSelectsTheDatabase() async throws {
         try await RedisServerFixture.withServer(arguments: ["--requirepass", "s3cret"]) { server in
-            let client = try RedisClient(configuration: RedisClientConfiguration(urls: ["redis://:s3cret@127.0.0.1:\(server.port)/3"]))
+            let client = try RedisClient(configuration: RedisClientConfiguration.testing(urls: ["redis://:s3cret@127.0.0.1:\(server.port)/3"]))
             defer { client.shutdown() }
             _ = try await client.send(.set("in3", "yes"))
-            let other = try RedisClient(configuration: RedisClientConfiguration(urls: ["redis://:s3cret@127.0.0.1:\(server.port)/0"]))
+            let other = try RedisClient(configuration: RedisClientConfiguration.testing(urls: ["redis://:s3cret@127.0.0.1:\(server.port)/0"]))
             defer { other.shutdown() }
             #expect(try await other.send(.get("in3")) == .null)
             #expect(try await client.send(.get("in3")).string == "yes")
 
-            let wrong = try RedisClient(configuration: RedisClientConfiguration(urls: ["redis://:nope@127.0.0.1:\(server.port)"]))
+            let wrong = try RedisClient(configuration: RedisClientConfiguration.testing(urls: ["redis://:nope@127.0.0.1:\(server.port)"]))
             defer { wrong.shutdown() }
             await #expect(throws: RedisClientError.self) { try await wrong.send(.ping()) }
         }
@@ -153,7 +153,7 @@ import Testing
         // A bound socket that does not listen: connects are refused, and no other test can take the port meanwhile.
         let refusing = try LoopbackSocket.refusing()
         defer { refusing.close() }
-        var configuration = try RedisClientConfiguration(urls: ["redis://127.0.0.1:\(refusing.port)"])
+        var configuration = try RedisClientConfiguration.testing(urls: ["redis://127.0.0.1:\(refusing.port)"])
         configuration.maximumConnectionsPerNode = 2
         // A backoff longer than the test, so every command after each slot's first refusal must fail fast.
         configuration.reconnectBackoff = .seconds(120)
@@ -182,7 +182,7 @@ import Testing
     @Test func aCommandOnAClosedConnectionFailsInsteadOfHanging() async throws {
         try await RedisServerFixture.withServer { server in
             let connection = try await RedisConnection.connect(
-                to: server.endpoint, configuration: RedisClientConfiguration(endpoints: [server.endpoint]))
+                to: server.endpoint, configuration: RedisClientConfiguration.testing(endpoints: [server.endpoint]))
             #expect(try await connection.send(.ping()) == .simpleString("PONG"))
             connection.close()
             for _ in 0..<100 where connection.isActive { try await Task.sleep(for: .milliseconds(10)) }
@@ -200,7 +200,7 @@ import Testing
     /// (the same guarantee `ASKING` + command needs in a cluster).
     @Test func aBatchIsNeverInterleavedWithOtherCallersCommands() async throws {
         try await RedisServerFixture.withServer { server in
-            let configuration = RedisClientConfiguration(endpoints: [server.endpoint])
+            let configuration = RedisClientConfiguration.testing(endpoints: [server.endpoint])
             let connection = try await RedisConnection.connect(to: server.endpoint, configuration: configuration)
             defer { connection.close() }
             try await withThrowingTaskGroup(of: Void.self) { group in

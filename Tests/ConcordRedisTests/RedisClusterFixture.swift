@@ -15,7 +15,7 @@ struct RedisClusterFixture: Sendable {
             for _ in 0..<3 {
                 nodes.append(
                     try await RedisServerFixture.start(arguments: [
-                        "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
+                        "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "15000",  // no test fails a node over; a starved process must not be marked failed
                     ]))
             }
             let cluster = RedisClusterFixture(nodes: nodes)
@@ -45,7 +45,7 @@ struct RedisClusterFixture: Sendable {
         // `isRunning` turned false. Whether the cluster formed is checked on the nodes below, which is what counts.
         let text = String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
         for node in nodes {
-            let client = try RedisClient(configuration: RedisClientConfiguration(endpoints: [node.endpoint]))
+            let client = try RedisClient(configuration: RedisClientConfiguration.testing(endpoints: [node.endpoint]))
             defer { client.shutdown() }
             var ready = false
             for _ in 0..<300 {

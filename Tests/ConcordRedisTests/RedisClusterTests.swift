@@ -10,7 +10,7 @@ import Testing
         try await RedisClusterFixture.withCluster { cluster in
             try await resetCommandStatistics(cluster)
             // Only one seed URL with cluster mode on: the client discovers the other primaries itself.
-            var configuration = try RedisSessionStoreConfiguration(urls: [cluster.urls[0]])
+            var configuration = try RedisSessionStoreConfiguration.testing(urls: [cluster.urls[0]])
             configuration.client.cluster = true
             let store = try RedisSessionStore(configuration: configuration)
             defer { store.shutdown() }
@@ -25,7 +25,7 @@ import Testing
     private func calls(of command: String, _ cluster: RedisClusterFixture) async throws -> Int {
         var total = 0
         for node in cluster.nodes {
-            let client = try RedisClient(configuration: RedisClientConfiguration(endpoints: [node.endpoint]))
+            let client = try RedisClient(configuration: RedisClientConfiguration.testing(endpoints: [node.endpoint]))
             defer { client.shutdown() }
             let stats = try #require(try await client.send(RedisCommand("INFO", ["commandstats"])).string)
             // cmdstat_cluster|shards:calls=1,usec=…
@@ -38,7 +38,7 @@ import Testing
 
     private func resetCommandStatistics(_ cluster: RedisClusterFixture) async throws {
         for node in cluster.nodes {
-            let client = try RedisClient(configuration: RedisClientConfiguration(endpoints: [node.endpoint]))
+            let client = try RedisClient(configuration: RedisClientConfiguration.testing(endpoints: [node.endpoint]))
             defer { client.shutdown() }
             _ = try await client.send(RedisCommand("CONFIG", ["RESETSTAT"]))
         }
@@ -49,7 +49,7 @@ import Testing
         #expect(try await calls(of: "cluster|shards", cluster) >= 1)
         #expect(try await calls(of: "cluster|slots", cluster) == 0)
         let seed = cluster.nodes[0].endpoint
-        let client = try RedisClient(configuration: RedisClientConfiguration(endpoints: [seed]))
+        let client = try RedisClient(configuration: RedisClientConfiguration.testing(endpoints: [seed]))
         defer { client.shutdown() }
         let shards = try RedisClusterTopology(clusterShards: try await client.send(.clusterShards()), seed: seed)
         let slots = try RedisClusterTopology(clusterSlots: try await client.send(.clusterSlots()), seed: seed)
@@ -61,13 +61,13 @@ import Testing
     /// Servers that refuse `CLUSTER SHARDS` (before Redis 7, or here an ACL) still work through `CLUSTER SLOTS`.
     private func fallsBackToClusterSlotsWhenShardsIsRefused(_ cluster: RedisClusterFixture) async throws {
         for node in cluster.nodes {
-            let client = try RedisClient(configuration: RedisClientConfiguration(endpoints: [node.endpoint]))
+            let client = try RedisClient(configuration: RedisClientConfiguration.testing(endpoints: [node.endpoint]))
             defer { client.shutdown() }
             _ = try await client.send(RedisCommand("ACL", ["SETUSER", "default", "-cluster|shards"]))
             await #expect(throws: RedisClientError.self) { try await client.send(.clusterShards()) }
         }
         try await resetCommandStatistics(cluster)
-        var configuration = try RedisSessionStoreConfiguration(urls: [cluster.urls[1]])
+        var configuration = try RedisSessionStoreConfiguration.testing(urls: [cluster.urls[1]])
         configuration.client.cluster = true
         let store = try RedisSessionStore(configuration: configuration)
         defer { store.shutdown() }
@@ -89,7 +89,7 @@ import Testing
             #expect(try await store.version(id: "sid\(index)") == 1)
         }
         for node in cluster.nodes {
-            let client = try RedisClient(configuration: RedisClientConfiguration(endpoints: [node.endpoint]))
+            let client = try RedisClient(configuration: RedisClientConfiguration.testing(endpoints: [node.endpoint]))
             defer { client.shutdown() }
             let keys = try #require(try await client.send(RedisCommand("DBSIZE")).int)
             #expect(keys > 5, "node \(node.port) holds \(keys) keys")
@@ -117,7 +117,7 @@ import Testing
         var ids: [String] = []
         var source = -1
         for (index, node) in cluster.nodes.enumerated() {
-            let client = try RedisClient(configuration: RedisClientConfiguration(endpoints: [node.endpoint]))
+            let client = try RedisClient(configuration: RedisClientConfiguration.testing(endpoints: [node.endpoint]))
             direct.append(client)
             ids.append(try #require(try await client.send(RedisCommand("CLUSTER", ["MYID"])).string))
             let count = try await client.send(RedisCommand("CLUSTER", ["COUNTKEYSINSLOT", RedisArgument(slot)])).int

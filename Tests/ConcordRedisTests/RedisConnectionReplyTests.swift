@@ -41,7 +41,7 @@ import Testing
             }
             .bind(host: "127.0.0.1", port: 0).get()
         let endpoint = RedisEndpoint(host: "127.0.0.1", port: server.localAddress?.port ?? 0)
-        var configuration = RedisClientConfiguration(endpoints: [endpoint])
+        var configuration = RedisClientConfiguration.testing(endpoints: [endpoint])
         configuration.commandTimeout = .seconds(5)
         if let maximumBufferSize { configuration.decoder.maximumBufferSize = maximumBufferSize }
         do {
@@ -106,13 +106,5 @@ import Testing
             }
             #expect(await eventually { !connection.isActive })
         }
-    }
-
-    private func eventually(_ condition: () -> Bool) async -> Bool {
-        for _ in 0..<200 {
-            if condition() { return true }
-            try? await Task.sleep(for: .milliseconds(10))
-        }
-        return condition()
     }
 }

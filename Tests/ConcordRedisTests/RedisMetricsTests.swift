@@ -13,24 +13,15 @@ import Testing
         try metrics.expectCounter("concord_redis_command_failures_total", [("kind", kind)]).totalValue
     }
 
-    /// Polls (at most 10 s) until `condition` holds.
-    private func eventually(_ condition: () async throws -> Bool) async throws -> Bool {
-        for _ in 0..<200 {
-            if try await condition() { return true }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        return try await condition()
-    }
-
     @Test func clientCountsCommandsFailuresReconnectsAndOpenConnections() async throws {
         try await RedisServerFixture.withServer { server in
             let metrics = TestMetrics()
-            var configuration = RedisClientConfiguration(endpoints: [server.endpoint])
+            var configuration = RedisClientConfiguration.testing(endpoints: [server.endpoint])
             configuration.maximumConnectionsPerNode = 2
             configuration.commandTimeout = .seconds(30)  // the BLPOP below must fail by the kill, not by a timeout
             let client = try RedisClient(configuration: configuration, metricsFactory: metrics)
             defer { client.shutdown() }
-            let admin = try RedisClient(configuration: RedisClientConfiguration(endpoints: [server.endpoint]))
+            let admin = try RedisClient(configuration: RedisClientConfiguration.testing(endpoints: [server.endpoint]))
             defer { admin.shutdown() }
             let commands = try metrics.expectCounter("concord_redis_commands_total")
             let reconnects = try metrics.expectCounter("concord_redis_reconnects_total")
@@ -118,7 +109,7 @@ import Testing
         let metrics = TestMetrics()
         let logs = LogCapture()
         try await RedisServerFixture.withServer { server in
-            var configuration = try RedisSessionStoreConfiguration(urls: [server.url])
+            var configuration = try RedisSessionStoreConfiguration.testing(urls: [server.url])
             configuration.client.maximumReconnectBackoff = .milliseconds(200)
             // Not a test of timeouts: a loaded 2-core CI machine once took over 2 s (the default) to answer the first
             // commands while every suite started its servers at once. Outage requests fail fast either way (refused).

@@ -11,7 +11,7 @@ import Testing
     func conformance(_ check: SessionStoreConformance.Check) async throws {
         try await SessionStoreConformance.run(check, options: Self.options) { body in
             try await RedisServerFixture.withServer { server in
-                let store = try RedisSessionStore(configuration: RedisSessionStoreConfiguration(urls: [server.url]))
+                let store = try RedisSessionStore(configuration: RedisSessionStoreConfiguration.testing(urls: [server.url]))
                 defer { store.shutdown() }
                 try await body(store)
             }
@@ -22,7 +22,7 @@ import Testing
     @Test func conformanceOnACluster() async throws {
         try await RedisClusterFixture.withCluster { cluster in
             for check in SessionStoreConformance.Check.allCases {
-                var configuration = try RedisSessionStoreConfiguration(urls: cluster.urls, keyPrefix: "conformance-\(check):")
+                var configuration = try RedisSessionStoreConfiguration.testing(urls: cluster.urls, keyPrefix: "conformance-\(check):")
                 configuration.maximumPayloadSize = 1 << 20
                 let store = try RedisSessionStore(configuration: configuration)
                 defer { store.shutdown() }

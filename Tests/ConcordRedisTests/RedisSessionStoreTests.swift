@@ -9,7 +9,7 @@ import Testing
         _ body: (RedisSessionStore, RedisServerFixture) async throws -> Void
     ) async throws {
         try await RedisServerFixture.withServer { server in
-            var configuration = try RedisSessionStoreConfiguration(urls: [server.url])
+            var configuration = try RedisSessionStoreConfiguration.testing(urls: [server.url])
             configure(&configuration)
             let store = try RedisSessionStore(configuration: configuration)
             defer { store.shutdown() }
@@ -23,7 +23,7 @@ import Testing
     static func withMeteredStore(_ body: (RedisSessionStore, TestCounter) async throws -> Void) async throws {
         try await RedisServerFixture.withServer { server in
             let metrics = TestMetrics()
-            let store = try RedisSessionStore(configuration: try RedisSessionStoreConfiguration(urls: [server.url]), metricsFactory: metrics)
+            let store = try RedisSessionStore(configuration: try RedisSessionStoreConfiguration.testing(urls: [server.url]), metricsFactory: metrics)
             defer { store.shutdown() }
             _ = try await store.save(StoredSession(id: "warm", payload: [], userID: "w"), ttl: .seconds(60), expectedVersion: nil)
             _ = try await store.save(StoredSession(id: "warm", payload: [], userID: "w"), ttl: .seconds(60), expectedVersion: 1)

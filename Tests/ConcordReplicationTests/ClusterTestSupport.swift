@@ -5,12 +5,13 @@ import ServiceLifecycle
 import Synchronization
 import Testing
 
-/// Settings that make a loopback cluster converge quickly in tests.
+/// Settings that make a loopback cluster converge quickly in tests (short reconnect delays), with timeouts generous
+/// enough that a loaded CI machine does not turn a slow answer into a failure.
 func testConfiguration(nodeID: String, port: Int = 0, peers: [ReplicationPeer] = []) -> ReplicationConfiguration {
     ReplicationConfiguration(
         nodeID: nodeID, port: port, peers: peers, maximumFrameBytes: 1 << 20,
         initialReconnectDelay: .milliseconds(20), maximumReconnectDelay: .milliseconds(200),
-        connectTimeout: .milliseconds(500), requestTimeout: .seconds(3), stateTransferTimeout: .seconds(3),
+        connectTimeout: .seconds(5), requestTimeout: .seconds(15), stateTransferTimeout: .seconds(15),
         sweepInterval: .milliseconds(200))
 }
 
@@ -23,7 +24,7 @@ let testLogger: Logger = {
 
 /// Polls `condition` every 10 ms until it holds or `timeout` passes; returns whether it held (a throw counts as
 /// "not yet").
-func eventually(timeout: Duration = .seconds(5), _ condition: () async throws -> Bool) async -> Bool {
+func eventually(timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async -> Bool {
     let deadline = ContinuousClock.now.advanced(by: timeout)
     while ContinuousClock.now < deadline {
         if (try? await condition()) == true { return true }

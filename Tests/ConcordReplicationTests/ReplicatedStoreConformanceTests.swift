@@ -5,7 +5,7 @@ import Testing
 
 /// `sync` and `ring` pass the shared `SessionStore` conformance suite, alone and as a 3-node cluster used through
 /// one node. Time comes from a manual clock, so expiry checks do not sleep.
-@Suite(.timeLimit(.minutes(1))) struct ReplicatedStoreConformanceTests {
+@Suite(.timeLimit(.minutes(3))) struct ReplicatedStoreConformanceTests {
     static let maximumPayload = 512 << 10
 
     /// Runs every check, each on a fresh cluster of `nodes` stores, through node 0.
@@ -35,12 +35,12 @@ import Testing
     }
 
     static func sync(_ configuration: ReplicationConfiguration, _ clock: SessionWallClock) -> SyncSessionStore {
-        SyncSessionStore(configuration: configuration, wallClock: clock, logger: testLogger)
+        SyncSessionStore(configuration: configuration, wallClock: clock, missReadTimeout: .seconds(5), logger: testLogger)
     }
 
     static func ring(_ configuration: ReplicationConfiguration, _ clock: SessionWallClock) -> RingSessionStore {
         RingSessionStore(
-            configuration: .init(replication: configuration, handoffGracePeriod: .milliseconds(100)),
+            configuration: .init(replication: configuration, handoffGracePeriod: .milliseconds(100), readThroughTimeout: .seconds(5)),
             wallClock: clock, logger: testLogger)
     }
 

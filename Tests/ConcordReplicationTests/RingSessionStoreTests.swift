@@ -3,10 +3,10 @@ import Testing
 
 @testable import ConcordReplication
 
-@Suite(.timeLimit(.minutes(1))) struct RingSessionStoreTests {
+@Suite(.timeLimit(.minutes(3))) struct RingSessionStoreTests {
     static func makeStore(_ configuration: ReplicationConfiguration) -> RingSessionStore {
         RingSessionStore(
-            configuration: .init(replication: configuration, backups: 1, handoffGracePeriod: .milliseconds(600)),
+            configuration: .init(replication: configuration, backups: 1, handoffGracePeriod: .milliseconds(600), readThroughTimeout: .seconds(5)),
             logger: testLogger)
     }
 

@@ -8,7 +8,7 @@ import Testing
 
 @testable import ConcordReplication
 
-@Suite(.timeLimit(.minutes(1))) struct SyncSessionStoreTests {
+@Suite(.timeLimit(.minutes(3))) struct SyncSessionStoreTests {
     /// Starts `count` sync nodes, each joining the ones before it, then peers the earlier ones back.
     static func withSyncCluster(count: Int, _ body: (TestCluster<SyncSessionStore>) async throws -> Void) async throws {
         try await TestCluster<SyncSessionStore>.with(
@@ -216,7 +216,7 @@ import Testing
                 ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port)
             }
             run.cancel()
-            let stopped = await eventually(timeout: .seconds(5)) { ended.withLock { $0 } }
+            let stopped = await eventually { ended.withLock { $0 } }
             #expect(stopped, "round \(round): the node did not stop within 5 s of its cancellation")
             for connect in connects {
                 guard let channel = try? await connect.get() else { continue }
@@ -236,7 +236,7 @@ import Testing
                     .connect(host: "127.0.0.1", port: port).get()
                 try await channel.writeAndFlush(ByteBuffer(bytes: garbage)).get()
                 // The node closes the connection; bounded wait.
-                let closed = await eventually(timeout: .seconds(3)) { !channel.isActive }
+                let closed = await eventually { !channel.isActive }
                 #expect(closed)
                 try? await channel.close().get()
             }

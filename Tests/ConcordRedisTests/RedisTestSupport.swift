@@ -1,0 +1,33 @@
+@testable import ConcordRedis
+
+/// The tests' client settings: generous connect and command timeouts, so a loaded CI machine (the whole suite runs
+/// in parallel on two cores) does not turn a slow first command into a failure. Tests about timeouts set their own.
+extension RedisClientConfiguration {
+    static func testing(endpoints: [RedisEndpoint]) -> RedisClientConfiguration {
+        RedisClientConfiguration(endpoints: endpoints, connectTimeout: .seconds(10), commandTimeout: .seconds(15))
+    }
+
+    static func testing(urls: [String]) throws -> RedisClientConfiguration {
+        var configuration = try RedisClientConfiguration(urls: urls)
+        configuration.connectTimeout = .seconds(10)
+        configuration.commandTimeout = .seconds(15)
+        return configuration
+    }
+}
+
+extension RedisSessionStoreConfiguration {
+    static func testing(urls: [String], keyPrefix: String = "concord:") throws -> RedisSessionStoreConfiguration {
+        RedisSessionStoreConfiguration(client: try .testing(urls: urls), keyPrefix: keyPrefix)
+    }
+}
+
+/// Polls every 20 ms until `condition` holds or `timeout` passes (generous: reached only when the test fails);
+/// returns whether it held.
+func eventually(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let deadline = ContinuousClock.now.advanced(by: timeout)
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return try await condition()
+}
