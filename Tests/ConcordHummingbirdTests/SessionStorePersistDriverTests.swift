@@ -57,11 +57,11 @@ import Testing
         let group = ServiceGroup(services: [MemorySessionStoreService(store: store)], logger: Logger(label: "test"))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
-            // Bounded polls (10 s each, reached only on failure).
-            var deadline = ContinuousClock.now.advanced(by: .seconds(10))
+            // Bounded polls (30 s each, reached only on failure).
+            var deadline = ContinuousClock.now.advanced(by: .seconds(30))
             while clock.sleeperCount == 0 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(1)) }
             clock.advance(by: .seconds(1))
-            deadline = ContinuousClock.now.advanced(by: .seconds(10))
+            deadline = ContinuousClock.now.advanced(by: .seconds(30))
             while store.statistics.sweeps == 0 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(1)) }
             #expect(store.statistics.sweeps == 1)
             #expect(store.statistics.sessions == 0)
