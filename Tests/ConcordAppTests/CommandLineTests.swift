@@ -48,12 +48,13 @@ import Glibc
         try process.run()
         let deadline = ContinuousClock.now.advanced(by: .seconds(20))
         while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
-        if process.isRunning {
+        let ranTooLong = process.isRunning
+        if ranTooLong {
             process.terminate()
             process.waitUntilExit()
-            Issue.record("concord \(arguments) still ran after 20 s")
         }
         let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        if ranTooLong { Issue.record("concord \(arguments) still ran after 20 s; its standard error:\n\(text.suffix(3000))") }
         return (process.terminationStatus, text)
     }
 
