@@ -244,6 +244,7 @@ let package = Package(
             name: "ConcordAppTests",
             dependencies: [
                 "ConcordApp",
+                "ConcordLab",
                 "ConcordSessions",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
@@ -283,6 +284,7 @@ let package = Package(
         .testTarget(
             name: "ConcordSQLiteTests",
             dependencies: [
+                "ConcordLab",
                 "ConcordSQLite",
                 "ConcordSessionsTesting",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),

@@ -105,6 +105,11 @@ public final class LabChild: Sendable {
 
     public var isRunning: Bool { exitStatus == nil }
 
+    /// The exit code once the child has exited (128 + the signal number if a signal ended it), as a shell shows it.
+    public var exitCode: Int32? {
+        exitStatus.map { status in status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f) }
+    }
+
     /// Sends `signal` (SIGTERM, SIGKILL, …) unless the child has already exited.
     public func send(_ signal: Int32) {
         if isRunning { kill(pid, signal) }

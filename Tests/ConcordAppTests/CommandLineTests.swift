@@ -1,3 +1,4 @@
+import ConcordLab
 import Foundation
 import Testing
 
@@ -31,31 +32,27 @@ import Glibc
         try await body(Int(UInt16(bigEndian: address.sin_port)))
     }
 
-    /// Runs `concord ARGUMENTS`, which must exit by itself within 20 s (it is killed otherwise); returns its
-    /// status and its standard error. (Waits with `Task.sleep`: a blocked thread would starve the parallel tests.)
+    /// Runs `concord ARGUMENTS`, which must exit by itself within 20 s (it is stopped otherwise); returns its
+    /// exit status and its output (standard output and error). Spawned and reaped like the lab's processes
+    /// (`LabChild`: `posix_spawn`, a blocking `waitpid`), not with Foundation's `Process`, whose exit notification
+    /// went missing in one loaded run here (an exited concord reported as "still running"). Waits with `Task.sleep`:
+    /// a blocked thread would starve the parallel tests.
     func run(_ arguments: [String]) async throws -> (status: Int32, stderr: String) {
         try #require(FileManager.default.isExecutableFile(atPath: Self.concordExecutable),
                      "the concord executable must be built beside the tests (swift build --build-tests)")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.concordExecutable)
-        process.arguments = arguments
-        var environment = ProcessInfo.processInfo.environment
-        environment["CONCORD_PARENT_PID"] = String(getpid())
-        process.environment = environment
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("concord-cli-\(UUID().uuidString).log").path
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let child = try LabChild.spawn(
+            name: "concord", executable: Self.concordExecutable, arguments: arguments,
+            environment: ["CONCORD_PARENT_PID": String(getpid())], logPath: log, registry: ChildRegistry())
         let deadline = ContinuousClock.now.advanced(by: .seconds(20))
-        while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
-        let ranTooLong = process.isRunning
-        if ranTooLong {
-            process.terminate()
-            process.waitUntilExit()
-        }
-        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        if ranTooLong { Issue.record("concord \(arguments) still ran after 20 s; its standard error:\n\(text.suffix(3000))") }
-        return (process.terminationStatus, text)
+        while child.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        let ranTooLong = child.isRunning
+        if ranTooLong { await child.stop(grace: .seconds(2)) }
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        if ranTooLong { Issue.record("concord \(arguments) still ran after 20 s; its output:\n\(text.suffix(3000))") }
+        _ = await child.waitForExit()
+        return (child.exitCode ?? -1, text)
     }
 
     @Test func theAppNamesTheTakenAddress() async throws {

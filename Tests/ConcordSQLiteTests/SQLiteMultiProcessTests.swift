@@ -1,3 +1,4 @@
+import ConcordLab
 import ConcordSessions
 import Foundation
 import Testing
@@ -37,7 +38,7 @@ struct SQLiteMultiProcessTests {
             try await withSQLiteStore(configuration) { store in
                 _ = try await store.save(StoredSession(id: "counter", payload: counterPayload(0)), ttl: .seconds(120), expectedVersion: 0)
                 let children = try (0..<2).map { index in try startWriterProcess(sharedFile: path, log: directory + "/child\(index).log") }
-                defer { for child in children where child.isRunning { child.terminate() } }
+                defer { for child in children { child.send(SIGKILL) } }  // on failure; no-op once exited
                 try await increment("counter", times: Self.incrementsPerProcess, in: store)
                 for (index, child) in children.enumerated() {
                     let status = try await waitForExit(child, within: .seconds(60))
@@ -51,35 +52,27 @@ struct SQLiteMultiProcessTests {
         }
     }
 
-    /// This test binary again, running only ``counterWriter()`` against `sharedFile`.
-    private func startWriterProcess(sharedFile: String, log: String) throws -> Process {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        process.arguments = ["--testing-library", "swift-testing", "--filter", "SQLiteMultiProcessTests/counterWriter"]
-        var environment = ProcessInfo.processInfo.environment
-        environment[Self.sharedFileVariable] = sharedFile
-        process.environment = environment
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
-        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice
-        InheritedDescriptors.markCloseOnExec()
-        try process.run()
-        return process
+    /// This test binary again, running only ``counterWriter()`` against `sharedFile`. Spawned and reaped like the
+    /// lab's processes (`LabChild`), not with Foundation's `Process`, whose exit notification went missing in a
+    /// loaded run of another test here.
+    private func startWriterProcess(sharedFile: String, log: String) throws -> LabChild {
+        try LabChild.spawn(
+            name: "writer", executable: URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path,
+            arguments: ["--testing-library", "swift-testing", "--filter", "SQLiteMultiProcessTests/counterWriter"],
+            environment: [Self.sharedFileVariable: sharedFile], logPath: log, registry: ChildRegistry())
     }
 
-    /// The exit status of `process`; terminates it (and fails) if it runs longer than `limit`.
-    private func waitForExit(_ process: Process, within limit: Duration) async throws -> Int32 {
+    /// The exit code of `child`; stops it (and fails) if it runs longer than `limit`.
+    private func waitForExit(_ child: LabChild, within limit: Duration) async throws -> Int32 {
         let deadline = ContinuousClock.now + limit
-        while process.isRunning {
+        while child.isRunning {
             guard ContinuousClock.now < deadline else {
-                process.terminate()
+                await child.stop(grace: .seconds(2))
                 Issue.record("child process still running after \(limit)")
                 return -1
             }
             try await Task.sleep(for: .milliseconds(20))
         }
-        return process.terminationStatus
+        return child.exitCode ?? -1
     }
 }
