@@ -5,6 +5,7 @@ public struct LabError: Error, Sendable, CustomStringConvertible {
         case childFailed(String)
         case notReady(String)
         case http(String)
+        case closedBeforeResponse(String)
     }
 
     private let base: Base
@@ -18,6 +19,15 @@ public struct LabError: Error, Sendable, CustomStringConvertible {
     public static func notReady(_ reason: String) -> Self { Self(.notReady(reason)) }
     /// An HTTP exchange failed (connection refused or closed, timeout, malformed response).
     public static func http(_ reason: String) -> Self { Self(.http(reason)) }
+    /// The connection closed or was reset before any response to the request arrived (the request may or may not
+    /// have reached the server).
+    public static func closedBeforeResponse(_ reason: String) -> Self { Self(.closedBeforeResponse(reason)) }
+
+    /// Whether the exchange failed before any response arrived (a browser resends such a request once when it
+    /// went on a reused keep-alive connection).
+    public var isClosedBeforeResponse: Bool {
+        if case .closedBeforeResponse = base { true } else { false }
+    }
 
     public var description: String {
         switch base {
@@ -25,6 +35,7 @@ public struct LabError: Error, Sendable, CustomStringConvertible {
         case .childFailed(let reason): "lab child process failed: \(reason)"
         case .notReady(let reason): "lab child process not ready: \(reason)"
         case .http(let reason): "HTTP exchange failed: \(reason)"
+        case .closedBeforeResponse(let reason): "HTTP exchange failed before any response: \(reason)"
         }
     }
 }

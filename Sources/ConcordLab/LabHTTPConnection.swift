@@ -134,12 +134,12 @@ final class LabHTTPExchangeHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        failAll(LabError.http("\(error)"))
+        failAll(head == nil ? LabError.closedBeforeResponse("\(error)") : LabError.http("\(error)"))
         context.close(promise: nil)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        failAll(LabError.http("connection closed before the response"))
+        failAll(head == nil ? LabError.closedBeforeResponse("connection closed") : LabError.http("connection closed in the response"))
         context.fireChannelInactive()
     }
 

@@ -45,6 +45,11 @@ public final class LabRecorder: Sendable {
         }
     }
 
+    /// Records that a request is being resent on a new connection (its reused one closed before any response).
+    public func recordResend(user: Int) {
+        tallies.withLock { $0[phaseIndex].resentRequests += 1 }
+    }
+
     public func recordLostSession(user: Int) {
         tallies.withLock { _ = $0[phaseIndex].lostUsers.insert(user) }
     }

@@ -25,7 +25,7 @@ public struct LabReport: Sendable {
     // MARK: Table
 
     public static let tableHeader = [
-        "strategy", "phase", "users", "lost %", "lost", "failed", "p50 ms", "p99 ms", "p99.9 ms", "max/mean", "cart lost",
+        "strategy", "phase", "users", "lost %", "lost", "failed", "resent", "p50 ms", "p99 ms", "p99.9 ms", "max/mean", "cart lost",
         "intranet B/req", "internet B/req", "peak RSS MiB",
     ]
 
@@ -33,7 +33,7 @@ public struct LabReport: Sendable {
         results.map { r in
             [
                 r.strategy, r.phase, "\(r.activeUsers)", Self.fixed(r.lostSessionsPercent, 1), "\(r.lostSessions)",
-                "\(r.failedRequests)", Self.fixed(r.p50Ms, 2), Self.fixed(r.p99Ms, 2), Self.fixed(r.p999Ms, 2),
+                "\(r.failedRequests)", "\(r.resentRequests)", Self.fixed(r.p50Ms, 2), Self.fixed(r.p99Ms, 2), Self.fixed(r.p999Ms, 2),
                 Self.fixed(r.maxOverMeanLoad, 2), "\(r.lostCartItems)", Self.fixed(r.intranetBytesPerRequest, 0),
                 Self.fixed(r.internetBytesPerRequest, 0), Self.fixed(Double(r.peakRssBytes) / 1_048_576, 1),
             ]
@@ -172,7 +172,8 @@ public struct LabReport: Sendable {
 
     static let legend = """
         lost % = share of the phase's active users who found their session gone (sent to the login page); \
-        failed = transport errors, timeouts and 5xx; max/mean = the busiest node's requests over the mean (X-Concord-Node); \
+        failed = transport errors, timeouts and 5xx; resent = requests resent once on a new connection because their \
+        reused keep-alive connection closed before any response, as browsers do (a failure only if the resend failed); max/mean = the busiest node's requests over the mean (X-Concord-Node); \
         cart lost = cart items acknowledged but missing later while the session lived; intranet B/req = replication and \
         store bytes (nodes' /metrics) per request; internet B/req = Cookie header sent + response headers received per \
         request; peak RSS = the largest node's VmHWM.

@@ -20,6 +20,9 @@ public struct LabResult: Codable, Sendable, Hashable {
     public var peakRssBytes: Int
     /// Failed requests by reason (`timeout`, `connection error`, `HTTP 503`, …).
     public var failureReasons: [String: Int]
+    /// Requests resent once, as browsers do, because their reused keep-alive connection closed before any response
+    /// (a node stopping closes its idle connections); not failures unless the resend failed too.
+    public var resentRequests: Int
 
     public init(strategy: String, phase: String, balancing: String, tally: PhaseTally) {
         self.strategy = strategy
@@ -47,6 +50,7 @@ public struct LabResult: Codable, Sendable, Hashable {
         internetBytesPerRequest = requests == 0 ? 0 : Double(tally.internetBytes) / Double(requests)
         peakRssBytes = tally.peakResidentBytes.values.max() ?? 0
         failureReasons = tally.failureReasons
+        resentRequests = tally.resentRequests
     }
 }
 

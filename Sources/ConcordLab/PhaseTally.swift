@@ -12,6 +12,9 @@ public struct PhaseTally: Sendable {
     public var failedRequests = 0
     /// Why requests failed, by a short reason, to explain failures in the report.
     public var failureReasons: [String: Int] = [:]
+    /// Requests resent once on a new connection because their reused keep-alive connection closed before any
+    /// response, as browsers do (counted in `requests` once; a failed resend is a failure).
+    public var resentRequests = 0
     /// Response latency in microseconds (completed exchanges only).
     public var latency = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
     /// Requests answered per node (`X-Concord-Node`).

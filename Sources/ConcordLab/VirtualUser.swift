@@ -111,7 +111,10 @@ struct VirtualUser {
                 group.addTask { [self] in
                     guard let connection = await connect(port: port) else { return (item, nil) }
                     defer { Task { await connection.close() } }
-                    return (item, await exchange(on: connection, .POST, "/cart/add", cookie: cookie, body: "item=\(item)", accept: nil))
+                    // A fresh connection: nothing to resend.
+                    let outcome = await exchange(on: connection, .POST, "/cart/add", cookie: cookie, body: "item=\(item)", accept: nil, resendable: false)
+                    guard case .answered(let response) = outcome else { return (item, nil) }
+                    return (item, response)
                 }
             }
             var results: [(String, LabHTTPResponse?)] = []
@@ -163,17 +166,41 @@ struct VirtualUser {
     }
 
     /// One request on the user's keep-alive connection to the next port; `nil` when it got no response.
-    private mutating func exchange(_ method: HTTPMethod, _ path: String, body: String? = nil, accept: String? = nil) async -> LabHTTPResponse? {
+    ///
+    /// Like a browser, a request whose *reused* keep-alive connection closes before any response (a node that stops
+    /// closes its idle connections; the request may have crossed that close) is resent once on a new connection,
+    /// and counted as resent; only a failed resend is a failure. A fresh connection's failure is not resent.
+    mutating func exchange(_ method: HTTPMethod, _ path: String, body: String? = nil, accept: String? = nil) async -> LabHTTPResponse? {
         let port = nextPort()
         var connection = connections[port]
-        if connection?.isActive != true {
+        let reused = connection?.isActive == true
+        if !reused {
             connection = await connect(port: port)
             connections[port] = connection
         }
         guard let connection else { return nil }
-        let response = await exchange(on: connection, method, path, cookie: jar.header, body: body, accept: accept)
-        if let response { jar.apply(setCookieHeaders: response.headers["set-cookie"]) }
+        var outcome = await exchange(on: connection, method, path, cookie: jar.header, body: body, accept: accept, resendable: reused)
+        if case .closedBeforeResponse = outcome {
+            environment.recorder.recordResend(user: index)
+            guard let fresh = await connect(port: port) else {
+                connections[port] = nil
+                return nil
+            }
+            connections[port] = fresh
+            outcome = await exchange(on: fresh, method, path, cookie: jar.header, body: body, accept: accept, resendable: false)
+        }
+        guard case .answered(let response) = outcome else { return nil }
+        jar.apply(setCookieHeaders: response.headers["set-cookie"])
         return response
+    }
+
+    /// What one exchange came to.
+    private enum Outcome {
+        case answered(LabHTTPResponse)
+        /// Recorded as a failure (or cut short by the end of the run).
+        case failed
+        /// A reused connection closed before any response: not recorded; the caller resends.
+        case closedBeforeResponse
     }
 
     private func connect(port: Int) async -> LabHTTPConnection? {
@@ -188,8 +215,9 @@ struct VirtualUser {
     }
 
     private func exchange(
-        on connection: LabHTTPConnection, _ method: HTTPMethod, _ path: String, cookie: String?, body: String?, accept: String?
-    ) async -> LabHTTPResponse? {
+        on connection: LabHTTPConnection, _ method: HTTPMethod, _ path: String, cookie: String?, body: String?, accept: String?,
+        resendable: Bool
+    ) async -> Outcome {
         var headers = HTTPHeaders()
         var cookieBytes = 0
         if let cookie {
@@ -207,16 +235,16 @@ struct VirtualUser {
             environment.recorder.record(
                 user: index, microseconds: micros, failed: failed, failure: failed ? "HTTP \(response.status)" : nil,
                 node: response.node, internetBytes: cookieBytes + response.headBytes)
-            return response
+            return .answered(response)
         } catch {
+            await connection.close()
             // A request cut short by the end of the run (users are cancelled after the last phase) is not a
             // failure of the cluster.
-            if !Task.isCancelled && !(error is CancellationError) {
-                let reason = "\(error)".contains("timed out") ? "timeout" : "connection error"
-                environment.recorder.recordTransportFailure(user: index, reason: reason)
-            }
-            await connection.close()
-            return nil
+            if Task.isCancelled || error is CancellationError { return .failed }
+            if resendable, (error as? LabError)?.isClosedBeforeResponse == true { return .closedBeforeResponse }
+            let reason = "\(error)".contains("timed out") ? "timeout" : "connection error"
+            environment.recorder.recordTransportFailure(user: index, reason: reason)
+            return .failed
         }
     }
 }
