@@ -4,16 +4,19 @@ import ServiceLifecycle
 
 extension ConcordAppServer {
     /// The whole app: router, session backend and its services, listening on the configured address.
-    /// - Parameter extraServices: more services to run beside it (e.g. ``ParentWatchService``).
+    /// - Parameters:
+    ///   - extraServices: more services to run beside it (e.g. ``ParentWatchService``).
+    ///   - isShuttingDown: while true, `/ready` answers 503 (``ShutdownDelayService/isDraining``).
     public static func makeApplication(
         configuration: ConcordAppConfiguration,
         logger: Logger,
         extraServices: [any Service] = [],
-        metricsText: @escaping @Sendable () -> String = { "" }
+        metricsText: @escaping @Sendable () -> String = { "" },
+        isShuttingDown: @escaping @Sendable () -> Bool = { false }
     ) throws -> some ApplicationProtocol {
         let backend = try AppSessionBackend.make(configuration: configuration, logger: logger)
         let router = try makeRouter(
-            configuration: configuration, sessions: backend.sessions, isReady: backend.isReady,
+            configuration: configuration, sessions: backend.sessions, isReady: { backend.isReady() && !isShuttingDown() },
             metricsText: { metricsText() + backend.metricsText() }, changePeers: backend.changePeers)
         let node = configuration.nodeID
         let strategy = configuration.strategy.rawValue

@@ -44,6 +44,15 @@ struct AppCommand: AsyncParsableCommand {
     @Option(name: .customLong("session-key"), help: "Base64 256-bit key sealing client cookies (or env CONCORD_SESSION_KEY); all nodes must share it.")
     var sessionKey: String?
 
+    @Option(
+        name: .customLong("shutdown-delay"),
+        help: """
+            On SIGTERM or SIGINT, keep serving but answer /ready with 503 for this many seconds, then shut down: a \
+            proxy's health check moves new requests away first (set it above the check's interval × fall). A \
+            second signal stops at once. Default 0 (shut down at once).
+            """)
+    var shutdownDelay: Double = 0
+
     @Flag(name: .customLong("list-strategies"), help: "Print the strategies this build can run, one per line, and exit.")
     var listStrategies = false
 
@@ -53,6 +62,7 @@ struct AppCommand: AsyncParsableCommand {
                 "--strategy: unknown '\(self.strategy)'; expected \(ConcordAppConfiguration.Strategy.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         guard (0...65535).contains(port), (0...65535).contains(replicationPort) else { throw ValidationError("ports must be 0...65535") }
+        guard (0...600).contains(shutdownDelay) else { throw ValidationError("--shutdown-delay must be 0...600 seconds, got \(shutdownDelay)") }
         guard !nodeID.isEmpty, nodeID.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
             throw ValidationError("--node-id must be printable ASCII without spaces")
         }
@@ -77,10 +87,21 @@ struct AppCommand: AsyncParsableCommand {
         if let parent = ProcessInfo.processInfo.environment["CONCORD_PARENT_PID"].flatMap(Int32.init) {
             extra.append(ParentWatchService(parentPID: parent))
         }
+        let delay = shutdownDelay > 0 ? ShutdownDelayService(delay: .milliseconds(Int64(shutdownDelay * 1000)), logger: logger) : nil
         let app = try ConcordAppServer.makeApplication(
-            configuration: configuration, logger: logger, extraServices: extra, metricsText: { registry.emitToString() })
+            configuration: configuration, logger: logger, extraServices: extra, metricsText: { registry.emitToString() },
+            isShuttingDown: { delay?.isDraining ?? false })
         do {
-            try await app.runService()
+            if let delay {
+                // The delay service traps SIGTERM/SIGINT itself and ends the group gracefully once the delay is over.
+                let group = ServiceGroup(
+                    configuration: .init(
+                        services: [.init(service: app), .init(service: delay, successTerminationBehavior: .gracefullyShutdownGroup)],
+                        logger: logger))
+                try await group.run()
+            } else {
+                try await app.runService()
+            }
         } catch let error as IOError where error.errnoCode == EADDRINUSE || error.errnoCode == EACCES {
             // NIO's bind error names neither the address nor which of the app's listeners failed.
             var addresses = "\(configuration.host):\(configuration.port) (HTTP)"

@@ -1,0 +1,79 @@
+import ConcordLab
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `concord app --shutdown-delay SECONDS`, the real binary: a shutdown signal makes `/ready` answer 503 while the
+/// node keeps serving, so a proxy's health check moves new requests away before the node closes its connections;
+/// the node stops once the delay is over, or at once on a second signal.
+@Suite(.serialized, .timeLimit(.minutes(2))) struct ShutdownDelayTests {
+    @Test func aSignalMakesTheNodeUnreadyAndItStopsAfterTheDelay() async throws {
+        try await withNode(delay: 2) { node, port in
+            let ready = try await status(port, "/ready")
+            #expect(ready == 200)
+            node.send(SIGTERM)
+            let signalled = ContinuousClock.now
+            #expect(await eventually { (try? await status(port, "/ready")) == 503 }, "/ready never answered 503")
+            let health = try await status(port, "/health")
+            let login = try await status(port, "/login")
+            #expect(health == 200 && login == 200, "the node stopped serving during the delay")
+            let exited = await eventually(timeout: .seconds(30)) { !node.isRunning }
+            #expect(exited, "the node did not stop after the delay")
+            #expect(ContinuousClock.now - signalled >= .milliseconds(1_900), "stopped before the 2-s delay")
+            #expect(node.exitCode == 0, "\(node.logTail())")
+        }
+    }
+
+    @Test func aSecondSignalStopsTheNodeAtOnce() async throws {
+        try await withNode(delay: 60) { node, port in
+            node.send(SIGTERM)
+            #expect(await eventually { (try? await status(port, "/ready")) == 503 })
+            node.send(SIGTERM)
+            #expect(await eventually(timeout: .seconds(20)) { !node.isRunning }, "still running 20 s after a second signal")
+            #expect(node.exitCode == 0, "\(node.logTail())")
+        }
+    }
+
+    /// Starts `concord app --shutdown-delay DELAY` on a free port, waits until it listens, runs `body`, and stops
+    /// the node if it is still running.
+    private func withNode(delay: Double, _ body: (LabChild, Int) async throws -> Void) async throws {
+        let port = try LoopbackPort.free()
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("concord-app-\(UUID().uuidString).log").path
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let node = try LabChild.spawn(
+            name: "app", executable: CommandLineTests.concordExecutable,
+            arguments: ["app", "--strategy", "local", "--port", String(port), "--shutdown-delay", String(delay)],
+            environment: ["CONCORD_PARENT_PID": String(getpid())], logPath: log, registry: ChildRegistry())
+        do {
+            let listening = await eventually(timeout: .seconds(30)) { node.logTail(50).contains("concord app listening") }
+            try #require(listening, "the node never said it was listening:\n\(node.logTail())")
+            try await body(node, port)
+        } catch {
+            await node.stop(grace: .seconds(2))
+            throw error
+        }
+        await node.stop(grace: .seconds(2))
+    }
+
+    /// The status of one GET on a new connection.
+    private func status(_ port: Int, _ path: String) async throws -> Int {
+        let connection = try await LabHTTPConnection.connect(port: port, sourceAddress: nil, timeout: .seconds(10))
+        defer { Task { await connection.close() } }
+        return try await connection.send(method: .GET, path: path, timeout: .seconds(10)).status
+    }
+
+    /// Polls every 20 ms until `condition` holds or `timeout` passes.
+    private func eventually(timeout: Duration = .seconds(10), _ condition: () async -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while ContinuousClock.now < deadline {
+            if await condition() { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return await condition()
+    }
+}
