@@ -245,6 +245,7 @@ let package = Package(
             dependencies: [
                 "ConcordApp",
                 "ConcordLab",
+                "ConcordSessionsTesting",
                 "ConcordSessions",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -1,4 +1,5 @@
 import ConcordLab
+import ConcordSessionsTesting
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -65,15 +66,5 @@ import Glibc
         let connection = try await LabHTTPConnection.connect(port: port, sourceAddress: nil, timeout: .seconds(10))
         defer { Task { await connection.close() } }
         return try await connection.send(method: .GET, path: path, timeout: .seconds(10)).status
-    }
-
-    /// Polls every 20 ms until `condition` holds or `timeout` passes.
-    private func eventually(timeout: Duration = .seconds(10), _ condition: () async -> Bool) async -> Bool {
-        let deadline = ContinuousClock.now.advanced(by: timeout)
-        while ContinuousClock.now < deadline {
-            if await condition() { return true }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        return await condition()
     }
 }

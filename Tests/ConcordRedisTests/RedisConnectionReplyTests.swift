@@ -1,3 +1,4 @@
+import ConcordSessionsTesting
 import NIOCore
 import NIOPosix
 import Testing

@@ -21,13 +21,3 @@ extension RedisSessionStoreConfiguration {
     }
 }
 
-/// Polls every 20 ms until `condition` holds or `timeout` passes (generous: reached only when the test fails);
-/// returns whether it held.
-func eventually(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async rethrows -> Bool {
-    let deadline = ContinuousClock.now.advanced(by: timeout)
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try? await Task.sleep(for: .milliseconds(20))
-    }
-    return try await condition()
-}

@@ -1,0 +1,11 @@
+/// Polls `condition` every 20 ms until it holds or `timeout` passes, and returns whether it held. For tests that
+/// wait for something another thread or process does: the timeout is generous, reached only when the test fails,
+/// so a loaded machine never turns a slow moment into a failure (a fixed sleep would).
+public func eventually(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let deadline = ContinuousClock.now.advanced(by: timeout)
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return try await condition()
+}
