@@ -91,17 +91,14 @@ struct AppCommand: AsyncParsableCommand {
         let app = try ConcordAppServer.makeApplication(
             configuration: configuration, logger: logger, extraServices: extra, metricsText: { registry.emitToString() },
             isShuttingDown: { delay?.isDraining ?? false })
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: app)]
+        if let delay { services.append(.init(service: delay, successTerminationBehavior: .gracefullyShutdownGroup)) }
+        // What `app.runService()` does, except that a delay service traps SIGTERM/SIGINT itself and ends the group
+        // gracefully once the delay is over.
+        let group = ServiceGroup(
+            configuration: .init(services: services, gracefulShutdownSignals: delay == nil ? [.sigterm, .sigint] : [], logger: logger))
         do {
-            if let delay {
-                // The delay service traps SIGTERM/SIGINT itself and ends the group gracefully once the delay is over.
-                let group = ServiceGroup(
-                    configuration: .init(
-                        services: [.init(service: app), .init(service: delay, successTerminationBehavior: .gracefullyShutdownGroup)],
-                        logger: logger))
-                try await group.run()
-            } else {
-                try await app.runService()
-            }
+            try await group.run()
         } catch let error as IOError where error.errnoCode == EADDRINUSE || error.errnoCode == EACCES {
             // NIO's bind error names neither the address nor which of the app's listeners failed.
             var addresses = "\(configuration.host):\(configuration.port) (HTTP)"
