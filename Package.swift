@@ -134,7 +134,11 @@ let package = Package(
         // The store conformance suite every SessionStore's tests run (imports Testing; test targets only).
         .target(
             name: "ConcordSessionsTesting",
-            dependencies: ["ConcordSessions", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "ConcordSessions",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(

@@ -1,3 +1,4 @@
+import ConcordSessionsTesting
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -37,8 +38,6 @@ import Testing
         }
     }
 
-    enum LoopHold { case requested, holding, released }
-
     @Test func aPostIsNotSentOnAPooledConnectionTheBackendHasJustClosed() async throws {
         let children = NIOLockedValueBox<[any Channel]>([])
         let methods = NIOLockedValueBox<[(method: String, connection: ObjectIdentifier)]>([])
@@ -69,17 +68,11 @@ import Testing
 
             // Hold the proxy's loop until both the POST and the backend's FIN are in its kernel buffers. The hold ends
             // when the test says so (not after a fixed time, which a loaded machine can overrun), or after 10 s.
-            let gate = ConditionLock(value: LoopHold.requested)
+            let hold = ThreadHold()
             var closed: [ObjectIdentifier] = []
-            let held = proxyGroup.next().submit {
-                gate.lock()
-                gate.unlock(withValue: .holding)
-                if gate.lock(whenValue: .released, timeoutSeconds: 10) { gate.unlock() }
-            }
+            let held = proxyGroup.next().submit { hold.block(atMostSeconds: 10) }
             do {
-                let holdDeadline = ContinuousClock.now.advanced(by: .seconds(10))
-                while gate.value != .holding && ContinuousClock.now < holdDeadline { try await Task.sleep(for: .milliseconds(5)) }
-                try #require(gate.value == .holding, "the proxy's loop was never held")
+                try #require(await eventually { hold.isHolding }, "the proxy's loop was never held")
                 try await connected.writeAndFlush(ByteBuffer(string: "POST /cart HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"))
                 for child in children.withLockedValue({ $0 }) {
                     closed.append(ObjectIdentifier(child))
@@ -87,12 +80,10 @@ import Testing
                 }
                 try await Task.sleep(for: .milliseconds(50))  // loopback delivery of the FINs
             } catch {
-                gate.lock()
-                gate.unlock(withValue: .released)
+                hold.release()
                 throw error
             }
-            gate.lock()
-            gate.unlock(withValue: .released)
+            hold.release()
             try await held.get()
 
             let deadline = ContinuousClock.now.advanced(by: .seconds(5))

@@ -1,6 +1,6 @@
 import ConcordSessions
+import class ConcordSessionsTesting.ThreadHold  // only this: the replication tests have their own `eventually`
 import Foundation
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -78,8 +78,6 @@ import Testing
         try await stalled.shutdownGracefully()
     }
 
-    private enum LoopHold { case requested, holding, released }
-
     private static func askAFewAtATime(stalled: MultiThreadedEventLoopGroup) async throws {
         let missReadTimeout = Duration.seconds(2)
         try await TestCluster<SyncSessionStore>.with(
@@ -98,17 +96,10 @@ import Testing
             try await asking.waitUntilReady()
             #expect(await eventually { asking.node.isConnected(to: "node-1") })
             // Held until the test releases it (at most 30 s), not for a fixed time a loaded machine could overrun.
-            let gate = ConditionLock(value: LoopHold.requested)
-            stalled.next().execute {
-                gate.lock()
-                gate.unlock(withValue: .holding)
-                if gate.lock(whenValue: .released, timeoutSeconds: 30) { gate.unlock() }
-            }
-            defer {
-                gate.lock()
-                gate.unlock(withValue: .released)
-            }
-            #expect(await eventually(timeout: .seconds(10)) { gate.value == .holding })
+            let hold = ThreadHold()
+            stalled.next().execute { hold.block(atMostSeconds: 30) }
+            defer { hold.release() }
+            #expect(await eventually(timeout: .seconds(10)) { hold.isHolding })
             let start = ContinuousClock.now
             let results = try await withThrowingTaskGroup(of: StoredSession?.self) { group in
                 for index in 0..<6 { group.addTask { try await asking.load(id: "nobody-has-\(index)") } }
@@ -119,9 +110,8 @@ import Testing
             // Two loads waited for the stalled peer (up to missReadTimeout); the other four answered at once.
             #expect(asking.statistics.missReadsSkipped == 4, "skipped: \(asking.statistics.missReadsSkipped)")
             // The peer is still held: only the timeout can have ended the two loads that asked it.
-            #expect(gate.value == .holding && elapsed >= missReadTimeout, "the loads took \(elapsed)")
-            gate.lock()
-            gate.unlock(withValue: .released)
+            #expect(hold.isHolding && elapsed >= missReadTimeout, "the loads took \(elapsed)")
+            hold.release()
             // With the peer answering again, a load of an unknown session asks it again (the slots were freed).
             _ = try await cluster[1].save(StoredSession(id: "late", payload: [1]), ttl: .seconds(60), expectedVersion: nil)
             #expect(await eventually { try await asking.load(id: "late") != nil })
