@@ -7,6 +7,9 @@ import NIOPosix
 public final class RedisConnection: Sendable {
     public let endpoint: RedisEndpoint
     private let channel: any Channel
+    /// The loop the connection's I/O runs on: a command sent from it is written at once, and its reply completes
+    /// there.
+    public var eventLoop: any EventLoop { channel.eventLoop }
 
     private init(endpoint: RedisEndpoint, channel: any Channel) {
         self.endpoint = endpoint

@@ -17,6 +17,7 @@ final class RedisConnectionPool: Sendable {
     /// `concord_redis_pool_connections{node}`: up when a connection opens, down when it closes.
     private let openConnections: Meter
     private let state: Mutex<RedisConnectionPoolState>
+    private let isMultiLoop: Bool
 
     init(
         endpoint: RedisEndpoint, configuration: RedisClientConfiguration, eventLoopGroup: any EventLoopGroup, logger: Logger,
@@ -28,17 +29,27 @@ final class RedisConnectionPool: Sendable {
         self.logger = logger
         self.metrics = metrics
         self.openConnections = metrics.connections(node: endpoint)
+        let loops = eventLoopGroup.makeIterator().reduce(0) { count, _ in count + 1 }
+        self.isMultiLoop = loops > 1
         self.state = Mutex(
             RedisConnectionPoolState(
                 size: max(1, configuration.maximumConnectionsPerNode),
                 backoff: configuration.reconnectBackoff,
-                maximumBackoff: configuration.maximumReconnectBackoff))
+                maximumBackoff: configuration.maximumReconnectBackoff,
+                loops: loops))
     }
 
-    /// A live connection: an open one, one being opened, or a new one.
+    /// A live connection: an open one, one being opened, or a new one. A caller running on one of the group's
+    /// event loops gets a connection on that loop when there is one (or a free slot to open it in): its command is
+    /// then written without a thread hand-off and its reply resumes it on the same thread — what a task preferring
+    /// ``EventLoopTaskExecutor``, or any task when SwiftNIO's loops are the global executor, needs to pay no
+    /// cross-thread wake-up per command.
     func connection() async throws(RedisClientError) -> RedisConnection {
         let eventLoopGroup = eventLoopGroup
-        let decision = state.withLock { $0.next(now: .now, makePromise: { eventLoopGroup.any().makePromise() }) }
+        let local = localEventLoop()
+        let decision = state.withLock {
+            $0.next(now: .now, local: local, makePromise: { (local ?? eventLoopGroup.any()).makePromise() })
+        }
         switch decision {
         case .use(let connection):
             return connection
@@ -50,7 +61,7 @@ final class RedisConnectionPool: Sendable {
             if isReconnect { metrics.reconnects.increment() }
             do {
                 let connection = try await RedisConnection.connect(
-                    to: endpoint, configuration: configuration, eventLoopGroup: eventLoopGroup)
+                    to: endpoint, configuration: configuration, eventLoopGroup: promise.futureResult.eventLoop)
                 let keep = state.withLock { $0.connected(slot: slot, connection: connection) }
                 if keep {
                     let openConnections = openConnections
@@ -70,6 +81,14 @@ final class RedisConnectionPool: Sendable {
                 throw error
             }
         }
+    }
+
+    /// The caller's event loop if it is one of the group's and the group has several (with one, every connection
+    /// is on it anyway). Cheap off the loops: one thread-local read.
+    private func localEventLoop() -> (any EventLoop)? {
+        guard isMultiLoop, MultiThreadedEventLoopGroup.currentEventLoop != nil else { return nil }
+        let loop = eventLoopGroup.any()  // the caller's loop when it is one of the group's
+        return loop.inEventLoop ? loop : nil
     }
 
     /// Sends `command` on a pooled connection.
@@ -117,20 +136,62 @@ struct RedisConnectionPoolState: Sendable {
     private var isShutDown = false
     private let backoff: Duration
     private let maximumBackoff: Duration
+    /// How many slots a caller on one event loop fills with connections on it: an equal share of the slots.
+    private let perLoop: Int
 
-    init(size: Int, backoff: Duration, maximumBackoff: Duration) {
+    /// `loops`: how many event loops the pool's group has.
+    init(size: Int, backoff: Duration, maximumBackoff: Duration, loops: Int = 1) {
         self.slots = Array(repeating: .empty(failures: 0, retryAt: nil, lastError: nil), count: size)
+        self.perLoop = max(1, size / max(1, loops))
         self.backoff = backoff
         self.maximumBackoff = maximumBackoff
     }
 
-    /// `now` is read only when a slot is backing off (reading the clock is not free on every command).
+    /// `now` is read only when a slot is backing off (reading the clock is not free on every command). `local`: the
+    /// caller's event loop, when it runs on one of the pool's; `makePromise` makes the promise on it then (a new
+    /// connection opens on the promise's loop). Such a caller opens connections on its loop up to its share of the
+    /// slots (``init(size:backoff:maximumBackoff:loops:)``) and then takes turns among them; a caller off the loops,
+    /// or on a loop with no connection and no free slot, takes turns among all slots.
     mutating func next(
-        now: @autoclosure () -> ContinuousClock.Instant, makePromise: () -> EventLoopPromise<RedisConnection>
+        now: @autoclosure () -> ContinuousClock.Instant, local: (any EventLoop)? = nil,
+        makePromise: () -> EventLoopPromise<RedisConnection>
     ) -> Decision {
         guard !isShutDown else { return .fail(.shutDown) }
+        if let local, let index = localSlot(on: local, now: now) { return take(slot: index, now: now, makePromise: makePromise) }
         let index = nextSlot
         nextSlot = (nextSlot + 1) % slots.count
+        return take(slot: index, now: now, makePromise: makePromise)
+    }
+
+    /// The slot a caller on `loop` should take: a free slot (not backing off) while the loop has fewer than its
+    /// share, else the loop's next slot in turn (a dead one is reopened on the loop); nil when the loop has none.
+    private mutating func localSlot(on loop: any EventLoop, now: () -> ContinuousClock.Instant) -> Int? {
+        var owned = 0
+        var free: Int?
+        var next: Int?
+        for offset in 0..<slots.count {
+            let index = (nextSlot + offset) % slots.count
+            switch slots[index] {
+            case .connected(let connection) where connection.eventLoop === loop:
+                owned += 1
+                if next == nil { next = index }
+            case .connecting(let future, _) where future.eventLoop === loop:
+                owned += 1
+                if next == nil { next = index }
+            case .empty(_, let retryAt, _) where free == nil:
+                if retryAt.map({ now() >= $0 }) ?? true { free = index }
+            default:
+                break
+            }
+        }
+        if owned < perLoop, let free { return free }
+        if let next { nextSlot = (next + 1) % slots.count }
+        return next
+    }
+
+    private mutating func take(
+        slot index: Int, now: () -> ContinuousClock.Instant, makePromise: () -> EventLoopPromise<RedisConnection>
+    ) -> Decision {
         switch slots[index] {
         case .connected(let connection) where connection.isActive:
             return .use(connection)

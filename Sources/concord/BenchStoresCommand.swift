@@ -1,6 +1,8 @@
 import ArgumentParser
 import ConcordLab
 import ConcordSessions
+import NIOCore
+import NIOPosix
 
 /// `concord bench stores`: session-store throughput per backend — `load` and versioned `save` operations per
 /// second at each concurrency — and, where the backend has a native benchmark tool, the ratio to it measured in the
@@ -35,6 +37,9 @@ struct BenchStoresCommand: AsyncParsableCommand {
     @Option(help: "Use this PostgreSQL server (postgres://user@host:port/db) for the postgres backends instead of starting one.")
     var postgres: String?
 
+    @Flag(help: "Make SwiftNIO's event loops Swift Concurrency's global executor first (as Vapor's app template does), so the `redis` callers run on the loops their connections use.")
+    var nioGlobalExecutor = false
+
     func validate() throws {
         let known = Set(StoreBenchmarkBackend.all.map(\.name))
         for name in backends where !known.contains(name) {
@@ -49,6 +54,11 @@ struct BenchStoresCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if nioGlobalExecutor {
+            guard NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor() else {
+                throw ValidationError("SwiftNIO could not become the global executor on this platform")
+            }
+        }
         // Ctrl-C or SIGTERM stops the servers this benchmark started (``RedisBenchmarkServer``) before exiting.
         let signalSources = ChildRegistry.shared.installSignalHandlers { number in
             Progress.say("\ninterrupted (signal \(number)); stopping \(ChildRegistry.shared.running.count) child processes")

@@ -30,4 +30,43 @@ import Testing
             try await group.shutdownGracefully()
         }
     }
+
+    /// On a group of several loops, callers on one loop use connections of that loop (Redis sees disjoint sets of
+    /// client ids per loop, at most the loop's share of the pool each), so no command crosses threads; a caller off
+    /// the loops still gets a connection.
+    @Test func callersOnSeveralLoopsUseTheirLoopsConnections() async throws {
+        try await RedisServerFixture.withServer { server in
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+            var configuration = RedisClientConfiguration.testing(endpoints: [server.endpoint])
+            configuration.maximumConnectionsPerNode = 4
+            let client = try RedisClient(configuration: configuration, eventLoopGroup: group)
+            let loops = Array(group.makeIterator())
+            let seen = try await withThrowingTaskGroup(of: (Int, Set<Int64>).self) { tasks in
+                for (index, loop) in loops.enumerated() {
+                    for _ in 0..<3 {
+                        tasks.addTask(executorPreference: EventLoopTaskExecutor(loop)) {
+                            var ids: Set<Int64> = []
+                            for _ in 0..<10 {
+                                guard case .integer(let id) = try await client.send(RedisCommand("CLIENT", ["ID"])) else {
+                                    throw RedisClientError.protocolViolation("CLIENT ID did not answer an integer")
+                                }
+                                ids.insert(id)
+                            }
+                            return (index, ids)
+                        }
+                    }
+                }
+                var seen: [Int: Set<Int64>] = [:]
+                for try await (index, ids) in tasks { seen[index, default: []].formUnion(ids) }
+                return seen
+            }
+            let first = seen[0] ?? [], second = seen[1] ?? []
+            #expect(!first.isEmpty && !second.isEmpty)
+            #expect(first.isDisjoint(with: second), "connections shared across loops: \(first) and \(second)")
+            #expect(first.count <= 2 && second.count <= 2)
+            #expect(try await client.send(.ping()).string == "PONG")
+            client.shutdown()
+            try await group.shutdownGracefully()
+        }
+    }
 }
