@@ -53,6 +53,9 @@ struct AppCommand: AsyncParsableCommand {
             """)
     var shutdownDelay: Double = 0
 
+    @Flag(help: "Run the app's tasks on SwiftNIO's event loops (NIO as Swift's global executor, as Vapor's app template does): with a redis:// store a request's Redis commands then stay on its loop, with no thread hand-off.")
+    var nioGlobalExecutor = false
+
     @Flag(name: .customLong("list-strategies"), help: "Print the strategies this build can run, one per line, and exit.")
     var listStrategies = false
 
@@ -79,8 +82,10 @@ struct AppCommand: AsyncParsableCommand {
             return
         }
         let configuration = try makeConfiguration()
+        if nioGlobalExecutor { try NIOGlobalExecutor.install() }
         var logger = Logger(label: "concord.app")
         logger[metadataKey: "node"] = "\(configuration.nodeID)"
+        if nioGlobalExecutor { logger.info("tasks run on SwiftNIO's event loops (--nio-global-executor)") }
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         var extra: [any Service] = []

@@ -1,8 +1,6 @@
 import ArgumentParser
 import ConcordLab
 import ConcordSessions
-import NIOCore
-import NIOPosix
 
 /// `concord bench stores`: session-store throughput per backend — `load` and versioned `save` operations per
 /// second at each concurrency — and, where the backend has a native benchmark tool, the ratio to it measured in the
@@ -54,11 +52,7 @@ struct BenchStoresCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        if nioGlobalExecutor {
-            guard NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor() else {
-                throw ValidationError("SwiftNIO could not become the global executor on this platform")
-            }
-        }
+        if nioGlobalExecutor { try NIOGlobalExecutor.install() }
         // Ctrl-C or SIGTERM stops the servers this benchmark started (``RedisBenchmarkServer``) before exiting.
         let signalSources = ChildRegistry.shared.installSignalHandlers { number in
             Progress.say("\ninterrupted (signal \(number)); stopping \(ChildRegistry.shared.running.count) child processes")
