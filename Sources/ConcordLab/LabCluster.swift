@@ -95,8 +95,18 @@ public actor LabCluster {
     public func stopAll() async {
         if let proxy { await proxy.stop() }
         proxy = nil
+        let delayed = configuration.shutdownDelaySeconds > 0
         await withTaskGroup(of: Void.self) { group in
-            for node in nodes { group.addTask { await node.child.stop() } }
+            for node in nodes {
+                group.addTask {
+                    if delayed {
+                        // A node with a shutdown delay stops at once on a second signal (nothing is measured now).
+                        node.child.send(SIGTERM)
+                        try? await Task.sleep(for: .milliseconds(300))
+                    }
+                    await node.child.stop()
+                }
+            }
         }
         nodes = []
     }
@@ -124,7 +134,7 @@ public actor LabCluster {
             node.child.send(SIGKILL)
             _ = await node.child.waitForExit()
         } else {
-            await node.child.stop(grace: .seconds(10))
+            await node.child.stop(grace: .seconds(10 + configuration.shutdownDelaySeconds))
         }
         nodes.removeFirst()
         let peers = nodes.map { "\($0.id)@127.0.0.1:\($0.replicationPort)" }
@@ -163,7 +173,7 @@ public actor LabCluster {
         for peer in nodes where strategy.replicates {
             try await changePeer(on: peer, add: false, peer: "\(node.id)@127.0.0.1:\(node.replicationPort)")
         }
-        await node.child.stop(grace: .seconds(10))
+        await node.child.stop(grace: .seconds(10 + configuration.shutdownDelaySeconds))
     }
 
     /// One call to the proxy's admin API (docs/proxy.md).
@@ -213,6 +223,7 @@ public actor LabCluster {
     private func launchNode(id: String, port: Int, replicationPort: Int, peers: [String], at position: Int? = nil) async throws {
         var arguments = ["app", "--strategy", strategy.appStrategy, "--node-id", id, "--port", "\(port)"]
         if let storeURL { arguments += ["--store", storeURL] }
+        if configuration.shutdownDelaySeconds > 0 { arguments += ["--shutdown-delay", "\(configuration.shutdownDelaySeconds)"] }
         if strategy.replicates {
             arguments += ["--replication-port", "\(replicationPort)"]
             if !peers.isEmpty { arguments += ["--peers", peers.joined(separator: ",")] }

@@ -29,6 +29,10 @@ public struct LabConfiguration: Codable, Sendable {
     public var requestTimeoutMilliseconds: Int
     /// How long a child may take to report ready. Default 30 s.
     public var readinessTimeoutSeconds: Double
+    /// Passed to every app node as `concord app --shutdown-delay`: on the restart phase's SIGTERM a node answers
+    /// `/ready` 503 for this long before it stops, so the proxy's health check (every 1 s, down after 3 failures)
+    /// moves users away first. Default 0 (stop at once, what the default lab measures).
+    public var shutdownDelaySeconds: Double
 
     public init(
         strategies: [LabStrategy] = LabStrategy.allCases,
@@ -40,7 +44,8 @@ public struct LabConfiguration: Codable, Sendable {
         storeURL: String? = nil,
         outputDirectory: String = "lab-report",
         requestTimeoutMilliseconds: Int = 5000,
-        readinessTimeoutSeconds: Double = 30
+        readinessTimeoutSeconds: Double = 30,
+        shutdownDelaySeconds: Double = 0
     ) {
         self.strategies = strategies
         self.users = users
@@ -52,6 +57,7 @@ public struct LabConfiguration: Codable, Sendable {
         self.outputDirectory = outputDirectory
         self.requestTimeoutMilliseconds = requestTimeoutMilliseconds
         self.readinessTimeoutSeconds = readinessTimeoutSeconds
+        self.shutdownDelaySeconds = shutdownDelaySeconds
     }
 
     /// The default scenario, its phases sharing `totalSeconds` in fixed proportions (warm-up 4/28 of it, …).
@@ -79,6 +85,9 @@ public struct LabConfiguration: Codable, Sendable {
         guard (100...60_000).contains(requestTimeoutMilliseconds) else {
             throw LabError.invalidArgument("requestTimeoutMilliseconds must be 100...60000")
         }
+        guard (0...60).contains(shutdownDelaySeconds) else {
+            throw LabError.invalidArgument("shutdownDelaySeconds must be 0...60, got \(shutdownDelaySeconds)")
+        }
         if phases.contains(where: { $0.kind == .scaleIn }) && nodes < 2 && !phases.contains(where: { $0.kind == .scaleOut }) {
             throw LabError.invalidArgument("scale-in needs at least 2 nodes")
         }
@@ -95,7 +104,7 @@ public struct LabConfiguration: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case strategies, users, nodes, phases, thinkTimeMilliseconds, parallelRequests, storeURL, outputDirectory
-        case requestTimeoutMilliseconds, readinessTimeoutSeconds
+        case requestTimeoutMilliseconds, readinessTimeoutSeconds, shutdownDelaySeconds
     }
 
     public init(from decoder: any Decoder) throws {
@@ -116,5 +125,6 @@ public struct LabConfiguration: Codable, Sendable {
         requestTimeoutMilliseconds =
             try c.decodeIfPresent(Int.self, forKey: .requestTimeoutMilliseconds) ?? defaults.requestTimeoutMilliseconds
         readinessTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .readinessTimeoutSeconds) ?? defaults.readinessTimeoutSeconds
+        shutdownDelaySeconds = try c.decodeIfPresent(Double.self, forKey: .shutdownDelaySeconds) ?? defaults.shutdownDelaySeconds
     }
 }

@@ -157,6 +157,8 @@ public struct LabReport: Sendable {
         let phases = configuration.phases.map { "\($0.name) \(Self.fixed($0.seconds, 1)) s" }.joined(separator: ", ")
         return "\(configuration.users) users, \(configuration.nodes) nodes, think time \(configuration.thinkTimeMilliseconds) ms, "
             + "\(configuration.parallelRequests) parallel cart additions per user; phases: \(phases). "
+            + (configuration.shutdownDelaySeconds > 0
+                ? "App nodes stop with a \(Self.fixed(configuration.shutdownDelaySeconds, 1))-s shutdown delay (`/ready` 503 first). " : "")
             + (proxyAvailable ? "Users reach the nodes through `concord proxy`." : "`concord proxy` was not available: the lab balanced round-robin itself.")
     }
 

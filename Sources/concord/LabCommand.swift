@@ -43,6 +43,11 @@ struct LabCommand: AsyncParsableCommand {
     @Option(help: "Report directory. Default lab-report.")
     var output: String?
 
+    @Option(
+        name: .customLong("shutdown-delay"),
+        help: "Start every app node with `concord app --shutdown-delay SECONDS` (0...60): on the restart phase's SIGTERM a node answers /ready 503 that long before it stops, so the proxy's health check (1 s × 3) moves users away first. Default 0.")
+    var shutdownDelay: Double?
+
     func makeConfiguration() throws -> LabConfiguration {
         var configuration = LabConfiguration()
         if let scenario {
@@ -58,6 +63,7 @@ struct LabCommand: AsyncParsableCommand {
         if let thinkTime { configuration.thinkTimeMilliseconds = thinkTime }
         if let store { configuration.storeURL = store }
         if let output { configuration.outputDirectory = output }
+        if let shutdownDelay { configuration.shutdownDelaySeconds = shutdownDelay }
         do {
             try configuration.validate()
         } catch {

@@ -27,7 +27,11 @@ import Testing
         #expect(configuration.users == 50)
         #expect(configuration.nodes == 3)
         #expect(configuration.phases.map(\.name) == ["warm-up", "calm"])
+        #expect(configuration.shutdownDelaySeconds == 0)
         try configuration.validate()
+        let delayed = try LabConfiguration.load(yaml: "shutdownDelaySeconds: 4.5")
+        #expect(delayed.shutdownDelaySeconds == 4.5)
+        try delayed.validate()
     }
 
     @Test func moduloHashingIsAStrategyOfItsOwn() throws {
@@ -40,6 +44,8 @@ import Testing
         #expect(throws: LabError.self) { try LabStrategy.parseList("store,redis") }
         #expect(throws: LabError.self) { try LabConfiguration.load(yaml: "users: [1, 2]") }
         #expect(throws: LabError.self) { try LabConfiguration(users: 0).validate() }
+        #expect(throws: LabError.self) { try LabConfiguration(shutdownDelaySeconds: 61).validate() }
+        #expect(throws: LabError.self) { try LabConfiguration(shutdownDelaySeconds: -1).validate() }
         #expect(throws: LabError.self) { try LabConfiguration(phases: [LabPhase(kind: .steady, seconds: 10_000)]).validate() }
     }
 }

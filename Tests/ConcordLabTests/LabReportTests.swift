@@ -84,6 +84,15 @@ import Testing
         #expect(text.contains("`ring` was not measured: needs the proxy"))
     }
 
+    @Test func theSetupNamesTheShutdownDelay() {
+        let phases = [LabPhase(kind: .restart, seconds: 1)]
+        let plain = LabReport(configuration: LabConfiguration(phases: phases), results: [], skipped: [], proxyAvailable: true)
+        let delayed = LabReport(
+            configuration: LabConfiguration(phases: phases, shutdownDelaySeconds: 4), results: [], skipped: [], proxyAvailable: true)
+        #expect(!plain.markdown().contains("shutdown delay"))
+        #expect(delayed.markdown().contains("App nodes stop with a 4.0-s shutdown delay"))
+    }
+
     @Test func intranetCounterIsSummedFromPrometheusText() {
         let text = """
             # TYPE concord_app_intranet_bytes_total counter
