@@ -94,14 +94,3 @@ func rowCount(_ server: LocalPostgresServer, table: String) async throws -> Int 
     }
 }
 
-/// Polls `condition` every 10 ms for at most 10 s.
-func waitUntil(_ condition: () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + .seconds(10)
-    while try await !condition() {
-        guard ContinuousClock.now < deadline else {
-            Issue.record("condition not met within 10 s")
-            return
-        }
-        try await Task.sleep(for: .milliseconds(10))
-    }
-}

@@ -1,3 +1,4 @@
+import ConcordSessionsTesting
 import Foundation
 import Testing
 
@@ -281,12 +282,3 @@ import Testing
     }
 }
 
-/// Polls `condition` every 20 ms for at most 10 s.
-func waitUntil(_ condition: () -> Bool) async throws {
-    let deadline = ContinuousClock.now.advanced(by: .seconds(10))
-    while ContinuousClock.now < deadline {
-        if condition() { return }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-    Issue.record("condition not met within 10 s")
-}

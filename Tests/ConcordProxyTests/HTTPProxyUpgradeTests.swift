@@ -1,3 +1,4 @@
+import ConcordSessionsTesting
 import Foundation
 import NIOConcurrencyHelpers
 import Testing

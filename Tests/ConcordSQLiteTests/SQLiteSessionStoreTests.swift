@@ -165,17 +165,6 @@ private func rowCount(_ path: String) async throws -> Int? {
     try await rawQuery(path, "SELECT count(*) AS n FROM concord_sessions").first?.column("n")?.integer
 }
 
-/// Polls `condition` every 10 ms for at most 5 s.
-func waitUntil(_ condition: () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + .seconds(5)
-    while try await !condition() {
-        guard ContinuousClock.now < deadline else {
-            Issue.record("condition not met within 5 s")
-            return
-        }
-        try await Task.sleep(for: .milliseconds(10))
-    }
-}
 
 func counterPayload(_ value: Int) -> [UInt8] { Array(String(value).utf8) }
 func counterValue(_ payload: [UInt8]) -> Int? { Int(String(decoding: payload, as: UTF8.self)) }

@@ -118,13 +118,3 @@ import Testing
     }
 }
 
-/// Polls `condition` for at most 10 s, failing the test if it never holds.
-func waitUntil(_ condition: () -> Bool, sourceLocation: SourceLocation = #_sourceLocation) async throws {
-    let deadline = ContinuousClock.now.advanced(by: .seconds(10))
-    while ContinuousClock.now < deadline {
-        if condition() { return }
-        try await Task.sleep(for: .microseconds(100))
-    }
-    Issue.record("condition never became true", sourceLocation: sourceLocation)
-    throw CancellationError()
-}
