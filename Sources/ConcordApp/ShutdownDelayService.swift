@@ -15,17 +15,22 @@ public final class ShutdownDelayService: Service {
     public let delay: Duration
     private let logger: Logger
     private let draining = Atomic<Bool>(false)
+    private let signals: UnixSignalsSequence
 
-    public init(delay: Duration, logger: Logger) {
+    /// Traps SIGTERM and SIGINT from here on (a signal that arrives before ``run()`` starts waits for it): make it
+    /// before the app starts listening, or a signal in between would end the process at once (seen under load:
+    /// the node said it was listening, and a SIGTERM right after killed it, status 143).
+    public init(delay: Duration, logger: Logger) async {
         self.delay = delay
         self.logger = logger
+        self.signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
     }
 
     /// Whether a shutdown signal arrived: `/ready` answers 503 from then on.
     public var isDraining: Bool { draining.load(ordering: .relaxed) }
 
     public func run() async throws {
-        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
+        let signals = signals
         let (events, continuation) = AsyncStream<UnixSignal>.makeStream()
         // Not a child task: a signal sequence need not end promptly on cancellation, and shutdown must not wait.
         let listener = Task {

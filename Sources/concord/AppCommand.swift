@@ -92,7 +92,7 @@ struct AppCommand: AsyncParsableCommand {
         if let parent = ProcessInfo.processInfo.environment["CONCORD_PARENT_PID"].flatMap(Int32.init) {
             extra.append(ParentWatchService(parentPID: parent))
         }
-        let delay = shutdownDelay > 0 ? ShutdownDelayService(delay: .milliseconds(Int64(shutdownDelay * 1000)), logger: logger) : nil
+        let delay = shutdownDelay > 0 ? await ShutdownDelayService(delay: .milliseconds(Int64(shutdownDelay * 1000)), logger: logger) : nil
         let app = try ConcordAppServer.makeApplication(
             configuration: configuration, logger: logger, extraServices: extra, metricsText: { registry.emitToString() },
             isShuttingDown: { delay?.isDraining ?? false })
