@@ -19,7 +19,7 @@ import Glibc
         defer { try? FileManager.default.removeItem(at: directory) }
         let registry = ChildRegistry()
         let redisPort = try LoopbackPort.free()
-        let redis = try LabChild.spawn(
+        _ = try LabChild.spawn(  // stopped by the registry
             name: "redis", executable: try Self.redisServer(),
             arguments: ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory.path],
             logPath: directory.appendingPathComponent("redis.log").path, registry: registry)
@@ -52,7 +52,6 @@ import Glibc
         node.send(SIGTERM)
         #expect(await eventually(timeout: .seconds(20)) { !node.isRunning }, "the app did not stop on SIGTERM")
         #expect(node.exitCode == 0, "\(node.logTail())")
-        _ = redis
     }
 
     static func redisServer() throws -> String {
