@@ -240,7 +240,7 @@ public actor LabCluster {
         if !proxyAvailable { entry.replaceNodePorts(nodes.map(\.port)) }
     }
 
-    private func proxyArguments() -> [String] {
+    func proxyArguments() -> [String] {
         var arguments = ["proxy", "--listen", "127.0.0.1:\(proxyPort)", "--admin", "127.0.0.1:\(adminPort)"]
         for node in nodes { arguments += ["--backend", "127.0.0.1:\(node.port)"] }
         switch strategy.balancing {
@@ -254,7 +254,8 @@ public actor LabCluster {
         case .sessionHash:
             arguments += ["--mode", "http", "--balance", "hash", "--key", "cookie:concord_session,ip", "--algorithm", "ring"]
         }
-        return arguments + ["--health-path", "/ready"]
+        arguments += ["--health-path", "/ready"]
+        return configuration.proxyAccessLog ? arguments + ["--access-log"] : arguments
     }
 
     private func launchProxy() async throws {

@@ -33,6 +33,10 @@ public struct LabConfiguration: Codable, Sendable {
     /// `/ready` 503 for this long before it stops, so the proxy's health check (every 1 s, down after 3 failures)
     /// moves users away first. Default 0 (stop at once, what the default lab measures).
     public var shutdownDelaySeconds: Double
+    /// Starts `concord proxy` with `--access-log`: one line per HTTP exchange / TCP connection in
+    /// `DIR/work/<strategy>/proxy.log` (status, backend, outcome), to see which requests failed and why. Default
+    /// false (the log costs the proxy some CPU, docs/proxy.md).
+    public var proxyAccessLog: Bool
 
     public init(
         strategies: [LabStrategy] = LabStrategy.allCases,
@@ -45,7 +49,8 @@ public struct LabConfiguration: Codable, Sendable {
         outputDirectory: String = "lab-report",
         requestTimeoutMilliseconds: Int = 5000,
         readinessTimeoutSeconds: Double = 30,
-        shutdownDelaySeconds: Double = 0
+        shutdownDelaySeconds: Double = 0,
+        proxyAccessLog: Bool = false
     ) {
         self.strategies = strategies
         self.users = users
@@ -58,6 +63,7 @@ public struct LabConfiguration: Codable, Sendable {
         self.requestTimeoutMilliseconds = requestTimeoutMilliseconds
         self.readinessTimeoutSeconds = readinessTimeoutSeconds
         self.shutdownDelaySeconds = shutdownDelaySeconds
+        self.proxyAccessLog = proxyAccessLog
     }
 
     /// The default scenario, its phases sharing `totalSeconds` in fixed proportions (warm-up 4/28 of it, …).
@@ -104,7 +110,7 @@ public struct LabConfiguration: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case strategies, users, nodes, phases, thinkTimeMilliseconds, parallelRequests, storeURL, outputDirectory
-        case requestTimeoutMilliseconds, readinessTimeoutSeconds, shutdownDelaySeconds
+        case requestTimeoutMilliseconds, readinessTimeoutSeconds, shutdownDelaySeconds, proxyAccessLog
     }
 
     public init(from decoder: any Decoder) throws {
@@ -126,5 +132,6 @@ public struct LabConfiguration: Codable, Sendable {
             try c.decodeIfPresent(Int.self, forKey: .requestTimeoutMilliseconds) ?? defaults.requestTimeoutMilliseconds
         readinessTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .readinessTimeoutSeconds) ?? defaults.readinessTimeoutSeconds
         shutdownDelaySeconds = try c.decodeIfPresent(Double.self, forKey: .shutdownDelaySeconds) ?? defaults.shutdownDelaySeconds
+        proxyAccessLog = try c.decodeIfPresent(Bool.self, forKey: .proxyAccessLog) ?? defaults.proxyAccessLog
     }
 }

@@ -48,6 +48,9 @@ struct LabCommand: AsyncParsableCommand {
         help: "Start every app node with `concord app --shutdown-delay SECONDS` (0...60): on the restart phase's SIGTERM a node answers /ready 503 that long before it stops, so the proxy's health check (1 s × 3) moves users away first. Default 0.")
     var shutdownDelay: Double?
 
+    @Flag(name: .customLong("proxy-access-log"), help: "Run concord proxy with --access-log: one line per request in DIR/work/<strategy>/proxy.log (status, backend, outcome), to see which requests failed and why.")
+    var proxyAccessLog = false
+
     func makeConfiguration() throws -> LabConfiguration {
         var configuration = LabConfiguration()
         if let scenario {
@@ -64,6 +67,7 @@ struct LabCommand: AsyncParsableCommand {
         if let store { configuration.storeURL = store }
         if let output { configuration.outputDirectory = output }
         if let shutdownDelay { configuration.shutdownDelaySeconds = shutdownDelay }
+        if proxyAccessLog { configuration.proxyAccessLog = true }
         do {
             try configuration.validate()
         } catch {

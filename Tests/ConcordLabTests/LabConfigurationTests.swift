@@ -1,3 +1,4 @@
+import Logging
 import Testing
 
 @testable import ConcordLab
@@ -29,9 +30,21 @@ import Testing
         #expect(configuration.phases.map(\.name) == ["warm-up", "calm"])
         #expect(configuration.shutdownDelaySeconds == 0)
         try configuration.validate()
-        let delayed = try LabConfiguration.load(yaml: "shutdownDelaySeconds: 4.5")
-        #expect(delayed.shutdownDelaySeconds == 4.5)
+        let delayed = try LabConfiguration.load(yaml: "shutdownDelaySeconds: 4.5\nproxyAccessLog: true")
+        #expect(delayed.shutdownDelaySeconds == 4.5 && delayed.proxyAccessLog)
+        #expect(!configuration.proxyAccessLog)
         try delayed.validate()
+    }
+
+    @Test func theProxyGetsItsAccessLogOnlyWhenAsked() async {
+        func arguments(_ accessLog: Bool) async -> [String] {
+            await LabCluster(
+                strategy: .store, configuration: LabConfiguration(proxyAccessLog: accessLog), executable: "concord",
+                workDirectory: "/tmp", proxyAvailable: true, logger: Logger(label: "test")
+            ).proxyArguments()
+        }
+        #expect(await arguments(true).contains("--access-log"))
+        #expect(await !arguments(false).contains("--access-log"))
     }
 
     @Test func moduloHashingIsAStrategyOfItsOwn() throws {
