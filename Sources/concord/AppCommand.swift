@@ -56,6 +56,9 @@ struct AppCommand: AsyncParsableCommand {
     @Flag(help: "Run the app's tasks on SwiftNIO's event loops (NIO as Swift's global executor, as Vapor's app template does): with a redis:// store a request's Redis commands then stay on its loop, with no thread hand-off.")
     var nioGlobalExecutor = false
 
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (standard output). Default info.")
+    var logLevel: String = "info"
+
     @Flag(name: .customLong("list-strategies"), help: "Print the strategies this build can run, one per line, and exit.")
     var listStrategies = false
 
@@ -65,6 +68,9 @@ struct AppCommand: AsyncParsableCommand {
                 "--strategy: unknown '\(self.strategy)'; expected \(ConcordAppConfiguration.Strategy.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         guard (0...65535).contains(port), (0...65535).contains(replicationPort) else { throw ValidationError("ports must be 0...65535") }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")), got '\(logLevel)'")
+        }
         guard (0...600).contains(shutdownDelay) else { throw ValidationError("--shutdown-delay must be 0...600 seconds, got \(shutdownDelay)") }
         guard !nodeID.isEmpty, nodeID.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
             throw ValidationError("--node-id must be printable ASCII without spaces")
@@ -82,6 +88,12 @@ struct AppCommand: AsyncParsableCommand {
             return
         }
         let configuration = try makeConfiguration()
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardOutput(label: label)
+            handler.logLevel = level
+            return handler
+        }
         if nioGlobalExecutor { try NIOGlobalExecutor.install() }
         var logger = Logger(label: "concord.app")
         logger[metadataKey: "node"] = "\(configuration.nodeID)"

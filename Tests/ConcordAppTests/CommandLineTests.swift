@@ -66,6 +66,18 @@ import Glibc
         }
     }
 
+    @Test func theAppTakesALogLevel() async throws {
+        let (status, output) = try await run(["app", "--log-level", "loud"])
+        #expect(status != 0)
+        #expect(output.contains("--log-level must be one of trace, debug, info"), "\(output)")
+        // At debug the service lifecycle's own lines show (here the bind error ends the run at once).
+        try await withTakenPort { port in
+            let (status, output) = try await run(["app", "--port", String(port), "--log-level", "debug"])
+            #expect(status == 1)
+            #expect(output.contains("[ServiceLifecycle]"), "\(output)")
+        }
+    }
+
     @Test func theProxyNamesTheTakenAddress() async throws {
         try await withTakenPort { port in
             // One event loop: the affinity line (printed before the bind) names one CPU.
