@@ -396,7 +396,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         releasePick()
         guard let next = choose(excluding: target) else {
             runtime.logger.debug("\(failure); no other backend for a retry")
-            abortExchange(respondingWith: status)
+            abortExchange(respondingWith: status, failedBackend: target)
             return
         }
         runtime.metrics.retries.increment()
@@ -676,13 +676,16 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
 
     // MARK: Endings
 
-    private func abortExchange(respondingWith status: HTTPResponseStatus) {
+    /// Answers `status` for an exchange a backend failed. The access line names that backend (`failedBackend`, or
+    /// the one picked), so a 502 or 504 says where the request went.
+    private func abortExchange(respondingWith status: HTTPResponseStatus, failedBackend: Backend? = nil) {
         if let backend {
             self.backend = nil
             backend.close()
         }
+        let failed = failedBackend ?? pick?.backend
         releasePick()
-        respondWithError(status)
+        respondWithError(status, backend: failed)
     }
 
     private func releasePick() {
@@ -693,12 +696,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     }
 
     /// Writes a proxy-made response and closes the connection after it is sent.
-    private func respondWithError(_ status: HTTPResponseStatus) {
+    private func respondWithError(_ status: HTTPResponseStatus, backend: Backend? = nil) {
         machine.close()
         cancelDeadline()
         if runtime.accessLog != nil {
             if access == nil { access = .unreadRequest(client: forwarding.client) }
-            access.finish(to: runtime.accessLog, outcome: "proxy-answer", status: Int(status.code))
+            access.finish(to: runtime.accessLog, outcome: "proxy-answer", status: Int(status.code), backend: backend)
         }
         guard let context, context.channel.isActive else { return }
         runtime.metrics.proxyResponse(status: Int(status.code))

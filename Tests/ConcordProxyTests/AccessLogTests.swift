@@ -116,6 +116,20 @@ import Testing
         #expect(line["outcome"] == "aborted" && line["status"] == "200" && line["backend"] == address)
     }
 
+    /// A proxy-made 502 after a backend failed names that backend, not `-`: the line says where the request went.
+    @Test func aBackendFailureAnswerNamesTheBackend() async throws {
+        let log = try LogFile()
+        let closer = try await TestClosingBackend.start()
+        let address = closer.address
+        let lines = try await withLoggingProxy(to: address, log: log, stopBackend: closer.stop) { port in
+            // The backend accepts, then closes before any response byte; a POST is not sent twice.
+            let post = try await RawClient.get(port: port, method: "POST", body: "once")
+            #expect(post.status == 502)
+        }
+        let line = try #require(lines.first)
+        #expect(line["status"] == "502" && line["outcome"] == "proxy-answer" && line["backend"] == address, "\(log.text)")
+    }
+
     @Test func anUpgradeIsLoggedWhenItSwitches() async throws {
         let log = try LogFile()
         let backend = try await HTTPProxyUpgradeTests.switchingBackend("b0", heads: NIOLockedValueBox([]))
