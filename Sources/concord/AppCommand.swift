@@ -88,12 +88,7 @@ struct AppCommand: AsyncParsableCommand {
             return
         }
         let configuration = try makeConfiguration()
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardOutput(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        CommandLogging.bootstrap(level: Logger.Level(rawValue: logLevel) ?? .info, to: .standardOutput)
         if nioGlobalExecutor { try NIOGlobalExecutor.install() }
         var logger = Logger(label: "concord.app")
         logger[metadataKey: "node"] = "\(configuration.nodeID)"

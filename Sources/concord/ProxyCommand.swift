@@ -106,12 +106,7 @@ struct ProxyCommand: AsyncParsableCommand {
         do { configuration = try makeConfiguration() } catch let error as ProxyError {
             throw ValidationError(error.description)
         }
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        CommandLogging.bootstrap(level: Logger.Level(rawValue: logLevel) ?? .info, to: .standardError)
         let logger = Logger(label: "concord.proxy")
         // SIGHUP reads the file again and applies the flags on top, so what a flag set stays as the flag says.
         var reload: (@Sendable () throws -> ProxyConfiguration)?
