@@ -68,11 +68,7 @@ import Glibc
     }
 
     static func request(_ port: Int, _ method: HTTPMethod, _ path: String, body: String? = nil, jar: CookieJar) async throws -> LabHTTPResponse {
-        let connection = try await LabHTTPConnection.connect(port: port, sourceAddress: nil, timeout: .seconds(10))
-        defer { Task { await connection.close() } }
-        var headers = HTTPHeaders()
-        if let cookie = jar.header { headers.add(name: "cookie", value: cookie) }
-        return try await connection.send(method: method, path: path, headers: headers, body: body, timeout: .seconds(10))
+        try await LabHTTPConnection.oneShot(method, port: port, path: path, body: body, cookie: jar.header, timeout: .seconds(10))
     }
 }
 

@@ -63,8 +63,6 @@ import Glibc
 
     /// The status of one GET on a new connection.
     private func status(_ port: Int, _ path: String) async throws -> Int {
-        let connection = try await LabHTTPConnection.connect(port: port, sourceAddress: nil, timeout: .seconds(10))
-        defer { Task { await connection.close() } }
-        return try await connection.send(method: .GET, path: path, timeout: .seconds(10)).status
+        try await LabHTTPConnection.oneShot(port: port, path: path, timeout: .seconds(10)).status
     }
 }
