@@ -124,6 +124,9 @@ public actor LabCluster {
         }
     }
 
+    /// How long a node may take to stop gracefully: 10 s after its shutdown delay.
+    private var nodeStopGrace: Duration { .seconds(10 + configuration.shutdownDelaySeconds) }
+
     /// Stops the first node (gracefully or by SIGKILL) and starts it again with the same id and ports.
     private func restartFirstNode(signal: Int32) async throws {
         guard let node = nodes.first else { return }
@@ -134,7 +137,7 @@ public actor LabCluster {
             node.child.send(SIGKILL)
             _ = await node.child.waitForExit()
         } else {
-            await node.child.stop(grace: .seconds(10 + configuration.shutdownDelaySeconds))
+            await node.child.stop(grace: nodeStopGrace)
         }
         nodes.removeFirst()
         let peers = nodes.map { "\($0.id)@127.0.0.1:\($0.replicationPort)" }
@@ -173,7 +176,7 @@ public actor LabCluster {
         for peer in nodes where strategy.replicates {
             try await changePeer(on: peer, add: false, peer: "\(node.id)@127.0.0.1:\(node.replicationPort)")
         }
-        await node.child.stop(grace: .seconds(10 + configuration.shutdownDelaySeconds))
+        await node.child.stop(grace: nodeStopGrace)
     }
 
     /// One call to the proxy's admin API (docs/proxy.md).
