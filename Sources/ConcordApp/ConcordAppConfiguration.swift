@@ -36,6 +36,9 @@ public struct ConcordAppConfiguration: Sendable {
     public var sessionKey: String?
     /// The password every demo user logs in with. Default `concord`.
     public var password: String
+    /// On a graceful shutdown, how long a connection without a request in progress stays open for a request
+    /// already on its way (answered, then the connection closes; ``QuiesceGraceHandler``). Default 0.5 s.
+    public var quiesceGrace: Duration
 
     public init(
         nodeID: String = "node-1",
@@ -46,7 +49,8 @@ public struct ConcordAppConfiguration: Sendable {
         peers: [String] = [],
         replicationPort: Int = 9080,
         sessionKey: String? = nil,
-        password: String = "concord"
+        password: String = "concord",
+        quiesceGrace: Duration = .milliseconds(500)
     ) {
         self.nodeID = nodeID
         self.host = host
@@ -57,5 +61,6 @@ public struct ConcordAppConfiguration: Sendable {
         self.replicationPort = replicationPort
         self.sessionKey = sessionKey
         self.password = password
+        self.quiesceGrace = quiesceGrace
     }
 }

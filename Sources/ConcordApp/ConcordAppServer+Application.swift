@@ -1,4 +1,6 @@
+import ConcordHummingbird
 import Hummingbird
+import NIOCore
 import Logging
 import ServiceLifecycle
 
@@ -20,8 +22,10 @@ extension ConcordAppServer {
             metricsText: { metricsText() + backend.metricsText() }, changePeers: backend.changePeers)
         let node = configuration.nodeID
         let strategy = configuration.strategy.rawValue
+        let grace = TimeAmount.nanoseconds(Int64(configuration.quiesceGrace / .nanoseconds(1)))
         return Application(
             router: router,
+            server: .http1(configuration: .init(additionalChannelHandlers: [QuiesceGraceHandler(grace: grace)])),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "concord-app"),
             services: backend.services + extraServices,
             onServerRunning: { channel in

@@ -223,14 +223,21 @@ public actor LabCluster {
         strategy == .ring ? "127.0.0.1:\(port)" : "node-\(number)"
     }
 
-    private func launchNode(id: String, port: Int, replicationPort: Int, peers: [String], at position: Int? = nil) async throws {
+    /// The command line of one `concord app` node.
+    func nodeArguments(id: String, port: Int, replicationPort: Int, peers: [String]) -> [String] {
         var arguments = ["app", "--strategy", strategy.appStrategy, "--node-id", id, "--port", "\(port)"]
         if let storeURL { arguments += ["--store", storeURL] }
         if configuration.shutdownDelaySeconds > 0 { arguments += ["--shutdown-delay", "\(configuration.shutdownDelaySeconds)"] }
+        if let grace = configuration.quiesceGraceSeconds { arguments += ["--quiesce-grace", "\(grace)"] }
         if strategy.replicates {
             arguments += ["--replication-port", "\(replicationPort)"]
             if !peers.isEmpty { arguments += ["--peers", peers.joined(separator: ",")] }
         }
+        return arguments
+    }
+
+    private func launchNode(id: String, port: Int, replicationPort: Int, peers: [String], at position: Int? = nil) async throws {
+        let arguments = nodeArguments(id: id, port: port, replicationPort: replicationPort, peers: peers)
         let child = try LabChild.spawn(
             name: id, executable: executable, arguments: arguments,
             environment: ["CONCORD_SESSION_KEY": sessionKey, "CONCORD_PARENT_PID": "\(getpid())"],

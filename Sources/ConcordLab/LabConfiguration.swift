@@ -33,6 +33,10 @@ public struct LabConfiguration: Codable, Sendable {
     /// `/ready` 503 for this long before it stops, so the proxy's health check (every 1 s, down after 3 failures)
     /// moves users away first. Default 0 (stop at once, what the default lab measures).
     public var shutdownDelaySeconds: Double
+    /// Passed to every app node as `concord app --quiesce-grace` when set: how long a node, once shutting down,
+    /// keeps a connection without a request in progress open for a request already on its way. `nil`: the app's
+    /// default (0.5 s); 0 closes such connections at once (how Hummingbird does it on its own).
+    public var quiesceGraceSeconds: Double?
     /// Starts `concord proxy` with `--access-log`: one line per HTTP exchange / TCP connection in
     /// `DIR/work/<strategy>/proxy.log` (status, backend, outcome), to see which requests failed and why. Default
     /// false (the log costs the proxy some CPU, docs/proxy.md).
@@ -50,6 +54,7 @@ public struct LabConfiguration: Codable, Sendable {
         requestTimeoutMilliseconds: Int = 5000,
         readinessTimeoutSeconds: Double = 30,
         shutdownDelaySeconds: Double = 0,
+        quiesceGraceSeconds: Double? = nil,
         proxyAccessLog: Bool = false
     ) {
         self.strategies = strategies
@@ -63,6 +68,7 @@ public struct LabConfiguration: Codable, Sendable {
         self.requestTimeoutMilliseconds = requestTimeoutMilliseconds
         self.readinessTimeoutSeconds = readinessTimeoutSeconds
         self.shutdownDelaySeconds = shutdownDelaySeconds
+        self.quiesceGraceSeconds = quiesceGraceSeconds
         self.proxyAccessLog = proxyAccessLog
     }
 
@@ -94,6 +100,9 @@ public struct LabConfiguration: Codable, Sendable {
         guard (0...60).contains(shutdownDelaySeconds) else {
             throw LabError.invalidArgument("shutdownDelaySeconds must be 0...60, got \(shutdownDelaySeconds)")
         }
+        if let quiesceGraceSeconds, !(0...60).contains(quiesceGraceSeconds) {
+            throw LabError.invalidArgument("quiesceGraceSeconds must be 0...60, got \(quiesceGraceSeconds)")
+        }
         if phases.contains(where: { $0.kind == .scaleIn }) && nodes < 2 && !phases.contains(where: { $0.kind == .scaleOut }) {
             throw LabError.invalidArgument("scale-in needs at least 2 nodes")
         }
@@ -110,7 +119,8 @@ public struct LabConfiguration: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case strategies, users, nodes, phases, thinkTimeMilliseconds, parallelRequests, storeURL, outputDirectory
-        case requestTimeoutMilliseconds, readinessTimeoutSeconds, shutdownDelaySeconds, proxyAccessLog
+        case requestTimeoutMilliseconds, readinessTimeoutSeconds, shutdownDelaySeconds, quiesceGraceSeconds
+        case proxyAccessLog
     }
 
     public init(from decoder: any Decoder) throws {
@@ -132,6 +142,7 @@ public struct LabConfiguration: Codable, Sendable {
             try c.decodeIfPresent(Int.self, forKey: .requestTimeoutMilliseconds) ?? defaults.requestTimeoutMilliseconds
         readinessTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .readinessTimeoutSeconds) ?? defaults.readinessTimeoutSeconds
         shutdownDelaySeconds = try c.decodeIfPresent(Double.self, forKey: .shutdownDelaySeconds) ?? defaults.shutdownDelaySeconds
+        quiesceGraceSeconds = try c.decodeIfPresent(Double.self, forKey: .quiesceGraceSeconds)
         proxyAccessLog = try c.decodeIfPresent(Bool.self, forKey: .proxyAccessLog) ?? defaults.proxyAccessLog
     }
 }

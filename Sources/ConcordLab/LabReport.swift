@@ -159,6 +159,7 @@ public struct LabReport: Sendable {
             + "\(configuration.parallelRequests) parallel cart additions per user; phases: \(phases). "
             + (configuration.shutdownDelaySeconds > 0
                 ? "App nodes stop with a \(Self.fixed(configuration.shutdownDelaySeconds, 1))-s shutdown delay (`/ready` 503 first). " : "")
+            + (configuration.quiesceGraceSeconds.map { "App nodes keep idle connections open \(Self.fixed($0, 1)) s when they shut down (`--quiesce-grace`). " } ?? "")
             + (proxyAvailable ? "Users reach the nodes through `concord proxy`." : "`concord proxy` was not available: the lab balanced round-robin itself.")
     }
 

@@ -53,6 +53,13 @@ struct AppCommand: AsyncParsableCommand {
             """)
     var shutdownDelay: Double = 0
 
+    @Option(
+        name: .customLong("quiesce-grace"),
+        help: """
+            On shutdown, how many seconds a connection without a request in progress stays open for a request             already on its way (answered, then the connection closes) instead of being cut off. Default 0.5.
+            """)
+    var quiesceGrace: Double = 0.5
+
     @Flag(help: "Run the app's tasks on SwiftNIO's event loops (NIO as Swift's global executor, as Vapor's app template does): with a redis:// store a request's Redis commands then stay on its loop, with no thread hand-off.")
     var nioGlobalExecutor = false
 
@@ -72,6 +79,7 @@ struct AppCommand: AsyncParsableCommand {
             throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")), got '\(logLevel)'")
         }
         guard (0...600).contains(shutdownDelay) else { throw ValidationError("--shutdown-delay must be 0...600 seconds, got \(shutdownDelay)") }
+        guard (0...60).contains(quiesceGrace) else { throw ValidationError("--quiesce-grace must be 0...60 seconds, got \(quiesceGrace)") }
         guard !nodeID.isEmpty, nodeID.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
             throw ValidationError("--node-id must be printable ASCII without spaces")
         }
@@ -79,7 +87,8 @@ struct AppCommand: AsyncParsableCommand {
             nodeID: nodeID, host: host, port: port, strategy: strategy, storeURL: store,
             peers: peers.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? [],
             replicationPort: replicationPort,
-            sessionKey: sessionKey ?? ProcessInfo.processInfo.environment["CONCORD_SESSION_KEY"])
+            sessionKey: sessionKey ?? ProcessInfo.processInfo.environment["CONCORD_SESSION_KEY"],
+            quiesceGrace: .milliseconds(Int64((quiesceGrace * 1000).rounded())))
     }
 
     func run() async throws {

@@ -48,6 +48,11 @@ struct LabCommand: AsyncParsableCommand {
         help: "Start every app node with `concord app --shutdown-delay SECONDS` (0...60): on the restart phase's SIGTERM a node answers /ready 503 that long before it stops, so the proxy's health check (1 s × 3) moves users away first. Default 0.")
     var shutdownDelay: Double?
 
+    @Option(
+        name: .customLong("quiesce-grace"),
+        help: "Start every app node with `concord app --quiesce-grace SECONDS` (0...60): how long a stopping node keeps a connection without a request in progress open for a request already on its way. Default: the app's (0.5); 0 closes them at once.")
+    var quiesceGrace: Double?
+
     @Flag(name: .customLong("proxy-access-log"), help: "Run concord proxy with --access-log: one line per request in DIR/work/<strategy>/proxy.log (status, backend, outcome), to see which requests failed and why.")
     var proxyAccessLog = false
 
@@ -67,6 +72,7 @@ struct LabCommand: AsyncParsableCommand {
         if let store { configuration.storeURL = store }
         if let output { configuration.outputDirectory = output }
         if let shutdownDelay { configuration.shutdownDelaySeconds = shutdownDelay }
+        if let quiesceGrace { configuration.quiesceGraceSeconds = quiesceGrace }
         if proxyAccessLog { configuration.proxyAccessLog = true }
         do {
             try configuration.validate()

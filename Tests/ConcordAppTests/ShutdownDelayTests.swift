@@ -40,25 +40,8 @@ import Glibc
         }
     }
 
-    /// Starts `concord app --shutdown-delay DELAY` on a free port, waits until it listens, runs `body`, and stops
-    /// the node if it is still running.
     private func withNode(delay: Double, _ body: (LabChild, Int) async throws -> Void) async throws {
-        let port = try LoopbackPort.free()
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("concord-app-\(UUID().uuidString).log").path
-        defer { try? FileManager.default.removeItem(atPath: log) }
-        let node = try LabChild.spawn(
-            name: "app", executable: CommandLineTests.concordExecutable,
-            arguments: ["app", "--strategy", "local", "--port", String(port), "--shutdown-delay", String(delay)],
-            environment: ["CONCORD_PARENT_PID": String(getpid())], logPath: log, registry: ChildRegistry())
-        do {
-            let listening = await eventually(timeout: .seconds(30)) { node.logTail(50).contains("concord app listening") }
-            try #require(listening, "the node never said it was listening:\n\(node.logTail())")
-            try await body(node, port)
-        } catch {
-            await node.stop(grace: .seconds(2))
-            throw error
-        }
-        await node.stop(grace: .seconds(2))
+        try await AppNode.with(["--shutdown-delay", String(delay)], body)
     }
 
     /// The status of one GET on a new connection.

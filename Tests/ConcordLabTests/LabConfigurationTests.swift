@@ -47,6 +47,20 @@ import Testing
         #expect(await !arguments(false).contains("--access-log"))
     }
 
+    @Test func nodesGetTheQuiesceGraceOnlyWhenSet() async throws {
+        func arguments(_ grace: Double?) async -> [String] {
+            await LabCluster(
+                strategy: .store, configuration: LabConfiguration(quiesceGraceSeconds: grace), executable: "concord",
+                workDirectory: "/tmp", proxyAvailable: true, logger: Logger(label: "test")
+            ).nodeArguments(id: "node-1", port: 8081, replicationPort: 9081, peers: [])
+        }
+        let withGrace = await arguments(0)
+        #expect(withGrace.firstIndex(of: "--quiesce-grace").map { withGrace[$0 + 1] } == "0.0")
+        #expect(await !arguments(nil).contains("--quiesce-grace"))
+        #expect(try LabConfiguration.load(yaml: "quiesceGraceSeconds: 0").quiesceGraceSeconds == 0)
+        #expect(try LabConfiguration.load(yaml: "users: 5").quiesceGraceSeconds == nil)
+    }
+
     @Test func moduloHashingIsAStrategyOfItsOwn() throws {
         #expect(try LabStrategy.parseList("l7-hash, l7-hash-modulo") == [.l7Hash, .l7HashModulo])
         #expect(LabStrategy.l7HashModulo.balancing == .userHashModulo)
@@ -59,6 +73,7 @@ import Testing
         #expect(throws: LabError.self) { try LabConfiguration(users: 0).validate() }
         #expect(throws: LabError.self) { try LabConfiguration(shutdownDelaySeconds: 61).validate() }
         #expect(throws: LabError.self) { try LabConfiguration(shutdownDelaySeconds: -1).validate() }
+        #expect(throws: LabError.self) { try LabConfiguration(quiesceGraceSeconds: 61).validate() }
         #expect(throws: LabError.self) { try LabConfiguration(phases: [LabPhase(kind: .steady, seconds: 10_000)]).validate() }
     }
 }

@@ -91,6 +91,10 @@ import Testing
             configuration: LabConfiguration(phases: phases, shutdownDelaySeconds: 4), results: [], skipped: [], proxyAvailable: true)
         #expect(!plain.markdown().contains("shutdown delay"))
         #expect(delayed.markdown().contains("App nodes stop with a 4.0-s shutdown delay"))
+        #expect(!plain.markdown().contains("quiesce-grace"))
+        let graced = LabReport(
+            configuration: LabConfiguration(phases: phases, quiesceGraceSeconds: 0), results: [], skipped: [], proxyAvailable: true)
+        #expect(graced.markdown().contains("keep idle connections open 0.0 s"))
     }
 
     @Test func intranetCounterIsSummedFromPrometheusText() {
