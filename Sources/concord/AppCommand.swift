@@ -75,9 +75,7 @@ struct AppCommand: AsyncParsableCommand {
                 "--strategy: unknown '\(self.strategy)'; expected \(ConcordAppConfiguration.Strategy.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         guard (0...65535).contains(port), (0...65535).contains(replicationPort) else { throw ValidationError("ports must be 0...65535") }
-        guard Logger.Level(rawValue: logLevel) != nil else {
-            throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")), got '\(logLevel)'")
-        }
+        _ = try CommandLogging.level(parsing: logLevel)
         guard (0...600).contains(shutdownDelay) else { throw ValidationError("--shutdown-delay must be 0...600 seconds, got \(shutdownDelay)") }
         guard (0...60).contains(quiesceGrace) else { throw ValidationError("--quiesce-grace must be 0...60 seconds, got \(quiesceGrace)") }
         guard !nodeID.isEmpty, nodeID.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
@@ -97,7 +95,7 @@ struct AppCommand: AsyncParsableCommand {
             return
         }
         let configuration = try makeConfiguration()
-        CommandLogging.bootstrap(level: Logger.Level(rawValue: logLevel) ?? .info, to: .standardOutput)
+        CommandLogging.bootstrap(level: try CommandLogging.level(parsing: logLevel), to: .standardOutput)
         if nioGlobalExecutor { try NIOGlobalExecutor.install() }
         var logger = Logger(label: "concord.app")
         logger[metadataKey: "node"] = "\(configuration.nodeID)"

@@ -81,6 +81,7 @@ struct ProxyCommand: AsyncParsableCommand {
             }
             configuration.balance = parsed
         }
+        _ = try CommandLogging.level(parsing: logLevel)
         if let key { configuration.key = try KeyChain(parsing: key) }
         if let algorithm { configuration.algorithm = try HashAlgorithm(name: algorithm) }
         if let boundedLoad { configuration.boundedLoad = boundedLoad }
@@ -106,7 +107,7 @@ struct ProxyCommand: AsyncParsableCommand {
         do { configuration = try makeConfiguration() } catch let error as ProxyError {
             throw ValidationError(error.description)
         }
-        CommandLogging.bootstrap(level: Logger.Level(rawValue: logLevel) ?? .info, to: .standardError)
+        CommandLogging.bootstrap(level: try CommandLogging.level(parsing: logLevel), to: .standardError)
         let logger = Logger(label: "concord.proxy")
         // SIGHUP reads the file again and applies the flags on top, so what a flag set stays as the flag says.
         var reload: (@Sendable () throws -> ProxyConfiguration)?

@@ -66,10 +66,13 @@ import Glibc
         }
     }
 
-    @Test func theAppTakesALogLevel() async throws {
+    @Test func theAppAndTheProxyTakeALogLevel() async throws {
         let (status, output) = try await run(["app", "--log-level", "loud"])
         #expect(status != 0)
         #expect(output.contains("--log-level must be one of trace, debug, info"), "\(output)")
+        let (proxyStatus, proxyOutput) = try await run(["proxy", "--listen", "127.0.0.1:0", "--backend", "127.0.0.1:9", "--log-level", "loud"])
+        #expect(proxyStatus != 0)
+        #expect(proxyOutput.contains("--log-level must be one of trace, debug, info"), "\(proxyOutput)")
         // At debug the service lifecycle's own lines show (here the bind error ends the run at once).
         try await withTakenPort { port in
             let (status, output) = try await run(["app", "--port", String(port), "--log-level", "debug"])
