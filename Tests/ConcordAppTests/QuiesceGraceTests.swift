@@ -48,4 +48,32 @@ import Glibc
             #expect(node.exitCode == 0, "\(node.logTail())")
         }
     }
+
+    /// Connections accepted while the node shuts down must close at once: held open, their unused `NIOAsyncChannel`
+    /// traps when released (SIGILL; a first version of the grace did so in 5 of 15 shutdowns under this load).
+    @Test func connectionsArrivingDuringTheShutdownDoNotCrashTheNode() async throws {
+        for round in 1...3 {
+            try await AppNode.with([]) { node, port in
+                let stop = ContinuousClock.now.advanced(by: .seconds(15))  // bound if the node never stops
+                await withTaskGroup(of: Void.self) { group in
+                    for _ in 0..<24 {
+                        group.addTask {
+                            // Fresh connections, one request each, until the node refuses them.
+                            while ContinuousClock.now < stop {
+                                do {
+                                    _ = try await LabHTTPConnection.oneShot(port: port, path: "/health", timeout: .seconds(2))
+                                } catch {
+                                    if !node.isRunning { return }
+                                }
+                            }
+                        }
+                    }
+                    try? await Task.sleep(for: .milliseconds(500))
+                    node.send(SIGTERM)
+                }
+                #expect(await eventually(timeout: .seconds(20)) { !node.isRunning }, "round \(round): the node did not stop")
+                #expect(node.exitCode == 0, "round \(round): \(node.logTail())")
+            }
+        }
+    }
 }
