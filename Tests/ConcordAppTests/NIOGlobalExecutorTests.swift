@@ -55,10 +55,7 @@ import Glibc
     }
 
     static func redisServer() throws -> String {
-        for directory in ["/usr/bin", "/usr/local/bin", "/usr/sbin"] where FileManager.default.isExecutableFile(atPath: "\(directory)/redis-server") {
-            return "\(directory)/redis-server"
-        }
-        throw MissingServer(description: "redis-server is not installed: apt-get install -y redis-server")
+        try InstalledTool.url("redis-server", installHint: "apt-get install -y redis-server").path
     }
 
     static func connect(_ port: Int) async throws -> Bool {
@@ -70,8 +67,4 @@ import Glibc
     static func request(_ port: Int, _ method: HTTPMethod, _ path: String, body: String? = nil, jar: CookieJar) async throws -> LabHTTPResponse {
         try await LabHTTPConnection.oneShot(method, port: port, path: path, body: body, cookie: jar.header, timeout: .seconds(10))
     }
-}
-
-private struct MissingServer: Error, CustomStringConvertible {
-    let description: String
 }

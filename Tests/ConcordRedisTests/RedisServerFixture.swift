@@ -1,5 +1,6 @@
 import ConcordRedis
 import ConcordSessions
+import ConcordSessionsTesting
 import Foundation
 import Synchronization
 import NIOCore
@@ -136,14 +137,7 @@ final class RedisServerFixture: Sendable {
     }
 
     static func binary(_ name: String) throws -> URL {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-        let directories = path.split(separator: ":").map(String.init) + ["/usr/bin", "/usr/local/bin"]
-        for directory in directories {
-            let candidate = URL(fileURLWithPath: directory).appendingPathComponent(name)
-            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-        }
-        throw FixtureError(
-            "\(name) is not installed: these tests need a real Redis (apt-get install -y redis-server; scripts/test does it)")
+        try InstalledTool.url(name, installHint: "these tests need a real Redis (apt-get install -y redis-server; scripts/test does it)")
     }
 
     /// A loopback port nobody listens on right now (the kernel picks it).
