@@ -92,6 +92,19 @@ import Testing
         #expect(!channel.isActive)
     }
 
+    @Test func anInterimResponseDoesNotSayConnectionClose() async throws {
+        let channel = try await connectedChannel()
+        try sendRequest(channel)
+        quiesce(channel)
+        try channel.writeOutbound(HTTPResponsePart.head(HTTPResponse(status: .continue)))
+        guard case .head(let interim) = try channel.readOutbound(as: HTTPResponsePart.self) else {
+            Issue.record("no interim head written")
+            return
+        }
+        #expect(interim.headerFields[.connection] == nil)
+        #expect(try respond(channel)?.headerFields[.connection] == "close")
+    }
+
     @Test func stateMachine() {
         var idle = QuiesceGraceStateMachine()
         #expect(!idle.responseHeadMustCloseConnection())
