@@ -245,6 +245,7 @@ let package = Package(
             name: "ConcordLabTests",
             dependencies: [
                 "ConcordLab",
+                "ConcordSessionsTesting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

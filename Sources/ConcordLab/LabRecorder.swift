@@ -6,6 +6,7 @@ public final class LabRecorder: Sendable {
     public let phases: [LabPhase]
     private let tallies: Mutex<[PhaseTally]>
     private let current = Atomic<Int>(0)
+    private let burstRequests = Atomic<Int>(0)
 
     public init(phases: [LabPhase]) {
         self.phases = phases
@@ -81,6 +82,26 @@ public final class LabRecorder: Sendable {
     public func snapshot() -> [PhaseTally] { tallies.withLock { $0 } }
 
     /// Requests, failures and lost users in the current phase, for the progress line.
+    /// A parallel burst's request started / ended (answered, failed or cut short).
+    public func burstRequestStarted() { burstRequests.add(1, ordering: .relaxed) }
+    public func burstRequestEnded() { burstRequests.subtract(1, ordering: .relaxed) }
+
+    /// Parallel-burst requests not answered yet.
+    public var burstRequestsInFlight: Int { burstRequests.load(ordering: .relaxed) }
+
+    /// Waits until every parallel-burst request has ended, at most `timeout`; returns whether they all did. The
+    /// lab ends the parallel phase this way: thousands of simultaneous additions can leave the nodes seconds behind
+    /// on a small machine, and the next phase (a restart) would otherwise start on that queue and count its latency
+    /// and its cut-off requests as the restart's own (docs/lab.md, "Restart bursts under overload").
+    public func waitUntilBurstsEnd(timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while burstRequestsInFlight > 0 {
+            guard ContinuousClock.now < deadline else { return false }
+            do { try await Task.sleep(for: .milliseconds(20)) } catch { return false }
+        }
+        return true
+    }
+
     public func currentCounts() -> (requests: Int, failed: Int, lost: Int, active: Int) {
         tallies.withLock { tallies in
             let tally = tallies[phaseIndex]

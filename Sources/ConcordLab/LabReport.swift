@@ -156,7 +156,8 @@ public struct LabReport: Sendable {
     private var setup: String {
         let phases = configuration.phases.map { "\($0.name) \(Self.fixed($0.seconds, 1)) s" }.joined(separator: ", ")
         return "\(configuration.users) users, \(configuration.nodes) nodes, think time \(configuration.thinkTimeMilliseconds) ms, "
-            + "\(configuration.parallelRequests) parallel cart additions per user; phases: \(phases). "
+            + "\(configuration.parallelRequests) parallel cart additions per user; phases: \(phases)"
+            + (configuration.phases.contains { $0.kind == .parallel } ? " (the parallel phase lasts until every burst is answered). " : ". ")
             + (configuration.shutdownDelaySeconds > 0
                 ? "App nodes stop with a \(Self.fixed(configuration.shutdownDelaySeconds, 1))-s shutdown delay (`/ready` 503 first). " : "")
             + (configuration.quiesceGraceSeconds.map { "App nodes keep idle connections open \(Self.fixed($0, 1)) s when they shut down (`--quiesce-grace`). " } ?? "")

@@ -123,6 +123,13 @@ public struct LabRun: Sendable {
                     try await cluster.inject(phase.kind)
                 }
                 try await Task.sleep(until: end)
+                if phase.kind == .parallel {
+                    // Until every burst is answered (each request is bounded by the timeout, its connect too).
+                    let bound = Duration.milliseconds(2 * configuration.requestTimeoutMilliseconds + 1000)
+                    if !(await recorder.waitUntilBurstsEnd(timeout: bound)) {
+                        logger.warning("\(recorder.burstRequestsInFlight) parallel additions still unanswered after \(bound); going on")
+                    }
+                }
                 await cluster.scrape(into: recorder)
             }
             group.cancelAll()

@@ -102,13 +102,15 @@ struct VirtualUser {
 
     /// Several cart additions at once, each on its own connection (as browser tabs do), all with the same
     /// cookies; then one cart check counts the additions that were acknowledged but did not survive.
-    private mutating func parallelBurst() async {
+    mutating func parallelBurst() async {
         let cookie = jar.header
         let items = (0..<environment.parallelRequests).map { _ in newItem() }
         let ports = items.indices.map { _ in nextPort() }
         let results = await withTaskGroup(of: (String, LabHTTPResponse?).self) { group in
             for (item, port) in zip(items, ports) {
                 group.addTask { [self] in
+                    environment.recorder.burstRequestStarted()
+                    defer { environment.recorder.burstRequestEnded() }
                     guard let connection = await connect(port: port) else { return (item, nil) }
                     defer { Task { await connection.close() } }
                     // A fresh connection: nothing to resend.

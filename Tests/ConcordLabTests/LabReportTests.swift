@@ -90,6 +90,9 @@ import Testing
         let delayed = LabReport(
             configuration: LabConfiguration(phases: phases, shutdownDelaySeconds: 4), results: [], skipped: [], proxyAvailable: true)
         #expect(!plain.markdown().contains("shutdown delay"))
+        #expect(!plain.markdown().contains("parallel phase lasts"), "no parallel phase in this scenario")
+        let withBursts = LabReport(configuration: LabConfiguration(), results: [], skipped: [], proxyAvailable: true)
+        #expect(withBursts.markdown().contains("(the parallel phase lasts until every burst is answered)"))
         #expect(delayed.markdown().contains("App nodes stop with a 4.0-s shutdown delay"))
         #expect(!plain.markdown().contains("quiesce-grace"))
         let graced = LabReport(

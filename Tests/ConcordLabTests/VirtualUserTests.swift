@@ -1,3 +1,4 @@
+import ConcordSessionsTesting
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
@@ -32,6 +33,31 @@ import Testing
         let counts = recorder.currentCounts()
         #expect(counts.failed == 0, "the cancelled login was counted as a failure")
         #expect(counts.requests == 0)
+    }
+
+    /// The lab ends the parallel phase only once every burst request has ended: the recorder counts them from
+    /// start to end, whatever the outcome (here a server that never answers, then the user is cancelled).
+    @Test func burstRequestsCountAsInFlightUntilTheyEnd() async throws {
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { server.close(promise: nil) }
+        let port = try #require(server.localAddress?.port)
+        let recorder = LabRecorder(phases: [LabPhase(kind: .parallel, seconds: 1)])
+        recorder.begin(phase: 0)
+        let environment = VirtualUser.Environment(
+            recorder: recorder, entry: LabEntryPoint(proxyPort: port), thinkTime: .milliseconds(10),
+            requestTimeout: .seconds(20), parallelRequests: 3, startDelay: .zero)
+        let burst = Task {
+            var user = VirtualUser(index: 0, environment: environment)
+            await user.parallelBurst()
+        }
+        #expect(await eventually(timeout: .seconds(10)) { recorder.burstRequestsInFlight == 3 })
+        #expect(await !recorder.waitUntilBurstsEnd(timeout: .milliseconds(200)), "the wait ended with requests in flight")
+        let waiter = Task { await recorder.waitUntilBurstsEnd(timeout: .seconds(20)) }
+        burst.cancel()
+        await burst.value
+        #expect(await waiter.value, "the wait did not end once the requests had")
+        #expect(recorder.burstRequestsInFlight == 0)
     }
 
     /// A stopping node closes its idle keep-alive connections; a request that crosses that close gets no response.
