@@ -13,16 +13,9 @@ import Testing
     /// last phase (scale-in), whatever the strategy.
     @Test func aRequestCutShortByTheEndOfTheRunIsNotAFailure() async throws {
         // A server that accepts and never answers: the user's login stays pending.
-        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(host: "127.0.0.1", port: 0).get()
+        let (server, environment) = try await silentServer(phase: .steady, parallelRequests: 1)
         defer { server.close(promise: nil) }
-        let port = try #require(server.localAddress?.port)
-
-        let recorder = LabRecorder(phases: [LabPhase(kind: .steady, seconds: 1)])
-        recorder.begin(phase: 0)
-        let environment = VirtualUser.Environment(
-            recorder: recorder, entry: LabEntryPoint(proxyPort: port), thinkTime: .milliseconds(10),
-            requestTimeout: .seconds(20), parallelRequests: 1, startDelay: .zero)
+        let recorder = environment.recorder
         let user = Task {
             var user = VirtualUser(index: 0, environment: environment)
             await user.run()
@@ -38,15 +31,9 @@ import Testing
     /// The lab ends the parallel phase only once every burst request has ended: the recorder counts them from
     /// start to end, whatever the outcome (here a server that never answers, then the user is cancelled).
     @Test func burstRequestsCountAsInFlightUntilTheyEnd() async throws {
-        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(host: "127.0.0.1", port: 0).get()
+        let (server, environment) = try await silentServer(phase: .parallel, parallelRequests: 3)
         defer { server.close(promise: nil) }
-        let port = try #require(server.localAddress?.port)
-        let recorder = LabRecorder(phases: [LabPhase(kind: .parallel, seconds: 1)])
-        recorder.begin(phase: 0)
-        let environment = VirtualUser.Environment(
-            recorder: recorder, entry: LabEntryPoint(proxyPort: port), thinkTime: .milliseconds(10),
-            requestTimeout: .seconds(20), parallelRequests: 3, startDelay: .zero)
+        let recorder = environment.recorder
         let burst = Task {
             var user = VirtualUser(index: 0, environment: environment)
             await user.parallelBurst()
@@ -58,6 +45,23 @@ import Testing
         await burst.value
         #expect(await waiter.value, "the wait did not end once the requests had")
         #expect(recorder.burstRequestsInFlight == 0)
+    }
+
+    /// A loopback server that accepts connections and never answers, and one user's environment in a one-phase
+    /// run of `phase` aimed at it.
+    private func silentServer(phase: LabPhase.Kind, parallelRequests: Int) async throws -> (any Channel, VirtualUser.Environment) {
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0).get()
+        guard let port = server.localAddress?.port else {
+            try? await server.close()
+            throw LabError.http("the test server has no port")
+        }
+        let recorder = LabRecorder(phases: [LabPhase(kind: phase, seconds: 1)])
+        recorder.begin(phase: 0)
+        let environment = VirtualUser.Environment(
+            recorder: recorder, entry: LabEntryPoint(proxyPort: port), thinkTime: .milliseconds(10),
+            requestTimeout: .seconds(20), parallelRequests: parallelRequests, startDelay: .zero)
+        return (server, environment)
     }
 
     /// A stopping node closes its idle keep-alive connections; a request that crosses that close gets no response.
