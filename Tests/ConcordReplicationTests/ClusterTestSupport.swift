@@ -1,4 +1,5 @@
 import ConcordReplication
+import ConcordSessionsTesting
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -22,15 +23,10 @@ let testLogger: Logger = {
     return logger
 }()
 
-/// Polls `condition` every 10 ms until it holds or `timeout` passes; returns whether it held (a throw counts as
-/// "not yet").
+/// ``ConcordSessionsTesting/eventually(timeout:_:)`` where a throw counts as "not yet" (a peer still connecting),
+/// with a longer default: replication crosses several tasks and connections.
 func eventually(timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now.advanced(by: timeout)
-    while ContinuousClock.now < deadline {
-        if (try? await condition()) == true { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return (try? await condition()) == true
+    await ConcordSessionsTesting.eventually(timeout: timeout) { (try? await condition()) == true }
 }
 
 /// In-process nodes on loopback, each a store running as a task; the test stops them all, also on failure.
