@@ -22,10 +22,11 @@ extension ConcordAppServer {
             metricsText: { metricsText() + backend.metricsText() }, changePeers: backend.changePeers)
         let node = configuration.nodeID
         let strategy = configuration.strategy.rawValue
+        // A zero grace is Hummingbird's own behaviour: no handler at all.
         let grace = TimeAmount.nanoseconds(Int64(configuration.quiesceGrace / .nanoseconds(1)))
         return Application(
             router: router,
-            server: .http1(configuration: .init(additionalChannelHandlers: [QuiesceGraceHandler(grace: grace)])),
+            server: .http1(configuration: .init(additionalChannelHandlers: grace > .zero ? [QuiesceGraceHandler(grace: grace)] : [])),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "concord-app"),
             services: backend.services + extraServices,
             onServerRunning: { channel in

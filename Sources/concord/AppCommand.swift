@@ -56,7 +56,9 @@ struct AppCommand: AsyncParsableCommand {
     @Option(
         name: .customLong("quiesce-grace"),
         help: """
-            On shutdown, how many seconds a connection without a request in progress stays open for a request             already on its way (answered, then the connection closes) instead of being cut off. Default 0.5.
+            On shutdown, how many seconds a connection without a request in progress stays open for a request \
+            already on its way (answered, then the connection closes) instead of being cut off. 0: close them at \
+            once, as Hummingbird does alone. Default 0.5.
             """)
     var quiesceGrace: Double = 0.5
 
