@@ -64,6 +64,9 @@ struct HTTPExchangeStateMachine {
     /// another HTTP request: it becomes a tunnel on a 101, or closes after any other response.
     private(set) var upgradeRequested = false
     private(set) var attempts = 0
+    /// The proxy is stopping: no exchange keeps its client connection alive any more (each response says
+    /// `Connection: close`), so clients take their next request elsewhere instead of into a closing connection.
+    private(set) var stopping = false
     /// A stale pooled connection was replaced by a fresh one for this request (at most once).
     private(set) var reconnected = false
     private var bodyBytes = 0
@@ -76,7 +79,7 @@ struct HTTPExchangeStateMachine {
     mutating func receivedHead(_ head: ClientRequestHead) -> HeadDecision {
         guard state == .idle else { return .reject(.badRequest) }
         upgradeRequested = head.upgrade != nil
-        keepAlive = head.keepAlive && !upgradeRequested
+        keepAlive = head.keepAlive && !upgradeRequested && !stopping
         idempotent = head.isIdempotent
         requestComplete = false
         responseStarted = false
@@ -94,6 +97,13 @@ struct HTTPExchangeStateMachine {
         state = .connecting
         attempts = 1
         return .route
+    }
+
+    /// The proxy began to stop. An exchange whose response has not begun closes after it, with `Connection: close`;
+    /// one whose response has begun keeps what its head said (changing it now would contradict the head).
+    mutating func proxyStopping() {
+        stopping = true
+        if !responseStarted { keepAlive = false }
     }
 
     /// `bytes` more of the body's payload (chunk framing not counted).

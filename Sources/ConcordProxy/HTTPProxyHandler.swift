@@ -56,6 +56,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     private var access: AccessLogEntry?
     /// The client sent EOF (half-close): what it sent before is answered, then the connection closes.
     private var clientInputClosed = false
+    /// Set when the proxy stops (``ProxyStoppingEvent``): an idle connection closes after this grace.
+    private var stopGrace: TimeAmount?
+    private var stopGraceTask: Scheduled<Void>?
 
     init(runtime: ProxyRuntime, pool: BackendConnectionPool) {
         self.runtime = runtime
@@ -97,6 +100,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         access.finish(to: runtime.accessLog, outcome: "client-closed")
         machine.close()
         cancelDeadline()
+        stopGraceTask?.cancel()
+        stopGraceTask = nil
         if let backend {
             // Mid-exchange: the backend connection is out of sync; never pool it.
             self.backend = nil
@@ -212,6 +217,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     /// sent are still answered — as nginx and HAProxy do — and the connection closes after the last response; a
     /// request cut short by the EOF can never complete, so the connection closes now.
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let stopping = event as? ProxyStoppingEvent {
+            proxyStopping(idleGrace: stopping.idleGrace)
+            return
+        }
         guard let event = event as? ChannelEvent, event == .inputClosed else {
             context.fireUserInboundEventTriggered(event)
             return
@@ -251,6 +260,31 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
             readPending = false
             context.read()
         }
+    }
+
+    // MARK: Stopping
+
+    /// The proxy stops: every response from now on says `Connection: close` and closes its connection; an idle
+    /// connection stays open for `idleGrace` (a request already on its way is answered), then closes.
+    private func proxyStopping(idleGrace: TimeAmount) {
+        stopGrace = idleGrace
+        machine.proxyStopping()
+        if machine.state == .idle { scheduleStopGrace() }
+    }
+
+    private func scheduleStopGrace() {
+        guard let stopGrace, let context else { return }
+        stopGraceTask?.cancel()
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        stopGraceTask = context.eventLoop.scheduleTask(in: stopGrace) { loopBound.value.stopGraceEnded() }
+    }
+
+    private func stopGraceEnded() {
+        stopGraceTask = nil
+        // A request that has begun to arrive is answered (and its connection closed after it).
+        guard machine.state == .idle, !bytesSinceIdle, queued.isEmpty else { return }
+        machine.close()
+        context?.close(promise: nil)
     }
 
     // MARK: Timers
@@ -529,6 +563,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
                 return
             }
             startIdleTimer()
+            // Kept alive because the response began before the proxy stopped: now idle, it gets the grace.
+            if machine.stopping { scheduleStopGrace() }
             replayQueued()
             if clientInputClosed && machine.state == .idle {
                 // Half-closed and nothing more to answer: done.

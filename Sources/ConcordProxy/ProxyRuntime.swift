@@ -77,4 +77,16 @@ final class ProxyRuntime: Sendable {
     }
 
     var openConnections: Int { connections.withLockedValue { $0.count } }
+
+    /// Tells every open client connection that the proxy stops (``ProxyStoppingEvent``); L4 connections ignore it.
+    func announceStop(idleGrace: TimeAmount) {
+        let open = connections.withLockedValue { Array($0.values) }
+        for channel in open { channel.pipeline.fireUserInboundEventTriggered(ProxyStoppingEvent(idleGrace: idleGrace)) }
+    }
+}
+
+/// Sent to each HTTP client connection when the proxy stops: from then on each response says `Connection: close`
+/// and closes its connection, and an idle connection closes after `idleGrace`.
+struct ProxyStoppingEvent: Sendable {
+    var idleGrace: TimeAmount
 }

@@ -148,11 +148,14 @@ public final class ProxyServer: Service, Sendable {
     }
 
     /// Stops accepting, waits up to `drainTimeout` for open client connections to finish, then closes the rest.
-    public func stop(drainTimeout: Duration = .seconds(5)) async {
+    /// HTTP connections finish on their own: each response from then on says `Connection: close` and closes its
+    /// connection, and a connection idle for `idleGrace` closes (a request already on its way is answered).
+    public func stop(drainTimeout: Duration = .seconds(5), idleGrace: Duration = .milliseconds(500)) async {
         guard let state = running.withLockedValue({ r -> Running? in defer { r = nil }; return r }) else { return }
         state.healthTask.cancel()
         try? await state.listener.close()
         if let admin = state.admin { try? await admin.close() }
+        runtime.announceStop(idleGrace: .nanoseconds(Int64(idleGrace / .nanoseconds(1))))
         let deadline = ContinuousClock.now.advanced(by: drainTimeout)
         let runtime = self.runtime
         while runtime.openConnections > 0 && ContinuousClock.now < deadline {

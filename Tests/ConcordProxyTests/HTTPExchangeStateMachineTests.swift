@@ -27,6 +27,29 @@ import Testing
         #expect(machine.state == .idle)
     }
 
+    @Test func onceTheProxyStopsNoExchangeKeepsItsConnectionUnlessItsResponseHadBegun() {
+        // A complete GET sent to its backend.
+        func connectedGET() -> HTTPExchangeStateMachine {
+            var machine = HTTPExchangeStateMachine(limits: ProxyLimits())
+            #expect(machine.receivedHead(head()) == .route && machine.receivedEnd() == .hold)
+            machine.connected()
+            return machine
+        }
+        // Stop before the response: this exchange closes after it.
+        var waiting = connectedGET()
+        waiting.proxyStopping()
+        waiting.responseHeadReceived()
+        #expect(waiting.responseEnded(backendKeepAlive: true) == .close(reuseBackend: true))
+        // Stop after the response head went out as keep-alive: that promise is kept for this exchange...
+        var started = connectedGET()
+        started.responseHeadReceived()
+        started.proxyStopping()
+        #expect(started.responseEnded(backendKeepAlive: true) == .keepAlive(reuseBackend: true))
+        // ...and the next request on the connection closes after its response.
+        _ = started.receivedHead(head())
+        #expect(!started.keepAlive)
+    }
+
     @Test func anUpgradeRequestStopsClientReadsUntilItsResponseAndNeverKeepsTheConnection() {
         let upgrade = head(headers: [("Connection", "Upgrade"), ("Upgrade", "websocket")])
         var machine = HTTPExchangeStateMachine(limits: ProxyLimits())

@@ -82,4 +82,49 @@ import Glibc
             #expect(elapsed < .seconds(10), "the connection ended after \(elapsed), not at stop")
         }
     }
+
+    /// A keep-alive client sends `requests` GETs, 1 s apart, through a proxy that begins to stop once the first
+    /// is answered; returns what the client got and how long the stop took.
+    private func keepAliveClientAcrossStop(requests: Int, drainTimeout: Duration, idleGrace: Duration) async throws
+        -> (RawClient.Response, Duration)
+    {
+        try await ProxyHarness.withBackends(["b0"]) { backends in
+            let c = try ProxyHarness.configuration(backends, balance: .roundRobin)
+            return try await ProxyHarness.withProxy(c) { server, port in
+                let received = NIOLockedValueBox(ByteBuffer())
+                let request = "GET / HTTP/1.1\r\nHost: test\r\n\r\n"
+                async let response = RawClient.exchange(
+                    port: port, Array(repeating: request, count: requests), pause: .seconds(1), timeout: .seconds(30),
+                    collected: received)
+                let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+                while !received.withLockedValue({ String(buffer: $0).contains("\r\n\r\nb0") }) && ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+                let start = ContinuousClock.now
+                await server.stop(drainTimeout: drainTimeout, idleGrace: idleGrace)
+                let elapsed = ContinuousClock.now - start
+                return (try await response, elapsed)
+            }
+        }
+    }
+
+    /// While the proxy stops, a keep-alive client is told to go: the request it sends on its open connection is
+    /// answered with `Connection: close` and the connection closes after it, so the stop ends then, not at the
+    /// drain timeout (before: answered as keep-alive, and the connection held until the drain timeout cut it).
+    @Test func aRequestOnAKeepAliveConnectionDuringStopIsAnsweredWithConnectionClose() async throws {
+        // The second request leaves 1 s after the first: the stop begins in between.
+        let (collected, elapsed) = try await keepAliveClientAcrossStop(requests: 2, drainTimeout: .seconds(20), idleGrace: .seconds(10))
+        let answers = collected.text.components(separatedBy: "HTTP/1.1 200").count - 1
+        #expect(answers == 2, "both requests answered: \(collected.text)")
+        let second = collected.text.range(of: "HTTP/1.1 200", options: .backwards).map { String(collected.text[$0.lowerBound...]) } ?? ""
+        #expect(second.lowercased().contains("connection: close"), "the answer during the stop: \(second)")
+        #expect(collected.closedByPeer, "the proxy closed the connection after that answer")
+        #expect(elapsed < .seconds(15), "the stop waited \(elapsed): the connection stayed open until the drain timeout")
+    }
+
+    @Test func anIdleKeepAliveClientIsClosedAfterTheIdleGrace() async throws {
+        let (collected, elapsed) = try await keepAliveClientAcrossStop(requests: 1, drainTimeout: .seconds(20), idleGrace: .seconds(1))
+        #expect(collected.closedByPeer)
+        #expect(elapsed >= .milliseconds(900) && elapsed < .seconds(15), "closed after \(elapsed), not after the 1-s grace")
+    }
 }
