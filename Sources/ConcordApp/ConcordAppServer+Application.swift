@@ -23,7 +23,7 @@ extension ConcordAppServer {
         let node = configuration.nodeID
         let strategy = configuration.strategy.rawValue
         // A zero grace is Hummingbird's own behaviour: no handler at all.
-        let grace = TimeAmount.nanoseconds(Int64(configuration.quiesceGrace / .nanoseconds(1)))
+        let grace = TimeAmount(configuration.quiesceGrace)
         return Application(
             router: router,
             server: .http1(configuration: .init(additionalChannelHandlers: grace > .zero ? [QuiesceGraceHandler(grace: grace)] : [])),

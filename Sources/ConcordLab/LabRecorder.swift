@@ -81,7 +81,6 @@ public final class LabRecorder: Sendable {
     /// A copy of every phase's tally.
     public func snapshot() -> [PhaseTally] { tallies.withLock { $0 } }
 
-    /// Requests, failures and lost users in the current phase, for the progress line.
     /// A parallel burst's request started / ended (answered, failed or cut short).
     public func burstRequestStarted() { burstRequests.add(1, ordering: .relaxed) }
     public func burstRequestEnded() { burstRequests.subtract(1, ordering: .relaxed) }
@@ -102,6 +101,7 @@ public final class LabRecorder: Sendable {
         return true
     }
 
+    /// Requests, failures and lost users in the current phase, for the progress line.
     public func currentCounts() -> (requests: Int, failed: Int, lost: Int, active: Int) {
         tallies.withLock { tallies in
             let tally = tallies[phaseIndex]

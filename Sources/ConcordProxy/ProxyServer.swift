@@ -155,7 +155,7 @@ public final class ProxyServer: Service, Sendable {
         state.healthTask.cancel()
         try? await state.listener.close()
         if let admin = state.admin { try? await admin.close() }
-        runtime.announceStop(idleGrace: .nanoseconds(Int64(idleGrace / .nanoseconds(1))))
+        runtime.announceStop(idleGrace: TimeAmount(idleGrace))
         let deadline = ContinuousClock.now.advanced(by: drainTimeout)
         let runtime = self.runtime
         while runtime.openConnections > 0 && ContinuousClock.now < deadline {

@@ -88,7 +88,7 @@ struct AppCommand: AsyncParsableCommand {
             peers: peers.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? [],
             replicationPort: replicationPort,
             sessionKey: sessionKey ?? ProcessInfo.processInfo.environment["CONCORD_SESSION_KEY"],
-            quiesceGrace: .milliseconds(Int64((quiesceGrace * 1000).rounded())))
+            quiesceGrace: .seconds(quiesceGrace))
     }
 
     func run() async throws {
@@ -108,7 +108,7 @@ struct AppCommand: AsyncParsableCommand {
         if let parent = ProcessInfo.processInfo.environment["CONCORD_PARENT_PID"].flatMap(Int32.init) {
             extra.append(ParentWatchService(parentPID: parent))
         }
-        let delay = shutdownDelay > 0 ? await ShutdownDelayService(delay: .milliseconds(Int64(shutdownDelay * 1000)), logger: logger) : nil
+        let delay = shutdownDelay > 0 ? await ShutdownDelayService(delay: .seconds(shutdownDelay), logger: logger) : nil
         let app = try ConcordAppServer.makeApplication(
             configuration: configuration, logger: logger, extraServices: extra, metricsText: { registry.emitToString() },
             isShuttingDown: { delay?.isDraining ?? false })

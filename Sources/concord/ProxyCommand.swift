@@ -67,6 +67,11 @@ struct ProxyCommand: AsyncParsableCommand {
     var accessLog = false
 
     /// The file's settings (or the defaults) with every given flag applied on top.
+    /// Checked once, when the command line is parsed (``makeConfiguration()`` also runs on every SIGHUP).
+    func validate() throws {
+        _ = try CommandLogging.level(parsing: logLevel)
+    }
+
     func makeConfiguration() throws -> ProxyConfiguration {
         var configuration = try config.map { try ProxyConfiguration.load(yamlFile: $0) } ?? ProxyConfiguration()
         if let listen { configuration.listen = try HostPort(parsing: listen) }
@@ -81,7 +86,6 @@ struct ProxyCommand: AsyncParsableCommand {
             }
             configuration.balance = parsed
         }
-        _ = try CommandLogging.level(parsing: logLevel)
         if let key { configuration.key = try KeyChain(parsing: key) }
         if let algorithm { configuration.algorithm = try HashAlgorithm(name: algorithm) }
         if let boundedLoad { configuration.boundedLoad = boundedLoad }

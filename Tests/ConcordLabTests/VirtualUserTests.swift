@@ -13,8 +13,8 @@ import Testing
     /// last phase (scale-in), whatever the strategy.
     @Test func aRequestCutShortByTheEndOfTheRunIsNotAFailure() async throws {
         // A server that accepts and never answers: the user's login stays pending.
-        let (server, environment) = try await silentServer(phase: .steady, parallelRequests: 1)
-        defer { server.close(promise: nil) }
+        let (server, environment) = try silentServer(phase: .steady, parallelRequests: 1)
+        defer { server.close() }
         let recorder = environment.recorder
         let user = Task {
             var user = VirtualUser(index: 0, environment: environment)
@@ -31,8 +31,8 @@ import Testing
     /// The lab ends the parallel phase only once every burst request has ended: the recorder counts them from
     /// start to end, whatever the outcome (here a server that never answers, then the user is cancelled).
     @Test func burstRequestsCountAsInFlightUntilTheyEnd() async throws {
-        let (server, environment) = try await silentServer(phase: .parallel, parallelRequests: 3)
-        defer { server.close(promise: nil) }
+        let (server, environment) = try silentServer(phase: .parallel, parallelRequests: 3)
+        defer { server.close() }
         let recorder = environment.recorder
         let burst = Task {
             var user = VirtualUser(index: 0, environment: environment)
@@ -47,15 +47,11 @@ import Testing
         #expect(recorder.burstRequestsInFlight == 0)
     }
 
-    /// A loopback server that accepts connections and never answers, and one user's environment in a one-phase
+    /// A loopback socket that takes connections (through the kernel's backlog) and never answers, and one user's environment in a one-phase
     /// run of `phase` aimed at it.
-    private func silentServer(phase: LabPhase.Kind, parallelRequests: Int) async throws -> (any Channel, VirtualUser.Environment) {
-        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(host: "127.0.0.1", port: 0).get()
-        guard let port = server.localAddress?.port else {
-            try? await server.close()
-            throw LabError.http("the test server has no port")
-        }
+    private func silentServer(phase: LabPhase.Kind, parallelRequests: Int) throws -> (LoopbackSocket, VirtualUser.Environment) {
+        let server = try LoopbackSocket.silent()
+        let port = server.port
         let recorder = LabRecorder(phases: [LabPhase(kind: phase, seconds: 1)])
         recorder.begin(phase: 0)
         let environment = VirtualUser.Environment(
