@@ -5,6 +5,8 @@ final class BackendHandle: Sendable {
     let backend: Backend
     let counters: ProxyMetrics.BackendCounters
     let load = BackendLoad()
+    /// Slots and queue under `limits.maxRequestsPerBackend` (untouched while no limit is set).
+    let admission = BackendAdmission()
 
     init(backend: Backend, counters: ProxyMetrics.BackendCounters) {
         self.backend = backend

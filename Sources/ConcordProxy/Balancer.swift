@@ -32,8 +32,11 @@ public final class Balancer: Sendable {
         public let id: String
         public let state: String
         public let draining: Bool
+        /// Requests (L7) or connections (L4) in flight to it, those waiting in its queue included.
         public let active: Int
         public let requests: Int
+        /// Waiting for a slot under `limits.maxRequestsPerBackend` (0 without the limit).
+        public let queued: Int
     }
 
     /// Distinct key hashes remembered per backend per generation, for drain.
@@ -279,10 +282,21 @@ public final class Balancer: Sendable {
         case .wentDown:
             logger.warning("backend \(id) is DOWN: \(reason); its keys go to their next node")
             metrics.healthTransition(backend: id, to: "down")
+            let handle = state.withLockedValue { state in state.membership.indexByID[id].map { state.runtime[$0].handle } }
+            if let handle { redispatchQueue(of: handle, because: "is down") }
         case .wentUp:
             logger.notice("backend \(id) is UP again: \(reason); its keys return")
             metrics.healthTransition(backend: id, to: "up")
         }
+    }
+
+    /// Requests waiting for `handle`'s backend pick again: it went down or left, and a queued request has not
+    /// reached it yet, so it goes to its key's next node like a new one.
+    private func redispatchQueue(of handle: BackendHandle, because reason: String) {
+        let count = handle.admission.redispatchAll()
+        guard count > 0 else { return }
+        metrics.redispatched.increment(by: Int64(count))
+        logger.notice("backend \(handle.backend.id) \(reason): \(count) queued request(s) go to their next node")
     }
 
     // MARK: Membership
@@ -293,7 +307,8 @@ public final class Balancer: Sendable {
     public func statuses() -> [Status] {
         state.withLockedValue { state in
             zip(state.membership.backends, state.runtime).map { backend, r in
-                Status(id: backend.id, state: r.isUp ? "up" : "down", draining: r.draining, active: r.active, requests: r.load.requests)
+                Status(id: backend.id, state: r.isUp ? "up" : "down", draining: r.draining, active: r.active, requests: r.load.requests,
+                       queued: r.handle.admission.queued)
             }
         }
     }
@@ -390,7 +405,7 @@ public final class Balancer: Sendable {
         for address in addresses { resolved.append(try Backend(address: address)) }
         let membership = try Membership(backends: resolved, algorithm: algorithm, boundedLoad: boundedLoad)
         let countersByID = Dictionary(uniqueKeysWithValues: resolved.map { ($0.id, metrics.backend($0.id)) })
-        let (before, after) = state.withLockedValue { state -> ([String], [String]) in
+        let (before, after, left) = state.withLockedValue { state -> ([String], [String], [BackendHandle]) in
             let before = state.membership.backends.map(\.id)
             var carried: [String: Runtime] = [:]
             for (backend, runtime) in zip(state.membership.backends, state.runtime) { carried[backend.id] = runtime }
@@ -399,12 +414,15 @@ public final class Balancer: Sendable {
                 runtime.health.adopt(health)
                 return runtime
             }
+            let staying = Set(resolved.map(\.id))
+            let left = zip(state.membership.backends, state.runtime).filter { !staying.contains($0.0.id) }.map(\.1.handle)
             state.membership = membership
             state.algorithm = algorithm
             state.boundedLoad = boundedLoad
             state.health = health
-            return (before, resolved.map(\.id))
+            return (before, resolved.map(\.id), left)
         }
+        for handle in left { redispatchQueue(of: handle, because: "was removed") }
         let added = after.filter { !before.contains($0) }
         let removed = before.filter { !after.contains($0) }
         if added.isEmpty && removed.isEmpty && before == after {

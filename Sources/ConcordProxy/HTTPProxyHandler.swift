@@ -13,7 +13,7 @@ import NIOHTTP1
 /// A request that asks to switch protocols (a WebSocket handshake) goes to its key's backend like any other; if
 /// the backend answers 101, this handler and the backend connection's leave their pipelines to a
 /// ``TCPGlueHandler`` pair, and the two connections are one byte tunnel from then on.
-final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, BackendHTTPDelegate {
+final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, BackendHTTPDelegate, BackendQueueWaiter {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -59,6 +59,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     /// Set when the proxy stops (``ProxyStoppingEvent``): an idle connection closes after this grace.
     private var stopGrace: TimeAmount?
     private var stopGraceTask: Scheduled<Void>?
+    /// Under `limits.maxRequestsPerBackend`: the exchange's wait in its backend's queue (the machine stays
+    /// `connecting` meanwhile, so at most one read's worth of the client is held) or its slot, released with the pick.
+    var queuePosition = BackendQueuePosition()
 
     init(runtime: ProxyRuntime, pool: BackendConnectionPool) {
         self.runtime = runtime
@@ -400,12 +403,39 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
 
     private func connect(_ chosen: Balancer.Pick) {
         pick = chosen
+        if !queuePosition.holdsSlot, let limit = queueLimit, let context,
+           !queuePosition.enter(chosen, limit: limit, timeout: runtime.configuration.limits.queueTimeout,
+                                metrics: runtime.metrics, waiter: self, on: context.eventLoop) {
+            return  // queued: queueWaitEnded(_:) goes on
+        }
         let target = chosen.backend
         if let idle = pool.takeIdle(for: target, idempotent: machine.idempotent) {
             attach(idle, reused: true)
             return
         }
         connectFresh(to: target)
+    }
+
+    // MARK: Backend queue (limits.maxRequestsPerBackend)
+
+    var queueLimit: Int? { runtime.configuration.limits.maxRequestsPerBackend }
+
+    func queueWaitEnded(_ outcome: BackendAdmission.Outcome) {
+        guard let pick else { return }
+        switch outcome {
+        case .admitted:
+            connect(pick)
+        case .redispatched:
+            runtime.logger.debug("\(pick.backend) left or went down while a request waited for it; picking again")
+            route(excluding: nil)
+        }
+    }
+
+    func queueWaitTimedOut() {
+        guard let pick else { return }
+        runtime.metrics.queueTimeouts.increment()
+        runtime.logger.debug("a request waited \(runtime.configuration.limits.queueTimeout) s for \(pick.backend) (maxRequestsPerBackend); answering 503")
+        abortExchange(respondingWith: .serviceUnavailable)
     }
 
     private func connectFailed(_ target: Backend, error: any Error) {
@@ -601,6 +631,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         }
         backend = nil
         self.pick = nil
+        // A tunnel is no longer a request: it keeps its in-flight load but not a slot under maxRequestsPerBackend.
+        queuePosition.release(pick, limit: queueLimit)
         cancelDeadline()
         held.removeAll()
         let sticky = pick.setsStickyCookie
@@ -727,6 +759,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     private func releasePick() {
         if let pick {
             self.pick = nil
+            queuePosition.release(pick, limit: queueLimit)
             runtime.balancer.release(pick)
         }
     }

@@ -27,6 +27,12 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
     public var tcpIdleTimeout: Double
     /// Idle keep-alive connections kept per backend per event loop. Default 64.
     public var maxIdleConnectionsPerBackend: Int
+    /// Requests (L7) or connections (L4) one backend gets at once; more wait in the proxy, first come first
+    /// served, for up to ``queueTimeout`` (HAProxy's `maxconn` and queue). `nil` (the default): no limit, no queue.
+    public var maxRequestsPerBackend: Int?
+    /// Seconds a request or connection may wait for a backend under ``maxRequestsPerBackend`` (→ 503, or the client
+    /// connection closed in L4). Default 5.
+    public var queueTimeout: Double
 
     public init(
         maxHeaderBytes: Int = 32 * 1024,
@@ -39,7 +45,9 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
         responseTimeout: Double = 60,
         tcpIdleTimeout: Double = 300,
         maxIdleConnectionsPerBackend: Int = 64,
-        maxResponseHeadBytes: Int = 64 * 1024
+        maxResponseHeadBytes: Int = 64 * 1024,
+        maxRequestsPerBackend: Int? = nil,
+        queueTimeout: Double = 5
     ) {
         self.maxHeaderBytes = maxHeaderBytes
         self.maxHeaderCount = maxHeaderCount
@@ -52,6 +60,8 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
         self.tcpIdleTimeout = tcpIdleTimeout
         self.maxIdleConnectionsPerBackend = maxIdleConnectionsPerBackend
         self.maxResponseHeadBytes = maxResponseHeadBytes
+        self.maxRequestsPerBackend = maxRequestsPerBackend
+        self.queueTimeout = queueTimeout
     }
 
     public init(from decoder: any Decoder) throws {
@@ -69,7 +79,9 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
             tcpIdleTimeout: try c.decodeIfPresent(Double.self, forKey: .tcpIdleTimeout) ?? d.tcpIdleTimeout,
             maxIdleConnectionsPerBackend: try c.decodeIfPresent(Int.self, forKey: .maxIdleConnectionsPerBackend)
                 ?? d.maxIdleConnectionsPerBackend,
-            maxResponseHeadBytes: try c.decodeIfPresent(Int.self, forKey: .maxResponseHeadBytes) ?? d.maxResponseHeadBytes
+            maxResponseHeadBytes: try c.decodeIfPresent(Int.self, forKey: .maxResponseHeadBytes) ?? d.maxResponseHeadBytes,
+            maxRequestsPerBackend: try c.decodeIfPresent(Int.self, forKey: .maxRequestsPerBackend),
+            queueTimeout: try c.decodeIfPresent(Double.self, forKey: .queueTimeout) ?? d.queueTimeout
         )
     }
 
@@ -81,8 +93,11 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
         }
         for (name, value) in [("headerReadTimeout", headerReadTimeout), ("keepAliveTimeout", keepAliveTimeout),
                               ("connectTimeout", connectTimeout), ("responseTimeout", responseTimeout),
-                              ("tcpIdleTimeout", tcpIdleTimeout)] where !(value > 0 && value < 86_400) {
+                              ("tcpIdleTimeout", tcpIdleTimeout), ("queueTimeout", queueTimeout)] where !(value > 0 && value < 86_400) {
             throw .invalidSetting("limits.\(name) must be between 0 and 86400 seconds, got \(value)")
+        }
+        if let maxRequestsPerBackend, maxRequestsPerBackend < 1 {
+            throw .invalidSetting("limits.maxRequestsPerBackend must be at least 1 (leave it out for no limit), got \(maxRequestsPerBackend)")
         }
         guard maxIdleConnectionsPerBackend >= 0 else { throw .invalidSetting("limits.maxIdleConnectionsPerBackend must be ≥ 0") }
     }

@@ -21,6 +21,11 @@ public final class ProxyMetrics: Sendable {
     let retries: CoreMetrics.Counter
     /// Client connections switched to another protocol (101, e.g. WebSocket) and tunnelled to their backend.
     let upgrades: CoreMetrics.Counter
+    /// Under `limits.maxRequestsPerBackend`: requests or connections that waited for a slot, waits that ran out
+    /// (503), and waiters sent to another backend because theirs went down or left.
+    let queued: CoreMetrics.Counter
+    let queueTimeouts: CoreMetrics.Counter
+    let redispatched: CoreMetrics.Counter
     private let byBackend = NIOLockedValueBox<[String: BackendCounters]>([:])
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
@@ -30,6 +35,9 @@ public final class ProxyMetrics: Sendable {
         self.keysRemapped = CoreMetrics.Counter(label: "concord_proxy_keys_remapped_total", factory: factory)
         self.retries = CoreMetrics.Counter(label: "concord_proxy_retries_total", factory: factory)
         self.upgrades = CoreMetrics.Counter(label: "concord_proxy_upgrades_total", factory: factory)
+        self.queued = CoreMetrics.Counter(label: "concord_proxy_queued_total", factory: factory)
+        self.queueTimeouts = CoreMetrics.Counter(label: "concord_proxy_queue_timeouts_total", factory: factory)
+        self.redispatched = CoreMetrics.Counter(label: "concord_proxy_redispatched_total", factory: factory)
     }
 
     func backend(_ id: String) -> BackendCounters {

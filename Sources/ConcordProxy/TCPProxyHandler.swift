@@ -4,7 +4,7 @@ import NIOPosix
 /// The first handler of an L4 client connection: holds reads, picks a backend (client-IP hash, round-robin or
 /// least-conn), connects on the same event loop (trying the key's next node once if that fails), optionally
 /// writes a PROXY protocol header, then replaces itself with a ``TCPGlueHandler`` pair that streams both ways.
-final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
+final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, BackendQueueWaiter {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -19,6 +19,12 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var clientInputClosed = false
     /// The connection's access log line, while the access log is on.
     private var access: AccessLogEntry?
+    /// Under `limits.maxRequestsPerBackend`: the connection's wait in its backend's queue (reads stay held), or its
+    /// slot — kept for the connection's whole life once glued.
+    var queuePosition = BackendQueuePosition()
+    private var context: ChannelHandlerContext?
+    /// The connect attempt (1 or 2) a queued connection goes on with.
+    private var attempt = 1
 
     init(runtime: ProxyRuntime) { self.runtime = runtime }
 
@@ -33,7 +39,12 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
         if context.channel.isActive { channelActive(context: context) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
     }
 
     private func choose(excluding: Backend?) -> Balancer.Pick? {
@@ -56,6 +67,17 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         pick = chosen
+        self.attempt = attempt
+        if let limit = queueLimit,
+           !queuePosition.enter(chosen, limit: limit, timeout: runtime.configuration.limits.queueTimeout,
+                                metrics: runtime.metrics, waiter: self, on: context.eventLoop) {
+            return  // queued: queueWaitEnded(_:) goes on
+        }
+        open(context: context, attempt: attempt)
+    }
+
+    private func open(context: ChannelHandlerContext, attempt: Int) {
+        guard let chosen = pick else { return }
         let target = chosen.backend
         let limits = runtime.configuration.limits
         let future = ClientBootstrap(group: context.eventLoop)
@@ -109,7 +131,12 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let balancer = runtime.balancer
         let released = pick
         self.pick = nil
-        backendChannel.closeFuture.whenComplete { _ in balancer.release(released) }
+        let slot = queuePosition.handOffSlot()
+        let limit = queueLimit
+        backendChannel.closeFuture.whenComplete { _ in
+            slot?.admission.leave(limit: limit)
+            balancer.release(released)
+        }
         if let sink = runtime.accessLog, var entry = access {
             // Logged when the pair is done: the backend side closes last or together with the client side.
             access = nil
@@ -155,7 +182,33 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func releasePick() {
         if let pick {
             self.pick = nil
+            queuePosition.release(pick, limit: queueLimit)
             runtime.balancer.release(pick)
         }
+    }
+
+    // MARK: Backend queue (limits.maxRequestsPerBackend)
+
+    var queueLimit: Int? { runtime.configuration.limits.maxRequestsPerBackend }
+
+    func queueWaitEnded(_ outcome: BackendAdmission.Outcome) {
+        guard let context, !closed else { return }
+        switch outcome {
+        case .admitted:
+            open(context: context, attempt: attempt)
+        case .redispatched:
+            releasePick()
+            connect(context: context, excluding: nil, attempt: attempt)
+        }
+    }
+
+    func queueWaitTimedOut() {
+        guard let context, let pick else { return }
+        runtime.metrics.queueTimeouts.increment()
+        runtime.logger.debug("L4: a connection waited \(runtime.configuration.limits.queueTimeout) s for \(pick.backend) (maxRequestsPerBackend); closing it")
+        access.finish(to: runtime.accessLog, outcome: "queue-timeout", backend: pick.backend)
+        releasePick()
+        closed = true
+        context.close(promise: nil)
     }
 }

@@ -57,6 +57,13 @@ struct ProxyCommand: AsyncParsableCommand {
     @Option(name: .customLong("event-loops"), help: "Event loops (threads) to serve on, 1...1024 (default: one per CPU the process may use).")
     var eventLoops: Int?
 
+    @Option(name: .customLong("max-requests-per-backend"),
+            help: "Requests (tcp: connections) one backend gets at once; more wait in the proxy's queue (default: no limit).")
+    var maxRequestsPerBackend: Int?
+
+    @Option(name: .customLong("queue-timeout"), help: "Seconds a request may wait in a backend's queue before a 503 (default 5).")
+    var queueTimeout: Double?
+
     @Option(help: "YAML configuration file (same settings; flags override it).")
     var config: String?
 
@@ -99,6 +106,8 @@ struct ProxyCommand: AsyncParsableCommand {
             configuration.cpuAffinity = parsed
         }
         if let eventLoops { configuration.eventLoops = eventLoops }
+        if let maxRequestsPerBackend { configuration.limits.maxRequestsPerBackend = maxRequestsPerBackend }
+        if let queueTimeout { configuration.limits.queueTimeout = queueTimeout }
         if configuration.mode == .tcp && configuration.key.sources != [.ip] && key != nil {
             throw ValidationError("--mode tcp hashes the client address only: use --key ip (or leave --key out)")
         }

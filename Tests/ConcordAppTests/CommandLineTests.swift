@@ -101,6 +101,16 @@ import Glibc
         }
     }
 
+    @Test func theProxyTakesABackendQueueFromItsFlags() async throws {
+        let (status, stderr) = try await run(["proxy", "--listen", "127.0.0.1:0", "--backend", "127.0.0.1:9", "--max-requests-per-backend", "0"])
+        #expect(status != 0)
+        #expect(stderr.contains("Error: limits.maxRequestsPerBackend must be at least 1 (leave it out for no limit), got 0"), "\(stderr)")
+        let (timeoutStatus, timeoutError) = try await run(["proxy", "--listen", "127.0.0.1:0", "--backend", "127.0.0.1:9",
+                                                           "--max-requests-per-backend", "4", "--queue-timeout", "0"])
+        #expect(timeoutStatus != 0)
+        #expect(timeoutError.contains("Error: limits.queueTimeout must be between 0 and 86400 seconds, got 0.0"), "\(timeoutError)")
+    }
+
     @Test func theProxyRejectsAnEventLoopCountOutOfRange() async throws {
         for count in ["0", "1025"] {
             let (status, stderr) = try await run(["proxy", "--listen", "127.0.0.1:0", "--backend", "127.0.0.1:9", "--event-loops", count])

@@ -77,6 +77,21 @@ import Testing
         c.balance = .stickyCookie
         #expect(throws: ProxyError.self) { try c.validate() }
         #expect(throws: ProxyError.self) { try ProxyConfiguration().validate() }
+        var queue = ProxyConfiguration(backends: [HostPort(host: "127.0.0.1", port: 9)])
+        queue.limits.maxRequestsPerBackend = 0
+        #expect(throws: ProxyError.invalidSetting("limits.maxRequestsPerBackend must be at least 1 (leave it out for no limit), got 0")) {
+            try queue.validate()
+        }
+        queue.limits.maxRequestsPerBackend = 1
+        queue.limits.queueTimeout = 0
+        #expect(throws: ProxyError.self) { try queue.validate() }
+    }
+
+    @Test func theBackendQueueIsOffUnlessSet() throws {
+        #expect(ProxyLimits().maxRequestsPerBackend == nil)
+        #expect(ProxyLimits().queueTimeout == 5)
+        let c = try ProxyConfiguration.parse(yaml: "limits: { maxRequestsPerBackend: 8, queueTimeout: 2.5 }")
+        #expect(c.limits.maxRequestsPerBackend == 8 && c.limits.queueTimeout == 2.5)
     }
 
     @Test func summaryNamesTheStrategy() {

@@ -7,9 +7,15 @@ import NIOPosix
 /// Starts real backends and a proxy on loopback for one test and stops all of them afterwards, also on failure.
 enum ProxyHarness {
     static func withBackends<T>(_ names: [String], _ body: ([TestBackend]) async throws -> T) async throws -> T {
-        var started: [TestBackend] = []
+        try await withServers(names, start: { try await TestBackend.start(name: $0) }, body)
+    }
+
+    /// Servers of any kind, one per name, stopped afterwards (also on failure).
+    static func withServers<S: StoppableTestServer, T>(_ names: [String], start: (String) async throws -> S,
+                                                       _ body: ([S]) async throws -> T) async throws -> T {
+        var started: [S] = []
         do {
-            for name in names { started.append(try await TestBackend.start(name: name)) }
+            for name in names { started.append(try await start(name)) }
             let result = try await body(started)
             for backend in started { await backend.stop() }
             return result

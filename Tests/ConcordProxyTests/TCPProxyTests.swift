@@ -5,16 +5,7 @@ import Testing
 
 @Suite(.serialized, .timeLimit(.minutes(3))) struct TCPProxyTests {
     func withEchoBackends<T>(_ count: Int, _ body: ([TestEchoBackend]) async throws -> T) async throws -> T {
-        var started: [TestEchoBackend] = []
-        do {
-            for i in 0..<count { started.append(try await TestEchoBackend.start(name: "e\(i)")) }
-            let result = try await body(started)
-            for b in started { await b.stop() }
-            return result
-        } catch {
-            for b in started { await b.stop() }
-            throw error
-        }
+        try await ProxyHarness.withServers((0..<count).map { "e\($0)" }, start: { try await TestEchoBackend.start(name: $0) }, body)
     }
 
     func configuration(_ backends: [TestEchoBackend], balance: BalanceStrategy) throws -> ProxyConfiguration {

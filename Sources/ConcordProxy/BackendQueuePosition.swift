@@ -1,0 +1,108 @@
+import NIOCore
+
+/// A connection handler that may wait in a backend's queue: it keeps its ``BackendQueuePosition`` and hears, on
+/// its event loop, how a wait ended — only for its current wait; what arrives for a wait it gave up is handled by
+/// the position.
+protocol BackendQueueWaiter: AnyObject {
+    var queuePosition: BackendQueuePosition { get set }
+    /// `limits.maxRequestsPerBackend` as the handler's settings say (for giving a slot back).
+    var queueLimit: Int? { get }
+    /// The wait ended (`.admitted`: the slot is held now; `.redispatched`: pick again).
+    func queueWaitEnded(_ outcome: BackendAdmission.Outcome)
+    /// `limits.queueTimeout` passed; the position has left the queue.
+    func queueWaitTimedOut()
+}
+
+/// One L7 exchange's or L4 connection's place under `limits.maxRequestsPerBackend`: waiting in its backend's
+/// ``BackendAdmission`` queue (with the wait's timeout), holding a slot, or neither. Owned by the handler and used
+/// on its event loop; it filters out what arrives after the handler gave up (a slot granted just as the client
+/// left is given back here).
+struct BackendQueuePosition {
+    private var waiting: BackendAdmission.Ticket?
+    private var timeoutTask: Scheduled<Void>?
+    private var slot: BackendHandle?
+
+    /// Whether a slot is held.
+    var holdsSlot: Bool { slot != nil }
+
+    /// Takes a slot of `pick`'s backend and returns `true`, or queues and returns `false`: `waiter` then hears how
+    /// the wait ends.
+    mutating func enter<Waiter: BackendQueueWaiter>(
+        _ pick: Balancer.Pick, limit: Int, timeout: Double, metrics: ProxyMetrics, waiter: Waiter, on eventLoop: any EventLoop
+    ) -> Bool {
+        let handle = pick.handle
+        let loopBound = NIOLoopBound(waiter, eventLoop: eventLoop)
+        let ticket = BackendAdmission.Ticket(eventLoop: eventLoop) { ticket, outcome in
+            loopBound.value.queueTicket(ticket, ended: outcome, handle: handle)
+        }
+        if handle.admission.enter(ticket, limit: limit) {
+            slot = handle
+            return true
+        }
+        waiting = ticket
+        metrics.queued.increment()
+        timeoutTask = eventLoop.scheduleTask(in: TimeAmount(seconds: timeout)) {
+            loopBound.value.queueTicketTimedOut(ticket, handle: handle)
+        }
+        return false
+    }
+
+    /// A wait's outcome arrived: returns it if `ticket` is this position's current wait (a granted slot is held from
+    /// now on), or `nil` for a wait given up earlier — a slot it was granted goes back at once (`limit` as now set).
+    fileprivate mutating func settle(_ ticket: BackendAdmission.Ticket, _ outcome: BackendAdmission.Outcome, handle: BackendHandle,
+                         limit: Int?) -> BackendAdmission.Outcome? {
+        guard ticket === waiting else {
+            if outcome == .admitted { handle.admission.leave(limit: limit) }
+            return nil
+        }
+        endWait()
+        if outcome == .admitted { slot = handle }
+        return outcome
+    }
+
+    /// Whether a timed-out `ticket` is the current wait; if so the position leaves the queue.
+    fileprivate mutating func timedOut(_ ticket: BackendAdmission.Ticket, handle: BackendHandle) -> Bool {
+        guard ticket === waiting else { return false }
+        endWait()
+        // `false`: a slot is on its way; settle sees the ticket stale and gives it back.
+        _ = handle.admission.withdraw(ticket)
+        return true
+    }
+
+    /// Leaves the queue if waiting, and gives the slot back if holding one (the request or connection ended).
+    mutating func release(_ pick: Balancer.Pick, limit: Int?) {
+        if let ticket = waiting {
+            endWait()
+            _ = pick.handle.admission.withdraw(ticket)
+        }
+        if let slot {
+            self.slot = nil
+            slot.admission.leave(limit: limit)
+        }
+    }
+
+    /// Hands the held slot over to the caller (an L4 pair keeps it until it closes): the backend whose slot it
+    /// is, or `nil` if none is held.
+    mutating func handOffSlot() -> BackendHandle? {
+        defer { slot = nil }
+        return slot
+    }
+
+    private mutating func endWait() {
+        waiting = nil
+        timeoutTask?.cancel()
+        timeoutTask = nil
+    }
+}
+
+extension BackendQueueWaiter {
+    fileprivate func queueTicket(_ ticket: BackendAdmission.Ticket, ended outcome: BackendAdmission.Outcome, handle: BackendHandle) {
+        guard let outcome = queuePosition.settle(ticket, outcome, handle: handle, limit: queueLimit) else { return }
+        queueWaitEnded(outcome)
+    }
+
+    fileprivate func queueTicketTimedOut(_ ticket: BackendAdmission.Ticket, handle: BackendHandle) {
+        guard queuePosition.timedOut(ticket, handle: handle) else { return }
+        queueWaitTimedOut()
+    }
+}

@@ -1,0 +1,160 @@
+import ConcordSessionsTesting
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import ConcordProxy
+
+/// `limits.maxRequestsPerBackend` through a real proxy: a backend never holds more than its limit, the rest wait in
+/// the proxy in arrival order, a wait has a timeout (503), and waiters of a backend that goes down go to their
+/// key's next node.
+@Suite(.serialized, .timeLimit(.minutes(2))) struct BackendQueueTests {
+    func withGatedBackends<T>(_ names: [String], _ body: ([TestGatedBackend]) async throws -> T) async throws -> T {
+        try await ProxyHarness.withServers(names, start: { try await TestGatedBackend.start(name: $0) }, body)
+    }
+
+    func configuration(_ backends: [any StoppableTestServer], mode: ProxyMode = .http, balance: BalanceStrategy = .roundRobin,
+                       key: String = "ip", limit: Int, queueTimeout: Double = 5) throws -> ProxyConfiguration {
+        var c = ProxyConfiguration(
+            backends: backends.map { HostPort(host: "127.0.0.1", port: $0.port) }, mode: mode, balance: balance,
+            key: try KeyChain(parsing: key))
+        c.health = ProxyHarness.quietHealth
+        c.limits.maxRequestsPerBackend = limit
+        c.limits.queueTimeout = queueTimeout
+        return c
+    }
+
+    func metric(_ server: ProxyServer, _ name: String) -> String? {
+        server.metrics.exposition().split(separator: "\n").first { $0.hasPrefix(name + " ") }.map(String.init)
+    }
+
+    @Test func aBackendGetsAtMostItsLimitAndTheRestWaitInTheProxy() async throws {
+        try await withGatedBackends(["a"]) { backends in
+            let a = backends[0]
+            try await ProxyHarness.withProxy(try configuration(backends, limit: 2)) { server, port in
+                try await withThrowingTaskGroup(of: RawClient.Response.self) { group in
+                    for _ in 0..<5 { group.addTask { try await RawClient.get(port: port) } }
+                    try await waitUntil { a.held == 2 && server.balancer.statuses()[0].queued == 3 }
+                    try await Task.sleep(for: .milliseconds(200))
+                    #expect(a.arrived == 2, "only the limit's worth reached the backend")
+                    // One answer lets exactly one waiter through.
+                    a.release(1)
+                    try await waitUntil { a.arrived == 3 && server.balancer.statuses()[0].queued == 2 }
+                    #expect(a.held == 2)
+                    a.openGate()
+                    var statuses: [Int?] = []
+                    for try await response in group { statuses.append(response.status) }
+                    #expect(statuses == Array(repeating: 200, count: 5))
+                }
+                #expect(a.mostHeldAtOnce == 2)
+                #expect(metric(server, "concord_proxy_queued_total") == "concord_proxy_queued_total 3")
+                let status = server.balancer.statuses()[0]
+                #expect(status.queued == 0 && status.active == 0)
+            }
+        }
+    }
+
+    @Test func aRequestThatWaitsPastTheQueueTimeoutGets503() async throws {
+        try await withGatedBackends(["a"]) { backends in
+            let a = backends[0]
+            try await ProxyHarness.withProxy(try configuration(backends, limit: 1, queueTimeout: 0.3)) { server, port in
+                let first = Task { try await RawClient.get(port: port) }
+                try await waitUntil { a.held == 1 }
+                let start = ContinuousClock.now
+                let second = try await RawClient.get(port: port)
+                let waited = ContinuousClock.now - start
+                #expect(second.status == 503)
+                #expect(waited >= .milliseconds(250), "answered after \(waited), before the 0.3-s queue timeout")
+                #expect(a.arrived == 1, "the timed-out request never reached the backend")
+                a.openGate()
+                #expect(try await first.value.status == 200)
+                #expect(metric(server, "concord_proxy_queue_timeouts_total") == "concord_proxy_queue_timeouts_total 1")
+                #expect(server.balancer.statuses()[0].queued == 0)
+                // The slot the first request held is free again: the next request goes straight through.
+                #expect(try await RawClient.get(port: port).status == 200)
+            }
+        }
+    }
+
+    @Test func aClientThatGivesUpWhileWaitingLeavesTheQueueAndHoldsNoSlot() async throws {
+        try await withGatedBackends(["a"]) { backends in
+            let a = backends[0]
+            try await ProxyHarness.withProxy(try configuration(backends, limit: 1)) { server, port in
+                let first = Task { try await RawClient.get(port: port) }
+                try await waitUntil { a.held == 1 }
+                // Three clients queue, then hang up (a reset: a plain close reads as a half-close, whose request
+                // the proxy still answers) before the backend is free.
+                var leaving: [any Channel] = []
+                for _ in 0..<3 {
+                    let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                        .connect(host: "127.0.0.1", port: port).get()
+                    try await (channel as! any SocketOptionProvider).setSoLinger(linger(l_onoff: 1, l_linger: 0)).get()
+                    try await channel.writeAndFlush(ByteBuffer(string: "GET / HTTP/1.1\r\nHost: t\r\n\r\n"))
+                    leaving.append(channel)
+                }
+                try await waitUntil { server.balancer.statuses()[0].queued == 3 }
+                for channel in leaving { try await channel.close() }
+                try await waitUntil(timeout: .seconds(3)) { server.balancer.statuses()[0].queued == 0 }
+                a.release(1)
+                #expect(try await first.value.status == 200)
+                // No slot went to a client that had left: the next request is admitted at once.
+                let next = Task { try await RawClient.get(port: port) }
+                try await waitUntil { a.held == 1 }
+                #expect(a.arrived == 2, "only the two answered requests reached the backend")
+                a.openGate()
+                #expect(try await next.value.status == 200)
+                let handle = try #require(server.balancer.pick(keyHash: 1))
+                server.balancer.release(handle)
+                #expect(handle.handle.admission.admitted == 0, "every slot was given back")
+            }
+        }
+    }
+
+    @Test func waitersOfABackendThatGoesDownGoToTheirKeysNextNode() async throws {
+        try await withGatedBackends(["a", "b"]) { backends in
+            let config = try configuration(backends, balance: .hash, key: "header:x-user", limit: 1)
+            try await ProxyHarness.withProxy(config) { server, port in
+                let user = ["x-user": "u1"]
+                let first = Task { try await RawClient.get(port: port, headers: user) }
+                try await waitUntil { backends.map(\.held).reduce(0, +) == 1 }
+                let owner = backends.first { $0.held == 1 }!
+                let other = backends.first { $0 !== owner }!
+                other.openGate()
+                let second = Task { try await RawClient.get(port: port, headers: user) }
+                try await waitUntil { server.balancer.statuses().first { $0.id == owner.address }?.queued == 1 }
+                // An active probe fails (fall 1): the owner goes down, and its waiter goes to the key's next node.
+                let down = server.balancer.backends.first { $0.id == owner.address }!
+                server.balancer.recordProbe(down, success: false, detail: "test probe failed")
+                let redispatched = try await second.value
+                #expect(redispatched.status == 200)
+                #expect(redispatched.body == other.name)
+                #expect(owner.arrived == 1, "the waiter never reached the backend that went down")
+                owner.openGate()
+                #expect(try await first.value.body == owner.name, "the request it already had still finishes")
+                #expect(metric(server, "concord_proxy_redispatched_total") == "concord_proxy_redispatched_total 1")
+            }
+        }
+    }
+
+    @Test func inTCPModeAConnectionWaitsUntilTheBackendsSlotIsFree() async throws {
+        try await ProxyHarness.withServers(["e0"], start: { try await TestEchoBackend.start(name: $0) }) { echoes in
+            try await ProxyHarness.withProxy(try configuration(echoes, mode: .tcp, limit: 1)) { server, port in
+                let firstBytes = NIOLockedValueBox(ByteBuffer())
+                // The first connection stays open for 1.5 s (the client's time limit), then closes.
+                let first = Task { try await RawClient.exchange(port: port, ["a"], timeout: .milliseconds(1_500), collected: firstBytes) }
+                try await waitUntil { firstBytes.withLockedValue { String(buffer: $0) } == "e0:a" }
+                let secondBytes = NIOLockedValueBox(ByteBuffer())
+                let start = ContinuousClock.now
+                let second = Task { try await RawClient.exchange(port: port, ["b"], halfClose: true, timeout: .seconds(10), collected: secondBytes) }
+                try await waitUntil { server.balancer.statuses()[0].queued == 1 }
+                #expect(secondBytes.withLockedValue { $0.readableBytes } == 0, "the second connection reached the backend while the first held its slot")
+                _ = try await first.value
+                let response = try await second.value
+                #expect(response.text == "e0:b|bye")
+                #expect(ContinuousClock.now - start >= .milliseconds(1_000), "the second connection did not wait for the first")
+                #expect(server.balancer.statuses()[0].queued == 0)
+            }
+        }
+    }
+}
