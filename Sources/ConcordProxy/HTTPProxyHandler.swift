@@ -62,10 +62,14 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     /// Under `limits.maxRequestsPerBackend`: the exchange's wait in its backend's queue (the machine stays
     /// `connecting` meanwhile, so at most one read's worth of the client is held) or its slot, released with the pick.
     var queuePosition = BackendQueuePosition()
+    /// `limits.maxRequestsPerBackend` of the settings this connection started with (read once: per request it
+    /// would copy the configuration).
+    let queueLimit: Int?
 
     init(runtime: ProxyRuntime, pool: BackendConnectionPool) {
         self.runtime = runtime
         self.pool = pool
+        self.queueLimit = runtime.configuration.limits.maxRequestsPerBackend
         let limits = runtime.configuration.limits
         self.machine = HTTPExchangeStateMachine(limits: limits)
         self.framer = HTTPRequestFramer(limits: .init(maxHeadBytes: limits.maxHeaderBytes, maxHeaderCount: limits.maxHeaderCount))
@@ -417,8 +421,6 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     }
 
     // MARK: Backend queue (limits.maxRequestsPerBackend)
-
-    var queueLimit: Int? { runtime.configuration.limits.maxRequestsPerBackend }
 
     func queueWaitEnded(_ outcome: BackendAdmission.Outcome) {
         guard let pick else { return }

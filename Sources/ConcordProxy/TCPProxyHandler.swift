@@ -22,11 +22,17 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Back
     /// Under `limits.maxRequestsPerBackend`: the connection's wait in its backend's queue (reads stay held), or its
     /// slot — kept for the connection's whole life once glued.
     var queuePosition = BackendQueuePosition()
+    /// `limits.maxRequestsPerBackend` of the settings this connection started with (read once: per request it
+    /// would copy the configuration).
+    let queueLimit: Int?
     private var context: ChannelHandlerContext?
     /// The connect attempt (1 or 2) a queued connection goes on with.
     private var attempt = 1
 
-    init(runtime: ProxyRuntime) { self.runtime = runtime }
+    init(runtime: ProxyRuntime) {
+        self.runtime = runtime
+        self.queueLimit = runtime.configuration.limits.maxRequestsPerBackend
+    }
 
     func channelActive(context: ChannelHandlerContext) {
         guard !started else { return }
@@ -188,8 +194,6 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Back
     }
 
     // MARK: Backend queue (limits.maxRequestsPerBackend)
-
-    var queueLimit: Int? { runtime.configuration.limits.maxRequestsPerBackend }
 
     func queueWaitEnded(_ outcome: BackendAdmission.Outcome) {
         guard let context, !closed else { return }
