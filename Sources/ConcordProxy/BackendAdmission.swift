@@ -42,20 +42,31 @@ final class BackendAdmission: Sendable {
     /// Waiters in the queue.
     var queued: Int { state.withLockedValue { $0.waiting.count } }
 
+    /// How ``enter(_:limit:maxQueue:)`` went.
+    enum Entry: Equatable {
+        /// A slot is held.
+        case admitted
+        /// Waiting: the ticket's callback says how the wait ends.
+        case queued
+        /// The queue already holds `maxQueue` waiters: not queued.
+        case queueFull
+    }
+
     /// Takes a slot if fewer than `limit` are held and nobody waits (first come, first served); otherwise queues
-    /// `ticket` and returns `false` — its callback then says how the wait ended.
-    func enter(_ ticket: Ticket, limit: Int) -> Bool {
-        let (entered, granted) = state.withLockedValue { state -> (Bool, [Ticket]) in
+    /// `ticket` — unless `maxQueue` waiters are already there.
+    func enter(_ ticket: Ticket, limit: Int, maxQueue: Int? = nil) -> Entry {
+        let (entry, granted) = state.withLockedValue { state -> (Entry, [Ticket]) in
             if state.admitted < limit && state.waiting.isEmpty {
                 state.admitted += 1
-                return (true, [])
+                return (.admitted, [])
             }
+            if let maxQueue, state.waiting.count >= maxQueue { return (.queueFull, []) }
             state.waiting.append(ticket)
             // Free slots with waiters ahead happen only after a reload raised the limit: fill them now.
-            return (false, Self.grant(in: &state, limit: limit))
+            return (.queued, Self.grant(in: &state, limit: limit))
         }
         for waiter in granted { waiter.deliver(.admitted) }
-        return entered
+        return entry
     }
 
     /// A slot holder ended: the slot goes to the first waiter (its callback gets `.admitted`), or is freed. With

@@ -25,26 +25,30 @@ struct BackendQueuePosition {
     /// Whether a slot is held.
     var holdsSlot: Bool { slot != nil }
 
-    /// Takes a slot of `pick`'s backend and returns `true`, or queues and returns `false`: `waiter` then hears how
-    /// the wait ends.
+    /// Takes a slot of `pick`'s backend (`.admitted`), or queues (`.queued`: `waiter` then hears how the wait ends),
+    /// or neither when the backend's queue is full (`.queueFull`, counted).
     mutating func enter<Waiter: BackendQueueWaiter>(
-        _ pick: Balancer.Pick, limit: Int, timeout: Double, metrics: ProxyMetrics, waiter: Waiter, on eventLoop: any EventLoop
-    ) -> Bool {
+        _ pick: Balancer.Pick, limits: ProxyLimits, limit: Int, metrics: ProxyMetrics, waiter: Waiter, on eventLoop: any EventLoop
+    ) -> BackendAdmission.Entry {
         let handle = pick.handle
         let loopBound = NIOLoopBound(waiter, eventLoop: eventLoop)
         let ticket = BackendAdmission.Ticket(eventLoop: eventLoop) { ticket, outcome in
             loopBound.value.queueTicket(ticket, ended: outcome, handle: handle)
         }
-        if handle.admission.enter(ticket, limit: limit) {
+        let entry = handle.admission.enter(ticket, limit: limit, maxQueue: limits.maxQueuePerBackend)
+        switch entry {
+        case .admitted:
             slot = handle
-            return true
+        case .queued:
+            waiting = ticket
+            metrics.queued.increment()
+            timeoutTask = eventLoop.scheduleTask(in: TimeAmount(seconds: limits.queueTimeout)) {
+                loopBound.value.queueTicketTimedOut(ticket, handle: handle)
+            }
+        case .queueFull:
+            metrics.queueFull.increment()
         }
-        waiting = ticket
-        metrics.queued.increment()
-        timeoutTask = eventLoop.scheduleTask(in: TimeAmount(seconds: timeout)) {
-            loopBound.value.queueTicketTimedOut(ticket, handle: handle)
-        }
-        return false
+        return entry
     }
 
     /// A wait's outcome arrived: returns it if `ticket` is this position's current wait (a granted slot is held from

@@ -407,10 +407,16 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
 
     private func connect(_ chosen: Balancer.Pick) {
         pick = chosen
-        if !queuePosition.holdsSlot, let limit = queueLimit, let context,
-           !queuePosition.enter(chosen, limit: limit, timeout: runtime.configuration.limits.queueTimeout,
-                                metrics: runtime.metrics, waiter: self, on: context.eventLoop) {
-            return  // queued: queueWaitEnded(_:) goes on
+        if !queuePosition.holdsSlot, let limit = queueLimit, let context {
+            switch queuePosition.enter(chosen, limits: runtime.configuration.limits, limit: limit, metrics: runtime.metrics,
+                                       waiter: self, on: context.eventLoop) {
+            case .admitted: break
+            case .queued: return  // queueWaitEnded(_:) goes on
+            case .queueFull:
+                runtime.logger.debug("the queue of \(chosen.backend) is full (maxQueuePerBackend); answering 503")
+                abortExchange(respondingWith: .serviceUnavailable)
+                return
+            }
         }
         let target = chosen.backend
         if let idle = pool.takeIdle(for: target, idempotent: machine.idempotent) {

@@ -33,6 +33,10 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
     /// Seconds a request or connection may wait for a backend under ``maxRequestsPerBackend`` (→ 503, or the client
     /// connection closed in L4). Default 5.
     public var queueTimeout: Double
+    /// Requests or connections that may wait for one backend under ``maxRequestsPerBackend``; one more gets a 503
+    /// at once (L4: closed), as HAProxy's `maxqueue`. `nil` (the default): the queue is bounded only by
+    /// ``queueTimeout`` and ``maxConnections``.
+    public var maxQueuePerBackend: Int?
 
     public init(
         maxHeaderBytes: Int = 32 * 1024,
@@ -47,7 +51,8 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
         maxIdleConnectionsPerBackend: Int = 64,
         maxResponseHeadBytes: Int = 64 * 1024,
         maxRequestsPerBackend: Int? = nil,
-        queueTimeout: Double = 5
+        queueTimeout: Double = 5,
+        maxQueuePerBackend: Int? = nil
     ) {
         self.maxHeaderBytes = maxHeaderBytes
         self.maxHeaderCount = maxHeaderCount
@@ -62,6 +67,7 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
         self.maxResponseHeadBytes = maxResponseHeadBytes
         self.maxRequestsPerBackend = maxRequestsPerBackend
         self.queueTimeout = queueTimeout
+        self.maxQueuePerBackend = maxQueuePerBackend
     }
 
     public init(from decoder: any Decoder) throws {
@@ -81,7 +87,8 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
                 ?? d.maxIdleConnectionsPerBackend,
             maxResponseHeadBytes: try c.decodeIfPresent(Int.self, forKey: .maxResponseHeadBytes) ?? d.maxResponseHeadBytes,
             maxRequestsPerBackend: try c.decodeIfPresent(Int.self, forKey: .maxRequestsPerBackend),
-            queueTimeout: try c.decodeIfPresent(Double.self, forKey: .queueTimeout) ?? d.queueTimeout
+            queueTimeout: try c.decodeIfPresent(Double.self, forKey: .queueTimeout) ?? d.queueTimeout,
+            maxQueuePerBackend: try c.decodeIfPresent(Int.self, forKey: .maxQueuePerBackend)
         )
     }
 
@@ -98,6 +105,9 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
         }
         if let maxRequestsPerBackend, maxRequestsPerBackend < 1 {
             throw .invalidSetting("limits.maxRequestsPerBackend must be at least 1 (leave it out for no limit), got \(maxRequestsPerBackend)")
+        }
+        if let maxQueuePerBackend, maxQueuePerBackend < 0 {
+            throw .invalidSetting("limits.maxQueuePerBackend must be at least 0 (leave it out for no bound), got \(maxQueuePerBackend)")
         }
         guard maxIdleConnectionsPerBackend >= 0 else { throw .invalidSetting("limits.maxIdleConnectionsPerBackend must be ≥ 0") }
     }

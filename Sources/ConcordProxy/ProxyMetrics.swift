@@ -22,9 +22,11 @@ public final class ProxyMetrics: Sendable {
     /// Client connections switched to another protocol (101, e.g. WebSocket) and tunnelled to their backend.
     let upgrades: CoreMetrics.Counter
     /// Under `limits.maxRequestsPerBackend`: requests or connections that waited for a slot, waits that ran out
-    /// (503), and waiters sent to another backend because theirs went down or left.
+    /// (503), requests turned away because their backend's queue was full (503), and waiters sent to another
+    /// backend because theirs went down or left.
     let queued: CoreMetrics.Counter
     let queueTimeouts: CoreMetrics.Counter
+    let queueFull: CoreMetrics.Counter
     let redispatched: CoreMetrics.Counter
     private let byBackend = NIOLockedValueBox<[String: BackendCounters]>([:])
 
@@ -37,6 +39,7 @@ public final class ProxyMetrics: Sendable {
         self.upgrades = CoreMetrics.Counter(label: "concord_proxy_upgrades_total", factory: factory)
         self.queued = CoreMetrics.Counter(label: "concord_proxy_queued_total", factory: factory)
         self.queueTimeouts = CoreMetrics.Counter(label: "concord_proxy_queue_timeouts_total", factory: factory)
+        self.queueFull = CoreMetrics.Counter(label: "concord_proxy_queue_full_total", factory: factory)
         self.redispatched = CoreMetrics.Counter(label: "concord_proxy_redispatched_total", factory: factory)
     }
 

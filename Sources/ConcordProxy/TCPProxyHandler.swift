@@ -74,10 +74,19 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Back
         }
         pick = chosen
         self.attempt = attempt
-        if let limit = queueLimit,
-           !queuePosition.enter(chosen, limit: limit, timeout: runtime.configuration.limits.queueTimeout,
-                                metrics: runtime.metrics, waiter: self, on: context.eventLoop) {
-            return  // queued: queueWaitEnded(_:) goes on
+        if let limit = queueLimit {
+            switch queuePosition.enter(chosen, limits: runtime.configuration.limits, limit: limit, metrics: runtime.metrics,
+                                       waiter: self, on: context.eventLoop) {
+            case .admitted: break
+            case .queued: return  // queueWaitEnded(_:) goes on
+            case .queueFull:
+                runtime.logger.debug("L4: the queue of \(chosen.backend) is full (maxQueuePerBackend); closing the connection")
+                access.finish(to: runtime.accessLog, outcome: "queue-full", backend: chosen.backend)
+                releasePick()
+                closed = true
+                context.close(promise: nil)
+                return
+            }
         }
         open(context: context, attempt: attempt)
     }

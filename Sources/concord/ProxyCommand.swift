@@ -64,6 +64,9 @@ struct ProxyCommand: AsyncParsableCommand {
     @Option(name: .customLong("queue-timeout"), help: "Seconds a request may wait in a backend's queue before a 503 (default 5).")
     var queueTimeout: Double?
 
+    @Option(name: .customLong("max-queue-per-backend"), help: "Requests that may wait for one backend; more get a 503 at once (default: no bound).")
+    var maxQueuePerBackend: Int?
+
     @Option(help: "YAML configuration file (same settings; flags override it).")
     var config: String?
 
@@ -108,6 +111,7 @@ struct ProxyCommand: AsyncParsableCommand {
         if let eventLoops { configuration.eventLoops = eventLoops }
         if let maxRequestsPerBackend { configuration.limits.maxRequestsPerBackend = maxRequestsPerBackend }
         if let queueTimeout { configuration.limits.queueTimeout = queueTimeout }
+        if let maxQueuePerBackend { configuration.limits.maxQueuePerBackend = maxQueuePerBackend }
         if configuration.mode == .tcp && configuration.key.sources != [.ip] && key != nil {
             throw ValidationError("--mode tcp hashes the client address only: use --key ip (or leave --key out)")
         }

@@ -77,6 +77,28 @@ import Testing
         }
     }
 
+    @Test func aFullQueueTurnsTheNextRequestAwayAtOnce() async throws {
+        try await withGatedBackends(["a"]) { backends in
+            let a = backends[0]
+            var config = try configuration(backends, limit: 1, queueTimeout: 30)
+            config.limits.maxQueuePerBackend = 1
+            try await ProxyHarness.withProxy(config) { server, port in
+                let first = Task { try await RawClient.get(port: port) }
+                try await waitUntil { a.held == 1 }
+                let second = Task { try await RawClient.get(port: port) }
+                try await waitUntil { server.balancer.statuses()[0].queued == 1 }
+                // The queue holds its one waiter: the next request is answered now, not after the 30-s queue timeout.
+                let third = try await RawClient.get(port: port)
+                #expect(third.status == 503)
+                #expect(metric(server, "concord_proxy_queue_full_total") == "concord_proxy_queue_full_total 1")
+                a.openGate()
+                #expect(try await first.value.status == 200)
+                #expect(try await second.value.status == 200)
+                #expect(a.arrived == 2)
+            }
+        }
+    }
+
     @Test func aClientThatGivesUpWhileWaitingLeavesTheQueueAndHoldsNoSlot() async throws {
         try await withGatedBackends(["a"]) { backends in
             let a = backends[0]

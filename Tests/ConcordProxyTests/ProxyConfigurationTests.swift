@@ -85,13 +85,19 @@ import Testing
         queue.limits.maxRequestsPerBackend = 1
         queue.limits.queueTimeout = 0
         #expect(throws: ProxyError.self) { try queue.validate() }
+        queue.limits.queueTimeout = 1
+        queue.limits.maxQueuePerBackend = -1
+        #expect(throws: ProxyError.invalidSetting("limits.maxQueuePerBackend must be at least 0 (leave it out for no bound), got -1")) {
+            try queue.validate()
+        }
     }
 
     @Test func theBackendQueueIsOffUnlessSet() throws {
         #expect(ProxyLimits().maxRequestsPerBackend == nil)
         #expect(ProxyLimits().queueTimeout == 5)
-        let c = try ProxyConfiguration.parse(yaml: "limits: { maxRequestsPerBackend: 8, queueTimeout: 2.5 }")
-        #expect(c.limits.maxRequestsPerBackend == 8 && c.limits.queueTimeout == 2.5)
+        #expect(ProxyLimits().maxQueuePerBackend == nil)
+        let c = try ProxyConfiguration.parse(yaml: "limits: { maxRequestsPerBackend: 8, queueTimeout: 2.5, maxQueuePerBackend: 100 }")
+        #expect(c.limits.maxRequestsPerBackend == 8 && c.limits.queueTimeout == 2.5 && c.limits.maxQueuePerBackend == 100)
     }
 
     @Test func summaryNamesTheStrategy() {
