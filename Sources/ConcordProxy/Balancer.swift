@@ -415,7 +415,7 @@ public final class Balancer: Sendable {
                 return runtime
             }
             let staying = Set(resolved.map(\.id))
-            let left = zip(state.membership.backends, state.runtime).filter { !staying.contains($0.0.id) }.map(\.1.handle)
+            let left = carried.filter { !staying.contains($0.key) }.map(\.value.handle)
             state.membership = membership
             state.algorithm = algorithm
             state.boundedLoad = boundedLoad

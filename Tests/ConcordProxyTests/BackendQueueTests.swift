@@ -133,7 +133,8 @@ import Testing
         }
     }
 
-    @Test func waitersOfABackendThatGoesDownGoToTheirKeysNextNode() async throws {
+    @Test(arguments: ["goes down", "is removed"])
+    func waitersOfABackendThatGoesDownOrLeavesGoToTheirKeysNextNode(_ how: String) async throws {
         try await withGatedBackends(["a", "b"]) { backends in
             let config = try configuration(backends, balance: .hash, key: "header:x-user", limit: 1)
             try await ProxyHarness.withProxy(config) { server, port in
@@ -145,9 +146,13 @@ import Testing
                 other.openGate()
                 let second = Task { try await RawClient.get(port: port, headers: user) }
                 try await waitUntil { server.balancer.statuses().first { $0.id == owner.address }?.queued == 1 }
-                // An active probe fails (fall 1): the owner goes down, and its waiter goes to the key's next node.
-                let down = server.balancer.backends.first { $0.id == owner.address }!
-                server.balancer.recordProbe(down, success: false, detail: "test probe failed")
+                // An active probe fails (fall 1) or the admin API removes it: its waiter goes to the key's next node.
+                if how == "goes down" {
+                    let down = server.balancer.backends.first { $0.id == owner.address }!
+                    server.balancer.recordProbe(down, success: false, detail: "test probe failed")
+                } else {
+                    try server.balancer.remove(id: owner.address)
+                }
                 let redispatched = try await second.value
                 #expect(redispatched.status == 200)
                 #expect(redispatched.body == other.name)
