@@ -164,6 +164,25 @@ import Testing
         }
     }
 
+    @Test func aWebSocketTunnelGivesItsSlotBack() async throws {
+        let heads = NIOLockedValueBox<[String]>([])
+        try await ProxyHarness.withServers(["w"], start: { try await HTTPProxyUpgradeTests.switchingBackend($0, heads: heads) }) { backends in
+            try await ProxyHarness.withProxy(try configuration(backends, limit: 1, queueTimeout: 1)) { server, port in
+                let tunnelBytes = NIOLockedValueBox(ByteBuffer())
+                // The tunnel stays open for 3 s (the client's time limit) …
+                let tunnel = Task {
+                    try await RawClient.exchange(port: port, [HTTPProxyUpgradeTests.upgradeRequest()], timeout: .seconds(3), collected: tunnelBytes)
+                }
+                try await waitUntil { tunnelBytes.withLockedValue { String(buffer: $0) }.hasSuffix("welcome-w|") }
+                // … and a plain request meanwhile gets the backend's only slot at once, not a 503 after the 1-s wait.
+                let plain = try await RawClient.get(port: port)
+                #expect(plain.status == 200 && plain.body == "w")
+                #expect(metric(server, "concord_proxy_queued_total") == "concord_proxy_queued_total 0")
+                _ = try await tunnel.value
+            }
+        }
+    }
+
     @Test func inTCPModeAConnectionWaitsUntilTheBackendsSlotIsFree() async throws {
         try await ProxyHarness.withServers(["e0"], start: { try await TestEchoBackend.start(name: $0) }) { echoes in
             try await ProxyHarness.withProxy(try configuration(echoes, mode: .tcp, limit: 1)) { server, port in

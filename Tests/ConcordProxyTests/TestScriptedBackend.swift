@@ -6,7 +6,7 @@ import NIOPosix
 /// chunked with extensions and trailers, no length at all, hop-by-hop fields, malformed. Requests are read up
 /// to their blank line (the tests send no request bodies); `reply` gets the request head and the request's index
 /// on its connection (0 for the first), and says what to send and whether to close the connection after it.
-final class TestScriptedBackend: Sendable {
+final class TestScriptedBackend: StoppableTestServer {
     struct Reply: Sendable {
         var bytes: String
         var closeAfter = false
@@ -20,7 +20,8 @@ final class TestScriptedBackend: Sendable {
     }
 
     private let channel: any Channel
-    var address: String { "127.0.0.1:\(channel.localAddress!.port!)" }
+    var port: Int { channel.localAddress!.port! }
+    var address: String { "127.0.0.1:\(port)" }
 
     private init(channel: any Channel) { self.channel = channel }
 
