@@ -55,6 +55,37 @@ import Testing
         }
     }
 
+    @Test func manyClientsOnBothEventLoopsNeverPutMoreThanTheLimitOnTheBackend() async throws {
+        // Each request is held 5 ms; 160 keep-alive requests from 32 clients go through a limit of 3, the waiters'
+        // slots handed over between the proxy's event loops.
+        try await ProxyHarness.withServers(["a"], start: { try await TestGatedBackend.start(name: $0, answerAfter: .milliseconds(5)) }) { backends in
+            let a = backends[0]
+            try await ProxyHarness.withProxy(try configuration(backends, limit: 3, queueTimeout: 30)) { server, port in
+                let request = "GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+                let answered = try await withThrowingTaskGroup(of: Int.self) { group in
+                    for _ in 0..<32 {
+                        group.addTask {
+                            let last = request.replacingOccurrences(of: "\r\n\r\n", with: "\r\nConnection: close\r\n\r\n")
+                            let response = try await RawClient.exchange(port: port, Array(repeating: request, count: 4) + [last],
+                                                                        timeout: .seconds(30))
+                            return response.text.components(separatedBy: "HTTP/1.1 200 OK").count - 1
+                        }
+                    }
+                    return try await group.reduce(0, +)
+                }
+                #expect(answered == 160)
+                #expect(a.arrived == 160)
+                #expect(a.mostHeldAtOnce <= 3, "the backend held \(a.mostHeldAtOnce) at once")
+                #expect(a.mostHeldAtOnce == 3, "the limit was never reached: the test did not test it")
+                let status = server.balancer.statuses()[0]
+                #expect(status.queued == 0 && status.active == 0)
+                let pick = try #require(server.balancer.pickRoundRobin())
+                server.balancer.release(pick)
+                #expect(pick.handle.admission.admitted == 0, "every slot was given back")
+            }
+        }
+    }
+
     @Test func aRequestThatWaitsPastTheQueueTimeoutGets503() async throws {
         try await withGatedBackends(["a"]) { backends in
             let a = backends[0]

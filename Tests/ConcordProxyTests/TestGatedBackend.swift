@@ -3,9 +3,9 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 
-/// A backend that holds every request until the test lets answers go (``release(_:)``), counting how many it
-/// holds at once — to see what reaches a backend while the proxy queues the rest. Each answer is a 200 with the
-/// backend's name in the body; keep-alive is honoured.
+/// A backend that holds every request until the test lets answers go (``release(_:)``), or for a fixed time
+/// (`answerAfter`), counting how many it holds at once — to see what reaches a backend while the proxy queues the
+/// rest. Each answer is a 200 with the backend's name in the body; keep-alive is honoured.
 final class TestGatedBackend: StoppableTestServer {
     let name: String
     private let channel: any Channel
@@ -27,14 +27,14 @@ final class TestGatedBackend: StoppableTestServer {
         self.state = state
     }
 
-    static func start(name: String) async throws -> TestGatedBackend {
+    static func start(name: String, answerAfter: TimeAmount? = nil) async throws -> TestGatedBackend {
         let state = NIOLockedValueBox(State())
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(Gate(name: name, state: state))
+                    try channel.pipeline.syncOperations.addHandler(Gate(name: name, state: state, answerAfter: answerAfter))
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
@@ -84,10 +84,12 @@ final class TestGatedBackend: StoppableTestServer {
         typealias InboundIn = HTTPServerRequestPart
         let name: String
         let state: NIOLockedValueBox<State>
+        let answerAfter: TimeAmount?
 
-        init(name: String, state: NIOLockedValueBox<State>) {
+        init(name: String, state: NIOLockedValueBox<State>, answerAfter: TimeAmount?) {
             self.name = name
             self.state = state
+            self.answerAfter = answerAfter
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -100,7 +102,17 @@ final class TestGatedBackend: StoppableTestServer {
                 state.mostHeldAtOnce = max(state.mostHeldAtOnce, state.held.count)
                 return false
             }
-            if answerNow { TestGatedBackend.answer(on: channel, name: name) }
+            if answerNow {
+                TestGatedBackend.answer(on: channel, name: name)
+            } else if let answerAfter {
+                let (name, state) = (name, state)
+                context.eventLoop.scheduleTask(in: answerAfter) {
+                    state.withLockedValue { state in
+                        if let index = state.held.firstIndex(where: { $0 === channel }) { state.held.remove(at: index) }
+                    }
+                    TestGatedBackend.answer(on: channel, name: name)
+                }
+            }
         }
     }
 }
