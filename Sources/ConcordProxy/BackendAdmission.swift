@@ -52,16 +52,17 @@ final class BackendAdmission: Sendable {
         case queueFull
     }
 
-    /// Takes a slot if fewer than `limit` are held and nobody waits (first come, first served); otherwise queues
-    /// `ticket` — unless `maxQueue` waiters are already there.
-    func enter(_ ticket: Ticket, limit: Int, maxQueue: Int? = nil) -> Entry {
+    /// Takes a slot if fewer than `limit` are held and nobody waits (first come, first served); otherwise queues the
+    /// ticket `queueing` makes (only then: a request admitted at once allocates nothing) — unless `maxQueue` waiters
+    /// are already there.
+    func enter(limit: Int, maxQueue: Int? = nil, queueing makeTicket: () -> Ticket) -> Entry {
         let (entry, granted) = state.withLockedValue { state -> (Entry, [Ticket]) in
             if state.admitted < limit && state.waiting.isEmpty {
                 state.admitted += 1
                 return (.admitted, [])
             }
             if let maxQueue, state.waiting.count >= maxQueue { return (.queueFull, []) }
-            state.waiting.append(ticket)
+            state.waiting.append(makeTicket())
             // Free slots with waiters ahead happen only after a reload raised the limit: fill them now.
             return (.queued, Self.grant(in: &state, limit: limit))
         }

@@ -31,15 +31,21 @@ struct BackendQueuePosition {
         _ pick: Balancer.Pick, limits: ProxyLimits, limit: Int, metrics: ProxyMetrics, waiter: Waiter, on eventLoop: any EventLoop
     ) -> BackendAdmission.Entry {
         let handle = pick.handle
-        let loopBound = NIOLoopBound(waiter, eventLoop: eventLoop)
-        let ticket = BackendAdmission.Ticket(eventLoop: eventLoop) { ticket, outcome in
-            loopBound.value.queueTicket(ticket, ended: outcome, handle: handle)
+        var queued: BackendAdmission.Ticket?
+        let entry = handle.admission.enter(limit: limit, maxQueue: limits.maxQueuePerBackend) {
+            let loopBound = NIOLoopBound(waiter, eventLoop: eventLoop)
+            let ticket = BackendAdmission.Ticket(eventLoop: eventLoop) { ticket, outcome in
+                loopBound.value.queueTicket(ticket, ended: outcome, handle: handle)
+            }
+            queued = ticket
+            return ticket
         }
-        let entry = handle.admission.enter(ticket, limit: limit, maxQueue: limits.maxQueuePerBackend)
         switch entry {
         case .admitted:
             slot = handle
         case .queued:
+            guard let ticket = queued else { return entry }
+            let loopBound = NIOLoopBound(waiter, eventLoop: eventLoop)
             waiting = ticket
             metrics.queued.increment()
             timeoutTask = eventLoop.scheduleTask(in: TimeAmount(seconds: limits.queueTimeout)) {

@@ -26,10 +26,10 @@ import Testing
     @Test func slotsUpToTheLimitThenFirstComeFirstServed() {
         let admission = BackendAdmission()
         let r = Recorder()
-        #expect(admission.enter(r.ticket("a"), limit: 2) == .admitted)
-        #expect(admission.enter(r.ticket("b"), limit: 2) == .admitted)
-        #expect(admission.enter(r.ticket("c"), limit: 2) == .queued)
-        #expect(admission.enter(r.ticket("d"), limit: 2) == .queued)
+        #expect(admission.enter(limit: 2) { r.ticket("a") } == .admitted)
+        #expect(admission.enter(limit: 2) { r.ticket("b") } == .admitted)
+        #expect(admission.enter(limit: 2) { r.ticket("c") } == .queued)
+        #expect(admission.enter(limit: 2) { r.ticket("d") } == .queued)
         #expect(admission.admitted == 2 && admission.queued == 2)
         #expect(r.events.isEmpty, "nobody waiting was admitted while every slot was held")
         admission.leave(limit: 2)
@@ -40,16 +40,16 @@ import Testing
         #expect(r.events == ["c:admitted", "d:admitted"])
         #expect(admission.admitted == 1 && admission.queued == 0)
         // With free slots and nobody waiting, a newcomer goes at once again.
-        #expect(admission.enter(r.ticket("e"), limit: 2) == .admitted)
+        #expect(admission.enter(limit: 2) { r.ticket("e") } == .admitted)
     }
 
     @Test func aWithdrawnWaiterIsNeverAdmittedAndALateWithdrawalSaysSo() {
         let admission = BackendAdmission()
         let r = Recorder()
-        #expect(admission.enter(r.ticket("a"), limit: 1) == .admitted)
+        #expect(admission.enter(limit: 1) { r.ticket("a") } == .admitted)
         let b = r.ticket("b"), c = r.ticket("c")
-        #expect(admission.enter(b, limit: 1) == .queued)
-        #expect(admission.enter(c, limit: 1) == .queued)
+        #expect(admission.enter(limit: 1) { b } == .queued)
+        #expect(admission.enter(limit: 1) { c } == .queued)
         #expect(admission.withdraw(b), "b was still queued")
         admission.leave(limit: 1)
         #expect(r.events == ["c:admitted"], "b left the queue: the slot skipped it")
@@ -59,9 +59,9 @@ import Testing
     @Test func redispatchEmptiesTheQueueAndKeepsTheSlots() {
         let admission = BackendAdmission()
         let r = Recorder()
-        #expect(admission.enter(r.ticket("a"), limit: 1) == .admitted)
-        #expect(admission.enter(r.ticket("b"), limit: 1) == .queued)
-        #expect(admission.enter(r.ticket("c"), limit: 1) == .queued)
+        #expect(admission.enter(limit: 1) { r.ticket("a") } == .admitted)
+        #expect(admission.enter(limit: 1) { r.ticket("b") } == .queued)
+        #expect(admission.enter(limit: 1) { r.ticket("c") } == .queued)
         #expect(admission.redispatchAll() == 2)
         #expect(r.events == ["b:redispatched", "c:redispatched"])
         #expect(admission.admitted == 1 && admission.queued == 0)
@@ -73,13 +73,13 @@ import Testing
     @Test func aRaisedOrRemovedLimitLetsMoreWaitersGo() {
         let admission = BackendAdmission()
         let r = Recorder()
-        #expect(admission.enter(r.ticket("a"), limit: 1) == .admitted)
-        for name in ["b", "c", "d", "e"] { #expect(admission.enter(r.ticket(name), limit: 1) == .queued) }
+        #expect(admission.enter(limit: 1) { r.ticket("a") } == .admitted)
+        for name in ["b", "c", "d", "e"] { #expect(admission.enter(limit: 1) { r.ticket(name) } == .queued) }
         // A reload raised the limit to 3: the next leave fills every free slot.
         admission.leave(limit: 3)
         #expect(r.events == ["b:admitted", "c:admitted", "d:admitted"])
         // A newcomer under the raised limit queues behind e (first come, first served) and both go once slots free.
-        #expect(admission.enter(r.ticket("f"), limit: 3) == .queued)
+        #expect(admission.enter(limit: 3) { r.ticket("f") } == .queued)
         // The limit turned off: everyone waiting goes.
         admission.leave(limit: nil)
         #expect(r.events == ["b:admitted", "c:admitted", "d:admitted", "e:admitted", "f:admitted"])
@@ -89,22 +89,22 @@ import Testing
     @Test func aFullQueueTurnsANewcomerAway() {
         let admission = BackendAdmission()
         let r = Recorder()
-        #expect(admission.enter(r.ticket("a"), limit: 1, maxQueue: 1) == .admitted)
-        #expect(admission.enter(r.ticket("b"), limit: 1, maxQueue: 1) == .queued)
-        #expect(admission.enter(r.ticket("c"), limit: 1, maxQueue: 1) == .queueFull)
+        #expect(admission.enter(limit: 1, maxQueue: 1) { r.ticket("a") } == .admitted)
+        #expect(admission.enter(limit: 1, maxQueue: 1) { r.ticket("b") } == .queued)
+        #expect(admission.enter(limit: 1, maxQueue: 1) { r.ticket("c") } == .queueFull)
         #expect(admission.queued == 1)
         admission.leave(limit: 1)
         #expect(r.events == ["b:admitted"], "the turned-away newcomer was never queued")
-        #expect(admission.enter(r.ticket("d"), limit: 1, maxQueue: 0) == .queueFull, "maxQueue 0: no waiting at all")
+        #expect(admission.enter(limit: 1, maxQueue: 0) { r.ticket("d") } == .queueFull, "maxQueue 0: no waiting at all")
     }
 
     @Test func aNewcomerFillsSlotsARaisedLimitFreed() {
         let admission = BackendAdmission()
         let r = Recorder()
-        #expect(admission.enter(r.ticket("a"), limit: 1) == .admitted)
-        #expect(admission.enter(r.ticket("b"), limit: 1) == .queued)
+        #expect(admission.enter(limit: 1) { r.ticket("a") } == .admitted)
+        #expect(admission.enter(limit: 1) { r.ticket("b") } == .queued)
         // Limit raised to 3 and a newcomer arrives before anyone leaves: b and the newcomer both get slots, in order.
-        #expect(admission.enter(r.ticket("c"), limit: 3) == .queued)
+        #expect(admission.enter(limit: 3) { r.ticket("c") } == .queued)
         #expect(r.events == ["b:admitted", "c:admitted"])
         #expect(admission.admitted == 3)
     }
