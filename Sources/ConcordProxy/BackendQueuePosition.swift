@@ -24,6 +24,8 @@ struct BackendQueuePosition {
 
     /// Whether a slot is held.
     var holdsSlot: Bool { slot != nil }
+    /// Whether waiting in a queue.
+    var isWaiting: Bool { waiting != nil }
 
     /// Takes a slot of `pick`'s backend (`.admitted`), or queues (`.queued`: `waiter` then hears how the wait ends),
     /// or neither when the backend's queue is full (`.queueFull`, counted).

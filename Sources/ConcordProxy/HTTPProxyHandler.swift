@@ -239,7 +239,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
             machine.close()
             context.close(promise: nil)
         case .connecting, .proxying:
-            if !machine.requestComplete {
+            if queuePosition.isWaiting && runtime.configuration.limits.abortQueuedOnClose {
+                // Its request reached no backend: drop it from the queue rather than answer a client that left.
+                runtime.metrics.queueAborts.increment()
+                machine.close()
+                context.close(promise: nil)
+            } else if !machine.requestComplete {
                 machine.close()
                 context.close(promise: nil)
             }

@@ -37,6 +37,10 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
     /// at once (L4: closed), as HAProxy's `maxqueue`. `nil` (the default): the queue is bounded only by
     /// ``queueTimeout`` and ``maxConnections``.
     public var maxQueuePerBackend: Int?
+    /// A client that sends EOF while its request or connection waits in a backend's queue is dropped from the queue
+    /// and closed (HAProxy's `option abortonclose`): under overload such a client has usually given up (a browser's
+    /// stop button), and its request has reached no backend. Off by default: a half-closed client is answered.
+    public var abortQueuedOnClose: Bool
 
     public init(
         maxHeaderBytes: Int = 32 * 1024,
@@ -52,7 +56,8 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
         maxResponseHeadBytes: Int = 64 * 1024,
         maxRequestsPerBackend: Int? = nil,
         queueTimeout: Double = 5,
-        maxQueuePerBackend: Int? = nil
+        maxQueuePerBackend: Int? = nil,
+        abortQueuedOnClose: Bool = false
     ) {
         self.maxHeaderBytes = maxHeaderBytes
         self.maxHeaderCount = maxHeaderCount
@@ -68,6 +73,7 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
         self.maxRequestsPerBackend = maxRequestsPerBackend
         self.queueTimeout = queueTimeout
         self.maxQueuePerBackend = maxQueuePerBackend
+        self.abortQueuedOnClose = abortQueuedOnClose
     }
 
     public init(from decoder: any Decoder) throws {
@@ -88,7 +94,8 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
             maxResponseHeadBytes: try c.decodeIfPresent(Int.self, forKey: .maxResponseHeadBytes) ?? d.maxResponseHeadBytes,
             maxRequestsPerBackend: try c.decodeIfPresent(Int.self, forKey: .maxRequestsPerBackend),
             queueTimeout: try c.decodeIfPresent(Double.self, forKey: .queueTimeout) ?? d.queueTimeout,
-            maxQueuePerBackend: try c.decodeIfPresent(Int.self, forKey: .maxQueuePerBackend)
+            maxQueuePerBackend: try c.decodeIfPresent(Int.self, forKey: .maxQueuePerBackend),
+            abortQueuedOnClose: try c.decodeIfPresent(Bool.self, forKey: .abortQueuedOnClose) ?? d.abortQueuedOnClose
         )
     }
 

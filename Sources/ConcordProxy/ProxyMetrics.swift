@@ -27,6 +27,8 @@ public final class ProxyMetrics: Sendable {
     let queued: CoreMetrics.Counter
     let queueTimeouts: CoreMetrics.Counter
     let queueFull: CoreMetrics.Counter
+    /// Waiters dropped because their client sent EOF (`limits.abortQueuedOnClose`).
+    let queueAborts: CoreMetrics.Counter
     let redispatched: CoreMetrics.Counter
     private let byBackend = NIOLockedValueBox<[String: BackendCounters]>([:])
 
@@ -40,6 +42,7 @@ public final class ProxyMetrics: Sendable {
         self.queued = CoreMetrics.Counter(label: "concord_proxy_queued_total", factory: factory)
         self.queueTimeouts = CoreMetrics.Counter(label: "concord_proxy_queue_timeouts_total", factory: factory)
         self.queueFull = CoreMetrics.Counter(label: "concord_proxy_queue_full_total", factory: factory)
+        self.queueAborts = CoreMetrics.Counter(label: "concord_proxy_queue_aborts_total", factory: factory)
         self.redispatched = CoreMetrics.Counter(label: "concord_proxy_redispatched_total", factory: factory)
     }
 

@@ -178,6 +178,13 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Back
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? ChannelEvent, event == .inputClosed {
             clientInputClosed = true
+            if queuePosition.isWaiting && runtime.configuration.limits.abortQueuedOnClose {
+                runtime.metrics.queueAborts.increment()
+                access.finish(to: runtime.accessLog, outcome: "client-closed", backend: pick?.backend)
+                releasePick()
+                closed = true
+                context.close(promise: nil)
+            }
         } else {
             context.fireUserInboundEventTriggered(event)
         }

@@ -67,6 +67,9 @@ struct ProxyCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-queue-per-backend"), help: "Requests that may wait for one backend; more get a 503 at once (default: no bound).")
     var maxQueuePerBackend: Int?
 
+    @Flag(name: .customLong("abort-queued-on-close"), help: "Drop a queued request whose client sends EOF (default: answer half-closed clients).")
+    var abortQueuedOnClose = false
+
     @Option(help: "YAML configuration file (same settings; flags override it).")
     var config: String?
 
@@ -112,6 +115,7 @@ struct ProxyCommand: AsyncParsableCommand {
         if let maxRequestsPerBackend { configuration.limits.maxRequestsPerBackend = maxRequestsPerBackend }
         if let queueTimeout { configuration.limits.queueTimeout = queueTimeout }
         if let maxQueuePerBackend { configuration.limits.maxQueuePerBackend = maxQueuePerBackend }
+        if abortQueuedOnClose { configuration.limits.abortQueuedOnClose = true }
         if configuration.mode == .tcp && configuration.key.sources != [.ip] && key != nil {
             throw ValidationError("--mode tcp hashes the client address only: use --key ip (or leave --key out)")
         }

@@ -164,6 +164,41 @@ import Testing
         }
     }
 
+    @Test(arguments: [false, true])
+    func aClientThatHalfClosesWhileQueuedIsAnsweredUnlessAbortQueuedOnClose(_ abort: Bool) async throws {
+        try await withGatedBackends(["a"]) { backends in
+            let a = backends[0]
+            var config = try configuration(backends, limit: 1, queueTimeout: 30)
+            config.limits.abortQueuedOnClose = abort
+            try await ProxyHarness.withProxy(config) { server, port in
+                let first = Task { try await RawClient.get(port: port) }
+                try await waitUntil { a.held == 1 }
+                // The request, then EOF (what a browser's stop button looks like to the proxy).
+                let second = Task {
+                    try await RawClient.exchange(port: port, ["GET / HTTP/1.1\r\nHost: t\r\n\r\n"], halfClose: true, timeout: .seconds(10))
+                }
+                if abort {
+                    let dropped = try await second.value
+                    #expect(dropped.closedByPeer && dropped.text.isEmpty, "dropped without an answer: \(dropped.text)")
+                    #expect(metric(server, "concord_proxy_queued_total") == "concord_proxy_queued_total 1", "it had been queued")
+                    #expect(server.balancer.statuses()[0].queued == 0)
+                    #expect(metric(server, "concord_proxy_queue_aborts_total") == "concord_proxy_queue_aborts_total 1")
+                    a.openGate()
+                    #expect(try await first.value.status == 200)
+                    #expect(a.arrived == 1, "the dropped request never reached the backend")
+                } else {
+                    try await waitUntil { server.balancer.statuses()[0].queued == 1 }
+                    try await Task.sleep(for: .milliseconds(200))
+                    #expect(server.balancer.statuses()[0].queued == 1, "a half-closed client keeps its place")
+                    a.openGate()
+                    #expect(try await first.value.status == 200)
+                    #expect(try await second.value.status == 200)
+                    #expect(metric(server, "concord_proxy_queue_aborts_total") == "concord_proxy_queue_aborts_total 0")
+                }
+            }
+        }
+    }
+
     @Test(arguments: ["goes down", "is removed"])
     func waitersOfABackendThatGoesDownOrLeavesGoToTheirKeysNextNode(_ how: String) async throws {
         try await withGatedBackends(["a", "b"]) { backends in
@@ -210,6 +245,24 @@ import Testing
                 #expect(plain.status == 200 && plain.body == "w")
                 #expect(metric(server, "concord_proxy_queued_total") == "concord_proxy_queued_total 0")
                 _ = try await tunnel.value
+            }
+        }
+    }
+
+    @Test func inTCPModeAWaitingConnectionThatSendsEOFIsDroppedWithAbortQueuedOnClose() async throws {
+        try await ProxyHarness.withServers(["e0"], start: { try await TestEchoBackend.start(name: $0) }) { echoes in
+            var config = try configuration(echoes, mode: .tcp, limit: 1, queueTimeout: 30)
+            config.limits.abortQueuedOnClose = true
+            try await ProxyHarness.withProxy(config) { server, port in
+                let firstBytes = NIOLockedValueBox(ByteBuffer())
+                let first = Task { try await RawClient.exchange(port: port, ["a"], timeout: .seconds(3), collected: firstBytes) }
+                try await waitUntil { firstBytes.withLockedValue { String(buffer: $0) } == "e0:a" }
+                let start = ContinuousClock.now
+                let dropped = try await RawClient.exchange(port: port, ["b"], halfClose: true, timeout: .seconds(10))
+                #expect(dropped.closedByPeer && dropped.text.isEmpty, "\(dropped.text)")
+                #expect(ContinuousClock.now - start < .seconds(2), "closed while the first connection still held the slot")
+                #expect(metric(server, "concord_proxy_queue_aborts_total") == "concord_proxy_queue_aborts_total 1")
+                _ = try await first.value
             }
         }
     }

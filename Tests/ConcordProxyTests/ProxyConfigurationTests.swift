@@ -95,7 +95,8 @@ import Testing
     @Test func theBackendQueueIsOffUnlessSet() throws {
         #expect(ProxyLimits().maxRequestsPerBackend == nil)
         #expect(ProxyLimits().queueTimeout == 5)
-        #expect(ProxyLimits().maxQueuePerBackend == nil)
+        #expect(ProxyLimits().maxQueuePerBackend == nil && !ProxyLimits().abortQueuedOnClose)
+        #expect(try ProxyConfiguration.parse(yaml: "limits: { abortQueuedOnClose: true }").limits.abortQueuedOnClose)
         let c = try ProxyConfiguration.parse(yaml: "limits: { maxRequestsPerBackend: 8, queueTimeout: 2.5, maxQueuePerBackend: 100 }")
         #expect(c.limits.maxRequestsPerBackend == 8 && c.limits.queueTimeout == 2.5 && c.limits.maxQueuePerBackend == 100)
     }
