@@ -265,6 +265,7 @@ public actor LabCluster {
             arguments += ["--mode", "http", "--balance", "hash", "--key", "cookie:concord_session,ip", "--algorithm", "ring"]
         }
         arguments += ["--health-path", "/ready"]
+        if let limit = configuration.proxyMaxRequestsPerBackend { arguments += ["--max-requests-per-backend", String(limit)] }
         return configuration.proxyAccessLog ? arguments + ["--access-log"] : arguments
     }
 

@@ -41,6 +41,9 @@ public struct LabConfiguration: Codable, Sendable {
     /// `DIR/work/<strategy>/proxy.log` (status, backend, outcome), to see which requests failed and why. Default
     /// false (the log costs the proxy some CPU, docs/proxy.md).
     public var proxyAccessLog: Bool
+    /// Starts `concord proxy` with `--max-requests-per-backend N` when set: each node gets at most N requests at
+    /// once, the rest wait in the proxy (docs/proxy.md). `nil` (the default): no limit.
+    public var proxyMaxRequestsPerBackend: Int?
 
     public init(
         strategies: [LabStrategy] = LabStrategy.allCases,
@@ -55,7 +58,8 @@ public struct LabConfiguration: Codable, Sendable {
         readinessTimeoutSeconds: Double = 30,
         shutdownDelaySeconds: Double = 0,
         quiesceGraceSeconds: Double? = nil,
-        proxyAccessLog: Bool = false
+        proxyAccessLog: Bool = false,
+        proxyMaxRequestsPerBackend: Int? = nil
     ) {
         self.strategies = strategies
         self.users = users
@@ -70,6 +74,7 @@ public struct LabConfiguration: Codable, Sendable {
         self.shutdownDelaySeconds = shutdownDelaySeconds
         self.quiesceGraceSeconds = quiesceGraceSeconds
         self.proxyAccessLog = proxyAccessLog
+        self.proxyMaxRequestsPerBackend = proxyMaxRequestsPerBackend
     }
 
     /// The default scenario, its phases sharing `totalSeconds` in fixed proportions (warm-up 4/28 of it, …).
@@ -103,6 +108,9 @@ public struct LabConfiguration: Codable, Sendable {
         if let quiesceGraceSeconds, !(0...60).contains(quiesceGraceSeconds) {
             throw LabError.invalidArgument("quiesceGraceSeconds must be 0...60, got \(quiesceGraceSeconds)")
         }
+        if let proxyMaxRequestsPerBackend, proxyMaxRequestsPerBackend < 1 {
+            throw LabError.invalidArgument("proxyMaxRequestsPerBackend must be at least 1, got \(proxyMaxRequestsPerBackend)")
+        }
         if phases.contains(where: { $0.kind == .scaleIn }) && nodes < 2 && !phases.contains(where: { $0.kind == .scaleOut }) {
             throw LabError.invalidArgument("scale-in needs at least 2 nodes")
         }
@@ -120,7 +128,7 @@ public struct LabConfiguration: Codable, Sendable {
     enum CodingKeys: String, CodingKey {
         case strategies, users, nodes, phases, thinkTimeMilliseconds, parallelRequests, storeURL, outputDirectory
         case requestTimeoutMilliseconds, readinessTimeoutSeconds, shutdownDelaySeconds, quiesceGraceSeconds
-        case proxyAccessLog
+        case proxyAccessLog, proxyMaxRequestsPerBackend
     }
 
     public init(from decoder: any Decoder) throws {
@@ -144,5 +152,6 @@ public struct LabConfiguration: Codable, Sendable {
         shutdownDelaySeconds = try c.decodeIfPresent(Double.self, forKey: .shutdownDelaySeconds) ?? defaults.shutdownDelaySeconds
         quiesceGraceSeconds = try c.decodeIfPresent(Double.self, forKey: .quiesceGraceSeconds)
         proxyAccessLog = try c.decodeIfPresent(Bool.self, forKey: .proxyAccessLog) ?? defaults.proxyAccessLog
+        proxyMaxRequestsPerBackend = try c.decodeIfPresent(Int.self, forKey: .proxyMaxRequestsPerBackend)
     }
 }

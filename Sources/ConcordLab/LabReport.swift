@@ -161,6 +161,7 @@ public struct LabReport: Sendable {
             + (configuration.shutdownDelaySeconds > 0
                 ? "App nodes stop with a \(Self.fixed(configuration.shutdownDelaySeconds, 1))-s shutdown delay (`/ready` 503 first). " : "")
             + (configuration.quiesceGraceSeconds.map { "App nodes keep idle connections open \(Self.fixed($0, 1)) s when they shut down (`--quiesce-grace`). " } ?? "")
+            + (configuration.proxyMaxRequestsPerBackend.map { "The proxy gives each node at most \($0) requests at once; the rest wait in it (`--max-requests-per-backend`). " } ?? "")
             + (proxyAvailable ? "Users reach the nodes through `concord proxy`." : "`concord proxy` was not available: the lab balanced round-robin itself.")
     }
 

@@ -224,6 +224,9 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         if balance == .hash { text += ", algorithm \(algorithm)" }
         if let boundedLoad { text += ", bounded load \(boundedLoad)" }
         text += ", \(backends.count) backend\(backends.count == 1 ? "" : "s")"
+        if let limit = limits.maxRequestsPerBackend {
+            text += ", at most \(limit) \(mode == .tcp ? "connection" : "request")\(limit == 1 ? "" : "s") per backend, queue timeout \(limits.queueTimeout) s"
+        }
         return text
     }
 }

@@ -56,6 +56,9 @@ struct LabCommand: AsyncParsableCommand {
     @Flag(name: .customLong("proxy-access-log"), help: "Run concord proxy with --access-log: one line per request in DIR/work/<strategy>/proxy.log (status, backend, outcome), to see which requests failed and why.")
     var proxyAccessLog = false
 
+    @Option(name: .customLong("proxy-max-requests-per-backend"), help: "Run concord proxy with --max-requests-per-backend N: each node gets at most N requests at once, the rest wait in the proxy (default: no limit).")
+    var proxyMaxRequestsPerBackend: Int?
+
     func makeConfiguration() throws -> LabConfiguration {
         var configuration = LabConfiguration()
         if let scenario {
@@ -74,6 +77,7 @@ struct LabCommand: AsyncParsableCommand {
         if let shutdownDelay { configuration.shutdownDelaySeconds = shutdownDelay }
         if let quiesceGrace { configuration.quiesceGraceSeconds = quiesceGrace }
         if proxyAccessLog { configuration.proxyAccessLog = true }
+        if let proxyMaxRequestsPerBackend { configuration.proxyMaxRequestsPerBackend = proxyMaxRequestsPerBackend }
         do {
             try configuration.validate()
         } catch {

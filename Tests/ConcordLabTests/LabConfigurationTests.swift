@@ -47,6 +47,22 @@ import Testing
         #expect(await !arguments(false).contains("--access-log"))
     }
 
+    @Test func theProxyGetsAPerBackendLimitOnlyWhenSet() async throws {
+        func arguments(_ limit: Int?) async -> [String] {
+            await LabCluster(
+                strategy: .store, configuration: LabConfiguration(proxyMaxRequestsPerBackend: limit), executable: "concord",
+                workDirectory: "/tmp", proxyAvailable: true, logger: Logger(label: "test")
+            ).proxyArguments()
+        }
+        let limited = await arguments(8)
+        let index = try #require(limited.firstIndex(of: "--max-requests-per-backend"))
+        #expect(limited[index + 1] == "8")
+        #expect(await !arguments(nil).contains("--max-requests-per-backend"))
+        #expect(try LabConfiguration.load(yaml: "proxyMaxRequestsPerBackend: 16").proxyMaxRequestsPerBackend == 16)
+        #expect(LabConfiguration().proxyMaxRequestsPerBackend == nil)
+        #expect(throws: LabError.self) { try LabConfiguration(proxyMaxRequestsPerBackend: 0).validate() }
+    }
+
     @Test func nodesGetTheQuiesceGraceOnlyWhenSet() async throws {
         func arguments(_ grace: Double?) async -> [String] {
             await LabCluster(

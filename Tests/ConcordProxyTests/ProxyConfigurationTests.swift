@@ -104,6 +104,9 @@ import Testing
     @Test func summaryNamesTheStrategy() {
         let c = ProxyConfiguration(backends: [HostPort(host: "127.0.0.1", port: 1)], key: KeyChain([.cookie("sid"), .ip]))
         #expect(c.summary == "mode http, balance hash cookie:sid → ip, algorithm ring, 1 backend")
+        var queued = c
+        queued.limits.maxRequestsPerBackend = 16
+        #expect(queued.summary == "mode http, balance hash cookie:sid → ip, algorithm ring, 1 backend, at most 16 requests per backend, queue timeout 5.0 s")
     }
 }
 
