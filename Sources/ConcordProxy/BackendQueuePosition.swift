@@ -5,8 +5,8 @@ import NIOCore
 /// the position.
 protocol BackendQueueWaiter: AnyObject {
     var queuePosition: BackendQueuePosition { get set }
-    /// `limits.maxRequestsPerBackend` as the handler's settings say (for giving a slot back).
-    var queueLimit: Int? { get }
+    /// The queue settings of the handler's connection; `nil` without `limits.maxRequestsPerBackend`.
+    var queueSettings: BackendQueuePosition.Settings? { get }
     /// The wait ended (`.admitted`: the slot is held now; `.redispatched`: pick again).
     func queueWaitEnded(_ outcome: BackendAdmission.Outcome)
     /// `limits.queueTimeout` passed; the position has left the queue.
@@ -18,6 +18,25 @@ protocol BackendQueueWaiter: AnyObject {
 /// on its event loop; it filters out what arrives after the handler gave up (a slot granted just as the client
 /// left is given back here).
 struct BackendQueuePosition {
+    /// The queue's settings as a connection started with them, read once from its `ProxyLimits` (reading them
+    /// through the runtime for every request would copy the configuration).
+    struct Settings: Sendable {
+        /// `maxRequestsPerBackend`.
+        let limit: Int
+        let timeout: Double
+        let maxQueue: Int?
+        let abortOnClose: Bool
+
+        /// `nil` when `limits` sets no `maxRequestsPerBackend`: no queue.
+        init?(_ limits: ProxyLimits) {
+            guard let limit = limits.maxRequestsPerBackend else { return nil }
+            self.limit = limit
+            self.timeout = limits.queueTimeout
+            self.maxQueue = limits.maxQueuePerBackend
+            self.abortOnClose = limits.abortQueuedOnClose
+        }
+    }
+
     private var waiting: BackendAdmission.Ticket?
     private var timeoutTask: Scheduled<Void>?
     private var slot: BackendHandle?
@@ -30,12 +49,12 @@ struct BackendQueuePosition {
     /// Takes a slot of `pick`'s backend (`.admitted`), or queues (`.queued`: `waiter` then hears how the wait ends),
     /// or neither when the backend's queue is full (`.queueFull`, counted).
     mutating func enter<Waiter: BackendQueueWaiter>(
-        _ pick: Balancer.Pick, limits: ProxyLimits, limit: Int, metrics: ProxyMetrics, waiter: Waiter, on eventLoop: any EventLoop
+        _ pick: Balancer.Pick, settings: Settings, metrics: ProxyMetrics, waiter: Waiter, on eventLoop: any EventLoop
     ) -> BackendAdmission.Entry {
         let handle = pick.handle
+        let loopBound = NIOLoopBound(waiter, eventLoop: eventLoop)
         var queued: BackendAdmission.Ticket?
-        let entry = handle.admission.enter(limit: limit, maxQueue: limits.maxQueuePerBackend) {
-            let loopBound = NIOLoopBound(waiter, eventLoop: eventLoop)
+        let entry = handle.admission.enter(limit: settings.limit, maxQueue: settings.maxQueue) {
             let ticket = BackendAdmission.Ticket(eventLoop: eventLoop) { ticket, outcome in
                 loopBound.value.queueTicket(ticket, ended: outcome, handle: handle)
             }
@@ -47,10 +66,9 @@ struct BackendQueuePosition {
             slot = handle
         case .queued:
             guard let ticket = queued else { return entry }
-            let loopBound = NIOLoopBound(waiter, eventLoop: eventLoop)
             waiting = ticket
             metrics.queued.increment()
-            timeoutTask = eventLoop.scheduleTask(in: TimeAmount(seconds: limits.queueTimeout)) {
+            timeoutTask = eventLoop.scheduleTask(in: TimeAmount(seconds: settings.timeout)) {
                 loopBound.value.queueTicketTimedOut(ticket, handle: handle)
             }
         case .queueFull:
@@ -109,7 +127,7 @@ struct BackendQueuePosition {
 
 extension BackendQueueWaiter {
     fileprivate func queueTicket(_ ticket: BackendAdmission.Ticket, ended outcome: BackendAdmission.Outcome, handle: BackendHandle) {
-        guard let outcome = queuePosition.settle(ticket, outcome, handle: handle, limit: queueLimit) else { return }
+        guard let outcome = queuePosition.settle(ticket, outcome, handle: handle, limit: queueSettings?.limit) else { return }
         queueWaitEnded(outcome)
     }
 

@@ -62,14 +62,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     /// Under `limits.maxRequestsPerBackend`: the exchange's wait in its backend's queue (the machine stays
     /// `connecting` meanwhile, so at most one read's worth of the client is held) or its slot, released with the pick.
     var queuePosition = BackendQueuePosition()
-    /// `limits.maxRequestsPerBackend` of the settings this connection started with (read once: per request it
-    /// would copy the configuration).
-    let queueLimit: Int?
+    let queueSettings: BackendQueuePosition.Settings?
 
     init(runtime: ProxyRuntime, pool: BackendConnectionPool) {
         self.runtime = runtime
         self.pool = pool
-        self.queueLimit = runtime.configuration.limits.maxRequestsPerBackend
+        self.queueSettings = BackendQueuePosition.Settings(runtime.configuration.limits)
         let limits = runtime.configuration.limits
         self.machine = HTTPExchangeStateMachine(limits: limits)
         self.framer = HTTPRequestFramer(limits: .init(maxHeadBytes: limits.maxHeaderBytes, maxHeaderCount: limits.maxHeaderCount))
@@ -239,12 +237,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
             machine.close()
             context.close(promise: nil)
         case .connecting, .proxying:
-            if queuePosition.isWaiting && runtime.configuration.limits.abortQueuedOnClose {
-                // Its request reached no backend: drop it from the queue rather than answer a client that left.
-                runtime.metrics.queueAborts.increment()
-                machine.close()
-                context.close(promise: nil)
-            } else if !machine.requestComplete {
+            // A waiting request reached no backend: with abortQueuedOnClose it is dropped, not answered.
+            let abandoned = queuePosition.isWaiting && queueSettings?.abortOnClose == true
+            if abandoned { runtime.metrics.queueAborts.increment() }
+            if abandoned || !machine.requestComplete {
                 machine.close()
                 context.close(promise: nil)
             }
@@ -412,9 +408,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
 
     private func connect(_ chosen: Balancer.Pick) {
         pick = chosen
-        if !queuePosition.holdsSlot, let limit = queueLimit, let context {
-            switch queuePosition.enter(chosen, limits: runtime.configuration.limits, limit: limit, metrics: runtime.metrics,
-                                       waiter: self, on: context.eventLoop) {
+        if !queuePosition.holdsSlot, let queueSettings, let context {
+            switch queuePosition.enter(chosen, settings: queueSettings, metrics: runtime.metrics, waiter: self, on: context.eventLoop) {
             case .admitted: break
             case .queued: return  // queueWaitEnded(_:) goes on
             case .queueFull:
@@ -445,9 +440,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     }
 
     func queueWaitTimedOut() {
-        guard let pick else { return }
+        guard let pick, let queueSettings else { return }
         runtime.metrics.queueTimeouts.increment()
-        runtime.logger.debug("a request waited \(runtime.configuration.limits.queueTimeout) s for \(pick.backend) (maxRequestsPerBackend); answering 503")
+        runtime.logger.debug("a request waited \(queueSettings.timeout) s for \(pick.backend) (maxRequestsPerBackend); answering 503")
         abortExchange(respondingWith: .serviceUnavailable)
     }
 
@@ -645,7 +640,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         backend = nil
         self.pick = nil
         // A tunnel is no longer a request: it keeps its in-flight load but not a slot under maxRequestsPerBackend.
-        queuePosition.release(pick, limit: queueLimit)
+        queuePosition.release(pick, limit: queueSettings?.limit)
         cancelDeadline()
         held.removeAll()
         let sticky = pick.setsStickyCookie
@@ -772,7 +767,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     private func releasePick() {
         if let pick {
             self.pick = nil
-            queuePosition.release(pick, limit: queueLimit)
+            queuePosition.release(pick, limit: queueSettings?.limit)
             runtime.balancer.release(pick)
         }
     }

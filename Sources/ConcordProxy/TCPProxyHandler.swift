@@ -22,16 +22,15 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Back
     /// Under `limits.maxRequestsPerBackend`: the connection's wait in its backend's queue (reads stay held), or its
     /// slot — kept for the connection's whole life once glued.
     var queuePosition = BackendQueuePosition()
-    /// `limits.maxRequestsPerBackend` of the settings this connection started with (read once: per request it
-    /// would copy the configuration).
-    let queueLimit: Int?
+    let queueSettings: BackendQueuePosition.Settings?
     private var context: ChannelHandlerContext?
-    /// The connect attempt (1 or 2) a queued connection goes on with.
+    /// The connect attempt of the current pick: 1, or 2 for the key's next node after a failure (a queued connection
+    /// goes on with it once admitted).
     private var attempt = 1
 
     init(runtime: ProxyRuntime) {
         self.runtime = runtime
-        self.queueLimit = runtime.configuration.limits.maxRequestsPerBackend
+        self.queueSettings = BackendQueuePosition.Settings(runtime.configuration.limits)
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -74,25 +73,31 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Back
         }
         pick = chosen
         self.attempt = attempt
-        if let limit = queueLimit {
-            switch queuePosition.enter(chosen, limits: runtime.configuration.limits, limit: limit, metrics: runtime.metrics,
-                                       waiter: self, on: context.eventLoop) {
+        if let queueSettings {
+            switch queuePosition.enter(chosen, settings: queueSettings, metrics: runtime.metrics, waiter: self, on: context.eventLoop) {
             case .admitted: break
             case .queued: return  // queueWaitEnded(_:) goes on
             case .queueFull:
                 runtime.logger.debug("L4: the queue of \(chosen.backend) is full (maxQueuePerBackend); closing the connection")
-                access.finish(to: runtime.accessLog, outcome: "queue-full", backend: chosen.backend)
-                releasePick()
-                closed = true
-                context.close(promise: nil)
+                closeUnconnected(context: context, outcome: "queue-full")
                 return
             }
         }
-        open(context: context, attempt: attempt)
+        open(context: context)
     }
 
-    private func open(context: ChannelHandlerContext, attempt: Int) {
+    /// Ends a connection that never reached its backend (its queue was full, its wait ran out, its client left).
+    private func closeUnconnected(context: ChannelHandlerContext, outcome: StaticString) {
+        access.finish(to: runtime.accessLog, outcome: outcome, backend: pick?.backend)
+        releasePick()
+        closed = true
+        context.close(promise: nil)
+    }
+
+    /// Connects to the picked backend.
+    private func open(context: ChannelHandlerContext) {
         guard let chosen = pick else { return }
+        let attempt = self.attempt
         let target = chosen.backend
         let limits = runtime.configuration.limits
         let future = ClientBootstrap(group: context.eventLoop)
@@ -147,7 +152,7 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Back
         let released = pick
         self.pick = nil
         let slot = queuePosition.handOffSlot()
-        let limit = queueLimit
+        let limit = queueSettings?.limit
         backendChannel.closeFuture.whenComplete { _ in
             slot?.admission.leave(limit: limit)
             balancer.release(released)
@@ -178,12 +183,9 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Back
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? ChannelEvent, event == .inputClosed {
             clientInputClosed = true
-            if queuePosition.isWaiting && runtime.configuration.limits.abortQueuedOnClose {
+            if queuePosition.isWaiting && queueSettings?.abortOnClose == true {
                 runtime.metrics.queueAborts.increment()
-                access.finish(to: runtime.accessLog, outcome: "client-closed", backend: pick?.backend)
-                releasePick()
-                closed = true
-                context.close(promise: nil)
+                closeUnconnected(context: context, outcome: "client-closed")
             }
         } else {
             context.fireUserInboundEventTriggered(event)
@@ -204,7 +206,7 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Back
     private func releasePick() {
         if let pick {
             self.pick = nil
-            queuePosition.release(pick, limit: queueLimit)
+            queuePosition.release(pick, limit: queueSettings?.limit)
             runtime.balancer.release(pick)
         }
     }
@@ -215,7 +217,7 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Back
         guard let context, !closed else { return }
         switch outcome {
         case .admitted:
-            open(context: context, attempt: attempt)
+            open(context: context)
         case .redispatched:
             releasePick()
             connect(context: context, excluding: nil, attempt: attempt)
@@ -223,12 +225,9 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Back
     }
 
     func queueWaitTimedOut() {
-        guard let context, let pick else { return }
+        guard let context, let pick, let queueSettings else { return }
         runtime.metrics.queueTimeouts.increment()
-        runtime.logger.debug("L4: a connection waited \(runtime.configuration.limits.queueTimeout) s for \(pick.backend) (maxRequestsPerBackend); closing it")
-        access.finish(to: runtime.accessLog, outcome: "queue-timeout", backend: pick.backend)
-        releasePick()
-        closed = true
-        context.close(promise: nil)
+        runtime.logger.debug("L4: a connection waited \(queueSettings.timeout) s for \(pick.backend) (maxRequestsPerBackend); closing it")
+        closeUnconnected(context: context, outcome: "queue-timeout")
     }
 }
