@@ -82,7 +82,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         allocator = context.channel.allocator
         clientWritable = context.channel.isWritable
         peer = ClientAddress(context.channel.remoteAddress)
-        forwarding = RequestForwarding(peer: peer, isTrustedPeer: peer.map { runtime.extractor.isTrusted($0) } ?? false)
+        forwarding = RequestForwarding(peer: peer, isTrustedPeer: peer.map { runtime.extractor.isTrusted($0) } ?? false,
+                                       scheme: runtime.tlsContext == nil ? "http" : "https")
         if context.channel.isActive { startIdleTimer() }
     }
 
@@ -99,6 +100,11 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     func channelInactive(context: ChannelHandlerContext) {
         teardown()
         context.fireChannelInactive()
+    }
+
+    /// The sticky cookie naming `backend` (`Secure` on a TLS connection).
+    private func stickySetCookie(for backend: Backend) -> String {
+        StickyCookie.setCookie(name: runtime.configuration.stickyCookie, backend: backend, secure: runtime.tlsContext != nil)
     }
 
     private func teardown() {
@@ -564,7 +570,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         let clientVersion = requestVersion
         var extra: [(name: String, value: String)] = []
         if sticky, let pick {
-            extra.append((name: "set-cookie", value: StickyCookie.setCookie(name: runtime.configuration.stickyCookie, backend: pick.backend)))
+            extra.append((name: "set-cookie", value: stickySetCookie(for: pick.backend)))
         }
         if closing {
             extra.append((name: "connection", value: "close"))
@@ -644,7 +650,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         cancelDeadline()
         held.removeAll()
         let sticky = pick.setsStickyCookie
-            ? head.adding((name: "set-cookie", value: StickyCookie.setCookie(name: runtime.configuration.stickyCookie, backend: pick.backend)), allocator: allocator)
+            ? head.adding((name: "set-cookie", value: stickySetCookie(for: pick.backend)), allocator: allocator)
             : head.bytes
         context.write(wrapOutboundOut(sticky), promise: nil)
         if rest.readableBytes > 0 {

@@ -5,7 +5,7 @@ public struct ProxyReload: Sendable, Hashable {
     public enum Setting: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
         case listen, backends, mode, balance, key, algorithm, boundedLoad, health, admin, adminAllowRemote
         case stickyCookie, trustedProxies, ipv4PrefixLength, ipv6PrefixLength, proxyProtocol, limits, drain, cpuAffinity
-        case eventLoops, accessLog
+        case eventLoops, accessLog, tls
 
         /// Settings that decide which sockets are bound and how accepted connections are set up (and the loops
         /// and their CPUs, set once at start): changing them would mean closing listeners, so a reload keeps the current
@@ -68,6 +68,7 @@ extension ProxyConfiguration {
         case .cpuAffinity: cpuAffinity == other.cpuAffinity
         case .eventLoops: eventLoops == other.eventLoops
         case .accessLog: accessLog == other.accessLog
+        case .tls: tls == other.tls
         }
     }
 

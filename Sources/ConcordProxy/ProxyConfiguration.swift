@@ -4,7 +4,7 @@ import Yams
 
 /// Everything `concord proxy` runs with: one `Codable` value, loaded from YAML (`--config`) and overridden by
 /// command-line flags. Keys in YAML are the property names (`listen`, `backends`, `mode`, `balance`, `key`,
-/// `algorithm`, `boundedLoad`, `healthPath`, `health`, `admin`, `limits`, `cpuAffinity`, …); absent keys keep the
+/// `algorithm`, `boundedLoad`, `healthPath`, `health`, `admin`, `limits`, `cpuAffinity`, `tls`, …); absent keys keep the
 /// defaults below.
 public struct ProxyConfiguration: Sendable, Hashable, Codable {
     /// Where clients connect. Default `127.0.0.1:8080`.
@@ -50,6 +50,8 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
     /// One access log line per L7 exchange and per L4 connection (client, backend, status, bytes, duration) on
     /// standard error, whatever the log level (see docs/proxy.md, "Access log"). Default off.
     public var accessLog: Bool
+    /// TLS on the client listener (see ``ProxyTLSConfiguration``). Default off (plain HTTP / TCP).
+    public var tls: ProxyTLSConfiguration?
 
     public init(
         listen: HostPort = HostPort(host: "127.0.0.1", port: 8080),
@@ -71,7 +73,8 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         drain: [HostPort]? = nil,
         cpuAffinity: CPUAffinity = .auto,
         eventLoops: Int? = nil,
-        accessLog: Bool = false
+        accessLog: Bool = false,
+        tls: ProxyTLSConfiguration? = nil
     ) {
         self.listen = listen
         self.backends = backends
@@ -93,12 +96,13 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         self.cpuAffinity = cpuAffinity
         self.eventLoops = eventLoops
         self.accessLog = accessLog
+        self.tls = tls
     }
 
     private enum CodingKeys: String, CodingKey {
         case listen, backends, mode, balance, key, algorithm, boundedLoad, health, healthPath, admin, adminAllowRemote
         case stickyCookie, trustedProxies, ipv4PrefixLength, ipv6PrefixLength, proxyProtocol, limits, drain, cpuAffinity
-        case eventLoops, accessLog
+        case eventLoops, accessLog, tls
     }
 
     public init(from decoder: any Decoder) throws {
@@ -124,7 +128,8 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
             drain: try c.decodeIfPresent([HostPort].self, forKey: .drain),
             cpuAffinity: try c.decodeIfPresent(CPUAffinity.self, forKey: .cpuAffinity) ?? d.cpuAffinity,
             eventLoops: try c.decodeIfPresent(Int.self, forKey: .eventLoops),
-            accessLog: try c.decodeIfPresent(Bool.self, forKey: .accessLog) ?? d.accessLog
+            accessLog: try c.decodeIfPresent(Bool.self, forKey: .accessLog) ?? d.accessLog,
+            tls: try c.decodeIfPresent(ProxyTLSConfiguration.self, forKey: .tls)
         )
         if let path = try c.decodeIfPresent(String.self, forKey: .healthPath) { health.path = path }
     }
@@ -151,6 +156,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         try c.encode(cpuAffinity, forKey: .cpuAffinity)
         try c.encodeIfPresent(eventLoops, forKey: .eventLoops)
         try c.encode(accessLog, forKey: .accessLog)
+        try c.encodeIfPresent(tls, forKey: .tls)
     }
 
     /// Reads a YAML file; keys it omits keep their defaults.
@@ -220,7 +226,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
     public var summary: String {
         var balanceText = balance.rawValue
         if balance == .hash { balanceText += " " + (mode == .tcp ? "ip" : key.description) }
-        var text = "mode \(mode), balance \(balanceText)"
+        var text = "mode \(mode)\(tls == nil ? "" : " over TLS"), balance \(balanceText)"
         if balance == .hash { text += ", algorithm \(algorithm)" }
         if let boundedLoad { text += ", bounded load \(boundedLoad)" }
         text += ", \(backends.count) backend\(backends.count == 1 ? "" : "s")"

@@ -30,6 +30,10 @@ public final class ProxyMetrics: Sendable {
     /// Waiters dropped because their client sent EOF (`limits.abortQueuedOnClose`).
     let queueAborts: CoreMetrics.Counter
     let redispatched: CoreMetrics.Counter
+    /// With `tls`: client handshakes completed, and those that failed (a plain-HTTP client on the TLS port, a
+    /// client that trusts no certificate we have, no common protocol version or cipher).
+    let tlsHandshakes: CoreMetrics.Counter
+    let tlsHandshakeFailures: CoreMetrics.Counter
     private let byBackend = NIOLockedValueBox<[String: BackendCounters]>([:])
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
@@ -44,6 +48,8 @@ public final class ProxyMetrics: Sendable {
         self.queueFull = CoreMetrics.Counter(label: "concord_proxy_queue_full_total", factory: factory)
         self.queueAborts = CoreMetrics.Counter(label: "concord_proxy_queue_aborts_total", factory: factory)
         self.redispatched = CoreMetrics.Counter(label: "concord_proxy_redispatched_total", factory: factory)
+        self.tlsHandshakes = CoreMetrics.Counter(label: "concord_proxy_tls_handshakes_total", factory: factory)
+        self.tlsHandshakeFailures = CoreMetrics.Counter(label: "concord_proxy_tls_handshake_failures_total", factory: factory)
     }
 
     func backend(_ id: String) -> BackendCounters {

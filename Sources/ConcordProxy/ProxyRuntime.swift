@@ -1,6 +1,7 @@
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOSSL
 
 /// What the connection handlers of one proxy share: settings, the balancer, metrics, the logger. Immutable: a
 /// reload makes a new one (``reconfigured(_:)``) that new client connections get, while open connections finish
@@ -14,6 +15,9 @@ final class ProxyRuntime: Sendable {
     /// The access log's writer. Every generation shares one sink, so a reload that turns the log on or off keeps
     /// its buffer.
     let accessLogSink: AccessLogSink
+    /// The TLS context new client connections handshake with, built from ``ProxyConfiguration/tls``'s files when
+    /// this generation was made (so a reload reads a renewed certificate); `nil` without TLS.
+    let tlsContext: NIOSSLContext?
     /// Open client connections, shared by every generation: their count enforces `maxConnections`, and
     /// ``ProxyServer/stop(drainTimeout:)`` closes the ones still open when its drain timeout ends.
     private let connections: NIOLockedValueBox<[ObjectIdentifier: any Channel]>
@@ -32,6 +36,7 @@ final class ProxyRuntime: Sendable {
         self.logger = logger
         self.accessLogSink = accessLogSink
         self.connections = connections
+        self.tlsContext = try configuration.tls?.makeContext(mode: configuration.mode)
         var trusted: [AddressPrefix] = []
         for text in configuration.trustedProxies { trusted.append(try AddressPrefix(parsing: text)) }
         self.extractor = RequestKeyExtractor(
@@ -43,7 +48,8 @@ final class ProxyRuntime: Sendable {
     /// Where access log lines go while ``ProxyConfiguration/accessLog`` is on; `nil` when off.
     var accessLog: AccessLogSink? { configuration.accessLog ? accessLogSink : nil }
 
-    /// The same proxy with new settings, for connections accepted from now on.
+    /// The same proxy with new settings, for connections accepted from now on. TLS files are read again even when
+    /// their paths did not change: that is how a renewed certificate is picked up.
     func reconfigured(_ configuration: ProxyConfiguration) throws(ProxyError) -> ProxyRuntime {
         try ProxyRuntime(configuration: configuration, balancer: balancer, metrics: metrics, logger: logger,
                          accessLogSink: accessLogSink, connections: connections)

@@ -2,6 +2,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import UnixSignals
 
@@ -95,6 +96,12 @@ public final class ProxyServer: Service, Sendable {
                     guard runtime.admitConnection(channel) else {
                         channel.close(promise: nil)
                         return
+                    }
+                    if let tls = runtime.tlsContext {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+                        try channel.pipeline.syncOperations.addHandler(TLSClientConnectionHandler(
+                            metrics: runtime.metrics, logger: runtime.logger,
+                            handshakeTimeout: TimeAmount(seconds: runtime.configuration.limits.headerReadTimeout)))
                     }
                     switch mode {
                     case .http:

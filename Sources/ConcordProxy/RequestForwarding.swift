@@ -20,22 +20,25 @@ final class RequestForwarding: Sendable {
     let client: String
     /// This client's `Forwarded` element (`for=…;proto=http`).
     let forwardedElement: String
+    /// `http`, or `https` when the client came over TLS: `X-Forwarded-Proto` and `Forwarded`'s `proto`.
+    let scheme: String
     let isTrustedPeer: Bool
     /// The fields added after an HTTP/1.1 head's own, with the blank line.
     private let suffix11: ByteBuffer
     /// The same for an HTTP/1.0 head: plus `Connection: keep-alive`.
     private let suffix10: ByteBuffer
 
-    init(peer: ClientAddress?, isTrustedPeer: Bool) {
+    init(peer: ClientAddress?, isTrustedPeer: Bool, scheme: String = "http") {
         if let peer {
             client = peer.description
-            forwardedElement = "for=\(peer.isIPv4 ? peer.description : "\"[\(peer.description)]\"");proto=http"
+            forwardedElement = "for=\(peer.isIPv4 ? peer.description : "\"[\(peer.description)]\"");proto=\(scheme)"
         } else {
             client = "unknown"
-            forwardedElement = "for=unknown;proto=http"
+            forwardedElement = "for=unknown;proto=\(scheme)"
         }
+        self.scheme = scheme
         self.isTrustedPeer = isTrustedPeer
-        let fields = "x-forwarded-for: \(client)\r\nx-forwarded-proto: http\r\nforwarded: \(forwardedElement)\r\n"
+        let fields = "x-forwarded-for: \(client)\r\nx-forwarded-proto: \(scheme)\r\nforwarded: \(forwardedElement)\r\n"
         suffix11 = ByteBuffer(string: fields + "\r\n")
         suffix10 = ByteBuffer(string: fields + "connection: keep-alive\r\n\r\n")
     }
@@ -92,7 +95,7 @@ final class RequestForwarding: Sendable {
         forwardedFor.append(client)
         forwarded.append(forwardedElement)
         out.writeString("x-forwarded-for: \(forwardedFor.joined(separator: ", "))\r\n")
-        if !hasProto { out.writeString("x-forwarded-proto: http\r\n") }
+        if !hasProto { out.writeString("x-forwarded-proto: \(scheme)\r\n") }
         out.writeString("forwarded: \(forwarded.joined(separator: ", "))\r\n")
         if head.isHTTP10 { out.writeString("connection: keep-alive\r\n") }
         if let upgrade = head.upgrade {

@@ -9,8 +9,9 @@ enum StickyCookie {
         return String(repeating: "0", count: 16 - hex.count) + hex
     }
 
-    /// `Set-Cookie` for `backend`: session cookie (no Max-Age), whole site, not readable by scripts.
-    static func setCookie(name: String, backend: Backend) -> String {
-        "\(name)=\(token(for: backend)); Path=/; HttpOnly; SameSite=Lax"
+    /// `Set-Cookie` for `backend`: session cookie (no Max-Age), whole site, not readable by scripts; `Secure` when
+    /// the client came over TLS, so the browser never sends it over plain HTTP.
+    static func setCookie(name: String, backend: Backend, secure: Bool = false) -> String {
+        "\(name)=\(token(for: backend)); Path=/; HttpOnly; SameSite=Lax\(secure ? "; Secure" : "")"
     }
 }

@@ -70,6 +70,13 @@ struct ProxyCommand: AsyncParsableCommand {
     @Flag(name: .customLong("abort-queued-on-close"), help: "Drop a queued request whose client sends EOF (default: answer half-closed clients).")
     var abortQueuedOnClose = false
 
+    @Option(name: .customLong("tls-certificate"),
+            help: "PEM certificate chain: clients connect with TLS, backends get plain HTTP/TCP (needs --tls-key; re-read on SIGHUP).")
+    var tlsCertificate: String?
+
+    @Option(name: .customLong("tls-key"), help: "PEM private key of --tls-certificate (unencrypted).")
+    var tlsKey: String?
+
     @Option(help: "YAML configuration file (same settings; flags override it).")
     var config: String?
 
@@ -116,6 +123,14 @@ struct ProxyCommand: AsyncParsableCommand {
         if let queueTimeout { configuration.limits.queueTimeout = queueTimeout }
         if let maxQueuePerBackend { configuration.limits.maxQueuePerBackend = maxQueuePerBackend }
         if abortQueuedOnClose { configuration.limits.abortQueuedOnClose = true }
+        switch (tlsCertificate, tlsKey) {
+        case (nil, nil): break
+        case (let certificate?, let key?):
+            configuration.tls = ProxyTLSConfiguration(
+                certificateChain: certificate, privateKey: key, minimumVersion: configuration.tls?.minimumVersion ?? .tls12)
+        case (nil, _?): throw ValidationError("--tls-key needs --tls-certificate (the PEM certificate chain it belongs to)")
+        case (_?, nil): throw ValidationError("--tls-certificate needs --tls-key (the PEM private key of the certificate)")
+        }
         if configuration.mode == .tcp && configuration.key.sources != [.ip] && key != nil {
             throw ValidationError("--mode tcp hashes the client address only: use --key ip (or leave --key out)")
         }

@@ -111,6 +111,16 @@ import Glibc
         #expect(timeoutError.contains("Error: limits.queueTimeout must be between 0 and 86400 seconds, got 0.0"), "\(timeoutError)")
     }
 
+    @Test func theProxyWantsBothTLSFilesAndNamesAMissingOne() async throws {
+        let base = ["proxy", "--listen", "127.0.0.1:0", "--backend", "127.0.0.1:9"]
+        let (keyOnly, keyOnlyError) = try await run(base + ["--tls-key", "/nonexistent/key.pem"])
+        #expect(keyOnly != 0)
+        #expect(keyOnlyError.contains("Error: --tls-key needs --tls-certificate"), "\(keyOnlyError)")
+        let (missing, missingError) = try await run(base + ["--tls-certificate", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"])
+        #expect(missing == 1)
+        #expect(missingError.contains("Error: tls certificateChain /nonexistent/cert.pem: no such file"), "\(missingError)")
+    }
+
     @Test func theProxyRejectsAnEventLoopCountOutOfRange() async throws {
         for count in ["0", "1025"] {
             let (status, stderr) = try await run(["proxy", "--listen", "127.0.0.1:0", "--backend", "127.0.0.1:9", "--event-loops", count])

@@ -1,0 +1,195 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import Testing
+
+@testable import ConcordProxy
+
+/// TLS on the client listener: real handshakes on loopback with the test certificates, plain HTTP / TCP behind.
+@Suite(.serialized, .timeLimit(.minutes(3))) struct TLSProxyTests {
+    static let ok = TestScriptedBackend.Reply(bytes: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    func metric(_ server: ProxyServer, _ name: String) -> String? {
+        server.metrics.exposition().split(separator: "\n").first { $0.hasPrefix(name + " ") }.map(String.init)
+    }
+
+    /// One scripted backend that records the request heads it gets, behind a TLS proxy with certificate `a`.
+    func withTLSProxy(balance: BalanceStrategy = .roundRobin, limits: ProxyLimits = ProxyLimits(),
+                      _ body: (ProxyServer, Int, NIOLockedValueBox<[String]>) async throws -> Void) async throws {
+        let heads = NIOLockedValueBox<[String]>([])
+        try await TestCertificate.withDirectory { directory in
+            try await ProxyHarness.withServers(["s"], start: { _ in
+                try await TestScriptedBackend.start { head, _ in
+                    heads.withLockedValue { $0.append(head) }
+                    return Self.ok
+                }
+            }) { backends in
+                var c = ProxyConfiguration(backends: [try HostPort(parsing: backends[0].address)], balance: balance, limits: limits)
+                c.health = ProxyHarness.quietHealth
+                c.tls = try TestCertificate.a.install(in: directory)
+                try await ProxyHarness.withProxy(c) { server, port in try await body(server, port, heads) }
+            }
+        }
+    }
+
+    @Test func terminatesTLSAndTellsTheBackendTheClientCameOverHTTPS() async throws {
+        try await withTLSProxy { server, port, heads in
+            let client = try TestCertificate.a.clientContext()
+            for _ in 0..<3 {
+                let response = try await RawClient.get(port: port, path: "/cart", tls: client)
+                #expect(response.status == 200, "\(response.text) \(response.error ?? "")")
+                #expect(response.body == "ok")
+            }
+            // Each connection closes at once after its response (close_notify, then the client's EOF), not after the
+            // TLS handler's 1-s shutdown timeout.
+            let closing = ContinuousClock.now
+            try await waitFor { server.runtime.openConnections == 0 }
+            #expect(ContinuousClock.now - closing < .milliseconds(900))
+            let seen = heads.withLockedValue { $0 }
+            #expect(seen.count == 3)
+            // The backend gets plain HTTP, with the scheme the client used.
+            let head = seen.first?.lowercased() ?? ""
+            #expect(head.hasPrefix("get /cart http/1.1"))
+            #expect(head.contains("x-forwarded-proto: https\r\n"))
+            #expect(head.hasSuffix("\r\nforwarded: for=127.0.0.1;proto=https"), "the fields the proxy adds come last")
+            #expect(metric(server, "concord_proxy_tls_handshakes_total") == "concord_proxy_tls_handshakes_total 3")
+            #expect(metric(server, "concord_proxy_tls_handshake_failures_total") == "concord_proxy_tls_handshake_failures_total 0")
+        }
+    }
+
+    @Test func theStickyCookieIsSecureOverTLS() async throws {
+        try await withTLSProxy(balance: .stickyCookie) { _, port, _ in
+            let response = try await RawClient.get(port: port, tls: try TestCertificate.a.clientContext())
+            #expect(response.status == 200)
+            let cookie = response.header("set-cookie") ?? ""
+            #expect(cookie.hasPrefix("CONCORDSRV="))
+            #expect(cookie.hasSuffix("; Secure"), "\(cookie)")
+        }
+    }
+
+    @Test func aPlainHTTPClientOrAnUntrustingOneFailsTheHandshakeIsCountedAndOthersAreServed() async throws {
+        try await withTLSProxy { server, port, heads in
+            // Plain HTTP on the TLS port: not a TLS record, so the handshake fails and the connection closes
+            // without an HTTP answer and without reaching a backend.
+            let plain = try await RawClient.get(port: port)
+            #expect(plain.status == nil)
+            #expect(plain.closedByPeer)
+            // A client that trusts only certificate b rejects a's: its handshake fails too.
+            let untrusting = try await RawClient.get(port: port, tls: try TestCertificate.b.clientContext())
+            #expect(untrusting.status == nil)
+            #expect(untrusting.error != nil)
+            let good = try await RawClient.get(port: port, tls: try TestCertificate.a.clientContext())
+            #expect(good.status == 200)
+            #expect(heads.withLockedValue { $0.count } == 1)
+            // The proxy's side of the untrusting client's handshake ends when that client aborts it.
+            try await waitFor { metric(server, "concord_proxy_tls_handshake_failures_total") == "concord_proxy_tls_handshake_failures_total 2" }
+            #expect(metric(server, "concord_proxy_tls_handshake_failures_total") == "concord_proxy_tls_handshake_failures_total 2")
+            #expect(metric(server, "concord_proxy_tls_handshakes_total") == "concord_proxy_tls_handshakes_total 1")
+        }
+    }
+
+    @Test func aClientThatNeverFinishesItsHandshakeIsClosedByTheHeaderTimeout() async throws {
+        var limits = ProxyLimits()
+        limits.headerReadTimeout = 0.5
+        try await withTLSProxy(limits: limits) { server, port, _ in
+            let start = ContinuousClock.now
+            // Connects and sends nothing: no ClientHello, no request (slowloris before TLS). The keep-alive
+            // timeout (60 s) would otherwise be the only bound: the proxy handler sees no byte of a handshake.
+            let silent = try await RawClient.exchange(port: port, [], timeout: .seconds(10))
+            #expect(silent.closedByPeer)
+            #expect(ContinuousClock.now - start < .seconds(5))
+            #expect(metric(server, "concord_proxy_tls_handshake_failures_total") == "concord_proxy_tls_handshake_failures_total 1")
+        }
+    }
+
+    @Test func tcpModeTerminatesTLSAndPassesPlainBytes() async throws {
+        try await TestCertificate.withDirectory { directory in
+            try await ProxyHarness.withServers(["e0"], start: { try await TestEchoBackend.start(name: $0) }) { backends in
+                var c = ProxyConfiguration(backends: [try HostPort(parsing: backends[0].address)], mode: .tcp, balance: .roundRobin)
+                c.health = ProxyHarness.quietHealth
+                c.tls = try TestCertificate.a.install(in: directory)
+                try await ProxyHarness.withProxy(c) { _, port in
+                    let response = try await RawClient.exchange(port: port, ["hello ", "world"], halfClose: true,
+                                                                tls: try TestCertificate.a.clientContext())
+                    // The echo backend saw plaintext and answered the (TLS close_notify → TCP) half-close.
+                    #expect(response.text == "e0:hello world|bye", "\(response.text) \(response.error ?? "")")
+                }
+            }
+        }
+    }
+
+    @Test func aReloadReadsARenewedCertificateForNewConnections() async throws {
+        try await TestCertificate.withDirectory { directory in
+            try await ProxyHarness.withServers(["s"], start: { _ in try await TestScriptedBackend.start { _, _ in Self.ok } }) { backends in
+                var c = ProxyConfiguration(backends: [try HostPort(parsing: backends[0].address)], balance: .roundRobin)
+                c.health = ProxyHarness.quietHealth
+                c.tls = try TestCertificate.a.install(in: directory)
+                let configuration = c
+                try await ProxyHarness.withProxy(c, reload: { configuration }) { server, port in
+                    let trustsB = try TestCertificate.b.clientContext()
+                    #expect(try await RawClient.get(port: port, tls: trustsB).status == nil)
+                    // Renewal: new files at the same paths, then SIGHUP's reload (same configuration).
+                    try TestCertificate.b.install(in: directory)
+                    let plan = try server.reload()
+                    #expect(plan?.applied.isEmpty == true, "the paths did not change; the files are read again anyway")
+                    #expect(try await RawClient.get(port: port, tls: trustsB).status == 200)
+                    #expect(try await RawClient.get(port: port, tls: try TestCertificate.a.clientContext()).status == nil)
+                    // A renewal that went wrong (a key that does not fit) keeps the certificate in force.
+                    try TestCertificate.a.privateKeyPEM.write(to: directory.appendingPathComponent("key.pem"), atomically: true, encoding: .utf8)
+                    #expect(throws: ProxyError.self) { try server.reload() }
+                    #expect(try await RawClient.get(port: port, tls: trustsB).status == 200)
+                }
+            }
+        }
+    }
+
+    @Test func badCertificateFilesFailAtStartWithAnErrorNamingTheFile() async throws {
+        try await TestCertificate.withDirectory { directory in
+            let installed = try TestCertificate.a.install(in: directory)
+            func startError(_ tls: ProxyTLSConfiguration) -> String {
+                var c = ProxyConfiguration(backends: [HostPort(host: "127.0.0.1", port: 1)])
+                c.tls = tls
+                do {
+                    _ = try ProxyServer(configuration: c, logger: .init(label: "tls-test"))
+                    return "started"
+                } catch { return error.description }
+            }
+            let missing = directory.appendingPathComponent("nope.pem").path
+            #expect(startError(ProxyTLSConfiguration(certificateChain: missing, privateKey: installed.privateKey))
+                    == "tls certificateChain \(missing): no such file")
+            // The key given as the certificate: not a certificate.
+            let notACertificate = startError(ProxyTLSConfiguration(certificateChain: installed.privateKey, privateKey: installed.privateKey))
+            #expect(notACertificate.hasPrefix("tls certificateChain \(installed.privateKey): "), "\(notACertificate)")
+            let notAKey = startError(ProxyTLSConfiguration(certificateChain: installed.certificateChain, privateKey: installed.certificateChain))
+            #expect(notAKey.hasPrefix("tls privateKey \(installed.certificateChain): not an unencrypted PEM private key"), "\(notAKey)")
+            // b's key with a's certificate.
+            let otherKey = directory.appendingPathComponent("other-key.pem")
+            try TestCertificate.b.privateKeyPEM.write(to: otherKey, atomically: true, encoding: .utf8)
+            let mismatch = startError(ProxyTLSConfiguration(certificateChain: installed.certificateChain, privateKey: otherKey.path))
+            #expect(mismatch.hasPrefix("tls: the private key \(otherKey.path) does not fit the certificate"), "\(mismatch)")
+            #expect(startError(installed) == "started")
+        }
+    }
+
+    @Test func yamlNamesTheFilesAndTheMinimumVersion() throws {
+        let c = try ProxyConfiguration.parse(yaml: """
+            backends: ["127.0.0.1:9001"]
+            tls:
+              certificateChain: /etc/concord/cert.pem
+              privateKey: /etc/concord/key.pem
+              minimumVersion: "1.3"
+            """)
+        #expect(c.tls == ProxyTLSConfiguration(certificateChain: "/etc/concord/cert.pem", privateKey: "/etc/concord/key.pem", minimumVersion: .tls13))
+        #expect(c.summary.hasPrefix("mode http over TLS, "))
+        let defaults = try ProxyConfiguration.parse(yaml: "tls: {certificateChain: c.pem, privateKey: k.pem}")
+        #expect(defaults.tls?.minimumVersion == .tls12)
+        #expect(throws: ProxyError.self) { try ProxyConfiguration.parse(yaml: "tls: {certificateChain: c.pem}") }
+        #expect(throws: ProxyError.self) { try ProxyConfiguration.parse(yaml: "tls: {certificateChain: c.pem, privateKey: k.pem, minimumVersion: '1.0'}") }
+    }
+
+    /// Polls `condition` every 20 ms for at most 5 s.
+    func waitFor(_ condition: () -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(5)
+        while !condition() && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+    }
+}
