@@ -3,7 +3,7 @@ import NIOCore
 /// A connection handler that may wait in a backend's queue: it keeps its ``BackendQueuePosition`` and hears, on
 /// its event loop, how a wait ended — only for its current wait; what arrives for a wait it gave up is handled by
 /// the position.
-protocol BackendQueueWaiter: AnyObject {
+protocol BackendQueueWaiter: AnyObject, SendableMetatype {
     var queuePosition: BackendQueuePosition { get set }
     /// The queue settings of the handler's connection; `nil` without `limits.maxRequestsPerBackend`.
     var queueSettings: BackendQueuePosition.Settings? { get }
