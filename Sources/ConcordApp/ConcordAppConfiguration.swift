@@ -39,6 +39,10 @@ public struct ConcordAppConfiguration: Sendable {
     /// On a graceful shutdown, how long a connection without a request in progress stays open for a request
     /// already on its way (answered, then the connection closes; ``QuiesceGraceHandler``). Default 0.5 s.
     public var quiesceGrace: Duration
+    /// Mark the session cookie and `concord_user` `Secure` (browsers send them only over HTTPS): for an app whose
+    /// clients come through a TLS-terminating proxy (`concord proxy --tls-certificate …`). Default `false`, so
+    /// plain-HTTP development works.
+    public var secureCookies: Bool
 
     public init(
         nodeID: String = "node-1",
@@ -50,7 +54,8 @@ public struct ConcordAppConfiguration: Sendable {
         replicationPort: Int = 9080,
         sessionKey: String? = nil,
         password: String = "concord",
-        quiesceGrace: Duration = .milliseconds(500)
+        quiesceGrace: Duration = .milliseconds(500),
+        secureCookies: Bool = false
     ) {
         self.nodeID = nodeID
         self.host = host
@@ -62,5 +67,6 @@ public struct ConcordAppConfiguration: Sendable {
         self.sessionKey = sessionKey
         self.password = password
         self.quiesceGrace = quiesceGrace
+        self.secureCookies = secureCookies
     }
 }

@@ -70,6 +70,10 @@ public enum ConcordAppServer {
             }
         }
 
+        var sessions = sessions
+        if configuration.secureCookies { sessions.cookie.secure = true }
+        // `Secure` on the user cookie too when the session cookie has it (behind a TLS proxy).
+        let userCookieAttributes = "; Path=/; SameSite=Lax" + (sessions.cookie.secure ? "; Secure" : "")
         let pages = router.group().add(middleware: try ConcordSessionMiddleware<Context>(configuration: sessions))
         pages.get("/") { _, _ in Response.redirect(to: "/profile") }
         pages.get("/login") { _, context -> Response in
@@ -83,7 +87,7 @@ public enum ConcordAppServer {
             context.session.logIn(userID: user)
             context.session.update { $0.userName = user }
             var response = Response.redirect(to: "/profile")
-            response.headers[values: .setCookie].append("\(userCookieName)=\(Self.cookieSafe(user)); Path=/; SameSite=Lax")
+            response.headers[values: .setCookie].append("\(userCookieName)=\(Self.cookieSafe(user))\(userCookieAttributes)")
             return response
         }
         pages.get("/profile") { _, context -> Response in
@@ -123,7 +127,7 @@ public enum ConcordAppServer {
         pages.post("/logout") { _, context -> Response in
             context.session.destroy()
             var response = Response.redirect(to: "/login")
-            response.headers[values: .setCookie].append("\(userCookieName)=; Path=/; Max-Age=0")
+            response.headers[values: .setCookie].append("\(userCookieName)=; Max-Age=0\(userCookieAttributes)")
             return response
         }
         return router

@@ -62,6 +62,9 @@ struct AppCommand: AsyncParsableCommand {
             """)
     var quiesceGrace: Double = 0.5
 
+    @Flag(name: .customLong("secure-cookies"), help: "Mark the session cookie and concord_user Secure (sent only over HTTPS): for clients that come through a TLS proxy such as concord proxy --tls-certificate.")
+    var secureCookies = false
+
     @Flag(help: "Run the app's tasks on SwiftNIO's event loops (NIO as Swift's global executor, as Vapor's app template does): with a redis:// store a request's Redis commands then stay on its loop, with no thread hand-off.")
     var nioGlobalExecutor = false
 
@@ -88,7 +91,7 @@ struct AppCommand: AsyncParsableCommand {
             peers: peers.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? [],
             replicationPort: replicationPort,
             sessionKey: sessionKey ?? ProcessInfo.processInfo.environment["CONCORD_SESSION_KEY"],
-            quiesceGrace: .seconds(quiesceGrace))
+            quiesceGrace: .seconds(quiesceGrace), secureCookies: secureCookies)
     }
 
     func run() async throws {

@@ -10,10 +10,10 @@ import Testing
     static let form: HTTPFields = [.contentType: "application/x-www-form-urlencoded"]
     static let node = HTTPField.Name("X-Concord-Node")!
 
-    private func app(_ strategy: ConcordAppConfiguration.Strategy = .local, key: String? = nil, node: String = "node-7")
-        throws -> some ApplicationProtocol
+    private func app(_ strategy: ConcordAppConfiguration.Strategy = .local, key: String? = nil, node: String = "node-7",
+                     secureCookies: Bool = false) throws -> some ApplicationProtocol
     {
-        let configuration = ConcordAppConfiguration(nodeID: node, strategy: strategy, sessionKey: key)
+        let configuration = ConcordAppConfiguration(nodeID: node, strategy: strategy, sessionKey: key, secureCookies: secureCookies)
         let backend = try AppSessionBackend.make(configuration: configuration, logger: .init(label: "test"))
         let router = try ConcordAppServer.makeRouter(
             configuration: configuration, sessions: backend.sessions, metricsText: { "concord_test_total 1\n" })
@@ -78,6 +78,25 @@ import Testing
             #expect(afterLogout.contains("Max-Age=0"))
             try await client.execute(uri: "/profile", method: .get, headers: [.cookie: cookie]) { response in
                 #expect(response.status == .seeOther, "the destroyed session must not log anyone in")
+            }
+        }
+    }
+
+    @Test func secureCookiesMarkEveryCookieTheAppSetsSecure() async throws {
+        for secure in [false, true] {
+            try await app(secureCookies: secure).test(.router) { client in
+                let login = try await client.execute(
+                    uri: "/login", method: .post, headers: Self.form, body: ByteBuffer(string: "user=alice&password=concord")
+                ) { $0.headers[values: .setCookie] }
+                let logout = try await client.execute(
+                    uri: "/logout", method: .post, headers: [.cookie: login.compactMap { $0.split(separator: ";").first }.joined(separator: "; ")]
+                ) { $0.headers[values: .setCookie] }
+                #expect(login.contains { $0.hasPrefix("concord_session=") } && login.contains { $0.hasPrefix("concord_user=alice") })
+                #expect(logout.contains { $0.hasPrefix("concord_user=;") && $0.contains("Max-Age=0") })
+                for cookie in login + logout {
+                    let attributes = cookie.split(separator: ";").dropFirst().map { $0.trimmingCharacters(in: .whitespaces) }
+                    #expect(attributes.contains("Secure") == secure, "\(cookie)")
+                }
             }
         }
     }
