@@ -52,6 +52,8 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
     public var accessLog: Bool
     /// TLS on the client listener (see ``ProxyTLSConfiguration``). Default off (plain HTTP / TCP).
     public var tls: ProxyTLSConfiguration?
+    /// With `tls` in `http` mode: a plain-HTTP listener that redirects every request to HTTPS (308). Default off.
+    public var httpRedirect: HTTPRedirectConfiguration?
 
     public init(
         listen: HostPort = HostPort(host: "127.0.0.1", port: 8080),
@@ -74,7 +76,8 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         cpuAffinity: CPUAffinity = .auto,
         eventLoops: Int? = nil,
         accessLog: Bool = false,
-        tls: ProxyTLSConfiguration? = nil
+        tls: ProxyTLSConfiguration? = nil,
+        httpRedirect: HTTPRedirectConfiguration? = nil
     ) {
         self.listen = listen
         self.backends = backends
@@ -97,12 +100,13 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         self.eventLoops = eventLoops
         self.accessLog = accessLog
         self.tls = tls
+        self.httpRedirect = httpRedirect
     }
 
     private enum CodingKeys: String, CodingKey {
         case listen, backends, mode, balance, key, algorithm, boundedLoad, health, healthPath, admin, adminAllowRemote
         case stickyCookie, trustedProxies, ipv4PrefixLength, ipv6PrefixLength, proxyProtocol, limits, drain, cpuAffinity
-        case eventLoops, accessLog, tls
+        case eventLoops, accessLog, tls, httpRedirect
     }
 
     public init(from decoder: any Decoder) throws {
@@ -129,7 +133,8 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
             cpuAffinity: try c.decodeIfPresent(CPUAffinity.self, forKey: .cpuAffinity) ?? d.cpuAffinity,
             eventLoops: try c.decodeIfPresent(Int.self, forKey: .eventLoops),
             accessLog: try c.decodeIfPresent(Bool.self, forKey: .accessLog) ?? d.accessLog,
-            tls: try c.decodeIfPresent(ProxyTLSConfiguration.self, forKey: .tls)
+            tls: try c.decodeIfPresent(ProxyTLSConfiguration.self, forKey: .tls),
+            httpRedirect: try c.decodeIfPresent(HTTPRedirectConfiguration.self, forKey: .httpRedirect)
         )
         if let path = try c.decodeIfPresent(String.self, forKey: .healthPath) { health.path = path }
     }
@@ -157,6 +162,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         try c.encodeIfPresent(eventLoops, forKey: .eventLoops)
         try c.encode(accessLog, forKey: .accessLog)
         try c.encodeIfPresent(tls, forKey: .tls)
+        try c.encodeIfPresent(httpRedirect, forKey: .httpRedirect)
     }
 
     /// Reads a YAML file; keys it omits keep their defaults.
@@ -216,6 +222,17 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         }
         if let eventLoops, !(1...1024).contains(eventLoops) {
             throw .invalidSetting("--event-loops must be 1...1024, got \(eventLoops)")
+        }
+        if let httpRedirect {
+            guard tls != nil, mode == .http else {
+                throw .invalidSetting("--http-redirect sends clients to HTTPS: it needs --mode http and TLS (--tls-certificate and --tls-key)")
+            }
+            guard httpRedirect.listen != listen || listen.port == 0 else {
+                throw .invalidSetting("--http-redirect \(httpRedirect.listen) is the TLS listener's own address")
+            }
+            if let port = httpRedirect.httpsPort, !(1...65_535).contains(port) {
+                throw .invalidSetting("httpRedirect.httpsPort must be 1...65535, got \(port)")
+            }
         }
         for cidr in trustedProxies { _ = try AddressPrefix(parsing: cidr) }
         try health.validate()

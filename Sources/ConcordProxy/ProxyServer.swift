@@ -24,6 +24,7 @@ public final class ProxyServer: Service, Sendable {
     private struct Running {
         var listener: any Channel
         var admin: (any Channel)?
+        var redirect: (any Channel)?
         var pools: [NIOLoopBound<BackendConnectionPool>]
         var healthTask: Task<Void, Never>
         /// Writes buffered access log lines every second.
@@ -35,6 +36,8 @@ public final class ProxyServer: Service, Sendable {
     public struct Addresses: Sendable {
         public let listener: SocketAddress
         public let admin: SocketAddress?
+        /// The plain-HTTP redirect listener (``ProxyConfiguration/httpRedirect``), when on.
+        public var httpRedirect: SocketAddress? = nil
     }
 
     /// - Parameters:
@@ -64,6 +67,17 @@ public final class ProxyServer: Service, Sendable {
 
     /// The configuration in force (after the last reload).
     public var configuration: ProxyConfiguration { runtime.configuration }
+
+    /// The addresses bound by ``start()``; `nil` before it and after ``stop(drainTimeout:idleGrace:)``.
+    public var addresses: Addresses? {
+        running.withLockedValue { state in
+            state.flatMap { state in
+                state.listener.localAddress.map {
+                    Addresses(listener: $0, admin: state.admin?.localAddress, httpRedirect: state.redirect?.localAddress)
+                }
+            }
+        }
+    }
 
     /// Binds the listeners and starts health checks; returns the bound addresses after logging the ready line.
     @discardableResult
@@ -126,6 +140,18 @@ public final class ProxyServer: Service, Sendable {
                 throw error as? ProxyError ?? ProxyError.cannotListen(on: admin, role: "admin API", error: error)
             }
         }
+        var redirectChannel: (any Channel)?
+        if let redirect = configuration.httpRedirect {
+            let httpsPort = redirect.httpsPort ?? listener.localAddress?.port ?? configuration.listen.port
+            do {
+                redirectChannel = try await HTTPSRedirectServer.bind(
+                    to: try redirect.listen.socketAddress(), httpsPort: httpsPort, group: group, runtime: runtimes, metrics: metrics)
+            } catch {
+                try? await listener.close()
+                if let adminChannel { try? await adminChannel.close() }
+                throw error as? ProxyError ?? ProxyError.cannotListen(on: redirect.listen, role: "HTTP redirect", error: error)
+            }
+        }
         let checker = HealthChecker(balancer: balancer, group: group)
         let healthTask = Task { await checker.run() }
         let sink = currentRuntime.withLockedValue { $0.accessLogSink }
@@ -136,9 +162,11 @@ public final class ProxyServer: Service, Sendable {
             }
         }
         running.withLockedValue {
-            $0 = Running(listener: listener, admin: adminChannel, pools: pools, healthTask: healthTask, accessLogFlush: accessLogFlush)
+            $0 = Running(listener: listener, admin: adminChannel, redirect: redirectChannel, pools: pools, healthTask: healthTask,
+                         accessLogFlush: accessLogFlush)
         }
-        let addresses = Addresses(listener: listener.localAddress!, admin: adminChannel?.localAddress)
+        let addresses = Addresses(listener: listener.localAddress!, admin: adminChannel?.localAddress,
+                                  httpRedirect: redirectChannel?.localAddress)
         logger.notice("\(readyLine(addresses))")
         return addresses
     }
@@ -151,6 +179,9 @@ public final class ProxyServer: Service, Sendable {
         if let admin = addresses.admin, let adminConfig = configuration.admin {
             line += "; admin and /metrics on \(HostPort(host: adminConfig.host, port: admin.port ?? adminConfig.port))"
         }
+        if let redirect = addresses.httpRedirect, let redirectConfig = configuration.httpRedirect {
+            line += "; HTTP on \(HostPort(host: redirectConfig.listen.host, port: redirect.port ?? redirectConfig.listen.port)) redirects to HTTPS"
+        }
         return line
     }
 
@@ -162,6 +193,7 @@ public final class ProxyServer: Service, Sendable {
         state.healthTask.cancel()
         try? await state.listener.close()
         if let admin = state.admin { try? await admin.close() }
+        if let redirect = state.redirect { try? await redirect.close() }
         runtime.announceStop(idleGrace: TimeAmount(idleGrace))
         let deadline = ContinuousClock.now.advanced(by: drainTimeout)
         let runtime = self.runtime

@@ -77,6 +77,10 @@ struct ProxyCommand: AsyncParsableCommand {
     @Option(name: .customLong("tls-key"), help: "PEM private key of --tls-certificate (unencrypted).")
     var tlsKey: String?
 
+    @Option(name: .customLong("http-redirect"),
+            help: "Also listen for plain HTTP on HOST:PORT and answer every request 308 to the same URL over HTTPS (needs the TLS flags).")
+    var httpRedirect: String?
+
     @Option(help: "YAML configuration file (same settings; flags override it).")
     var config: String?
 
@@ -130,6 +134,10 @@ struct ProxyCommand: AsyncParsableCommand {
                 certificateChain: certificate, privateKey: key, minimumVersion: configuration.tls?.minimumVersion ?? .tls12)
         case (nil, _?): throw ValidationError("--tls-key needs --tls-certificate (the PEM certificate chain it belongs to)")
         case (_?, nil): throw ValidationError("--tls-certificate needs --tls-key (the PEM private key of the certificate)")
+        }
+        if let httpRedirect {
+            configuration.httpRedirect = HTTPRedirectConfiguration(
+                listen: try HostPort(parsing: httpRedirect), httpsPort: configuration.httpRedirect?.httpsPort)
         }
         if configuration.mode == .tcp && configuration.key.sources != [.ip] && key != nil {
             throw ValidationError("--mode tcp hashes the client address only: use --key ip (or leave --key out)")

@@ -119,6 +119,9 @@ import Glibc
         let (missing, missingError) = try await run(base + ["--tls-certificate", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"])
         #expect(missing == 1)
         #expect(missingError.contains("Error: tls certificateChain /nonexistent/cert.pem: no such file"), "\(missingError)")
+        let (redirect, redirectError) = try await run(base + ["--http-redirect", "127.0.0.1:0"])
+        #expect(redirect != 0)
+        #expect(redirectError.contains("Error: --http-redirect sends clients to HTTPS: it needs --mode http and TLS"), "\(redirectError)")
     }
 
     @Test func theProxyRejectsAnEventLoopCountOutOfRange() async throws {
