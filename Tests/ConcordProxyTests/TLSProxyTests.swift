@@ -108,11 +108,15 @@ import Testing
                 var c = ProxyConfiguration(backends: [try HostPort(parsing: backends[0].address)], mode: .tcp, balance: .roundRobin)
                 c.health = ProxyHarness.quietHealth
                 c.tls = try TestCertificate.a.install(in: directory)
-                try await ProxyHarness.withProxy(c) { _, port in
+                try await ProxyHarness.withProxy(c) { server, port in
                     let response = try await RawClient.exchange(port: port, ["hello ", "world"], halfClose: true,
                                                                 tls: try TestCertificate.a.clientContext())
                     // The echo backend saw plaintext and answered the (TLS close_notify → TCP) half-close.
                     #expect(response.text == "e0:hello world|bye", "\(response.text) \(response.error ?? "")")
+                    // The pair ends at once, not after the TLS handler's 1-s shutdown timeout.
+                    let closing = ContinuousClock.now
+                    try await waitFor { server.runtime.openConnections == 0 }
+                    #expect(ContinuousClock.now - closing < .milliseconds(900))
                 }
             }
         }
