@@ -28,7 +28,7 @@ import Testing
         }
     }
 
-    static func withSwitchingBackends(balance: BalanceStrategy = .hash,
+    static func withSwitchingBackends(balance: BalanceStrategy = .hash, tls: ProxyTLSConfiguration? = nil,
                                       _ body: (_ port: Int, _ server: ProxyServer, _ heads: [String: NIOLockedValueBox<[String]>]) async throws -> Void) async throws {
         var backends: [(String, TestScriptedBackend)] = []
         var heads: [String: NIOLockedValueBox<[String]>] = [:]
@@ -42,12 +42,33 @@ import Testing
                 backends: try backends.map { try HostPort(parsing: $0.1.address) }, balance: balance,
                 key: try KeyChain(parsing: "cookie:sid"))
             config.health = ProxyHarness.quietHealth
+            config.tls = tls
             try await ProxyHarness.withProxy(config) { server, port in try await body(port, server, heads) }
         } catch {
             for (_, backend) in backends { await backend.stop() }
             throw error
         }
         for (_, backend) in backends { await backend.stop() }
+    }
+
+    @Test func aSecureWebSocketIsTunnelledBehindTheProxysTLS() async throws {
+        try await TestCertificate.withDirectory { directory in
+            try await Self.withSwitchingBackends(tls: try TestCertificate.a.install(in: directory)) { port, server, heads in
+                let tls = try TestCertificate.a.clientContext()
+                let plain = try await RawClient.get(port: port, headers: ["Cookie": "sid=dave"], tls: tls)
+                let owner = try #require(plain.header("X-Backend"))
+                // wss://: TLS ends at the proxy, the backend switches a plain connection; bytes flow both ways.
+                let tunnel = try await RawClient.exchange(
+                    port: port, [Self.upgradeRequest(cookie: "dave") + "early|", "late|"], pause: .milliseconds(100),
+                    halfClose: true, tls: tls)
+                #expect(tunnel.status == 101, "\(tunnel.text) \(tunnel.error ?? "")")
+                #expect(tunnel.header("X-Backend") == owner)
+                #expect(tunnel.body == "welcome-\(owner)|early|late|")
+                let asked = try #require(heads[owner]?.withLockedValue { $0.last })
+                #expect(asked.contains("\r\nx-forwarded-proto: https\r\n"))
+                #expect(server.metrics.exposition().contains("concord_proxy_upgrades_total 1"))
+            }
+        }
     }
 
     @Test func aWebSocketHandshakeBecomesATunnelToTheKeysBackend() async throws {
