@@ -232,6 +232,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         if let eventLoops, !(1...1024).contains(eventLoops) {
             throw .invalidSetting("--event-loops must be 1...1024, got \(eventLoops)")
         }
+        try tls?.validate()
         if let httpRedirect {
             guard tls != nil, mode == .http else {
                 throw .invalidSetting("--http-redirect sends clients to HTTPS: it needs --mode http and TLS (--tls-certificate and --tls-key)")

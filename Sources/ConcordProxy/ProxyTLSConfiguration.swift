@@ -12,63 +12,125 @@ public struct ProxyTLSConfiguration: Sendable, Hashable, Codable {
         case tls13 = "1.3"
     }
 
-    /// PEM file: the server certificate first, then any intermediate certificates.
+    /// A certificate chosen by the name a client asks for (SNI), instead of the default one.
+    public struct SNICertificate: Sendable, Hashable, Codable {
+        /// Host names (`shop.example`) or wildcards for one label (`*.shop.example` matches `api.shop.example`,
+        /// not `shop.example` nor `a.b.shop.example`), as in the certificate.
+        public var serverNames: [String]
+        public var certificateChain: String
+        public var privateKey: String
+
+        public init(serverNames: [String], certificateChain: String, privateKey: String) {
+            self.serverNames = serverNames
+            self.certificateChain = certificateChain
+            self.privateKey = privateKey
+        }
+    }
+
+    /// PEM file: the server certificate first, then any intermediate certificates. Served to clients that send no
+    /// server name, or one that no `sni` entry lists.
     public var certificateChain: String
     /// PEM file: the certificate's private key, unencrypted (PKCS#8, or EC / RSA in their traditional form).
     public var privateKey: String
     /// Default `1.2`: TLS 1.0 and 1.1 are deprecated (RFC 8996).
     public var minimumVersion: MinimumVersion
+    /// More certificates, each for the server names it lists (one proxy in front of several sites). Default none.
+    public var sni: [SNICertificate]
 
-    public init(certificateChain: String, privateKey: String, minimumVersion: MinimumVersion = .tls12) {
+    public init(certificateChain: String, privateKey: String, minimumVersion: MinimumVersion = .tls12, sni: [SNICertificate] = []) {
         self.certificateChain = certificateChain
         self.privateKey = privateKey
         self.minimumVersion = minimumVersion
+        self.sni = sni
     }
 
-    private enum CodingKeys: String, CodingKey { case certificateChain, privateKey, minimumVersion }
+    private enum CodingKeys: String, CodingKey { case certificateChain, privateKey, minimumVersion, sni }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(
             certificateChain: try c.decode(String.self, forKey: .certificateChain),
             privateKey: try c.decode(String.self, forKey: .privateKey),
-            minimumVersion: try c.decodeIfPresent(MinimumVersion.self, forKey: .minimumVersion) ?? .tls12)
+            minimumVersion: try c.decodeIfPresent(MinimumVersion.self, forKey: .minimumVersion) ?? .tls12,
+            sni: try c.decodeIfPresent([SNICertificate].self, forKey: .sni) ?? [])
     }
 
-    /// Reads both files and builds the context every new client connection's handshake uses. The error names the
+    /// Checks what can be checked without the files: the `sni` server names.
+    func validate() throws(ProxyError) {
+        _ = try SNICertificateTable.names(of: sni)
+    }
+
+    /// Reads every file and builds the context every new client connection's handshake uses. The error names the
     /// file and what is wrong with it (missing, not PEM, key not matching the certificate).
     func makeContext(mode: ProxyMode) throws(ProxyError) -> NIOSSLContext {
-        let chainBytes = try Self.read(certificateChain, setting: "certificateChain")
-        let keyBytes = try Self.read(privateKey, setting: "privateKey")
-        let chain: [NIOSSLCertificate]
-        do { chain = try NIOSSLCertificate.fromPEMBytes(chainBytes) } catch {
-            throw .invalidSetting("tls certificateChain \(certificateChain): not a PEM certificate chain (\(error))")
+        let identity = try Self.loadIdentity(chain: certificateChain, key: privateKey, label: "tls")
+        var table = SNICertificateTable()
+        let names = try SNICertificateTable.names(of: sni)
+        for (index, entry) in sni.enumerated() {
+            let loaded = try Self.loadIdentity(chain: entry.certificateChain, key: entry.privateKey, label: "tls sni[\(index)]")
+            for name in names[index] { table.add(name, loaded) }
         }
-        guard !chain.isEmpty else {
-            throw .invalidSetting("tls certificateChain \(certificateChain): no certificate in it (expected -----BEGIN CERTIFICATE-----)")
-        }
-        let key: NIOSSLPrivateKey
-        do { key = try NIOSSLPrivateKey(bytes: keyBytes, format: .pem) } catch {
-            throw .invalidSetting("tls privateKey \(privateKey): not an unencrypted PEM private key (\(error))")
-        }
-        var configuration = TLSConfiguration.makeServerConfiguration(
-            certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+        var configuration = Self.serverConfiguration(identity)
         configuration.minimumTLSVersion = minimumVersion == .tls13 ? .tlsv13 : .tlsv12
         // After its close_notify the proxy waits this long for the client's before it closes the socket anyway
         // (NIOSSL's default is 5 s, which would hold every closing connection, and a stop, that long).
         configuration.shutdownTimeout = .seconds(1)
         // Offer HTTP/1.1 by ALPN in http mode (the proxy speaks no HTTP/2); a TCP proxy does not know the protocol.
         if mode == .http { configuration.applicationProtocols = ["http/1.1"] }
+        if !table.isEmpty {
+            let chosen = table
+            configuration.sslContextCallback = { values, promise in
+                var override = NIOSSLContextConfigurationOverride()
+                if let name = values.serverHostname, let match = chosen.identity(for: name) {
+                    override.certificateChain = match.chain.map { .certificate($0) }
+                    override.privateKey = .privateKey(match.key)
+                }
+                promise.succeed(override)
+            }
+        }
         do { return try NIOSSLContext(configuration: configuration) } catch {
-            throw .invalidSetting("tls: the private key \(privateKey) does not fit the certificate in \(certificateChain) (\(error))")
+            throw .invalidSetting("tls: cannot use the certificate in \(certificateChain) (\(error))")
         }
     }
 
+    /// A certificate chain and its key, read and checked to fit each other.
+    struct Identity: Sendable {
+        var chain: [NIOSSLCertificate]
+        var key: NIOSSLPrivateKey
+    }
+
+    private static func serverConfiguration(_ identity: Identity) -> TLSConfiguration {
+        TLSConfiguration.makeServerConfiguration(
+            certificateChain: identity.chain.map { .certificate($0) }, privateKey: .privateKey(identity.key))
+    }
+
+    private static func loadIdentity(chain chainPath: String, key keyPath: String, label: String) throws(ProxyError) -> Identity {
+        let chainBytes = try read(chainPath, setting: "\(label) certificateChain")
+        let keyBytes = try read(keyPath, setting: "\(label) privateKey")
+        let chain: [NIOSSLCertificate]
+        do { chain = try NIOSSLCertificate.fromPEMBytes(chainBytes) } catch {
+            throw .invalidSetting("\(label) certificateChain \(chainPath): not a PEM certificate chain (\(error))")
+        }
+        guard !chain.isEmpty else {
+            throw .invalidSetting("\(label) certificateChain \(chainPath): no certificate in it (expected -----BEGIN CERTIFICATE-----)")
+        }
+        let key: NIOSSLPrivateKey
+        do { key = try NIOSSLPrivateKey(bytes: keyBytes, format: .pem) } catch {
+            throw .invalidSetting("\(label) privateKey \(keyPath): not an unencrypted PEM private key (\(error))")
+        }
+        let identity = Identity(chain: chain, key: key)
+        // BoringSSL checks that the key fits the certificate when a context is made from them.
+        do { _ = try NIOSSLContext(configuration: serverConfiguration(identity)) } catch {
+            throw .invalidSetting("\(label): the private key \(keyPath) does not fit the certificate in \(chainPath) (\(error))")
+        }
+        return identity
+    }
+
     private static func read(_ path: String, setting: String) throws(ProxyError) -> [UInt8] {
-        guard !path.isEmpty else { throw .invalidSetting("tls \(setting): no file given") }
+        guard !path.isEmpty else { throw .invalidSetting("\(setting): no file given") }
         do { return Array(try Data(contentsOf: URL(fileURLWithPath: path))) } catch {
             let reason = (error as NSError).code == NSFileReadNoSuchFileError ? "no such file" : "cannot read it (\(error.localizedDescription))"
-            throw .invalidSetting("tls \(setting) \(path): \(reason)")
+            throw .invalidSetting("\(setting) \(path): \(reason)")
         }
     }
 }

@@ -6,7 +6,7 @@ import NIOSSL
 
 /// A raw TCP client for the tests: sends bytes (optionally in slow pieces), half-closes if asked, and collects
 /// everything the server sends until it closes or the time limit passes. Bounded in time always. With `tls` it
-/// speaks TLS (server name `localhost`) and the bytes are the plaintext.
+/// speaks TLS (SNI `serverName`, `localhost` by default) and the bytes are the plaintext.
 enum RawClient {
     struct Response {
         let text: String
@@ -35,7 +35,7 @@ enum RawClient {
 
     /// `collected` lets a caller watch the bytes arrive before the connection ends.
     static func exchange(port: Int, _ pieces: [String], pause: Duration = .zero, halfClose: Bool = false,
-                         timeout: Duration = .seconds(5), tls: NIOSSLContext? = nil,
+                         timeout: Duration = .seconds(5), tls: NIOSSLContext? = nil, serverName: String = "localhost",
                          collected: NIOLockedValueBox<ByteBuffer> = NIOLockedValueBox(ByteBuffer())) async throws -> Response {
         let closed = MultiThreadedEventLoopGroup.singleton.any().makePromise(of: Bool.self)
         let firstError = NIOLockedValueBox<String?>(nil)
@@ -44,7 +44,7 @@ enum RawClient {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let tls {
-                        try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: "localhost"))
+                        try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: serverName))
                     }
                     try channel.pipeline.syncOperations.addHandler(Collector(collected: collected, closed: closed, firstError: firstError))
                 }

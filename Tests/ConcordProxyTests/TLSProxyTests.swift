@@ -1,6 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOSSL
 import Testing
 
 @testable import ConcordProxy
@@ -8,6 +9,16 @@ import Testing
 /// TLS on the client listener: real handshakes on loopback with the test certificates, plain HTTP / TCP behind.
 @Suite(.serialized, .timeLimit(.minutes(3))) struct TLSProxyTests {
     static let ok = TestScriptedBackend.Reply(bytes: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    /// Why a proxy with `tls` cannot be made (its error's text), or "started".
+    static func startError(_ tls: ProxyTLSConfiguration) -> String {
+        var c = ProxyConfiguration(backends: [HostPort(host: "127.0.0.1", port: 1)])
+        c.tls = tls
+        do {
+            _ = try ProxyServer(configuration: c, logger: .init(label: "tls-test"))
+            return "started"
+        } catch { return error.description }
+    }
 
     func metric(_ server: ProxyServer, _ name: String) -> String? {
         server.metrics.exposition().split(separator: "\n").first { $0.hasPrefix(name + " ") }.map(String.init)
@@ -150,14 +161,7 @@ import Testing
     @Test func badCertificateFilesFailAtStartWithAnErrorNamingTheFile() async throws {
         try await TestCertificate.withDirectory { directory in
             let installed = try TestCertificate.a.install(in: directory)
-            func startError(_ tls: ProxyTLSConfiguration) -> String {
-                var c = ProxyConfiguration(backends: [HostPort(host: "127.0.0.1", port: 1)])
-                c.tls = tls
-                do {
-                    _ = try ProxyServer(configuration: c, logger: .init(label: "tls-test"))
-                    return "started"
-                } catch { return error.description }
-            }
+            let startError = Self.startError
             let missing = directory.appendingPathComponent("nope.pem").path
             #expect(startError(ProxyTLSConfiguration(certificateChain: missing, privateKey: installed.privateKey))
                     == "tls certificateChain \(missing): no such file")
@@ -175,6 +179,61 @@ import Testing
         }
     }
 
+    @Test func sniPicksTheCertificateForTheNameTheClientAsksFor() async throws {
+        try await TestCertificate.withDirectory { directory in
+            try await ProxyHarness.withServers(["s"], start: { _ in try await TestScriptedBackend.start { _, _ in Self.ok } }) { backends in
+                var c = ProxyConfiguration(backends: [try HostPort(parsing: backends[0].address)], balance: .roundRobin)
+                c.health = ProxyHarness.quietHealth
+                var tls = try TestCertificate.a.install(in: directory)
+                let b = try TestCertificate.b.install(in: directory, as: "b-")
+                tls.sni = [.init(serverNames: ["shop.example", "*.Shop.Example"], certificateChain: b.certificateChain, privateKey: b.privateKey)]
+                c.tls = tls
+                try await ProxyHarness.withProxy(c) { _, port in
+                    let trustsA = try TestCertificate.a.clientContext(anyName: true)
+                    let trustsB = try TestCertificate.b.clientContext(anyName: true)
+                    func status(_ name: String, _ client: NIOSSLContext) async throws -> Int? {
+                        try await RawClient.exchange(port: port, ["GET / HTTP/1.1\r\nHost: \(name)\r\nConnection: close\r\n\r\n"],
+                                                     tls: client, serverName: name).status
+                    }
+                    // Listed names (any case) and one-label wildcard matches get b; everything else the default a.
+                    for name in ["shop.example", "SHOP.example", "api.shop.example"] {
+                        #expect(try await status(name, trustsB) == 200, "\(name) should get b")
+                        #expect(try await status(name, trustsA) == nil, "\(name) should not get a")
+                    }
+                    for name in ["localhost", "other.example", "a.b.shop.example", "xshop.example"] {
+                        #expect(try await status(name, trustsA) == 200, "\(name) should get the default a")
+                        #expect(try await status(name, trustsB) == nil, "\(name) should not get b")
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func sniEntriesAreCheckedLikeTheDefaultCertificate() async throws {
+        try await TestCertificate.withDirectory { directory in
+            var tls = try TestCertificate.a.install(in: directory)
+            func problem(_ entry: ProxyTLSConfiguration.SNICertificate) -> String {
+                tls.sni = [entry]
+                return Self.startError(tls)
+            }
+            let missing = directory.appendingPathComponent("missing.pem").path
+            #expect(problem(.init(serverNames: ["shop.example"], certificateChain: missing, privateKey: tls.privateKey))
+                    == "tls sni[0] certificateChain \(missing): no such file")
+            let otherKey = directory.appendingPathComponent("other-key.pem")
+            try TestCertificate.b.privateKeyPEM.write(to: otherKey, atomically: true, encoding: .utf8)
+            #expect(problem(.init(serverNames: ["shop.example"], certificateChain: tls.certificateChain, privateKey: otherKey.path))
+                        .hasPrefix("tls sni[0]: the private key \(otherKey.path) does not fit the certificate"))
+            for bad in ["shop example", "*.", "*.com.", "-shop.example", "shop..example", "*shop.example", "a.*.example", "*.example"] {
+                #expect(problem(.init(serverNames: [bad], certificateChain: tls.certificateChain, privateKey: tls.privateKey))
+                        == "tls sni[0] serverNames: '\(bad)' is not a host name (or *. and a domain)", "\(bad)")
+            }
+            #expect(problem(.init(serverNames: [], certificateChain: tls.certificateChain, privateKey: tls.privateKey)) == "tls sni[0]: serverNames is empty")
+            #expect(problem(.init(serverNames: ["shop.example", "Shop.example"], certificateChain: tls.certificateChain, privateKey: tls.privateKey))
+                    == "tls sni: Shop.example is listed twice")
+            #expect(problem(.init(serverNames: ["shop.example", "*.shop.example"], certificateChain: tls.certificateChain, privateKey: tls.privateKey)) == "started")
+        }
+    }
+
     @Test func yamlNamesTheFilesAndTheMinimumVersion() throws {
         let c = try ProxyConfiguration.parse(yaml: """
             backends: ["127.0.0.1:9001"]
@@ -187,6 +246,17 @@ import Testing
         #expect(c.summary.hasPrefix("mode http over TLS, "))
         let defaults = try ProxyConfiguration.parse(yaml: "tls: {certificateChain: c.pem, privateKey: k.pem}")
         #expect(defaults.tls?.minimumVersion == .tls12)
+        #expect(defaults.tls?.sni == [])
+        let sni = try ProxyConfiguration.parse(yaml: """
+            tls:
+              certificateChain: c.pem
+              privateKey: k.pem
+              sni:
+                - serverNames: [shop.example, "*.shop.example"]
+                  certificateChain: shop.pem
+                  privateKey: shop-key.pem
+            """)
+        #expect(sni.tls?.sni == [.init(serverNames: ["shop.example", "*.shop.example"], certificateChain: "shop.pem", privateKey: "shop-key.pem")])
         #expect(throws: ProxyError.self) { try ProxyConfiguration.parse(yaml: "tls: {certificateChain: c.pem}") }
         #expect(throws: ProxyError.self) { try ProxyConfiguration.parse(yaml: "tls: {certificateChain: c.pem, privateKey: k.pem, minimumVersion: '1.0'}") }
     }

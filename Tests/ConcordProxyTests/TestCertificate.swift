@@ -59,19 +59,21 @@ UY5UnN8yINIDOTN94ZVtKFOKv7k7IbFVA7Sf4xZ5Q6KwN5oXReY/bMUG
         }
     }
 
-    /// Writes the chain and the key to `cert.pem` and `key.pem` in `directory` (overwriting: a renewal) and returns
+    /// Writes the chain and the key to `NAMEcert.pem` and `NAMEkey.pem` in `directory` (overwriting: a renewal) and returns
     /// the proxy setting that names them.
     @discardableResult
-    func install(in directory: URL) throws -> ProxyTLSConfiguration {
-        let chain = directory.appendingPathComponent("cert.pem"), key = directory.appendingPathComponent("key.pem")
+    func install(in directory: URL, as name: String = "") throws -> ProxyTLSConfiguration {
+        let chain = directory.appendingPathComponent("\(name)cert.pem"), key = directory.appendingPathComponent("\(name)key.pem")
         try certificatePEM.write(to: chain, atomically: true, encoding: .utf8)
         try privateKeyPEM.write(to: key, atomically: true, encoding: .utf8)
         return ProxyTLSConfiguration(certificateChain: chain.path, privateKey: key.path)
     }
 
-    /// A client context that trusts this certificate only.
-    func clientContext() throws -> NIOSSLContext {
+    /// A client context that trusts this certificate only (for any server name when `anyName`: both test
+    /// certificates are for `localhost`, and SNI tests ask for other names).
+    func clientContext(anyName: Bool = false) throws -> NIOSSLContext {
         var configuration = TLSConfiguration.makeClientConfiguration()
+        if anyName { configuration.certificateVerification = .noHostnameVerification }
         configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(certificatePEM.utf8)))
         return try NIOSSLContext(configuration: configuration)
     }
