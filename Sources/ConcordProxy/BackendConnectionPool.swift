@@ -7,6 +7,8 @@ final class BackendConnectionPool {
     let eventLoop: any EventLoop
     /// Set on its loop by a reload (`connectTimeout`, `maxIdleConnectionsPerBackend` apply to the next use).
     var limits: ProxyLimits
+    /// TLS for new connections (a reload replaces it; open connections keep theirs).
+    var tls: BackendTLS?
     private var idle: [String: [BackendHTTPHandler]] = [:]
 
     /// Non-idempotent requests reuse only a connection used this recently: backends close idle connections on
@@ -49,11 +51,13 @@ final class BackendConnectionPool {
     /// responses are framed by the handler).
     func connect(to backend: Backend, _ completion: @escaping (Result<BackendHTTPHandler, any Error>) -> Void) {
         let framerLimits = HTTPResponseFramer.Limits(maxHeadBytes: limits.maxResponseHeadBytes, maxHeaderCount: limits.maxHeaderCount)
+        let tls = self.tls
         let future = ClientBootstrap(group: eventLoop)
             .connectTimeout(TimeAmount(seconds: limits.connectTimeout))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(try tls.clientHandler(for: backend)) }
                     try channel.pipeline.syncOperations.addHandler(BackendHTTPHandler(backend: backend, limits: framerLimits))
                 }
             }

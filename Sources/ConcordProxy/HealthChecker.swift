@@ -11,15 +11,18 @@ struct HealthChecker<C: Clock>: Sendable where C.Duration == Duration {
     let balancer: Balancer
     let group: any EventLoopGroup
     let clock: C
+    /// TLS for HTTP probes (``ProxyConfiguration/backendTLS``), read for every probe so a reload applies.
+    let backendTLS: @Sendable () -> BackendTLS?
 
-    init(balancer: Balancer, group: any EventLoopGroup, clock: C) {
+    init(balancer: Balancer, group: any EventLoopGroup, clock: C, backendTLS: @escaping @Sendable () -> BackendTLS? = { nil }) {
         self.balancer = balancer
         self.group = group
         self.clock = clock
+        self.backendTLS = backendTLS
     }
 
-    init(balancer: Balancer, group: any EventLoopGroup) where C == ContinuousClock {
-        self.init(balancer: balancer, group: group, clock: ContinuousClock())
+    init(balancer: Balancer, group: any EventLoopGroup, backendTLS: @escaping @Sendable () -> BackendTLS? = { nil }) where C == ContinuousClock {
+        self.init(balancer: balancer, group: group, clock: ContinuousClock(), backendTLS: backendTLS)
     }
 
     /// Probes every backend, waits `interval`, and again, until the task is cancelled.
@@ -52,10 +55,13 @@ struct HealthChecker<C: Clock>: Sendable where C.Duration == Duration {
     func probe(_ backend: Backend, _ configuration: HealthCheckConfiguration) async -> (Bool, String) {
         let timeout = TimeAmount(seconds: configuration.timeout)
         let promise = group.any().makePromise(of: (Bool, String).self)
+        // A TCP-connect check only connects; an HTTP check speaks TLS when the backends do.
+        let tls = configuration.path == nil ? nil : backendTLS()
         let channelFuture = ClientBootstrap(group: promise.futureResult.eventLoop)
             .connectTimeout(timeout)
             .channelInitializer { [path = configuration.path] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(try tls.clientHandler(for: backend)) }
                     try channel.pipeline.syncOperations.addHandler(HealthProbeHandler(path: path, host: backend.address.description, promise: promise))
                 }
             }

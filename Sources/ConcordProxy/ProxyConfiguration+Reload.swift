@@ -5,7 +5,7 @@ public struct ProxyReload: Sendable, Hashable {
     public enum Setting: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
         case listen, backends, mode, balance, key, algorithm, boundedLoad, health, admin, adminAllowRemote
         case stickyCookie, trustedProxies, ipv4PrefixLength, ipv6PrefixLength, proxyProtocol, limits, drain, cpuAffinity
-        case eventLoops, accessLog, tls, reusePort, httpRedirect
+        case eventLoops, accessLog, tls, reusePort, httpRedirect, backendTLS
 
         /// Settings that decide which sockets are bound and how accepted connections are set up (and the loops
         /// and their CPUs, set once at start): changing them would mean closing listeners, so a reload keeps the current
@@ -73,6 +73,7 @@ extension ProxyConfiguration {
         case .tls: tls == other.tls
         case .httpRedirect: httpRedirect == other.httpRedirect
         case .reusePort: reusePort == other.reusePort
+        case .backendTLS: backendTLS == other.backendTLS
         }
     }
 

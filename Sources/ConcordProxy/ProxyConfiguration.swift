@@ -52,6 +52,8 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
     public var accessLog: Bool
     /// TLS on the client listener (see ``ProxyTLSConfiguration``). Default off (plain HTTP / TCP).
     public var tls: ProxyTLSConfiguration?
+    /// TLS towards the backends (see ``BackendTLSConfiguration``). Default off (plain HTTP / TCP).
+    public var backendTLS: BackendTLSConfiguration?
     /// One client listening socket per event loop (`SO_REUSEPORT`), each accepting onto its own loop, as HAProxy
     /// does by default; `false`: one socket, whose connections NIO hands to the loops in turn. With it on, another
     /// process of the same user can bind the same port too — a new proxy can take over before the old one stops,
@@ -83,6 +85,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         accessLog: Bool = false,
         tls: ProxyTLSConfiguration? = nil,
         reusePort: Bool = true,
+        backendTLS: BackendTLSConfiguration? = nil,
         httpRedirect: HTTPRedirectConfiguration? = nil
     ) {
         self.listen = listen
@@ -107,13 +110,14 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         self.accessLog = accessLog
         self.tls = tls
         self.reusePort = reusePort
+        self.backendTLS = backendTLS
         self.httpRedirect = httpRedirect
     }
 
     private enum CodingKeys: String, CodingKey {
         case listen, backends, mode, balance, key, algorithm, boundedLoad, health, healthPath, admin, adminAllowRemote
         case stickyCookie, trustedProxies, ipv4PrefixLength, ipv6PrefixLength, proxyProtocol, limits, drain, cpuAffinity
-        case eventLoops, accessLog, tls, reusePort, httpRedirect
+        case eventLoops, accessLog, tls, reusePort, httpRedirect, backendTLS
     }
 
     public init(from decoder: any Decoder) throws {
@@ -142,6 +146,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
             accessLog: try c.decodeIfPresent(Bool.self, forKey: .accessLog) ?? d.accessLog,
             tls: try c.decodeIfPresent(ProxyTLSConfiguration.self, forKey: .tls),
             reusePort: try c.decodeIfPresent(Bool.self, forKey: .reusePort) ?? d.reusePort,
+            backendTLS: try c.decodeIfPresent(BackendTLSConfiguration.self, forKey: .backendTLS),
             httpRedirect: try c.decodeIfPresent(HTTPRedirectConfiguration.self, forKey: .httpRedirect)
         )
         if let path = try c.decodeIfPresent(String.self, forKey: .healthPath) { health.path = path }
@@ -171,6 +176,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         try c.encode(accessLog, forKey: .accessLog)
         try c.encodeIfPresent(tls, forKey: .tls)
         try c.encode(reusePort, forKey: .reusePort)
+        try c.encodeIfPresent(backendTLS, forKey: .backendTLS)
         try c.encodeIfPresent(httpRedirect, forKey: .httpRedirect)
     }
 

@@ -18,6 +18,9 @@ final class ProxyRuntime: Sendable {
     /// The TLS context new client connections handshake with, built from ``ProxyConfiguration/tls``'s files when
     /// this generation was made (so a reload reads a renewed certificate); `nil` without TLS.
     let tlsContext: NIOSSLContext?
+    /// TLS towards the backends (``ProxyConfiguration/backendTLS``), its CA file read when this generation was
+    /// made; `nil` without it.
+    let backendTLS: BackendTLS?
     /// Open client connections, shared by every generation: their count enforces `maxConnections`, and
     /// ``ProxyServer/stop(drainTimeout:)`` closes the ones still open when its drain timeout ends.
     private let connections: NIOLockedValueBox<[ObjectIdentifier: any Channel]>
@@ -37,6 +40,7 @@ final class ProxyRuntime: Sendable {
         self.accessLogSink = accessLogSink
         self.connections = connections
         self.tlsContext = try configuration.tls?.makeContext(mode: configuration.mode)
+        self.backendTLS = try configuration.backendTLS?.makeBackendTLS()
         var trusted: [AddressPrefix] = []
         for text in configuration.trustedProxies { trusted.append(try AddressPrefix(parsing: text)) }
         self.extractor = RequestKeyExtractor(

@@ -92,7 +92,12 @@ public final class ProxyServer: Service, Sendable {
         let limits = configuration.limits
         var pools: [NIOLoopBound<BackendConnectionPool>] = []
         for loop in group.makeIterator() {
-            pools.append(try await loop.submit { NIOLoopBound(BackendConnectionPool(eventLoop: loop, limits: limits), eventLoop: loop) }.get())
+            let tls = runtime.backendTLS
+            pools.append(try await loop.submit {
+                let pool = BackendConnectionPool(eventLoop: loop, limits: limits)
+                pool.tls = tls
+                return NIOLoopBound(pool, eventLoop: loop)
+            }.get())
         }
         let poolTable = pools
         // Each accepted connection takes the settings in force at that moment (a reload swaps them).
@@ -175,7 +180,7 @@ public final class ProxyServer: Service, Sendable {
                 throw error as? ProxyError ?? ProxyError.cannotListen(on: redirect.listen, role: "HTTP redirect", error: error)
             }
         }
-        let checker = HealthChecker(balancer: balancer, group: group)
+        let checker = HealthChecker(balancer: balancer, group: group, backendTLS: { runtimes.withLockedValue { $0.backendTLS } })
         let healthTask = Task { await checker.run() }
         let sink = currentRuntime.withLockedValue { $0.accessLogSink }
         let accessLogFlush = Task {
@@ -276,9 +281,14 @@ public final class ProxyServer: Service, Sendable {
         }
         if changed.contains(.drain) { balancer.setDraining(exactly: Set((next.drain ?? []).map(\.description))) }
         currentRuntime.withLockedValue { $0 = nextRuntime }
-        if changed.contains(.limits), let pools = running.withLockedValue({ $0?.pools }) {
+        if let pools = running.withLockedValue({ $0?.pools }) {
+            // New backend connections get the new limits and TLS (its CA file read again); open ones keep theirs.
+            let tls = nextRuntime.backendTLS
             for pool in pools {
-                pool.eventLoop.execute { pool.value.limits = next.limits }
+                pool.eventLoop.execute {
+                    pool.value.limits = next.limits
+                    pool.value.tls = tls
+                }
             }
         }
         for setting in plan.needsRestart {

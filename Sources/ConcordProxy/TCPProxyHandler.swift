@@ -104,6 +104,11 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Back
             .connectTimeout(TimeAmount(seconds: limits.connectTimeout))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelInitializer { [backendTLS = runtime.backendTLS] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let backendTLS { try channel.pipeline.syncOperations.addHandler(try backendTLS.clientHandler(for: target)) }
+                }
+            }
             .connect(to: target.socketAddress)
         future.assumeIsolated().whenComplete { [self] result in
             switch result {

@@ -81,6 +81,12 @@ struct ProxyCommand: AsyncParsableCommand {
             help: "Also listen for plain HTTP on HOST:PORT and answer every request 308 to the same URL over HTTPS (needs the TLS flags).")
     var httpRedirect: String?
 
+    @Flag(name: .customLong("backend-tls"), help: "Speak TLS to the backends and check their certificates against the system's trust store (or --backend-ca).")
+    var backendTLS = false
+
+    @Option(name: .customLong("backend-ca"), help: "PEM file of the CAs that sign the backends' certificates (implies --backend-tls).")
+    var backendCA: String?
+
     @Flag(name: .customLong("reuse-port"), inversion: .prefixedNo,
           help: "One listening socket per event loop (SO_REUSEPORT; the default) or one for all (--no-reuse-port).")
     var reusePort: Bool?
@@ -140,6 +146,11 @@ struct ProxyCommand: AsyncParsableCommand {
         case (_?, nil): throw ValidationError("--tls-certificate needs --tls-key (the PEM private key of the certificate)")
         }
         if let reusePort { configuration.reusePort = reusePort }
+        if backendTLS || backendCA != nil {
+            var settings = configuration.backendTLS ?? BackendTLSConfiguration()
+            if let backendCA { settings.caFile = backendCA }
+            configuration.backendTLS = settings
+        }
         if let httpRedirect {
             configuration.httpRedirect = HTTPRedirectConfiguration(
                 listen: try HostPort(parsing: httpRedirect), httpsPort: configuration.httpRedirect?.httpsPort)

@@ -6,6 +6,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// A small real HTTP/1.1 server on loopback for the proxy tests: answers every request with its own name in the
 /// body and an `x-backend` header; `/health` answers 200 or 503 as the test sets; `/echo-xff` returns the
@@ -26,7 +27,8 @@ final class TestBackend: StoppableTestServer {
         self.children = children
     }
 
-    static func start(name: String, port: Int = 0) async throws -> TestBackend {
+    /// With `tls`, the backend speaks HTTPS only.
+    static func start(name: String, port: Int = 0, tls: NIOSSLContext? = nil) async throws -> TestBackend {
         let state = NIOLockedValueBox((healthy: true, requests: 0, healthChecks: 0))
         let children = NIOLockedValueBox<[any Channel]>([])
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -35,6 +37,7 @@ final class TestBackend: StoppableTestServer {
             .childChannelInitializer { channel in
                 children.withLockedValue { $0.append(channel) }
                 return channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     try channel.pipeline.syncOperations.addHandler(Handler(name: name, state: state))
                 }

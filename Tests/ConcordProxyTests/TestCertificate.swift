@@ -78,6 +78,14 @@ UY5UnN8yINIDOTN94ZVtKFOKv7k7IbFVA7Sf4xZ5Q6KwN5oXReY/bMUG
         return try NIOSSLContext(configuration: configuration)
     }
 
+    /// A server context that presents this certificate (a TLS test backend).
+    func serverContext() throws -> NIOSSLContext {
+        let configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(certificatePEM.utf8)).map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(privateKeyPEM.utf8), format: .pem)))
+        return try NIOSSLContext(configuration: configuration)
+    }
+
     /// Runs `body` with a new temporary directory, removed afterwards (also on failure).
     static func withDirectory<T>(_ body: (URL) async throws -> T) async throws -> T {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("concord-tls-\(UUID().uuidString)")

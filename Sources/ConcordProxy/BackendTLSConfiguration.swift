@@ -1,0 +1,72 @@
+import Foundation
+import NIOCore
+import NIOSSL
+
+/// TLS towards the backends (`backendTLS:` in YAML, `--backend-tls` / `--backend-ca`): the proxy speaks HTTPS (or,
+/// in `tcp` mode, TLS) to every backend and checks its certificate — HAProxy's `server … ssl verify required
+/// ca-file`, nginx's `proxy_pass https://` with `proxy_ssl_verify on`. For networks between proxy and app servers
+/// that are not trusted. Health checks with a path go over TLS too; TCP-connect checks only connect.
+public struct BackendTLSConfiguration: Sendable, Hashable, Codable {
+    /// PEM file of the certificate authorities that sign the backends' certificates (e.g. a private CA); `nil`:
+    /// the system's trust store.
+    public var caFile: String?
+    /// The name every backend's certificate is checked for and sent as SNI; `nil`: each backend's own host (a
+    /// backend given by IP address is checked against its certificate's IP entries and gets no SNI).
+    public var serverName: String?
+    /// Check the backends' certificates. Default `true`; `false` encrypts without knowing who answers (test
+    /// set-ups only: anyone on the path can then read the traffic).
+    public var verify: Bool
+
+    public init(caFile: String? = nil, serverName: String? = nil, verify: Bool = true) {
+        self.caFile = caFile
+        self.serverName = serverName
+        self.verify = verify
+    }
+
+    private enum CodingKeys: String, CodingKey { case caFile, serverName, verify }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            caFile: try c.decodeIfPresent(String.self, forKey: .caFile),
+            serverName: try c.decodeIfPresent(String.self, forKey: .serverName),
+            verify: try c.decodeIfPresent(Bool.self, forKey: .verify) ?? true)
+    }
+
+    /// Reads `caFile` and builds the client context; the error names the file.
+    func makeBackendTLS() throws(ProxyError) -> BackendTLS {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.minimumTLSVersion = .tlsv12
+        configuration.certificateVerification = verify ? .fullVerification : .none
+        if let caFile {
+            guard FileManager.default.fileExists(atPath: caFile) else { throw .invalidSetting("backendTLS caFile \(caFile): no such file") }
+            do {
+                let roots = try NIOSSLCertificate.fromPEMFile(caFile)
+                guard !roots.isEmpty else { throw ProxyError.invalidSetting("backendTLS caFile \(caFile): no certificate in it") }
+                configuration.trustRoots = .certificates(roots)
+            } catch let error as ProxyError {
+                throw error
+            } catch {
+                throw .invalidSetting("backendTLS caFile \(caFile): not a PEM certificate file (\(error))")
+            }
+        }
+        do {
+            return BackendTLS(context: try NIOSSLContext(configuration: configuration), serverName: serverName)
+        } catch {
+            throw .invalidSetting("backendTLS: \(error)")
+        }
+    }
+}
+
+/// The proxy's TLS client side for one configuration generation: one context, a handler per backend connection.
+struct BackendTLS: Sendable {
+    let context: NIOSSLContext
+    let serverName: String?
+
+    /// The TLS handler to put first on a connection to `backend`.
+    func clientHandler(for backend: Backend) throws -> NIOSSLClientHandler {
+        let host = backend.address.host
+        let isAddress = (try? SocketAddress(ipAddress: host, port: 0)) != nil
+        return try NIOSSLClientHandler(context: context, serverHostname: serverName ?? (isAddress ? nil : host))
+    }
+}
