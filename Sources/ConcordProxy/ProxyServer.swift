@@ -91,11 +91,11 @@ public final class ProxyServer: Service, Sendable {
         let configuration = self.configuration
         let limits = configuration.limits
         var pools: [NIOLoopBound<BackendConnectionPool>] = []
+        let backendTLS = runtime.backendTLS
         for loop in group.makeIterator() {
-            let tls = runtime.backendTLS
             pools.append(try await loop.submit {
                 let pool = BackendConnectionPool(eventLoop: loop, limits: limits)
-                pool.tls = tls
+                pool.tls = backendTLS
                 return NIOLoopBound(pool, eventLoop: loop)
             }.get())
         }
@@ -107,56 +107,29 @@ public final class ProxyServer: Service, Sendable {
 
         let mode = configuration.mode
         let initializeClient: @Sendable (any Channel) -> EventLoopFuture<Void> = { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let runtime = runtimes.withLockedValue { $0 }
-                    guard runtime.admitConnection(channel) else {
-                        channel.close(promise: nil)
-                        return
-                    }
-                    if let tls = runtime.tlsContext {
-                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
-                        try channel.pipeline.syncOperations.addHandler(TLSClientConnectionHandler(
-                            metrics: runtime.metrics, logger: runtime.logger,
-                            handshakeTimeout: TimeAmount(seconds: runtime.configuration.limits.headerReadTimeout)))
-                    }
-                    switch mode {
-                    case .http:
-                        let pool = poolTable.first { $0.eventLoop === channel.eventLoop }!.value
-                        // No HTTP codec: the proxy handler frames requests and writes responses as bytes.
-                        try channel.pipeline.syncOperations.addHandler(HTTPProxyHandler(runtime: runtime, pool: pool))
-                    case .tcp:
-                        try channel.pipeline.syncOperations.addHandler(TCPProxyHandler(runtime: runtime))
-                    }
+            channel.eventLoop.makeCompletedFuture {
+                let runtime = runtimes.withLockedValue { $0 }
+                guard runtime.admitConnection(channel) else {
+                    channel.close(promise: nil)
+                    return
+                }
+                if let tls = runtime.tlsContext {
+                    try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+                    try channel.pipeline.syncOperations.addHandler(TLSClientConnectionHandler(
+                        metrics: runtime.metrics, logger: runtime.logger,
+                        handshakeTimeout: TimeAmount(seconds: runtime.configuration.limits.headerReadTimeout)))
+                }
+                switch mode {
+                case .http:
+                    let pool = poolTable.first { $0.eventLoop === channel.eventLoop }!.value
+                    // No HTTP codec: the proxy handler frames requests and writes responses as bytes.
+                    try channel.pipeline.syncOperations.addHandler(HTTPProxyHandler(runtime: runtime, pool: pool))
+                case .tcp:
+                    try channel.pipeline.syncOperations.addHandler(TCPProxyHandler(runtime: runtime))
                 }
             }
-        // With reusePort, one listening socket per event loop (SO_REUSEPORT), each accepting onto its own loop: an
-        // accepted connection is set up where it will be served, with no hand-off to another thread (nginx
-        // `reuseport`, HAProxy's per-thread listeners; 1.05x the new connections per second). Without, one socket
-        // on the whole group.
-        var listeners: [any Channel] = []
-        do {
-            var address = listenAddress
-            let acceptors: [(group: any EventLoopGroup, childGroup: any EventLoopGroup)] =
-                configuration.reusePort ? group.makeIterator().map { ($0, $0) } : [(group, group)]
-            for acceptor in acceptors {
-                let bootstrap = ServerBootstrap(group: acceptor.group, childGroup: acceptor.childGroup)
-                    .serverChannelOption(.backlog, value: 1024)
-                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                    .serverChannelOption(.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: configuration.reusePort ? 1 : 0)
-                    .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                    // Both modes: a client that half-closes after its request still gets the response
-                    // (HTTPProxyHandler closes once it is sent; TCPGlueHandler passes the EOF on).
-                    .childChannelOption(.allowRemoteHalfClosure, value: true)
-                    .childChannelInitializer(initializeClient)
-                let channel = try await bootstrap.bind(to: address).get()
-                listeners.append(channel)
-                // Port 0 asked for any port: the other loops' sockets join the one the first got.
-                if let bound = channel.localAddress?.port { address.port = bound }
-            }
-        } catch {
-            for channel in listeners { try? await channel.close() }
-            throw ProxyError.cannotListen(on: configuration.listen, role: "client listener", error: error)
         }
+        let listeners = try await bindClientListeners(at: listenAddress, initializer: initializeClient)
         let listener = listeners[0]
 
         var adminChannel: (any Channel)?
@@ -197,6 +170,40 @@ public final class ProxyServer: Service, Sendable {
                                   httpRedirect: redirectChannel?.localAddress)
         logger.notice("\(readyLine(addresses))")
         return addresses
+    }
+
+    /// Binds the client listener: with ``ProxyConfiguration/reusePort``, one socket per event loop (SO_REUSEPORT),
+    /// each accepting onto its own loop — an accepted connection is set up where it will be served, with no
+    /// hand-off to another thread (nginx `reuseport`, HAProxy's per-thread listeners; 1.05x the new connections
+    /// per second); without, one socket for the whole group.
+    private func bindClientListeners(at listenAddress: SocketAddress,
+                                     initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>) async throws(ProxyError) -> [any Channel] {
+        let configuration = self.configuration
+        var listeners: [any Channel] = []
+        do {
+            var address = listenAddress
+            let acceptors: [(group: any EventLoopGroup, childGroup: any EventLoopGroup)] =
+                configuration.reusePort ? group.makeIterator().map { ($0, $0) } : [(group, group)]
+            for acceptor in acceptors {
+                let bootstrap = ServerBootstrap(group: acceptor.group, childGroup: acceptor.childGroup)
+                    .serverChannelOption(.backlog, value: 1024)
+                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .serverChannelOption(.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: configuration.reusePort ? 1 : 0)
+                    .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                    // Both modes: a client that half-closes after its request still gets the response
+                    // (HTTPProxyHandler closes once it is sent; TCPGlueHandler passes the EOF on).
+                    .childChannelOption(.allowRemoteHalfClosure, value: true)
+                    .childChannelInitializer(initializer)
+                let channel = try await bootstrap.bind(to: address).get()
+                listeners.append(channel)
+                // Port 0 asked for any port: the other loops' sockets join the one the first got.
+                if let bound = channel.localAddress?.port { address.port = bound }
+            }
+        } catch {
+            for channel in listeners { try? await channel.close() }
+            throw ProxyError.cannotListen(on: configuration.listen, role: "client listener", error: error)
+        }
+        return listeners
     }
 
     /// `concord proxy listening on 127.0.0.1:8080 (mode http, balance hash cookie:sid → ip, algorithm ring, 3 backends)`.
@@ -295,6 +302,10 @@ public final class ProxyServer: Service, Sendable {
             logger.warning("reload: \(setting) changed to \(new.describe(setting)) but takes effect only after a restart; still \(current.configuration.describe(setting))")
         }
         logger.notice("reload: \(plan.applied.isEmpty ? "no setting changed that applies at run time" : "applied " + plan.applied.map(\.rawValue).joined(separator: ", "))")
+        if let tls = next.tls {
+            // Said even when no setting changed: after a certificate renewal this is the line an operator looks for.
+            logger.notice("reload: TLS certificates read again from \(([tls.certificateChain] + tls.sni.map(\.certificateChain)).joined(separator: ", "))")
+        }
         return plan
     }
 

@@ -1,4 +1,6 @@
+import ConcordSessionsTesting
 import Foundation
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOSSL
@@ -140,13 +142,15 @@ import Testing
                 c.health = ProxyHarness.quietHealth
                 c.tls = try TestCertificate.a.install(in: directory)
                 let configuration = c
-                try await ProxyHarness.withProxy(c, reload: { configuration }) { server, port in
+                let capture = LogCapture()
+                try await ProxyHarness.withProxy(c, reload: { configuration }, logger: Logger(label: "tls-test") { _ in capture }) { server, port in
                     let trustsB = try TestCertificate.b.clientContext()
                     #expect(try await RawClient.get(port: port, tls: trustsB).status == nil)
                     // Renewal: new files at the same paths, then SIGHUP's reload (same configuration).
                     try TestCertificate.b.install(in: directory)
                     let plan = try server.reload()
                     #expect(plan?.applied.isEmpty == true, "the paths did not change; the files are read again anyway")
+                    #expect(capture.messages.contains("reload: TLS certificates read again from \(configuration.tls!.certificateChain)"))
                     #expect(try await RawClient.get(port: port, tls: trustsB).status == 200)
                     #expect(try await RawClient.get(port: port, tls: try TestCertificate.a.clientContext()).status == nil)
                     // A renewal that went wrong (a key that does not fit) keeps the certificate in force.
