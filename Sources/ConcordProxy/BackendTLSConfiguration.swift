@@ -16,21 +16,30 @@ public struct BackendTLSConfiguration: Sendable, Hashable, Codable {
     /// Check the backends' certificates. Default `true`; `false` encrypts without knowing who answers (test
     /// set-ups only: anyone on the path can then read the traffic).
     public var verify: Bool
+    /// PEM files of a client certificate and its key that the proxy presents to backends that ask for one (mutual
+    /// TLS: the app servers then know a request came through the proxy). Both or neither. Default none.
+    public var certificateChain: String?
+    public var privateKey: String?
 
-    public init(caFile: String? = nil, serverName: String? = nil, verify: Bool = true) {
+    public init(caFile: String? = nil, serverName: String? = nil, verify: Bool = true, certificateChain: String? = nil,
+                privateKey: String? = nil) {
         self.caFile = caFile
         self.serverName = serverName
         self.verify = verify
+        self.certificateChain = certificateChain
+        self.privateKey = privateKey
     }
 
-    private enum CodingKeys: String, CodingKey { case caFile, serverName, verify }
+    private enum CodingKeys: String, CodingKey { case caFile, serverName, verify, certificateChain, privateKey }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(
             caFile: try c.decodeIfPresent(String.self, forKey: .caFile),
             serverName: try c.decodeIfPresent(String.self, forKey: .serverName),
-            verify: try c.decodeIfPresent(Bool.self, forKey: .verify) ?? true)
+            verify: try c.decodeIfPresent(Bool.self, forKey: .verify) ?? true,
+            certificateChain: try c.decodeIfPresent(String.self, forKey: .certificateChain),
+            privateKey: try c.decodeIfPresent(String.self, forKey: .privateKey))
     }
 
     /// Reads `caFile` and builds the client context; the error names the file.
@@ -49,6 +58,15 @@ public struct BackendTLSConfiguration: Sendable, Hashable, Codable {
             } catch {
                 throw .invalidSetting("backendTLS caFile \(caFile): not a PEM certificate file (\(error))")
             }
+        }
+        switch (certificateChain, privateKey) {
+        case (nil, nil): break
+        case (let chain?, let key?):
+            let identity = try ProxyTLSConfiguration.loadIdentity(chain: chain, key: key, label: "backendTLS")
+            configuration.certificateChain = identity.chain.map { .certificate($0) }
+            configuration.privateKey = .privateKey(identity.key)
+        default:
+            throw .invalidSetting("backendTLS: certificateChain and privateKey go together (the client certificate and its key)")
         }
         do {
             return BackendTLS(context: try NIOSSLContext(configuration: configuration), serverName: serverName)

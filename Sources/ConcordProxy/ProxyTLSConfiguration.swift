@@ -104,7 +104,7 @@ public struct ProxyTLSConfiguration: Sendable, Hashable, Codable {
             certificateChain: identity.chain.map { .certificate($0) }, privateKey: .privateKey(identity.key))
     }
 
-    private static func loadIdentity(chain chainPath: String, key keyPath: String, label: String) throws(ProxyError) -> Identity {
+    static func loadIdentity(chain chainPath: String, key keyPath: String, label: String) throws(ProxyError) -> Identity {
         let chainBytes = try read(chainPath, setting: "\(label) certificateChain")
         let keyBytes = try read(keyPath, setting: "\(label) privateKey")
         let chain: [NIOSSLCertificate]

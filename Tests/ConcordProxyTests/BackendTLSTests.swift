@@ -72,6 +72,32 @@ import Testing
         }
     }
 
+    @Test func aBackendThatAsksForAClientCertificateGetsTheProxys() async throws {
+        try await TestCertificate.withDirectory { directory in
+            let ca = try TestCertificate.a.install(in: directory).certificateChain
+            let clientB = try TestCertificate.b.install(in: directory, as: "b-")
+            let clientA = try TestCertificate.a.install(in: directory, as: "a-")
+            // The backend presents a and accepts only client certificates issued by b.
+            let tls = try TestCertificate.a.serverContext(clientCertificatesFrom: .b)
+            try await ProxyHarness.withServers(["m0"], start: { try await TestBackend.start(name: $0, tls: tls) }) { backends in
+                var c = try ProxyHarness.configuration(backends, balance: .roundRobin)
+                for (client, expected) in [(clientB, 200), (nil, 502), (clientA, 502)] as [(ProxyTLSConfiguration?, Int)] {
+                    c.backendTLS = BackendTLSConfiguration(caFile: ca, certificateChain: client?.certificateChain, privateKey: client?.privateKey)
+                    try await ProxyHarness.withProxy(c) { _, port in
+                        let response = try await RawClient.get(port: port)
+                        #expect(response.status == expected, "client certificate \(client?.certificateChain ?? "none"): \(response.text)")
+                    }
+                }
+                #expect(backends[0].requests == 1, "only the proxy with b's certificate got through")
+            }
+        }
+        var c = ProxyConfiguration(backends: [HostPort(host: "127.0.0.1", port: 1)])
+        c.backendTLS = BackendTLSConfiguration(certificateChain: "/x/cert.pem")
+        #expect(throws: ProxyError.invalidSetting("backendTLS: certificateChain and privateKey go together (the client certificate and its key)")) {
+            try ProxyServer(configuration: c, logger: .init(label: "backend-tls-test"))
+        }
+    }
+
     @Test func aMissingCAFileFailsAtStartAndYAMLNamesTheSettings() throws {
         var c = ProxyConfiguration(backends: [HostPort(host: "127.0.0.1", port: 1)])
         c.backendTLS = BackendTLSConfiguration(caFile: "/nonexistent/ca.pem")

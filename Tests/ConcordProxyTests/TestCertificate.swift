@@ -78,11 +78,16 @@ UY5UnN8yINIDOTN94ZVtKFOKv7k7IbFVA7Sf4xZ5Q6KwN5oXReY/bMUG
         return try NIOSSLContext(configuration: configuration)
     }
 
-    /// A server context that presents this certificate (a TLS test backend).
-    func serverContext() throws -> NIOSSLContext {
-        let configuration = TLSConfiguration.makeServerConfiguration(
+    /// A server context that presents this certificate (a TLS test backend); with `clientCertificatesFrom`, it
+    /// requires a client certificate that one signed (mutual TLS).
+    func serverContext(clientCertificatesFrom issuer: TestCertificate? = nil) throws -> NIOSSLContext {
+        var configuration = TLSConfiguration.makeServerConfiguration(
             certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(certificatePEM.utf8)).map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(privateKeyPEM.utf8), format: .pem)))
+        if let issuer {
+            configuration.certificateVerification = .noHostnameVerification
+            configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(issuer.certificatePEM.utf8)))
+        }
         return try NIOSSLContext(configuration: configuration)
     }
 
