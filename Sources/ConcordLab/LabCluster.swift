@@ -36,6 +36,8 @@ public actor LabCluster {
     private var nextNodeNumber = 1
     private var proxy: LabChild?
     private var proxyPort = 0
+    /// How many proxies this cluster has run (a proxy-upgrade phase starts the next).
+    private var proxyGenerations = 1
     private var adminPort = 0
     private var storeURL: String?
 
@@ -121,6 +123,7 @@ public actor LabCluster {
         case .crash: try await restartFirstNode(signal: SIGKILL)
         case .scaleOut: try await scaleOut()
         case .scaleIn: try await scaleIn()
+        case .proxyUpgrade: try await upgradeProxy()
         }
     }
 
@@ -269,14 +272,25 @@ public actor LabCluster {
         return configuration.proxyAccessLog ? arguments + ["--access-log"] : arguments
     }
 
-    private func launchProxy() async throws {
+    /// Starts a second proxy on the same address (its sockets join the old one's with SO_REUSEPORT; its admin API
+    /// gets a port of its own), waits for its ready line, then stops the old one gracefully.
+    private func upgradeProxy() async throws {
+        guard proxyAvailable, let old = proxy else { return }
+        proxyGenerations += 1
+        logger.info("starting proxy generation \(proxyGenerations) on port \(proxyPort), then stopping the old one")
+        adminPort = try LoopbackPort.free()
+        try await launchProxy(logPath: "\(workDirectory)/proxy-\(proxyGenerations).log")
+        await old.stop()
+    }
+
+    private func launchProxy(logPath: String? = nil) async throws {
         if proxyPort == 0 {
             proxyPort = try LoopbackPort.free()
             adminPort = try LoopbackPort.free()
         }
         let child = try LabChild.spawn(
             name: "proxy", executable: executable, arguments: proxyArguments(),
-            environment: ["CONCORD_PARENT_PID": "\(getpid())"], logPath: "\(workDirectory)/proxy.log")
+            environment: ["CONCORD_PARENT_PID": "\(getpid())"], logPath: logPath ?? "\(workDirectory)/proxy.log")
         proxy = child
         try await waitUntilReady(child: child) {
             // The proxy logs one line containing "listening" when it is ready.

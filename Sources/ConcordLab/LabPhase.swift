@@ -16,6 +16,9 @@ public struct LabPhase: Codable, Sendable, Hashable {
         case scaleOut = "scale-out"
         /// The newest node is removed (drained from the proxy, then stopped gracefully).
         case scaleIn = "scale-in"
+        /// The proxy itself is replaced: a new `concord proxy` starts on the same address (SO_REUSEPORT), then the
+        /// old one is stopped gracefully — the upgrade of docs/proxy.md. Not in the default scenario.
+        case proxyUpgrade = "proxy-upgrade"
     }
 
     /// The name in reports (defaults to the kind's name).

@@ -23,11 +23,13 @@ import Testing
             phases:
               - {kind: warm-up, seconds: 1}
               - {name: calm, kind: steady, seconds: 2}
+              - {kind: proxy-upgrade, seconds: 3}
             """)
         #expect(configuration.strategies == [.store, .l4Hash])
         #expect(configuration.users == 50)
         #expect(configuration.nodes == 3)
-        #expect(configuration.phases.map(\.name) == ["warm-up", "calm"])
+        #expect(configuration.phases.map(\.name) == ["warm-up", "calm", "proxy-upgrade"])
+        #expect(configuration.phases.last?.kind == .proxyUpgrade)
         #expect(configuration.shutdownDelaySeconds == 0)
         try configuration.validate()
         let delayed = try LabConfiguration.load(yaml: "shutdownDelaySeconds: 4.5\nproxyAccessLog: true")
