@@ -55,6 +55,13 @@ public final class ProxyMetrics: Sendable {
         self.httpsRedirects = CoreMetrics.Counter(label: "concord_proxy_https_redirects_total", factory: factory)
     }
 
+    /// `concord_proxy_tls_certificate_not_after_seconds{certificate="FILE"}`: when a served certificate expires
+    /// (for an alert such as `… - time() < 14 * 86400`); set at start and on every reload.
+    func recordCertificateExpiry(_ expiry: CertificateExpiry) {
+        CoreMetrics.Gauge(label: "concord_proxy_tls_certificate_not_after_seconds", dimensions: [("certificate", expiry.file)], factory: factory)
+            .record(Double(expiry.notValidAfter))
+    }
+
     func backend(_ id: String) -> BackendCounters {
         byBackend.withLockedValue { table in
             if let counters = table[id] { return counters }

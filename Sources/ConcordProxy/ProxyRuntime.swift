@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -39,7 +40,13 @@ final class ProxyRuntime: Sendable {
         self.logger = logger
         self.accessLogSink = accessLogSink
         self.connections = connections
-        self.tlsContext = try configuration.tls?.makeContext(mode: configuration.mode)
+        let listener = try configuration.tls?.makeContext(mode: configuration.mode)
+        self.tlsContext = listener?.context
+        let now = Int(Date().timeIntervalSince1970)
+        for certificate in listener?.expiries ?? [] {
+            metrics.recordCertificateExpiry(certificate)
+            if let problem = certificate.problem(now: now) { logger.log(level: problem.level, "\(problem.message)") }
+        }
         self.backendTLS = try configuration.backendTLS?.makeBackendTLS()
         var trusted: [AddressPrefix] = []
         for text in configuration.trustedProxies { trusted.append(try AddressPrefix(parsing: text)) }

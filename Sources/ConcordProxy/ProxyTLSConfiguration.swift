@@ -60,15 +60,24 @@ public struct ProxyTLSConfiguration: Sendable, Hashable, Codable {
         _ = try SNICertificateTable.names(of: sni)
     }
 
-    /// Reads every file and builds the context every new client connection's handshake uses. The error names the
-    /// file and what is wrong with it (missing, not PEM, key not matching the certificate).
-    func makeContext(mode: ProxyMode) throws(ProxyError) -> NIOSSLContext {
+    /// What the listener serves: the context every new client connection's handshake uses, and when each
+    /// certificate in it (the default one, then the `sni` ones) stops being valid.
+    struct Listener: Sendable {
+        var context: NIOSSLContext
+        var expiries: [CertificateExpiry]
+    }
+
+    /// Reads every file and builds the listener's context. The error names the file and what is wrong with it
+    /// (missing, not PEM, key not matching the certificate).
+    func makeContext(mode: ProxyMode) throws(ProxyError) -> Listener {
         let identity = try Self.loadIdentity(chain: certificateChain, key: privateKey, label: "tls")
+        var expiries = [CertificateExpiry(file: certificateChain, notValidAfter: Int(identity.chain[0].notValidAfter))]
         var table = SNICertificateTable()
         let names = try SNICertificateTable.names(of: sni)
         for (index, entry) in sni.enumerated() {
             let loaded = try Self.loadIdentity(chain: entry.certificateChain, key: entry.privateKey, label: "tls sni[\(index)]")
             for name in names[index] { table.add(name, loaded) }
+            expiries.append(CertificateExpiry(file: entry.certificateChain, notValidAfter: Int(loaded.chain[0].notValidAfter)))
         }
         var configuration = Self.serverConfiguration(identity)
         configuration.minimumTLSVersion = minimumVersion == .tls13 ? .tlsv13 : .tlsv12
@@ -88,7 +97,7 @@ public struct ProxyTLSConfiguration: Sendable, Hashable, Codable {
                 promise.succeed(override)
             }
         }
-        do { return try NIOSSLContext(configuration: configuration) } catch {
+        do { return Listener(context: try NIOSSLContext(configuration: configuration), expiries: expiries) } catch {
             throw .invalidSetting("tls: cannot use the certificate in \(certificateChain) (\(error))")
         }
     }

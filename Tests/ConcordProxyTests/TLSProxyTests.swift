@@ -238,6 +238,24 @@ import Testing
         }
     }
 
+    @Test func eachServedCertificatesExpiryIsExportedAndANearOneIsLogged() async throws {
+        try await withTLSProxy { server, _, _ in
+            let file = try #require(server.configuration.tls?.certificateChain)
+            let prefix = "concord_proxy_tls_certificate_not_after_seconds{certificate=\"\(file)\"} "
+            let line = server.metrics.exposition().split(separator: "\n").first { $0.hasPrefix(prefix) }
+            // Test certificate a: notAfter 2126-11-08 00:22:20 UTC.
+            #expect(line.flatMap { Double($0.dropFirst(prefix.count)) } == 4_949_770_940, "\(line ?? "no line")")
+        }
+        let expiry = CertificateExpiry(file: "/etc/concord/fullchain.pem", notValidAfter: 1_800_000_000)  // 2027-01-15 08:00:00 UTC
+        #expect(expiry.problem(now: 1_800_000_000 - 15 * 86_400) == nil)
+        let soon = try #require(expiry.problem(now: 1_800_000_000 - 3 * 86_400 - 60))
+        #expect(soon.level == .warning)
+        #expect(soon.message == "TLS certificate /etc/concord/fullchain.pem expires on 2027-01-15T08:00:00Z, in 3 days; renew it and send SIGHUP")
+        let expired = try #require(expiry.problem(now: 1_800_000_001))
+        #expect(expired.level == .error)
+        #expect(expired.message.hasPrefix("TLS certificate /etc/concord/fullchain.pem expired on 2027-01-15T08:00:00Z"))
+    }
+
     @Test func yamlNamesTheFilesAndTheMinimumVersion() throws {
         let c = try ProxyConfiguration.parse(yaml: """
             backends: ["127.0.0.1:9001"]
