@@ -48,16 +48,7 @@ public struct BackendTLSConfiguration: Sendable, Hashable, Codable {
         configuration.minimumTLSVersion = .tlsv12
         configuration.certificateVerification = verify ? .fullVerification : .none
         if let caFile {
-            guard FileManager.default.fileExists(atPath: caFile) else { throw .invalidSetting("backendTLS caFile \(caFile): no such file") }
-            do {
-                let roots = try NIOSSLCertificate.fromPEMFile(caFile)
-                guard !roots.isEmpty else { throw ProxyError.invalidSetting("backendTLS caFile \(caFile): no certificate in it") }
-                configuration.trustRoots = .certificates(roots)
-            } catch let error as ProxyError {
-                throw error
-            } catch {
-                throw .invalidSetting("backendTLS caFile \(caFile): not a PEM certificate file (\(error))")
-            }
+            configuration.trustRoots = .certificates(try ProxyTLSConfiguration.loadAuthorities(caFile, setting: "backendTLS caFile"))
         }
         switch (certificateChain, privateKey) {
         case (nil, nil): break

@@ -36,15 +36,21 @@ public struct ProxyTLSConfiguration: Sendable, Hashable, Codable {
     public var minimumVersion: MinimumVersion
     /// More certificates, each for the server names it lists (one proxy in front of several sites). Default none.
     public var sni: [SNICertificate]
+    /// PEM file of the certificate authorities whose client certificates are accepted. Set, every client must
+    /// present a certificate one of them signed (mutual TLS): a client without one completes no handshake.
+    /// Default none (no client certificates asked for).
+    public var clientCA: String?
 
-    public init(certificateChain: String, privateKey: String, minimumVersion: MinimumVersion = .tls12, sni: [SNICertificate] = []) {
+    public init(certificateChain: String, privateKey: String, minimumVersion: MinimumVersion = .tls12, sni: [SNICertificate] = [],
+                clientCA: String? = nil) {
         self.certificateChain = certificateChain
         self.privateKey = privateKey
         self.minimumVersion = minimumVersion
         self.sni = sni
+        self.clientCA = clientCA
     }
 
-    private enum CodingKeys: String, CodingKey { case certificateChain, privateKey, minimumVersion, sni }
+    private enum CodingKeys: String, CodingKey { case certificateChain, privateKey, minimumVersion, sni, clientCA }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -52,7 +58,8 @@ public struct ProxyTLSConfiguration: Sendable, Hashable, Codable {
             certificateChain: try c.decode(String.self, forKey: .certificateChain),
             privateKey: try c.decode(String.self, forKey: .privateKey),
             minimumVersion: try c.decodeIfPresent(MinimumVersion.self, forKey: .minimumVersion) ?? .tls12,
-            sni: try c.decodeIfPresent([SNICertificate].self, forKey: .sni) ?? [])
+            sni: try c.decodeIfPresent([SNICertificate].self, forKey: .sni) ?? [],
+            clientCA: try c.decodeIfPresent(String.self, forKey: .clientCA))
     }
 
     /// Checks what can be checked without the files: the `sni` server names.
@@ -86,6 +93,10 @@ public struct ProxyTLSConfiguration: Sendable, Hashable, Codable {
         configuration.shutdownTimeout = .seconds(1)
         // Offer HTTP/1.1 by ALPN in http mode (the proxy speaks no HTTP/2); a TCP proxy does not know the protocol.
         if mode == .http { configuration.applicationProtocols = ["http/1.1"] }
+        if let clientCA {
+            configuration.certificateVerification = .noHostnameVerification
+            configuration.trustRoots = .certificates(try Self.loadAuthorities(clientCA, setting: "tls clientCA"))
+        }
         if !table.isEmpty {
             let chosen = table
             configuration.sslContextCallback = { values, promise in
@@ -133,6 +144,17 @@ public struct ProxyTLSConfiguration: Sendable, Hashable, Codable {
             throw .invalidSetting("\(label): the private key \(keyPath) does not fit the certificate in \(chainPath) (\(error))")
         }
         return identity
+    }
+
+    /// The certificates of a CA file (one or more PEM certificates); the error names the file.
+    static func loadAuthorities(_ path: String, setting: String) throws(ProxyError) -> [NIOSSLCertificate] {
+        let bytes = try read(path, setting: setting)
+        let roots: [NIOSSLCertificate]
+        do { roots = try NIOSSLCertificate.fromPEMBytes(bytes) } catch {
+            throw .invalidSetting("\(setting) \(path): not a PEM certificate file (\(error))")
+        }
+        guard !roots.isEmpty else { throw .invalidSetting("\(setting) \(path): no certificate in it") }
+        return roots
     }
 
     private static func read(_ path: String, setting: String) throws(ProxyError) -> [UInt8] {

@@ -256,6 +256,31 @@ import Testing
         #expect(expired.message.hasPrefix("TLS certificate /etc/concord/fullchain.pem expired on 2027-01-15T08:00:00Z"))
     }
 
+    @Test func withAClientCAOnlyClientsWithACertificateItSignedAreServed() async throws {
+        try await TestCertificate.withDirectory { directory in
+            let clientCA = try TestCertificate.b.install(in: directory, as: "b-").certificateChain
+            try await ProxyHarness.withServers(["s"], start: { _ in try await TestScriptedBackend.start { _, _ in Self.ok } }) { backends in
+                var c = ProxyConfiguration(backends: [try HostPort(parsing: backends[0].address)], balance: .roundRobin)
+                c.health = ProxyHarness.quietHealth
+                c.tls = try TestCertificate.a.install(in: directory)
+                c.tls?.clientCA = clientCA
+                try await ProxyHarness.withProxy(c) { server, port in
+                    let withB = try await RawClient.get(port: port, tls: try TestCertificate.a.clientContext(presenting: .b))
+                    #expect(withB.status == 200, "\(withB.text) \(withB.error ?? "")")
+                    let without = try await RawClient.get(port: port, tls: try TestCertificate.a.clientContext())
+                    #expect(without.status == nil)
+                    let withA = try await RawClient.get(port: port, tls: try TestCertificate.a.clientContext(presenting: .a))
+                    #expect(withA.status == nil)
+                    try await waitFor { metric(server, "concord_proxy_tls_handshake_failures_total") == "concord_proxy_tls_handshake_failures_total 2" }
+                    #expect(metric(server, "concord_proxy_tls_handshake_failures_total") == "concord_proxy_tls_handshake_failures_total 2")
+                }
+            }
+            var missing = try TestCertificate.a.install(in: directory)
+            missing.clientCA = directory.appendingPathComponent("none.pem").path
+            #expect(Self.startError(missing) == "tls clientCA \(missing.clientCA!): no such file")
+        }
+    }
+
     @Test func yamlNamesTheFilesAndTheMinimumVersion() throws {
         let c = try ProxyConfiguration.parse(yaml: """
             backends: ["127.0.0.1:9001"]

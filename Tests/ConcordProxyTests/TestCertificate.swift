@@ -71,9 +71,14 @@ UY5UnN8yINIDOTN94ZVtKFOKv7k7IbFVA7Sf4xZ5Q6KwN5oXReY/bMUG
 
     /// A client context that trusts this certificate only (for any server name when `anyName`: both test
     /// certificates are for `localhost`, and SNI tests ask for other names).
-    func clientContext(anyName: Bool = false) throws -> NIOSSLContext {
+    /// With `presenting`, the client shows that certificate (mutual TLS).
+    func clientContext(anyName: Bool = false, presenting identity: TestCertificate? = nil) throws -> NIOSSLContext {
         var configuration = TLSConfiguration.makeClientConfiguration()
         if anyName { configuration.certificateVerification = .noHostnameVerification }
+        if let identity {
+            configuration.certificateChain = try NIOSSLCertificate.fromPEMBytes(Array(identity.certificatePEM.utf8)).map { .certificate($0) }
+            configuration.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(identity.privateKeyPEM.utf8), format: .pem))
+        }
         configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(certificatePEM.utf8)))
         return try NIOSSLContext(configuration: configuration)
     }
