@@ -88,9 +88,10 @@ public struct ProxyTLSConfiguration: Sendable, Hashable, Codable {
         }
         var configuration = Self.serverConfiguration(identity)
         configuration.minimumTLSVersion = minimumVersion == .tls13 ? .tlsv13 : .tlsv12
-        // After its close_notify the proxy waits this long for the client's before it closes the socket anyway
-        // (NIOSSL's default is 5 s, which would hold every closing connection, and a stop, that long).
-        configuration.shutdownTimeout = .seconds(1)
+        // After its close_notify the proxy closes the socket at once, as nginx does, instead of waiting for the
+        // client's (NIOSSL's default waits up to 5 s: every closing connection, and a stop, held that long — the
+        // proxy handler reads no more after its last response, and a bare EOF does not end the wait).
+        configuration.shutdownTimeout = .zero
         // Offer HTTP/1.1 by ALPN in http mode (the proxy speaks no HTTP/2); a TCP proxy does not know the protocol.
         if mode == .http { configuration.applicationProtocols = ["http/1.1"] }
         if let clientCA {

@@ -1,26 +1,21 @@
 import Logging
 import NIOCore
-import NIOSSL
 import NIOTLS
 
-/// Sits right behind a client connection's TLS handler (NIOSSL) and does what the proxy needs of it:
+/// Sits right behind a client connection's TLS handler (NIOSSL) until the handshake ends, and does what the proxy
+/// needs of it there:
 /// - counts completed and failed handshakes (a failure is logged at debug: a plain-HTTP client on the TLS port,
 ///   a client that trusts no certificate we have, no common version or cipher);
 /// - bounds the handshake by `handshakeTimeout` (the header read timeout: the proxy handler behind sees no byte
 ///   until the handshake is done, so a client that trickles its ClientHello would otherwise only meet the
-///   keep-alive timeout);
-/// - finishes a close promptly: the TLS handler sends close_notify and waits for the client's, but the proxy
-///   handler stops asking for reads after its last response, and a client's bare EOF does not end the wait; so
-///   once closing this handler keeps reading and closes the socket at the client's EOF (without it every TLS
-///   close would last the TLS handler's shutdown timeout).
-/// The error of a failed handshake goes on to the proxy handler, which closes the connection.
-final class TLSClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
+///   keep-alive timeout).
+/// Once the handshake is done it leaves the pipeline, so an established connection pays no extra hop per read and
+/// write. The error of a failed handshake goes on to the proxy handler, which closes the connection.
+final class TLSClientConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
-    typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
 
-    private enum State { case handshaking, established, failed, closing }
+    private enum State { case handshaking, established, failed }
 
     private let metrics: ProxyMetrics
     private let logger: Logger
@@ -56,42 +51,20 @@ final class TLSClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHa
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let event = event as? ChannelEvent, event == .inputClosed, state == .closing {
-            // The client's EOF after our close_notify: nothing more can arrive, but the TLS handler would wait
-            // for its shutdown timeout (it reads a bare EOF as a "ragged" one and keeps waiting); close the socket
-            // from below it now.
-            closeSocket(context: context)
+        guard let tls = event as? TLSUserEvent, case .handshakeCompleted = tls, state == .handshaking else {
+            context.fireUserInboundEventTriggered(event)
+            return
         }
-        if let tls = event as? TLSUserEvent, case .handshakeCompleted = tls, state == .handshaking {
-            state = .established
-            handshakeTimer?.cancel()
-            metrics.tlsHandshakes.increment()
-        }
+        state = .established
+        handshakeTimer?.cancel()
+        metrics.tlsHandshakes.increment()
         context.fireUserInboundEventTriggered(event)
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         handshakeFailed("failed: \(error)", context: context)
         context.fireErrorCaught(error)
-    }
-
-    func channelReadComplete(context: ChannelHandlerContext) {
-        context.fireChannelReadComplete()
-        if state == .closing { context.read() }
-    }
-
-    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
-        if mode == .all { state = .closing }
-        context.close(mode: mode, promise: promise)
-        if mode == .all && context.channel.isActive { context.read() }
-    }
-
-    private func closeSocket(context: ChannelHandlerContext) {
-        guard let tls = try? context.pipeline.syncOperations.context(handlerType: NIOSSLServerHandler.self) else {
-            context.close(promise: nil)
-            return
-        }
-        tls.close(promise: nil)
     }
 
     private func startHandshakeTimer(context: ChannelHandlerContext) {
