@@ -23,8 +23,7 @@ public struct HTTPRedirectConfiguration: Sendable, Hashable, Codable {
 /// out; the redirect brings them to the scheme their cookie belongs to. 308 (not 301) keeps a POST a POST.
 /// Each connection is closed after its response, or after the header read timeout if no request completes.
 enum HTTPSRedirectServer {
-    static func bind(to address: SocketAddress, httpsPort: Int, group: any EventLoopGroup, runtime: NIOLockedValueBox<ProxyRuntime>,
-                     metrics: ProxyMetrics) async throws -> any Channel {
+    static func bind(to address: SocketAddress, httpsPort: Int, group: any EventLoopGroup, runtime: NIOLockedValueBox<ProxyRuntime>) async throws -> any Channel {
         try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -38,7 +37,7 @@ enum HTTPSRedirectServer {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(RedirectHandler(
                         httpsPort: httpsPort, timeout: TimeAmount(seconds: runtime.configuration.limits.headerReadTimeout),
-                        metrics: metrics))
+                        metrics: runtime.metrics))
                 }
             }
             .bind(to: address).get()

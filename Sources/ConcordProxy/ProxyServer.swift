@@ -146,7 +146,7 @@ public final class ProxyServer: Service, Sendable {
             let httpsPort = redirect.httpsPort ?? listener.localAddress?.port ?? configuration.listen.port
             do {
                 redirectChannel = try await HTTPSRedirectServer.bind(
-                    to: try redirect.listen.socketAddress(), httpsPort: httpsPort, group: group, runtime: runtimes, metrics: metrics)
+                    to: try redirect.listen.socketAddress(), httpsPort: httpsPort, group: group, runtime: runtimes)
             } catch {
                 for listener in listeners { try? await listener.close() }
                 if let adminChannel { try? await adminChannel.close() }

@@ -140,8 +140,12 @@ struct ProxyCommand: AsyncParsableCommand {
         switch (tlsCertificate, tlsKey) {
         case (nil, nil): break
         case (let certificate?, let key?):
-            configuration.tls = ProxyTLSConfiguration(
-                certificateChain: certificate, privateKey: key, minimumVersion: configuration.tls?.minimumVersion ?? .tls12)
+            // The flags replace the file's default certificate only; its other TLS settings (sni, clientCA,
+            // minimumVersion) stay, as with --backend-ca and --http-redirect.
+            var tls = configuration.tls ?? ProxyTLSConfiguration(certificateChain: certificate, privateKey: key)
+            tls.certificateChain = certificate
+            tls.privateKey = key
+            configuration.tls = tls
         case (nil, _?): throw ValidationError("--tls-key needs --tls-certificate (the PEM certificate chain it belongs to)")
         case (_?, nil): throw ValidationError("--tls-certificate needs --tls-key (the PEM private key of the certificate)")
         }
