@@ -86,6 +86,7 @@ let package = Package(
                 "ConcordSessions",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
@@ -226,6 +227,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Test-only: the committed TLS test certificates, shared by the proxy's and the Redis client's tests.
+        .target(
+            name: "ConcordTLSTestSupport",
+            dependencies: [.product(name: "NIOSSL", package: "swift-nio-ssl")],
+            path: "Tests/ConcordTLSTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "ConcordHashingTests",
             dependencies: ["ConcordHashing"],
@@ -235,6 +243,7 @@ let package = Package(
             name: "ConcordProxyTests",
             dependencies: [
                 "ConcordProxy",
+                "ConcordTLSTestSupport",
                 "ConcordSessions",  // InheritedDescriptors, for the proxy processes the reload tests start
                 "ConcordSessionsTesting",  // ManualClock drives the health checker's rounds
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -262,6 +271,7 @@ let package = Package(
                 "ConcordLab",
                 "ConcordSessionsTesting",
                 "ConcordSessions",
+                "ConcordTLSTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
@@ -274,6 +284,7 @@ let package = Package(
                 "ConcordRedis",
                 "ConcordSessions",
                 "ConcordSessionsTesting",
+                "ConcordTLSTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

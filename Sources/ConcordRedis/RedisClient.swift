@@ -2,6 +2,7 @@ import Logging
 import Metrics
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// A Redis client for one server or a Redis Cluster: pooled, pipelined connections; commands are routed by their
@@ -21,6 +22,8 @@ public final class RedisClient: Sendable {
     private let state: Mutex<State>
     /// The one pool of a single-server client, so a command takes no lock or lookup to find it.
     private let standalonePool: RedisConnectionPool?
+    /// Shared by every connection (`rediss://`): certificates are read once, at init.
+    private let tlsContext: NIOSSLContext?
 
     private struct State: Sendable {
         var pools: [RedisEndpoint: RedisConnectionPool] = [:]
@@ -41,6 +44,11 @@ public final class RedisClient: Sendable {
         if configuration.isCluster, let endpoint = configuration.endpoints.first(where: { $0.database != 0 }) {
             throw .invalidConfiguration("Redis Cluster has only database 0, \(endpoint) asks for another")
         }
+        // Cluster nodes learnt from the slot table inherit the seeds' TLS settings, so the seeds must agree.
+        guard Set(configuration.endpoints.map(\.tls)).count == 1 else {
+            throw .invalidConfiguration("the Redis URLs mix redis:// and rediss:// or differ in TLS settings")
+        }
+        self.tlsContext = try configuration.endpoints[0].tls?.makeContext()
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
@@ -52,7 +60,7 @@ public final class RedisClient: Sendable {
             let endpoint = configuration.endpoints[0]
             let pool = RedisConnectionPool(
                 endpoint: endpoint, configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger,
-                metrics: metrics)
+                metrics: metrics, tlsContext: tlsContext)
             state.pools[endpoint] = pool
             self.standalonePool = pool
         }
@@ -107,7 +115,7 @@ public final class RedisClient: Sendable {
             if let pool = state.pools[endpoint] { return pool }
             let pool = RedisConnectionPool(
                 endpoint: endpoint, configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger,
-                metrics: metrics)
+                metrics: metrics, tlsContext: tlsContext)
             state.pools[endpoint] = pool
             return pool
         }
@@ -136,8 +144,7 @@ public final class RedisClient: Sendable {
             guard case .error(let message) = reply else { return reply }
             if let redirection = RedisClusterRedirection(errorMessage: message) {
                 let host = redirection.host.isEmpty ? target.host : redirection.host
-                target = RedisEndpoint(
-                    host: host, port: redirection.port, username: target.username, password: target.password)
+                target = target.sibling(host: host, port: redirection.port)
                 asking = redirection.isAsk
                 if !redirection.isAsk {
                     let node = target

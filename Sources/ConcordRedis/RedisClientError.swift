@@ -49,6 +49,11 @@ public struct RedisClientError: Error, Sendable, Hashable, CustomStringConvertib
     public var isBackingOff: Bool { if case .backingOff = base { true } else { false } }
     public var isInvalidConfiguration: Bool { if case .invalidConfiguration = base { true } else { false } }
 
+    /// The same error with `context` (the endpoint) before a connection failure's reason; others unchanged.
+    func adding(context: String) -> Self {
+        if case .connectionFailed(let reason) = base { .connectionFailed("\(context): \(reason)") } else { self }
+    }
+
     /// The error's kind as the `kind` dimension of `concord_redis_command_failures_total`.
     var metricKind: RedisFailureKind {
         switch base {

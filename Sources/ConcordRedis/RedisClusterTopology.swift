@@ -42,8 +42,7 @@ struct RedisClusterTopology: Sendable, Hashable {
                 0 <= start, start <= end, end < RedisClusterSlot.count
             else { throw .unexpectedReply("CLUSTER SLOTS entry \(range)") }
             let host = announcedHost.isEmpty || announcedHost == "?" ? seed.host : announcedHost
-            let node = RedisEndpoint(
-                host: host, port: Int(port), username: seed.username, password: seed.password, database: 0)
+            let node = seed.sibling(host: host, port: Int(port))
             for slot in Int(start)...Int(end) { assign(slot: slot, to: node) }
         }
         guard !nodes.isEmpty else { throw .unexpectedReply("CLUSTER SLOTS lists no slots") }
@@ -56,7 +55,7 @@ extension RedisClusterTopology {
     /// `endpoint`, `role`, `health`, …). Each shard's slots go to its primary (`role` `master`) unless that primary
     /// is marked `failed`; a shard without one stays unassigned (its commands go to any node and follow MOVED).
     /// The node is reached at its `endpoint` (the cluster's preferred address), else its `ip`; an empty or `?`
-    /// address means `seed`'s host, as for `CLUSTER SLOTS`.
+    /// address means `seed`'s host, as for `CLUSTER SLOTS`. Over TLS (`seed.tls`) the node's `tls-port` is used.
     init(clusterShards reply: RESPValue, seed: RedisEndpoint) throws(RedisClientError) {
         self.init()
         guard let shards = reply.elements else { throw .unexpectedReply("CLUSTER SHARDS is not an array") }
@@ -69,13 +68,14 @@ extension RedisClusterTopology {
                 $0["role"]?.string == "master" && $0["health"]?.string != "failed"
             }
             guard let primary else { continue }
-            guard let port = primary["port"]?.int, (1...65535).contains(port) else {
+            // A TLS cluster lists `tls-port` (and `port` only when it also listens in plain TCP).
+            let portField = seed.tls == nil ? primary["port"] : primary["tls-port"] ?? primary["port"]
+            guard let port = portField?.int, (1...65535).contains(port) else {
                 throw .unexpectedReply("CLUSTER SHARDS primary without a port: \(primary)")
             }
             let announced = [primary["endpoint"]?.string, primary["ip"]?.string].lazy
                 .compactMap { $0 }.first { !$0.isEmpty && $0 != "?" }
-            let node = RedisEndpoint(
-                host: announced ?? seed.host, port: Int(port), username: seed.username, password: seed.password, database: 0)
+            let node = seed.sibling(host: announced ?? seed.host, port: Int(port))
             for index in stride(from: 0, to: ranges.count, by: 2) {
                 guard let start = ranges[index].int, let end = ranges[index + 1].int,
                     0 <= start, start <= end, end < RedisClusterSlot.count

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// One TCP connection to one Redis server, authenticated and on its database, shared by any number of tasks:
 /// their commands are pipelined and answered in order.
@@ -17,18 +18,31 @@ public final class RedisConnection: Sendable {
     }
 
     /// Connects (within `configuration.connectTimeout`), then authenticates (`AUTH`, or `HELLO 3 AUTH` for RESP3)
-    /// and selects the database (within the command timeout).
+    /// and selects the database (within the command timeout). With `endpoint.tls` the TLS handshake comes first
+    /// (a `PING` waits for it when there is nothing else to send, so a refused certificate fails the connect, not
+    /// the first command); `tlsContext` is the context a client shares among its connections, made from
+    /// `endpoint.tls` when absent.
     public static func connect(
         to endpoint: RedisEndpoint,
         configuration: RedisClientConfiguration,
-        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        tlsContext: NIOSSLContext? = nil
     ) async throws(RedisClientError) -> RedisConnection {
         let decoder = configuration.decoder
+        var tls: (settings: RedisTLS, context: NIOSSLContext)?
+        if let settings = endpoint.tls {
+            if let tlsContext { tls = (settings, tlsContext) } else { tls = (settings, try settings.makeContext()) }
+        }
+        let handlerSettings = tls
         let bootstrap = ClientBootstrap(group: eventLoopGroup)
             .connectTimeout(TimeAmount(configuration.connectTimeout))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls = handlerSettings {
+                        try channel.pipeline.syncOperations.addHandler(
+                            try tls.settings.clientHandler(context: tls.context, host: endpoint.host))
+                    }
                     try channel.pipeline.syncOperations.addHandler(
                         RedisConnectionHandler(commandTimeout: TimeAmount(configuration.commandTimeout), decoder: decoder))
                 }
@@ -43,15 +57,17 @@ public final class RedisConnection: Sendable {
         }
         let connection = RedisConnection(endpoint: endpoint, channel: channel)
         do {
-            try await connection.handshake(protocolVersion: configuration.protocolVersion)
+            try await connection.handshake(protocolVersion: configuration.protocolVersion, isTLS: tls != nil)
         } catch {
             connection.close()
-            throw error.isServerError ? .connectionFailed("\(endpoint): handshake: \(error.serverMessage ?? "")") : error
+            // A refused TLS handshake (a certificate) surfaces here, as the first reply's failure.
+            throw error.isServerError
+                ? .connectionFailed("\(endpoint): handshake: \(error.serverMessage ?? "")") : error.adding(context: "\(endpoint)")
         }
         return connection
     }
 
-    private func handshake(protocolVersion: Int) async throws(RedisClientError) {
+    private func handshake(protocolVersion: Int, isTLS: Bool) async throws(RedisClientError) {
         var commands: [RedisCommand] = []
         if protocolVersion == 3 {
             var arguments: [RedisArgument] = ["3"]
@@ -63,6 +79,7 @@ public final class RedisConnection: Sendable {
             commands.append(.auth(username: endpoint.username, password: password))
         }
         if endpoint.database != 0 { commands.append(.select(database: endpoint.database)) }
+        if isTLS && commands.isEmpty { commands.append(.ping()) }
         guard !commands.isEmpty else { return }
         for reply in try await send(commands) {
             if case .error(let message) = reply { throw .server(message) }

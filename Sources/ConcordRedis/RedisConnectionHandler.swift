@@ -1,4 +1,5 @@
 import NIOCore
+import NIOSSL
 
 /// One command on its way to Redis with the promise its reply completes.
 struct RedisRequest: Sendable {
@@ -95,6 +96,8 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
                 .protocolViolation("an incomplete reply exceeds the decoder's maximumBufferSize")
             } else if error is ByteToMessageDecoderError {
                 .protocolViolation("\(error)")
+            } else if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
+                .connectionFailed("TLS: \(error)")
             } else {
                 .connectionFailed("\(error)")
             }

@@ -2,6 +2,7 @@ import Logging
 import Metrics
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// Up to `maximumConnectionsPerNode` pipelined connections to one Redis server, opened on demand and handed out
@@ -18,12 +19,14 @@ final class RedisConnectionPool: Sendable {
     private let openConnections: Meter
     private let state: Mutex<RedisConnectionPoolState>
     private let isMultiLoop: Bool
+    private let tlsContext: NIOSSLContext?
 
     init(
         endpoint: RedisEndpoint, configuration: RedisClientConfiguration, eventLoopGroup: any EventLoopGroup, logger: Logger,
-        metrics: RedisClientMetrics
+        metrics: RedisClientMetrics, tlsContext: NIOSSLContext?
     ) {
         self.endpoint = endpoint
+        self.tlsContext = tlsContext
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
@@ -61,7 +64,8 @@ final class RedisConnectionPool: Sendable {
             if isReconnect { metrics.reconnects.increment() }
             do {
                 let connection = try await RedisConnection.connect(
-                    to: endpoint, configuration: configuration, eventLoopGroup: promise.futureResult.eventLoop)
+                    to: endpoint, configuration: configuration, eventLoopGroup: promise.futureResult.eventLoop,
+                    tlsContext: tlsContext)
                 let keep = state.withLock { $0.connected(slot: slot, connection: connection) }
                 if keep {
                     let openConnections = openConnections

@@ -1,4 +1,5 @@
-/// One Redis server to connect to, usually parsed from a URL: `redis://[[username]:password@]host[:port][/db]`.
+/// One Redis server to connect to, usually parsed from a URL: `redis://[[username]:password@]host[:port][/db]`, or
+/// `rediss://…` for TLS (``RedisTLS``; its settings as query parameters).
 public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
     public var host: String
     public var port: Int
@@ -6,22 +7,51 @@ public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
     public var password: String?
     /// The logical database (`SELECT`); must be 0 for Redis Cluster.
     public var database: Int
+    /// TLS settings; `nil` = plain TCP.
+    public var tls: RedisTLS?
 
-    public init(host: String, port: Int = 6379, username: String? = nil, password: String? = nil, database: Int = 0) {
+    public init(
+        host: String, port: Int = 6379, username: String? = nil, password: String? = nil, database: Int = 0,
+        tls: RedisTLS? = nil
+    ) {
         self.host = host
         self.port = port
         self.username = username
         self.password = password
         self.database = database
+        self.tls = tls
     }
 
-    /// Parses `redis://[[username]:password@]host[:port][/db]` (IPv6 hosts in brackets). Percent-escapes in the
-    /// user info are decoded.
+    /// Another node of the same deployment (a cluster node from the slot table or a redirection): the same
+    /// credentials and TLS settings, database 0.
+    func sibling(host: String, port: Int) -> RedisEndpoint {
+        RedisEndpoint(host: host, port: port, username: username, password: password, database: 0, tls: tls)
+    }
+
+    /// Parses `redis://[[username]:password@]host[:port][/db]` (IPv6 hosts in brackets), or `rediss://` with the
+    /// same parts and optional ``RedisTLS`` query parameters. Percent-escapes in the user info and the query are
+    /// decoded.
     public init(url: String) throws(RedisClientError) {
-        guard url.hasPrefix("redis://") else {
-            throw .invalidConfiguration("\(Self.redacted(url)) does not start with redis://")
+        var rest: Substring
+        var tls: RedisTLS?
+        if url.hasPrefix("redis://") {
+            rest = Substring(url.dropFirst("redis://".count))
+        } else if url.hasPrefix("rediss://") {
+            rest = Substring(url.dropFirst("rediss://".count))
+            tls = RedisTLS()
+        } else {
+            throw .invalidConfiguration("\(Self.redacted(url)) does not start with redis:// or rediss://")
         }
-        var rest = Substring(url.dropFirst("redis://".count))
+        // After the user info: a password may hold a `?`.
+        let hostStart = rest.lastIndex(of: "@").map { rest.index(after: $0) } ?? rest.startIndex
+        if let question = rest[hostStart...].firstIndex(of: "?") {
+            let query = try Self.query(rest[rest.index(after: question)...], url: url)
+            rest = rest[..<question]
+            guard tls != nil else {
+                throw .invalidConfiguration("\(Self.redacted(url)): query parameters are TLS settings and need rediss://")
+            }
+            tls = try RedisTLS(query: query)
+        }
         var username: String?
         var password: String?
         if let at = rest.lastIndex(of: "@") {
@@ -69,7 +99,26 @@ public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
         }
         guard !host.isEmpty else { throw .invalidConfiguration("no host in \(Self.redacted(url))") }
         guard (1...65535).contains(port) else { throw .invalidConfiguration("port \(port) out of range") }
-        self.init(host: host, port: port, username: username, password: password, database: database)
+        self.init(host: host, port: port, username: username, password: password, database: database, tls: tls)
+    }
+
+    /// `key=value` pairs joined by `&`; only ``RedisTLS/queryKeys``, each once.
+    private static func query(_ text: Substring, url: String) throws(RedisClientError) -> [String: String] {
+        var pairs: [String: String] = [:]
+        for item in text.split(separator: "&") {
+            guard let equals = item.firstIndex(of: "=") else {
+                throw .invalidConfiguration("\(redacted(url)): query item '\(item)' is not key=value")
+            }
+            let key = String(item[..<equals])
+            guard RedisTLS.queryKeys.contains(key) else {
+                throw .invalidConfiguration(
+                    "\(redacted(url)): unknown parameter '\(key)' (known: \(RedisTLS.queryKeys.sorted().joined(separator: ", ")))")
+            }
+            guard pairs.updateValue(percentDecoded(item[item.index(after: equals)...]), forKey: key) == nil else {
+                throw .invalidConfiguration("\(redacted(url)): parameter '\(key)' given twice")
+            }
+        }
+        return pairs
     }
 
     /// `host:port` (with the database when not 0); never the password.
@@ -79,8 +128,8 @@ public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
     }
 
     private static func redacted(_ url: String) -> String {
-        guard let at = url.lastIndex(of: "@") else { return url }
-        return "redis://***" + url[at...]
+        guard let at = url.lastIndex(of: "@"), let scheme = url.range(of: "://") else { return url }
+        return url[..<scheme.upperBound] + "***" + url[at...]
     }
 
     private static func percentDecoded(_ text: Substring) -> String {

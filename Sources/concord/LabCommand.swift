@@ -37,7 +37,7 @@ struct LabCommand: AsyncParsableCommand {
     @Option(help: "A YAML scenario file (fields of LabConfiguration: strategies, users, nodes, phases, …); flags override it.")
     var scenario: String?
 
-    @Option(help: "Store URL for store and store+near-cache (sqlite:PATH, redis://HOST:PORT, postgres://…). Default: a fresh SQLite file per strategy.")
+    @Option(help: "Store URL for store and store+near-cache (sqlite:PATH, redis://HOST:PORT or rediss://…, postgres://…). Default: a fresh SQLite file per strategy.")
     var store: String?
 
     @Option(help: "Report directory. Default lab-report.")

@@ -176,6 +176,14 @@ struct RedisBenchmarkServer: Sendable {
     private static func runRedisBenchmark(endpoint: RedisEndpoint, arguments: [String]) async throws -> [String: Double] {
         var all = ["-h", endpoint.host, "-p", String(endpoint.port), "--csv"]
         if let password = endpoint.password { all += ["-a", password] }
+        if let tls = endpoint.tls {
+            // The same TLS settings as the store's (`--url rediss://…`), so both pay for the same encryption.
+            all.append("--tls")
+            if let caFile = tls.caFile { all += ["--cacert", caFile] }
+            if let chain = tls.certificateChain, let key = tls.privateKey { all += ["--cert", chain, "--key", key] }
+            if let serverName = tls.serverName { all += ["--sni", serverName] }
+            if !tls.verify { all.append("--insecure") }
+        }
         let output = try await tool("redis-benchmark").run(all + arguments)
         var rates: [String: Double] = [:]
         for line in output.split(separator: "\n") {

@@ -1,5 +1,6 @@
 import ConcordLab
 import ConcordSessionsTesting
+import ConcordTLSTestSupport
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -11,17 +12,26 @@ import Glibc
 
 /// `concord app --nio-global-executor`, the real binary with a real `redis-server`: with every task on SwiftNIO's
 /// loops, a login's session is written to Redis and read back by the next requests (each on a new connection), and
-/// SIGTERM still ends the app gracefully.
+/// SIGTERM still ends the app gracefully. Also over TLS (`--store rediss://…`, Redis presenting test certificate a).
 @Suite(.serialized, .timeLimit(.minutes(2))) struct NIOGlobalExecutorTests {
-    @Test func theAppKeepsSessionsInRedisOnNIOsLoops() async throws {
+    @Test(arguments: [false, true]) func theAppKeepsSessionsInRedisOnNIOsLoops(tls: Bool) async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("concord-nio-executor-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let registry = ChildRegistry()
         let redisPort = try LoopbackPort.free()
+        var storeURL = "redis://127.0.0.1:\(redisPort)"
+        var tlsArguments: [String] = []
+        if tls {
+            let (chain, key) = try TestCertificate.a.write(to: directory)
+            let tlsPort = try LoopbackPort.free()
+            tlsArguments = ["--tls-port", String(tlsPort), "--tls-cert-file", chain, "--tls-key-file", key, "--tls-auth-clients", "no"]
+            storeURL = "rediss://127.0.0.1:\(tlsPort)?caFile=\(chain)"
+        }
         _ = try LabChild.spawn(  // stopped by the registry
             name: "redis", executable: try Self.redisServer(),
-            arguments: ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory.path],
+            arguments: ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory.path]
+                + tlsArguments,
             logPath: directory.appendingPathComponent("redis.log").path, registry: registry)
         defer { registry.terminateAll() }
         try #require(await eventually(timeout: .seconds(20)) { (try? await Self.connect(redisPort)) != nil }, "redis-server never listened")
@@ -29,7 +39,7 @@ import Glibc
         let port = try LoopbackPort.free()
         let node = try LabChild.spawn(
             name: "app", executable: CommandLineTests.concordExecutable,
-            arguments: ["app", "--strategy", "store", "--store", "redis://127.0.0.1:\(redisPort)", "--port", String(port), "--nio-global-executor"],
+            arguments: ["app", "--strategy", "store", "--store", storeURL, "--port", String(port), "--nio-global-executor"],
             environment: ["CONCORD_PARENT_PID": String(getpid())], logPath: directory.appendingPathComponent("app.log").path,
             registry: registry)
         let listening = await eventually(timeout: .seconds(30)) { node.logTail(50).contains("concord app listening") }

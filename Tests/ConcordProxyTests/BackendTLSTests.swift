@@ -1,3 +1,4 @@
+import ConcordTLSTestSupport
 import Foundation
 import NIOCore
 import Testing

@@ -1,3 +1,4 @@
+import ConcordTLSTestSupport
 import ConcordSessionsTesting
 import Foundation
 import Logging

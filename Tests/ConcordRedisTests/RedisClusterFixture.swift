@@ -3,22 +3,39 @@ import ConcordSessions
 import Foundation
 
 /// A real 3-primary Redis Cluster on loopback: three `redis-server --cluster-enabled yes` joined with
-/// `redis-cli --cluster create … --cluster-yes`. Use ``withCluster(_:)`` so every node is stopped on failure too.
+/// `redis-cli --cluster create … --cluster-yes`. Use ``withCluster(tls:_:)`` so every node is stopped on failure too.
+///
+/// With `tls` (a certificate and key every node presents and trusts), each node also listens with TLS
+/// (`--tls-port`, in ``tlsPorts``) and the cluster bus and announced ports are TLS ones (`--tls-cluster yes`); the
+/// plain ports stay open for the fixture's own probes.
 struct RedisClusterFixture: Sendable {
     let nodes: [RedisServerFixture]
+    let tlsPorts: [Int]
+    let tls: (chain: String, key: String)?
 
     var urls: [String] { nodes.map(\.url) }
 
-    static func withCluster<T>(_ body: (RedisClusterFixture) async throws -> T) async throws -> T {
+    static func withCluster<T>(tls: (chain: String, key: String)? = nil, _ body: (RedisClusterFixture) async throws -> T) async throws -> T {
         var nodes: [RedisServerFixture] = []
+        var tlsPorts: [Int] = []
         do {
             for _ in 0..<3 {
-                nodes.append(
-                    try await RedisServerFixture.start(arguments: [
-                        "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "15000",  // no test fails a node over; a starved process must not be marked failed
-                    ]))
+                var arguments = [
+                    "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "15000",  // no test fails a node over; a starved process must not be marked failed
+                ]
+                if let tls {
+                    // The bus listens on the TLS port + 10000 with --tls-cluster.
+                    var port = try await RedisServerFixture.freeLoopbackPort()
+                    for _ in 0..<100 where port > 55535 { port = try await RedisServerFixture.freeLoopbackPort() }
+                    tlsPorts.append(port)
+                    arguments += [
+                        "--tls-port", String(port), "--tls-cert-file", tls.chain, "--tls-key-file", tls.key,
+                        "--tls-ca-cert-file", tls.chain, "--tls-cluster", "yes", "--tls-auth-clients", "no",
+                    ]
+                }
+                nodes.append(try await RedisServerFixture.start(arguments: arguments))
             }
-            let cluster = RedisClusterFixture(nodes: nodes)
+            let cluster = RedisClusterFixture(nodes: nodes, tlsPorts: tlsPorts, tls: tls)
             try await cluster.create()
             let result = try await body(cluster)
             for node in nodes { await node.stop() }
@@ -33,7 +50,11 @@ struct RedisClusterFixture: Sendable {
     private func create() async throws {
         let process = Process()
         process.executableURL = try RedisServerFixture.binary("redis-cli")
-        process.arguments = ["--cluster", "create"] + nodes.map { "127.0.0.1:\($0.port)" } + ["--cluster-replicas", "0", "--cluster-yes"]
+        // Over TLS, by the TLS ports: `CLUSTER MEET` derives each node's bus port from the port it is given.
+        let addresses = tls == nil ? nodes.map { "127.0.0.1:\($0.port)" } : tlsPorts.map { "127.0.0.1:\($0)" }
+        process.arguments =
+            ["--cluster", "create"] + addresses + ["--cluster-replicas", "0", "--cluster-yes"]
+            + (tls.map { ["--tls", "--cacert", $0.chain] } ?? [])
         let output = Pipe()
         process.standardOutput = output
         process.standardError = output

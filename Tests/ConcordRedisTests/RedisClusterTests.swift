@@ -1,4 +1,5 @@
 import ConcordSessions
+import ConcordTLSTestSupport
 import NIOCore
 import Testing
 
@@ -18,6 +19,50 @@ import Testing
             try await topologyCameFromClusterShards(cluster)
             try await redirectionsAreFollowed(store: store, cluster: cluster)
             try await fallsBackToClusterSlotsWhenShardsIsRefused(cluster)
+        }
+    }
+
+    /// A cluster reached over TLS (`rediss://` seed, `--tls-cluster yes`): the slot table and redirections name
+    /// the nodes' TLS ports, and the nodes the client learns from them inherit the seed's TLS settings.
+    @Test func aTLSClusterIsReachedOnItsTLSPorts() async throws {
+        try await TestCertificate.withDirectory { directory in
+            let files = try TestCertificate.a.write(to: directory)
+            try await RedisClusterFixture.withCluster(tls: files) { cluster in
+                let seed = try RedisEndpoint(url: "rediss://127.0.0.1:\(cluster.tlsPorts[0])?caFile=\(files.chain)")
+                let client = try RedisClient(configuration: .testing(endpoints: [seed]))
+                defer { client.shutdown() }
+                let shards = try RedisClusterTopology(clusterShards: try await client.send(.clusterShards()), seed: seed)
+                let slots = try RedisClusterTopology(clusterSlots: try await client.send(.clusterSlots()), seed: seed)
+                let expected = Set(cluster.tlsPorts.map { seed.sibling(host: "127.0.0.1", port: $0) })
+                #expect(Set(shards.nodes) == expected)
+                #expect(Set(slots.nodes) == expected)
+                #expect(shards.nodes.allSatisfy { $0.tls == seed.tls })
+
+                var configuration = try RedisSessionStoreConfiguration.testing(urls: ["rediss://127.0.0.1:\(cluster.tlsPorts[1])?caFile=\(files.chain)"])
+                configuration.client.cluster = true
+                let store = try RedisSessionStore(configuration: configuration)
+                defer { store.shutdown() }
+                for index in 0..<30 {
+                    #expect(try await store.save(StoredSession(id: "tls\(index)", payload: [UInt8(index)]), ttl: .seconds(60), expectedVersion: 0) == 1)
+                }
+                for index in 0..<30 { #expect(try await store.load(id: "tls\(index)")?.payload == [UInt8(index)]) }
+                for node in cluster.nodes {
+                    let plain = try RedisClient(configuration: RedisClientConfiguration.testing(endpoints: [node.endpoint]))
+                    defer { plain.shutdown() }
+                    #expect(try await plain.send(RedisCommand("DBSIZE")).int ?? 0 > 2, "node \(node.port)")
+                }
+
+                // A key another node serves: MOVED names that node's TLS port.
+                let connection = try await RedisConnection.connect(to: seed, configuration: .testing(endpoints: [seed]))
+                defer { connection.close() }
+                let key = try #require((0..<1000).lazy.map { "k\($0)" }.first { shards.node(forSlot: RedisClusterSlot.slot(forKey: $0)) != seed })
+                let reply = try await connection.send(.get(RedisArgument(key)))
+                guard case .error(let message) = reply, let redirection = RedisClusterRedirection(errorMessage: message) else {
+                    Issue.record("expected MOVED, got \(reply)")
+                    return
+                }
+                #expect(cluster.tlsPorts.contains(redirection.port), "\(message)")
+            }
         }
     }
 

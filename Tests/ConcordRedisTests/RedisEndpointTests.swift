@@ -21,14 +21,28 @@ import Testing
         #expect(throws: RedisClientError.self) { try RedisEndpoint(url: url) }
     }
 
-    @Test func errorsDoNotLeakThePassword() {
+    @Test(arguments: ["redis://:topsecret@host:nope", "rediss://:topsecret@host:nope", "rediss://:topsecret@host?x=1"])
+    func errorsDoNotLeakThePassword(url: String) {
         do {
-            _ = try RedisEndpoint(url: "redis://:topsecret@host:nope")
+            _ = try RedisEndpoint(url: url)
             Issue.record("expected an error")
         } catch {
             #expect(error.isInvalidConfiguration)
             #expect(!error.description.contains("topsecret"))
         }
+    }
+
+    @Test func parsesRedissWithTLSSettings() throws {
+        #expect(try RedisEndpoint(url: "rediss://cache.example.com:6380").tls == RedisTLS())
+        let endpoint = try RedisEndpoint(
+            url: "rediss://app:p?w@10.0.0.5:6380/2?caFile=/etc/ca%20file.pem&certificateChain=/c.pem&privateKey=/k.pem&serverName=redis.internal&verify=false")
+        #expect(
+            endpoint
+                == RedisEndpoint(
+                    host: "10.0.0.5", port: 6380, username: "app", password: "p?w", database: 2,
+                    tls: RedisTLS(caFile: "/etc/ca file.pem", certificateChain: "/c.pem", privateKey: "/k.pem", serverName: "redis.internal", verify: false)))
+        #expect(try RedisEndpoint(url: "redis://:p?w@host").password == "p?w")
+        #expect(try RedisEndpoint(url: "redis://host").tls == nil)
     }
 
     @Test func severalURLsMeanCluster() throws {

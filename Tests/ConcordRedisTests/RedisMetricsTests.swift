@@ -40,7 +40,7 @@ import Testing
 
             // Redis drops both connections: the meter falls to 0, and the next commands reconnect each slot.
             _ = try await admin.send(RedisCommand("CLIENT", ["KILL", "TYPE", "normal", "SKIPME", "yes"]))
-            #expect(try await eventually { connections.lastValue == 0 })
+            #expect(await eventually { connections.lastValue == 0 })
             for _ in 0..<2 { #expect(try await client.send(.ping()) == .simpleString("PONG")) }
             #expect(reconnects.totalValue == 2)
             #expect(connections.lastValue == 2)
@@ -84,7 +84,7 @@ import Testing
         #expect(try failures(timeoutMetrics, "timeout") == 1)
         let connections = try timeoutMetrics.expectMeter("concord_redis_pool_connections", [("node", "127.0.0.1:\(silent.port)")])
         #expect(connections.values.first == 1)
-        #expect(try await eventually { connections.lastValue == 0 })
+        #expect(await eventually { connections.lastValue == 0 })
 
         // Refused, then failing fast while backing off.
         let refusing = try LoopbackSocket.refusing()

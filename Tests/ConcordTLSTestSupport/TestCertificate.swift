@@ -1,15 +1,14 @@
 import Foundation
 import NIOSSL
 
-@testable import ConcordProxy
-
 /// Two self-signed test certificates (EC P-256, valid until 2126, names `localhost` and `127.0.0.1`), made once with
 /// `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -days 36500 -nodes -subj /CN=concord-test-a
-/// -addext subjectAltName=DNS:localhost,IP:127.0.0.1`. Test-only keys: they protect nothing.
-enum TestCertificate: String, CaseIterable {
+/// -addext subjectAltName=DNS:localhost,IP:127.0.0.1`. Test-only keys: they protect nothing. Shared by the proxy's
+/// and the Redis client's TLS tests (a library target only tests depend on).
+public enum TestCertificate: String, CaseIterable, Sendable {
     case a, b
 
-    var certificatePEM: String {
+    public var certificatePEM: String {
         switch self {
         case .a: """
 -----BEGIN CERTIFICATE-----
@@ -40,7 +39,7 @@ z0QhH4PEGgIhAIpbC55/CNWiz1LuLLP6ycYp7LX8+DdS/FgNJJKQqHrl
         }
     }
 
-    var privateKeyPEM: String {
+    public var privateKeyPEM: String {
         switch self {
         case .a: """
 -----BEGIN PRIVATE KEY-----
@@ -59,20 +58,20 @@ UY5UnN8yINIDOTN94ZVtKFOKv7k7IbFVA7Sf4xZ5Q6KwN5oXReY/bMUG
         }
     }
 
-    /// Writes the chain and the key to `NAMEcert.pem` and `NAMEkey.pem` in `directory` (overwriting: a renewal) and returns
-    /// the proxy setting that names them.
+    /// Writes the chain and the key to `NAMEcert.pem` and `NAMEkey.pem` in `directory` (overwriting: a renewal) and
+    /// returns their paths.
     @discardableResult
-    func install(in directory: URL, as name: String = "") throws -> ProxyTLSConfiguration {
+    public func write(to directory: URL, as name: String = "") throws -> (chain: String, key: String) {
         let chain = directory.appendingPathComponent("\(name)cert.pem"), key = directory.appendingPathComponent("\(name)key.pem")
         try certificatePEM.write(to: chain, atomically: true, encoding: .utf8)
         try privateKeyPEM.write(to: key, atomically: true, encoding: .utf8)
-        return ProxyTLSConfiguration(certificateChain: chain.path, privateKey: key.path)
+        return (chain.path, key.path)
     }
 
     /// A client context that trusts this certificate only (for any server name when `anyName`: both test
     /// certificates are for `localhost`, and SNI tests ask for other names).
     /// With `presenting`, the client shows that certificate (mutual TLS).
-    func clientContext(anyName: Bool = false, presenting identity: TestCertificate? = nil) throws -> NIOSSLContext {
+    public func clientContext(anyName: Bool = false, presenting identity: TestCertificate? = nil) throws -> NIOSSLContext {
         var configuration = TLSConfiguration.makeClientConfiguration()
         if anyName { configuration.certificateVerification = .noHostnameVerification }
         if let identity {
@@ -85,7 +84,7 @@ UY5UnN8yINIDOTN94ZVtKFOKv7k7IbFVA7Sf4xZ5Q6KwN5oXReY/bMUG
 
     /// A server context that presents this certificate (a TLS test backend); with `clientCertificatesFrom`, it
     /// requires a client certificate that one signed (mutual TLS).
-    func serverContext(clientCertificatesFrom issuer: TestCertificate? = nil) throws -> NIOSSLContext {
+    public func serverContext(clientCertificatesFrom issuer: TestCertificate? = nil) throws -> NIOSSLContext {
         var configuration = TLSConfiguration.makeServerConfiguration(
             certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(certificatePEM.utf8)).map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(privateKeyPEM.utf8), format: .pem)))
@@ -97,7 +96,7 @@ UY5UnN8yINIDOTN94ZVtKFOKv7k7IbFVA7Sf4xZ5Q6KwN5oXReY/bMUG
     }
 
     /// Runs `body` with a new temporary directory, removed afterwards (also on failure).
-    static func withDirectory<T>(_ body: (URL) async throws -> T) async throws -> T {
+    public static func withDirectory<T>(_ body: (URL) async throws -> T) async throws -> T {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("concord-tls-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
