@@ -8,7 +8,10 @@ import ServiceLifecycle
 /// The shared store a `store` or `store+near-cache` node uses, from its URL.
 enum AppSessionStoreFactory {
     /// URL forms this build understands.
-    static let forms = ["sqlite:PATH", "redis://HOST:PORT", "rediss://HOST:PORT (TLS)", "postgres://USER@HOST:PORT/DB"]
+    static let forms = [
+        "sqlite:PATH", "redis://HOST:PORT", "rediss://HOST:PORT (TLS)", "redis-sentinel://HOST:PORT[,HOST:PORT…]#MASTER",
+        "postgres://USER@HOST:PORT/DB",
+    ]
 
     /// The store for `url`, metered (its bytes count as intranet traffic), and the services it needs running.
     static func make(url: String, logger: Logger) throws -> (store: any SessionStore, services: [any Service]) {
@@ -17,7 +20,7 @@ enum AppSessionStoreFactory {
                 let store = SQLiteSessionStore(configuration: SQLiteSessionStoreConfiguration(path: String(url.dropFirst("sqlite:".count))), logger: logger)
                 return (MeteredSessionStore(store), [store])
             }
-            if url.hasPrefix("redis://") || url.hasPrefix("rediss://") {
+            if url.hasPrefix("redis://") || url.hasPrefix("rediss://") || url.hasPrefix("redis-sentinel://") {
                 let store = try RedisSessionStore(configuration: try RedisSessionStoreConfiguration(urls: [url]), logger: logger)
                 return (MeteredSessionStore(store), [])
             }

@@ -58,9 +58,13 @@ public final class RedisClient: Sendable {
             self.standalonePool = nil
         } else {
             let endpoint = configuration.endpoints[0]
+            if let sentinel = configuration.sentinel, sentinel.sentinels.isEmpty {
+                throw .invalidConfiguration("no sentinel given for master '\(sentinel.masterName)'")
+            }
             let pool = RedisConnectionPool(
                 endpoint: endpoint, configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger,
-                metrics: metrics, tlsContext: tlsContext)
+                metrics: metrics, tlsContext: tlsContext,
+                locator: configuration.sentinel.map { RedisSentinelLocator(sentinel: $0, primary: endpoint, configuration: configuration) })
             state.pools[endpoint] = pool
             self.standalonePool = pool
         }
@@ -87,7 +91,13 @@ public final class RedisClient: Sendable {
             let reply: RESPValue
             if let standalonePool {
                 // After shutdown() the pool is closed and fails with .shutDown itself.
-                reply = try await operation(standalonePool.connection(), false)
+                let connection = try await standalonePool.connection()
+                reply = try await operation(connection, false)
+                if configuration.sentinel != nil, case .error(let message) = reply, message.hasPrefix("READONLY") {
+                    // The primary was demoted while this connection stayed open: drop it (before answering, so the
+                    // caller's next command cannot get it again), and the next command asks the sentinels.
+                    await connection.closeAndWait()
+                }
             } else {
                 reply = try await executeInCluster(routingKey: routingKey, operation)
             }

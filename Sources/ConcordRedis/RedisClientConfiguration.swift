@@ -2,6 +2,8 @@
 ///
 /// Defaults:
 /// - `cluster`: `nil` = automatic: one endpoint is a single server, several endpoints are Redis Cluster seeds.
+/// - `sentinel`: `nil`; with sentinels, the primary they name is the single server (its credentials, database and
+///   TLS from `endpoints[0]`, whose host and port are not used).
 /// - `maximumConnectionsPerNode`: 4 pipelined connections per server (commands from many tasks share them).
 /// - `connectTimeout`: 2 s for the TCP connect (the AUTH/SELECT handshake then has the command timeout).
 /// - `commandTimeout`: 2 s from sending a command to its reply; on expiry the connection is closed (a late reply
@@ -14,6 +16,7 @@
 public struct RedisClientConfiguration: Sendable {
     public var endpoints: [RedisEndpoint]
     public var cluster: Bool?
+    public var sentinel: RedisSentinel?
     public var maximumConnectionsPerNode: Int
     public var connectTimeout: Duration
     public var commandTimeout: Duration
@@ -26,6 +29,7 @@ public struct RedisClientConfiguration: Sendable {
     public init(
         endpoints: [RedisEndpoint],
         cluster: Bool? = nil,
+        sentinel: RedisSentinel? = nil,
         maximumConnectionsPerNode: Int = 4,
         connectTimeout: Duration = .seconds(2),
         commandTimeout: Duration = .seconds(2),
@@ -37,6 +41,7 @@ public struct RedisClientConfiguration: Sendable {
     ) {
         self.endpoints = endpoints
         self.cluster = cluster
+        self.sentinel = sentinel
         self.maximumConnectionsPerNode = maximumConnectionsPerNode
         self.connectTimeout = connectTimeout
         self.commandTimeout = commandTimeout
@@ -47,14 +52,23 @@ public struct RedisClientConfiguration: Sendable {
         self.decoder = decoder
     }
 
-    /// From URLs such as `redis://:secret@127.0.0.1:6379/0`; several URLs mean Redis Cluster seeds.
+    /// From URLs such as `redis://:secret@127.0.0.1:6379/0`; several URLs mean Redis Cluster seeds; one
+    /// `redis-sentinel://h1:26379,h2:26379/0#mymaster` means the primary those sentinels name.
     public init(urls: [String]) throws(RedisClientError) {
         guard !urls.isEmpty else { throw .invalidConfiguration("no Redis URL given") }
+        if let url = urls.first(where: { $0.hasPrefix("redis-sentinel://") }) {
+            guard urls.count == 1 else {
+                throw .invalidConfiguration("a redis-sentinel:// URL lists all its sentinels itself; give it alone")
+            }
+            let (sentinel, primary) = try RedisSentinel.parse(url: url)
+            self.init(endpoints: [primary], sentinel: sentinel)
+            return
+        }
         var endpoints: [RedisEndpoint] = []
         for url in urls { endpoints.append(try RedisEndpoint(url: url)) }
         self.init(endpoints: endpoints)
     }
 
     /// Whether the client speaks Redis Cluster (explicit `cluster`, or several endpoints).
-    public var isCluster: Bool { cluster ?? (endpoints.count > 1) }
+    public var isCluster: Bool { sentinel == nil && (cluster ?? (endpoints.count > 1)) }
 }

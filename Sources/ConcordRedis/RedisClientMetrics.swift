@@ -47,7 +47,8 @@ struct RedisClientMetrics: Sendable {
     }
 
     /// The open-connections meter of one node's pool.
-    func connections(node: RedisEndpoint) -> Meter {
-        Meter(label: "concord_redis_pool_connections", dimensions: [("node", "\(node.host):\(node.port)")], factory: factory)
+    /// `node`: `host:port`, or `sentinel master NAME` for a primary found through sentinels.
+    func connections(node: String) -> Meter {
+        Meter(label: "concord_redis_pool_connections", dimensions: [("node", node)], factory: factory)
     }
 }

@@ -121,6 +121,11 @@ public final class RedisConnection: Sendable {
         channel.close(promise: nil)
     }
 
+    /// Closes and waits until the channel is closed, so the pool no longer hands the connection out.
+    func closeAndWait() async {
+        try? await channel.close().get()
+    }
+
     private func enqueue(_ commands: [RedisCommand]) -> [EventLoopFuture<RESPValue>] {
         let requests = commands.map { RedisRequest(command: $0, promise: channel.eventLoop.makePromise(of: RESPValue.self)) }
         if channel.eventLoop.inEventLoop {

@@ -20,18 +20,24 @@ final class RedisConnectionPool: Sendable {
     private let state: Mutex<RedisConnectionPoolState>
     private let isMultiLoop: Bool
     private let tlsContext: NIOSSLContext?
+    /// With sentinels: each connect goes to the primary they name now (`endpoint` is only its template).
+    private let locator: RedisSentinelLocator?
+    /// The node as logs name it.
+    private let label: String
 
     init(
         endpoint: RedisEndpoint, configuration: RedisClientConfiguration, eventLoopGroup: any EventLoopGroup, logger: Logger,
-        metrics: RedisClientMetrics, tlsContext: NIOSSLContext?
+        metrics: RedisClientMetrics, tlsContext: NIOSSLContext?, locator: RedisSentinelLocator? = nil
     ) {
         self.endpoint = endpoint
         self.tlsContext = tlsContext
+        self.locator = locator
+        self.label = locator?.label ?? endpoint.description
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
         self.metrics = metrics
-        self.openConnections = metrics.connections(node: endpoint)
+        self.openConnections = metrics.connections(node: locator?.label ?? "\(endpoint.host):\(endpoint.port)")
         let loops = eventLoopGroup.makeIterator().reduce(0) { count, _ in count + 1 }
         self.isMultiLoop = loops > 1
         self.state = Mutex(
@@ -63,9 +69,7 @@ final class RedisConnectionPool: Sendable {
         case .connect(let slot, let promise, let isReconnect):
             if isReconnect { metrics.reconnects.increment() }
             do {
-                let connection = try await RedisConnection.connect(
-                    to: endpoint, configuration: configuration, eventLoopGroup: promise.futureResult.eventLoop,
-                    tlsContext: tlsContext)
+                let connection = try await open(on: promise.futureResult.eventLoop)
                 let keep = state.withLock { $0.connected(slot: slot, connection: connection) }
                 if keep {
                     let openConnections = openConnections
@@ -79,12 +83,28 @@ final class RedisConnectionPool: Sendable {
                 let startsOutage = state.withLock { $0.failed(slot: slot, error: error, now: .now) }
                 if startsOutage {
                     // Once per outage of this node, not once per pooled connection.
-                    logger.warning("redis connection failed", metadata: ["endpoint": "\(endpoint)", "error": "\(error)"])
+                    logger.warning("redis connection failed", metadata: ["endpoint": "\(label)", "error": "\(error)"])
                 }
                 promise.fail(error)
                 throw error
             }
         }
+    }
+
+    /// A new connection to the node, or to the primary the sentinels name (checked to be one: `ROLE`).
+    private func open(on eventLoop: any EventLoop) async throws(RedisClientError) -> RedisConnection {
+        guard let locator else {
+            return try await RedisConnection.connect(to: endpoint, configuration: configuration, eventLoopGroup: eventLoop, tlsContext: tlsContext)
+        }
+        let primary = try await locator.locate(eventLoopGroup: eventLoop)
+        let connection = try await RedisConnection.connect(to: primary, configuration: configuration, eventLoopGroup: eventLoop, tlsContext: tlsContext)
+        do {
+            try await RedisSentinelLocator.requirePrimary(connection)
+        } catch {
+            connection.close()
+            throw error
+        }
+        return connection
     }
 
     /// The caller's event loop if it is one of the group's and the group has several (with one, every connection

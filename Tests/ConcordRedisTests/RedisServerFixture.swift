@@ -14,21 +14,26 @@ final class RedisServerFixture: Sendable {
     let port: Int
     let directory: URL
     let arguments: [String]
+    /// A configuration file given before the arguments (a sentinel needs one it can rewrite).
+    let configFile: String?
     private let process: Mutex<Process?>
 
     var url: String { "redis://127.0.0.1:\(port)" }
     var endpoint: RedisEndpoint { RedisEndpoint(host: "127.0.0.1", port: port) }
 
-    private init(port: Int, directory: URL, arguments: [String]) {
+    private init(port: Int, directory: URL, arguments: [String], configFile: String?) {
         self.port = port
         self.directory = directory
         self.arguments = arguments
+        self.configFile = configFile
         self.process = Mutex(nil)
     }
 
     /// Starts a server, runs `body`, and stops the server whatever happens.
-    static func withServer<T>(arguments: [String] = [], _ body: (RedisServerFixture) async throws -> T) async throws -> T {
-        let server = try await start(arguments: arguments)
+    static func withServer<T>(
+        arguments: [String] = [], configFile: String? = nil, _ body: (RedisServerFixture) async throws -> T
+    ) async throws -> T {
+        let server = try await start(arguments: arguments, configFile: configFile)
         do {
             let result = try await body(server)
             await server.stop(removeDirectory: true)
@@ -39,7 +44,7 @@ final class RedisServerFixture: Sendable {
         }
     }
 
-    static func start(arguments: [String] = []) async throws -> RedisServerFixture {
+    static func start(arguments: [String] = [], configFile: String? = nil) async throws -> RedisServerFixture {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("concord-redis-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var lastError: any Error = FixtureError("redis-server did not start")
@@ -49,7 +54,7 @@ final class RedisServerFixture: Sendable {
             var port = try await freeLoopbackPort()
             for _ in 0..<100 where port > highest { port = try await freeLoopbackPort() }
             try? FileManager.default.removeItem(at: directory.appendingPathComponent("nodes.conf"))
-            let server = RedisServerFixture(port: port, directory: directory, arguments: arguments)
+            let server = RedisServerFixture(port: port, directory: directory, arguments: arguments, configFile: configFile)
             do {
                 try await server.launch()
                 return server
@@ -102,7 +107,7 @@ final class RedisServerFixture: Sendable {
         process.executableURL = binary
         process.currentDirectoryURL = directory
         process.arguments =
-            [
+            (configFile.map { [$0] } ?? []) + [
                 "--port", String(port), "--bind", "127.0.0.1", "--dir", directory.path, "--save", "",
                 "--appendonly", "no", "--logfile", directory.appendingPathComponent("redis-\(port).log").path,
                 "--daemonize", "no",

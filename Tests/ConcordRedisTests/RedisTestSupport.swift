@@ -1,3 +1,4 @@
+import Testing
 @testable import ConcordRedis
 
 /// The tests' client settings: generous connect and command timeouts, so a loaded CI machine (the whole suite runs
@@ -21,3 +22,16 @@ extension RedisSessionStoreConfiguration {
     }
 }
 
+
+/// The error `command` fails with; nil, with an issue recorded, when it succeeds.
+func sendError(
+    _ client: RedisClient, _ command: RedisCommand, sourceLocation: SourceLocation = #_sourceLocation
+) async -> RedisClientError? {
+    do throws(RedisClientError) {
+        _ = try await client.send(command)
+        Issue.record("\(command.name) succeeded where it should fail", sourceLocation: sourceLocation)
+        return nil
+    } catch {
+        return error
+    }
+}

@@ -1,0 +1,69 @@
+import Logging
+import NIOCore
+import NIOSSL
+import Synchronization
+
+/// Finds the current primary through the sentinels, for a pool that opens a connection: asks each sentinel in
+/// turn (the last one that answered first) with `SENTINEL GET-MASTER-ADDR-BY-NAME`, and checks the answer with
+/// `ROLE` on the new connection, so a sentinel that has not yet seen a failover cannot send writes to a replica.
+final class RedisSentinelLocator: Sendable {
+    let sentinel: RedisSentinel
+    /// The primary's credentials, database and TLS; its host is the master name.
+    let primary: RedisEndpoint
+    private let configuration: RedisClientConfiguration
+    private let preferred: Mutex<Int>
+
+    init(sentinel: RedisSentinel, primary: RedisEndpoint, configuration: RedisClientConfiguration) {
+        self.sentinel = sentinel
+        self.primary = primary
+        // Sentinels are asked in plain RESP2 without the primary's credentials.
+        var sentinelConfiguration = configuration
+        sentinelConfiguration.protocolVersion = 2
+        self.configuration = sentinelConfiguration
+        self.preferred = Mutex(0)
+    }
+
+    /// What logs and the `node` metric label call this pool.
+    var label: String { "sentinel master \(sentinel.masterName)" }
+
+    /// The primary's address as the sentinels see it now.
+    func locate(eventLoopGroup: any EventLoopGroup) async throws(RedisClientError) -> RedisEndpoint {
+        let first = preferred.withLock { $0 }
+        var failures: [String] = []
+        for offset in 0..<sentinel.sentinels.count {
+            let index = (first + offset) % sentinel.sentinels.count
+            let address = sentinel.sentinels[index]
+            do throws(RedisClientError) {
+                let connection = try await RedisConnection.connect(to: address, configuration: configuration, eventLoopGroup: eventLoopGroup)
+                defer { connection.close() }
+                let reply = try await connection.send(
+                    RedisCommand("SENTINEL", ["GET-MASTER-ADDR-BY-NAME", RedisArgument(sentinel.masterName)]))
+                if case .error(let message) = reply { throw .server(message) }
+                guard let fields = reply.elements else {
+                    // A null reply: this sentinel monitors no primary of that name.
+                    throw .invalidConfiguration("sentinel \(address) does not monitor a master named '\(sentinel.masterName)'")
+                }
+                guard fields.count == 2, let host = fields[0].string, let port = fields[1].string.flatMap({ Int($0) }) else {
+                    throw .unexpectedReply("SENTINEL GET-MASTER-ADDR-BY-NAME: \(reply)")
+                }
+                preferred.withLock { $0 = index }
+                var located = primary
+                located.host = host
+                located.port = port
+                return located
+            } catch {
+                failures.append("\(address): \(error)")
+            }
+        }
+        throw .connectionFailed("no sentinel located master '\(sentinel.masterName)' (\(failures.joined(separator: "; ")))")
+    }
+
+    /// Fails unless `connection` reaches a primary (`ROLE` starts with `master`).
+    static func requirePrimary(_ connection: RedisConnection) async throws(RedisClientError) {
+        let reply = try await connection.send(RedisCommand("ROLE"))
+        let role = reply.elements?.first?.string ?? "\(reply)"
+        guard role == "master" else {
+            throw .connectionFailed("\(connection.endpoint) is a \(role), not the master (a failover under way?)")
+        }
+    }
+}

@@ -1,0 +1,207 @@
+import ConcordRedis
+import ConcordSessions
+import Foundation
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+
+/// Against a real primary, a replica and a sentinel (`redis-server --sentinel`, `down-after-milliseconds 500`).
+@Suite(.timeLimit(.minutes(3))) struct RedisSentinelTests {
+    /// The three servers; all stopped when `body` ends, also on failure.
+    private func withSentinelSetup(
+        _ body: (_ servers: [RedisServerFixture], _ sentinelPort: Int) async throws -> Void
+    ) async throws {
+        var started: [RedisServerFixture] = []
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("concord-sentinel-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        do {
+            // No diskless-sync delay: a replica's first sync starts at once (the default waits 5 s for more replicas).
+            let primary = try await RedisServerFixture.start(arguments: ["--repl-diskless-sync-delay", "0"])
+            started.append(primary)
+            let replica = try await RedisServerFixture.start(arguments: [
+                "--replicaof", "127.0.0.1", String(primary.port), "--repl-diskless-sync-delay", "0",
+            ])
+            started.append(replica)
+            try await waitFor("the replica's link to the primary") {
+                try await info(replica, "replication").contains("master_link_status:up")
+            }
+            let configFile = directory.appendingPathComponent("sentinel.conf")
+            try """
+                sentinel monitor mymaster 127.0.0.1 \(primary.port) 1
+                sentinel down-after-milliseconds mymaster 500
+                sentinel failover-timeout mymaster 5000
+
+                """.write(to: configFile, atomically: true, encoding: .utf8)
+            let sentinel = try await RedisServerFixture.start(arguments: ["--sentinel"], configFile: configFile.path)
+            started.append(sentinel)
+            try await waitFor("the sentinel to find the replica") {
+                let replicas = try await plain(sentinel).send(RedisCommand("SENTINEL", ["REPLICAS", "mymaster"]))
+                return !(replicas.elements ?? []).isEmpty
+            }
+            try await body([primary, replica], sentinel.port)
+        } catch {
+            for server in started { await server.stop() }
+            try? FileManager.default.removeItem(at: directory)
+            throw error
+        }
+        for server in started { await server.stop() }
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    private func plain(_ server: RedisServerFixture) throws -> RedisClient {
+        try RedisClient(configuration: .testing(endpoints: [server.endpoint]))
+    }
+
+    private func info(_ server: RedisServerFixture, _ section: String) async throws -> String {
+        let client = try plain(server)
+        defer { client.shutdown() }
+        return try await client.send(RedisCommand("INFO", [RedisArgument(section)])).string ?? ""
+    }
+
+    /// Polls `condition` every 100 ms for at most 20 s.
+    private func waitFor(_ what: String, _ condition: () async throws -> Bool) async throws {
+        for _ in 0..<200 {
+            if (try? await condition()) == true { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw FixtureError("gave up waiting for \(what) after 20 s")
+    }
+
+    /// Saves `session` until a save succeeds (at most 20 s); how long that took.
+    private func saveUntilAccepted(_ store: RedisSessionStore, _ session: StoredSession) async throws -> Duration {
+        let started = ContinuousClock.now
+        try await waitFor("a save to be accepted after the failover") {
+            (try? await store.save(session, ttl: .seconds(600), expectedVersion: nil)) != nil
+        }
+        return ContinuousClock.now - started
+    }
+
+    @Test func theStoreFollowsThePrimaryThroughASwitchoverAndACrash() async throws {
+        try await withSentinelSetup { servers, sentinelPort in
+            let store = try RedisSessionStore(configuration: .testing(urls: ["redis-sentinel://127.0.0.1:\(sentinelPort)#mymaster"]))
+            defer { store.shutdown() }
+            for index in 0..<20 {
+                #expect(try await store.save(StoredSession(id: "s\(index)", payload: [UInt8(index)]), ttl: .seconds(600), expectedVersion: 0) == 1)
+            }
+            // Everything written so far is on the replica before the primary changes. (Not `WAIT` from another
+            // connection: it waits only for that connection's own writes.)
+            try await waitFor("the replica to hold the 20 sessions") { try await info(servers[1], "keyspace").contains("keys=20,") }
+
+            // A switchover: the sentinel promotes the replica and demotes the old primary (closing its clients).
+            let sentinel = try RedisClient(configuration: .testing(endpoints: [RedisEndpoint(host: "127.0.0.1", port: sentinelPort)]))
+            defer { sentinel.shutdown() }
+            // Refused (NOGOODSLAVE) until the sentinel has the replica's state from its own INFO round.
+            try await waitFor("the sentinel to accept the switchover") {
+                (try? await sentinel.send(RedisCommand("SENTINEL", ["FAILOVER", "mymaster"]))) != nil
+            }
+            try await waitFor("the replica to be promoted") { try await info(servers[1], "replication").contains("role:master") }
+            // Until the sentinel demotes the old primary (closing its clients), it still takes writes that the
+            // demotion then drops: Redis's asynchronous replication (docs/stores-redis.md). Write after it.
+            try await waitFor("the old primary to be demoted") { try await info(servers[0], "replication").contains("role:slave") }
+            _ = try await saveUntilAccepted(store, StoredSession(id: "after-switchover", payload: [1]))
+            #expect(try await info(servers[1], "keyspace").contains("keys=21"), "the write went to the new primary")
+            for index in 0..<20 { #expect(try await store.load(id: "s\(index)")?.payload == [UInt8(index)]) }
+
+            // A crash of the new primary: the sentinel fails over back to the first server, once it is in sync.
+            try await waitFor("the old primary to replicate the new one") { try await info(servers[0], "keyspace").contains("keys=21,") }
+            await servers[1].stop(removeDirectory: false)
+            let outage = try await saveUntilAccepted(store, StoredSession(id: "after-crash", payload: [2]))
+            #expect(try await info(servers[0], "replication").contains("role:master"))
+            #expect(try await store.load(id: "after-switchover")?.payload == [1])
+            #expect(try await store.load(id: "after-crash")?.payload == [2])
+            for index in 0..<20 { #expect(try await store.load(id: "s\(index)")?.payload == [UInt8(index)]) }
+            #expect(outage < .seconds(20), "writes were refused for \(outage)")
+        }
+    }
+
+    /// The port the stand-in sentinel names, changed by the test.
+    final class NamedPort: Sendable {
+        let port: Mutex<Int>
+        init(_ port: Int) { self.port = Mutex(port) }
+    }
+
+    /// A stand-in sentinel that names whatever port `primary` holds (one command per connection, as the client asks).
+    final class NamingSentinelHandler: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let primary: NamedPort
+
+        init(primary: NamedPort) { self.primary = primary }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let port = String(primary.port.withLock { $0 })
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "*2\r\n$9\r\n127.0.0.1\r\n$\(port.utf8.count)\r\n\(port)\r\n")), promise: nil)
+        }
+    }
+
+    /// The client leaves a primary that was demoted under it (a `READONLY` reply closes the connection) and never
+    /// writes to a node that is not a primary, even when a sentinel still names it (`ROLE` on every new connection).
+    @Test func aDemotedPrimaryIsLeftAndAReplicaIsNeverUsed() async throws {
+        try await RedisServerFixture.withServer { first in
+            try await RedisServerFixture.withServer { second in
+                let named = NamedPort(first.port)
+                let sentinel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                    .childChannelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(NamingSentinelHandler(primary: named))
+                        }
+                    }
+                    .bind(host: "127.0.0.1", port: 0).get()
+                defer { sentinel.close(promise: nil) }
+                // One connection, so every command below uses the one the previous left (or its replacement).
+                var configuration = try RedisClientConfiguration.testing(urls: ["redis-sentinel://127.0.0.1:\(sentinel.localAddress?.port ?? 0)#m"])
+                configuration.maximumConnectionsPerNode = 1
+                let client = try RedisClient(configuration: configuration)
+                defer { client.shutdown() }
+                #expect(try await client.send(.set("k", "1")) == .simpleString("OK"))
+
+                // Demoted without its clients being closed (a sentinel would close them; an operator's REPLICAOF does not).
+                _ = try await plain(first).send(RedisCommand("REPLICAOF", ["127.0.0.1", RedisArgument(second.port)]))
+                try await waitFor("the demotion") { try await info(first, "replication").contains("role:slave") }
+                let readOnly = await sendError(client, .set("k", "2"))
+                #expect(readOnly?.serverMessage?.hasPrefix("READONLY") == true, "\(String(describing: readOnly))")
+                let refused = await sendError(client, .set("k", "3"))
+                #expect(refused?.description.contains("not the master") == true, "\(String(describing: refused))")
+
+                named.port.withLock { $0 = second.port }
+                try await waitFor("a write to the new primary") { (try? await client.send(.set("k", "4"))) != nil }
+                #expect(try await plain(second).send(.get("k")).string == "4")
+            }
+        }
+    }
+
+    @Test func anUnknownMasterOrNoSentinelIsAClearError() async throws {
+        try await withSentinelSetup { _, sentinelPort in
+            let client = try RedisClient(configuration: .testing(urls: ["redis-sentinel://127.0.0.1:\(sentinelPort)#nosuch"]))
+            defer { client.shutdown() }
+            let error = await sendError(client, .ping())
+            #expect(error?.description.contains("does not monitor a master named 'nosuch'") == true, "\(String(describing: error))")
+        }
+        let port = try await RedisServerFixture.freeLoopbackPort()
+        let client = try RedisClient(configuration: .testing(urls: ["redis-sentinel://127.0.0.1:\(port),127.0.0.1:\(port)#mymaster"]))
+        defer { client.shutdown() }
+        let error = await sendError(client, .ping())
+        #expect(error?.description.contains("no sentinel located master 'mymaster'") == true, "\(String(describing: error))")
+    }
+
+    @Test func parsesSentinelURLs() throws {
+        let configuration = try RedisClientConfiguration(urls: ["redis-sentinel://app:s%40cret@10.0.0.1,10.0.0.2:26380,[::1]/3#cache"])
+        let sentinel = try #require(configuration.sentinel)
+        #expect(sentinel.masterName == "cache")
+        #expect(
+            sentinel.sentinels == [
+                RedisEndpoint(host: "10.0.0.1", port: 26379), RedisEndpoint(host: "10.0.0.2", port: 26380),
+                RedisEndpoint(host: "::1", port: 26379),
+            ])
+        #expect(configuration.endpoints.count == 1)
+        #expect(configuration.endpoints[0].username == "app")
+        #expect(configuration.endpoints[0].password == "s@cret")
+        #expect(configuration.endpoints[0].database == 3)
+        #expect(!configuration.isCluster)
+        for url in ["redis-sentinel://h1,h2", "redis-sentinel://h1#", "redis-sentinel://h1:x#m"] {
+            #expect(throws: RedisClientError.self, "\(url)") { try RedisClientConfiguration(urls: [url]) }
+        }
+        #expect(throws: RedisClientError.self) { try RedisClientConfiguration(urls: ["redis-sentinel://h#m", "redis://h"]) }
+    }
+}
