@@ -1,5 +1,7 @@
 import NIOCore
 import NIOHTTP1
+import NIOSSL
+import NIOTLS
 
 /// One L7 client connection: picks a backend per request, streams the request to a pooled backend connection
 /// and the response back, with backpressure both ways (a side's reads are held while the other side is not
@@ -90,6 +92,22 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     func channelActive(context: ChannelHandlerContext) {
         startIdleTimer()
         context.fireChannelActive()
+    }
+
+    /// After a mutual-TLS handshake: every request of this connection tells the backend which certificate the
+    /// client showed (`X-Forwarded-Client-Cert`). Once per connection.
+    private func forwardClientCertificate(context: ChannelHandlerContext) {
+        guard let certificate = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self).peerCertificate else {
+            return
+        }
+        do {
+            let identity = try ClientCertificateIdentity(certificate: certificate)
+            forwarding = RequestForwarding(
+                peer: peer, isTrustedPeer: forwarding.isTrustedPeer, scheme: forwarding.scheme, clientCertificate: identity.fieldValue)
+        } catch {
+            // BoringSSL accepted it, so this is unlikely; the requests then go without the field.
+            runtime.logger.warning("could not read the client certificate of \(peer?.description ?? "a client"): \(error)")
+        }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -231,6 +249,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         if let stopping = event as? ProxyStoppingEvent {
             proxyStopping(idleGrace: stopping.idleGrace)
             return
+        }
+        if let tls = event as? TLSUserEvent, case .handshakeCompleted = tls, runtime.configuration.tls?.clientCA != nil {
+            forwardClientCertificate(context: context)
         }
         guard let event = event as? ChannelEvent, event == .inputClosed else {
             context.fireUserInboundEventTriggered(event)

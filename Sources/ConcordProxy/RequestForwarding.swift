@@ -2,7 +2,8 @@ import NIOCore
 
 /// How one client connection's request heads go to the backend: hop-by-hop fields removed, `X-Forwarded-For`,
 /// `X-Forwarded-Proto` and `Forwarded` added (a trusted peer's values are extended, an untrusted peer's are
-/// replaced so clients cannot spoof them), an HTTP/1.0 request marked `Connection: keep-alive` so the backend
+/// replaced so clients cannot spoof them), `X-Forwarded-Client-Cert` added for a client that showed a certificate
+/// (``ClientCertificateIdentity``; one an untrusted peer sends is always removed), an HTTP/1.0 request marked `Connection: keep-alive` so the backend
 /// connection can be pooled, and a protocol switch (``ClientRequestHead/upgrade``) asked for again. Built once per
 /// connection: the added fields are the same bytes for every request.
 /// A class so that a request borrows it instead of copying its strings and buffers (retains) out of the handler.
@@ -23,12 +24,14 @@ final class RequestForwarding: Sendable {
     /// `http`, or `https` when the client came over TLS: `X-Forwarded-Proto` and `Forwarded`'s `proto`.
     let scheme: String
     let isTrustedPeer: Bool
+    /// The client certificate's `X-Forwarded-Client-Cert` element, when it showed one (mutual TLS).
+    let clientCertificate: String?
     /// The fields added after an HTTP/1.1 head's own, with the blank line.
     private let suffix11: ByteBuffer
     /// The same for an HTTP/1.0 head: plus `Connection: keep-alive`.
     private let suffix10: ByteBuffer
 
-    init(peer: ClientAddress?, isTrustedPeer: Bool, scheme: String = "http") {
+    init(peer: ClientAddress?, isTrustedPeer: Bool, scheme: String = "http", clientCertificate: String? = nil) {
         if let peer {
             client = peer.description
             forwardedElement = "for=\(peer.isIPv4 ? peer.description : "\"[\(peer.description)]\"");proto=\(scheme)"
@@ -38,7 +41,9 @@ final class RequestForwarding: Sendable {
         }
         self.scheme = scheme
         self.isTrustedPeer = isTrustedPeer
-        let fields = "x-forwarded-for: \(client)\r\nx-forwarded-proto: \(scheme)\r\nforwarded: \(forwardedElement)\r\n"
+        self.clientCertificate = clientCertificate
+        var fields = "x-forwarded-for: \(client)\r\nx-forwarded-proto: \(scheme)\r\nforwarded: \(forwardedElement)\r\n"
+        if let clientCertificate { fields += "x-forwarded-client-cert: \(clientCertificate)\r\n" }
         suffix11 = ByteBuffer(string: fields + "\r\n")
         suffix10 = ByteBuffer(string: fields + "connection: keep-alive\r\n\r\n")
     }
@@ -53,12 +58,14 @@ final class RequestForwarding: Sendable {
         return Head(prefix: rewritten(head, allocator: allocator), suffix: ByteBuffer())
     }
 
-    /// Whether `bytes[name]` is a field the proxy sets: X-Forwarded-For, X-Forwarded-Proto or Forwarded.
+    /// Whether `bytes[name]` is a field the proxy sets: X-Forwarded-For, X-Forwarded-Proto, Forwarded or
+    /// X-Forwarded-Client-Cert.
     static func isForwardingField(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> Bool {
         switch name.count {
         case 9: HTTPSyntax.equalsIgnoringCase(bytes, name, "forwarded")
         case 15: HTTPSyntax.equalsIgnoringCase(bytes, name, "x-forwarded-for")
         case 17: HTTPSyntax.equalsIgnoringCase(bytes, name, "x-forwarded-proto")
+        case 23: HTTPSyntax.equalsIgnoringCase(bytes, name, "x-forwarded-client-cert")
         default: false
         }
     }
@@ -69,6 +76,7 @@ final class RequestForwarding: Sendable {
         var out = allocator.buffer(capacity: head.bytes.readableBytes + 128)
         var forwardedFor: [String] = []
         var forwarded: [String] = []
+        var clientCertificates: [String] = []
         var hasProto = false
         head.bytes.withUnsafeReadableBytes { p in
             let requestLineEnd = HTTPSyntax.lineEnd(p, from: 0)
@@ -83,6 +91,7 @@ final class RequestForwarding: Sendable {
                     switch name.count {
                     case 15: if !text.isEmpty { forwardedFor.append(text) }
                     case 9: if !text.isEmpty { forwarded.append(text) }
+                    case 23: if !text.isEmpty { clientCertificates.append(text) }
                     default:
                         hasProto = true
                         out.writeBytes(UnsafeRawBufferPointer(rebasing: p[line]))
@@ -97,6 +106,8 @@ final class RequestForwarding: Sendable {
         out.writeString("x-forwarded-for: \(forwardedFor.joined(separator: ", "))\r\n")
         if !hasProto { out.writeString("x-forwarded-proto: \(scheme)\r\n") }
         out.writeString("forwarded: \(forwarded.joined(separator: ", "))\r\n")
+        if let clientCertificate { clientCertificates.append(clientCertificate) }
+        if !clientCertificates.isEmpty { out.writeString("x-forwarded-client-cert: \(clientCertificates.joined(separator: ","))\r\n") }
         if head.isHTTP10 { out.writeString("connection: keep-alive\r\n") }
         if let upgrade = head.upgrade {
             // Hop-by-hop, so dropped above; a protocol switch the proxy will carry is asked for again on this hop.

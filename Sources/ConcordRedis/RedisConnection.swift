@@ -18,10 +18,10 @@ public final class RedisConnection: Sendable {
     }
 
     /// Connects (within `configuration.connectTimeout`), then authenticates (`AUTH`, or `HELLO 3 AUTH` for RESP3)
-    /// and selects the database (within the command timeout). With `endpoint.tls` the TLS handshake comes first
-    /// (a `PING` waits for it when there is nothing else to send, so a refused certificate fails the connect, not
-    /// the first command); `tlsContext` is the context a client shares among its connections, made from
-    /// `endpoint.tls` when absent.
+    /// and selects the database (within the command timeout). With `endpoint.tls` the TLS handshake comes first and
+    /// is waited for (within the command timeout), so a refused certificate fails the connect, not the first
+    /// command; `tlsContext` is the context a client shares among its connections, made from `endpoint.tls` when
+    /// absent.
     public static func connect(
         to endpoint: RedisEndpoint,
         configuration: RedisClientConfiguration,
@@ -34,14 +34,16 @@ public final class RedisConnection: Sendable {
             if let tlsContext { tls = (settings, tlsContext) } else { tls = (settings, try settings.makeContext()) }
         }
         let handlerSettings = tls
+        let handshake: EventLoopPromise<Void>? = tls == nil ? nil : eventLoopGroup.any().makePromise()
         let bootstrap = ClientBootstrap(group: eventLoopGroup)
             .connectTimeout(TimeAmount(configuration.connectTimeout))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    if let tls = handlerSettings {
+                    if let tls = handlerSettings, let handshake {
                         try channel.pipeline.syncOperations.addHandler(
                             try tls.settings.clientHandler(context: tls.context, host: endpoint.host))
+                        try channel.pipeline.syncOperations.addHandler(RedisTLSHandshakeHandler(promise: handshake))
                     }
                     try channel.pipeline.syncOperations.addHandler(
                         RedisConnectionHandler(commandTimeout: TimeAmount(configuration.commandTimeout), decoder: decoder))
@@ -51,23 +53,38 @@ public final class RedisConnection: Sendable {
         do {
             channel = try await bootstrap.connect(host: endpoint.host, port: endpoint.port).get()
         } catch ChannelError.connectTimeout {
+            handshake?.fail(ChannelError.eof)
             throw .timeout("connect to \(endpoint) after \(configuration.connectTimeout)")
         } catch {
+            handshake?.fail(error)
             throw .connectionFailed("\(endpoint): \(error)")
+        }
+        if let handshake {
+            let timeout = channel.eventLoop.scheduleTask(in: TimeAmount(configuration.commandTimeout)) {
+                handshake.fail(RedisClientError.timeout("TLS handshake with \(endpoint) after \(configuration.commandTimeout)"))
+            }
+            do {
+                try await handshake.futureResult.get()
+                timeout.cancel()
+            } catch {
+                timeout.cancel()
+                channel.close(promise: nil)
+                if let error = error as? RedisClientError { throw error }
+                throw .connectionFailed("\(endpoint): TLS: \(error)")
+            }
         }
         let connection = RedisConnection(endpoint: endpoint, channel: channel)
         do {
-            try await connection.handshake(protocolVersion: configuration.protocolVersion, isTLS: tls != nil)
+            try await connection.handshake(protocolVersion: configuration.protocolVersion)
         } catch {
             connection.close()
-            // A refused TLS handshake (a certificate) surfaces here, as the first reply's failure.
             throw error.isServerError
                 ? .connectionFailed("\(endpoint): handshake: \(error.serverMessage ?? "")") : error.adding(context: "\(endpoint)")
         }
         return connection
     }
 
-    private func handshake(protocolVersion: Int, isTLS: Bool) async throws(RedisClientError) {
+    private func handshake(protocolVersion: Int) async throws(RedisClientError) {
         var commands: [RedisCommand] = []
         if protocolVersion == 3 {
             var arguments: [RedisArgument] = ["3"]
@@ -79,7 +96,6 @@ public final class RedisConnection: Sendable {
             commands.append(.auth(username: endpoint.username, password: password))
         }
         if endpoint.database != 0 { commands.append(.select(database: endpoint.database)) }
-        if isTLS && commands.isEmpty { commands.append(.ping()) }
         guard !commands.isEmpty else { return }
         for reply in try await send(commands) {
             if case .error(let message) = reply { throw .server(message) }

@@ -324,6 +324,25 @@ extension ClientRequestHead {
         #expect(String(buffer: untrusted.head(for: framing, allocator: ByteBufferAllocator()).prefix).contains("Content-Length: 2\r\n"))
     }
 
+    @Test func aClientCertificateIsForwardedAndAClientsOwnFieldNeverIs() {
+        let mine = "Hash=ab;Subject=\"CN=me\""
+        let plain = ClientRequestHead.parsing(headers: [("X-Other", "kept")])
+        let sent = ClientRequestHead.parsing(headers: [("X-Forwarded-Client-Cert", "Hash=cd;Subject=\"CN=edge\""), ("X-Other", "kept")])
+        func text(_ forwarding: RequestForwarding, _ head: ClientRequestHead) -> String {
+            let out = forwarding.head(for: head, allocator: ByteBufferAllocator())
+            return String(buffer: out.prefix) + String(buffer: out.suffix)
+        }
+        let untrusted = RequestForwarding(peer: ClientAddress(parsing: "192.0.2.1"), isTrustedPeer: false, scheme: "https", clientCertificate: mine)
+        #expect(text(untrusted, plain).hasSuffix("forwarded: for=192.0.2.1;proto=https\r\nx-forwarded-client-cert: \(mine)\r\n\r\n"))
+        // An untrusted client's own field is dropped, with or without a certificate of its own.
+        #expect(!text(untrusted, sent).contains("CN=edge"))
+        #expect(text(untrusted, sent).contains("x-forwarded-client-cert: \(mine)\r\n"))
+        #expect(!text(RequestForwarding(peer: ClientAddress(parsing: "192.0.2.1"), isTrustedPeer: false), sent).lowercased().contains("x-forwarded-client-cert"))
+        // A trusted proxy's element is kept, this hop's appended.
+        let trusted = RequestForwarding(peer: ClientAddress(parsing: "10.0.0.1"), isTrustedPeer: true, scheme: "https", clientCertificate: mine)
+        #expect(text(trusted, sent).contains("x-forwarded-client-cert: Hash=cd;Subject=\"CN=edge\",\(mine)\r\n"))
+    }
+
     // MARK: Garbage
 
     /// Mutated and truncated requests, split at random places: the framer reports an error (400, 431 or 505) or

@@ -50,7 +50,9 @@ import Testing
         try await withTLSProxy { server, port, heads in
             let client = try TestCertificate.a.clientContext()
             for _ in 0..<3 {
-                let response = try await RawClient.get(port: port, path: "/cart", tls: client)
+                // Without client certificates, a client's own X-Forwarded-Client-Cert never reaches the backend.
+                let response = try await RawClient.get(
+                    port: port, path: "/cart", headers: ["X-Forwarded-Client-Cert": "Hash=forged"], tls: client)
                 #expect(response.status == 200, "\(response.text) \(response.error ?? "")")
                 #expect(response.body == "ok")
             }
@@ -66,6 +68,7 @@ import Testing
             #expect(head.hasPrefix("get /cart http/1.1"))
             #expect(head.contains("x-forwarded-proto: https\r\n"))
             #expect(head.hasSuffix("\r\nforwarded: for=127.0.0.1;proto=https"), "the fields the proxy adds come last")
+            #expect(!head.contains("x-forwarded-client-cert"), "\(head)")
             #expect(metric(server, "concord_proxy_tls_handshakes_total") == "concord_proxy_tls_handshakes_total 3")
             #expect(metric(server, "concord_proxy_tls_handshake_failures_total") == "concord_proxy_tls_handshake_failures_total 0")
         }
@@ -257,17 +260,33 @@ import Testing
         #expect(expired.message.hasPrefix("TLS certificate /etc/concord/fullchain.pem expired on 2027-01-15T08:00:00Z"))
     }
 
+    /// Mutual TLS: only certificates the CA signed get in, and the backend learns which one in
+    /// `X-Forwarded-Client-Cert` (Envoy's format) — one a client sends itself is replaced.
     @Test func withAClientCAOnlyClientsWithACertificateItSignedAreServed() async throws {
+        let heads = NIOLockedValueBox<[String]>([])
         try await TestCertificate.withDirectory { directory in
             let clientCA = try TestCertificate.b.install(in: directory, as: "b-").certificateChain
-            try await ProxyHarness.withServers(["s"], start: { _ in try await TestScriptedBackend.start { _, _ in Self.ok } }) { backends in
+            try await ProxyHarness.withServers(["s"], start: { _ in
+                try await TestScriptedBackend.start { head, _ in
+                    heads.withLockedValue { $0.append(head.lowercased()) }
+                    return Self.ok
+                }
+            }) { backends in
                 var c = ProxyConfiguration(backends: [try HostPort(parsing: backends[0].address)], balance: .roundRobin)
                 c.health = ProxyHarness.quietHealth
                 c.tls = try TestCertificate.a.install(in: directory)
                 c.tls?.clientCA = clientCA
                 try await ProxyHarness.withProxy(c) { server, port in
-                    let withB = try await RawClient.get(port: port, tls: try TestCertificate.a.clientContext(presenting: .b))
+                    let withB = try await RawClient.get(
+                        port: port, headers: ["X-Forwarded-Client-Cert": "Hash=forged;Subject=\"CN=admin\""],
+                        tls: try TestCertificate.a.clientContext(presenting: .b))
                     #expect(withB.status == 200, "\(withB.text) \(withB.error ?? "")")
+                    // b's fingerprint as `openssl x509 -outform der | sha256sum` gives it; its subject and DNS name.
+                    let expected = "x-forwarded-client-cert: hash=21467810403afee115f98cf7c02ad3e929f8303828be10ca06c2eee6c94ce55e;"
+                        + "subject=\"cn=concord-test-b\";dns=localhost"
+                    let head = heads.withLockedValue { $0.last } ?? ""
+                    #expect(head.components(separatedBy: "\r\n").contains(expected), "\(head)")
+                    #expect(!head.contains("forged") && !head.contains("admin"), "\(head)")
                     let without = try await RawClient.get(port: port, tls: try TestCertificate.a.clientContext())
                     #expect(without.status == nil)
                     let withA = try await RawClient.get(port: port, tls: try TestCertificate.a.clientContext(presenting: .a))
