@@ -12,6 +12,14 @@ public struct ProxyTLSConfiguration: Sendable, Hashable, Codable {
         case tls13 = "1.3"
     }
 
+    /// Whether a client must show a certificate when `clientCA` is set.
+    public enum ClientCertificateMode: String, Sendable, Hashable, Codable, CaseIterable {
+        /// Every client shows one the CA signed, or completes no handshake.
+        case required
+        /// A client may show none (it is served without an identity); one it shows must be one the CA signed.
+        case optional
+    }
+
     /// A certificate chosen by the name a client asks for (SNI), instead of the default one.
     public struct SNICertificate: Sendable, Hashable, Codable {
         /// Host names (`shop.example`) or wildcards for one label (`*.shop.example` matches `api.shop.example`,
@@ -40,17 +48,20 @@ public struct ProxyTLSConfiguration: Sendable, Hashable, Codable {
     /// present a certificate one of them signed (mutual TLS): a client without one completes no handshake.
     /// Default none (no client certificates asked for).
     public var clientCA: String?
+    /// With `clientCA`: `required` (the default) or `optional`.
+    public var clientCertificate: ClientCertificateMode
 
     public init(certificateChain: String, privateKey: String, minimumVersion: MinimumVersion = .tls12, sni: [SNICertificate] = [],
-                clientCA: String? = nil) {
+                clientCA: String? = nil, clientCertificate: ClientCertificateMode = .required) {
         self.certificateChain = certificateChain
         self.privateKey = privateKey
         self.minimumVersion = minimumVersion
         self.sni = sni
         self.clientCA = clientCA
+        self.clientCertificate = clientCertificate
     }
 
-    private enum CodingKeys: String, CodingKey { case certificateChain, privateKey, minimumVersion, sni, clientCA }
+    private enum CodingKeys: String, CodingKey { case certificateChain, privateKey, minimumVersion, sni, clientCA, clientCertificate }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -59,12 +70,17 @@ public struct ProxyTLSConfiguration: Sendable, Hashable, Codable {
             privateKey: try c.decode(String.self, forKey: .privateKey),
             minimumVersion: try c.decodeIfPresent(MinimumVersion.self, forKey: .minimumVersion) ?? .tls12,
             sni: try c.decodeIfPresent([SNICertificate].self, forKey: .sni) ?? [],
-            clientCA: try c.decodeIfPresent(String.self, forKey: .clientCA))
+            clientCA: try c.decodeIfPresent(String.self, forKey: .clientCA),
+            clientCertificate: try c.decodeIfPresent(ClientCertificateMode.self, forKey: .clientCertificate) ?? .required)
     }
 
-    /// Checks what can be checked without the files: the `sni` server names.
+    /// Checks what can be checked without the files: the `sni` server names, and that an optional client
+    /// certificate has a CA to be checked against.
     func validate() throws(ProxyError) {
         _ = try SNICertificateTable.names(of: sni)
+        if clientCertificate == .optional && clientCA == nil {
+            throw .invalidSetting("tls clientCertificate: optional needs tls clientCA (the CA a shown certificate is checked against)")
+        }
     }
 
     /// What the listener serves: the context every new client connection's handshake uses, and when each
@@ -95,7 +111,7 @@ public struct ProxyTLSConfiguration: Sendable, Hashable, Codable {
         // Offer HTTP/1.1 by ALPN in http mode (the proxy speaks no HTTP/2); a TCP proxy does not know the protocol.
         if mode == .http { configuration.applicationProtocols = ["http/1.1"] }
         if let clientCA {
-            configuration.certificateVerification = .noHostnameVerification
+            configuration.certificateVerification = clientCertificate == .optional ? .optionalVerification : .noHostnameVerification
             configuration.trustRoots = .certificates(try Self.loadAuthorities(clientCA, setting: "tls clientCA"))
         }
         if !table.isEmpty {

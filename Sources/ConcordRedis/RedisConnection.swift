@@ -75,7 +75,7 @@ public final class RedisConnection: Sendable {
         }
         let connection = RedisConnection(endpoint: endpoint, channel: channel)
         do {
-            try await connection.handshake(protocolVersion: configuration.protocolVersion)
+            try await connection.handshake(protocolVersion: configuration.protocolVersion, isTLS: handshake != nil)
         } catch {
             connection.close()
             throw error.isServerError
@@ -84,7 +84,9 @@ public final class RedisConnection: Sendable {
         return connection
     }
 
-    private func handshake(protocolVersion: Int) async throws(RedisClientError) {
+    /// `isTLS`: with nothing else to send, a `PING`: with TLS 1.3 a server that wants a client certificate refuses
+    /// it only after the client's side of the handshake has ended, and that refusal belongs to the connect too.
+    private func handshake(protocolVersion: Int, isTLS: Bool) async throws(RedisClientError) {
         var commands: [RedisCommand] = []
         if protocolVersion == 3 {
             var arguments: [RedisArgument] = ["3"]
@@ -96,6 +98,7 @@ public final class RedisConnection: Sendable {
             commands.append(.auth(username: endpoint.username, password: password))
         }
         if endpoint.database != 0 { commands.append(.select(database: endpoint.database)) }
+        if isTLS && commands.isEmpty { commands.append(.ping()) }
         guard !commands.isEmpty else { return }
         for reply in try await send(commands) {
             if case .error(let message) = reply { throw .server(message) }

@@ -27,8 +27,10 @@ import Testing
         server.metrics.exposition().split(separator: "\n").first { $0.hasPrefix(name + " ") }.map(String.init)
     }
 
-    /// One scripted backend that records the request heads it gets, behind a TLS proxy with certificate `a`.
+    /// One scripted backend that records the request heads it gets, behind a TLS proxy with certificate `a`; with
+    /// `clientCertificates`, b is the client CA (mutual TLS) in that mode.
     func withTLSProxy(balance: BalanceStrategy = .roundRobin, limits: ProxyLimits = ProxyLimits(),
+                      clientCertificates: ProxyTLSConfiguration.ClientCertificateMode? = nil,
                       _ body: (ProxyServer, Int, NIOLockedValueBox<[String]>) async throws -> Void) async throws {
         let heads = NIOLockedValueBox<[String]>([])
         try await TestCertificate.withDirectory { directory in
@@ -41,6 +43,10 @@ import Testing
                 var c = ProxyConfiguration(backends: [try HostPort(parsing: backends[0].address)], balance: balance, limits: limits)
                 c.health = ProxyHarness.quietHealth
                 c.tls = try TestCertificate.a.install(in: directory)
+                if let clientCertificates {
+                    c.tls?.clientCA = try TestCertificate.b.install(in: directory, as: "b-").certificateChain
+                    c.tls?.clientCertificate = clientCertificates
+                }
                 try await ProxyHarness.withProxy(c) { server, port in try await body(server, port, heads) }
             }
         }
@@ -263,38 +269,37 @@ import Testing
     /// Mutual TLS: only certificates the CA signed get in, and the backend learns which one in
     /// `X-Forwarded-Client-Cert` (Envoy's format) — one a client sends itself is replaced.
     @Test func withAClientCAOnlyClientsWithACertificateItSignedAreServed() async throws {
-        let heads = NIOLockedValueBox<[String]>([])
+        // b's fingerprint as `openssl x509 -outform der | sha256sum` gives it; its subject and DNS name.
+        let identity = "x-forwarded-client-cert: hash=21467810403afee115f98cf7c02ad3e929f8303828be10ca06c2eee6c94ce55e;"
+            + "subject=\"cn=concord-test-b\";dns=localhost"
+        try await withTLSProxy(clientCertificates: .required) { server, port, heads in
+            let withB = try await RawClient.get(
+                port: port, headers: ["X-Forwarded-Client-Cert": "Hash=forged;Subject=\"CN=admin\""],
+                tls: try TestCertificate.a.clientContext(presenting: .b))
+            #expect(withB.status == 200, "\(withB.text) \(withB.error ?? "")")
+            let head = heads.withLockedValue { $0.last }?.lowercased() ?? ""
+            #expect(head.components(separatedBy: "\r\n").contains(identity), "\(head)")
+            #expect(!head.contains("forged") && !head.contains("admin"), "\(head)")
+            let without = try await RawClient.get(port: port, tls: try TestCertificate.a.clientContext())
+            #expect(without.status == nil)
+            let withA = try await RawClient.get(port: port, tls: try TestCertificate.a.clientContext(presenting: .a))
+            #expect(withA.status == nil)
+            try await waitFor { metric(server, "concord_proxy_tls_handshake_failures_total") == "concord_proxy_tls_handshake_failures_total 2" }
+            #expect(metric(server, "concord_proxy_tls_handshake_failures_total") == "concord_proxy_tls_handshake_failures_total 2")
+        }
+        // Optional client certificates: a client without one is served with no identity; one it shows is checked.
+        try await withTLSProxy(clientCertificates: .optional) { _, port, heads in
+            let without = try await RawClient.get(port: port, tls: try TestCertificate.a.clientContext())
+            #expect(without.status == 200, "\(without.text) \(without.error ?? "")")
+            #expect(heads.withLockedValue { $0.last }?.lowercased().contains("x-forwarded-client-cert") == false)
+            let withB = try await RawClient.get(port: port, tls: try TestCertificate.a.clientContext(presenting: .b))
+            #expect(withB.status == 200, "\(withB.text) \(withB.error ?? "")")
+            #expect(heads.withLockedValue { $0.last }?.lowercased().components(separatedBy: "\r\n").contains(identity) == true)
+            let withA = try await RawClient.get(port: port, tls: try TestCertificate.a.clientContext(presenting: .a))
+            #expect(withA.status == nil, "a certificate the CA did not sign is refused even when optional")
+            #expect(heads.withLockedValue { $0.count } == 2)
+        }
         try await TestCertificate.withDirectory { directory in
-            let clientCA = try TestCertificate.b.install(in: directory, as: "b-").certificateChain
-            try await ProxyHarness.withServers(["s"], start: { _ in
-                try await TestScriptedBackend.start { head, _ in
-                    heads.withLockedValue { $0.append(head.lowercased()) }
-                    return Self.ok
-                }
-            }) { backends in
-                var c = ProxyConfiguration(backends: [try HostPort(parsing: backends[0].address)], balance: .roundRobin)
-                c.health = ProxyHarness.quietHealth
-                c.tls = try TestCertificate.a.install(in: directory)
-                c.tls?.clientCA = clientCA
-                try await ProxyHarness.withProxy(c) { server, port in
-                    let withB = try await RawClient.get(
-                        port: port, headers: ["X-Forwarded-Client-Cert": "Hash=forged;Subject=\"CN=admin\""],
-                        tls: try TestCertificate.a.clientContext(presenting: .b))
-                    #expect(withB.status == 200, "\(withB.text) \(withB.error ?? "")")
-                    // b's fingerprint as `openssl x509 -outform der | sha256sum` gives it; its subject and DNS name.
-                    let expected = "x-forwarded-client-cert: hash=21467810403afee115f98cf7c02ad3e929f8303828be10ca06c2eee6c94ce55e;"
-                        + "subject=\"cn=concord-test-b\";dns=localhost"
-                    let head = heads.withLockedValue { $0.last } ?? ""
-                    #expect(head.components(separatedBy: "\r\n").contains(expected), "\(head)")
-                    #expect(!head.contains("forged") && !head.contains("admin"), "\(head)")
-                    let without = try await RawClient.get(port: port, tls: try TestCertificate.a.clientContext())
-                    #expect(without.status == nil)
-                    let withA = try await RawClient.get(port: port, tls: try TestCertificate.a.clientContext(presenting: .a))
-                    #expect(withA.status == nil)
-                    try await waitFor { metric(server, "concord_proxy_tls_handshake_failures_total") == "concord_proxy_tls_handshake_failures_total 2" }
-                    #expect(metric(server, "concord_proxy_tls_handshake_failures_total") == "concord_proxy_tls_handshake_failures_total 2")
-                }
-            }
             var missing = try TestCertificate.a.install(in: directory)
             missing.clientCA = directory.appendingPathComponent("none.pem").path
             #expect(Self.startError(missing) == "tls clientCA \(missing.clientCA!): no such file")
@@ -324,6 +329,12 @@ import Testing
                   privateKey: shop-key.pem
             """)
         #expect(sni.tls?.sni == [.init(serverNames: ["shop.example", "*.shop.example"], certificateChain: "shop.pem", privateKey: "shop-key.pem")])
+        #expect(defaults.tls?.clientCertificate == .required)
+        let optional = try ProxyConfiguration.parse(yaml: "tls: {certificateChain: c.pem, privateKey: k.pem, clientCA: ca.pem, clientCertificate: optional}")
+        #expect(optional.tls?.clientCertificate == .optional)
+        #expect(throws: ProxyError.self) {
+            try ProxyConfiguration.parse(yaml: "tls: {certificateChain: c.pem, privateKey: k.pem, clientCertificate: optional}").validate()
+        }
         #expect(throws: ProxyError.self) { try ProxyConfiguration.parse(yaml: "tls: {certificateChain: c.pem}") }
         #expect(throws: ProxyError.self) { try ProxyConfiguration.parse(yaml: "tls: {certificateChain: c.pem, privateKey: k.pem, minimumVersion: '1.0'}") }
     }
