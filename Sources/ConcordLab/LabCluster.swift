@@ -36,6 +36,8 @@ public actor LabCluster {
     private var nextNodeNumber = 1
     private var proxy: LabChild?
     private var proxyPort = 0
+    /// How many scenario commands this cluster has run (each `command` phase one; their logs are numbered).
+    private var commandRuns = 0
     /// How many proxies this cluster has run (a proxy-upgrade phase starts the next).
     private var proxyGenerations = 1
     private var adminPort = 0
@@ -115,15 +117,47 @@ public actor LabCluster {
 
     // MARK: Events
 
-    /// Performs the cluster event of a phase kind (nothing for warm-up, steady and parallel).
-    public func inject(_ kind: LabPhase.Kind) async throws {
-        switch kind {
+    /// Performs the cluster event of a phase (nothing for warm-up, steady and parallel).
+    public func inject(_ phase: LabPhase) async throws {
+        switch phase.kind {
         case .warmUp, .steady, .parallel: return
         case .restart: try await restartFirstNode(signal: SIGTERM)
         case .crash: try await restartFirstNode(signal: SIGKILL)
         case .scaleOut: try await scaleOut()
         case .scaleIn: try await scaleIn()
         case .proxyUpgrade: try await upgradeProxy()
+        case .command: try await run(command: phase.command ?? "", phase: phase.name, bound: phase.commandTimeout)
+        }
+    }
+
+    /// Runs a scenario's command with `/bin/sh -c` (output in the run's directory) and waits for it, at most `bound`.
+    private func run(command: String, phase: String, bound: Duration) async throws {
+        commandRuns += 1
+        let logPath = "\(workDirectory)/command-\(commandRuns).log"
+        logger.info("phase \(phase): running \(command)")
+        let child = try LabChild.spawn(name: "command of phase \(phase)", executable: "/bin/sh", arguments: ["-c", command], logPath: logPath)
+        // Whichever ends first cancels the other; a timeout stops the command (which ends the wait for its exit).
+        let timedOut = await withTaskGroup(of: Bool.self) { group in
+            group.addTask { _ = await child.waitForExit(); return false }
+            group.addTask {
+                try? await Task.sleep(for: bound)
+                guard !Task.isCancelled else { return false }
+                await child.stop(grace: .seconds(1))
+                return true
+            }
+            var timedOut = false
+            for await result in group {
+                timedOut = timedOut || result
+                group.cancelAll()
+            }
+            return timedOut
+        }
+        guard !timedOut else {
+            throw LabError.childFailed("the command of phase \(phase) did not end within \(bound); its output (\(logPath)) ends with:\n\(child.logTail())")
+        }
+        guard child.exitCode == 0 else {
+            throw LabError.childFailed(
+                "the command of phase \(phase) exited with status \(child.exitCode ?? -1); its output (\(logPath)) ends with:\n\(child.logTail())")
         }
     }
 

@@ -95,6 +95,17 @@ public struct LabConfiguration: Codable, Sendable {
         for phase in phases where !(0.5...600).contains(phase.seconds) {
             throw LabError.invalidArgument("phase '\(phase.name)' lasts \(phase.seconds) s; allowed 0.5...600")
         }
+        for phase in phases where (phase.kind == .command) != (phase.command?.isEmpty == false) {
+            throw LabError.invalidArgument(
+                phase.kind == .command
+                    ? "phase '\(phase.name)' is a command phase without a command"
+                    : "phase '\(phase.name)' has a command, but only a phase of kind command runs one")
+        }
+        for phase in phases {
+            if let timeout = phase.commandTimeoutSeconds, phase.kind != .command || !(0.1...600).contains(timeout) {
+                throw LabError.invalidArgument("phase '\(phase.name)': commandTimeoutSeconds is for command phases, 0.1...600")
+            }
+        }
         guard (10...60_000).contains(thinkTimeMilliseconds) else {
             throw LabError.invalidArgument("thinkTimeMilliseconds must be 10...60000")
         }

@@ -120,7 +120,7 @@ public struct LabRun: Sendable {
                 if phase.kind != .warmUp, phase.kind != .steady, phase.kind != .parallel {
                     // The event lands a quarter into the phase, so the phase sees before, during and after.
                     try await Task.sleep(until: started.advanced(by: .seconds(phase.seconds / 4)))
-                    try await cluster.inject(phase.kind)
+                    try await cluster.inject(phase)
                 }
                 try await Task.sleep(until: end)
                 if phase.kind == .parallel {

@@ -8,7 +8,8 @@
 /// - `connectTimeout`: 2 s for the TCP connect (the AUTH/SELECT handshake then has the command timeout).
 /// - `commandTimeout`: 2 s from sending a command to its reply; on expiry the connection is closed (a late reply
 ///   would otherwise be matched to the wrong command) and pending commands fail.
-/// - `reconnectBackoff`: 50 ms after the first failed reconnect, doubling up to `maximumReconnectBackoff` (2 s);
+/// - `reconnectBackoff`: 50 ms after the first failed reconnect, doubling up to `maximumReconnectBackoff` (2 s;
+///   250 ms with sentinels, where an outage usually ends with a promotion the pool should find at once);
 ///   while backing off, commands fail at once with a typed error instead of queueing.
 /// - `maximumRedirections`: 5 MOVED/ASK hops per command.
 /// - `protocolVersion`: 2 (RESP2; 3 sends `HELLO 3` and speaks RESP3).
@@ -34,7 +35,7 @@ public struct RedisClientConfiguration: Sendable {
         connectTimeout: Duration = .seconds(2),
         commandTimeout: Duration = .seconds(2),
         reconnectBackoff: Duration = .milliseconds(50),
-        maximumReconnectBackoff: Duration = .seconds(2),
+        maximumReconnectBackoff: Duration? = nil,
         maximumRedirections: Int = 5,
         protocolVersion: Int = 2,
         decoder: RESPDecoderConfiguration = RESPDecoderConfiguration()
@@ -46,7 +47,7 @@ public struct RedisClientConfiguration: Sendable {
         self.connectTimeout = connectTimeout
         self.commandTimeout = commandTimeout
         self.reconnectBackoff = reconnectBackoff
-        self.maximumReconnectBackoff = maximumReconnectBackoff
+        self.maximumReconnectBackoff = maximumReconnectBackoff ?? (sentinel == nil ? .seconds(2) : .milliseconds(250))
         self.maximumRedirections = maximumRedirections
         self.protocolVersion = protocolVersion
         self.decoder = decoder

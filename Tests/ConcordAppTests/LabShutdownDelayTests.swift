@@ -44,7 +44,7 @@ import Testing
                     }
                     return (answered, failed)
                 }
-                try await cluster.inject(.restart)
+                try await cluster.inject(LabPhase(kind: .restart, seconds: 1))
                 done.set()
                 return try await group.next()!
             }

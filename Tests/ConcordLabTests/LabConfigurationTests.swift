@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import Testing
 
@@ -36,6 +37,45 @@ import Testing
         #expect(delayed.shutdownDelaySeconds == 4.5 && delayed.proxyAccessLog)
         #expect(!configuration.proxyAccessLog)
         try delayed.validate()
+    }
+
+    @Test func aCommandPhaseNeedsItsCommandAndOnlyItHasOne() throws {
+        let configuration = try LabConfiguration.load(yaml: """
+            phases:
+              - {kind: steady, seconds: 1}
+              - {name: redis primary killed, kind: command, seconds: 6, command: "kill -9 $(cat /tmp/p.pid)", commandTimeoutSeconds: 5}
+            """)
+        try configuration.validate()
+        #expect(configuration.phases.last == LabPhase(
+            name: "redis primary killed", kind: .command, seconds: 6, command: "kill -9 $(cat /tmp/p.pid)", commandTimeoutSeconds: 5))
+        #expect(LabPhase(kind: .command, seconds: 6, command: "x").commandTimeout == .seconds(36))
+        for phases in ["[{kind: command, seconds: 1}]", "[{kind: steady, seconds: 1, command: 'true'}]",
+                       "[{kind: command, seconds: 1, command: ''}]", "[{kind: steady, seconds: 1, commandTimeoutSeconds: 3}]"] {
+            #expect(throws: LabError.self, "\(phases)") { try LabConfiguration.load(yaml: "phases: \(phases)").validate() }
+        }
+    }
+
+    /// A command phase's command runs to its end (output in the run's directory); a failing one, or one that
+    /// outlives its timeout, fails the run with its output.
+    @Test func aCommandPhaseRunsItsCommandAndFailsTheRunWhenItFails() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("concord-lab-command-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let cluster = LabCluster(
+            strategy: .store, configuration: LabConfiguration(), executable: "concord", workDirectory: directory.path,
+            proxyAvailable: true, logger: Logger(label: "test"))
+        try await cluster.inject(LabPhase(kind: .command, seconds: 1, command: "echo injected > \(directory.path)/marker; echo said"))
+        #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("marker").path))
+        #expect((try? String(contentsOfFile: directory.appendingPathComponent("command-1.log").path, encoding: .utf8)) == "said\n")
+
+        await #expect { try await cluster.inject(LabPhase(kind: .command, seconds: 1, command: "echo why; exit 3")) } throws: { error in
+            "\(error)".contains("exited with status 3") && "\(error)".contains("why")
+        }
+        let started = ContinuousClock.now
+        await #expect { try await cluster.inject(LabPhase(kind: .command, seconds: 1, command: "sleep 30", commandTimeoutSeconds: 0.5)) } throws: { error in
+            "\(error)".contains("did not end within")
+        }
+        #expect(ContinuousClock.now - started < .seconds(5))
     }
 
     @Test func theProxyGetsItsAccessLogOnlyWhenAsked() async {

@@ -199,6 +199,9 @@ import Testing
         #expect(configuration.endpoints[0].password == "s@cret")
         #expect(configuration.endpoints[0].database == 3)
         #expect(!configuration.isCluster)
+        // A failover is expected to end an outage: reconnects are retried at most 250 ms apart (2 s otherwise).
+        #expect(configuration.maximumReconnectBackoff == .milliseconds(250))
+        #expect(try RedisClientConfiguration(urls: ["redis://h"]).maximumReconnectBackoff == .seconds(2))
         for url in ["redis-sentinel://h1,h2", "redis-sentinel://h1#", "redis-sentinel://h1:x#m"] {
             #expect(throws: RedisClientError.self, "\(url)") { try RedisClientConfiguration(urls: [url]) }
         }
