@@ -67,15 +67,27 @@ public struct AppSessionBackend: Sendable {
                 changePeers: { add, peer in
                     if add { store.addPeer(peer) } else { store.removePeer(id: peer.id) }
                 })
-        case .store:
-            let (store, services) = try AppSessionStoreFactory.make(url: configuration.storeURL, logger: logger)
-            return AppSessionBackend(sessions: ConcordSessionConfiguration(strategy: .store(store)), services: services)
-        case .storeNearCache:
-            // The cache sits in front of the metered store, so only the round trips it does not save are counted.
-            let (store, services) = try AppSessionStoreFactory.make(url: configuration.storeURL, logger: logger)
-            return AppSessionBackend(
-                sessions: ConcordSessionConfiguration(strategy: .store(NearCacheSessionStore(backing: store))), services: services)
+        case .store, .storeNearCache:
+            // The cache sits in front of the metered store, so only the round trips it does not save are counted;
+            // reads that wait out an outage are retried below it, so a wait is not a cache miss.
+            var (store, services) = try AppSessionStoreFactory.make(url: configuration.storeURL, logger: logger)
+            var metricsText: @Sendable () -> String = { "" }
+            if configuration.storeReadWait > .zero {
+                let retrying = ReadRetryingSessionStore(backing: store, budget: configuration.storeReadWait)
+                store = retrying
+                metricsText = { Self.metricsText(retrying.statistics) }
+            }
+            if configuration.strategy == .storeNearCache { store = NearCacheSessionStore(backing: store) }
+            return AppSessionBackend(sessions: ConcordSessionConfiguration(strategy: .store(store)), services: services, metricsText: metricsText)
         }
+    }
+
+    /// `concord_app_store_read_retries_total{outcome}`: reads that waited out an unavailable store, by how it ended.
+    static func metricsText(_ statistics: ReadRetryingSessionStoreStatistics) -> String {
+        "# TYPE concord_app_store_read_retries_total counter\n"
+            + "concord_app_store_read_retries_total{outcome=\"retried\"} \(statistics.retriedReads)\n"
+            + "concord_app_store_read_retries_total{outcome=\"recovered\"} \(statistics.recoveredReads)\n"
+            + "concord_app_store_read_retries_total{outcome=\"exhausted\"} \(statistics.exhaustedReads)\n"
     }
 
     /// A peer written `NODE-ID@HOST:PORT`.

@@ -43,6 +43,10 @@ public struct ConcordAppConfiguration: Sendable {
     /// clients come through a TLS-terminating proxy (`concord proxy --tls-certificate …`). Default `false`, so
     /// plain-HTTP development works.
     public var secureCookies: Bool
+    /// `store` strategies: how long a session read may wait out an unavailable store (``ReadRetryingSessionStore``)
+    /// before the request is answered 503 — a Redis failover then costs latency instead of errors. Default 0 (503 at
+    /// once).
+    public var storeReadWait: Duration
 
     public init(
         nodeID: String = "node-1",
@@ -55,7 +59,8 @@ public struct ConcordAppConfiguration: Sendable {
         sessionKey: String? = nil,
         password: String = "concord",
         quiesceGrace: Duration = .milliseconds(500),
-        secureCookies: Bool = false
+        secureCookies: Bool = false,
+        storeReadWait: Duration = .zero
     ) {
         self.nodeID = nodeID
         self.host = host
@@ -68,5 +73,6 @@ public struct ConcordAppConfiguration: Sendable {
         self.password = password
         self.quiesceGrace = quiesceGrace
         self.secureCookies = secureCookies
+        self.storeReadWait = storeReadWait
     }
 }

@@ -266,6 +266,7 @@ public actor LabCluster {
         if let storeURL { arguments += ["--store", storeURL] }
         if configuration.shutdownDelaySeconds > 0 { arguments += ["--shutdown-delay", "\(configuration.shutdownDelaySeconds)"] }
         if let grace = configuration.quiesceGraceSeconds { arguments += ["--quiesce-grace", "\(grace)"] }
+        if let wait = configuration.storeReadWaitSeconds { arguments += ["--store-read-wait", "\(wait)"] }
         if strategy.replicates {
             arguments += ["--replication-port", "\(replicationPort)"]
             if !peers.isEmpty { arguments += ["--peers", peers.joined(separator: ",")] }

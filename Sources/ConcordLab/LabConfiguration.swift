@@ -37,6 +37,9 @@ public struct LabConfiguration: Codable, Sendable {
     /// keeps a connection without a request in progress open for a request already on its way. `nil`: the app's
     /// default (0.5 s); 0 closes such connections at once (how Hummingbird does it on its own).
     public var quiesceGraceSeconds: Double?
+    /// Passed to every app node as `concord app --store-read-wait` when set (scenario files): how long a session read
+    /// may wait out an unavailable store before the request gets 503. `nil`: the app's default (0).
+    public var storeReadWaitSeconds: Double?
     /// Starts `concord proxy` with `--access-log`: one line per HTTP exchange / TCP connection in
     /// `DIR/work/<strategy>/proxy.log` (status, backend, outcome), to see which requests failed and why. Default
     /// false (the log costs the proxy some CPU, docs/proxy.md).
@@ -116,6 +119,9 @@ public struct LabConfiguration: Codable, Sendable {
         guard (0...60).contains(shutdownDelaySeconds) else {
             throw LabError.invalidArgument("shutdownDelaySeconds must be 0...60, got \(shutdownDelaySeconds)")
         }
+        if let storeReadWaitSeconds, !(0...60).contains(storeReadWaitSeconds) {
+            throw LabError.invalidArgument("storeReadWaitSeconds must be 0...60, got \(storeReadWaitSeconds)")
+        }
         if let quiesceGraceSeconds, !(0...60).contains(quiesceGraceSeconds) {
             throw LabError.invalidArgument("quiesceGraceSeconds must be 0...60, got \(quiesceGraceSeconds)")
         }
@@ -138,7 +144,7 @@ public struct LabConfiguration: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case strategies, users, nodes, phases, thinkTimeMilliseconds, parallelRequests, storeURL, outputDirectory
-        case requestTimeoutMilliseconds, readinessTimeoutSeconds, shutdownDelaySeconds, quiesceGraceSeconds
+        case requestTimeoutMilliseconds, readinessTimeoutSeconds, shutdownDelaySeconds, quiesceGraceSeconds, storeReadWaitSeconds
         case proxyAccessLog, proxyMaxRequestsPerBackend
     }
 
@@ -162,6 +168,7 @@ public struct LabConfiguration: Codable, Sendable {
         readinessTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .readinessTimeoutSeconds) ?? defaults.readinessTimeoutSeconds
         shutdownDelaySeconds = try c.decodeIfPresent(Double.self, forKey: .shutdownDelaySeconds) ?? defaults.shutdownDelaySeconds
         quiesceGraceSeconds = try c.decodeIfPresent(Double.self, forKey: .quiesceGraceSeconds)
+        storeReadWaitSeconds = try c.decodeIfPresent(Double.self, forKey: .storeReadWaitSeconds)
         proxyAccessLog = try c.decodeIfPresent(Bool.self, forKey: .proxyAccessLog) ?? defaults.proxyAccessLog
         proxyMaxRequestsPerBackend = try c.decodeIfPresent(Int.self, forKey: .proxyMaxRequestsPerBackend)
     }

@@ -62,6 +62,15 @@ struct AppCommand: AsyncParsableCommand {
             """)
     var quiesceGrace: Double = 0.5
 
+    @Option(
+        name: .customLong("store-read-wait"),
+        help: """
+            store strategies: how many seconds a session read may wait out an unavailable store (retried every 50 ms) \
+            before the request gets 503, so a short outage such as a Redis failover costs latency instead of errors. \
+            Writes are never retried. Default 0 (503 at once).
+            """)
+    var storeReadWait: Double = 0
+
     @Flag(name: .customLong("secure-cookies"), help: "Mark the session cookie and concord_user Secure (sent only over HTTPS): for clients that come through a TLS proxy such as concord proxy --tls-certificate.")
     var secureCookies = false
 
@@ -83,6 +92,7 @@ struct AppCommand: AsyncParsableCommand {
         _ = try CommandLogging.level(parsing: logLevel)
         guard (0...600).contains(shutdownDelay) else { throw ValidationError("--shutdown-delay must be 0...600 seconds, got \(shutdownDelay)") }
         guard (0...60).contains(quiesceGrace) else { throw ValidationError("--quiesce-grace must be 0...60 seconds, got \(quiesceGrace)") }
+        guard (0...60).contains(storeReadWait) else { throw ValidationError("--store-read-wait must be 0...60 seconds, got \(storeReadWait)") }
         guard !nodeID.isEmpty, nodeID.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
             throw ValidationError("--node-id must be printable ASCII without spaces")
         }
@@ -91,7 +101,7 @@ struct AppCommand: AsyncParsableCommand {
             peers: peers.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? [],
             replicationPort: replicationPort,
             sessionKey: sessionKey ?? ProcessInfo.processInfo.environment["CONCORD_SESSION_KEY"],
-            quiesceGrace: .seconds(quiesceGrace), secureCookies: secureCookies)
+            quiesceGrace: .seconds(quiesceGrace), secureCookies: secureCookies, storeReadWait: .seconds(storeReadWait))
     }
 
     func run() async throws {

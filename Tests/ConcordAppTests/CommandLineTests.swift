@@ -89,6 +89,14 @@ import Glibc
         }
     }
 
+    @Test func theAppRejectsAStoreReadWaitOutOfRange() async throws {
+        for value in ["-1", "61"] {
+            let (status, output) = try await run(["app", "--store-read-wait=\(value)"])
+            #expect(status != 0)
+            #expect(output.contains("--store-read-wait must be 0...60 seconds, got \(Double(value)!)"), "\(output)")
+        }
+    }
+
     @Test func theProxyNamesTheTakenAddress() async throws {
         try await withTakenPort { port in
             // One event loop: the affinity line (printed before the bind) names one CPU.

@@ -78,6 +78,20 @@ import Testing
         #expect(ContinuousClock.now - started < .seconds(5))
     }
 
+    @Test func appNodesGetAStoreReadWaitOnlyWhenSet() async throws {
+        func arguments(_ yaml: String) async throws -> [String] {
+            await LabCluster(
+                strategy: .store, configuration: try LabConfiguration.load(yaml: yaml), executable: "concord",
+                workDirectory: "/tmp", proxyAvailable: true, logger: Logger(label: "test")
+            ).nodeArguments(id: "node-1", port: 1, replicationPort: 2, peers: [])
+        }
+        let waiting = try await arguments("storeReadWaitSeconds: 3")
+        let index = try #require(waiting.firstIndex(of: "--store-read-wait"))
+        #expect(waiting[index + 1] == "3.0")
+        #expect(try await !arguments("users: 5").contains("--store-read-wait"))
+        #expect(throws: LabError.self) { try LabConfiguration.load(yaml: "storeReadWaitSeconds: 61").validate() }
+    }
+
     @Test func theProxyGetsItsAccessLogOnlyWhenAsked() async {
         func arguments(_ accessLog: Bool) async -> [String] {
             await LabCluster(

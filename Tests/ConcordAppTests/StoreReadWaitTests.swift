@@ -1,0 +1,64 @@
+import ConcordLab
+import ConcordSessionsTesting
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `concord app --store redis://… --store-read-wait SECONDS`, the real binary: a request that comes while Redis is
+/// down waits for it (Redis is started again on the same port a second later) instead of getting 503; without the
+/// flag the same request gets 503 at once.
+@Suite(.serialized, .timeLimit(.minutes(2))) struct StoreReadWaitTests {
+    @Test(arguments: [false, true]) func aRequestDuringARedisOutage(waits: Bool) async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("concord-read-wait-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let registry = ChildRegistry()
+        defer { registry.terminateAll() }
+        let redisPort = try LoopbackPort.free()
+        func startRedis() throws -> LabChild {
+            try LabChild.spawn(  // stopped by the registry
+                name: "redis", executable: try NIOGlobalExecutorTests.redisServer(),
+                arguments: ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory.path],
+                logPath: directory.appendingPathComponent("redis.log").path, registry: registry)
+        }
+        let redis = try startRedis()
+        try #require(await eventually(timeout: .seconds(20)) { (try? await NIOGlobalExecutorTests.connect(redisPort)) != nil })
+
+        let port = try LoopbackPort.free()
+        let node = try LabChild.spawn(
+            name: "app", executable: CommandLineTests.concordExecutable,
+            arguments: ["app", "--strategy", "store", "--store", "redis://127.0.0.1:\(redisPort)", "--port", String(port)]
+                + (waits ? ["--store-read-wait", "20"] : []),
+            environment: ["CONCORD_PARENT_PID": String(getpid())], logPath: directory.appendingPathComponent("app.log").path,
+            registry: registry)
+        try #require(await eventually(timeout: .seconds(30)) { node.logTail(50).contains("concord app listening") }, "\(node.logTail())")
+        var jar = CookieJar()
+        let login = try await NIOGlobalExecutorTests.request(port, .POST, "/login", body: "user=ada&password=concord", jar: jar)
+        jar.apply(setCookieHeaders: login.headers["set-cookie"])
+
+        redis.send(SIGKILL)
+        _ = await redis.waitForExit()
+        let cookies = jar
+        let during = Task {
+            let started = ContinuousClock.now
+            let response = try await NIOGlobalExecutorTests.request(port, .GET, "/cart", jar: cookies)
+            return (response, ContinuousClock.now - started)
+        }
+        try await Task.sleep(for: .seconds(1))
+        _ = try startRedis()
+        let (response, waited) = try await during.value
+        if waits {
+            // Redis came back empty (no persistence): the session is gone, but the request was answered, not refused.
+            #expect(response.status != 503, "answered \(response.status) after \(waited)")
+            #expect(waited >= .milliseconds(900), "answered after \(waited): it did not wait for Redis")
+            let metrics = try await NIOGlobalExecutorTests.request(port, .GET, "/metrics", jar: CookieJar())
+            #expect(metrics.bodyText.contains("concord_app_store_read_retries_total{outcome=\"recovered\"} 1"), "\(metrics.bodyText)")
+        } else {
+            #expect(response.status == 503, "answered \(response.status)")
+            #expect(waited < .milliseconds(900), "answered after \(waited)")
+        }
+    }
+}
