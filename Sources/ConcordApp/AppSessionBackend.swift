@@ -70,7 +70,8 @@ public struct AppSessionBackend: Sendable {
         case .store, .storeNearCache:
             // The cache sits in front of the metered store, so only the round trips it does not save are counted;
             // reads that wait out an outage are retried below it, so a wait is not a cache miss.
-            var (store, services) = try AppSessionStoreFactory.make(url: configuration.storeURL, logger: logger)
+            let made = try AppSessionStoreFactory.make(url: configuration.storeURL, logger: logger)
+            var store = made.store
             var metricsText: @Sendable () -> String = { "" }
             if configuration.storeReadWait > .zero {
                 let retrying = ReadRetryingSessionStore(backing: store, budget: configuration.storeReadWait)
@@ -78,7 +79,7 @@ public struct AppSessionBackend: Sendable {
                 metricsText = { Self.metricsText(retrying.statistics) }
             }
             if configuration.strategy == .storeNearCache { store = NearCacheSessionStore(backing: store) }
-            return AppSessionBackend(sessions: ConcordSessionConfiguration(strategy: .store(store)), services: services, metricsText: metricsText)
+            return AppSessionBackend(sessions: ConcordSessionConfiguration(strategy: .store(store)), services: made.services, metricsText: metricsText)
         }
     }
 

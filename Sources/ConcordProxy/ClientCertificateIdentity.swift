@@ -16,10 +16,8 @@ struct ClientCertificateIdentity: Sendable, Equatable {
 
     init(certificate: NIOSSLCertificate) throws {
         let der = try certificate.toDERBytes()
-        hash = SHA256.hash(data: der).map { byte in
-            let digits = Array("0123456789abcdef".utf8)
-            return String(decoding: [digits[Int(byte >> 4)], digits[Int(byte & 0x0F)]], as: UTF8.self)
-        }.joined()
+        let digits = Array("0123456789abcdef".utf8)
+        hash = String(decoding: SHA256.hash(data: der).flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 0x0F)]] }, as: UTF8.self)
         let parsed = try Certificate(derEncoded: der)
         subject = parsed.subject.description
         var uris: [String] = []
