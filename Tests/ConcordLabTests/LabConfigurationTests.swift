@@ -75,7 +75,7 @@ import Testing
         await #expect { try await cluster.inject(LabPhase(kind: .command, seconds: 1, command: "sleep 30", commandTimeoutSeconds: 0.5)) } throws: { error in
             "\(error)".contains("did not end within")
         }
-        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(ContinuousClock.now - started < .seconds(20), "not the 30 s the command would sleep")
     }
 
     @Test func appNodesGetAStoreReadWaitOnlyWhenSet() async throws {

@@ -34,7 +34,8 @@ import Testing
         let started = ContinuousClock.now
         await #expect { _ = try await store.version(id: "s") } throws: { ($0 as? SessionStoreError)?.isUnavailable == true }
         let waited = ContinuousClock.now - started
-        #expect(waited >= .milliseconds(250) && waited < .seconds(3), "waited \(waited)")
+        // It waited about its budget, and then gave up (a loaded machine can oversleep a pause by seconds).
+        #expect(waited >= .milliseconds(250) && waited < .seconds(30), "waited \(waited)")
         #expect(store.statistics.exhaustedReads == 1)
     }
 
@@ -52,7 +53,7 @@ import Testing
         await #expect(throws: SessionStoreError.self) { try await store.delete(id: "s") }
         await #expect(throws: SessionStoreError.self) { _ = try await store.touch(id: "s", ttl: .seconds(60)) }
         await #expect(throws: SessionStoreError.self) { _ = try await store.deleteAll(forUser: "u") }
-        #expect(ContinuousClock.now - started < .seconds(2))
+        #expect(ContinuousClock.now - started < .seconds(8), "a retried write would have taken its 10-s budget")
         #expect(backing.calls(of: "save") == 3 && backing.calls(of: "delete") == 1 && backing.calls(of: "touch") == 1)
         #expect(store.statistics.retriedReads == 0)
     }
