@@ -24,6 +24,9 @@ public final class RedisClient: Sendable {
     private let standalonePool: RedisConnectionPool?
     /// Shared by every connection (`rediss://`): certificates are read once, at init.
     private let tlsContext: NIOSSLContext?
+    /// With sentinels: asks them every second which server is the primary, so a switchover moves this client's
+    /// connections at once instead of when the old primary is demoted (its writes until then would be lost).
+    private let primaryWatch: Task<Void, Never>?
 
     private struct State: Sendable {
         var pools: [RedisEndpoint: RedisConnectionPool] = [:]
@@ -69,6 +72,17 @@ public final class RedisClient: Sendable {
             self.standalonePool = pool
         }
         self.state = Mutex(state)
+        if configuration.sentinel != nil, let pool = standalonePool {
+            primaryWatch = Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(1))
+                    guard !Task.isCancelled else { return }
+                    await pool.followPrimary()
+                }
+            }
+        } else {
+            primaryWatch = nil
+        }
     }
 
     /// Sends `command` and returns its reply.
@@ -109,8 +123,13 @@ public final class RedisClient: Sendable {
         }
     }
 
+    deinit {
+        primaryWatch?.cancel()
+    }
+
     /// Closes every connection. Later commands fail with ``RedisClientError/shutDown``.
     public func shutdown() {
+        primaryWatch?.cancel()
         let pools = state.withLock { state in
             state.isShutDown = true
             state.refresh?.cancel()

@@ -120,6 +120,18 @@ final class RedisConnectionPool: Sendable {
         try await connection().send(command)
     }
 
+    /// With sentinels: when they name another primary than the one the open connections reach (a switchover, or
+    /// a failover this client has not noticed yet), reconnects. One sentinel round trip.
+    func followPrimary() async {
+        guard let locator, let named = try? await locator.locate(eventLoopGroup: eventLoopGroup) else { return }
+        let stale = state.withLock { $0.openConnections }.filter { $0.endpoint.host != named.host || $0.endpoint.port != named.port }
+        guard !stale.isEmpty else { return }
+        logger.notice(
+            "redis sentinels name a new primary; reconnecting",
+            metadata: ["master": "\(locator.sentinel.masterName)", "primary": "\(named)", "was": "\(stale[0].endpoint)"])
+        for connection in stale { await connection.closeAndWait() }
+    }
+
     /// Closes every connection; later commands fail with ``RedisClientError/shutDown``.
     func close() {
         for connection in state.withLock({ $0.shutDown() }) { connection.close() }
@@ -262,6 +274,11 @@ struct RedisConnectionPoolState: Sendable {
         case .empty(let failures, _, _), .connecting(_, let failures): failures > 0
         case .connected: false
         }
+    }
+
+    /// The connections the slots hold now.
+    var openConnections: [RedisConnection] {
+        slots.compactMap { if case .connected(let connection) = $0 { connection } else { nil } }
     }
 
     mutating func shutDown() -> [RedisConnection] {
