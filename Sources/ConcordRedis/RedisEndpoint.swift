@@ -132,7 +132,7 @@ public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
         return url[..<scheme.upperBound] + "***" + url[at...]
     }
 
-    private static func percentDecoded(_ text: Substring) -> String {
+    static func percentDecoded(_ text: Substring) -> String {
         var bytes: [UInt8] = []
         var iterator = Array(text.utf8)[...]
         while let byte = iterator.popFirst() {

@@ -1,8 +1,9 @@
 /// Redis Sentinel: a primary with replicas, watched by sentinels that promote a replica when the primary fails.
 /// The client asks the sentinels where the primary is whenever it opens a connection, so after a failover its
 /// reconnects reach the new primary. In a URL:
-/// `redis-sentinel://[[username]:password@]host[:port][,host[:port]…][/db]#masterName` (sentinel port 26379 by
-/// default; the credentials and the database are the primary's; the sentinels are asked without them).
+/// `redis-sentinel://[[username]:password@]host[:port][,host[:port]…][/db][?sentinelPassword=SECRET]#masterName`
+/// (sentinel port 26379 by default; the credentials and the database are the primary's; the sentinels are asked
+/// without them, or with `sentinelPassword` when they have a `requirepass` of their own).
 public struct RedisSentinel: Sendable, Hashable {
     /// The name the sentinels monitor the primary under (`sentinel monitor NAME …`).
     public var masterName: String
@@ -27,6 +28,17 @@ public struct RedisSentinel: Sendable, Hashable {
         let masterName = String(url[url.index(after: hash)...])
         guard !masterName.isEmpty else { throw .invalidConfiguration("redis-sentinel:// URL without a master name after #") }
         var rest = Substring(url[url.index(url.startIndex, offsetBy: scheme.count)..<hash])
+        var sentinelPassword: String?
+        let hostStart = rest.lastIndex(of: "@").map { rest.index(after: $0) } ?? rest.startIndex
+        if let question = rest[hostStart...].firstIndex(of: "?") {
+            for item in rest[rest.index(after: question)...].split(separator: "&") {
+                guard item.hasPrefix("sentinelPassword=") else {
+                    throw .invalidConfiguration("redis-sentinel:// URL: unknown parameter '\(item.prefix { $0 != "=" })' (known: sentinelPassword)")
+                }
+                sentinelPassword = RedisEndpoint.percentDecoded(item.dropFirst("sentinelPassword=".count))
+            }
+            rest = rest[..<question]
+        }
         // The user info and the database apply to the primary; parse them once through the redis:// form.
         var userInfo = ""
         if let at = rest.lastIndex(of: "@") {
@@ -42,6 +54,7 @@ public struct RedisSentinel: Sendable, Hashable {
         for address in rest.split(separator: ",", omittingEmptySubsequences: false) {
             var endpoint = try RedisEndpoint(url: "redis://\(address)")
             if !address.contains(":") || address.hasSuffix("]") { endpoint.port = defaultPort }
+            endpoint.password = sentinelPassword
             sentinels.append(endpoint)
         }
         var primary = try RedisEndpoint(url: "redis://\(userInfo)primary\(path)")

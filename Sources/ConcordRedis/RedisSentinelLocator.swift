@@ -16,7 +16,7 @@ final class RedisSentinelLocator: Sendable {
     init(sentinel: RedisSentinel, primary: RedisEndpoint, configuration: RedisClientConfiguration) {
         self.sentinel = sentinel
         self.primary = primary
-        // Sentinels are asked in plain RESP2 without the primary's credentials.
+        // Sentinels are asked in plain RESP2 without the primary's credentials (with their own password, if any).
         var sentinelConfiguration = configuration
         sentinelConfiguration.protocolVersion = 2
         self.configuration = sentinelConfiguration

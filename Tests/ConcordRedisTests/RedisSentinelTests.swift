@@ -9,8 +9,9 @@ import Testing
 /// Against a real primary, a replica and a sentinel (`redis-server --sentinel`, `down-after-milliseconds 500`).
 @Suite(.timeLimit(.minutes(3))) struct RedisSentinelTests {
     /// The three servers; all stopped when `body` ends, also on failure.
+    /// `sentinelArguments`: more arguments for the sentinel (its own `--requirepass`).
     private func withSentinelSetup(
-        _ body: (_ servers: [RedisServerFixture], _ sentinelPort: Int) async throws -> Void
+        sentinelArguments: [String] = [], _ body: (_ servers: [RedisServerFixture], _ sentinelPort: Int) async throws -> Void
     ) async throws {
         var started: [RedisServerFixture] = []
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("concord-sentinel-\(UUID().uuidString)")
@@ -33,11 +34,13 @@ import Testing
                 sentinel failover-timeout mymaster 5000
 
                 """.write(to: configFile, atomically: true, encoding: .utf8)
-            let sentinel = try await RedisServerFixture.start(arguments: ["--sentinel"], configFile: configFile.path)
+            let sentinel = try await RedisServerFixture.start(arguments: ["--sentinel"] + sentinelArguments, configFile: configFile.path)
             started.append(sentinel)
-            try await waitFor("the sentinel to find the replica") {
-                let replicas = try await plain(sentinel).send(RedisCommand("SENTINEL", ["REPLICAS", "mymaster"]))
-                return !(replicas.elements ?? []).isEmpty
+            if sentinelArguments.isEmpty {
+                try await waitFor("the sentinel to find the replica") {
+                    let replicas = try await plain(sentinel).send(RedisCommand("SENTINEL", ["REPLICAS", "mymaster"]))
+                    return !(replicas.elements ?? []).isEmpty
+                }
             }
             try await body([primary, replica], sentinel.port)
         } catch {
@@ -200,6 +203,19 @@ import Testing
         #expect(error?.description.contains("no sentinel located master 'mymaster'") == true, "\(String(describing: error))")
     }
 
+    @Test func aSentinelWithItsOwnPasswordIsAskedWithIt() async throws {
+        try await withSentinelSetup(sentinelArguments: ["--requirepass", "s3cret"]) { servers, sentinelPort in
+            let with = try RedisClient(configuration: .testing(urls: ["redis-sentinel://127.0.0.1:\(sentinelPort)?sentinelPassword=s3cret#mymaster"]))
+            defer { with.shutdown() }
+            #expect(try await with.send(.set("k", "v")) == .simpleString("OK"))
+            #expect(try await plain(servers[0]).send(.get("k")).string == "v")
+            let without = try RedisClient(configuration: .testing(urls: ["redis-sentinel://127.0.0.1:\(sentinelPort)#mymaster"]))
+            defer { without.shutdown() }
+            let error = await sendError(without, .ping())
+            #expect(error?.description.contains("NOAUTH") == true, "\(String(describing: error))")
+        }
+    }
+
     @Test func parsesSentinelURLs() throws {
         let configuration = try RedisClientConfiguration(urls: ["redis-sentinel://app:s%40cret@10.0.0.1,10.0.0.2:26380,[::1]/3#cache"])
         let sentinel = try #require(configuration.sentinel)
@@ -217,7 +233,10 @@ import Testing
         // A failover is expected to end an outage: reconnects are retried at most 250 ms apart (2 s otherwise).
         #expect(configuration.maximumReconnectBackoff == .milliseconds(250))
         #expect(try RedisClientConfiguration(urls: ["redis://h"]).maximumReconnectBackoff == .seconds(2))
-        for url in ["redis-sentinel://h1,h2", "redis-sentinel://h1#", "redis-sentinel://h1:x#m"] {
+        let protected = try RedisClientConfiguration(urls: ["redis-sentinel://:data@h1,h2/1?sentinelPassword=p%40ss#m"])
+        #expect(protected.sentinel?.sentinels.map(\.password) == ["p@ss", "p@ss"])
+        #expect(protected.endpoints[0].password == "data" && protected.endpoints[0].database == 1)
+        for url in ["redis-sentinel://h1,h2", "redis-sentinel://h1#", "redis-sentinel://h1:x#m", "redis-sentinel://h1?password=x#m"] {
             #expect(throws: RedisClientError.self, "\(url)") { try RedisClientConfiguration(urls: [url]) }
         }
         #expect(throws: RedisClientError.self) { try RedisClientConfiguration(urls: ["redis-sentinel://h#m", "redis://h"]) }
