@@ -8,13 +8,15 @@ import NIOSSL
 public final class RedisConnection: Sendable {
     public let endpoint: RedisEndpoint
     private let channel: any Channel
+    private let closeReason: RedisCloseReason
     /// The loop the connection's I/O runs on: a command sent from it is written at once, and its reply completes
     /// there.
     public var eventLoop: any EventLoop { channel.eventLoop }
 
-    private init(endpoint: RedisEndpoint, channel: any Channel) {
+    private init(endpoint: RedisEndpoint, channel: any Channel, closeReason: RedisCloseReason) {
         self.endpoint = endpoint
         self.channel = channel
+        self.closeReason = closeReason
     }
 
     /// Connects (within `configuration.connectTimeout`), then authenticates (`AUTH`, or `HELLO 3 AUTH` for RESP3)
@@ -35,6 +37,7 @@ public final class RedisConnection: Sendable {
         }
         let handlerSettings = tls
         let handshake: EventLoopPromise<Void>? = tls == nil ? nil : eventLoopGroup.any().makePromise()
+        let closeReason = RedisCloseReason()
         let bootstrap = ClientBootstrap(group: eventLoopGroup)
             .connectTimeout(TimeAmount(configuration.connectTimeout))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -46,7 +49,8 @@ public final class RedisConnection: Sendable {
                         try channel.pipeline.syncOperations.addHandler(RedisTLSHandshakeHandler(promise: handshake))
                     }
                     try channel.pipeline.syncOperations.addHandler(
-                        RedisConnectionHandler(commandTimeout: TimeAmount(configuration.commandTimeout), decoder: decoder))
+                        RedisConnectionHandler(
+                            commandTimeout: TimeAmount(configuration.commandTimeout), decoder: decoder, closeReason: closeReason))
                 }
             }
         let channel: any Channel
@@ -73,7 +77,7 @@ public final class RedisConnection: Sendable {
                 throw .connectionFailed("\(endpoint): TLS: \(error)")
             }
         }
-        let connection = RedisConnection(endpoint: endpoint, channel: channel)
+        let connection = RedisConnection(endpoint: endpoint, channel: channel, closeReason: closeReason)
         do {
             try await connection.handshake(protocolVersion: configuration.protocolVersion, isTLS: handshake != nil)
         } catch {
@@ -161,7 +165,7 @@ public final class RedisConnection: Sendable {
     /// is still active on its loop still has the handler, which answers or fails every command it sees.
     private func write(_ request: RedisRequest) {
         guard channel.isActive else {
-            request.promise.fail(RedisClientError.connectionClosed)
+            request.promise.fail(closeReason.error ?? RedisClientError.connectionClosed)
             return
         }
         channel.write(request, promise: nil)

@@ -1,5 +1,18 @@
 import NIOCore
 import NIOSSL
+import Synchronization
+
+/// Why a connection failed, kept past its close: a command written after the close (the connection is already gone
+/// from the pipeline) fails with this reason instead of a bare "connection closed" — e.g. a TLS alert that arrived
+/// before the connect's first command was written.
+final class RedisCloseReason: Sendable {
+    private let reason = Mutex<RedisClientError?>(nil)
+
+    /// Keeps the first reason only.
+    func record(_ error: RedisClientError) { reason.withLock { if $0 == nil { $0 = error } } }
+
+    var error: RedisClientError? { reason.withLock { $0 } }
+}
 
 /// One command on its way to Redis with the promise its reply completes.
 struct RedisRequest: Sendable {
@@ -33,9 +46,11 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
     private var pipeline = RedisPipelineStateMachine<Waiter>()
     private var flushScheduled = false
     private var timer: Scheduled<Void>?
+    private let closeReason: RedisCloseReason
 
-    init(commandTimeout: TimeAmount, decoder configuration: RESPDecoderConfiguration) {
+    init(commandTimeout: TimeAmount, decoder configuration: RESPDecoderConfiguration, closeReason: RedisCloseReason = RedisCloseReason()) {
         self.commandTimeout = commandTimeout
+        self.closeReason = closeReason
         self.decoder = NIOSingleStepByteToMessageProcessor(
             RESPDecoder(configuration: configuration), maximumBufferSize: configuration.maximumBufferSize)
     }
@@ -101,6 +116,7 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
             } else {
                 .connectionFailed("\(error)")
             }
+        closeReason.record(reason)
         failAll(reason)
         context.close(promise: nil)
     }
