@@ -38,18 +38,8 @@ public struct LabCapabilities: Sendable {
     private static func runToEnd(_ executable: String, _ arguments: [String], log: String) async throws -> (Int32, String) {
         try? FileManager.default.removeItem(atPath: log)
         let child = try LabChild.spawn(name: arguments.joined(separator: " "), executable: executable, arguments: arguments, logPath: log)
-        let status = await withTaskGroup(of: Int32?.self) { group in
-            group.addTask { await child.waitForExit() }
-            group.addTask {
-                // On timeout the child is killed, which also ends the waiting task above.
-                if (try? await Task.sleep(for: .seconds(20))) != nil { child.send(SIGKILL) }
-                return nil
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first
-        }
-        guard let status else {
+        // On timeout the child is killed at once (no grace: it is only a probe).
+        guard let status = await child.waitForExit(within: .seconds(20), stopGrace: .zero) else {
             throw LabError.childFailed("`\(executable) \(arguments.joined(separator: " "))` did not finish within 20 s")
         }
         let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""

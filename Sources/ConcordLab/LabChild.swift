@@ -127,6 +127,28 @@ public final class LabChild: Sendable {
         }
     }
 
+    /// Waits at most `bound` for the child to exit and returns its wait status; after `bound` it is stopped
+    /// (``stop(grace:)`` with `stopGrace`) and the result is `nil`.
+    public func waitForExit(within bound: Duration, stopGrace: Duration) async -> Int32? {
+        // Whichever ends first cancels the other; a timeout stops the child, which ends the wait for its exit too.
+        let timedOut = await withTaskGroup(of: Bool.self) { group in
+            group.addTask { _ = await self.waitForExit(); return false }
+            group.addTask {
+                try? await Task.sleep(for: bound)
+                guard !Task.isCancelled else { return false }
+                await self.stop(grace: stopGrace)
+                return true
+            }
+            var timedOut = false
+            for await result in group {
+                timedOut = timedOut || result
+                group.cancelAll()
+            }
+            return timedOut
+        }
+        return timedOut ? nil : exitStatus
+    }
+
     /// Stops the child: SIGTERM, then SIGKILL if it has not exited within `grace`. Returns once it has exited.
     public func stop(grace: Duration = .seconds(5)) async {
         guard isRunning else { return }

@@ -136,23 +136,7 @@ public actor LabCluster {
         let logPath = "\(workDirectory)/command-\(commandRuns).log"
         logger.info("phase \(phase): running \(command)")
         let child = try LabChild.spawn(name: "command of phase \(phase)", executable: "/bin/sh", arguments: ["-c", command], logPath: logPath)
-        // Whichever ends first cancels the other; a timeout stops the command (which ends the wait for its exit).
-        let timedOut = await withTaskGroup(of: Bool.self) { group in
-            group.addTask { _ = await child.waitForExit(); return false }
-            group.addTask {
-                try? await Task.sleep(for: bound)
-                guard !Task.isCancelled else { return false }
-                await child.stop(grace: .seconds(1))
-                return true
-            }
-            var timedOut = false
-            for await result in group {
-                timedOut = timedOut || result
-                group.cancelAll()
-            }
-            return timedOut
-        }
-        guard !timedOut else {
+        guard await child.waitForExit(within: bound, stopGrace: .seconds(1)) != nil else {
             throw LabError.childFailed("the command of phase \(phase) did not end within \(bound); its output (\(logPath)) ends with:\n\(child.logTail())")
         }
         guard child.exitCode == 0 else {

@@ -31,11 +31,12 @@ public final class RedisConnection: Sendable {
         tlsContext: NIOSSLContext? = nil
     ) async throws(RedisClientError) -> RedisConnection {
         let decoder = configuration.decoder
-        var tls: (settings: RedisTLS, context: NIOSSLContext)?
+        let tls: (settings: RedisTLS, context: NIOSSLContext)?
         if let settings = endpoint.tls {
             if let tlsContext { tls = (settings, tlsContext) } else { tls = (settings, try settings.makeContext()) }
+        } else {
+            tls = nil
         }
-        let handlerSettings = tls
         let handshake: EventLoopPromise<Void>? = tls == nil ? nil : eventLoopGroup.any().makePromise()
         let closeReason = RedisCloseReason()
         let bootstrap = ClientBootstrap(group: eventLoopGroup)
@@ -43,7 +44,7 @@ public final class RedisConnection: Sendable {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    if let tls = handlerSettings, let handshake {
+                    if let tls, let handshake {
                         try channel.pipeline.syncOperations.addHandler(
                             try tls.settings.clientHandler(context: tls.context, host: endpoint.host))
                         try channel.pipeline.syncOperations.addHandler(RedisTLSHandshakeHandler(promise: handshake))

@@ -42,11 +42,9 @@ public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
         } else {
             throw .invalidConfiguration("\(Self.redacted(url)) does not start with redis:// or rediss://")
         }
-        // After the user info: a password may hold a `?`.
-        let hostStart = rest.lastIndex(of: "@").map { rest.index(after: $0) } ?? rest.startIndex
-        if let question = rest[hostStart...].firstIndex(of: "?") {
-            let query = try Self.query(rest[rest.index(after: question)...], url: url)
-            rest = rest[..<question]
+        let query: [String: String]?
+        (rest, query) = try Self.splitQuery(rest, url: url, known: RedisTLS.queryKeys)
+        if let query {
             guard tls != nil else {
                 throw .invalidConfiguration("\(Self.redacted(url)): query parameters are TLS settings and need rediss://")
             }
@@ -102,23 +100,29 @@ public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
         self.init(host: host, port: port, username: username, password: password, database: database, tls: tls)
     }
 
-    /// `key=value` pairs joined by `&`; only ``RedisTLS/queryKeys``, each once.
-    private static func query(_ text: Substring, url: String) throws(RedisClientError) -> [String: String] {
+    /// `rest` (a URL after its scheme) up to its query, and the query's `key=value` pairs (joined by `&`,
+    /// percent-decoded; only `known` keys, each once), `nil` when there is no query. The query starts at the first
+    /// `?` after the user info: a password may hold one. For `redis(s)://` and `redis-sentinel://` URLs alike.
+    static func splitQuery(_ rest: Substring, url: String, known: Set<String>) throws(RedisClientError)
+        -> (Substring, [String: String]?)
+    {
+        let hostStart = rest.lastIndex(of: "@").map { rest.index(after: $0) } ?? rest.startIndex
+        guard let question = rest[hostStart...].firstIndex(of: "?") else { return (rest, nil) }
         var pairs: [String: String] = [:]
-        for item in text.split(separator: "&") {
+        for item in rest[rest.index(after: question)...].split(separator: "&") {
             guard let equals = item.firstIndex(of: "=") else {
                 throw .invalidConfiguration("\(redacted(url)): query item '\(item)' is not key=value")
             }
             let key = String(item[..<equals])
-            guard RedisTLS.queryKeys.contains(key) else {
+            guard known.contains(key) else {
                 throw .invalidConfiguration(
-                    "\(redacted(url)): unknown parameter '\(key)' (known: \(RedisTLS.queryKeys.sorted().joined(separator: ", ")))")
+                    "\(redacted(url)): unknown parameter '\(key)' (known: \(known.sorted().joined(separator: ", ")))")
             }
             guard pairs.updateValue(percentDecoded(item[item.index(after: equals)...]), forKey: key) == nil else {
                 throw .invalidConfiguration("\(redacted(url)): parameter '\(key)' given twice")
             }
         }
-        return pairs
+        return (rest[..<question], pairs)
     }
 
     /// `host:port` (with the database when not 0); never the password.
@@ -132,7 +136,7 @@ public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
         return url[..<scheme.upperBound] + "***" + url[at...]
     }
 
-    static func percentDecoded(_ text: Substring) -> String {
+    private static func percentDecoded(_ text: Substring) -> String {
         var bytes: [UInt8] = []
         var iterator = Array(text.utf8)[...]
         while let byte = iterator.popFirst() {

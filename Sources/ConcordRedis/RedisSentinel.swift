@@ -27,18 +27,9 @@ public struct RedisSentinel: Sendable, Hashable {
         }
         let masterName = String(url[url.index(after: hash)...])
         guard !masterName.isEmpty else { throw .invalidConfiguration("redis-sentinel:// URL without a master name after #") }
-        var rest = Substring(url[url.index(url.startIndex, offsetBy: scheme.count)..<hash])
-        var sentinelPassword: String?
-        let hostStart = rest.lastIndex(of: "@").map { rest.index(after: $0) } ?? rest.startIndex
-        if let question = rest[hostStart...].firstIndex(of: "?") {
-            for item in rest[rest.index(after: question)...].split(separator: "&") {
-                guard item.hasPrefix("sentinelPassword=") else {
-                    throw .invalidConfiguration("redis-sentinel:// URL: unknown parameter '\(item.prefix { $0 != "=" })' (known: sentinelPassword)")
-                }
-                sentinelPassword = RedisEndpoint.percentDecoded(item.dropFirst("sentinelPassword=".count))
-            }
-            rest = rest[..<question]
-        }
+        var (rest, query) = try RedisEndpoint.splitQuery(
+            url[url.index(url.startIndex, offsetBy: scheme.count)..<hash], url: url, known: ["sentinelPassword"])
+        let sentinelPassword = query?["sentinelPassword"]
         // The user info and the database apply to the primary; parse them once through the redis:// form.
         var userInfo = ""
         if let at = rest.lastIndex(of: "@") {

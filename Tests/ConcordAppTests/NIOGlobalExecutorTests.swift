@@ -28,11 +28,7 @@ import Glibc
             tlsArguments = ["--tls-port", String(tlsPort), "--tls-cert-file", chain, "--tls-key-file", key, "--tls-auth-clients", "no"]
             storeURL = "rediss://127.0.0.1:\(tlsPort)?caFile=\(chain)"
         }
-        _ = try LabChild.spawn(  // stopped by the registry
-            name: "redis", executable: try Self.redisServer(),
-            arguments: ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory.path]
-                + tlsArguments,
-            logPath: directory.appendingPathComponent("redis.log").path, registry: registry)
+        _ = try Self.spawnRedis(port: redisPort, directory: directory, registry: registry, arguments: tlsArguments)
         defer { registry.terminateAll() }
         try #require(await eventually(timeout: .seconds(20)) { (try? await Self.connect(redisPort)) != nil }, "redis-server never listened")
 
@@ -66,6 +62,15 @@ import Glibc
 
     static func redisServer() throws -> String {
         try InstalledTool.url("redis-server", installHint: "apt-get install -y redis-server").path
+    }
+
+    /// A `redis-server` without persistence on `port` in `directory`, stopped by `registry`.
+    static func spawnRedis(port: Int, directory: URL, registry: ChildRegistry, arguments: [String] = []) throws -> LabChild {
+        try LabChild.spawn(
+            name: "redis", executable: try redisServer(),
+            arguments: ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory.path]
+                + arguments,
+            logPath: directory.appendingPathComponent("redis.log").path, registry: registry)
     }
 
     static func connect(_ port: Int) async throws -> Bool {

@@ -19,10 +19,7 @@ import Glibc
         defer { registry.terminateAll() }
         let redisPort = try LoopbackPort.free()
         func startRedis() throws -> LabChild {
-            try LabChild.spawn(  // stopped by the registry
-                name: "redis", executable: try NIOGlobalExecutorTests.redisServer(),
-                arguments: ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory.path],
-                logPath: directory.appendingPathComponent("redis.log").path, registry: registry)
+            try NIOGlobalExecutorTests.spawnRedis(port: redisPort, directory: directory, registry: registry)
         }
         let redis = try startRedis()
         try #require(await eventually(timeout: .seconds(20)) { (try? await NIOGlobalExecutorTests.connect(redisPort)) != nil })
