@@ -8,14 +8,18 @@ import NIOSSL
 public final class RedisConnection: Sendable {
     public let endpoint: RedisEndpoint
     private let channel: any Channel
+    private let handler: NIOLoopBound<RedisConnectionHandler>
     private let closeReason: RedisCloseReason
     /// The loop the connection's I/O runs on: a command sent from it is written at once, and its reply completes
     /// there.
     public var eventLoop: any EventLoop { channel.eventLoop }
 
-    private init(endpoint: RedisEndpoint, channel: any Channel, closeReason: RedisCloseReason) {
+    private init(
+        endpoint: RedisEndpoint, channel: any Channel, handler: NIOLoopBound<RedisConnectionHandler>, closeReason: RedisCloseReason
+    ) {
         self.endpoint = endpoint
         self.channel = channel
+        self.handler = handler
         self.closeReason = closeReason
     }
 
@@ -78,7 +82,16 @@ public final class RedisConnection: Sendable {
                 throw .connectionFailed("\(endpoint): TLS: \(error)")
             }
         }
-        let connection = RedisConnection(endpoint: endpoint, channel: channel, closeReason: closeReason)
+        let handler: NIOLoopBound<RedisConnectionHandler>
+        do {
+            handler = try await channel.eventLoop.submit {
+                NIOLoopBound(try channel.pipeline.syncOperations.handler(type: RedisConnectionHandler.self), eventLoop: channel.eventLoop)
+            }.get()
+        } catch {
+            channel.close(promise: nil)
+            throw closeReason.error ?? .connectionFailed("\(endpoint): closed while connecting")
+        }
+        let connection = RedisConnection(endpoint: endpoint, channel: channel, handler: handler, closeReason: closeReason)
         do {
             try await connection.handshake(protocolVersion: configuration.protocolVersion, isTLS: handshake != nil)
         } catch {
@@ -120,14 +133,16 @@ public final class RedisConnection: Sendable {
     /// - Throws: ``RedisClientError`` when the connection closes or the reply takes longer than the command timeout
     ///   (which closes the connection: later replies could no longer be matched to their commands).
     public func send(_ command: RedisCommand) async throws(RedisClientError) -> RESPValue {
-        let request = RedisRequest(command: command, promise: channel.eventLoop.makePromise(of: RESPValue.self))
-        if channel.eventLoop.inEventLoop {
-            write(request)
-        } else {
-            // What `channel.write` would do from another thread anyway, plus the check in `write`.
-            channel.eventLoop.execute { [self] in write(request) }
+        let result = await withUnsafeContinuation { continuation in
+            let request = RedisRequest(command: command, reply: .task(continuation))
+            if channel.eventLoop.inEventLoop {
+                write(request)
+            } else {
+                // What `channel.write` would do from another thread anyway, plus the check in `write`.
+                channel.eventLoop.execute { [self] in write(request) }
+            }
         }
-        return try await reply(to: request.promise.futureResult)
+        return try result.get()
     }
 
     /// Sends several commands back to back on this connection and returns their replies in order. They are written
@@ -151,25 +166,25 @@ public final class RedisConnection: Sendable {
     }
 
     private func enqueue(_ commands: [RedisCommand]) -> [EventLoopFuture<RESPValue>] {
-        let requests = commands.map { RedisRequest(command: $0, promise: channel.eventLoop.makePromise(of: RESPValue.self)) }
+        let promises = commands.map { _ in channel.eventLoop.makePromise(of: RESPValue.self) }
+        let requests = zip(commands, promises).map { RedisRequest(command: $0, promise: $1) }
         if channel.eventLoop.inEventLoop {
             for request in requests { write(request) }
         } else {
             // One task for all of them, so nothing runs between their writes.
             channel.eventLoop.execute { [self] in for request in requests { write(request) } }
         }
-        return requests.map(\.promise.futureResult)
+        return promises.map(\.futureResult)
     }
 
     /// On the event loop. A command written after the connection closed would never reach the handler (NIO removes
-    /// it when the channel closes) and its caller would wait forever, with no handler to time it out; a channel that
-    /// is still active on its loop still has the handler, which answers or fails every command it sees.
+    /// it when the channel closes) and its caller would wait forever, with no handler to time it out; a handler still
+    /// in the pipeline answers or fails every command it sees.
     private func write(_ request: RedisRequest) {
-        guard channel.isActive else {
-            request.promise.fail(closeReason.error ?? RedisClientError.connectionClosed)
+        guard channel.isActive, handler.value.send(request) else {
+            request.reply.fail(closeReason.error ?? RedisClientError.connectionClosed)
             return
         }
-        channel.write(request, promise: nil)
     }
 
     private func reply(to future: EventLoopFuture<RESPValue>) async throws(RedisClientError) -> RESPValue {

@@ -14,10 +14,19 @@ final class RedisCloseReason: Sendable {
     var error: RedisClientError? { reason.withLock { $0 } }
 }
 
-/// One command on its way to Redis with the promise its reply completes.
+/// One command on its way to Redis with where its reply goes.
 struct RedisRequest: Sendable {
     var command: RedisCommand
-    var promise: EventLoopPromise<RESPValue>
+    var reply: RedisReplyTarget
+
+    init(command: RedisCommand, reply: RedisReplyTarget) {
+        self.command = command
+        self.reply = reply
+    }
+
+    init(command: RedisCommand, promise: EventLoopPromise<RESPValue>) {
+        self.init(command: command, reply: .promise(promise))
+    }
 }
 
 /// Pipelines commands on one connection: writes each command at once and completes the promises in the order the
@@ -37,7 +46,7 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
     typealias OutboundOut = ByteBuffer
 
     private struct Waiter {
-        var promise: EventLoopPromise<RESPValue>
+        var reply: RedisReplyTarget
         var deadline: NIODeadline
     }
 
@@ -47,6 +56,8 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
     private var flushScheduled = false
     private var timer: Scheduled<Void>?
     private let closeReason: RedisCloseReason
+    /// Its own context while in the pipeline, for ``send(_:)``.
+    private var context: ChannelHandlerContext?
 
     init(commandTimeout: TimeAmount, decoder configuration: RESPDecoderConfiguration, closeReason: RedisCloseReason = RedisCloseReason()) {
         self.commandTimeout = commandTimeout
@@ -56,8 +67,13 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let request = unwrapOutboundIn(data)
-        let waiter = Waiter(promise: request.promise, deadline: context.eventLoop.now + commandTimeout)
+        send(unwrapOutboundIn(data), context: context, promise: promise)
+    }
+
+    /// What `write` does, called by ``RedisConnection`` on the loop with the handler's own context: a command then
+    /// skips the pipeline's walk from its tail and being boxed into `NIOAny`.
+    func send(_ request: RedisRequest, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+        let waiter = Waiter(reply: request.reply, deadline: context.eventLoop.now + commandTimeout)
         let wasIdle = pipeline.pendingCount == 0
         switch pipeline.send(waiter) {
         case .write:
@@ -73,7 +89,7 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
                 scheduleFlush(context: context)
             }
         case .fail(let error):
-            request.promise.fail(error)
+            request.reply.fail(error)
             promise?.fail(error)
         }
     }
@@ -94,7 +110,7 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
     private func received(_ reply: RESPValue, context: ChannelHandlerContext) {
         switch pipeline.receive(reply) {
         case .succeed(let waiter):
-            waiter.promise.succeed(reply)
+            waiter.reply.succeed(reply)
         case .ignore:
             break
         case .closeConnection(let error):
@@ -126,7 +142,20 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
         context.fireChannelInactive()
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    /// Sends `request` as if written from the pipeline's tail (this handler is the last one). False when the handler
+    /// is no longer in the pipeline: nothing would ever answer the request then.
+    func send(_ request: RedisRequest) -> Bool {
+        guard let context else { return false }
+        send(request, context: context, promise: nil)
+        return true
+    }
+
     func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
         flushScheduled = false  // the scheduled flush must not touch a context that is gone
         failAll(.connectionClosed)
     }
@@ -134,7 +163,7 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
     private func failAll(_ error: RedisClientError) {
         timer?.cancel()
         timer = nil
-        for waiter in pipeline.close(error) { waiter.promise.fail(error) }
+        for waiter in pipeline.close(error) { waiter.reply.fail(error) }
     }
 
     private func armTimer(context: ChannelHandlerContext, deadline: NIODeadline) {
