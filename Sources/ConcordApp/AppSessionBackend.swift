@@ -83,12 +83,17 @@ public struct AppSessionBackend: Sendable {
         }
     }
 
-    /// `concord_app_store_read_retries_total{outcome}`: reads that waited out an unavailable store, by how it ended.
+    /// `concord_app_store_read_retries_total{outcome}` and `concord_app_store_write_retries_total{outcome}`: reads
+    /// (and writes that never left the app) that waited out an unavailable store, by how they ended.
     static func metricsText(_ statistics: ReadRetryingSessionStoreStatistics) -> String {
-        "# TYPE concord_app_store_read_retries_total counter\n"
-            + "concord_app_store_read_retries_total{outcome=\"retried\"} \(statistics.retriedReads)\n"
-            + "concord_app_store_read_retries_total{outcome=\"recovered\"} \(statistics.recoveredReads)\n"
-            + "concord_app_store_read_retries_total{outcome=\"exhausted\"} \(statistics.exhaustedReads)\n"
+        func family(_ name: String, _ retried: Int, _ recovered: Int, _ exhausted: Int) -> String {
+            "# TYPE \(name) counter\n"
+                + "\(name){outcome=\"retried\"} \(retried)\n"
+                + "\(name){outcome=\"recovered\"} \(recovered)\n"
+                + "\(name){outcome=\"exhausted\"} \(exhausted)\n"
+        }
+        return family("concord_app_store_read_retries_total", statistics.retriedReads, statistics.recoveredReads, statistics.exhaustedReads)
+            + family("concord_app_store_write_retries_total", statistics.retriedWrites, statistics.recoveredWrites, statistics.exhaustedWrites)
     }
 
     /// A peer written `NODE-ID@HOST:PORT`.

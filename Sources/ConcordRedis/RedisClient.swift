@@ -148,7 +148,7 @@ public final class RedisClient: Sendable {
             state.pools[endpoint] = pool
             return pool
         }
-        guard let pool else { throw .shutDown }
+        guard let pool else { throw RedisClientError.shutDown.notSent() }
         return pool
     }
 
@@ -159,7 +159,12 @@ public final class RedisClient: Sendable {
         _ operation: (RedisConnection, _ asking: Bool) async throws(RedisClientError) -> RESPValue
     ) async throws(RedisClientError) -> RESPValue {
         let slot = routingKey.map { RedisClusterSlot.slot(forKey: $0) }
-        var target = try await node(forSlot: slot)
+        var target: RedisEndpoint
+        do {
+            target = try await node(forSlot: slot)
+        } catch {
+            throw error.notSent()
+        }
         var asking = false
         for _ in 0...configuration.maximumRedirections {
             let reply: RESPValue

@@ -6,6 +6,7 @@ public struct RedisClientError: Error, Sendable, Hashable, CustomStringConvertib
     private enum Base: Sendable, Hashable {
         case connectionFailed(String)
         case connectionClosed
+        case connectionLost(String)
         case timeout(String)
         case backingOff(String)
         case protocolViolation(String)
@@ -17,12 +18,18 @@ public struct RedisClientError: Error, Sendable, Hashable, CustomStringConvertib
     }
 
     private let base: Base
+    /// The command never left this client — no connection could be had (refused, backoff, a failed handshake, shut
+    /// down), or its connection had closed before it was written — so it had no effect on Redis and may be sent
+    /// again. False when it may have reached Redis: a timeout or a connection lost after it was written, or a reply.
+    public private(set) var wasNotSent = false
     private init(_ base: Base) { self.base = base }
 
     /// Opening a TCP connection (or its AUTH/SELECT handshake) failed.
     public static func connectionFailed(_ reason: String) -> Self { Self(.connectionFailed(reason)) }
     /// The connection closed while the command was pending.
     public static let connectionClosed = Self(.connectionClosed)
+    /// The connection failed (reset, a TLS alert, …) while the command was pending.
+    public static func connectionLost(_ reason: String) -> Self { Self(.connectionLost(reason)) }
     /// The connect or the command took longer than its configured timeout.
     public static func timeout(_ what: String) -> Self { Self(.timeout(what)) }
     /// The last reconnect failed; the client waits (backoff) before trying again and fails fast meanwhile.
@@ -49,9 +56,21 @@ public struct RedisClientError: Error, Sendable, Hashable, CustomStringConvertib
     public var isBackingOff: Bool { if case .backingOff = base { true } else { false } }
     public var isInvalidConfiguration: Bool { if case .invalidConfiguration = base { true } else { false } }
 
-    /// The same error with `context` (the endpoint) before a connection failure's reason; others unchanged.
-    func adding(context: String) -> Self {
-        if case .connectionFailed(let reason) = base { .connectionFailed("\(context): \(reason)") } else { self }
+    /// The same error, known not to have been sent (``wasNotSent``).
+    func notSent() -> Self {
+        var copy = self
+        copy.wasNotSent = true
+        return copy
+    }
+
+    /// The error as the failure of a connect to `context` (the endpoint): a connection that closed or failed
+    /// while connecting is a failed connect; others unchanged.
+    func connectFailure(context: String) -> Self {
+        switch base {
+        case .connectionFailed(let reason), .connectionLost(let reason): .connectionFailed("\(context): \(reason)")
+        case .connectionClosed: .connectionFailed("\(context): connection closed")
+        default: self
+        }
     }
 
     /// The error's kind as the `kind` dimension of `concord_redis_command_failures_total`.
@@ -59,7 +78,7 @@ public struct RedisClientError: Error, Sendable, Hashable, CustomStringConvertib
         switch base {
         case .timeout: .timeout
         case .connectionFailed: .connectionFailed
-        case .connectionClosed: .connectionClosed
+        case .connectionClosed, .connectionLost: .connectionClosed
         case .backingOff: .backingOff
         case .server: .serverError
         case .protocolViolation: .protocolError
@@ -71,6 +90,7 @@ public struct RedisClientError: Error, Sendable, Hashable, CustomStringConvertib
         switch base {
         case .connectionFailed(let reason): "redis: connection failed: \(reason)"
         case .connectionClosed: "redis: connection closed"
+        case .connectionLost(let reason): "redis: connection lost: \(reason)"
         case .timeout(let what): "redis: timed out: \(what)"
         case .backingOff(let lastError): "redis: reconnecting after failure (\(lastError))"
         case .protocolViolation(let reason): "redis: protocol violation: \(reason)"

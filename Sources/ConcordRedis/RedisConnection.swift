@@ -89,7 +89,7 @@ public final class RedisConnection: Sendable {
             }.get()
         } catch {
             channel.close(promise: nil)
-            throw closeReason.error ?? .connectionFailed("\(endpoint): closed while connecting")
+            throw closeReason.error?.connectFailure(context: "\(endpoint)") ?? .connectionFailed("\(endpoint): closed while connecting")
         }
         let connection = RedisConnection(endpoint: endpoint, channel: channel, handler: handler, closeReason: closeReason)
         do {
@@ -97,7 +97,7 @@ public final class RedisConnection: Sendable {
         } catch {
             connection.close()
             throw error.isServerError
-                ? .connectionFailed("\(endpoint): handshake: \(error.serverMessage ?? "")") : error.adding(context: "\(endpoint)")
+                ? .connectionFailed("\(endpoint): handshake: \(error.serverMessage ?? "")") : error.connectFailure(context: "\(endpoint)")
         }
         return connection
     }
@@ -182,7 +182,7 @@ public final class RedisConnection: Sendable {
     /// in the pipeline answers or fails every command it sees.
     private func write(_ request: RedisRequest) {
         guard channel.isActive, handler.value.send(request) else {
-            request.reply.fail(closeReason.error ?? RedisClientError.connectionClosed)
+            request.reply.fail((closeReason.error ?? RedisClientError.connectionClosed).notSent())
             return
         }
     }

@@ -89,7 +89,8 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
                 scheduleFlush(context: context)
             }
         case .fail(let error):
-            request.reply.fail(error)
+            // The connection closed before this command: it is not written.
+            request.reply.fail(error.notSent())
             promise?.fail(error)
         }
     }
@@ -128,9 +129,9 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
             } else if error is ByteToMessageDecoderError {
                 .protocolViolation("\(error)")
             } else if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
-                .connectionFailed("TLS: \(error)")
+                .connectionLost("TLS: \(error)")
             } else {
-                .connectionFailed("\(error)")
+                .connectionLost("\(error)")
             }
         closeReason.record(reason)
         failAll(reason)

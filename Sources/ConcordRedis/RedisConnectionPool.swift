@@ -52,8 +52,16 @@ final class RedisConnectionPool: Sendable {
     /// event loops gets a connection on that loop when there is one (or a free slot to open it in): its command is
     /// then written without a thread hand-off and its reply resumes it on the same thread — what a task preferring
     /// ``EventLoopTaskExecutor``, or any task when SwiftNIO's loops are the global executor, needs to pay no
-    /// cross-thread wake-up per command.
+    /// cross-thread wake-up per command. Its errors are ``RedisClientError/wasNotSent``: no command went out.
     func connection() async throws(RedisClientError) -> RedisConnection {
+        do {
+            return try await liveConnection()
+        } catch {
+            throw error.notSent()
+        }
+    }
+
+    private func liveConnection() async throws(RedisClientError) -> RedisConnection {
         let eventLoopGroup = eventLoopGroup
         let local = localEventLoop()
         let decision = state.withLock {

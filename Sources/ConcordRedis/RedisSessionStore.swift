@@ -283,7 +283,7 @@ public final class RedisSessionStore: SessionStore {
         if let message = error.serverMessage, message.hasPrefix("WRONGTYPE") || message.hasPrefix("CORRUPT") {
             return .corrupt(message)
         }
-        return .unavailable(error.description)
+        return .unavailable(error.description, notApplied: error.wasNotSent)
     }
 
     // MARK: Outages

@@ -5,9 +5,12 @@ import Synchronization
 /// Redis Sentinel failover, a PostgreSQL restart — then costs the requests that read during it some latency
 /// instead of an error (most requests read their session first).
 ///
-/// Only reads (`load`, `version`, `sessionIDs(forUser:)`) are retried. Writes pass through untouched: a write that
-/// failed may still have been applied (its reply lost, or a timeout after it was sent), and trying it again could
-/// report a conflict for the write that won, or repeat a delete; their errors reach the caller at once.
+/// Reads (`load`, `version`, `sessionIDs(forUser:)`) are retried on any unavailable error. A write (`save`,
+/// `delete`, `touch`, `deleteAll`) is retried only when the store knows it had no effect
+/// (``SessionStoreError/isUnavailableAndNotApplied``: it never left the app — the Redis store says so when no
+/// connection could be had); otherwise it may still have been applied (its reply lost, or a timeout after it was
+/// sent), and trying it again could report a conflict for the write that won, or repeat a delete, so its error
+/// reaches the caller at once.
 public final class ReadRetryingSessionStore: SessionStore {
     /// The store that holds the sessions.
     public let backing: any SessionStore
@@ -39,35 +42,35 @@ public final class ReadRetryingSessionStore: SessionStore {
     }
 
     public func save(_ session: StoredSession, ttl: Duration, expectedVersion: UInt64?) async throws -> UInt64 {
-        try await backing.save(session, ttl: ttl, expectedVersion: expectedVersion)
+        try await retrying(isWrite: true) { try await backing.save(session, ttl: ttl, expectedVersion: expectedVersion) }
     }
 
     public func delete(id: String) async throws {
-        try await backing.delete(id: id)
+        try await retrying(isWrite: true) { try await backing.delete(id: id) }
     }
 
     public func touch(id: String, ttl: Duration) async throws -> Bool {
-        try await backing.touch(id: id, ttl: ttl)
+        try await retrying(isWrite: true) { try await backing.touch(id: id, ttl: ttl) }
     }
 
     public func deleteAll(forUser userID: String) async throws -> Int {
-        try await backing.deleteAll(forUser: userID)
+        try await retrying(isWrite: true) { try await backing.deleteAll(forUser: userID) }
     }
 
-    private func retrying<T>(_ read: () async throws -> T) async throws -> T {
+    private func retrying<T>(isWrite: Bool = false, _ operation: () async throws -> T) async throws -> T {
         let deadline = ContinuousClock.now.advanced(by: budget)
         var retried = false
         while true {
             do {
-                let value = try await read()
-                if retried { counters.withLock { $0.recoveredReads += 1 } }
+                let value = try await operation()
+                if retried { counters.withLock { $0.count(.recovered, isWrite: isWrite) } }
                 return value
-            } catch let error as SessionStoreError where error.isUnavailable {
+            } catch let error as SessionStoreError where isWrite ? error.isUnavailableAndNotApplied : error.isUnavailable {
                 guard ContinuousClock.now.advanced(by: interval) < deadline else {
-                    if retried { counters.withLock { $0.exhaustedReads += 1 } }
+                    if retried { counters.withLock { $0.count(.exhausted, isWrite: isWrite) } }
                     throw error
                 }
-                if !retried { counters.withLock { $0.retriedReads += 1 } }
+                if !retried { counters.withLock { $0.count(.retried, isWrite: isWrite) } }
                 retried = true
                 try await Task.sleep(for: interval)
             }
@@ -83,10 +86,35 @@ public struct ReadRetryingSessionStoreStatistics: Sendable, Equatable {
     public var recoveredReads = 0
     /// Of those, the ones whose budget ran out (their error went to the caller).
     public var exhaustedReads = 0
+    /// Writes that found the store unavailable before they were sent and were tried again.
+    public var retriedWrites = 0
+    /// Of those, the ones that then succeeded.
+    public var recoveredWrites = 0
+    /// Of those, the ones whose budget ran out.
+    public var exhaustedWrites = 0
 
-    public init(retriedReads: Int = 0, recoveredReads: Int = 0, exhaustedReads: Int = 0) {
+    public init(
+        retriedReads: Int = 0, recoveredReads: Int = 0, exhaustedReads: Int = 0,
+        retriedWrites: Int = 0, recoveredWrites: Int = 0, exhaustedWrites: Int = 0
+    ) {
         self.retriedReads = retriedReads
         self.recoveredReads = recoveredReads
         self.exhaustedReads = exhaustedReads
+        self.retriedWrites = retriedWrites
+        self.recoveredWrites = recoveredWrites
+        self.exhaustedWrites = exhaustedWrites
+    }
+
+    enum Outcome { case retried, recovered, exhausted }
+
+    mutating func count(_ outcome: Outcome, isWrite: Bool) {
+        switch (outcome, isWrite) {
+        case (.retried, false): retriedReads += 1
+        case (.recovered, false): recoveredReads += 1
+        case (.exhausted, false): exhaustedReads += 1
+        case (.retried, true): retriedWrites += 1
+        case (.recovered, true): recoveredWrites += 1
+        case (.exhausted, true): exhaustedWrites += 1
+        }
     }
 }

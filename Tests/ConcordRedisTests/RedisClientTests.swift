@@ -135,6 +135,7 @@ import Testing
                 Issue.record("expected a timeout")
             } catch let error as RedisClientError {
                 #expect(error.isTimeout)
+                #expect(!error.wasNotSent, "the GET was written: Redis may have run it")
             }
             // The timeout error (not a late reply after the pause) shows the 200 ms bound worked. The wall-clock
             // check only guards against a hang: a loaded CI machine can delay any task by a second or more.
@@ -168,6 +169,7 @@ import Testing
                 Issue.record("a PING to a refusing port succeeded")
             } catch {
                 if error.isBackingOff { backingOff += 1 } else { refused += 1 }
+                #expect(error.wasNotSent, "\(error)")
             }
         }
         // One connect per slot; the other 18 commands never touch the network.
@@ -187,8 +189,11 @@ import Testing
             connection.close()
             for _ in 0..<100 where connection.isActive { try await Task.sleep(for: .milliseconds(10)) }
             let start = ContinuousClock.now
-            await #expect(throws: RedisClientError.self) { _ = try await connection.send(.ping()) }
-            await #expect(throws: RedisClientError.self) { _ = try await connection.send([.ping(), .ping()]) }
+            // Neither was written: the errors say so (a caller may send them again elsewhere).
+            await #expect { _ = try await connection.send(.ping()) } throws: { ($0 as? RedisClientError)?.wasNotSent == true }
+            await #expect { _ = try await connection.send([.ping(), .ping()]) } throws: {
+                ($0 as? RedisClientError)?.wasNotSent == true
+            }
             #expect(ContinuousClock.now - start < .seconds(5))
         }
     }

@@ -244,7 +244,8 @@ import Testing
                         : store.save(StoredSession(id: "during", payload: [2]), ttl: .seconds(60), expectedVersion: nil)
                     Issue.record("request \(attempt) succeeded while Redis was down")
                 } catch let error as SessionStoreError {
-                    #expect(error.isUnavailable, "\(error)")
+                    // Refused or backing off: nothing was sent, and the error says so.
+                    #expect(error.isUnavailableAndNotApplied, "\(error)")
                 }
                 // Refused connections fail at once: far below the 30 s timeouts even on a loaded machine.
                 #expect(ContinuousClock.now - start < .seconds(10))
@@ -260,6 +261,43 @@ import Testing
             }
             #expect(recovered)
             #expect(try await store.load(id: "after")?.payload == [3])
+        }
+    }
+
+    /// Behind a `ReadRetryingSessionStore`, a save while Redis is down (refused: the save never left the app) waits
+    /// for Redis and then succeeds; a save that Redis received and never answered (its server killed while the
+    /// clients are paused) fails at once: it may have been applied, so it is not sent again.
+    @Test func aSaveWaitsOutAnOutageOnlyWhenItWasNeverSent() async throws {
+        try await Self.withStore(configuring: {
+            $0.client.maximumReconnectBackoff = .milliseconds(200)
+            $0.client.commandTimeout = .seconds(30)
+        }) { store, server in
+            let retrying = ReadRetryingSessionStore(backing: store, budget: .seconds(60), interval: .milliseconds(20))
+            _ = try await retrying.save(StoredSession(id: "s", payload: [1]), ttl: .seconds(60), expectedVersion: nil)
+
+            await server.stop(removeDirectory: false)
+            let during = Task { try await retrying.save(StoredSession(id: "t", payload: [2]), ttl: .seconds(60), expectedVersion: nil) }
+            try await Task.sleep(for: .milliseconds(500))
+            try await server.restart()
+            #expect(try await during.value == 1)
+            #expect(try await retrying.load(id: "t")?.payload == [2])
+            #expect(retrying.statistics.retriedWrites == 1 && retrying.statistics.recoveredWrites == 1, "\(retrying.statistics)")
+
+            // Sent, then the server dies before answering.
+            let admin = try RedisClient(configuration: .testing(urls: [server.url]))
+            defer { admin.shutdown() }
+            _ = try await admin.send(RedisCommand("CLIENT", ["PAUSE", "20000", "WRITE"]))
+            let started = ContinuousClock.now
+            let paused = Task { try await retrying.save(StoredSession(id: "u", payload: [3]), ttl: .seconds(60), expectedVersion: nil) }
+            try await Task.sleep(for: .milliseconds(300))
+            await server.stop(removeDirectory: false)
+            await #expect { _ = try await paused.value } throws: {
+                guard let error = $0 as? SessionStoreError else { return false }
+                return error.isUnavailable && !error.isUnavailableAndNotApplied
+            }
+            // Far below the 60-s budget a retried save would have waited (Redis stays down).
+            #expect(ContinuousClock.now - started < .seconds(30))
+            #expect(retrying.statistics.retriedWrites == 1, "\(retrying.statistics)")
         }
     }
 }

@@ -39,7 +39,23 @@ import Testing
         #expect(store.statistics.exhaustedReads == 1)
     }
 
-    @Test func writesAndOtherErrorsAreNeverRetried() async throws {
+    @Test func aWriteThatNeverLeftWaitsOutAnOutage() async throws {
+        let backing = SwitchableSessionStore()
+        let store = ReadRetryingSessionStore(backing: backing, budget: .seconds(10), interval: .milliseconds(10))
+        backing.isDown = true
+        backing.failuresAreNotApplied = true
+        async let saved = store.save(StoredSession(id: "s", payload: [1]), ttl: .seconds(60), expectedVersion: nil)
+        async let deleted: Void = store.delete(id: "gone")
+        try await Task.sleep(for: .milliseconds(200))
+        backing.isDown = false
+        #expect(try await saved == 1)
+        try await deleted
+        #expect(backing.calls(of: "save") >= 2 && backing.calls(of: "delete") >= 2, "tried more than once")
+        #expect(try await store.load(id: "s")?.payload == [1])
+        #expect(store.statistics == ReadRetryingSessionStoreStatistics(retriedWrites: 2, recoveredWrites: 2))
+    }
+
+    @Test func writesThatMayHaveBeenAppliedAndOtherErrorsAreNeverRetried() async throws {
         let backing = SwitchableSessionStore()
         let store = ReadRetryingSessionStore(backing: backing, budget: .seconds(10), interval: .milliseconds(10))
         _ = try await store.save(StoredSession(id: "s", payload: [1]), ttl: .seconds(60), expectedVersion: nil)
@@ -63,21 +79,27 @@ import Testing
 /// the calls by name.
 private final class SwitchableSessionStore: SessionStore {
     private let backing = MemorySessionStore()
-    private let state = Mutex((down: false, calls: [String: Int]()))
+    private let state = Mutex((down: false, notApplied: false, calls: [String: Int]()))
 
     var isDown: Bool {
         get { state.withLock { $0.down } }
         set { state.withLock { $0.down = newValue } }
     }
 
+    /// Whether its failures say the operation never reached the store (``SessionStoreError/isUnavailableAndNotApplied``).
+    var failuresAreNotApplied: Bool {
+        get { state.withLock { $0.notApplied } }
+        set { state.withLock { $0.notApplied = newValue } }
+    }
+
     func calls(of name: String) -> Int { state.withLock { $0.calls[name] ?? 0 } }
 
     private func call(_ name: String) throws {
-        let down = state.withLock { state in
+        let (down, notApplied) = state.withLock { state in
             state.calls[name, default: 0] += 1
-            return state.down
+            return (state.down, state.notApplied)
         }
-        if down { throw SessionStoreError.unavailable("switched off") }
+        if down { throw SessionStoreError.unavailable("switched off", notApplied: notApplied) }
     }
 
     func load(id: String) async throws -> StoredSession? {
