@@ -9,7 +9,7 @@ import ServiceLifecycle
 enum AppSessionStoreFactory {
     /// URL forms this build understands.
     static let forms = [
-        "sqlite:PATH", "redis://HOST:PORT", "rediss://HOST:PORT (TLS)", "redis-sentinel://HOST:PORT[,HOST:PORT…]#MASTER",
+        "sqlite:PATH", "redis://HOST:PORT", "rediss://HOST:PORT (TLS)", "redis-sentinel://HOST:PORT[,HOST:PORT…]#MASTER (rediss-sentinel:// for TLS)",
         "postgres://USER@HOST:PORT/DB",
     ]
 
@@ -20,7 +20,7 @@ enum AppSessionStoreFactory {
                 let store = SQLiteSessionStore(configuration: SQLiteSessionStoreConfiguration(path: String(url.dropFirst("sqlite:".count))), logger: logger)
                 return (MeteredSessionStore(store), [store])
             }
-            if url.hasPrefix("redis://") || url.hasPrefix("rediss://") || url.hasPrefix("redis-sentinel://") {
+            if url.hasPrefix("redis://") || url.hasPrefix("rediss://") || RedisSentinel.isSentinelURL(url) {
                 let store = try RedisSessionStore(configuration: try RedisSessionStoreConfiguration(urls: [url]), logger: logger)
                 return (MeteredSessionStore(store), [])
             }

@@ -51,7 +51,8 @@ public final class RedisClient: Sendable {
         guard Set(configuration.endpoints.map(\.tls)).count == 1 else {
             throw .invalidConfiguration("the Redis URLs mix redis:// and rediss:// or differ in TLS settings")
         }
-        self.tlsContext = try configuration.endpoints[0].tls?.makeContext()
+        let tlsContext = try configuration.endpoints[0].tls?.makeContext()
+        self.tlsContext = tlsContext
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
@@ -64,10 +65,14 @@ public final class RedisClient: Sendable {
             if let sentinel = configuration.sentinel, sentinel.sentinels.isEmpty {
                 throw .invalidConfiguration("no sentinel given for master '\(sentinel.masterName)'")
             }
+            // One TLS context serves the sentinels and the primary (rediss-sentinel:// gives both the same settings).
+            if let sentinel = configuration.sentinel, sentinel.sentinels.contains(where: { $0.tls != endpoint.tls }) {
+                throw .invalidConfiguration("the sentinels and master '\(sentinel.masterName)' differ in TLS settings")
+            }
             let pool = RedisConnectionPool(
                 endpoint: endpoint, configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger,
                 metrics: metrics, tlsContext: tlsContext,
-                locator: configuration.sentinel.map { RedisSentinelLocator(sentinel: $0, primary: endpoint, configuration: configuration) })
+                locator: configuration.sentinel.map { RedisSentinelLocator(sentinel: $0, primary: endpoint, configuration: configuration, tlsContext: tlsContext) })
             state.pools[endpoint] = pool
             self.standalonePool = pool
         }

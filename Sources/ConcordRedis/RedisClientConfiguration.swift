@@ -57,7 +57,7 @@ public struct RedisClientConfiguration: Sendable {
     /// `redis-sentinel://h1:26379,h2:26379/0#mymaster` means the primary those sentinels name.
     public init(urls: [String]) throws(RedisClientError) {
         guard !urls.isEmpty else { throw .invalidConfiguration("no Redis URL given") }
-        if let url = urls.first(where: { $0.hasPrefix("redis-sentinel://") }) {
+        if let url = urls.first(where: RedisSentinel.isSentinelURL) {
             guard urls.count == 1 else {
                 throw .invalidConfiguration("a redis-sentinel:// URL lists all its sentinels itself; give it alone")
             }

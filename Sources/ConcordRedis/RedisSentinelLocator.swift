@@ -11,11 +11,14 @@ final class RedisSentinelLocator: Sendable {
     /// The primary's credentials, database and TLS; its host is the master name.
     let primary: RedisEndpoint
     private let configuration: RedisClientConfiguration
+    /// The client's TLS context (`rediss-sentinel://`: the sentinels and the primary share the settings).
+    private let tlsContext: NIOSSLContext?
     private let preferred: Mutex<Int>
 
-    init(sentinel: RedisSentinel, primary: RedisEndpoint, configuration: RedisClientConfiguration) {
+    init(sentinel: RedisSentinel, primary: RedisEndpoint, configuration: RedisClientConfiguration, tlsContext: NIOSSLContext?) {
         self.sentinel = sentinel
         self.primary = primary
+        self.tlsContext = tlsContext
         // Sentinels are asked in plain RESP2 without the primary's credentials (with their own password, if any).
         var sentinelConfiguration = configuration
         sentinelConfiguration.protocolVersion = 2
@@ -34,7 +37,8 @@ final class RedisSentinelLocator: Sendable {
             let index = (first + offset) % sentinel.sentinels.count
             let address = sentinel.sentinels[index]
             do throws(RedisClientError) {
-                let connection = try await RedisConnection.connect(to: address, configuration: configuration, eventLoopGroup: eventLoopGroup)
+                let connection = try await RedisConnection.connect(
+                    to: address, configuration: configuration, eventLoopGroup: eventLoopGroup, tlsContext: tlsContext)
                 defer { connection.close() }
                 let reply = try await connection.send(
                     RedisCommand("SENTINEL", ["GET-MASTER-ADDR-BY-NAME", RedisArgument(sentinel.masterName)]))

@@ -32,7 +32,7 @@ struct AppCommand: AsyncParsableCommand {
     @Option(help: "Listening port.")
     var port: Int = 8080
 
-    @Option(help: "Store URL for store and store+near-cache: sqlite:PATH, redis://HOST:PORT (rediss:// for TLS; redis-sentinel://HOST:PORT,…#MASTER), postgres://USER@HOST:PORT/DB.")
+    @Option(help: "Store URL for store and store+near-cache: sqlite:PATH, redis://HOST:PORT (rediss:// for TLS; redis-sentinel://HOST:PORT,…#MASTER, rediss-sentinel:// with TLS), postgres://USER@HOST:PORT/DB.")
     var store: String = "sqlite:concord-sessions.sqlite"
 
     @Option(help: "Replication peers for sync and ring, comma-separated NODE-ID@HOST:PORT.")

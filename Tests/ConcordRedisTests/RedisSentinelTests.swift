@@ -1,5 +1,6 @@
 import ConcordRedis
 import ConcordSessions
+import ConcordTLSTestSupport
 import Foundation
 import NIOCore
 import NIOPosix
@@ -216,6 +217,69 @@ import Testing
         }
     }
 
+    @Test func aSentinelACLUserIsAskedWithItsName() async throws {
+        try await withSentinelSetup(sentinelArguments: ["--user", "watcher", "on", ">w4tch", "~*", "&*", "+@all"]) { servers, sentinelPort in
+            let with = try RedisClient(
+                configuration: .testing(urls: ["redis-sentinel://127.0.0.1:\(sentinelPort)?sentinelUsername=watcher&sentinelPassword=w4tch#mymaster"]))
+            defer { with.shutdown() }
+            #expect(try await with.send(.set("k", "acl")) == .simpleString("OK"))
+            #expect(try await plain(servers[0]).send(.get("k")).string == "acl")
+            // The password alone is the default user's, which has none here.
+            let passwordOnly = try RedisClient(configuration: .testing(urls: ["redis-sentinel://127.0.0.1:\(sentinelPort)?sentinelPassword=w4tch#mymaster"]))
+            defer { passwordOnly.shutdown() }
+            let error = await sendError(passwordOnly, .ping())
+            #expect(error?.description.contains("no sentinel located master 'mymaster'") == true, "\(String(describing: error))")
+        }
+    }
+
+    /// `rediss-sentinel://`: a primary that speaks only TLS on the port the sentinel names (its plain port is the
+    /// fixture's readiness probe) and a sentinel reached over TLS (`tls-replication yes`: it watches the primary
+    /// over TLS too). Test certificate a is the servers' certificate and the CA.
+    @Test func aTLSSentinelAndItsPrimaryAreReachedOverTLS() async throws {
+        try await TestCertificate.withDirectory { directory in
+            let a = try TestCertificate.a.write(to: directory, as: "a")
+            let b = try TestCertificate.b.write(to: directory, as: "b")
+            let tls = ["--tls-cert-file", a.chain, "--tls-key-file", a.key, "--tls-ca-cert-file", a.chain, "--tls-auth-clients", "no"]
+            let primaryTLSPort = try await RedisServerFixture.freeLoopbackPort()
+            let sentinelTLSPort = try await RedisServerFixture.freeLoopbackPort()
+            let configFile = directory.appendingPathComponent("sentinel.conf")
+            try "sentinel monitor mymaster 127.0.0.1 \(primaryTLSPort) 1\n".write(to: configFile, atomically: true, encoding: .utf8)
+            try await RedisServerFixture.withServer(arguments: ["--tls-port", String(primaryTLSPort)] + tls) { primary in
+                try await RedisServerFixture.withServer(
+                    arguments: ["--sentinel", "--tls-port", String(sentinelTLSPort), "--tls-replication", "yes"] + tls,
+                    configFile: configFile.path
+                ) { sentinel in
+                    // The sentinel has reached the primary over TLS (flags other than plain `master` would mean it
+                    // has not).
+                    try await waitFor("the sentinel to reach the primary over TLS") {
+                        let fields = try await plain(sentinel).send(RedisCommand("SENTINEL", ["MASTER", "mymaster"])).elements ?? []
+                        guard let index = fields.firstIndex(where: { $0.string == "flags" }), index + 1 < fields.count else { return false }
+                        return fields[index + 1].string == "master"
+                    }
+
+                    let url = "rediss-sentinel://127.0.0.1:\(sentinelTLSPort)?caFile=\(a.chain)#mymaster"
+                    let store = try RedisSessionStore(configuration: try RedisSessionStoreConfiguration.testing(urls: [url]))
+                    defer { store.shutdown() }
+                    let version = try await store.save(StoredSession(id: "tls", payload: [1, 2]), ttl: .seconds(60), expectedVersion: nil)
+                    #expect(try await store.load(id: "tls")?.version == version)
+                    // It reached the primary the sentinel named, on the port that speaks only TLS.
+                    #expect(try await plain(primary).send(.exists("concord:session:{tls}")) == .integer(1))
+
+                    // Plain RESP to the sentinel's TLS port, and a CA that did not sign the servers' certificate.
+                    let plainClient = try RedisClient(configuration: .testing(urls: ["redis-sentinel://127.0.0.1:\(sentinelTLSPort)#mymaster"]))
+                    defer { plainClient.shutdown() }
+                    let plainError = await sendError(plainClient, .ping())
+                    #expect(plainError?.description.contains("no sentinel located master 'mymaster'") == true, "\(String(describing: plainError))")
+                    let otherCA = try RedisClient(
+                        configuration: .testing(urls: ["rediss-sentinel://127.0.0.1:\(sentinelTLSPort)?caFile=\(b.chain)#mymaster"]))
+                    defer { otherCA.shutdown() }
+                    let otherCAError = await sendError(otherCA, .ping())
+                    #expect(otherCAError?.description.contains("TLS") == true, "\(String(describing: otherCAError))")
+                }
+            }
+        }
+    }
+
     @Test func parsesSentinelURLs() throws {
         let configuration = try RedisClientConfiguration(urls: ["redis-sentinel://app:s%40cret@10.0.0.1,10.0.0.2:26380,[::1]/3#cache"])
         let sentinel = try #require(configuration.sentinel)
@@ -236,9 +300,25 @@ import Testing
         let protected = try RedisClientConfiguration(urls: ["redis-sentinel://:data@h1,h2/1?sentinelPassword=p%40ss#m"])
         #expect(protected.sentinel?.sentinels.map(\.password) == ["p@ss", "p@ss"])
         #expect(protected.endpoints[0].password == "data" && protected.endpoints[0].database == 1)
-        for url in ["redis-sentinel://h1,h2", "redis-sentinel://h1#", "redis-sentinel://h1:x#m", "redis-sentinel://h1?password=x#m"] {
+        let acl = try RedisClientConfiguration(urls: ["redis-sentinel://h1,h2?sentinelUsername=w&sentinelPassword=p#m"])
+        #expect(acl.sentinel?.sentinels.map(\.username) == ["w", "w"] && acl.endpoints[0].username == nil)
+        for url in [
+            "redis-sentinel://h1,h2", "redis-sentinel://h1#", "redis-sentinel://h1:x#m", "redis-sentinel://h1?password=x#m",
+            "redis-sentinel://h1?sentinelUsername=w#m",
+        ] {
             #expect(throws: RedisClientError.self, "\(url)") { try RedisClientConfiguration(urls: [url]) }
         }
         #expect(throws: RedisClientError.self) { try RedisClientConfiguration(urls: ["redis-sentinel://h#m", "redis://h"]) }
+        // TLS: the same settings for the sentinels and the primary; TLS parameters need rediss-sentinel://.
+        let tls = try RedisClientConfiguration(urls: ["rediss-sentinel://:data@h1,h2:26380?caFile=/ca.pem&serverName=redis&sentinelPassword=p#m"])
+        let settings = RedisTLS(caFile: "/ca.pem", serverName: "redis")
+        #expect(tls.sentinel?.sentinels.map(\.tls) == [settings, settings])
+        #expect(tls.sentinel?.sentinels.map(\.password) == ["p", "p"])
+        #expect(tls.endpoints[0].tls == settings && tls.endpoints[0].password == "data")
+        #expect(try RedisClientConfiguration(urls: ["rediss-sentinel://h#m"]).endpoints[0].tls == RedisTLS())
+        #expect(try RedisClientConfiguration(urls: ["redis-sentinel://h#m"]).endpoints[0].tls == nil)
+        for url in ["redis-sentinel://h?caFile=/ca.pem#m", "rediss-sentinel://h?verify=maybe#m", "rediss-sentinel://h?caFile=a&caFile=b#m"] {
+            #expect(throws: RedisClientError.self, "\(url)") { try RedisClientConfiguration(urls: [url]) }
+        }
     }
 }
