@@ -2,6 +2,7 @@ import ConcordSessions
 import Logging
 import PostgresNIO
 import ServiceLifecycle
+import Synchronization
 
 /// A ``SessionStore`` in a PostgreSQL table, shared by every app server (the `store` strategy).
 ///
@@ -84,20 +85,20 @@ public final class PostgresSessionStore: SessionStore, Service {
             sql = statements.updateIfVersion
             binds.append(Int64(clamping: expected))
         }
-        if let row = try await query(sql, binds).first {
+        if let row = try await query(sql, binds, isWrite: true).first {
             return UInt64(try Self.integer(row))
         }
         throw SessionStoreError.conflict(expected: expectedVersion ?? 0, actual: try await version(id: session.id))
     }
 
     public func delete(id: String) async throws {
-        _ = try await query(statements.delete, Self.bindings(id))
+        _ = try await query(statements.delete, Self.bindings(id), isWrite: true)
     }
 
     public func touch(id: String, ttl: Duration) async throws -> Bool {
         var binds = Self.bindings(id)
         binds.append(ttl.clampedMilliseconds)
-        return try await !query(statements.touch, binds).isEmpty
+        return try await !query(statements.touch, binds, isWrite: true).isEmpty
     }
 
     public func version(id: String) async throws -> UInt64? {
@@ -109,7 +110,7 @@ public final class PostgresSessionStore: SessionStore, Service {
     }
 
     public func deleteAll(forUser userID: String) async throws -> Int {
-        let rows = try await query(statements.deleteAllForUser, Self.bindings(userID))
+        let rows = try await query(statements.deleteAllForUser, Self.bindings(userID), isWrite: true)
         return try rows.first.map { Int(try Self.integer($0)) } ?? 0
     }
 
@@ -141,28 +142,38 @@ public final class PostgresSessionStore: SessionStore, Service {
     }
 
     /// Runs one statement (creating the schema first if needed) within the operation timeout and maps every
-    /// failure to a ``SessionStoreError``.
-    private func query(_ sql: String, _ binds: PostgresBindings) async throws -> [PostgresRow] {
+    /// failure to a ``SessionStoreError``. A write that failed before it had a connection (the server down, the
+    /// pool's wait timed out) is `unavailable(_:notApplied: true)`: it never reached PostgreSQL, so it may be
+    /// retried (``ReadRetryingSessionStore``). Telling that needs the statement run on a leased connection
+    /// (`withConnection`), ≈ 3 % slower at concurrency 1 than `client.query` (docs/stores.md); reads, retried on any
+    /// unavailable error anyway, keep the faster call.
+    private func query(_ sql: String, _ binds: PostgresBindings, isWrite: Bool = false) async throws -> [PostgresRow] {
+        let start = StatementStart()
         do {
             let rows = try await withTimeout(configuration.operationTimeout) { [client, schema, logger] in
                 try await schema.value()
-                return try await client.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger).collect()
+                let query = PostgresQuery(unsafeSQL: sql, binds: binds)
+                guard isWrite else { return try await client.query(query, logger: logger).collect() }
+                return try await client.withConnection { connection in
+                    guard start.begin() else { throw CancellationError() }  // its caller was answered at the timeout
+                    return try await connection.query(query, logger: logger).collect()
+                }
             }
             reachability.succeeded()
             return rows
         } catch {
-            let mapped = Self.sessionStoreError(for: error)
+            let mapped = Self.sessionStoreError(for: error, notApplied: isWrite && start.abandon())
             if mapped.isUnavailable { reachability.failed(mapped) }
             throw mapped
         }
     }
 
-    static func sessionStoreError(for error: any Error) -> SessionStoreError {
+    static func sessionStoreError(for error: any Error, notApplied: Bool = false) -> SessionStoreError {
         switch error {
         case let error as SessionStoreError: error
-        case let error as PostgresOperationTimeout: .unavailable("\(error)")
+        case let error as PostgresOperationTimeout: .unavailable("\(error)", notApplied: notApplied)
         // PSQLError's description hides details on purpose; the reflection names the cause (refused, closed…).
-        default: .unavailable(String(reflecting: error))
+        default: .unavailable(String(reflecting: error), notApplied: notApplied)
         }
     }
 
@@ -201,5 +212,25 @@ public final class PostgresSessionStore: SessionStore, Service {
         client.options.maximumConnections = max(1, configuration.maximumConnections)
         client.options.connectTimeout = configuration.connectTimeout
         return client
+    }
+}
+
+/// Whether a statement got as far as its connection. The caller may be answered at the timeout while the
+/// operation still waits for a connection (``withTimeout(_:_:)``); abandoning it then also stops it from starting
+/// later, so "never reached PostgreSQL" stays true.
+private final class StatementStart: Sendable {
+    private static let waiting = 0, begun = 1, abandoned = 2
+    private let state = Atomic(StatementStart.waiting)
+
+    /// With its connection: true when the statement may run, false when its caller has given up on it.
+    func begin() -> Bool {
+        state.compareExchange(expected: Self.waiting, desired: Self.begun, ordering: .acquiringAndReleasing).exchanged
+    }
+
+    /// After a failure: true when the statement never began (and now never will).
+    func abandon() -> Bool {
+        let (exchanged, original) = state.compareExchange(
+            expected: Self.waiting, desired: Self.abandoned, ordering: .acquiringAndReleasing)
+        return exchanged || original == Self.abandoned
     }
 }

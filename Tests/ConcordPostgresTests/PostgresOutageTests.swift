@@ -1,4 +1,6 @@
 import ConcordSessions
+import Logging
+import PostgresNIO
 import Testing
 
 @testable import ConcordPostgres
@@ -28,7 +30,8 @@ struct PostgresOutageTests {
                 let saveError = await #expect(throws: SessionStoreError.self) {
                     _ = try await store.save(StoredSession(id: "s", payload: [9]), ttl: .seconds(600), expectedVersion: 1)
                 }
-                #expect(saveError?.isUnavailable == true)
+                // No connection could be had: the save never reached PostgreSQL, and its error says so.
+                #expect(saveError?.isUnavailableAndNotApplied == true, "\(String(describing: saveError))")
 
                 try await server.startAgain()
                 var recovered: StoredSession?
@@ -50,6 +53,35 @@ struct PostgresOutageTests {
                     }
                 }
                 #expect(version == 2, "versioned saves work again after the outage")
+            }
+        }
+    }
+
+    /// A save that reached PostgreSQL and then timed out (another transaction holds its row) may still be applied
+    /// when that transaction ends: its error must not say it was not.
+    @Test func aStatementThatReachedTheServerIsNotReportedAsNotApplied() async throws {
+        try await LocalPostgresServer.withServer { server in
+            var configuration = server.storeConfiguration(tableName: "locked")
+            configuration.operationTimeout = .seconds(2)
+            try await withPostgresStore(configuration) { store in
+                #expect(try await store.save(StoredSession(id: "s", payload: [1]), ttl: .seconds(600), expectedVersion: nil) == 1)
+                let logger = Logger(label: "test")
+                let holder = try await PostgresConnection.connect(
+                    configuration: .init(host: "127.0.0.1", port: server.port, username: "postgres", password: nil, database: "postgres", tls: .disable),
+                    id: 2, logger: logger)
+                do {
+                    try await holder.query("BEGIN", logger: logger)
+                    try await holder.query("SELECT id FROM locked WHERE id = 's' FOR UPDATE", logger: logger)
+                    let error = await #expect(throws: SessionStoreError.self) {
+                        _ = try await store.save(StoredSession(id: "s", payload: [2]), ttl: .seconds(600), expectedVersion: 1)
+                    }
+                    #expect(error?.isUnavailable == true && error?.isUnavailableAndNotApplied == false, "\(String(describing: error))")
+                    try await holder.query("ROLLBACK", logger: logger)
+                    try await holder.close()
+                } catch {
+                    try? await holder.close()
+                    throw error
+                }
             }
         }
     }
