@@ -20,20 +20,32 @@ struct RedisClusterFixture: Sendable {
         var tlsPorts: [Int] = []
         do {
             for _ in 0..<3 {
-                var arguments = [
+                let arguments = [
                     "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "15000",  // no test fails a node over; a starved process must not be marked failed
                 ]
-                if let tls {
-                    // The bus listens on the TLS port + 10000 with --tls-cluster.
-                    var port = try await RedisServerFixture.freeLoopbackPort()
-                    for _ in 0..<100 where port > 55535 { port = try await RedisServerFixture.freeLoopbackPort() }
-                    tlsPorts.append(port)
-                    arguments += [
+                guard let tls else {
+                    nodes.append(try await RedisServerFixture.start(arguments: arguments))
+                    continue
+                }
+                // The bus listens on the TLS port + 10000 with --tls-cluster; a port free when probed can be taken
+                // before the server binds it, so a node that fails to start gets other ports.
+                var lastError: any Error = FixtureError("no TLS cluster node started")
+                var started = false
+                for _ in 0..<3 where !started {
+                    let port = try await RedisServerFixture.freeClusterPort()
+                    let tlsArguments = [
                         "--tls-port", String(port), "--tls-cert-file", tls.chain, "--tls-key-file", tls.key,
                         "--tls-ca-cert-file", tls.chain, "--tls-cluster", "yes", "--tls-auth-clients", "no",
                     ]
+                    do {
+                        nodes.append(try await RedisServerFixture.start(arguments: arguments + tlsArguments))
+                        tlsPorts.append(port)
+                        started = true
+                    } catch {
+                        lastError = error
+                    }
                 }
-                nodes.append(try await RedisServerFixture.start(arguments: arguments))
+                if !started { throw lastError }
             }
             let cluster = RedisClusterFixture(nodes: nodes, tlsPorts: tlsPorts, tls: tls)
             try await cluster.create()

@@ -49,10 +49,9 @@ final class RedisServerFixture: Sendable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var lastError: any Error = FixtureError("redis-server did not start")
         for _ in 0..<3 {  // a free port can be taken between probing and binding; try another
-            // A cluster node also listens on port + 10000 (the cluster bus), so its port must be ≤ 55535.
-            let highest = arguments.contains("--cluster-enabled") ? 55535 : 65535
-            var port = try await freeLoopbackPort()
-            for _ in 0..<100 where port > highest { port = try await freeLoopbackPort() }
+            // A cluster node also listens on port + 10000 (the cluster bus; with --tls-cluster the TLS port's).
+            let isPlainClusterNode = arguments.contains("--cluster-enabled") && !arguments.contains("--tls-cluster")
+            let port = try await isPlainClusterNode ? freeClusterPort() : freeLoopbackPort()
             try? FileManager.default.removeItem(at: directory.appendingPathComponent("nodes.conf"))
             let server = RedisServerFixture(port: port, directory: directory, arguments: arguments, configFile: configFile)
             do {
@@ -143,6 +142,24 @@ final class RedisServerFixture: Sendable {
 
     static func binary(_ name: String) throws -> URL {
         try InstalledTool.url(name, installHint: "these tests need a real Redis (apt-get install -y redis-server; scripts/test does it)")
+    }
+
+    /// A free loopback port whose cluster bus port (+ 10000) is free too.
+    static func freeClusterPort() async throws -> Int {
+        for _ in 0..<200 {
+            let port = try await freeLoopbackPort()
+            if port <= 55535, await isFree(port + 10000) { return port }
+        }
+        throw FixtureError("no free loopback port with a free cluster bus port")
+    }
+
+    /// Whether nobody listens on `port` right now (a bind succeeds).
+    private static func isFree(_ port: Int) async -> Bool {
+        guard let channel = try? await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: port).get()
+        else { return false }
+        try? await channel.close()
+        return true
     }
 
     /// A loopback port nobody listens on right now (the kernel picks it).
