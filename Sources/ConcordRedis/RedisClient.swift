@@ -24,8 +24,9 @@ public final class RedisClient: Sendable {
     private let standalonePool: RedisConnectionPool?
     /// Shared by every connection (`rediss://`): certificates are read once, at init.
     private let tlsContext: NIOSSLContext?
-    /// With sentinels: asks them every second which server is the primary, so a switchover moves this client's
-    /// connections at once instead of when the old primary is demoted (its writes until then would be lost).
+    /// With sentinels: listens for their `+switch-master` announcements and asks them every
+    /// `sentinelPollInterval` which server is the primary, so a switchover moves this client's connections at once
+    /// instead of when the old primary is demoted (its writes until then would be lost).
     private let primaryWatch: Task<Void, Never>?
 
     private struct State: Sendable {
@@ -77,12 +78,23 @@ public final class RedisClient: Sendable {
             self.standalonePool = pool
         }
         self.state = Mutex(state)
-        if configuration.sentinel != nil, let pool = standalonePool {
+        if configuration.sentinel != nil, let pool = standalonePool, let locator = pool.locator {
+            let interval = configuration.sentinelPollInterval
+            let subscribes = configuration.sentinelSubscription
             primaryWatch = Task {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: .seconds(1))
-                    guard !Task.isCancelled else { return }
-                    await pool.followPrimary()
+                await withDiscardingTaskGroup { group in
+                    if subscribes {
+                        group.addTask {
+                            await locator.watchSwitches(eventLoopGroup: eventLoopGroup) { Task { await pool.followPrimary() } }
+                        }
+                    }
+                    group.addTask {
+                        while !Task.isCancelled {
+                            try? await Task.sleep(for: interval)
+                            guard !Task.isCancelled else { return }
+                            await pool.followPrimary()
+                        }
+                    }
                 }
             }
         } else {

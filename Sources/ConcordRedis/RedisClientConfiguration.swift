@@ -12,6 +12,10 @@
 ///   250 ms with sentinels, where an outage usually ends with a promotion the pool should find at once);
 ///   while backing off, commands fail at once with a typed error instead of queueing.
 /// - `maximumRedirections`: 5 MOVED/ASK hops per command.
+/// - `sentinelSubscription`: with sentinels, `true`: the client subscribes to their `+switch-master` announcements
+///   and leaves a primary they replace at once (turn it off for sentinels that cannot be subscribed to).
+/// - `sentinelPollInterval`: with sentinels, 1 s between two questions "which server is the primary?" — the
+///   fallback for the subscription.
 /// - `protocolVersion`: 2 (RESP2; 3 sends `HELLO 3` and speaks RESP3).
 /// - `decoder`: ``RESPDecoderConfiguration`` defaults.
 public struct RedisClientConfiguration: Sendable {
@@ -26,6 +30,8 @@ public struct RedisClientConfiguration: Sendable {
     public var maximumRedirections: Int
     public var protocolVersion: Int
     public var decoder: RESPDecoderConfiguration
+    public var sentinelSubscription = true
+    public var sentinelPollInterval: Duration = .seconds(1)
 
     public init(
         endpoints: [RedisEndpoint],

@@ -32,7 +32,8 @@ public final class RedisConnection: Sendable {
         to endpoint: RedisEndpoint,
         configuration: RedisClientConfiguration,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        tlsContext: NIOSSLContext? = nil
+        tlsContext: NIOSSLContext? = nil,
+        onPush: (@Sendable (RESPValue) -> Void)? = nil
     ) async throws(RedisClientError) -> RedisConnection {
         let decoder = configuration.decoder
         let tls: (settings: RedisTLS, context: NIOSSLContext)?
@@ -55,7 +56,8 @@ public final class RedisConnection: Sendable {
                     }
                     try channel.pipeline.syncOperations.addHandler(
                         RedisConnectionHandler(
-                            commandTimeout: TimeAmount(configuration.commandTimeout), decoder: decoder, closeReason: closeReason))
+                            commandTimeout: TimeAmount(configuration.commandTimeout), decoder: decoder, closeReason: closeReason,
+                            onPush: onPush))
                 }
             }
         let channel: any Channel
@@ -154,6 +156,15 @@ public final class RedisConnection: Sendable {
         replies.reserveCapacity(futures.count)
         for future in futures { replies.append(try await reply(to: future)) }
         return replies
+    }
+
+    /// Subscribes to `channels` (RESP3: the confirmations and the messages arrive as pushes, to the `onPush` given
+    /// at connect). Fails when the connection has closed.
+    func subscribe(_ channels: [String]) async throws(RedisClientError) {
+        let command = RedisCommand("SUBSCRIBE", channels.map { RedisArgument($0) })
+        let handler = self.handler
+        let written = try? await channel.eventLoop.submit { handler.value.sendUnanswered(command) }.get()
+        guard written == true else { throw (closeReason.error ?? .connectionClosed).notSent() }
     }
 
     public func close() {

@@ -56,12 +56,18 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
     private var flushScheduled = false
     private var timer: Scheduled<Void>?
     private let closeReason: RedisCloseReason
+    /// Where RESP3 push messages go (a subscription's messages); dropped without it.
+    private let onPush: (@Sendable (RESPValue) -> Void)?
     /// Its own context while in the pipeline, for ``send(_:)``.
     private var context: ChannelHandlerContext?
 
-    init(commandTimeout: TimeAmount, decoder configuration: RESPDecoderConfiguration, closeReason: RedisCloseReason = RedisCloseReason()) {
+    init(
+        commandTimeout: TimeAmount, decoder configuration: RESPDecoderConfiguration, closeReason: RedisCloseReason = RedisCloseReason(),
+        onPush: (@Sendable (RESPValue) -> Void)? = nil
+    ) {
         self.commandTimeout = commandTimeout
         self.closeReason = closeReason
+        self.onPush = onPush
         self.decoder = NIOSingleStepByteToMessageProcessor(
             RESPDecoder(configuration: configuration), maximumBufferSize: configuration.maximumBufferSize)
     }
@@ -109,6 +115,10 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
     }
 
     private func received(_ reply: RESPValue, context: ChannelHandlerContext) {
+        if case .push = reply {
+            onPush?(reply)
+            return
+        }
         switch pipeline.receive(reply) {
         case .succeed(let waiter):
             waiter.reply.succeed(reply)
@@ -152,6 +162,15 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
     func send(_ request: RedisRequest) -> Bool {
         guard let context else { return false }
         send(request, context: context, promise: nil)
+        return true
+    }
+
+    /// Writes `command` with no waiter for a reply: RESP3 answers `SUBSCRIBE` with push messages only.
+    func sendUnanswered(_ command: RedisCommand) -> Bool {
+        guard let context, pipeline.isOpen else { return false }
+        var buffer = context.channel.allocator.buffer(capacity: RESPEncoder.encodedLength(of: command))
+        RESPEncoder.encode(command, into: &buffer)
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
         return true
     }
 

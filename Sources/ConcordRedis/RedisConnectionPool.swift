@@ -21,7 +21,7 @@ final class RedisConnectionPool: Sendable {
     private let isMultiLoop: Bool
     private let tlsContext: NIOSSLContext?
     /// With sentinels: each connect goes to the primary they name now (`endpoint` is only its template).
-    private let locator: RedisSentinelLocator?
+    let locator: RedisSentinelLocator?
     /// The node as logs name it.
     private let label: String
 

@@ -62,6 +62,40 @@ final class RedisSentinelLocator: Sendable {
         throw .connectionFailed("no sentinel located master '\(sentinel.masterName)' (\(failures.joined(separator: "; ")))")
     }
 
+    /// Subscribes to `+switch-master` on a sentinel (the next one when its connection fails or closes; RESP3, so
+    /// the messages arrive as pushes) and calls `onSwitch` whenever the sentinels announce a new primary for this
+    /// master: the pool can leave the old one at once instead of at its next poll. Returns when cancelled.
+    func watchSwitches(eventLoopGroup: any EventLoopGroup, onSwitch: @escaping @Sendable () -> Void) async {
+        var subscriber = configuration
+        subscriber.protocolVersion = 3
+        let masterName = sentinel.masterName
+        var index = preferred.withLock { $0 }
+        while !Task.isCancelled {
+            let address = sentinel.sentinels[index % sentinel.sentinels.count]
+            index += 1
+            do throws(RedisClientError) {
+                let connection = try await RedisConnection.connect(
+                    to: address, configuration: subscriber, eventLoopGroup: eventLoopGroup, tlsContext: tlsContext,
+                    onPush: { push in
+                        // > message +switch-master "<master> <old ip> <old port> <new ip> <new port>"
+                        guard let items = push.elements, items.count == 3, items[0].string == "message",
+                            items[1].string == "+switch-master", items[2].string?.hasPrefix(masterName + " ") == true
+                        else { return }
+                        onSwitch()
+                    })
+                try await connection.subscribe(["+switch-master"])
+                await withTaskCancellationHandler {
+                    try? await connection.closeFuture.get()
+                } onCancel: {
+                    connection.close()
+                }
+            } catch {
+                // This sentinel cannot be reached; the poll still runs. Try the next one after a pause.
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
     /// Fails unless `connection` reaches a primary (`ROLE` starts with `master`).
     static func requirePrimary(_ connection: RedisConnection) async throws(RedisClientError) {
         let reply = try await connection.send(RedisCommand("ROLE"))

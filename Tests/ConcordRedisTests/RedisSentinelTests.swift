@@ -81,9 +81,16 @@ import Testing
         return ContinuousClock.now - started
     }
 
-    @Test func theStoreFollowsThePrimaryThroughASwitchoverAndACrash() async throws {
+    /// How the client learns of a switchover: the `+switch-master` subscription alone (the poll an hour apart), or
+    /// the once-a-second poll alone.
+    enum Following: Sendable, CaseIterable { case subscription, polling }
+
+    @Test(arguments: Following.allCases) func theStoreFollowsThePrimaryThroughASwitchoverAndACrash(following: Following) async throws {
         try await withSentinelSetup { servers, sentinelPort in
-            let store = try RedisSessionStore(configuration: .testing(urls: ["redis-sentinel://127.0.0.1:\(sentinelPort)#mymaster"]))
+            var configuration = try RedisSessionStoreConfiguration.testing(urls: ["redis-sentinel://127.0.0.1:\(sentinelPort)#mymaster"])
+            configuration.client.sentinelSubscription = following == .subscription
+            configuration.client.sentinelPollInterval = following == .subscription ? .seconds(3600) : .seconds(1)
+            let store = try RedisSessionStore(configuration: configuration)
             defer { store.shutdown() }
             for index in 0..<20 {
                 #expect(try await store.save(StoredSession(id: "s\(index)", payload: [UInt8(index)]), ttl: .seconds(600), expectedVersion: 0) == 1)
@@ -100,6 +107,7 @@ import Testing
                 (try? await sentinel.send(RedisCommand("SENTINEL", ["FAILOVER", "mymaster"]))) != nil
             }
             try await waitFor("the replica to be promoted") { try await info(servers[1], "replication").contains("role:master") }
+            let promoted = ContinuousClock.now
             // The old primary takes writes until the sentinel demotes it (about 10 s later, its INFO period), and
             // the demotion drops them (docs/stores-redis.md). The client does not wait for that: it asks the
             // sentinels every second and moves its connections to the primary they name.
@@ -112,11 +120,13 @@ import Testing
                 if !moved { try await Task.sleep(for: .milliseconds(100)) }
             }
             #expect(moved, "no write reached the promoted replica within 5 s")
+            print("[RedisSentinelTests] \(following): a write reached the promoted primary \(ContinuousClock.now - promoted) after its promotion was seen")
             #expect(try await info(servers[0], "replication").contains("role:master"), "moved before the old primary's demotion")
             try await waitFor("the old primary to be demoted") { try await info(servers[0], "replication").contains("role:slave") }
             _ = try await saveUntilAccepted(store, StoredSession(id: "after-switchover", payload: [1]))
             #expect(try await newPrimary.send(.exists("concord:session:{after-switchover}")).int == 1, "the write went to the new primary")
             for index in 0..<20 { #expect(try await store.load(id: "s\(index)")?.payload == [UInt8(index)]) }
+            guard following == .subscription else { return }  // the crash is the same for both
 
             // A crash of the new primary: the sentinel fails over back to the first server, once it is in sync.
             let oldPrimary = try plain(servers[0])
