@@ -66,9 +66,13 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     var queuePosition = BackendQueuePosition()
     let queueSettings: BackendQueuePosition.Settings?
 
-    init(runtime: ProxyRuntime, pool: BackendConnectionPool) {
+    /// What a PROXY protocol header named for this connection (`acceptProxyProtocol`).
+    private let proxied: ProxiedAddresses?
+
+    init(runtime: ProxyRuntime, pool: BackendConnectionPool, proxied: ProxiedAddresses? = nil) {
         self.runtime = runtime
         self.pool = pool
+        self.proxied = proxied
         self.queueSettings = BackendQueuePosition.Settings(runtime.configuration.limits)
         let limits = runtime.configuration.limits
         self.machine = HTTPExchangeStateMachine(limits: limits)
@@ -83,7 +87,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         self.context = context
         allocator = context.channel.allocator
         clientWritable = context.channel.isWritable
-        peer = ClientAddress(context.channel.remoteAddress)
+        peer = ClientAddress(proxied?.source ?? context.channel.remoteAddress)
         forwarding = RequestForwarding(peer: peer, isTrustedPeer: peer.map { runtime.extractor.isTrusted($0) } ?? false,
                                        scheme: runtime.tlsContext == nil ? "http" : "https")
         if context.channel.isActive { startIdleTimer() }

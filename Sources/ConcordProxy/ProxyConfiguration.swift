@@ -37,6 +37,10 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
     public var ipv6PrefixLength: Int
     /// L4: PROXY protocol header sent to backends. Default none.
     public var proxyProtocol: ProxyProtocolVersion?
+    /// Every client connection begins with a PROXY protocol header (v1 or v2) from a load balancer in front, whose
+    /// source address is then the client's — for `ip` keys, X-Forwarded-For and the access log (nginx `listen …
+    /// proxy_protocol`, HAProxy `accept-proxy`). A connection without a valid one is closed. Default off.
+    public var acceptProxyProtocol: Bool
     /// Limits and timeouts.
     public var limits: ProxyLimits
     /// Backends (`HOST:PORT` as in `backends`) that are draining (see docs/proxy.md, "Drain"); `nil` leaves drain
@@ -78,6 +82,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         ipv4PrefixLength: Int = 32,
         ipv6PrefixLength: Int = 128,
         proxyProtocol: ProxyProtocolVersion? = nil,
+        acceptProxyProtocol: Bool = false,
         limits: ProxyLimits = ProxyLimits(),
         drain: [HostPort]? = nil,
         cpuAffinity: CPUAffinity = .auto,
@@ -103,6 +108,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         self.ipv4PrefixLength = ipv4PrefixLength
         self.ipv6PrefixLength = ipv6PrefixLength
         self.proxyProtocol = proxyProtocol
+        self.acceptProxyProtocol = acceptProxyProtocol
         self.limits = limits
         self.drain = drain
         self.cpuAffinity = cpuAffinity
@@ -116,7 +122,8 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case listen, backends, mode, balance, key, algorithm, boundedLoad, health, healthPath, admin, adminAllowRemote
-        case stickyCookie, trustedProxies, ipv4PrefixLength, ipv6PrefixLength, proxyProtocol, limits, drain, cpuAffinity
+        case stickyCookie, trustedProxies, ipv4PrefixLength, ipv6PrefixLength, proxyProtocol, acceptProxyProtocol, limits, drain
+        case cpuAffinity
         case eventLoops, accessLog, tls, reusePort, httpRedirect, backendTLS
     }
 
@@ -139,6 +146,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
             ipv4PrefixLength: try c.decodeIfPresent(Int.self, forKey: .ipv4PrefixLength) ?? d.ipv4PrefixLength,
             ipv6PrefixLength: try c.decodeIfPresent(Int.self, forKey: .ipv6PrefixLength) ?? d.ipv6PrefixLength,
             proxyProtocol: try c.decodeIfPresent(ProxyProtocolVersion.self, forKey: .proxyProtocol),
+            acceptProxyProtocol: try c.decodeIfPresent(Bool.self, forKey: .acceptProxyProtocol) ?? d.acceptProxyProtocol,
             limits: try c.decodeIfPresent(ProxyLimits.self, forKey: .limits) ?? d.limits,
             drain: try c.decodeIfPresent([HostPort].self, forKey: .drain),
             cpuAffinity: try c.decodeIfPresent(CPUAffinity.self, forKey: .cpuAffinity) ?? d.cpuAffinity,
@@ -169,6 +177,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         try c.encode(ipv4PrefixLength, forKey: .ipv4PrefixLength)
         try c.encode(ipv6PrefixLength, forKey: .ipv6PrefixLength)
         try c.encodeIfPresent(proxyProtocol, forKey: .proxyProtocol)
+        try c.encode(acceptProxyProtocol, forKey: .acceptProxyProtocol)
         try c.encode(limits, forKey: .limits)
         try c.encodeIfPresent(drain, forKey: .drain)
         try c.encode(cpuAffinity, forKey: .cpuAffinity)

@@ -34,6 +34,8 @@ public final class ProxyMetrics: Sendable {
     /// client that trusts no certificate we have, no common protocol version or cipher).
     let tlsHandshakes: CoreMetrics.Counter
     let tlsHandshakeFailures: CoreMetrics.Counter
+    /// Client connections closed because they did not begin with a valid PROXY protocol header.
+    let proxyProtocolRejected: CoreMetrics.Counter
     /// Plain-HTTP requests sent to HTTPS by `httpRedirect`.
     let httpsRedirects: CoreMetrics.Counter
     private let byBackend = NIOLockedValueBox<[String: BackendCounters]>([:])
@@ -52,6 +54,7 @@ public final class ProxyMetrics: Sendable {
         self.redispatched = CoreMetrics.Counter(label: "concord_proxy_redispatched_total", factory: factory)
         self.tlsHandshakes = CoreMetrics.Counter(label: "concord_proxy_tls_handshakes_total", factory: factory)
         self.tlsHandshakeFailures = CoreMetrics.Counter(label: "concord_proxy_tls_handshake_failures_total", factory: factory)
+        self.proxyProtocolRejected = CoreMetrics.Counter(label: "concord_proxy_proxy_protocol_rejected_total", factory: factory)
         self.httpsRedirects = CoreMetrics.Counter(label: "concord_proxy_https_redirects_total", factory: factory)
     }
 

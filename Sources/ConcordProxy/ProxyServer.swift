@@ -87,6 +87,25 @@ public final class ProxyServer: Service, Sendable {
 
     /// Binds the listeners and starts health checks; returns the bound addresses after logging the ready line.
     @discardableResult
+    /// A client connection's handlers, on its loop: TLS when configured, then the proxy handler of the mode (`pool`:
+    /// the loop's backend pool, for `http`). `proxied`: what a PROXY protocol header named for the connection.
+    private static func installClientHandlers(
+        _ channel: any Channel, runtime: ProxyRuntime, pool: BackendConnectionPool?, proxied: ProxiedAddresses?
+    ) throws {
+        if let tls = runtime.tlsContext {
+            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+            try channel.pipeline.syncOperations.addHandler(TLSClientConnectionHandler(
+                metrics: runtime.metrics, logger: runtime.logger,
+                handshakeTimeout: TimeAmount(seconds: runtime.configuration.limits.headerReadTimeout)))
+        }
+        if let pool {
+            // No HTTP codec: the proxy handler frames requests and writes responses as bytes.
+            try channel.pipeline.syncOperations.addHandler(HTTPProxyHandler(runtime: runtime, pool: pool, proxied: proxied))
+        } else {
+            try channel.pipeline.syncOperations.addHandler(TCPProxyHandler(runtime: runtime, proxied: proxied))
+        }
+    }
+
     public func start() async throws -> Addresses {
         let configuration = self.configuration
         let limits = configuration.limits
@@ -113,20 +132,18 @@ public final class ProxyServer: Service, Sendable {
                     channel.close(promise: nil)
                     return
                 }
-                if let tls = runtime.tlsContext {
-                    try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
-                    try channel.pipeline.syncOperations.addHandler(TLSClientConnectionHandler(
-                        metrics: runtime.metrics, logger: runtime.logger,
-                        handshakeTimeout: TimeAmount(seconds: runtime.configuration.limits.headerReadTimeout)))
+                let pool = mode == .http ? poolTable.first { $0.eventLoop === channel.eventLoop }!.value : nil
+                guard runtime.configuration.acceptProxyProtocol else {
+                    try Self.installClientHandlers(channel, runtime: runtime, pool: pool, proxied: nil)
+                    return
                 }
-                switch mode {
-                case .http:
-                    let pool = poolTable.first { $0.eventLoop === channel.eventLoop }!.value
-                    // No HTTP codec: the proxy handler frames requests and writes responses as bytes.
-                    try channel.pipeline.syncOperations.addHandler(HTTPProxyHandler(runtime: runtime, pool: pool))
-                case .tcp:
-                    try channel.pipeline.syncOperations.addHandler(TCPProxyHandler(runtime: runtime))
-                }
+                // The header comes first, before any TLS: the rest of the pipeline waits for it.
+                try channel.pipeline.syncOperations.addHandler(ProxyProtocolReceiver(
+                    timeout: TimeAmount(seconds: runtime.configuration.limits.headerReadTimeout), metrics: runtime.metrics,
+                    logger: runtime.logger
+                ) { channel, proxied in
+                    try Self.installClientHandlers(channel, runtime: runtime, pool: pool, proxied: proxied)
+                })
             }
         }
         let listeners = try await bindClientListeners(at: listenAddress, initializer: initializeClient)
@@ -264,8 +281,8 @@ public final class ProxyServer: Service, Sendable {
     /// - `backends`, `algorithm`, `boundedLoad` and `health` go to the balancer at once (health state, drain and
     ///   load carry over by backend id; the health checker reads its settings every round);
     /// - `drain`, when the list changed, makes exactly the listed backends drain;
-    /// - `limits`, `balance`, `key`, `stickyCookie`, `trustedProxies`, the prefix lengths and `proxyProtocol` apply
-    ///   to client connections accepted from now on (open ones finish with theirs); `maxConnections` and the
+    /// - `limits`, `balance`, `key`, `stickyCookie`, `trustedProxies`, the prefix lengths, `proxyProtocol` and
+    ///   `acceptProxyProtocol` apply to client connections accepted from now on (open ones finish with theirs); `maxConnections` and the
     ///   backend pools' `connectTimeout` / `maxIdleConnectionsPerBackend` apply at once;
     /// - `listen`, `mode`, `admin` and `adminAllowRemote` are bound to listening sockets: they keep their current
     ///   values and the log says a restart is needed.

@@ -28,15 +28,19 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Back
     /// goes on with it once admitted).
     private var attempt = 1
 
-    init(runtime: ProxyRuntime) {
+    /// What a PROXY protocol header named for this connection (`acceptProxyProtocol`).
+    private let proxied: ProxiedAddresses?
+
+    init(runtime: ProxyRuntime, proxied: ProxiedAddresses? = nil) {
         self.runtime = runtime
+        self.proxied = proxied
         self.queueSettings = BackendQueuePosition.Settings(runtime.configuration.limits)
     }
 
     func channelActive(context: ChannelHandlerContext) {
         guard !started else { return }
         started = true
-        let peer = ClientAddress(context.channel.remoteAddress)
+        let peer = ClientAddress(proxied?.source ?? context.channel.remoteAddress)
         if let peer { keyHash = runtime.extractor.ipHash(peer) }
         if runtime.accessLog != nil { access = AccessLogEntry(client: peer?.description ?? "unknown") }
         connect(context: context, excluding: nil, attempt: 1)
@@ -142,8 +146,8 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Back
         do {
             if let version = runtime.configuration.proxyProtocol {
                 var header = backendChannel.allocator.buffer(capacity: 64)
-                ProxyProtocolHeader.encode(version, source: context.channel.remoteAddress,
-                                           destination: context.channel.localAddress, into: &header)
+                ProxyProtocolHeader.encode(version, source: proxied?.source ?? context.channel.remoteAddress,
+                                           destination: proxied?.destination ?? context.channel.localAddress, into: &header)
                 backendChannel.write(header, promise: nil)
             }
             try backendChannel.pipeline.syncOperations.addHandler(backendSide)

@@ -100,6 +100,10 @@ struct ProxyCommand: AsyncParsableCommand {
     @Flag(name: .customLong("access-log"), help: "Write one access log line per HTTP exchange / TCP connection to stderr (whatever --log-level says).")
     var accessLog = false
 
+    @Flag(name: .customLong("accept-proxy-protocol"),
+          help: "Every client connection starts with a PROXY protocol header (v1 or v2) from a load balancer in front; its source address is the client's. Connections without one are closed.")
+    var acceptProxyProtocol = false
+
     /// The file's settings (or the defaults) with every given flag applied on top.
     /// Checked once, when the command line is parsed (``makeConfiguration()`` also runs on every SIGHUP).
     func validate() throws {
@@ -126,6 +130,7 @@ struct ProxyCommand: AsyncParsableCommand {
         if let healthPath { configuration.health.path = healthPath }
         if let admin { configuration.admin = try HostPort(parsing: admin) }
         if accessLog { configuration.accessLog = true }
+        if acceptProxyProtocol { configuration.acceptProxyProtocol = true }
         if let cpuAffinity {
             guard let parsed = CPUAffinity(rawValue: cpuAffinity) else {
                 throw ValidationError("--cpu-affinity must be auto or off, got '\(cpuAffinity)'")

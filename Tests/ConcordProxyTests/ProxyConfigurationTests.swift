@@ -41,6 +41,8 @@ import Testing
         #expect(c.cpuAffinity == .off)
         #expect(ProxyConfiguration().cpuAffinity == .auto)
         #expect(try ProxyConfiguration.parse(yaml: "eventLoops: 3").eventLoops == 3)
+        #expect(try ProxyConfiguration.parse(yaml: "acceptProxyProtocol: true").acceptProxyProtocol)
+        #expect(!ProxyConfiguration().acceptProxyProtocol)
         #expect(ProxyConfiguration().eventLoops == nil, "one loop per CPU unless set")
         #expect(c.accessLog && !ProxyConfiguration().accessLog)
         #expect(ProxyReload(current: ProxyConfiguration(), new: c).applied.contains(.accessLog))

@@ -33,9 +33,11 @@ enum RawClient {
         }
     }
 
-    /// `collected` lets a caller watch the bytes arrive before the connection ends.
+    /// `collected` lets a caller watch the bytes arrive before the connection ends. `plainPrefix`: bytes sent first,
+    /// before any TLS handshake (a PROXY protocol header).
     static func exchange(port: Int, _ pieces: [String], pause: Duration = .zero, halfClose: Bool = false,
                          timeout: Duration = .seconds(5), tls: NIOSSLContext? = nil, serverName: String = "localhost",
+                         plainPrefix: ByteBuffer? = nil,
                          collected: NIOLockedValueBox<ByteBuffer> = NIOLockedValueBox(ByteBuffer())) async throws -> Response {
         let closed = MultiThreadedEventLoopGroup.singleton.any().makePromise(of: Bool.self)
         let firstError = NIOLockedValueBox<String?>(nil)
@@ -43,6 +45,7 @@ enum RawClient {
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let plainPrefix { try channel.pipeline.syncOperations.addHandler(PlainPrefix(bytes: plainPrefix)) }
                     if let tls {
                         try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: serverName))
                     }
@@ -73,6 +76,18 @@ enum RawClient {
         if !body.isEmpty || method == "POST" { request += "Content-Length: \(body.utf8.count)\r\n" }
         request += "\r\n" + body
         return try await exchange(port: port, [request], tls: tls)
+    }
+
+    /// Writes its bytes when the connection opens, in front of everything the handlers behind it (TLS) send.
+    private final class PlainPrefix: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let bytes: ByteBuffer
+        init(bytes: ByteBuffer) { self.bytes = bytes }
+        func channelActive(context: ChannelHandlerContext) {
+            context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+            context.fireChannelActive()
+        }
     }
 
     private final class Collector: ChannelInboundHandler {

@@ -28,9 +28,10 @@ import Testing
     }
 
     /// One scripted backend that records the request heads it gets, behind a TLS proxy with certificate `a`; with
-    /// `clientCertificates`, b is the client CA (mutual TLS) in that mode.
+    /// `clientCertificates`, b is the client CA (mutual TLS) in that mode; `configure` sets anything else.
     func withTLSProxy(balance: BalanceStrategy = .roundRobin, limits: ProxyLimits = ProxyLimits(),
                       clientCertificates: ProxyTLSConfiguration.ClientCertificateMode? = nil,
+                      configure: (inout ProxyConfiguration) -> Void = { _ in },
                       _ body: (ProxyServer, Int, NIOLockedValueBox<[String]>) async throws -> Void) async throws {
         let heads = NIOLockedValueBox<[String]>([])
         try await TestCertificate.withDirectory { directory in
@@ -47,6 +48,7 @@ import Testing
                     c.tls?.clientCA = try TestCertificate.b.install(in: directory, as: "b-").certificateChain
                     c.tls?.clientCertificate = clientCertificates
                 }
+                configure(&c)
                 try await ProxyHarness.withProxy(c) { server, port in try await body(server, port, heads) }
             }
         }

@@ -1,0 +1,105 @@
+import NIOConcurrencyHelpers
+import ConcordTLSTestSupport
+import NIOCore
+import Testing
+
+@testable import ConcordProxy
+
+/// `acceptProxyProtocol`: behind a load balancer that sends the PROXY protocol, the client is the address its
+/// header names — for X-Forwarded-For, `ip` keys and the L4 header towards backends — and a connection without a
+/// valid header never reaches a backend.
+@Suite(.serialized, .timeLimit(.minutes(3))) struct ProxyProtocolAcceptTests {
+    static let ok = TestScriptedBackend.Reply(bytes: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    /// One scripted backend behind a proxy that accepts the PROXY protocol; `heads` collects what the backend got.
+    private func withProxy(_ body: (_ port: Int, _ heads: NIOLockedValueBox<[String]>) async throws -> Void) async throws {
+        let heads = NIOLockedValueBox<[String]>([])
+        let backend = try await TestScriptedBackend.start { head, _ in
+            heads.withLockedValue { $0.append(head) }
+            return Self.ok
+        }
+        do {
+            var config = ProxyConfiguration(backends: [try HostPort(parsing: backend.address)], balance: .hash, key: KeyChain([.ip]))
+            config.health = ProxyHarness.quietHealth
+            config.acceptProxyProtocol = true
+            config.limits.headerReadTimeout = 2
+            try await ProxyHarness.withProxy(config) { _, port in try await body(port, heads) }
+        } catch {
+            await backend.stop()
+            throw error
+        }
+        await backend.stop()
+    }
+
+    @Test func theHeadersSourceIsTheClient() async throws {
+        try await withProxy { port, heads in
+            // v1, arriving in two pieces, with the request right behind it.
+            let v1 = try await RawClient.exchange(
+                port: port, ["PROX", "Y TCP4 203.0.113.7 10.0.0.1 5555 80\r\nGET /a HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"],
+                pause: .milliseconds(50))
+            #expect(v1.text.hasPrefix("HTTP/1.1 200"), "\(v1.text.debugDescription)")
+            // v2 (binary), IPv6.
+            var header = ByteBuffer()
+            ProxyProtocolHeader.encode(
+                .v2, source: try SocketAddress(ipAddress: "2001:0:1234::7", port: 4660),
+                destination: try SocketAddress(ipAddress: "2001:0:1234::1", port: 80), into: &header)
+            let v2 = try await RawClient.exchange(
+                port: port, [String(decoding: header.readableBytesView, as: UTF8.self) + "GET /b HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"])
+            #expect(v2.text.hasPrefix("HTTP/1.1 200"), "\(v2.text.debugDescription)")
+            // v2 LOCAL (the balancer's own health check): the connection's address applies.
+            var local = ByteBuffer()
+            ProxyProtocolHeader.encode(.v2, source: nil, destination: nil, into: &local)
+            let check = try await RawClient.exchange(
+                port: port, [String(decoding: local.readableBytesView, as: UTF8.self) + "GET /c HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"])
+            #expect(check.text.hasPrefix("HTTP/1.1 200"), "\(check.text.debugDescription)")
+
+            let seen = heads.withLockedValue { $0 }
+            try #require(seen.count == 3, "\(seen)")
+            #expect(seen[0].contains("x-forwarded-for: 203.0.113.7\r\n") && seen[0].contains("forwarded: for=203.0.113.7;"), "\(seen[0])")
+            #expect(seen[1].contains("x-forwarded-for: 2001:0:1234:0:0:0:0:7\r\n") && seen[1].contains("for=\"[2001:0:1234:0:0:0:0:7]\""), "\(seen[1])")
+            #expect(seen[2].contains("x-forwarded-for: 127.0.0.1\r\n"), "\(seen[2])")
+        }
+    }
+
+    /// Behind a TCP load balancer, TLS starts after the header: the header is read in the clear, then the handshake.
+    @Test func theHeaderComesBeforeTLS() async throws {
+        try await TLSProxyTests().withTLSProxy(configure: { $0.acceptProxyProtocol = true }) { _, port, heads in
+            let response = try await RawClient.exchange(
+                port: port, ["GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"], tls: try TestCertificate.a.clientContext(),
+                plainPrefix: ByteBuffer(string: "PROXY TCP4 198.51.100.9 10.0.0.1 40000 443\r\n"))
+            #expect(response.text.hasPrefix("HTTP/1.1 200"), "\(response.text.debugDescription) \(response.error ?? "")")
+            let seen = heads.withLockedValue { $0 }
+            #expect(seen.count == 1 && seen[0].contains("x-forwarded-for: 198.51.100.9\r\nx-forwarded-proto: https"), "\(seen)")
+        }
+    }
+
+    @Test func aConnectionWithoutAValidHeaderNeverReachesABackend() async throws {
+        try await withProxy { port, heads in
+            for (bytes, what) in [
+                ("GET / HTTP/1.1\r\nHost: t\r\n\r\n", "a plain request"),
+                ("PROXY TCP4 203.0.113.7 10.0.0.1 5555\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n", "a malformed header"),
+                ("PROXY TCP4 203.0.", "a header that never ends (the header read timeout, 2 s)"),
+            ] {
+                let response = try await RawClient.exchange(port: port, [bytes], timeout: .seconds(20))
+                #expect(response.text.isEmpty && response.closedByPeer, "\(what): \(response.text.debugDescription)")
+            }
+            #expect(heads.withLockedValue { $0 }.isEmpty)
+        }
+    }
+
+    @Test func l4TakesTheClientFromTheHeaderAndPassesItOn() async throws {
+        try await ProxyHarness.withServers(["e0"], start: { try await TestEchoBackend.start(name: $0) }) { backends in
+            var config = ProxyConfiguration(backends: [try HostPort(parsing: backends[0].address)], mode: .tcp, balance: .hash)
+            config.health = ProxyHarness.quietHealth
+            config.acceptProxyProtocol = true
+            config.proxyProtocol = .v1
+            try await ProxyHarness.withProxy(config) { _, port in
+                let response = try await RawClient.exchange(
+                    port: port, ["PROXY TCP4 203.0.113.7 10.0.0.1 5555 443\r\nhello"], halfClose: true)
+                // The echo backend got the header the proxy wrote — naming the client and destination it was told —
+                // then the client's bytes.
+                #expect(response.text == "e0:PROXY TCP4 203.0.113.7 10.0.0.1 5555 443\r\nhello|bye", "\(response.text.debugDescription)")
+            }
+        }
+    }
+}
