@@ -22,7 +22,7 @@ import Testing
             var config = ProxyConfiguration(backends: [try HostPort(parsing: backend.address)], balance: .hash, key: KeyChain([.ip]))
             config.health = ProxyHarness.quietHealth
             config.acceptProxyProtocol = true
-            config.limits.headerReadTimeout = 2
+            config.limits.headerReadTimeout = 3
             try await ProxyHarness.withProxy(config) { _, port in try await body(port, heads) }
         } catch {
             await backend.stop()
@@ -54,7 +54,7 @@ import Testing
             #expect(check.text.hasPrefix("HTTP/1.1 200"), "\(check.text.debugDescription)")
 
             let seen = heads.withLockedValue { $0 }
-            try #require(seen.count == 3, "\(seen)")
+            try #require(seen.count == 3, "\(seen); answers: \([v1, v2, check].map { "\($0.text.debugDescription) \($0.error ?? "")" })")
             #expect(seen[0].contains("x-forwarded-for: 203.0.113.7\r\n") && seen[0].contains("forwarded: for=203.0.113.7;"), "\(seen[0])")
             #expect(seen[1].contains("x-forwarded-for: 2001:0:1234:0:0:0:0:7\r\n") && seen[1].contains("for=\"[2001:0:1234:0:0:0:0:7]\""), "\(seen[1])")
             #expect(seen[2].contains("x-forwarded-for: 127.0.0.1\r\n"), "\(seen[2])")
@@ -78,7 +78,7 @@ import Testing
             for (bytes, what) in [
                 ("GET / HTTP/1.1\r\nHost: t\r\n\r\n", "a plain request"),
                 ("PROXY TCP4 203.0.113.7 10.0.0.1 5555\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n", "a malformed header"),
-                ("PROXY TCP4 203.0.", "a header that never ends (the header read timeout, 2 s)"),
+                ("PROXY TCP4 203.0.", "a header that never ends (the header read timeout, 3 s)"),
             ] {
                 let response = try await RawClient.exchange(port: port, [bytes], timeout: .seconds(20))
                 #expect(response.text.isEmpty && response.closedByPeer, "\(what): \(response.text.debugDescription)")
