@@ -57,13 +57,25 @@ public struct ClientAddress: Sendable, Hashable, CustomStringConvertible {
         return out
     }
 
+    /// Dotted IPv4, or IPv6 in the canonical text form of RFC 5952 (`2001:db8::7`, `::1`): lower-case hex without
+    /// leading zeros, the longest run of two or more zero groups (the first of equal runs) written `::` — what
+    /// nginx and HAProxy write in X-Forwarded-For and logs.
     public var description: String {
         if isIPv4 { return bytes.map(String.init).joined(separator: ".") }
-        var groups: [String] = []
-        for i in stride(from: 0, to: 16, by: 2) {
-            groups.append(String(UInt16(bytes[i]) << 8 | UInt16(bytes[i + 1]), radix: 16))
+        let groups = stride(from: 0, to: 16, by: 2).map { UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]) }
+        var best: Range<Int>?
+        var start: Int?
+        for index in 0...groups.count {
+            if index < groups.count, groups[index] == 0 {
+                if start == nil { start = index }
+            } else if let runStart = start {
+                if index - runStart >= 2, index - runStart > (best?.count ?? 0) { best = runStart..<index }
+                start = nil
+            }
         }
-        return groups.joined(separator: ":")
+        func text(_ slice: ArraySlice<UInt16>) -> String { slice.map { String($0, radix: 16) }.joined(separator: ":") }
+        guard let best else { return text(groups[...]) }
+        return text(groups[..<best.lowerBound]) + "::" + text(groups[best.upperBound...])
     }
 }
 

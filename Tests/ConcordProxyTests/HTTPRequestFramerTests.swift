@@ -300,7 +300,7 @@ extension ClientRequestHead {
         let old = forwarding.head(for: ClientRequestHead.parsing(http10: true), allocator: ByteBufferAllocator())
         #expect(String(buffer: old.suffix).hasSuffix("connection: keep-alive\r\n\r\n"))
         let v6 = RequestForwarding(peer: ClientAddress(parsing: "::1"), isTrustedPeer: false)
-        #expect(v6.forwardedElement == "for=\"[0:0:0:0:0:0:0:1]\";proto=http")
+        #expect(v6.forwardedElement == "for=\"[::1]\";proto=http")
     }
 
     @Test func hopByHopFieldsGoAndForwardingFieldsAreReplacedOrExtended() {

@@ -119,6 +119,18 @@ import Testing
 
     let peer = ClientAddress(parsing: "10.1.2.3")!
 
+    /// IPv6 text as RFC 5952 writes it (what X-Forwarded-For, Forwarded and the access log carry).
+    @Test(arguments: [
+        ("2001:0db8:0000:0000:0000:0000:0000:0007", "2001:db8::7"), ("::1", "::1"), ("::", "::"),
+        ("2001:db8:0:1:0:0:0:1", "2001:db8:0:1::1"),  // the longest run of zeros
+        ("2001:db8:0:0:1:0:0:1", "2001:db8::1:0:0:1"),  // of equal runs, the first
+        ("2001:db8:0:1:2:3:4:5", "2001:db8:0:1:2:3:4:5"),  // a single zero group stays
+        ("fe80::", "fe80::"), ("::ffff:10.1.2.3", "10.1.2.3"),  // IPv4-mapped is IPv4
+    ])
+    func ipv6IsWrittenInItsCanonicalForm(input: String, expected: String) throws {
+        #expect(try #require(ClientAddress(parsing: input)).description == expected)
+    }
+
     @Test func firstPresentSourceWins() throws {
         let extractor = RequestKeyExtractor(chain: try KeyChain(parsing: "cookie:sid,query:user,ip"))
         let withCookie = head("/?user=bob", [("cookie", "a=1; sid=abc; b=2")])
