@@ -177,6 +177,11 @@ public final class SQLiteSessionStore: SessionStore, Service {
             switch error.reason {
             case .corrupt, .corruptIndex, .corruptSequenceSchema, .corruptVirtualTable, .notADatabase, .format:
                 return .corrupt(error.description)
+            case .busy, .busyInRecovery, .busyInSnapshot, .busyTimeout, .locked, .lockedBySharedCache, .cantOpen,
+                .cantOpenDirectory, .cantOpenInvalidPath, .cantOpenUnfollowedSymlink:
+                // A lock not granted or a file not opened: the statement did not run, so a write may be tried
+                // again (ReadRetryingSessionStore). Other errors (I/O during a commit) leave that unknown.
+                return .unavailable(error.description, notApplied: true)
             default:
                 return .unavailable(error.description)
             }
