@@ -73,6 +73,21 @@ import Testing
         }
     }
 
+    /// The balancer sends its header to the plain-HTTP redirect port as well.
+    @Test func theHTTPSRedirectListenerReadsTheHeaderToo() async throws {
+        try await TLSProxyTests().withTLSProxy(configure: {
+            $0.acceptProxyProtocol = true
+            $0.httpRedirect = HTTPRedirectConfiguration(listen: HostPort(host: "127.0.0.1", port: 0))
+        }) { server, port, _ in
+            let plainPort = try #require(server.addresses?.httpRedirect?.port)
+            let redirected = try await RawClient.exchange(
+                port: plainPort, ["PROXY TCP4 198.51.100.9 10.0.0.1 40000 80\r\nGET /cart HTTP/1.1\r\nHost: shop.example\r\n\r\n"])
+            #expect(redirected.status == 308 && redirected.header("location") == "https://shop.example:\(port)/cart", "\(redirected.text.debugDescription)")
+            let bare = try await RawClient.exchange(port: plainPort, ["GET /cart HTTP/1.1\r\nHost: shop.example\r\n\r\n"])
+            #expect(bare.text.isEmpty && bare.closedByPeer, "\(bare.text.debugDescription)")
+        }
+    }
+
     @Test func aConnectionWithoutAValidHeaderNeverReachesABackend() async throws {
         try await withProxy { port, heads in
             for (bytes, what) in [
