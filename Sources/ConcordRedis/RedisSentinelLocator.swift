@@ -70,6 +70,9 @@ final class RedisSentinelLocator: Sendable {
         subscriber.protocolVersion = 3
         let masterName = sentinel.masterName
         var index = preferred.withLock { $0 }
+        // A sentinel that refuses the subscription (no RESP3 before Redis 6, ACLs without channel rights) would be
+        // asked again every second forever: the pause doubles up to 30 s while no subscription holds.
+        var pause = Duration.seconds(1)
         while !Task.isCancelled {
             let address = sentinel.sentinels[index % sentinel.sentinels.count]
             index += 1
@@ -84,15 +87,19 @@ final class RedisSentinelLocator: Sendable {
                         onSwitch()
                     })
                 try await connection.subscribe(["+switch-master"])
+                let subscribed = ContinuousClock.now
                 await withTaskCancellationHandler {
                     try? await connection.closeFuture.get()
                 } onCancel: {
                     connection.close()
                 }
+                // A refused SUBSCRIBE closes the connection at once (its error reply has no waiter).
+                pause = ContinuousClock.now - subscribed > .seconds(10) ? .seconds(1) : min(pause * 2, .seconds(30))
             } catch {
                 // This sentinel cannot be reached; the poll still runs. Try the next one after a pause.
+                pause = min(pause * 2, .seconds(30))
             }
-            try? await Task.sleep(for: .seconds(1))
+            try? await Task.sleep(for: pause)
         }
     }
 
