@@ -43,9 +43,9 @@ public struct ConcordAppConfiguration: Sendable {
     /// clients come through a TLS-terminating proxy (`concord proxy --tls-certificate …`). Default `false`, so
     /// plain-HTTP development works.
     public var secureCookies: Bool
-    /// `store` strategies: how long a session read may wait out an unavailable store (``ReadRetryingSessionStore``)
-    /// before the request is answered 503 — a Redis failover then costs latency instead of errors. Default 0 (503 at
-    /// once).
+    /// `store` strategies: how long a session read — or a write that never reached the backend — may wait out an
+    /// unavailable store (``ReadRetryingSessionStore``) before the request is answered 503 — a Redis failover then
+    /// costs latency instead of errors. Default 0 (503 at once).
     public var storeReadWait: Duration
 
     public init(

@@ -38,7 +38,8 @@ public struct LabConfiguration: Codable, Sendable {
     /// default (0.5 s); 0 closes such connections at once (how Hummingbird does it on its own).
     public var quiesceGraceSeconds: Double?
     /// Passed to every app node as `concord app --store-read-wait` when set (scenario files): how long a session read
-    /// may wait out an unavailable store before the request gets 503. `nil`: the app's default (0).
+    /// (or a write that never reached the store) may wait out an unavailable store before the request gets 503.
+    /// `nil`: the app's default (0).
     public var storeReadWaitSeconds: Double?
     /// Starts `concord proxy` with `--access-log`: one line per HTTP exchange / TCP connection in
     /// `DIR/work/<strategy>/proxy.log` (status, backend, outcome), to see which requests failed and why. Default

@@ -76,6 +76,14 @@ final class ProxyProtocolReceiver: ChannelInboundHandler, RemovableChannelHandle
         if done { context.fireChannelReadComplete() }
     }
 
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // Before the header nothing behind this handler exists to take the error: the connection just ends.
+        guard !done else { return context.fireErrorCaught(error) }
+        done = true
+        timer?.cancel()
+        context.close(promise: nil)
+    }
+
     private func reject(_ reason: String, context: ChannelHandlerContext) {
         guard !done else { return }
         done = true

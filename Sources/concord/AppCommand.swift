@@ -67,7 +67,8 @@ struct AppCommand: AsyncParsableCommand {
         help: """
             store strategies: how many seconds a session read may wait out an unavailable store (retried every 50 ms) \
             before the request gets 503, so a short outage such as a Redis failover costs latency instead of errors. \
-            Writes are never retried. Default 0 (503 at once).
+            A write waits the same way only when the store knows it never reached the backend (a refused connection, \
+            a lock not granted); one that may have been applied gets 503 at once. Default 0 (503 at once).
             """)
     var storeReadWait: Double = 0
 
