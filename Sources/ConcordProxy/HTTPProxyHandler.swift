@@ -582,18 +582,18 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     /// Whether nothing in the backend's head must change for the client — the usual keep-alive HTTP/1.1 exchange.
     private func headGoesUnchanged(_ head: BackendResponseHead) -> Bool {
         machine.keepAlive && machine.requestComplete && !(pick?.setsStickyCookie ?? false) && head.suitsKeptConnection
-            && requestVersion == .http1_1
+            && requestVersion == .http1_1 && runtime.responseFields.isEmpty
     }
 
     /// The backend's head as the client gets it: its bytes unchanged when nothing in it must change, otherwise
-    /// rewritten without hop-by-hop fields, with the sticky cookie, with `Connection` as this client connection
-    /// will behave, and with the client's HTTP version.
+    /// rewritten without hop-by-hop fields, with the sticky cookie and the configured `responseHeaders`, with
+    /// `Connection` as this client connection will behave, and with the client's HTTP version.
     private func clientHead(_ head: BackendResponseHead) -> ByteBuffer {
         if headGoesUnchanged(head) { return head.bytes }
         let closing = !machine.keepAlive || !machine.requestComplete
         let sticky = pick.map { $0.setsStickyCookie } ?? false
         let clientVersion = requestVersion
-        var extra: [(name: String, value: String)] = []
+        var extra = runtime.responseFields
         if sticky, let pick {
             extra.append((name: "set-cookie", value: stickySetCookie(for: pick.backend)))
         }

@@ -5,7 +5,7 @@ public struct ProxyReload: Sendable, Hashable {
     public enum Setting: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
         case listen, backends, mode, balance, key, algorithm, boundedLoad, health, admin, adminAllowRemote
         case stickyCookie, trustedProxies, ipv4PrefixLength, ipv6PrefixLength, proxyProtocol, limits, drain, cpuAffinity
-        case eventLoops, accessLog, tls, reusePort, httpRedirect, backendTLS
+        case eventLoops, accessLog, tls, reusePort, httpRedirect, backendTLS, acceptProxyProtocol, responseHeaders
 
         /// Settings that decide which sockets are bound and how accepted connections are set up (and the loops
         /// and their CPUs, set once at start): changing them would mean closing listeners, so a reload keeps the current
@@ -74,6 +74,8 @@ extension ProxyConfiguration {
         case .httpRedirect: httpRedirect == other.httpRedirect
         case .reusePort: reusePort == other.reusePort
         case .backendTLS: backendTLS == other.backendTLS
+        case .acceptProxyProtocol: acceptProxyProtocol == other.acceptProxyProtocol
+        case .responseHeaders: responseHeaders == other.responseHeaders
         }
     }
 

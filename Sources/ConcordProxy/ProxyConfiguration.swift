@@ -65,6 +65,9 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
     public var reusePort: Bool
     /// With `tls` in `http` mode: a plain-HTTP listener that redirects every request to HTTPS (308). Default off.
     public var httpRedirect: HTTPRedirectConfiguration?
+    /// `http` mode: fields added to every response a backend sends (`Name: value`, e.g.
+    /// `Strict-Transport-Security: max-age=31536000`), like nginx's `add_header`. Default none.
+    public var responseHeaders: [String]
 
     public init(
         listen: HostPort = HostPort(host: "127.0.0.1", port: 8080),
@@ -91,7 +94,8 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         tls: ProxyTLSConfiguration? = nil,
         reusePort: Bool = true,
         backendTLS: BackendTLSConfiguration? = nil,
-        httpRedirect: HTTPRedirectConfiguration? = nil
+        httpRedirect: HTTPRedirectConfiguration? = nil,
+        responseHeaders: [String] = []
     ) {
         self.listen = listen
         self.backends = backends
@@ -118,13 +122,14 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         self.reusePort = reusePort
         self.backendTLS = backendTLS
         self.httpRedirect = httpRedirect
+        self.responseHeaders = responseHeaders
     }
 
     private enum CodingKeys: String, CodingKey {
         case listen, backends, mode, balance, key, algorithm, boundedLoad, health, healthPath, admin, adminAllowRemote
         case stickyCookie, trustedProxies, ipv4PrefixLength, ipv6PrefixLength, proxyProtocol, acceptProxyProtocol, limits, drain
         case cpuAffinity
-        case eventLoops, accessLog, tls, reusePort, httpRedirect, backendTLS
+        case eventLoops, accessLog, tls, reusePort, httpRedirect, backendTLS, responseHeaders
     }
 
     public init(from decoder: any Decoder) throws {
@@ -155,7 +160,8 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
             tls: try c.decodeIfPresent(ProxyTLSConfiguration.self, forKey: .tls),
             reusePort: try c.decodeIfPresent(Bool.self, forKey: .reusePort) ?? d.reusePort,
             backendTLS: try c.decodeIfPresent(BackendTLSConfiguration.self, forKey: .backendTLS),
-            httpRedirect: try c.decodeIfPresent(HTTPRedirectConfiguration.self, forKey: .httpRedirect)
+            httpRedirect: try c.decodeIfPresent(HTTPRedirectConfiguration.self, forKey: .httpRedirect),
+            responseHeaders: try c.decodeIfPresent([String].self, forKey: .responseHeaders) ?? d.responseHeaders
         )
         if let path = try c.decodeIfPresent(String.self, forKey: .healthPath) { health.path = path }
     }
@@ -187,6 +193,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         try c.encode(reusePort, forKey: .reusePort)
         try c.encodeIfPresent(backendTLS, forKey: .backendTLS)
         try c.encodeIfPresent(httpRedirect, forKey: .httpRedirect)
+        try c.encode(responseHeaders, forKey: .responseHeaders)
     }
 
     /// Reads a YAML file; keys it omits keep their defaults.
@@ -215,6 +222,35 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
             return path.isEmpty ? c.debugDescription : "\(path): \(c.debugDescription)"
         @unknown default:
             return "\(error)"
+        }
+    }
+
+    /// ``responseHeaders`` split into names and values. A name must be a token and not a field the proxy manages
+    /// (framing, hop-by-hop, `set-cookie` — a cookie belongs to the application); a value must hold no control
+    /// characters.
+    var responseFields: [(name: String, value: String)] {
+        get throws(ProxyError) {
+            let managed: Set<String> = [
+                "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+                "content-length", "set-cookie", "date", "server",
+            ]
+            return try responseHeaders.map { (field: String) throws(ProxyError) -> (name: String, value: String) in
+                guard let colon = field.firstIndex(of: ":") else {
+                    throw .invalidSetting("response header '\(field)' is not 'Name: value'")
+                }
+                let name = String(field[..<colon])
+                let value = field[field.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+                guard !name.isEmpty, name.utf8.allSatisfy(HTTPSyntax.isToken) else {
+                    throw .invalidSetting("response header name '\(name)' is not a token")
+                }
+                guard !managed.contains(name.lowercased()) else {
+                    throw .invalidSetting("response header '\(name)' is one the proxy or the backend sets; it cannot be added")
+                }
+                guard !value.isEmpty, value.utf8.allSatisfy({ $0 == 0x09 || ($0 >= 0x20 && $0 != 0x7F) }) else {
+                    throw .invalidSetting("response header '\(name)' has an empty value or control characters")
+                }
+                return (name: name, value: value)
+            }
         }
     }
 
@@ -260,6 +296,8 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
             }
         }
         for cidr in trustedProxies { _ = try AddressPrefix(parsing: cidr) }
+        if !responseHeaders.isEmpty && mode == .tcp { throw .invalidSetting("responseHeaders needs --mode http") }
+        _ = try responseFields
         try health.validate()
         try limits.validate()
     }

@@ -22,6 +22,8 @@ final class ProxyRuntime: Sendable {
     /// TLS towards the backends (``ProxyConfiguration/backendTLS``), its CA file read when this generation was
     /// made; `nil` without it.
     let backendTLS: BackendTLS?
+    /// ``ProxyConfiguration/responseHeaders``, split once.
+    let responseFields: [(name: String, value: String)]
     /// Open client connections, shared by every generation: their count enforces `maxConnections`, and
     /// ``ProxyServer/stop(drainTimeout:)`` closes the ones still open when its drain timeout ends.
     private let connections: NIOLockedValueBox<[ObjectIdentifier: any Channel]>
@@ -48,6 +50,7 @@ final class ProxyRuntime: Sendable {
             if let problem = certificate.problem(now: now) { logger.log(level: problem.level, "\(problem.message)") }
         }
         self.backendTLS = try configuration.backendTLS?.makeBackendTLS()
+        self.responseFields = try configuration.responseFields
         var trusted: [AddressPrefix] = []
         for text in configuration.trustedProxies { trusted.append(try AddressPrefix(parsing: text)) }
         self.extractor = RequestKeyExtractor(

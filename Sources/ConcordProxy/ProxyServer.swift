@@ -281,8 +281,8 @@ public final class ProxyServer: Service, Sendable {
     /// - `backends`, `algorithm`, `boundedLoad` and `health` go to the balancer at once (health state, drain and
     ///   load carry over by backend id; the health checker reads its settings every round);
     /// - `drain`, when the list changed, makes exactly the listed backends drain;
-    /// - `limits`, `balance`, `key`, `stickyCookie`, `trustedProxies`, the prefix lengths, `proxyProtocol` and
-    ///   `acceptProxyProtocol` apply to client connections accepted from now on (open ones finish with theirs); `maxConnections` and the
+    /// - `limits`, `balance`, `key`, `stickyCookie`, `trustedProxies`, the prefix lengths, `proxyProtocol`,
+    ///   `acceptProxyProtocol` and `responseHeaders` apply to client connections accepted from now on (open ones finish with theirs); `maxConnections` and the
     ///   backend pools' `connectTimeout` / `maxIdleConnectionsPerBackend` apply at once;
     /// - `listen`, `mode`, `admin` and `adminAllowRemote` are bound to listening sockets: they keep their current
     ///   values and the log says a restart is needed.

@@ -100,6 +100,10 @@ struct ProxyCommand: AsyncParsableCommand {
     @Flag(name: .customLong("access-log"), help: "Write one access log line per HTTP exchange / TCP connection to stderr (whatever --log-level says).")
     var accessLog = false
 
+    @Option(name: .customLong("response-header"),
+            help: "A field added to every backend response, 'Name: value' (repeatable), e.g. 'Strict-Transport-Security: max-age=31536000'.")
+    var responseHeaders: [String] = []
+
     @Flag(name: .customLong("accept-proxy-protocol"),
           help: "Every client connection starts with a PROXY protocol header (v1 or v2) from a load balancer in front; its source address is the client's. Connections without one are closed.")
     var acceptProxyProtocol = false
@@ -131,6 +135,7 @@ struct ProxyCommand: AsyncParsableCommand {
         if let admin { configuration.admin = try HostPort(parsing: admin) }
         if accessLog { configuration.accessLog = true }
         if acceptProxyProtocol { configuration.acceptProxyProtocol = true }
+        if !responseHeaders.isEmpty { configuration.responseHeaders = responseHeaders }
         if let cpuAffinity {
             guard let parsed = CPUAffinity(rawValue: cpuAffinity) else {
                 throw ValidationError("--cpu-affinity must be auto or off, got '\(cpuAffinity)'")

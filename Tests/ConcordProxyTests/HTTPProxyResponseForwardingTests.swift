@@ -21,6 +21,32 @@ import Testing
         }
     }
 
+    /// `responseHeaders` go on every backend response (here a small one that would otherwise go out unchanged, in
+    /// one write with its body, and a chunked one), keep-alive kept.
+    @Test func configuredResponseHeadersAreAddedToEveryResponse() async throws {
+        let backend = try await TestScriptedBackend.start { head, _ in
+            head.hasPrefix("GET /chunked") ? .init(bytes: Self.chunkedHead + Self.chunkedBody) : .init(bytes: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        }
+        do {
+            var config = ProxyConfiguration(backends: [try HostPort(parsing: backend.address)], balance: .roundRobin)
+            config.health = ProxyHarness.quietHealth
+            config.responseHeaders = ["Strict-Transport-Security: max-age=31536000", "X-Frame-Options: DENY"]
+            try await ProxyHarness.withProxy(config) { _, port in
+                let response = try await RawClient.exchange(port: port, [
+                    "GET /small HTTP/1.1\r\nHost: t\r\n\r\n" + "GET /chunked HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                ])
+                let added = "Strict-Transport-Security: max-age=31536000\r\nX-Frame-Options: DENY\r\n"
+                #expect(response.text == "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" + added + "\r\nok"
+                    + "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Mixed-Case: Kept\r\n" + added + "connection: close\r\n\r\n"
+                    + Self.chunkedBody, "\(response.text.debugDescription)")
+            }
+        } catch {
+            await backend.stop()
+            throw error
+        }
+        await backend.stop()
+    }
+
     /// A client that half-closes right after sending its requests (`nc -N`, some HTTP/1.0 tools) still gets every
     /// response, and then the connection closes (the proxy does not wait for its idle timeout).
     @Test func aClientThatHalfClosesAfterItsRequestsGetsTheirResponses() async throws {

@@ -42,6 +42,7 @@ import Testing
         #expect(ProxyConfiguration().cpuAffinity == .auto)
         #expect(try ProxyConfiguration.parse(yaml: "eventLoops: 3").eventLoops == 3)
         #expect(try ProxyConfiguration.parse(yaml: "acceptProxyProtocol: true").acceptProxyProtocol)
+        #expect(try ProxyConfiguration.parse(yaml: "responseHeaders: ['X-Frame-Options: DENY']").responseHeaders == ["X-Frame-Options: DENY"])
         #expect(!ProxyConfiguration().acceptProxyProtocol)
         #expect(ProxyConfiguration().eventLoops == nil, "one loop per CPU unless set")
         #expect(c.accessLog && !ProxyConfiguration().accessLog)
@@ -92,6 +93,23 @@ import Testing
         #expect(throws: ProxyError.invalidSetting("limits.maxQueuePerBackend must be at least 0 (leave it out for no bound), got -1")) {
             try queue.validate()
         }
+    }
+
+    @Test func responseHeadersMustBeFieldsTheProxyMayAdd() throws {
+        var c = ProxyConfiguration(backends: [HostPort(host: "127.0.0.1", port: 9001)])
+        c.responseHeaders = ["Strict-Transport-Security:  max-age=31536000; includeSubDomains", "X-Frame-Options:DENY"]
+        try c.validate()
+        #expect(try c.responseFields.map { "\($0.name)=\($0.value)" } == [
+            "Strict-Transport-Security=max-age=31536000; includeSubDomains", "X-Frame-Options=DENY",
+        ])
+        for bad in ["no colon", ": empty name", "Bad Name: x", "X-Empty:", "X-Control: a\u{7}b", "Content-Length: 5",
+                    "connection: close", "Set-Cookie: a=b", "Transfer-Encoding: chunked"] {
+            c.responseHeaders = [bad]
+            #expect(throws: ProxyError.self, "\(bad)") { try c.validate() }
+        }
+        c.responseHeaders = ["X-Frame-Options: DENY"]
+        c.mode = .tcp
+        #expect(throws: ProxyError.self) { try c.validate() }
     }
 
     @Test func theBackendQueueIsOffUnlessSet() throws {

@@ -23,6 +23,10 @@ import Testing
         #expect(plan.configuration.cpuAffinity == .auto && plan.configuration.eventLoops == nil)
         #expect(plan.configuration.backends == new.backends && plan.configuration.limits.maxBodyBytes == 10)
         #expect(ProxyReload(current: current, new: current).applied.isEmpty)
+        var headers = current
+        headers.acceptProxyProtocol = true
+        headers.responseHeaders = ["X-Frame-Options: DENY"]
+        #expect(ProxyReload(current: current, new: headers).applied == [.acceptProxyProtocol, .responseHeaders])
     }
 
     @Test func aDrainListMayNameOnlyBackends() throws {
