@@ -85,8 +85,6 @@ public final class ProxyServer: Service, Sendable {
         }
     }
 
-    /// Binds the listeners and starts health checks; returns the bound addresses after logging the ready line.
-    @discardableResult
     /// A client connection's handlers, on its loop: TLS when configured, then the proxy handler of the mode (`pool`:
     /// the loop's backend pool, for `http`). `proxied`: what a PROXY protocol header named for the connection.
     private static func installClientHandlers(
@@ -106,6 +104,8 @@ public final class ProxyServer: Service, Sendable {
         }
     }
 
+    /// Binds the listeners and starts health checks; returns the bound addresses after logging the ready line.
+    @discardableResult
     public func start() async throws -> Addresses {
         let configuration = self.configuration
         let limits = configuration.limits
@@ -282,8 +282,9 @@ public final class ProxyServer: Service, Sendable {
     ///   load carry over by backend id; the health checker reads its settings every round);
     /// - `drain`, when the list changed, makes exactly the listed backends drain;
     /// - `limits`, `balance`, `key`, `stickyCookie`, `trustedProxies`, the prefix lengths, `proxyProtocol`,
-    ///   `acceptProxyProtocol` and `responseHeaders` apply to client connections accepted from now on (open ones finish with theirs); `maxConnections` and the
-    ///   backend pools' `connectTimeout` / `maxIdleConnectionsPerBackend` apply at once;
+    ///   `acceptProxyProtocol` and `responseHeaders` apply to client connections accepted from now on (open ones
+    ///   finish with theirs); `maxConnections` and the backend pools' `connectTimeout` /
+    ///   `maxIdleConnectionsPerBackend` apply at once;
     /// - `listen`, `mode`, `admin` and `adminAllowRemote` are bound to listening sockets: they keep their current
     ///   values and the log says a restart is needed.
     /// Settings compare with the configuration in force, so a setting the file did not change keeps what the
