@@ -148,12 +148,12 @@ public final class PostgresSessionStore: SessionStore, Service {
     /// (`withConnection`), ≈ 3 % slower at concurrency 1 than `client.query` (docs/stores.md); reads, retried on any
     /// unavailable error anyway, keep the faster call.
     private func query(_ sql: String, _ binds: PostgresBindings, isWrite: Bool = false) async throws -> [PostgresRow] {
-        let start = StatementStart()
+        let start = isWrite ? StatementStart() : nil
         do {
             let rows = try await withTimeout(configuration.operationTimeout) { [client, schema, logger] in
                 try await schema.value()
                 let query = PostgresQuery(unsafeSQL: sql, binds: binds)
-                guard isWrite else { return try await client.query(query, logger: logger).collect() }
+                guard let start else { return try await client.query(query, logger: logger).collect() }
                 return try await client.withConnection { connection in
                     guard start.begin() else { throw CancellationError() }  // its caller was answered at the timeout
                     return try await connection.query(query, logger: logger).collect()
@@ -162,7 +162,7 @@ public final class PostgresSessionStore: SessionStore, Service {
             reachability.succeeded()
             return rows
         } catch {
-            let mapped = Self.sessionStoreError(for: error, notApplied: isWrite && start.abandon())
+            let mapped = Self.sessionStoreError(for: error, notApplied: start?.abandon() ?? false)
             if mapped.isUnavailable { reachability.failed(mapped) }
             throw mapped
         }

@@ -34,18 +34,13 @@ enum HTTPSRedirectServer {
                         channel.close(promise: nil)
                         return
                     }
-                    let timeout = TimeAmount(seconds: runtime.configuration.limits.headerReadTimeout)
-                    let install = { (channel: any Channel) throws in
+                    // A load balancer in front sends its PROXY header to this port too; the redirect needs no address.
+                    try ProxyProtocolReceiver.setUp(channel, runtime: runtime) { channel, _ in
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                        try channel.pipeline.syncOperations.addHandler(RedirectHandler(httpsPort: httpsPort, timeout: timeout, metrics: runtime.metrics))
+                        try channel.pipeline.syncOperations.addHandler(RedirectHandler(
+                            httpsPort: httpsPort, timeout: TimeAmount(seconds: runtime.configuration.limits.headerReadTimeout),
+                            metrics: runtime.metrics))
                     }
-                    guard runtime.configuration.acceptProxyProtocol else {
-                        try install(channel)
-                        return
-                    }
-                    // The load balancer in front sends its header on this port too; the redirect needs no address.
-                    try channel.pipeline.syncOperations.addHandler(ProxyProtocolReceiver(
-                        timeout: timeout, metrics: runtime.metrics, logger: runtime.logger) { channel, _ in try install(channel) })
                 }
             }
             .bind(to: address).get()

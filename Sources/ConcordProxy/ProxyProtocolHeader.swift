@@ -105,14 +105,8 @@ extension ProxyProtocolHeader {
         }
         let addresses = Array(view[(start + 16)..<(start + length)])
         func address(_ bytes: ArraySlice<UInt8>, port: ArraySlice<UInt8>) -> SocketAddress? {
-            let portNumber = Int(port[port.startIndex]) << 8 | Int(port[port.startIndex + 1])
-            let text =
-                bytes.count == 4
-                ? bytes.map(String.init).joined(separator: ".")
-                : stride(from: bytes.startIndex, to: bytes.endIndex, by: 2).map {
-                    String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16)
-                }.joined(separator: ":")
-            return try? SocketAddress(ipAddress: text, port: portNumber)
+            try? SocketAddress(
+                packedIPAddress: ByteBuffer(bytes: bytes), port: Int(port[port.startIndex]) << 8 | Int(port[port.startIndex + 1]))
         }
         switch family >> 4 {
         case 1 where addresses.count >= 12:  // AF_INET

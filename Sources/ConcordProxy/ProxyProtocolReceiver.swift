@@ -25,6 +25,18 @@ final class ProxyProtocolReceiver: ChannelInboundHandler, RemovableChannelHandle
     private var timer: Scheduled<Void>?
     private var done = false
 
+    /// Sets a new client connection up with `install`: at once, or — when `runtime`'s listener accepts the PROXY
+    /// protocol — behind a receiver, once the header has come (`nil` addresses when the listener does not).
+    static func setUp(
+        _ channel: any Channel, runtime: ProxyRuntime, install: @escaping (any Channel, ProxiedAddresses?) throws -> Void
+    ) throws {
+        guard runtime.configuration.acceptProxyProtocol else { return try install(channel, nil) }
+        // The header comes first, before any TLS: the rest of the pipeline waits for it.
+        try channel.pipeline.syncOperations.addHandler(ProxyProtocolReceiver(
+            timeout: TimeAmount(seconds: runtime.configuration.limits.headerReadTimeout), metrics: runtime.metrics,
+            logger: runtime.logger, install: install))
+    }
+
     init(timeout: TimeAmount, metrics: ProxyMetrics, logger: Logger, install: @escaping (any Channel, ProxiedAddresses) throws -> Void) {
         self.install = install
         self.timeout = timeout

@@ -133,17 +133,9 @@ public final class ProxyServer: Service, Sendable {
                     return
                 }
                 let pool = mode == .http ? poolTable.first { $0.eventLoop === channel.eventLoop }!.value : nil
-                guard runtime.configuration.acceptProxyProtocol else {
-                    try Self.installClientHandlers(channel, runtime: runtime, pool: pool, proxied: nil)
-                    return
-                }
-                // The header comes first, before any TLS: the rest of the pipeline waits for it.
-                try channel.pipeline.syncOperations.addHandler(ProxyProtocolReceiver(
-                    timeout: TimeAmount(seconds: runtime.configuration.limits.headerReadTimeout), metrics: runtime.metrics,
-                    logger: runtime.logger
-                ) { channel, proxied in
+                try ProxyProtocolReceiver.setUp(channel, runtime: runtime) { channel, proxied in
                     try Self.installClientHandlers(channel, runtime: runtime, pool: pool, proxied: proxied)
-                })
+                }
             }
         }
         let listeners = try await bindClientListeners(at: listenAddress, initializer: initializeClient)

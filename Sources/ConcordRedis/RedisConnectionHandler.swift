@@ -84,9 +84,7 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
         switch pipeline.send(waiter) {
         case .write:
             if timer == nil { armTimer(context: context, deadline: waiter.deadline) }
-            var buffer = context.channel.allocator.buffer(capacity: RESPEncoder.encodedLength(of: request.command))
-            RESPEncoder.encode(request.command, into: &buffer)
-            context.write(wrapOutboundOut(buffer), promise: promise)
+            context.write(wrapOutboundOut(Self.encoded(request.command, allocator: context.channel.allocator)), promise: promise)
             if wasIdle && !flushScheduled {
                 // Nothing else in flight: no batch to wait for, and a lone caller (concurrency 1) waits on this
                 // round trip, so it goes out now instead of after the loop's other tasks.
@@ -168,10 +166,15 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
     /// Writes `command` with no waiter for a reply: RESP3 answers `SUBSCRIBE` with push messages only.
     func sendUnanswered(_ command: RedisCommand) -> Bool {
         guard let context, pipeline.isOpen else { return false }
-        var buffer = context.channel.allocator.buffer(capacity: RESPEncoder.encodedLength(of: command))
-        RESPEncoder.encode(command, into: &buffer)
-        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(Self.encoded(command, allocator: context.channel.allocator)), promise: nil)
         return true
+    }
+
+    /// `command` in RESP, in a buffer of exactly its size.
+    private static func encoded(_ command: RedisCommand, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: RESPEncoder.encodedLength(of: command))
+        RESPEncoder.encode(command, into: &buffer)
+        return buffer
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {

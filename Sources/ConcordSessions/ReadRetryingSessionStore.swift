@@ -7,8 +7,8 @@ import Synchronization
 ///
 /// Reads (`load`, `version`, `sessionIDs(forUser:)`) are retried on any unavailable error. A write (`save`,
 /// `delete`, `touch`, `deleteAll`) is retried only when the store knows it had no effect
-/// (``SessionStoreError/isUnavailableAndNotApplied``: it never left the app — the Redis store says so when no
-/// connection could be had); otherwise it may still have been applied (its reply lost, or a timeout after it was
+/// (``SessionStoreError/isUnavailableAndNotApplied``: it never left the app — the Redis and PostgreSQL stores say so
+/// when no connection could be had, SQLite when a lock was not granted); otherwise it may still have been applied (its reply lost, or a timeout after it was
 /// sent), and trying it again could report a conflict for the write that won, or repeat a delete, so its error
 /// reaches the caller at once.
 public final class ReadRetryingSessionStore: SessionStore {
