@@ -215,30 +215,34 @@ import Testing
     }
 
     @Test func aSentinelWithItsOwnPasswordIsAskedWithIt() async throws {
-        try await withSentinelSetup(sentinelArguments: ["--requirepass", "s3cret"]) { servers, sentinelPort in
-            let with = try RedisClient(configuration: .testing(urls: ["redis-sentinel://127.0.0.1:\(sentinelPort)?sentinelPassword=s3cret#mymaster"]))
-            defer { with.shutdown() }
-            #expect(try await with.send(.set("k", "v")) == .simpleString("OK"))
-            #expect(try await plain(servers[0]).send(.get("k")).string == "v")
-            let without = try RedisClient(configuration: .testing(urls: ["redis-sentinel://127.0.0.1:\(sentinelPort)#mymaster"]))
-            defer { without.shutdown() }
-            let error = await sendError(without, .ping())
-            #expect(error?.description.contains("NOAUTH") == true, "\(String(describing: error))")
-        }
+        try await checkSentinelCredentials(
+            sentinelArguments: ["--requirepass", "s3cret"], accepted: "sentinelPassword=s3cret", refused: nil, refusedWith: "NOAUTH")
     }
 
     @Test func aSentinelACLUserIsAskedWithItsName() async throws {
-        try await withSentinelSetup(sentinelArguments: ["--user", "watcher", "on", ">w4tch", "~*", "&*", "+@all"]) { servers, sentinelPort in
-            let with = try RedisClient(
-                configuration: .testing(urls: ["redis-sentinel://127.0.0.1:\(sentinelPort)?sentinelUsername=watcher&sentinelPassword=w4tch#mymaster"]))
+        // The password alone is the default user's, which has none here.
+        try await checkSentinelCredentials(
+            sentinelArguments: ["--user", "watcher", "on", ">w4tch", "~*", "&*", "+@all"],
+            accepted: "sentinelUsername=watcher&sentinelPassword=w4tch", refused: "sentinelPassword=w4tch",
+            refusedWith: "no sentinel located master 'mymaster'")
+    }
+
+    /// A sentinel started with `sentinelArguments` (its own credentials): a client whose URL has the `accepted`
+    /// query reaches the primary through it; one with the `refused` query (`nil`: none) gets an error containing
+    /// `refusedWith`.
+    private func checkSentinelCredentials(
+        sentinelArguments: [String], accepted: String, refused: String?, refusedWith: String
+    ) async throws {
+        try await withSentinelSetup(sentinelArguments: sentinelArguments) { servers, sentinelPort in
+            func url(_ query: String?) -> String { "redis-sentinel://127.0.0.1:\(sentinelPort)\(query.map { "?" + $0 } ?? "")#mymaster" }
+            let with = try RedisClient(configuration: .testing(urls: [url(accepted)]))
             defer { with.shutdown() }
-            #expect(try await with.send(.set("k", "acl")) == .simpleString("OK"))
-            #expect(try await plain(servers[0]).send(.get("k")).string == "acl")
-            // The password alone is the default user's, which has none here.
-            let passwordOnly = try RedisClient(configuration: .testing(urls: ["redis-sentinel://127.0.0.1:\(sentinelPort)?sentinelPassword=w4tch#mymaster"]))
-            defer { passwordOnly.shutdown() }
-            let error = await sendError(passwordOnly, .ping())
-            #expect(error?.description.contains("no sentinel located master 'mymaster'") == true, "\(String(describing: error))")
+            #expect(try await with.send(.set("k", "v")) == .simpleString("OK"))
+            #expect(try await plain(servers[0]).send(.get("k")).string == "v")
+            let without = try RedisClient(configuration: .testing(urls: [url(refused)]))
+            defer { without.shutdown() }
+            let error = await sendError(without, .ping())
+            #expect(error?.description.contains(refusedWith) == true, "\(String(describing: error))")
         }
     }
 
