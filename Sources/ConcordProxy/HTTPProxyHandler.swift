@@ -91,6 +91,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         forwarding = RequestForwarding(peer: peer, isTrustedPeer: peer.map { runtime.extractor.isTrusted($0) } ?? false,
                                        scheme: runtime.tlsContext == nil ? "http" : "https")
         if context.channel.isActive { startIdleTimer() }
+        // Set up after the handshake (behind ALPN, or on an HTTP/2 stream, whose TLS is its parent's): the
+        // certificate is there already and no handshake event will come.
+        if runtime.configuration.tls?.clientCA != nil { forwardClientCertificate(context: context) }
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -99,11 +102,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     }
 
     /// After a mutual-TLS handshake: every request of this connection tells the backend which certificate the
-    /// client showed (`X-Forwarded-Client-Cert`). Once per connection.
+    /// client showed (`X-Forwarded-Client-Cert`). The TLS handler is this channel's or, on an HTTP/2 stream, its
+    /// connection's (same event loop; an accepted socket's parent is the listener, which has none).
     private func forwardClientCertificate(context: ChannelHandlerContext) {
-        guard let certificate = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self).peerCertificate else {
-            return
-        }
+        let tlsHandler = (try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self))
+            ?? (try? context.channel.parent?.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self))
+        guard let certificate = tlsHandler?.peerCertificate else { return }
         do {
             let identity = try ClientCertificateIdentity(certificate: certificate)
             forwarding = RequestForwarding(

@@ -284,6 +284,9 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
             throw .invalidSetting("--event-loops must be 1...1024, got \(eventLoops)")
         }
         try tls?.validate()
+        if tls?.http2 == true && mode != .http {
+            throw .invalidSetting("--http2 (tls.http2) needs --mode http: a TCP proxy passes bytes and does not know HTTP")
+        }
         if let httpRedirect {
             guard tls != nil, mode == .http else {
                 throw .invalidSetting("--http-redirect sends clients to HTTPS: it needs --mode http and TLS (--tls-certificate and --tls-key)")

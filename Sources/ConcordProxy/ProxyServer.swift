@@ -8,6 +8,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOSSL
+import NIOTLS
 import ServiceLifecycle
 import UnixSignals
 
@@ -96,7 +97,20 @@ public final class ProxyServer: Service, Sendable {
                 metrics: runtime.metrics, logger: runtime.logger,
                 handshakeTimeout: TimeAmount(seconds: runtime.configuration.limits.headerReadTimeout)))
         }
-        if let pool {
+        if let pool, runtime.tlsContext != nil, runtime.configuration.tls?.http2 == true {
+            // The client picks by ALPN: HTTP/2 streams (each bridged to the same proxy handler) or HTTP/1.1.
+            let loopPool = NIOLoopBound(pool, eventLoop: channel.eventLoop)
+            try channel.pipeline.syncOperations.addHandler(ApplicationProtocolNegotiationHandler { result, channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if case .negotiated("h2") = result {
+                        try HTTP2ClientConnection.configure(channel, runtime: runtime, pool: loopPool.value, proxied: proxied)
+                    } else {
+                        try channel.pipeline.syncOperations.addHandler(
+                            HTTPProxyHandler(runtime: runtime, pool: loopPool.value, proxied: proxied))
+                    }
+                }
+            })
+        } else if let pool {
             // No HTTP codec: the proxy handler frames requests and writes responses as bytes.
             try channel.pipeline.syncOperations.addHandler(HTTPProxyHandler(runtime: runtime, pool: pool, proxied: proxied))
         } else {

@@ -50,18 +50,22 @@ public struct ProxyTLSConfiguration: Sendable, Hashable, Codable {
     public var clientCA: String?
     /// With `clientCA`: `required` (the default) or `optional`.
     public var clientCertificate: ClientCertificateMode
+    /// Offer HTTP/2 to clients (ALPN `h2`, then `http/1.1`; `mode: http` only). Each HTTP/2 stream is one request
+    /// with every L7 behaviour of HTTP/1.1; backends still get HTTP/1.1. Default `false` (as nginx's `http2 off`).
+    public var http2: Bool
 
     public init(certificateChain: String, privateKey: String, minimumVersion: MinimumVersion = .tls12, sni: [SNICertificate] = [],
-                clientCA: String? = nil, clientCertificate: ClientCertificateMode = .required) {
+                clientCA: String? = nil, clientCertificate: ClientCertificateMode = .required, http2: Bool = false) {
         self.certificateChain = certificateChain
         self.privateKey = privateKey
         self.minimumVersion = minimumVersion
         self.sni = sni
         self.clientCA = clientCA
         self.clientCertificate = clientCertificate
+        self.http2 = http2
     }
 
-    private enum CodingKeys: String, CodingKey { case certificateChain, privateKey, minimumVersion, sni, clientCA, clientCertificate }
+    private enum CodingKeys: String, CodingKey { case certificateChain, privateKey, minimumVersion, sni, clientCA, clientCertificate, http2 }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -71,7 +75,8 @@ public struct ProxyTLSConfiguration: Sendable, Hashable, Codable {
             minimumVersion: try c.decodeIfPresent(MinimumVersion.self, forKey: .minimumVersion) ?? .tls12,
             sni: try c.decodeIfPresent([SNICertificate].self, forKey: .sni) ?? [],
             clientCA: try c.decodeIfPresent(String.self, forKey: .clientCA),
-            clientCertificate: try c.decodeIfPresent(ClientCertificateMode.self, forKey: .clientCertificate) ?? .required)
+            clientCertificate: try c.decodeIfPresent(ClientCertificateMode.self, forKey: .clientCertificate) ?? .required,
+            http2: try c.decodeIfPresent(Bool.self, forKey: .http2) ?? false)
     }
 
     /// Checks what can be checked without the files: the `sni` server names, and that an optional client
@@ -108,8 +113,9 @@ public struct ProxyTLSConfiguration: Sendable, Hashable, Codable {
         // client's (NIOSSL's default waits up to 5 s: every closing connection, and a stop, held that long — the
         // proxy handler reads no more after its last response, and a bare EOF does not end the wait).
         configuration.shutdownTimeout = .zero
-        // Offer HTTP/1.1 by ALPN in http mode (the proxy speaks no HTTP/2); a TCP proxy does not know the protocol.
-        if mode == .http { configuration.applicationProtocols = ["http/1.1"] }
+        // Offer HTTP/1.1 by ALPN in http mode, after HTTP/2 when `http2` is on; a TCP proxy does not know the
+        // protocol.
+        if mode == .http { configuration.applicationProtocols = http2 ? ["h2", "http/1.1"] : ["http/1.1"] }
         if let clientCA {
             configuration.certificateVerification = clientCertificate == .optional ? .optionalVerification : .noHostnameVerification
             configuration.trustRoots = .certificates(try Self.loadAuthorities(clientCA, setting: "tls clientCA"))

@@ -77,6 +77,10 @@ struct ProxyCommand: AsyncParsableCommand {
     @Option(name: .customLong("tls-key"), help: "PEM private key of --tls-certificate (unencrypted).")
     var tlsKey: String?
 
+    @Flag(name: .customLong("http2"),
+          help: "Offer HTTP/2 to clients by ALPN (h2, then http/1.1; needs the TLS flags or tls in --config, and --mode http). Backends still get HTTP/1.1.")
+    var http2 = false
+
     @Option(name: .customLong("http-redirect"),
             help: "Also listen for plain HTTP on HOST:PORT and answer every request 308 to the same URL over HTTPS (needs the TLS flags).")
     var httpRedirect: String?
@@ -158,6 +162,12 @@ struct ProxyCommand: AsyncParsableCommand {
             configuration.tls = tls
         case (nil, _?): throw ValidationError("--tls-key needs --tls-certificate (the PEM certificate chain it belongs to)")
         case (_?, nil): throw ValidationError("--tls-certificate needs --tls-key (the PEM private key of the certificate)")
+        }
+        if http2 {
+            guard configuration.tls != nil else {
+                throw ValidationError("--http2 is offered by ALPN during the TLS handshake: it needs --tls-certificate and --tls-key (or tls in --config)")
+            }
+            configuration.tls?.http2 = true
         }
         if let reusePort { configuration.reusePort = reusePort }
         if backendTLS || backendCA != nil {

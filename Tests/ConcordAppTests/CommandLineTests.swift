@@ -133,6 +133,9 @@ import Glibc
         let (redirect, redirectError) = try await run(base + ["--http-redirect", "127.0.0.1:0"])
         #expect(redirect != 0)
         #expect(redirectError.contains("Error: --http-redirect sends clients to HTTPS: it needs --mode http and TLS"), "\(redirectError)")
+        let (http2, http2Error) = try await run(base + ["--http2"])
+        #expect(http2 != 0)
+        #expect(http2Error.contains("Error: --http2 is offered by ALPN during the TLS handshake: it needs --tls-certificate"), "\(http2Error)")
     }
 
     @Test func theProxyRejectsAnEventLoopCountOutOfRange() async throws {

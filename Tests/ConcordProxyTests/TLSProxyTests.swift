@@ -28,17 +28,19 @@ import Testing
     }
 
     /// One scripted backend that records the request heads it gets, behind a TLS proxy with certificate `a`; with
-    /// `clientCertificates`, b is the client CA (mutual TLS) in that mode; `configure` sets anything else.
+    /// `clientCertificates`, b is the client CA (mutual TLS) in that mode; `configure` sets anything else; `reply`
+    /// answers each request head (default: 200 `ok`).
     func withTLSProxy(balance: BalanceStrategy = .roundRobin, limits: ProxyLimits = ProxyLimits(),
                       clientCertificates: ProxyTLSConfiguration.ClientCertificateMode? = nil,
                       configure: (inout ProxyConfiguration) -> Void = { _ in },
+                      reply: @escaping @Sendable (String) -> TestScriptedBackend.Reply = { _ in Self.ok },
                       _ body: (ProxyServer, Int, NIOLockedValueBox<[String]>) async throws -> Void) async throws {
         let heads = NIOLockedValueBox<[String]>([])
         try await TestCertificate.withDirectory { directory in
             try await ProxyHarness.withServers(["s"], start: { _ in
                 try await TestScriptedBackend.start { head, _ in
                     heads.withLockedValue { $0.append(head) }
-                    return Self.ok
+                    return reply(head)
                 }
             }) { backends in
                 var c = ProxyConfiguration(backends: [try HostPort(parsing: backends[0].address)], balance: balance, limits: limits)

@@ -1,0 +1,63 @@
+import NIOCore
+import NIOHTTP1
+import NIOHTTP2
+
+/// The pipeline of a client connection that negotiated HTTP/2 (ALPN `h2`, ``ProxyTLSConfiguration/http2``): after
+/// TLS, NIOHTTP2's connection handler, whose streams each get NIOHTTP2's HTTP/1-style codec, an
+/// ``HTTP2StreamBytesBridge`` and the same ``HTTPProxyHandler`` that serves HTTP/1.1 connections — one stream, one
+/// request. Connection management is NIOHTTP2's own: an idle connection (no open stream for the keep-alive
+/// timeout) and a stopping proxy end with GOAWAY, and the connection closes once its open streams are done.
+enum HTTP2ClientConnection {
+    /// Most streams one connection may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`; nginx's default).
+    static let maxConcurrentStreams = 128
+
+    /// NIOHTTP2's default `SETTINGS_MAX_HEADER_LIST_SIZE`.
+    private static let defaultMaxHeaderListSize =
+        nioDefaultSettings.first { $0.parameter == .maxHeaderListSize }?.value ?? 16_384
+
+    static func configure(_ channel: any Channel, runtime: ProxyRuntime, pool: BackendConnectionPool,
+                          proxied: ProxiedAddresses?) throws {
+        let limits = runtime.configuration.limits
+        let management = NIOHTTP2ServerConnectionManagementHandler(
+            eventLoop: channel.eventLoop,
+            configuration: .init(maxIdleTime: TimeAmount(seconds: limits.keepAliveTimeout), maxAge: nil, maxGraceTime: nil, keepalive: nil))
+        var connection = NIOHTTP2Handler.ConnectionConfiguration()
+        connection.initialSettings = [
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: maxConcurrentStreams),
+            // Generous on purpose (HPACK counts 32 bytes more per field): the head's byte and field limits are
+            // the proxy handler's, which answers 431 as it does over HTTP/1.1 instead of failing the connection.
+            HTTP2Setting(parameter: .maxHeaderListSize,
+                         value: max(defaultMaxHeaderListSize, 2 * (limits.maxHeaderBytes + 32 * limits.maxHeaderCount))),
+        ]
+        let loopPool = NIOLoopBound(pool, eventLoop: channel.eventLoop)
+        let sync = channel.pipeline.syncOperations
+        try sync.addHandler(ProxyStopAsQuiesce())
+        _ = try sync.configureHTTP2Pipeline(
+            mode: .server, connectionConfiguration: connection, streamConfiguration: .init(),
+            streamDelegate: management.http2StreamDelegate
+        ) { stream in
+            stream.eventLoop.makeCompletedFuture {
+                try stream.pipeline.syncOperations.addHandlers([
+                    HTTP2FramePayloadToHTTP1ServerCodec(),
+                    try HTTP2StreamBytesBridge(),
+                    HTTPProxyHandler(runtime: runtime, pool: loopPool.value, proxied: proxied),
+                ])
+            }
+        }
+        try sync.addHandler(management)
+    }
+}
+
+/// NIOHTTP2's connection management starts a graceful close (GOAWAY, then close once the open streams are done) on
+/// `ChannelShouldQuiesceEvent`; the proxy announces its stop with ``ProxyStoppingEvent``.
+private final class ProxyStopAsQuiesce: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ProxyStoppingEvent {
+            context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+}

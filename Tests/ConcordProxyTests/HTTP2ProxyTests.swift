@@ -1,0 +1,164 @@
+import ConcordSessionsTesting
+import ConcordTLSTestSupport
+import Foundation
+import Testing
+
+@testable import ConcordProxy
+
+/// HTTP/2 to clients (`tls.http2`, `--http2`): a real HTTP/2 client — curl, built with nghttp2 — against the TLS
+/// listener; the backends see HTTP/1.1.
+@Suite(.serialized, .timeLimit(.minutes(3))) struct HTTP2ProxyTests {
+    let tls = TLSProxyTests()
+
+    /// What curl prints after each response: `[protocol status new-connections]`.
+    static let summary = "\n[%{http_version} %{response_code} %{num_connects}]\n"
+
+    /// Runs curl (certificate not checked: the test's own; every run bounded by `--max-time`) and returns what it
+    /// printed, its errors after.
+    static func curl(_ arguments: [String], input: String? = nil) throws -> String {
+        let process = Process()
+        process.executableURL = try InstalledTool.url("curl", installHint: "apt-get install -y curl (Debian's curl speaks HTTP/2)")
+        process.arguments = ["--silent", "--show-error", "--insecure", "--max-time", "10"] + arguments
+        let output = Pipe()
+        let errors = Pipe()
+        let stdin = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        process.standardInput = input == nil ? FileHandle.nullDevice : stdin
+        try process.run()
+        if let input {
+            stdin.fileHandleForWriting.write(Data(input.utf8))
+            try stdin.fileHandleForWriting.close()
+        }
+        let printed = output.fileHandleForReading.readDataToEndOfFile()
+        let complained = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: printed, as: UTF8.self) + String(decoding: complained, as: UTF8.self)
+    }
+
+    static func occurrences(of text: String, in output: String) -> Int { output.components(separatedBy: text).count - 1 }
+
+    @Test func anHTTP2ClientsRequestsGoToTheBackendAsHTTP11OverOneConnection() async throws {
+        try await tls.withTLSProxy(configure: { $0.tls?.http2 = true }) { server, port, heads in
+            let url = "https://127.0.0.1:\(port)"
+            let output = try Self.curl([
+                "--http2", "-H", "Cookie: sid=user-1", "-H", "Cookie: theme=dark", "-w", Self.summary,
+                "\(url)/cart?item=1", "\(url)/cart?item=2", "\(url)/cart?item=3",
+            ])
+            // Three streams on one connection: only the first response needed a connect.
+            #expect(Self.occurrences(of: "ok\n[2 200 1]", in: output) == 1, "\(output)")
+            #expect(Self.occurrences(of: "ok\n[2 200 0]", in: output) == 2, "\(output)")
+            let seen = heads.withLockedValue { $0 }.map { $0.lowercased() }
+            #expect(seen.count == 3)
+            for (index, head) in seen.enumerated() {
+                let lines = head.components(separatedBy: "\r\n")
+                #expect(lines.first == "get /cart?item=\(index + 1) http/1.1", "\(head)")
+                #expect(lines.contains("host: 127.0.0.1:\(port)"), "\(head)")
+                // HTTP/2 may split cookies into fields; the backend gets one Cookie line.
+                #expect(lines.contains("cookie: sid=user-1; theme=dark"), "\(head)")
+                #expect(lines.contains("x-forwarded-proto: https"), "\(head)")
+                #expect(lines.contains("x-forwarded-for: 127.0.0.1"), "\(head)")
+            }
+            #expect(server.runtime.openConnections <= 1)
+        }
+    }
+
+    /// Off by default (only HTTP/1.1 offered); a reload turns it on for the connections that follow.
+    @Test func withoutHTTP2OnlyHTTP11IsOfferedAndAReloadTurnsItOn() async throws {
+        try await tls.withTLSProxy { server, port, _ in
+            let output = try Self.curl(["--http2", "-w", Self.summary, "https://127.0.0.1:\(port)/"])
+            #expect(output.contains("ok\n[1.1 200 1]"), "\(output)")
+            var next = server.runtime.configuration
+            next.tls?.http2 = true
+            #expect(try server.apply(next).applied == [.tls])
+            let after = try Self.curl(["--http2", "-w", Self.summary, "https://127.0.0.1:\(port)/"])
+            #expect(after.contains("ok\n[2 200 1]"), "\(after)")
+        }
+    }
+
+    /// Chunk framing is removed, a body that ends with the backend's close ends the stream, a HEAD response has
+    /// no body, and the proxy's own error answers reach HTTP/2 clients too.
+    @Test func responsesOfEveryFramingReachHTTP2Clients() async throws {
+        try await tls.withTLSProxy(configure: { $0.tls?.http2 = true }, reply: { head in
+            if head.hasPrefix("GET /chunked ") {
+                return .init(bytes: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n3\r\nefg\r\n0\r\n\r\n")
+            }
+            if head.hasPrefix("HEAD /chunked ") {
+                return .init(bytes: "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n")
+            }
+            if head.hasPrefix("GET /until-close ") {
+                return .init(bytes: "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil-close", closeAfter: true)
+            }
+            return .close
+        }) { _, port, _ in
+            let url = "https://127.0.0.1:\(port)"
+            let output = try Self.curl(["--http2", "-w", Self.summary, "\(url)/chunked", "\(url)/until-close"])
+            #expect(output.contains("abcdefg\n[2 200 1]"), "\(output)")
+            #expect(output.contains("until-close\n[2 200 0]"), "\(output)")
+            #expect(!output.contains("curl: ("), "a stream was reset, not ended: \(output)")
+            let head = try Self.curl(["--http2", "--head", "-w", Self.summary, "\(url)/chunked"])
+            #expect(head.hasPrefix("HTTP/2 200"), "\(head)")
+            #expect(head.lowercased().contains("content-length: 7"), "\(head)")
+            #expect(!head.lowercased().contains("transfer-encoding"), "\(head)")
+            // The backend closes without answering: the proxy's 502 goes out as an HTTP/2 response.
+            let failed = try Self.curl(["--http2", "-w", Self.summary, "\(url)/gone"])
+            #expect(failed.contains("[2 502 1]"), "\(failed)")
+        }
+    }
+
+    /// Request bodies with a length and without (chunk-framed towards the backend), and keys: a user keeps their
+    /// backend whether their client speaks HTTP/2 or HTTP/1.1.
+    @Test func bodiesAndAffinityAreTheSameAsOverHTTP11() async throws {
+        try await TestCertificate.withDirectory { directory in
+            try await ProxyHarness.withBackends(["a", "b", "c"]) { backends in
+                var c = try ProxyHarness.configuration(backends, key: "cookie:sid")
+                c.tls = try TestCertificate.a.install(in: directory)
+                c.tls?.http2 = true
+                try await ProxyHarness.withProxy(c) { _, port in
+                    let url = "https://127.0.0.1:\(port)/"
+                    var backendsSeen = Set<String>()
+                    for user in 0..<6 {
+                        let cookie = "Cookie: sid=user-\(user)"
+                        let overHTTP2 = try Self.curl(["--http2", "-H", cookie, "-w", Self.summary, url, url])
+                        let overHTTP11 = try Self.curl(["--http1.1", "-H", cookie, "-w", Self.summary, url])
+                        let name = try #require(overHTTP11.split(separator: "\n").first.map(String.init), "\(overHTTP11)")
+                        #expect(overHTTP11.contains("\n[1.1 200 1]"), "\(overHTTP11)")
+                        #expect(Self.occurrences(of: "\(name)\n[2 200", in: overHTTP2) == 2, "\(overHTTP2) vs \(overHTTP11)")
+                        backendsSeen.insert(name)
+                    }
+                    #expect(backendsSeen.count > 1, "six users all on \(backendsSeen)")
+                    let withLength = try Self.curl(["--http2", "--data-binary", "hello", "-w", Self.summary, url])
+                    #expect(withLength.contains(" body=5\n[2 200 1]"), "\(withLength)")
+                    // From a pipe curl sends no length: the stream's DATA frames become a chunked body.
+                    let streamed = try Self.curl(["--http2", "-X", "POST", "-T", "-", "-w", Self.summary, url],
+                                                 input: String(repeating: "x", count: 70_000))
+                    #expect(streamed.contains(" body=70000\n[2 200 1]"), "\(streamed)")
+                }
+            }
+        }
+    }
+
+    /// Mutual TLS: on an HTTP/2 stream the certificate is read from its connection's TLS handler.
+    @Test func theClientCertificateIsForwardedFromHTTP2Streams() async throws {
+        try await TestCertificate.withDirectory { directory in
+            let (chain, key) = try TestCertificate.b.write(to: directory, as: "client-")
+            try await tls.withTLSProxy(clientCertificates: .required, configure: { $0.tls?.http2 = true }) { _, port, heads in
+                let output = try Self.curl(["--http2", "--cert", chain, "--key", key, "-w", Self.summary, "https://127.0.0.1:\(port)/"])
+                #expect(output.contains("ok\n[2 200 1]"), "\(output)")
+                let head = heads.withLockedValue { $0.last }?.lowercased() ?? ""
+                #expect(head.contains("x-forwarded-client-cert: hash=21467810403afee115f98cf7c02ad3e929f8303828be10ca06c2eee6c94ce55e;"),
+                        "\(head)")
+            }
+        }
+    }
+
+    @Test func http2NeedsHTTPMode() throws {
+        var c = ProxyConfiguration(backends: [HostPort(host: "127.0.0.1", port: 1)], mode: .tcp)
+        c.tls = ProxyTLSConfiguration(certificateChain: "c.pem", privateKey: "k.pem", http2: true)
+        #expect(throws: ProxyError.invalidSetting("--http2 (tls.http2) needs --mode http: a TCP proxy passes bytes and does not know HTTP")) {
+            try c.validate()
+        }
+        #expect(try ProxyConfiguration.parse(yaml: "tls: {certificateChain: c.pem, privateKey: k.pem, http2: true}").tls?.http2 == true)
+        #expect(try ProxyConfiguration.parse(yaml: "tls: {certificateChain: c.pem, privateKey: k.pem}").tls?.http2 == false)
+    }
+}
