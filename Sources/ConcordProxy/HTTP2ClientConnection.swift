@@ -45,6 +45,9 @@ enum HTTP2ClientConnection {
             }
         }
         try sync.addHandler(management)
+        // Its idle timer starts on channelActive, which passed long ago (the TLS handshake and ALPN came first):
+        // it is told now, from just after the HTTP/2 handler (which sent its preface when it was added).
+        if channel.isActive { try sync.context(handlerType: NIOHTTP2Handler.self).fireChannelActive() }
     }
 }
 

@@ -27,21 +27,26 @@ final class ProxyRuntime: Sendable {
     /// Open client connections, shared by every generation: their count enforces `maxConnections`, and
     /// ``ProxyServer/stop(drainTimeout:)`` closes the ones still open when its drain timeout ends.
     private let connections: NIOLockedValueBox<[ObjectIdentifier: any Channel]>
+    /// Set by ``announceStop(idleGrace:)`` (shared by every generation): a connection whose HTTP handlers are only
+    /// installed after its TLS handshake (ALPN) may miss the announcement, and asks here instead.
+    private let stopAnnounced: NIOLockedValueBox<TimeAmount?>
 
     convenience init(configuration: ProxyConfiguration, balancer: Balancer, metrics: ProxyMetrics, logger: Logger,
                      accessLogSink: AccessLogSink = AccessLogSink()) throws(ProxyError) {
         try self.init(configuration: configuration, balancer: balancer, metrics: metrics, logger: logger,
-                      accessLogSink: accessLogSink, connections: NIOLockedValueBox([:]))
+                      accessLogSink: accessLogSink, connections: NIOLockedValueBox([:]), stopAnnounced: NIOLockedValueBox(nil))
     }
 
     private init(configuration: ProxyConfiguration, balancer: Balancer, metrics: ProxyMetrics, logger: Logger,
-                 accessLogSink: AccessLogSink, connections: NIOLockedValueBox<[ObjectIdentifier: any Channel]>) throws(ProxyError) {
+                 accessLogSink: AccessLogSink, connections: NIOLockedValueBox<[ObjectIdentifier: any Channel]>,
+                 stopAnnounced: NIOLockedValueBox<TimeAmount?>) throws(ProxyError) {
         self.configuration = configuration
         self.balancer = balancer
         self.metrics = metrics
         self.logger = logger
         self.accessLogSink = accessLogSink
         self.connections = connections
+        self.stopAnnounced = stopAnnounced
         let listener = try configuration.tls?.makeContext(mode: configuration.mode)
         self.tlsContext = listener?.context
         let now = Int(Date().timeIntervalSince1970)
@@ -66,7 +71,7 @@ final class ProxyRuntime: Sendable {
     /// their paths did not change: that is how a renewed certificate is picked up.
     func reconfigured(_ configuration: ProxyConfiguration) throws(ProxyError) -> ProxyRuntime {
         try ProxyRuntime(configuration: configuration, balancer: balancer, metrics: metrics, logger: logger,
-                         accessLogSink: accessLogSink, connections: connections)
+                         accessLogSink: accessLogSink, connections: connections, stopAnnounced: stopAnnounced)
     }
 
     /// Counts a new client connection and keeps it until it closes; `false` when `maxConnections` are already
@@ -100,8 +105,17 @@ final class ProxyRuntime: Sendable {
 
     /// Tells every open client connection that the proxy stops (``ProxyStoppingEvent``); L4 connections ignore it.
     func announceStop(idleGrace: TimeAmount) {
+        stopAnnounced.withLockedValue { $0 = idleGrace }
         let open = connections.withLockedValue { Array($0.values) }
         for channel in open { channel.pipeline.fireUserInboundEventTriggered(ProxyStoppingEvent(idleGrace: idleGrace)) }
+    }
+
+    /// For handlers installed on a connection after the stop was announced (behind ALPN): tells them now. One
+    /// that also gets the announcement itself sees it twice, which changes nothing.
+    func tellIfStopping(_ channel: any Channel) {
+        if let idleGrace = stopAnnounced.withLockedValue({ $0 }) {
+            channel.pipeline.syncOperations.fireUserInboundEventTriggered(ProxyStoppingEvent(idleGrace: idleGrace))
+        }
     }
 }
 

@@ -108,6 +108,7 @@ public final class ProxyServer: Service, Sendable {
                         try channel.pipeline.syncOperations.addHandler(
                             HTTPProxyHandler(runtime: runtime, pool: loopPool.value, proxied: proxied))
                     }
+                    runtime.tellIfStopping(channel)
                 }
             })
         } else if let pool {

@@ -1,6 +1,11 @@
 import ConcordSessionsTesting
 import ConcordTLSTestSupport
 import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP2
+import NIOPosix
+import NIOSSL
 import Testing
 
 @testable import ConcordProxy
@@ -152,6 +157,80 @@ import Testing
         }
     }
 
+    /// A TCP connection to the proxy, no bytes sent yet.
+    static func connect(port: Int) async throws -> any Channel {
+        try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port).get()
+    }
+
+    /// Starts TLS (ALPN `h2`) and HTTP/2 on `channel` and opens no stream; returns what it hears.
+    static func speakHTTP2(on channel: any Channel) async throws -> HTTP2FrameLog {
+        let log = HTTP2FrameLog()
+        let tls = try TestCertificate.a.clientContext(applicationProtocols: ["h2"])
+        try await channel.eventLoop.submit {
+            let sync = channel.pipeline.syncOperations
+            try sync.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: "localhost"))
+            _ = try sync.configureHTTP2Pipeline(mode: .client, connectionConfiguration: .init(), streamConfiguration: .init()) {
+                $0.eventLoop.makeSucceededVoidFuture()
+            }
+            try sync.addHandler(HTTP2FrameRecorder(log: log))
+        }.get()
+        return log
+    }
+
+    /// Waits for `channel` to close, at most `limit`; returns how long it took.
+    static func closing(_ channel: any Channel, within limit: Duration) async throws -> Duration {
+        let start = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await channel.closeFuture.get() }
+            group.addTask {
+                try await Task.sleep(for: limit)
+                try await channel.close()
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+        return ContinuousClock.now - start
+    }
+
+    /// A connection with no open stream ends with GOAWAY after the keep-alive timeout.
+    @Test func anIdleHTTP2ConnectionIsClosedWithGoAway() async throws {
+        var limits = ProxyLimits()
+        limits.keepAliveTimeout = 0.5
+        try await tls.withTLSProxy(limits: limits, configure: { $0.tls?.http2 = true }) { _, port, _ in
+            let channel = try await Self.connect(port: port)
+            let log = try await Self.speakHTTP2(on: channel)
+            let took = try await Self.closing(channel, within: .seconds(10))
+            #expect(took < .seconds(5), "closed by the test's own 10-s bound, not by the proxy")
+            #expect(took >= .milliseconds(400))
+            #expect(log.goAways.contains(.noError), "\(log.goAways)")
+        }
+    }
+
+    /// A stopping proxy tells HTTP/2 clients with GOAWAY and closes an idle connection at once, instead of at the
+    /// drain timeout — also one whose TLS handshake (and so its HTTP/2 set-up) came after the stop was announced.
+    @Test(arguments: [false, true])
+    func aStoppingProxySendsGoAwayAndClosesIdleHTTP2Connections(handshakeAfterTheStop: Bool) async throws {
+        try await tls.withTLSProxy(configure: { $0.tls?.http2 = true }) { server, port, _ in
+            let channel = try await Self.connect(port: port)
+            try await tls.waitFor { server.runtime.openConnections == 1 }
+            var log: HTTP2FrameLog?
+            if !handshakeAfterTheStop {
+                log = try await Self.speakHTTP2(on: channel)
+                try await tls.waitFor { log?.settingsReceived == true }
+            }
+            let stopping = ContinuousClock.now
+            async let stopped: Void = server.stop(drainTimeout: .seconds(8))
+            if handshakeAfterTheStop {
+                try await Task.sleep(for: .milliseconds(300))  // the stop has closed the listener and told connections
+                log = try await Self.speakHTTP2(on: channel)
+            }
+            await stopped
+            #expect(ContinuousClock.now - stopping < .seconds(4), "the stop waited for its drain timeout")
+            #expect(log?.goAways.contains(.noError) == true, "\(log?.goAways ?? [])")
+            _ = try await Self.closing(channel, within: .seconds(5))
+        }
+    }
+
     @Test func http2NeedsHTTPMode() throws {
         var c = ProxyConfiguration(backends: [HostPort(host: "127.0.0.1", port: 1)], mode: .tcp)
         c.tls = ProxyTLSConfiguration(certificateChain: "c.pem", privateKey: "k.pem", http2: true)
@@ -160,5 +239,32 @@ import Testing
         }
         #expect(try ProxyConfiguration.parse(yaml: "tls: {certificateChain: c.pem, privateKey: k.pem, http2: true}").tls?.http2 == true)
         #expect(try ProxyConfiguration.parse(yaml: "tls: {certificateChain: c.pem, privateKey: k.pem}").tls?.http2 == false)
+    }
+}
+
+/// What a client's HTTP/2 connection heard: the server's SETTINGS, and the error code of each GOAWAY.
+final class HTTP2FrameLog: Sendable {
+    private let state = NIOLockedValueBox((settings: false, goAways: [HTTP2ErrorCode]()))
+    var settingsReceived: Bool { state.withLockedValue { $0.settings } }
+    var goAways: [HTTP2ErrorCode] { state.withLockedValue { $0.goAways } }
+
+    fileprivate func record(_ payload: HTTP2Frame.FramePayload) {
+        switch payload {
+        case .settings(.settings): state.withLockedValue { $0.settings = true }
+        case .goAway(_, let code, _): state.withLockedValue { $0.goAways.append(code) }
+        default: break
+        }
+    }
+}
+
+private final class HTTP2FrameRecorder: ChannelInboundHandler {
+    typealias InboundIn = HTTP2Frame
+    let log: HTTP2FrameLog
+
+    init(log: HTTP2FrameLog) { self.log = log }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        log.record(unwrapInboundIn(data).payload)
+        context.fireChannelRead(data)
     }
 }

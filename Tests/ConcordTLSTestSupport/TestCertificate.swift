@@ -70,9 +70,11 @@ UY5UnN8yINIDOTN94ZVtKFOKv7k7IbFVA7Sf4xZ5Q6KwN5oXReY/bMUG
 
     /// A client context that trusts this certificate only (for any server name when `anyName`: both test
     /// certificates are for `localhost`, and SNI tests ask for other names).
-    /// With `presenting`, the client shows that certificate (mutual TLS).
-    public func clientContext(anyName: Bool = false, presenting identity: TestCertificate? = nil) throws -> NIOSSLContext {
+    /// With `presenting`, the client shows that certificate (mutual TLS); `applicationProtocols` are offered by ALPN.
+    public func clientContext(anyName: Bool = false, presenting identity: TestCertificate? = nil,
+                              applicationProtocols: [String] = []) throws -> NIOSSLContext {
         var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.applicationProtocols = applicationProtocols
         if anyName { configuration.certificateVerification = .noHostnameVerification }
         if let identity {
             configuration.certificateChain = try NIOSSLCertificate.fromPEMBytes(Array(identity.certificatePEM.utf8)).map { .certificate($0) }
