@@ -68,9 +68,8 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                // HTTP/2 to clients (ALPN h2 on the TLS listener); NIOEmbedded runs NIO's HTTP/1 codec per stream.
+                // HTTP/2 to clients (ALPN h2 on the TLS listener).
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
-                .product(name: "NIOEmbedded", package: "swift-nio"),
                 // The client certificate's subject and names for X-Forwarded-Client-Cert (mutual TLS).
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -42,7 +42,8 @@ struct ChunkedBodyScanner {
 
     /// Reads `bytes`, which follow the bytes of earlier calls, and returns how many of them belong to the body:
     /// all of them, or fewer when the body ends within them (then ``isComplete`` is true).
-    mutating func scan(_ bytes: UnsafeRawBufferPointer) -> Result<Int, HTTPResponseFramerError> {
+    /// `data` gets the range of each piece of chunk data within `bytes` (the HTTP/2 bridge passes only those on).
+    mutating func scan(_ bytes: UnsafeRawBufferPointer, data: (Range<Int>) -> Void = { _ in }) -> Result<Int, HTTPResponseFramerError> {
         var i = 0
         let n = bytes.count
         while i < n {
@@ -76,6 +77,7 @@ struct ChunkedBodyScanner {
                 }
             case .data:
                 let take = min(remaining, n - i)
+                data(i..<(i + take))
                 remaining -= take
                 payloadBytes += take
                 i += take

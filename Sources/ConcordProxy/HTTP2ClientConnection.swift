@@ -29,6 +29,8 @@ enum HTTP2ClientConnection {
             HTTP2Setting(parameter: .maxHeaderListSize,
                          value: max(defaultMaxHeaderListSize, 2 * (limits.maxHeaderBytes + 32 * limits.maxHeaderCount))),
         ]
+        // The bytes the bridge reads back are a backend's head (or the proxy's own answer): the backends' bounds.
+        let responseLimits = HTTPHeadLimits(maxHeadBytes: limits.maxResponseHeadBytes, maxHeaderCount: limits.maxHeaderCount)
         let loopPool = NIOLoopBound(pool, eventLoop: channel.eventLoop)
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(ProxyStopAsQuiesce())
@@ -39,7 +41,7 @@ enum HTTP2ClientConnection {
             stream.eventLoop.makeCompletedFuture {
                 try stream.pipeline.syncOperations.addHandlers([
                     HTTP2FramePayloadToHTTP1ServerCodec(),
-                    try HTTP2StreamBytesBridge(),
+                    HTTP2StreamBytesBridge(limits: responseLimits),
                     HTTPProxyHandler(runtime: runtime, pool: loopPool.value, proxied: proxied),
                 ])
             }
