@@ -18,6 +18,7 @@ enum HTTP2ClientConnection {
     static func configure(_ channel: any Channel, runtime: ProxyRuntime, pool: BackendConnectionPool,
                           proxied: ProxiedAddresses?) throws {
         let limits = runtime.configuration.limits
+        runtime.metrics.http2Connections.increment()
         let management = NIOHTTP2ServerConnectionManagementHandler(
             eventLoop: channel.eventLoop,
             configuration: .init(maxIdleTime: TimeAmount(seconds: limits.keepAliveTimeout), maxAge: nil, maxGraceTime: nil, keepalive: nil))
@@ -39,7 +40,8 @@ enum HTTP2ClientConnection {
             mode: .server, connectionConfiguration: connection, streamConfiguration: .init(),
             streamDelegate: management.http2StreamDelegate
         ) { stream in
-            stream.eventLoop.makeCompletedFuture {
+            runtime.metrics.http2Streams.increment()
+            return stream.eventLoop.makeCompletedFuture {
                 try stream.pipeline.syncOperations.addHandlers([
                     HTTP2FramePayloadToHTTP1ServerCodec(),
                     HTTP2StreamBytesBridge(limits: responseLimits),

@@ -38,6 +38,9 @@ public final class ProxyMetrics: Sendable {
     let proxyProtocolRejected: CoreMetrics.Counter
     /// Plain-HTTP requests sent to HTTPS by `httpRedirect`.
     let httpsRedirects: CoreMetrics.Counter
+    /// With `tls.http2`: client connections that chose HTTP/2 by ALPN, and the streams (requests) they opened.
+    let http2Connections: CoreMetrics.Counter
+    let http2Streams: CoreMetrics.Counter
     private let byBackend = NIOLockedValueBox<[String: BackendCounters]>([:])
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
@@ -56,6 +59,8 @@ public final class ProxyMetrics: Sendable {
         self.tlsHandshakeFailures = CoreMetrics.Counter(label: "concord_proxy_tls_handshake_failures_total", factory: factory)
         self.proxyProtocolRejected = CoreMetrics.Counter(label: "concord_proxy_proxy_protocol_rejected_total", factory: factory)
         self.httpsRedirects = CoreMetrics.Counter(label: "concord_proxy_https_redirects_total", factory: factory)
+        self.http2Connections = CoreMetrics.Counter(label: "concord_proxy_http2_connections_total", factory: factory)
+        self.http2Streams = CoreMetrics.Counter(label: "concord_proxy_http2_streams_total", factory: factory)
     }
 
     /// `concord_proxy_tls_certificate_not_after_seconds{certificate="FILE"}`: when a served certificate expires

@@ -65,6 +65,8 @@ import Testing
                 #expect(lines.contains("x-forwarded-for: 127.0.0.1"), "\(head)")
             }
             #expect(server.runtime.openConnections <= 1)
+            #expect(tls.metric(server, "concord_proxy_http2_connections_total") == "concord_proxy_http2_connections_total 1")
+            #expect(tls.metric(server, "concord_proxy_http2_streams_total") == "concord_proxy_http2_streams_total 3")
         }
     }
 
@@ -78,6 +80,7 @@ import Testing
             #expect(try server.apply(next).applied == [.tls])
             let after = try Self.curl(["--http2", "-w", Self.summary, "https://127.0.0.1:\(port)/"])
             #expect(after.contains("ok\n[2 200 1]"), "\(after)")
+            #expect(tls.metric(server, "concord_proxy_http2_connections_total") == "concord_proxy_http2_connections_total 1")
         }
     }
 
