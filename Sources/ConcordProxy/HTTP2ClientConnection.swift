@@ -34,7 +34,9 @@ enum HTTP2ClientConnection {
         let responseLimits = HTTPHeadLimits(maxHeadBytes: limits.maxResponseHeadBytes, maxHeaderCount: limits.maxHeaderCount)
         let loopPool = NIOLoopBound(pool, eventLoop: channel.eventLoop)
         let sync = channel.pipeline.syncOperations
-        try sync.addHandler(ProxyStopAsQuiesce())
+        let stopHandler = HTTP2StopHandler()
+        let loopStopHandler = NIOLoopBound(stopHandler, eventLoop: channel.eventLoop)
+        try sync.addHandler(stopHandler)
         try sync.addHandler(FlushCoalescer())
         _ = try sync.configureHTTP2Pipeline(
             mode: .server, connectionConfiguration: connection, streamConfiguration: .init(),
@@ -42,6 +44,9 @@ enum HTTP2ClientConnection {
         ) { stream in
             runtime.metrics.http2Streams.increment()
             return stream.eventLoop.makeCompletedFuture {
+                let stopHandler = loopStopHandler.value
+                stopHandler.streamOpened()
+                stream.closeFuture.assumeIsolated().whenComplete { _ in stopHandler.streamClosed() }
                 try stream.pipeline.syncOperations.addHandlers([
                     HTTP2FramePayloadToHTTP1ServerCodec(),
                     HTTP2StreamBytesBridge(limits: responseLimits),
@@ -56,17 +61,49 @@ enum HTTP2ClientConnection {
     }
 }
 
-/// NIOHTTP2's connection management starts a graceful close (GOAWAY, then close once the open streams are done) on
-/// `ChannelShouldQuiesceEvent`; the proxy announces its stop with ``ProxyStoppingEvent``.
-private final class ProxyStopAsQuiesce: ChannelInboundHandler {
+/// The proxy's stop on an HTTP/2 connection. NIOHTTP2's connection management starts a graceful close on
+/// `ChannelShouldQuiesceEvent` (GOAWAY and a PING; the connection closes once the client has answered the PING and
+/// the open streams are done); the proxy announces its stop with ``ProxyStoppingEvent``. And, as an idle HTTP/1.1
+/// connection does, a connection with no open stream closes once the stop's idle grace has passed, whatever the
+/// client does — one that never answered the PING would otherwise stay until the drain timeout.
+private final class HTTP2StopHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
+    private var context: ChannelHandlerContext?
+    private var openStreams = 0
+    private var graceEnded = false
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    /// Called on the event loop as each stream begins and ends.
+    func streamOpened() { openStreams += 1 }
+
+    func streamClosed() {
+        openStreams -= 1
+        closeIfIdleAfterGrace()
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is ProxyStoppingEvent {
-            context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
-        } else {
+        guard let stopping = event as? ProxyStoppingEvent else {
             context.fireUserInboundEventTriggered(event)
+            return
         }
+        context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: stopping.idleGrace) {
+            loopBound.value.graceEnded = true
+            loopBound.value.closeIfIdleAfterGrace()
+        }
+    }
+
+    private func closeIfIdleAfterGrace() {
+        guard graceEnded, openStreams == 0, let context else { return }
+        // From the pipeline's tail, after a flush: a stream is closed as soon as its last frame is written, and
+        // that frame may still wait in the HTTP/2 handler or for the turn's flush.
+        let channel = context.channel
+        channel.flush()
+        channel.close(promise: nil)
     }
 }
 

@@ -228,9 +228,55 @@ import Testing
                 log = try await Self.speakHTTP2(on: channel)
             }
             await stopped
-            #expect(ContinuousClock.now - stopping < .seconds(4), "the stop waited for its drain timeout")
+            #expect(ContinuousClock.now - stopping < .seconds(4), "the stop waited for its drain timeout; stop began \(stopping), frames: \(log?.frames ?? [])")
             #expect(log?.goAways.contains(.noError) == true, "\(log?.goAways ?? [])")
             _ = try await Self.closing(channel, within: .seconds(5))
+        }
+    }
+
+    /// A client that sent its preface and then reads nothing (so never answers the stop's PING) is closed once the
+    /// stop's idle grace has passed, not at the drain timeout.
+    @Test func aStoppingProxyClosesAnIdleHTTP2ConnectionWhoseClientNeverAnswers() async throws {
+        try await tls.withTLSProxy(configure: { $0.tls?.http2 = true }) { server, port, _ in
+            let channel = try await Self.connect(port: port)
+            let context = try TestCertificate.a.clientContext(applicationProtocols: ["h2"])
+            try await channel.eventLoop.submit {
+                try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: context, serverHostname: "localhost"))
+            }.get()
+            // The client connection preface and an empty SETTINGS frame; nothing is ever acknowledged.
+            var preface = ByteBuffer(string: "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            preface.writeBytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+            try await channel.writeAndFlush(preface)
+            try await tls.waitFor { server.metrics.exposition().contains("concord_proxy_http2_connections_total 1") }
+            try await Task.sleep(for: .milliseconds(200))  // the preface has been read
+            let stopping = ContinuousClock.now
+            await server.stop(drainTimeout: .seconds(8), idleGrace: .milliseconds(300))
+            #expect(ContinuousClock.now - stopping < .seconds(4), "the stop waited for its drain timeout")
+            _ = try await Self.closing(channel, within: .seconds(5))
+        }
+    }
+
+    /// A request in flight when the stop begins is answered; the connection closes after it, long before the drain
+    /// timeout.
+    @Test func aStreamInFlightAtTheStopIsAnswered() async throws {
+        try await TestCertificate.withDirectory { directory in
+            try await ProxyHarness.withBackends(["a"]) { backends in
+                var c = try ProxyHarness.configuration(backends, key: "cookie:sid")
+                c.tls = try TestCertificate.a.install(in: directory)
+                c.tls?.http2 = true
+                try await ProxyHarness.withProxy(c) { server, port in
+                    let request = Task.detached {
+                        try Self.curl(["--http2", "-w", Self.summary, "https://127.0.0.1:\(port)/slow"])
+                    }
+                    // The backend holds /slow for 300 ms: stop while the stream is open.
+                    try await tls.waitFor { server.metrics.exposition().contains("concord_proxy_http2_streams_total 1") }
+                    let stopping = ContinuousClock.now
+                    await server.stop(drainTimeout: .seconds(8), idleGrace: .milliseconds(100))
+                    #expect(ContinuousClock.now - stopping < .seconds(4), "the stop waited for its drain timeout")
+                    let output = try await request.value
+                    #expect(output.contains("a\n[2 200 1]"), "\(output)")
+                }
+            }
         }
     }
 
@@ -247,11 +293,14 @@ import Testing
 
 /// What a client's HTTP/2 connection heard: the server's SETTINGS, and the error code of each GOAWAY.
 final class HTTP2FrameLog: Sendable {
-    private let state = NIOLockedValueBox((settings: false, goAways: [HTTP2ErrorCode]()))
+    private let state = NIOLockedValueBox((settings: false, goAways: [HTTP2ErrorCode](), frames: [String]()))
     var settingsReceived: Bool { state.withLockedValue { $0.settings } }
     var goAways: [HTTP2ErrorCode] { state.withLockedValue { $0.goAways } }
+    /// Every frame heard, for a failure's message.
+    var frames: [String] { state.withLockedValue { $0.frames } }
 
     fileprivate func record(_ payload: HTTP2Frame.FramePayload) {
+        state.withLockedValue { $0.frames.append("\(ContinuousClock.now) \(payload)") }
         switch payload {
         case .settings(.settings): state.withLockedValue { $0.settings = true }
         case .goAway(_, let code, _): state.withLockedValue { $0.goAways.append(code) }
