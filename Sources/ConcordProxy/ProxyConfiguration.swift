@@ -309,7 +309,8 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
     public var summary: String {
         var balanceText = balance.rawValue
         if balance == .hash { balanceText += " " + (mode == .tcp ? "ip" : key.description) }
-        var text = "mode \(mode)\(tls == nil ? "" : " over TLS"), balance \(balanceText)"
+        let transport = tls == nil ? "" : tls?.http2 == true ? " over TLS, HTTP/2 offered" : " over TLS"
+        var text = "mode \(mode)\(transport), balance \(balanceText)"
         if balance == .hash { text += ", algorithm \(algorithm)" }
         if let boundedLoad { text += ", bounded load \(boundedLoad)" }
         text += ", \(backends.count) backend\(backends.count == 1 ? "" : "s")"

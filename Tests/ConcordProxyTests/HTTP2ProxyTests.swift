@@ -281,6 +281,9 @@ import Testing
     }
 
     @Test func http2NeedsHTTPMode() throws {
+        var shown = ProxyConfiguration(backends: [HostPort(host: "127.0.0.1", port: 1)])
+        shown.tls = ProxyTLSConfiguration(certificateChain: "c.pem", privateKey: "k.pem", http2: true)
+        #expect(shown.summary.hasPrefix("mode http over TLS, HTTP/2 offered, balance"), "\(shown.summary)")
         var c = ProxyConfiguration(backends: [HostPort(host: "127.0.0.1", port: 1)], mode: .tcp)
         c.tls = ProxyTLSConfiguration(certificateChain: "c.pem", privateKey: "k.pem", http2: true)
         #expect(throws: ProxyError.invalidSetting("--http2 (tls.http2) needs --mode http: a TCP proxy passes bytes and does not know HTTP")) {
