@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOHTTP2
+import NIOSSL
 
 /// The pipeline of a client connection that negotiated HTTP/2 (ALPN `h2`, ``ProxyTLSConfiguration/http2``): after
 /// TLS, NIOHTTP2's connection handler, whose streams each get NIOHTTP2's HTTP/1-style codec, an
@@ -36,6 +37,10 @@ enum HTTP2ClientConnection {
         let responseLimits = HTTPHeadLimits(maxHeadBytes: limits.maxResponseHeadBytes, maxHeaderCount: limits.maxHeaderCount)
         let loopPool = NIOLoopBound(pool, eventLoop: channel.eventLoop)
         let sync = channel.pipeline.syncOperations
+        // The client, with its certificate (the handshake is done): once for every stream.
+        let client = HTTPProxyHandler.ClientIdentity(channel: channel, runtime: runtime, proxied: proxied)
+        let identity = runtime.configuration.tls?.clientCA == nil
+            ? client : client.presenting(certificateFrom: try? sync.handler(type: NIOSSLServerHandler.self), runtime: runtime)
         let stopHandler = HTTP2StopHandler()
         let loopStopHandler = NIOLoopBound(stopHandler, eventLoop: channel.eventLoop)
         try sync.addHandler(stopHandler)
@@ -52,7 +57,7 @@ enum HTTP2ClientConnection {
                 try stream.pipeline.syncOperations.addHandlers([
                     HTTP2FramePayloadToHTTP1ServerCodec(),
                     HTTP2StreamBytesBridge(limits: responseLimits),
-                    HTTPProxyHandler(runtime: runtime, pool: loopPool.value, proxied: proxied),
+                    HTTPProxyHandler(runtime: runtime, pool: loopPool.value, proxied: proxied, identity: identity),
                 ])
             }
         }

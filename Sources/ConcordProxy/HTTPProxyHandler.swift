@@ -51,7 +51,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     private var deadline: ConnectionDeadline
     private var deadlineTask: Scheduled<Void>?
     /// How this client's request heads go to the backend (its X-Forwarded-* fields are made once per connection).
-    private var forwarding = RequestForwarding(peer: nil, isTrustedPeer: false)
+    private var forwarding = HTTPProxyHandler.noClientYet
     /// The channel's allocator, kept: reading it through the channel on every request costs reference counting.
     private var allocator = ByteBufferAllocator()
     /// The exchange's access log line, while the access log is on and an exchange is in progress.
@@ -68,11 +68,14 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
 
     /// What a PROXY protocol header named for this connection (`acceptProxyProtocol`).
     private let proxied: ProxiedAddresses?
+    /// On an HTTP/2 stream: its connection's client, made once for all streams.
+    private let sharedIdentity: ClientIdentity?
 
-    init(runtime: ProxyRuntime, pool: BackendConnectionPool, proxied: ProxiedAddresses? = nil) {
+    init(runtime: ProxyRuntime, pool: BackendConnectionPool, proxied: ProxiedAddresses? = nil, identity: ClientIdentity? = nil) {
         self.runtime = runtime
         self.pool = pool
         self.proxied = proxied
+        self.sharedIdentity = identity
         self.queueSettings = BackendQueuePosition.Settings(runtime.configuration.limits)
         let limits = runtime.configuration.limits
         self.machine = HTTPExchangeStateMachine(limits: limits)
@@ -87,13 +90,13 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         self.context = context
         allocator = context.channel.allocator
         clientWritable = context.channel.isWritable
-        peer = ClientAddress(proxied?.source ?? context.channel.remoteAddress)
-        forwarding = RequestForwarding(peer: peer, isTrustedPeer: peer.map { runtime.extractor.isTrusted($0) } ?? false,
-                                       scheme: runtime.tlsContext == nil ? "http" : "https")
+        let identity = sharedIdentity ?? ClientIdentity(channel: context.channel, runtime: runtime, proxied: proxied)
+        peer = identity.peer
+        forwarding = identity.forwarding
         if context.channel.isActive { startIdleTimer() }
-        // Set up after the handshake (behind ALPN, or on an HTTP/2 stream, whose TLS is its parent's): the
-        // certificate is there already and no handshake event will come.
-        if runtime.configuration.tls?.clientCA != nil { forwardClientCertificate(context: context) }
+        // Set up after the handshake (behind ALPN): the certificate is there already and no handshake event will
+        // come. (A shared identity has it already.)
+        if sharedIdentity == nil, runtime.configuration.tls?.clientCA != nil { forwardClientCertificate(context: context) }
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -102,20 +105,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     }
 
     /// After a mutual-TLS handshake: every request of this connection tells the backend which certificate the
-    /// client showed (`X-Forwarded-Client-Cert`). The TLS handler is this channel's or, on an HTTP/2 stream, its
-    /// connection's (same event loop; an accepted socket's parent is the listener, which has none).
+    /// client showed (`X-Forwarded-Client-Cert`). Once per connection.
     private func forwardClientCertificate(context: ChannelHandlerContext) {
-        let tlsHandler = (try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self))
-            ?? (try? context.channel.parent?.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self))
-        guard let certificate = tlsHandler?.peerCertificate else { return }
-        do {
-            let identity = try ClientCertificateIdentity(certificate: certificate)
-            forwarding = RequestForwarding(
-                peer: peer, isTrustedPeer: forwarding.isTrustedPeer, scheme: forwarding.scheme, clientCertificate: identity.fieldValue)
-        } catch {
-            // BoringSSL accepted it, so this is unlikely; the requests then go without the field.
-            runtime.logger.warning("could not read the client certificate of \(peer?.description ?? "a client"): \(error)")
-        }
+        let tlsHandler = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self)
+        forwarding = ClientIdentity(peer: peer, forwarding: forwarding).presenting(certificateFrom: tlsHandler, runtime: runtime).forwarding
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
