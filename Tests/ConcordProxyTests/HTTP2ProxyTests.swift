@@ -94,6 +94,9 @@ import Testing
             if head.hasPrefix("HEAD /chunked ") {
                 return .init(bytes: "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n")
             }
+            if head.hasPrefix("GET /large ") {
+                return .init(bytes: "HTTP/1.1 200 OK\r\nContent-Length: 3000000\r\n\r\n" + String(repeating: "0123456789", count: 300_000))
+            }
             if head.hasPrefix("GET /until-close ") {
                 return .init(bytes: "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil-close", closeAfter: true)
             }
@@ -108,6 +111,9 @@ import Testing
             #expect(head.hasPrefix("HTTP/2 200"), "\(head)")
             #expect(head.lowercased().contains("content-length: 7"), "\(head)")
             #expect(!head.lowercased().contains("transfer-encoding"), "\(head)")
+            // A body larger than HTTP/2's flow-control windows (64 KiB per stream at first) arrives whole.
+            let large = try Self.curl(["--http2", "-o", "/dev/null", "-w", "%{size_download} %{http_version}", "\(url)/large"])
+            #expect(large == "3000000 2", "\(large)")
             // The backend closes without answering: the proxy's 502 goes out as an HTTP/2 response.
             let failed = try Self.curl(["--http2", "-w", Self.summary, "\(url)/gone"])
             #expect(failed.contains("[2 502 1]"), "\(failed)")
