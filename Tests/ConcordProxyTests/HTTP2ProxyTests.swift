@@ -288,6 +288,36 @@ import Testing
         }
     }
 
+    /// A client that reads slowly holds the backend back over HTTP/2 too: the stream's flow-control window fills,
+    /// the stream is not writable, and the proxy stops reading the backend (as ``BackpressureTests`` for HTTP/1.1).
+    @Test func aSlowHTTP2ClientHoldsTheBackendBack() async throws {
+        let backend = try await BulkBackend.start(bodyBytes: BackpressureTests.bodyBytes)
+        do {
+            try await TestCertificate.withDirectory { directory in
+                var c = ProxyConfiguration(backends: [try HostPort(parsing: backend.address)], balance: .roundRobin)
+                c.health = ProxyHarness.quietHealth
+                c.tls = try TestCertificate.a.install(in: directory)
+                c.tls?.http2 = true
+                try await ProxyHarness.withProxy(c) { _, port in
+                    // 64 KiB/s for 4 s, then curl gives up: about 256 KiB of the 128 MiB body.
+                    let output = try Self.curl(["--http2", "--limit-rate", "64k", "--max-time", "4", "-o", "/dev/null",
+                                                "-w", "%{size_download} %{http_version}\n", "https://127.0.0.1:\(port)/bulk"])
+                    let fields = output.split(separator: "\n").first?.split(separator: " ") ?? []
+                    #expect(fields.count == 2 && fields[1] == "2", "\(output)")
+                    let downloaded = fields.first.flatMap { Int($0) } ?? 0
+                    #expect(downloaded > 0 && downloaded < 4 << 20, "\(output)")
+                    let sent = backend.sent.count
+                    #expect(sent > 0 && sent < BackpressureTests.boundWhileStalled,
+                            "the backend sent \(sent) bytes to a client that read \(downloaded)")
+                }
+            }
+        } catch {
+            await backend.stop()
+            throw error
+        }
+        await backend.stop()
+    }
+
     @Test func http2NeedsHTTPMode() throws {
         var shown = ProxyConfiguration(backends: [HostPort(host: "127.0.0.1", port: 1)])
         shown.tls = ProxyTLSConfiguration(certificateChain: "c.pem", privateKey: "k.pem", http2: true)

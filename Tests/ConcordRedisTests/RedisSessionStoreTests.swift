@@ -301,7 +301,14 @@ import Testing
             _ = try await admin.send(RedisCommand("CLIENT", ["PAUSE", "20000", "WRITE"]))
             let started = ContinuousClock.now
             let paused = Task { try await retrying.save(StoredSession(id: "u", payload: [3]), ttl: .seconds(60), expectedVersion: nil) }
-            try await Task.sleep(for: .milliseconds(300))
+            // Until Redis holds the save (a paused write counts as a blocked client): a fixed 300-ms pause was not
+            // always enough on a loaded machine, and a save not yet sent is rightly retried.
+            var held = false
+            for _ in 0..<500 where !held {
+                held = try await admin.send(RedisCommand("INFO", ["clients"])).string?.contains("blocked_clients:1") == true
+                if !held { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            try #require(held, "the save never reached Redis")
             await server.stop(removeDirectory: false)
             await #expect { _ = try await paused.value } throws: {
                 guard let error = $0 as? SessionStoreError else { return false }
