@@ -17,7 +17,10 @@ extension HTTPProxyHandler {
                 scheme: runtime.tlsContext == nil ? "http" : "https"))
         }
 
-        init(peer: ClientAddress?, forwarding: RequestForwarding) {
+        /// What a handler holds until it is added to its channel.
+        static let notYetKnown = ClientIdentity(peer: nil, forwarding: RequestForwarding(peer: nil, isTrustedPeer: false))
+
+        private init(peer: ClientAddress?, forwarding: RequestForwarding) {
             self.peer = peer
             self.forwarding = forwarding
         }
@@ -38,7 +41,4 @@ extension HTTPProxyHandler {
             }
         }
     }
-
-    /// What `forwarding` holds until the handler is added to its channel.
-    static let noClientYet = RequestForwarding(peer: nil, isTrustedPeer: false)
 }

@@ -24,7 +24,6 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     private let pool: BackendConnectionPool
     private var machine: HTTPExchangeStateMachine
     private var context: ChannelHandlerContext?
-    private var peer: ClientAddress?
 
     private var framer: HTTPRequestFramer
     /// The start of a request head that has not all arrived; the next read is appended to it. After a request
@@ -50,8 +49,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     private var bytesSinceIdle = false
     private var deadline: ConnectionDeadline
     private var deadlineTask: Scheduled<Void>?
-    /// How this client's request heads go to the backend (its X-Forwarded-* fields are made once per connection).
-    private var forwarding = HTTPProxyHandler.noClientYet
+    /// The client's address, and how its request heads go to the backend (its X-Forwarded-* fields are made once
+    /// per connection).
+    private var client = ClientIdentity.notYetKnown
     /// The channel's allocator, kept: reading it through the channel on every request costs reference counting.
     private var allocator = ByteBufferAllocator()
     /// The exchange's access log line, while the access log is on and an exchange is in progress.
@@ -90,9 +90,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         self.context = context
         allocator = context.channel.allocator
         clientWritable = context.channel.isWritable
-        let identity = sharedIdentity ?? ClientIdentity(channel: context.channel, runtime: runtime, proxied: proxied)
-        peer = identity.peer
-        forwarding = identity.forwarding
+        client = sharedIdentity ?? ClientIdentity(channel: context.channel, runtime: runtime, proxied: proxied)
         if context.channel.isActive { startIdleTimer() }
         // Set up after the handshake (behind ALPN): the certificate is there already and no handshake event will
         // come. (A shared identity has it already.)
@@ -108,7 +106,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     /// client showed (`X-Forwarded-Client-Cert`). Once per connection.
     private func forwardClientCertificate(context: ChannelHandlerContext) {
         let tlsHandler = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self)
-        forwarding = ClientIdentity(peer: peer, forwarding: forwarding).presenting(certificateFrom: tlsHandler, runtime: runtime).forwarding
+        client = client.presenting(certificateFrom: tlsHandler, runtime: runtime)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -386,7 +384,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
 
     private func begin(_ head: ClientRequestHead) {
         deadline.disarm()
-        if runtime.accessLog != nil { access = AccessLogEntry(client: forwarding.client, head: head) }
+        if runtime.accessLog != nil { access = AccessLogEntry(client: client.forwarding.client, head: head) }
         requestVersion = head.isHTTP10 ? .http1_0 : .http1_1
         switch machine.receivedHead(head) {
         case .reject(let status):
@@ -402,10 +400,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
             context.writeAndFlush(wrapOutboundOut(Self.continueResponse), promise: nil)
         }
         let configuration = runtime.configuration
-        requestHead = forwarding.head(for: head, allocator: allocator)
+        requestHead = client.forwarding.head(for: head, allocator: allocator)
         requestIsHEAD = head.isHEAD
         switch configuration.balance {
-        case .hash: keyHash = runtime.extractor.keyHash(for: head, peer: peer)
+        case .hash: keyHash = runtime.extractor.keyHash(for: head, peer: client.peer)
         case .stickyCookie: stickyToken = head.cookie(named: configuration.stickyCookie).map { Substring(head.text($0)) }
         case .roundRobin, .leastConn: break
         }
@@ -805,7 +803,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         machine.close()
         cancelDeadline()
         if runtime.accessLog != nil {
-            if access == nil { access = .unreadRequest(client: forwarding.client) }
+            if access == nil { access = .unreadRequest(client: client.forwarding.client) }
             access.finish(to: runtime.accessLog, outcome: "proxy-answer", status: Int(status.code), backend: backend)
         }
         guard let context, context.channel.isActive else { return }
