@@ -34,7 +34,7 @@ final class RequestForwarding: Sendable {
     init(peer: ClientAddress?, isTrustedPeer: Bool, scheme: String = "http", clientCertificate: String? = nil) {
         if let peer {
             client = peer.description
-            forwardedElement = "for=\(peer.isIPv4 ? peer.description : "\"[\(peer.description)]\"");proto=\(scheme)"
+            forwardedElement = "for=\(peer.isIPv4 ? client : "\"[\(client)]\"");proto=\(scheme)"
         } else {
             client = "unknown"
             forwardedElement = "for=unknown;proto=\(scheme)"

@@ -3,6 +3,7 @@ import ConcordTLSTestSupport
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOHPACK
 import NIOHTTP2
 import NIOPosix
 import NIOSSL
@@ -149,6 +150,11 @@ import Testing
                     let streamed = try Self.curl(["--http2", "-X", "POST", "-T", "-", "-w", Self.summary, url],
                                                  input: String(repeating: "x", count: 70_000))
                     #expect(streamed.contains(" body=70000\n[2 200 1]"), "\(streamed)")
+                    // A GET with a body and no length is chunk-framed too: its DATA frames were once passed on
+                    // unframed, and the proxy handler read them as a second, pipelined request.
+                    let smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+                    let getWithBody = try Self.curl(["--http2", "-X", "GET", "-T", "-", "-w", Self.summary, url], input: smuggled)
+                    #expect(getWithBody.contains(" body=\(smuggled.utf8.count)\n[2 200 1]"), "\(getWithBody)")
                 }
             }
         }
@@ -166,6 +172,56 @@ import Testing
                         "\(head)")
             }
         }
+    }
+
+    /// What HTTP/1.1 would read another way is refused with RST_STREAM (PROTOCOL_ERROR) and never reaches a backend:
+    /// a `:path` that is an absolute URL (the backend would ignore `Host` for it) and a `host` field naming another
+    /// authority than `:authority`. The same authority in another case is fine.
+    @Test func requestsHTTP11WouldReadAnotherWayAreReset() async throws {
+        try await tls.withTLSProxy(configure: { $0.tls?.http2 = true }) { _, port, heads in
+            func request(path: String = "/", host: String? = nil) -> HPACKHeaders {
+                var headers: HPACKHeaders = [":method": "GET", ":scheme": "https", ":authority": "localhost:\(port)", ":path": path]
+                if let host { headers.add(name: "host", value: host) }
+                return headers
+            }
+            let absolute = try await Self.exchange(port: port, headers: request(path: "http://evil.example/"))
+            #expect(absolute.last?.isReset(.protocolError) == true, "\(absolute)")
+            let otherHost = try await Self.exchange(port: port, headers: request(host: "evil.example"))
+            #expect(otherHost.last?.isReset(.protocolError) == true, "\(otherHost)")
+            let sameHost = try await Self.exchange(port: port, headers: request(host: "LOCALHOST:\(port)"))
+            #expect(sameHost.first?.status == "200", "\(sameHost)")
+            let options = try await Self.exchange(port: port, headers: [":method": "OPTIONS", ":scheme": "https", ":authority": "localhost", ":path": "*"])
+            #expect(options.first?.status == "200", "\(options)")
+            let seen = heads.withLockedValue { $0 }
+            #expect(seen.count == 2 && !seen.joined().contains("evil"), "\(seen)")
+        }
+    }
+
+    /// Sends one request with exactly `headers`, as a client that does not check them could, on a new HTTP/2
+    /// connection; returns what came back on its stream until the stream ended or was reset (at most 10 s).
+    static func exchange(port: Int, headers: HPACKHeaders) async throws -> [HTTP2Frame.FramePayload] {
+        let channel = try await connect(port: port)
+        defer { channel.close(promise: nil) }
+        let tls = try TestCertificate.a.clientContext(applicationProtocols: ["h2"])
+        let done = channel.eventLoop.makePromise(of: [HTTP2Frame.FramePayload].self)
+        channel.eventLoop.scheduleTask(in: .seconds(10)) { done.fail(ChannelError.connectTimeout(.seconds(10))) }
+        try await channel.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
+            do {
+                let sync = channel.pipeline.syncOperations
+                try sync.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: "localhost"))
+                let multiplexer = try sync.configureHTTP2Pipeline(
+                    mode: .client, connectionConfiguration: .init(), streamConfiguration: .init()
+                ) { $0.eventLoop.makeSucceededVoidFuture() }
+                return multiplexer.createStreamChannel { stream in
+                    stream.eventLoop.makeCompletedFuture { try stream.pipeline.syncOperations.addHandler(HTTP2StreamRecorder(done: done)) }
+                }.flatMap { stream in
+                    stream.writeAndFlush(HTTP2Frame.FramePayload.headers(.init(headers: headers, endStream: true)))
+                }
+            } catch {
+                return channel.eventLoop.makeFailedFuture(error)
+            }
+        }.get()
+        return try await done.futureResult.get()
     }
 
     /// A TCP connection to the proxy, no bytes sent yet.
@@ -347,6 +403,44 @@ final class HTTP2FrameLog: Sendable {
         case .goAway(_, let code, _): state.withLockedValue { $0.goAways.append(code) }
         default: break
         }
+    }
+}
+
+/// One client stream's frames, handed to `done` when the stream ends, is reset or closes.
+private final class HTTP2StreamRecorder: ChannelInboundHandler {
+    typealias InboundIn = HTTP2Frame.FramePayload
+    private let done: EventLoopPromise<[HTTP2Frame.FramePayload]>
+    private var frames: [HTTP2Frame.FramePayload] = []
+
+    init(done: EventLoopPromise<[HTTP2Frame.FramePayload]>) { self.done = done }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        frames.append(frame)
+        switch frame {
+        case .headers(let headers) where headers.endStream: done.succeed(frames)
+        case .data(let data) where data.endStream: done.succeed(frames)
+        case .rstStream: done.succeed(frames)
+        default: break
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        done.succeed(frames)
+        context.fireChannelInactive()
+    }
+}
+
+extension HTTP2Frame.FramePayload {
+    /// The `:status` of a HEADERS frame.
+    var status: String? {
+        guard case .headers(let headers) = self else { return nil }
+        return headers.headers.first(name: ":status")
+    }
+
+    func isReset(_ code: HTTP2ErrorCode) -> Bool {
+        guard case .rstStream(let received) = self else { return false }
+        return received == code
     }
 }
 

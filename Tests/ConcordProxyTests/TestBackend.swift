@@ -90,7 +90,7 @@ final class TestBackend: StoppableTestServer {
                 } else {
                     state.withLockedValue { $0.requests += 1 }
                     if head.uri == "/echo-xff" { text = head.headers["x-forwarded-for"].joined(separator: ",") }
-                    if head.method == .POST { text += " body=\(bodyBytes)" }
+                    if head.method == .POST || bodyBytes > 0 { text += " body=\(bodyBytes)" }
                 }
                 var headers = HTTPHeaders()
                 headers.add(name: "x-backend", value: name)
