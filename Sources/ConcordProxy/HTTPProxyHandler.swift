@@ -808,7 +808,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         }
         guard let context, context.channel.isActive else { return }
         runtime.metrics.proxyResponse(status: Int(status.code))
-        let response = ProxyResponse.bytes(status, version: requestVersion, allocator: context.channel.allocator)
+        let response = ProxyResponse.bytes(status, version: requestVersion, adding: runtime.responseFields, allocator: allocator)
         context.writeAndFlush(wrapOutboundOut(response)).assumeIsolated().whenComplete { _ in
             context.close(promise: nil)
         }

@@ -65,8 +65,8 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
     public var reusePort: Bool
     /// With `tls` in `http` mode: a plain-HTTP listener that redirects every request to HTTPS (308). Default off.
     public var httpRedirect: HTTPRedirectConfiguration?
-    /// `http` mode: fields added to every response a backend sends (`Name: value`, e.g.
-    /// `Strict-Transport-Security: max-age=31536000`), like nginx's `add_header`. Default none.
+    /// `http` mode: fields added to every response a backend sends and to the proxy's own answers (`Name: value`,
+    /// e.g. `Strict-Transport-Security: max-age=31536000`), like nginx's `add_header … always`. Default none.
     public var responseHeaders: [String]
 
     public init(

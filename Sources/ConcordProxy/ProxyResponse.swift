@@ -1,12 +1,17 @@
 import NIOCore
 import NIOHTTP1
 
-/// A response the proxy makes itself (limits, no backend, backend failure), as the bytes the client gets.
+/// A response the proxy makes itself (limits, no backend, backend failure), as the bytes the client gets: with the
+/// configured response fields (``ProxyConfiguration/responseHeaders``) as a backend's responses get them — an
+/// `Strict-Transport-Security` belongs on a 502 too (nginx's `add_header … always`).
 struct ProxyResponse {
-    static func bytes(_ status: HTTPResponseStatus, version: HTTPVersion, allocator: ByteBufferAllocator) -> ByteBuffer {
+    static func bytes(_ status: HTTPResponseStatus, version: HTTPVersion, adding fields: [(name: String, value: String)] = [],
+                      allocator: ByteBufferAllocator) -> ByteBuffer {
         let text = body(status)
-        let head = "\(version == .http1_0 ? "HTTP/1.0" : "HTTP/1.1") \(status.code) \(status.reasonPhrase)\r\n"
-            + "content-type: text/plain; charset=utf-8\r\ncontent-length: \(text.utf8.count)\r\nconnection: close\r\n\r\n"
+        var head = "\(version == .http1_0 ? "HTTP/1.0" : "HTTP/1.1") \(status.code) \(status.reasonPhrase)\r\n"
+            + "content-type: text/plain; charset=utf-8\r\ncontent-length: \(text.utf8.count)\r\n"
+        for field in fields { head += "\(field.name): \(field.value)\r\n" }
+        head += "connection: close\r\n\r\n"
         var buffer = allocator.buffer(capacity: head.utf8.count + text.utf8.count)
         buffer.writeString(head)
         buffer.writeString(text)

@@ -105,7 +105,7 @@ struct ProxyCommand: AsyncParsableCommand {
     var accessLog = false
 
     @Option(name: .customLong("response-header"),
-            help: "A field added to every backend response, 'Name: value' (repeatable), e.g. 'Strict-Transport-Security: max-age=31536000'.")
+            help: "A field added to every response, the backends' and the proxy's own, 'Name: value' (repeatable), e.g. 'Strict-Transport-Security: max-age=31536000'.")
     var responseHeaders: [String] = []
 
     @Flag(name: .customLong("accept-proxy-protocol"),

@@ -21,11 +21,12 @@ import Testing
         }
     }
 
-    /// `responseHeaders` go on every backend response (here a small one that would otherwise go out unchanged, in
+    /// `responseHeaders` go on every response, the backends' and the proxy's own (here a small one that would otherwise go out unchanged, in
     /// one write with its body, and a chunked one), keep-alive kept.
     @Test func configuredResponseHeadersAreAddedToEveryResponse() async throws {
         let backend = try await TestScriptedBackend.start { head, _ in
-            head.hasPrefix("GET /chunked") ? .init(bytes: Self.chunkedHead + Self.chunkedBody) : .init(bytes: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            if head.hasPrefix("GET /gone") { return .close }
+            return head.hasPrefix("GET /chunked") ? .init(bytes: Self.chunkedHead + Self.chunkedBody) : .init(bytes: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         }
         do {
             var config = ProxyConfiguration(backends: [try HostPort(parsing: backend.address)], balance: .roundRobin)
@@ -39,6 +40,12 @@ import Testing
                 #expect(response.text == "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" + added + "\r\nok"
                     + "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Mixed-Case: Kept\r\n" + added + "connection: close\r\n\r\n"
                     + Self.chunkedBody, "\(response.text.debugDescription)")
+                // The proxy's own answers carry them too: a backend that fails (502) and a malformed request (400).
+                for (request, status) in [("GET /gone HTTP/1.1\r\nHost: t\r\n\r\n", "502"), ("GET /bad HTTP/1.1\r\nHost t\r\n\r\n", "400")] {
+                    let answer = try await RawClient.exchange(port: port, [request])
+                    #expect(answer.text.hasPrefix("HTTP/1.1 \(status) "), "\(answer.text.debugDescription)")
+                    #expect(answer.text.contains("\r\n" + added + "connection: close\r\n\r\n"), "\(answer.text.debugDescription)")
+                }
             }
         } catch {
             await backend.stop()
