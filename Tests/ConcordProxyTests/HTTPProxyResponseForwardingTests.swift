@@ -21,8 +21,8 @@ import Testing
         }
     }
 
-    /// `responseHeaders` go on every response, the backends' and the proxy's own (here a small one that would otherwise go out unchanged, in
-    /// one write with its body, and a chunked one), keep-alive kept.
+    /// `responseHeaders` go on every backend response (here a small one that would otherwise go out unchanged, in
+    /// one write with its body, and a chunked one), keep-alive kept, and on the proxy's own answers.
     @Test func configuredResponseHeadersAreAddedToEveryResponse() async throws {
         let backend = try await TestScriptedBackend.start { head, _ in
             if head.hasPrefix("GET /gone") { return .close }
