@@ -571,7 +571,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         deadline.disarm()
         access?.status = head.status
         machine.responseHeadReceived(closeDelimited: head.framing == .untilClose)
-        held.removeAll()
+        held.removeAll(keepingCapacity: true)
     }
 
     /// Whether nothing in the backend's head must change for the client — the usual keep-alive HTTP/1.1 exchange.
@@ -616,7 +616,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
             if reuse { pool.release(connection) } else { connection.close() }
         }
         requestHead = nil
-        held.removeAll()
+        held.removeAll(keepingCapacity: true)
         keyHash = nil
         stickyToken = nil
         switch decision {
