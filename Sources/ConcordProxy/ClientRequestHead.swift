@@ -49,6 +49,10 @@ struct ClientRequestHead {
     /// Parses `bytes`, a complete head (ending with the blank line).
     init(parsing bytes: ByteBuffer, maxHeaderCount: Int) throws(HTTPRequestFramerError) {
         let fields = try bytes.withUnsafeReadableBytes { Fields.scan($0, maxHeaderCount: maxHeaderCount) }.get()
+        if let originForm = try Self.originForm(of: bytes, target: fields.target) {
+            self = try ClientRequestHead(parsing: originForm, maxHeaderCount: maxHeaderCount)
+            return
+        }
         let codings = fields.transferCodings
         if codings.isPresent {
             // RFC 9112 §6.1, §6.3: Transfer-Encoding with Content-Length, in HTTP/1.0, or without `chunked` last
@@ -79,6 +83,49 @@ struct ClientRequestHead {
         let asksUpgrade = fields.connectionUpgrade && fields.upgradeCount == 1 && !fields.isHTTP10 && framing == .none
             && fields.method != .connect
         self.upgrade = asksUpgrade ? fields.upgradeValue : nil
+    }
+
+    /// A head whose target is in absolute-form (`GET http://shop.example/cart?x=1 HTTP/1.1`, RFC 9112 §3.2.2) as
+    /// the same request in origin-form (`GET /cart?x=1`) with `Host` set to the target's authority, every `Host`
+    /// field it had replaced — what the RFC asks of a proxy, and what the backend would have taken from the target
+    /// anyway (it must ignore `Host` then). So keys (`header:host`, `path`, `query:`), the access log and the backend
+    /// all see one request, as they do over HTTP/2 (whose `:path` must be origin-form). `nil` for any other target.
+    /// A scheme other than `http` or `https`, or an authority that is empty or carries user information
+    /// (RFC 9110 §4.2.4), is malformed.
+    static func originForm(of bytes: ByteBuffer, target: Range<Int>) throws(HTTPRequestFramerError) -> ByteBuffer? {
+        try bytes.withUnsafeReadableBytes { p throws(HTTPRequestFramerError) -> ByteBuffer? in
+            guard target.count > 0, p[target.lowerBound] != UInt8(ascii: "/"), p[target.lowerBound] != UInt8(ascii: "*") else { return nil }
+            // scheme "://" (RFC 3986 §3.1); anything else (CONNECT's host:port) is not absolute-form.
+            var i = target.lowerBound
+            while i < target.upperBound, HTTPSyntax.isSchemeCharacter(p[i]) { i += 1 }
+            guard i > target.lowerBound, target.upperBound - i >= 3, p[i] == UInt8(ascii: ":"),
+                  p[i + 1] == UInt8(ascii: "/"), p[i + 2] == UInt8(ascii: "/") else { return nil }
+            let scheme = target.lowerBound..<i
+            guard HTTPSyntax.equalsIgnoringCase(p, scheme, "http") || HTTPSyntax.equalsIgnoringCase(p, scheme, "https") else {
+                throw .malformedRequestLine
+            }
+            let authorityStart = i + 3
+            var authorityEnd = authorityStart
+            while authorityEnd < target.upperBound, ![UInt8(ascii: "/"), UInt8(ascii: "?"), UInt8(ascii: "#")].contains(p[authorityEnd]) {
+                if p[authorityEnd] == UInt8(ascii: "@") { throw .invalidHost }
+                authorityEnd += 1
+            }
+            guard authorityEnd > authorityStart else { throw .invalidHost }
+            let requestLineEnd = HTTPSyntax.lineEnd(p, from: target.upperBound)
+            var out = ByteBuffer()
+            out.reserveCapacity(p.count + 8)
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: p[0..<target.lowerBound]))
+            if authorityEnd == target.upperBound || p[authorityEnd] != UInt8(ascii: "/") { out.writeStaticString("/") }
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: p[authorityEnd..<requestLineEnd]))
+            out.writeStaticString("Host: ")
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: p[authorityStart..<authorityEnd]))
+            out.writeStaticString("\r\n")
+            HTTPSyntax.forEachField(p, from: requestLineEnd) { name, _, line in
+                if !HTTPSyntax.equalsIgnoringCase(p, name, "host") { out.writeBytes(UnsafeRawBufferPointer(rebasing: p[line])) }
+            }
+            out.writeStaticString("\r\n")
+            return out
+        }
     }
 
     /// The declared body length (`nil` for chunked bodies, 0 without a body).

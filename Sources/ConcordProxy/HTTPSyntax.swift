@@ -251,5 +251,11 @@ extension HTTPSyntax {
 
     /// `byte` with ASCII A–Z mapped to a–z.
     @inline(__always)
+    /// A letter, digit, `+`, `-` or `.`: what a URI scheme is made of (RFC 3986 §3.1).
+    static func isSchemeCharacter(_ byte: UInt8) -> Bool {
+        (byte | 0x20) &- UInt8(ascii: "a") < 26 || byte &- UInt8(ascii: "0") < 10
+            || byte == UInt8(ascii: "+") || byte == UInt8(ascii: "-") || byte == UInt8(ascii: ".")
+    }
+
     static func lowercased(_ byte: UInt8) -> UInt8 { byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte }
 }

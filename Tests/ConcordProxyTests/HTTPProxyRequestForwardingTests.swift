@@ -30,6 +30,25 @@ import Testing
         ])
     }
 
+    /// A request in absolute-form reaches the backend in origin-form with `Host` from its target — the backend
+    /// would have ignored the client's `Host` for it — as the proxy's keys read it.
+    @Test func anAbsoluteFormRequestReachesTheBackendInOriginForm() async throws {
+        let seen = NIOLockedValueBox<[String]>([])
+        try await ProxyHarness.withScriptedBackend({ head, _ in
+            seen.withLockedValue { $0.append(head) }
+            return Self.ok
+        }) { port, _ in
+            let response = try await RawClient.exchange(port: port, [
+                "GET http://shop.example/cart?sid=1 HTTP/1.1\r\nHost: elsewhere.example\r\nConnection: close\r\n\r\n",
+            ])
+            #expect(response.status == 200, "\(response.text.debugDescription)")
+        }
+        #expect(seen.withLockedValue { $0 } == [
+            "GET /cart?sid=1 HTTP/1.1\r\nHost: shop.example\r\n"
+                + "x-forwarded-for: 127.0.0.1\r\nx-forwarded-proto: http\r\nforwarded: for=127.0.0.1;proto=http",
+        ])
+    }
+
     @Test func anHTTP10RequestStaysHTTP10AndKeepsTheBackendConnection() async throws {
         let seen = NIOLockedValueBox<[String]>([])
         try await ProxyHarness.withScriptedBackend({ head, _ in

@@ -202,6 +202,56 @@ extension ClientRequestHead {
 
     /// Each must be refused with the status NIO's parser (llhttp, strict) and the proxy's checks gave it, or one
     /// as strict: smuggling vectors, bad tokens, bare CR and LF, obsolete folding.
+    /// An absolute-form target becomes origin-form with `Host` from its authority (RFC 9112 §3.2.2), so the keys,
+    /// the access log and the backend all read one request; other targets are left as they are.
+    @Test func anAbsoluteFormTargetBecomesOriginFormWithItsHost() throws {
+        let cases: [(String, String)] = [
+            ("GET http://Shop.Example:8080/cart?x=1 HTTP/1.1\r\nHost: other\r\nAccept: */*\r\n\r\n",
+             "GET /cart?x=1 HTTP/1.1\r\nHost: Shop.Example:8080\r\nAccept: */*\r\n\r\n"),
+            ("GET HTTPS://a.example HTTP/1.0\r\n\r\n", "GET / HTTP/1.0\r\nHost: a.example\r\n\r\n"),
+            ("GET http://a.example?q=1 HTTP/1.1\r\nX-A: 1\r\nHost: a\r\nhost: b\r\n\r\n",
+             "GET /?q=1 HTTP/1.1\r\nHost: a.example\r\nX-A: 1\r\n\r\n"),
+            ("CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n", "CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n"),
+            ("OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n", "OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n"),
+        ]
+        for (sent, expected) in cases {
+            var driver = Driver()
+            try driver.feed(sent)
+            #expect(driver.recorded.first == .head(expected), "\(sent.debugDescription)")
+        }
+        let head = ClientRequestHead.parsing(target: "http://b.example/p/q?sid=7")
+        #expect(head.text(head.target) == "/p/q?sid=7")
+        let bad: [(String, HTTPRequestFramerError)] = [
+            ("GET ftp://a.example/ HTTP/1.1\r\nHost: t\r\n\r\n", .malformedRequestLine),
+            ("GET http:///x HTTP/1.1\r\nHost: t\r\n\r\n", .invalidHost),
+            ("GET http://user@a.example/ HTTP/1.1\r\nHost: t\r\n\r\n", .invalidHost),
+        ]
+        for (sent, error) in bad {
+            var driver = Driver()
+            #expect(throws: error, "\(sent.debugDescription)") { try driver.feed(sent) }
+        }
+        // Mutated absolute-form heads never trap, and none goes on with an absolute target.
+        var random = SplitMix64(seed: 7)
+        let sample = Array("GET http://a.example:81/x?sid=1 HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\r\n".utf8)
+        for _ in 0..<3000 {
+            var bytes = sample
+            for _ in 0..<(1 + Int(random.next() % 3)) {
+                bytes[Int(random.next() % UInt64(bytes.count))] = UInt8(truncatingIfNeeded: random.next())
+            }
+            var driver = Driver()
+            do {
+                try driver.feed(bytes: bytes)
+            } catch {
+                #expect([.badRequest, .requestHeaderFieldsTooLarge, .httpVersionNotSupported].contains(error.responseStatus))
+                continue
+            }
+            for head in driver.heads {
+                let target = head.text(head.target).lowercased()
+                #expect(!target.hasPrefix("http://") && !target.hasPrefix("https://"), "\(target)")
+            }
+        }
+    }
+
     @Test func malformedRequestsAreErrors() {
         let bad: [(String, HTTPRequestFramerError)] = [
             ("GET  / HTTP/1.1\r\nHost: t\r\n\r\n", .malformedRequestLine),
