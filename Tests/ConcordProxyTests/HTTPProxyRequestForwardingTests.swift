@@ -9,12 +9,18 @@ import Testing
 @Suite(.serialized, .timeLimit(.minutes(3))) struct HTTPProxyRequestForwardingTests {
     static let ok = TestScriptedBackend.Reply(bytes: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
-    @Test func theBackendGetsTheClientsHeadPlusForwardingFields() async throws {
-        let seen = NIOLockedValueBox<[String]>([])
+    /// Runs `body` with the port of a proxy in front of a backend that answers every request 200 and appends its
+    /// head to `seen`.
+    static func withRecordingBackend(_ seen: NIOLockedValueBox<[String]>, _ body: (Int) async throws -> Void) async throws {
         try await ProxyHarness.withScriptedBackend({ head, _ in
             seen.withLockedValue { $0.append(head) }
             return Self.ok
-        }) { port, _ in
+        }) { port, _ in try await body(port) }
+    }
+
+    @Test func theBackendGetsTheClientsHeadPlusForwardingFields() async throws {
+        let seen = NIOLockedValueBox<[String]>([])
+        try await Self.withRecordingBackend(seen) { port in
             let response = try await RawClient.exchange(port: port, [
                 "GET /a?b=c HTTP/1.1\r\nHost: t\r\nX-Mixed-Case: Kept\r\nCookie: sid=1\r\n\r\n"
                     + "GET /b HTTP/1.1\r\nHost: t\r\nConnection: X-Private, close\r\nX-Private: secret\r\nKeep-Alive: 5\r\n"
@@ -34,10 +40,7 @@ import Testing
     /// would have ignored the client's `Host` for it — as the proxy's keys read it.
     @Test func anAbsoluteFormRequestReachesTheBackendInOriginForm() async throws {
         let seen = NIOLockedValueBox<[String]>([])
-        try await ProxyHarness.withScriptedBackend({ head, _ in
-            seen.withLockedValue { $0.append(head) }
-            return Self.ok
-        }) { port, _ in
+        try await Self.withRecordingBackend(seen) { port in
             let response = try await RawClient.exchange(port: port, [
                 "GET http://shop.example/cart?sid=1 HTTP/1.1\r\nHost: elsewhere.example\r\nConnection: close\r\n\r\n",
             ])
@@ -51,10 +54,7 @@ import Testing
 
     @Test func anHTTP10RequestStaysHTTP10AndKeepsTheBackendConnection() async throws {
         let seen = NIOLockedValueBox<[String]>([])
-        try await ProxyHarness.withScriptedBackend({ head, _ in
-            seen.withLockedValue { $0.append(head) }
-            return Self.ok
-        }) { port, _ in
+        try await Self.withRecordingBackend(seen) { port in
             let response = try await RawClient.exchange(port: port, ["GET /old HTTP/1.0\r\n\r\n"])
             #expect(response.text.hasPrefix("HTTP/1.0 200 OK\r\n") && response.body == "ok", "\(response.text.debugDescription)")
             #expect(response.header("connection") == "close")
@@ -67,10 +67,7 @@ import Testing
     /// any of them, not even the valid request that follows on the same connection.
     @Test func ambiguousOrMalformedRequestsAre400AndNeverReachTheBackend() async throws {
         let seen = NIOLockedValueBox<[String]>([])
-        try await ProxyHarness.withScriptedBackend({ head, _ in
-            seen.withLockedValue { $0.append(head) }
-            return Self.ok
-        }) { port, _ in
+        try await Self.withRecordingBackend(seen) { port in
             let next = "GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n"
             let cases: [(String, Int)] = [
                 ("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
