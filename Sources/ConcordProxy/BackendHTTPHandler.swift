@@ -178,8 +178,8 @@ final class BackendHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 case .end where bytes.readableBytes > 0:
                     // More bytes than the response: the connection is out of sync, never pool it.
                     responseKeepAlive = false
-                case .body, .end:
-                    break
+                case .body, .end, .interim:
+                    break  // (no interim heads: this framer drops them)
                 case .switched(let head):
                     // Not HTTP any more: the delegate moves this connection to a tunnel (and removes this handler).
                     responseKeepAlive = false

@@ -13,7 +13,8 @@ import NIOHTTP2
 /// `HTTPHeaders` and back, ≈ 6 % of an HTTP/2 request's CPU): the request head is written field by field from the
 /// HPACK block (NIOHTTP2 has validated it: pseudo-fields, no connection-specific fields, names lower-case, no CR,
 /// LF or NUL), and response bytes go through ``HTTPResponseFramer`` (which knows a response to `HEAD` has no body
-/// and skips 1xx) and, for a chunked body, ``ChunkedBodyScanner`` (its trailers are not passed on).
+/// and reports 1xx heads — the proxy's own `100 Continue` goes out as an informational HEADERS frame) and, for a
+/// chunked body, ``ChunkedBodyScanner`` (its trailers are not passed on).
 ///
 /// What HTTP/1.1 could read another way is refused here with `RST_STREAM` (`PROTOCOL_ERROR`), as NIOHTTP2 refuses
 /// the other malformed requests (RFC 9113 §8.1.1): a `:path` that is not origin-form (`/…`, or `*` for OPTIONS) —
@@ -45,7 +46,7 @@ final class HTTP2StreamBytesBridge: ChannelDuplexHandler {
     private let logger: Logger?
 
     init(limits: HTTPHeadLimits, logger: Logger? = nil) {
-        framer = HTTPResponseFramer(limits: limits)
+        framer = HTTPResponseFramer(limits: limits, reportsInterim: true)
         self.logger = logger
     }
 
@@ -231,6 +232,10 @@ final class HTTP2StreamBytesBridge: ChannelDuplexHandler {
         switch part {
         case .head(let head):
             batch.frames.append(.headers(.init(headers: responseHeaders(head))))
+        case .interim(let head):
+            // The proxy's `100 Continue` to `expect: 100-continue` (an HTTP/2 client waits for it before its DATA;
+            // without it curl waited its 1-s timeout): an informational HEADERS frame, RFC 9113 §8.1.
+            batch.frames.append(.headers(.init(headers: [":status": String(head.status)])))
         case .headAndBody(let head, var bytes):
             batch.frames.append(.headers(.init(headers: responseHeaders(head))))
             bytes.moveReaderIndex(forwardBy: head.bytes.readableBytes)

@@ -562,8 +562,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
             if !clientWritable { connection.pauseReads() }
         case .end:
             finishExchange(connection: connection)
-        case .switched:
-            break  // reported through backendSwitchedProtocols
+        case .switched, .interim:
+            break  // reported through backendSwitchedProtocols; a backend's interim heads are dropped by its framer
         }
     }
 

@@ -13,8 +13,10 @@ struct HTTPResponseFramer {
     typealias Limits = HTTPHeadLimits
 
     enum Part {
-        /// A final response's head (1xx interim responses are consumed here: the proxy does not relay them).
+        /// A final response's head (1xx interim responses are consumed here unless ``reportsInterim`` is set).
         case head(BackendResponseHead)
+        /// An interim (1xx) response's head, with ``reportsInterim`` only: the final head still follows.
+        case interim(BackendResponseHead)
         /// A final response's head and its whole fixed-length body, arrived together: `bytes` holds both as one
         /// slice (the head's bytes first), so a head that goes out unchanged goes out with its body in one write —
         /// the usual small response. `.end` follows.
@@ -50,7 +52,14 @@ struct HTTPResponseFramer {
     private var requestIsHTTP10 = false
     private var requestAsksUpgrade = false
 
-    init(limits: Limits) { self.limits = limits }
+    /// Whether interim (1xx) heads are reported (``Part/interim(_:)``) instead of dropped: the HTTP/2 bridge relays
+    /// the proxy's own `100 Continue`; towards a backend connection they are dropped.
+    let reportsInterim: Bool
+
+    init(limits: Limits, reportsInterim: Bool = false) {
+        self.limits = limits
+        self.reportsInterim = reportsInterim
+    }
 
     /// Whether the response in progress is complete (or none was asked for).
     var isAwaitingRequest: Bool {
@@ -111,9 +120,10 @@ struct HTTPResponseFramer {
                     return .switched(head)
                 }
                 if head.status < 200 {
-                    // Interim (100 Continue, 103 Early Hints): dropped; the final head follows.
+                    // Interim (100 Continue, 103 Early Hints): dropped unless asked for; the final head follows.
                     buffer.moveReaderIndex(forwardBy: length)
                     state = .head(scanned: 0)
+                    if reportsInterim { return .interim(head) }
                     continue
                 }
                 if case .contentLength(let bodyLength) = head.framing, buffer.readableBytes - length >= bodyLength {

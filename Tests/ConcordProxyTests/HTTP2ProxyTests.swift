@@ -150,6 +150,13 @@ import Testing
                     let streamed = try Self.curl(["--http2", "-X", "POST", "-T", "-", "-w", Self.summary, url],
                                                  input: String(repeating: "x", count: 70_000))
                     #expect(streamed.contains(" body=70000\n[2 200 1]"), "\(streamed)")
+                    // `Expect: 100-continue`: the proxy's 100 reaches the HTTP/2 client as an informational HEADERS
+                    // frame, so it sends its body at once (curl waited its expect timeout, 5 s here, before).
+                    let expecting = ContinuousClock.now
+                    let continued = try Self.curl(["--http2", "--expect100-timeout", "5", "-H", "Expect: 100-continue",
+                                                   "--data-binary", "hello", "-w", Self.summary, url])
+                    #expect(continued.contains(" body=5\n[2 200 1]"), "\(continued)")
+                    #expect(ContinuousClock.now - expecting < .seconds(3), "the client waited for a 100 that never came")
                     // A GET with a body and no length is chunk-framed too: its DATA frames were once passed on
                     // unframed, and the proxy handler read them as a second, pipelined request.
                     let smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"

@@ -81,6 +81,8 @@ import Testing
             case .switched(let head):
                 heads.append(head)
                 recorded.append(.head(String(buffer: head.bytes)))
+            case .interim(let head):
+                Issue.record("an interim head was reported by a framer that drops them: \(String(buffer: head.bytes))")
             }
         }
 
@@ -171,6 +173,24 @@ import Testing
         #expect(driver.recorded == [
             .head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Mixed-Case: Kept\r\n\r\n"), .body("hello"), .end,
         ])
+    }
+
+    /// Asked to (the HTTP/2 bridge), the framer reports each interim head before the final one.
+    @Test func interimResponsesAreReportedWhenAskedFor() throws {
+        var framer = HTTPResponseFramer(limits: .init(maxHeadBytes: 4096, maxHeaderCount: 20), reportsInterim: true)
+        framer.requestSent(isHEAD: false, isHTTP10: false)
+        var bytes = ByteBuffer(string: Self.interimThenFinal)
+        var statuses: [String] = []
+        while let part = try framer.next(&bytes) {
+            switch part {
+            case .interim(let head): statuses.append("interim \(head.status)")
+            case .headAndBody(let head, _), .head(let head): statuses.append("final \(head.status)")
+            case .body: statuses.append("body")
+            case .end: statuses.append("end")
+            case .switched: statuses.append("switched")
+            }
+        }
+        #expect(statuses == ["interim 100", "interim 103", "final 200", "end"])
     }
 
     @Test func noBodyAfter204And304AndForHEAD() throws {
