@@ -42,12 +42,25 @@ struct ChunkedBodyScanner {
 
     /// Reads `bytes`, which follow the bytes of earlier calls, and returns how many of them belong to the body:
     /// all of them, or fewer when the body ends within them (then ``isComplete`` is true).
-    /// `data` gets the range of each piece of chunk data within `bytes` (the HTTP/2 bridge passes only those on).
-    mutating func scan(_ bytes: UnsafeRawBufferPointer, data: (Range<Int>) -> Void = { _ in }) -> Result<Int, HTTPResponseFramerError> {
+    /// `data` gets the range of each piece of chunk data within `bytes`, and `trailers` each piece of the trailer
+    /// section's field lines (CRLFs included, not the blank line that ends the body): the HTTP/2 bridge passes the
+    /// data on as DATA frames and the trailers as a HEADERS frame.
+    mutating func scan(_ bytes: UnsafeRawBufferPointer, data: (Range<Int>) -> Void = { _ in },
+                       trailers: (Range<Int>) -> Void = { _ in }) -> Result<Int, HTTPResponseFramerError> {
         var i = 0
         let n = bytes.count
+        // Where the run of trailer bytes seen in this call began, while one is open.
+        var trailerRun: Int?
+        defer { if let start = trailerRun { trailers(start..<min(i, n)) } }
         while i < n {
             let byte = bytes[i]
+            let inTrailer = state == .trailerField || state == .trailerLF || (state == .trailerStart && byte != HTTPSyntax.cr)
+            if inTrailer, trailerRun == nil {
+                trailerRun = i
+            } else if !inTrailer, let start = trailerRun {
+                trailers(start..<i)
+                trailerRun = nil
+            }
             switch state {
             case .sizeStart:
                 guard let digit = HTTPSyntax.hexValue(byte) else { return .failure(.malformedChunk) }

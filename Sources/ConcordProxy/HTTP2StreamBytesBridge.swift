@@ -14,7 +14,7 @@ import NIOHTTP2
 /// HPACK block (NIOHTTP2 has validated it: pseudo-fields, no connection-specific fields, names lower-case, no CR,
 /// LF or NUL), and response bytes go through ``HTTPResponseFramer`` (which knows a response to `HEAD` has no body
 /// and reports 1xx heads — the proxy's own `100 Continue` goes out as an informational HEADERS frame) and, for a
-/// chunked body, ``ChunkedBodyScanner`` (its trailers are not passed on).
+/// chunked body, ``ChunkedBodyScanner`` (its data as DATA frames, its trailers as a closing HEADERS frame).
 ///
 /// What HTTP/1.1 could read another way is refused here with `RST_STREAM` (`PROTOCOL_ERROR`), as NIOHTTP2 refuses
 /// the other malformed requests (RFC 9113 §8.1.1): a `:path` that is not origin-form (`/…`, or `*` for OPTIONS) —
@@ -42,6 +42,8 @@ final class HTTP2StreamBytesBridge: ChannelDuplexHandler {
     private var pending = ByteBuffer()
     /// While a chunked response body passes: its framing, followed to find the data.
     private var dechunker: ChunkedBodyScanner?
+    /// The chunked body's trailer field lines as they arrive; a trailing HEADERS frame at its end.
+    private var trailerBytes = ByteBuffer()
     private var responseEnded = false
     private let logger: Logger?
 
@@ -214,7 +216,11 @@ final class HTTP2StreamBytesBridge: ChannelDuplexHandler {
     private struct FrameBatch {
         var frames: [HTTP2Frame.FramePayload] = []
 
-        mutating func end() {
+        mutating func end(trailers: HPACKHeaders = [:]) {
+            if !trailers.isEmpty {
+                frames.append(.headers(.init(headers: trailers, endStream: true)))
+                return
+            }
             switch frames.last {
             case .headers(var headers)?:
                 headers.endStream = true
@@ -246,17 +252,24 @@ final class HTTP2StreamBytesBridge: ChannelDuplexHandler {
                 return
             }
             var data: [Range<Int>] = []
-            let scanned = bytes.withUnsafeReadableBytes { scanner.scan($0) { data.append($0) } }
+            var trailers: [Range<Int>] = []
+            let scanned = bytes.withUnsafeReadableBytes { scanner.scan($0, data: { data.append($0) }, trailers: { trailers.append($0) }) }
             if case .failure(let error) = scanned { throw error }
             dechunker = scanner
             for range in data {
                 let slice = bytes.getSlice(at: bytes.readerIndex + range.lowerBound, length: range.count)!
                 batch.frames.append(.data(.init(data: .byteBuffer(slice))))
             }
+            for range in trailers {
+                var slice = bytes.getSlice(at: bytes.readerIndex + range.lowerBound, length: range.count)!
+                trailerBytes.writeBuffer(&slice)
+            }
         case .end:
             responseEnded = true
             dechunker = nil
-            batch.end()
+            let trailers = Self.trailerFields(trailerBytes)
+            trailerBytes.clear()
+            batch.end(trailers: trailers)
         case .switched:
             // An HTTP/2 request cannot ask to switch protocols, so the framer never reports one.
             throw HTTPResponseFramerError.switchingProtocols
@@ -286,6 +299,38 @@ final class HTTP2StreamBytesBridge: ChannelDuplexHandler {
         }
         return headers
     }
+
+    /// A chunked body's trailer field lines (already bounded and checked for field content by the scanner) as HTTP/2
+    /// trailers: names in lower case, lines without a token name and a colon skipped, and the fields HTTP/2 or a
+    /// trailer section may not carry left out.
+    static func trailerFields(_ bytes: ByteBuffer) -> HPACKHeaders {
+        var headers = HPACKHeaders()
+        guard bytes.readableBytes > 0 else { return headers }
+        bytes.withUnsafeReadableBytes { p in
+            var start = 0
+            while start < p.count {
+                var end = start
+                while end < p.count, p[end] != HTTPSyntax.lf { end += 1 }
+                let line = start..<max(start, (end < p.count ? end : p.count) - 1)  // without the CR
+                start = end + 1
+                guard let colon = line.first(where: { p[$0] == UInt8(ascii: ":") }), colon > line.lowerBound,
+                      (line.lowerBound..<colon).allSatisfy({ HTTPSyntax.isToken(p[$0]) }) else { continue }
+                let name = String(unsafeUninitializedCapacity: colon - line.lowerBound) { out in
+                    for (k, byte) in p[line.lowerBound..<colon].enumerated() { out[k] = HTTPSyntax.lowercased(byte) }
+                    return colon - line.lowerBound
+                }
+                guard !connectionSpecificFields.contains(name), !forbiddenTrailers.contains(name) else { continue }
+                var valueStart = colon + 1, valueEnd = line.upperBound
+                while valueStart < valueEnd, HTTPSyntax.isWhitespace(p[valueStart]) { valueStart += 1 }
+                while valueEnd > valueStart, HTTPSyntax.isWhitespace(p[valueEnd - 1]) { valueEnd -= 1 }
+                headers.add(name: name, value: String(decoding: UnsafeRawBufferPointer(rebasing: p[valueStart..<valueEnd]), as: UTF8.self))
+            }
+        }
+        return headers
+    }
+
+    /// Fields a trailer section must not carry (framing, routing; RFC 9110 §6.5.1).
+    private static let forbiddenTrailers: Set<String> = ["content-length", "content-type", "host", "content-encoding"]
 
     private func forward(_ batch: FrameBatch, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         guard let last = batch.frames.indices.last else {

@@ -204,6 +204,36 @@ import Testing
         }
     }
 
+    /// A chunked response's trailers reach the HTTP/2 client as a closing HEADERS frame (names in lower case,
+    /// fields a trailer may not carry left out); without trailers the body ends on its last DATA frame.
+    @Test func aChunkedResponsesTrailersEndTheStream() async throws {
+        try await tls.withTLSProxy(configure: { $0.tls?.http2 = true }, reply: { head in
+            let trailers = head.hasPrefix("GET /trailers ") ? "X-Checksum: abc\r\nContent-Length: 9\r\nServer-Timing: db;dur=53\r\n" : ""
+            return .init(bytes: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n" + trailers + "\r\n")
+        }) { _, port, _ in
+            func request(_ path: String) -> HPACKHeaders { [":method": "GET", ":scheme": "https", ":authority": "localhost", ":path": path] }
+            let frames = try await Self.exchange(port: port, headers: request("/trailers"))
+            guard case .headers(let last)? = frames.last, last.endStream else {
+                Issue.record("the stream did not end with trailers: \(frames)")
+                return
+            }
+            #expect(last.headers.first(name: "x-checksum") == "abc" && last.headers.first(name: "server-timing") == "db;dur=53",
+                    "\(last.headers)")
+            #expect(!last.headers.contains(name: "content-length"), "\(last.headers)")
+            let body = frames.compactMap { frame -> String? in
+                guard case .data(let data) = frame, case .byteBuffer(let bytes) = data.data else { return nil }
+                return String(buffer: bytes)
+            }.joined()
+            #expect(body == "abcd")
+            let plain = try await Self.exchange(port: port, headers: request("/plain"))
+            guard case .data(let end)? = plain.last else {
+                Issue.record("\(plain)")
+                return
+            }
+            #expect(end.endStream && plain.filter { if case .headers = $0 { true } else { false } }.count == 1, "\(plain)")
+        }
+    }
+
     /// Sends one request with exactly `headers`, as a client that does not check them could, on a new HTTP/2
     /// connection; returns what came back on its stream until the stream ended or was reset (at most 10 s).
     static func exchange(port: Int, headers: HPACKHeaders) async throws -> [HTTP2Frame.FramePayload] {

@@ -175,6 +175,29 @@ import Testing
         ])
     }
 
+    /// The chunk scanner reports the chunk data and the trailer field lines (the HTTP/2 bridge's DATA and trailing
+    /// HEADERS) the same however the body is split: in two at every point, and byte by byte.
+    @Test func theChunkScannerReportsDataAndTrailersWhateverTheSplit() {
+        let body = Array("4\r\nabcd\r\n3;ext=1\r\nefg\r\n0\r\nX-A: 1\r\nX-B: 2\r\n\r\n".utf8)
+        func scanned(_ pieces: [ArraySlice<UInt8>]) -> (data: String, trailers: String, complete: Bool) {
+            var scanner = ChunkedBodyScanner(maxLineBytes: 100)
+            var data: [UInt8] = [], trailers: [UInt8] = []
+            for piece in pieces {
+                piece.withUnsafeBytes { p in
+                    _ = scanner.scan(p, data: { data += p[$0] }, trailers: { trailers += p[$0] })
+                }
+            }
+            return (String(decoding: data, as: UTF8.self), String(decoding: trailers, as: UTF8.self), scanner.isComplete)
+        }
+        var splits = (0...body.count).map { [body[..<$0], body[$0...]] }
+        splits.append(body.indices.map { body[$0...$0] })
+        for pieces in splits {
+            let result = scanned(pieces)
+            #expect(result.data == "abcdefg" && result.trailers == "X-A: 1\r\nX-B: 2\r\n" && result.complete,
+                    "\(pieces.map(\.count)): \(result)")
+        }
+    }
+
     /// Asked to (the HTTP/2 bridge), the framer reports each interim head before the final one.
     @Test func interimResponsesAreReportedWhenAskedFor() throws {
         var framer = HTTPResponseFramer(limits: .init(maxHeadBytes: 4096, maxHeaderCount: 20), reportsInterim: true)
