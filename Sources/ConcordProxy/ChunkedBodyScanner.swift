@@ -51,7 +51,7 @@ struct ChunkedBodyScanner {
         let n = bytes.count
         // Where the run of trailer bytes seen in this call began, while one is open.
         var trailerRun: Int?
-        defer { if let start = trailerRun { trailers(start..<min(i, n)) } }
+        defer { if let start = trailerRun { trailers(start..<i) } }
         while i < n {
             let byte = bytes[i]
             let inTrailer = state == .trailerField || state == .trailerLF || (state == .trailerStart && byte != HTTPSyntax.cr)

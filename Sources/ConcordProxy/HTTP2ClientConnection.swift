@@ -4,10 +4,11 @@ import NIOSSL
 
 /// The pipeline of a client connection that negotiated HTTP/2 (ALPN `h2`, ``ProxyTLSConfiguration/http2``): after
 /// TLS, NIOHTTP2's connection handler, whose streams each get an ``HTTP2StreamBytesBridge`` (frames to HTTP/1.1
-/// bytes and back) and the same ``HTTPProxyHandler`` that serves HTTP/1.1 connections — one stream, one request. Connection management is NIOHTTP2's own: an idle connection (no open stream for the keep-alive
-/// timeout) and a stopping proxy end with GOAWAY, and the connection closes once its open streams are done (on a
-/// stop, ``HTTP2StopHandler`` also closes it once the idle grace has passed with no stream open). Between TLS and
-/// HTTP/2, ``FlushCoalescer`` makes the flushes of one event-loop turn one TLS write.
+/// bytes and back) and the same ``HTTPProxyHandler`` that serves HTTP/1.1 connections — one stream, one request.
+/// Connection management is NIOHTTP2's own: an idle connection (no open stream for the keep-alive timeout) and a
+/// stopping proxy end with GOAWAY, and the connection closes once its open streams are done (on a stop,
+/// ``HTTP2StopHandler`` also closes it once the idle grace has passed with no stream open). Between TLS and HTTP/2,
+/// ``FlushCoalescer`` makes the flushes of one event-loop turn one TLS write.
 enum HTTP2ClientConnection {
     /// Most streams one connection may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`; nginx's default).
     static let maxConcurrentStreams = 128

@@ -289,10 +289,7 @@ final class HTTP2StreamBytesBridge: ChannelDuplexHandler {
         headers.add(name: ":status", value: String(head.status))
         head.bytes.withUnsafeReadableBytes { p in
             HTTPSyntax.forEachField(p, from: HTTPSyntax.lineEnd(p, from: 0)) { name, value, _ in
-                let lowercased = String(unsafeUninitializedCapacity: name.count) { out in
-                    for (i, byte) in p[name].enumerated() { out[i] = HTTPSyntax.lowercased(byte) }
-                    return name.count
-                }
+                let lowercased = HTTPSyntax.lowercasedString(p, name)
                 guard !Self.connectionSpecificFields.contains(lowercased) else { return }
                 headers.add(name: lowercased, value: String(decoding: UnsafeRawBufferPointer(rebasing: p[value]), as: UTF8.self))
             }
@@ -315,10 +312,7 @@ final class HTTP2StreamBytesBridge: ChannelDuplexHandler {
                 start = end + 1
                 guard let colon = line.first(where: { p[$0] == UInt8(ascii: ":") }), colon > line.lowerBound,
                       (line.lowerBound..<colon).allSatisfy({ HTTPSyntax.isToken(p[$0]) }) else { continue }
-                let name = String(unsafeUninitializedCapacity: colon - line.lowerBound) { out in
-                    for (k, byte) in p[line.lowerBound..<colon].enumerated() { out[k] = HTTPSyntax.lowercased(byte) }
-                    return colon - line.lowerBound
-                }
+                let name = HTTPSyntax.lowercasedString(p, line.lowerBound..<colon)
                 guard !connectionSpecificFields.contains(name), !forbiddenTrailers.contains(name) else { continue }
                 var valueStart = colon + 1, valueEnd = line.upperBound
                 while valueStart < valueEnd, HTTPSyntax.isWhitespace(p[valueStart]) { valueStart += 1 }

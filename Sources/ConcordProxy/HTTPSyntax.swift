@@ -249,13 +249,21 @@ extension HTTPSyntax {
         return true
     }
 
-    /// `byte` with ASCII A–Z mapped to a–z.
-    @inline(__always)
     /// A letter, digit, `+`, `-` or `.`: what a URI scheme is made of (RFC 3986 §3.1).
     static func isSchemeCharacter(_ byte: UInt8) -> Bool {
         (byte | 0x20) &- UInt8(ascii: "a") < 26 || byte &- UInt8(ascii: "0") < 10
             || byte == UInt8(ascii: "+") || byte == UInt8(ascii: "-") || byte == UInt8(ascii: ".")
     }
 
+    /// `byte` with ASCII A–Z mapped to a–z.
+    @inline(__always)
     static func lowercased(_ byte: UInt8) -> UInt8 { byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte }
+
+    /// `bytes[range]` (a field name: ASCII) as a `String` in lower case, as HTTP/2 writes field names.
+    static func lowercasedString(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> String {
+        String(unsafeUninitializedCapacity: range.count) { out in
+            for (k, byte) in bytes[range].enumerated() { out[k] = lowercased(byte) }
+            return range.count
+        }
+    }
 }
