@@ -22,6 +22,17 @@ public struct LabReport: Sendable {
         return seen
     }
 
+    /// The strategies none of whose requests got an answer, each with its requests' failure reasons summed: their
+    /// other figures (no session lost, no latency) measure nothing, and the lab says so instead of ranking them.
+    public var unanswered: [(strategy: String, requests: Int, reasons: [String: Int])] {
+        strategies.compactMap { strategy in
+            let rows = results.filter { $0.strategy == strategy }
+            let requests = rows.reduce(0) { $0 + $1.requests }
+            guard requests > 0, rows.allSatisfy({ $0.failedRequests >= $0.requests }) else { return nil }
+            return (strategy, requests, rows.reduce(into: [:]) { $0.merge($1.failureReasons, uniquingKeysWith: +) })
+        }
+    }
+
     // MARK: Table
 
     public static let tableHeader = [
@@ -44,9 +55,11 @@ public struct LabReport: Sendable {
 
     // MARK: Reading
 
+    /// The rows of one kind of phase, without the strategies that got no answer at all (``unanswered``).
     private func rows(phase kind: LabPhase.Kind) -> [LabResult] {
         let names = Set(configuration.phases.filter { $0.kind == kind }.map(\.name))
-        return results.filter { names.contains($0.phase) }
+        let silent = Set(unanswered.map(\.strategy))
+        return results.filter { names.contains($0.phase) && !silent.contains($0.strategy) }
     }
 
     private func mechanism(_ strategy: String) -> String { LabStrategy(rawValue: strategy)?.mechanism ?? "" }
@@ -60,6 +73,12 @@ public struct LabReport: Sendable {
     /// A few plain sentences: which strategy wins on which figure, and why.
     public var findings: [String] {
         var sentences: [String] = []
+        let unanswered = self.unanswered
+        for broken in unanswered {
+            let reasons = broken.reasons.sorted { $0.value > $1.value }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
+            sentences.append("`\(broken.strategy)` got no answer to any of its \(broken.requests) requests (\(reasons)): its figures "
+                + "measure nothing; its processes' logs are in work/\(broken.strategy)/ of the report directory.")
+        }
         for kind in [LabPhase.Kind.restart, .crash, .scaleOut] {
             let phaseRows = rows(phase: kind)
             guard !phaseRows.isEmpty else { continue }

@@ -54,7 +54,7 @@ final class BackendConnectionPool {
         let tls = self.tls
         let future = ClientBootstrap(group: eventLoop)
             .connectTimeout(TimeAmount(seconds: limits.connectTimeout))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let tls { try channel.pipeline.syncOperations.addHandler(try tls.clientHandler(for: backend)) }

@@ -119,13 +119,13 @@ public final class ProxyServer: Service, Sendable {
         }
     }
 
-    /// An accepted client connection's socket options, set at once on its loop: no Nagle delay on small responses,
-    /// and (both modes) a client that half-closes after its request still gets the response (HTTPProxyHandler
-    /// closes once it is sent; TCPGlueHandler passes the EOF on). As bootstrap child options they cost ≈ 4 % of
-    /// a new connection's CPU (a future chain and dynamic casts per option; `perf`, 2026-12-02 13:25).
+    /// An accepted client connection's options, set at once on its loop: (both modes) a client that half-closes
+    /// after its request still gets the response (HTTPProxyHandler closes once it is sent; TCPGlueHandler passes
+    /// the EOF on). As bootstrap child options they cost ≈ 4 % of a new connection's CPU (a future chain and
+    /// dynamic casts per option; `perf`, 2026-12-02 13:25). `TCP_NODELAY` is not set here: accepted sockets
+    /// inherit it from the listener (``bindClientListeners(at:initializer:)``), one system call less each.
     private static func setClientOptions(_ channel: any Channel) throws {
         guard let options = channel.syncOptions else { return }
-        try options.setOption(.socketOption(.tcp_nodelay), value: 1)
         try options.setOption(.allowRemoteHalfClosure, value: true)
     }
 
@@ -150,17 +150,24 @@ public final class ProxyServer: Service, Sendable {
         do { listenAddress = try configuration.listen.socketAddress() } catch { throw error }
 
         let mode = configuration.mode
+        let logger = self.logger
         let initializeClient: @Sendable (any Channel) -> EventLoopFuture<Void> = { channel in
             channel.eventLoop.makeCompletedFuture {
-                try Self.setClientOptions(channel)
-                let runtime = runtimes.withLockedValue { $0 }
-                guard runtime.admitConnection(channel) else {
-                    channel.close(promise: nil)
-                    return
-                }
-                let pool = mode == .http ? poolTable.first { $0.eventLoop === channel.eventLoop }!.value : nil
-                try ProxyProtocolReceiver.setUp(channel, runtime: runtime) { channel, proxied in
-                    try Self.installClientHandlers(channel, runtime: runtime, pool: pool, proxied: proxied)
+                do {
+                    try Self.setClientOptions(channel)
+                    let runtime = runtimes.withLockedValue { $0 }
+                    guard runtime.admitConnection(channel) else {
+                        channel.close(promise: nil)
+                        return
+                    }
+                    let pool = mode == .http ? poolTable.first { $0.eventLoop === channel.eventLoop }!.value : nil
+                    try ProxyProtocolReceiver.setUp(channel, runtime: runtime) { channel, proxied in
+                        try Self.installClientHandlers(channel, runtime: runtime, pool: pool, proxied: proxied)
+                    }
+                } catch {
+                    // NIO closes the connection; without this line the client's reset would be the only trace.
+                    logger.error("could not set up the connection from \(channel.remoteAddress?.description ?? "an unknown address"): \(error)")
+                    throw error
                 }
             }
         }
@@ -222,6 +229,10 @@ public final class ProxyServer: Service, Sendable {
             for acceptor in acceptors {
                 let bootstrap = ServerBootstrap(group: acceptor.group, childGroup: acceptor.childGroup)
                     .serverChannelOption(.backlog, value: 1024)
+                    // No Nagle delay on small responses; Linux copies it to every accepted socket. (A TCP-level
+                    // option: `.socketOption(.tcp_nodelay)` would be SOL_SOCKET's option 1, SO_DEBUG, which only
+                    // root may set — every connection of a proxy run by another user failed on it.)
+                    .serverChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                     .serverChannelOption(.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: configuration.reusePort ? 1 : 0)
                     // The accepted channel's options are set by `initializer` (``setClientOptions(_:)``), not as

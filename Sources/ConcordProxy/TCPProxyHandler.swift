@@ -106,7 +106,7 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Back
         let limits = runtime.configuration.limits
         let future = ClientBootstrap(group: context.eventLoop)
             .connectTimeout(TimeAmount(seconds: limits.connectTimeout))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelInitializer { [backendTLS = runtime.backendTLS] channel in
                 channel.eventLoop.makeCompletedFuture {

@@ -225,7 +225,7 @@ final class PeerLink: Sendable {
         let statistics = statistics
         return try await ClientBootstrap(group: eventLoopGroup)
             .connectTimeout(.milliseconds(Int64(configuration.connectTimeout.nonNegativeMilliseconds)))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connect(host: peer.host, port: peer.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try ReplicationChannel.configure(channel, configuration: configuration, statistics: statistics)

@@ -122,6 +122,10 @@ struct LabCommand: AsyncParsableCommand {
         try report.write(to: configuration.outputDirectory)
         print("\nreport: \(configuration.outputDirectory)/report.html, report.md, results.json")
         if report.results.isEmpty { throw ExitCode.failure }
+        if !report.unanswered.isEmpty {
+            Progress.say("error: no request got an answer with \(report.unanswered.map(\.strategy).joined(separator: ", ")) (above)")
+            throw ExitCode.failure
+        }
     }
 
     /// The running `concord` binary, whose `app` and `proxy` subcommands the lab launches.

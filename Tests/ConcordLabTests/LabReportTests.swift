@@ -84,6 +84,31 @@ import Testing
         #expect(text.contains("`ring` was not measured: needs the proxy"))
     }
 
+    /// A strategy none of whose requests got an answer (a proxy that reset every connection) is named as such,
+    /// not listed as one that "lost no session"; `concord lab` then exits non-zero.
+    @Test func aStrategyWithoutAnyAnswerIsNamedAndNotRanked() {
+        let phases = [LabPhase(kind: .steady, seconds: 1), LabPhase(kind: .crash, seconds: 1)]
+        var dead = tally(requests: 23, lost: 0, active: 20, perNode: [:])
+        dead.failedRequests = 23
+        dead.failureReasons = ["connection error": 23]
+        var halfDead = dead
+        halfDead.failedRequests = 22
+        let results = ["steady", "crash"].flatMap { phase in
+            [
+                LabResult(strategy: "l7-hash", phase: phase, balancing: "", tally: dead),
+                LabResult(strategy: "store", phase: phase, balancing: "", tally: phase == "crash" ? halfDead : dead),
+            ]
+        }
+        let report = LabReport(
+            configuration: LabConfiguration(strategies: [.l7Hash, .store], phases: phases), results: results, skipped: [],
+            proxyAvailable: true)
+        #expect(report.unanswered.map(\.strategy) == ["l7-hash"])
+        let text = report.findings.joined(separator: "\n")
+        #expect(text.contains("`l7-hash` got no answer to any of its 46 requests (connection error ×46)"), "\(text)")
+        #expect(!text.contains("`l7-hash` and"), "\(text)")
+        #expect(text.contains("On a crash (SIGKILL), `store` lost no session"), "\(text)")
+    }
+
     @Test func theSetupNamesTheShutdownDelay() {
         let phases = [LabPhase(kind: .restart, seconds: 1)]
         let plain = LabReport(configuration: LabConfiguration(phases: phases), results: [], skipped: [], proxyAvailable: true)

@@ -34,6 +34,19 @@ import Testing
         }
     }
 
+    /// The client's socket has `TCP_NODELAY`, not `SO_DEBUG` (the same option number at the socket level, which
+    /// only root may set: every connection of an app run by another user failed on it).
+    @Test func connectionsHaveNoDelayAndNotDebug() async throws {
+        try await RedisServerFixture.withServer { server in
+            let client = try client(server)
+            defer { client.shutdown() }
+            #expect(try await client.send(.set("k", "v")) == .simpleString("OK"))
+            let sockets = OpenTCPSockets.matching(peerPort: server.port)
+            #expect(!sockets.isEmpty)
+            for socket in sockets { #expect(socket.noDelay && !socket.debug, "\(socket)") }
+        }
+    }
+
     @Test func setsAndBinaryValues() async throws {
         try await RedisServerFixture.withServer { server in
             let client = try client(server)

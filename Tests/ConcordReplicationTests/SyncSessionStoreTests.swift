@@ -1,5 +1,6 @@
 import ConcordSessions
-import class ConcordSessionsTesting.ThreadHold  // only this: the replication tests have their own `eventually`
+import class ConcordSessionsTesting.ThreadHold  // only these: the replication tests have their own `eventually`
+import enum ConcordSessionsTesting.OpenTCPSockets
 import Foundation
 import NIOCore
 import NIOPosix
@@ -63,6 +64,18 @@ import Testing
             }
             #expect(missing.isEmpty, "not found on the other node right after the save: \(missing.prefix(10))")
             #expect(try await cluster[1].load(id: "never-saved") == nil)
+        }
+    }
+
+    /// Both ends of a peer link have `TCP_NODELAY`, not `SO_DEBUG` (the same option number at the socket level,
+    /// which only root may set: every link of a node run by another user failed on it).
+    @Test func peerLinksHaveNoDelayAndNotDebug() async throws {
+        try await Self.withSyncCluster(count: 2) { cluster in
+            #expect(await eventually { cluster[1].node.isConnected(to: cluster[0].configuration.nodeID) })
+            let port = cluster.peers[0].port
+            let sockets = OpenTCPSockets.matching(localPort: port) + OpenTCPSockets.matching(peerPort: port)
+            #expect(sockets.count >= 2, "\(sockets)")
+            for socket in sockets { #expect(socket.noDelay && !socket.debug, "\(socket)") }
         }
     }
 
