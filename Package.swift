@@ -255,7 +255,7 @@ let package = Package(
             dependencies: [
                 "ConcordProxy",
                 "ConcordTLSTestSupport",
-                "ConcordSessions",  // InheritedDescriptors, for the proxy processes the reload tests start
+                "ConcordLab",  // LabChild runs the `concord proxy` processes some tests start
                 "ConcordSessionsTesting",  // ManualClock drives the health checker's rounds
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -122,6 +122,8 @@ public final class Balancer: Sendable {
 
     let metrics: ProxyMetrics
     private let logger: Logger
+    /// Failures on this machine, not at a backend: reported here instead of to a backend's health.
+    let localResources: LocalResourceAlarm
     private let state: NIOLockedValueBox<State>
     /// Serializes membership changes (admin API, reloads): each reads the current settings and publishes new ones,
     /// so two at once could lose one. Picks never take it.
@@ -131,6 +133,7 @@ public final class Balancer: Sendable {
                 metrics: ProxyMetrics, logger: Logger) throws(ProxyError) {
         self.metrics = metrics
         self.logger = logger
+        self.localResources = LocalResourceAlarm(counter: metrics.localResourceFailures, logger: logger)
         var resolved: [Backend] = []
         for address in backends { resolved.append(try Backend(address: address)) }
         let membership = try Membership(backends: resolved, algorithm: algorithm, boundedLoad: boundedLoad)

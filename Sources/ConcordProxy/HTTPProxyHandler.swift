@@ -474,6 +474,11 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
 
     private func connectFailed(_ target: Backend, error: any Error) {
         guard machine.state == .connecting else { return }
+        if let local = LocalResourceFailure(error) {
+            runtime.balancer.localResources.report(local, while: "connecting to \(target)", outcome: "answered 503, \(target) keeps its state")
+            abortExchange(respondingWith: .serviceUnavailable)
+            return
+        }
         runtime.balancer.recordConnectFailure(target)
         let timedOut: Bool
         if case .connectTimeout = error as? ChannelError { timedOut = true } else { timedOut = false }

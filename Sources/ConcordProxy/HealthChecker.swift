@@ -44,17 +44,18 @@ struct HealthChecker<C: Clock>: Sendable where C.Duration == Duration {
             for backend in balancer.backends {
                 tasks.addTask {
                     let (healthy, detail) = await probe(backend, configuration)
+                    // No verdict when the probe failed on this machine (out of descriptors): nothing is recorded.
                     if Task.isCancelled { return }
-                    balancer.recordProbe(backend, success: healthy, detail: detail)
+                    if let healthy { balancer.recordProbe(backend, success: healthy, detail: detail) }
                 }
             }
         }
     }
 
-    /// One probe, bounded by `timeout`.
-    func probe(_ backend: Backend, _ configuration: HealthCheckConfiguration) async -> (Bool, String) {
+    /// One probe, bounded by `timeout`: healthy or not, or nil when it could not be made (``LocalResourceFailure``).
+    func probe(_ backend: Backend, _ configuration: HealthCheckConfiguration) async -> (Bool?, String) {
         let timeout = TimeAmount(seconds: configuration.timeout)
-        let promise = group.any().makePromise(of: (Bool, String).self)
+        let promise = group.any().makePromise(of: (Bool?, String).self)
         // A TCP-connect check only connects; an HTTP check speaks TLS when the backends do.
         let tls = configuration.path == nil ? nil : backendTLS()
         let channelFuture = ClientBootstrap(group: promise.futureResult.eventLoop)
@@ -66,12 +67,19 @@ struct HealthChecker<C: Clock>: Sendable where C.Duration == Duration {
                 }
             }
             .connect(to: backend.socketAddress)
-        channelFuture.whenFailure { error in promise.succeed((false, "health check connect failed: \(error)")) }
+        channelFuture.whenFailure { [balancer] error in
+            if let local = LocalResourceFailure(error) {
+                balancer.localResources.report(local, while: "the health check of \(backend)", outcome: "no result recorded")
+                promise.succeed((nil, "health check not made: \(local)"))
+            } else {
+                promise.succeed((false, "health check connect failed: \(error)"))
+            }
+        }
         let eventLoop = promise.futureResult.eventLoop
         let deadline = eventLoop.scheduleTask(in: timeout + timeout) {
             promise.succeed((false, "health check timed out"))
         }
-        let result = (try? await promise.futureResult.get()) ?? (false, "health check failed")
+        let result: (Bool?, String) = (try? await promise.futureResult.get()) ?? (false, "health check failed")
         deadline.cancel()
         if let channel = try? await channelFuture.get() { try? await channel.close() }
         return result
@@ -83,10 +91,10 @@ private final class HealthProbeHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     let path: String?
     let host: String
-    let promise: EventLoopPromise<(Bool, String)>
+    let promise: EventLoopPromise<(Bool?, String)>
     private var received = ByteBuffer()
 
-    init(path: String?, host: String, promise: EventLoopPromise<(Bool, String)>) {
+    init(path: String?, host: String, promise: EventLoopPromise<(Bool?, String)>) {
         self.path = path
         self.host = host
         self.promise = promise
@@ -128,7 +136,7 @@ private final class HealthProbeHandler: ChannelInboundHandler {
         finish(context, (false, "health check failed: \(error)"))
     }
 
-    private func finish(_ context: ChannelHandlerContext, _ result: (Bool, String)) {
+    private func finish(_ context: ChannelHandlerContext, _ result: (Bool?, String)) {
         promise.succeed(result)
         context.close(promise: nil)
     }

@@ -41,6 +41,8 @@ public final class ProxyMetrics: Sendable {
     /// With `tls.http2`: client connections that chose HTTP/2 by ALPN, and the streams (requests) they opened.
     let http2Connections: CoreMetrics.Counter
     let http2Streams: CoreMetrics.Counter
+    /// Connects, probes and accepts that failed on this machine (out of descriptors, ports, memory): ``LocalResourceFailure``.
+    let localResourceFailures: CoreMetrics.Counter
     private let byBackend = NIOLockedValueBox<[String: BackendCounters]>([:])
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
@@ -61,6 +63,7 @@ public final class ProxyMetrics: Sendable {
         self.httpsRedirects = CoreMetrics.Counter(label: "concord_proxy_https_redirects_total", factory: factory)
         self.http2Connections = CoreMetrics.Counter(label: "concord_proxy_http2_connections_total", factory: factory)
         self.http2Streams = CoreMetrics.Counter(label: "concord_proxy_http2_streams_total", factory: factory)
+        self.localResourceFailures = CoreMetrics.Counter(label: "concord_proxy_local_resource_failures_total", factory: factory)
     }
 
     /// `concord_proxy_tls_certificate_not_after_seconds{certificate="FILE"}`: when a served certificate expires

@@ -221,6 +221,7 @@ public final class ProxyServer: Service, Sendable {
     private func bindClientListeners(at listenAddress: SocketAddress,
                                      initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>) async throws(ProxyError) -> [any Channel] {
         let configuration = self.configuration
+        let alarm = balancer.localResources
         var listeners: [any Channel] = []
         do {
             var address = listenAddress
@@ -235,6 +236,11 @@ public final class ProxyServer: Service, Sendable {
                     .serverChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                     .serverChannelOption(.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: configuration.reusePort ? 1 : 0)
+                    .serverChannelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(AcceptPauseHandler(alarm: alarm))
+                        }
+                    }
                     // The accepted channel's options are set by `initializer` (``setClientOptions(_:)``), not as
                     // child channel options, which the bootstrap applies through a chain of futures per connection.
                     .childChannelInitializer(initializer)

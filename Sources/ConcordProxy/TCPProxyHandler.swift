@@ -124,8 +124,14 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Back
                 runtime.balancer.recordConnectSuccess(target)
                 glue(context: context, backendChannel: backendChannel)
             case .failure(let error):
-                runtime.balancer.recordConnectFailure(target)
                 releasePick()
+                if let local = LocalResourceFailure(error) {
+                    runtime.balancer.localResources.report(local, while: "L4: connecting to \(target)", outcome: "client connection closed, \(target) keeps its state")
+                    access.finish(to: runtime.accessLog, outcome: "connect-failed", backend: target)
+                    context.close(promise: nil)
+                    return
+                }
+                runtime.balancer.recordConnectFailure(target)
                 if attempt < 2, !closed {
                     runtime.metrics.retries.increment()
                     runtime.logger.debug("L4: connect to \(target) failed (\(error)); trying the next node")

@@ -113,6 +113,7 @@ struct AppCommand: AsyncParsableCommand {
         let configuration = try makeConfiguration()
         CommandLogging.bootstrap(level: try CommandLogging.level(parsing: logLevel), to: .standardOutput)
         if nioGlobalExecutor { try NIOGlobalExecutor.install() }
+        OpenFileLimit.raise()  // a keep-alive connection per client, plus the store's and peers' connections
         var logger = Logger(label: "concord.app")
         logger[metadataKey: "node"] = "\(configuration.nodeID)"
         if nioGlobalExecutor { logger.info("tasks run on SwiftNIO's event loops (--nio-global-executor)") }

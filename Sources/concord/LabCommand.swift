@@ -93,7 +93,7 @@ struct LabCommand: AsyncParsableCommand {
         var configuration = try makeConfiguration()
         configuration.outputDirectory = URL(fileURLWithPath: configuration.outputDirectory).standardizedFileURL.path
         let executable = try Self.currentExecutable()
-        LabCommand.raiseFileLimit()
+        OpenFileLimit.raise()  // thousands of users keep thousands of sockets open (children inherit it)
         let signalSources = ChildRegistry.shared.installSignalHandlers { number in
             Progress.say("\ninterrupted (signal \(number)); stopping \(ChildRegistry.shared.running.count) child processes")
         }
@@ -136,13 +136,5 @@ struct LabCommand: AsyncParsableCommand {
             throw ValidationError("cannot find the concord executable (tried \(path))")
         }
         return path
-    }
-
-    /// Thousands of users keep thousands of sockets open (and so does the proxy, which inherits the limit).
-    static func raiseFileLimit() {
-        var limit = rlimit()
-        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
-        limit.rlim_cur = limit.rlim_max
-        _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
     }
 }

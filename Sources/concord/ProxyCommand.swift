@@ -193,6 +193,15 @@ struct ProxyCommand: AsyncParsableCommand {
         }
         CommandLogging.bootstrap(level: try CommandLogging.level(parsing: logLevel), to: .standardError)
         let logger = Logger(label: "concord.proxy")
+        // A client connection and its backend connection are two descriptors each (HTTP/1 backends are pooled).
+        let needed = UInt64(configuration.limits.maxConnections) * 2 + 64
+        if let files = OpenFileLimit.raise(), files < needed {
+            logger.warning("""
+                the open-file limit is \(files), below the \(needed) that maxConnections \(configuration.limits.maxConnections) can use \
+                (a client and a backend connection each): past it, connections get 503 until descriptors free up; \
+                raise it (ulimit -n, systemd LimitNOFILE=) or lower maxConnections
+                """)
+        }
         // SIGHUP reads the file again and applies the flags on top, so what a flag set stays as the flag says.
         var reload: (@Sendable () throws -> ProxyConfiguration)?
         if config != nil {

@@ -1,4 +1,3 @@
-import ConcordSessions
 import Foundation
 import Testing
 
@@ -87,68 +86,39 @@ import Testing
         }
     }
 
-    /// The `concord` executable built beside this test binary (`swift build --build-tests` builds both).
-    static let concordExecutable: String? = {
-        let directory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-        let path = directory.appendingPathComponent("concord").path
-        return FileManager.default.isExecutableFile(atPath: path) ? path : nil
-    }()
-
-    @Test(.enabled(if: concordExecutable != nil, "needs the concord executable beside the test binary"))
+    @Test(.enabled(if: ConcordProxyProcess.executable != nil, "needs the concord executable beside the test binary"))
     func sighupReloadsARunningConcordProxy() async throws {
         try await ProxyHarness.withBackends(["a", "b"]) { backends in
             let file = YAMLFile()
             defer { file.remove() }
-            let log = file.path + ".log"
-            defer { try? FileManager.default.removeItem(atPath: log) }
             try file.write("listen: 127.0.0.1:0\nbackends: [\(backends[0].address)]\nhealth: { interval: 30 }\n")
-            _ = FileManager.default.createFile(atPath: log, contents: nil)
-            let output = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-            defer { try? output.close() }
-            let proxy = Process()
-            proxy.executableURL = URL(fileURLWithPath: try #require(Self.concordExecutable))
-            proxy.arguments = ["proxy", "--config", file.path, "--log-level", "notice"]
-            var environment = ProcessInfo.processInfo.environment
-            environment["CONCORD_PARENT_PID"] = String(getpid())  // it stops if this test process dies
-            proxy.environment = environment
-            proxy.standardOutput = output
-            proxy.standardError = output
-            proxy.standardInput = FileHandle.nullDevice
-            InheritedDescriptors.markCloseOnExec()
-            try proxy.run()
-            defer { stop(proxy) }
-            func logText() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+            try await ConcordProxyProcess.with(["--config", file.path, "--log-level", "notice"]) { proxy in
+                let bound = proxy.port
+                func logText() -> String { proxy.log }
+                #expect(try await owners(0..<5, port: bound) == ["a"])
 
-            var port: Int?
-            let readyDeadline = ContinuousClock.now.advanced(by: .seconds(30))
-            while port == nil && ContinuousClock.now < readyDeadline {
-                port = logText().firstMatch(of: /listening on 127\.0\.0\.1:(\d+)/).flatMap { Int($0.1) }
-                if port == nil { try await Task.sleep(for: .milliseconds(20)) }
+                // --cpu-affinity auto, the default: every event-loop thread may run on exactly one CPU, its own while
+                // there are enough CPUs.
+                let loopCPUs = try eventLoopThreadCPUs(pid: proxy.child.pid)
+                let allowed = EventLoopCPUAffinity.allowedCPUs()
+                #expect(!loopCPUs.isEmpty && loopCPUs.allSatisfy { $0.count == 1 }, "\(loopCPUs)")
+                if allowed.count >= loopCPUs.count { #expect(Set(loopCPUs.map(\.first)).count == loopCPUs.count, "\(loopCPUs)") }
+
+                try file.write(
+                    "listen: 127.0.0.1:0\nbackends: [\(backends[1].address)]\nhealth: { interval: 30 }\ncpuAffinity: off\n")
+                #expect(kill(proxy.child.pid, SIGHUP) == 0)
+                var moved = false
+                let reloadDeadline = ContinuousClock.now.advanced(by: .seconds(15))
+                while !moved && ContinuousClock.now < reloadDeadline {
+                    moved = try await RawClient.get(port: bound).body == "b"
+                    if !moved { try await Task.sleep(for: .milliseconds(20)) }
+                }
+                #expect(moved, "requests did not move to the new backend:\n\(logText().suffix(2000))")
+                #expect(try await owners(0..<5, port: bound) == ["b"])
+                #expect(logText().contains("reload: applied backends"))
+                #expect(logText().contains("reload: cpuAffinity changed to off but takes effect only after a restart"))
+                #expect(proxy.child.isRunning, "SIGHUP must not stop the proxy")
             }
-            let bound = try #require(port, "no ready line within 30 s:\n\(logText().suffix(2000))")
-            #expect(try await owners(0..<5, port: bound) == ["a"])
-
-            // --cpu-affinity auto, the default: every event-loop thread may run on exactly one CPU, its own while
-            // there are enough CPUs.
-            let loopCPUs = try eventLoopThreadCPUs(pid: proxy.processIdentifier)
-            let allowed = EventLoopCPUAffinity.allowedCPUs()
-            #expect(!loopCPUs.isEmpty && loopCPUs.allSatisfy { $0.count == 1 }, "\(loopCPUs)")
-            if allowed.count >= loopCPUs.count { #expect(Set(loopCPUs.map(\.first)).count == loopCPUs.count, "\(loopCPUs)") }
-
-            try file.write(
-                "listen: 127.0.0.1:0\nbackends: [\(backends[1].address)]\nhealth: { interval: 30 }\ncpuAffinity: off\n")
-            #expect(kill(proxy.processIdentifier, SIGHUP) == 0)
-            var moved = false
-            let reloadDeadline = ContinuousClock.now.advanced(by: .seconds(15))
-            while !moved && ContinuousClock.now < reloadDeadline {
-                moved = try await RawClient.get(port: bound).body == "b"
-                if !moved { try await Task.sleep(for: .milliseconds(20)) }
-            }
-            #expect(moved, "requests did not move to the new backend:\n\(logText().suffix(2000))")
-            #expect(try await owners(0..<5, port: bound) == ["b"])
-            #expect(logText().contains("reload: applied backends"))
-            #expect(logText().contains("reload: cpuAffinity changed to off but takes effect only after a restart"))
-            #expect(proxy.isRunning, "SIGHUP must not stop the proxy")
         }
     }
 }
@@ -181,15 +151,6 @@ private func eventLoopThreadCPUs(pid: Int32) throws -> [[Int]] {
         result.append(cpus)
     }
     return result
-}
-
-/// Stops a child process: SIGTERM, then SIGKILL if it is still running after 5 s.
-private func stop(_ process: Process) {
-    guard process.isRunning else { return }
-    process.terminate()
-    let deadline = ContinuousClock.now + .seconds(5)
-    while process.isRunning && ContinuousClock.now < deadline { usleep(20_000) }
-    if process.isRunning { kill(process.processIdentifier, SIGKILL) }
 }
 
 /// A configuration file in the temporary directory.
