@@ -19,6 +19,8 @@ final class ProxyRuntime: Sendable {
     /// The TLS context new client connections handshake with, built from ``ProxyConfiguration/tls``'s files when
     /// this generation was made (so a reload reads a renewed certificate); `nil` without TLS.
     let tlsContext: NIOSSLContext?
+    /// The listener `tlsContext` belongs to, for the next reload to compare with.
+    private let tlsListener: ProxyTLSConfiguration.Listener?
     /// TLS towards the backends (``ProxyConfiguration/backendTLS``), its CA file read when this generation was
     /// made; `nil` without it.
     let backendTLS: BackendTLS?
@@ -34,12 +36,13 @@ final class ProxyRuntime: Sendable {
     convenience init(configuration: ProxyConfiguration, balancer: Balancer, metrics: ProxyMetrics, logger: Logger,
                      accessLogSink: AccessLogSink = AccessLogSink()) throws(ProxyError) {
         try self.init(configuration: configuration, balancer: balancer, metrics: metrics, logger: logger,
-                      accessLogSink: accessLogSink, connections: NIOLockedValueBox([:]), stopAnnounced: NIOLockedValueBox(nil))
+                      accessLogSink: accessLogSink, connections: NIOLockedValueBox([:]), stopAnnounced: NIOLockedValueBox(nil),
+                      previousTLS: nil)
     }
 
     private init(configuration: ProxyConfiguration, balancer: Balancer, metrics: ProxyMetrics, logger: Logger,
                  accessLogSink: AccessLogSink, connections: NIOLockedValueBox<[ObjectIdentifier: any Channel]>,
-                 stopAnnounced: NIOLockedValueBox<TimeAmount?>) throws(ProxyError) {
+                 stopAnnounced: NIOLockedValueBox<TimeAmount?>, previousTLS: ProxyTLSConfiguration.Listener?) throws(ProxyError) {
         self.configuration = configuration
         self.balancer = balancer
         self.metrics = metrics
@@ -47,7 +50,13 @@ final class ProxyRuntime: Sendable {
         self.accessLogSink = accessLogSink
         self.connections = connections
         self.stopAnnounced = stopAnnounced
-        let listener = try configuration.tls?.makeContext(mode: configuration.mode)
+        let listener: ProxyTLSConfiguration.Listener?
+        if let tls = configuration.tls, let previousTLS, previousTLS.source == tls.source(mode: configuration.mode) {
+            listener = previousTLS
+        } else {
+            listener = try configuration.tls?.makeContext(mode: configuration.mode)
+        }
+        self.tlsListener = listener
         self.tlsContext = listener?.context
         let now = Int(Date().timeIntervalSince1970)
         for certificate in listener?.expiries ?? [] {
@@ -68,10 +77,13 @@ final class ProxyRuntime: Sendable {
     var accessLog: AccessLogSink? { configuration.accessLog ? accessLogSink : nil }
 
     /// The same proxy with new settings, for connections accepted from now on. TLS files are read again even when
-    /// their paths did not change: that is how a renewed certificate is picked up.
+    /// their paths did not change: that is how a renewed certificate is picked up. When neither the TLS settings
+    /// nor any file's bytes changed, the TLS context is kept (``ProxyTLSConfiguration/Source``): clients resume
+    /// their sessions across the reload.
     func reconfigured(_ configuration: ProxyConfiguration) throws(ProxyError) -> ProxyRuntime {
         try ProxyRuntime(configuration: configuration, balancer: balancer, metrics: metrics, logger: logger,
-                         accessLogSink: accessLogSink, connections: connections, stopAnnounced: stopAnnounced)
+                         accessLogSink: accessLogSink, connections: connections, stopAnnounced: stopAnnounced,
+                         previousTLS: tlsListener)
     }
 
     /// Counts a new client connection and keeps it until it closes; `false` when `maxConnections` are already

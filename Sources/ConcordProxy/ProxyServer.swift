@@ -355,7 +355,12 @@ public final class ProxyServer: Service, Sendable {
         logger.notice("reload: \(plan.applied.isEmpty ? "no setting changed that applies at run time" : "applied " + plan.applied.map(\.rawValue).joined(separator: ", "))")
         if let tls = next.tls {
             // Said even when no setting changed: after a certificate renewal this is the line an operator looks for.
-            logger.notice("reload: TLS certificates read again from \(([tls.certificateChain] + tls.sni.map(\.certificateChain)).joined(separator: ", "))")
+            let files = ([tls.certificateChain] + tls.sni.map(\.certificateChain)).joined(separator: ", ")
+            if nextRuntime.tlsContext === current.tlsContext {
+                logger.notice("reload: TLS certificates read again from \(files): unchanged, so clients keep resuming their TLS sessions")
+            } else {
+                logger.notice("reload: TLS certificates read again from \(files): new ones in force for new connections")
+            }
         }
         return plan
     }

@@ -93,11 +93,29 @@ public struct ProxyTLSConfiguration: Sendable, Hashable, Codable {
     struct Listener: Sendable {
         var context: NIOSSLContext
         var expiries: [CertificateExpiry]
+        /// What it was made from (``source(mode:)``).
+        var source: Source
+    }
+
+    /// What ``makeContext(mode:)`` reads: the settings and every file's bytes. A reload whose source is equal keeps
+    /// the context it has — and with it the session-ticket keys BoringSSL made for it, which a new context would
+    /// replace, so every returning client did a full handshake once after each SIGHUP (seen with `openssl
+    /// s_client -sess_in`). A renewed certificate or key changes the bytes, and so still gets a new context.
+    struct Source: Sendable, Equatable {
+        var settings: ProxyTLSConfiguration
+        var mode: ProxyMode
+        var files: [Data?]
+    }
+
+    func source(mode: ProxyMode) -> Source {
+        let paths = [certificateChain, privateKey] + sni.flatMap { [$0.certificateChain, $0.privateKey] } + (clientCA.map { [$0] } ?? [])
+        return Source(settings: self, mode: mode, files: paths.map { FileManager.default.contents(atPath: $0) })
     }
 
     /// Reads every file and builds the listener's context. The error names the file and what is wrong with it
     /// (missing, not PEM, key not matching the certificate).
     func makeContext(mode: ProxyMode) throws(ProxyError) -> Listener {
+        let source = source(mode: mode)
         let identity = try Self.loadIdentity(chain: certificateChain, key: privateKey, label: "tls")
         var expiries = [CertificateExpiry(file: certificateChain, notValidAfter: Int(identity.chain[0].notValidAfter))]
         var table = SNICertificateTable()
@@ -131,7 +149,7 @@ public struct ProxyTLSConfiguration: Sendable, Hashable, Codable {
                 promise.succeed(override)
             }
         }
-        do { return Listener(context: try NIOSSLContext(configuration: configuration), expiries: expiries) } catch {
+        do { return Listener(context: try NIOSSLContext(configuration: configuration), expiries: expiries, source: source) } catch {
             throw .invalidSetting("tls: cannot use the certificate in \(certificateChain) (\(error))")
         }
     }

@@ -160,11 +160,20 @@ import Testing
                 try await ProxyHarness.withProxy(c, reload: { configuration }, logger: Logger(label: "tls-test") { _ in capture }) { server, port in
                     let trustsB = try TestCertificate.b.clientContext()
                     #expect(try await RawClient.get(port: port, tls: trustsB).status == nil)
+                    // Nothing renewed: the reload keeps the TLS context, whose session-ticket keys resumed sessions
+                    // depend on (a new context made every returning client do a full handshake).
+                    let before = try #require(server.runtime.tlsContext)
+                    try server.reload()
+                    #expect(server.runtime.tlsContext === before)
+                    #expect(capture.messages.contains(
+                        "reload: TLS certificates read again from \(configuration.tls!.certificateChain): unchanged, so clients keep resuming their TLS sessions"))
                     // Renewal: new files at the same paths, then SIGHUP's reload (same configuration).
                     try TestCertificate.b.install(in: directory)
                     let plan = try server.reload()
                     #expect(plan?.applied.isEmpty == true, "the paths did not change; the files are read again anyway")
-                    #expect(capture.messages.contains("reload: TLS certificates read again from \(configuration.tls!.certificateChain)"))
+                    #expect(server.runtime.tlsContext !== before)
+                    #expect(capture.messages.contains(
+                        "reload: TLS certificates read again from \(configuration.tls!.certificateChain): new ones in force for new connections"))
                     #expect(try await RawClient.get(port: port, tls: trustsB).status == 200)
                     #expect(try await RawClient.get(port: port, tls: try TestCertificate.a.clientContext()).status == nil)
                     // A renewal that went wrong (a key that does not fit) keeps the certificate in force.
