@@ -1,3 +1,4 @@
+import ConcordSessions
 import Foundation
 import Logging
 import NIOHTTP1

@@ -1,3 +1,4 @@
+import ConcordSessions
 import Foundation
 import NIOCore
 import NIOPosix
@@ -81,7 +82,7 @@ public final class LocalPostgresServer: Sendable {
         var attempt = 0
         while true {
             attempt += 1
-            guard let port = try? await freeLoopbackPort() else {
+            guard let port = try? LoopbackPort.free() else {
                 try? FileManager.default.removeItem(atPath: directory)
                 throw LocalPostgresServerError("could not find a free loopback port")
             }
@@ -170,14 +171,6 @@ public final class LocalPostgresServer: Sendable {
     }
 
     /// A port nothing listens on now (bound and released at once; the server binds it right after).
-    private static func freeLoopbackPort() async throws -> Int {
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(host: "127.0.0.1", port: 0).get()
-        let port = channel.localAddress?.port
-        try await channel.close()
-        guard let port else { throw LocalPostgresServerError("could not find a free loopback port") }
-        return port
-    }
 }
 
 /// Why a ``LocalPostgresServer`` could not be started or stopped.

@@ -1,3 +1,4 @@
+import ConcordSessions
 import ConcordLab
 import ConcordSessionsTesting
 import Foundation

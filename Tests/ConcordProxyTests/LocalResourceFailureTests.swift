@@ -38,7 +38,7 @@ import Glibc
         #expect(capture.messages.count == 2)
         #expect(capture.messages.last?.hasSuffix("answered 503 (and 4 more since the last line)") == true, "\(capture.messages)")
         #expect(capture.lines.allSatisfy { $0.level == .error })
-        let text = try await metrics.registry.emitToString()
+        let text = metrics.registry.emitToString()
         #expect(text.contains("concord_proxy_local_resource_failures_total 6"), "\(text)")
     }
 }

@@ -207,7 +207,7 @@ import Testing
             let error = await sendError(client, .ping())
             #expect(error?.description.contains("does not monitor a master named 'nosuch'") == true, "\(String(describing: error))")
         }
-        let port = try await RedisServerFixture.freeLoopbackPort()
+        let port = try LoopbackPort.free()
         let client = try RedisClient(configuration: .testing(urls: ["redis-sentinel://127.0.0.1:\(port),127.0.0.1:\(port)#mymaster"]))
         defer { client.shutdown() }
         let error = await sendError(client, .ping())
@@ -254,8 +254,8 @@ import Testing
             let a = try TestCertificate.a.write(to: directory, as: "a")
             let b = try TestCertificate.b.write(to: directory, as: "b")
             let tls = ["--tls-cert-file", a.chain, "--tls-key-file", a.key, "--tls-ca-cert-file", a.chain, "--tls-auth-clients", "no"]
-            let primaryTLSPort = try await RedisServerFixture.freeLoopbackPort()
-            let sentinelTLSPort = try await RedisServerFixture.freeLoopbackPort()
+            let primaryTLSPort = try LoopbackPort.free()
+            let sentinelTLSPort = try LoopbackPort.free()
             let configFile = directory.appendingPathComponent("sentinel.conf")
             try "sentinel monitor mymaster 127.0.0.1 \(primaryTLSPort) 1\n".write(to: configFile, atomically: true, encoding: .utf8)
             try await RedisServerFixture.withServer(arguments: ["--tls-port", String(primaryTLSPort)] + tls) { primary in

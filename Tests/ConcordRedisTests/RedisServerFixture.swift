@@ -51,7 +51,7 @@ final class RedisServerFixture: Sendable {
         for _ in 0..<3 {  // a free port can be taken between probing and binding; try another
             // A cluster node also listens on port + 10000 (the cluster bus; with --tls-cluster the TLS port's).
             let isPlainClusterNode = arguments.contains("--cluster-enabled") && !arguments.contains("--tls-cluster")
-            let port = try await isPlainClusterNode ? freeClusterPort() : freeLoopbackPort()
+            let port = try await isPlainClusterNode ? freeClusterPort() : LoopbackPort.free()
             try? FileManager.default.removeItem(at: directory.appendingPathComponent("nodes.conf"))
             let server = RedisServerFixture(port: port, directory: directory, arguments: arguments, configFile: configFile)
             do {
@@ -144,11 +144,12 @@ final class RedisServerFixture: Sendable {
         try InstalledTool.url(name, installHint: "these tests need a real Redis (apt-get install -y redis-server; scripts/test does it)")
     }
 
-    /// A free loopback port whose cluster bus port (+ 10000) is free too.
+    /// A free loopback port whose cluster bus port (+ 10000) is free too, and below the ephemeral range as well
+    /// (the nodes connect to each other's bus ports).
     static func freeClusterPort() async throws -> Int {
-        for _ in 0..<200 {
-            let port = try await freeLoopbackPort()
-            if port <= 55535, await isFree(port + 10000) { return port }
+        for _ in 0..<400 {
+            let port = try LoopbackPort.free()
+            if port + 10000 <= LoopbackPort.belowEphemeralRange.upperBound, await isFree(port + 10000) { return port }
         }
         throw FixtureError("no free loopback port with a free cluster bus port")
     }
@@ -160,15 +161,6 @@ final class RedisServerFixture: Sendable {
         else { return false }
         try? await channel.close()
         return true
-    }
-
-    /// A loopback port nobody listens on right now (the kernel picks it).
-    static func freeLoopbackPort() async throws -> Int {
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(host: "127.0.0.1", port: 0).get()
-        let port = channel.localAddress?.port ?? 0
-        try await channel.close()
-        return port
     }
 }
 

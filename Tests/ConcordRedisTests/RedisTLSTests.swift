@@ -21,7 +21,7 @@ import Testing
     ) async throws {
         try await TestCertificate.withDirectory { directory in
             let files = Files(a: try TestCertificate.a.write(to: directory, as: "a"), b: try TestCertificate.b.write(to: directory, as: "b"))
-            let tlsPort = try await RedisServerFixture.freeLoopbackPort()
+            let tlsPort = try LoopbackPort.free()
             let arguments = [
                 "--tls-port", String(tlsPort), "--tls-cert-file", files.a.chain, "--tls-key-file", files.a.key,
                 "--tls-ca-cert-file", files.a.chain, "--tls-auth-clients", clientCertificates ? "yes" : "no",
