@@ -19,6 +19,15 @@ final class AcceptPauseHandler: ChannelInboundHandler {
         self.pause = pause
     }
 
+    /// A `serverChannelInitializer` that adds one: every listener of the proxy (clients, admin, HTTP redirect).
+    static func installer(alarm: LocalResourceAlarm) -> @Sendable (any Channel) -> EventLoopFuture<Void> {
+        { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(AcceptPauseHandler(alarm: alarm))
+            }
+        }
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         guard let local = LocalResourceFailure(error) else {
             context.fireErrorCaught(error)

@@ -27,6 +27,7 @@ enum HTTPSRedirectServer {
         try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer(AcceptPauseHandler.installer(alarm: runtime.withLockedValue { $0.balancer.localResources }))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let runtime = runtime.withLockedValue { $0 }

@@ -236,11 +236,7 @@ public final class ProxyServer: Service, Sendable {
                     .serverChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                     .serverChannelOption(.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: configuration.reusePort ? 1 : 0)
-                    .serverChannelInitializer { channel in
-                        channel.eventLoop.makeCompletedFuture {
-                            try channel.pipeline.syncOperations.addHandler(AcceptPauseHandler(alarm: alarm))
-                        }
-                    }
+                    .serverChannelInitializer(AcceptPauseHandler.installer(alarm: alarm))
                     // The accepted channel's options are set by `initializer` (``setClientOptions(_:)``), not as
                     // child channel options, which the bootstrap applies through a chain of futures per connection.
                     .childChannelInitializer(initializer)
