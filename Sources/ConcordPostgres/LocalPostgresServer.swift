@@ -169,8 +169,6 @@ public final class LocalPostgresServer: Sendable {
             throw LocalPostgresServerError("\(program) \(arguments.last ?? "") exited with status \(status): \(text.suffix(2000))")
         }
     }
-
-    /// A port nothing listens on now (bound and released at once; the server binds it right after).
 }
 
 /// Why a ``LocalPostgresServer`` could not be started or stopped.

@@ -9,7 +9,9 @@ import Glibc
 #endif
 
 /// A connect that failed on this machine — out of file descriptors (`EMFILE`: the process's limit; `ENFILE`: the
-/// system's), socket buffers or memory (`ENOBUFS`, `ENOMEM`), or local ports (`EADDRNOTAVAIL`) — not at the backend.
+/// system's), socket buffers or memory (`ENOBUFS`, `ENOMEM`) — not at the backend. (`EADDRNOTAVAIL` is left out: it
+/// is also what an address this host cannot reach at all gives, e.g. an IPv6 backend without IPv6, and such a backend
+/// must go down.)
 /// It says nothing about the backend: it is no passive health failure (before 2026-12-02 a proxy out of descriptors
 /// marked every healthy backend down and went on answering 503 after the descriptors were back), and moving the
 /// request to the key's next node would fail the same way. The client gets 503; ``LocalResourceAlarm`` tells the
@@ -27,7 +29,7 @@ struct LocalResourceFailure: Error, CustomStringConvertible {
             code = inner.errnoCode
         default: return nil
         }
-        guard [EMFILE, ENFILE, ENOBUFS, ENOMEM, EADDRNOTAVAIL].contains(code) else { return nil }
+        guard [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(code) else { return nil }
         errnoCode = code
     }
 
@@ -37,7 +39,6 @@ struct LocalResourceFailure: Error, CustomStringConvertible {
             "out of file descriptors (EMFILE: this process's limit, \(Self.openFileLimit.map(String.init) ?? "unknown")); raise it "
                 + "(ulimit -n, systemd LimitNOFILE=) or lower limits.maxConnections"
         case ENFILE: "out of file descriptors (ENFILE: the system's limit, fs.file-max)"
-        case EADDRNOTAVAIL: "out of local ports (EADDRNOTAVAIL: net.ipv4.ip_local_port_range is used up)"
         default: "out of memory for sockets (\(errnoCode == ENOBUFS ? "ENOBUFS" : "ENOMEM"))"
         }
     }

@@ -31,13 +31,13 @@ public enum LoopbackPort {
 
     private static let claimed = Mutex<Set<Int>>([])
 
-    /// Up to 12,000 ports just below the ephemeral range (32768–60999 by default: 20768–32767); empty when the
+    /// Up to 12,000 ports just below the ephemeral range (32768–60999 by default: 20768..<32768); empty when the
     /// range starts too low to leave any above 1024.
-    public static let belowEphemeralRange: ClosedRange<Int> = {
+    public static let belowEphemeralRange: Range<Int> = {
         let text = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
         let low = text.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } ?? 32768
         let start = max(1025, low - 12_000)
-        return start <= low - 1 ? start...(low - 1) : 1...0
+        return start < low ? start..<low : low..<low
     }()
 
     /// Whether 127.0.0.1:`port` can be bound right now (no `SO_REUSEADDR`: a port in TIME_WAIT counts as taken).

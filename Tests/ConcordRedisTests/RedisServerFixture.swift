@@ -149,7 +149,7 @@ final class RedisServerFixture: Sendable {
     static func freeClusterPort() async throws -> Int {
         for _ in 0..<400 {
             let port = try LoopbackPort.free()
-            if port + 10000 <= LoopbackPort.belowEphemeralRange.upperBound, await isFree(port + 10000) { return port }
+            if port + 10000 < LoopbackPort.belowEphemeralRange.upperBound, await isFree(port + 10000) { return port }
         }
         throw FixtureError("no free loopback port with a free cluster bus port")
     }
