@@ -57,6 +57,10 @@ struct ProxyCommand: AsyncParsableCommand {
     @Option(name: .customLong("event-loops"), help: "Event loops (threads) to serve on, 1...1024 (default: one per CPU the process may use).")
     var eventLoops: Int?
 
+    @Option(name: .customLong("max-connections"),
+            help: "Client connections open at once; more are closed on accept (default 10000). Each can use two descriptors.")
+    var maxConnections: Int?
+
     @Option(name: .customLong("max-requests-per-backend"),
             help: "Requests (tcp: connections) one backend gets at once; more wait in the proxy's queue (default: no limit).")
     var maxRequestsPerBackend: Int?
@@ -147,6 +151,7 @@ struct ProxyCommand: AsyncParsableCommand {
             configuration.cpuAffinity = parsed
         }
         if let eventLoops { configuration.eventLoops = eventLoops }
+        if let maxConnections { configuration.limits.maxConnections = maxConnections }
         if let maxRequestsPerBackend { configuration.limits.maxRequestsPerBackend = maxRequestsPerBackend }
         if let queueTimeout { configuration.limits.queueTimeout = queueTimeout }
         if let maxQueuePerBackend { configuration.limits.maxQueuePerBackend = maxQueuePerBackend }
@@ -199,7 +204,7 @@ struct ProxyCommand: AsyncParsableCommand {
             logger.warning("""
                 the open-file limit is \(files), below the \(needed) that maxConnections \(configuration.limits.maxConnections) can use \
                 (a client and a backend connection each): past it, connections get 503 until descriptors free up; \
-                raise it (ulimit -n, systemd LimitNOFILE=) or lower maxConnections
+                raise it (ulimit -n, systemd LimitNOFILE=) or lower --max-connections (limits.maxConnections)
                 """)
         }
         // SIGHUP reads the file again and applies the flags on top, so what a flag set stays as the flag says.

@@ -117,6 +117,10 @@ import Glibc
                                                            "--max-requests-per-backend", "4", "--queue-timeout", "0"])
         #expect(timeoutStatus != 0)
         #expect(timeoutError.contains("Error: limits.queueTimeout must be between 0 and 86400 seconds, got 0.0"), "\(timeoutError)")
+        let (connectionsStatus, connectionsError) = try await run(["proxy", "--listen", "127.0.0.1:0", "--backend", "127.0.0.1:9",
+                                                                   "--max-connections", "0"])
+        #expect(connectionsStatus != 0)
+        #expect(connectionsError.contains("maxConnections"), "\(connectionsError)")
     }
 
     @Test func theProxyWantsBothTLSFilesAndNamesAMissingOne() async throws {

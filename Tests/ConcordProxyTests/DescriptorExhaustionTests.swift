@@ -20,7 +20,7 @@ import Glibc
                 openFileLimit: 40
             ) { proxy in
                 let adminPort = try #require(proxy.adminPort)
-                #expect(proxy.log.contains("the open-file limit is 40"), "\(proxy.log.suffix(1000))")
+                #expect(proxy.log.contains("the open-file limit is 40, below the 20064 that maxConnections 10000 can use"), "\(proxy.log.suffix(1000))")
 
                 // 60 clients connect and send nothing yet: each one accepted holds a descriptor until the proxy runs
                 // out and its listener pauses. Then each sends a keep-alive GET, whose backend connect finds no descriptor.
@@ -44,6 +44,24 @@ import Glibc
                 // Counted, and not in the millions: the listener pauses instead of spinning on failing accepts.
                 #expect((local ?? 0) > 0 && (local ?? 0) < 5_000, "\(metrics)")
                 #expect(metrics.contains("concord_proxy_backend_connect_failures_total{backend=\"\(backends[0].address)\"} 0"), "\(metrics)")
+            }
+        }
+    }
+
+    /// `--max-connections N`, the budget the open-file warning points to: the N+1st client is closed on accept, and
+    /// with a budget the limit covers there is no warning.
+    @Test(.enabled(if: ConcordProxyProcess.executable != nil, "needs the concord executable beside the test binary"))
+    func maxConnectionsBoundsTheOpenClientConnections() async throws {
+        try await ProxyHarness.withBackends(["a"]) { backends in
+            try await ConcordProxyProcess.with(
+                ["--listen", "127.0.0.1:0", "--backend", backends[0].address, "--max-connections", "2", "--log-level", "notice"],
+                openFileLimit: 100  // above 2 × 2 + 64
+            ) { proxy in
+                #expect(!proxy.log.contains("open-file limit"), "\(proxy.log.suffix(1000))")
+                let clients = try Self.connect(3, port: proxy.port)
+                defer { for fd in clients { close(fd) } }
+                let statuses = await Self.statusCodes(sendingAGetOn: clients)
+                #expect(statuses == [-1, 200, 200], "two answered, the third closed on accept: \(statuses)")
             }
         }
     }
