@@ -55,10 +55,9 @@ public struct LabReport: Sendable {
 
     // MARK: Reading
 
-    /// The rows of one kind of phase, without the strategies that got no answer at all (``unanswered``).
-    private func rows(phase kind: LabPhase.Kind) -> [LabResult] {
+    /// The rows of one kind of phase, without the strategies in `silent` (``unanswered``: no answer at all).
+    private func rows(phase kind: LabPhase.Kind, without silent: Set<String>) -> [LabResult] {
         let names = Set(configuration.phases.filter { $0.kind == kind }.map(\.name))
-        let silent = Set(unanswered.map(\.strategy))
         return results.filter { names.contains($0.phase) && !silent.contains($0.strategy) }
     }
 
@@ -74,6 +73,8 @@ public struct LabReport: Sendable {
     public var findings: [String] {
         var sentences: [String] = []
         let unanswered = self.unanswered
+        let silent = Set(unanswered.map(\.strategy))
+        func rows(phase kind: LabPhase.Kind) -> [LabResult] { self.rows(phase: kind, without: silent) }
         for broken in unanswered {
             let reasons = broken.reasons.sorted { $0.value > $1.value }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
             sentences.append("`\(broken.strategy)` got no answer to any of its \(broken.requests) requests (\(reasons)): its figures "

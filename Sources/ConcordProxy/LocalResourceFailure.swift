@@ -36,18 +36,11 @@ struct LocalResourceFailure: Error, CustomStringConvertible {
     var description: String {
         switch errnoCode {
         case EMFILE:
-            "out of file descriptors (EMFILE: this process's limit, \(Self.openFileLimit.map(String.init) ?? "unknown")); raise it "
+            "out of file descriptors (EMFILE: this process's limit, \(OpenFileLimit.current.map(String.init) ?? "unknown")); raise it "
                 + "(ulimit -n, systemd LimitNOFILE=) or lower limits.maxConnections"
         case ENFILE: "out of file descriptors (ENFILE: the system's limit, fs.file-max)"
         default: "out of memory for sockets (\(errnoCode == ENOBUFS ? "ENOBUFS" : "ENOMEM"))"
         }
-    }
-
-    /// The soft `RLIMIT_NOFILE` of this process.
-    static var openFileLimit: UInt64? {
-        var limit = rlimit()
-        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return nil }
-        return UInt64(limit.rlim_cur)
     }
 }
 

@@ -16,14 +16,14 @@ public enum LoopbackPort {
         let candidates = belowEphemeralRange
         if !candidates.isEmpty {
             for _ in 0..<256 {
+                // Free now (no `SO_REUSEADDR`: a port in TIME_WAIT counts as taken) and not handed out before.
                 let port = Int.random(in: candidates)
-                guard claimed.withLock({ !$0.contains(port) }), bindSucceeds(port) else { continue }
-                if claimed.withLock({ $0.insert(port).inserted }) { return port }
+                if (try? bind(port)) != nil, claimed.withLock({ $0.insert(port).inserted }) { return port }
             }
         }
         // A tiny or odd ephemeral range: let the kernel choose, as before.
         for _ in 0..<64 {
-            let port = try bindAny()
+            let port = try bind(0)
             if claimed.withLock({ $0.insert(port).inserted }) { return port }
         }
         throw LoopbackPortError(message: "no free loopback port found")
@@ -39,13 +39,6 @@ public enum LoopbackPort {
         let start = max(1025, low - 12_000)
         return start < low ? start..<low : low..<low
     }()
-
-    /// Whether 127.0.0.1:`port` can be bound right now (no `SO_REUSEADDR`: a port in TIME_WAIT counts as taken).
-    private static func bindSucceeds(_ port: Int) -> Bool {
-        (try? bind(port)) != nil
-    }
-
-    private static func bindAny() throws(LoopbackPortError) -> Int { try bind(0) }
 
     /// Binds a socket to 127.0.0.1:`port`, reads back the port and closes it.
     private static func bind(_ port: Int) throws(LoopbackPortError) -> Int {

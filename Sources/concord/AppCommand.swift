@@ -1,5 +1,6 @@
 import ArgumentParser
 import ConcordApp
+import ConcordProxy
 import Foundation
 import Logging
 import Metrics

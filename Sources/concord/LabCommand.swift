@@ -1,5 +1,6 @@
 import ArgumentParser
 import ConcordLab
+import ConcordProxy
 import Foundation
 import Logging
 

@@ -25,17 +25,14 @@ struct ConcordProxyProcess {
         let executable = try #require(Self.executable, "no concord executable beside the test binary: swift build --build-tests")
         let logPath = FileManager.default.temporaryDirectory.appendingPathComponent("concord-proxy-\(UUID().uuidString).log").path
         defer { try? FileManager.default.removeItem(atPath: logPath) }
-        let child: LabChild
-        if let openFileLimit {
-            child = try LabChild.spawn(
-                name: "proxy", executable: "/bin/sh",
-                arguments: ["-c", "ulimit -n \(openFileLimit) && exec \"$0\" \"$@\"", executable, "proxy"] + arguments,
-                environment: ["CONCORD_PARENT_PID": String(getpid())], logPath: logPath)
-        } else {
-            child = try LabChild.spawn(
-                name: "proxy", executable: executable, arguments: ["proxy"] + arguments,
-                environment: ["CONCORD_PARENT_PID": String(getpid())], logPath: logPath)
-        }
+        // Under a limit, a shell sets it and then becomes the proxy (exec: the same process).
+        let command = ["proxy"] + arguments
+        let (program, programArguments) = openFileLimit.map { limit in
+            ("/bin/sh", ["-c", "ulimit -n \(limit) && exec \"$0\" \"$@\"", executable] + command)
+        } ?? (executable, command)
+        let child = try LabChild.spawn(
+            name: "proxy", executable: program, arguments: programArguments,
+            environment: ["CONCORD_PARENT_PID": String(getpid())], logPath: logPath)
         do {
             let process = try await ready(child)
             let result = try await body(process)
