@@ -59,7 +59,12 @@ public struct LabHTTPConnection: Sendable {
         }
         let promise = channel.eventLoop.makePromise(of: LabHTTPResponse.self)
         let exchange = LabHTTPExchangeHandler.Exchange(head: head, body: bodyBuffer, promise: promise, timeout: timeout)
-        channel.writeAndFlush(exchange).cascadeFailure(to: promise)
+        // A write that fails sent no request (the connection closed under it, often between the caller's
+        // `isActive` and here): that is a close before any response, which a caller may resend on a reused
+        // connection, as a browser does.
+        channel.writeAndFlush(exchange).whenFailure { error in
+            promise.fail(LabError.closedBeforeResponse("\(method) \(path) not sent: \(error)"))
+        }
         do {
             return try await withTaskCancellationHandler {
                 try await promise.futureResult.get()
