@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "ConcordHashing", targets: ["ConcordHashing"]),
         .library(name: "ConcordSessions", targets: ["ConcordSessions"]),
         .library(name: "ConcordLab", targets: ["ConcordLab"]),
+        .library(name: "ConcordNetworking", targets: ["ConcordNetworking"]),
         .library(name: "ConcordApp", targets: ["ConcordApp"]),
         .library(name: "ConcordSessionsTesting", targets: ["ConcordSessionsTesting"]),
         .library(name: "ConcordHummingbird", targets: ["ConcordHummingbird"]),
@@ -57,10 +58,24 @@ let package = Package(
         ),
         // Linux calls Swift's Glibc module leaves out (CPU affinity for the proxy's event loops).
         .target(name: "CConcordSystem"),
+        // SwiftNIO pieces every server of Concord shares (proxy, app, replication): a listener that pauses when
+        // the process is out of descriptors, and the open-file limit.
+        .target(
+            name: "ConcordNetworking",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "ConcordProxy",
             dependencies: [
                 "ConcordHashing",
+                "ConcordNetworking",
                 "CConcordSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -108,6 +123,7 @@ let package = Package(
             dependencies: [
                 "ConcordSessions",
                 "ConcordHashing",
+                "ConcordNetworking",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -140,6 +156,7 @@ let package = Package(
                 "ConcordRedis",
                 "ConcordSQLite",
                 "ConcordPostgres",
+                "ConcordNetworking",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -199,6 +216,7 @@ let package = Package(
                 "ConcordProxy",
                 "ConcordLab",
                 "ConcordApp",
+                "ConcordNetworking",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 "ConcordRedis",
@@ -254,6 +272,7 @@ let package = Package(
             name: "ConcordProxyTests",
             dependencies: [
                 "ConcordProxy",
+                "ConcordNetworking",
                 "ConcordTLSTestSupport",
                 "ConcordLab",  // LabChild runs the `concord proxy` processes some tests start
                 "ConcordSessionsTesting",  // ManualClock drives the health checker's rounds

@@ -1,7 +1,9 @@
 import ConcordHummingbird
+import ConcordNetworking
 import Hummingbird
-import NIOCore
 import Logging
+import Metrics
+import NIOCore
 import ServiceLifecycle
 
 extension ConcordAppServer {
@@ -30,6 +32,13 @@ extension ConcordAppServer {
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "concord-app"),
             services: backend.services + extraServices,
             onServerRunning: { channel in
+                // Out of descriptors, NIO's own accept backoff (behind this handler) keeps the listener in epoll and
+                // the app spun at 100 % CPU; this one takes it out for a moment (``AcceptPauseHandler``).
+                let alarm = LocalResourceAlarm(
+                    counter: Counter(label: "concord_app_local_resource_failures_total", dimensions: [("node", node)]), logger: logger)
+                try? await channel.eventLoop.submit {
+                    try channel.pipeline.syncOperations.addHandler(AcceptPauseHandler(alarm: alarm), position: .first)
+                }.get()
                 logger.info(
                     "concord app listening",
                     metadata: ["node": "\(node)", "strategy": "\(strategy)", "address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])

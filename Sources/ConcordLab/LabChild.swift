@@ -35,14 +35,20 @@ public final class LabChild: Sendable {
     }
 
     /// Starts `executable` with `arguments`. `environment` entries are added to (or replace) the lab's own.
+    /// `openFileLimit`: the child runs under `ulimit -n` (soft and hard, so it cannot raise it; a shell sets it and
+    /// then becomes the child, same process) — how tests run a server out of descriptors.
     public static func spawn(
         name: String,
         executable: String,
         arguments: [String],
         environment: [String: String] = [:],
         logPath: String,
+        openFileLimit: Int? = nil,
         registry: ChildRegistry = .shared
     ) throws -> LabChild {
+        let (executable, arguments) = openFileLimit.map { limit in
+            ("/bin/sh", ["-c", "ulimit -n \(limit) && exec \"$0\" \"$@\"", executable] + arguments)
+        } ?? (executable, arguments)
         var fileActions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&fileActions)
         defer { posix_spawn_file_actions_destroy(&fileActions) }

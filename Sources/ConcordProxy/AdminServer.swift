@@ -1,3 +1,4 @@
+import ConcordNetworking
 import Foundation
 import Logging
 import NIOCore

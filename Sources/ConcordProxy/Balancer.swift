@@ -1,4 +1,5 @@
 import ConcordHashing
+import ConcordNetworking
 import Logging
 import NIOConcurrencyHelpers
 
@@ -133,7 +134,8 @@ public final class Balancer: Sendable {
                 metrics: ProxyMetrics, logger: Logger) throws(ProxyError) {
         self.metrics = metrics
         self.logger = logger
-        self.localResources = LocalResourceAlarm(counter: metrics.localResourceFailures, logger: logger)
+        self.localResources = LocalResourceAlarm(
+            counter: metrics.localResourceFailures, logger: logger, remedy: "or lower limits.maxConnections (--max-connections)")
         var resolved: [Backend] = []
         for address in backends { resolved.append(try Backend(address: address)) }
         let membership = try Membership(backends: resolved, algorithm: algorithm, boundedLoad: boundedLoad)

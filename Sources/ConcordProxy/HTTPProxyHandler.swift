@@ -1,3 +1,4 @@
+import ConcordNetworking
 import NIOCore
 import NIOHTTP1
 import NIOSSL

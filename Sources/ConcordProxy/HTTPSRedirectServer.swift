@@ -1,3 +1,4 @@
+import ConcordNetworking
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1

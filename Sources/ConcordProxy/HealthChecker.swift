@@ -1,3 +1,4 @@
+import ConcordNetworking
 import NIOCore
 import NIOPosix
 

@@ -1,3 +1,4 @@
+import ConcordNetworking
 import CoreMetrics
 import Metrics
 import NIOConcurrencyHelpers

@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import ConcordNetworking
 import Glibc
 #elseif canImport(Darwin)
 import Darwin

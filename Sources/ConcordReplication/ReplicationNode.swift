@@ -1,4 +1,6 @@
+import ConcordNetworking
 import Logging
+import Metrics
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -159,8 +161,13 @@ final class ReplicationNode: Sendable {
         do {
             let configuration = configuration
             let statistics = statistics
+            // Paused, not spinning, when the process is out of descriptors (see ``AcceptPauseHandler``).
+            let alarm = LocalResourceAlarm(
+                counter: Counter(label: "concord_replication_local_resource_failures_total", dimensions: [("node", configuration.nodeID)]),
+                logger: logger)
             server = try await ServerBootstrap(group: eventLoopGroup)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelInitializer(AcceptPauseHandler.installer(alarm: alarm, accepting: "a replication peer connection"))
                 .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .bind(host: configuration.host, port: configuration.port) { channel in
                     channel.eventLoop.makeCompletedFuture {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ConcordApp
+import ConcordNetworking
 import ConcordProxy
 import Foundation
 import Logging

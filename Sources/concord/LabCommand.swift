@@ -1,5 +1,6 @@
 import ArgumentParser
 import ConcordLab
+import ConcordNetworking
 import ConcordProxy
 import Foundation
 import Logging

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ConcordHashing
+import ConcordNetworking
 import ConcordProxy
 import Foundation
 import Logging

@@ -25,14 +25,9 @@ struct ConcordProxyProcess {
         let executable = try #require(Self.executable, "no concord executable beside the test binary: swift build --build-tests")
         let logPath = FileManager.default.temporaryDirectory.appendingPathComponent("concord-proxy-\(UUID().uuidString).log").path
         defer { try? FileManager.default.removeItem(atPath: logPath) }
-        // Under a limit, a shell sets it and then becomes the proxy (exec: the same process).
-        let command = ["proxy"] + arguments
-        let (program, programArguments) = openFileLimit.map { limit in
-            ("/bin/sh", ["-c", "ulimit -n \(limit) && exec \"$0\" \"$@\"", executable] + command)
-        } ?? (executable, command)
         let child = try LabChild.spawn(
-            name: "proxy", executable: program, arguments: programArguments,
-            environment: ["CONCORD_PARENT_PID": String(getpid())], logPath: logPath)
+            name: "proxy", executable: executable, arguments: ["proxy"] + arguments,
+            environment: ["CONCORD_PARENT_PID": String(getpid())], logPath: logPath, openFileLimit: openFileLimit)
         do {
             let process = try await ready(child)
             let result = try await body(process)

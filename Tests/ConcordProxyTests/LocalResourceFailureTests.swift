@@ -1,3 +1,4 @@
+import ConcordNetworking
 import ConcordSessionsTesting
 import CoreMetrics
 import Logging

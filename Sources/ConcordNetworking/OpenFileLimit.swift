@@ -5,7 +5,7 @@ import Glibc
 /// The process's open-file limit (`RLIMIT_NOFILE`). Every client and backend connection is a descriptor, and a
 /// service manager's soft default is small (systemd: 1024, with a hard limit of 524288), so `concord proxy`,
 /// `concord app` and `concord lab` raise the soft limit to the hard one at start, as Go programs and HAProxy do.
-/// Here because the proxy also names the limit when it runs out (``LocalResourceFailure``).
+/// Here because ``LocalResourceFailure`` names the limit when it runs out.
 public enum OpenFileLimit {
     /// The soft limit in force (nil if unreadable).
     public static var current: UInt64? { read().map { UInt64($0.rlim_cur) } }
