@@ -138,6 +138,7 @@ let package = Package(
             dependencies: [
                 "ConcordHashing",
                 "ConcordSessions",
+                "ConcordProxy",  // SettingsDecoding for scenario files (the lab runs the proxy as a process)
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,5 +1,5 @@
+import ConcordProxy
 import Foundation
-import Yams
 
 /// Everything one `concord lab` run needs. Loadable from a YAML scenario (`--scenario FILE`, same field names);
 /// flags override the file.
@@ -136,20 +136,19 @@ public struct LabConfiguration: Codable, Sendable {
 
     /// A configuration from a YAML scenario; absent fields keep their defaults.
     public static func load(yaml text: String) throws -> LabConfiguration {
-        do {
-            return try YAMLDecoder().decode(LabConfiguration.self, from: text)
-        } catch {
-            throw LabError.invalidArgument("scenario YAML: \(error)")
+        do { return try SettingsDecoding.decodeYAML(LabConfiguration.self, from: text) } catch {
+            throw LabError.invalidArgument("scenario YAML: \(error.reason)")
         }
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case strategies, users, nodes, phases, thinkTimeMilliseconds, parallelRequests, storeURL, outputDirectory
         case requestTimeoutMilliseconds, readinessTimeoutSeconds, shutdownDelaySeconds, quiesceGraceSeconds, storeReadWaitSeconds
         case proxyAccessLog, proxyMaxRequestsPerBackend
     }
 
     public init(from decoder: any Decoder) throws {
+        try SettingsDecoding.rejectUnknownKeys(in: decoder, known: CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let defaults = LabConfiguration()
         if let names = try c.decodeIfPresent([String].self, forKey: .strategies) {

@@ -1,7 +1,9 @@
+import ConcordProxy
+
 /// One bounded stretch of a lab run, and the event injected into the cluster during it.
 public struct LabPhase: Codable, Sendable, Hashable {
     /// What happens to the cluster in the phase (users keep browsing throughout).
-    public enum Kind: String, Codable, Sendable, CaseIterable {
+    public enum Kind: String, Codable, Sendable, SettingChoice {
         /// Users log in, staggered over the phase.
         case warmUp = "warm-up"
         /// Nothing is injected: the baseline.
@@ -47,9 +49,10 @@ public struct LabPhase: Codable, Sendable, Hashable {
     /// How long the command may run.
     var commandTimeout: Duration { .seconds(commandTimeoutSeconds ?? seconds + 30) }
 
-    enum CodingKeys: String, CodingKey { case name, kind, seconds, command, commandTimeoutSeconds }
+    enum CodingKeys: String, CodingKey, CaseIterable { case name, kind, seconds, command, commandTimeoutSeconds }
 
     public init(from decoder: any Decoder) throws {
+        try SettingsDecoding.rejectUnknownKeys(in: decoder, known: CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
         kind = try container.decode(Kind.self, forKey: .kind)
         name = try container.decodeIfPresent(String.self, forKey: .name) ?? kind.rawValue

@@ -30,9 +30,10 @@ public struct BackendTLSConfiguration: Sendable, Hashable, Codable {
         self.privateKey = privateKey
     }
 
-    private enum CodingKeys: String, CodingKey { case caFile, serverName, verify, certificateChain, privateKey }
+    private enum CodingKeys: String, CodingKey, CaseIterable { case caFile, serverName, verify, certificateChain, privateKey }
 
     public init(from decoder: any Decoder) throws {
+        try SettingsDecoding.rejectUnknownKeys(in: decoder, known: CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(
             caFile: try c.decodeIfPresent(String.self, forKey: .caFile),

@@ -7,7 +7,7 @@ import Glibc
 #endif
 
 /// Whether `concord proxy` pins its event-loop threads to CPUs (`cpuAffinity` in YAML, `--cpu-affinity`).
-public enum CPUAffinity: String, Sendable, Hashable, Codable, CaseIterable, CustomStringConvertible {
+public enum CPUAffinity: String, Sendable, Hashable, Codable, SettingChoice, CustomStringConvertible {
     /// Loop *i* runs only on the *i*-th CPU the process may use (round-robin when there are more loops than CPUs),
     /// like nginx's `worker_cpu_affinity auto`. The default: without it the scheduler can put two busy loops on one
     /// CPU, where each waits out the other's time slice (≈ 4 ms) while the other CPU runs something else — on a

@@ -16,6 +16,14 @@ public struct HTTPRedirectConfiguration: Sendable, Hashable, Codable {
         self.listen = listen
         self.httpsPort = httpsPort
     }
+
+    private enum CodingKeys: String, CodingKey, CaseIterable { case listen, httpsPort }
+
+    public init(from decoder: any Decoder) throws {
+        try SettingsDecoding.rejectUnknownKeys(in: decoder, known: CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(listen: try c.decode(HostPort.self, forKey: .listen), httpsPort: try c.decodeIfPresent(Int.self, forKey: .httpsPort))
+    }
 }
 
 /// The plain-HTTP listener beside a TLS proxy (`--http-redirect`): every request is answered `308 Permanent

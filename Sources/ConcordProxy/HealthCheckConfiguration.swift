@@ -24,7 +24,10 @@ public struct HealthCheckConfiguration: Sendable, Hashable, Codable {
         self.ejectAfterConnectFailures = ejectAfterConnectFailures
     }
 
+    private enum CodingKeys: String, CodingKey, CaseIterable { case path, interval, timeout, rise, fall, ejectAfterConnectFailures }
+
     public init(from decoder: any Decoder) throws {
+        try SettingsDecoding.rejectUnknownKeys(in: decoder, known: CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = HealthCheckConfiguration()
         self.init(

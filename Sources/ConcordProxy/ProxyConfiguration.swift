@@ -125,7 +125,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         self.responseHeaders = responseHeaders
     }
 
-    private enum CodingKeys: String, CodingKey {
+    private enum CodingKeys: String, CodingKey, CaseIterable {
         case listen, backends, mode, balance, key, algorithm, boundedLoad, health, healthPath, admin, adminAllowRemote
         case stickyCookie, trustedProxies, ipv4PrefixLength, ipv6PrefixLength, proxyProtocol, acceptProxyProtocol, limits, drain
         case cpuAffinity
@@ -133,6 +133,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
     }
 
     public init(from decoder: any Decoder) throws {
+        try SettingsDecoding.rejectUnknownKeys(in: decoder, known: CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = ProxyConfiguration()
         self.init(
@@ -205,23 +206,11 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         return try parse(yaml: text, path: path)
     }
 
-    /// Decodes YAML text (an empty document is the defaults).
+    /// Decodes YAML text (an empty document is the defaults); a key the configuration does not have is an error.
     public static func parse(yaml text: String, path: String = "<yaml>") throws(ProxyError) -> ProxyConfiguration {
         if text.allSatisfy({ $0.isWhitespace }) { return ProxyConfiguration() }
-        do { return try YAMLDecoder().decode(ProxyConfiguration.self, from: text) } catch let error as DecodingError {
-            throw .configurationFile(path: path, reason: Self.describe(error))
-        } catch {
-            throw .configurationFile(path: path, reason: "\(error)")
-        }
-    }
-
-    private static func describe(_ error: DecodingError) -> String {
-        switch error {
-        case .dataCorrupted(let c), .typeMismatch(_, let c), .valueNotFound(_, let c), .keyNotFound(_, let c):
-            let path = c.codingPath.map(\.stringValue).joined(separator: ".")
-            return path.isEmpty ? c.debugDescription : "\(path): \(c.debugDescription)"
-        @unknown default:
-            return "\(error)"
+        do { return try SettingsDecoding.decodeYAML(ProxyConfiguration.self, from: text) } catch {
+            throw .configurationFile(path: path, reason: error.reason)
         }
     }
 

@@ -76,7 +76,14 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
         self.abortQueuedOnClose = abortQueuedOnClose
     }
 
+    private enum CodingKeys: String, CodingKey, CaseIterable {
+        case maxHeaderBytes, maxHeaderCount, maxResponseHeadBytes, headerReadTimeout, keepAliveTimeout, maxConnections
+        case maxBodyBytes, connectTimeout, responseTimeout, tcpIdleTimeout, maxIdleConnectionsPerBackend
+        case maxRequestsPerBackend, queueTimeout, maxQueuePerBackend, abortQueuedOnClose
+    }
+
     public init(from decoder: any Decoder) throws {
+        try SettingsDecoding.rejectUnknownKeys(in: decoder, known: CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = ProxyLimits()
         self.init(

@@ -1,5 +1,5 @@
 /// What the proxy speaks to clients: HTTP/1.1 (layer 7) or raw TCP (layer 4).
-public enum ProxyMode: String, Sendable, Codable, CaseIterable, CustomStringConvertible {
+public enum ProxyMode: String, Sendable, Codable, SettingChoice, CustomStringConvertible {
     case http
     case tcp
 
@@ -7,7 +7,7 @@ public enum ProxyMode: String, Sendable, Codable, CaseIterable, CustomStringConv
 }
 
 /// How a request or connection picks its backend.
-public enum BalanceStrategy: String, Sendable, Codable, CaseIterable, CustomStringConvertible {
+public enum BalanceStrategy: String, Sendable, Codable, SettingChoice, CustomStringConvertible {
     /// Hash the key (``KeyChain``) onto the node selection; affinity per key.
     case hash
     /// Each new request (L7) or connection (L4) goes to the next ready backend.
@@ -21,7 +21,7 @@ public enum BalanceStrategy: String, Sendable, Codable, CaseIterable, CustomStri
 }
 
 /// PROXY protocol header written to backends in L4 mode, so they see the real client address.
-public enum ProxyProtocolVersion: String, Sendable, Codable, CaseIterable {
+public enum ProxyProtocolVersion: String, Sendable, Codable, SettingChoice {
     case v1
     case v2
 }

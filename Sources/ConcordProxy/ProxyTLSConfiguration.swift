@@ -7,13 +7,13 @@ import NIOSSL
 /// certificate is picked up without a restart; connections already open keep the one they started with.
 public struct ProxyTLSConfiguration: Sendable, Hashable, Codable {
     /// The lowest protocol version a client may use.
-    public enum MinimumVersion: String, Sendable, Hashable, Codable, CaseIterable {
+    public enum MinimumVersion: String, Sendable, Hashable, Codable, SettingChoice {
         case tls12 = "1.2"
         case tls13 = "1.3"
     }
 
     /// Whether a client must show a certificate when `clientCA` is set.
-    public enum ClientCertificateMode: String, Sendable, Hashable, Codable, CaseIterable {
+    public enum ClientCertificateMode: String, Sendable, Hashable, Codable, SettingChoice {
         /// Every client shows one the CA signed, or completes no handshake.
         case required
         /// A client may show none (it is served without an identity); one it shows must be one the CA signed.
@@ -32,6 +32,16 @@ public struct ProxyTLSConfiguration: Sendable, Hashable, Codable {
             self.serverNames = serverNames
             self.certificateChain = certificateChain
             self.privateKey = privateKey
+        }
+
+        private enum CodingKeys: String, CodingKey, CaseIterable { case serverNames, certificateChain, privateKey }
+
+        public init(from decoder: any Decoder) throws {
+            try SettingsDecoding.rejectUnknownKeys(in: decoder, known: CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            self.init(serverNames: try c.decode([String].self, forKey: .serverNames),
+                      certificateChain: try c.decode(String.self, forKey: .certificateChain),
+                      privateKey: try c.decode(String.self, forKey: .privateKey))
         }
     }
 
@@ -65,9 +75,10 @@ public struct ProxyTLSConfiguration: Sendable, Hashable, Codable {
         self.http2 = http2
     }
 
-    private enum CodingKeys: String, CodingKey { case certificateChain, privateKey, minimumVersion, sni, clientCA, clientCertificate, http2 }
+    private enum CodingKeys: String, CodingKey, CaseIterable { case certificateChain, privateKey, minimumVersion, sni, clientCA, clientCertificate, http2 }
 
     public init(from decoder: any Decoder) throws {
+        try SettingsDecoding.rejectUnknownKeys(in: decoder, known: CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(
             certificateChain: try c.decode(String.self, forKey: .certificateChain),

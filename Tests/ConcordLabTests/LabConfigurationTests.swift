@@ -39,6 +39,32 @@ import Testing
         try delayed.validate()
     }
 
+    /// A mistyped key used to be ignored: `user: 5` ran the default 2,000 users.
+    @Test func aScenarioWithAnUnknownKeyOrKindIsRefusedByName() throws {
+        #expect(Self.refusal("user: 5").contains("user: unknown setting (did you mean 'users'?)"))
+        #expect(Self.refusal("phases: [{kind: steady, sec: 3}]").contains("phases[0].sec: unknown setting (did you mean 'seconds'?)"))
+        let kind = Self.refusal("phases: [{kind: warmup, seconds: 3}]")
+        #expect(kind.contains("phases[0].kind: 'warmup' is not one of warm-up, steady,"), "\(kind)")
+        #expect(try LabConfiguration.load(yaml: "users: 5").users == 5)
+    }
+
+    /// The scenarios in docs/lab.md are what people copy: every key and phase kind in them is one the lab knows.
+    @Test func theDocumentedScenariosAreAccepted() throws {
+        let docs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../docs/lab.md")
+        let blocks = try String(contentsOf: docs, encoding: .utf8).matches(of: /```yaml\n(?<yaml>[\s\S]*?)```/)
+        #expect(blocks.count >= 3)
+        for block in blocks { _ = try LabConfiguration.load(yaml: String(block.output.yaml)) }
+    }
+
+    private static func refusal(_ yaml: String) -> String {
+        do {
+            _ = try LabConfiguration.load(yaml: yaml)
+            return "accepted"
+        } catch {
+            return "\(error)"
+        }
+    }
+
     @Test func aCommandPhaseNeedsItsCommandAndOnlyItHasOne() throws {
         let configuration = try LabConfiguration.load(yaml: """
             phases:

@@ -1,4 +1,5 @@
 import ConcordHashing
+import Foundation
 import Testing
 
 @testable import ConcordProxy
@@ -56,6 +57,41 @@ import Testing
         #expect(c.limits.maxHeaderCount == ProxyLimits().maxHeaderCount)
         try c.validate()
         #expect(try ProxyConfiguration.parse(yaml: "") == ProxyConfiguration())
+    }
+
+    /// A mistyped key used to be ignored: `balanse: round-robin` left the proxy hashing, without a word.
+    @Test func anUnknownKeyIsRefusedByNameWhereverItIs() throws {
+        #expect(Self.refusal("balanse: round-robin").contains("balanse: unknown setting (did you mean 'balance'?)"))
+        #expect(Self.refusal("healthpath: /ready").contains("healthpath: unknown setting (did you mean 'healthPath'?)"))
+        #expect(Self.refusal("limits: { maxBodyByte: 1 }").contains("limits.maxBodyByte: unknown setting (did you mean 'maxBodyBytes'?)"))
+        #expect(Self.refusal("health: { intervall: 2 }").contains("health.intervall: unknown setting (did you mean 'interval'?)"))
+        let sni = Self.refusal("tls: { certificateChain: c, privateKey: k, sni: [{ serverName: [a], certificateChain: c, privateKey: k }] }")
+        #expect(sni.contains("tls.sni[0].serverName: unknown setting (did you mean 'serverNames'?)"), "\(sni)")
+        #expect(Self.refusal("httpRedirect: { listen: 127.0.0.1:80, port: 443 }").contains("httpRedirect.port: unknown setting"))
+        #expect(Self.refusal("backendTLS: { cafile: x }").contains("backendTLS.cafile: unknown setting (did you mean 'caFile'?)"))
+        #expect(Self.refusal("nonsense: 1").contains("nonsense: unknown setting; the settings here are listen, backends,"))
+        #expect(Self.refusal("mode: udp").contains("mode: 'udp' is not one of http, tcp"))
+        #expect(Self.refusal("tls: { certificateChain: c, privateKey: k, minimumVersion: '1.4' }").contains("'1.4' is not one of 1.2, 1.3"))
+    }
+
+    /// The examples in docs/proxy.md and docs/deploy.md are what people copy: every key in them is one the proxy knows.
+    @Test(arguments: ["proxy.md", "deploy.md"]) func theDocumentedExampleFilesAreAccepted(_ file: String) throws {
+        let docs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../docs/\(file)")
+        let blocks = try String(contentsOf: docs, encoding: .utf8).matches(of: /```yaml\n(?<yaml>[\s\S]*?)```/)
+        #expect(!blocks.isEmpty)
+        for block in blocks {
+            let configuration = try ProxyConfiguration.parse(yaml: String(block.output.yaml))
+            #expect(configuration.tls?.sni.count == 1, "both examples show an SNI certificate: \(configuration)")
+        }
+    }
+
+    private static func refusal(_ yaml: String) -> String {
+        do {
+            _ = try ProxyConfiguration.parse(yaml: yaml)
+            return "accepted"
+        } catch {
+            return "\(error)"
+        }
     }
 
     @Test func badYamlAndBadSettingsAreClearErrors() throws {
