@@ -255,14 +255,15 @@ public final class Balancer: Sendable {
 
     // MARK: Health
 
-    /// Real traffic could not connect to `backend` (passive check).
-    public func recordConnectFailure(_ backend: Backend) {
+    /// Real traffic could not connect to `backend` (passive check). `reason` is the log line's: a refused or timed-out
+    /// connect, or a connection opened for a request that closed before any response byte.
+    public func recordConnectFailure(_ backend: Backend, reason: String = "connect failed (passive check)") {
         metrics.backend(backend.id).connectFailures.increment()
         let flip = state.withLockedValue { state -> HealthStateMachine.Flip? in
             guard let index = state.membership.indexByID[backend.id] else { return nil }
             return state.runtime[index].health.recordConnectFailure()
         }
-        report(flip, backend: backend.id, reason: "connect failed (passive check)")
+        report(flip, backend: backend.id, reason: reason)
     }
 
     /// Real traffic connected to `backend`.

@@ -212,6 +212,7 @@ struct ClientRequestHead {
             switch name.count {
             case 4 where HTTPSyntax.equalsIgnoringCase(p, name, "host"):
                 hostCount += 1
+                guard HTTPSyntax.isValidHostValue(p, value) else { return .invalidHost }
             case 6 where HTTPSyntax.equalsIgnoringCase(p, name, "cookie"):
                 cookieCount += 1
                 if firstCookie == nil { firstCookie = value }

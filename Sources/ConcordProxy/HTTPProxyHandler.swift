@@ -485,9 +485,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         if case .connectTimeout = error as? ChannelError { timedOut = true } else { timedOut = false }
         switch machine.connectFailed(timedOut: timedOut, hasAlternative: runtime.balancer.backends.count > 1) {
         case .retry:
-            retry(excluding: target, after: "connect to \(target) failed (\(error))", otherwise: timedOut ? .gatewayTimeout : .badGateway)
+            retry(excluding: target, after: "connect to \(target) failed (\(ConnectFailure.describe(error)))", otherwise: timedOut ? .gatewayTimeout : .badGateway)
         case .respond(let status):
-            runtime.logger.debug("connect to \(target) failed: \(error)")
+            runtime.logger.debug("connect to \(target) failed: \(ConnectFailure.describe(error))")
             abortExchange(respondingWith: status)
         case .close, .reconnect:  // `.reconnect` answers a stale pooled connection, never a failed connect
             context?.close(promise: nil)
@@ -727,8 +727,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         let target = connection.backend
         let failure = "backend \(target) closed before responding (\(error.map { "\($0)" } ?? "EOF"))"
         // A connection opened for this request that fails before the response counts against the backend
-        // (passive check); a pooled one may only have met the backend's idle timeout, which says nothing.
-        if !backendWasReused && !machine.responseStarted { runtime.balancer.recordConnectFailure(target) }
+        // (passive check: what accepts and closes at once is often not the app — Docker's port proxy with the
+        // container down — and a TCP health check passes there); a pooled one may only have met the backend's idle
+        // timeout, which says nothing.
+        if !backendWasReused && !machine.responseStarted {
+            runtime.balancer.recordConnectFailure(target, reason: "a new connection closed before any response (passive check)")
+        }
         switch machine.backendFailed(reusedConnection: backendWasReused, hasAlternative: runtime.balancer.backends.count > 1) {
         case .reconnect:
             runtime.metrics.retries.increment()

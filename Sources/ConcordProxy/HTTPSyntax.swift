@@ -64,6 +64,55 @@ enum HTTPSyntax {
     @inline(__always)
     static func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
 
+    /// Whether `p[value]` is a `Host` field value RFC 9112 §3.2 lets through: `uri-host [ ":" port ]` (RFC 3986 §3.2.2
+    /// — a reg-name of unreserved, percent-encoded and sub-delim bytes, an IPv4 address, or a bracketed IP literal),
+    /// the port at most 65535, or empty (a target without authority). Anything else — `a b`, `evil.com/path`,
+    /// `user@host`, `[::1`, bytes above 0x7F — is a 400: a backend would read the same field another way.
+    static func isValidHostValue(_ p: UnsafeRawBufferPointer, _ value: Range<Int>) -> Bool {
+        var i = value.lowerBound
+        let end = value.upperBound
+        if i < end && p[i] == UInt8(ascii: "[") {
+            i += 1
+            let literalStart = i
+            while i < end && p[i] != UInt8(ascii: "]") {
+                let byte = p[i] | 0x20
+                guard isDigit(p[i]) || (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "f")) || p[i] == UInt8(ascii: ":")
+                        || p[i] == UInt8(ascii: ".") || byte == UInt8(ascii: "v") else { return false }
+                i += 1
+            }
+            guard i < end, i > literalStart else { return false }
+            i += 1
+        } else {
+            while i < end && p[i] != UInt8(ascii: ":") {
+                guard isRegNameByte(p[i]) else { return false }
+                i += 1
+            }
+        }
+        guard i < end else { return true }
+        guard p[i] == UInt8(ascii: ":") else { return false }
+        i += 1
+        var port = 0
+        while i < end {
+            guard isDigit(p[i]) else { return false }
+            port = port * 10 + Int(p[i] - UInt8(ascii: "0"))
+            guard port <= 65535 else { return false }
+            i += 1
+        }
+        return true
+    }
+
+    /// unreserved / pct-encoded / sub-delims (RFC 3986 §3.2.2).
+    @inline(__always)
+    private static func isRegNameByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"): true
+        case UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "%"): true
+        case UInt8(ascii: "!"), UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("), UInt8(ascii: ")"),
+             UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="): true
+        default: false
+        }
+    }
+
     /// A byte of a request target: visible ASCII or obs-text (no space, no control byte).
     @inline(__always)
     static func isTargetByte(_ byte: UInt8) -> Bool { byte > space && byte != 0x7F }

@@ -73,7 +73,7 @@ struct HealthChecker<C: Clock>: Sendable where C.Duration == Duration {
                 balancer.localResources.report(local, while: "the health check of \(backend)", outcome: "no result recorded")
                 promise.succeed((nil, "health check not made: \(local)"))
             } else {
-                promise.succeed((false, "health check connect failed: \(error)"))
+                promise.succeed((false, "health check connect failed: \(ConnectFailure.describe(error))"))
             }
         }
         let eventLoop = promise.futureResult.eventLoop

@@ -135,10 +135,10 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Back
                 runtime.balancer.recordConnectFailure(target)
                 if attempt < 2, !closed {
                     runtime.metrics.retries.increment()
-                    runtime.logger.debug("L4: connect to \(target) failed (\(error)); trying the next node")
+                    runtime.logger.debug("L4: connect to \(target) failed (\(ConnectFailure.describe(error))); trying the next node")
                     connect(context: context, excluding: target, attempt: attempt + 1)
                 } else {
-                    runtime.logger.debug("L4: connect to \(target) failed: \(error)")
+                    runtime.logger.debug("L4: connect to \(target) failed: \(ConnectFailure.describe(error))")
                     access.finish(to: runtime.accessLog, outcome: "connect-failed", backend: target)
                     context.close(promise: nil)
                 }

@@ -1,3 +1,4 @@
+import ConcordNetworking
 import Logging
 import NIOCore
 import NIOPosix
@@ -68,7 +69,7 @@ public final class RedisConnection: Sendable {
             throw .timeout("connect to \(endpoint) after \(configuration.connectTimeout)")
         } catch {
             handshake?.fail(error)
-            throw .connectionFailed("\(endpoint): \(error)")
+            throw .connectionFailed("\(endpoint): \(ConnectFailure.describe(error))")
         }
         if let handshake {
             let timeout = channel.eventLoop.scheduleTask(in: TimeAmount(configuration.commandTimeout)) {

@@ -98,6 +98,17 @@ extension ClientRequestHead {
         #expect(head.text(head.target) == "/a?b=c")
     }
 
+    /// Every form of `uri-host [":" port]` passes: names (with `_`, punycode), IPv4, bracketed IPv6, a port, and the
+    /// empty value of a request without authority.
+    @Test func everyValidHostFormPasses() throws {
+        for host in ["shop.example", "shop.example:8080", "a_b.example", "xn--caf-dma.example", "10.0.0.1:80", "[::1]", "[::1]:443",
+                     "localhost:", ""] {
+            var driver = Driver()
+            try driver.feed("GET / HTTP/1.1\r\nHost: \(host)\r\n\r\n")
+            #expect(driver.heads.count == 1, "Host: \(host)")
+        }
+    }
+
     @Test func bodiesAreForwardedAsTheyCame() throws {
         var post = Driver()
         try post.feed(Self.post)
@@ -287,6 +298,17 @@ extension ClientRequestHead {
             ("GET ftp://a.example/ HTTP/1.1\r\nHost: t\r\n\r\n", .malformedRequestLine),
             ("GET http:///x HTTP/1.1\r\nHost: t\r\n\r\n", .invalidHost),
             ("GET http://user@a.example/ HTTP/1.1\r\nHost: t\r\n\r\n", .invalidHost),
+            // A Host value that is not uri-host [":" port] (RFC 9112 §3.2): a backend would read it another way.
+            ("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", .invalidHost),
+            ("GET / HTTP/1.1\r\nHost: evil.example/path\r\n\r\n", .invalidHost),
+            ("GET / HTTP/1.1\r\nHost: user@evil.example\r\n\r\n", .invalidHost),
+            ("GET / HTTP/1.1\r\nHost: a.example:99999\r\n\r\n", .invalidHost),
+            ("GET / HTTP/1.1\r\nHost: a.example:8x\r\n\r\n", .invalidHost),
+            ("GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", .invalidHost),
+            ("GET / HTTP/1.1\r\nHost: []\r\n\r\n", .invalidHost),
+            ("GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n", .invalidHost),
+            ("GET / HTTP/1.1\r\nHost: caf\u{E9}.example\r\n\r\n", .invalidHost),
+            ("GET http://a b/ HTTP/1.1\r\nHost: t\r\n\r\n", .malformedRequestLine),
             ("POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", .malformedChunk),
             ("POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\r\n", .malformedChunk),
             ("POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX", .malformedChunk),
