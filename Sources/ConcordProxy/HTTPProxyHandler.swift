@@ -82,7 +82,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         self.machine = HTTPExchangeStateMachine(limits: limits)
         self.framer = HTTPRequestFramer(limits: .init(maxHeadBytes: limits.maxHeaderBytes, maxHeaderCount: limits.maxHeaderCount))
         self.deadline = ConnectionDeadline(granularity: TimeAmount(
-            seconds: min(limits.headerReadTimeout, limits.keepAliveTimeout, limits.responseTimeout)))
+            seconds: min(limits.headerReadTimeout, limits.bodyReadTimeout, limits.keepAliveTimeout, limits.responseTimeout)))
     }
 
     // MARK: Client side
@@ -178,9 +178,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
             begin(head)
         case .body(_, let payloadBytes):
             let decision = machine.receivedBody(bytes: payloadBytes)
+            if machine.state == .connecting || machine.state == .proxying { armBodyRead() }
             apply(decision, part: part)
         case .end:
             let decision = machine.receivedEnd()
+            // The body is whole: from here the response timeout runs, once the request is at a backend.
+            if machine.state == .connecting || machine.state == .proxying { deadline.disarm() }
             apply(decision, part: part)
         }
     }
@@ -231,6 +234,13 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         if machine.state == .idle || (machine.state == .connecting && backend == nil) {
             machine.close()
             respondWithError(status)
+            return
+        }
+        if !machine.responseStarted && (machine.state == .connecting || machine.state == .proxying) {
+            // A bad chunk after the head (and perhaps part of the body) went to a backend: that connection holds a
+            // request that can never be completed, so it closes; the client still gets its 400 (it used to get a
+            // bare close, logged as client-closed).
+            abortExchange(respondingWith: status)
             return
         }
         machine.close()
@@ -329,6 +339,11 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         arm(after: runtime.configuration.limits.keepAliveTimeout)
     }
 
+    /// The request's body is still coming: it may go `bodyReadTimeout` without a byte (re-armed at each one).
+    private func armBodyRead() {
+        arm(after: runtime.configuration.limits.bodyReadTimeout)
+    }
+
     private func bytesArrived() {
         guard machine.state == .idle, !bytesSinceIdle else { return }
         bytesSinceIdle = true
@@ -365,6 +380,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     }
 
     private func timedOut() {
+        if (machine.state == .connecting || machine.state == .proxying) && !machine.requestComplete {
+            bodyTimedOut()
+            return
+        }
         switch machine.state {
         case .idle:
             machine.close()
@@ -378,6 +397,22 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
             }
         case .connecting, .closing:
             break
+        }
+    }
+
+    /// No byte of the request body for `bodyReadTimeout`. The client stalled — or, when its reads are held because
+    /// the backend stopped taking the body, the backend did. Before the response the client gets 408 (504 for the
+    /// backend's stall); the backend connection, holding a partial request, is closed either way.
+    private func bodyTimedOut() {
+        let backendStalled = readPending && machine.state == .proxying && backend.map { !$0.isWritable } == true
+        runtime.logger.debug("request body timed out (\(backendStalled ? "the backend stopped reading it" : "the client stopped sending it"))")
+        if machine.responseStarted {
+            access.finish(to: runtime.accessLog, outcome: "aborted", backend: pick?.backend)
+            machine.close()
+            backend?.close()
+            context?.close(promise: nil)
+        } else {
+            abortExchange(respondingWith: backendStalled ? .gatewayTimeout : .requestTimeout)
         }
     }
 
@@ -408,6 +443,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         case .stickyCookie: stickyToken = head.cookie(named: configuration.stickyCookie).map { Substring(head.text($0)) }
         case .roundRobin, .leastConn: break
         }
+        // Until its end arrives (at once for a request without a body), the body timeout runs.
+        armBodyRead()
         route(excluding: nil)
     }
 

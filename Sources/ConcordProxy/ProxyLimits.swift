@@ -13,6 +13,9 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
     public var maxResponseHeadBytes: Int
     /// Seconds from a request's first byte to the end of its headers (slowloris; → 408). Default 10.
     public var headerReadTimeout: Double
+    /// Seconds a request body may go without a byte from the client (a slow POST, "R-U-Dead-Yet"; → 408, or 504
+    /// when it was the backend that stopped taking the body). Default 60, as nginx's `client_body_timeout`.
+    public var bodyReadTimeout: Double
     /// Seconds a keep-alive client connection may sit idle between requests before it is closed. Default 60.
     public var keepAliveTimeout: Double
     /// Client connections held at once; more are closed on accept. Default 10,000.
@@ -46,6 +49,7 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
         maxHeaderBytes: Int = 32 * 1024,
         maxHeaderCount: Int = 100,
         headerReadTimeout: Double = 10,
+        bodyReadTimeout: Double = 60,
         keepAliveTimeout: Double = 60,
         maxConnections: Int = 10_000,
         maxBodyBytes: Int = 16 * 1024 * 1024,
@@ -62,6 +66,7 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
         self.maxHeaderBytes = maxHeaderBytes
         self.maxHeaderCount = maxHeaderCount
         self.headerReadTimeout = headerReadTimeout
+        self.bodyReadTimeout = bodyReadTimeout
         self.keepAliveTimeout = keepAliveTimeout
         self.maxConnections = maxConnections
         self.maxBodyBytes = maxBodyBytes
@@ -77,7 +82,7 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
     }
 
     private enum CodingKeys: String, CodingKey, CaseIterable {
-        case maxHeaderBytes, maxHeaderCount, maxResponseHeadBytes, headerReadTimeout, keepAliveTimeout, maxConnections
+        case maxHeaderBytes, maxHeaderCount, maxResponseHeadBytes, headerReadTimeout, bodyReadTimeout, keepAliveTimeout, maxConnections
         case maxBodyBytes, connectTimeout, responseTimeout, tcpIdleTimeout, maxIdleConnectionsPerBackend
         case maxRequestsPerBackend, queueTimeout, maxQueuePerBackend, abortQueuedOnClose
     }
@@ -90,6 +95,7 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
             maxHeaderBytes: try c.decodeIfPresent(Int.self, forKey: .maxHeaderBytes) ?? d.maxHeaderBytes,
             maxHeaderCount: try c.decodeIfPresent(Int.self, forKey: .maxHeaderCount) ?? d.maxHeaderCount,
             headerReadTimeout: try c.decodeIfPresent(Double.self, forKey: .headerReadTimeout) ?? d.headerReadTimeout,
+            bodyReadTimeout: try c.decodeIfPresent(Double.self, forKey: .bodyReadTimeout) ?? d.bodyReadTimeout,
             keepAliveTimeout: try c.decodeIfPresent(Double.self, forKey: .keepAliveTimeout) ?? d.keepAliveTimeout,
             maxConnections: try c.decodeIfPresent(Int.self, forKey: .maxConnections) ?? d.maxConnections,
             maxBodyBytes: try c.decodeIfPresent(Int.self, forKey: .maxBodyBytes) ?? d.maxBodyBytes,
@@ -112,7 +118,7 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
                               ("maxConnections", maxConnections), ("maxBodyBytes", maxBodyBytes)] where value < 1 {
             throw .invalidSetting("limits.\(name) must be at least 1, got \(value)")
         }
-        for (name, value) in [("headerReadTimeout", headerReadTimeout), ("keepAliveTimeout", keepAliveTimeout),
+        for (name, value) in [("headerReadTimeout", headerReadTimeout), ("bodyReadTimeout", bodyReadTimeout), ("keepAliveTimeout", keepAliveTimeout),
                               ("connectTimeout", connectTimeout), ("responseTimeout", responseTimeout),
                               ("tcpIdleTimeout", tcpIdleTimeout), ("queueTimeout", queueTimeout)] where !(value > 0 && value < 86_400) {
             throw .invalidSetting("limits.\(name) must be between 0 and 86400 seconds, got \(value)")

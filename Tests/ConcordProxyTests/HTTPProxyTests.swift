@@ -226,6 +226,40 @@ import Testing
         }
     }
 
+    /// A request body that stops coming ("R-U-Dead-Yet") used to hold the client connection and a backend
+    /// connection until the backend gave up; now the body may go `bodyReadTimeout` without a byte (→ 408).
+    @Test func aRequestBodyThatStopsComingIsAnswered408() async throws {
+        try await ProxyHarness.withBackends(["a"]) { backends in
+            var limits = ProxyLimits()
+            limits.bodyReadTimeout = 0.5
+            try await ProxyHarness.withProxy(try ProxyHarness.configuration(backends, balance: .roundRobin, limits: limits)) { _, port in
+                let started = ContinuousClock.now
+                let stalled = try await RawClient.exchange(
+                    port: port, ["POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n", "0123456789"], pause: .milliseconds(100))
+                #expect(stalled.status == 408 && stalled.closedByPeer, "\(stalled.text.prefix(200))")
+                #expect(ContinuousClock.now - started < .seconds(4), "answered by the body timeout, not the backend's")
+                // A body that trickles in, each piece within the timeout, is whole and answered.
+                let pieces = ["POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 12\r\nConnection: close\r\n\r\n", "abcd", "efgh", "ijkl"]
+                let slow = try await RawClient.exchange(port: port, pieces, pause: .milliseconds(200))
+                #expect(slow.status == 200, "\(slow.text.prefix(200))")
+            }
+        }
+    }
+
+    /// A bad chunk after the head went to the backend: the client gets its 400 (it used to get a bare close).
+    @Test func aBadChunkAfterTheHeadWasForwardedIsAnswered400() async throws {
+        try await ProxyHarness.withBackends(["a"]) { backends in
+            try await ProxyHarness.withProxy(try ProxyHarness.configuration(backends, balance: .roundRobin)) { _, port in
+                for bad in ["zz\r\n", "3g\r\n", "-3\r\n", "3\r\nabcX"] {
+                    let response = try await RawClient.exchange(
+                        port: port, ["POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n", bad], pause: .milliseconds(150))
+                    #expect(response.status == 400 && response.closedByPeer, "\(bad.debugDescription): \(response.text.prefix(200))")
+                }
+                #expect(try await RawClient.get(port: port).status == 200)
+            }
+        }
+    }
+
     @Test func malformedBytesWhileAResponseIsPendingAreAnswered400AfterIt() async throws {
         try await ProxyHarness.withBackends(["a"]) { backends in
             try await ProxyHarness.withProxy(try ProxyHarness.configuration(backends, balance: .roundRobin)) { _, port in
