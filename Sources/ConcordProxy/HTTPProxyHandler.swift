@@ -782,8 +782,16 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
             abortExchange(respondingWith: status)
         case .close:
             access.finish(to: runtime.accessLog, outcome: "aborted", backend: target)
-            context?.close(promise: nil)
+            closeAfterWhatWasWritten()
         }
+    }
+
+    /// Closes the client connection in the middle of a response, after what was written of it: a close drops writes
+    /// not yet flushed, so a head and a bad chunk that came in one read reached the client as nothing at all (an
+    /// empty reply) instead of the response's beginning, cut off.
+    private func closeAfterWhatWasWritten() {
+        context?.flush()
+        context?.close(promise: nil)
     }
 
     /// Opens a fresh connection to the picked backend `target` for the request (after a stale pooled one, the
@@ -814,7 +822,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         case .respond(let status): abortExchange(respondingWith: status)
         default:
             access.finish(to: runtime.accessLog, outcome: "aborted", backend: connection.backend)
-            context?.close(promise: nil)
+            closeAfterWhatWasWritten()
         }
     }
 

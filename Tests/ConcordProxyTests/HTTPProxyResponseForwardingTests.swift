@@ -138,6 +138,21 @@ import Testing
         }
     }
 
+    /// A chunked response whose first chunk is malformed, arriving in the same read as its head: the head was
+    /// already written to the client, so the response can only be cut off — and the client must see that beginning
+    /// (before 2026-12-02 the close dropped the unflushed head: an empty reply, as if the proxy had failed).
+    @Test func aResponseCutOffByABadChunkReachesTheClientAsFarAsItWent() async throws {
+        let script: @Sendable (String, Int) -> TestScriptedBackend.Reply = { _, _ in
+            .init(bytes: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Backend: cut\r\n\r\nzz\r\n")
+        }
+        try await ProxyHarness.withScriptedBackend(script) { port, server in
+            let response = try await RawClient.get(port: port)
+            #expect(response.status == 200 && response.text.lowercased().contains("x-backend: cut"), "\(response.text.debugDescription)")
+            #expect(response.closedByPeer)
+            #expect(server.balancer.statuses().first?.state == "up")
+        }
+    }
+
     @Test func hopByHopFieldsAreRemovedAndHTTP10ClientsGetHTTP10() async throws {
         let seen = NIOLockedValueBox<[String]>([])
         let script: @Sendable (String, Int) -> TestScriptedBackend.Reply = { head, _ in
