@@ -75,6 +75,9 @@ enum AdminServer {
     }
 }
 
+/// One admin connection: a request must arrive whole within ``requestTimeout`` of the connection's start or of
+/// the previous response (a client that trickles its head or body, or sits idle, is closed), a body over
+/// ``maxBody`` is answered 413, and a malformed request gets NIO's 400 and the connection closes.
 private final class AdminHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -84,7 +87,10 @@ private final class AdminHandler: ChannelInboundHandler {
     let logger: Logger
     private var head: HTTPRequestHead?
     private var body = ByteBuffer()
+    private var bodyTooLarge = false
+    private var deadline: Scheduled<Void>?
     private static let maxBody = 64 * 1024
+    static let requestTimeout = TimeAmount.seconds(10)
 
     init(balancer: Balancer, metrics: ProxyMetrics, logger: Logger) {
         self.balancer = balancer
@@ -92,30 +98,60 @@ private final class AdminHandler: ChannelInboundHandler {
         self.logger = logger
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { armDeadline(context: context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        armDeadline(context: context)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        deadline = nil
+        context.fireChannelInactive()
+    }
+
+    private func armDeadline(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        deadline = context.eventLoop.scheduleTask(in: Self.requestTimeout) { loopBound.value.close(promise: nil) }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A malformed request: HTTPServerProtocolErrorHandler has written its 400 (Connection: close).
+        context.close(promise: nil)
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let h):
             head = h
             body.clear()
+            bodyTooLarge = false
         case .body(var chunk):
-            if body.readableBytes + chunk.readableBytes <= Self.maxBody { body.writeBuffer(&chunk) }
+            if body.readableBytes + chunk.readableBytes <= Self.maxBody { body.writeBuffer(&chunk) } else { bodyTooLarge = true }
         case .end:
             guard let head else { return }
             self.head = nil
-            let (status, text, contentType) = AdminServer.respond(
-                method: head.method, uri: head.uri, body: String(buffer: body), balancer: balancer, metrics: metrics)
+            deadline?.cancel()
+            deadline = nil
+            let (status, text, contentType) = bodyTooLarge
+                ? (HTTPResponseStatus.payloadTooLarge, "admin request bodies are at most \(Self.maxBody) bytes\n", "text/plain; charset=utf-8")
+                : AdminServer.respond(method: head.method, uri: head.uri, body: String(buffer: body), balancer: balancer, metrics: metrics)
             if head.method != .GET { logger.notice("admin \(head.method) \(head.uri) → \(status.code)") }
             var buffer = context.channel.allocator.buffer(capacity: text.utf8.count)
             buffer.writeString(text)
             var headers = HTTPHeaders()
             headers.add(name: "content-type", value: contentType)
             headers.add(name: "content-length", value: String(buffer.readableBytes))
-            if !head.isKeepAlive { headers.add(name: "connection", value: "close") }
+            let keepAlive = head.isKeepAlive && !bodyTooLarge
+            if !keepAlive { headers.add(name: "connection", value: "close") }
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
             context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-            let keepAlive = head.isKeepAlive
             context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
-                if !keepAlive { context.close(promise: nil) }
+                if keepAlive { self.armDeadline(context: context) } else { context.close(promise: nil) }
             }
         }
     }
