@@ -109,8 +109,19 @@ public struct LabReport: Sendable {
         if !parallel.isEmpty {
             let losing = parallel.filter { $0.lostCartItems > 0 }.sorted { $0.lostCartItems > $1.lostCartItems }
             let clean = parallel.filter { $0.lostCartItems == 0 && $0.lostSessions == 0 }.map(\.strategy)
+            // A strategy that lost whole sessions lost their carts too, which the item count does not show.
+            let sessionLosers = parallel.filter { $0.lostCartItems == 0 && $0.lostSessions > 0 }
             var sentence = "With parallel cart additions, "
-            sentence += clean.isEmpty ? "no strategy kept every item" : "\(list(clean)) kept every acknowledged item"
+            if !clean.isEmpty {
+                sentence += "\(list(clean)) kept every acknowledged item"
+            } else {
+                sentence += losing.isEmpty ? "no strategy kept every session" : "no strategy kept every item"
+            }
+            if !sessionLosers.isEmpty {
+                sentence += "; \(list(sessionLosers.map(\.strategy))) lost "
+                    + (sessionLosers.count == 1 ? "\(sessionLosers[0].lostSessions) sessions" : "sessions")
+                    + ", and the carts in them"
+            }
             if let first = losing.first {
                 sentence += "; `\(first.strategy)` lost \(first.lostCartItems) items"
                 if first.strategy == LabStrategy.client.rawValue {
@@ -132,7 +143,7 @@ public struct LabReport: Sendable {
             sentences.append(
                 "Intranet traffic: `\(heaviest.strategy)` sends the most behind the proxy "
                     + "(\(Self.fixed(heaviest.intranetBytesPerRequest, 0)) B per request), because \(mechanism(heaviest.strategy))"
-                    + (none.isEmpty ? "." : "; \(list(none)) send none."))
+                    + (none.isEmpty ? "." : "; \(list(none)) \(none.count == 1 ? "sends" : "send") none."))
         }
         if let fattest = steady.max(by: { $0.internetBytesPerRequest < $1.internetBytesPerRequest }),
             let leanest = steady.min(by: { $0.internetBytesPerRequest < $1.internetBytesPerRequest }), fattest.strategy != leanest.strategy

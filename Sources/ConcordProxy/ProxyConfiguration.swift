@@ -254,6 +254,10 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         for backend in drain ?? [] where !seen.contains(backend) {
             throw .invalidSetting("drain lists \(backend), which is not one of the backends")
         }
+        if mode == .http, let proxyProtocol {
+            // It was accepted and ignored: the backends got plain HTTP heads with no word said.
+            throw .invalidSetting("proxyProtocol \(proxyProtocol.rawValue) (a PROXY header towards the backends) needs --mode tcp; in http mode the backends learn the client from X-Forwarded-For and Forwarded")
+        }
         if mode == .tcp && balance == .stickyCookie {
             throw .invalidSetting("--balance sticky-cookie needs --mode http (a TCP proxy cannot set cookies)")
         }

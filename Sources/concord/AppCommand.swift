@@ -51,7 +51,7 @@ struct AppCommand: AsyncParsableCommand {
         help: """
             On SIGTERM or SIGINT, keep serving but answer /ready with 503 for this many seconds, then shut down: a \
             proxy's health check moves new requests away first (set it above the check's interval × fall). A \
-            second signal stops at once. Default 0 (shut down at once).
+            second signal stops at once. 0: shut down at once.
             """)
     var shutdownDelay: Double = 0
 
@@ -60,7 +60,7 @@ struct AppCommand: AsyncParsableCommand {
         help: """
             On shutdown, how many seconds a connection without a request in progress stays open for a request \
             already on its way (answered, then the connection closes) instead of being cut off. 0: close them at \
-            once, as Hummingbird does alone. Default 0.5.
+            once, as Hummingbird does alone.
             """)
     var quiesceGrace: Double = 0.5
 
@@ -70,7 +70,7 @@ struct AppCommand: AsyncParsableCommand {
             store strategies: how many seconds a session read may wait out an unavailable store (retried every 50 ms) \
             before the request gets 503, so a short outage such as a Redis failover costs latency instead of errors. \
             A write waits the same way only when the store knows it never reached the backend (a refused connection, \
-            a lock not granted); one that may have been applied gets 503 at once. Default 0 (503 at once).
+            a lock not granted); one that may have been applied gets 503 at once. 0: 503 at once.
             """)
     var storeReadWait: Double = 0
 
@@ -80,7 +80,7 @@ struct AppCommand: AsyncParsableCommand {
     @Flag(help: "Run the app's tasks on SwiftNIO's event loops (NIO as Swift's global executor, as Vapor's app template does): with a redis:// store a request's Redis commands then stay on its loop, with no thread hand-off.")
     var nioGlobalExecutor = false
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (standard output). Default info.")
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (standard output).")
     var logLevel: String = "info"
 
     @Flag(name: .customLong("list-strategies"), help: "Print the strategies this build can run, one per line, and exit.")

@@ -14,12 +14,12 @@ struct BenchSessionsCommand: AsyncParsableCommand {
         discussion: """
             Sealing: ns per seal+open of 256 B, 1 KiB and 3 KiB payloads with AES-256-GCM and ChaCha20-Poly1305.
             Store: load+save pairs per second on a MemorySessionStore holding --sessions sessions.
-            Middleware: requests per second through one Hummingbird router without and with the session middleware
-            (memory store, a logged-in session read by every request), interleaved in rounds; the ratio is the
-            overhead. Requests are handed to the router's responder in process (no sockets), so the ratio shows the
+            Middleware: requests per second through one Hummingbird router without and with the session middleware \
+            (memory store, a logged-in session read by every request), interleaved in rounds; the ratio is the \
+            overhead. Requests are handed to the router's responder in process (no sockets), so the ratio shows the \
             middleware's own cost, not diluted by network time.
-            Middleware over HTTP: the same two routers served by real Hummingbird servers on loopback, driven by wrk
-            (keep-alive, the session cookie on every request), --http-seconds per round, interleaved; this is what an
+            Middleware over HTTP: the same two routers served by real Hummingbird servers on loopback, driven by wrk \
+            (keep-alive, the session cookie on every request), --http-seconds per round, interleaved; this is what an \
             app sees. Needs wrk (apt-get install -y wrk); without it that part is left out with a note.
             """
     )

@@ -30,7 +30,7 @@ struct LabCommand: AsyncParsableCommand {
     @Option(help: "App nodes at the start. Default 3.")
     var nodes: Int?
 
-    @Option(help: "Seconds per strategy, shared by the default phases in fixed proportions. Default 21.")
+    @Option(help: "Seconds per strategy, at least 7, shared by the default phases in fixed proportions. Default 21.")
     var duration: Double?
 
     @Option(name: .customLong("think-time-ms"), help: "A user's pause between requests in milliseconds (jittered ±50%). Default 1000.")

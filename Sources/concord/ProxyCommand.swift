@@ -12,35 +12,41 @@ import ServiceLifecycle
 struct ProxyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "proxy",
-        abstract: "Run the L4 (TCP) / L7 (HTTP/1.1) reverse proxy with session affinity.",
+        abstract: "Run the L4 (TCP) / L7 (HTTP/1.1, and HTTP/2 over TLS) reverse proxy with session affinity.",
         discussion: """
             Examples:
-              concord proxy --listen 127.0.0.1:8080 --backend 127.0.0.1:9001 --backend 127.0.0.1:9002 \\
-                --mode http --balance hash --key cookie:sid,ip --algorithm ring --health-path /health
-              concord proxy --listen 127.0.0.1:8080 --backend 127.0.0.1:9001 --mode tcp --balance hash --key ip
+              concord proxy --listen 127.0.0.1:8080 \\
+                --backend 127.0.0.1:9001 --backend 127.0.0.1:9002 \\
+                --mode http --balance hash --key cookie:sid,ip \\
+                --algorithm ring --health-path /health
+              concord proxy --listen 127.0.0.1:8080 \\
+                --backend 127.0.0.1:9001 --mode tcp --balance hash --key ip
               concord proxy --config proxy.yaml --admin 127.0.0.1:9900
-            It logs one line when it is listening and ready. SIGHUP re-reads the --config file (flags still win)
-            and applies what can change while running (backends, drain, health, limits, keys; listen, mode and
+            Without flags or a file: listen 127.0.0.1:8080, mode http, balance hash, \
+            key ip, algorithm ring, TCP connect health checks.
+
+            It logs one line when it is listening and ready. SIGHUP re-reads the --config file (flags still win) \
+            and applies what can change while running (backends, drain, health, limits, keys; listen, mode and \
             admin need a restart); SIGTERM/SIGINT shut down gracefully. See docs/proxy.md.
             """
     )
 
-    @Option(help: "Address clients connect to, HOST:PORT.")
+    @Option(help: "Address clients connect to, HOST:PORT (default: 127.0.0.1:8080).")
     var listen: String?
 
     @Option(name: .customLong("backend"), help: "A backend HOST:PORT (repeat for each).")
     var backends: [String] = []
 
-    @Option(help: "http (L7) or tcp (L4).")
+    @Option(help: "http (L7) or tcp (L4) (default: http).")
     var mode: String?
 
-    @Option(help: "hash, round-robin, least-conn or sticky-cookie.")
+    @Option(help: "hash, round-robin, least-conn or sticky-cookie (default: hash).")
     var balance: String?
 
-    @Option(help: "Hash key chain for --balance hash: cookie:NAME|header:NAME|query:NAME|path|ip, comma-separated fallbacks.")
+    @Option(help: "Hash key chain for --balance hash: cookie:NAME|header:NAME|query:NAME|path|ip, comma-separated fallbacks (default: ip; concord app's session cookie is concord_session).")
     var key: String?
 
-    @Option(help: "modulo, ring, jump, maglev or rendezvous.")
+    @Option(help: "modulo, ring, jump, maglev or rendezvous (default: ring).")
     var algorithm: String?
 
     @Option(name: .customLong("bounded-load"), help: "Bounded-load factor > 1 (e.g. 1.25).")

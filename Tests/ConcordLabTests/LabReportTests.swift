@@ -84,6 +84,27 @@ import Testing
         #expect(text.contains("`ring` was not measured: needs the proxy"))
     }
 
+    /// A strategy that lost whole sessions in the parallel phase lost no *item* it still had, but it did not keep
+    /// the carts: the finding used to say "no strategy kept every item" while the table showed 0 items lost.
+    @Test func theParallelFindingNamesSessionsLostAsWellAsItems() {
+        let phases = [LabPhase(kind: .parallel, seconds: 1)]
+        let onlySessions = LabReport(
+            configuration: LabConfiguration(strategies: [.local], phases: phases),
+            results: [LabResult(strategy: "local", phase: "parallel", balancing: "", tally: tally(requests: 100, lost: 4, active: 10, perNode: ["a": 100]))],
+            skipped: [], proxyAvailable: true).findings.joined(separator: "\n")
+        #expect(onlySessions.contains("With parallel cart additions, no strategy kept every session; `local` lost 4 sessions, and the carts in them."),
+                "\(onlySessions)")
+        let mixed = LabReport(
+            configuration: LabConfiguration(strategies: [.store, .local, .client], phases: phases),
+            results: [
+                LabResult(strategy: "store", phase: "parallel", balancing: "", tally: tally(requests: 100, lost: 0, active: 10, perNode: ["a": 100])),
+                LabResult(strategy: "local", phase: "parallel", balancing: "", tally: tally(requests: 100, lost: 4, active: 10, perNode: ["a": 100])),
+                LabResult(strategy: "client", phase: "parallel", balancing: "", tally: tally(requests: 100, lost: 0, active: 10, perNode: ["a": 100], cartLost: 7)),
+            ],
+            skipped: [], proxyAvailable: true).findings.joined(separator: "\n")
+        #expect(mixed.contains("`store` kept every acknowledged item; `local` lost 4 sessions, and the carts in them; `client` lost 7 items"), "\(mixed)")
+    }
+
     /// A strategy none of whose requests got an answer (a proxy that reset every connection) is named as such,
     /// not listed as one that "lost no session"; `concord lab` then exits non-zero.
     @Test func aStrategyWithoutAnyAnswerIsNamedAndNotRanked() {

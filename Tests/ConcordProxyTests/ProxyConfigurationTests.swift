@@ -94,6 +94,13 @@ import Testing
         }
     }
 
+    @Test func aProxyProtocolHeaderTowardsBackendsNeedsTCPMode() throws {
+        var http = try ProxyConfiguration.parse(yaml: "backends: [127.0.0.1:9001]\nmode: http\nproxyProtocol: v2")
+        #expect(throws: ProxyError.self) { try http.validate() }
+        http.mode = .tcp
+        try http.validate()
+    }
+
     @Test func badYamlAndBadSettingsAreClearErrors() throws {
         #expect(throws: ProxyError.self) { try ProxyConfiguration.parse(yaml: "mode: udp") }
         #expect(throws: ProxyError.self) { try ProxyConfiguration.parse(yaml: "listen: nowhere") }
