@@ -271,13 +271,16 @@ enum HTTPSyntax {
     }
 
     /// The field names that the Connection fields of a well-formed head (fields from `start`) list as hop-by-hop,
-    /// except the framing fields, which must stay with the message.
+    /// except the framing fields, which must stay with the message, and `Host`, without which an HTTP/1.1 request is
+    /// invalid (`Connection: host` made the proxy send the backend a request with no Host; nginx ignores such
+    /// options altogether).
     static func fieldsNamedByConnection(_ bytes: UnsafeRawBufferPointer, from start: Int) -> [Range<Int>] {
         var named: [Range<Int>] = []
         forEachField(bytes, from: start) { name, value, _ in
             guard equalsIgnoringCase(bytes, name, "connection") else { return }
             forEachListElement(bytes, value) { option in
-                if !equalsIgnoringCase(bytes, option, "content-length") && !equalsIgnoringCase(bytes, option, "transfer-encoding") {
+                if !equalsIgnoringCase(bytes, option, "content-length") && !equalsIgnoringCase(bytes, option, "transfer-encoding")
+                    && !equalsIgnoringCase(bytes, option, "host") {
                     named.append(option)
                 }
             }

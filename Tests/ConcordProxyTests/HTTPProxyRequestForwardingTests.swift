@@ -36,6 +36,17 @@ import Testing
         ])
     }
 
+    /// `Connection: host` does not take Host away: the backend would get an HTTP/1.1 request without one.
+    @Test func hostNamedByConnectionStillReachesTheBackend() async throws {
+        let seen = NIOLockedValueBox<[String]>([])
+        try await Self.withRecordingBackend(seen) { port in
+            let response = try await RawClient.exchange(port: port, ["GET /c HTTP/1.1\r\nHost: t\r\nConnection: host, x-a, close\r\nX-A: 1\r\n\r\n"])
+            #expect(response.status == 200, "\(response.text.debugDescription)")
+        }
+        let forwarding = "x-forwarded-for: 127.0.0.1\r\nx-forwarded-proto: http\r\nforwarded: for=127.0.0.1;proto=http"
+        #expect(seen.withLockedValue { $0 } == ["GET /c HTTP/1.1\r\nHost: t\r\n" + forwarding])
+    }
+
     /// A request in absolute-form reaches the backend in origin-form with `Host` from its target — the backend
     /// would have ignored the client's `Host` for it — as the proxy's keys read it.
     @Test func anAbsoluteFormRequestReachesTheBackendInOriginForm() async throws {
