@@ -325,6 +325,7 @@ public final class Balancer: Sendable {
         defer { changes.unlock() }
         let current = backends.map(\.address)
         guard !current.contains(address) else { throw .duplicateBackend(address.description) }
+        guard address.port != 0 else { throw .invalidAddress(address.description, reason: "backend port 0") }
         try apply(backends: current + [address])
     }
 
@@ -434,7 +435,10 @@ public final class Balancer: Sendable {
         if added.isEmpty && removed.isEmpty && before == after {
             logger.notice("selection rebuilt: algorithm \(algorithm), bounded load \(boundedLoad.map { "\($0)" } ?? "off")")
         } else {
-            logger.notice("backends changed: \(after.count) now (added \(added.isEmpty ? "none" : added.joined(separator: ", ")); removed \(removed.isEmpty ? "none" : removed.joined(separator: ", ")))")
+            let line: Logger.Message = "backends changed: \(after.count) now (added \(added.isEmpty ? "none" : added.joined(separator: ", ")); removed \(removed.isEmpty ? "none" : removed.joined(separator: ", ")))"
+            // An empty pool is allowed (backends may be added again through the admin API), but every request now
+            // gets 503: worth more than a notice.
+            if after.isEmpty { logger.warning("\(line); no backend is left, so every request gets 503 until one is added") } else { logger.notice(line) }
         }
     }
 }

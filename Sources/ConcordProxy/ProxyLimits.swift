@@ -121,7 +121,7 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
         for (name, value) in [("headerReadTimeout", headerReadTimeout), ("bodyReadTimeout", bodyReadTimeout), ("keepAliveTimeout", keepAliveTimeout),
                               ("connectTimeout", connectTimeout), ("responseTimeout", responseTimeout),
                               ("tcpIdleTimeout", tcpIdleTimeout), ("queueTimeout", queueTimeout)] where !(value > 0 && value < 86_400) {
-            throw .invalidSetting("limits.\(name) must be between 0 and 86400 seconds, got \(value)")
+            throw .invalidSetting("limits.\(name) must be more than 0 and less than 86400 seconds, got \(value)")
         }
         if let maxRequestsPerBackend, maxRequestsPerBackend < 1 {
             throw .invalidSetting("limits.maxRequestsPerBackend must be at least 1 (leave it out for no limit), got \(maxRequestsPerBackend)")

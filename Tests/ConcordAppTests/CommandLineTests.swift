@@ -116,7 +116,7 @@ import Glibc
         let (timeoutStatus, timeoutError) = try await run(["proxy", "--listen", "127.0.0.1:0", "--backend", "127.0.0.1:9",
                                                            "--max-requests-per-backend", "4", "--queue-timeout", "0"])
         #expect(timeoutStatus != 0)
-        #expect(timeoutError.contains("Error: limits.queueTimeout must be between 0 and 86400 seconds, got 0.0"), "\(timeoutError)")
+        #expect(timeoutError.contains("Error: limits.queueTimeout must be more than 0 and less than 86400 seconds, got 0.0"), "\(timeoutError)")
         let (connectionsStatus, connectionsError) = try await run(["proxy", "--listen", "127.0.0.1:0", "--backend", "127.0.0.1:9",
                                                                    "--max-connections", "0"])
         #expect(connectionsStatus != 0)

@@ -1,5 +1,5 @@
-import ConcordProxy
 import Testing
+@testable import ConcordProxy
 
 /// The admin listener's connections: a malformed request gets 400 and the connection closes (it used to stay
 /// open), and a body over 64 KiB gets 413 without being read into an error message (it used to be cut to 64 KiB,
@@ -19,6 +19,22 @@ import Testing
                 port: admin, ["POST /backends HTTP/1.1\r\nHost: a\r\nContent-Length: \(body.utf8.count)\r\n\r\n", body], timeout: .seconds(3))
             #expect(response.status == 413 && response.closedByPeer, "\(response.text.prefix(200))")
             #expect(response.text.utf8.count < 1_000, "the body is not echoed")
+        }
+    }
+
+    /// Adding a backend with port 0 (which `--backend` refuses at start) is a 400, and a duplicate a 409.
+    @Test func addingABackendNeedsARealPortAndANewAddress() async throws {
+        try await ProxyHarness.withBackends(["a"]) { backends in
+            var config = try ProxyHarness.configuration(backends)
+            config.admin = HostPort(host: "127.0.0.1", port: 0)
+            try await ProxyHarness.withProxy(config) { server, _ in
+                let (zero, text, _) = AdminServer.respond(method: .POST, uri: "/backends", body: "127.0.0.1:0", balancer: server.balancer, metrics: server.metrics)
+                #expect(zero == .badRequest && text.contains("port 0"), "\(text)")
+                let (again, _, _) = AdminServer.respond(
+                    method: .POST, uri: "/backends", body: backends[0].address, balancer: server.balancer, metrics: server.metrics)
+                #expect(again == .conflict)
+                #expect(server.balancer.statuses().count == 1)
+            }
         }
     }
 
