@@ -86,6 +86,11 @@ struct AppCommand: AsyncParsableCommand {
     @Flag(name: .customLong("list-strategies"), help: "Print the strategies this build can run, one per line, and exit.")
     var listStrategies = false
 
+    /// Checked when the command line is parsed, so that a bad flag prints this command's usage, not `concord`'s.
+    func validate() throws {
+        _ = try makeConfiguration()
+    }
+
     func makeConfiguration() throws -> ConcordAppConfiguration {
         guard let strategy = ConcordAppConfiguration.Strategy(rawValue: strategy) else {
             throw ValidationError(

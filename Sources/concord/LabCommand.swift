@@ -61,10 +61,22 @@ struct LabCommand: AsyncParsableCommand {
     @Option(name: .customLong("proxy-max-requests-per-backend"), help: "Run concord proxy with --max-requests-per-backend N: each node gets at most N requests at once, the rest wait in the proxy (default: no limit).")
     var proxyMaxRequestsPerBackend: Int?
 
+    /// Checked when the command line is parsed, so that a bad flag or scenario prints this command's usage, not
+    /// `concord`'s.
+    func validate() throws {
+        do { _ = try makeConfiguration() } catch let error as ValidationError { throw error } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+
     func makeConfiguration() throws -> LabConfiguration {
         var configuration = LabConfiguration()
         if let scenario {
-            configuration = try LabConfiguration.load(yaml: try String(contentsOfFile: scenario, encoding: .utf8))
+            let text: String
+            do { text = try String(contentsOfFile: scenario, encoding: .utf8) } catch {
+                throw ValidationError("--scenario \(scenario): cannot read it (\((error as NSError).localizedDescription))")
+            }
+            configuration = try LabConfiguration.load(yaml: text)
         }
         if let strategies { configuration.strategies = try LabStrategy.parseList(strategies) }
         if let users { configuration.users = users }

@@ -125,8 +125,10 @@ struct ProxyCommand: AsyncParsableCommand {
 
     /// The file's settings (or the defaults) with every given flag applied on top.
     /// Checked once, when the command line is parsed (``makeConfiguration()`` also runs on every SIGHUP).
+    /// (Here rather than in `run()` so that a bad flag or file prints this command's usage, not `concord`'s.)
     func validate() throws {
         _ = try CommandLogging.level(parsing: logLevel)
+        do { _ = try makeConfiguration() } catch let error as ProxyError { throw ValidationError(error.description) }
     }
 
     func makeConfiguration() throws -> ProxyConfiguration {

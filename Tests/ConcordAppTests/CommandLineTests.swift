@@ -81,6 +81,19 @@ import Glibc
         }
     }
 
+    /// A bad flag or file is refused with the subcommand's usage (it printed `Usage: concord <subcommand>`) and
+    /// the status ArgumentParser gives validation errors.
+    @Test func aBadFlagPrintsTheSubcommandsUsage() async throws {
+        for (command, usage) in [(["proxy", "--balance", "foo", "--backend", "127.0.0.1:9"], "Usage: concord proxy"),
+                                 (["app", "--strategy", "bogus"], "Usage: concord app"),
+                                 (["lab", "--users", "0"], "Usage: concord lab"),
+                                 (["lab", "--scenario", "/nonexistent/scenario.yaml"], "Usage: concord lab")] {
+            let (status, output) = try await run(command)
+            #expect(status == 64, "\(command): \(output)")
+            #expect(output.contains(usage) && !output.contains("Usage: concord <subcommand>"), "\(command): \(output)")
+        }
+    }
+
     @Test func theAppRejectsAQuiesceGraceOutOfRange() async throws {
         for value in ["-1", "61"] {
             let (status, output) = try await run(["app", "--quiesce-grace=\(value)"])
