@@ -38,14 +38,38 @@ public enum SettingsDecoding {
     /// `path: what is wrong` for a decoding error (`limits.maxBodyByte: unknown setting …`, `phases[1].kind: …`).
     public static func describe(_ error: DecodingError) -> String {
         switch error {
-        case .dataCorrupted(let c), .typeMismatch(_, let c), .valueNotFound(_, let c), .keyNotFound(_, let c):
-            var path = ""
-            for key in c.codingPath {
-                if let index = key.intValue { path += "[\(index)]" } else { path += (path.isEmpty ? "" : ".") + key.stringValue }
-            }
-            return path.isEmpty ? c.debugDescription : "\(path): \(c.debugDescription)"
+        case .dataCorrupted(let c) where c.underlyingError is YamlError:
+            // Yams says only "The given data was not valid YAML."; the line and column are in the error beneath.
+            return "not valid YAML: \(c.underlyingError.map { "\($0)" } ?? c.debugDescription)"
+        case .typeMismatch(let type, let c):
+            // Yams's own words ("Expected to decode Int but found Scalar instead.") name Swift types.
+            return at(c.codingPath, "expected \(kind(of: type))")
+        case .dataCorrupted(let c), .valueNotFound(_, let c), .keyNotFound(_, let c):
+            return at(c.codingPath, c.debugDescription)
         @unknown default:
             return "\(error)"
+        }
+    }
+
+    private static func at(_ codingPath: [any CodingKey], _ message: String) -> String {
+        var path = ""
+        for key in codingPath {
+            if let index = key.intValue { path += "[\(index)]" } else { path += (path.isEmpty ? "" : ".") + key.stringValue }
+        }
+        return path.isEmpty ? message : "\(path): \(message)"
+    }
+
+    private static func kind(of type: Any.Type) -> String {
+        switch type {
+        case is Int.Type: "a whole number"
+        case is Double.Type: "a number"
+        case is Bool.Type: "true or false"
+        case is String.Type: "text"
+        default:
+            // Yams names what it wanted as its node kinds (Mapping, Sequence), Swift as Array or Dictionary.
+            ["Array", "Sequence"].contains { "\(type)".contains($0) } ? "a list ([a, b], or one '- a' line each)"
+                : ["Dictionary", "Mapping"].contains { "\(type)".contains($0) } ? "settings (name: value, indented below)"
+                : "a value of type \(type)"
         }
     }
 

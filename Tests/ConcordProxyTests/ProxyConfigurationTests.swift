@@ -71,6 +71,11 @@ import Testing
         #expect(Self.refusal("backendTLS: { cafile: x }").contains("backendTLS.cafile: unknown setting (did you mean 'caFile'?)"))
         #expect(Self.refusal("nonsense: 1").contains("nonsense: unknown setting; the settings here are listen, backends,"))
         #expect(Self.refusal("mode: udp").contains("mode: 'udp' is not one of http, tcp"))
+        // Yams's own messages named Swift types, or said only "The given data was not valid YAML.".
+        #expect(Self.refusal("eventLoops: two").contains("eventLoops: expected a whole number"))
+        #expect(Self.refusal("limits: 5").contains("limits: expected settings (name: value, indented below)"))
+        #expect(Self.refusal("backends: 127.0.0.1:9").contains("backends: expected a list"))
+        #expect(Self.refusal("listen: [1, 2\nmode: http").contains("not valid YAML: 2:5:"))
         #expect(Self.refusal("tls: { certificateChain: c, privateKey: k, minimumVersion: '1.4' }").contains("'1.4' is not one of 1.2, 1.3"))
     }
 
