@@ -33,8 +33,11 @@ struct ChunkedBodyScanner {
     private var lineBytes = 0
     /// The longest extensions of one size line, and the longest trailer section, in bytes.
     let maxLineBytes: Int
-    /// Chunk data bytes seen so far (the payload, without framing: what a body limit counts).
+    /// Chunk data bytes seen so far (the payload, without framing).
     private(set) var payloadBytes = 0
+    /// Chunk data bytes the size lines seen so far announce — what a body limit counts, so that `fffffff` is
+    /// refused as soon as its line ends instead of after 16 MiB have come.
+    private(set) var announcedBytes = 0
 
     init(maxLineBytes: Int) { self.maxLineBytes = maxLineBytes }
 
@@ -86,6 +89,7 @@ struct ChunkedBodyScanner {
                     lineBytes = 0
                     state = .trailerStart
                 } else {
+                    announcedBytes = announcedBytes > Int.max - remaining ? Int.max : announcedBytes + remaining
                     state = .data
                 }
             case .data:

@@ -18,7 +18,8 @@ struct HTTPRequestFramer {
     enum Part {
         case head(ClientRequestHead)
         /// Body bytes exactly as they came — for a chunked body, its chunk framing and trailers included — and how
-        /// many of them are payload (chunk data), which is what the body limit counts.
+        /// many payload bytes they add, which is what the body limit counts: a chunk's whole size when its size line
+        /// ends (so an oversized chunk is refused at once), the bytes themselves for a Content-Length body.
         case body(ByteBuffer, payloadBytes: Int)
         case end
     }
@@ -73,10 +74,10 @@ struct HTTPRequestFramer {
             return .body(buffer.readSlice(length: count)!, payloadBytes: count)
         case .chunked(var scanner):
             guard buffer.readableBytes > 0 else { return nil }
-            let payloadBefore = scanner.payloadBytes
+            let announcedBefore = scanner.announcedBytes
             guard case .success(let count) = buffer.withUnsafeReadableBytes({ scanner.scan($0) }) else { throw .malformedChunk }
             state = scanner.isComplete ? .ending : .chunked(scanner)
-            return .body(buffer.readSlice(length: count)!, payloadBytes: scanner.payloadBytes - payloadBefore)
+            return .body(buffer.readSlice(length: count)!, payloadBytes: scanner.announcedBytes - announcedBefore)
         case .ending:
             state = .head(scanned: 0)
             return .end

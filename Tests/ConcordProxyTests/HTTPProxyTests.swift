@@ -214,6 +214,10 @@ import Testing
                 #expect(try await RawClient.get(port: port, method: "POST", body: String(repeating: "x", count: 2000)).status == 413)
                 let chunked = "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + "800\r\n" + String(repeating: "y", count: 2048) + "\r\n0\r\n\r\n"
                 #expect(try await RawClient.exchange(port: port, [chunked]).status == 413)
+                // A chunk whose size alone is over the limit is refused when its size line ends, not after 1000 bytes.
+                let announced = try await RawClient.exchange(
+                    port: port, ["POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nfffffff\r\nabc"], timeout: .seconds(3))
+                #expect(announced.status == 413 && announced.closedByPeer, "\(announced.text.prefix(200))")
                 #expect(try await RawClient.exchange(port: port, ["\u{01}\u{02}garbage\r\n\r\n"]).status == 400)
                 #expect(try await RawClient.exchange(port: port, ["GET / HTTP/1.1\r\nHost: t\r\nBad Header\r\n\r\n"]).status == 400)
                 // Slowloris: headers trickle in and never finish.
