@@ -62,6 +62,13 @@ struct ClientRequestHead {
             }
         }
         if fields.hostCount > 1 || (fields.hostCount == 0 && !fields.isHTTP10) { throw .invalidHost }
+        // Not absolute-form (rewritten above): origin-form, or `*` for OPTIONS (RFC 9112 §3.2.4); CONNECT's
+        // authority-form is answered 405. `GET *` or `GET example.com:80` went to the backend as they were.
+        let first = bytes.getInteger(at: bytes.readerIndex + fields.target.lowerBound, as: UInt8.self)
+        let isAsterisk = fields.target.count == 1 && first == UInt8(ascii: "*")
+        guard first == UInt8(ascii: "/") || (isAsterisk && fields.method == .options) || fields.method == .connect else {
+            throw .malformedRequestLine
+        }
         self.bytes = bytes
         self.target = fields.target
         self.isHTTP10 = fields.isHTTP10

@@ -31,7 +31,8 @@ import Glibc
             let answered = await eventually(timeout: .seconds(10)) {
                 (try? await LabHTTPConnection.oneShot(port: port, path: "/ready").status) == 200
             }
-            #expect(answered, "\(node.logTail(40))")
+            #expect(answered, "running: \(node.isRunning), exit status: \(node.exitStatus.map(String.init) ?? "-"); log:\n\(node.logTail(60))")
+            try #require(answered)
             let metrics = try await LabHTTPConnection.oneShot(port: port, path: "/metrics").bodyText
             let counted = metrics.firstMatch(of: /concord_app_local_resource_failures_total\{[^}]*\} (\d+)/).flatMap { Int($0.1) }
             #expect((counted ?? 0) > 0 && (counted ?? 0) < 5_000, "\(metrics)")

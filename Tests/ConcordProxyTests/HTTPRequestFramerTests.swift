@@ -101,6 +101,9 @@ extension ClientRequestHead {
     /// Every form of `uri-host [":" port]` passes: names (with `_`, punycode), IPv4, bracketed IPv6, a port, and the
     /// empty value of a request without authority.
     @Test func everyValidHostFormPasses() throws {
+        var options = Driver()
+        try options.feed("OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(options.heads.count == 1, "OPTIONS * is a request")
         for host in ["shop.example", "shop.example:8080", "a_b.example", "xn--caf-dma.example", "10.0.0.1:80", "[::1]", "[::1]:443",
                      "localhost:", ""] {
             var driver = Driver()
@@ -309,6 +312,10 @@ extension ClientRequestHead {
             ("GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n", .invalidHost),
             ("GET / HTTP/1.1\r\nHost: caf\u{E9}.example\r\n\r\n", .invalidHost),
             ("GET http://a b/ HTTP/1.1\r\nHost: t\r\n\r\n", .malformedRequestLine),
+            // Asterisk-form is for OPTIONS only, authority-form for CONNECT only (RFC 9112 §3.2.3, §3.2.4).
+            ("GET * HTTP/1.1\r\nHost: t\r\n\r\n", .malformedRequestLine),
+            ("GET example.com:80 HTTP/1.1\r\nHost: t\r\n\r\n", .malformedRequestLine),
+            ("GET cart HTTP/1.1\r\nHost: t\r\n\r\n", .malformedRequestLine),
             ("POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", .malformedChunk),
             ("POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\r\n", .malformedChunk),
             ("POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX", .malformedChunk),
