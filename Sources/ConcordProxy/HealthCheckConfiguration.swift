@@ -42,8 +42,8 @@ public struct HealthCheckConfiguration: Sendable, Hashable, Codable {
     }
 
     func validate() throws(ProxyError) {
-        guard interval > 0, interval < 3600, timeout > 0, timeout < 3600 else {
-            throw .invalidSetting("health.interval and health.timeout must be between 0 and 3600 seconds")
+        for (name, value) in [("interval", interval), ("timeout", timeout)] where !(value > 0 && value < 3600) {
+            throw .invalidSetting("health.\(name) must be more than 0 and less than 3600 seconds, got \(value)")
         }
         guard rise >= 1, fall >= 1 else { throw .invalidSetting("health.rise and health.fall must be at least 1") }
         guard ejectAfterConnectFailures >= 0 else { throw .invalidSetting("health.ejectAfterConnectFailures must be ≥ 0") }

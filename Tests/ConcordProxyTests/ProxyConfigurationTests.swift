@@ -99,6 +99,12 @@ import Testing
         }
     }
 
+    @Test func aHealthTimingOutOfRangeIsNamedAlone() throws {
+        var c = ProxyConfiguration(backends: [HostPort(host: "127.0.0.1", port: 9)])
+        c.health.interval = 0
+        #expect(throws: ProxyError.invalidSetting("health.interval must be more than 0 and less than 3600 seconds, got 0.0")) { try c.validate() }
+    }
+
     @Test func aProxyProtocolHeaderTowardsBackendsNeedsTCPMode() throws {
         var http = try ProxyConfiguration.parse(yaml: "backends: [127.0.0.1:9001]\nmode: http\nproxyProtocol: v2")
         #expect(throws: ProxyError.self) { try http.validate() }
