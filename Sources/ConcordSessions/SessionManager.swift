@@ -170,7 +170,7 @@ public final class SessionManager<Value: SessionValue>: Sendable {
     }
 
     private func commitStored(_ state: inout SessionState, to store: any SessionStore) async throws -> SessionCookieUpdate {
-        for _ in 0..<configuration.maximumUpdateAttempts {
+        for attempt in 0..<configuration.maximumUpdateAttempts {
             let now = wallClock.now
             let plan = try state.plan(now: now, touchInterval: touchInterval, encodeValue: encode)
             var cookie = cookieUpdate(for: plan, createdAt: plan.write?.record.createdAt, now: now)
@@ -184,6 +184,9 @@ public final class SessionManager<Value: SessionValue>: Sendable {
                     if plan.isTouch {
                         cookie = .unchanged  // another request wrote the session, which refreshed it as well
                     } else {
+                        // Paused before reading the session again, not after: a writer that re-read and then
+                        // waited would write on a stale read and meet the others once more.
+                        if attempt + 1 < configuration.maximumUpdateAttempts { try await backOff(afterConflict: attempt + 1) }
                         let reread: SessionSnapshot?
                         if let id = state.presentedID, case .success(let snapshot) = try await loadStored(id: id, from: store, now: now) {
                             reread = snapshot
@@ -199,6 +202,17 @@ public final class SessionManager<Value: SessionValue>: Sendable {
             return cookie
         }
         throw SessionError.tooManyConflicts(attempts: configuration.maximumUpdateAttempts)
+    }
+
+    /// The pause before re-applying a change after the `conflicts`-th conflict (``ConcordSessionConfiguration/conflictBackoff``):
+    /// writers that met spread out instead of meeting again.
+    private func backOff(afterConflict conflicts: Int) async throws {
+        let base = configuration.conflictBackoff
+        guard base > .zero else { return }
+        let ceiling = base * (1 << min(conflicts - 1, 6))
+        let nanoseconds = ceiling.components.seconds * 1_000_000_000 + ceiling.components.attoseconds / 1_000_000_000
+        let half = max(1, nanoseconds / 2)
+        try await Task.sleep(for: .nanoseconds(half + Int64.random(in: 0..<half)))
     }
 
     private func commitSealed(_ state: SessionState, with sealer: SessionSealer) throws -> SessionCookieUpdate {
