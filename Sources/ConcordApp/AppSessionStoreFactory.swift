@@ -2,6 +2,7 @@ import ConcordPostgres
 import ConcordRedis
 import ConcordSQLite
 import ConcordSessions
+import Foundation
 import Logging
 import ServiceLifecycle
 
@@ -15,9 +16,11 @@ enum AppSessionStoreFactory {
 
     /// The store for `url`, metered (its bytes count as intranet traffic), and the services it needs running.
     static func make(url: String, logger: Logger) throws -> (store: any SessionStore, services: [any Service]) {
+        if url.hasPrefix("sqlite:") { try checkSQLitePath(String(url.dropFirst("sqlite:".count))) }
         do {
             if url.hasPrefix("sqlite:") {
-                let store = SQLiteSessionStore(configuration: SQLiteSessionStoreConfiguration(path: String(url.dropFirst("sqlite:".count))), logger: logger)
+                let path = String(url.dropFirst("sqlite:".count))
+                let store = SQLiteSessionStore(configuration: SQLiteSessionStoreConfiguration(path: path), logger: logger)
                 return (MeteredSessionStore(store), [store])
             }
             if url.hasPrefix("redis://") || url.hasPrefix("rediss://") || RedisSentinel.isSentinelURL(url) {
@@ -32,5 +35,21 @@ enum AppSessionStoreFactory {
             throw AppError.invalidConfiguration("store \(url): \(error)")
         }
         throw AppError.invalidConfiguration("store URL '\(url)' is not supported; use one of: \(forms.joined(separator: ", "))")
+    }
+
+    /// A SQLite store is a file that several processes share. An empty path or `:memory:` gives every connection
+    /// a database of its own (the node started, said it was ready, and answered every session request 503 "no such
+    /// table"), and a file in a directory that does not exist can never be opened (503 "cantOpen" on every request):
+    /// both are refused at start.
+    private static func checkSQLitePath(_ path: String) throws {
+        guard !path.isEmpty, path != ":memory:", !path.hasPrefix("file::memory:") else {
+            throw AppError.invalidConfiguration(
+                "store sqlite:\(path): give a file path (sqlite:PATH); an empty path or :memory: is a private database per connection, which the app's connections and other nodes cannot share")
+        }
+        let directory = (path as NSString).deletingLastPathComponent
+        var isDirectory: ObjCBool = false
+        guard directory.isEmpty || (FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) && isDirectory.boolValue) else {
+            throw AppError.invalidConfiguration("store sqlite:\(path): the directory \(directory) does not exist")
+        }
     }
 }

@@ -94,6 +94,17 @@ import Glibc
         }
     }
 
+    /// A SQLite store that can never work is refused at start: an empty path (a private database per connection:
+    /// the node said it was ready and answered every session request 503 "no such table") or a missing directory.
+    @Test func theAppRefusesASQLiteStoreItCannotShare() async throws {
+        for (url, message) in [("sqlite:", "give a file path (sqlite:PATH)"), ("sqlite::memory:", "give a file path (sqlite:PATH)"),
+                               ("sqlite:/nonexistent-concord-dir/s.sqlite", "the directory /nonexistent-concord-dir does not exist")] {
+            let (status, output) = try await run(["app", "--strategy", "store", "--store", url, "--port", "0"])
+            #expect(status == 1, "\(url): \(output)")
+            #expect(output.contains(message), "\(url): \(output)")
+        }
+    }
+
     @Test func theAppRejectsAQuiesceGraceOutOfRange() async throws {
         for value in ["-1", "61"] {
             let (status, output) = try await run(["app", "--quiesce-grace=\(value)"])
