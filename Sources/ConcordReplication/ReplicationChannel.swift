@@ -25,7 +25,10 @@ enum ReplicationChannel {
         )
         let asyncConfiguration = NIOAsyncChannel<ReplicationMessage, ReplicationMessage>.Configuration(
             backPressureStrategy: .init(lowWatermark: 4, highWatermark: 64))
-        if accepted { return try wrapClosingOnDeinit(channel, configuration: asyncConfiguration) }
+        if accepted {
+            try channel.pipeline.syncOperations.addHandler(HelloDeadlineHandler(timeout: TimeAmount(configuration.helloTimeout)))
+            return try wrapClosingOnDeinit(channel, configuration: asyncConfiguration)
+        }
         return try NIOAsyncChannel(wrappingChannelSynchronously: channel, configuration: asyncConfiguration)
     }
 

@@ -30,6 +30,8 @@ public struct ReplicationConfiguration: Sendable, Codable {
     public var maximumReconnectDelay: Duration
     /// TCP connect timeout. Default 1 s.
     public var connectTimeout: Duration
+    /// How long a connection the listener accepted may take to send its hello before it is closed. Default 10 s.
+    public var helloTimeout: Duration
     /// How long a state transfer or a read-through may take per peer. Default 10 s.
     public var requestTimeout: Duration
     /// How long a starting node looks for a ready peer to copy before it starts empty. Default 5 s.
@@ -52,6 +54,7 @@ public struct ReplicationConfiguration: Sendable, Codable {
         initialReconnectDelay: Duration = .milliseconds(50),
         maximumReconnectDelay: Duration = .seconds(2),
         connectTimeout: Duration = .seconds(1),
+        helloTimeout: Duration = .seconds(10),
         requestTimeout: Duration = .seconds(10),
         stateTransferTimeout: Duration = .seconds(5),
         sweepInterval: Duration = .seconds(1)
@@ -70,6 +73,7 @@ public struct ReplicationConfiguration: Sendable, Codable {
         self.initialReconnectDelay = initialReconnectDelay
         self.maximumReconnectDelay = maximumReconnectDelay
         self.connectTimeout = connectTimeout
+        self.helloTimeout = helloTimeout
         self.requestTimeout = requestTimeout
         self.stateTransferTimeout = stateTransferTimeout
         self.sweepInterval = sweepInterval

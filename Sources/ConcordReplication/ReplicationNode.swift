@@ -157,7 +157,7 @@ final class ReplicationNode: Sendable {
 
     /// Listens and runs every peer link until cancelled (or graceful shutdown).
     func run() async throws {
-        let server: NIOAsyncChannel<NIOAsyncChannel<ReplicationMessage, ReplicationMessage>, Never>
+        let server: NIOAsyncChannel<InboundConnection, Never>
         do {
             let configuration = configuration
             let statistics = statistics
@@ -171,8 +171,12 @@ final class ReplicationNode: Sendable {
                 .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .bind(host: configuration.host, port: configuration.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try ReplicationChannel.configure(
-                            channel, configuration: configuration, statistics: statistics, accepted: true)
+                        // The address is read now: by the time the connection is served its socket may be closed,
+                        // and the log line said "from unknown".
+                        InboundConnection(
+                            channel: try ReplicationChannel.configure(
+                                channel, configuration: configuration, statistics: statistics, accepted: true),
+                            remote: channel.remoteAddress.map { "\($0)" } ?? "unknown")
                     }
                 }
         } catch {
@@ -204,14 +208,24 @@ final class ReplicationNode: Sendable {
         for link in state.withLock({ Array($0.links.values) }) { link.stop() }
     }
 
+    /// A connection the listener accepted, and where it came from.
+    struct InboundConnection: Sendable {
+        let channel: NIOAsyncChannel<ReplicationMessage, ReplicationMessage>
+        let remote: String
+    }
+
     /// Serves one connection a peer opened: its hello, then its writes and requests.
-    private func serveInbound(_ connection: NIOAsyncChannel<ReplicationMessage, ReplicationMessage>) async {
-        let remote = connection.channel.remoteAddress.map { "\($0)" } ?? "unknown"
-        var peerID = "unknown"
+    private func serveInbound(_ connection: InboundConnection) async {
+        let remote = connection.remote
+        var peerID = "not introduced"
         do {
-            try await connection.executeThenClose { inbound, outbound in
+            try await connection.channel.executeThenClose { inbound, outbound in
                 var messages = inbound.makeAsyncIterator()
-                guard case .hello(let helloID)? = try await messages.next() else {
+                guard let first = try await messages.next() else {
+                    throw ReplicationProtocolError.unexpectedMessage(
+                        "no hello: it closed, or sent none within \(configuration.helloTimeout) (HelloDeadlineHandler)")
+                }
+                guard case .hello(let helloID) = first else {
                     throw ReplicationProtocolError.unexpectedMessage("the first message must be hello")
                 }
                 peerID = helloID

@@ -252,6 +252,31 @@ import Testing
         }
     }
 
+    /// A connection to the replication port that never says hello — nothing at all, or half a frame — is closed
+    /// after `helloTimeout` (it used to stay open as long as the other side liked), and the node logs where it
+    /// came from.
+    @Test func aConnectionWithoutAHelloIsClosedAfterTheHelloTimeout() async throws {
+        try await TestCluster<SyncSessionStore>.with(
+            make: { configuration in
+                var configuration = configuration
+                configuration.helloTimeout = .milliseconds(300)
+                return SyncSessionStore(configuration: configuration, logger: testLogger)
+            },
+            port: { try await $0.listeningPort() }
+        ) { cluster in
+            try await cluster.start(peered: false)
+            let port = try await cluster[0].listeningPort()
+            for opening in [[UInt8](), [0, 0, 0, 16]] {
+                let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                    .connect(host: "127.0.0.1", port: port).get()
+                if !opening.isEmpty { try await channel.writeAndFlush(ByteBuffer(bytes: opening)).get() }
+                let closed = await eventually(timeout: .seconds(5)) { !channel.isActive }
+                #expect(closed, "a connection that sent \(opening) without a hello is still open")
+                try? await channel.close().get()
+            }
+        }
+    }
+
     @Test func removedPeerNoLongerReceivesWrites() async throws {
         try await Self.withSyncCluster(count: 3) { cluster in
             let removed = cluster.peers[2]
