@@ -51,7 +51,7 @@ public struct AppSessionBackend: Sendable {
         case .sync, .ring:
             let replication = ReplicationConfiguration(
                 nodeID: configuration.nodeID, host: configuration.host, port: configuration.replicationPort,
-                peers: try configuration.peers.map(parsePeer))
+                peers: try parsePeers(configuration.peers, ownID: configuration.nodeID))
             let store: any ReplicatedSessionStore =
                 configuration.strategy == .sync
                 ? SyncSessionStore(configuration: replication, logger: logger)
@@ -97,6 +97,22 @@ public struct AppSessionBackend: Sendable {
     }
 
     /// A peer written `NODE-ID@HOST:PORT`.
+    /// `--peers`: each NODE-ID@HOST:PORT, none of them this node and no id twice (a duplicate id made one of two
+    /// nodes unreachable, this node's own id made it replicate to itself; both were accepted without a word).
+    public static func parsePeers(_ texts: [String], ownID: String) throws -> [ReplicationPeer] {
+        var seen = Set<String>()
+        return try texts.map { text in
+            let peer = try parsePeer(text)
+            guard peer.id != ownID else {
+                throw AppError.invalidConfiguration("peer '\(text)' has this node's own id \(ownID); list the other nodes")
+            }
+            guard seen.insert(peer.id).inserted else {
+                throw AppError.invalidConfiguration("peer id \(peer.id) is listed twice in --peers; every node needs its own id")
+            }
+            return peer
+        }
+    }
+
     public static func parsePeer(_ text: String) throws -> ReplicationPeer {
         guard let at = text.lastIndex(of: "@"), let colon = text.lastIndex(of: ":"), at < colon,
             let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port), at > text.startIndex

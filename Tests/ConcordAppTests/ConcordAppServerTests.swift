@@ -162,5 +162,9 @@ import Testing
         for bad in ["", "node-1", "node-1@host", "@host:1", "node@host:0", "node@host:x"] {
             #expect(throws: AppError.self) { try AppSessionBackend.parsePeer(bad) }
         }
+        // A list: no id twice, and not this node's own.
+        #expect(try AppSessionBackend.parsePeers(["n2@h:1", "n3@h:2"], ownID: "n1").map(\.id) == ["n2", "n3"])
+        #expect(throws: AppError.self) { try AppSessionBackend.parsePeers(["n2@h:1", "n2@h:2"], ownID: "n1") }
+        #expect(throws: AppError.self) { try AppSessionBackend.parsePeers(["n1@h:1"], ownID: "n1") }
     }
 }
