@@ -1,3 +1,4 @@
+import ConcordNetworking
 import Logging
 import NIOCore
 import NIOPosix
@@ -191,7 +192,8 @@ final class PeerLink: Sendable {
                 failuresInARow += 1
                 // One line when a peer goes away, not one per retry.
                 if failuresInARow == 1 && !Task.isCancelled {
-                    logger.info("replication peer unreachable, retrying with backoff: \(error)")
+                    // A warning: until it is back, this node's writes do not reach it (it gets a full push then).
+                    logger.warning("replication peer unreachable, retrying with backoff: \(ConnectFailure.describe(error))")
                 }
             }
             disconnected()
