@@ -36,6 +36,14 @@ struct HTTPExchangeStateMachine {
         case close
         /// The connection is closing: drop it.
         case drop
+
+        /// The part belongs to the request in progress, which goes on (held or forwarded).
+        var isCurrentRequestPart: Bool {
+            switch self {
+            case .hold, .forward: true
+            case .queue, .reject, .close, .drop: false
+            }
+        }
     }
 
     enum FailureDecision: Equatable {

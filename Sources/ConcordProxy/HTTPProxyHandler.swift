@@ -178,12 +178,14 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
             begin(head)
         case .body(_, let payloadBytes):
             let decision = machine.receivedBody(bytes: payloadBytes)
-            if machine.state == .connecting || machine.state == .proxying { armBodyRead() }
+            // Only for the request in progress: a pipelined one's parts wait in `queued` and must not move the
+            // current exchange's response timeout.
+            if decision.isCurrentRequestPart { armBodyRead() }
             apply(decision, part: part)
         case .end:
             let decision = machine.receivedEnd()
             // The body is whole: from here the response timeout runs, once the request is at a backend.
-            if machine.state == .connecting || machine.state == .proxying { deadline.disarm() }
+            if decision.isCurrentRequestPart { deadline.disarm() }
             apply(decision, part: part)
         }
     }

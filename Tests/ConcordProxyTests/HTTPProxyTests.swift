@@ -250,6 +250,22 @@ import Testing
         }
     }
 
+    /// A pipelined request's body does not touch the response timeout of the exchange in progress.
+    @Test func aPipelinedBodyLeavesTheCurrentResponseTimeoutAlone() async throws {
+        try await ProxyHarness.withBackends(["a"]) { backends in
+            var limits = ProxyLimits()
+            limits.responseTimeout = 0.15  // /slow answers after 300 ms
+            limits.bodyReadTimeout = 30
+            try await ProxyHarness.withProxy(try ProxyHarness.configuration(backends, balance: .roundRobin, limits: limits)) { _, port in
+                // The POST arrives while /slow is at the backend (its response timeout already running).
+                let response = try await RawClient.exchange(port: port, [
+                    "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n", "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello",
+                ], pause: .milliseconds(30), timeout: .seconds(3))
+                #expect(response.status == 504, "\(response.text.prefix(300))")
+            }
+        }
+    }
+
     /// A bad chunk after the head went to the backend: the client gets its 400 (it used to get a bare close).
     @Test func aBadChunkAfterTheHeadWasForwardedIsAnswered400() async throws {
         try await ProxyHarness.withBackends(["a"]) { backends in
