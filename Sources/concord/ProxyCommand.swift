@@ -128,7 +128,11 @@ struct ProxyCommand: AsyncParsableCommand {
     /// (Here rather than in `run()` so that a bad flag or file prints this command's usage, not `concord`'s.)
     func validate() throws {
         _ = try CommandLogging.level(parsing: logLevel)
-        do { _ = try makeConfiguration() } catch let error as ProxyError { throw ValidationError(error.description) }
+        do { _ = try makeConfiguration() } catch let error as ValidationError { throw error } catch let error as ProxyError {
+            throw ValidationError(error.description)
+        } catch {
+            throw ValidationError("\(error)")  // e.g. an unknown --algorithm (exit 1 before, not 64 as every other flag)
+        }
     }
 
     func makeConfiguration() throws -> ProxyConfiguration {

@@ -85,6 +85,7 @@ import Glibc
     /// the status ArgumentParser gives validation errors.
     @Test func aBadFlagPrintsTheSubcommandsUsage() async throws {
         for (command, usage) in [(["proxy", "--balance", "foo", "--backend", "127.0.0.1:9"], "Usage: concord proxy"),
+                                 (["proxy", "--algorithm", "foo", "--backend", "127.0.0.1:9"], "Usage: concord proxy"),
                                  (["app", "--strategy", "bogus"], "Usage: concord app"),
                                  (["lab", "--users", "0"], "Usage: concord lab"),
                                  (["lab", "--scenario", "/nonexistent/scenario.yaml"], "Usage: concord lab")] {
