@@ -52,15 +52,23 @@ public struct ConcordSessionMiddleware<Context: ConcordSessionRequestContext>: R
             cookieValue = cookie.value(inCookieHeader: field.value)
             if cookieValue != nil { break }
         }
-        let outcome: SessionLoadOutcome
+        var outcome: SessionLoadOutcome
         do {
             outcome = try await manager.load(cookieValue: cookieValue, into: context.session)
+            if case .rejected(let reason) = outcome {
+                count(reason, logger: context.logger)
+                // Several cookies of this name (a stale one of another Path or Domain sent first): try the others.
+                for field in request.headers where field.name == .cookie {
+                    for other in cookie.values(inCookieHeader: field.value) where other != cookieValue {
+                        outcome = try await manager.load(cookieValue: other, into: context.session)
+                        guard case .rejected(let reason) = outcome else { break }
+                        count(reason, logger: context.logger)
+                    }
+                    if outcome == .loaded { break }
+                }
+            }
         } catch {
             throw mapped(error, phase: "load", logger: context.logger)
-        }
-        if case .rejected(let reason) = outcome {
-            rejectionCounters[reason]?.increment()
-            context.logger.debug("session cookie refused", metadata: ["concord.session.rejection": "\(reason.rawValue)"])
         }
         var response = try await next(request, context)
         let update: SessionCookieUpdate
@@ -76,6 +84,11 @@ public struct ConcordSessionMiddleware<Context: ConcordSessionRequestContext>: R
             if response.headers[.cacheControl] == nil { response.headers[.cacheControl] = "no-store" }
         }
         return response
+    }
+
+    private func count(_ rejection: SessionRejection, logger: Logger) {
+        rejectionCounters[rejection]?.increment()
+        logger.debug("session cookie refused", metadata: ["concord.session.rejection": "\(rejection.rawValue)"])
     }
 
     /// The HTTP error for a session failure, logging it once.

@@ -127,10 +127,32 @@ public struct SessionCookieConfiguration: Sendable, Hashable {
         return header[utf8.index(utf8.startIndex, offsetBy: range.lowerBound)..<utf8.index(utf8.startIndex, offsetBy: range.upperBound)]
     }
 
-    /// Offsets of the value of cookie `name` in the header bytes.
-    private static func valueRange(named name: UnsafeBufferPointer<UInt8>, in bytes: UnsafeBufferPointer<UInt8>) -> Range<Int>? {
+    /// Every value of this cookie in one `Cookie` header, in order, at most `limit`. A browser sends two when it
+    /// still holds a stale one of another Path or Domain — and may send that one first (the session middleware then
+    /// tries the others: a user stayed logged out however often they logged in).
+    public func values(inCookieHeader header: String, limit: Int = 8) -> [Substring] {
+        var header = header
+        header.makeContiguousUTF8()
+        var name = fullName
+        let ranges: [Range<Int>] = header.utf8.withContiguousStorageIfAvailable { bytes in
+            name.withUTF8 { name in
+                var found: [Range<Int>] = []
+                var start = 0
+                while found.count < limit, let range = Self.valueRange(named: name, in: bytes, from: start) {
+                    found.append(range)
+                    start = range.upperBound + 1
+                }
+                return found
+            }
+        } ?? []
+        let utf8 = header.utf8
+        return ranges.map { header[utf8.index(utf8.startIndex, offsetBy: $0.lowerBound)..<utf8.index(utf8.startIndex, offsetBy: $0.upperBound)] }
+    }
+
+    /// Offsets of the value of cookie `name` in the header bytes, the first from `start` (a pair's beginning).
+    private static func valueRange(named name: UnsafeBufferPointer<UInt8>, in bytes: UnsafeBufferPointer<UInt8>, from start: Int = 0) -> Range<Int>? {
         let end = bytes.count
-        var index = 0
+        var index = start
         while index < end {
             while index < end, bytes[index] == UInt8(ascii: " ") || bytes[index] == UInt8(ascii: "\t") { index += 1 }
             let pairStart = index

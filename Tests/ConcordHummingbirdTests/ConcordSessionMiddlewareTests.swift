@@ -88,6 +88,29 @@ import Testing
         }
     }
 
+    /// A browser that still holds a stale session cookie of another Path or Domain sends both, perhaps the stale
+    /// one first: the live one is found (only the first was tried, so such a user stayed logged out however often
+    /// they logged in), in one header or across two; the stale one is still counted as refused.
+    @Test(arguments: Strategy.allCases)
+    func aStaleSessionCookieBeforeTheLiveOneDoesNotHideIt(_ strategy: Strategy) async throws {
+        let manager = try Self.manager(strategy, clock: ManualClock())
+        let app = SessionTestApp.application(manager: manager)
+        try await app.test(.live) { client in
+            var jar = SessionCookieJar()
+            try await client.execute(uri: "/login/dan", method: .post) { jar.receive($0) }
+            let value = try #require(jar.value)
+            let oneHeader: HTTPFields = [.cookie: "concord_session=stale-garbage; theme=dark; concord_session=\(value)"]
+            try await client.execute(uri: "/me", method: .get, headers: oneHeader) { #expect(String(buffer: $0.body) == "dan") }
+            var twoHeaders = HTTPFields()
+            twoHeaders.append(.init(name: .cookie, value: "concord_session=stale-garbage"))
+            twoHeaders.append(.init(name: .cookie, value: "concord_session=\(value)"))
+            try await client.execute(uri: "/me", method: .get, headers: twoHeaders) { #expect(String(buffer: $0.body) == "dan") }
+            #expect(manager.rejectionCounts.values.reduce(0, +) >= 2)
+            let onlyStale: HTTPFields = [.cookie: "concord_session=stale-garbage; concord_session=also-stale"]
+            try await client.execute(uri: "/me", method: .get, headers: onlyStale) { #expect(String(buffer: $0.body) == "anonymous") }
+        }
+    }
+
     @Test(arguments: Strategy.allCases)
     func idleSessionsExpire(_ strategy: Strategy) async throws {
         let clock = ManualClock()
