@@ -120,6 +120,23 @@ import Testing
             try await client.execute(uri: "/profile", method: .get, headers: [.cookie: "concord_session=forged-id"]) { response in
                 #expect(response.status == .seeOther)
             }
+            // Bytes that are not UTF-8 (they logged in as "��"), and a body that is not a form.
+            try await client.execute(
+                uri: "/login", method: .post, headers: Self.form, body: ByteBuffer(bytes: Array("user=".utf8) + [0xFF, 0xFE] + Array("&password=concord".utf8))
+            ) { response in
+                #expect(response.status == .badRequest)
+            }
+            try await client.execute(
+                uri: "/login", method: .post, headers: [.contentType: "application/json"], body: ByteBuffer(string: "user=bob&password=concord")
+            ) { response in
+                #expect(response.status == .unsupportedMediaType)
+            }
+            try await client.execute(
+                uri: "/login", method: .post, headers: [.contentType: "Application/X-WWW-Form-Urlencoded; charset=UTF-8"],
+                body: ByteBuffer(string: "user=bob&password=concord")
+            ) { response in
+                #expect(response.status == .seeOther)
+            }
         }
     }
 
