@@ -96,7 +96,6 @@ public struct AppSessionBackend: Sendable {
             + family("concord_app_store_write_retries_total", statistics.retriedWrites, statistics.recoveredWrites, statistics.exhaustedWrites)
     }
 
-    /// A peer written `NODE-ID@HOST:PORT`.
     /// `--peers`: each NODE-ID@HOST:PORT, none of them this node and no id twice (a duplicate id made one of two
     /// nodes unreachable, this node's own id made it replicate to itself; both were accepted without a word).
     public static func parsePeers(_ texts: [String], ownID: String) throws -> [ReplicationPeer] {
@@ -113,6 +112,7 @@ public struct AppSessionBackend: Sendable {
         }
     }
 
+    /// A peer written `NODE-ID@HOST:PORT`.
     public static func parsePeer(_ text: String) throws -> ReplicationPeer {
         guard let at = text.lastIndex(of: "@"), let colon = text.lastIndex(of: ":"), at < colon,
             let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port), at > text.startIndex

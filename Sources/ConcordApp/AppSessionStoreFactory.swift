@@ -16,13 +16,13 @@ enum AppSessionStoreFactory {
 
     /// The store for `url`, metered (its bytes count as intranet traffic), and the services it needs running.
     static func make(url: String, logger: Logger) throws -> (store: any SessionStore, services: [any Service]) {
-        if url.hasPrefix("sqlite:") { try checkSQLitePath(String(url.dropFirst("sqlite:".count))) }
+        if url.hasPrefix("sqlite:") {
+            let path = String(url.dropFirst("sqlite:".count))
+            try checkSQLitePath(path)
+            let store = SQLiteSessionStore(configuration: SQLiteSessionStoreConfiguration(path: path), logger: logger)
+            return (MeteredSessionStore(store), [store])
+        }
         do {
-            if url.hasPrefix("sqlite:") {
-                let path = String(url.dropFirst("sqlite:".count))
-                let store = SQLiteSessionStore(configuration: SQLiteSessionStoreConfiguration(path: path), logger: logger)
-                return (MeteredSessionStore(store), [store])
-            }
             if url.hasPrefix("redis://") || url.hasPrefix("rediss://") || RedisSentinel.isSentinelURL(url) {
                 let store = try RedisSessionStore(configuration: try RedisSessionStoreConfiguration(urls: [url]), logger: logger)
                 return (MeteredSessionStore(store), [])

@@ -209,10 +209,8 @@ public final class SessionManager<Value: SessionValue>: Sendable {
     private func backOff(afterConflict conflicts: Int) async throws {
         let base = configuration.conflictBackoff
         guard base > .zero else { return }
-        let ceiling = base * (1 << min(conflicts - 1, 6))
-        let nanoseconds = ceiling.components.seconds * 1_000_000_000 + ceiling.components.attoseconds / 1_000_000_000
-        let half = max(1, nanoseconds / 2)
-        try await Task.sleep(for: .nanoseconds(half + Int64.random(in: 0..<half)))
+        let half = base * (1 << min(conflicts - 1, 6)) / 2
+        try await Task.sleep(for: half + half * Double.random(in: 0..<1))
     }
 
     private func commitSealed(_ state: SessionState, with sealer: SessionSealer) throws -> SessionCookieUpdate {

@@ -1,3 +1,4 @@
+import ConcordSessionsTesting
 import Foundation
 import Logging
 import Testing
@@ -50,20 +51,12 @@ import Testing
 
     /// The scenarios in docs/lab.md are what people copy: every key and phase kind in them is one the lab knows.
     @Test func theDocumentedScenariosAreAccepted() throws {
-        let docs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../docs/lab.md")
-        let blocks = try String(contentsOf: docs, encoding: .utf8).matches(of: /```yaml\n(?<yaml>[\s\S]*?)```/)
+        let blocks = try DocumentedExamples.yamlBlocks(inDoc: "lab.md")
         #expect(blocks.count >= 3)
-        for block in blocks { _ = try LabConfiguration.load(yaml: String(block.output.yaml)) }
+        for block in blocks { _ = try LabConfiguration.load(yaml: block) }
     }
 
-    private static func refusal(_ yaml: String) -> String {
-        do {
-            _ = try LabConfiguration.load(yaml: yaml)
-            return "accepted"
-        } catch {
-            return "\(error)"
-        }
-    }
+    private static func refusal(_ yaml: String) -> String { thrownText { try LabConfiguration.load(yaml: yaml) } }
 
     @Test func aCommandPhaseNeedsItsCommandAndOnlyItHasOne() throws {
         let configuration = try LabConfiguration.load(yaml: """

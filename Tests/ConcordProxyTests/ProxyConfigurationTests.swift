@@ -1,4 +1,5 @@
 import ConcordHashing
+import ConcordSessionsTesting
 import Foundation
 import Testing
 
@@ -81,23 +82,15 @@ import Testing
 
     /// The examples in docs/proxy.md and docs/deploy.md are what people copy: every key in them is one the proxy knows.
     @Test(arguments: ["proxy.md", "deploy.md"]) func theDocumentedExampleFilesAreAccepted(_ file: String) throws {
-        let docs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../docs/\(file)")
-        let blocks = try String(contentsOf: docs, encoding: .utf8).matches(of: /```yaml\n(?<yaml>[\s\S]*?)```/)
+        let blocks = try DocumentedExamples.yamlBlocks(inDoc: file)
         #expect(!blocks.isEmpty)
         for block in blocks {
-            let configuration = try ProxyConfiguration.parse(yaml: String(block.output.yaml))
+            let configuration = try ProxyConfiguration.parse(yaml: block)
             #expect(configuration.tls?.sni.count == 1, "both examples show an SNI certificate: \(configuration)")
         }
     }
 
-    private static func refusal(_ yaml: String) -> String {
-        do {
-            _ = try ProxyConfiguration.parse(yaml: yaml)
-            return "accepted"
-        } catch {
-            return "\(error)"
-        }
-    }
+    private static func refusal(_ yaml: String) -> String { thrownText { try ProxyConfiguration.parse(yaml: yaml) } }
 
     @Test func aHealthTimingOutOfRangeIsNamedAlone() throws {
         var c = ProxyConfiguration(backends: [HostPort(host: "127.0.0.1", port: 9)])
