@@ -33,8 +33,6 @@ struct ChunkedBodyScanner {
     private var lineBytes = 0
     /// The longest extensions of one size line, and the longest trailer section, in bytes.
     let maxLineBytes: Int
-    /// Chunk data bytes seen so far (the payload, without framing).
-    private(set) var payloadBytes = 0
     /// Chunk data bytes the size lines seen so far announce — what a body limit counts, so that `fffffff` is
     /// refused as soon as its line ends instead of after 16 MiB have come.
     private(set) var announcedBytes = 0
@@ -96,7 +94,6 @@ struct ChunkedBodyScanner {
                 let take = min(remaining, n - i)
                 data(i..<(i + take))
                 remaining -= take
-                payloadBytes += take
                 i += take
                 if remaining == 0 { state = .dataCR }
                 continue
