@@ -18,6 +18,10 @@ struct Concord: AsyncParsableCommand {
         version: ConcordVersion.current,
         subcommands: [ProxyCommand.self, LabCommand.self, AppCommand.self, BenchCommand.self]
     )
+
+    static func main() async {
+        await main(NegativeOptionValues.joined(Array(CommandLine.arguments.dropFirst())))
+    }
 }
 
 enum ConcordVersion {

@@ -122,6 +122,20 @@ import Glibc
         }
     }
 
+    /// `--flag -5` reaches the option's range check (ArgumentParser alone said "Missing value"), while a missing
+    /// value is still called missing.
+    @Test func aNegativeNumberAfterAFlagIsItsValue() async throws {
+        for (command, message) in [(["app", "--store-read-wait", "-1"], "--store-read-wait must be 0...60 seconds, got -1.0"),
+                                   (["lab", "--users", "-5"], "users must be 1...20000, got -5"),
+                                   (["proxy", "--backend", "127.0.0.1:9", "--max-connections", "-5"], "limits.maxConnections must be at least 1, got -5"),
+                                   (["bench", "stores", "--rounds", "-2"], "rounds must be 1…99"),
+                                   (["app", "--store-read-wait", "--port", "0"], "Missing value for '--store-read-wait")] {
+            let (status, output) = try await run(command)
+            #expect(status == 64, "\(command): \(output)")
+            #expect(output.contains(message), "\(command): \(output)")
+        }
+    }
+
     @Test func theProxyNamesTheTakenAddress() async throws {
         try await withTakenPort { port in
             // One event loop: the affinity line (printed before the bind) names one CPU.
