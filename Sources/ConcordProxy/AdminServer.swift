@@ -37,7 +37,7 @@ enum AdminServer {
         let json = "application/json"
         let text = "text/plain; charset=utf-8"
         let path = String(RequestKeyExtractor.path(of: uri))
-        let segments = path.split(separator: "/").map { $0.removingPercentEncoding ?? String($0) }
+        let segments = pathSegments(path)
         do {
             switch (method, segments.count, segments.first) {
             case (.GET, 1, "metrics"):
@@ -65,12 +65,33 @@ enum AdminServer {
                 try balancer.setDraining(id: segments[1], method == .POST)
                 return (.ok, "\(segments[1]) \(method == .POST ? "draining" : "no longer draining")\n", text)
             default:
+                if let allowed = allowedMethods(segments) {
+                    let names = allowed.map { "\($0)" }.joined(separator: ", ")
+                    return (.methodNotAllowed, "\(path) takes \(names), not \(method); see docs/proxy.md\n", text)
+                }
                 return (.notFound, "unknown admin request \(method) \(path); see docs/proxy.md\n", text)
             }
         } catch let error as ProxyError {
             return (HTTPResponseStatus(statusCode: error.adminStatusCode), error.description + "\n", text)
         } catch {
             return (.internalServerError, "\(error)\n", text)
+        }
+    }
+}
+
+extension AdminServer {
+    static func pathSegments(_ path: String) -> [String] {
+        path.split(separator: "/").map { $0.removingPercentEncoding ?? String($0) }
+    }
+
+    /// The methods an admin resource answers (its 405's `Allow`); nil for a path that names none.
+    static func allowedMethods(_ segments: [String]) -> [HTTPMethod]? {
+        switch (segments.count, segments.first) {
+        case (1, "metrics"), (1, "health"): [.GET]
+        case (1, "backends"): [.GET, .POST]
+        case (2, "backends"): [.DELETE]
+        case (3, "backends") where segments[2] == "drain": [.POST, .DELETE]
+        default: nil
         }
     }
 }
@@ -146,6 +167,10 @@ private final class AdminHandler: ChannelInboundHandler {
             var headers = HTTPHeaders()
             headers.add(name: "content-type", value: contentType)
             headers.add(name: "content-length", value: String(buffer.readableBytes))
+            if status == .methodNotAllowed,
+               let allowed = AdminServer.allowedMethods(AdminServer.pathSegments(String(RequestKeyExtractor.path(of: head.uri)))) {
+                headers.add(name: "allow", value: allowed.map { "\($0)" }.joined(separator: ", "))
+            }
             let keepAlive = head.isKeepAlive && !bodyTooLarge
             if !keepAlive { headers.add(name: "connection", value: "close") }
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)

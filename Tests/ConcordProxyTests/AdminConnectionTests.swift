@@ -38,6 +38,23 @@ import Testing
         }
     }
 
+    /// A known path with a method it does not take is 405 naming the ones it takes (`Allow`), not 404; an unknown
+    /// path is still 404.
+    @Test func aWrongMethodOnAKnownPathIs405WithAllow() async throws {
+        try await withAdmin { admin in
+            for (request, allow) in [("PUT /backends", "GET, POST"), ("POST /metrics", "GET"), ("GET /backends/127.0.0.1:1/drain", "POST, DELETE"),
+                                     ("GET /backends/127.0.0.1:1", "DELETE")] {
+                let response = try await RawClient.exchange(
+                    port: admin, ["\(request) HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"], timeout: .seconds(3))
+                #expect(response.status == 405, "\(request): \(response.text.prefix(300))")
+                #expect(response.text.lowercased().contains("allow: \(allow.lowercased())\r\n"), "\(request): \(response.text.prefix(300))")
+            }
+            let unknown = try await RawClient.exchange(
+                port: admin, ["GET /nothing HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"], timeout: .seconds(3))
+            #expect(unknown.status == 404, "\(unknown.text.prefix(300))")
+        }
+    }
+
     private func withAdmin(_ body: (Int) async throws -> Void) async throws {
         try await ProxyHarness.withBackends(["a"]) { backends in
             var config = try ProxyHarness.configuration(backends)
