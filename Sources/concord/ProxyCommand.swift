@@ -200,6 +200,9 @@ struct ProxyCommand: AsyncParsableCommand {
         if configuration.mode == .tcp && configuration.key.sources != [.ip] && key != nil {
             throw ValidationError("--mode tcp hashes the client address only: use --key ip (or leave --key out)")
         }
+        if key != nil && configuration.balance != .hash {
+            throw ValidationError("--key chooses what --balance hash hashes; --balance \(configuration.balance.rawValue) would ignore it: leave --key out")
+        }
         try configuration.validate()
         return configuration
     }

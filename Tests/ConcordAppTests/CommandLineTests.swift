@@ -86,6 +86,7 @@ import Glibc
     @Test func aBadFlagPrintsTheSubcommandsUsage() async throws {
         for (command, usage) in [(["proxy", "--balance", "foo", "--backend", "127.0.0.1:9"], "Usage: concord proxy"),
                                  (["proxy", "--algorithm", "foo", "--backend", "127.0.0.1:9"], "Usage: concord proxy"),
+                                 (["proxy", "--balance", "round-robin", "--key", "cookie:sid", "--backend", "127.0.0.1:9"], "--balance round-robin would ignore it"),
                                  (["app", "--strategy", "bogus"], "Usage: concord app"),
                                  (["lab", "--users", "0"], "Usage: concord lab"),
                                  (["lab", "--scenario", "/nonexistent/scenario.yaml"], "Usage: concord lab")] {
