@@ -36,9 +36,14 @@ extension ConcordAppServer {
                 // the app spun at 100 % CPU; this one takes it out for a moment (``AcceptPauseHandler``).
                 let alarm = LocalResourceAlarm(
                     counter: Counter(label: "concord_app_local_resource_failures_total", dimensions: [("node", node)]), logger: logger)
-                try? await channel.eventLoop.submit {
-                    try channel.pipeline.syncOperations.addHandler(AcceptPauseHandler(alarm: alarm), position: .first)
-                }.get()
+                do {
+                    try await channel.eventLoop.submit {
+                        try channel.pipeline.syncOperations.addHandler(AcceptPauseHandler(alarm: alarm), position: .first)
+                    }.get()
+                } catch {
+                    // Only if the listener closed already (shutdown during start): nothing to protect then.
+                    logger.warning("listener runs without the pause on descriptor exhaustion: \(error)")
+                }
                 logger.info(
                     "concord app listening",
                     metadata: ["node": "\(node)", "strategy": "\(strategy)", "address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
