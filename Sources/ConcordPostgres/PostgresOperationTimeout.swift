@@ -79,5 +79,11 @@ private final class TimeoutOutcome<T: Sendable>: Sendable {
 /// A store operation did not finish within ``PostgresSessionStoreConfiguration/operationTimeout``.
 struct PostgresOperationTimeout: Error, CustomStringConvertible {
     var timeout: Duration
-    var description: String { "no answer from PostgreSQL within \(timeout)" }
+    /// The pool's last failed connection attempt since a statement last succeeded (``PostgresConnectFailureLog``).
+    var lastConnectFailure: String?
+
+    var description: String {
+        guard let lastConnectFailure else { return "no answer from PostgreSQL within \(timeout)" }
+        return "no connection to PostgreSQL within \(timeout); the last attempt failed: \(lastConnectFailure)"
+    }
 }

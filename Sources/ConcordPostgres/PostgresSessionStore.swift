@@ -22,6 +22,7 @@ public final class PostgresSessionStore: SessionStore, Service {
     private let statements: PostgresSessionStatements
     private let schema: SessionStoreSetup<Void>
     private let reachability: SessionStoreReachability
+    private let connectFailures: PostgresConnectFailureLog
 
     /// A store for the server in `configuration`; nothing is sent before the first operation.
     /// - Parameters:
@@ -33,11 +34,12 @@ public final class PostgresSessionStore: SessionStore, Service {
     ) {
         let statements = PostgresSessionStatements(tableName: configuration.tableName)
         // The pool logs every failed reconnect at info; the store logs the outage once (reachability) instead.
-        var poolLogger = logger
-        poolLogger.logLevel = max(logger.logLevel, .warning)
+        let connectFailures = PostgresConnectFailureLog()
+        let poolLogger = connectFailures.poolLogger(upstream: logger, upstreamLevel: max(logger.logLevel, .warning))
         let client = PostgresClient(configuration: Self.clientConfiguration(configuration), backgroundLogger: poolLogger)
         self.configuration = configuration
         self.client = client
+        self.connectFailures = connectFailures
         self.clock = clock
         self.logger = logger
         self.statements = statements
@@ -160,7 +162,13 @@ public final class PostgresSessionStore: SessionStore, Service {
                 }
             }
             reachability.succeeded()
+            connectFailures.clear()
             return rows
+        } catch var error as PostgresOperationTimeout {
+            error.lastConnectFailure = connectFailures.lastFailure
+            let mapped = Self.sessionStoreError(for: error, notApplied: start?.abandon() ?? false)
+            reachability.failed(mapped)
+            throw mapped
         } catch {
             let mapped = Self.sessionStoreError(for: error, notApplied: start?.abandon() ?? false)
             if mapped.isUnavailable { reachability.failed(mapped) }

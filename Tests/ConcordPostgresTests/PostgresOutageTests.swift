@@ -19,6 +19,7 @@ struct PostgresOutageTests {
                 #expect(try await store.save(StoredSession(id: "s", payload: [1, 2, 3]), ttl: .seconds(600), expectedVersion: 0) == 1)
 
                 try await server.stop()
+                var errors: [String] = []
                 for attempt in 0..<3 {
                     let started = ContinuousClock.now
                     let error = await #expect(throws: SessionStoreError.self, "attempt \(attempt)") {
@@ -26,7 +27,10 @@ struct PostgresOutageTests {
                     }
                     #expect(error?.isUnavailable == true, "\(String(describing: error))")
                     #expect(ContinuousClock.now - started < .seconds(15), "bounded by the operation timeout")
+                    errors.append(String(describing: error))
                 }
+                // A wait for a connection that timed out names why there was none (it said "no answer within 5 s").
+                #expect(errors.contains { $0.contains("the last attempt failed") && $0.contains("Connection refused") }, "\(errors)")
                 let saveError = await #expect(throws: SessionStoreError.self) {
                     _ = try await store.save(StoredSession(id: "s", payload: [9]), ttl: .seconds(600), expectedVersion: 1)
                 }
