@@ -21,6 +21,7 @@ public final class SQLiteSessionStore: SessionStore, Service {
     private let connections: SQLiteConnections
     private let statements: SQLiteSessionStatements
     private let reachability: SessionStoreReachability
+    private let fileWatch = SQLiteFileWatch()
 
     /// A store on `configuration.path`; nothing is opened until the first operation.
     /// - Parameters:
@@ -41,8 +42,11 @@ public final class SQLiteSessionStore: SessionStore, Service {
                 logger.error("SQLite session store unavailable", metadata: ["path": "\(path)", "error": "\(error.map { "\($0)" } ?? "")"])
             }
         }
-        self.connections = SQLiteConnections { [statements] in
-            try await Self.openConnections(configuration: configuration, statements: statements, logger: logger)
+        self.connections = SQLiteConnections { [statements, fileWatch] in
+            let connections = try await Self.openConnections(configuration: configuration, statements: statements, logger: logger)
+            let identity = configuration.path == ":memory:" ? nil : SQLiteFileIdentity(path: configuration.path)
+            fileWatch.opened(identity)
+            return connections
         }
     }
 
@@ -133,10 +137,28 @@ public final class SQLiteSessionStore: SessionStore, Service {
     public func run() async throws {
         await cancelWhenGracefulShutdown {
             await ExpirySweepLoop.run(every: self.configuration.sweepInterval, on: self.clock, logger: self.logger) {
-                try await self.sweepExpired()
+                self.checkFile()
+                return try await self.sweepExpired()
             }
         }
         await close()
+    }
+
+    /// Whether the file this store opened is still the one at its path (checked before every sweep). A file
+    /// deleted or replaced under running nodes splits them: this process goes on with the file it has open, one
+    /// that starts later opens another, and neither sees the other's sessions. That cannot be repaired from
+    /// here, so it is logged as an error, once per change, naming the fix (restart every node that shares it).
+    /// - Returns: the change, nil while the file is the one opened (or none is open yet).
+    @discardableResult
+    public func checkFile() -> SQLiteFileChange? {
+        let path = configuration.path
+        let (change, isNew) = fileWatch.check(path: path)
+        if let change, isNew {
+            logger.error(
+                "the SQLite session file was \(change == .deleted ? "deleted" : "replaced by another file") while this process has it open: this node keeps using the old file, nodes started from now on use \(change == .deleted ? "a new, empty one" : "the new one"), and they no longer share sessions; restart every node that shares it",
+                metadata: ["path": "\(path)"])
+        }
+        return change
     }
 
     /// Closes the connections. Call it once no operation is running (``run()`` does it on shutdown).

@@ -92,6 +92,26 @@ struct SQLiteSessionStoreTests {
         }
     }
 
+    /// The file deleted, or replaced by another, under a running store is noticed (and logged once): nodes would
+    /// otherwise go on with different files without an error.
+    @Test func aDeletedOrReplacedFileIsNoticed() async throws {
+        try await withTemporaryDirectory { directory in
+            let path = directory + "/sessions.sqlite"
+            try await withSQLiteStore(.init(path: path)) { store in
+                #expect(store.checkFile() == nil, "nothing opened yet")
+                _ = try await store.save(StoredSession(id: "a", payload: [1]), ttl: .seconds(60), expectedVersion: nil)
+                #expect(store.checkFile() == nil)
+                try FileManager.default.moveItem(atPath: path, toPath: path + ".old")
+                #expect(store.checkFile() == .deleted)
+                try Data([1, 2, 3]).write(to: URL(fileURLWithPath: path))
+                #expect(store.checkFile() == .replaced)
+                try FileManager.default.removeItem(atPath: path)
+                try FileManager.default.moveItem(atPath: path + ".old", toPath: path)
+                #expect(store.checkFile() == nil, "the same file back under its name")
+            }
+        }
+    }
+
     /// Another connection holding the write lock makes operations wait at most `busyTimeout`, then fail as
     /// unavailable; once the lock is released they succeed again.
     @Test func aHeldWriteLockFailsFastAsUnavailableAndThenRecovers() async throws {
