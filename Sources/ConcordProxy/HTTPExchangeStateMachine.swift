@@ -225,9 +225,13 @@ struct HTTPExchangeStateMachine {
     }
 
     /// The response ended. The client stays if it asked to and its request was read to the end; the backend
-    /// connection is pooled if it can carry another request.
+    /// connection is pooled if it can carry another request — never after a request that asked to switch
+    /// protocols: a backend may stop reading HTTP on such a connection whatever it answered (SwiftNIO's HTTP
+    /// server, under Hummingbird and Vapor, parses nothing more), and the next request sent on it would wait for
+    /// the response timeout (found 2026-12-03: any client's `Connection: Upgrade` to a plain page cost a later
+    /// request 60 s and a 504).
     mutating func responseEnded(backendKeepAlive: Bool) -> CompletionDecision {
-        let reuse = backendKeepAlive && requestComplete
+        let reuse = backendKeepAlive && requestComplete && !upgradeRequested
         if keepAlive && requestComplete && state == .proxying {
             state = .idle
             return .keepAlive(reuseBackend: reuse)

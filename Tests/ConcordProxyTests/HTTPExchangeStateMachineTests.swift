@@ -64,13 +64,14 @@ import Testing
         let switched = machine.switchedProtocols()
         #expect(switched)
         #expect(machine.state == .closing)
-        // Refused (any other response): the client connection closes after it; the backend's may be pooled.
+        // Refused (any other response): the client connection closes after it, and the backend's too (the backend
+        // may have stopped reading HTTP on it).
         var refused = HTTPExchangeStateMachine(limits: ProxyLimits())
         _ = refused.receivedHead(upgrade)
         _ = refused.receivedEnd()
         refused.connected()
         refused.responseHeadReceived()
-        #expect(refused.responseEnded(backendKeepAlive: true) == .close(reuseBackend: true))
+        #expect(refused.responseEnded(backendKeepAlive: true) == .close(reuseBackend: false))
         // A 101 with no upgrade request in flight does not fit.
         var plain = HTTPExchangeStateMachine(limits: ProxyLimits())
         _ = plain.receivedHead(head())

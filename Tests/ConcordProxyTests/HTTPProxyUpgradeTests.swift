@@ -115,6 +115,25 @@ import Testing
         }
     }
 
+    /// A backend may stop reading HTTP on a connection that carried an upgrade request, whatever it answered
+    /// (SwiftNIO's HTTP server does; here the backend echoes what follows, as a tunnel would): that connection is
+    /// not pooled, so the next client's request gets a fresh one and its own answer (it waited 60 s for a 504).
+    @Test func aRefusedUpgradeDoesNotPoolTheBackendConnection() async throws {
+        try await ProxyHarness.withScriptedBackend({ head, _ in
+            head.lowercased().contains("upgrade: websocket")
+                ? .init(bytes: "HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno", thenEcho: true)
+                : .init(bytes: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        }) { port, _ in
+            let refused = try await RawClient.exchange(port: port, [Self.upgradeRequest()], timeout: .seconds(10))
+            #expect(refused.status == 404)
+            for attempt in 0..<3 {
+                let next = try await RawClient.exchange(
+                    port: port, ["GET /next HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"], timeout: .seconds(10))
+                #expect(next.status == 200 && next.body == "ok", "attempt \(attempt): \(next.text.prefix(300))")
+            }
+        }
+    }
+
     /// `Upgrade: h2c` is not a switch the proxy carries: the request reaches the backend without `Upgrade` (and
     /// without the hop-by-hop `HTTP2-Settings`), and the connection stays HTTP/1.1 for the next request.
     @Test func anH2CUpgradeRequestIsAnsweredAsPlainHTTP1() async throws {
