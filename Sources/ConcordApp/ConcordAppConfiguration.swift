@@ -47,6 +47,10 @@ public struct ConcordAppConfiguration: Sendable {
     /// unavailable store (``ReadRetryingSessionStore``) before the request is answered 503 — a Redis failover then
     /// costs latency instead of errors. Default 0 (503 at once).
     public var storeReadWait: Duration
+    /// `sync` and `ring`: the token that `POST /admin/peers/add` and `/remove` must carry (`Authorization: Bearer
+    /// TOKEN`). `nil` (the default): those requests are refused (403) — the app's port is the one a proxy
+    /// forwards, and a peer added there receives every session.
+    public var adminToken: String?
 
     public init(
         nodeID: String = "node-1",
@@ -60,7 +64,8 @@ public struct ConcordAppConfiguration: Sendable {
         password: String = "concord",
         quiesceGrace: Duration = .milliseconds(500),
         secureCookies: Bool = false,
-        storeReadWait: Duration = .zero
+        storeReadWait: Duration = .zero,
+        adminToken: String? = nil
     ) {
         self.nodeID = nodeID
         self.host = host
@@ -74,5 +79,6 @@ public struct ConcordAppConfiguration: Sendable {
         self.quiesceGrace = quiesceGrace
         self.secureCookies = secureCookies
         self.storeReadWait = storeReadWait
+        self.adminToken = adminToken
     }
 }

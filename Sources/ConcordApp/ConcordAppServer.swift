@@ -52,10 +52,12 @@ public enum ConcordAppServer {
         }
 
         if let changePeers {
-            // Runtime membership for sync and ring (the lab's scale-out and scale-in). The app listens on loopback
-            // by default; expose it only on a trusted network.
+            // Runtime membership for sync and ring (the lab's scale-out and scale-in). On the app's own port — the
+            // one a proxy forwards — so only with the admin token: a peer added here receives every session.
+            let token = configuration.adminToken
             for (path, add) in [("/admin/peers/add", true), ("/admin/peers/remove", false)] {
                 router.post(RouterPath(path)) { request, context -> Response in
+                    try AdminToken.check(request.headers[.authorization], against: token)
                     let form = try await FormFields(request: request, context: context)
                     let peer: ReplicationPeer
                     do {
@@ -63,6 +65,7 @@ public enum ConcordAppServer {
                     } catch {
                         throw HTTPError(.badRequest, message: "\(error)")
                     }
+                    guard peer.id != node else { throw HTTPError(.badRequest, message: "\(peer.id) is this node") }
                     changePeers(add, peer)
                     context.logger.info("replication peer \(add ? "added" : "removed")", metadata: ["peer": "\(peer)"])
                     return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n")))

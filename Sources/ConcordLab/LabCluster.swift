@@ -32,6 +32,8 @@ public actor LabCluster {
     public nonisolated let entry: LabEntryPoint
     private let logger: Logger
     private let sessionKey: String
+    /// The nodes' `--admin-token` (through the environment), for the peer changes of scale-out and scale-in.
+    private let adminToken: String
 
     private var nodes: [Node] = []
     private var nextNodeNumber = 1
@@ -58,6 +60,7 @@ public actor LabCluster {
         var key = [UInt8](repeating: 0, count: 32)
         for index in key.indices { key[index] = UInt8.random(in: 0...255) }
         self.sessionKey = Data(key).base64EncodedString()
+        self.adminToken = Data((0..<24).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
     }
 
     /// Node ids now serving, in order.
@@ -263,7 +266,7 @@ public actor LabCluster {
         let arguments = nodeArguments(id: id, port: port, replicationPort: replicationPort, peers: peers)
         let child = try LabChild.spawn(
             name: id, executable: executable, arguments: arguments,
-            environment: ["CONCORD_SESSION_KEY": sessionKey, "CONCORD_PARENT_PID": "\(getpid())"],
+            environment: ["CONCORD_SESSION_KEY": sessionKey, "CONCORD_ADMIN_TOKEN": adminToken, "CONCORD_PARENT_PID": "\(getpid())"],
             logPath: "\(workDirectory)/\(id).log")
         let node = Node(id: id, port: port, replicationPort: replicationPort, child: child)
         if let position { nodes.insert(node, at: position) } else { nodes.append(node) }
@@ -321,7 +324,7 @@ public actor LabCluster {
     private func changePeer(on node: Node, add: Bool, peer: String) async throws {
         let response = try await LabHTTPConnection.oneShot(
             .POST, port: node.port, path: add ? "/admin/peers/add" : "/admin/peers/remove", body: "peer=\(peer)",
-            contentType: "application/x-www-form-urlencoded")
+            contentType: "application/x-www-form-urlencoded", headers: [(name: "authorization", value: "Bearer \(adminToken)")])
         guard response.status < 300 else {
             throw LabError.childFailed("\(node.id) refused the peer change \(peer): HTTP \(response.status)")
         }

@@ -11,12 +11,14 @@ extension LabHTTPConnection {
         body: String? = nil,
         contentType: String? = nil,
         cookie: String? = nil,
+        headers extra: [(name: String, value: String)] = [],
         timeout: TimeAmount = .seconds(2)
     ) async throws -> LabHTTPResponse {
         let connection = try await connect(port: port, sourceAddress: nil, timeout: timeout)
         var headers = HTTPHeaders()
         if let contentType { headers.add(name: "content-type", value: contentType) }
         if let cookie { headers.add(name: "cookie", value: cookie) }
+        for field in extra { headers.add(name: field.name, value: field.value) }
         do {
             let response = try await connection.send(method: method, path: path, headers: headers, body: body, timeout: timeout)
             await connection.close()

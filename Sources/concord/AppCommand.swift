@@ -35,7 +35,8 @@ struct AppCommand: AsyncParsableCommand {
     var port: Int = 8080
 
     @Option(help: "Store URL for store and store+near-cache: sqlite:PATH, redis://HOST:PORT (rediss:// for TLS; redis-sentinel://HOST:PORT,…#MASTER, rediss-sentinel:// with TLS), postgres://USER@HOST:PORT/DB.")
-    var store: String = "sqlite:concord-sessions.sqlite"
+    var store: String = Self.defaultStore
+    static let defaultStore = "sqlite:concord-sessions.sqlite"
 
     @Option(help: "Replication peers for sync and ring, comma-separated NODE-ID@HOST:PORT.")
     var peers: String?
@@ -45,6 +46,15 @@ struct AppCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("session-key"), help: "Base64 256-bit key sealing client cookies (or env CONCORD_SESSION_KEY); all nodes must share it.")
     var sessionKey: String?
+
+    @Option(
+        name: .customLong("admin-token"),
+        help: """
+            sync and ring: the token POST /admin/peers/add and /admin/peers/remove must carry (Authorization: Bearer \
+            TOKEN), at least 16 characters, or env CONCORD_ADMIN_TOKEN. Without one, runtime peer changes are refused \
+            (403): a peer added there receives every session.
+            """)
+    var adminToken: String?
 
     @Option(
         name: .customLong("shutdown-delay"),
@@ -104,12 +114,31 @@ struct AppCommand: AsyncParsableCommand {
         guard !nodeID.isEmpty, nodeID.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
             throw ValidationError("--node-id must be printable ASCII without spaces")
         }
+        let adminToken = adminToken ?? ProcessInfo.processInfo.environment["CONCORD_ADMIN_TOKEN"]
+        if let adminToken, adminToken.count < 16 || !adminToken.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) {
+            throw ValidationError("--admin-token (or CONCORD_ADMIN_TOKEN) must be at least 16 printable characters without spaces")
+        }
         return ConcordAppConfiguration(
             nodeID: nodeID, host: host, port: port, strategy: strategy, storeURL: store,
             peers: peers.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? [],
             replicationPort: replicationPort,
             sessionKey: sessionKey ?? ProcessInfo.processInfo.environment["CONCORD_SESSION_KEY"],
-            quiesceGrace: .seconds(quiesceGrace), secureCookies: secureCookies, storeReadWait: .seconds(storeReadWait))
+            quiesceGrace: .seconds(quiesceGrace), secureCookies: secureCookies, storeReadWait: .seconds(storeReadWait),
+            adminToken: adminToken)
+    }
+
+    /// The flags given that this strategy does not use: warned about, not refused, so one command line can start
+    /// every strategy (the browser test's does).
+    func flagsWithoutEffect(_ strategy: ConcordAppConfiguration.Strategy) -> [String] {
+        let usesStore = strategy == .store || strategy == .storeNearCache
+        let replicates = strategy == .sync || strategy == .ring
+        var flags: [String] = []
+        if !usesStore && store != Self.defaultStore { flags.append("--store") }
+        if !usesStore && storeReadWait > 0 { flags.append("--store-read-wait") }
+        if !replicates && peers != nil { flags.append("--peers") }
+        if !replicates && adminToken != nil { flags.append("--admin-token") }
+        if strategy != .client && sessionKey != nil { flags.append("--session-key") }
+        return flags
     }
 
     func run() async throws {
@@ -124,6 +153,9 @@ struct AppCommand: AsyncParsableCommand {
         var logger = Logger(label: "concord.app")
         logger[metadataKey: "node"] = "\(configuration.nodeID)"
         if nioGlobalExecutor { logger.info("tasks run on SwiftNIO's event loops (--nio-global-executor)") }
+        for flag in flagsWithoutEffect(configuration.strategy) {
+            logger.warning("\(flag) has no effect with --strategy \(configuration.strategy.rawValue)")
+        }
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         var extra: [any Service] = []

@@ -137,6 +137,21 @@ import Glibc
         }
     }
 
+    /// Flags the strategy does not use are named in a warning (they were ignored without a word), and an admin
+    /// token too short to be a secret is refused.
+    @Test func theAppWarnsAboutFlagsItsStrategyIgnores() async throws {
+        try await withTakenPort { port in
+            let (status, output) = try await run(
+                ["app", "--strategy", "local", "--store", "redis://127.0.0.1:1", "--peers", "a@127.0.0.1:1", "--port", String(port)])
+            #expect(status == 1, "\(output)")
+            #expect(output.contains("--store has no effect with --strategy local") && output.contains("--peers has no effect"), "\(output)")
+            let (storeStatus, storeOutput) = try await run(["app", "--strategy", "store", "--store", "sqlite:\(NSTemporaryDirectory())x.sqlite", "--port", String(port)])
+            #expect(storeStatus == 1 && !storeOutput.contains("has no effect"), "\(storeOutput)")
+        }
+        let (status, output) = try await run(["app", "--strategy", "sync", "--admin-token", "short"])
+        #expect(status == 64 && output.contains("--admin-token (or CONCORD_ADMIN_TOKEN) must be at least 16"), "\(output)")
+    }
+
     @Test func theProxyNamesTheTakenAddress() async throws {
         try await withTakenPort { port in
             // One event loop: the affinity line (printed before the bind) names one CPU.

@@ -4,6 +4,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import Synchronization
 import Testing
 
 @Suite(.timeLimit(.minutes(3))) struct ConcordAppServerTests {
@@ -150,6 +151,41 @@ import Testing
                 #expect(response.headers[Self.node] == "node-7")
             }
         }
+    }
+
+    /// Runtime peer changes happen on the app's own port, which a proxy forwards: only with the node's admin token
+    /// (anyone could add a listener as a peer and receive every session), never this node itself.
+    @Test func peerChangesNeedTheAdminToken() async throws {
+        let changes = Mutex<[String]>([])
+        func app(token: String?) throws -> some ApplicationProtocol {
+            let configuration = ConcordAppConfiguration(nodeID: "n1", strategy: .sync, adminToken: token)
+            let router = try ConcordAppServer.makeRouter(
+                configuration: configuration, sessions: ConcordSessionConfiguration(strategy: .local()),
+                changePeers: { add, peer in changes.withLock { $0.append("\(add ? "+" : "-")\(peer.id)") } })
+            return Application(router: router)
+        }
+        let body = ByteBuffer(string: "peer=n9@127.0.0.1:9999")
+        let token = "0123456789abcdef-token"
+        try await app(token: nil).test(.router) { client in
+            try await client.execute(uri: "/admin/peers/add", method: .post, headers: Self.form, body: body) { #expect($0.status == .forbidden) }
+        }
+        try await app(token: token).test(.router) { client in
+            try await client.execute(uri: "/admin/peers/add", method: .post, headers: Self.form, body: body) { response in
+                #expect(response.status == .unauthorized)
+                #expect(response.headers[.wwwAuthenticate] == "Bearer")
+            }
+            var wrong = Self.form
+            wrong[.authorization] = "Bearer \(token)x"
+            try await client.execute(uri: "/admin/peers/add", method: .post, headers: wrong, body: body) { #expect($0.status == .unauthorized) }
+            var right = Self.form
+            right[.authorization] = "Bearer \(token)"
+            try await client.execute(uri: "/admin/peers/add", method: .post, headers: right, body: body) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/admin/peers/add", method: .post, headers: right, body: ByteBuffer(string: "peer=n1@127.0.0.1:9998")) {
+                #expect($0.status == .badRequest, "this node itself")
+            }
+            try await client.execute(uri: "/admin/peers/remove", method: .post, headers: right, body: body) { #expect($0.status == .ok) }
+        }
+        #expect(changes.withLock { $0 } == ["+n9", "-n9"])
     }
 
     @Test func clientSessionsOpenOnAnotherNodeWithTheSameKey() async throws {
