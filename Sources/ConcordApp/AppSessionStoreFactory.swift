@@ -40,7 +40,8 @@ enum AppSessionStoreFactory {
     /// A SQLite store is a file that several processes share. An empty path or `:memory:` gives every connection
     /// a database of its own (the node started, said it was ready, and answered every session request 503 "no such
     /// table"), and a file in a directory that does not exist can never be opened (503 "cantOpen" on every request):
-    /// both are refused at start.
+    /// both are refused at start, as are a directory, a file that is not an SQLite database (500 "notADatabase" on
+    /// every request before 2026-12-03) and one this process cannot read or write.
     private static func checkSQLitePath(_ path: String) throws {
         guard !path.isEmpty, path != ":memory:", !path.hasPrefix("file::memory:") else {
             throw AppError.invalidConfiguration(
@@ -50,6 +51,22 @@ enum AppSessionStoreFactory {
         var isDirectory: ObjCBool = false
         guard directory.isEmpty || (FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) && isDirectory.boolValue) else {
             throw AppError.invalidConfiguration("store sqlite:\(path): the directory \(directory) does not exist")
+        }
+        // A file that is there must be a database this process can write (an empty one becomes one).
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return }
+        if isDirectory.boolValue {
+            throw AppError.invalidConfiguration("store sqlite:\(path): that is a directory; give a file path in it (sqlite:\(path)/sessions.sqlite)")
+        }
+        guard let file = FileHandle(forReadingAtPath: path) else {
+            throw AppError.invalidConfiguration("store sqlite:\(path): the file cannot be read (permissions?)")
+        }
+        let header = (try? file.read(upToCount: 16)) ?? Data()
+        try? file.close()
+        if !header.isEmpty && header != Data("SQLite format 3\0".utf8) {
+            throw AppError.invalidConfiguration("store sqlite:\(path): the file is not an SQLite database")
+        }
+        guard FileManager.default.isWritableFile(atPath: path) else {
+            throw AppError.invalidConfiguration("store sqlite:\(path): the file is not writable by this process")
         }
     }
 }

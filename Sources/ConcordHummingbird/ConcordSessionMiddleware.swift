@@ -106,8 +106,9 @@ public struct ConcordSessionMiddleware<Context: ConcordSessionRequestContext>: R
             return HTTPError(.internalServerError, message: error.description)
         }
         if let error = error as? SessionStoreError {
+            // The store's own words (a file name, a database error) stay in the log: clients get a plain 500.
             logger.error("session \(phase) failed", metadata: ["error": "\(error)"])
-            return HTTPError(.internalServerError, message: error.description)
+            return HTTPError(.internalServerError, message: "The session could not be read or saved.")
         }
         return error
     }

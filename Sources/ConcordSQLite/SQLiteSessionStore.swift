@@ -197,7 +197,10 @@ public final class SQLiteSessionStore: SessionStore, Service {
         case let error as SessionStoreError: return error
         case let error as SQLiteError:
             switch error.reason {
-            case .corrupt, .corruptIndex, .corruptSequenceSchema, .corruptVirtualTable, .notADatabase, .format:
+            case .notADatabase:
+                // The file, not a record: nothing can be read or written until someone replaces it.
+                return .unavailable("the file is not an SQLite database (\(error.description))", notApplied: true)
+            case .corrupt, .corruptIndex, .corruptSequenceSchema, .corruptVirtualTable, .format:
                 return .corrupt(error.description)
             case .busy, .busyInRecovery, .busyInSnapshot, .busyTimeout, .locked, .lockedBySharedCache, .cantOpen,
                 .cantOpenDirectory, .cantOpenInvalidPath, .cantOpenUnfollowedSymlink:

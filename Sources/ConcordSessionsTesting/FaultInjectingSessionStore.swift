@@ -7,6 +7,7 @@ import Synchronization
 public final class FaultInjectingSessionStore: SessionStore {
     public let base: any SessionStore
     private let down = Atomic(false)
+    private let injected = Mutex<SessionStoreError?>(nil)
 
     public init(wrapping base: any SessionStore) { self.base = base }
 
@@ -16,7 +17,14 @@ public final class FaultInjectingSessionStore: SessionStore {
         set { down.store(newValue, ordering: .relaxed) }
     }
 
+    /// An error every call throws while set (taking precedence over ``isDown``), e.g. `.corrupt(…)`.
+    public var failure: SessionStoreError? {
+        get { injected.withLock { $0 } }
+        set { injected.withLock { $0 = newValue } }
+    }
+
     private func check() throws {
+        if let failure { throw failure }
         if isDown { throw SessionStoreError.unavailable("injected outage") }
     }
 

@@ -99,8 +99,14 @@ import Glibc
     /// A SQLite store that can never work is refused at start: an empty path (a private database per connection:
     /// the node said it was ready and answered every session request 503 "no such table") or a missing directory.
     @Test func theAppRefusesASQLiteStoreItCannotShare() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("concord-cli-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try Data("not a database at all, just text\n".utf8).write(to: URL(fileURLWithPath: directory + "/junk.db"))
         for (url, message) in [("sqlite:", "give a file path (sqlite:PATH)"), ("sqlite::memory:", "give a file path (sqlite:PATH)"),
-                               ("sqlite:/nonexistent-concord-dir/s.sqlite", "the directory /nonexistent-concord-dir does not exist")] {
+                               ("sqlite:/nonexistent-concord-dir/s.sqlite", "the directory /nonexistent-concord-dir does not exist"),
+                               ("sqlite:\(directory)", "that is a directory"),
+                               ("sqlite:\(directory)/junk.db", "the file is not an SQLite database")] {
             let (status, output) = try await run(["app", "--strategy", "store", "--store", url, "--port", "0"])
             #expect(status == 1, "\(url): \(output)")
             #expect(output.contains(message), "\(url): \(output)")

@@ -210,6 +210,27 @@ import Testing
         #expect(logs.messages.filter { $0.contains("session store unavailable") }.count == 2)
     }
 
+    /// Any other store failure is a 500 whose body names nothing of the store (its text goes to the log only).
+    @Test func aStoreFailureIsA500WithoutTheStoresWords() async throws {
+        let clock = ManualClock()
+        let store = FaultInjectingSessionStore(wrapping: MemorySessionStore(clock: clock))
+        let logs = LogCapture()
+        var logger = Logger(label: "test") { _ in logs }
+        logger.logLevel = .info
+        let app = SessionTestApp.application(manager: try Self.manager(.store, clock: clock, store: store), logger: logger)
+        try await app.test(.router) { client in
+            var jar = SessionCookieJar()
+            try await client.execute(uri: "/cart/milk", method: .post) { jar.receive($0) }
+            store.failure = .corrupt("row 7 of /var/lib/app/sessions.sqlite")
+            // (A corrupt record read back is a missing session; the save then fails.)
+            try await client.execute(uri: "/cart/eggs", method: .post, headers: jar.headers) { response in
+                #expect(response.status == .internalServerError)
+                #expect(!String(buffer: response.body).contains("sessions.sqlite"), "\(String(buffer: response.body))")
+            }
+        }
+        #expect(logs.messages.contains { $0.contains("session save failed") }, "\(logs.messages)")
+    }
+
     @Test func concurrentCartAdditionsThroughTheAppAreAllKept() async throws {
         let clock = ManualClock()
         let store = MemorySessionStore(clock: clock)

@@ -92,6 +92,18 @@ struct SQLiteSessionStoreTests {
         }
     }
 
+    /// A file that is not a database is the store's failure (503 in the app), not a corrupt record (500).
+    @Test func aFileThatIsNotADatabaseIsUnavailable() async throws {
+        try await withTemporaryDirectory { directory in
+            let path = directory + "/junk.db"
+            try Data(repeating: 0x41, count: 4096).write(to: URL(fileURLWithPath: path))
+            try await withSQLiteStore(.init(path: path)) { store in
+                let error = await #expect(throws: SessionStoreError.self) { _ = try await store.load(id: "a") }
+                #expect(error?.isUnavailable == true && "\(error!)".contains("not an SQLite database"), "\(String(describing: error))")
+            }
+        }
+    }
+
     /// The file deleted, or replaced by another, under a running store is noticed (and logged once): nodes would
     /// otherwise go on with different files without an error.
     @Test func aDeletedOrReplacedFileIsNoticed() async throws {
