@@ -191,13 +191,19 @@ import Testing
         }
     }
 
-    @Test func storeDownIsA503AndALogLine() async throws {
+    /// The test app on a memory store that can be failed, with its log lines captured at info.
+    private static func appOnAFaultInjectingStore() throws -> (some ApplicationProtocol, FaultInjectingSessionStore, LogCapture) {
         let clock = ManualClock()
         let store = FaultInjectingSessionStore(wrapping: MemorySessionStore(clock: clock))
         let logs = LogCapture()
         var logger = Logger(label: "test") { _ in logs }
         logger.logLevel = .info
         let app = SessionTestApp.application(manager: try Self.manager(.store, clock: clock, store: store), logger: logger)
+        return (app, store, logs)
+    }
+
+    @Test func storeDownIsA503AndALogLine() async throws {
+        let (app, store, logs) = try Self.appOnAFaultInjectingStore()
         try await app.test(.router) { client in
             var jar = SessionCookieJar()
             try await client.execute(uri: "/cart/milk", method: .post) { jar.receive($0) }
@@ -212,12 +218,7 @@ import Testing
 
     /// Any other store failure is a 500 whose body names nothing of the store (its text goes to the log only).
     @Test func aStoreFailureIsA500WithoutTheStoresWords() async throws {
-        let clock = ManualClock()
-        let store = FaultInjectingSessionStore(wrapping: MemorySessionStore(clock: clock))
-        let logs = LogCapture()
-        var logger = Logger(label: "test") { _ in logs }
-        logger.logLevel = .info
-        let app = SessionTestApp.application(manager: try Self.manager(.store, clock: clock, store: store), logger: logger)
+        let (app, store, logs) = try Self.appOnAFaultInjectingStore()
         try await app.test(.router) { client in
             var jar = SessionCookieJar()
             try await client.execute(uri: "/cart/milk", method: .post) { jar.receive($0) }
