@@ -264,6 +264,9 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         if let boundedLoad, !(boundedLoad > 1 && boundedLoad.isFinite) {
             throw .invalidSetting("--bounded-load must be greater than 1 (e.g. 1.25), got \(boundedLoad)")
         }
+        if boundedLoad != nil && balance != .hash {
+            throw .invalidSetting("boundedLoad (--bounded-load) caps the hash's picks; balance \(balance.rawValue) would ignore it: leave it out")
+        }
         if let admin, !admin.isLoopback, !adminAllowRemote {
             throw .invalidSetting("--admin \(admin) is not a loopback address; the admin API has no authentication (set adminAllowRemote: true in YAML to allow it)")
         }

@@ -129,6 +129,9 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
         if let maxQueuePerBackend, maxQueuePerBackend < 0 {
             throw .invalidSetting("limits.maxQueuePerBackend must be at least 0 (leave it out for no bound), got \(maxQueuePerBackend)")
         }
+        if maxQueuePerBackend != nil && maxRequestsPerBackend == nil {
+            throw .invalidSetting("limits.maxQueuePerBackend bounds the queue of limits.maxRequestsPerBackend: set that too, or leave it out")
+        }
         guard maxIdleConnectionsPerBackend >= 0 else { throw .invalidSetting("limits.maxIdleConnectionsPerBackend must be ≥ 0") }
     }
 }

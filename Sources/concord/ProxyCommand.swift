@@ -200,8 +200,8 @@ struct ProxyCommand: AsyncParsableCommand {
         if configuration.mode == .tcp && configuration.key.sources != [.ip] && key != nil {
             throw ValidationError("--mode tcp hashes the client address only: use --key ip (or leave --key out)")
         }
-        if key != nil && configuration.balance != .hash {
-            throw ValidationError("--key chooses what --balance hash hashes; --balance \(configuration.balance.rawValue) would ignore it: leave --key out")
+        for (flag, given) in [("--key", key != nil), ("--algorithm", algorithm != nil)] where given && configuration.balance != .hash {
+            throw ValidationError("\(flag) is for --balance hash; --balance \(configuration.balance.rawValue) would ignore it: leave \(flag) out")
         }
         try configuration.validate()
         return configuration

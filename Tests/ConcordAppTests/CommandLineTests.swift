@@ -87,6 +87,9 @@ import Glibc
         for (command, usage) in [(["proxy", "--balance", "foo", "--backend", "127.0.0.1:9"], "Usage: concord proxy"),
                                  (["proxy", "--algorithm", "foo", "--backend", "127.0.0.1:9"], "Usage: concord proxy"),
                                  (["proxy", "--balance", "round-robin", "--key", "cookie:sid", "--backend", "127.0.0.1:9"], "--balance round-robin would ignore it"),
+                                 (["proxy", "--balance", "least-conn", "--algorithm", "maglev", "--backend", "127.0.0.1:9"], "leave --algorithm out"),
+                                 (["proxy", "--balance", "round-robin", "--bounded-load", "1.25", "--backend", "127.0.0.1:9"], "balance round-robin would ignore it"),
+                                 (["proxy", "--max-queue-per-backend", "5", "--backend", "127.0.0.1:9"], "bounds the queue of limits.maxRequestsPerBackend"),
                                  (["app", "--strategy", "bogus"], "Usage: concord app"),
                                  (["lab", "--users", "0"], "Usage: concord lab"),
                                  (["lab", "--scenario", "/nonexistent/scenario.yaml"], "Usage: concord lab")] {

@@ -29,7 +29,7 @@ import Testing
             listen: 127.0.0.1:7000
             backends: [127.0.0.1:7001, "[::1]:7002"]
             mode: http
-            balance: sticky-cookie
+            balance: hash
             key: cookie:sid,ip
             algorithm: maglev
             boundedLoad: 1.25
@@ -51,7 +51,7 @@ import Testing
         #expect(ProxyReload(current: ProxyConfiguration(), new: c).applied.contains(.accessLog))
         #expect(c.listen.port == 7000)
         #expect(c.backends.count == 2 && c.backends[1].host == "::1")
-        #expect(c.balance == .stickyCookie && c.algorithm == .maglev && c.boundedLoad == 1.25)
+        #expect(c.balance == .hash && c.algorithm == .maglev && c.boundedLoad == 1.25)
         #expect(c.key.sources == [.cookie("sid"), .ip])
         #expect(c.health.path == "/ready")
         #expect(c.limits.maxBodyBytes == 1024)
@@ -139,6 +139,17 @@ import Testing
         queue.limits.maxQueuePerBackend = -1
         #expect(throws: ProxyError.invalidSetting("limits.maxQueuePerBackend must be at least 0 (leave it out for no bound), got -1")) {
             try queue.validate()
+        }
+        // Settings another one makes meaningless are refused, not ignored.
+        queue.limits.maxQueuePerBackend = 5
+        try queue.validate()
+        queue.limits.maxRequestsPerBackend = nil
+        #expect(throws: ProxyError.self) { try queue.validate() }
+        var bounded = ProxyConfiguration(backends: [HostPort(host: "127.0.0.1", port: 9)], boundedLoad: 1.25)
+        try bounded.validate()
+        bounded.balance = .roundRobin
+        #expect(throws: ProxyError.invalidSetting("boundedLoad (--bounded-load) caps the hash's picks; balance round-robin would ignore it: leave it out")) {
+            try bounded.validate()
         }
     }
 
