@@ -3,7 +3,7 @@
 ///
 /// - the first failure while Redis was reachable → one warning with its error (``Action/unreachable``);
 /// - later failures are counted; the first one at least `summaryInterval` after the last line → one summary
-///   (``Action/stillUnreachable(failures:over:)``: "N requests failed in the last 10 s");
+///   (``Action/stillUnreachable(failures:over:)``: "N store operations failed in the last 10 s");
 /// - the first success once no request has failed for `recoveryQuietPeriod` → one notice
 ///   (``Action/recovered(failures:after:)``). The quiet period keeps a partial outage (one cluster node down, the
 ///   others answering) from flipping between "unreachable" and "recovered" on every request; it is summarised
@@ -15,9 +15,9 @@ struct RedisOutageLogStateMachine: Sendable {
         case none
         /// Redis just became unreachable: log the error once.
         case unreachable
-        /// Still unreachable: `failures` requests failed during the last `over`.
+        /// Still unreachable: `failures` store operations failed during the last `over`.
         case stillUnreachable(failures: Int, over: Duration)
-        /// Reachable again after `after`; `failures` requests failed during the whole outage.
+        /// Reachable again after `after`; `failures` store operations failed during the whole outage.
         case recovered(failures: Int, after: Duration)
     }
 

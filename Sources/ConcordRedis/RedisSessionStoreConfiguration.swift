@@ -5,7 +5,7 @@
 ///   `concord:user:{<userID>}` (the braces are Redis Cluster hash tags).
 /// - `maximumPayloadSize`: 1 MiB; larger saves throw `SessionStoreError.tooLarge` before reaching Redis.
 /// - `outageSummaryInterval`: 10 s; while Redis is unreachable the store logs one warning when it becomes
-///   unreachable, then at most one summary line ("N requests failed in the last 10 s") per interval.
+///   unreachable, then at most one summary line ("N store operations failed in the last 10 s") per interval.
 /// - `outageRecoveryQuietPeriod`: 1 s; the "reachable again" notice comes with the first success once no request
 ///   has failed for this long (so a partial outage does not flip the state on every request).
 /// - `client`: ``RedisClientConfiguration`` defaults (2 s connect and command timeouts, 4 connections per node).

@@ -170,7 +170,7 @@ import Testing
             #expect(recovered)
             let recoveryLines = logs.lines.filter { $0.message.hasPrefix("redis session store reachable again") }
             #expect(recoveryLines.map(\.level) == [.notice])
-            #expect(recoveryLines.first?.message.contains("\(10 + failedWhileRecovering) requests failed") == true)
+            #expect(recoveryLines.first?.message.contains("\(10 + failedWhileRecovering) store operations failed") == true)
             #expect(unavailable.totalValue == Int64(10 + failedWhileRecovering))
             #expect(try metrics.expectCounter("concord_redis_reconnects_total").totalValue >= 1)
             #expect(loads.totalValue == Int64(2 + 5 + failedWhileRecovering + 1))
