@@ -142,7 +142,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
             mode: try c.decodeIfPresent(ProxyMode.self, forKey: .mode) ?? d.mode,
             balance: try c.decodeIfPresent(BalanceStrategy.self, forKey: .balance) ?? d.balance,
             key: try c.decodeIfPresent(KeyChain.self, forKey: .key) ?? d.key,
-            algorithm: try c.decodeIfPresent(HashAlgorithm.self, forKey: .algorithm) ?? d.algorithm,
+            algorithm: try c.decodeIfPresent(ChoiceSetting<HashAlgorithm>.self, forKey: .algorithm)?.value ?? d.algorithm,
             boundedLoad: try c.decodeIfPresent(Double.self, forKey: .boundedLoad),
             health: try c.decodeIfPresent(HealthCheckConfiguration.self, forKey: .health) ?? d.health,
             admin: try c.decodeIfPresent(HostPort.self, forKey: .admin),

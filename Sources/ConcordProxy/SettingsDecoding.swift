@@ -112,12 +112,28 @@ public protocol SettingChoice: CaseIterable, RawRepresentable, Decodable where R
 
 extension SettingChoice {
     public init(from decoder: any Decoder) throws {
+        self = try SettingsDecoding.choice(from: decoder)
+    }
+}
+
+/// A choice among the cases of an enum declared elsewhere (`HashAlgorithm`), decoded as ``SettingChoice`` does.
+struct ChoiceSetting<Value: CaseIterable & RawRepresentable>: Decodable where Value.RawValue == String {
+    let value: Value
+
+    init(from decoder: any Decoder) throws {
+        value = try SettingsDecoding.choice(from: decoder)
+    }
+}
+
+extension SettingsDecoding {
+    /// One of `Value`'s cases by name, or an error listing them (`'ringg' is not one of modulo, ring, …`).
+    static func choice<Value: CaseIterable & RawRepresentable>(from decoder: any Decoder) throws -> Value where Value.RawValue == String {
         let text = try decoder.singleValueContainer().decode(String.self)
-        guard let value = Self(rawValue: text) else {
+        guard let value = Value(rawValue: text) else {
             throw DecodingError.dataCorrupted(.init(
                 codingPath: decoder.codingPath,
-                debugDescription: "'\(text)' is not one of \(Self.allCases.map(\.rawValue).joined(separator: ", "))"))
+                debugDescription: "'\(text)' is not one of \(Value.allCases.map(\.rawValue).joined(separator: ", "))"))
         }
-        self = value
+        return value
     }
 }
