@@ -20,7 +20,7 @@ extension ConcordAppServer {
     ) throws -> some ApplicationProtocol {
         let backend = try AppSessionBackend.make(configuration: configuration, logger: logger)
         let router = try makeRouter(
-            configuration: configuration, sessions: backend.sessions, isReady: { backend.isReady() && !isShuttingDown() },
+            configuration: configuration, sessions: backend.sessions, isReady: { backend.isReady() && !isShuttingDown() }, isStopping: isShuttingDown,
             metricsText: { metricsText() + backend.metricsText() }, changePeers: backend.changePeers)
         let node = configuration.nodeID
         let strategy = configuration.strategy.rawValue

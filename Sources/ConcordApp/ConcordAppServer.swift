@@ -27,11 +27,13 @@ public enum ConcordAppServer {
     /// The app's router.
     /// - Parameters:
     ///   - isReady: whether `/ready` answers 200 (a replicating node is ready once it has its peers' state).
+    ///   - isStopping: whether a 503 from `/ready` says `stopping` (a delayed shutdown) rather than `starting`.
     ///   - metricsText: the Prometheus text `/metrics` serves.
     public static func makeRouter(
         configuration: ConcordAppConfiguration,
         sessions: ConcordSessionConfiguration,
         isReady: @escaping @Sendable () -> Bool = { true },
+        isStopping: @escaping @Sendable () -> Bool = { false },
         metricsText: @escaping @Sendable () -> String = { "" },
         changePeers: (@Sendable (_ add: Bool, _ peer: ReplicationPeer) -> Void)? = nil
     ) throws -> Router<Context> {
@@ -40,11 +42,15 @@ public enum ConcordAppServer {
         let strategy = configuration.strategy.rawValue
         router.add(middleware: NodeHeaderMiddleware(nodeID: node))
 
+        // HEAD too: health checks often use it (HAProxy `option httpchk HEAD /health`); Hummingbird answers HEAD
+        // only where a route says so (it was 404, so such a check marked every node down).
         router.get("/health") { _, _ in "ok\n" }
+        router.head("/health") { _, _ in HTTPResponse.Status.ok }
         router.get("/ready") { _, _ -> Response in
             isReady() ? Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ready\n")))
-                : Response(status: .serviceUnavailable, body: .init(byteBuffer: ByteBuffer(string: "starting\n")))
+                : Response(status: .serviceUnavailable, body: .init(byteBuffer: ByteBuffer(string: isStopping() ? "stopping\n" : "starting\n")))
         }
+        router.head("/ready") { _, _ in isReady() ? HTTPResponse.Status.ok : .serviceUnavailable }
         router.get("/metrics") { _, _ -> Response in
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],

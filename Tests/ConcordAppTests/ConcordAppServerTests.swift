@@ -145,6 +145,9 @@ import Testing
         try await app().test(.router) { client in
             try await client.execute(uri: "/health", method: .get) { #expect($0.status == .ok) }
             try await client.execute(uri: "/ready", method: .get) { #expect($0.status == .ok) }
+            // HEAD checks (HAProxy's `option httpchk HEAD /health`) get the same status, without a body.
+            try await client.execute(uri: "/health", method: .head) { #expect($0.status == .ok && $0.body.readableBytes == 0) }
+            try await client.execute(uri: "/ready", method: .head) { #expect($0.status == .ok && $0.body.readableBytes == 0) }
             try await client.execute(uri: "/metrics", method: .get) { response in
                 #expect(response.status == .ok)
                 #expect(String(buffer: response.body).contains("concord_test_total 1"))

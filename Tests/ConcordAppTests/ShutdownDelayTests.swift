@@ -20,6 +20,8 @@ import Glibc
             node.send(SIGTERM)
             let signalled = ContinuousClock.now
             #expect(await eventually { (try? await status(port, "/ready")) == 503 }, "/ready never answered 503")
+            let body = try await LabHTTPConnection.oneShot(port: port, path: "/ready", timeout: .seconds(10)).bodyText
+            #expect(body == "stopping\n", "it said 'starting' while stopping: \(body)")
             let health = try await status(port, "/health")
             let login = try await status(port, "/login")
             #expect(health == 200 && login == 200, "the node stopped serving during the delay")
