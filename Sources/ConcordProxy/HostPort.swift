@@ -13,6 +13,9 @@ public struct HostPort: Sendable, Hashable, Codable, CustomStringConvertible {
     /// Parses `HOST:PORT`; IPv6 literals go in brackets.
     public init(parsing text: String) throws(ProxyError) {
         let trimmed = text.trimmingWhitespace()
+        if let scheme = trimmed.range(of: "://") {
+            throw .invalidAddress(text, reason: "give HOST:PORT without the \(trimmed[..<scheme.lowerBound]):// scheme")
+        }
         let hostPart: Substring
         let portPart: Substring
         if trimmed.hasPrefix("[") {

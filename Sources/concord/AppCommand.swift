@@ -107,6 +107,9 @@ struct AppCommand: AsyncParsableCommand {
                 "--strategy: unknown '\(self.strategy)'; expected \(ConcordAppConfiguration.Strategy.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         guard (0...65535).contains(port), (0...65535).contains(replicationPort) else { throw ValidationError("ports must be 0...65535") }
+        if (strategy == .sync || strategy == .ring) && port == replicationPort && port != 0 {
+            throw ValidationError("--port and --replication-port are both \(port): the HTTP and replication listeners need a port each")
+        }
         _ = try CommandLogging.level(parsing: logLevel)
         guard (0...600).contains(shutdownDelay) else { throw ValidationError("--shutdown-delay must be 0...600 seconds, got \(shutdownDelay)") }
         guard (0...60).contains(quiesceGrace) else { throw ValidationError("--quiesce-grace must be 0...60 seconds, got \(quiesceGrace)") }
@@ -174,6 +177,7 @@ struct AppCommand: AsyncParsableCommand {
             configuration: .init(services: services, gracefulShutdownSignals: delay == nil ? [.sigterm, .sigint] : [], logger: logger))
         do {
             try await group.run()
+            logger.notice("concord app stopped")
         } catch let error as IOError where error.errnoCode == EADDRINUSE || error.errnoCode == EACCES {
             // NIO's bind error names neither the address nor which of the app's listeners failed.
             var addresses = "\(configuration.host):\(configuration.port) (HTTP)"

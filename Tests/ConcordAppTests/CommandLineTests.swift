@@ -159,6 +159,8 @@ import Glibc
         }
         let (status, output) = try await run(["app", "--strategy", "sync", "--admin-token", "short"])
         #expect(status == 64 && output.contains("--admin-token (or CONCORD_ADMIN_TOKEN) must be at least 16"), "\(output)")
+        let (samePortStatus, samePort) = try await run(["app", "--strategy", "ring", "--port", "9500", "--replication-port", "9500"])
+        #expect(samePortStatus == 64 && samePort.contains("--port and --replication-port are both 9500"), "\(samePort)")
     }
 
     @Test func theProxyNamesTheTakenAddress() async throws {

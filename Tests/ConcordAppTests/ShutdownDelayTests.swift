@@ -29,6 +29,7 @@ import Glibc
             #expect(exited, "the node did not stop after the delay")
             #expect(ContinuousClock.now - signalled >= .milliseconds(2_900), "stopped before the 3-s delay")
             #expect(node.exitCode == 0, "\(node.logTail())")
+            #expect(node.logTail().contains("concord app stopped"), "no line says the node stopped: \(node.logTail())")
         }
     }
 

@@ -13,6 +13,10 @@ import Testing
         for bad in ["8080", "host:", ":80", "::1:80", "h:99999", "[::1]80"] {
             #expect(throws: ProxyError.self) { try HostPort(parsing: bad) }
         }
+        // A URL is named as one (it was told to put IPv6 addresses in brackets).
+        #expect(throws: ProxyError.invalidAddress("http://127.0.0.1:80", reason: "give HOST:PORT without the http:// scheme")) {
+            try HostPort(parsing: "http://127.0.0.1:80")
+        }
     }
 
     @Test func parsesKeyChains() throws {
