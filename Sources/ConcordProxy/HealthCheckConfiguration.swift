@@ -24,6 +24,9 @@ public struct HealthCheckConfiguration: Sendable, Hashable, Codable {
         self.ejectAfterConnectFailures = ejectAfterConnectFailures
     }
 
+    /// The YAML keys of this section (for the hint when one is written a level too high).
+    static var settingNames: [String] { CodingKeys.allCases.map(\.stringValue) }
+
     private enum CodingKeys: String, CodingKey, CaseIterable { case path, interval, timeout, rise, fall, ejectAfterConnectFailures }
 
     public init(from decoder: any Decoder) throws {

@@ -133,7 +133,9 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
     }
 
     public init(from decoder: any Decoder) throws {
-        try SettingsDecoding.rejectUnknownKeys(in: decoder, known: CodingKeys.self)
+        try SettingsDecoding.rejectUnknownKeys(
+            in: decoder, known: CodingKeys.self,
+            sections: ["limits": ProxyLimits.settingNames, "health": HealthCheckConfiguration.settingNames])
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = ProxyConfiguration()
         self.init(

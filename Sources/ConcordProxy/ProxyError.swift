@@ -44,7 +44,7 @@ public struct ProxyError: Error, Sendable, Hashable, CustomStringConvertible {
         case .invalidAddress(let text, let reason): "invalid address '\(text)': \(reason) (expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080)"
         case .invalidSetting(let message): message
         case .unknownBackend(let id): "no backend \(id) in the pool"
-        case .duplicateBackend(let id): "backend \(id) is already in the pool"
+        case .duplicateBackend(let id): "backend \(id) is listed twice (or is already a backend)"
         case .configurationFile(let path, let reason): "configuration file \(path): \(reason)"
         case .cannotListen(let address, let role, let reason): "cannot listen on \(address) (\(role)): \(reason)"
         }

@@ -81,6 +81,9 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
         self.abortQueuedOnClose = abortQueuedOnClose
     }
 
+    /// The YAML keys of this section (for the hint when one is written a level too high).
+    static var settingNames: [String] { CodingKeys.allCases.map(\.stringValue) }
+
     private enum CodingKeys: String, CodingKey, CaseIterable {
         case maxHeaderBytes, maxHeaderCount, maxResponseHeadBytes, headerReadTimeout, bodyReadTimeout, keepAliveTimeout, maxConnections
         case maxBodyBytes, connectTimeout, responseTimeout, tcpIdleTimeout, maxIdleConnectionsPerBackend

@@ -25,10 +25,16 @@ public enum SettingsDecoding {
 
     /// Throws when the mapping being decoded has a key that `Key` does not list; the error names it, where it is,
     /// and the known name it is closest to (`balanse` → `balance`, `healthpath` → `healthPath`).
-    public static func rejectUnknownKeys<Key: CodingKey & CaseIterable>(in decoder: any Decoder, known: Key.Type) throws {
+    /// - Parameter sections: the settings of this level's sections (`limits: [maxBodyBytes, …]`), so a key that
+    ///   belongs in one is named there (`maxQueuePerBackend` at the top → `limits.maxQueuePerBackend`).
+    public static func rejectUnknownKeys<Key: CodingKey & CaseIterable>(
+        in decoder: any Decoder, known: Key.Type, sections: KeyValuePairs<String, [String]> = [:]
+    ) throws {
         let names = Key.allCases.map(\.stringValue)
         for key in try decoder.container(keyedBy: AnyKey.self).allKeys where !names.contains(key.stringValue) {
-            let hint = closest(to: key.stringValue, in: names).map { " (did you mean '\($0)'?)" } ?? ""
+            let section = sections.first { $0.value.contains(key.stringValue) }?.key
+            let hint = section.map { " (it belongs under \($0): — \($0).\(key.stringValue))" }
+                ?? closest(to: key.stringValue, in: names).map { " (did you mean '\($0)'?)" } ?? ""
             throw DecodingError.dataCorrupted(.init(
                 codingPath: decoder.codingPath + [key],
                 debugDescription: "unknown setting\(hint); the settings here are \(names.joined(separator: ", "))"))

@@ -61,7 +61,7 @@ struct AppCommand: AsyncParsableCommand {
         help: """
             On SIGTERM or SIGINT, keep serving but answer /ready with 503 for this many seconds, then shut down: a \
             proxy's health check moves new requests away first (set it above the check's interval × fall). A \
-            second signal stops at once. 0: shut down at once.
+            second signal stops at once. 0: shut down at once. At most 600.
             """)
     var shutdownDelay: Double = 0
 
@@ -70,7 +70,7 @@ struct AppCommand: AsyncParsableCommand {
         help: """
             On shutdown, how many seconds a connection without a request in progress stays open for a request \
             already on its way (answered, then the connection closes) instead of being cut off. 0: close them at \
-            once, as Hummingbird does alone.
+            once, as Hummingbird does alone. At most 60.
             """)
     var quiesceGrace: Double = 0.5
 
@@ -80,7 +80,7 @@ struct AppCommand: AsyncParsableCommand {
             store strategies: how many seconds a session read may wait out an unavailable store (retried every 50 ms) \
             before the request gets 503, so a short outage such as a Redis failover costs latency instead of errors. \
             A write waits the same way only when the store knows it never reached the backend (a refused connection, \
-            a lock not granted); one that may have been applied gets 503 at once. 0: 503 at once.
+            a lock not granted); one that may have been applied gets 503 at once. 0: 503 at once. At most 60.
             """)
     var storeReadWait: Double = 0
 

@@ -215,9 +215,12 @@ struct ProxyCommand: AsyncParsableCommand {
         CommandLogging.bootstrap(level: try CommandLogging.level(parsing: logLevel), to: .standardError)
         let logger = Logger(label: "concord.proxy")
         // A client connection and its backend connection are two descriptors each (HTTP/1 backends are pooled).
+        // Below one per client the limit is certainly too low (a warning); below two, only with every client's
+        // backend connection open at once (a notice: Debian's default hard limit, 20000, is just under the default's).
         let needed = UInt64(configuration.limits.maxConnections) * 2 + 64
         if let files = OpenFileLimit.raise(), files < needed {
-            logger.warning("""
+            let level: Logger.Level = files < UInt64(configuration.limits.maxConnections) + 64 ? .warning : .notice
+            logger.log(level: level, """
                 the open-file limit is \(files), below the \(needed) that maxConnections \(configuration.limits.maxConnections) can use \
                 (a client and a backend connection each): past it, connections get 503 until descriptors free up; \
                 raise it (ulimit -n, systemd LimitNOFILE=) or lower --max-connections (limits.maxConnections)

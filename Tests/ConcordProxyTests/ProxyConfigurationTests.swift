@@ -76,6 +76,8 @@ import Testing
         #expect(Self.refusal("backendTLS: { cafile: x }").contains("backendTLS.cafile: unknown setting (did you mean 'caFile'?)"))
         #expect(Self.refusal("nonsense: 1").contains("nonsense: unknown setting; the settings here are listen, backends,"))
         #expect(Self.refusal("mode: udp").contains("mode: 'udp' is not one of http, tcp"))
+        #expect(Self.refusal("maxQueuePerBackend: 5").contains("it belongs under limits: — limits.maxQueuePerBackend"), "\(Self.refusal("maxQueuePerBackend: 5"))")
+        #expect(Self.refusal("rise: 3").contains("health.rise"))
         #expect(Self.refusal("algorithm: ringg").contains("algorithm: 'ringg' is not one of modulo, ring, jump, maglev, rendezvous"), "\(Self.refusal("algorithm: ringg"))")
         // Yams's own messages named Swift types, or said only "The given data was not valid YAML.".
         #expect(Self.refusal("eventLoops: two").contains("eventLoops: expected a whole number"))
