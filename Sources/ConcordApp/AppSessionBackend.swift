@@ -16,6 +16,10 @@ public struct AppSessionBackend: Sendable {
     public var metricsText: @Sendable () -> String
     /// Adds or removes a replication peer at runtime (`nil` when the strategy does not replicate).
     public var changePeers: (@Sendable (_ add: Bool, _ peer: ReplicationPeer) -> Void)?
+    /// Asks the store once, when the app starts listening: the error if it does not answer (`nil` when it does, or
+    /// the strategy has no store). The app still starts — the store may come later — but says so at once instead
+    /// of at the first session request.
+    public var checkStore: (@Sendable () async -> String?)?
 
     init(
         sessions: ConcordSessionConfiguration, services: [any Service] = [], isReady: @escaping @Sendable () -> Bool = { true },
@@ -79,7 +83,16 @@ public struct AppSessionBackend: Sendable {
                 metricsText = { Self.metricsText(retrying.statistics) }
             }
             if configuration.strategy == .storeNearCache { store = NearCacheSessionStore(backing: store) }
-            return AppSessionBackend(sessions: ConcordSessionConfiguration(strategy: .store(store)), services: made.services, metricsText: metricsText)
+            var backend = AppSessionBackend(sessions: ConcordSessionConfiguration(strategy: .store(store)), services: made.services, metricsText: metricsText)
+            backend.checkStore = { [store = made.store] in
+                do {
+                    _ = try await store.version(id: "concord-startup-check")
+                    return nil
+                } catch {
+                    return "\(error)"
+                }
+            }
+            return backend
         }
     }
 

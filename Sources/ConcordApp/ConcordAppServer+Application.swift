@@ -44,6 +44,13 @@ extension ConcordAppServer {
                     // Only if the listener closed already (shutdown during start): nothing to protect then.
                     logger.warning("listener runs without the pause on descriptor exhaustion: \(error)")
                 }
+                if let checkStore = backend.checkStore {
+                    Task {
+                        if let error = await checkStore() {
+                            logger.warning("the session store does not answer at start; session requests get 503 until it does", metadata: ["error": "\(error)"])
+                        }
+                    }
+                }
                 logger.info(
                     "concord app listening",
                     metadata: ["node": "\(node)", "strategy": "\(strategy)", "address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])

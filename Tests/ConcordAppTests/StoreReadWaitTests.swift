@@ -12,6 +12,23 @@ import Glibc
 /// down waits for it (Redis is started again on the same port a second later) instead of getting 503; without the
 /// flag the same request gets 503.
 @Suite(.serialized, .timeLimit(.minutes(2))) struct StoreReadWaitTests {
+    /// A store that does not answer when the app starts is named at once (it was first heard of at the first
+    /// session request); the app still starts.
+    @Test func aStoreDownAtStartIsLogged() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("concord-store-check-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let registry = ChildRegistry()
+        defer { registry.terminateAll() }
+        let node = try LabChild.spawn(
+            name: "app", executable: CommandLineTests.concordExecutable,
+            arguments: ["app", "--strategy", "store", "--store", "redis://127.0.0.1:\(try LoopbackPort.free())", "--port", String(try LoopbackPort.free())],
+            environment: ["CONCORD_PARENT_PID": String(getpid())], logPath: directory.appendingPathComponent("app.log").path,
+            registry: registry)
+        #expect(await eventually(timeout: .seconds(30)) { node.logTail(50).contains("the session store does not answer at start") }, "\(node.logTail())")
+        #expect(node.isRunning)
+    }
+
     @Test(arguments: [false, true]) func aRequestDuringARedisOutage(waits: Bool) async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("concord-read-wait-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -34,6 +51,7 @@ import Glibc
             registry: registry)
         try #require(await eventually(timeout: .seconds(30)) { node.logTail(50).contains("concord app listening") }, "\(node.logTail())")
         var jar = CookieJar()
+        #expect(!node.logTail(50).contains("does not answer at start"), "Redis was up: \(node.logTail())")
         let login = try await NIOGlobalExecutorTests.request(port, .POST, "/login", body: "user=ada&password=concord", jar: jar)
         jar.apply(setCookieHeaders: login.headers["set-cookie"])
 
