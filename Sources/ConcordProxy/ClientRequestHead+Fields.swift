@@ -31,7 +31,11 @@ extension ClientRequestHead {
             while pairStart < end && p[pairStart] == HTTPSyntax.space { pairStart += 1 }
             var equals = pairStart
             while equals < end && p[equals] != UInt8(ascii: "=") { equals += 1 }
-            if equals < end, equals + 1 < end, HTTPSyntax.equals(p, pairStart..<equals, name) { return (equals + 1)..<end }
+            if equals < end, equals + 1 < end, HTTPSyntax.equals(p, pairStart..<equals, name) {
+                // RFC 6265 allows a value in double quotes: `sid="abc"` hashes as `sid=abc` does.
+                if end - equals >= 4, p[equals + 1] == UInt8(ascii: "\""), p[end - 1] == UInt8(ascii: "\"") { return (equals + 2)..<(end - 1) }
+                return (equals + 1)..<end
+            }
             start = end + 1
         }
         return nil

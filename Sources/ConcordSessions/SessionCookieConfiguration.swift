@@ -162,6 +162,9 @@ public struct SessionCookieConfiguration: Sendable, Hashable {
                 index += 1
             }
             if equals - pairStart == name.count, UnsafeBufferPointer(rebasing: bytes[pairStart..<equals]).elementsEqual(name) {
+                // RFC 6265 allows a value in double quotes; they are not part of it.
+                let quote = UInt8(ascii: "\"")
+                if index - equals >= 4, bytes[equals + 1] == quote, bytes[index - 1] == quote { return equals + 2..<index - 1 }
                 return equals + 1..<index
             }
             index += 1

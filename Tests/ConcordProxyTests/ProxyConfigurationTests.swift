@@ -239,6 +239,8 @@ import Testing
         #expect(cookie("sid", ["a=1;", ";", "", "sid"]) == nil)
         #expect(cookie("SID", ["sid=abc"]) == nil)                      // cookie names are case-sensitive
         #expect(cookie("sid", ["sid=ünï; b=2"]) == "ünï")
+        #expect(cookie("sid", ["a=1; sid=\"abc\"; b=2"]) == "abc")      // RFC 6265 quotes are not part of the value
+        #expect(cookie("sid", ["sid=\"\""]) == "\"\"")                  // (two quotes alone are left as they are)
         #expect(head("/", [("x-cookie", "sid=no")]).cookie(named: "sid") == nil)
         // The only Cookie field among others (found where the parse noted it).
         let among = head("/", [("X-A", "sid=no"), ("Cookie", "a=1; sid=mid"), ("X-B", "2")])

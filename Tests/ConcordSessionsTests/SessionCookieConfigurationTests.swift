@@ -57,5 +57,9 @@ import Testing
         #expect(plain.value(inCookieHeaders: ["concord_session="]) == "")
         #expect(plain.value(inCookieHeaders: ["concord_session=a=b; c=d"]) == "a=b")
         #expect(plain.value(inCookieHeaders: [";;; concord_session=é€;"]) == "é€")
+        // RFC 6265: a value may come in double quotes, which are not part of it.
+        #expect(plain.value(inCookieHeaders: ["a=1; concord_session=\"q1\"; b=2"]) == "q1")
+        #expect(plain.values(inCookieHeader: "concord_session=\"q1\"; concord_session=q2") == ["q1", "q2"])
+        #expect(plain.value(inCookieHeaders: ["concord_session=\""]) == "\"", "a lone quote is a value")
     }
 }
