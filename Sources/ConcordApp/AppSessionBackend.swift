@@ -51,7 +51,8 @@ public struct AppSessionBackend: Sendable {
                 logger.warning("no session key given (--session-key or CONCORD_SESSION_KEY): using a random one; client sessions will not survive a restart or open on another node")
                 keyRing = .random()
             }
-            return AppSessionBackend(sessions: ConcordSessionConfiguration(strategy: .client(keyRing)))
+            let sealer = SessionSealerConfiguration(compression: configuration.compressCookies)
+            return AppSessionBackend(sessions: ConcordSessionConfiguration(strategy: .client(keyRing, sealer: sealer)))
         case .sync, .ring:
             let replication = ReplicationConfiguration(
                 nodeID: configuration.nodeID, host: configuration.host, port: configuration.replicationPort,

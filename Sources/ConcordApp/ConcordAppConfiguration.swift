@@ -51,6 +51,9 @@ public struct ConcordAppConfiguration: Sendable {
     /// TOKEN`). `nil` (the default): those requests are refused (403) — the app's port is the one a proxy
     /// forwards, and a peer added there receives every session.
     public var adminToken: String?
+    /// `client`: compress session payloads before sealing when that makes the cookie smaller (a cart holds about
+    /// twice as many items before the cookie reaches browsers' 4096-byte limit). Default `false`.
+    public var compressCookies: Bool
 
     public init(
         nodeID: String = "node-1",
@@ -65,7 +68,8 @@ public struct ConcordAppConfiguration: Sendable {
         quiesceGrace: Duration = .milliseconds(500),
         secureCookies: Bool = false,
         storeReadWait: Duration = .zero,
-        adminToken: String? = nil
+        adminToken: String? = nil,
+        compressCookies: Bool = false
     ) {
         self.nodeID = nodeID
         self.host = host
@@ -80,5 +84,6 @@ public struct ConcordAppConfiguration: Sendable {
         self.secureCookies = secureCookies
         self.storeReadWait = storeReadWait
         self.adminToken = adminToken
+        self.compressCookies = compressCookies
     }
 }

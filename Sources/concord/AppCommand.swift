@@ -87,6 +87,9 @@ struct AppCommand: AsyncParsableCommand {
     @Flag(name: .customLong("secure-cookies"), help: "Mark the session cookie and concord_user Secure (sent only over HTTPS): for clients that come through a TLS proxy such as concord proxy --tls-certificate.")
     var secureCookies = false
 
+    @Flag(name: .customLong("compress-cookies"), help: "client: compress the session before sealing it into the cookie when that makes it smaller (more fits under browsers' 4096-byte cookie limit).")
+    var compressCookies = false
+
     @Flag(help: "Run the app's tasks on SwiftNIO's event loops (NIO as Swift's global executor, as Vapor's app template does): with a redis:// store a request's Redis commands then stay on its loop, with no thread hand-off.")
     var nioGlobalExecutor = false
 
@@ -127,7 +130,7 @@ struct AppCommand: AsyncParsableCommand {
             replicationPort: replicationPort,
             sessionKey: sessionKey ?? ProcessInfo.processInfo.environment["CONCORD_SESSION_KEY"],
             quiesceGrace: .seconds(quiesceGrace), secureCookies: secureCookies, storeReadWait: .seconds(storeReadWait),
-            adminToken: adminToken)
+            adminToken: adminToken, compressCookies: compressCookies)
     }
 
     /// The flags given that this strategy does not use: warned about, not refused, so one command line can start
@@ -141,6 +144,7 @@ struct AppCommand: AsyncParsableCommand {
         if !replicates && peers != nil { flags.append("--peers") }
         if !replicates && adminToken != nil { flags.append("--admin-token") }
         if strategy != .client && sessionKey != nil { flags.append("--session-key") }
+        if strategy != .client && compressCookies { flags.append("--compress-cookies") }
         return flags
     }
 

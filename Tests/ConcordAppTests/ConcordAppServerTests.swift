@@ -12,9 +12,10 @@ import Testing
     static let node = HTTPField.Name("X-Concord-Node")!
 
     private func app(_ strategy: ConcordAppConfiguration.Strategy = .local, key: String? = nil, node: String = "node-7",
-                     secureCookies: Bool = false) throws -> some ApplicationProtocol
+                     secureCookies: Bool = false, compressCookies: Bool = false) throws -> some ApplicationProtocol
     {
-        let configuration = ConcordAppConfiguration(nodeID: node, strategy: strategy, sessionKey: key, secureCookies: secureCookies)
+        let configuration = ConcordAppConfiguration(
+            nodeID: node, strategy: strategy, sessionKey: key, secureCookies: secureCookies, compressCookies: compressCookies)
         let backend = try AppSessionBackend.make(configuration: configuration, logger: .init(label: "test"))
         let router = try ConcordAppServer.makeRouter(
             configuration: configuration, sessions: backend.sessions, metricsText: { "concord_test_total 1\n" })
@@ -154,6 +155,31 @@ import Testing
                 #expect(response.headers[Self.node] == "node-7")
             }
         }
+    }
+
+    /// `--compress-cookies`: a cart that overflows the sealed cookie (500) fits once compressed.
+    @Test func compressedClientCookiesHoldALargerCart() async throws {
+        let key = SessionKeyRing.Key.generate(id: 1).base64
+        func itemsAdded(compress: Bool) async throws -> Int {
+            try await app(.client, key: key, compressCookies: compress).test(.router) { client in
+                var jar = try await client.execute(uri: "/login", method: .post, headers: Self.form,
+                                                   body: ByteBuffer(string: "user=ivy&password=concord")) { cookies(from: $0) }
+                for index in 0..<30 {
+                    var headers = Self.form
+                    headers[.cookie] = jar
+                    let item = "item-\(index)-" + String(repeating: "blue shoes ", count: 16)
+                    let (status, next) = try await client.execute(uri: "/cart/add", method: .post, headers: headers,
+                                                                  body: ByteBuffer(string: "item=\(item)")) { ($0.status, cookies(from: $0)) }
+                    guard status == .seeOther else { return index }
+                    jar = next.isEmpty ? jar : next
+                }
+                return 30
+            }
+        }
+        let plain = try await itemsAdded(compress: false)
+        let compressed = try await itemsAdded(compress: true)
+        #expect(plain < 30, "the uncompressed cookie overflows within 30 items")
+        #expect(compressed == 30, "compressed: \(compressed) items, uncompressed \(plain)")
     }
 
     /// Runtime peer changes happen on the app's own port, which a proxy forwards: only with the node's admin token
