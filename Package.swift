@@ -122,6 +122,7 @@ let package = Package(
         .target(
             name: "ConcordReplication",
             dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),  // the hello's proof of the shared secret
                 "ConcordSessions",
                 "ConcordHashing",
                 "ConcordNetworking",

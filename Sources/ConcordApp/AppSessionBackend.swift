@@ -54,9 +54,14 @@ public struct AppSessionBackend: Sendable {
             let sealer = SessionSealerConfiguration(compression: configuration.compressCookies)
             return AppSessionBackend(sessions: ConcordSessionConfiguration(strategy: .client(keyRing, sealer: sealer)))
         case .sync, .ring:
-            let replication = ReplicationConfiguration(
+            var replication = ReplicationConfiguration(
                 nodeID: configuration.nodeID, host: configuration.host, port: configuration.replicationPort,
                 peers: try parsePeers(configuration.peers, ownID: configuration.nodeID))
+            if let secret = configuration.replicationSecret {
+                replication.sharedSecret = Array(secret.utf8)
+            } else {
+                logger.notice("the replication port serves any caller that says hello: give every node the same --replication-secret (or CONCORD_REPLICATION_SECRET) unless that port is on a private network")
+            }
             let store: any ReplicatedSessionStore =
                 configuration.strategy == .sync
                 ? SyncSessionStore(configuration: replication, logger: logger)

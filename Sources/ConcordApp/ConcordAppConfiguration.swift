@@ -54,6 +54,9 @@ public struct ConcordAppConfiguration: Sendable {
     /// `client`: compress session payloads before sealing when that makes the cookie smaller (a cart holds about
     /// twice as many items before the cookie reaches browsers' 4096-byte limit). Default `false`.
     public var compressCookies: Bool
+    /// `sync` and `ring`: the secret every node shares, which each replication connection's hello must prove
+    /// (``ReplicationConfiguration/sharedSecret``). `nil`: the replication port serves any caller.
+    public var replicationSecret: String?
 
     public init(
         nodeID: String = "node-1",
@@ -69,7 +72,8 @@ public struct ConcordAppConfiguration: Sendable {
         secureCookies: Bool = false,
         storeReadWait: Duration = .zero,
         adminToken: String? = nil,
-        compressCookies: Bool = false
+        compressCookies: Bool = false,
+        replicationSecret: String? = nil
     ) {
         self.nodeID = nodeID
         self.host = host
@@ -85,5 +89,6 @@ public struct ConcordAppConfiguration: Sendable {
         self.storeReadWait = storeReadWait
         self.adminToken = adminToken
         self.compressCookies = compressCookies
+        self.replicationSecret = replicationSecret
     }
 }

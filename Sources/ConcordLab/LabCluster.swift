@@ -34,6 +34,8 @@ public actor LabCluster {
     private let sessionKey: String
     /// The nodes' `--admin-token` (through the environment), for the peer changes of scale-out and scale-in.
     private let adminToken: String
+    /// The nodes' `--replication-secret` (through the environment): replication in the lab runs authenticated.
+    private let replicationSecret: String
 
     private var nodes: [Node] = []
     private var nextNodeNumber = 1
@@ -61,6 +63,7 @@ public actor LabCluster {
         for index in key.indices { key[index] = UInt8.random(in: 0...255) }
         self.sessionKey = Data(key).base64EncodedString()
         self.adminToken = Data((0..<24).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+        self.replicationSecret = Data((0..<24).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
     }
 
     /// Node ids now serving, in order.
@@ -266,7 +269,7 @@ public actor LabCluster {
         let arguments = nodeArguments(id: id, port: port, replicationPort: replicationPort, peers: peers)
         let child = try LabChild.spawn(
             name: id, executable: executable, arguments: arguments,
-            environment: ["CONCORD_SESSION_KEY": sessionKey, "CONCORD_ADMIN_TOKEN": adminToken, "CONCORD_PARENT_PID": "\(getpid())"],
+            environment: ["CONCORD_SESSION_KEY": sessionKey, "CONCORD_ADMIN_TOKEN": adminToken, "CONCORD_REPLICATION_SECRET": replicationSecret, "CONCORD_PARENT_PID": "\(getpid())"],
             logPath: "\(workDirectory)/\(id).log")
         let node = Node(id: id, port: port, replicationPort: replicationPort, child: child)
         if let position { nodes.insert(node, at: position) } else { nodes.append(node) }

@@ -237,7 +237,7 @@ final class PeerLink: Sendable {
 
     private func serve(_ connection: NIOAsyncChannel<ReplicationMessage, ReplicationMessage>) async throws {
         try await connection.executeThenClose { inbound, outbound in
-            try await outbound.write(.hello(nodeID: nodeID))
+            try await outbound.write(ReplicationHelloProof.hello(nodeID: nodeID, secret: configuration.sharedSecret))
             let (doorbell, ringer) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
             let stopped = state.withLock { state in
                 guard !state.isStopped else { return true }

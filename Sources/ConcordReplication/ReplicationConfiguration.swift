@@ -32,6 +32,10 @@ public struct ReplicationConfiguration: Sendable, Codable {
     public var connectTimeout: Duration
     /// How long a connection the listener accepted may take to send its hello before it is closed. Default 10 s.
     public var helloTimeout: Duration
+    /// A secret every node of the cluster shares (16 bytes or more): each connection's hello then proves the caller
+    /// knows it (``ReplicationHelloProof``) and a caller that cannot is cut off before it is served anything.
+    /// `nil` (the default): any caller that says hello is served — run the replication port on a private network.
+    public var sharedSecret: [UInt8]?
     /// How long a state transfer or a read-through may take per peer. Default 10 s.
     public var requestTimeout: Duration
     /// How long a starting node looks for a ready peer to copy before it starts empty. Default 5 s.
@@ -57,7 +61,8 @@ public struct ReplicationConfiguration: Sendable, Codable {
         helloTimeout: Duration = .seconds(10),
         requestTimeout: Duration = .seconds(10),
         stateTransferTimeout: Duration = .seconds(5),
-        sweepInterval: Duration = .seconds(1)
+        sweepInterval: Duration = .seconds(1),
+        sharedSecret: [UInt8]? = nil
     ) {
         self.nodeID = nodeID
         self.host = host
@@ -77,5 +82,6 @@ public struct ReplicationConfiguration: Sendable, Codable {
         self.requestTimeout = requestTimeout
         self.stateTransferTimeout = stateTransferTimeout
         self.sweepInterval = sweepInterval
+        self.sharedSecret = sharedSecret
     }
 }

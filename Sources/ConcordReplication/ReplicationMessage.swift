@@ -7,6 +7,9 @@ import NIOCore
 public enum ReplicationMessage: Sendable, Hashable {
     /// The first message on a connection: who is calling.
     case hello(nodeID: String)
+    /// The first message on a connection of a cluster with a shared secret: who is calling, and the proof that it
+    /// knows the secret (``ReplicationHelloProof``).
+    case provenHello(nodeID: String, issuedAtMilliseconds: UInt64, proof: [UInt8])
     /// Writes (saves, touches, tombstones) and hand-offs, applied last-writer-wins.
     case records([ReplicationRecord])
     /// "Send me every session I should hold" (all of them for `sync`, my share for `ring`): a state transfer.
@@ -31,6 +34,7 @@ extension ReplicationMessage {
         case fetchRequest = 4
         case response = 5
         case userQuery = 6
+        case provenHello = 7
     }
 
     /// Writes the frame body (type byte onwards) for this message.
@@ -39,6 +43,12 @@ extension ReplicationMessage {
         case .hello(let nodeID):
             buffer.writeInteger(Kind.hello.rawValue)
             buffer.writeShortString(nodeID)
+        case .provenHello(let nodeID, let issuedAt, let proof):
+            buffer.writeInteger(Kind.provenHello.rawValue)
+            buffer.writeShortString(nodeID)
+            buffer.writeInteger(issuedAt)
+            buffer.writeInteger(UInt8(proof.count))
+            buffer.writeBytes(proof)
         case .records(let records):
             buffer.writeInteger(Kind.records.rawValue)
             buffer.writeRecords(records)
@@ -70,6 +80,12 @@ extension ReplicationMessage {
         switch kind {
         case .hello:
             message = .hello(nodeID: try buffer.readShortStringOrThrow("node id"))
+        case .provenHello:
+            let nodeID = try buffer.readShortStringOrThrow("node id")
+            let issuedAt: UInt64 = try buffer.readIntegerOrThrow("hello time")
+            let length: UInt8 = try buffer.readIntegerOrThrow("proof length")
+            guard let proof = buffer.readBytes(length: Int(length)) else { throw .malformed("proof shorter than its length") }
+            message = .provenHello(nodeID: nodeID, issuedAtMilliseconds: issuedAt, proof: proof)
         case .records:
             message = .records(try buffer.readRecords())
         case .stateRequest:

@@ -225,9 +225,7 @@ final class ReplicationNode: Sendable {
                     throw ReplicationProtocolError.unexpectedMessage(
                         "no hello: it closed, or sent none within \(configuration.helloTimeout) (HelloDeadlineHandler)")
                 }
-                guard case .hello(let helloID) = first else {
-                    throw ReplicationProtocolError.unexpectedMessage("the first message must be hello")
-                }
+                let helloID = try ReplicationHelloProof.admit(first, secret: configuration.sharedSecret)
                 peerID = helloID
                 while let message = try await messages.next() {
                     switch message {
@@ -248,7 +246,7 @@ final class ReplicationNode: Sendable {
                         try await respond(
                             requestID: requestID, ready: handler.isReady, records: handler.records(forUser: userID),
                             outbound: outbound)
-                    case .hello, .response:
+                    case .hello, .provenHello, .response:
                         throw ReplicationProtocolError.unexpectedMessage("\(message.kindName) from a calling peer")
                     }
                 }
@@ -290,6 +288,7 @@ extension ReplicationMessage {
     var kindName: String {
         switch self {
         case .hello: "hello"
+        case .provenHello: "proven hello"
         case .records: "records"
         case .stateRequest: "state request"
         case .fetchRequest: "fetch request"

@@ -57,6 +57,15 @@ struct AppCommand: AsyncParsableCommand {
     var adminToken: String?
 
     @Option(
+        name: .customLong("replication-secret"),
+        help: """
+            sync and ring: a secret every node shares (at least 16 characters), or env CONCORD_REPLICATION_SECRET: \
+            each replication connection then proves it knows it, and callers that cannot are cut off. Without one, \
+            keep the replication port on a private network.
+            """)
+    var replicationSecret: String?
+
+    @Option(
         name: .customLong("shutdown-delay"),
         help: """
             On SIGTERM or SIGINT, keep serving but answer /ready with 503 for this many seconds, then shut down: a \
@@ -124,13 +133,17 @@ struct AppCommand: AsyncParsableCommand {
         if let adminToken, adminToken.count < 16 || !adminToken.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) {
             throw ValidationError("--admin-token (or CONCORD_ADMIN_TOKEN) must be at least 16 printable characters without spaces")
         }
+        let replicationSecret = replicationSecret ?? ProcessInfo.processInfo.environment["CONCORD_REPLICATION_SECRET"]
+        if let replicationSecret, replicationSecret.utf8.count < 16 {
+            throw ValidationError("--replication-secret (or CONCORD_REPLICATION_SECRET) must be at least 16 characters")
+        }
         return ConcordAppConfiguration(
             nodeID: nodeID, host: host, port: port, strategy: strategy, storeURL: store,
             peers: peers.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? [],
             replicationPort: replicationPort,
             sessionKey: sessionKey ?? ProcessInfo.processInfo.environment["CONCORD_SESSION_KEY"],
             quiesceGrace: .seconds(quiesceGrace), secureCookies: secureCookies, storeReadWait: .seconds(storeReadWait),
-            adminToken: adminToken, compressCookies: compressCookies)
+            adminToken: adminToken, compressCookies: compressCookies, replicationSecret: replicationSecret)
     }
 
     /// The flags given that this strategy does not use: warned about, not refused, so one command line can start
@@ -143,6 +156,7 @@ struct AppCommand: AsyncParsableCommand {
         if !usesStore && storeReadWait > 0 { flags.append("--store-read-wait") }
         if !replicates && peers != nil { flags.append("--peers") }
         if !replicates && adminToken != nil { flags.append("--admin-token") }
+        if !replicates && replicationSecret != nil { flags.append("--replication-secret") }
         if strategy != .client && sessionKey != nil { flags.append("--session-key") }
         if strategy != .client && compressCookies { flags.append("--compress-cookies") }
         return flags

@@ -14,6 +14,7 @@ import Testing
         id: "s-2", incarnation: 8, version: 0, timestamp: 100, origin: "node-b", expiresAt: 2_000, payload: nil)
     static let messages: [ReplicationMessage] = [
         .hello(nodeID: "node-a"),
+        .provenHello(nodeID: "node-a", issuedAtMilliseconds: 1_764_700_000_000, proof: Array(repeating: 0xAB, count: 32)),
         .records([record, tombstone]),
         .records([]),
         .stateRequest(requestID: 42),

@@ -277,6 +277,42 @@ import Testing
         }
     }
 
+    /// With a shared secret, nodes that know it replicate as before, and a caller that does not — a plain hello,
+    /// a wrong secret — is cut off before it is served anything (without one, anyone who reached the port could ask
+    /// for every session).
+    @Test func aSharedSecretKeepsOutCallersWithoutIt() async throws {
+        let secret = Array("correct horse battery staple".utf8)
+        try await TestCluster<SyncSessionStore>.with(
+            make: { configuration in
+                var configuration = configuration
+                configuration.sharedSecret = secret
+                return SyncSessionStore(configuration: configuration, missReadTimeout: .seconds(5), logger: testLogger)
+            },
+            port: { try await $0.listeningPort() }
+        ) { cluster in
+            for _ in 0..<2 { try await cluster.start(peered: true) }
+            cluster[0].addPeer(cluster.peers[1])
+            for store in cluster.stores { try await store.waitUntilReady() }
+            _ = try await cluster[0].save(StoredSession(id: "secret-ok", payload: [1]), ttl: .seconds(60), expectedVersion: nil)
+            #expect(await eventually { cluster[1].replica.record(id: "secret-ok") != nil }, "nodes with the secret replicate")
+
+            let port = try await cluster[0].listeningPort()
+            let before = cluster[0].statistics.peersCutOff
+            for hello in [ReplicationMessage.hello(nodeID: "intruder"),
+                          ReplicationHelloProof.hello(nodeID: "intruder", secret: Array("another secret, also long".utf8))] {
+                let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                    .connect(host: "127.0.0.1", port: port).get()
+                var bytes = ByteBuffer()
+                ReplicationFrameEncoder.encode(hello, into: &bytes)
+                ReplicationFrameEncoder.encode(.stateRequest(requestID: 1), into: &bytes)
+                try await channel.writeAndFlush(bytes).get()
+                #expect(await eventually { !channel.isActive }, "\(hello.kindName): still connected")
+                try? await channel.close().get()
+            }
+            #expect(await eventually { cluster[0].statistics.peersCutOff >= before + 2 }, "cut off: \(cluster[0].statistics.peersCutOff)")
+        }
+    }
+
     @Test func removedPeerNoLongerReceivesWrites() async throws {
         try await Self.withSyncCluster(count: 3) { cluster in
             let removed = cluster.peers[2]
