@@ -409,7 +409,16 @@ public final class Balancer: Sendable {
             return
         }
         var resolved: [Backend] = []
-        for address in addresses { resolved.append(try Backend(address: address)) }
+        var byServer: [String: HostPort] = [:]
+        for address in addresses {
+            let backend = try Backend(address: address)
+            // Two names of one server (localhost:8080 beside 127.0.0.1:8080) would give it two shares of the keys.
+            let server = "\(backend.socketAddress.ipAddress ?? address.host):\(address.port)"
+            if let other = byServer.updateValue(address, forKey: server) {
+                throw .duplicateBackend("\(address) (the same server as \(other): \(server))")
+            }
+            resolved.append(backend)
+        }
         let membership = try Membership(backends: resolved, algorithm: algorithm, boundedLoad: boundedLoad)
         let countersByID = Dictionary(uniqueKeysWithValues: resolved.map { ($0.id, metrics.backend($0.id)) })
         let (before, after, left) = state.withLockedValue { state -> ([String], [String], [BackendHandle]) in

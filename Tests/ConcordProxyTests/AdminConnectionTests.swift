@@ -22,7 +22,8 @@ import Testing
         }
     }
 
-    /// Adding a backend with port 0 (which `--backend` refuses at start) is a 400, and a duplicate a 409.
+    /// Adding a backend with port 0 (which `--backend` refuses at start) is a 400, and a duplicate a 409 — also under
+    /// another name of the same server.
     @Test func addingABackendNeedsARealPortAndANewAddress() async throws {
         try await ProxyHarness.withBackends(["a"]) { backends in
             var config = try ProxyHarness.configuration(backends)
@@ -33,6 +34,11 @@ import Testing
                 let (again, _, _) = AdminServer.respond(
                     method: .POST, uri: "/backends", body: backends[0].address, balancer: server.balancer, metrics: server.metrics)
                 #expect(again == .conflict)
+                // Another name of the same server is the same backend (it got a second share of the keys).
+                let port = backends[0].address.split(separator: ":").last!
+                let (alias, aliasText, _) = AdminServer.respond(
+                    method: .POST, uri: "/backends", body: "localhost:\(port)", balancer: server.balancer, metrics: server.metrics)
+                #expect(alias == .conflict && aliasText.contains("the same server as 127.0.0.1:\(port)"), "\(aliasText)")
                 #expect(server.balancer.statuses().count == 1)
             }
         }
