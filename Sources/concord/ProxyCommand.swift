@@ -226,11 +226,9 @@ struct ProxyCommand: AsyncParsableCommand {
                 raise it (ulimit -n, systemd LimitNOFILE=) or lower --max-connections (limits.maxConnections)
                 """)
         }
-        // SIGHUP reads the file again and applies the flags on top, so what a flag set stays as the flag says.
-        var reload: (@Sendable () throws -> ProxyConfiguration)?
-        if config != nil {
-            reload = { [command = self] in try command.makeConfiguration() }
-        }
+        // SIGHUP reads the file again and applies the flags on top, so what a flag set stays as the flag says; with
+        // flags only it reads the TLS files again (a renewed certificate; it did nothing at all before 2026-12-03).
+        let reload: @Sendable () throws -> ProxyConfiguration = { [command = self] in try command.makeConfiguration() }
         // The proxy owns this process's loops: NIO's singleton group (one per CPU) unless a count is given.
         let loops = configuration.eventLoops.map { MultiThreadedEventLoopGroup(numberOfThreads: $0) }
         let group = loops ?? MultiThreadedEventLoopGroup.singleton

@@ -1,3 +1,4 @@
+import ConcordTLSTestSupport
 import Foundation
 import Testing
 
@@ -118,6 +119,34 @@ import Testing
                 #expect(logText().contains("reload: applied backends"))
                 #expect(logText().contains("reload: cpuAffinity changed to off but takes effect only after a restart"))
                 #expect(proxy.child.isRunning, "SIGHUP must not stop the proxy")
+            }
+        }
+    }
+}
+
+extension ProxyReloadTests {
+    /// A certificate given by flags alone (no --config) is renewed by SIGHUP: before, SIGHUP without --config only
+    /// logged "nothing to reload" and the old certificate stayed in force.
+    @Test(.enabled(if: ConcordProxyProcess.executable != nil, "needs the concord executable beside the test binary"))
+    func sighupRenewsACertificateGivenByFlags() async throws {
+        try await TestCertificate.withDirectory { directory in
+            let installed = try TestCertificate.a.install(in: directory)
+            try await ProxyHarness.withBackends(["a"]) { backends in
+                let arguments = ["--listen", "127.0.0.1:0", "--backend", backends[0].address, "--balance", "round-robin", "--log-level", "notice",
+                                 "--tls-certificate", installed.certificateChain, "--tls-key", installed.privateKey]
+                try await ConcordProxyProcess.with(arguments) { proxy in
+                    try TestCertificate.b.install(in: directory)
+                    #expect(kill(proxy.child.pid, SIGHUP) == 0)
+                    let renewed = "reload: TLS certificates read again from \(installed.certificateChain): new ones in force for new connections"
+                    var seen = false
+                    let deadline = ContinuousClock.now.advanced(by: .seconds(15))
+                    while !seen && ContinuousClock.now < deadline {
+                        seen = proxy.log.contains(renewed)
+                        if !seen { try await Task.sleep(for: .milliseconds(20)) }
+                    }
+                    #expect(seen, "\(proxy.log.suffix(2000))")
+                    #expect(try await RawClient.get(port: proxy.port, tls: try TestCertificate.b.clientContext()).status == 200)
+                }
             }
         }
     }
