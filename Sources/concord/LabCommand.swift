@@ -121,11 +121,7 @@ struct LabCommand: AsyncParsableCommand {
         Progress.say("concord lab: \(configuration.strategies.map(\.rawValue).joined(separator: ", "))")
         Progress.say("  \(configuration.users) users, \(configuration.nodes) nodes; phases: \(phases)")
         let run = LabRun(configuration: configuration, executable: executable, logger: logger) { line in
-            if let line {
-                FileHandle.standardError.write(Data(("\r" + line + "\u{1B}[K").utf8))
-            } else {
-                FileHandle.standardError.write(Data("\n".utf8))
-            }
+            Progress.write(line.map { "\r" + $0 + "\u{1B}[K" } ?? "\n")
         }
         let report = try await run.run()
         var table = TextTable(LabReport.tableHeader)

@@ -163,6 +163,19 @@ import Glibc
         #expect(samePortStatus == 64 && samePort.contains("--port and --replication-port are both 9500"), "\(samePort)")
     }
 
+    /// Progress output that cannot be written (a full disk, a closed pipe) is dropped: `FileHandle.write` trapped on
+    /// it (exit 132, "Illegal instruction") in the middle of a bench or lab run.
+    @Test func progressOutputThatCannotBeWrittenDoesNotEndTheRun() async throws {
+        let child = try LabChild.spawn(
+            name: "concord", executable: Self.concordExecutable, arguments: ["bench", "hashing", "--nodes", "3", "--keys", "1000"],
+            environment: ["CONCORD_PARENT_PID": String(getpid())], logPath: "/dev/full", registry: ChildRegistry())
+        let deadline = ContinuousClock.now.advanced(by: .seconds(60))
+        while child.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        if child.isRunning { await child.stop(grace: .seconds(2)) }
+        _ = await child.waitForExit()
+        #expect(child.exitCode == 0, "exit \(String(describing: child.exitCode))")
+    }
+
     @Test func theProxyNamesTheTakenAddress() async throws {
         try await withTakenPort { port in
             // One event loop: the affinity line (printed before the bind) names one CPU.
