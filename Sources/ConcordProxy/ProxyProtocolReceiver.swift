@@ -88,6 +88,18 @@ final class ProxyProtocolReceiver: ChannelInboundHandler, RemovableChannelHandle
         if done { context.fireChannelReadComplete() }
     }
 
+    /// A client that closes its side before the header (a load balancer's TCP health check does) is done: without
+    /// this its connection sat in CLOSE-WAIT until the header timeout, and held up a graceful stop as long.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if !done, let event = event as? ChannelEvent, event == .inputClosed {
+            done = true
+            timer?.cancel()
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // Before the header nothing behind this handler exists to take the error: the connection just ends.
         guard !done else { return context.fireErrorCaught(error) }

@@ -92,6 +92,16 @@ import Testing
         }
     }
 
+    /// A client that closes its side before any header (a load balancer's TCP health check) is closed at once, not
+    /// after the header read timeout (15 s here; the exchange gives up after 8).
+    @Test func aClientThatLeavesBeforeTheHeaderIsClosedAtOnce() async throws {
+        try await withProxy { port, heads in
+            let response = try await RawClient.exchange(port: port, [""], halfClose: true, timeout: .seconds(8))
+            #expect(response.text.isEmpty && response.closedByPeer, "still open: \(response.text.debugDescription)")
+            #expect(heads.withLockedValue { $0 }.isEmpty)
+        }
+    }
+
     @Test func aConnectionWithoutAValidHeaderNeverReachesABackend() async throws {
         try await withProxy(headerReadTimeout: 3) { port, heads in
             for (bytes, what) in [
