@@ -303,6 +303,17 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         try limits.validate()
     }
 
+    /// Settings another one makes meaningless (`key: cookie:sid` under `balance: round-robin`): the proxy warns
+    /// about each at start and on reload rather than dropping it without a word. (As flags they are usage errors;
+    /// in a file they are kept working, since switching `balance` back and forth is a normal edit.)
+    public var settingsWithoutEffect: [String] {
+        var ignored: [String] = []
+        if mode == .tcp && key.sources != [.ip] { ignored.append("key \(key) (mode tcp hashes the client address only)") }
+        if balance != .hash && mode == .http && key.sources != [.ip] { ignored.append("key \(key) (balance \(balance.rawValue) does not hash)") }
+        if balance != .hash && algorithm != .ring { ignored.append("algorithm \(algorithm) (balance \(balance.rawValue) does not hash)") }
+        return ignored
+    }
+
     /// The part of the ready line after "listening on …": `mode http, balance hash cookie:sid → ip, algorithm ring, 3 backends`.
     public var summary: String {
         var balanceText = balance.rawValue

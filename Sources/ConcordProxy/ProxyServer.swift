@@ -211,6 +211,7 @@ public final class ProxyServer: Service, Sendable {
         }
         let addresses = Addresses(listener: listener.localAddress!, admin: adminChannel?.localAddress,
                                   httpRedirect: redirectChannel?.localAddress)
+        for setting in configuration.settingsWithoutEffect { logger.warning("\(setting) has no effect") }
         logger.notice("\(readyLine(addresses))")
         return addresses
     }
@@ -336,6 +337,7 @@ public final class ProxyServer: Service, Sendable {
         }
         if changed.contains(.drain) { balancer.setDraining(exactly: Set((next.drain ?? []).map(\.description))) }
         currentRuntime.withLockedValue { $0 = nextRuntime }
+        for setting in next.settingsWithoutEffect { logger.warning("reload: \(setting) has no effect") }
         if let pools = running.withLockedValue({ $0?.pools }) {
             // New backend connections get the new limits and TLS (its CA file read again); open ones keep theirs.
             let tls = nextRuntime.backendTLS

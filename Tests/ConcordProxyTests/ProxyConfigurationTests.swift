@@ -147,6 +147,11 @@ import Testing
         #expect(throws: ProxyError.invalidSetting("limits.maxQueuePerBackend must be at least 0 (leave it out for no bound), got -1")) {
             try queue.validate()
         }
+        // In a file, settings another one makes meaningless are named (a warning at start and on reload).
+        #expect(try ProxyConfiguration.parse(yaml: "balance: round-robin\nkey: cookie:sid\nalgorithm: maglev").settingsWithoutEffect
+                == ["key cookie:sid (balance round-robin does not hash)", "algorithm maglev (balance round-robin does not hash)"])
+        #expect(try ProxyConfiguration.parse(yaml: "mode: tcp\nkey: cookie:sid").settingsWithoutEffect == ["key cookie:sid (mode tcp hashes the client address only)"])
+        #expect(try ProxyConfiguration.parse(yaml: "key: cookie:sid\nalgorithm: maglev").settingsWithoutEffect.isEmpty)
         // Settings another one makes meaningless are refused, not ignored.
         queue.limits.maxQueuePerBackend = 5
         try queue.validate()
