@@ -96,6 +96,15 @@ public struct LabConfiguration: Codable, Sendable {
         guard (1...20_000).contains(users) else { throw LabError.invalidArgument("users must be 1...20000, got \(users)") }
         guard (1...32).contains(nodes) else { throw LabError.invalidArgument("nodes must be 1...32, got \(nodes)") }
         guard !phases.isEmpty else { throw LabError.invalidArgument("the scenario has no phases") }
+        // The store URL is checked in full by the first node; a form no node knows is refused before anything starts.
+        let storeForms = ["sqlite:", "redis://", "rediss://", "redis-sentinel://", "rediss-sentinel://", "postgres://", "postgresql://"]
+        if let storeURL, !storeForms.contains(where: storeURL.hasPrefix) {
+            throw LabError.invalidArgument("storeURL '\(storeURL)' is none of sqlite:PATH, redis://HOST:PORT (rediss://, redis-sentinel://…), postgres://USER@HOST:PORT/DB")
+        }
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: outputDirectory, isDirectory: &isDirectory), !isDirectory.boolValue {
+            throw LabError.invalidArgument("outputDirectory \(outputDirectory) is a file; give a directory (it is created if missing)")
+        }
         for phase in phases where !(0.5...600).contains(phase.seconds) {
             throw LabError.invalidArgument("phase '\(phase.name)' lasts \(phase.seconds) s; allowed 0.5...600")
         }

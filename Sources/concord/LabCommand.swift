@@ -83,6 +83,10 @@ struct LabCommand: AsyncParsableCommand {
         if let nodes { configuration.nodes = nodes }
         if let duration {
             guard duration >= 7 else { throw ValidationError("--duration must be at least 7 seconds") }
+            // It would silently replace a scenario's own phases with the default seven.
+            if let scenario, configuration.phases != LabConfiguration().phases {
+                throw ValidationError("--duration sets the default phases; --scenario \(scenario) has phases of its own: set their seconds there, or leave --duration out")
+            }
             configuration.phases = LabConfiguration.defaultPhases(totalSeconds: duration)
         }
         if let thinkTime { configuration.thinkTimeMilliseconds = thinkTime }

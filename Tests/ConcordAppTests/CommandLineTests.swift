@@ -84,7 +84,11 @@ import Glibc
     /// A bad flag or file is refused with the subcommand's usage (it printed `Usage: concord <subcommand>`) and
     /// the status ArgumentParser gives validation errors.
     @Test func aBadFlagPrintsTheSubcommandsUsage() async throws {
+        let scenario = FileManager.default.temporaryDirectory.appendingPathComponent("concord-cli-\(UUID().uuidString).yaml").path
+        try "phases: [{ kind: warm-up, seconds: 3 }, { kind: steady, seconds: 5 }]\n".write(toFile: scenario, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: scenario) }
         for (command, usage) in [(["proxy", "--balance", "foo", "--backend", "127.0.0.1:9"], "Usage: concord proxy"),
+                                 (["lab", "--scenario", scenario, "--duration", "20"], "has phases of its own"),
                                  (["proxy", "--algorithm", "foo", "--backend", "127.0.0.1:9"], "Usage: concord proxy"),
                                  (["proxy", "--balance", "round-robin", "--key", "cookie:sid", "--backend", "127.0.0.1:9"], "--balance round-robin would ignore it"),
                                  (["proxy", "--balance", "least-conn", "--algorithm", "maglev", "--backend", "127.0.0.1:9"], "leave --algorithm out"),
@@ -92,6 +96,8 @@ import Glibc
                                  (["proxy", "--max-queue-per-backend", "5", "--backend", "127.0.0.1:9"], "bounds the queue of limits.maxRequestsPerBackend"),
                                  (["app", "--strategy", "bogus"], "Usage: concord app"),
                                  (["lab", "--users", "0"], "Usage: concord lab"),
+                                 (["lab", "--store", "mysql://db/x"], "storeURL 'mysql://db/x' is none of sqlite:PATH"),
+                                 (["lab", "--output", "/etc/hostname"], "outputDirectory /etc/hostname is a file"),
                                  (["lab", "--scenario", "/nonexistent/scenario.yaml"], "Usage: concord lab")] {
             let (status, output) = try await run(command)
             #expect(status == 64, "\(command): \(output)")
