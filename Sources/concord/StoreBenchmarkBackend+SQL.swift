@@ -15,7 +15,9 @@ extension StoreBenchmarkBackend {
     static let sqlite = StoreBenchmarkBackend(name: "sqlite") { options in
         let directory = options.url == nil ? FileManager.default.temporaryDirectory.appendingPathComponent("concord-bench-\(UUID().uuidString)").path : nil
         if let directory { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
-        let store = SQLiteSessionStore(configuration: .init(path: options.url ?? directory! + "/sessions.sqlite"))
+        // `sqlite:PATH`, as `concord app --store` takes it, or the bare path.
+        let path = options.url.map { $0.hasPrefix("sqlite:") ? String($0.dropFirst("sqlite:".count)) : $0 }
+        let store = SQLiteSessionStore(configuration: .init(path: path ?? directory! + "/sessions.sqlite"))
         return StoreBenchmarkTarget(store: store, peer: nil, stop: {
             await store.close()
             if let directory { try? FileManager.default.removeItem(atPath: directory) }

@@ -182,6 +182,16 @@ import Glibc
         #expect(child.exitCode == 0, "exit \(String(describing: child.exitCode))")
     }
 
+    /// `bench stores --url` takes an SQLite file as `concord app --store` does (`sqlite:PATH`), not only as a path.
+    @Test func theStoreBenchTakesAnSQLiteURL() async throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("concord-bench-\(UUID().uuidString).sqlite").path
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: file + suffix) } }
+        let (status, output) = try await run(["bench", "stores", "--backend", "sqlite", "--url", "sqlite:\(file)",
+                                              "--operations", "200", "--rounds", "1", "--concurrency", "1"])
+        #expect(status == 0, "\(output.suffix(1000))")
+        #expect(FileManager.default.fileExists(atPath: file), "the benchmark did not use \(file)")
+    }
+
     @Test func theProxyNamesTheTakenAddress() async throws {
         try await withTakenPort { port in
             // One event loop: the affinity line (printed before the bind) names one CPU.
