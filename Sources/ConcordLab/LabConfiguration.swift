@@ -161,7 +161,11 @@ public struct LabConfiguration: Codable, Sendable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let defaults = LabConfiguration()
         if let names = try c.decodeIfPresent([String].self, forKey: .strategies) {
-            strategies = try LabStrategy.parseList(names.joined(separator: ","))
+            do {
+                strategies = try LabStrategy.parseList(names.joined(separator: ","))
+            } catch let error as LabError {
+                throw DecodingError.dataCorruptedError(forKey: .strategies, in: c, debugDescription: error.invalidArgumentReason ?? "\(error)")
+            }
         } else {
             strategies = defaults.strategies
         }

@@ -23,6 +23,11 @@ public struct LabError: Error, Sendable, CustomStringConvertible {
     /// have reached the server).
     public static func closedBeforeResponse(_ reason: String) -> Self { Self(.closedBeforeResponse(reason)) }
 
+    /// What is wrong, for an ``invalidArgument(_:)`` (to be told in another context, e.g. a scenario file's).
+    var invalidArgumentReason: String? {
+        if case .invalidArgument(let reason) = base { reason } else { nil }
+    }
+
     /// Whether the exchange failed before any response arrived (a browser resends such a request once when it
     /// went on a reused keep-alive connection).
     public var isClosedBeforeResponse: Bool {

@@ -47,10 +47,16 @@ public enum SettingsDecoding {
         case .dataCorrupted(let c) where c.underlyingError is YamlError:
             // Yams says only "The given data was not valid YAML."; the line and column are in the error beneath.
             return "not valid YAML: \(c.underlyingError.map { "\($0)" } ?? c.debugDescription)"
+        case .dataCorrupted(let c) where c.underlyingError != nil:
+            // An error a settings type threw itself (an unknown lab strategy): Yams wraps it as "not valid YAML".
+            return at(c.codingPath, c.underlyingError.map { "\($0)" } ?? c.debugDescription)
         case .typeMismatch(let type, let c):
             // Yams's own words ("Expected to decode Int but found Scalar instead.") name Swift types.
             return at(c.codingPath, "expected \(kind(of: type))")
-        case .dataCorrupted(let c), .valueNotFound(_, let c), .keyNotFound(_, let c):
+        case .keyNotFound(let key, let c):
+            // Foundation's words name the CodingKeys type.
+            return at(c.codingPath + [key], "missing (required here)")
+        case .dataCorrupted(let c), .valueNotFound(_, let c):
             return at(c.codingPath, c.debugDescription)
         @unknown default:
             return "\(error)"

@@ -58,6 +58,15 @@ import Testing
 
     private static func refusal(_ yaml: String) -> String { thrownText { try LabConfiguration.load(yaml: yaml) } }
 
+    /// An unknown strategy and a missing required field are named where they are (they read "The given data was
+    /// not valid YAML." and `CodingKeys(stringValue: "seconds", …)`).
+    @Test func scenarioMistakesAreNamedWhereTheyAre() {
+        #expect(Self.refusal("strategies: [store, bogus]").contains("strategies: unknown strategy 'bogus'; expected one of local"),
+                "\(Self.refusal("strategies: [store, bogus]"))")
+        #expect(Self.refusal("phases: [{ kind: steady }]").contains("phases[0].seconds: missing (required here)"),
+                "\(Self.refusal("phases: [{ kind: steady }]"))")
+    }
+
     @Test func aCommandPhaseNeedsItsCommandAndOnlyItHasOne() throws {
         let configuration = try LabConfiguration.load(yaml: """
             phases:
