@@ -69,6 +69,20 @@ public struct LabReport: Sendable {
         return quoted.dropLast().joined(separator: ", ") + " and " + quoted.last!
     }
 
+    /// Rows where at least a tenth of the requests failed: no session could be lost by a user who got no answer,
+    /// and fast errors make latency look good, so such rows are named instead of ranked.
+    private static func mostlyFailing(_ rows: [LabResult]) -> [LabResult] {
+        rows.filter { $0.requests > 0 && $0.failedRequests * 10 >= $0.requests }
+    }
+
+    /// "; `l4-hash` failed 136 of 148 requests (92 %), so its figures here say little" for each such row.
+    private func failureClause(_ rows: [LabResult]) -> String {
+        Self.mostlyFailing(rows).map { row in
+            "; `\(row.strategy)` failed \(row.failedRequests) of \(row.requests) requests "
+                + "(\(Self.fixed(Double(row.failedRequests) * 100 / Double(row.requests), 0)) %), so its figures here say little"
+        }.joined()
+    }
+
     /// A few plain sentences: which strategy wins on which figure, and why.
     public var findings: [String] {
         var sentences: [String] = []
@@ -83,15 +97,21 @@ public struct LabReport: Sendable {
         for kind in [LabPhase.Kind.restart, .crash, .scaleOut] {
             let phaseRows = rows(phase: kind)
             guard !phaseRows.isEmpty else { continue }
-            let kept = phaseRows.filter { $0.lostSessions == 0 }.map(\.strategy)
+            let failing = Set(Self.mostlyFailing(phaseRows).map(\.strategy))
+            let kept = phaseRows.filter { $0.lostSessions == 0 && !failing.contains($0.strategy) }.map(\.strategy)
             let worst = phaseRows.max { $0.lostSessionsPercent < $1.lostSessionsPercent }
             var sentence = "On \(kind == .restart ? "a graceful restart" : kind == .crash ? "a crash (SIGKILL)" : "scale-out"), "
-            sentence += kept.isEmpty ? "every strategy lost sessions" : "\(list(kept)) lost no session"
+            if kept.isEmpty {
+                sentence += phaseRows.allSatisfy { failing.contains($0.strategy) || $0.lostSessions > 0 } && !failing.isEmpty
+                    ? "no strategy served its users throughout" : "every strategy lost sessions"
+            } else {
+                sentence += "\(list(kept)) lost no session"
+            }
             if let worst, worst.lostSessions > 0 {
                 sentence += "; `\(worst.strategy)` lost the most (\(Self.fixed(worst.lostSessionsPercent, 1)) % of active users), "
                 sentence += "because \(mechanism(worst.strategy))"
             }
-            sentences.append(sentence + ".")
+            sentences.append(sentence + failureClause(phaseRows) + ".")
         }
         let scaling = rows(phase: .scaleOut) + rows(phase: .scaleIn)
         let modulo = scaling.filter { $0.strategy == LabStrategy.l7HashModulo.rawValue }
@@ -108,7 +128,8 @@ public struct LabReport: Sendable {
         let parallel = rows(phase: .parallel)
         if !parallel.isEmpty {
             let losing = parallel.filter { $0.lostCartItems > 0 }.sorted { $0.lostCartItems > $1.lostCartItems }
-            let clean = parallel.filter { $0.lostCartItems == 0 && $0.lostSessions == 0 }.map(\.strategy)
+            let failingInParallel = Set(Self.mostlyFailing(parallel).map(\.strategy))
+            let clean = parallel.filter { $0.lostCartItems == 0 && $0.lostSessions == 0 && !failingInParallel.contains($0.strategy) }.map(\.strategy)
             // A strategy that lost whole sessions lost their carts too, which the item count does not show.
             let sessionLosers = parallel.filter { $0.lostCartItems == 0 && $0.lostSessions > 0 }
             var sentence = "With parallel cart additions, "
@@ -128,9 +149,10 @@ public struct LabReport: Sendable {
                     sentence += ", because each parallel response carries its own sealed cookie and the last one the browser stores wins"
                 }
             }
-            sentences.append(sentence + ".")
+            sentences.append(sentence + failureClause(parallel) + ".")
         }
-        let steady = rows(phase: .steady).filter { $0.requests > 0 }
+        let steadyFailing = Set(Self.mostlyFailing(rows(phase: .steady)).map(\.strategy))
+        let steady = rows(phase: .steady).filter { $0.requests > 0 && !steadyFailing.contains($0.strategy) }
         if let fastest = steady.min(by: { $0.p99Ms < $1.p99Ms }), let slowest = steady.max(by: { $0.p99Ms < $1.p99Ms }),
             fastest.strategy != slowest.strategy
         {

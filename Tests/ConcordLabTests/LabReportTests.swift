@@ -4,8 +4,9 @@ import Testing
 @testable import ConcordLab
 
 @Suite(.timeLimit(.minutes(3))) struct LabReportTests {
-    private func tally(requests: Int, lost: Int, active: Int, perNode: [String: Int], cartLost: Int = 0) -> PhaseTally {
+    private func tally(requests: Int, lost: Int, active: Int, perNode: [String: Int], cartLost: Int = 0, failed: Int = 0) -> PhaseTally {
         var tally = PhaseTally()
+        tally.failedRequests = failed
         tally.activeUsers = Set(0..<active)
         tally.lostUsers = Set(0..<lost)
         tally.requests = requests
@@ -84,6 +85,24 @@ import Testing
         #expect(text.contains("`ring` was not measured: needs the proxy"))
     }
 
+    /// A strategy most of whose requests failed in a phase (a per-backend limit that turned users away, one node
+    /// down) is named with its failures, not as one that "lost no session" or had the lowest p99 thanks to fast 503s.
+    @Test func mostlyFailingRowsAreNamedNotRanked() {
+        let phases = [LabPhase(kind: .steady, seconds: 1), LabPhase(kind: .crash, seconds: 1), LabPhase(kind: .parallel, seconds: 1)]
+        var results: [LabResult] = []
+        for phase in ["steady", "crash", "parallel"] {
+            results.append(LabResult(strategy: "store", phase: phase, balancing: "", tally: tally(requests: 100, lost: 1, active: 10, perNode: ["a": 100])))
+            results.append(LabResult(strategy: "l4-hash", phase: phase, balancing: "",
+                                     tally: tally(requests: 148, lost: 0, active: 10, perNode: ["a": 148], failed: 136)))
+        }
+        let text = LabReport(
+            configuration: LabConfiguration(strategies: [.store, .l4Hash], phases: phases), results: results,
+            skipped: [], proxyAvailable: true).findings.joined(separator: "\n")
+        #expect(!text.contains("`l4-hash` lost no session") && !text.contains("`l4-hash` kept every"), "\(text)")
+        #expect(text.contains("`l4-hash` failed 136 of 148 requests (92 %), so its figures here say little"), "\(text)")
+        #expect(!text.contains("In steady state `l4-hash`"), "\(text)")
+    }
+
     /// A strategy that lost whole sessions in the parallel phase lost no *item* it still had, but it did not keep
     /// the carts: the finding used to say "no strategy kept every item" while the table showed 0 items lost.
     @Test func theParallelFindingNamesSessionsLostAsWellAsItems() {
@@ -127,7 +146,8 @@ import Testing
         let text = report.findings.joined(separator: "\n")
         #expect(text.contains("`l7-hash` got no answer to any of its 46 requests (connection error ×46)"), "\(text)")
         #expect(!text.contains("`l7-hash` and"), "\(text)")
-        #expect(text.contains("On a crash (SIGKILL), `store` lost no session"), "\(text)")
+        // `store` got one answer in 23: named with its failures, not as one that "lost no session".
+        #expect(text.contains("On a crash (SIGKILL), no strategy served its users throughout; `store` failed 22 of 23 requests (96 %)"), "\(text)")
     }
 
     @Test func theSetupNamesTheShutdownDelay() {
