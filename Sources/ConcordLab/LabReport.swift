@@ -220,7 +220,8 @@ public struct LabReport: Sendable {
 
     public func markdown() -> String {
         var text = "# Concord lab report\n\n\(setup)\n\n## Findings\n\n"
-        text += findings.map { "- \($0)" }.joined(separator: "\n") + "\n\n## Figures\n\n"
+        // A finding may quote several lines (a child's log tail): indented, they stay inside its list item.
+        text += findings.map { "- " + $0.replacingOccurrences(of: "\n", with: "\n  ") }.joined(separator: "\n") + "\n\n## Figures\n\n"
         text += "| " + Self.tableHeader.joined(separator: " | ") + " |\n"
         text += "|" + Self.tableHeader.map { _ in "---" }.joined(separator: "|") + "|\n"
         for row in tableRows { text += "| " + row.joined(separator: " | ") + " |\n" }

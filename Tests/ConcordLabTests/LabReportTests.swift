@@ -85,6 +85,15 @@ import Testing
         #expect(text.contains("`ring` was not measured: needs the proxy"))
     }
 
+    /// A finding that quotes several lines stays one list item in report.md (the lines after the first broke the list).
+    @Test func aMultiLineFindingStaysOneListItem() {
+        let report = LabReport(
+            configuration: LabConfiguration(strategies: [.ring], phases: [LabPhase(kind: .steady, seconds: 1)]), results: [],
+            skipped: [LabSkipped(strategy: "ring", reason: "node-1 exited; its log ends with:\nError: boom\n\nmore")], proxyAvailable: true)
+        #expect(report.markdown().contains("- `ring` was not measured: node-1 exited; its log ends with:\n  Error: boom\n  \n  more."),
+                "\(report.markdown())")
+    }
+
     /// A strategy most of whose requests failed in a phase (a per-backend limit that turned users away, one node
     /// down) is named with its failures, not as one that "lost no session" or had the lowest p99 thanks to fast 503s.
     @Test func mostlyFailingRowsAreNamedNotRanked() {
