@@ -47,9 +47,26 @@ public struct LabRun: Sendable {
 
     private var workRoot: String { "\(configuration.outputDirectory)/work" }
 
+    /// The file that marks a directory as a lab run's own (its children's logs and store): only such a directory is
+    /// emptied for the next run — `--output ~` must not delete a `~/work/store` the lab never made.
+    static let workMarker = ".concord-lab-work"
+
+    static func clearWorkDirectory(_ directory: String) throws {
+        let manager = FileManager.default
+        if manager.fileExists(atPath: directory) {
+            guard manager.fileExists(atPath: "\(directory)/\(workMarker)") else {
+                throw LabError.invalidArgument(
+                    "\(directory) exists and was not made by concord lab; it is left alone: choose another --output")
+            }
+            try manager.removeItem(atPath: directory)
+        }
+        try manager.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        manager.createFile(atPath: "\(directory)/\(workMarker)", contents: Data())
+    }
+
     func run(_ strategy: LabStrategy, proxyAvailable: Bool) async throws -> [LabResult] {
         let directory = "\(workRoot)/\(strategy.rawValue)"
-        try? FileManager.default.removeItem(atPath: directory)
+        try Self.clearWorkDirectory(directory)
         let cluster = LabCluster(
             strategy: strategy, configuration: configuration, executable: executable, workDirectory: directory,
             proxyAvailable: proxyAvailable, logger: logger)
