@@ -58,7 +58,7 @@ struct LabCommand: AsyncParsableCommand {
     @Flag(name: .customLong("proxy-access-log"), help: "Run concord proxy with --access-log: one line per request in DIR/work/<strategy>/proxy.log (status, backend, outcome), to see which requests failed and why.")
     var proxyAccessLog = false
 
-    @Option(name: .customLong("proxy-max-requests-per-backend"), help: "Run concord proxy with --max-requests-per-backend N: each node gets at most N requests at once, the rest wait in the proxy (default: no limit).")
+    @Option(name: .customLong("proxy-max-requests-per-backend"), help: "Run concord proxy with --max-requests-per-backend N: each node gets at most N requests at once, the rest wait in the proxy (default: no limit; HTTP strategies only — for l4-hash it would limit connections, which users hold all run).")
     var proxyMaxRequestsPerBackend: Int?
 
     /// Checked when the command line is parsed, so that a bad flag or scenario prints this command's usage, not

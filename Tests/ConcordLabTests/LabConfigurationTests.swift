@@ -132,9 +132,9 @@ import Testing
     }
 
     @Test func theProxyGetsAPerBackendLimitOnlyWhenSet() async throws {
-        func arguments(_ limit: Int?) async -> [String] {
+        func arguments(_ limit: Int?, strategy: LabStrategy = .store) async -> [String] {
             await LabCluster(
-                strategy: .store, configuration: LabConfiguration(proxyMaxRequestsPerBackend: limit), executable: "concord",
+                strategy: strategy, configuration: LabConfiguration(proxyMaxRequestsPerBackend: limit), executable: "concord",
                 workDirectory: "/tmp", proxyAvailable: true, logger: Logger(label: "test")
             ).proxyArguments()
         }
@@ -142,6 +142,8 @@ import Testing
         let index = try #require(limited.firstIndex(of: "--max-requests-per-backend"))
         #expect(limited[index + 1] == "8")
         #expect(await !arguments(nil).contains("--max-requests-per-backend"))
+        // The L4 proxy would limit connections, which virtual users hold for the whole run: not passed there.
+        #expect(await !arguments(8, strategy: .l4Hash).contains("--max-requests-per-backend"))
         #expect(try LabConfiguration.load(yaml: "proxyMaxRequestsPerBackend: 16").proxyMaxRequestsPerBackend == 16)
         #expect(LabConfiguration().proxyMaxRequestsPerBackend == nil)
         #expect(throws: LabError.self) { try LabConfiguration(proxyMaxRequestsPerBackend: 0).validate() }
