@@ -41,6 +41,14 @@ public struct LabRun: Sendable {
                 logger.error("\(strategy.rawValue) failed: \(error)")
                 skipped.append(LabSkipped(strategy: strategy.rawValue, reason: "the run failed: \(error)"))
             }
+            if strategy != configuration.strategies.last {
+                // The strategies measured so far, in case the run is interrupted (Ctrl-C ends the process): a long
+                // run's finished strategies are not lost. The complete report replaces these files at the end.
+                let partial = LabReport(configuration: configuration, results: results, skipped: skipped, proxyAvailable: capabilities.hasProxy)
+                do { try partial.write(to: configuration.outputDirectory) } catch {
+                    logger.warning("could not write the report so far: \(error)")
+                }
+            }
         }
         return LabReport(configuration: configuration, results: results, skipped: skipped, proxyAvailable: capabilities.hasProxy)
     }

@@ -192,6 +192,30 @@ import Glibc
         #expect(FileManager.default.fileExists(atPath: file), "the benchmark did not use \(file)")
     }
 
+    /// The lab writes its report after each strategy, so a run stopped with Ctrl-C keeps the strategies it finished
+    /// (they were lost with the process).
+    @Test func anInterruptedLabKeepsItsFinishedStrategies() async throws {
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("concord-lab-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        let registry = ChildRegistry()
+        defer { registry.terminateAll() }
+        let lab = try LabChild.spawn(
+            name: "lab", executable: Self.concordExecutable,
+            arguments: ["lab", "--strategies", "local,client", "--users", "10", "--nodes", "1", "--duration", "7", "--output", output],
+            environment: ["CONCORD_PARENT_PID": String(getpid())], logPath: output + ".log", registry: registry)
+        defer { try? FileManager.default.removeItem(atPath: output + ".log") }
+        let results = output + "/results.json"
+        let deadline = ContinuousClock.now.advanced(by: .seconds(90))
+        while lab.isRunning && !FileManager.default.fileExists(atPath: results) && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        try #require(FileManager.default.fileExists(atPath: results), "no report after the first strategy: \(lab.logTail())")
+        lab.send(SIGINT)
+        _ = await lab.waitForExit()
+        let text = try String(contentsOfFile: results, encoding: .utf8)
+        #expect(text.contains("\"strategy\" : \"local\""), "\(text.prefix(500))")
+    }
+
     @Test func theProxyNamesTheTakenAddress() async throws {
         try await withTakenPort { port in
             // One event loop: the affinity line (printed before the bind) names one CPU.
