@@ -109,7 +109,12 @@ public struct LabReport: Sendable {
             }
             if let worst, worst.lostSessions > 0 {
                 sentence += "; `\(worst.strategy)` lost the most (\(Self.fixed(worst.lostSessionsPercent, 1)) % of active users), "
-                sentence += "because \(mechanism(worst.strategy))"
+                if LabStrategy(rawValue: worst.strategy)?.keepsSessionsAcrossNodes == true {
+                    // Its mechanism is why it should not have: "because … holds a copy" read as nonsense.
+                    sentence += "which its design should prevent (\(mechanism(worst.strategy))): see work/\(worst.strategy)/ in the report directory"
+                } else {
+                    sentence += "because \(mechanism(worst.strategy))"
+                }
             }
             sentences.append(sentence + failureClause(phaseRows) + ".")
         }

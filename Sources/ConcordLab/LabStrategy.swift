@@ -78,6 +78,15 @@ public enum LabStrategy: String, CaseIterable, Codable, Sendable {
         }
     }
 
+    /// Whether sessions outlive the node that served them by design (a copy elsewhere: peers, the cookie, the store),
+    /// so a loss is not explained by the strategy but points at something else (the logs, a too-short phase).
+    public var keepsSessionsAcrossNodes: Bool {
+        switch self {
+        case .sync, .client, .store, .ring, .storeNearCache: true
+        case .local, .l4Hash, .l7Hash, .l7HashModulo, .stickyCookie: false
+        }
+    }
+
     /// Parses a comma-separated list such as `store,ring,l4-hash`.
     public static func parseList(_ text: String) throws -> [LabStrategy] {
         try text.split(separator: ",").map { raw in

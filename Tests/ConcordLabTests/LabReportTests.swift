@@ -85,6 +85,19 @@ import Testing
         #expect(text.contains("`ring` was not measured: needs the proxy"))
     }
 
+    /// A strategy whose design keeps sessions (a copy elsewhere) that still lost the most is not "explained" by that
+    /// design ("lost the most … because the next node on the ring holds a copy").
+    @Test func aLossTheDesignShouldPreventIsNotExplainedByIt() {
+        let phases = [LabPhase(kind: .crash, seconds: 1)]
+        let text = LabReport(
+            configuration: LabConfiguration(strategies: [.ring, .store], phases: phases),
+            results: [LabResult(strategy: "ring", phase: "crash", balancing: "", tally: tally(requests: 100, lost: 2, active: 10, perNode: ["a": 100])),
+                      LabResult(strategy: "store", phase: "crash", balancing: "", tally: tally(requests: 100, lost: 0, active: 10, perNode: ["a": 100]))],
+            skipped: [], proxyAvailable: true).findings.joined(separator: "\n")
+        #expect(text.contains("`ring` lost the most (20.0 % of active users), which its design should prevent"), "\(text)")
+        #expect(!text.contains("because the proxy hashes the session id"), "\(text)")
+    }
+
     /// A finding that quotes several lines stays one list item in report.md (the lines after the first broke the list).
     @Test func aMultiLineFindingStaysOneListItem() {
         let report = LabReport(
