@@ -33,6 +33,24 @@ public struct AppSessionBackend: Sendable {
         self.changePeers = changePeers
     }
 
+    /// What ``make(configuration:logger:)`` would refuse in `configuration` — a session key that is not one, a bad
+    /// peer list, a store URL no store takes — found without building anything, so the command line can say so
+    /// as a usage error (exit 64) instead of at start (exit 1).
+    public static func check(_ configuration: ConcordAppConfiguration) throws {
+        switch configuration.strategy {
+        case .client:
+            if let text = configuration.sessionKey, SessionKeyRing.Key(id: 1, base64: text) == nil {
+                throw AppError.invalidConfiguration("the session key must be 32 bytes in base64")
+            }
+        case .sync, .ring:
+            _ = try parsePeers(configuration.peers, ownID: configuration.nodeID)
+        case .store, .storeNearCache:
+            try AppSessionStoreFactory.check(url: configuration.storeURL)
+        case .local:
+            break
+        }
+    }
+
     /// The strategies this build of the app can run (the others need modules not built in yet).
     public static var availableStrategies: [ConcordAppConfiguration.Strategy] { ConcordAppConfiguration.Strategy.allCases }
 

@@ -14,6 +14,25 @@ enum AppSessionStoreFactory {
         "postgres://USER@HOST:PORT/DB",
     ]
 
+    /// Whether `url` names a store this build can open, without opening it (the command line's check: a bad URL
+    /// is then a usage error, exit 64, before anything starts).
+    static func check(url: String) throws {
+        if url.hasPrefix("sqlite:") { return try checkSQLitePath(String(url.dropFirst("sqlite:".count))) }
+        do {
+            if url.hasPrefix("redis://") || url.hasPrefix("rediss://") || RedisSentinel.isSentinelURL(url) {
+                _ = try RedisSessionStoreConfiguration(urls: [url])
+                return
+            }
+            if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
+                _ = try PostgresSessionStoreConfiguration(url: url)
+                return
+            }
+        } catch {
+            throw AppError.invalidConfiguration("store \(url): \(error)")
+        }
+        throw AppError.invalidConfiguration("store URL '\(url)' is not supported; use one of: \(forms.joined(separator: ", "))")
+    }
+
     /// The store for `url`, metered (its bytes count as intranet traffic), and the services it needs running.
     static func make(url: String, logger: Logger) throws -> (store: any SessionStore, services: [any Service]) {
         if url.hasPrefix("sqlite:") {

@@ -110,7 +110,8 @@ struct AppCommand: AsyncParsableCommand {
 
     /// Checked when the command line is parsed, so that a bad flag prints this command's usage, not `concord`'s.
     func validate() throws {
-        _ = try makeConfiguration()
+        let configuration = try makeConfiguration()
+        do { try AppSessionBackend.check(configuration) } catch let error as AppError { throw ValidationError("\(error)") }
     }
 
     func makeConfiguration() throws -> ConcordAppConfiguration {
