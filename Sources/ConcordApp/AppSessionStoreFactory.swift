@@ -14,46 +14,52 @@ enum AppSessionStoreFactory {
         "postgres://USER@HOST:PORT/DB",
     ]
 
+    /// A store URL read and checked, nothing opened yet.
+    private enum StoreSettings {
+        case sqlite(SQLiteSessionStoreConfiguration)
+        case redis(RedisSessionStoreConfiguration)
+        case postgres(PostgresSessionStoreConfiguration)
+    }
+
     /// Whether `url` names a store this build can open, without opening it (the command line's check: a bad URL
     /// is then a usage error, exit 64, before anything starts).
     static func check(url: String) throws {
-        if url.hasPrefix("sqlite:") { return try checkSQLitePath(String(url.dropFirst("sqlite:".count))) }
-        do {
-            if url.hasPrefix("redis://") || url.hasPrefix("rediss://") || RedisSentinel.isSentinelURL(url) {
-                _ = try RedisSessionStoreConfiguration(urls: [url])
-                return
-            }
-            if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
-                _ = try PostgresSessionStoreConfiguration(url: url)
-                return
-            }
-        } catch {
-            throw AppError.invalidConfiguration("store \(url): \(error)")
-        }
-        throw AppError.invalidConfiguration("store URL '\(url)' is not supported; use one of: \(forms.joined(separator: ", "))")
+        _ = try settings(for: url)
     }
 
     /// The store for `url`, metered (its bytes count as intranet traffic), and the services it needs running.
     static func make(url: String, logger: Logger) throws -> (store: any SessionStore, services: [any Service]) {
+        switch try settings(for: url) {
+        case .sqlite(let configuration):
+            let store = SQLiteSessionStore(configuration: configuration, logger: logger)
+            return (MeteredSessionStore(store), [store])
+        case .redis(let configuration):
+            let store = try invalidIfThrows(url) { try RedisSessionStore(configuration: configuration, logger: logger) }
+            return (MeteredSessionStore(store), [])
+        case .postgres(let configuration):
+            let store = PostgresSessionStore(configuration: configuration, logger: logger)
+            return (MeteredSessionStore(store), [store])
+        }
+    }
+
+    private static func settings(for url: String) throws -> StoreSettings {
         if url.hasPrefix("sqlite:") {
             let path = String(url.dropFirst("sqlite:".count))
             try checkSQLitePath(path)
-            let store = SQLiteSessionStore(configuration: SQLiteSessionStoreConfiguration(path: path), logger: logger)
-            return (MeteredSessionStore(store), [store])
+            return .sqlite(SQLiteSessionStoreConfiguration(path: path))
         }
-        do {
-            if url.hasPrefix("redis://") || url.hasPrefix("rediss://") || RedisSentinel.isSentinelURL(url) {
-                let store = try RedisSessionStore(configuration: try RedisSessionStoreConfiguration(urls: [url]), logger: logger)
-                return (MeteredSessionStore(store), [])
-            }
-            if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
-                let store = PostgresSessionStore(configuration: try PostgresSessionStoreConfiguration(url: url), logger: logger)
-                return (MeteredSessionStore(store), [store])
-            }
-        } catch {
-            throw AppError.invalidConfiguration("store \(url): \(error)")
+        if url.hasPrefix("redis://") || url.hasPrefix("rediss://") || RedisSentinel.isSentinelURL(url) {
+            return .redis(try invalidIfThrows(url) { try RedisSessionStoreConfiguration(urls: [url]) })
+        }
+        if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
+            return .postgres(try invalidIfThrows(url) { try PostgresSessionStoreConfiguration(url: url) })
         }
         throw AppError.invalidConfiguration("store URL '\(url)' is not supported; use one of: \(forms.joined(separator: ", "))")
+    }
+
+    /// `body`'s result, its error told as the store URL's.
+    private static func invalidIfThrows<T>(_ url: String, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch { throw AppError.invalidConfiguration("store \(url): \(error)") }
     }
 
     /// A SQLite store is a file that several processes share. An empty path or `:memory:` gives every connection

@@ -75,6 +75,10 @@ public struct LabReport: Sendable {
         rows.filter { $0.requests > 0 && $0.failedRequests * 10 >= $0.requests }
     }
 
+    private static func mostlyFailingStrategies(_ rows: [LabResult]) -> Set<String> {
+        Set(mostlyFailing(rows).map(\.strategy))
+    }
+
     /// "; `l4-hash` failed 136 of 148 requests (92 %), so its figures here say little" for each such row.
     private func failureClause(_ rows: [LabResult]) -> String {
         Self.mostlyFailing(rows).map { row in
@@ -97,13 +101,13 @@ public struct LabReport: Sendable {
         for kind in [LabPhase.Kind.restart, .crash, .scaleOut] {
             let phaseRows = rows(phase: kind)
             guard !phaseRows.isEmpty else { continue }
-            let failing = Set(Self.mostlyFailing(phaseRows).map(\.strategy))
+            let failing = Self.mostlyFailingStrategies(phaseRows)
             let kept = phaseRows.filter { $0.lostSessions == 0 && !failing.contains($0.strategy) }.map(\.strategy)
             let worst = phaseRows.max { $0.lostSessionsPercent < $1.lostSessionsPercent }
             var sentence = "On \(kind == .restart ? "a graceful restart" : kind == .crash ? "a crash (SIGKILL)" : "scale-out"), "
             if kept.isEmpty {
-                sentence += phaseRows.allSatisfy { failing.contains($0.strategy) || $0.lostSessions > 0 } && !failing.isEmpty
-                    ? "no strategy served its users throughout" : "every strategy lost sessions"
+                // Every row failed mostly or lost sessions (what `kept` leaves out): say which, roughly.
+                sentence += failing.isEmpty ? "every strategy lost sessions" : "no strategy served its users throughout"
             } else {
                 sentence += "\(list(kept)) lost no session"
             }
@@ -133,7 +137,7 @@ public struct LabReport: Sendable {
         let parallel = rows(phase: .parallel)
         if !parallel.isEmpty {
             let losing = parallel.filter { $0.lostCartItems > 0 }.sorted { $0.lostCartItems > $1.lostCartItems }
-            let failingInParallel = Set(Self.mostlyFailing(parallel).map(\.strategy))
+            let failingInParallel = Self.mostlyFailingStrategies(parallel)
             let clean = parallel.filter { $0.lostCartItems == 0 && $0.lostSessions == 0 && !failingInParallel.contains($0.strategy) }.map(\.strategy)
             // A strategy that lost whole sessions lost their carts too, which the item count does not show.
             let sessionLosers = parallel.filter { $0.lostCartItems == 0 && $0.lostSessions > 0 }
@@ -156,7 +160,7 @@ public struct LabReport: Sendable {
             }
             sentences.append(sentence + failureClause(parallel) + ".")
         }
-        let steadyFailing = Set(Self.mostlyFailing(rows(phase: .steady)).map(\.strategy))
+        let steadyFailing = Self.mostlyFailingStrategies(rows(phase: .steady))
         let steady = rows(phase: .steady).filter { $0.requests > 0 && !steadyFailing.contains($0.strategy) }
         if let fastest = steady.min(by: { $0.p99Ms < $1.p99Ms }), let slowest = steady.max(by: { $0.p99Ms < $1.p99Ms }),
             fastest.strategy != slowest.strategy

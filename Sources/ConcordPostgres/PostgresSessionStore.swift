@@ -164,12 +164,12 @@ public final class PostgresSessionStore: SessionStore, Service {
             reachability.succeeded()
             connectFailures.clear()
             return rows
-        } catch var error as PostgresOperationTimeout {
-            error.lastConnectFailure = connectFailures.lastFailure
-            let mapped = Self.sessionStoreError(for: error, notApplied: start?.abandon() ?? false)
-            reachability.failed(mapped)
-            throw mapped
         } catch {
+            var error = error
+            if var timeout = error as? PostgresOperationTimeout {
+                timeout.lastConnectFailure = connectFailures.lastFailure
+                error = timeout
+            }
             let mapped = Self.sessionStoreError(for: error, notApplied: start?.abandon() ?? false)
             if mapped.isUnavailable { reachability.failed(mapped) }
             throw mapped
