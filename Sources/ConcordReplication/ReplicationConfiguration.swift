@@ -84,4 +84,13 @@ public struct ReplicationConfiguration: Sendable, Codable {
         self.sweepInterval = sweepInterval
         self.sharedSecret = sharedSecret
     }
+
+    /// Every setting but `sharedSecret`: an encoded configuration (a dump, a log line, a file written back) never
+    /// carries the secret, and a decoded one has none — give it in code or from the environment
+    /// (`CONCORD_REPLICATION_SECRET` for `concord app`).
+    private enum CodingKeys: String, CodingKey {
+        case nodeID, host, port, peers, maximumFrameBytes, maximumSessionBytes, batchRecords, batchBytes
+        case maximumQueuedRecords, enqueueTimeout, tombstoneLifetime, initialReconnectDelay, maximumReconnectDelay
+        case connectTimeout, helloTimeout, requestTimeout, stateTransferTimeout, sweepInterval
+    }
 }

@@ -32,4 +32,16 @@ import Testing
         #expect(throws: ReplicationProtocolError.self) { try ReplicationHelloProof.admit(.hello(nodeID: "n1"), secret: Self.secret) }
         #expect(throws: ReplicationProtocolError.self) { try ReplicationHelloProof.admit(.stateRequest(requestID: 1), secret: nil) }
     }
+
+    @Test func anEncodedConfigurationCarriesNoSecret() throws {
+        let configuration = ReplicationConfiguration(nodeID: "n1", port: 7001, sharedSecret: Self.secret)
+        let json = try JSONEncoder().encode(configuration)
+        let text = String(decoding: json, as: UTF8.self)
+        #expect(text.contains("n1"))
+        #expect(!text.contains("sharedSecret"))
+        // The secret's bytes as numbers, as a [UInt8] would be encoded.
+        #expect(!text.contains(Self.secret.prefix(4).map(String.init).joined(separator: ",")))
+        let decoded = try JSONDecoder().decode(ReplicationConfiguration.self, from: json)
+        #expect(decoded.nodeID == "n1" && decoded.port == 7001 && decoded.sharedSecret == nil)
+    }
 }
