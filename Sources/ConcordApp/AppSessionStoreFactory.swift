@@ -8,12 +8,6 @@ import ServiceLifecycle
 
 /// The shared store a `store` or `store+near-cache` node uses, from its URL.
 enum AppSessionStoreFactory {
-    /// URL forms this build understands.
-    static let forms = [
-        "sqlite:PATH", "redis://HOST:PORT", "rediss://HOST:PORT (TLS)", "redis-sentinel://HOST:PORT[,HOST:PORT…]#MASTER (rediss-sentinel:// for TLS)",
-        "postgres://USER@HOST:PORT/DB",
-    ]
-
     /// A store URL read and checked, nothing opened yet.
     private enum StoreSettings {
         case sqlite(SQLiteSessionStoreConfiguration)
@@ -43,18 +37,17 @@ enum AppSessionStoreFactory {
     }
 
     private static func settings(for url: String) throws -> StoreSettings {
-        if url.hasPrefix("sqlite:") {
-            let path = String(url.dropFirst("sqlite:".count))
+        switch StoreURL(url) {
+        case .sqlite(let path):
             try checkSQLitePath(path)
             return .sqlite(SQLiteSessionStoreConfiguration(path: path))
-        }
-        if url.hasPrefix("redis://") || url.hasPrefix("rediss://") || RedisSentinel.isSentinelURL(url) {
+        case .redis:
             return .redis(try invalidIfThrows(url) { try RedisSessionStoreConfiguration(urls: [url]) })
-        }
-        if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
+        case .postgres:
             return .postgres(try invalidIfThrows(url) { try PostgresSessionStoreConfiguration(url: url) })
+        case nil:
+            throw AppError.invalidConfiguration("store URL '\(url)' is not supported; use one of: \(StoreURL.forms.joined(separator: ", "))")
         }
-        throw AppError.invalidConfiguration("store URL '\(url)' is not supported; use one of: \(forms.joined(separator: ", "))")
     }
 
     /// `body`'s result, its error told as the store URL's.

@@ -1,4 +1,5 @@
 import ConcordProxy
+import ConcordSessions
 import Foundation
 
 /// Everything one `concord lab` run needs. Loadable from a YAML scenario (`--scenario FILE`, same field names);
@@ -97,9 +98,8 @@ public struct LabConfiguration: Codable, Sendable {
         guard (1...32).contains(nodes) else { throw LabError.invalidArgument("nodes must be 1...32, got \(nodes)") }
         guard !phases.isEmpty else { throw LabError.invalidArgument("the scenario has no phases") }
         // The store URL is checked in full by the first node; a form no node knows is refused before anything starts.
-        let storeForms = ["sqlite:", "redis://", "rediss://", "redis-sentinel://", "rediss-sentinel://", "postgres://", "postgresql://"]
-        if let storeURL, !storeForms.contains(where: storeURL.hasPrefix) {
-            throw LabError.invalidArgument("storeURL '\(storeURL)' is none of sqlite:PATH, redis://HOST:PORT (rediss://, redis-sentinel://…), postgres://USER@HOST:PORT/DB")
+        if let storeURL, StoreURL(storeURL) == nil {
+            throw LabError.invalidArgument("storeURL '\(storeURL)' is none of \(StoreURL.forms.joined(separator: ", "))")
         }
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: outputDirectory, isDirectory: &isDirectory), !isDirectory.boolValue {

@@ -16,7 +16,10 @@ extension StoreBenchmarkBackend {
         let directory = options.url == nil ? FileManager.default.temporaryDirectory.appendingPathComponent("concord-bench-\(UUID().uuidString)").path : nil
         if let directory { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
         // `sqlite:PATH`, as `concord app --store` takes it, or the bare path.
-        let path = options.url.map { $0.hasPrefix("sqlite:") ? String($0.dropFirst("sqlite:".count)) : $0 }
+        let path = options.url.map { url in
+            if case .sqlite(let path) = StoreURL(url) { return path }
+            return url
+        }
         let store = SQLiteSessionStore(configuration: .init(path: path ?? directory! + "/sessions.sqlite"))
         return StoreBenchmarkTarget(store: store, peer: nil, stop: {
             await store.close()
