@@ -108,14 +108,7 @@ public struct AppSessionBackend: Sendable {
             }
             if configuration.strategy == .storeNearCache { store = NearCacheSessionStore(backing: store) }
             var backend = AppSessionBackend(sessions: ConcordSessionConfiguration(strategy: .store(store)), services: made.services, metricsText: metricsText)
-            backend.checkStore = { [store = made.store] in
-                do {
-                    _ = try await store.version(id: "concord-startup-check")
-                    return nil
-                } catch {
-                    return "\(error)"
-                }
-            }
+            backend.checkStore = { [store = made.store] in await store.checkAnswers().map { "\($0)" } }
             return backend
         }
     }

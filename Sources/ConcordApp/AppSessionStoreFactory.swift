@@ -61,30 +61,10 @@ enum AppSessionStoreFactory {
     /// both are refused at start, as are a directory, a file that is not an SQLite database (500 "notADatabase" on
     /// every request before 2026-12-03) and one this process cannot read or write.
     private static func checkSQLitePath(_ path: String) throws {
-        guard !path.isEmpty, path != ":memory:", !path.hasPrefix("file::memory:") else {
-            throw AppError.invalidConfiguration(
-                "store sqlite:\(path): give a file path (sqlite:PATH); an empty path or :memory: is a private database per connection, which the app's connections and other nodes cannot share")
-        }
-        let directory = (path as NSString).deletingLastPathComponent
-        var isDirectory: ObjCBool = false
-        guard directory.isEmpty || (FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) && isDirectory.boolValue) else {
-            throw AppError.invalidConfiguration("store sqlite:\(path): the directory \(directory) does not exist")
-        }
-        // A file that is there must be a database this process can write (an empty one becomes one).
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return }
-        if isDirectory.boolValue {
-            throw AppError.invalidConfiguration("store sqlite:\(path): that is a directory; give a file path in it (sqlite:\(path)/sessions.sqlite)")
-        }
-        guard let file = FileHandle(forReadingAtPath: path) else {
-            throw AppError.invalidConfiguration("store sqlite:\(path): the file cannot be read (permissions?)")
-        }
-        let header = (try? file.read(upToCount: 16)) ?? Data()
-        try? file.close()
-        if !header.isEmpty && header != Data("SQLite format 3\0".utf8) {
-            throw AppError.invalidConfiguration("store sqlite:\(path): the file is not an SQLite database")
-        }
-        guard FileManager.default.isWritableFile(atPath: path) else {
-            throw AppError.invalidConfiguration("store sqlite:\(path): the file is not writable by this process")
+        do {
+            try SQLiteSessionStoreConfiguration(path: path).checkFile(shared: true)
+        } catch {
+            throw AppError.invalidConfiguration("store sqlite:\(path): \(error.reason)")
         }
     }
 }

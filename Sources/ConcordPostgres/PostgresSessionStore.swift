@@ -44,6 +44,10 @@ public final class PostgresSessionStore: SessionStore, Service {
         self.logger = logger
         self.statements = statements
         self.schema = SessionStoreSetup { [logger] in
+            // A port given in code (the URL is checked when read): out of range, the connection would wrap it.
+            guard configuration.unixSocketPath != nil || (1...65535).contains(configuration.port) else {
+                throw SessionStoreError.unavailable("PostgreSQL port \(configuration.port) is out of range (1...65535)")
+            }
             try await client.withTransaction(logger: logger) { connection in
                 try await connection.query(
                     PostgresQuery(unsafeSQL: statements.lockSchema, binds: Self.bindings(configuration.tableName)),

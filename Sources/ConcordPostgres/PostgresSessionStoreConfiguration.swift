@@ -80,7 +80,13 @@ public struct PostgresSessionStoreConfiguration: Sendable, Hashable, Codable {
             throw PostgresSessionStoreConfigurationError(reason: "expected postgres://[user[:password]@]host[:port][/database]")
         }
         self.init(host: host)
-        port = components.port ?? port
+        if let given = components.port {
+            // Not left to the connection: it would take the port modulo 65536 and reach another server.
+            guard (1...65535).contains(given) else {
+                throw PostgresSessionStoreConfigurationError(reason: "port \(given) is out of range (1...65535)")
+            }
+            port = given
+        }
         username = components.user.flatMap { $0.removingPercentEncoding } ?? username
         password = components.password.flatMap { $0.removingPercentEncoding }
         let path = components.path.drop { $0 == "/" }

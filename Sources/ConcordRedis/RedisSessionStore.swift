@@ -331,11 +331,11 @@ public final class RedisSessionStore: SessionStore {
             logger.warning("redis session store unreachable; requests fail with unavailable until it answers", metadata: metadata)
         case .stillUnreachable(let failures, let interval):
             logger.warning(
-                "redis session store still unreachable: \(failures) store operations failed in the last \(Self.seconds(interval)) s",
+                "redis session store still unreachable: \(failures) store operation\(failures == 1 ? "" : "s") failed in the last \(Self.seconds(interval)) s",
                 metadata: metadata)
         case .recovered(let failures, let downtime):
             logger.notice(
-                "redis session store reachable again after \(Self.seconds(downtime)) s; \(failures) store operations failed meanwhile (each retry of a waiting request counts)")
+                "redis session store reachable again after \(Self.seconds(downtime)) s; \(failures) store operation\(failures == 1 ? "" : "s") failed meanwhile (each retry of a waiting request counts)")
         }
     }
 

@@ -44,7 +44,7 @@ public final class SQLiteSessionStore: SessionStore, Service {
         }
         self.connections = SQLiteConnections { [statements, fileWatch] in
             let connections = try await Self.openConnections(configuration: configuration, statements: statements, logger: logger)
-            let identity = configuration.path == ":memory:" ? nil : SQLiteFileIdentity(path: configuration.path)
+            let identity = configuration.isPrivateDatabase ? nil : SQLiteFileIdentity(path: configuration.path)
             fileWatch.opened(identity)
             return connections
         }
@@ -219,8 +219,14 @@ public final class SQLiteSessionStore: SessionStore, Service {
         statements: SQLiteSessionStatements,
         logger: Logger
     ) async throws -> [SQLiteConnection] {
-        let inMemory = configuration.path == ":memory:"
-        // Separate connections to ":memory:" would be separate databases.
+        do {
+            try configuration.checkFile()
+        } catch {
+            // Unavailable, not a lasting failure: a missing directory may be created, a file's mode changed.
+            throw SessionStoreError.unavailable(error.description, notApplied: true)
+        }
+        let inMemory = configuration.isPrivateDatabase
+        // Separate connections to ":memory:" (or "") would be separate databases.
         let count = inMemory ? 1 : max(1, configuration.connectionCount)
         var connections: [SQLiteConnection] = []
         do {

@@ -49,3 +49,21 @@ extension SessionStore {
         return ids.count
     }
 }
+
+extension SessionStore {
+    /// Asks the store once for the version of a session that does not exist: `nil` when it answered, otherwise
+    /// why not — a server that is down, a wrong password or database, a file that cannot be opened. Call it once
+    /// the store's services run, for a log line at start (what `concord app` does); otherwise the first session
+    /// request is the first to hear of a store that can never work, as a 503. It waits at most the store's own
+    /// operation timeout.
+    public func checkAnswers() async -> SessionStoreError? {
+        do {
+            _ = try await version(id: "concord-startup-check")
+            return nil
+        } catch let error as SessionStoreError {
+            return error
+        } catch {
+            return .unavailable("\(error)")
+        }
+    }
+}

@@ -115,7 +115,7 @@ import Glibc
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try Data("not a database at all, just text\n".utf8).write(to: URL(fileURLWithPath: directory + "/junk.db"))
-        for (url, message) in [("sqlite:", "give a file path (sqlite:PATH)"), ("sqlite::memory:", "give a file path (sqlite:PATH)"),
+        for (url, message) in [("sqlite:", "give a file path; an empty path"), ("sqlite::memory:", "give a file path; an empty path"),
                                ("sqlite:/nonexistent-concord-dir/s.sqlite", "the directory /nonexistent-concord-dir does not exist"),
                                ("sqlite:\(directory)", "that is a directory"),
                                ("sqlite:\(directory)/junk.db", "the file is not an SQLite database")] {

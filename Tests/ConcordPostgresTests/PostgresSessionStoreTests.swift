@@ -74,6 +74,19 @@ struct PostgresSessionStoreTests {
         #expect(throws: PostgresSessionStoreConfigurationError.self) {
             _ = try PostgresSessionStoreConfiguration(url: "postgres://host/db?sslmode=sometimes")
         }
+        // A port past 65535 reached port modulo 65536: 107968 was another server's 42432.
+        for url in ["postgres://h:107968/app", "postgres://h:99999/app", "postgres://h:0/app"] {
+            let error = #expect(throws: PostgresSessionStoreConfigurationError.self, "\(url)") {
+                _ = try PostgresSessionStoreConfiguration(url: url)
+            }
+            #expect(error.map { "\($0)".contains("out of range") } == true)
+        }
+    }
+
+    @Test func aPortOutOfRangeGivenInCodeFailsEveryOperationSayingSo() async throws {
+        let store = PostgresSessionStore(configuration: .init(host: "127.0.0.1", port: 107_968, operationTimeout: .seconds(2)))
+        let error = await #expect(throws: SessionStoreError.self) { _ = try await store.load(id: "x") }
+        #expect(error.map { $0.isUnavailable && "\($0)".contains("port 107968 is out of range") } == true, "\(String(describing: error))")
     }
 }
 

@@ -155,12 +155,45 @@ struct SQLiteSessionStoreTests {
         }
     }
 
+    /// An empty path is a private database per connection, as `:memory:` is: the store opens one connection
+    /// (with four, each had its own database and every operation after the first failed "no such table").
+    @Test func anEmptyPathIsOnePrivateDatabase() async throws {
+        try await withSQLiteStore(.init(path: "")) { store in
+            for id in ["a", "b", "c", "d", "e"] {
+                let version = try await store.save(StoredSession(id: id, payload: [1]), ttl: .seconds(60), expectedVersion: 0)
+                #expect(version == 1)
+            }
+            for id in ["a", "b", "c", "d", "e"] {
+                let loaded = try await store.load(id: id)
+                #expect(loaded?.payload == [1])
+            }
+        }
+        #expect(throws: SQLiteSessionStoreConfigurationError.self) { try SQLiteSessionStoreConfiguration(path: "").checkFile(shared: true) }
+        #expect(throws: SQLiteSessionStoreConfigurationError.self) { try SQLiteSessionStoreConfiguration(path: ":memory:").checkFile(shared: true) }
+        try SQLiteSessionStoreConfiguration(path: ":memory:").checkFile()
+    }
+
+    /// The check a library user runs at start (`concord app` runs it too): the reason, or nil once the store answers.
+    @Test func checkAnswersSaysWhyAStoreCannotWork() async throws {
+        try await withTemporaryDirectory { directory in
+            try await withSQLiteStore(.init(path: directory + "/missing/sessions.sqlite")) { store in
+                let error = await store.checkAnswers()
+                #expect(error?.isUnavailable == true && "\(error!)".contains("does not exist"), "\(String(describing: error))")
+            }
+            try await withSQLiteStore(.init(path: directory + "/sessions.sqlite")) { store in
+                let error = await store.checkAnswers()
+                #expect(error == nil, "\(String(describing: error))")
+            }
+        }
+    }
+
     @Test func aFileThatCannotBeOpenedIsUnavailableUntilItCan() async throws {
         try await withTemporaryDirectory { directory in
             let missing = directory + "/not-yet"
             try await withSQLiteStore(.init(path: missing + "/sessions.sqlite")) { store in
                 let error = await #expect(throws: SessionStoreError.self) { _ = try await store.load(id: "s") }
-                #expect(error?.isUnavailable == true, "\(String(describing: error))")
+                #expect(error?.isUnavailable == true && "\(error!)".contains("the directory \(missing) does not exist"),
+                        "\(String(describing: error))")
                 try FileManager.default.createDirectory(atPath: missing, withIntermediateDirectories: false)
                 #expect(try await store.save(StoredSession(id: "s", payload: [7]), ttl: .seconds(60), expectedVersion: 0) == 1)
                 #expect(try await store.load(id: "s")?.payload == [7])
