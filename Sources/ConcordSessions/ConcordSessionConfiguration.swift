@@ -12,7 +12,8 @@ public struct ConcordSessionConfiguration: Sendable {
     /// A session is over this long after it was created or regenerated, however active. Default 12 hours.
     public var absoluteTimeout: Duration
     /// An unchanged session's last-access time (and the store TTL) is refreshed at most this often, so most
-    /// requests write nothing; the idle timeout is therefore exact to within this. Default 60 seconds.
+    /// requests write nothing; the idle timeout is therefore exact to within this. Default 60 seconds, or half
+    /// the idle timeout when that is shorter than 2 minutes.
     public var touchInterval: Duration
     /// How many times a change is applied before giving up when concurrent requests keep changing the same
     /// session (the first write plus re-applications after conflicts). Default 8.
@@ -32,7 +33,8 @@ public struct ConcordSessionConfiguration: Sendable {
     ///   - strategy: where sessions live.
     ///   - idleTimeout: default 30 minutes.
     ///   - absoluteTimeout: default 12 hours.
-    ///   - touchInterval: default 60 seconds.
+    ///   - touchInterval: default 60 seconds, or half of `idleTimeout` when that is shorter than 2 minutes (a
+    ///     short idle timeout in a test then needs no touch interval of its own).
     ///   - maximumUpdateAttempts: default 8.
     ///   - conflictBackoff: default 1 ms.
     ///   - cookie: default ``SessionCookieConfiguration/init(name:hostPrefix:httpOnly:sameSite:secure:path:domain:persistent:)``.
@@ -41,7 +43,7 @@ public struct ConcordSessionConfiguration: Sendable {
         strategy: SessionStrategy,
         idleTimeout: Duration = .seconds(30 * 60),
         absoluteTimeout: Duration = .seconds(12 * 60 * 60),
-        touchInterval: Duration = .seconds(60),
+        touchInterval: Duration? = nil,
         maximumUpdateAttempts: Int = 8,
         conflictBackoff: Duration = .milliseconds(1),
         cookie: SessionCookieConfiguration = .init(),
@@ -50,7 +52,7 @@ public struct ConcordSessionConfiguration: Sendable {
         self.strategy = strategy
         self.idleTimeout = idleTimeout
         self.absoluteTimeout = absoluteTimeout
-        self.touchInterval = touchInterval
+        self.touchInterval = touchInterval ?? min(.seconds(60), idleTimeout / 2)
         self.maximumUpdateAttempts = maximumUpdateAttempts
         self.conflictBackoff = conflictBackoff
         self.cookie = cookie

@@ -62,4 +62,17 @@ import Testing
         #expect(plain.values(inCookieHeader: "concord_session=\"q1\"; concord_session=q2") == ["q1", "q2"])
         #expect(plain.value(inCookieHeaders: ["concord_session=\""]) == "\"", "a lone quote is a value")
     }
+
+    /// A short idle timeout needs no touch interval of its own (the fixed 60-s default made any idle timeout of a
+    /// minute or less fail validation); one given explicitly is still checked.
+    @Test func theTouchIntervalFollowsAShortIdleTimeout() throws {
+        let short = ConcordSessionConfiguration(strategy: .local(), idleTimeout: .seconds(30))
+        try short.validate()
+        #expect(short.touchInterval == .seconds(15))
+        #expect(ConcordSessionConfiguration(strategy: .local()).touchInterval == .seconds(60))
+        #expect(ConcordSessionConfiguration(strategy: .local(), idleTimeout: .seconds(90)).touchInterval == .seconds(45))
+        #expect(throws: SessionError.self) {
+            try ConcordSessionConfiguration(strategy: .local(), idleTimeout: .seconds(30), touchInterval: .seconds(60)).validate()
+        }
+    }
 }
