@@ -4,7 +4,8 @@ import Synchronization
 /// building block of the replicated stores.
 ///
 /// - TTL: every record expires `ttl` after its last save or touch; reads never return an expired record, and
-///   ``run()`` sweeps expired records every ``MemorySessionStoreConfiguration/sweepInterval``.
+///   ``run()`` sweeps expired records every ``MemorySessionStoreConfiguration/sweepInterval``. Without `run()`,
+///   each new record also removes up to two expired ones from the least-recently-used end.
 /// - Capacity: at most ``MemorySessionStoreConfiguration/maximumSessions`` records; a new record beyond that
 ///   evicts the least recently used one (loads, saves and touches count as use).
 /// - Concurrency: one `Mutex` guards the whole state; every operation is a short critical section with no
@@ -59,6 +60,14 @@ public final class MemorySessionStore<C: Clock>: SessionStore where C.Duration =
                 state.unindex(id: session.id, userID: oldUser)
             }
             if existing == nil {
+                // Up to two expired records at the least-recent end go with every new one, so a store that nothing
+                // sweeps (``run()`` not running — the `local` strategy's store is private to it) sheds idle
+                // sessions as it takes new ones instead of keeping them until it is full.
+                for _ in 0..<2 {
+                    guard let oldest = state.records.leastRecent, oldest.value.expiresAt <= now else { break }
+                    state.removeRecord(id: oldest.key)
+                    state.statistics.expirations += 1
+                }
                 while state.records.count >= maximumSessions, let victim = state.records.leastRecent {
                     state.removeRecord(id: victim.key)
                     state.statistics.evictions += 1

@@ -33,6 +33,22 @@ import Testing
         #expect(store.statistics.sessions == 3)
     }
 
+    /// Nothing runs the sweep (the `local` strategy's private store): new sessions still shed expired ones.
+    @Test func newSessionsShedExpiredOnesWithoutASweep() async throws {
+        let clock = ManualClock()
+        let store = MemorySessionStore(configuration: .init(maximumSessions: 1_000), clock: clock)
+        for _ in 0..<10 {
+            _ = try await store.save(StoredSession(id: SessionID.generate(), payload: [1]), ttl: .seconds(5), expectedVersion: nil)
+        }
+        clock.advance(by: .seconds(6))
+        let fresh = (0..<5).map { _ in SessionID.generate() }
+        for id in fresh { _ = try await store.save(StoredSession(id: id, payload: [2]), ttl: .seconds(60), expectedVersion: nil) }
+        #expect(store.statistics.sessions == 5, "the ten expired ones went, two per new session")
+        #expect(store.statistics.expirations == 10)
+        #expect(store.statistics.evictions == 0)
+        for id in fresh { #expect(try await store.load(id: id)?.payload == [2]) }
+    }
+
     @Test func rewritingAnExistingSessionEvictsNothing() async throws {
         let store = MemorySessionStore(configuration: .init(maximumSessions: 2), clock: ManualClock())
         let (a, b) = (SessionID.generate(), SessionID.generate())
