@@ -23,3 +23,17 @@ public enum SessionRejection: String, Error, Sendable, Hashable, CaseIterable {
     /// The stored record or the sealed payload could not be decoded (e.g. the app's value type changed).
     case corrupt
 }
+
+extension SessionRejection: CustomStringConvertible {
+    /// The metrics' reason (`rawValue`) and what it means, for logs and errors.
+    public var description: String {
+        switch self {
+        case .malformed: "malformed (not an id or sealed value this library could have issued)"
+        case .unknownID: "unknown_id (never issued, deleted, or expired in the store)"
+        case .expired: "expired (idle or absolute timeout passed)"
+        case .unknownKey: "unknown_key (sealed with a key id the key ring does not list)"
+        case .tampered: "tampered (fails authentication: changed, truncated, forged, or sealed with another key under the same id)"
+        case .corrupt: "corrupt (the record or sealed payload could not be decoded)"
+        }
+    }
+}

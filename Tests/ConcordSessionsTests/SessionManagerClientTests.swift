@@ -146,4 +146,11 @@ import Testing
         #expect(reopened.userID == "dave")
         #expect(reopened.value.note == "x")
     }
+
+    /// A rejection reads as its metric reason and what it means (it printed as `ConcordSessions.SessionRejection.malformed`).
+    @Test func aRejectionSaysWhatItMeans() {
+        for rejection in SessionRejection.allCases {
+            #expect("\(rejection)".hasPrefix(rejection.rawValue + " ("), "\(rejection)")
+        }
+    }
 }
