@@ -42,17 +42,17 @@ enum AppSessionStoreFactory {
             try checkSQLitePath(path)
             return .sqlite(SQLiteSessionStoreConfiguration(path: path))
         case .redis:
-            return .redis(try invalidIfThrows(url) { try RedisSessionStoreConfiguration(urls: [url]) })
+            return .redis(try invalidIfThrows(url) { try RedisSessionStoreConfiguration(urls: StoreURL.redisURLs(url)) })
         case .postgres:
             return .postgres(try invalidIfThrows(url) { try PostgresSessionStoreConfiguration(url: url) })
         case nil:
-            throw AppError.invalidConfiguration("store URL '\(url)' is not supported; use one of: \(StoreURL.forms.joined(separator: ", "))")
+            throw AppError.invalidConfiguration("store URL '\(StoreURL.redacted(url))' is not supported; use one of: \(StoreURL.forms.joined(separator: ", "))")
         }
     }
 
     /// `body`'s result, its error told as the store URL's.
     private static func invalidIfThrows<T>(_ url: String, _ body: () throws -> T) throws -> T {
-        do { return try body() } catch { throw AppError.invalidConfiguration("store \(url): \(error)") }
+        do { return try body() } catch { throw AppError.invalidConfiguration("store \(StoreURL.redacted(url)): \(error)") }
     }
 
     /// A SQLite store is a file that several processes share. An empty path or `:memory:` gives every connection

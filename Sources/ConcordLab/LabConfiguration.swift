@@ -99,7 +99,7 @@ public struct LabConfiguration: Codable, Sendable {
         guard !phases.isEmpty else { throw LabError.invalidArgument("the scenario has no phases") }
         // The store URL is checked in full by the first node; a form no node knows is refused before anything starts.
         if let storeURL, StoreURL(storeURL) == nil {
-            throw LabError.invalidArgument("storeURL '\(storeURL)' is none of \(StoreURL.forms.joined(separator: ", "))")
+            throw LabError.invalidArgument("storeURL '\(StoreURL.redacted(storeURL))' is none of \(StoreURL.forms.joined(separator: ", "))")
         }
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: outputDirectory, isDirectory: &isDirectory), !isDirectory.boolValue {

@@ -1,3 +1,4 @@
+import ConcordSessions
 /// One Redis server to connect to, usually parsed from a URL: `redis://[[username]:password@]host[:port][/db]`, or
 /// `rediss://…` for TLS (``RedisTLS``; its settings as query parameters).
 public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
@@ -96,6 +97,10 @@ public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
             port = number
         }
         guard !host.isEmpty else { throw .invalidConfiguration("no host in \(Self.redacted(url))") }
+        guard !host.contains(","), rest.hasPrefix("[") || !host.contains(":") else {
+            throw .invalidConfiguration(
+                "host '\(host)' in \(Self.redacted(url)) is not one host; Redis Cluster seeds are several URLs (redis://HOST:PORT,redis://HOST:PORT)")
+        }
         guard (1...65535).contains(port) else { throw .invalidConfiguration("port \(port) out of range") }
         self.init(host: host, port: port, username: username, password: password, database: database, tls: tls)
     }
@@ -131,10 +136,7 @@ public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
         return database == 0 ? address : "\(address)/\(database)"
     }
 
-    private static func redacted(_ url: String) -> String {
-        guard let at = url.lastIndex(of: "@"), let scheme = url.range(of: "://") else { return url }
-        return url[..<scheme.upperBound] + "***" + url[at...]
-    }
+    private static func redacted(_ url: String) -> String { StoreURL.redacted(url) }
 
     private static func percentDecoded(_ text: Substring) -> String {
         var bytes: [UInt8] = []

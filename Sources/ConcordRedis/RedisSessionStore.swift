@@ -283,7 +283,23 @@ public final class RedisSessionStore: SessionStore {
         if let message = error.serverMessage, message.hasPrefix("WRONGTYPE") || message.hasPrefix("CORRUPT") {
             return .corrupt(message)
         }
+        if let message = error.serverMessage, let hint = Self.hint(forReply: message, isCluster: client.configuration.isCluster) {
+            return .unavailable("\(error.description) — \(hint)", notApplied: error.wasNotSent)
+        }
         return .unavailable(error.description, notApplied: error.wasNotSent)
+    }
+
+    /// What a reply that says Redis answered but will not serve this store means for its configuration: a server
+    /// that refuses every operation reads as an outage otherwise.
+    static func hint(forReply message: String, isCluster: Bool) -> String? {
+        if !isCluster, ["MOVED", "ASK ", "CROSSSLOT", "CLUSTERDOWN"].contains(where: message.hasPrefix) {
+            return "this server is a Redis Cluster node: give several of the cluster's nodes as URLs "
+                + "(redis://HOST:PORT,redis://HOST:PORT) or set RedisClientConfiguration.cluster"
+        }
+        if message.hasPrefix("READONLY") {
+            return "this server is a read-only replica: give the primary, or a redis-sentinel:// URL that follows it"
+        }
+        return nil
     }
 
     // MARK: Outages

@@ -25,8 +25,15 @@ extension SQLiteSessionStoreConfiguration {
         guard directory.isEmpty || (FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) && isDirectory.boolValue) else {
             throw SQLiteSessionStoreConfigurationError(path: path, reason: "the directory \(directory) does not exist")
         }
-        // A file that is there must be a database this process can write (an empty one becomes one).
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return }
+        let directoryWritable = FileManager.default.isWritableFile(atPath: directory.isEmpty ? "." : directory)
+        // A file that is there must be a database this process can write (an empty one becomes one); one that is
+        // not is created in the directory.
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            guard directoryWritable else {
+                throw SQLiteSessionStoreConfigurationError(path: path, reason: "the directory \(directory.isEmpty ? "." : directory) is not writable by this process, so the file cannot be created")
+            }
+            return
+        }
         if isDirectory.boolValue {
             throw SQLiteSessionStoreConfigurationError(path: path, reason: "that is a directory; give a file path in it (\(path)/sessions.sqlite)")
         }
@@ -40,6 +47,17 @@ extension SQLiteSessionStoreConfiguration {
         }
         guard FileManager.default.isWritableFile(atPath: path) else {
             throw SQLiteSessionStoreConfigurationError(path: path, reason: "the file is not writable by this process")
+        }
+        // WAL mode writes beside the file: its -wal and -shm files, created in the directory when missing.
+        for companion in [path + "-wal", path + "-shm"] {
+            if FileManager.default.fileExists(atPath: companion) {
+                guard FileManager.default.isWritableFile(atPath: companion) else {
+                    throw SQLiteSessionStoreConfigurationError(path: path, reason: "\(companion) is not writable by this process (WAL mode writes it)")
+                }
+            } else if !directoryWritable {
+                throw SQLiteSessionStoreConfigurationError(path: path,
+                    reason: "the directory \(directory.isEmpty ? "." : directory) is not writable by this process, so \(companion) (WAL mode) cannot be created")
+            }
         }
     }
 }

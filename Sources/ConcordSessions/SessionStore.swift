@@ -51,13 +51,15 @@ extension SessionStore {
 }
 
 extension SessionStore {
-    /// Asks the store once for the version of a session that does not exist: `nil` when it answered, otherwise
-    /// why not — a server that is down, a wrong password or database, a file that cannot be opened. Call it once
-    /// the store's services run, for a log line at start (what `concord app` does); otherwise the first session
-    /// request is the first to hear of a store that can never work, as a 503. It waits at most the store's own
-    /// operation timeout.
+    /// Asks the store once to extend the life of a session that does not exist (`touch`, a write that changes
+    /// nothing) and for its version: `nil` when it answered both, otherwise why not — a server that is down, a
+    /// wrong password or database, a read-only replica, a file that cannot be opened or written. Call it once the
+    /// store's services run, for a log line at start (what `concord app` does); otherwise the first session
+    /// request is the first to hear of a store that can never work, as a 503. Each call waits at most the store's
+    /// own operation timeout.
     public func checkAnswers() async -> SessionStoreError? {
         do {
+            _ = try await touch(id: "concord-startup-check", ttl: .seconds(1))
             _ = try await version(id: "concord-startup-check")
             return nil
         } catch let error as SessionStoreError {

@@ -34,7 +34,7 @@ struct AppCommand: AsyncParsableCommand {
     @Option(help: "Listening port.")
     var port: Int = 8080
 
-    @Option(help: "Store URL for store and store+near-cache: sqlite:PATH, redis://HOST:PORT (rediss:// for TLS; redis-sentinel://HOST:PORT,…#MASTER, rediss-sentinel:// with TLS), postgres://USER@HOST:PORT/DB.")
+    @Option(help: "Store URL for store and store+near-cache: sqlite:PATH, redis://HOST:PORT (rediss:// for TLS; Redis Cluster: redis://HOST:PORT,redis://HOST:PORT,… seeds; redis-sentinel://HOST:PORT,…#MASTER, rediss-sentinel:// with TLS), postgres://USER@HOST:PORT/DB.")
     var store: String = Self.defaultStore
     static let defaultStore = "sqlite:concord-sessions.sqlite"
 

@@ -23,7 +23,10 @@ extension StoreBenchmarkBackend {
     private static func redisTarget(options: StoreBenchmarkOptions, callersOnEventLoop: Bool) async throws -> StoreBenchmarkTarget {
         let server: RedisBenchmarkServer? = options.url == nil ? try await RedisBenchmarkServer.start() : nil
         let url = options.url ?? "redis://127.0.0.1:\(server!.port)"
-        let configuration = try RedisSessionStoreConfiguration(urls: [url])
+        let configuration = try RedisSessionStoreConfiguration(urls: StoreURL.redisURLs(url))
+        guard !configuration.client.isCluster else {
+            throw BenchStoresError("bench stores measures one Redis server (redis-benchmark is run against it); give one URL, not a cluster's seeds")
+        }
         let group: MultiThreadedEventLoopGroup? = callersOnEventLoop ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : nil
         let store = try RedisSessionStore(configuration: configuration, eventLoopGroup: group ?? MultiThreadedEventLoopGroup.singleton)
         let endpoint = configuration.client.endpoints[0]
@@ -175,7 +178,11 @@ struct RedisBenchmarkServer: Sendable {
     /// Runs `redis-benchmark --csv` against `endpoint`; its requests per second by test name.
     private static func runRedisBenchmark(endpoint: RedisEndpoint, arguments: [String]) async throws -> [String: Double] {
         var all = ["-h", endpoint.host, "-p", String(endpoint.port), "--csv"]
+        // The store's database and user too: it ran against database 0 whatever `--url` named (2026-12-03).
+        // (redis-benchmark takes a password only as `-a`: other users of this machine can read it in `ps`.)
         if let password = endpoint.password { all += ["-a", password] }
+        if let username = endpoint.username, endpoint.password != nil { all += ["--user", username] }
+        if endpoint.database != 0 { all += ["--dbnum", String(endpoint.database)] }
         if let tls = endpoint.tls {
             // The same TLS settings as the store's (`--url rediss://…`), so both pay for the same encryption.
             all.append("--tls")

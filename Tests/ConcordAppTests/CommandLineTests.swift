@@ -125,6 +125,19 @@ import Glibc
         }
     }
 
+    /// A store URL's secrets stay out of the usage error (the app's prefix printed the raw URL before 2026-12-03),
+    /// and several redis:// URLs are a cluster's seeds, not a malformed database.
+    @Test func storeURLsInErrorsHideTheirSecrets() async throws {
+        for url in ["redis://:TOPSECRET@127.0.0.1:6379/abc", "redis-sentinel://:TOPSECRET@127.0.0.1:26379?sentinelPassword=TOPSECRET&foo=1#m",
+                    "postgres://u:TOPSECRET@127.0.0.1:108576/app"] {
+            let (status, output) = try await run(["app", "--strategy", "store", "--store", url, "--port", "0"])
+            #expect(status == 64, "\(output)")
+            #expect(!output.contains("TOPSECRET") && output.contains("***"), "\(output)")
+        }
+        let (status, output) = try await run(["app", "--strategy", "store", "--store", "redis://127.0.0.1:7000,127.0.0.1:7001", "--port", "0"])
+        #expect(status == 64 && output.contains("Redis Cluster seeds are several URLs"), "\(output)")
+    }
+
     @Test func theAppRejectsAQuiesceGraceOutOfRange() async throws {
         for value in ["-1", "61"] {
             let (status, output) = try await run(["app", "--quiesce-grace=\(value)"])

@@ -1,4 +1,4 @@
-import ConcordRedis
+@testable import ConcordRedis
 import Testing
 
 @Suite(.timeLimit(.minutes(3))) struct RedisEndpointTests {
@@ -43,6 +43,20 @@ import Testing
                     tls: RedisTLS(caFile: "/etc/ca file.pem", certificateChain: "/c.pem", privateKey: "/k.pem", serverName: "redis.internal", verify: false)))
         #expect(try RedisEndpoint(url: "redis://:p?w@host").password == "p?w")
         #expect(try RedisEndpoint(url: "redis://host").tls == nil)
+    }
+
+    /// `redis://h1:7000,h2:7000` (meant as two seeds) was one host `h1:7000,h2` and 503 "name not resolved".
+    @Test(arguments: ["redis://127.0.0.1:7000,127.0.0.1:7001", "redis://a,b:1", "redis://a:b:1"])
+    func aHostListIsRefused(url: String) {
+        #expect(throws: RedisClientError.self) { try RedisEndpoint(url: url) }
+    }
+
+    @Test func repliesThatMeanAMisconfiguredServerSaySo() {
+        #expect(RedisSessionStore.hint(forReply: "MOVED 15007 127.0.0.1:43013", isCluster: false)?.contains("Redis Cluster node") == true)
+        #expect(RedisSessionStore.hint(forReply: "CROSSSLOT Keys in request don't hash to the same slot", isCluster: false) != nil)
+        #expect(RedisSessionStore.hint(forReply: "MOVED 15007 127.0.0.1:43013", isCluster: true) == nil)
+        #expect(RedisSessionStore.hint(forReply: "READONLY You can't write against a read only replica.", isCluster: false)?.contains("read-only replica") == true)
+        #expect(RedisSessionStore.hint(forReply: "ERR unknown command", isCluster: false) == nil)
     }
 
     @Test func severalURLsMeanCluster() throws {
