@@ -106,11 +106,33 @@ public struct AppSessionBackend: Sendable {
                 store = retrying
                 metricsText = { Self.metricsText(retrying.statistics) }
             }
-            if configuration.strategy == .storeNearCache { store = NearCacheSessionStore(backing: store) }
+            if configuration.strategy == .storeNearCache {
+                let cache = NearCacheSessionStore(backing: store)
+                store = cache
+                metricsText = { [retries = metricsText] in retries() + Self.metricsText(cache.statistics) }
+            }
             var backend = AppSessionBackend(sessions: ConcordSessionConfiguration(strategy: .store(store)), services: made.services, metricsText: metricsText)
             backend.checkStore = { [store = made.store] in await store.checkAnswers().map { "\($0)" } }
             return backend
         }
+    }
+
+    /// `concord_app_near_cache_loads_total{outcome="hit|miss|stale"}`, `concord_app_near_cache_store_round_trips_total`,
+    /// `concord_app_near_cache_payload_bytes_saved_total`, `concord_app_near_cache_evictions_total` and the gauge
+    /// `concord_app_near_cache_entries`: what the near cache saved (`store+near-cache`).
+    static func metricsText(_ statistics: NearCacheSessionStoreStatistics) -> String {
+        "# TYPE concord_app_near_cache_loads_total counter\n"
+            + "concord_app_near_cache_loads_total{outcome=\"hit\"} \(statistics.hits)\n"
+            + "concord_app_near_cache_loads_total{outcome=\"miss\"} \(statistics.misses)\n"
+            + "concord_app_near_cache_loads_total{outcome=\"stale\"} \(statistics.staleEntries)\n"
+            + "# TYPE concord_app_near_cache_store_round_trips_total counter\n"
+            + "concord_app_near_cache_store_round_trips_total \(statistics.storeRoundTrips)\n"
+            + "# TYPE concord_app_near_cache_payload_bytes_saved_total counter\n"
+            + "concord_app_near_cache_payload_bytes_saved_total \(statistics.payloadBytesSaved)\n"
+            + "# TYPE concord_app_near_cache_evictions_total counter\n"
+            + "concord_app_near_cache_evictions_total \(statistics.evictions)\n"
+            + "# TYPE concord_app_near_cache_entries gauge\n"
+            + "concord_app_near_cache_entries \(statistics.entries)\n"
     }
 
     /// `concord_app_store_read_retries_total{outcome}` and `concord_app_store_write_retries_total{outcome}`: reads

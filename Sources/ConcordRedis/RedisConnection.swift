@@ -73,7 +73,8 @@ public final class RedisConnection: Sendable {
         }
         if let handshake {
             let timeout = channel.eventLoop.scheduleTask(in: TimeAmount(configuration.commandTimeout)) {
-                handshake.fail(RedisClientError.timeout("TLS handshake with \(endpoint) after \(configuration.commandTimeout)"))
+                handshake.fail(RedisClientError.timeout(
+                    "TLS handshake with \(endpoint) after \(configuration.commandTimeout) (does that port speak TLS? rediss:// needs a tls-port)"))
             }
             do {
                 try await handshake.futureResult.get()

@@ -29,7 +29,7 @@ struct BenchStoresCommand: AsyncParsableCommand {
     @Option(help: "Session payload size in bytes.")
     var payloadSize: Int = 256
 
-    @Option(help: "Use this server instead of starting one (only with a single --backend); for sqlite a file, as PATH or sqlite:PATH.")
+    @Option(help: "Use this server instead of starting one (only with a single --backend): redis://HOST:PORT[/DB] (written into: use a scratch database), postgres://USER@HOST:PORT/DB, or for sqlite a file, as PATH or sqlite:PATH.")
     var url: String?
 
     @Option(help: "Use this PostgreSQL server (postgres://user@host:port/db) for the postgres backends instead of starting one.")

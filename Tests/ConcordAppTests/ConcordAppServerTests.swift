@@ -157,6 +157,29 @@ import Testing
         }
     }
 
+    /// `store+near-cache` puts what the cache saved on /metrics (an operator could not see it before 2026-12-03).
+    @Test func theNearCacheIsOnMetrics() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("concord-nc-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let configuration = ConcordAppConfiguration(nodeID: "n1", strategy: .storeNearCache, storeURL: "sqlite:\(directory)/s.sqlite")
+        let backend = try AppSessionBackend.make(configuration: configuration, logger: .init(label: "test"))
+        let router = try ConcordAppServer.makeRouter(configuration: configuration, sessions: backend.sessions, metricsText: backend.metricsText)
+        try await Application(router: router).test(.router) { client in
+            let login = try await client.execute(uri: "/login", method: .post, headers: Self.form, body: ByteBuffer(string: "user=ann&password=concord"))
+            let jar = cookies(from: login)
+            for _ in 0..<3 {
+                try await client.execute(uri: "/cart", method: .get, headers: [.cookie: jar]) { #expect($0.status == .ok) }
+            }
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                let text = String(buffer: response.body)
+                let hits = text.split(separator: "\n").first { $0.hasPrefix("concord_app_near_cache_loads_total{outcome=\"hit\"}") }
+                #expect(hits.flatMap { Int($0.split(separator: " ").last!) }.map { $0 >= 2 } == true, "\(text)")
+                #expect(text.contains("concord_app_near_cache_store_round_trips_total "), "\(text)")
+            }
+        }
+    }
+
     /// `--compress-cookies`: a cart that overflows the sealed cookie (500) fits once compressed.
     @Test func compressedClientCookiesHoldALargerCart() async throws {
         let key = SessionKeyRing.Key.generate(id: 1).base64
