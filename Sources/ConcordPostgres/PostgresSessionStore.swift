@@ -23,6 +23,8 @@ public final class PostgresSessionStore: SessionStore, Service {
     private let schema: SessionStoreSetup<Void>
     private let reachability: SessionStoreReachability
     private let connectFailures: PostgresConnectFailureLog
+    /// While the server cannot be reached, one statement waits for a connection and the rest fail at once.
+    private let outageGate = PostgresOutageGate()
 
     /// A store for the server in `configuration`; nothing is sent before the first operation.
     /// - Parameters:
@@ -154,6 +156,16 @@ public final class PostgresSessionStore: SessionStore, Service {
     /// (`withConnection`), ≈ 3 % slower at concurrency 1 than `client.query` (docs/stores.md); reads, retried on any
     /// unavailable error anyway, keep the faster call.
     private func query(_ sql: String, _ binds: PostgresBindings, isWrite: Bool = false) async throws -> [PostgresRow] {
+        let lastConnectFailure = connectFailures.lastFailure
+        let admission = outageGate.admit(lastConnectFailed: lastConnectFailure != nil)
+        if admission == .refuse {
+            let error = SessionStoreError.unavailable(
+                "no connection to PostgreSQL (another request is waiting for one); the last attempt failed: \(lastConnectFailure ?? "")",
+                notApplied: true)
+            reachability.failed(error)
+            throw error
+        }
+        defer { if admission == .probe { outageGate.probeEnded() } }
         let start = isWrite ? StatementStart() : nil
         do {
             let rows = try await withTimeout(configuration.operationTimeout) { [client, schema, logger] in
@@ -167,6 +179,7 @@ public final class PostgresSessionStore: SessionStore, Service {
             }
             reachability.succeeded()
             connectFailures.clear()
+            outageGate.succeeded()
             return rows
         } catch {
             var error = error

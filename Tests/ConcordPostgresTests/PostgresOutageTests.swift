@@ -31,6 +31,25 @@ struct PostgresOutageTests {
                 }
                 // A wait for a connection that timed out names why there was none (it said "no answer within 5 s").
                 #expect(errors.contains { $0.contains("the last attempt failed") && $0.contains("Connection refused") }, "\(errors)")
+                // Concurrent requests during the outage: one waits for a connection, the others are refused at once
+                // (each waited the whole operation timeout before 2026-12-03).
+                let fast = await withTaskGroup(of: Bool.self) { group in
+                    for _ in 0..<8 {
+                        group.addTask {
+                            let started = ContinuousClock.now
+                            do {
+                                _ = try await store.load(id: "s")
+                                return false
+                            } catch {
+                                return ContinuousClock.now - started < .seconds(1) && "\(error)".contains("another request is waiting")
+                            }
+                        }
+                    }
+                    var fast = 0
+                    for await wasFast in group where wasFast { fast += 1 }
+                    return fast
+                }
+                #expect(fast >= 6, "\(fast) of 8 concurrent loads failed at once")
                 let saveError = await #expect(throws: SessionStoreError.self) {
                     _ = try await store.save(StoredSession(id: "s", payload: [9]), ttl: .seconds(600), expectedVersion: 1)
                 }
