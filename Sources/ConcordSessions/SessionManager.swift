@@ -145,16 +145,17 @@ public final class SessionManager<Value: SessionValue>: Sendable {
 
     // MARK: Commit
 
+    /// Whether ``commit(_:)`` has anything to do; `false` for a request that only read its session (no touch due).
+    /// Lets an integration (the Hummingbird middleware; one for another framework) skip the asynchronous call on
+    /// most requests.
+    public func needsCommit(_ handle: SessionHandle<Value>) -> Bool {
+        !handle.needsNoCommit(touchInterval: touchInterval)
+    }
+
     /// Writes what the handler changed (nothing, for an unchanged session that needs no touch) and says what the
     /// cookie must do.
     /// - Throws: ``SessionStoreError`` (`.unavailable` → 503) and ``SessionError`` (`.cookieTooLarge`,
     ///   `.tooManyConflicts`).
-    /// Whether ``commit(_:)`` has anything to do; `false` for a request that only read its session (no touch due).
-    /// Lets an integration skip the asynchronous call on most requests.
-    package func needsCommit(_ handle: SessionHandle<Value>) -> Bool {
-        !handle.needsNoCommit(touchInterval: touchInterval)
-    }
-
     public func commit(_ handle: SessionHandle<Value>) async throws -> SessionCookieUpdate {
         // A request that only read its session (no touch due when it was loaded) commits nothing: decided in place,
         // without copying the state out and back or reading the clock again.

@@ -31,6 +31,23 @@ public struct SessionStoreError: Error, Sendable, Hashable, CustomStringConverti
     public var isTooLarge: Bool { if case .tooLarge = base { true } else { false } }
     public var isCorrupt: Bool { if case .corrupt = base { true } else { false } }
 
+    /// The backend's words for an unavailable store or a corrupt record (`nil` for the other kinds): for a log
+    /// line or a check of your own, without parsing ``description``.
+    public var reason: String? {
+        switch base {
+        case .unavailable(let reason, _), .corrupt(let reason): reason
+        case .conflict, .tooLarge: nil
+        }
+    }
+    /// The versions of a conflict: the one the write expected and the one stored (`nil`: the record is gone).
+    public var conflictingVersions: (expected: UInt64, actual: UInt64?)? {
+        if case .conflict(let expected, let actual) = base { (expected, actual) } else { nil }
+    }
+    /// The size of a session that was too large, and the backend's limit.
+    public var sizeAndLimit: (size: Int, limit: Int)? {
+        if case .tooLarge(let size, let limit) = base { (size, limit) } else { nil }
+    }
+
     public var description: String {
         switch base {
         case .unavailable(let reason, _): "session store unavailable: \(reason)"
