@@ -33,15 +33,22 @@ public struct AppSessionBackend: Sendable {
         self.changePeers = changePeers
     }
 
+    /// `--session-key`: 32 bytes in base64; the error says what is wrong with it (not base64, or how many bytes).
+    private static func sessionKey(_ text: String) throws -> SessionKeyRing.Key {
+        do {
+            return try SessionKeyRing.Key(id: 1, parsing: text)
+        } catch {
+            throw AppError.invalidConfiguration("the session key must be 32 bytes in base64: \(error)")
+        }
+    }
+
     /// What ``make(configuration:logger:)`` would refuse in `configuration` — a session key that is not one, a bad
     /// peer list, a store URL no store takes — found without building anything, so the command line can say so
     /// as a usage error (exit 64) instead of at start (exit 1).
     public static func check(_ configuration: ConcordAppConfiguration) throws {
         switch configuration.strategy {
         case .client:
-            if let text = configuration.sessionKey, SessionKeyRing.Key(id: 1, base64: text) == nil {
-                throw AppError.invalidConfiguration("the session key must be 32 bytes in base64")
-            }
+            if let text = configuration.sessionKey { _ = try sessionKey(text) }
         case .sync, .ring:
             _ = try parsePeers(configuration.peers, ownID: configuration.nodeID)
         case .store, .storeNearCache:
@@ -61,10 +68,7 @@ public struct AppSessionBackend: Sendable {
         case .client:
             let keyRing: SessionKeyRing
             if let text = configuration.sessionKey {
-                guard let key = SessionKeyRing.Key(id: 1, base64: text) else {
-                    throw AppError.invalidConfiguration("the session key must be 32 bytes in base64")
-                }
-                keyRing = SessionKeyRing(current: key)
+                keyRing = SessionKeyRing(current: try sessionKey(text))
             } else {
                 logger.warning("no session key given (--session-key or CONCORD_SESSION_KEY): using a random one; client sessions will not survive a restart or open on another node")
                 keyRing = .random()

@@ -1,4 +1,5 @@
 import Crypto
+import Foundation
 
 /// The keys that seal client-side sessions: the newest seals, every listed key opens.
 ///
@@ -19,8 +20,18 @@ public struct SessionKeyRing: Sendable {
         }
 
         /// A key from its base64 (standard or URL-safe) text, as kept in configuration; `nil` unless 32 bytes.
+        /// ``init(id:parsing:)`` says why not.
         public init?(id: UInt16, base64: String) {
-            let urlSafe = String(base64.compactMap { character -> Character? in
+            guard let key = try? Key(id: id, parsing: base64) else { return nil }
+            self = key
+        }
+
+        /// A key from its base64 (standard or URL-safe) text, as kept in configuration (an environment variable,
+        /// a secret file).
+        /// - Throws: ``SessionError`` `.invalidConfiguration` saying whether the text is not base64 or not 32 bytes.
+        public init(id: UInt16, parsing base64: String) throws(SessionError) {
+            let text = base64.trimmingCharacters(in: .whitespacesAndNewlines)
+            let urlSafe = String(text.compactMap { character -> Character? in
                 switch character {
                 case "+": "-"
                 case "/": "_"
@@ -28,7 +39,12 @@ public struct SessionKeyRing: Sendable {
                 default: character
                 }
             })
-            guard let bytes = Base64URL.decode(urlSafe), bytes.count == 32 else { return nil }
+            guard let bytes = Base64URL.decode(urlSafe) else {
+                throw .invalidConfiguration("session key \(id) is not base64 (make one with: openssl rand -base64 32)")
+            }
+            guard bytes.count == 32 else {
+                throw .invalidConfiguration("session key \(id) is \(bytes.count) bytes; it must be 32 (256 bits: openssl rand -base64 32)")
+            }
             self.init(id: id, key: SymmetricKey(data: bytes))
         }
 
@@ -47,8 +63,19 @@ public struct SessionKeyRing: Sendable {
     public let current: Key
     private let keysByID: [UInt16: SymmetricKey]
 
+    /// A ring that seals with `current` and also opens cookies sealed with any of `previous`, checked: keys from
+    /// configuration get an error instead of the trap of ``init(current:previous:)``.
+    /// - Throws: ``SessionError`` `.invalidConfiguration` when two keys share an id.
+    public init(checking current: Key, previous: [Key] = []) throws(SessionError) {
+        var ids: Set<UInt16> = [current.id]
+        for key in previous where !ids.insert(key.id).inserted {
+            throw .invalidConfiguration("session key id \(key.id) is listed twice; every key needs an id of its own")
+        }
+        self.init(current: current, previous: previous)
+    }
+
     /// A ring that seals with `current` and also opens cookies sealed with any of `previous`.
-    /// - Precondition: key ids are unique.
+    /// - Precondition: key ids are unique (``init(checking:previous:)`` throws instead).
     public init(current: Key, previous: [Key] = []) {
         var keys: [UInt16: SymmetricKey] = [current.id: current.key]
         for key in previous {
