@@ -1,5 +1,7 @@
 import ArgumentParser
 import ConcordLab
+import ConcordPostgres
+import ConcordRedis
 import ConcordSessions
 
 /// `concord bench stores`: session-store throughput per backend — `load` and versioned `save` operations per
@@ -49,6 +51,18 @@ struct BenchStoresCommand: AsyncParsableCommand {
         guard operations / rounds >= 100 else { throw ValidationError("operations must be at least 100 per round") }
         guard payloadSize >= 0, payloadSize <= 1 << 20 else { throw ValidationError("payload size must be 0…1 MiB") }
         if url != nil, backends.count != 1 { throw ValidationError("--url needs exactly one --backend") }
+        // A URL its backend cannot read is a usage error, found before anything starts (exit 64, as concord app).
+        if let url, let backend = backends.first {
+            do {
+                if backend.hasPrefix("redis") {
+                    _ = try RedisSessionStoreConfiguration(urls: StoreURL.redisURLs(url))
+                } else if backend.hasPrefix("postgres") {
+                    _ = try PostgresSessionStoreConfiguration(url: url)
+                }
+            } catch {
+                throw ValidationError("--url \(StoreURL.redacted(url)): \(error)")
+            }
+        }
     }
 
     func run() async throws {

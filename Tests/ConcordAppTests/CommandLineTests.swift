@@ -101,7 +101,10 @@ import Glibc
                                  (["lab", "--users", "0"], "Usage: concord lab"),
                                  (["lab", "--store", "mysql://db/x"], "storeURL 'mysql://db/x' is none of sqlite:PATH"),
                                  (["lab", "--output", "/etc/hostname"], "outputDirectory /etc/hostname is a file"),
-                                 (["lab", "--scenario", "/nonexistent/scenario.yaml"], "Usage: concord lab")] {
+                                 (["lab", "--scenario", "/nonexistent/scenario.yaml"], "Usage: concord lab"),
+                                 (["bench", "stores", "--backend", "redis", "--url", "redis://:S3CRET@127.0.0.1:badport"], "--url redis://***@127.0.0.1:badport"),
+                                 (["bench", "stores", "--backend", "postgres", "--url", "postgres://u@h:99999/x"], "port 99999 is out of range"),
+                                 (["app", "--strategy", "client", "--session-key", "c2hvcnQ="], "is 5 bytes; it must be 32")] {
             let (status, output) = try await run(command)
             #expect(status == 64, "\(command): \(output)")
             #expect(output.contains(usage) && !output.contains("Usage: concord <subcommand>"), "\(command): \(output)")
