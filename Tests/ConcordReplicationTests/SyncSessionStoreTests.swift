@@ -270,7 +270,9 @@ import Testing
                 let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                     .connect(host: "127.0.0.1", port: port).get()
                 if !opening.isEmpty { try await channel.writeAndFlush(ByteBuffer(bytes: opening)).get() }
-                let closed = await eventually(timeout: .seconds(5)) { !channel.isActive }
+                // 10 s for a 300-ms deadline: once (CI, 2026-12-03 06:30, the suite's 97 suites in parallel beside a
+                // build on 2 cores) 5 s was not enough; 6 runs alone took 0.63–0.67 s each.
+                let closed = await eventually(timeout: .seconds(10)) { !channel.isActive }
                 #expect(closed, "a connection that sent \(opening) without a hello is still open")
                 try? await channel.close().get()
             }
