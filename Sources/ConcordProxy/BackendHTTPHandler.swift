@@ -213,6 +213,11 @@ final class BackendHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 // The close ends a body without length: the response is complete.
                 responseKeepAlive = false
                 delegate.backendReceived(end, from: self)
+            } else if partialHead.map({ $0.readableBytes > 0 }) ?? false {
+                // It answered something, then closed: a malformed answer (502, not retried, not a passive health
+                // failure), not a connection that closed before any response — an SSH banner or half a head was
+                // resent to every backend and marked each of them down (found 2026-12-03).
+                delegate.backendSentMalformedResponse(self, error: .truncatedHead)
             } else {
                 delegate.backendClosed(self, error: nil)
             }

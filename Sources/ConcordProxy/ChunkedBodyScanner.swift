@@ -7,6 +7,9 @@ struct ChunkedBodyScanner {
         case sizeStart
         /// More hex digits, or the end of the size (CR, or `;` / whitespace before extensions).
         case size
+        /// Whitespace after the size: more of it, the `;` of an extension (RFC 9112 §7.1.1's BWS) or the CR.
+        /// `5 garbage` was taken as an extension — and `ACE /admin HTTP/1.1` as a chunk of 0xACE bytes.
+        case sizeBWS
         /// Chunk extensions, up to the CR that ends the size line.
         case extensions
         /// The LF after a size line.
@@ -18,7 +21,9 @@ struct ChunkedBodyScanner {
         case dataLF
         /// After the last chunk: a trailer field, or the CR of the final blank line.
         case trailerStart
-        /// A trailer field line, up to its CR.
+        /// A trailer field's name, up to its colon.
+        case trailerName
+        /// A trailer field's value, up to its CR.
         case trailerField
         case trailerLF
         /// The LF that ends the body.
@@ -33,11 +38,23 @@ struct ChunkedBodyScanner {
     private var lineBytes = 0
     /// The longest extensions of one size line, and the longest trailer section, in bytes.
     let maxLineBytes: Int
+    /// Hex digits of the current size (leading zeros included): at most 16, as Go's reader.
+    private var sizeDigits = 0
+    /// FNV-1a of the current trailer name in lower case, to refuse the fields a trailer must not carry.
+    private var trailerNameHash: UInt64 = 0
     /// Chunk data bytes the size lines seen so far announce — what a body limit counts, so that `fffffff` is
     /// refused as soon as its line ends instead of after 16 MiB have come.
     private(set) var announcedBytes = 0
 
-    init(maxLineBytes: Int) { self.maxLineBytes = maxLineBytes }
+    /// Whether a trailer that frames or routes the message (`Content-Length`, `Host`, …) is an error: for
+    /// requests, whose trailers the proxy forwards to backends that may merge them into the head. A response's
+    /// are the backend's own (the HTTP/2 bridge leaves such fields out).
+    let refusesFramingTrailers: Bool
+
+    init(maxLineBytes: Int, refusesFramingTrailers: Bool = false) {
+        self.maxLineBytes = maxLineBytes
+        self.refusesFramingTrailers = refusesFramingTrailers
+    }
 
     var isComplete: Bool { state == .complete }
 
@@ -55,7 +72,8 @@ struct ChunkedBodyScanner {
         defer { if let start = trailerRun { trailers(start..<i) } }
         while i < n {
             let byte = bytes[i]
-            let inTrailer = state == .trailerField || state == .trailerLF || (state == .trailerStart && byte != HTTPSyntax.cr)
+            let inTrailer = state == .trailerName || state == .trailerField || state == .trailerLF
+                || (state == .trailerStart && byte != HTTPSyntax.cr)
             if inTrailer, trailerRun == nil {
                 trailerRun = i
             } else if !inTrailer, let start = trailerRun {
@@ -66,17 +84,32 @@ struct ChunkedBodyScanner {
             case .sizeStart:
                 guard let digit = HTTPSyntax.hexValue(byte) else { return .failure(.malformedChunk) }
                 remaining = digit
+                sizeDigits = 1
                 state = .size
             case .size:
                 if let digit = HTTPSyntax.hexValue(byte) {
-                    guard remaining <= Int.max >> 4 else { return .failure(.malformedChunk) }
+                    sizeDigits += 1
+                    guard remaining <= Int.max >> 4, sizeDigits <= 16 else { return .failure(.malformedChunk) }
                     remaining = remaining << 4 | digit
                 } else if byte == HTTPSyntax.cr {
                     state = .sizeLF
-                } else if byte == HTTPSyntax.semicolon || HTTPSyntax.isWhitespace(byte) {
+                } else if byte == HTTPSyntax.semicolon {
                     lineBytes = 0
                     state = .extensions
+                } else if HTTPSyntax.isWhitespace(byte) {
+                    lineBytes = 0
+                    state = .sizeBWS
                 } else {
+                    return .failure(.malformedChunk)
+                }
+            case .sizeBWS:
+                lineBytes += 1
+                guard lineBytes <= maxLineBytes else { return .failure(.malformedChunk) }
+                if byte == HTTPSyntax.semicolon {
+                    state = .extensions
+                } else if byte == HTTPSyntax.cr {
+                    state = .sizeLF
+                } else if !HTTPSyntax.isWhitespace(byte) {
                     return .failure(.malformedChunk)
                 }
             case .extensions:
@@ -109,7 +142,23 @@ struct ChunkedBodyScanner {
                 } else {
                     lineBytes += 1
                     guard HTTPSyntax.isToken(byte), lineBytes <= maxLineBytes else { return .failure(.malformedChunk) }
+                    trailerNameHash = Self.fnvAdd(Self.fnvBasis, HTTPSyntax.lowercased(byte))
+                    state = .trailerName
+                }
+            case .trailerName:
+                // `name:` and nothing else (a line without a colon went through before 2026-12-03), and in a
+                // request not a field that frames or routes the message (RFC 9110 §6.5.1): a backend that merged
+                // trailers into the head would read `Content-Length` or `Host` from one.
+                lineBytes += 1
+                guard lineBytes <= maxLineBytes else { return .failure(.malformedChunk) }
+                if byte == HTTPSyntax.colon {
+                    guard !refusesFramingTrailers || !Self.forbiddenTrailerHashes.contains(trailerNameHash) else {
+                        return .failure(.malformedChunk)
+                    }
                     state = .trailerField
+                } else {
+                    guard HTTPSyntax.isToken(byte) else { return .failure(.malformedChunk) }
+                    trailerNameHash = Self.fnvAdd(trailerNameHash, HTTPSyntax.lowercased(byte))
                 }
             case .trailerField:
                 guard lineByte(byte, endingIn: .trailerLF) else { return .failure(.malformedChunk) }
@@ -127,6 +176,17 @@ struct ChunkedBodyScanner {
         }
         return .success(n)
     }
+
+    private static let fnvBasis: UInt64 = 0xcbf2_9ce4_8422_2325
+
+    @inline(__always)
+    private static func fnvAdd(_ hash: UInt64, _ byte: UInt8) -> UInt64 { (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+
+    /// Fields a trailer section must not carry: framing, routing and connection control.
+    private static let forbiddenTrailerHashes: Set<UInt64> = Set(
+        ["content-length", "transfer-encoding", "host", "connection", "keep-alive", "upgrade", "te", "trailer"].map { name in
+            name.utf8.reduce(fnvBasis, fnvAdd)
+        })
 
     /// A byte of a size line's extensions or of a trailer field: CR ends the line (the state becomes `next`);
     /// anything else must be field content, within `maxLineBytes`.

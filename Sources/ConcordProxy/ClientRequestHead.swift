@@ -55,9 +55,9 @@ struct ClientRequestHead {
         }
         let codings = fields.transferCodings
         if codings.isPresent {
-            // RFC 9112 §6.1, §6.3: Transfer-Encoding with Content-Length, in HTTP/1.0, or without `chunked` last
-            // is how requests get smuggled past proxies.
-            if fields.contentLength != nil || fields.isHTTP10 || !codings.chunkedLast || codings.chunkedNotLast {
+            // RFC 9112 §6.1, §6.3: Transfer-Encoding with Content-Length, in HTTP/1.0, or other than one plain
+            // `chunked` (``HTTPSyntax/TransferCodings/isExactlyChunked``) is how requests get smuggled past proxies.
+            if fields.contentLength != nil || fields.isHTTP10 || !codings.isExactlyChunked {
                 throw .ambiguousFraming
             }
         }

@@ -11,6 +11,7 @@ struct HTTPResponseFramerError: Error, Sendable, Hashable, CustomStringConvertib
         case malformedChunk
         case switchingProtocols
         case unexpectedBytes
+        case truncatedHead
     }
 
     private let base: Base
@@ -35,6 +36,9 @@ struct HTTPResponseFramerError: Error, Sendable, Hashable, CustomStringConvertib
     static let switchingProtocols = Self(.switchingProtocols)
     /// Bytes arrived while no request was outstanding.
     static let unexpectedBytes = Self(.unexpectedBytes)
+    /// The connection closed after part of a response head (or bytes that are not one, such as another
+    /// protocol's banner): the backend answered, badly — not a connection that failed before any response.
+    static let truncatedHead = Self(.truncatedHead)
 
     var description: String {
         switch base {
@@ -47,6 +51,7 @@ struct HTTPResponseFramerError: Error, Sendable, Hashable, CustomStringConvertib
         case .malformedChunk: "malformed chunked body"
         case .switchingProtocols: "101 Switching Protocols without an upgrade request"
         case .unexpectedBytes: "bytes received while no request was outstanding"
+        case .truncatedHead: "closed after part of a response head, or bytes that are not HTTP"
         }
     }
 }

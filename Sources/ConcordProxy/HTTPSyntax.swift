@@ -245,10 +245,19 @@ enum HTTPSyntax {
         private(set) var count = 0
         private(set) var chunkedLast = false
         private(set) var chunkedNotLast = false
+        /// Exactly one field whose whole value is `chunked` (any case): the only request framing by
+        /// Transfer-Encoding the proxy takes, as nginx. The list reading above skips what a backend reading the
+        /// field literally does not: `chunked;q=1`, `chunked garbage`, `chunked,`, `gzip, chunked`, an empty second
+        /// field — each made the proxy frame a chunked body the head of which it forwarded unchanged to a backend
+        /// that saw no body, and the chunk data became a request of its own (smuggling, found 2026-12-03).
+        private(set) var isExactlyChunked = false
+        private var fields = 0
 
         /// Adds one `Transfer-Encoding` field's list.
         mutating func add(_ bytes: UnsafeRawBufferPointer, _ value: Range<Int>) {
             isPresent = true
+            fields += 1
+            isExactlyChunked = fields == 1 && HTTPSyntax.equalsIgnoringCase(bytes, value, "chunked")
             HTTPSyntax.forEachListElement(bytes, value) { coding in
                 count += 1
                 if chunkedLast { chunkedNotLast = true }

@@ -120,6 +120,10 @@ import Testing
             if head.hasPrefix("GET /big ") {
                 return .init(bytes: "HTTP/1.1 200 OK\r\nX-Big: \(String(repeating: "b", count: 70_000))\r\nContent-Length: 0\r\n\r\n")
             }
+            // Something that is not HTTP, or half a head, then the close: an answer, if a bad one (2026-12-03:
+            // it was resent to every backend as a connection closed before any response, and each marked down).
+            if head.hasPrefix("GET /banner ") { return .init(bytes: "SSH-2.0-OpenSSH_9.2\r\n", closeAfter: true) }
+            if head.hasPrefix("GET /half ") { return .init(bytes: "HTTP/1.1 200 OK\r\nContent-Len", closeAfter: true) }
             if head.hasPrefix("GET /early ") {
                 return .init(bytes: "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly")
             }
@@ -130,6 +134,12 @@ import Testing
             #expect(bad.status == 502)
             #expect(requests.withLockedValue { $0 } == 1, "a malformed response is not retried")
             #expect(try await RawClient.get(port: port, path: "/big").status == 502)
+            for path in ["/banner", "/half"] {
+                let before = requests.withLockedValue { $0 }
+                #expect(try await RawClient.get(port: port, path: path).status == 502, "\(path)")
+                #expect(requests.withLockedValue { $0 } == before + 1, "\(path): not resent")
+                #expect(server.balancer.statuses().first?.state == "up", "\(path): not a passive health failure")
+            }
             let early = try await RawClient.get(port: port, path: "/early")
             #expect(early.status == 200 && early.body == "early" && !early.text.contains("103"))
             let good = try await RawClient.get(port: port)
