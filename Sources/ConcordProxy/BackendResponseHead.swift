@@ -41,8 +41,9 @@ struct BackendResponseHead {
         let codings = fields.transferCodings
         if codings.isPresent {
             // RFC 9112 §6.1, §6.3: Transfer-Encoding with Content-Length, or in an HTTP/1.0 message, is how
-            // responses get split; so is `chunked` applied twice or not last.
-            if fields.contentLength != nil || !fields.isHTTP11 || requestIsHTTP10 || codings.chunkedNotLast || codings.count == 0 {
+            // responses get split; so is `chunked` applied twice or not last, or a list that is not plain.
+            if fields.contentLength != nil || !fields.isHTTP11 || requestIsHTTP10 || codings.chunkedNotLast || codings.count == 0
+                || !codings.isPlainList {
                 throw .ambiguousFraming
             }
         }

@@ -251,6 +251,11 @@ enum HTTPSyntax {
         /// field — each made the proxy frame a chunked body the head of which it forwarded unchanged to a backend
         /// that saw no body, and the chunk data became a request of its own (smuggling, found 2026-12-03).
         private(set) var isExactlyChunked = false
+        /// Every field is a plain list of codings — tokens separated by commas and optional whitespace, none empty,
+        /// none with parameters (`chunked;q=1`) or words after it (`chunked garbage`) — so what it says does not
+        /// depend on how a reader skips what it does not know. Responses must be (a backend's `gzip, chunked` is
+        /// fine; `chunked garbage` was framed as chunked and passed on to clients as it was).
+        private(set) var isPlainList = true
         private var fields = 0
 
         /// Adds one `Transfer-Encoding` field's list.
@@ -258,10 +263,26 @@ enum HTTPSyntax {
             isPresent = true
             fields += 1
             isExactlyChunked = fields == 1 && HTTPSyntax.equalsIgnoringCase(bytes, value, "chunked")
+            if !isExactlyChunked && isPlainList { isPlainList = Self.isPlainList(bytes, value) }
             HTTPSyntax.forEachListElement(bytes, value) { coding in
                 count += 1
                 if chunkedLast { chunkedNotLast = true }
                 chunkedLast = HTTPSyntax.equalsIgnoringCase(bytes, coding, "chunked")
+            }
+        }
+
+        /// `token *( OWS "," OWS token )` over `bytes[value]` (trimmed of whitespace already).
+        private static func isPlainList(_ bytes: UnsafeRawBufferPointer, _ value: Range<Int>) -> Bool {
+            var i = value.lowerBound
+            while true {
+                let start = i
+                while i < value.upperBound && HTTPSyntax.isToken(bytes[i]) { i += 1 }
+                guard i > start else { return false }
+                while i < value.upperBound && HTTPSyntax.isWhitespace(bytes[i]) { i += 1 }
+                if i == value.upperBound { return true }
+                guard bytes[i] == HTTPSyntax.comma else { return false }
+                i += 1
+                while i < value.upperBound && HTTPSyntax.isWhitespace(bytes[i]) { i += 1 }
             }
         }
     }
