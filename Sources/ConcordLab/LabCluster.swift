@@ -46,7 +46,10 @@ public actor LabCluster {
     /// How many proxies this cluster has run (a proxy-upgrade phase starts the next).
     private var proxyGenerations = 1
     private var adminPort = 0
-    private var storeURL: String?
+    /// The store the nodes share (`store` strategies): the configured one, or an SQLite file in the work directory.
+    private var storeURL: String? {
+        strategy.usesStore ? configuration.storeURL ?? "sqlite:\(workDirectory)/store.sqlite" : nil
+    }
 
     public init(
         strategy: LabStrategy, configuration: LabConfiguration, executable: String, workDirectory: String,
@@ -80,9 +83,6 @@ public actor LabCluster {
 
     public func start() async throws {
         try FileManager.default.createDirectory(atPath: workDirectory, withIntermediateDirectories: true)
-        if strategy.usesStore {
-            storeURL = configuration.storeURL ?? "sqlite:\(workDirectory)/store.sqlite"
-        }
         var planned: [(id: String, port: Int, replicationPort: Int)] = []
         for _ in 0..<configuration.nodes {
             let port = try LoopbackPort.free()
@@ -251,10 +251,18 @@ public actor LabCluster {
         strategy == .ring ? "127.0.0.1:\(port)" : "node-\(number)"
     }
 
+    /// The environment of every `concord app` node: its secrets and the store URL (which may hold a password),
+    /// kept out of command lines that every user of the machine can read with `ps`.
+    var nodeEnvironment: [String: String] {
+        var environment = ["CONCORD_SESSION_KEY": sessionKey, "CONCORD_ADMIN_TOKEN": adminToken,
+                           "CONCORD_REPLICATION_SECRET": replicationSecret, "CONCORD_PARENT_PID": "\(getpid())"]
+        if let storeURL { environment["CONCORD_STORE"] = storeURL }
+        return environment
+    }
+
     /// The command line of one `concord app` node.
     func nodeArguments(id: String, port: Int, replicationPort: Int, peers: [String]) -> [String] {
         var arguments = ["app", "--strategy", strategy.appStrategy, "--node-id", id, "--port", "\(port)"]
-        if let storeURL { arguments += ["--store", storeURL] }
         if configuration.shutdownDelaySeconds > 0 { arguments += ["--shutdown-delay", "\(configuration.shutdownDelaySeconds)"] }
         if let grace = configuration.quiesceGraceSeconds { arguments += ["--quiesce-grace", "\(grace)"] }
         if let wait = configuration.storeReadWaitSeconds { arguments += ["--store-read-wait", "\(wait)"] }
@@ -269,8 +277,7 @@ public actor LabCluster {
         let arguments = nodeArguments(id: id, port: port, replicationPort: replicationPort, peers: peers)
         let child = try LabChild.spawn(
             name: id, executable: executable, arguments: arguments,
-            environment: ["CONCORD_SESSION_KEY": sessionKey, "CONCORD_ADMIN_TOKEN": adminToken, "CONCORD_REPLICATION_SECRET": replicationSecret, "CONCORD_PARENT_PID": "\(getpid())"],
-            logPath: "\(workDirectory)/\(id).log")
+            environment: nodeEnvironment, logPath: "\(workDirectory)/\(id).log")
         let node = Node(id: id, port: port, replicationPort: replicationPort, child: child)
         if let position { nodes.insert(node, at: position) } else { nodes.append(node) }
         try await waitUntilReady(child: child) {

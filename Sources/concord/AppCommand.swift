@@ -34,7 +34,7 @@ struct AppCommand: AsyncParsableCommand {
     @Option(help: "Listening port.")
     var port: Int = 8080
 
-    @Option(help: "Store URL for store and store+near-cache: sqlite:PATH, redis://HOST:PORT (rediss:// for TLS; Redis Cluster: redis://HOST:PORT,redis://HOST:PORT,… seeds; redis-sentinel://HOST:PORT,…#MASTER, rediss-sentinel:// with TLS), postgres://USER@HOST:PORT/DB.")
+    @Option(help: "Store URL for store and store+near-cache: sqlite:PATH, redis://HOST:PORT (rediss:// for TLS; Redis Cluster: redis://HOST:PORT,redis://HOST:PORT,… seeds; redis-sentinel://HOST:PORT,…#MASTER, rediss-sentinel:// with TLS), postgres://USER@HOST:PORT/DB; or env CONCORD_STORE (a URL with a password stays out of ps).")
     var store: String = Self.defaultStore
     static let defaultStore = "sqlite:concord-sessions.sqlite"
 
@@ -139,12 +139,18 @@ struct AppCommand: AsyncParsableCommand {
             throw ValidationError("--replication-secret (or CONCORD_REPLICATION_SECRET) must be at least 16 characters")
         }
         return ConcordAppConfiguration(
-            nodeID: nodeID, host: host, port: port, strategy: strategy, storeURL: store,
+            nodeID: nodeID, host: host, port: port, strategy: strategy, storeURL: storeURL,
             peers: peers.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? [],
             replicationPort: replicationPort,
             sessionKey: sessionKey ?? ProcessInfo.processInfo.environment["CONCORD_SESSION_KEY"],
             quiesceGrace: .seconds(quiesceGrace), secureCookies: secureCookies, storeReadWait: .seconds(storeReadWait),
             adminToken: adminToken, compressCookies: compressCookies, replicationSecret: replicationSecret)
+    }
+
+    /// `--store`, or `CONCORD_STORE` when the flag is not given (the lab passes its store URL that way: a password
+    /// in a command line is readable by every user of the machine through `ps`).
+    var storeURL: String {
+        store != Self.defaultStore ? store : (ProcessInfo.processInfo.environment["CONCORD_STORE"] ?? store)
     }
 
     /// The flags given that this strategy does not use: warned about, not refused, so one command line can start

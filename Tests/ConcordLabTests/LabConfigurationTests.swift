@@ -120,6 +120,17 @@ import Testing
         #expect(throws: LabError.self) { try LabConfiguration.load(yaml: "storeReadWaitSeconds: 61").validate() }
     }
 
+    /// The store URL reaches the nodes through their environment, not their command line (`ps` shows that to
+    /// every user of the machine, and a Redis or PostgreSQL URL may hold a password).
+    @Test func theStoreURLStaysOutOfTheNodesCommandLines() async throws {
+        let cluster = LabCluster(
+            strategy: .store, configuration: LabConfiguration(storeURL: "redis://:S3CRET@127.0.0.1:6379"), executable: "concord",
+            workDirectory: "/tmp", proxyAvailable: true, logger: Logger(label: "test"))
+        let arguments = await cluster.nodeArguments(id: "node-1", port: 1, replicationPort: 2, peers: [])
+        #expect(!arguments.joined(separator: " ").contains("S3CRET") && !arguments.contains("--store"), "\(arguments)")
+        #expect(await cluster.nodeEnvironment["CONCORD_STORE"] == "redis://:S3CRET@127.0.0.1:6379")
+    }
+
     @Test func theProxyGetsItsAccessLogOnlyWhenAsked() async {
         func arguments(_ accessLog: Bool) async -> [String] {
             await LabCluster(
