@@ -182,9 +182,14 @@ struct ChunkedBodyScanner {
     @inline(__always)
     private static func fnvAdd(_ hash: UInt64, _ byte: UInt8) -> UInt64 { (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
 
-    /// Fields a trailer section must not carry: framing, routing and connection control.
+    /// Fields a request's trailer section must not carry: framing, routing and connection control, and what the
+    /// proxy vouches for in the head — the client's address and certificate, its cookies and credentials — which
+    /// a backend that merges trailers into the head would otherwise take from the client (a probe sent
+    /// `x-forwarded-for: 6.6.6.6` and `cookie` as trailers, 2026-12-03).
     private static let forbiddenTrailerHashes: Set<UInt64> = Set(
-        ["content-length", "transfer-encoding", "host", "connection", "keep-alive", "upgrade", "te", "trailer"].map { name in
+        ["content-length", "transfer-encoding", "host", "connection", "keep-alive", "upgrade", "te", "trailer",
+         "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "forwarded", "x-real-ip",
+         "x-forwarded-client-cert", "cookie", "authorization", "proxy-authorization"].map { name in
             name.utf8.reduce(fnvBasis, fnvAdd)
         })
 
