@@ -29,14 +29,20 @@ final class HTTP2StreamBytesBridge: ChannelDuplexHandler {
     private enum RequestBody {
         /// The head has not come yet.
         case awaitingHead
-        /// Without a body, or with `content-length`: DATA passes as it is.
-        case asSent
+        /// With `content-length`: DATA passes as it is, `remaining` bytes of it still to come — except the bytes
+        /// that complete the length, which wait for END_STREAM (``heldTail``).
+        case asSent(remaining: Int)
         /// Without a length: chunk-framed towards the backend.
         case chunked
         case ended
     }
 
     private var request = RequestBody.awaitingHead
+    /// The request bytes that complete its declared length (for `content-length: 0`, the whole head), held until
+    /// the stream ends: a stream that sends more DATA is reset by NIOHTTP2 only at that frame, and forwarded at
+    /// once such a request had run on the backend while its client got RST_STREAM (RFC 9113 §8.1.1: a malformed
+    /// request is not forwarded; found by a probe, 2026-12-03).
+    private var heldTail: ByteBuffer?
     private var framer: HTTPResponseFramer
     /// Bytes of a response head that has not all been written yet.
     private var pending = ByteBuffer()
@@ -71,7 +77,7 @@ final class HTTP2StreamBytesBridge: ChannelDuplexHandler {
     }
 
     private func requestHead(_ headers: HPACKHeaders, endStream: Bool, context: ChannelHandlerContext) {
-        var method = "", path: String?, authority: String?, host: String?, hasLength = false
+        var method = "", path: String?, authority: String?, host: String?, hasLength = false, declaredLength = 0
         var cookies: [String] = []
         for (name, value, _) in headers {
             switch name {
@@ -79,7 +85,9 @@ final class HTTP2StreamBytesBridge: ChannelDuplexHandler {
             case ":path": path = value
             case ":authority": authority = value
             case "host": host = value
-            case "content-length": hasLength = true
+            case "content-length":
+                hasLength = true
+                declaredLength = Int(value) ?? 0  // NIOHTTP2 has checked it is one number
             case "cookie": cookies.append(value)
             default: break
             }
@@ -113,14 +121,18 @@ final class HTTP2StreamBytesBridge: ChannelDuplexHandler {
             request = .ended
         } else if hasLength {
             // NIOHTTP2 checks the DATA frames add up to it.
-            request = .asSent
+            request = .asSent(remaining: declaredLength)
         } else {
             // Whatever the method: DATA frames with no length around them would be read as the next request.
             out.writeStaticString("transfer-encoding: chunked\r\n")
             request = .chunked
         }
         out.writeStaticString("\r\n")
-        context.fireChannelRead(wrapInboundOut(out))
+        if case .asSent(remaining: 0) = request {
+            heldTail = out
+        } else {
+            context.fireChannelRead(wrapInboundOut(out))
+        }
     }
 
     /// Methods whose requests carry no content by their semantics (no `content-length: 0` is added to them).
@@ -146,9 +158,22 @@ final class HTTP2StreamBytesBridge: ChannelDuplexHandler {
 
     private func body(_ bytes: ByteBuffer, endStream: Bool, context: ChannelHandlerContext) {
         switch request {
-        case .asSent:
-            if bytes.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(bytes)) }
-            if endStream { request = .ended }
+        case .asSent(let remaining):
+            // NIOHTTP2 never delivers DATA past the declared length (it resets the stream instead).
+            let left = remaining - bytes.readableBytes
+            if endStream {
+                releaseHeldTail(context: context)
+                if bytes.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(bytes)) }
+                request = .ended
+            } else if left <= 0 {
+                var held = heldTail ?? context.channel.allocator.buffer(capacity: bytes.readableBytes)
+                held.writeImmutableBuffer(bytes)
+                heldTail = held
+                request = .asSent(remaining: 0)
+            } else {
+                if bytes.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(bytes)) }
+                request = .asSent(remaining: left)
+            }
         case .chunked:
             var out = context.channel.allocator.buffer(capacity: bytes.readableBytes + 16)
             // An empty chunk would end the body.
@@ -172,12 +197,20 @@ final class HTTP2StreamBytesBridge: ChannelDuplexHandler {
     /// place for them in HTTP/1.1.
     private func trailers(_ headers: HPACKHeaders, context: ChannelHandlerContext) {
         defer { request = .ended }
+        releaseHeldTail(context: context)
         guard case .chunked = request else { return }
         var out = context.channel.allocator.buffer(capacity: 64)
         out.writeStaticString("0\r\n")
         for (name, value, _) in headers { Self.writeField(name, value, to: &out) }
         out.writeStaticString("\r\n")
         context.fireChannelRead(wrapInboundOut(out))
+    }
+
+    /// The stream ended well: what completes the request goes on.
+    private func releaseHeldTail(context: ChannelHandlerContext) {
+        guard let held = heldTail else { return }
+        heldTail = nil
+        context.fireChannelRead(wrapInboundOut(held))
     }
 
     // MARK: Response: HTTP/1.1 bytes → HTTP/2

@@ -1,0 +1,64 @@
+import NIOCore
+import NIOEmbedded
+import NIOHPACK
+import NIOHTTP2
+import Testing
+
+@testable import ConcordProxy
+
+/// The bridge on its own, frames in and HTTP/1.1 bytes out, in an `EmbeddedChannel`.
+@Suite struct HTTP2StreamBytesBridgeTests {
+    static func bridge() throws -> EmbeddedChannel {
+        EmbeddedChannel(handler: HTTP2StreamBytesBridge(limits: HTTPHeadLimits(maxHeadBytes: 16_384, maxHeaderCount: 100)))
+    }
+
+    static func head(_ method: String, length: Int?) -> HPACKHeaders {
+        var headers: HPACKHeaders = [":method": method, ":scheme": "https", ":authority": "localhost", ":path": "/p"]
+        if let length { headers.add(name: "content-length", value: "\(length)") }
+        return headers
+    }
+
+    /// Everything the bridge passed on so far, as text.
+    static func passedOn(_ channel: EmbeddedChannel) throws -> String {
+        var text = ""
+        while let bytes = try channel.readInbound(as: ByteBuffer.self) { text += String(buffer: bytes) }
+        return text
+    }
+
+    /// The bytes that complete a declared length wait for END_STREAM: a stream that then sends more is reset by
+    /// NIOHTTP2, and the request must not have run on the backend (it did, while its client got RST_STREAM).
+    @Test func theEndOfARequestWithALengthWaitsForTheEndOfTheStream() throws {
+        let zero = try Self.bridge()
+        try zero.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: Self.head("POST", length: 0), endStream: false)))
+        #expect(try Self.passedOn(zero).isEmpty, "content-length: 0 without END_STREAM: the head waits")
+        try zero.writeInbound(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true)))
+        let text = try Self.passedOn(zero)
+        #expect(text.hasPrefix("POST /p HTTP/1.1\r\n") && text.hasSuffix("content-length: 0\r\n\r\n"), "\(text.debugDescription)")
+
+        let five = try Self.bridge()
+        try five.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: Self.head("POST", length: 5), endStream: false)))
+        #expect(try Self.passedOn(five).hasSuffix("content-length: 5\r\n\r\n"), "a body to come: the head goes on")
+        try five.writeInbound(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer(string: "he")), endStream: false)))
+        #expect(try Self.passedOn(five) == "he")
+        try five.writeInbound(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer(string: "llo")), endStream: false)))
+        #expect(try Self.passedOn(five).isEmpty, "the bytes that complete the length wait")
+        try five.writeInbound(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true)))
+        #expect(try Self.passedOn(five) == "llo")
+
+        // Ended by trailers: the held bytes go on too (trailers have no place after a body with a length).
+        let trailed = try Self.bridge()
+        try trailed.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: Self.head("PUT", length: 2), endStream: false)))
+        _ = try Self.passedOn(trailed)
+        try trailed.writeInbound(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer(string: "ok")), endStream: false)))
+        try trailed.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: ["x-checksum": "1"], endStream: true)))
+        #expect(try Self.passedOn(trailed) == "ok")
+
+        // The last DATA with END_STREAM: nothing waits.
+        let whole = try Self.bridge()
+        try whole.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: Self.head("POST", length: 3), endStream: false)))
+        _ = try Self.passedOn(whole)
+        try whole.writeInbound(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer(string: "abc")), endStream: true)))
+        #expect(try Self.passedOn(whole) == "abc")
+        for channel in [zero, five, trailed, whole] { _ = try channel.finish() }
+    }
+}
