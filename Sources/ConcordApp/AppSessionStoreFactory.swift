@@ -42,7 +42,7 @@ enum AppSessionStoreFactory {
             try checkSQLitePath(path)
             return .sqlite(SQLiteSessionStoreConfiguration(path: path))
         case .redis:
-            return .redis(try invalidIfThrows(url) { try RedisSessionStoreConfiguration(urls: StoreURL.redisURLs(url)) })
+            return .redis(try invalidIfThrows(url) { try RedisSessionStoreConfiguration(storeURL: url) })
         case .postgres:
             return .postgres(try invalidIfThrows(url) { try PostgresSessionStoreConfiguration(url: url) })
         case nil:

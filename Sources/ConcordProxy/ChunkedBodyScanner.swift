@@ -46,14 +46,15 @@ struct ChunkedBodyScanner {
     /// refused as soon as its line ends instead of after 16 MiB have come.
     private(set) var announcedBytes = 0
 
-    /// Whether a trailer that frames or routes the message (`Content-Length`, `Host`, …) is an error: for
+    /// Whether a trailer that frames or routes the message (`Content-Length`, `Host`, …) or carries what the
+    /// proxy vouches for in the head (`X-Forwarded-For`, `Cookie`, …; ``forbiddenTrailerHashes``) is an error: for
     /// requests, whose trailers the proxy forwards to backends that may merge them into the head. A response's
     /// are the backend's own (the HTTP/2 bridge leaves such fields out).
-    let refusesFramingTrailers: Bool
+    let refusesHeadOnlyTrailers: Bool
 
-    init(maxLineBytes: Int, refusesFramingTrailers: Bool = false) {
+    init(maxLineBytes: Int, refusesHeadOnlyTrailers: Bool = false) {
         self.maxLineBytes = maxLineBytes
-        self.refusesFramingTrailers = refusesFramingTrailers
+        self.refusesHeadOnlyTrailers = refusesHeadOnlyTrailers
     }
 
     var isComplete: Bool { state == .complete }
@@ -147,12 +148,12 @@ struct ChunkedBodyScanner {
                 }
             case .trailerName:
                 // `name:` and nothing else (a line without a colon went through before 2026-12-03), and in a
-                // request not a field that frames or routes the message (RFC 9110 §6.5.1): a backend that merged
-                // trailers into the head would read `Content-Length` or `Host` from one.
+                // request none of ``forbiddenTrailerHashes`` (RFC 9110 §6.5.1): a backend that merged trailers into
+                // the head would read `Content-Length`, `Host` or `X-Forwarded-For` from one.
                 lineBytes += 1
                 guard lineBytes <= maxLineBytes else { return .failure(.malformedChunk) }
                 if byte == HTTPSyntax.colon {
-                    guard !refusesFramingTrailers || !Self.forbiddenTrailerHashes.contains(trailerNameHash) else {
+                    guard !refusesHeadOnlyTrailers || !Self.forbiddenTrailerHashes.contains(trailerNameHash) else {
                         return .failure(.malformedChunk)
                     }
                     state = .trailerField

@@ -64,7 +64,7 @@ struct HTTPRequestFramer {
             switch head.framing {
             case .none: state = .ending
             case .contentLength(let length): state = .fixedLength(remaining: length)
-            case .chunked: state = .chunked(ChunkedBodyScanner(maxLineBytes: limits.maxHeadBytes, refusesFramingTrailers: true))
+            case .chunked: state = .chunked(ChunkedBodyScanner(maxLineBytes: limits.maxHeadBytes, refusesHeadOnlyTrailers: true))
             }
             return .head(head)
         case .fixedLength(let remaining):

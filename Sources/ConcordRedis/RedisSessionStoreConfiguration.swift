@@ -1,3 +1,4 @@
+import ConcordSessions
 /// How ``RedisSessionStore`` keeps sessions in Redis.
 ///
 /// Defaults:
@@ -30,5 +31,11 @@ public struct RedisSessionStoreConfiguration: Sendable {
     /// From `redis://[:password@]host:port/db`; several URLs are the seeds of a Redis Cluster.
     public init(urls: [String], keyPrefix: String = "concord:", maximumPayloadSize: Int = 1 << 20) throws(RedisClientError) {
         self.init(client: try RedisClientConfiguration(urls: urls), keyPrefix: keyPrefix, maximumPayloadSize: maximumPayloadSize)
+    }
+
+    /// From one store URL as `concord app --store` takes it: a server, a `redis-sentinel://` URL, or a cluster's
+    /// seeds separated by commas (``StoreURL/redisURLs(_:)``).
+    public init(storeURL: String) throws(RedisClientError) {
+        try self.init(urls: StoreURL.redisURLs(storeURL))
     }
 }

@@ -25,12 +25,13 @@ extension SQLiteSessionStoreConfiguration {
         guard directory.isEmpty || (FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) && isDirectory.boolValue) else {
             throw SQLiteSessionStoreConfigurationError(path: path, reason: "the directory \(directory) does not exist")
         }
-        let directoryWritable = FileManager.default.isWritableFile(atPath: directory.isEmpty ? "." : directory)
+        let parent = directory.isEmpty ? "." : directory
+        let directoryWritable = FileManager.default.isWritableFile(atPath: parent)
         // A file that is there must be a database this process can write (an empty one becomes one); one that is
         // not is created in the directory.
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             guard directoryWritable else {
-                throw SQLiteSessionStoreConfigurationError(path: path, reason: "the directory \(directory.isEmpty ? "." : directory) is not writable by this process, so the file cannot be created")
+                throw SQLiteSessionStoreConfigurationError(path: path, reason: "the directory \(parent) is not writable by this process, so the file cannot be created")
             }
             return
         }
@@ -56,7 +57,7 @@ extension SQLiteSessionStoreConfiguration {
                 }
             } else if !directoryWritable {
                 throw SQLiteSessionStoreConfigurationError(path: path,
-                    reason: "the directory \(directory.isEmpty ? "." : directory) is not writable by this process, so \(companion) (WAL mode) cannot be created")
+                    reason: "the directory \(parent) is not writable by this process, so \(companion) (WAL mode) cannot be created")
             }
         }
     }

@@ -55,7 +55,7 @@ struct BenchStoresCommand: AsyncParsableCommand {
         if let url, let backend = backends.first {
             do {
                 if backend.hasPrefix("redis") {
-                    _ = try RedisSessionStoreConfiguration(urls: StoreURL.redisURLs(url))
+                    _ = try RedisSessionStoreConfiguration(storeURL: url)
                 } else if backend.hasPrefix("postgres") {
                     _ = try PostgresSessionStoreConfiguration(url: url)
                 }

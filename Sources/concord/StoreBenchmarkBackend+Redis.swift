@@ -23,7 +23,7 @@ extension StoreBenchmarkBackend {
     private static func redisTarget(options: StoreBenchmarkOptions, callersOnEventLoop: Bool) async throws -> StoreBenchmarkTarget {
         let server: RedisBenchmarkServer? = options.url == nil ? try await RedisBenchmarkServer.start() : nil
         let url = options.url ?? "redis://127.0.0.1:\(server!.port)"
-        let configuration = try RedisSessionStoreConfiguration(urls: StoreURL.redisURLs(url))
+        let configuration = try RedisSessionStoreConfiguration(storeURL: url)
         guard !configuration.client.isCluster else {
             throw BenchStoresError("bench stores measures one Redis server (redis-benchmark is run against it); give one URL, not a cluster's seeds")
         }
