@@ -797,8 +797,19 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     }
 
     /// Opens a fresh connection to the picked backend `target` for the request (after a stale pooled one, the
-    /// pick stays).
+    /// pick stays). It starts one event-loop turn later, once the rest of the read that brought the request has
+    /// been handled: an HTTP/2 stream reset in the same read (rapid reset, CVE-2023-44487) is gone by then and
+    /// costs no backend connection — each used to open one.
     private func connectFresh(to target: Backend) {
+        let loopBound = NIOLoopBound(self, eventLoop: pool.eventLoop)
+        pool.eventLoop.execute {
+            let handler = loopBound.value
+            guard handler.context != nil, handler.machine.state == .connecting, handler.pick?.backend == target else { return }
+            handler.openFresh(to: target)
+        }
+    }
+
+    private func openFresh(to target: Backend) {
         let loopBound = NIOLoopBound(self, eventLoop: pool.eventLoop)
         pool.connect(to: target) { result in
             let handler = loopBound.value
@@ -807,7 +818,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
                 handler.runtime.balancer.recordConnectSuccess(target)
                 handler.attach(fresh, reused: false)
             case .success(let fresh):
-                fresh.close()
+                // The request is gone (its client left while the connect ran): the unused connection is pooled.
+                handler.pool.release(fresh)
             case .failure(let error):
                 handler.connectFailed(target, error: error)
             }

@@ -234,9 +234,88 @@ import Testing
         }
     }
 
+    /// The proxy's own answer on a stream whose client is still sending (HEADERS and DATA in one write) arrives
+    /// whole: a body over the limit gets its 413 — head and body, the stream ended — not a HEADERS frame cut off
+    /// by a reset (a probe saw HEADERS without END_STREAM, then RST_STREAM CANCEL).
+    @Test func theProxysOwnAnswerToAStreamStillSendingArrivesWhole() async throws {
+        var limits = ProxyLimits()
+        limits.maxBodyBytes = 4
+        try await tls.withTLSProxy(limits: limits, configure: { $0.tls?.http2 = true }) { _, port, heads in
+            let headers: HPACKHeaders = [":method": "POST", ":scheme": "https", ":authority": "localhost", ":path": "/upload",
+                                         "content-length": "11"]
+            let frames = try await Self.exchange(port: port, headers: headers, body: "hello world")
+            #expect(frames.first?.status == "413", "\(frames)")
+            let body = frames.compactMap { frame -> String? in
+                guard case .data(let data) = frame, case .byteBuffer(let bytes) = data.data else { return nil }
+                return String(buffer: bytes)
+            }.joined()
+            #expect(!body.isEmpty, "\(frames)")
+            let ended = frames.contains { frame in
+                switch frame {
+                case .data(let data): data.endStream
+                case .headers(let headers): headers.endStream
+                default: false
+                }
+            }
+            #expect(ended, "\(frames)")
+            #expect(heads.withLockedValue { $0 }.isEmpty)
+        }
+    }
+
+    /// Rapid reset (CVE-2023-44487): streams the client opens and resets in the same write never reach a backend.
+    /// Each used to start a backend connect at once — 2000 HEADERS + RST_STREAM pairs opened ≈ 200 backend
+    /// connections before NIOHTTP2's reset limit ended the connection. The connection stays usable.
+    @Test func streamsResetInTheWriteThatOpenedThemOpenNoBackendConnection() async throws {
+        try await TestCertificate.withDirectory { directory in
+            try await ProxyHarness.withServers(["s"], start: { _ in try await TestScriptedBackend.start { _, _ in TLSProxyTests.ok } }) { backends in
+                var c = ProxyConfiguration(backends: [try HostPort(parsing: backends[0].address)], balance: .roundRobin)
+                c.health = ProxyHarness.quietHealth
+                c.tls = try TestCertificate.a.install(in: directory)
+                c.tls?.http2 = true
+                try await ProxyHarness.withProxy(c) { _, port in
+                    let channel = try await Self.connect(port: port)
+                    defer { channel.close(promise: nil) }
+                    let answered = channel.eventLoop.makePromise(of: HTTP2StreamID.self)
+                    channel.eventLoop.scheduleTask(in: .seconds(10)) { answered.fail(ChannelError.connectTimeout(.seconds(10))) }
+                    let tls = try TestCertificate.a.clientContext(applicationProtocols: ["h2"])
+                    try await channel.eventLoop.submit {
+                        let sync = channel.pipeline.syncOperations
+                        try sync.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: "localhost"))
+                        try sync.addHandler(NIOHTTP2Handler(mode: .client))
+                        try sync.addHandler(HTTP2StreamEndRecorder(done: answered))
+                    }.get()
+                    // Let the health checker's first round finish before counting.
+                    try await Task.sleep(for: .milliseconds(300))
+                    let before = backends[0].connectionsAccepted
+                    let request: HPACKHeaders = [":method": "GET", ":scheme": "https", ":authority": "localhost", ":path": "/"]
+                    let resets = 50
+                    try await channel.eventLoop.submit {
+                        for index in 0..<resets {
+                            let stream = HTTP2StreamID(1 + 2 * index)
+                            channel.write(HTTP2Frame(streamID: stream, payload: .headers(.init(headers: request, endStream: true))), promise: nil)
+                            channel.write(HTTP2Frame(streamID: stream, payload: .rstStream(.cancel)), promise: nil)
+                        }
+                        channel.flush()
+                    }.get()
+                    try await Task.sleep(for: .milliseconds(500))
+                    let afterResets = backends[0].connectionsAccepted - before
+                    // A request after them is answered as usual.
+                    let last = HTTP2StreamID(1 + 2 * resets)
+                    try await channel.eventLoop.submit {
+                        channel.writeAndFlush(HTTP2Frame(streamID: last, payload: .headers(.init(headers: request, endStream: true))), promise: nil)
+                    }.get()
+                    #expect(try await answered.futureResult.get() == last)
+                    #expect(afterResets <= 1, "\(afterResets) backend connections for \(resets) streams reset at once")
+                }
+            }
+        }
+    }
+
     /// Sends one request with exactly `headers`, as a client that does not check them could, on a new HTTP/2
     /// connection; returns what came back on its stream until the stream ended or was reset (at most 10 s).
-    static func exchange(port: Int, headers: HPACKHeaders) async throws -> [HTTP2Frame.FramePayload] {
+    /// With `body`, HEADERS goes without END_STREAM and the body follows as one DATA frame in the same write, the
+    /// stream left open (a client still sending).
+    static func exchange(port: Int, headers: HPACKHeaders, body: String? = nil) async throws -> [HTTP2Frame.FramePayload] {
         let channel = try await connect(port: port)
         defer { channel.close(promise: nil) }
         let tls = try TestCertificate.a.clientContext(applicationProtocols: ["h2"])
@@ -246,13 +325,19 @@ import Testing
             do {
                 let sync = channel.pipeline.syncOperations
                 try sync.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: "localhost"))
+                var unchecked = NIOHTTP2Handler.ConnectionConfiguration()
+                unchecked.headerBlockValidation = .disabled
                 let multiplexer = try sync.configureHTTP2Pipeline(
-                    mode: .client, connectionConfiguration: .init(), streamConfiguration: .init()
+                    mode: .client, connectionConfiguration: unchecked, streamConfiguration: .init()
                 ) { $0.eventLoop.makeSucceededVoidFuture() }
                 return multiplexer.createStreamChannel { stream in
                     stream.eventLoop.makeCompletedFuture { try stream.pipeline.syncOperations.addHandler(HTTP2StreamRecorder(done: done)) }
                 }.flatMap { stream in
-                    stream.writeAndFlush(HTTP2Frame.FramePayload.headers(.init(headers: headers, endStream: true)))
+                    guard let body else {
+                        return stream.writeAndFlush(HTTP2Frame.FramePayload.headers(.init(headers: headers, endStream: true)))
+                    }
+                    stream.write(HTTP2Frame.FramePayload.headers(.init(headers: headers)), promise: nil)
+                    return stream.writeAndFlush(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer(string: body)))))
                 }
             } catch {
                 return channel.eventLoop.makeFailedFuture(error)
@@ -490,5 +575,28 @@ private final class HTTP2FrameRecorder: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         log.record(unwrapInboundIn(data).payload)
         context.fireChannelRead(data)
+    }
+}
+
+/// On a connection without a stream multiplexer: the id of the first stream that ends with a response from the
+/// server (HEADERS or DATA with END_STREAM).
+private final class HTTP2StreamEndRecorder: ChannelInboundHandler {
+    typealias InboundIn = HTTP2Frame
+    private let done: EventLoopPromise<HTTP2StreamID>
+
+    init(done: EventLoopPromise<HTTP2StreamID>) { self.done = done }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch frame.payload {
+        case .headers(let headers) where headers.endStream: done.succeed(frame.streamID)
+        case .data(let data) where data.endStream: done.succeed(frame.streamID)
+        default: break
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        done.fail(ChannelError.eof)
+        context.fireChannelInactive()
     }
 }

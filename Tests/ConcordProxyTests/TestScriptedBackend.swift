@@ -20,20 +20,28 @@ final class TestScriptedBackend: StoppableTestServer {
     }
 
     private let channel: any Channel
+    private let accepted: NIOLockedValueBox<Int>
     var port: Int { channel.localAddress!.port! }
     var address: String { "127.0.0.1:\(port)" }
+    /// Connections accepted so far (the proxy's and its health checker's).
+    var connectionsAccepted: Int { accepted.withLockedValue { $0 } }
 
-    private init(channel: any Channel) { self.channel = channel }
+    private init(channel: any Channel, accepted: NIOLockedValueBox<Int>) {
+        self.channel = channel
+        self.accepted = accepted
+    }
 
     static func start(_ reply: @escaping @Sendable (String, Int) -> Reply) async throws -> TestScriptedBackend {
+        let accepted = NIOLockedValueBox(0)
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                accepted.withLockedValue { $0 += 1 }
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(Script(reply: reply))
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
-        return TestScriptedBackend(channel: channel)
+        return TestScriptedBackend(channel: channel, accepted: accepted)
     }
 
     func stop() async { try? await channel.close() }
