@@ -245,7 +245,8 @@ struct ClientRequestHead {
                 // hop-by-hop HTTP2-Settings carried along: such a request goes on as plain HTTP/1.1.
                 if !value.isEmpty && !HTTPSyntax.equalsIgnoringCase(p, value, "h2c") { upgradeValue = value }
             default:
-                if HTTPSyntax.isFixedHopByHop(p, name) || RequestForwarding.isForwardingField(p, name) { needsEdits = true }
+                if HTTPSyntax.isFixedHopByHop(p, name) || RequestForwarding.isForwardingField(p, name)
+                    || RequestForwarding.isRelayedField(p, name) { needsEdits = true }
             }
             return nil
         }

@@ -2,7 +2,8 @@ import NIOCore
 
 /// How one client connection's request heads go to the backend: hop-by-hop fields removed, `X-Forwarded-For`,
 /// `X-Forwarded-Proto` and `Forwarded` added (a trusted peer's values are extended, an untrusted peer's are
-/// replaced so clients cannot spoof them), `X-Forwarded-Client-Cert` added for a client that showed a certificate
+/// replaced so clients cannot spoof them; `X-Real-IP`, `X-Forwarded-Host` and `X-Forwarded-Port` pass only from a
+/// trusted peer), `X-Forwarded-Client-Cert` added for a client that showed a certificate
 /// (``ClientCertificateIdentity``; one an untrusted peer sends is always removed), an HTTP/1.0 request marked `Connection: keep-alive` so the backend
 /// connection can be pooled, and a protocol switch (``ClientRequestHead/upgrade``) asked for again. Built once per
 /// connection: the added fields are the same bytes for every request.
@@ -70,8 +71,21 @@ final class RequestForwarding: Sendable {
         }
     }
 
+    /// Whether `bytes[name]` is a field an outer proxy reports about the client and the proxy does not set:
+    /// X-Real-IP, X-Forwarded-Host, X-Forwarded-Port. From a trusted peer they pass; from anyone else they are
+    /// removed — a backend or framework that trusts this proxy would read a client's own `X-Real-IP` as its
+    /// address, or its `X-Forwarded-Host` as the host to build links with (password-reset links to another site).
+    static func isRelayedField(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> Bool {
+        switch name.count {
+        case 9: HTTPSyntax.equalsIgnoringCase(bytes, name, "x-real-ip")
+        case 16: HTTPSyntax.equalsIgnoringCase(bytes, name, "x-forwarded-host") || HTTPSyntax.equalsIgnoringCase(bytes, name, "x-forwarded-port")
+        default: false
+        }
+    }
+
     /// The head rebuilt field by field: hop-by-hop fields (the fixed list and every field Connection names, except
-    /// the framing fields) left out, the forwarding fields replaced or, from a trusted peer, extended.
+    /// the framing fields) left out, the forwarding fields replaced or, from a trusted peer, extended; the relayed ones kept only from a trusted
+    /// peer.
     private func rewritten(_ head: ClientRequestHead, allocator: ByteBufferAllocator) -> ByteBuffer {
         var out = allocator.buffer(capacity: head.bytes.readableBytes + 128)
         var forwardedFor: [String] = []
@@ -85,6 +99,7 @@ final class RequestForwarding: Sendable {
             HTTPSyntax.forEachField(p, from: requestLineEnd) { name, value, line in
                 if HTTPSyntax.isFixedHopByHop(p, name) { return }
                 if named.contains(where: { HTTPSyntax.equalsIgnoringCase(p, name, p, $0) }) { return }
+                if !isTrustedPeer && Self.isRelayedField(p, name) { return }
                 if Self.isForwardingField(p, name) {
                     guard isTrustedPeer else { return }
                     let text = String(decoding: UnsafeRawBufferPointer(rebasing: p[value]), as: UTF8.self)

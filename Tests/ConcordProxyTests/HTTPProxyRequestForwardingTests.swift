@@ -24,14 +24,15 @@ import Testing
             let response = try await RawClient.exchange(port: port, [
                 "GET /a?b=c HTTP/1.1\r\nHost: t\r\nX-Mixed-Case: Kept\r\nCookie: sid=1\r\n\r\n"
                     + "GET /b HTTP/1.1\r\nHost: t\r\nConnection: X-Private, close\r\nX-Private: secret\r\nKeep-Alive: 5\r\n"
-                    + "X-Forwarded-For: 6.6.6.6\r\nUpgrade: h2c\r\n\r\n",
+                    + "X-Forwarded-For: 6.6.6.6\r\nUpgrade: h2c\r\nX-Real-IP: 6.6.6.6\r\nX-Forwarded-Host: evil.example\r\n\r\n",
             ])
             #expect(response.text.components(separatedBy: "HTTP/1.1 200").count == 3, "\(response.text.debugDescription)")
         }
         let forwarding = "x-forwarded-for: 127.0.0.1\r\nx-forwarded-proto: http\r\nforwarded: for=127.0.0.1;proto=http"
         #expect(seen.withLockedValue { $0 } == [
             "GET /a?b=c HTTP/1.1\r\nHost: t\r\nX-Mixed-Case: Kept\r\nCookie: sid=1\r\n" + forwarding,
-            // Hop-by-hop fields (and the one Connection names) are gone; the client's X-Forwarded-For is replaced.
+            // Hop-by-hop fields (and the one Connection names) are gone; the client's X-Forwarded-For is replaced,
+            // its X-Real-IP and X-Forwarded-Host removed.
             "GET /b HTTP/1.1\r\nHost: t\r\n" + forwarding,
         ])
     }

@@ -430,6 +430,27 @@ extension ClientRequestHead {
         #expect(String(buffer: untrusted.head(for: framing, allocator: ByteBufferAllocator()).prefix).contains("Content-Length: 2\r\n"))
     }
 
+    /// X-Real-IP, X-Forwarded-Host and X-Forwarded-Port, which the proxy does not set: a client's own are
+    /// removed (a backend trusting the proxy would take them for the proxy's word), a trusted proxy's pass.
+    @Test func relayedClientFieldsPassOnlyFromATrustedPeer() {
+        let head = ClientRequestHead.parsing(headers: [
+            ("X-Real-IP", "6.6.6.6"), ("x-forwarded-host", "evil.example"), ("X-Forwarded-Port", "8443"), ("X-Other", "kept"),
+        ])
+        #expect(head.needsFieldEdits)
+        let untrusted = RequestForwarding(peer: ClientAddress(parsing: "192.0.2.1"), isTrustedPeer: false)
+        let removed = untrusted.head(for: head, allocator: ByteBufferAllocator())
+        #expect(String(buffer: removed.prefix) + String(buffer: removed.suffix) == "GET / HTTP/1.1\r\nHost: test\r\nX-Other: kept\r\n"
+            + "x-forwarded-for: 192.0.2.1\r\nx-forwarded-proto: http\r\nforwarded: for=192.0.2.1;proto=http\r\n\r\n")
+        let trusted = RequestForwarding(peer: ClientAddress(parsing: "10.0.0.1"), isTrustedPeer: true)
+        let kept = trusted.head(for: head, allocator: ByteBufferAllocator())
+        #expect(String(buffer: kept.prefix) + String(buffer: kept.suffix) == "GET / HTTP/1.1\r\nHost: test\r\nX-Real-IP: 6.6.6.6\r\n"
+            + "x-forwarded-host: evil.example\r\nX-Forwarded-Port: 8443\r\nX-Other: kept\r\n"
+            + "x-forwarded-for: 10.0.0.1\r\nx-forwarded-proto: http\r\nforwarded: for=10.0.0.1;proto=http\r\n\r\n")
+        // Names that only begin the same stay.
+        let similar = ClientRequestHead.parsing(headers: [("X-Real-IPs", "1"), ("X-Forwarded-Hosts", "2")])
+        #expect(!similar.needsFieldEdits)
+    }
+
     @Test func aClientCertificateIsForwardedAndAClientsOwnFieldNeverIs() {
         let mine = "Hash=ab;Subject=\"CN=me\""
         let plain = ClientRequestHead.parsing(headers: [("X-Other", "kept")])
