@@ -24,7 +24,55 @@ int c_concord_allowed_cpus(int *cpus, int capacity) {
     }
     return count;
 }
+
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+
+int c_concord_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+int c_concord_epoll_control(int epoll, int fd, int operation, uint32_t events, uint64_t data) {
+    struct epoll_event event;
+    event.events = events;
+    event.data.u64 = data;
+    return epoll_ctl(epoll, operation == 2 ? EPOLL_CTL_DEL : operation == 1 ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &event);
+}
+
+void *c_concord_epoll_events_allocate(int count) { return calloc((size_t)count, sizeof(struct epoll_event)); }
+void c_concord_epoll_events_free(void *events) { free(events); }
+
+int c_concord_epoll_wait(int epoll, void *events, int count, int timeoutMilliseconds) {
+    return epoll_wait(epoll, (struct epoll_event *)events, count, timeoutMilliseconds);
+}
+
+uint32_t c_concord_epoll_event_flags(const void *events, int index) { return ((const struct epoll_event *)events)[index].events; }
+uint64_t c_concord_epoll_event_data(const void *events, int index) { return ((const struct epoll_event *)events)[index].data.u64; }
+
+int c_concord_accept(int listener, struct sockaddr_storage *address, socklen_t *length) {
+    return accept4(listener, (struct sockaddr *)address, length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
+int c_concord_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
+
+int64_t c_concord_coarse_now(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+}
 #else
 int c_concord_pin_current_thread(int cpu) { (void)cpu; return ENOSYS; }
 int c_concord_allowed_cpus(int *cpus, int capacity) { (void)cpus; (void)capacity; return -ENOSYS; }
+#endif
+#ifndef __linux__
+int c_concord_epoll_create(void) { errno = ENOSYS; return -1; }
+int c_concord_epoll_control(int epoll, int fd, int operation, uint32_t events, uint64_t data) { (void)epoll; (void)fd; (void)operation; (void)events; (void)data; errno = ENOSYS; return -1; }
+void *c_concord_epoll_events_allocate(int count) { (void)count; return 0; }
+void c_concord_epoll_events_free(void *events) { (void)events; }
+int c_concord_epoll_wait(int epoll, void *events, int count, int timeoutMilliseconds) { (void)epoll; (void)events; (void)count; (void)timeoutMilliseconds; errno = ENOSYS; return -1; }
+uint32_t c_concord_epoll_event_flags(const void *events, int index) { (void)events; (void)index; return 0; }
+uint64_t c_concord_epoll_event_data(const void *events, int index) { (void)events; (void)index; return 0; }
+int c_concord_accept(int listener, struct sockaddr_storage *address, socklen_t *length) { (void)listener; (void)address; (void)length; errno = ENOSYS; return -1; }
+int c_concord_eventfd(void) { errno = ENOSYS; return -1; }
+int64_t c_concord_coarse_now(void) { return 0; }
 #endif

@@ -451,3 +451,17 @@ public final class Balancer: Sendable {
         }
     }
 }
+
+extension Balancer {
+    /// An L4 connection's backend: by its client-IP hash (`keyHash`; round-robin without one), round-robin or
+    /// least connections (`sticky-cookie` has no cookie to read at L4: round-robin).
+    func pickConnection(balance: BalanceStrategy, keyHash: UInt64?, excluding: Backend?) -> Pick? {
+        switch balance {
+        case .hash:
+            if let keyHash { return pick(keyHash: keyHash, excluding: excluding) }
+            return pickRoundRobin(excluding: excluding)
+        case .leastConn: return pickLeastConnections(excluding: excluding)
+        case .roundRobin, .stickyCookie: return pickRoundRobin(excluding: excluding)
+        }
+    }
+}

@@ -5,14 +5,14 @@ public struct ProxyReload: Sendable, Hashable {
     public enum Setting: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
         case listen, backends, mode, balance, key, algorithm, boundedLoad, health, admin, adminAllowRemote
         case stickyCookie, trustedProxies, ipv4PrefixLength, ipv6PrefixLength, proxyProtocol, limits, drain, cpuAffinity
-        case eventLoops, accessLog, tls, reusePort, httpRedirect, backendTLS, acceptProxyProtocol, responseHeaders
+        case eventLoops, tcpEngine, accessLog, tls, reusePort, httpRedirect, backendTLS, acceptProxyProtocol, responseHeaders
 
         /// Settings that decide which sockets are bound and how accepted connections are set up (and the loops
         /// and their CPUs, set once at start): changing them would mean closing listeners, so a reload keeps the current
         /// value and says a restart is needed.
         public var needsRestart: Bool {
             switch self {
-            case .listen, .mode, .admin, .adminAllowRemote, .cpuAffinity, .eventLoops, .reusePort, .httpRedirect: true
+            case .listen, .mode, .admin, .adminAllowRemote, .cpuAffinity, .eventLoops, .tcpEngine, .reusePort, .httpRedirect: true
             default: false
             }
         }
@@ -38,6 +38,7 @@ public struct ProxyReload: Sendable, Hashable {
         kept.adminAllowRemote = current.adminAllowRemote
         kept.cpuAffinity = current.cpuAffinity
         kept.eventLoops = current.eventLoops
+        kept.tcpEngine = current.tcpEngine
         kept.httpRedirect = current.httpRedirect
         kept.reusePort = current.reusePort
         self.configuration = kept
@@ -69,6 +70,7 @@ extension ProxyConfiguration {
         case .drain: drain == other.drain
         case .cpuAffinity: cpuAffinity == other.cpuAffinity
         case .eventLoops: eventLoops == other.eventLoops
+        case .tcpEngine: tcpEngine == other.tcpEngine
         case .accessLog: accessLog == other.accessLog
         case .tls: tls == other.tls
         case .httpRedirect: httpRedirect == other.httpRedirect
@@ -88,6 +90,7 @@ extension ProxyConfiguration {
         case .adminAllowRemote: String(adminAllowRemote)
         case .cpuAffinity: cpuAffinity.rawValue
         case .eventLoops: eventLoops.map(String.init) ?? "one per CPU"
+        case .tcpEngine: tcpEngine.rawValue
         case .httpRedirect: httpRedirect?.listen.description ?? "off"
         case .reusePort: String(reusePort)
         default: setting.rawValue

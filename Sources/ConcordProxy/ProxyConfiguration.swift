@@ -51,6 +51,8 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
     /// How many event loops (threads) `concord proxy` serves on, like nginx's `worker_processes` or HAProxy's
     /// `nbthread`; `nil`: one per CPU the process may use. Set once at start. Default `nil`.
     public var eventLoops: Int?
+    /// `tcp` mode: what forwards the bytes (``TCPEngine``). Set once at start. Default `direct`.
+    public var tcpEngine: TCPEngine
     /// One access log line per L7 exchange and per L4 connection (client, backend, status, bytes, duration) on
     /// standard error, whatever the log level (see docs/proxy.md, "Access log"). Default off.
     public var accessLog: Bool
@@ -90,6 +92,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         drain: [HostPort]? = nil,
         cpuAffinity: CPUAffinity = .auto,
         eventLoops: Int? = nil,
+        tcpEngine: TCPEngine = .direct,
         accessLog: Bool = false,
         tls: ProxyTLSConfiguration? = nil,
         reusePort: Bool = true,
@@ -117,6 +120,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         self.drain = drain
         self.cpuAffinity = cpuAffinity
         self.eventLoops = eventLoops
+        self.tcpEngine = tcpEngine
         self.accessLog = accessLog
         self.tls = tls
         self.reusePort = reusePort
@@ -128,7 +132,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
     private enum CodingKeys: String, CodingKey, CaseIterable {
         case listen, backends, mode, balance, key, algorithm, boundedLoad, health, healthPath, admin, adminAllowRemote
         case stickyCookie, trustedProxies, ipv4PrefixLength, ipv6PrefixLength, proxyProtocol, acceptProxyProtocol, limits, drain
-        case cpuAffinity
+        case cpuAffinity, tcpEngine
         case eventLoops, accessLog, tls, reusePort, httpRedirect, backendTLS, responseHeaders
     }
 
@@ -159,6 +163,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
             drain: try c.decodeIfPresent([HostPort].self, forKey: .drain),
             cpuAffinity: try c.decodeIfPresent(CPUAffinity.self, forKey: .cpuAffinity) ?? d.cpuAffinity,
             eventLoops: try c.decodeIfPresent(Int.self, forKey: .eventLoops),
+            tcpEngine: try c.decodeIfPresent(TCPEngine.self, forKey: .tcpEngine) ?? d.tcpEngine,
             accessLog: try c.decodeIfPresent(Bool.self, forKey: .accessLog) ?? d.accessLog,
             tls: try c.decodeIfPresent(ProxyTLSConfiguration.self, forKey: .tls),
             reusePort: try c.decodeIfPresent(Bool.self, forKey: .reusePort) ?? d.reusePort,
@@ -191,6 +196,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         try c.encodeIfPresent(drain, forKey: .drain)
         try c.encode(cpuAffinity, forKey: .cpuAffinity)
         try c.encodeIfPresent(eventLoops, forKey: .eventLoops)
+        try c.encode(tcpEngine, forKey: .tcpEngine)
         try c.encode(accessLog, forKey: .accessLog)
         try c.encodeIfPresent(tls, forKey: .tls)
         try c.encode(reusePort, forKey: .reusePort)

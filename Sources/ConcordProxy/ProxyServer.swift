@@ -29,8 +29,11 @@ public final class ProxyServer: Service, Sendable {
     private let reloading = NIOLock()
 
     private struct Running {
-        /// The client listening sockets: one per event loop with `reusePort`, else one.
+        /// The client listening sockets: one per event loop with `reusePort`, else one (none when `engine` runs).
         var listeners: [any Channel]
+        /// `tcp` mode on the direct engine: its loops hold the listener and the connections.
+        var engine: TCPForwardingEngine?
+        var listenerAddress: SocketAddress
         var admin: (any Channel)?
         var redirect: (any Channel)?
         var pools: [NIOLoopBound<BackendConnectionPool>]
@@ -73,16 +76,27 @@ public final class ProxyServer: Service, Sendable {
     /// The settings in force (after the last reload); new client connections get them.
     var runtime: ProxyRuntime { currentRuntime.withLockedValue { $0 } }
 
+    /// What forwards `tcp` connections while the proxy runs (`nil` in `http` mode or when stopped).
+    var tcpEngineInUse: TCPEngine? {
+        running.withLockedValue { state in
+            guard let state, configuration.mode == .tcp else { return nil }
+            return state.engine == nil ? .nio : .direct
+        }
+    }
+
+    /// Client connections open now, on SwiftNIO's loops and the direct TCP engine's.
+    var openClientConnections: Int {
+        runtime.openConnections + (running.withLockedValue { $0?.engine?.openConnections } ?? 0)
+    }
+
     /// The configuration in force (after the last reload).
     public var configuration: ProxyConfiguration { runtime.configuration }
 
     /// The addresses bound by ``start()``; `nil` before it and after ``stop(drainTimeout:idleGrace:)``.
     public var addresses: Addresses? {
         running.withLockedValue { state in
-            state.flatMap { state in
-                state.listeners[0].localAddress.map {
-                    Addresses(listener: $0, admin: state.admin?.localAddress, httpRedirect: state.redirect?.localAddress)
-                }
+            state.map { state in
+                Addresses(listener: state.listenerAddress, admin: state.admin?.localAddress, httpRedirect: state.redirect?.localAddress)
             }
         }
     }
@@ -172,26 +186,46 @@ public final class ProxyServer: Service, Sendable {
                 }
             }
         }
-        let listeners = try await bindClientListeners(at: listenAddress, initializer: initializeClient)
-        let listener = listeners[0]
+        var listeners: [any Channel] = []
+        var engine: TCPForwardingEngine?
+        let listenerAddress: SocketAddress
+        if mode == .tcp, configuration.tcpEngine == .direct, TCPForwardingEngine.ineligibility(of: configuration) == nil {
+            let threads = group.makeIterator().reduce(0) { count, _ in count + 1 }
+            let started = try TCPForwardingEngine(
+                listen: listenAddress, reusePort: configuration.reusePort, threads: threads,
+                cpus: configuration.cpuAffinity == .auto ? EventLoopCPUAffinity.allowedCPUs() : nil,
+                runtimes: runtimes, display: configuration.listen, logger: logger)
+            engine = started
+            listenerAddress = started.localAddress
+        } else {
+            if mode == .tcp, configuration.tcpEngine == .direct, let reason = TCPForwardingEngine.ineligibility(of: configuration) {
+                logger.info("tcp engine: nio (the direct engine does not do \(reason))")
+            }
+            listeners = try await bindClientListeners(at: listenAddress, initializer: initializeClient)
+            listenerAddress = listeners[0].localAddress!
+        }
+        let closeClientListeners: @Sendable () async -> Void = { [listeners, engine] in
+            for listener in listeners { try? await listener.close() }
+            await engine?.shutdown()
+        }
 
         var adminChannel: (any Channel)?
         if let admin = configuration.admin {
             do {
                 adminChannel = try await AdminServer.bind(to: try admin.socketAddress(), group: group, balancer: balancer, metrics: metrics, logger: logger)
             } catch {
-                for listener in listeners { try? await listener.close() }
+                await closeClientListeners()
                 throw error as? ProxyError ?? ProxyError.cannotListen(on: admin, role: "admin API", error: error)
             }
         }
         var redirectChannel: (any Channel)?
         if let redirect = configuration.httpRedirect {
-            let httpsPort = redirect.httpsPort ?? listener.localAddress?.port ?? configuration.listen.port
+            let httpsPort = redirect.httpsPort ?? listenerAddress.port ?? configuration.listen.port
             do {
                 redirectChannel = try await HTTPSRedirectServer.bind(
                     to: try redirect.listen.socketAddress(), httpsPort: httpsPort, group: group, runtime: runtimes)
             } catch {
-                for listener in listeners { try? await listener.close() }
+                await closeClientListeners()
                 if let adminChannel { try? await adminChannel.close() }
                 throw error as? ProxyError ?? ProxyError.cannotListen(on: redirect.listen, role: "HTTP redirect", error: error)
             }
@@ -206,10 +240,10 @@ public final class ProxyServer: Service, Sendable {
             }
         }
         running.withLockedValue {
-            $0 = Running(listeners: listeners, admin: adminChannel, redirect: redirectChannel, pools: pools, healthTask: healthTask,
+            $0 = Running(listeners: listeners, engine: engine, listenerAddress: listenerAddress, admin: adminChannel, redirect: redirectChannel, pools: pools, healthTask: healthTask,
                          accessLogFlush: accessLogFlush)
         }
-        let addresses = Addresses(listener: listener.localAddress!, admin: adminChannel?.localAddress,
+        let addresses = Addresses(listener: listenerAddress, admin: adminChannel?.localAddress,
                                   httpRedirect: redirectChannel?.localAddress)
         for setting in configuration.settingsWithoutEffect { logger.warning("\(setting) has no effect") }
         logger.notice("\(readyLine(addresses))")
@@ -258,7 +292,9 @@ public final class ProxyServer: Service, Sendable {
     func readyLine(_ addresses: Addresses) -> String {
         let configuration = self.configuration
         let shown = HostPort(host: configuration.listen.host, port: addresses.listener.port ?? configuration.listen.port)
-        var line = "concord proxy listening on \(shown) (\(configuration.summary))"
+        var line = "concord proxy listening on \(shown) (\(configuration.summary)"
+        if let engine = tcpEngineInUse { line += ", tcp engine \(engine)" }
+        line += ")"
         if let admin = addresses.admin, let adminConfig = configuration.admin {
             line += "; admin and /metrics on \(HostPort(host: adminConfig.host, port: admin.port ?? adminConfig.port))"
         }
@@ -275,17 +311,23 @@ public final class ProxyServer: Service, Sendable {
         guard let state = running.withLockedValue({ r -> Running? in defer { r = nil }; return r }) else { return }
         state.healthTask.cancel()
         for listener in state.listeners { try? await listener.close() }
+        await state.engine?.stopAccepting()
         if let admin = state.admin { try? await admin.close() }
         if let redirect = state.redirect { try? await redirect.close() }
         runtime.announceStop(idleGrace: TimeAmount(idleGrace))
         let deadline = ContinuousClock.now.advanced(by: drainTimeout)
         let runtime = self.runtime
-        while runtime.openConnections > 0 && ContinuousClock.now < deadline {
+        let engine = state.engine
+        while runtime.openConnections + (engine?.openConnections ?? 0) > 0 && ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(20))
         }
         // Keep-alive clients, L4 pairs and WebSocket tunnels may stay open for long: past the drain timeout they
         // are closed here, so nothing is still forwarded once stop returns.
-        let cut = await runtime.closeOpenConnections()
+        var cut = await runtime.closeOpenConnections()
+        if let engine {
+            cut += await engine.closeAll()
+            await engine.shutdown()
+        }
         if cut > 0 { logger.notice("closed \(cut) client connection(s) still open after the \(drainTimeout) drain timeout") }
         for pool in state.pools {
             try? await pool.eventLoop.submit { pool.value.closeAll() }.get()
@@ -328,6 +370,10 @@ public final class ProxyServer: Service, Sendable {
         let plan = ProxyReload(current: current.configuration, new: new)
         let next = plan.configuration
         try next.validate()
+        if running.withLockedValue({ $0?.engine != nil }), let reason = TCPForwardingEngine.ineligibility(of: next) {
+            throw ProxyError.invalidSetting(
+                "reload: \(reason) needs the nio TCP engine, and this proxy runs the direct one: restart it, or set tcpEngine: nio")
+        }
         let nextRuntime = try current.reconfigured(next)
         let changed = Set(plan.applied)
         if !changed.isDisjoint(with: [.backends, .algorithm, .boundedLoad, .health]) {

@@ -57,20 +57,9 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Back
         self.context = nil
     }
 
-    private func choose(excluding: Backend?) -> Balancer.Pick? {
-        let balancer = runtime.balancer
-        switch runtime.configuration.balance {
-        case .hash:
-            if let keyHash { return balancer.pick(keyHash: keyHash, excluding: excluding) }
-            return balancer.pickRoundRobin(excluding: excluding)
-        case .leastConn: return balancer.pickLeastConnections(excluding: excluding)
-        case .roundRobin, .stickyCookie: return balancer.pickRoundRobin(excluding: excluding)
-        }
-    }
-
     private func connect(context: ChannelHandlerContext, excluding: Backend?, attempt: Int) {
         guard pick == nil, !closed else { return }
-        guard let chosen = choose(excluding: excluding) else {
+        guard let chosen = runtime.balancer.pickConnection(balance: runtime.configuration.balance, keyHash: keyHash, excluding: excluding) else {
             runtime.logger.debug("L4: no backend available; closing the client connection")
             access.finish(to: runtime.accessLog, outcome: "no-backend")
             context.close(promise: nil)

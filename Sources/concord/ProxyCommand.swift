@@ -61,6 +61,10 @@ struct ProxyCommand: AsyncParsableCommand {
     @Option(name: .customLong("cpu-affinity"), help: "auto (pin event loop i to the i-th allowed CPU; the default) or off.")
     var cpuAffinity: String?
 
+    @Option(name: .customLong("tcp-engine"),
+            help: "tcp mode: direct (the proxy's own epoll loops; the default, when no TLS, accepted PROXY protocol or per-backend queue is set) or nio.")
+    var tcpEngine: String?
+
     @Option(name: .customLong("event-loops"), help: "Event loops (threads) to serve on, 1...1024 (default: one per CPU the process may use).")
     var eventLoops: Int?
 
@@ -157,6 +161,12 @@ struct ProxyCommand: AsyncParsableCommand {
         if accessLog { configuration.accessLog = true }
         if acceptProxyProtocol { configuration.acceptProxyProtocol = true }
         if !responseHeaders.isEmpty { configuration.responseHeaders = responseHeaders }
+        if let tcpEngine {
+            guard let parsed = TCPEngine(rawValue: tcpEngine) else {
+                throw ValidationError("--tcp-engine must be direct or nio, got '\(tcpEngine)'")
+            }
+            configuration.tcpEngine = parsed
+        }
         if let cpuAffinity {
             guard let parsed = CPUAffinity(rawValue: cpuAffinity) else {
                 throw ValidationError("--cpu-affinity must be auto or off, got '\(cpuAffinity)'")

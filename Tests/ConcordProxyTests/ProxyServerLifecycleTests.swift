@@ -91,10 +91,10 @@ import Glibc
             while !received.withLockedValue({ String(buffer: $0).contains(answer) }) && ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(10))
             }
-            #expect(server.runtime.openConnections == 1, "the client's connection is open before stop")
+            #expect(server.openClientConnections == 1, "the client's connection is open before stop")
             let start = ContinuousClock.now
             await server.stop(drainTimeout: .milliseconds(300))
-            let left = server.runtime.openConnections
+            let left = server.openClientConnections
             let collected = try await response
             return (collected, ContinuousClock.now - start, left)
         }

@@ -1,3 +1,5 @@
+import ConcordSessionsTesting
+import Foundation
 import NIOCore
 import Testing
 
@@ -8,15 +10,19 @@ import Testing
         try await ProxyHarness.withServers((0..<count).map { "e\($0)" }, start: { try await TestEchoBackend.start(name: $0) }, body)
     }
 
-    func configuration(_ backends: [TestEchoBackend], balance: BalanceStrategy) throws -> ProxyConfiguration {
+    /// Both engines run every test here: `direct` (the default, the proxy's own epoll loops) and `nio`.
+    func configuration(_ backends: [TestEchoBackend], balance: BalanceStrategy, engine: TCPEngine = .direct) throws -> ProxyConfiguration {
         var c = ProxyConfiguration(backends: try backends.map { try HostPort(parsing: $0.address) }, mode: .tcp, balance: balance)
+        c.tcpEngine = engine
         c.health = ProxyHarness.quietHealth
         return c
     }
 
-    @Test func ipHashPinsAClientAndStreamsBothWaysWithHalfClose() async throws {
+    @Test(arguments: TCPEngine.allCases)
+    func ipHashPinsAClientAndStreamsBothWaysWithHalfClose(engine: TCPEngine) async throws {
         try await withEchoBackends(3) { backends in
-            try await ProxyHarness.withProxy(try configuration(backends, balance: .hash)) { _, port in
+            try await ProxyHarness.withProxy(try configuration(backends, balance: .hash, engine: engine)) { server, port in
+                #expect(server.tcpEngineInUse == engine)
                 var seen: Set<String> = []
                 for _ in 0..<5 {
                     let response = try await RawClient.exchange(port: port, ["hello ", "world"], halfClose: true)
@@ -30,9 +36,10 @@ import Testing
         }
     }
 
-    @Test func aPairThatCarriesNoBytesForTheIdleTimeoutIsClosedAndAnActiveOneIsNot() async throws {
+    @Test(arguments: TCPEngine.allCases)
+    func aPairThatCarriesNoBytesForTheIdleTimeoutIsClosedAndAnActiveOneIsNot(engine: TCPEngine) async throws {
         try await withEchoBackends(1) { backends in
-            var c = try configuration(backends, balance: .roundRobin)
+            var c = try configuration(backends, balance: .roundRobin, engine: engine)
             c.limits.tcpIdleTimeout = 2
             try await ProxyHarness.withProxy(c) { _, port in
                 let start = ContinuousClock.now
@@ -48,9 +55,10 @@ import Testing
         }
     }
 
-    @Test func roundRobinAndFailoverToTheNextNode() async throws {
+    @Test(arguments: TCPEngine.allCases)
+    func roundRobinAndFailoverToTheNextNode(engine: TCPEngine) async throws {
         try await withEchoBackends(3) { backends in
-            try await ProxyHarness.withProxy(try configuration(backends, balance: .roundRobin)) { _, port in
+            try await ProxyHarness.withProxy(try configuration(backends, balance: .roundRobin, engine: engine)) { _, port in
                 var names: [String] = []
                 for _ in 0..<6 {
                     let response = try await RawClient.exchange(port: port, ["x"], halfClose: true)
@@ -64,6 +72,84 @@ import Testing
                     #expect(response.text.hasSuffix(":y|bye"), "attempt \(attempt): \(response.text)")
                     #expect(!response.text.hasPrefix("e0"))
                 }
+            }
+        }
+    }
+
+    /// A PROXY protocol header goes to the backend before the client's bytes, and the backend's byte counters
+    /// count the client's and the backend's bytes (not the header).
+    @Test(arguments: TCPEngine.allCases)
+    func aProxyProtocolHeaderGoesFirstAndTheBytesAreCounted(engine: TCPEngine) async throws {
+        try await withEchoBackends(1) { backends in
+            var c = try configuration(backends, balance: .roundRobin, engine: engine)
+            c.proxyProtocol = .v1
+            try await ProxyHarness.withProxy(c) { server, port in
+                let response = try await RawClient.exchange(port: port, ["hello"], halfClose: true)
+                #expect(response.text.hasPrefix("e0:PROXY TCP4 127.0.0.1 127.0.0.1 ") && response.text.hasSuffix("\r\nhello|bye"),
+                        "\(response.text.debugDescription)")
+                // The pair's counts reach the counters by the time it is closed; the proxy may close it just after
+                // the client saw the end.
+                func counter(_ name: String) -> Int? {
+                    let text = server.metrics.registry.emitToString()
+                    let line = text.split(separator: "\n").first { $0.hasPrefix(name + "{") && $0.contains(backends[0].address) }
+                    return line.flatMap { $0.split(separator: " ").last.flatMap { Int($0) } }
+                }
+                let deadline = ContinuousClock.now.advanced(by: .seconds(5))
+                while counter("concord_proxy_backend_bytes_received_total") != response.text.utf8.count && ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                #expect(counter("concord_proxy_backend_bytes_sent_total") == 5)
+                #expect(counter("concord_proxy_backend_bytes_received_total") == response.text.utf8.count)
+            }
+        }
+    }
+
+    /// `limits.maxConnections`: a client past it is closed on accept; the others are served.
+    @Test(arguments: TCPEngine.allCases)
+    func maxConnectionsClosesTheClientPastIt(engine: TCPEngine) async throws {
+        try await withEchoBackends(1) { backends in
+            var c = try configuration(backends, balance: .roundRobin, engine: engine)
+            c.limits.maxConnections = 2
+            try await ProxyHarness.withProxy(c) { _, port in
+                let clients = try HeldConnections.open(3, port: port)
+                defer { for fd in clients { close(fd) } }
+                var greeted = 0, closed = 0
+                for fd in clients {
+                    var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                    guard poll(&poller, 1, 5_000) == 1 else { continue }
+                    var bytes = [UInt8](repeating: 0, count: 64)
+                    let count = read(fd, &bytes, bytes.count)
+                    if count == 0 || (count < 0 && errno == ECONNRESET) { closed += 1 }
+                    if count > 0 && String(decoding: bytes.prefix(count), as: UTF8.self).hasPrefix("e0:") { greeted += 1 }
+                }
+                #expect(greeted == 2 && closed == 1, "greeted \(greeted), closed \(closed)")
+            }
+        }
+    }
+
+    /// What the direct engine does not do (TLS, PROXY protocol from clients, the per-backend queue) runs on the
+    /// nio engine; a reload that asks for it while the direct engine runs is refused, changing nothing.
+    @Test func whatTheDirectEngineDoesNotDoRunsOnNIOAndAReloadAskingForItIsRefused() async throws {
+        try await withEchoBackends(1) { backends in
+            var queued = try configuration(backends, balance: .roundRobin)
+            queued.limits.maxRequestsPerBackend = 4
+            try await ProxyHarness.withProxy(queued) { server, port in
+                #expect(server.tcpEngineInUse == .nio)
+                let answer = try await RawClient.exchange(port: port, ["q"], halfClose: true)
+                #expect(answer.text == "e0:q|bye")
+            }
+            let direct = try configuration(backends, balance: .roundRobin)
+            try await ProxyHarness.withProxy(direct) { server, port in
+                #expect(server.tcpEngineInUse == .direct)
+                var reloaded = direct
+                reloaded.acceptProxyProtocol = true
+                reloaded.listen = server.configuration.listen
+                var refused = false
+                do { try server.apply(reloaded) } catch { refused = true }
+                #expect(refused)
+                #expect(server.configuration.acceptProxyProtocol == false)
+                let after = try await RawClient.exchange(port: port, ["d"], halfClose: true)
+                #expect(after.text == "e0:d|bye")
             }
         }
     }

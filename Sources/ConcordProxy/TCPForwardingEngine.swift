@@ -1,0 +1,176 @@
+import ConcordNetworking
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What forwards an L4 (`tcp` mode) connection's bytes (`tcpEngine` in YAML, `--tcp-engine`).
+public enum TCPEngine: String, Sendable, Hashable, Codable, SettingChoice, CustomStringConvertible {
+    /// The proxy's own epoll loops (``TCPForwardingEngine``), when the configuration allows it (else `nio`, said at
+    /// start): the default.
+    case direct
+    /// SwiftNIO channels, as every `http` connection.
+    case nio
+
+    public var description: String { rawValue }
+}
+
+/// L4 forwarding without SwiftNIO: `tcpEngine: direct`, the default in `tcp` mode. The client listener and every
+/// connection pair live on ``TCPForwardingLoop`` threads (one per event loop of the proxy's group, pinned like
+/// them), each with its own epoll set; SwiftNIO keeps the admin API and the health checks. SwiftNIO's channel
+/// pipeline cost ≈ 3.7 µs of user-space CPU per forwarded chunk against nginx's ≈ 1 µs (`perf`, 2026-12-03), so
+/// the NIO path used 1.23–1.29× the CPU per request of nginx and HAProxy; these loops use ≈ 0.5 µs
+/// (docs/proxy-benchmarks.md).
+///
+/// What it does not do falls back to the NIO path (``ineligibility(of:)``): TLS on the client listener or to the
+/// backends, PROXY protocol from clients, and the per-backend queue.
+final class TCPForwardingEngine: Sendable {
+    /// Open pairs across the loops, against `limits.maxConnections`.
+    final class Admission: Sendable {
+        private let open = NIOLockedValueBox(0)
+
+        func admit(limit: Int) -> Bool {
+            open.withLockedValue { count in
+                guard count < limit else { return false }
+                count += 1
+                return true
+            }
+        }
+
+        func leave() { open.withLockedValue { $0 -= 1 } }
+
+        var count: Int { open.withLockedValue { $0 } }
+    }
+
+    private let loops: [TCPForwardingLoop]
+    private let listeners: [Int32]
+    private let admission: Admission
+    private let finished = NIOLockedValueBox(0)
+    private let closedListeners = NIOLockedValueBox(false)
+    /// The address the listener is bound to (a port 0 asked for became a real port).
+    let localAddress: SocketAddress
+
+    /// Why `configuration` cannot run on the direct engine, or `nil` when it can.
+    static func ineligibility(of configuration: ProxyConfiguration) -> String? {
+        guard configuration.mode == .tcp else { return "mode http" }
+        if configuration.tls != nil { return "TLS on the client listener" }
+        if configuration.backendTLS != nil { return "TLS to the backends" }
+        if configuration.acceptProxyProtocol { return "acceptProxyProtocol" }
+        if configuration.limits.maxRequestsPerBackend != nil { return "limits.maxRequestsPerBackend" }
+        return nil
+    }
+
+    /// Binds the listener(s) and starts `threads` loops. `cpus`: the CPU of each loop (round-robin), or `nil`.
+    init(listen: SocketAddress, reusePort: Bool, threads: Int, cpus: [Int]?, runtimes: NIOLockedValueBox<ProxyRuntime>,
+         display: HostPort, logger: Logger) throws(ProxyError) {
+        let threads = max(1, threads)
+        var listeners: [Int32] = []
+        var address = listen
+        do {
+            for _ in 0..<(reusePort ? threads : 1) {
+                let fd = try Self.listen(on: address, reusePort: reusePort)
+                listeners.append(fd)
+                if let bound = TCPForwardingLoop.localAddress(of: fd) { address = bound }
+            }
+        } catch {
+            for fd in listeners { Glibc.close(fd) }
+            throw ProxyError.cannotListen(on: display, role: "client listener", error: error)
+        }
+        let admission = Admission()
+        var loops: [TCPForwardingLoop] = []
+        do {
+            for index in 0..<threads {
+                loops.append(try TCPForwardingLoop(
+                    listener: listeners[reusePort ? index : 0], exclusive: !reusePort, runtimes: runtimes, admission: admission,
+                    logger: logger, cpu: cpus.flatMap { $0.isEmpty ? nil : $0[index % $0.count] }))
+            }
+        } catch {
+            for fd in listeners { Glibc.close(fd) }
+            throw error
+        }
+        self.loops = loops
+        self.listeners = listeners
+        self.admission = admission
+        self.localAddress = address
+        for loop in loops {
+            let finished = self.finished
+            let thread = Thread {
+                loop.run()
+                finished.withLockedValue { $0 += 1 }
+            }
+            thread.name = "concord-tcp-forwarding"
+            thread.start()
+        }
+    }
+
+    /// Client connections open on the loops.
+    var openConnections: Int { admission.count }
+
+    /// Stops accepting: the loops let go of the listener(s), which are then closed.
+    func stopAccepting() async {
+        guard !closedListeners.withLockedValue({ closed in defer { closed = true }; return closed }) else { return }
+        for loop in loops {
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                loop.send(.stopAccepting { done.resume() })
+            }
+        }
+        for fd in listeners { Glibc.close(fd) }
+    }
+
+    /// Closes every open pair; returns how many there were.
+    func closeAll() async -> Int {
+        var closed = 0
+        for loop in loops {
+            closed += await withCheckedContinuation { (done: CheckedContinuation<Int, Never>) in
+                loop.send(.closeAll { done.resume(returning: $0) })
+            }
+        }
+        return closed
+    }
+
+    /// Stops accepting, closes every pair and ends the loops' threads.
+    func shutdown() async {
+        await stopAccepting()
+        for loop in loops {
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                loop.send(.exit { done.resume() })
+            }
+        }
+        // The threads return from `run()` right after their exit command.
+        while finished.withLockedValue({ $0 }) < loops.count {
+            try? await Task.sleep(for: .milliseconds(2))
+        }
+    }
+
+    // MARK: Sockets
+
+    private static func listen(on address: SocketAddress, reusePort: Bool) throws -> Int32 {
+        let family: Int32
+        switch address {
+        case .v4: family = AF_INET
+        case .v6: family = AF_INET6
+        default: throw IOError(errnoCode: EAFNOSUPPORT, reason: "socket")
+        }
+        let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
+        func option(_ level: Int32, _ name: Int32, _ value: Int32) {
+            var value = value
+            _ = setsockopt(fd, level, name, &value, socklen_t(MemoryLayout<Int32>.size))
+        }
+        option(SOL_SOCKET, SO_REUSEADDR, 1)
+        option(SOL_SOCKET, SO_REUSEPORT, reusePort ? 1 : 0)
+        // Accepted sockets inherit it (no Nagle delay on small responses), one system call less per connection.
+        option(Int32(IPPROTO_TCP), TCP_NODELAY, 1)
+        let bound = address.withSockAddr { bind(fd, $0, socklen_t($1)) }
+        guard bound == 0, Glibc.listen(fd, 1024) == 0 else {
+            let code = errno
+            Glibc.close(fd)
+            throw IOError(errnoCode: code, reason: bound == 0 ? "listen" : "bind")
+        }
+        return fd
+    }
+}

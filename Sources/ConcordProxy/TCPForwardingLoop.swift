@@ -1,0 +1,620 @@
+import CConcordSystem
+import ConcordNetworking
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One thread of ``TCPForwardingEngine``: its own epoll set, edge-triggered, over its listener and the connection
+/// pairs it accepted. A pair is a slot in a plain array (the epoll data carries slot, generation and side, so an
+/// event for a closed and reused slot is ignored) with one buffer per direction, allocated once per slot: a read
+/// fills a direction's buffer, a write empties it into the other socket, and a direction reads nothing more until
+/// its buffer is written (bounded memory, the backpressure). A short read means the socket is drained unless the
+/// peer's EOF is pending (nginx's rule: one `read` and one `send` per chunk, no read that ends in `EAGAIN`).
+/// An EOF is passed on as `shutdown(SHUT_WR)` once the buffer is written; the pair closes when both directions
+/// are done, on an error, or when nothing moved for `tcpIdleTimeout`.
+///
+/// Everything below runs on the loop's own thread, except ``send(_:)``, which queues a command under a lock and
+/// wakes the loop through an eventfd.
+final class TCPForwardingLoop: @unchecked Sendable {
+    // @unchecked: the mutable state (pairs, buffers, listener) is touched only by the loop's thread in `run()`;
+    // other threads reach the loop only through `commands` (locked) and the eventfd.
+
+    enum Command {
+        /// Stop accepting; `done` is called (on the loop) once the listener is out of its epoll set.
+        case stopAccepting(done: @Sendable () -> Void)
+        /// Close every pair; `done` gets how many there were.
+        case closeAll(done: @Sendable (Int) -> Void)
+        /// Close every pair and end the thread.
+        case exit(done: @Sendable () -> Void)
+    }
+
+    private enum PairState { case free, connecting, forwarding }
+
+    /// One direction of a pair: bytes read from `from` wait in `buffer[start..<end]` to be sent to `to`.
+    private struct Direction {
+        var from: Int32 = -1
+        var to: Int32 = -1
+        var buffer: UnsafeMutableRawPointer?
+        var start = 0
+        var end = 0
+        /// `from` may have bytes (an edge was seen and no short read or EAGAIN since).
+        var readable = false
+        /// `from`'s peer sent its FIN (EPOLLRDHUP): read on until the 0.
+        var peerClosing = false
+        /// `from` returned 0.
+        var eof = false
+        /// `to` may take bytes.
+        var writable = false
+        /// `shutdown(to, SHUT_WR)` done.
+        var shut = false
+        /// Bytes read and not yet added to the backend's byte counter (added every second and at the end).
+        var unreported = 0
+        /// Bytes read in all, for the access log.
+        var total = 0
+
+        mutating func reset(from: Int32, to: Int32) {
+            self.from = from
+            self.to = to
+            start = 0; end = 0
+            readable = false; peerClosing = false; eof = false; writable = false; shut = false
+            unreported = 0; total = 0
+        }
+    }
+
+    private struct Pair {
+        var state = PairState.free
+        var generation: UInt32 = 0
+        /// Client → backend.
+        var up = Direction()
+        /// Backend → client.
+        var down = Direction()
+        var runtime: ProxyRuntime?
+        var pick: Balancer.Pick?
+        var keyHash: UInt64?
+        var client: SocketAddress?
+        var attempt = 1
+        /// While connecting: when the connect times out (coarse monotonic nanoseconds).
+        var deadline: Int64 = 0
+        var lastActivity: Int64 = 0
+        var access: AccessLogEntry?
+    }
+
+    static let bufferSize = 16 * 1024
+    private static let listenerTag = UInt64.max
+    private static let wakeTag = UInt64.max - 1
+    private static let sweepInterval: Int64 = 100_000_000
+    private static let reportInterval: Int64 = 1_000_000_000
+
+    private let epoll: Int32
+    private let wake: Int32
+    private var listener: Int32
+    private let runtimes: NIOLockedValueBox<ProxyRuntime>
+    private let admission: TCPForwardingEngine.Admission
+    private let logger: Logger
+    private let cpu: Int?
+    private let commands = NIOLockedValueBox<[Command]>([])
+    private var events: UnsafeMutableRawPointer
+    private let eventCapacity: Int32 = 512
+
+    private var pairs: UnsafeMutablePointer<Pair>
+    private var capacity = 0
+    private var freeSlots: [Int32] = []
+    private var live = 0
+    private var now: Int64 = 0
+    private var nextSweep: Int64 = 0
+    private var nextReport: Int64 = 0
+    /// Out of descriptors at `accept`: the listener is tried again after this (an edge-triggered listener that is
+    /// not drained is not reported again until a new client arrives).
+    private var acceptPausedUntil: Int64?
+    private var exiting = false
+
+    /// `listener`: a non-blocking listening socket this loop accepts from (others may share it: `exclusive`).
+    init(listener: Int32, exclusive: Bool, runtimes: NIOLockedValueBox<ProxyRuntime>, admission: TCPForwardingEngine.Admission,
+         logger: Logger, cpu: Int?) throws(ProxyError) {
+        epoll = c_concord_epoll_create()
+        wake = c_concord_eventfd()
+        guard epoll >= 0, wake >= 0 else {
+            let reason = String(cString: strerror(errno))
+            if epoll >= 0 { Glibc.close(epoll) }
+            if wake >= 0 { Glibc.close(wake) }
+            throw ProxyError.invalidSetting("cannot set up a TCP forwarding loop: \(reason)")
+        }
+        self.listener = listener
+        self.runtimes = runtimes
+        self.admission = admission
+        self.logger = logger
+        self.cpu = cpu
+        events = c_concord_epoll_events_allocate(eventCapacity)!
+        pairs = .allocate(capacity: 0)
+        // A listener several loops share wakes one of them per arrival (EPOLLEXCLUSIVE), which accepts until EAGAIN.
+        let listenerEvents = Self.epollIn | Self.epollET | (exclusive ? Self.epollExclusive : 0)
+        guard c_concord_epoll_control(epoll, listener, 0, listenerEvents, Self.listenerTag) == 0,
+              c_concord_epoll_control(epoll, wake, 0, Self.epollIn | Self.epollET, Self.wakeTag) == 0 else {
+            let reason = String(cString: strerror(errno))
+            Glibc.close(epoll)
+            Glibc.close(wake)
+            throw ProxyError.invalidSetting("cannot set up a TCP forwarding loop: \(reason)")
+        }
+    }
+
+    deinit {
+        for slot in 0..<capacity {
+            pairs[slot].up.buffer?.deallocate()
+        }
+        pairs.deinitialize(count: capacity)
+        pairs.deallocate()
+        c_concord_epoll_events_free(events)
+        Glibc.close(epoll)
+        Glibc.close(wake)
+    }
+
+    func send(_ command: Command) {
+        commands.withLockedValue { $0.append(command) }
+        var one: UInt64 = 1
+        _ = Glibc.write(wake, &one, 8)
+    }
+
+    // MARK: The loop
+
+    func run() {
+        if let cpu, c_concord_pin_current_thread(Int32(cpu)) != 0 {
+            logger.debug("cpu affinity: cannot pin a TCP forwarding loop to CPU \(cpu)")
+        }
+        now = c_concord_coarse_now()
+        nextSweep = now + Self.sweepInterval
+        nextReport = now + Self.reportInterval
+        while !exiting {
+            let timeout: Int32 = live > 0 || acceptPausedUntil != nil ? Int32(Self.sweepInterval / 1_000_000) : -1
+            let count = c_concord_epoll_wait(epoll, events, eventCapacity, timeout)
+            now = c_concord_coarse_now()
+            if count < 0 {
+                if errno == EINTR { continue }
+                logger.critical("TCP forwarding loop: epoll_wait failed: \(String(cString: strerror(errno)))")
+                return
+            }
+            var index: Int32 = 0
+            while index < count {
+                let data = c_concord_epoll_event_data(events, index)
+                let flags = c_concord_epoll_event_flags(events, index)
+                index += 1
+                if data == Self.listenerTag {
+                    acceptAll()
+                } else if data == Self.wakeTag {
+                    runCommands()
+                } else {
+                    handle(data, flags)
+                }
+            }
+            if now >= nextSweep { sweep() }
+        }
+    }
+
+    private func runCommands() {
+        var drained: UInt64 = 0
+        _ = Glibc.read(wake, &drained, 8)
+        let pending = commands.withLockedValue { list -> [Command] in
+            defer { list.removeAll() }
+            return list
+        }
+        for command in pending {
+            switch command {
+            case .stopAccepting(let done):
+                stopAccepting()
+                done()
+            case .closeAll(let done):
+                done(closeAll())
+            case .exit(let done):
+                stopAccepting()
+                _ = closeAll()
+                exiting = true
+                done()
+            }
+        }
+    }
+
+    private func stopAccepting() {
+        guard listener >= 0 else { return }
+        // Out of this loop's set; the engine closes the socket once every loop has let go of it.
+        _ = c_concord_epoll_control(epoll, listener, 2, 0, 0)
+        listener = -1
+        acceptPausedUntil = nil
+    }
+
+    private func closeAll() -> Int {
+        var closed = 0
+        for slot in 0..<capacity where pairs[slot].state != .free {
+            closePair(slot, outcome: "closed")
+            closed += 1
+        }
+        return closed
+    }
+
+    /// Every 100 ms: connects that ran out of time, idle pairs, the byte counters (every second), a paused listener.
+    private func sweep() {
+        nextSweep = now + Self.sweepInterval
+        let report = now >= nextReport
+        if report { nextReport = now + Self.reportInterval }
+        for slot in 0..<capacity {
+            switch pairs[slot].state {
+            case .free:
+                continue
+            case .connecting:
+                if now >= pairs[slot].deadline { connectFailed(slot, errnoCode: ETIMEDOUT) }
+            case .forwarding:
+                let idle = pairs[slot].runtime.map { Int64($0.configuration.limits.tcpIdleTimeout * 1e9) } ?? .max
+                if now - pairs[slot].lastActivity >= idle {
+                    closePair(slot, outcome: "closed")
+                } else if report {
+                    reportBytes(slot)
+                }
+            }
+        }
+        if let until = acceptPausedUntil, now >= until {
+            acceptPausedUntil = nil
+            acceptAll()
+        }
+    }
+
+    // MARK: Accepting
+
+    private func acceptAll() {
+        guard listener >= 0, acceptPausedUntil == nil else { return }
+        while true {
+            var storage = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let fd = c_concord_accept(listener, &storage, &length)
+            if fd < 0 {
+                let code = errno
+                if code == EAGAIN || code == EWOULDBLOCK { return }
+                if code == EINTR || code == ECONNABORTED || code == EPROTO { continue }
+                if let local = LocalResourceFailure(IOError(errnoCode: code, reason: "accept")) {
+                    runtimes.withLockedValue { $0 }.balancer.localResources.report(
+                        local, while: "accepting a client connection", outcome: "new clients wait in the backlog for 100 ms")
+                    acceptPausedUntil = now + 100_000_000
+                } else {
+                    logger.error("TCP forwarding loop: accept failed: \(String(cString: strerror(code)))")
+                }
+                return
+            }
+            accepted(fd, peer: Self.socketAddress(storage))
+        }
+    }
+
+    private func accepted(_ fd: Int32, peer: SocketAddress?) {
+        let runtime = runtimes.withLockedValue { $0 }
+        guard admission.admit(limit: runtime.configuration.limits.maxConnections) else {
+            Glibc.close(fd)
+            return
+        }
+        runtime.metrics.activeConnections.increment()
+        if freeSlots.isEmpty { grow() }
+        let slot = Int(freeSlots.removeLast())
+        live += 1
+        let client = ClientAddress(peer)
+        pairs[slot].state = .connecting
+        pairs[slot].runtime = runtime
+        pairs[slot].client = peer
+        pairs[slot].keyHash = client.map { runtime.extractor.ipHash($0) }
+        pairs[slot].up.reset(from: fd, to: -1)
+        pairs[slot].down.reset(from: -1, to: fd)
+        pairs[slot].lastActivity = now
+        if runtime.accessLog != nil { pairs[slot].access = AccessLogEntry(client: client?.description ?? "unknown") }
+        let tag = UInt64(pairs[slot].generation) << 32 | UInt64(slot) << 1
+        guard c_concord_epoll_control(epoll, fd, 0, Self.pairEvents, tag) == 0 else {
+            closePair(slot, outcome: "client-closed")
+            return
+        }
+        connect(slot, excluding: nil, attempt: 1)
+    }
+
+    // MARK: Connecting
+
+    private func connect(_ slot: Int, excluding: Backend?, attempt: Int) {
+        guard let runtime = pairs[slot].runtime,
+              let chosen = runtime.balancer.pickConnection(balance: runtime.configuration.balance, keyHash: pairs[slot].keyHash,
+                                                           excluding: excluding) else {
+            pairs[slot].runtime?.logger.debug("L4: no backend available; closing the client connection")
+            closePair(slot, outcome: "no-backend")
+            return
+        }
+        pairs[slot].pick = chosen
+        pairs[slot].attempt = attempt
+        let address = chosen.backend.socketAddress
+        let family: Int32
+        switch address {
+        case .v4: family = AF_INET
+        case .v6: family = AF_INET6
+        default: family = AF_UNIX
+        }
+        let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else {
+            connectFailed(slot, errnoCode: errno)
+            return
+        }
+        if family != AF_UNIX {
+            var one: Int32 = 1
+            _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        }
+        pairs[slot].up.to = fd
+        pairs[slot].down.from = fd
+        pairs[slot].deadline = now + Int64(runtime.configuration.limits.connectTimeout * 1e9)
+        let tag = UInt64(pairs[slot].generation) << 32 | UInt64(slot) << 1 | 1
+        guard c_concord_epoll_control(epoll, fd, 0, Self.pairEvents, tag) == 0 else {
+            connectFailed(slot, errnoCode: errno)
+            return
+        }
+        let result = address.withSockAddr { Glibc.connect(fd, $0, socklen_t($1)) }
+        if result != 0 && errno != EINPROGRESS {
+            connectFailed(slot, errnoCode: errno)
+        }
+        // Otherwise EPOLLOUT (or an error) on the backend socket says how it went.
+    }
+
+    private func connectFinished(_ slot: Int) {
+        var code: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        if getsockopt(pairs[slot].up.to, SOL_SOCKET, SO_ERROR, &code, &length) != 0 { code = errno }
+        guard code == 0 else {
+            connectFailed(slot, errnoCode: code)
+            return
+        }
+        guard let runtime = pairs[slot].runtime, let pick = pairs[slot].pick else { return }
+        runtime.balancer.recordConnectSuccess(pick.backend)
+        pairs[slot].state = .forwarding
+        pairs[slot].up.writable = true
+        pairs[slot].lastActivity = now
+        if pairs[slot].up.buffer == nil {
+            let buffers = UnsafeMutableRawPointer.allocate(byteCount: 2 * Self.bufferSize, alignment: 64)
+            pairs[slot].up.buffer = buffers
+            pairs[slot].down.buffer = buffers + Self.bufferSize
+        }
+        if let version = runtime.configuration.proxyProtocol {
+            var header = ByteBuffer()
+            ProxyProtocolHeader.encode(version, source: pairs[slot].client, destination: Self.localAddress(of: pairs[slot].up.from),
+                                       into: &header)
+            let count = min(header.readableBytes, Self.bufferSize)
+            header.withUnsafeReadableBytes { bytes in
+                pairs[slot].up.buffer!.copyMemory(from: bytes.baseAddress!, byteCount: count)
+            }
+            pairs[slot].up.end = count
+        }
+        pairs[slot].access?.backend = pick.backend.id
+        pump(slot)
+    }
+
+    private func connectFailed(_ slot: Int, errnoCode code: Int32) {
+        guard let runtime = pairs[slot].runtime, let pick = pairs[slot].pick else {
+            closePair(slot, outcome: "connect-failed")
+            return
+        }
+        let backendSocket = pairs[slot].up.to
+        if backendSocket >= 0 { Glibc.close(backendSocket) }
+        pairs[slot].up.to = -1
+        pairs[slot].down.from = -1
+        pairs[slot].up.writable = false
+        pairs[slot].down.readable = false
+        pairs[slot].pick = nil
+        runtime.balancer.release(pick)
+        let target = pick.backend
+        let reason = code == ETIMEDOUT ? "connect timed out" : String(cString: strerror(code))
+        if let local = LocalResourceFailure(IOError(errnoCode: code, reason: "connect")) {
+            runtime.balancer.localResources.report(local, while: "L4: connecting to \(target)", outcome: "client connection closed, \(target) keeps its state")
+            pairs[slot].access.finish(to: runtime.accessLog, outcome: "connect-failed", backend: target)
+            closePair(slot, outcome: "connect-failed")
+            return
+        }
+        runtime.balancer.recordConnectFailure(target)
+        let attempt = pairs[slot].attempt
+        if attempt < 2 {
+            runtime.metrics.retries.increment()
+            runtime.logger.debug("L4: connect to \(target) failed (\(reason)); trying the next node")
+            connect(slot, excluding: target, attempt: attempt + 1)
+        } else {
+            runtime.logger.debug("L4: connect to \(target) failed: \(reason)")
+            pairs[slot].access.finish(to: runtime.accessLog, outcome: "connect-failed", backend: target)
+            closePair(slot, outcome: "connect-failed")
+        }
+    }
+
+    // MARK: Forwarding
+
+    private func handle(_ data: UInt64, _ flags: UInt32) {
+        let slot = Int(truncatingIfNeeded: (data >> 1) & 0x7FFF_FFFF)
+        guard slot < capacity, pairs[slot].state != .free, pairs[slot].generation == UInt32(truncatingIfNeeded: data >> 32) else { return }
+        let isBackend = data & 1 == 1
+        if pairs[slot].state == .connecting {
+            if isBackend {
+                // The backend may speak first: its bytes can come in the event that says the connect finished.
+                noteReadable(&pairs[slot].down, flags)
+                if flags & (Self.epollOut | Self.epollErr | Self.epollHup) != 0 { connectFinished(slot) }
+            } else if flags & Self.epollErr != 0 {
+                closePair(slot, outcome: "client-closed")
+            } else {
+                // The client's bytes (and its EOF) wait in the kernel until the backend is connected.
+                noteReadable(&pairs[slot].up, flags)
+                if flags & Self.epollOut != 0 { pairs[slot].down.writable = true }
+            }
+            return
+        }
+        if flags & Self.epollErr != 0 {
+            closePair(slot, outcome: "closed")
+            return
+        }
+        if isBackend {
+            noteReadable(&pairs[slot].down, flags)
+            if flags & (Self.epollOut | Self.epollHup) != 0 { pairs[slot].up.writable = true }
+        } else {
+            noteReadable(&pairs[slot].up, flags)
+            if flags & (Self.epollOut | Self.epollHup) != 0 { pairs[slot].down.writable = true }
+        }
+        pump(slot)
+    }
+
+    @inline(__always)
+    private func noteReadable(_ direction: inout Direction, _ flags: UInt32) {
+        if flags & (Self.epollIn | Self.epollRdHup | Self.epollHup) != 0 {
+            direction.readable = true
+            if flags & (Self.epollRdHup | Self.epollHup) != 0 { direction.peerClosing = true }
+        }
+    }
+
+    /// Moves bytes both ways until each would block; closes the pair when both directions are done or one failed.
+    private func pump(_ slot: Int) {
+        let upOK = move(&pairs[slot].up)
+        let downOK = upOK && move(&pairs[slot].down)
+        if !upOK || !downOK {
+            closePair(slot, outcome: "closed")
+        } else if pairs[slot].up.shut && pairs[slot].down.shut {
+            closePair(slot, outcome: "closed")
+        } else if pairs[slot].up.total + pairs[slot].down.total > 0 {
+            pairs[slot].lastActivity = now
+        }
+    }
+
+    /// One direction: send what waits, then read and send until a side would block. `false`: the pair failed.
+    @inline(__always)
+    private func move(_ d: inout Direction) -> Bool {
+        while true {
+            let pending = d.end - d.start
+            if pending > 0 {
+                guard d.writable else { return true }
+                let sent = Glibc.send(d.to, d.buffer! + d.start, pending, Int32(MSG_NOSIGNAL))
+                if sent < 0 {
+                    let code = errno
+                    if code == EAGAIN || code == EWOULDBLOCK {
+                        d.writable = false
+                        return true
+                    }
+                    if code == EINTR { continue }
+                    return false
+                }
+                if sent < pending {
+                    d.start += sent
+                    d.writable = false
+                    return true
+                }
+                d.start = 0
+                d.end = 0
+            }
+            if d.eof {
+                if !d.shut {
+                    _ = shutdown(d.to, Int32(SHUT_WR))
+                    d.shut = true
+                }
+                return true
+            }
+            guard d.readable else { return true }
+            let count = Glibc.read(d.from, d.buffer!, Self.bufferSize)
+            if count > 0 {
+                d.end = count
+                d.unreported &+= count
+                d.total &+= count
+                if count < Self.bufferSize && !d.peerClosing { d.readable = false }
+                continue
+            }
+            if count == 0 {
+                d.eof = true
+                d.readable = false
+                continue
+            }
+            let code = errno
+            if code == EAGAIN || code == EWOULDBLOCK {
+                d.readable = false
+                return true
+            }
+            if code == EINTR { continue }
+            return false
+        }
+    }
+
+    private func reportBytes(_ slot: Int) {
+        guard let counters = pairs[slot].pick?.counters else { return }
+        if pairs[slot].up.unreported > 0 {
+            counters.bytesToBackend.increment(by: Int64(pairs[slot].up.unreported))
+            pairs[slot].up.unreported = 0
+        }
+        if pairs[slot].down.unreported > 0 {
+            counters.bytesFromBackend.increment(by: Int64(pairs[slot].down.unreported))
+            pairs[slot].down.unreported = 0
+        }
+    }
+
+    private func closePair(_ slot: Int, outcome: StaticString) {
+        guard pairs[slot].state != .free else { return }
+        reportBytes(slot)
+        let client = pairs[slot].up.from
+        let backendSocket = pairs[slot].up.to
+        if client >= 0 { Glibc.close(client) }
+        if backendSocket >= 0 { Glibc.close(backendSocket) }
+        if let runtime = pairs[slot].runtime {
+            if let pick = pairs[slot].pick { runtime.balancer.release(pick) }
+            if let sink = runtime.accessLog, var entry = pairs[slot].access {
+                entry.bytesIn = pairs[slot].up.total
+                entry.bytesOut = pairs[slot].down.total
+                entry.write(to: sink, outcome: outcome)
+            }
+            runtime.metrics.activeConnections.decrement()
+        }
+        admission.leave()
+        pairs[slot].state = .free
+        pairs[slot].generation &+= 1
+        pairs[slot].runtime = nil
+        pairs[slot].pick = nil
+        pairs[slot].client = nil
+        pairs[slot].access = nil
+        pairs[slot].up.reset(from: -1, to: -1)
+        pairs[slot].down.reset(from: -1, to: -1)
+        freeSlots.append(Int32(slot))
+        live -= 1
+    }
+
+    private func grow() {
+        let grown = max(64, capacity * 2)
+        let storage = UnsafeMutablePointer<Pair>.allocate(capacity: grown)
+        storage.moveInitialize(from: pairs, count: capacity)
+        (storage + capacity).initialize(repeating: Pair(), count: grown - capacity)
+        pairs.deallocate()
+        pairs = storage
+        for slot in stride(from: grown - 1, through: capacity, by: -1) { freeSlots.append(Int32(slot)) }
+        capacity = grown
+    }
+
+    // MARK: Addresses
+
+    static func socketAddress(_ storage: sockaddr_storage) -> SocketAddress? {
+        var storage = storage
+        switch Int32(storage.ss_family) {
+        case AF_INET:
+            return withUnsafeBytes(of: &storage) { SocketAddress($0.load(as: sockaddr_in.self)) }
+        case AF_INET6:
+            return withUnsafeBytes(of: &storage) { SocketAddress($0.load(as: sockaddr_in6.self)) }
+        default:
+            return nil
+        }
+    }
+
+    static func localAddress(of fd: Int32) -> SocketAddress? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let result = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return result == 0 ? socketAddress(storage) : nil
+    }
+
+    // MARK: epoll flags
+
+    static let epollIn: UInt32 = 0x001
+    static let epollOut: UInt32 = 0x004
+    static let epollErr: UInt32 = 0x008
+    static let epollHup: UInt32 = 0x010
+    static let epollRdHup: UInt32 = 0x2000
+    static let epollExclusive: UInt32 = 1 << 28
+    static let epollET: UInt32 = 1 << 31
+    private static let pairEvents = epollIn | epollOut | epollRdHup | epollET
+}
