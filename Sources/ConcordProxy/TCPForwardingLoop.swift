@@ -465,13 +465,15 @@ final class TCPForwardingLoop: @unchecked Sendable {
 
     /// Moves bytes both ways until each would block; closes the pair when both directions are done or one failed.
     private func pump(_ slot: Int) {
+        let before = pairs[slot].up.total &+ pairs[slot].down.total
         let upOK = move(&pairs[slot].up)
         let downOK = upOK && move(&pairs[slot].down)
         if !upOK || !downOK {
             closePair(slot, outcome: "closed")
         } else if pairs[slot].up.shut && pairs[slot].down.shut {
             closePair(slot, outcome: "closed")
-        } else if pairs[slot].up.total + pairs[slot].down.total > 0 {
+        } else if pairs[slot].up.total &+ pairs[slot].down.total != before {
+            // Bytes read either way re-arm the idle timeout; an event that moved nothing does not.
             pairs[slot].lastActivity = now
         }
     }
