@@ -317,6 +317,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         if mode == .tcp && key.sources != [.ip] { ignored.append("key \(key) (mode tcp hashes the client address only)") }
         if balance != .hash && mode == .http && key.sources != [.ip] { ignored.append("key \(key) (balance \(balance.rawValue) does not hash)") }
         if balance != .hash && algorithm != .ring { ignored.append("algorithm \(algorithm) (balance \(balance.rawValue) does not hash)") }
+        if mode == .http && tcpEngine != .direct { ignored.append("tcpEngine \(tcpEngine) (mode http runs on SwiftNIO)") }
         return ignored
     }
 
