@@ -616,6 +616,8 @@ final class TCPForwardingLoop: @unchecked Sendable {
         admission.leave()
         pairs[slot].state = .free
         pairs[slot].generation &+= 1
+        // Its tag on ``ready``, if any, is stale now; the slot's next pair must be able to go on the list.
+        pairs[slot].isReady = false
         pairs[slot].runtime = nil
         pairs[slot].pick = nil
         pairs[slot].client = nil
