@@ -105,7 +105,8 @@ final class TCPForwardingLoop: @unchecked Sendable {
     private let admission: TCPForwardingEngine.Admission
     private let logger: Logger
     private let cpu: Int?
-    private let commands = NIOLockedValueBox<[Command]>([])
+    /// Commands for the loop, or `nil` once it has ended (a command sent then is answered at once).
+    private let commands = NIOLockedValueBox<[Command]?>([])
     private var events: UnsafeMutableRawPointer
     private let eventCapacity: Int32 = 512
 
@@ -123,6 +124,8 @@ final class TCPForwardingLoop: @unchecked Sendable {
     /// Pairs (their epoll tags) with bytes still to move after their turn: served after the next `epoll_wait`, which
     /// does not block while there are any.
     private var ready: [UInt64] = []
+    /// The list being served (swapped with ``ready``, so neither is copied).
+    private var serving: [UInt64] = []
 
     /// `listener`: a non-blocking listening socket this loop accepts from (others may share it: `exclusive`).
     init(listener: Int32, exclusive: Bool, runtimes: NIOLockedValueBox<ProxyRuntime>, admission: TCPForwardingEngine.Admission,
@@ -146,10 +149,8 @@ final class TCPForwardingLoop: @unchecked Sendable {
         let listenerEvents = Self.epollIn | Self.epollET | (exclusive ? Self.epollExclusive : 0)
         guard c_concord_epoll_control(epoll, listener, 0, listenerEvents, Self.listenerTag) == 0,
               c_concord_epoll_control(epoll, wake, 0, Self.epollIn | Self.epollET, Self.wakeTag) == 0 else {
-            let reason = String(cString: strerror(errno))
-            Glibc.close(epoll)
-            Glibc.close(wake)
-            throw ProxyError.invalidSetting("cannot set up a TCP forwarding loop: \(reason)")
+            // Every property is set: `deinit` closes the descriptors.
+            throw ProxyError.invalidSetting("cannot set up a TCP forwarding loop: \(String(cString: strerror(errno)))")
         }
     }
 
@@ -165,7 +166,19 @@ final class TCPForwardingLoop: @unchecked Sendable {
     }
 
     func send(_ command: Command) {
-        commands.withLockedValue { $0.append(command) }
+        let queued = commands.withLockedValue { list -> Bool in
+            guard list != nil else { return false }
+            list!.append(command)
+            return true
+        }
+        guard queued else {
+            // The loop has ended: nothing of it is left to stop or close.
+            switch command {
+            case .stopAccepting(let done), .exit(let done): done()
+            case .closeAll(let done): done(0)
+            }
+            return
+        }
         var one: UInt64 = 1
         _ = Glibc.write(wake, &one, 8)
     }
@@ -185,8 +198,10 @@ final class TCPForwardingLoop: @unchecked Sendable {
             now = c_concord_coarse_now()
             if count < 0 {
                 if errno == EINTR { continue }
-                logger.critical("TCP forwarding loop: epoll_wait failed: \(String(cString: strerror(errno)))")
-                return
+                logger.critical("TCP forwarding loop: epoll_wait failed: \(String(cString: strerror(errno))); closing its connections")
+                stopAccepting()
+                _ = closeAll()
+                break
             }
             var index: Int32 = 0
             while index < count {
@@ -204,12 +219,23 @@ final class TCPForwardingLoop: @unchecked Sendable {
             if !ready.isEmpty { serveReady() }
             if now >= nextSweep { sweep() }
         }
+        // Commands still queued (or sent from now on) are answered: their senders are waiting.
+        let left = commands.withLockedValue { list -> [Command] in
+            defer { list = nil }
+            return list ?? []
+        }
+        for command in left {
+            switch command {
+            case .stopAccepting(let done), .exit(let done): done()
+            case .closeAll(let done): done(0)
+            }
+        }
     }
 
     private func serveReady() {
-        let batch = ready
-        ready.removeAll(keepingCapacity: true)
-        for tag in batch {
+        swap(&ready, &serving)
+        defer { serving.removeAll(keepingCapacity: true) }
+        for tag in serving {
             let slot = Int(truncatingIfNeeded: (tag >> 1) & 0x7FFF_FFFF)
             guard slot < capacity, pairs[slot].state == .forwarding,
                   pairs[slot].generation == UInt32(truncatingIfNeeded: tag >> 32) else { continue }
@@ -222,8 +248,8 @@ final class TCPForwardingLoop: @unchecked Sendable {
         var drained: UInt64 = 0
         _ = Glibc.read(wake, &drained, 8)
         let pending = commands.withLockedValue { list -> [Command] in
-            defer { list.removeAll() }
-            return list
+            defer { list?.removeAll() }
+            return list ?? []
         }
         for command in pending {
             switch command {
@@ -295,13 +321,18 @@ final class TCPForwardingLoop: @unchecked Sendable {
             if fd < 0 {
                 let code = errno
                 if code == EAGAIN || code == EWOULDBLOCK { return }
-                if code == EINTR || code == ECONNABORTED || code == EPROTO { continue }
+                // A client that left, or a network error accept(2) says to retry on.
+                if [EINTR, ECONNABORTED, EPROTO, ENETDOWN, ENOPROTOOPT, EHOSTDOWN, ENONET, EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH].contains(code) {
+                    continue
+                }
                 if let local = LocalResourceFailure(IOError(errnoCode: code, reason: "accept")) {
                     runtimes.withLockedValue { $0 }.balancer.localResources.report(
                         local, while: "accepting a client connection", outcome: "new clients wait in the backlog for 100 ms")
                     acceptPausedUntil = now + 100_000_000
                 } else {
-                    logger.error("TCP forwarding loop: accept failed: \(String(cString: strerror(code)))")
+                    // An edge-triggered listener left undrained is not reported again until a new client comes.
+                    logger.error("TCP forwarding loop: accept failed: \(String(cString: strerror(code))); trying again in 100 ms")
+                    acceptPausedUntil = now + 100_000_000
                 }
                 return
             }
