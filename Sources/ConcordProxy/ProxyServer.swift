@@ -189,7 +189,9 @@ public final class ProxyServer: Service, Sendable {
         var listeners: [any Channel] = []
         var engine: TCPForwardingEngine?
         let listenerAddress: SocketAddress
-        if mode == .tcp, configuration.tcpEngine == .direct, TCPForwardingEngine.ineligibility(of: configuration) == nil {
+        let wantsDirect = mode == .tcp && configuration.tcpEngine == .direct
+        let directRefusal = wantsDirect ? TCPForwardingEngine.ineligibility(of: configuration) : nil
+        if wantsDirect && directRefusal == nil {
             let threads = group.makeIterator().reduce(0) { count, _ in count + 1 }
             let started = try TCPForwardingEngine(
                 listen: listenAddress, reusePort: configuration.reusePort, threads: threads,
@@ -198,9 +200,7 @@ public final class ProxyServer: Service, Sendable {
             engine = started
             listenerAddress = started.localAddress
         } else {
-            if mode == .tcp, configuration.tcpEngine == .direct, let reason = TCPForwardingEngine.ineligibility(of: configuration) {
-                logger.info("tcp engine: nio (the direct engine does not do \(reason))")
-            }
+            if let directRefusal { logger.info("tcp engine: nio (the direct engine does not do \(directRefusal))") }
             listeners = try await bindClientListeners(at: listenAddress, initializer: initializeClient)
             listenerAddress = listeners[0].localAddress!
         }

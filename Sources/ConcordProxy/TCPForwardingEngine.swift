@@ -149,13 +149,7 @@ final class TCPForwardingEngine: Sendable {
     // MARK: Sockets
 
     private static func listen(on address: SocketAddress, reusePort: Bool) throws -> Int32 {
-        let family: Int32
-        switch address {
-        case .v4: family = AF_INET
-        case .v6: family = AF_INET6
-        default: throw IOError(errnoCode: EAFNOSUPPORT, reason: "socket")
-        }
-        let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = TCPForwardingLoop.streamSocket(for: address)
         guard fd >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
         func option(_ level: Int32, _ name: Int32, _ value: Int32) {
             var value = value

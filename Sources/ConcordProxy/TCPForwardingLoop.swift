@@ -31,6 +31,14 @@ final class TCPForwardingLoop: @unchecked Sendable {
         case closeAll(done: @Sendable (Int) -> Void)
         /// Close every pair and end the thread.
         case exit(done: @Sendable () -> Void)
+
+        /// Answers a command the loop will never run (it has ended): nothing of it is left to stop or close.
+        func answerEnded() {
+            switch self {
+            case .stopAccepting(let done), .exit(let done): done()
+            case .closeAll(let done): done(0)
+            }
+        }
     }
 
     private enum PairState { case free, connecting, forwarding }
@@ -83,6 +91,8 @@ final class TCPForwardingLoop: @unchecked Sendable {
         /// While connecting: when the connect times out (coarse monotonic nanoseconds).
         var deadline: Int64 = 0
         var lastActivity: Int64 = 0
+        /// `tcpIdleTimeout` of the settings the pair was accepted with, in nanoseconds.
+        var idleTimeout: Int64 = 0
         var access: AccessLogEntry?
         /// On ``ready``: it used its turn's budget with bytes still to move.
         var isReady = false
@@ -97,6 +107,8 @@ final class TCPForwardingLoop: @unchecked Sendable {
     private static let wakeTag = UInt64.max - 1
     private static let sweepInterval: Int64 = 100_000_000
     private static let reportInterval: Int64 = 1_000_000_000
+    /// How long accepting waits after it failed, or a connect ran out of descriptors.
+    private static let acceptPause: Int64 = 100_000_000
 
     private let epoll: Int32
     private let wake: Int32
@@ -172,11 +184,7 @@ final class TCPForwardingLoop: @unchecked Sendable {
             return true
         }
         guard queued else {
-            // The loop has ended: nothing of it is left to stop or close.
-            switch command {
-            case .stopAccepting(let done), .exit(let done): done()
-            case .closeAll(let done): done(0)
-            }
+            command.answerEnded()
             return
         }
         var one: UInt64 = 1
@@ -224,21 +232,14 @@ final class TCPForwardingLoop: @unchecked Sendable {
             defer { list = nil }
             return list ?? []
         }
-        for command in left {
-            switch command {
-            case .stopAccepting(let done), .exit(let done): done()
-            case .closeAll(let done): done(0)
-            }
-        }
+        for command in left { command.answerEnded() }
     }
 
     private func serveReady() {
         swap(&ready, &serving)
         defer { serving.removeAll(keepingCapacity: true) }
         for tag in serving {
-            let slot = Int(truncatingIfNeeded: (tag >> 1) & 0x7FFF_FFFF)
-            guard slot < capacity, pairs[slot].state == .forwarding,
-                  pairs[slot].generation == UInt32(truncatingIfNeeded: tag >> 32) else { continue }
+            guard let slot = currentSlot(tag), pairs[slot].state == .forwarding else { continue }
             pairs[slot].isReady = false
             pump(slot)
         }
@@ -296,8 +297,7 @@ final class TCPForwardingLoop: @unchecked Sendable {
             case .connecting:
                 if now >= pairs[slot].deadline { connectFailed(slot, errnoCode: ETIMEDOUT) }
             case .forwarding:
-                let idle = pairs[slot].runtime.map { Int64($0.configuration.limits.tcpIdleTimeout * 1e9) } ?? .max
-                if now - pairs[slot].lastActivity >= idle {
+                if now - pairs[slot].lastActivity >= pairs[slot].idleTimeout {
                     closePair(slot, outcome: "closed")
                 } else if report {
                     reportBytes(slot)
@@ -328,12 +328,11 @@ final class TCPForwardingLoop: @unchecked Sendable {
                 if let local = LocalResourceFailure(IOError(errnoCode: code, reason: "accept")) {
                     runtimes.withLockedValue { $0 }.balancer.localResources.report(
                         local, while: "accepting a client connection", outcome: "new clients wait in the backlog for 100 ms")
-                    acceptPausedUntil = now + 100_000_000
                 } else {
-                    // An edge-triggered listener left undrained is not reported again until a new client comes.
                     logger.error("TCP forwarding loop: accept failed: \(String(cString: strerror(code))); trying again in 100 ms")
-                    acceptPausedUntil = now + 100_000_000
                 }
+                // An edge-triggered listener left undrained is not reported again until a new client comes.
+                acceptPausedUntil = now + Self.acceptPause
                 return
             }
             accepted(fd, peer: Self.socketAddress(storage))
@@ -358,9 +357,9 @@ final class TCPForwardingLoop: @unchecked Sendable {
         pairs[slot].up.reset(from: fd, to: -1)
         pairs[slot].down.reset(from: -1, to: fd)
         pairs[slot].lastActivity = now
+        pairs[slot].idleTimeout = Int64(runtime.configuration.limits.tcpIdleTimeout * 1e9)
         if runtime.accessLog != nil { pairs[slot].access = AccessLogEntry(client: client?.description ?? "unknown") }
-        let tag = UInt64(pairs[slot].generation) << 32 | UInt64(slot) << 1
-        guard c_concord_epoll_control(epoll, fd, 0, Self.pairEvents, tag) == 0 else {
+        guard c_concord_epoll_control(epoll, fd, 0, Self.pairEvents, tag(slot, backend: false)) == 0 else {
             closePair(slot, outcome: "client-closed")
             return
         }
@@ -380,26 +379,19 @@ final class TCPForwardingLoop: @unchecked Sendable {
         pairs[slot].pick = chosen
         pairs[slot].attempt = attempt
         let address = chosen.backend.socketAddress
-        let family: Int32
-        switch address {
-        case .v4: family = AF_INET
-        case .v6: family = AF_INET6
-        default: family = AF_UNIX
-        }
-        let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = Self.streamSocket(for: address)
         guard fd >= 0 else {
             connectFailed(slot, errnoCode: errno)
             return
         }
-        if family != AF_UNIX {
+        if address.protocolFamily != AF_UNIX {
             var one: Int32 = 1
             _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         }
         pairs[slot].up.to = fd
         pairs[slot].down.from = fd
         pairs[slot].deadline = now + Int64(runtime.configuration.limits.connectTimeout * 1e9)
-        let tag = UInt64(pairs[slot].generation) << 32 | UInt64(slot) << 1 | 1
-        guard c_concord_epoll_control(epoll, fd, 0, Self.pairEvents, tag) == 0 else {
+        guard c_concord_epoll_control(epoll, fd, 0, Self.pairEvents, tag(slot, backend: true)) == 0 else {
             connectFailed(slot, errnoCode: errno)
             return
         }
@@ -463,8 +455,8 @@ final class TCPForwardingLoop: @unchecked Sendable {
             runtime.balancer.localResources.report(local, while: "L4: connecting to \(target)", outcome: "client connection closed, \(target) keeps its state")
             // With one descriptor free, accept works and the backend socket does not: every client in the backlog
             // would be accepted and closed at once. Accepting waits instead, as on EMFILE at accept.
-            acceptPausedUntil = now + 100_000_000
-            pairs[slot].access.finish(to: runtime.accessLog, outcome: "connect-failed", backend: target)
+            acceptPausedUntil = now + Self.acceptPause
+            pairs[slot].access?.backend = target.id
             closePair(slot, outcome: "connect-failed")
             return
         }
@@ -476,16 +468,27 @@ final class TCPForwardingLoop: @unchecked Sendable {
             connect(slot, excluding: target, attempt: attempt + 1)
         } else {
             runtime.logger.debug("L4: connect to \(target) failed: \(reason)")
-            pairs[slot].access.finish(to: runtime.accessLog, outcome: "connect-failed", backend: target)
+            pairs[slot].access?.backend = target.id
             closePair(slot, outcome: "connect-failed")
         }
     }
 
     // MARK: Forwarding
 
+    /// A pair's epoll data (and ``ready`` entry): its slot's generation, the slot, and which socket.
+    private func tag(_ slot: Int, backend: Bool) -> UInt64 {
+        UInt64(pairs[slot].generation) << 32 | UInt64(slot) << 1 | (backend ? 1 : 0)
+    }
+
+    /// The slot `tag` names, if the pair it was made for is still there (not closed, its slot not reused).
+    private func currentSlot(_ tag: UInt64) -> Int? {
+        let slot = Int(truncatingIfNeeded: (tag >> 1) & 0x7FFF_FFFF)
+        guard slot < capacity, pairs[slot].state != .free, pairs[slot].generation == UInt32(truncatingIfNeeded: tag >> 32) else { return nil }
+        return slot
+    }
+
     private func handle(_ data: UInt64, _ flags: UInt32) {
-        let slot = Int(truncatingIfNeeded: (data >> 1) & 0x7FFF_FFFF)
-        guard slot < capacity, pairs[slot].state != .free, pairs[slot].generation == UInt32(truncatingIfNeeded: data >> 32) else { return }
+        guard let slot = currentSlot(data) else { return }
         let isBackend = data & 1 == 1
         if pairs[slot].state == .connecting {
             if isBackend {
@@ -540,7 +543,7 @@ final class TCPForwardingLoop: @unchecked Sendable {
         }
         if more && !pairs[slot].isReady {
             pairs[slot].isReady = true
-            ready.append(UInt64(pairs[slot].generation) << 32 | UInt64(slot) << 1)
+            ready.append(tag(slot, backend: false))
         }
     }
 
@@ -671,6 +674,11 @@ final class TCPForwardingLoop: @unchecked Sendable {
     }
 
     // MARK: Addresses
+
+    /// A non-blocking, close-on-exec stream socket of `address`'s family; -1 (and `errno`) when it cannot be made.
+    static func streamSocket(for address: SocketAddress) -> Int32 {
+        socket(address.protocolFamily, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    }
 
     static func socketAddress(_ storage: sockaddr_storage) -> SocketAddress? {
         var storage = storage
