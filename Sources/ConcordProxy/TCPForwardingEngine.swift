@@ -22,9 +22,9 @@ public enum TCPEngine: String, Sendable, Hashable, Codable, SettingChoice, Custo
 /// L4 forwarding without SwiftNIO: `tcpEngine: direct`, the default in `tcp` mode. The client listener and every
 /// connection pair live on ``TCPForwardingLoop`` threads (one per event loop of the proxy's group, pinned like
 /// them), each with its own epoll set; SwiftNIO keeps the admin API and the health checks. SwiftNIO's channel
-/// pipeline cost ≈ 3.7 µs of user-space CPU per forwarded chunk against nginx's ≈ 1 µs (`perf`, 2026-12-03), so
-/// the NIO path used 1.23–1.29× the CPU per request of nginx and HAProxy; these loops use ≈ 0.5 µs
-/// (docs/proxy-benchmarks.md).
+/// pipeline cost ≈ 3.7 µs of user-space CPU per forwarded chunk against nginx's ≈ 1 µs (`perf`, 2026-12-03 05:22),
+/// so the NIO path used 1.23–1.29× the CPU per request of nginx and HAProxy; the prototype of these loops used
+/// ≈ 0.5 µs (08:17; docs/proxy-benchmarks.md).
 ///
 /// What it does not do falls back to the NIO path (``ineligibility(of:)``): TLS on the client listener or to the
 /// backends, PROXY protocol from clients, and the per-backend queue.
