@@ -724,7 +724,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         }
         context.flush()
         let (clientSide, backendSide) = TCPGlueHandler.matchedPair(
-            counters: pick.counters, idleTimeout: TimeAmount(seconds: runtime.configuration.limits.tcpIdleTimeout))
+            counters: pick.counters, limits: runtime.configuration.limits)
         do {
             try connection.switchToTunnel(backendSide)
             try context.channel.syncOptions?.setOption(.allowRemoteHalfClosure, value: true)

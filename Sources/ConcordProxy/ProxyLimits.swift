@@ -28,6 +28,11 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
     public var responseTimeout: Double
     /// L4: seconds a proxied TCP connection may carry no bytes either way before both sides are closed. Default 300.
     public var tcpIdleTimeout: Double
+    /// L4: when the backend has finished and closed while the client may still be sending (an early answer to an
+    /// upload), the client's further bytes are read and dropped, so the answer is not cut off by a reset
+    /// (``LingeringClose``); the client connection closes once it has sent nothing for this many seconds (and at
+    /// the latest 30 s after the backend closed). Default 5, as nginx's `lingering_timeout`.
+    public var lingeringTimeout: Double
     /// Idle keep-alive connections kept per backend per event loop. Default 64.
     public var maxIdleConnectionsPerBackend: Int
     /// Requests (L7) or connections (L4) one backend gets at once; more wait in the proxy, first come first
@@ -56,6 +61,7 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
         connectTimeout: Double = 2,
         responseTimeout: Double = 60,
         tcpIdleTimeout: Double = 300,
+        lingeringTimeout: Double = 5,
         maxIdleConnectionsPerBackend: Int = 64,
         maxResponseHeadBytes: Int = 64 * 1024,
         maxRequestsPerBackend: Int? = nil,
@@ -73,6 +79,7 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
         self.connectTimeout = connectTimeout
         self.responseTimeout = responseTimeout
         self.tcpIdleTimeout = tcpIdleTimeout
+        self.lingeringTimeout = lingeringTimeout
         self.maxIdleConnectionsPerBackend = maxIdleConnectionsPerBackend
         self.maxResponseHeadBytes = maxResponseHeadBytes
         self.maxRequestsPerBackend = maxRequestsPerBackend
@@ -86,7 +93,7 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
 
     private enum CodingKeys: String, CodingKey, CaseIterable {
         case maxHeaderBytes, maxHeaderCount, maxResponseHeadBytes, headerReadTimeout, bodyReadTimeout, keepAliveTimeout, maxConnections
-        case maxBodyBytes, connectTimeout, responseTimeout, tcpIdleTimeout, maxIdleConnectionsPerBackend
+        case maxBodyBytes, connectTimeout, responseTimeout, tcpIdleTimeout, lingeringTimeout, maxIdleConnectionsPerBackend
         case maxRequestsPerBackend, queueTimeout, maxQueuePerBackend, abortQueuedOnClose
     }
 
@@ -105,6 +112,7 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
             connectTimeout: try c.decodeIfPresent(Double.self, forKey: .connectTimeout) ?? d.connectTimeout,
             responseTimeout: try c.decodeIfPresent(Double.self, forKey: .responseTimeout) ?? d.responseTimeout,
             tcpIdleTimeout: try c.decodeIfPresent(Double.self, forKey: .tcpIdleTimeout) ?? d.tcpIdleTimeout,
+            lingeringTimeout: try c.decodeIfPresent(Double.self, forKey: .lingeringTimeout) ?? d.lingeringTimeout,
             maxIdleConnectionsPerBackend: try c.decodeIfPresent(Int.self, forKey: .maxIdleConnectionsPerBackend)
                 ?? d.maxIdleConnectionsPerBackend,
             maxResponseHeadBytes: try c.decodeIfPresent(Int.self, forKey: .maxResponseHeadBytes) ?? d.maxResponseHeadBytes,
@@ -123,7 +131,7 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
         }
         for (name, value) in [("headerReadTimeout", headerReadTimeout), ("bodyReadTimeout", bodyReadTimeout), ("keepAliveTimeout", keepAliveTimeout),
                               ("connectTimeout", connectTimeout), ("responseTimeout", responseTimeout),
-                              ("tcpIdleTimeout", tcpIdleTimeout), ("queueTimeout", queueTimeout)] where !(value > 0 && value < 86_400) {
+                              ("tcpIdleTimeout", tcpIdleTimeout), ("lingeringTimeout", lingeringTimeout), ("queueTimeout", queueTimeout)] where !(value > 0 && value < 86_400) {
             throw .invalidSetting("limits.\(name) must be more than 0 and less than 86400 seconds, got \(value)")
         }
         if let maxRequestsPerBackend, maxRequestsPerBackend < 1 {

@@ -16,7 +16,8 @@ import Glibc
 /// its buffer is written (bounded memory, the backpressure). A short read means the socket is drained unless the
 /// peer's EOF is pending (nginx's rule: one `read` and one `send` per chunk, no read that ends in `EAGAIN`).
 /// An EOF is passed on as `shutdown(SHUT_WR)` once the buffer is written; the pair closes when both directions
-/// are done, on an error, or when nothing moved for `tcpIdleTimeout`.
+/// are done, on an error, or when nothing moved for `tcpIdleTimeout`. A pair whose backend is done while its client
+/// may still send closes the client's side with a ``LingeringClose``.
 ///
 /// Everything below runs on the loop's own thread, except ``send(_:)``, which queues a command under a lock and
 /// wakes the loop through an eventfd.
@@ -41,7 +42,12 @@ final class TCPForwardingLoop: @unchecked Sendable {
         }
     }
 
-    private enum PairState { case free, connecting, forwarding }
+    private enum PairState {
+        case free, connecting, forwarding
+        /// The backend socket is closed and the answer written: the client's bytes are dropped until its EOF
+        /// (``LingeringClose``), so that closing does not reset the connection before the answer is read.
+        case lingering
+    }
 
     /// One direction of a pair: bytes read from `from` wait in `buffer[start..<end]` to be sent to `to`.
     private struct Direction {
@@ -62,6 +68,10 @@ final class TCPForwardingLoop: @unchecked Sendable {
         var shut = false
         /// `from` failed (a reset): what was read before it is passed on, then the pair closes.
         var failed = false
+        /// `from` returned 0 or failed: its peer sends nothing more.
+        var readEnded = false
+        /// A send to `to` failed: its peer is gone.
+        var sendFailed = false
         /// Bytes read and not yet added to the backend's byte counter (added every second and at the end).
         var unreported = 0
         /// Bytes read in all, for the access log.
@@ -72,6 +82,7 @@ final class TCPForwardingLoop: @unchecked Sendable {
             self.to = to
             start = 0; end = 0
             readable = false; peerClosing = false; eof = false; writable = false; shut = false; failed = false
+            readEnded = false; sendFailed = false
             unreported = 0; total = 0
         }
     }
@@ -88,10 +99,12 @@ final class TCPForwardingLoop: @unchecked Sendable {
         var keyHash: UInt64?
         var client: SocketAddress?
         var attempt = 1
-        /// While connecting: when the connect times out (coarse monotonic nanoseconds).
+        /// While connecting: when the connect times out; while lingering, when it ends at the latest (coarse
+        /// monotonic nanoseconds).
         var deadline: Int64 = 0
         var lastActivity: Int64 = 0
-        /// `tcpIdleTimeout` of the settings the pair was accepted with, in nanoseconds.
+        /// `tcpIdleTimeout` of the settings the pair was accepted with, in nanoseconds; while lingering, their
+        /// `lingeringTimeout`.
         var idleTimeout: Int64 = 0
         var access: AccessLogEntry?
         /// On ``ready``: it used its turn's budget with bytes still to move.
@@ -239,9 +252,13 @@ final class TCPForwardingLoop: @unchecked Sendable {
         swap(&ready, &serving)
         defer { serving.removeAll(keepingCapacity: true) }
         for tag in serving {
-            guard let slot = currentSlot(tag), pairs[slot].state == .forwarding else { continue }
+            guard let slot = currentSlot(tag) else { continue }
             pairs[slot].isReady = false
-            pump(slot)
+            switch pairs[slot].state {
+            case .forwarding: pump(slot)
+            case .lingering: dropClientBytes(slot)
+            case .free, .connecting: break
+            }
         }
     }
 
@@ -301,6 +318,10 @@ final class TCPForwardingLoop: @unchecked Sendable {
                     closePair(slot, outcome: "closed")
                 } else if report {
                     reportBytes(slot)
+                }
+            case .lingering:
+                if now >= pairs[slot].deadline || now - pairs[slot].lastActivity >= pairs[slot].idleTimeout {
+                    closePair(slot, outcome: "closed")
                 }
             }
         }
@@ -490,6 +511,12 @@ final class TCPForwardingLoop: @unchecked Sendable {
     private func handle(_ data: UInt64, _ flags: UInt32) {
         guard let slot = currentSlot(data) else { return }
         let isBackend = data & 1 == 1
+        if pairs[slot].state == .lingering {
+            // Only the client socket is left.
+            noteReadable(&pairs[slot].up, flags | (flags & Self.epollErr != 0 ? Self.epollRdHup : 0))
+            dropClientBytes(slot)
+            return
+        }
         if pairs[slot].state == .connecting {
             if isBackend {
                 // The backend may speak first: its bytes can come in the event that says the connect finished.
@@ -534,7 +561,13 @@ final class TCPForwardingLoop: @unchecked Sendable {
         let up = pairs[slot].up, down = pairs[slot].down
         // Done both ways, or a side was reset and what it sent before has been passed on.
         if (up.shut && down.shut) || (up.failed && up.shut) || (down.failed && down.shut) {
-            closePair(slot, outcome: "closed")
+            // The answer is all written and the client may still be sending: closing now would reset the
+            // connection and drop the answer's end in the kernel.
+            if down.shut && !down.sendFailed && !up.readEnded {
+                linger(slot)
+            } else {
+                closePair(slot, outcome: "closed")
+            }
             return
         }
         if up.total &+ down.total != before {
@@ -567,6 +600,7 @@ final class TCPForwardingLoop: @unchecked Sendable {
                     if code == EINTR { continue }
                     d.start = 0
                     d.end = 0
+                    d.sendFailed = true
                     d.eof = true
                     d.readable = false
                     d.shut = true
@@ -603,6 +637,7 @@ final class TCPForwardingLoop: @unchecked Sendable {
             }
             if count == 0 {
                 d.eof = true
+                d.readEnded = true
                 d.readable = false
                 continue
             }
@@ -614,8 +649,58 @@ final class TCPForwardingLoop: @unchecked Sendable {
             if code == EINTR { continue }
             // A reset: what was read before it goes on (above), then the pair closes (`pump`).
             d.failed = true
+            d.readEnded = true
             d.eof = true
             d.readable = false
+        }
+    }
+
+    /// The backend is done and the answer written (the client's output shut): the backend socket closes now, the
+    /// client's when it has sent its EOF (``LingeringClose``).
+    private func linger(_ slot: Int) {
+        reportBytes(slot)
+        let backendSocket = pairs[slot].up.to
+        if backendSocket >= 0 { Glibc.close(backendSocket) }
+        pairs[slot].up.to = -1
+        pairs[slot].down.from = -1
+        if let pick = pairs[slot].pick {
+            pairs[slot].pick = nil
+            pairs[slot].runtime?.balancer.release(pick)
+        }
+        pairs[slot].state = .lingering
+        pairs[slot].lastActivity = now
+        pairs[slot].idleTimeout = Int64((pairs[slot].runtime?.configuration.limits.lingeringTimeout ?? 5) * 1e9)
+        pairs[slot].deadline = now + LingeringClose.maximumSeconds * 1_000_000_000
+        // Bytes may be waiting already (no new edge will say so).
+        pairs[slot].up.readable = true
+        dropClientBytes(slot)
+    }
+
+    /// Reads and drops what the lingering client sent, ``readsPerTurn`` reads at a time; closes at its EOF or error.
+    private func dropClientBytes(_ slot: Int) {
+        var reads = 0
+        while pairs[slot].up.readable {
+            guard reads < Self.readsPerTurn else {
+                if !pairs[slot].isReady {
+                    pairs[slot].isReady = true
+                    ready.append(tag(slot, backend: false))
+                }
+                return
+            }
+            reads += 1
+            let count = Glibc.read(pairs[slot].up.from, pairs[slot].up.buffer!, Self.bufferSize)
+            if count > 0 {
+                pairs[slot].lastActivity = now
+                if count < Self.bufferSize && !pairs[slot].up.peerClosing { pairs[slot].up.readable = false }
+                continue
+            }
+            if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                pairs[slot].up.readable = false
+                return
+            }
+            if count < 0 && errno == EINTR { continue }
+            closePair(slot, outcome: "closed")
+            return
         }
     }
 

@@ -3,6 +3,8 @@ import NIOCore
 /// One side of an L4 connection pair. Bytes read on one side are written to the other; backpressure holds
 /// `read()` on a side while its partner is not writable (so memory stays bounded by the watermarks), and
 /// half-close is forwarded: an EOF on one side shuts down the output of the other once its writes are flushed.
+/// When the backend side is gone while the client may still be sending, the client side ends with a
+/// ``LingeringClose``: what it has to write is written, its output shut, and its bytes dropped until its EOF.
 ///
 /// The pair closes when no bytes moved either way for `idleTimeout`. The client side keeps that timer itself —
 /// one task that re-arms from the last read on either side — rather than an `IdleStateHandler` on each channel,
@@ -22,8 +24,14 @@ final class TCPGlueHandler: ChannelDuplexHandler {
     /// True on the client side: bytes it reads go to the backend.
     private let isClientSide: Bool
     private var inputClosed = false
+    /// The partner's EOF is to be passed on: no more writes; the output shuts once they are out.
     private var outputClosed = false
+    /// The output is shut (after every write before it went out).
+    private var outputShut = false
+    /// Client side, the backend gone: its bytes are dropped until its EOF (``LingeringClose``).
+    private var lingering = false
     private let idleTimeout: TimeAmount
+    private let lingeringTimeout: TimeAmount
     /// When this side last read bytes (both sides share one event loop, so the client side reads its partner's).
     private var lastRead = NIODeadline.now()
     /// Client side only: the pending idle check.
@@ -31,16 +39,17 @@ final class TCPGlueHandler: ChannelDuplexHandler {
     /// Bytes this side has read (and handed to its partner): the access log's per-connection count.
     private(set) var bytesRead = 0
 
-    private init(counters: ProxyMetrics.BackendCounters, isClientSide: Bool, idleTimeout: TimeAmount) {
+    private init(counters: ProxyMetrics.BackendCounters, isClientSide: Bool, limits: ProxyLimits) {
         self.counters = counters
         self.isClientSide = isClientSide
-        self.idleTimeout = idleTimeout
+        self.idleTimeout = TimeAmount(seconds: limits.tcpIdleTimeout)
+        self.lingeringTimeout = TimeAmount(seconds: limits.lingeringTimeout)
     }
 
     /// Both sides must be added to channels of the same event loop.
-    static func matchedPair(counters: ProxyMetrics.BackendCounters, idleTimeout: TimeAmount) -> (client: TCPGlueHandler, backend: TCPGlueHandler) {
-        let client = TCPGlueHandler(counters: counters, isClientSide: true, idleTimeout: idleTimeout)
-        let backend = TCPGlueHandler(counters: counters, isClientSide: false, idleTimeout: idleTimeout)
+    static func matchedPair(counters: ProxyMetrics.BackendCounters, limits: ProxyLimits) -> (client: TCPGlueHandler, backend: TCPGlueHandler) {
+        let client = TCPGlueHandler(counters: counters, isClientSide: true, limits: limits)
+        let backend = TCPGlueHandler(counters: counters, isClientSide: false, limits: limits)
         client.partner = backend
         backend.partner = client
         return (client, backend)
@@ -81,6 +90,23 @@ final class TCPGlueHandler: ChannelDuplexHandler {
         }
     }
 
+    /// While lingering: closes once the client has sent nothing for `lingeringTimeout`, or at `end`.
+    private func scheduleLingerCheck(until end: NIODeadline) {
+        guard let context else { return }
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let due = min(lastRead + lingeringTimeout, end)
+        idleCheck = context.eventLoop.scheduleTask(deadline: due) {
+            let handler = loopBound.value
+            let now = NIODeadline.now()
+            if now >= end || now >= handler.lastRead + handler.lingeringTimeout {
+                handler.idleCheck = nil
+                handler.context?.close(promise: nil)
+            } else {
+                handler.scheduleLingerCheck(until: end)
+            }
+        }
+    }
+
     // MARK: Called by the partner
 
     private func partnerWrite(_ data: ByteBuffer) {
@@ -100,12 +126,37 @@ final class TCPGlueHandler: ChannelDuplexHandler {
         promise.futureResult.assumeIsolated().whenComplete { [self] _ in
             guard let context = self.context else { return }
             context.close(mode: .output, promise: nil)
+            outputShut = true
             if inputClosed { context.close(promise: nil) }
         }
     }
 
+    /// The partner's channel closed (or failed). The backend side closes too. The client side closes once what was
+    /// written to it is out — a close drops writes still queued — and, if its peer may still send, lingers first:
+    /// a close with the client's bytes unread would reset the connection, and the kernel would drop what it still
+    /// holds of the answer.
     private func partnerCloseFull() {
-        context?.close(promise: nil)
+        guard let context else { return }
+        guard isClientSide else {
+            context.close(promise: nil)
+            return
+        }
+        partner = nil
+        if inputClosed {
+            // Nothing more comes from the client: the output's shutdown closes the connection (`partnerWriteEOF`).
+            if outputShut { context.close(promise: nil) } else { partnerWriteEOF() }
+            return
+        }
+        guard !lingering else { return }
+        lingering = true
+        idleCheck?.cancel()
+        lastRead = .now()
+        scheduleLingerCheck(until: lastRead + .seconds(LingeringClose.maximumSeconds))
+        partnerWriteEOF()
+        if pendingRead {
+            pendingRead = false
+            context.read()
+        }
     }
 
     private func partnerBecameWritable() {
@@ -122,6 +173,7 @@ final class TCPGlueHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         lastRead = .now()
+        if lingering { return }
         bytesRead &+= buffer.readableBytes
         if isClientSide {
             counters.bytesToBackend.increment(by: Int64(buffer.readableBytes))
@@ -146,7 +198,8 @@ final class TCPGlueHandler: ChannelDuplexHandler {
         if let event = event as? ChannelEvent, event == .inputClosed {
             inputClosed = true
             partner?.partnerWriteEOF()
-            if outputClosed { context.close(promise: nil) }
+            // Closing before the output is shut would drop the writes still on their way.
+            if outputShut { context.close(promise: nil) }
         } else {
             context.fireUserInboundEventTriggered(event)
         }
@@ -164,7 +217,7 @@ final class TCPGlueHandler: ChannelDuplexHandler {
     }
 
     func read(context: ChannelHandlerContext) {
-        if partnerWritable {
+        if partnerWritable || lingering {
             context.read()
         } else {
             pendingRead = true

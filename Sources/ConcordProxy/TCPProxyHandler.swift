@@ -138,7 +138,7 @@ final class TCPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Back
     private func glue(context: ChannelHandlerContext, backendChannel: any Channel) {
         guard let pick else { return }
         let (clientSide, backendSide) = TCPGlueHandler.matchedPair(
-            counters: pick.counters, idleTimeout: TimeAmount(seconds: runtime.configuration.limits.tcpIdleTimeout))
+            counters: pick.counters, limits: runtime.configuration.limits)
         do {
             if let version = runtime.configuration.proxyProtocol {
                 var header = backendChannel.allocator.buffer(capacity: 64)

@@ -1,5 +1,6 @@
 import ConcordSessionsTesting
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import Testing
 
@@ -122,6 +123,39 @@ import Testing
         }
     }
 
+    /// A backend answers before the client's upload is over and closes with the upload unread (an early 413 to a
+    /// large body): the whole answer reaches a client that reads it slowly, although it is larger than what the
+    /// sockets between them buffer. Closing the client socket with the client's bytes unread sends a reset, and the
+    /// kernel drops what of the answer it still holds: both engines delivered 128–225 KB of a 2-MB answer that
+    /// way. They now close the way nginx does (a lingering close: the client's bytes are read and dropped until its
+    /// EOF, or until it is quiet for `lingeringTimeout`).
+    @Test(arguments: TCPEngine.allCases)
+    func anEarlyAnswerToAnUploadReachesASlowReaderWhole(engine: TCPEngine) async throws {
+        let size = 2 * 1024 * 1024
+        let backend = try AnswerThenReset(answer: String(repeating: "b", count: size), connections: 8, deliverFirst: true)
+        defer { backend.stop() }
+        var c = ProxyConfiguration(backends: [HostPort(host: "127.0.0.1", port: backend.port)], mode: .tcp, balance: .roundRobin)
+        c.tcpEngine = engine
+        c.health = ProxyHarness.quietHealth
+        c.limits.lingeringTimeout = 0.5
+        try await ProxyHarness.withProxy(c) { server, port in
+            for attempt in 0..<2 {
+                let received = await SlowUploader.run(port: port, expecting: size)
+                #expect(received == size, "attempt \(attempt): \(received) of \(size) bytes")
+            }
+            // A client that reads the answer and then neither sends nor closes: the proxy closes its connection once
+            // it has been quiet for lingeringTimeout.
+            let quiet = await SlowUploader.run(port: port, expecting: size, thenWaitForTheEnd: true)
+            #expect(quiet == size, "\(quiet): -1 is a connection still open after 1.5 s without a byte")
+            var open = server.openClientConnections
+            for _ in 0..<50 where open > 0 {
+                try await Task.sleep(for: .milliseconds(100))
+                open = server.openClientConnections
+            }
+            #expect(open == 0, "lingering connections left open")
+        }
+    }
+
     /// `limits.maxConnections`: a client past it is closed on accept; the others are served.
     @Test(arguments: TCPEngine.allCases)
     func maxConnectionsClosesTheClientPastIt(engine: TCPEngine) async throws {
@@ -195,7 +229,9 @@ private final class AnswerThenReset: Sendable {
     let port: Int
     private let listener: Int32
 
-    init(answer: String, connections: Int) throws {
+    /// `deliverFirst`: after sending, wait (at most 10 s) until the answer has left this socket — so the reset
+    /// loses none of it between backend and proxy.
+    init(answer: String, connections: Int, deliverFirst: Bool = false) throws {
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -213,12 +249,20 @@ private final class AnswerThenReset: Sendable {
                 let fd = accept(listener, nil, nil)
                 guard fd >= 0 else { return }
                 var first: UInt8 = 0
-                _ = recv(fd, &first, 1, 0)
+                guard recv(fd, &first, 1, 0) == 1 else {
+                    close(fd)  // a health check
+                    continue
+                }
                 var sent = 0
                 while sent < bytes.count {
                     let count = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
                     if count <= 0 { break }
                     sent += count
+                }
+                if deliverFirst {
+                    shutdown(fd, Int32(SHUT_WR))
+                    var unsent: Int32 = 1
+                    for _ in 0..<1_000 where ioctl(fd, UInt(TIOCOUTQ), &unsent) == 0 && unsent > 0 { usleep(10_000) }
                 }
                 close(fd)
             }
@@ -226,4 +270,79 @@ private final class AnswerThenReset: Sendable {
     }
 
     func stop() { shutdown(listener, Int32(SHUT_RDWR)); close(listener) }
+}
+
+/// A client that sends a request and then keeps uploading (on a thread of its own, ≤ 16 MB, until a send fails)
+/// while it reads the answer slowly — 4 KiB, then a pause — until `expecting` bytes, the end, an error or 20 s.
+private enum SlowUploader {
+    /// `thenWaitForTheEnd`: the upload stops (without EOF) once the answer is in, and -1 is returned if the proxy
+    /// has not closed the connection 1.5 s later.
+    static func run(port: Int, expecting: Int, thenWaitForTheEnd: Bool = false) async -> Int {
+        await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                continuation.resume(returning: exchange(port: port, expecting: expecting, thenWaitForTheEnd: thenWaitForTheEnd))
+            }
+        }
+    }
+
+    private static func exchange(port: Int, expecting: Int, thenWaitForTheEnd: Bool) -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return -1 }
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+        guard connected, send(fd, "request", 7, Int32(MSG_NOSIGNAL)) == 7 else {
+            close(fd)
+            return -1
+        }
+        let uploadDone = DispatchSemaphore(value: 0)
+        let answered = NIOLockedValueBox(false)
+        Thread.detachNewThread {
+            let chunk = [UInt8](repeating: 0x75, count: 64 * 1024)
+            var total = 0
+            while total < 16 * 1024 * 1024 && !answered.withLockedValue({ $0 }) {
+                let count = chunk.withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
+                if count <= 0 { break }
+                total += count
+            }
+            uploadDone.signal()
+        }
+        var received = 0
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let deadline = Date().addingTimeInterval(20)
+        while received < expecting && Date() < deadline {
+            let count = recv(fd, &buffer, buffer.count, 0)
+            if count <= 0 { break }
+            received += count
+            usleep(200)
+        }
+        if thenWaitForTheEnd {
+            answered.withLockedValue { $0 = true }
+            _ = uploadDone.wait(timeout: .now() + 10)
+            // Quiet for three lingeringTimeouts (0.5 s): the proxy has closed by now, so a byte sent gets a reset
+            // and a later send fails. While it lingers, they all go (and are dropped).
+            usleep(1_500_000)
+            var closed = false
+            for _ in 0..<3 {
+                if send(fd, "x", 1, Int32(MSG_NOSIGNAL)) < 0 {
+                    closed = true
+                    break
+                }
+                usleep(50_000)
+            }
+            close(fd)
+            return closed ? received : -1
+        }
+        shutdown(fd, Int32(SHUT_RDWR))
+        _ = uploadDone.wait(timeout: .now() + 10)
+        close(fd)
+        return received
+    }
 }
