@@ -89,6 +89,9 @@ public final class ProxyServer: Service, Sendable {
         runtime.openConnections + (running.withLockedValue { $0?.engine?.openConnections } ?? 0)
     }
 
+    /// Bytes of connection buffers the direct TCP engine holds (0 without it).
+    var directEngineBufferBytes: Int { running.withLockedValue { $0?.engine?.bufferBytes } ?? 0 }
+
     /// The configuration in force (after the last reload).
     public var configuration: ProxyConfiguration { runtime.configuration }
 

@@ -49,6 +49,7 @@ final class TCPForwardingEngine: Sendable {
     private let loops: [TCPForwardingLoop]
     private let listeners: [Int32]
     private let admission: Admission
+    private let buffers = NIOLockedValueBox(0)
     private let finished = NIOLockedValueBox(0)
     private let closedListeners = NIOLockedValueBox(false)
     /// The address the listener is bound to (a port 0 asked for became a real port).
@@ -86,7 +87,7 @@ final class TCPForwardingEngine: Sendable {
             for index in 0..<threads {
                 loops.append(try TCPForwardingLoop(
                     listener: listeners[reusePort ? index : 0], exclusive: !reusePort, runtimes: runtimes, admission: admission,
-                    logger: logger, cpu: cpus.flatMap { $0.isEmpty ? nil : $0[index % $0.count] }))
+                    bufferBytes: buffers, logger: logger, cpu: cpus.flatMap { $0.isEmpty ? nil : $0[index % $0.count] }))
             }
         } catch {
             for fd in listeners { Glibc.close(fd) }
@@ -109,6 +110,10 @@ final class TCPForwardingEngine: Sendable {
 
     /// Client connections open on the loops.
     var openConnections: Int { admission.count }
+
+    /// Bytes of connection buffers the loops hold (two 16-KiB buffers per pair, kept for ``TCPForwardingLoop/spareBuffers``
+    /// free slots per loop).
+    var bufferBytes: Int { buffers.withLockedValue { $0 } }
 
     /// Stops accepting: the loops let go of the listener(s), which are then closed.
     func stopAccepting() async {

@@ -112,6 +112,9 @@ final class TCPForwardingLoop: @unchecked Sendable {
     }
 
     static let bufferSize = 16 * 1024
+    /// Free slots that keep their buffers, so a steady churn of connections allocates none; the buffers of other free
+    /// slots are released every second (a peak of 2,000 pairs used to keep its ≈ 64 MB for good).
+    static let spareBuffers = 64
     /// Reads per direction per turn (128 KiB): a pair that has more goes on ``ready`` and waits for the next turn,
     /// so one busy pair cannot hold up the others on its loop, nor accepting, timeouts and commands (a probe saw
     /// one pump make 3,362 reads in 977 ms, and 1.8-s waits for other pairs, before this budget).
@@ -128,6 +131,8 @@ final class TCPForwardingLoop: @unchecked Sendable {
     private var listener: Int32
     private let runtimes: NIOLockedValueBox<ProxyRuntime>
     private let admission: TCPForwardingEngine.Admission
+    /// Bytes of pair buffers allocated, across the engine's loops.
+    private let bufferBytes: NIOLockedValueBox<Int>
     private let logger: Logger
     private let cpu: Int?
     /// Commands for the loop, or `nil` once it has ended (a command sent then is answered at once).
@@ -146,6 +151,9 @@ final class TCPForwardingLoop: @unchecked Sendable {
     /// not drained is not reported again until a new client arrives).
     private var acceptPausedUntil: Int64?
     private var exiting = false
+    /// A pair closed with more than ``spareBuffers`` slots free: the sweep may have buffers to release (the loop
+    /// does not sleep for good until it has looked).
+    private var buffersToRelease = false
     /// Pairs (their epoll tags) with bytes still to move after their turn: served after the next `epoll_wait`, which
     /// does not block while there are any.
     private var ready: [UInt64] = []
@@ -154,7 +162,7 @@ final class TCPForwardingLoop: @unchecked Sendable {
 
     /// `listener`: a non-blocking listening socket this loop accepts from (others may share it: `exclusive`).
     init(listener: Int32, exclusive: Bool, runtimes: NIOLockedValueBox<ProxyRuntime>, admission: TCPForwardingEngine.Admission,
-         logger: Logger, cpu: Int?) throws(ProxyError) {
+         bufferBytes: NIOLockedValueBox<Int>, logger: Logger, cpu: Int?) throws(ProxyError) {
         epoll = c_concord_epoll_create()
         wake = c_concord_eventfd()
         guard epoll >= 0, wake >= 0 else {
@@ -166,6 +174,7 @@ final class TCPForwardingLoop: @unchecked Sendable {
         self.listener = listener
         self.runtimes = runtimes
         self.admission = admission
+        self.bufferBytes = bufferBytes
         self.logger = logger
         self.cpu = cpu
         events = c_concord_epoll_events_allocate(eventCapacity)!
@@ -180,9 +189,13 @@ final class TCPForwardingLoop: @unchecked Sendable {
     }
 
     deinit {
+        var released = 0
         for slot in 0..<capacity {
-            pairs[slot].up.buffer?.deallocate()
+            guard let buffers = pairs[slot].up.buffer else { continue }
+            buffers.deallocate()
+            released += 1
         }
+        bufferBytes.withLockedValue { $0 -= released * 2 * Self.bufferSize }
         pairs.deinitialize(count: capacity)
         pairs.deallocate()
         c_concord_epoll_events_free(events)
@@ -214,7 +227,8 @@ final class TCPForwardingLoop: @unchecked Sendable {
         nextSweep = now + Self.sweepInterval
         nextReport = now + Self.reportInterval
         while !exiting {
-            let timeout: Int32 = !ready.isEmpty ? 0 : live > 0 || acceptPausedUntil != nil ? Int32(Self.sweepInterval / 1_000_000) : -1
+            let timeout: Int32 = !ready.isEmpty ? 0
+                : live > 0 || acceptPausedUntil != nil || buffersToRelease ? Int32(Self.sweepInterval / 1_000_000) : -1
             let count = c_concord_epoll_wait(epoll, events, eventCapacity, timeout)
             now = c_concord_coarse_now()
             if count < 0 {
@@ -325,10 +339,27 @@ final class TCPForwardingLoop: @unchecked Sendable {
                 }
             }
         }
+        if report { releaseSpareBuffers() }
         if let until = acceptPausedUntil, now >= until {
             acceptPausedUntil = nil
             acceptAll()
         }
+    }
+
+    /// Releases the buffers of free slots other than the ``spareBuffers`` freed last (the next to be reused:
+    /// `freeSlots` is a stack).
+    private func releaseSpareBuffers() {
+        buffersToRelease = false
+        var released = 0
+        for index in 0..<max(0, freeSlots.count - Self.spareBuffers) {
+            let slot = Int(freeSlots[index])
+            guard let buffers = pairs[slot].up.buffer else { continue }
+            buffers.deallocate()
+            pairs[slot].up.buffer = nil
+            pairs[slot].down.buffer = nil
+            released += 1
+        }
+        if released > 0 { bufferBytes.withLockedValue { $0 -= released * 2 * Self.bufferSize } }
     }
 
     // MARK: Accepting
@@ -440,6 +471,7 @@ final class TCPForwardingLoop: @unchecked Sendable {
             let buffers = UnsafeMutableRawPointer.allocate(byteCount: 2 * Self.bufferSize, alignment: 64)
             pairs[slot].up.buffer = buffers
             pairs[slot].down.buffer = buffers + Self.bufferSize
+            bufferBytes.withLockedValue { $0 += 2 * Self.bufferSize }
         }
         if let version = runtime.configuration.proxyProtocol {
             var header = ByteBuffer()
@@ -745,6 +777,7 @@ final class TCPForwardingLoop: @unchecked Sendable {
         pairs[slot].down.reset(from: -1, to: -1)
         freeSlots.append(Int32(slot))
         live -= 1
+        if freeSlots.count > Self.spareBuffers { buffersToRelease = true }
     }
 
     private func grow() {

@@ -179,6 +179,36 @@ import Testing
         }
     }
 
+    /// The direct engine's buffers (32 KiB per pair) outlive a peak of connections only for the 64 free slots per
+    /// loop reused next; the others are released within a second or two (they were kept for good).
+    @Test func theDirectEngineReleasesTheBuffersOfAPeak() async throws {
+        try await withEchoBackends(1) { backends in
+            var c = try configuration(backends, balance: .roundRobin)
+            c.eventLoops = 2
+            try await ProxyHarness.withProxy(c) { server, port in
+                let pairBytes = 2 * TCPForwardingLoop.bufferSize
+                let peak = 300
+                let clients = try HeldConnections.open(peak, port: port)
+                var held = 0
+                for _ in 0..<100 {
+                    held = server.directEngineBufferBytes
+                    if held >= peak * pairBytes { break }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                #expect(held >= peak * pairBytes, "\(held / pairBytes) pairs' buffers at the peak")
+                for fd in clients { close(fd) }
+                let kept = 2 * TCPForwardingLoop.spareBuffers * pairBytes  // two loops
+                for _ in 0..<60 {
+                    held = server.directEngineBufferBytes
+                    if held <= kept { break }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                #expect(held <= kept, "\(held / pairBytes) pairs' buffers kept after the peak")
+                #expect(held > 0, "spare buffers are kept for the next connections")
+            }
+        }
+    }
+
     /// What the direct engine does not do (TLS, PROXY protocol from clients, the per-backend queue) runs on the
     /// nio engine; a reload that asks for it while the direct engine runs is refused, changing nothing.
     @Test func whatTheDirectEngineDoesNotDoRunsOnNIOAndAReloadAskingForItIsRefused() async throws {
