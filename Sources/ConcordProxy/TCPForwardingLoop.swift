@@ -544,7 +544,8 @@ final class TCPForwardingLoop: @unchecked Sendable {
         guard let slot = currentSlot(data) else { return }
         let isBackend = data & 1 == 1
         if pairs[slot].state == .lingering {
-            // Only the client socket is left.
+            // Only the client socket is left (an event of the closed backend socket may still be in this batch).
+            guard !isBackend else { return }
             noteReadable(&pairs[slot].up, flags | (flags & Self.epollErr != 0 ? Self.epollRdHup : 0))
             dropClientBytes(slot)
             return

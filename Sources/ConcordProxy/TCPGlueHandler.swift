@@ -147,7 +147,7 @@ final class TCPGlueHandler: ChannelDuplexHandler {
             if outputShut { context.close(promise: nil) } else { partnerWriteEOF() }
             return
         }
-        guard !lingering else { return }
+        guard !lingering, context.channel.isActive else { return }
         lingering = true
         idleCheck?.cancel()
         lastRead = .now()
