@@ -43,7 +43,11 @@ final class TCPForwardingLoop: @unchecked Sendable {
     }
 
     private enum PairState {
-        case free, connecting, forwarding
+        case free
+        /// `acceptProxyProtocol`: the client's PROXY protocol header is being read (no backend yet); the bytes
+        /// after it stay in the client direction's buffer until the backend is connected.
+        case awaitingHeader
+        case connecting, forwarding
         /// The backend socket is closed and the answer written: the client's bytes are dropped until its EOF
         /// (``LingeringClose``), so that closing does not reset the connection before the answer is read.
         case lingering
@@ -97,10 +101,13 @@ final class TCPForwardingLoop: @unchecked Sendable {
         var runtime: ProxyRuntime?
         var pick: Balancer.Pick?
         var keyHash: UInt64?
+        /// The client: the peer, or the source a received PROXY protocol header named.
         var client: SocketAddress?
+        /// The destination a received PROXY protocol header named (for the header towards the backend).
+        var proxiedDestination: SocketAddress?
         var attempt = 1
-        /// While connecting: when the connect times out; while lingering, when it ends at the latest (coarse
-        /// monotonic nanoseconds).
+        /// While awaiting a PROXY protocol header or connecting: when that times out; while lingering, when it ends
+        /// at the latest (coarse monotonic nanoseconds).
         var deadline: Int64 = 0
         var lastActivity: Int64 = 0
         /// `tcpIdleTimeout` of the settings the pair was accepted with, in nanoseconds; while lingering, their
@@ -271,7 +278,7 @@ final class TCPForwardingLoop: @unchecked Sendable {
             switch pairs[slot].state {
             case .forwarding: pump(slot)
             case .lingering: dropClientBytes(slot)
-            case .free, .connecting: break
+            case .free, .awaitingHeader, .connecting: break
             }
         }
     }
@@ -325,6 +332,8 @@ final class TCPForwardingLoop: @unchecked Sendable {
             switch pairs[slot].state {
             case .free:
                 continue
+            case .awaitingHeader:
+                if now >= pairs[slot].deadline { rejectHeader(slot, "no PROXY protocol header within the header read timeout") }
             case .connecting:
                 if now >= pairs[slot].deadline { connectFailed(slot, errnoCode: ETIMEDOUT) }
             case .forwarding:
@@ -401,21 +410,101 @@ final class TCPForwardingLoop: @unchecked Sendable {
         if freeSlots.isEmpty { grow() }
         let slot = Int(freeSlots.removeLast())
         live += 1
-        let client = ClientAddress(peer)
-        pairs[slot].state = .connecting
         pairs[slot].runtime = runtime
         pairs[slot].client = peer
-        pairs[slot].keyHash = client.map { runtime.extractor.ipHash($0) }
         pairs[slot].up.reset(from: fd, to: -1)
         pairs[slot].down.reset(from: -1, to: fd)
         pairs[slot].lastActivity = now
         pairs[slot].idleTimeout = Int64(runtime.configuration.limits.tcpIdleTimeout * 1e9)
-        if runtime.accessLog != nil { pairs[slot].access = AccessLogEntry(client: client?.description ?? "unknown") }
         guard c_concord_epoll_control(epoll, fd, 0, Self.pairEvents, tag(slot, backend: false)) == 0 else {
+            pairs[slot].state = .connecting
             closePair(slot, outcome: "client-closed")
             return
         }
+        if runtime.configuration.acceptProxyProtocol {
+            // The header comes first; epoll reports the bytes already there (the socket was added edge-triggered).
+            pairs[slot].state = .awaitingHeader
+            pairs[slot].deadline = now + Int64(runtime.configuration.limits.headerReadTimeout * 1e9)
+            allocateBuffers(slot)
+            return
+        }
+        pairs[slot].state = .connecting
+        begin(slot, client: peer)
+    }
+
+    /// The client is known (the peer, or what its PROXY protocol header named): picks its backend and connects.
+    private func begin(_ slot: Int, client: SocketAddress?) {
+        guard let runtime = pairs[slot].runtime else { return }
+        pairs[slot].client = client
+        let address = ClientAddress(client)
+        pairs[slot].keyHash = address.map { runtime.extractor.ipHash($0) }
+        if runtime.accessLog != nil { pairs[slot].access = AccessLogEntry(client: address?.description ?? "unknown") }
         connect(slot, excluding: nil, attempt: 1)
+    }
+
+    // MARK: Receiving a PROXY protocol header (`acceptProxyProtocol`)
+
+    /// Bytes of a client's first reads kept while its header is parsed: room is left in the buffer for the header
+    /// towards the backend (`proxyProtocol`, at most 232 bytes), which goes in front of them.
+    private static let headerReadLimit = bufferSize - 512
+
+    /// Reads the client's first bytes until they hold a whole PROXY protocol header (v1 or v2), then connects with
+    /// the client it names; the bytes after it wait in the buffer. A connection whose first bytes are not a valid
+    /// header is closed (``TCPForwardingLoop/rejectHeader(_:_:)``), as on the NIO path (``ProxyProtocolReceiver``).
+    private func readHeader(_ slot: Int) {
+        while pairs[slot].up.readable {
+            let end = pairs[slot].up.end
+            let count = Glibc.read(pairs[slot].up.from, pairs[slot].up.buffer! + end, Self.headerReadLimit - end)
+            if count == 0 {
+                // A load balancer's TCP health check: closed at once, not at the header timeout.
+                closePair(slot, outcome: "client-closed")
+                return
+            }
+            if count < 0 {
+                let code = errno
+                if code == EINTR { continue }
+                if code == EAGAIN || code == EWOULDBLOCK {
+                    pairs[slot].up.readable = false
+                    return
+                }
+                closePair(slot, outcome: "client-closed")
+                return
+            }
+            pairs[slot].up.end = end + count
+            pairs[slot].up.total &+= count
+            if end + count < Self.headerReadLimit && !pairs[slot].up.peerClosing { pairs[slot].up.readable = false }
+            let received = ByteBuffer(bytes: UnsafeRawBufferPointer(start: pairs[slot].up.buffer!, count: end + count))
+            switch ProxyProtocolHeader.parse(received) {
+            case .incomplete:
+                if end + count >= ProxyProtocolHeader.maximumReceivedLength {
+                    rejectHeader(slot, "a PROXY protocol header longer than \(ProxyProtocolHeader.maximumReceivedLength) bytes")
+                    return
+                }
+            case .invalid(let reason):
+                rejectHeader(slot, reason)
+                return
+            case .header(let length, let source, let destination):
+                let rest = end + count - length
+                if rest > 0 { pairs[slot].up.buffer!.copyMemory(from: pairs[slot].up.buffer! + length, byteCount: rest) }
+                // The header is not the client's data: neither the byte counter nor the access log counts it.
+                pairs[slot].up.end = rest
+                pairs[slot].up.total = rest
+                pairs[slot].up.unreported = rest
+                pairs[slot].proxiedDestination = destination
+                pairs[slot].state = .connecting
+                // `UNKNOWN` or v2 `LOCAL` (the balancer's own health check): the connection's own peer.
+                begin(slot, client: source ?? pairs[slot].client)
+                return
+            }
+        }
+    }
+
+    private func rejectHeader(_ slot: Int, _ reason: String) {
+        if let runtime = pairs[slot].runtime {
+            runtime.metrics.proxyProtocolRejected.increment()
+            runtime.logger.debug("PROXY protocol: \(reason) from \(pairs[slot].client?.description ?? "a client"); closing")
+        }
+        closePair(slot, outcome: "client-closed")
     }
 
     // MARK: Connecting
@@ -467,24 +556,31 @@ final class TCPForwardingLoop: @unchecked Sendable {
         pairs[slot].state = .forwarding
         pairs[slot].up.writable = true
         pairs[slot].lastActivity = now
-        if pairs[slot].up.buffer == nil {
-            let buffers = UnsafeMutableRawPointer.allocate(byteCount: 2 * Self.bufferSize, alignment: 64)
-            pairs[slot].up.buffer = buffers
-            pairs[slot].down.buffer = buffers + Self.bufferSize
-            bufferBytes.withLockedValue { $0 += 2 * Self.bufferSize }
-        }
+        allocateBuffers(slot)
         if let version = runtime.configuration.proxyProtocol {
             var header = ByteBuffer()
-            ProxyProtocolHeader.encode(version, source: pairs[slot].client, destination: Self.localAddress(of: pairs[slot].up.from),
-                                       into: &header)
-            let count = min(header.readableBytes, Self.bufferSize)
+            ProxyProtocolHeader.encode(version, source: pairs[slot].client,
+                                       destination: pairs[slot].proxiedDestination ?? Self.localAddress(of: pairs[slot].up.from), into: &header)
+            // In front of the bytes that came after a received header (``headerReadLimit`` leaves room for it).
+            let waiting = pairs[slot].up.end
+            let count = min(header.readableBytes, Self.bufferSize - waiting)
+            let buffer = pairs[slot].up.buffer!
+            if waiting > 0 { (buffer + count).copyMemory(from: buffer, byteCount: waiting) }
             header.withUnsafeReadableBytes { bytes in
-                pairs[slot].up.buffer!.copyMemory(from: bytes.baseAddress!, byteCount: count)
+                buffer.copyMemory(from: bytes.baseAddress!, byteCount: count)
             }
-            pairs[slot].up.end = count
+            pairs[slot].up.end = waiting + count
         }
         pairs[slot].access?.backend = pick.backend.id
         pump(slot)
+    }
+
+    private func allocateBuffers(_ slot: Int) {
+        guard pairs[slot].up.buffer == nil else { return }
+        let buffers = UnsafeMutableRawPointer.allocate(byteCount: 2 * Self.bufferSize, alignment: 64)
+        pairs[slot].up.buffer = buffers
+        pairs[slot].down.buffer = buffers + Self.bufferSize
+        bufferBytes.withLockedValue { $0 += 2 * Self.bufferSize }
     }
 
     private func connectFailed(_ slot: Int, errnoCode code: Int32) {
@@ -548,6 +644,18 @@ final class TCPForwardingLoop: @unchecked Sendable {
             guard !isBackend else { return }
             noteReadable(&pairs[slot].up, flags | (flags & Self.epollErr != 0 ? Self.epollRdHup : 0))
             dropClientBytes(slot)
+            return
+        }
+        if pairs[slot].state == .awaitingHeader {
+            guard !isBackend else { return }
+            if flags & Self.epollErr != 0 {
+                closePair(slot, outcome: "client-closed")
+                return
+            }
+            noteReadable(&pairs[slot].up, flags)
+            // Edge-triggered: this may be the only event that says the client can take bytes.
+            if flags & Self.epollOut != 0 { pairs[slot].down.writable = true }
+            readHeader(slot)
             return
         }
         if pairs[slot].state == .connecting {
@@ -773,6 +881,7 @@ final class TCPForwardingLoop: @unchecked Sendable {
         pairs[slot].runtime = nil
         pairs[slot].pick = nil
         pairs[slot].client = nil
+        pairs[slot].proxiedDestination = nil
         pairs[slot].access = nil
         pairs[slot].up.reset(from: -1, to: -1)
         pairs[slot].down.reset(from: -1, to: -1)

@@ -116,19 +116,73 @@ import Testing
         }
     }
 
-    @Test func l4TakesTheClientFromTheHeaderAndPassesItOn() async throws {
+    /// L4 on both engines (the direct engine reads the header on its own loops since 2026-12-03; before, a listener
+    /// accepting the PROXY protocol ran on nio).
+    private func withL4Proxy(engine: TCPEngine, proxyProtocol: ProxyProtocolVersion? = .v1, headerReadTimeout: Double = 15,
+                             _ body: (_ server: ProxyServer, _ port: Int) async throws -> Void) async throws {
         try await ProxyHarness.withServers(["e0"], start: { try await TestEchoBackend.start(name: $0) }) { backends in
             var config = ProxyConfiguration(backends: [try HostPort(parsing: backends[0].address)], mode: .tcp, balance: .hash)
             config.health = ProxyHarness.quietHealth
             config.acceptProxyProtocol = true
-            config.proxyProtocol = .v1
-            try await ProxyHarness.withProxy(config) { _, port in
-                let response = try await RawClient.exchange(
-                    port: port, ["PROXY TCP4 203.0.113.7 10.0.0.1 5555 443\r\nhello"], halfClose: true)
-                // The echo backend got the header the proxy wrote — naming the client and destination it was told —
-                // then the client's bytes.
-                #expect(response.text == "e0:PROXY TCP4 203.0.113.7 10.0.0.1 5555 443\r\nhello|bye", "\(response.text.debugDescription)")
+            config.proxyProtocol = proxyProtocol
+            config.tcpEngine = engine
+            config.limits.headerReadTimeout = headerReadTimeout
+            try await ProxyHarness.withProxy(config) { server, port in
+                #expect(server.tcpEngineInUse == engine)
+                try await body(server, port)
             }
+        }
+    }
+
+    @Test(arguments: TCPEngine.allCases)
+    func l4TakesTheClientFromTheHeaderAndPassesItOn(engine: TCPEngine) async throws {
+        try await withL4Proxy(engine: engine) { _, port in
+            // The echo backend got the header the proxy wrote — naming the client and destination it was told —
+            // then the client's bytes; the header arrives in two pieces, the bytes after it with the second.
+            let response = try await RawClient.exchange(
+                port: port, ["PROXY TCP4 203.0.", "113.7 10.0.0.1 5555 443\r\nhello"], pause: .milliseconds(50), halfClose: true)
+            #expect(response.text == "e0:PROXY TCP4 203.0.113.7 10.0.0.1 5555 443\r\nhello|bye", "\(response.text.debugDescription)")
+            // v2 LOCAL (the balancer's health check): the connection's own addresses.
+            var local = ByteBuffer()
+            ProxyProtocolHeader.encode(.v2, source: nil, destination: nil, into: &local)
+            let check = try await RawClient.exchange(
+                port: port, [String(decoding: local.readableBytesView, as: UTF8.self) + "ping"], halfClose: true)
+            #expect(check.text.hasPrefix("e0:PROXY TCP4 127.0.0.1 127.0.0.1 ") && check.text.hasSuffix("\r\nping|bye"),
+                    "\(check.text.debugDescription)")
+        }
+    }
+
+    /// A v2 header in, a v2 header out: the backend's header names the IPv6 client and destination of the header
+    /// received, in front of the client's bytes.
+    @Test(arguments: TCPEngine.allCases)
+    func l4PassesAnIPv6ClientOnInAV2Header(engine: TCPEngine) async throws {
+        try await withL4Proxy(engine: engine, proxyProtocol: .v2) { _, port in
+            let source = try SocketAddress(ipAddress: "2001:0:1234::7", port: 4660)
+            let destination = try SocketAddress(ipAddress: "2001:0:1234::1", port: 80)
+            var header = ByteBuffer()
+            ProxyProtocolHeader.encode(.v2, source: source, destination: destination, into: &header)
+            let text = String(decoding: header.readableBytesView, as: UTF8.self)
+            #expect(text.utf8.count == header.readableBytes, "every byte of the header is ASCII, so the text is the header")
+            let response = try await RawClient.exchange(port: port, [text + "hello"], halfClose: true)
+            #expect(response.text == "e0:" + text + "hello|bye", "\(response.text.debugDescription)")
+        }
+    }
+
+    /// A connection whose first bytes are no valid header — plain bytes, a malformed header, one that never ends —
+    /// and one that leaves before any header are closed and never reach a backend (the echo backend would greet).
+    @Test(arguments: TCPEngine.allCases)
+    func l4ConnectionsWithoutAValidHeaderNeverReachABackend(engine: TCPEngine) async throws {
+        try await withL4Proxy(engine: engine, headerReadTimeout: 1) { _, port in
+            for (bytes, what) in [("hello", "plain bytes"), ("PROXY TCP4 203.0.113.7 10.0.0.1 5555\r\nhello", "a malformed header"),
+                                  ("PROXY TCP4 203.0.", "a header that never ends (the header read timeout, 1 s)"),
+                                  (String(repeating: "PROXY ", count: 1), "the start of a header, then EOF")] {
+                let started = ContinuousClock.now
+                let response = try await RawClient.exchange(port: port, [bytes], halfClose: what.hasSuffix("EOF"), timeout: .seconds(8))
+                #expect(response.text.isEmpty && response.closedByPeer, "\(what): \(response.text.debugDescription)")
+                #expect(ContinuousClock.now - started < .seconds(5), "\(what): closed after \(ContinuousClock.now - started)")
+            }
+            let left = try await RawClient.exchange(port: port, [""], halfClose: true, timeout: .seconds(8))
+            #expect(left.text.isEmpty && left.closedByPeer, "a client that leaves before the header: \(left.text.debugDescription)")
         }
     }
 }

@@ -209,8 +209,9 @@ import Testing
         }
     }
 
-    /// What the direct engine does not do (TLS, PROXY protocol from clients, the per-backend queue) runs on the
-    /// nio engine; a reload that asks for it while the direct engine runs is refused, changing nothing.
+    /// What the direct engine does not do (TLS, the per-backend queue) runs on the nio engine; a reload that asks for
+    /// it while the direct engine runs is refused, changing nothing. One that turns on accepting the PROXY protocol
+    /// applies.
     @Test func whatTheDirectEngineDoesNotDoRunsOnNIOAndAReloadAskingForItIsRefused() async throws {
         try await withEchoBackends(1) { backends in
             var queued = try configuration(backends, balance: .roundRobin)
@@ -224,12 +225,21 @@ import Testing
             try await ProxyHarness.withProxy(direct) { server, port in
                 #expect(server.tcpEngineInUse == .direct)
                 var reloaded = direct
-                reloaded.acceptProxyProtocol = true
+                reloaded.limits.maxRequestsPerBackend = 4
                 reloaded.listen = server.configuration.listen
                 var refused = false
                 do { try server.apply(reloaded) } catch { refused = true }
                 #expect(refused)
-                #expect(server.configuration.acceptProxyProtocol == false)
+                #expect(server.configuration.limits.maxRequestsPerBackend == nil)
+                // Accepting the PROXY protocol is something it does: that reload applies.
+                var accepting = direct
+                accepting.acceptProxyProtocol = true
+                accepting.listen = server.configuration.listen
+                try server.apply(accepting)
+                #expect(server.configuration.acceptProxyProtocol)
+                let proxied = try await RawClient.exchange(port: port, ["PROXY TCP4 203.0.113.9 10.0.0.1 5555 443\r\np"], halfClose: true)
+                #expect(proxied.text == "e0:p|bye")
+                try server.apply(direct)
                 let after = try await RawClient.exchange(port: port, ["d"], halfClose: true)
                 #expect(after.text == "e0:d|bye")
             }
