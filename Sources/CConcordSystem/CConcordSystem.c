@@ -26,6 +26,9 @@ int c_concord_allowed_cpus(int *cpus, int capacity) {
 }
 
 #include <stdlib.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <time.h>
@@ -76,3 +79,11 @@ int c_concord_accept(int listener, struct sockaddr_storage *address, socklen_t *
 int c_concord_eventfd(void) { errno = ENOSYS; return -1; }
 int64_t c_concord_coarse_now(void) { return 0; }
 #endif
+
+int c_concord_malloc_trim(void) {
+#if defined(__GLIBC__)
+    return malloc_trim(0);
+#else
+    return 0;
+#endif
+}

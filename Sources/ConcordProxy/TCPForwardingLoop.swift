@@ -368,7 +368,11 @@ final class TCPForwardingLoop: @unchecked Sendable {
             pairs[slot].down.buffer = nil
             released += 1
         }
-        if released > 0 { bufferBytes.withLockedValue { $0 -= released * 2 * Self.bufferSize } }
+        guard released > 0 else { return }
+        bufferBytes.withLockedValue { $0 -= released * 2 * Self.bufferSize }
+        // Freed 32-KiB blocks stay in malloc's arena, counted in the process's memory, until trimmed (a probe: RSS
+        // 97 MB after a 2,000-connection peak, before and after the buffers were freed; 38 MB trimmed).
+        _ = c_concord_malloc_trim()
     }
 
     // MARK: Accepting
@@ -678,6 +682,15 @@ final class TCPForwardingLoop: @unchecked Sendable {
         if isBackend {
             noteReadable(&pairs[slot].down, flags)
             if flags & (Self.epollOut | Self.epollHup) != 0 { pairs[slot].up.writable = true }
+            if flags & (Self.epollErr | Self.epollHup) != 0 && pairs[slot].up.start == pairs[slot].up.end && !pairs[slot].up.shut {
+                // The backend takes nothing more (reset, or closed both ways). With nothing waiting for it no send
+                // would find out, and a quiet client would hold the pair until the idle timeout: the direction
+                // ends here as a failed send does.
+                pairs[slot].up.sendFailed = true
+                pairs[slot].up.eof = true
+                pairs[slot].up.readable = false
+                pairs[slot].up.shut = true
+            }
         } else {
             noteReadable(&pairs[slot].up, flags)
             if flags & (Self.epollOut | Self.epollHup) != 0 { pairs[slot].down.writable = true }

@@ -28,8 +28,10 @@ final class TCPGlueHandler: ChannelDuplexHandler {
     private var outputClosed = false
     /// The output is shut (after every write before it went out).
     private var outputShut = false
-    /// Client side, the backend gone: its bytes are dropped until its EOF (``LingeringClose``).
+    /// Client side, the backend gone: its bytes are dropped until its EOF (``LingeringClose``); when that ends at
+    /// the latest.
     private var lingering = false
+    private var lingerEnd = NIODeadline.distantFuture
     private let idleTimeout: TimeAmount
     private let lingeringTimeout: TimeAmount
     /// When this side last read bytes (both sides share one event loop, so the client side reads its partner's).
@@ -127,7 +129,14 @@ final class TCPGlueHandler: ChannelDuplexHandler {
             guard let context = self.context else { return }
             context.close(mode: .output, promise: nil)
             outputShut = true
-            if inputClosed { context.close(promise: nil) }
+            if inputClosed {
+                context.close(promise: nil)
+            } else if lingering {
+                // The answer is out: from now on the client's quiet closes the connection.
+                idleCheck?.cancel()
+                lastRead = .now()
+                scheduleLingerCheck(until: lingerEnd)
+            }
         }
     }
 
@@ -149,10 +158,18 @@ final class TCPGlueHandler: ChannelDuplexHandler {
         }
         guard !lingering, context.channel.isActive else { return }
         lingering = true
+        lingerEnd = .now() + .seconds(LingeringClose.maximumSeconds)
         idleCheck?.cancel()
-        lastRead = .now()
-        scheduleLingerCheck(until: lastRead + .seconds(LingeringClose.maximumSeconds))
-        partnerWriteEOF()
+        if outputShut {
+            lastRead = .now()
+            scheduleLingerCheck(until: lingerEnd)
+        } else {
+            // Until the answer is written (then `partnerWriteEOF` starts the quiet check), only the overall bound: a
+            // quiet client may be reading the answer slowly, and a close now would cut it short.
+            let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            idleCheck = context.eventLoop.scheduleTask(deadline: lingerEnd) { loopBound.value.context?.close(promise: nil) }
+            partnerWriteEOF()
+        }
         if pendingRead {
             pendingRead = false
             context.read()

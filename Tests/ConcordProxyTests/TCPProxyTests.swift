@@ -123,6 +123,18 @@ import Testing
         }
     }
 
+    /// A proxy (`lingeringTimeout` 0.5 s) in front of an ``AnswerThenReset`` backend whose answers of `size` bytes
+    /// are all delivered before its reset.
+    private func withAnswerThenReset(size: Int, engine: TCPEngine, _ body: (ProxyServer, Int) async throws -> Void) async throws {
+        let backend = try AnswerThenReset(answer: String(repeating: "b", count: size), connections: 8, deliverFirst: true)
+        defer { backend.stop() }
+        var c = ProxyConfiguration(backends: [HostPort(host: "127.0.0.1", port: backend.port)], mode: .tcp, balance: .roundRobin)
+        c.tcpEngine = engine
+        c.health = ProxyHarness.quietHealth
+        c.limits.lingeringTimeout = 0.5
+        try await ProxyHarness.withProxy(c, body)
+    }
+
     /// A backend answers before the client's upload is over and closes with the upload unread (an early 413 to a
     /// large body): the whole answer reaches a client that reads it slowly, although it is larger than what the
     /// sockets between them buffer. Closing the client socket with the client's bytes unread sends a reset, and the
@@ -132,13 +144,7 @@ import Testing
     @Test(arguments: TCPEngine.allCases)
     func anEarlyAnswerToAnUploadReachesASlowReaderWhole(engine: TCPEngine) async throws {
         let size = 2 * 1024 * 1024
-        let backend = try AnswerThenReset(answer: String(repeating: "b", count: size), connections: 8, deliverFirst: true)
-        defer { backend.stop() }
-        var c = ProxyConfiguration(backends: [HostPort(host: "127.0.0.1", port: backend.port)], mode: .tcp, balance: .roundRobin)
-        c.tcpEngine = engine
-        c.health = ProxyHarness.quietHealth
-        c.limits.lingeringTimeout = 0.5
-        try await ProxyHarness.withProxy(c) { server, port in
+        try await withAnswerThenReset(size: size, engine: engine) { server, port in
             for attempt in 0..<2 {
                 let received = await SlowUploader.run(port: port, expecting: size)
                 #expect(received == size, "attempt \(attempt): \(received) of \(size) bytes")
@@ -153,6 +159,21 @@ import Testing
                 open = server.openClientConnections
             }
             #expect(open == 0, "lingering connections left open")
+        }
+    }
+
+    /// A backend answers 4 MB and resets (its FIN, then a reset: the rest of the request unread) to a client that
+    /// sent its request and then nothing — no EOF — and reads slowly (≈ 2 MB/s): all of it arrives, and the proxy
+    /// closes the connection once the client has been quiet for lingeringTimeout after it. A probe found the nio
+    /// engine's quiet timer running while the answer was still being written (18.5 of 20 MB arrived, then a clean
+    /// EOF), and the direct engine not noticing the reset with nothing to send (the pair stayed until the idle
+    /// timeout).
+    @Test(arguments: TCPEngine.allCases)
+    func aQuietClientGetsAllOfASlowAnswerThatEndsInAResetAndIsClosedAfterIt(engine: TCPEngine) async throws {
+        let size = 4 * 1024 * 1024
+        try await withAnswerThenReset(size: size, engine: engine) { _, port in
+            let received = await SlowUploader.run(port: port, expecting: size, thenWaitForTheEnd: true, upload: false, readPause: 2_000)
+            #expect(received == size, "\(received) of \(size) bytes (-1: the connection was still open 1.5 s after the answer)")
         }
     }
 
@@ -317,15 +338,19 @@ private final class AnswerThenReset: Sendable {
 private enum SlowUploader {
     /// `thenWaitForTheEnd`: the upload stops (without EOF) once the answer is in, and -1 is returned if the proxy
     /// has not closed the connection 1.5 s later.
-    static func run(port: Int, expecting: Int, thenWaitForTheEnd: Bool = false) async -> Int {
+    /// `upload: false`: the client sends its request and nothing more (no EOF either); `readPause`: microseconds
+    /// between reads of 4 KiB (2,000: ≈ 2 MB/s).
+    static func run(port: Int, expecting: Int, thenWaitForTheEnd: Bool = false, upload: Bool = true,
+                    readPause: useconds_t = 200) async -> Int {
         await withCheckedContinuation { continuation in
             Thread.detachNewThread {
-                continuation.resume(returning: exchange(port: port, expecting: expecting, thenWaitForTheEnd: thenWaitForTheEnd))
+                continuation.resume(returning: exchange(port: port, expecting: expecting, thenWaitForTheEnd: thenWaitForTheEnd,
+                                                        upload: upload, readPause: readPause))
             }
         }
     }
 
-    private static func exchange(port: Int, expecting: Int, thenWaitForTheEnd: Bool) -> Int {
+    private static func exchange(port: Int, expecting: Int, thenWaitForTheEnd: Bool, upload: Bool, readPause: useconds_t) -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return -1 }
         var timeout = timeval(tv_sec: 5, tv_usec: 0)
@@ -347,7 +372,7 @@ private enum SlowUploader {
         Thread.detachNewThread {
             let chunk = [UInt8](repeating: 0x75, count: 64 * 1024)
             var total = 0
-            while total < 16 * 1024 * 1024 && !answered.withLockedValue({ $0 }) {
+            while upload && total < 16 * 1024 * 1024 && !answered.withLockedValue({ $0 }) {
                 let count = chunk.withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
                 if count <= 0 { break }
                 total += count
@@ -361,7 +386,7 @@ private enum SlowUploader {
             let count = recv(fd, &buffer, buffer.count, 0)
             if count <= 0 { break }
             received += count
-            usleep(200)
+            usleep(readPause)
         }
         if thenWaitForTheEnd {
             answered.withLockedValue { $0 = true }

@@ -30,5 +30,8 @@ int c_concord_accept(int listener, struct sockaddr_storage *address, socklen_t *
 int c_concord_eventfd(void);
 /// The coarse monotonic clock in nanoseconds (a vDSO read; a few milliseconds of resolution).
 int64_t c_concord_coarse_now(void);
+/// glibc's malloc_trim(0): returns the free memory of every malloc arena to the system (freed blocks below the mmap
+/// threshold stay in the process otherwise). Returns whether any was returned; 0 where there is no such call.
+int c_concord_malloc_trim(void);
 
 #endif
