@@ -18,6 +18,8 @@ public final class ProxyMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     private let factory: PrometheusMetricsFactory
     let activeConnections: CoreMetrics.Meter
+    /// Bytes of connection buffers the direct TCP engine holds (two 16-KiB buffers per open pair and per spare slot).
+    let tcpBufferBytes: CoreMetrics.Meter
     let keysRemapped: CoreMetrics.Counter
     let retries: CoreMetrics.Counter
     /// Client connections switched to another protocol (101, e.g. WebSocket) and tunnelled to their backend.
@@ -50,6 +52,7 @@ public final class ProxyMetrics: Sendable {
         self.registry = registry
         self.factory = PrometheusMetricsFactory(registry: registry)
         self.activeConnections = CoreMetrics.Meter(label: "concord_proxy_active_connections", factory: factory)
+        self.tcpBufferBytes = CoreMetrics.Meter(label: "concord_proxy_tcp_buffer_bytes", factory: factory)
         self.keysRemapped = CoreMetrics.Counter(label: "concord_proxy_keys_remapped_total", factory: factory)
         self.retries = CoreMetrics.Counter(label: "concord_proxy_retries_total", factory: factory)
         self.upgrades = CoreMetrics.Counter(label: "concord_proxy_upgrades_total", factory: factory)

@@ -49,7 +49,7 @@ final class TCPForwardingEngine: Sendable {
     private let loops: [TCPForwardingLoop]
     private let listeners: [Int32]
     private let admission: Admission
-    private let buffers = NIOLockedValueBox(0)
+    private let buffers: TCPForwardingLoop.BufferAccount
     private let finished = NIOLockedValueBox(0)
     private let closedListeners = NIOLockedValueBox(false)
     /// The address the listener is bound to (a port 0 asked for became a real port).
@@ -81,6 +81,7 @@ final class TCPForwardingEngine: Sendable {
             throw ProxyError.cannotListen(on: display, role: "client listener", error: error)
         }
         let admission = Admission()
+        let buffers = TCPForwardingLoop.BufferAccount(meter: runtimes.withLockedValue { $0.metrics.tcpBufferBytes })
         var loops: [TCPForwardingLoop] = []
         do {
             for index in 0..<threads {
@@ -95,6 +96,7 @@ final class TCPForwardingEngine: Sendable {
         self.loops = loops
         self.listeners = listeners
         self.admission = admission
+        self.buffers = buffers
         self.localAddress = address
         for loop in loops {
             let finished = self.finished
@@ -112,7 +114,7 @@ final class TCPForwardingEngine: Sendable {
 
     /// Bytes of connection buffers the loops hold (two 16-KiB buffers per pair, kept for ``TCPForwardingLoop/spareBuffers``
     /// free slots per loop).
-    var bufferBytes: Int { buffers.withLockedValue { $0 } }
+    var bufferBytes: Int { buffers.bytes }
 
     /// Stops accepting: the loops let go of the listener(s), which are then closed.
     func stopAccepting() async {

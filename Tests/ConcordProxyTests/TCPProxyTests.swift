@@ -226,6 +226,10 @@ import Testing
                 }
                 #expect(held <= kept, "\(held / pairBytes) pairs' buffers kept after the peak")
                 #expect(held > 0, "spare buffers are kept for the next connections")
+                // The same figure in /metrics.
+                let exposition = server.metrics.registry.emitToString()
+                let gauge = exposition.firstMatch(of: /concord_proxy_tcp_buffer_bytes (\d+)/).flatMap { Int($0.1) }
+                #expect(gauge == held, "\(exposition.split(separator: "\n").filter { $0.contains("buffer") })")
             }
         }
     }
