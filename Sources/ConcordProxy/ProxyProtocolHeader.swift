@@ -11,29 +11,40 @@ enum ProxyProtocolHeader {
         let dst = destination.flatMap { ClientAddress($0) }
         let srcPort = source?.port ?? 0
         let dstPort = destination?.port ?? 0
+        // One family for both: an IPv4 address beside an IPv6 one goes as IPv4-mapped IPv6 (a received TCP6 header
+        // may name `::ffff:1.2.3.4`, which ClientAddress folds to IPv4; it went out as UNKNOWN, losing the client).
+        let v4 = src?.isIPv4 == true && dst?.isIPv4 == true
         switch version {
         case .v1:
-            if let src, let dst, src.isIPv4 == dst.isIPv4 {
-                buffer.writeString("PROXY \(src.isIPv4 ? "TCP4" : "TCP6") \(src) \(dst) \(srcPort) \(dstPort)\r\n")
+            if let src, let dst {
+                buffer.writeString("PROXY \(v4 ? "TCP4" : "TCP6") \(text(src, v4: v4)) \(text(dst, v4: v4)) \(srcPort) \(dstPort)\r\n")
             } else {
                 buffer.writeString("PROXY UNKNOWN\r\n")
             }
         case .v2:
             buffer.writeBytes(v2Signature)
-            guard let src, let dst, src.isIPv4 == dst.isIPv4 else {
+            guard let src, let dst else {
                 buffer.writeInteger(UInt8(0x20))  // version 2, LOCAL
                 buffer.writeInteger(UInt8(0x00))  // UNSPEC
                 buffer.writeInteger(UInt16(0))
                 return
             }
             buffer.writeInteger(UInt8(0x21))  // version 2, PROXY
-            buffer.writeInteger(UInt8(src.isIPv4 ? 0x11 : 0x21))  // INET/INET6 over STREAM
-            buffer.writeInteger(UInt16(src.isIPv4 ? 12 : 36))
-            buffer.writeBytes(src.bytes)
-            buffer.writeBytes(dst.bytes)
+            buffer.writeInteger(UInt8(v4 ? 0x11 : 0x21))  // INET/INET6 over STREAM
+            buffer.writeInteger(UInt16(v4 ? 12 : 36))
+            buffer.writeBytes(bytes(src, v4: v4))
+            buffer.writeBytes(bytes(dst, v4: v4))
             buffer.writeInteger(UInt16(truncatingIfNeeded: srcPort))
             buffer.writeInteger(UInt16(truncatingIfNeeded: dstPort))
         }
+    }
+
+    private static func text(_ address: ClientAddress, v4: Bool) -> String {
+        v4 || !address.isIPv4 ? "\(address)" : "::ffff:\(address)"
+    }
+
+    private static func bytes(_ address: ClientAddress, v4: Bool) -> [UInt8] {
+        v4 || !address.isIPv4 ? address.bytes : [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF] + address.bytes
     }
 }
 
@@ -75,6 +86,8 @@ extension ProxyProtocolHeader {
         let fields = String(decoding: view[view.startIndex..<lineEnd], as: UTF8.self).split(separator: " ", omittingEmptySubsequences: false)
         if fields.count >= 2, fields[1] == "UNKNOWN" { return .header(length: length, source: nil, destination: nil) }
         guard fields.count == 6, fields[1] == "TCP4" || fields[1] == "TCP6",
+            // No zone (`fe80::1%lo`): it names an interface of the sender's host, meaningless here.
+            !fields[2].contains("%"), !fields[3].contains("%"),
             let sourcePort = port(fields[4]), let destinationPort = port(fields[5]),
             let source = try? SocketAddress(ipAddress: String(fields[2]), port: sourcePort),
             let destination = try? SocketAddress(ipAddress: String(fields[3]), port: destinationPort),
@@ -125,7 +138,9 @@ extension ProxyProtocolHeader {
     }
 
     private static func port(_ text: Substring) -> Int? {
-        guard !text.isEmpty, text.count <= 5, text.allSatisfy(\.isASCII), let value = Int(text), (0...65535).contains(value) else { return nil }
+        // Digits only, as nginx reads it (`Int` alone took `+80` and `-0`).
+        guard !text.isEmpty, text.count <= 5, text.utf8.allSatisfy({ (48...57).contains($0) }), let value = Int(text),
+              (0...65535).contains(value) else { return nil }
         return value
     }
 

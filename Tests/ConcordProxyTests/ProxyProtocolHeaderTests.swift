@@ -21,6 +21,26 @@ import Testing
         }
     }
 
+    /// A TCP6 header may name an IPv4-mapped source beside a native IPv6 destination; the header passed on keeps the
+    /// client (it was `PROXY UNKNOWN` / v2 `LOCAL`: the pair of families did not match once the source was folded to
+    /// IPv4). From a probe.
+    @Test(arguments: [ProxyProtocolVersion.v1, .v2])
+    func anIPv4MappedSourceBesideAnIPv6DestinationIsPassedOn(version: ProxyProtocolVersion) throws {
+        let received = ProxyProtocolHeader.parse(ByteBuffer(string: "PROXY TCP6 ::ffff:1.2.3.4 ::1 80 2\r\n"))
+        guard case .header(_, let source?, let destination?) = received else {
+            Issue.record("not parsed: \(received)")
+            return
+        }
+        var buffer = ByteBuffer()
+        ProxyProtocolHeader.encode(version, source: source, destination: destination, into: &buffer)
+        if version == .v1 { #expect(String(buffer: buffer) == "PROXY TCP6 ::ffff:1.2.3.4 ::1 80 2\r\n") }
+        guard case .header(_, let passedSource?, _) = ProxyProtocolHeader.parse(buffer) else {
+            Issue.record("\(version): the header passed on names no client: \(String(buffer: buffer).debugDescription)")
+            return
+        }
+        #expect(ClientAddress(passedSource)?.description == "1.2.3.4" && passedSource.port == 80)
+    }
+
     @Test func unknownAndLocalHeadersCarryNoAddress() {
         #expect(ProxyProtocolHeader.parse(ByteBuffer(string: "PROXY UNKNOWN\r\nGET")) == .header(length: 15, source: nil, destination: nil))
         var local = ByteBuffer()
@@ -36,6 +56,9 @@ import Testing
         "PROXY TCP4 1.2.3.4 5.6.7.8 80 65536\r\n",  // port out of range
         "PROXY TCP4 1.2.3.400 5.6.7.8 80 443\r\n",  // not an address
         "PROXY TCP4  1.2.3.4 5.6.7.8 80 443\r\n",  // two spaces
+        "PROXY TCP4 1.2.3.4 5.6.7.8 +80 443\r\n",  // a sign (accepted before 2026-12-03, from a probe)
+        "PROXY TCP4 1.2.3.4 5.6.7.8 -0 443\r\n",
+        "PROXY TCP6 fe80::1%lo ::1 1 2\r\n",  // a zone
         "PROXY " + String(repeating: "x", count: 120),  // no line end within 107 bytes
     ])
     func malformedHeadersAreInvalid(text: String) {
