@@ -15,18 +15,25 @@ final class BackendAdmission: Sendable {
         case redispatched
     }
 
-    /// One waiting request or connection. Its callback runs once, on its event loop.
+    /// One waiting request or connection. Its callback runs once, on its event loop (or the direct TCP engine's
+    /// forwarding loop: `execute` runs work there).
     final class Ticket: Sendable {
-        let eventLoop: any EventLoop
+        private let execute: @Sendable (@escaping @Sendable () -> Void) -> Void
         private let callback: @Sendable (Ticket, Outcome) -> Void
 
         init(eventLoop: any EventLoop, _ callback: @escaping @Sendable (Ticket, Outcome) -> Void) {
-            self.eventLoop = eventLoop
+            self.execute = { eventLoop.execute($0) }
+            self.callback = callback
+        }
+
+        init(execute: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void,
+             _ callback: @escaping @Sendable (Ticket, Outcome) -> Void) {
+            self.execute = execute
             self.callback = callback
         }
 
         fileprivate func deliver(_ outcome: Outcome) {
-            eventLoop.execute { self.callback(self, outcome) }
+            execute { self.callback(self, outcome) }
         }
     }
 

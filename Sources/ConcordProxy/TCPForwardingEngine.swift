@@ -27,7 +27,7 @@ public enum TCPEngine: String, Sendable, Hashable, Codable, SettingChoice, Custo
 /// ≈ 0.5 µs (08:17; docs/proxy-benchmarks.md).
 ///
 /// What it does not do falls back to the NIO path (``ineligibility(of:)``): TLS on the client listener or to the
-/// backends, and the per-backend queue.
+/// backends.
 final class TCPForwardingEngine: Sendable {
     /// Open pairs across the loops, against `limits.maxConnections`.
     final class Admission: Sendable {
@@ -60,7 +60,6 @@ final class TCPForwardingEngine: Sendable {
         guard configuration.mode == .tcp else { return "mode http" }
         if configuration.tls != nil { return "TLS on the client listener" }
         if configuration.backendTLS != nil { return "TLS to the backends" }
-        if configuration.limits.maxRequestsPerBackend != nil { return "limits.maxRequestsPerBackend" }
         return nil
     }
 

@@ -33,12 +33,16 @@ final class TCPForwardingLoop: @unchecked Sendable {
         case closeAll(done: @Sendable (Int) -> Void)
         /// Close every pair and end the thread.
         case exit(done: @Sendable () -> Void)
+        /// Work for the loop's thread: how a pair's wait in a backend's queue ended (``BackendAdmission``).
+        case run(@Sendable () -> Void)
 
-        /// Answers a command the loop will never run (it has ended): nothing of it is left to stop or close.
+        /// Answers a command the loop will never run (it has ended): nothing of it is left to stop or close. Queue
+        /// outcomes still run: every pair is gone, so a slot granted to one goes back.
         func answerEnded() {
             switch self {
             case .stopAccepting(let done), .exit(let done): done()
             case .closeAll(let done): done(0)
+            case .run(let work): work()
             }
         }
     }
@@ -48,6 +52,8 @@ final class TCPForwardingLoop: @unchecked Sendable {
         /// `acceptProxyProtocol`: the client's PROXY protocol header is being read (no backend yet); the bytes
         /// after it stay in the client direction's buffer until the backend is connected.
         case awaitingHeader
+        /// `limits.maxRequestsPerBackend`: waiting in the picked backend's queue (``BackendAdmission``) for a slot.
+        case queued
         case connecting, forwarding
         /// The backend socket is closed and the answer written: the client's bytes are dropped until its EOF
         /// (``LingeringClose``), so that closing does not reset the connection before the answer is read.
@@ -117,6 +123,11 @@ final class TCPForwardingLoop: @unchecked Sendable {
         var access: AccessLogEntry?
         /// On ``ready``: it used its turn's budget with bytes still to move.
         var isReady = false
+        /// Under `limits.maxRequestsPerBackend` (as when the pair was accepted): its wait in the backend's queue, or
+        /// the slot it holds until it closes.
+        var queueSettings: BackendQueuePosition.Settings?
+        var ticket: BackendAdmission.Ticket?
+        var slot: BackendHandle?
     }
 
     static let bufferSize = 16 * 1024
@@ -295,7 +306,7 @@ final class TCPForwardingLoop: @unchecked Sendable {
             switch pairs[slot].state {
             case .forwarding: pump(slot)
             case .lingering: dropClientBytes(slot)
-            case .free, .awaitingHeader, .connecting: break
+            case .free, .awaitingHeader, .queued, .connecting: break
             }
         }
     }
@@ -319,6 +330,8 @@ final class TCPForwardingLoop: @unchecked Sendable {
                 _ = closeAll()
                 exiting = true
                 done()
+            case .run(let work):
+                work()
             }
         }
     }
@@ -351,6 +364,8 @@ final class TCPForwardingLoop: @unchecked Sendable {
                 continue
             case .awaitingHeader:
                 if now >= pairs[slot].deadline { rejectHeader(slot, "no PROXY protocol header within the header read timeout") }
+            case .queued:
+                if now >= pairs[slot].deadline { queueWaitTimedOut(slot) }
             case .connecting:
                 if now >= pairs[slot].deadline { connectFailed(slot, errnoCode: ETIMEDOUT) }
             case .forwarding:
@@ -433,6 +448,7 @@ final class TCPForwardingLoop: @unchecked Sendable {
         live += 1
         pairs[slot].runtime = runtime
         pairs[slot].client = peer
+        pairs[slot].queueSettings = BackendQueuePosition.Settings(runtime.configuration.limits)
         pairs[slot].up.reset(from: fd, to: -1)
         pairs[slot].down.reset(from: -1, to: fd)
         pairs[slot].lastActivity = now
@@ -540,6 +556,13 @@ final class TCPForwardingLoop: @unchecked Sendable {
         }
         pairs[slot].pick = chosen
         pairs[slot].attempt = attempt
+        if let settings = pairs[slot].queueSettings, pairs[slot].slot == nil, !admit(slot, to: chosen, settings: settings) { return }
+        open(slot)
+    }
+
+    /// Connects the pair to its picked backend.
+    private func open(_ slot: Int) {
+        guard let runtime = pairs[slot].runtime, let chosen = pairs[slot].pick else { return }
         let address = chosen.backend.socketAddress
         let fd = Self.streamSocket(for: address)
         guard fd >= 0 else {
@@ -562,6 +585,85 @@ final class TCPForwardingLoop: @unchecked Sendable {
             connectFailed(slot, errnoCode: errno)
         }
         // Otherwise EPOLLOUT (or an error) on the backend socket says how it went.
+    }
+
+    // MARK: The per-backend queue (`limits.maxRequestsPerBackend`)
+
+    /// Takes a slot of `chosen`'s backend (true), or queues the pair (its client's bytes wait in the kernel) or closes
+    /// it when the queue is full (false).
+    private func admit(_ slot: Int, to chosen: Balancer.Pick, settings: BackendQueuePosition.Settings) -> Bool {
+        guard let runtime = pairs[slot].runtime else { return false }
+        let tag = tag(slot, backend: false)
+        let handle = chosen.handle
+        var made: BackendAdmission.Ticket?
+        let entry = handle.admission.enter(limit: settings.limit, maxQueue: settings.maxQueue) {
+            let ticket = BackendAdmission.Ticket(execute: { [self] work in send(.run(work)) }) { [self] ticket, outcome in
+                queueWaitEnded(ticket, outcome, tag: tag, handle: handle, limit: settings.limit)
+            }
+            made = ticket
+            return ticket
+        }
+        switch entry {
+        case .admitted:
+            pairs[slot].slot = handle
+            return true
+        case .queued:
+            pairs[slot].ticket = made
+            pairs[slot].state = .queued
+            pairs[slot].deadline = now + Int64(settings.timeout * 1e9)
+            runtime.metrics.queued.increment()
+            return false
+        case .queueFull:
+            runtime.metrics.queueFull.increment()
+            runtime.logger.debug("L4: the queue of \(chosen.backend) is full (maxQueuePerBackend); closing the connection")
+            pairs[slot].access?.backend = chosen.backend.id
+            closePair(slot, outcome: "queue-full")
+            return false
+        }
+    }
+
+    /// On the loop's thread: a wait ended. For a pair that gave it up (closed, timed out) a granted slot goes back.
+    private func queueWaitEnded(_ ticket: BackendAdmission.Ticket, _ outcome: BackendAdmission.Outcome, tag: UInt64,
+                                handle: BackendHandle, limit: Int) {
+        guard let slot = currentSlot(tag), pairs[slot].state == .queued, pairs[slot].ticket === ticket else {
+            if outcome == .admitted { handle.admission.leave(limit: limit) }
+            return
+        }
+        pairs[slot].ticket = nil
+        pairs[slot].state = .connecting
+        switch outcome {
+        case .admitted:
+            pairs[slot].slot = handle
+            open(slot)
+        case .redispatched:
+            // The backend went down or left: pick again.
+            if let pick = pairs[slot].pick {
+                pairs[slot].pick = nil
+                pairs[slot].runtime?.balancer.release(pick)
+            }
+            connect(slot, excluding: nil, attempt: pairs[slot].attempt)
+        }
+    }
+
+    private func queueWaitTimedOut(_ slot: Int) {
+        guard let runtime = pairs[slot].runtime, let pick = pairs[slot].pick else { return }
+        runtime.metrics.queueTimeouts.increment()
+        runtime.logger.debug("L4: a connection waited \(pairs[slot].queueSettings?.timeout ?? 0) s for \(pick.backend) (maxRequestsPerBackend); closing it")
+        pairs[slot].access?.backend = pick.backend.id
+        closePair(slot, outcome: "queue-timeout")
+    }
+
+    /// Leaves the queue if waiting (a slot granted meanwhile goes back through ``queueWaitEnded``), and gives a held
+    /// slot back.
+    private func releaseQueuePosition(_ slot: Int) {
+        if let ticket = pairs[slot].ticket, let pick = pairs[slot].pick {
+            _ = pick.handle.admission.withdraw(ticket)
+        }
+        pairs[slot].ticket = nil
+        if let held = pairs[slot].slot {
+            pairs[slot].slot = nil
+            held.admission.leave(limit: pairs[slot].queueSettings?.limit)
+        }
     }
 
     private func connectFinished(_ slot: Int) {
@@ -617,6 +719,7 @@ final class TCPForwardingLoop: @unchecked Sendable {
         // What the failed socket's events said (its HUP looks like a closing peer) does not carry over.
         pairs[slot].down.readable = false
         pairs[slot].down.peerClosing = false
+        releaseQueuePosition(slot)
         pairs[slot].pick = nil
         runtime.balancer.release(pick)
         let target = pick.backend
@@ -677,6 +780,21 @@ final class TCPForwardingLoop: @unchecked Sendable {
             // Edge-triggered: this may be the only event that says the client can take bytes.
             if flags & Self.epollOut != 0 { pairs[slot].down.writable = true }
             readHeader(slot)
+            return
+        }
+        if pairs[slot].state == .queued {
+            // No backend socket yet: the client's bytes (and its EOF) wait in the kernel.
+            if flags & Self.epollErr != 0 {
+                closePair(slot, outcome: "client-closed")
+                return
+            }
+            if flags & (Self.epollRdHup | Self.epollHup) != 0, pairs[slot].queueSettings?.abortOnClose == true {
+                pairs[slot].runtime?.metrics.queueAborts.increment()
+                closePair(slot, outcome: "client-closed")
+                return
+            }
+            noteReadable(&pairs[slot].up, flags)
+            if flags & Self.epollOut != 0 { pairs[slot].down.writable = true }
             return
         }
         if pairs[slot].state == .connecting {
@@ -834,6 +952,7 @@ final class TCPForwardingLoop: @unchecked Sendable {
         if backendSocket >= 0 { Glibc.close(backendSocket) }
         pairs[slot].up.to = -1
         pairs[slot].down.from = -1
+        releaseQueuePosition(slot)
         if let pick = pairs[slot].pick {
             pairs[slot].pick = nil
             pairs[slot].runtime?.balancer.release(pick)
@@ -894,6 +1013,8 @@ final class TCPForwardingLoop: @unchecked Sendable {
         let backendSocket = pairs[slot].up.to
         if client >= 0 { Glibc.close(client) }
         if backendSocket >= 0 { Glibc.close(backendSocket) }
+        releaseQueuePosition(slot)
+        pairs[slot].queueSettings = nil
         if let runtime = pairs[slot].runtime {
             if let pick = pairs[slot].pick { runtime.balancer.release(pick) }
             if let sink = runtime.accessLog, var entry = pairs[slot].access {

@@ -62,7 +62,7 @@ struct ProxyCommand: AsyncParsableCommand {
     var cpuAffinity: String?
 
     @Option(name: .customLong("tcp-engine"),
-            help: "tcp mode: direct (the proxy's own epoll loops; the default, when no TLS or per-backend queue is set) or nio.")
+            help: "tcp mode: direct (the proxy's own epoll loops; the default, when no TLS is set) or nio.")
     var tcpEngine: String?
 
     @Option(name: .customLong("event-loops"), help: "Event loops (threads) to serve on, 1...1024 (default: one per CPU the process may use).")

@@ -249,42 +249,103 @@ import Testing
         }
     }
 
-    @Test func inTCPModeAWaitingConnectionThatSendsEOFIsDroppedWithAbortQueuedOnClose() async throws {
-        try await ProxyHarness.withServers(["e0"], start: { try await TestEchoBackend.start(name: $0) }) { echoes in
-            var config = try configuration(echoes, mode: .tcp, limit: 1, queueTimeout: 30)
-            config.limits.abortQueuedOnClose = true
+    /// An L4 proxy with the per-backend queue (`limit`, `queueTimeout`) on `engine`, in front of echo backends.
+    private func withL4Queue(engine: TCPEngine, _ names: [String], balance: BalanceStrategy = .roundRobin, limit: Int,
+                             queueTimeout: Double = 5, configure: (inout ProxyConfiguration) -> Void = { _ in },
+                             _ body: (ProxyServer, Int, [TestEchoBackend]) async throws -> Void) async throws {
+        try await ProxyHarness.withServers(names, start: { try await TestEchoBackend.start(name: $0) }) { echoes in
+            var config = try configuration(echoes, mode: .tcp, balance: balance, limit: limit, queueTimeout: queueTimeout)
+            config.tcpEngine = engine
+            configure(&config)
             try await ProxyHarness.withProxy(config) { server, port in
-                let firstBytes = NIOLockedValueBox(ByteBuffer())
-                let first = Task { try await RawClient.exchange(port: port, ["a"], timeout: .seconds(3), collected: firstBytes) }
-                try await waitUntil { firstBytes.withLockedValue { String(buffer: $0) } == "e0:a" }
-                let start = ContinuousClock.now
-                let dropped = try await RawClient.exchange(port: port, ["b"], halfClose: true, timeout: .seconds(10))
-                #expect(dropped.closedByPeer && dropped.text.isEmpty, "\(dropped.text)")
-                #expect(ContinuousClock.now - start < .seconds(2), "closed while the first connection still held the slot")
-                #expect(metric(server, "concord_proxy_queue_aborts_total") == "concord_proxy_queue_aborts_total 1")
-                _ = try await first.value
+                #expect(server.tcpEngineInUse == engine)
+                try await body(server, port, echoes)
             }
         }
     }
 
-    @Test func inTCPModeAConnectionWaitsUntilTheBackendsSlotIsFree() async throws {
-        try await ProxyHarness.withServers(["e0"], start: { try await TestEchoBackend.start(name: $0) }) { echoes in
-            try await ProxyHarness.withProxy(try configuration(echoes, mode: .tcp, limit: 1)) { server, port in
-                let firstBytes = NIOLockedValueBox(ByteBuffer())
-                // The first connection stays open for 1.5 s (the client's time limit), then closes.
-                let first = Task { try await RawClient.exchange(port: port, ["a"], timeout: .milliseconds(1_500), collected: firstBytes) }
-                try await waitUntil { firstBytes.withLockedValue { String(buffer: $0) } == "e0:a" }
-                let secondBytes = NIOLockedValueBox(ByteBuffer())
-                let start = ContinuousClock.now
-                let second = Task { try await RawClient.exchange(port: port, ["b"], halfClose: true, timeout: .seconds(10), collected: secondBytes) }
-                try await waitUntil { server.balancer.statuses()[0].queued == 1 }
-                #expect(secondBytes.withLockedValue { $0.readableBytes } == 0, "the second connection reached the backend while the first held its slot")
-                _ = try await first.value
-                let response = try await second.value
-                #expect(response.text == "e0:b|bye")
-                #expect(ContinuousClock.now - start >= .milliseconds(1_000), "the second connection did not wait for the first")
-                #expect(server.balancer.statuses()[0].queued == 0)
-            }
+    /// L4 runs on both engines (the direct one queues on its own loops since 2026-12-03; it fell back to nio before).
+    @Test(arguments: TCPEngine.allCases)
+    func inTCPModeAWaitingConnectionThatSendsEOFIsDroppedWithAbortQueuedOnClose(engine: TCPEngine) async throws {
+        try await withL4Queue(engine: engine, ["e0"], limit: 1, queueTimeout: 30, configure: { $0.limits.abortQueuedOnClose = true }) { server, port, echoes in
+            let firstBytes = NIOLockedValueBox(ByteBuffer())
+            let first = Task { try await RawClient.exchange(port: port, ["a"], timeout: .seconds(3), collected: firstBytes) }
+            try await waitUntil { firstBytes.withLockedValue { String(buffer: $0) } == "e0:a" }
+            let start = ContinuousClock.now
+            let dropped = try await RawClient.exchange(port: port, ["b"], halfClose: true, timeout: .seconds(10))
+            #expect(dropped.closedByPeer && dropped.text.isEmpty, "\(dropped.text)")
+            #expect(ContinuousClock.now - start < .seconds(2), "closed while the first connection still held the slot")
+            #expect(metric(server, "concord_proxy_queue_aborts_total") == "concord_proxy_queue_aborts_total 1")
+            _ = try await first.value
+        }
+    }
+
+    @Test(arguments: TCPEngine.allCases)
+    func inTCPModeAConnectionWaitsUntilTheBackendsSlotIsFree(engine: TCPEngine) async throws {
+        try await withL4Queue(engine: engine, ["e0"], limit: 1) { server, port, echoes in
+            let firstBytes = NIOLockedValueBox(ByteBuffer())
+            // The first connection stays open for 1.5 s (the client's time limit), then closes.
+            let first = Task { try await RawClient.exchange(port: port, ["a"], timeout: .milliseconds(1_500), collected: firstBytes) }
+            try await waitUntil { firstBytes.withLockedValue { String(buffer: $0) } == "e0:a" }
+            let secondBytes = NIOLockedValueBox(ByteBuffer())
+            let start = ContinuousClock.now
+            let second = Task { try await RawClient.exchange(port: port, ["b"], halfClose: true, timeout: .seconds(10), collected: secondBytes) }
+            try await waitUntil { server.balancer.statuses()[0].queued == 1 }
+            #expect(secondBytes.withLockedValue { $0.readableBytes } == 0, "the second connection reached the backend while the first held its slot")
+            _ = try await first.value
+            let response = try await second.value
+            #expect(response.text == "e0:b|bye")
+            #expect(ContinuousClock.now - start >= .milliseconds(1_000), "the second connection did not wait for the first")
+            #expect(server.balancer.statuses()[0].queued == 0)
+        }
+    }
+
+    /// L4 with one slot and a queue of one: a third connection is closed at once (queue full), the waiting one is
+    /// closed after queueTimeout without reaching the backend, and once the slot holder closes a new connection goes
+    /// through; the slot and the queue are empty after.
+    @Test(arguments: TCPEngine.allCases)
+    func inTCPModeAFullQueueAndAWaitPastItsTimeoutCloseTheConnection(engine: TCPEngine) async throws {
+        try await withL4Queue(engine: engine, ["e0"], limit: 1, queueTimeout: 1, configure: { $0.limits.maxQueuePerBackend = 1 }) { server, port, echoes in
+            let holderBytes = NIOLockedValueBox(ByteBuffer())
+            let holder = Task { try await RawClient.exchange(port: port, ["a"], timeout: .seconds(3), collected: holderBytes) }
+            try await waitUntil { holderBytes.withLockedValue { String(buffer: $0) } == "e0:a" }
+            let waiting = Task { try await RawClient.exchange(port: port, ["b"], timeout: .seconds(10)) }
+            try await waitUntil { server.balancer.statuses()[0].queued == 1 }
+            let started = ContinuousClock.now
+            let turnedAway = try await RawClient.exchange(port: port, ["c"], timeout: .seconds(10))
+            #expect(turnedAway.closedByPeer && turnedAway.text.isEmpty, "\(turnedAway.text)")
+            #expect(ContinuousClock.now - started < .milliseconds(900), "the third connection waited")
+            let timedOut = try await waiting.value
+            #expect(timedOut.closedByPeer && timedOut.text.isEmpty, "\(timedOut.text)")
+            #expect(metric(server, "concord_proxy_queue_full_total") == "concord_proxy_queue_full_total 1")
+            #expect(metric(server, "concord_proxy_queue_timeouts_total") == "concord_proxy_queue_timeouts_total 1")
+            _ = try await holder.value
+            let after = try await RawClient.exchange(port: port, ["d"], halfClose: true, timeout: .seconds(5))
+            #expect(after.text == "e0:d|bye")
+            // A slot never given back would have made `after` wait, then time out (the limit is 1).
+            try await waitUntil { server.balancer.statuses()[0].queued == 0 && server.openClientConnections == 0 }
+            #expect(server.balancer.statuses()[0].active == 0)
+        }
+    }
+
+    /// L4: a connection waiting for a backend that goes down is redispatched to its key's next node.
+    @Test(arguments: TCPEngine.allCases)
+    func inTCPModeTheWaiterOfABackendThatGoesDownGoesToTheNextNode(engine: TCPEngine) async throws {
+        try await withL4Queue(engine: engine, ["e0", "e1"], balance: .hash, limit: 1, queueTimeout: 30) { server, port, echoes in
+            let holderBytes = NIOLockedValueBox(ByteBuffer())
+            let holder = Task { try await RawClient.exchange(port: port, ["a"], timeout: .seconds(3), collected: holderBytes) }
+            try await waitUntil { holderBytes.withLockedValue { String(buffer: $0) }.hasSuffix(":a") }
+            let ownerName = String(holderBytes.withLockedValue { String(buffer: $0) }.prefix(2))
+            let owner = try #require(echoes.first { $0.name == ownerName })
+            let waiting = Task { try await RawClient.exchange(port: port, ["b"], halfClose: true, timeout: .seconds(10)) }
+            try await waitUntil { server.balancer.statuses().first { $0.id == owner.address }?.queued == 1 }
+            let down = try #require(server.balancer.backends.first { $0.id == owner.address })
+            server.balancer.recordProbe(down, success: false, detail: "test probe failed")
+            let redispatched = try await waiting.value
+            let other = try #require(echoes.first { $0.name != ownerName })
+            #expect(redispatched.text == "\(other.name):b|bye")
+            #expect(metric(server, "concord_proxy_redispatched_total") == "concord_proxy_redispatched_total 1")
+            _ = try await holder.value
         }
     }
 }

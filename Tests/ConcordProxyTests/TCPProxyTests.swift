@@ -234,28 +234,33 @@ import Testing
         }
     }
 
-    /// What the direct engine does not do (TLS, the per-backend queue) runs on the nio engine; a reload that asks for
-    /// it while the direct engine runs is refused, changing nothing. One that turns on accepting the PROXY protocol
-    /// applies.
+    /// What the direct engine does not do (TLS, here to the backends) runs on the nio engine; a reload that asks for
+    /// it while the direct engine runs is refused, changing nothing. Reloads that turn on accepting the PROXY
+    /// protocol or the per-backend queue apply.
     @Test func whatTheDirectEngineDoesNotDoRunsOnNIOAndAReloadAskingForItIsRefused() async throws {
         try await withEchoBackends(1) { backends in
-            var queued = try configuration(backends, balance: .roundRobin)
-            queued.limits.maxRequestsPerBackend = 4
-            try await ProxyHarness.withProxy(queued) { server, port in
+            var encrypted = try configuration(backends, balance: .roundRobin)
+            encrypted.backendTLS = BackendTLSConfiguration()
+            try await ProxyHarness.withProxy(encrypted) { server, _ in
                 #expect(server.tcpEngineInUse == .nio)
-                let answer = try await RawClient.exchange(port: port, ["q"], halfClose: true)
-                #expect(answer.text == "e0:q|bye")
             }
             let direct = try configuration(backends, balance: .roundRobin)
             try await ProxyHarness.withProxy(direct) { server, port in
                 #expect(server.tcpEngineInUse == .direct)
                 var reloaded = direct
-                reloaded.limits.maxRequestsPerBackend = 4
+                reloaded.backendTLS = BackendTLSConfiguration()
                 reloaded.listen = server.configuration.listen
                 var refused = false
                 do { try server.apply(reloaded) } catch { refused = true }
                 #expect(refused)
-                #expect(server.configuration.limits.maxRequestsPerBackend == nil)
+                #expect(server.configuration.backendTLS == nil)
+                var queued = direct
+                queued.limits.maxRequestsPerBackend = 4
+                queued.listen = server.configuration.listen
+                try server.apply(queued)
+                #expect(server.configuration.limits.maxRequestsPerBackend == 4)
+                let answer = try await RawClient.exchange(port: port, ["q"], halfClose: true)
+                #expect(answer.text == "e0:q|bye")
                 // Accepting the PROXY protocol is something it does: that reload applies.
                 var accepting = direct
                 accepting.acceptProxyProtocol = true
