@@ -612,6 +612,9 @@ final class TCPForwardingLoop: @unchecked Sendable {
             pairs[slot].state = .queued
             pairs[slot].deadline = now + Int64(settings.timeout * 1e9)
             runtime.metrics.queued.increment()
+            // Its EOF may have come already (with a PROXY protocol header, or during a first connect): no new edge
+            // will say so.
+            if pairs[slot].up.peerClosing { abortQueuedOnClose(slot) }
             return false
         case .queueFull:
             runtime.metrics.queueFull.increment()
@@ -645,6 +648,15 @@ final class TCPForwardingLoop: @unchecked Sendable {
         }
     }
 
+    /// A waiting client sent EOF: with `abortQueuedOnClose` it leaves the queue and is closed (HAProxy's
+    /// `abortonclose`); otherwise it keeps its place and is answered.
+    private func abortQueuedOnClose(_ slot: Int) {
+        guard pairs[slot].state == .queued, pairs[slot].queueSettings?.abortOnClose == true else { return }
+        pairs[slot].runtime?.metrics.queueAborts.increment()
+        pairs[slot].access?.backend = pairs[slot].pick?.backend.id
+        closePair(slot, outcome: "client-closed")
+    }
+
     private func queueWaitTimedOut(_ slot: Int) {
         guard let runtime = pairs[slot].runtime, let pick = pairs[slot].pick else { return }
         runtime.metrics.queueTimeouts.increment()
@@ -666,7 +678,9 @@ final class TCPForwardingLoop: @unchecked Sendable {
         }
     }
 
-    private func connectFinished(_ slot: Int) {
+    /// `flags`: the event that said so (a backend that closed at once — a Unix socket's — shows HUP in it, and no
+    /// later edge will).
+    private func connectFinished(_ slot: Int, flags: UInt32) {
         var code: Int32 = 0
         var length = socklen_t(MemoryLayout<Int32>.size)
         if getsockopt(pairs[slot].up.to, SOL_SOCKET, SO_ERROR, &code, &length) != 0 { code = errno }
@@ -695,6 +709,7 @@ final class TCPForwardingLoop: @unchecked Sendable {
             pairs[slot].up.end = waiting + count
         }
         pairs[slot].access?.backend = pick.backend.id
+        noteBackendGone(slot, flags)
         pump(slot)
     }
 
@@ -788,12 +803,11 @@ final class TCPForwardingLoop: @unchecked Sendable {
                 closePair(slot, outcome: "client-closed")
                 return
             }
-            if flags & (Self.epollRdHup | Self.epollHup) != 0, pairs[slot].queueSettings?.abortOnClose == true {
-                pairs[slot].runtime?.metrics.queueAborts.increment()
-                closePair(slot, outcome: "client-closed")
+            noteReadable(&pairs[slot].up, flags)
+            if flags & (Self.epollRdHup | Self.epollHup) != 0 {
+                abortQueuedOnClose(slot)
                 return
             }
-            noteReadable(&pairs[slot].up, flags)
             if flags & Self.epollOut != 0 { pairs[slot].down.writable = true }
             return
         }
@@ -801,7 +815,7 @@ final class TCPForwardingLoop: @unchecked Sendable {
             if isBackend {
                 // The backend may speak first: its bytes can come in the event that says the connect finished.
                 noteReadable(&pairs[slot].down, flags)
-                if flags & (Self.epollOut | Self.epollErr | Self.epollHup) != 0 { connectFinished(slot) }
+                if flags & (Self.epollOut | Self.epollErr | Self.epollHup) != 0 { connectFinished(slot, flags: flags) }
             } else if flags & Self.epollErr != 0 {
                 closePair(slot, outcome: "client-closed")
             } else {
@@ -817,20 +831,23 @@ final class TCPForwardingLoop: @unchecked Sendable {
         if isBackend {
             noteReadable(&pairs[slot].down, flags)
             if flags & (Self.epollOut | Self.epollHup) != 0 { pairs[slot].up.writable = true }
-            if flags & (Self.epollErr | Self.epollHup) != 0 && pairs[slot].up.start == pairs[slot].up.end && !pairs[slot].up.shut {
-                // The backend takes nothing more (reset, or closed both ways). With nothing waiting for it no send
-                // would find out, and a quiet client would hold the pair until the idle timeout: the direction
-                // ends here as a failed send does.
-                pairs[slot].up.sendFailed = true
-                pairs[slot].up.eof = true
-                pairs[slot].up.readable = false
-                pairs[slot].up.shut = true
-            }
+            noteBackendGone(slot, flags)
         } else {
             noteReadable(&pairs[slot].up, flags)
             if flags & (Self.epollOut | Self.epollHup) != 0 { pairs[slot].down.writable = true }
         }
         pump(slot)
+    }
+
+    /// The backend takes nothing more (reset, or closed both ways: ERR or HUP). With nothing waiting for it no send
+    /// would find out, and a quiet client would hold the pair until the idle timeout: the direction ends here, as a
+    /// failed send ends it.
+    private func noteBackendGone(_ slot: Int, _ flags: UInt32) {
+        guard flags & (Self.epollErr | Self.epollHup) != 0, pairs[slot].up.start == pairs[slot].up.end, !pairs[slot].up.shut else { return }
+        pairs[slot].up.sendFailed = true
+        pairs[slot].up.eof = true
+        pairs[slot].up.readable = false
+        pairs[slot].up.shut = true
     }
 
     @inline(__always)
@@ -947,6 +964,19 @@ final class TCPForwardingLoop: @unchecked Sendable {
     /// The backend is done and the answer written (the client's output shut): the backend socket closes now, the
     /// client's when it has sent its EOF (``LingeringClose``).
     private func linger(_ slot: Int) {
+        releaseBackend(slot)
+        pairs[slot].state = .lingering
+        pairs[slot].lastActivity = now
+        pairs[slot].idleTimeout = Int64((pairs[slot].runtime?.configuration.limits.lingeringTimeout ?? 5) * 1e9)
+        pairs[slot].deadline = now + LingeringClose.maximumSeconds * 1_000_000_000
+        // Bytes may be waiting already (no new edge will say so).
+        pairs[slot].up.readable = true
+        dropClientBytes(slot)
+    }
+
+    /// Closes the backend socket and gives back what the pair holds of the backend (its queue slot, its pick: the
+    /// in-flight load). Byte counts are added first (they go through the pick).
+    private func releaseBackend(_ slot: Int) {
         reportBytes(slot)
         let backendSocket = pairs[slot].up.to
         if backendSocket >= 0 { Glibc.close(backendSocket) }
@@ -957,13 +987,6 @@ final class TCPForwardingLoop: @unchecked Sendable {
             pairs[slot].pick = nil
             pairs[slot].runtime?.balancer.release(pick)
         }
-        pairs[slot].state = .lingering
-        pairs[slot].lastActivity = now
-        pairs[slot].idleTimeout = Int64((pairs[slot].runtime?.configuration.limits.lingeringTimeout ?? 5) * 1e9)
-        pairs[slot].deadline = now + LingeringClose.maximumSeconds * 1_000_000_000
-        // Bytes may be waiting already (no new edge will say so).
-        pairs[slot].up.readable = true
-        dropClientBytes(slot)
     }
 
     /// Reads and drops what the lingering client sent, ``readsPerTurn`` reads at a time; closes at its EOF or error.

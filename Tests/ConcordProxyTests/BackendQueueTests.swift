@@ -348,4 +348,39 @@ import Testing
             _ = try await holder.value
         }
     }
+
+    /// Behind a load balancer (`acceptProxyProtocol`), a client whose header, bytes and EOF come together, and which
+    /// must wait, is dropped at once with `abortQueuedOnClose`: the direct engine saw that EOF while reading the
+    /// header and, once queued, waited for a new edge that never came (until the queue timeout; a review).
+    @Test(arguments: TCPEngine.allCases)
+    func inTCPModeAnEOFThatCameWithThePROXYHeaderAbortsTheWait(engine: TCPEngine) async throws {
+        try await withL4Queue(engine: engine, ["e0"], limit: 1, queueTimeout: 30, configure: {
+            $0.acceptProxyProtocol = true
+            $0.limits.abortQueuedOnClose = true
+        }) { server, port, _ in
+            let holderBytes = NIOLockedValueBox(ByteBuffer())
+            let holder = Task {
+                try await RawClient.exchange(port: port, ["PROXY TCP4 203.0.113.1 10.0.0.1 1111 22\r\na"], timeout: .seconds(3),
+                                             collected: holderBytes)
+            }
+            try await waitUntil { holderBytes.withLockedValue { String(buffer: $0) } == "e0:a" }
+            for attempt in 0..<3 {
+                // Connect, send and shut down in one go from a blocking socket: all of it is in the kernel before the
+                // proxy accepts (RawClient's NIO writes left the EOF for a later edge).
+                let start = ContinuousClock.now
+                let fd = try #require(try HeldConnections.open(1, port: port).first)
+                defer { close(fd) }
+                let header = Array("PROXY TCP4 203.0.113.2 10.0.0.1 2222 22\r\nb".utf8)
+                _ = header.withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
+                shutdown(fd, Int32(SHUT_WR))
+                var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                var byte: UInt8 = 0
+                let closed = poll(&poller, 1, 10_000) == 1 && recv(fd, &byte, 1, 0) <= 0
+                #expect(closed, "attempt \(attempt): not closed within 10 s")
+                #expect(ContinuousClock.now - start < .seconds(2), "attempt \(attempt): it waited")
+            }
+            #expect(metric(server, "concord_proxy_queue_aborts_total") == "concord_proxy_queue_aborts_total 3")
+            _ = try await holder.value
+        }
+    }
 }
