@@ -31,7 +31,7 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
     /// L4: when the backend has finished and closed while the client may still be sending (an early answer to an
     /// upload), the client's further bytes are read and dropped, so the answer is not cut off by a reset
     /// (``LingeringClose``); the client connection closes once it has sent nothing for this many seconds (and at
-    /// the latest 30 s after the backend closed). Default 5, as nginx's `lingering_timeout`.
+    /// the latest 30 s after the lingering began). Default 5, as nginx's `lingering_timeout`.
     public var lingeringTimeout: Double
     /// Idle keep-alive connections kept per backend per event loop. Default 64.
     public var maxIdleConnectionsPerBackend: Int
