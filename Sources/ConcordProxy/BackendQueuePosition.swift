@@ -53,24 +53,35 @@ struct BackendQueuePosition {
     ) -> BackendAdmission.Entry {
         let handle = pick.handle
         let loopBound = NIOLoopBound(waiter, eventLoop: eventLoop)
-        var queued: BackendAdmission.Ticket?
-        let entry = handle.admission.enter(limit: settings.limit, maxQueue: settings.maxQueue) {
-            let ticket = BackendAdmission.Ticket(eventLoop: eventLoop) { ticket, outcome in
+        let entry = enter(pick, settings: settings, metrics: metrics) {
+            BackendAdmission.Ticket(eventLoop: eventLoop) { ticket, outcome in
                 loopBound.value.queueTicket(ticket, ended: outcome, handle: handle)
             }
+        }
+        if entry == .queued, let ticket = waiting {
+            timeoutTask = eventLoop.scheduleTask(in: TimeAmount(seconds: settings.timeout)) {
+                loopBound.value.queueTicketTimedOut(ticket, handle: handle)
+            }
+        }
+        return entry
+    }
+
+    /// The same without an event loop (the direct TCP engine's loops): `makeTicket` says where the outcome goes, and
+    /// the caller keeps the wait's timeout.
+    mutating func enter(_ pick: Balancer.Pick, settings: Settings, metrics: ProxyMetrics,
+                        makeTicket: () -> BackendAdmission.Ticket) -> BackendAdmission.Entry {
+        var queued: BackendAdmission.Ticket?
+        let entry = pick.handle.admission.enter(limit: settings.limit, maxQueue: settings.maxQueue) {
+            let ticket = makeTicket()
             queued = ticket
             return ticket
         }
         switch entry {
         case .admitted:
-            slot = handle
+            slot = pick.handle
         case .queued:
-            guard let ticket = queued else { return entry }
-            waiting = ticket
+            waiting = queued
             metrics.queued.increment()
-            timeoutTask = eventLoop.scheduleTask(in: TimeAmount(seconds: settings.timeout)) {
-                loopBound.value.queueTicketTimedOut(ticket, handle: handle)
-            }
         case .queueFull:
             metrics.queueFull.increment()
         }
@@ -79,7 +90,7 @@ struct BackendQueuePosition {
 
     /// A wait's outcome arrived: returns it if `ticket` is this position's current wait (a granted slot is held from
     /// now on), or `nil` for a wait given up earlier — a slot it was granted goes back at once (`limit` as now set).
-    fileprivate mutating func settle(_ ticket: BackendAdmission.Ticket, _ outcome: BackendAdmission.Outcome, handle: BackendHandle,
+    mutating func settle(_ ticket: BackendAdmission.Ticket, _ outcome: BackendAdmission.Outcome, handle: BackendHandle,
                          limit: Int?) -> BackendAdmission.Outcome? {
         guard ticket === waiting else {
             if outcome == .admitted { handle.admission.leave(limit: limit) }

@@ -55,7 +55,9 @@ extension ProxyProtocolHeader {
 
     /// What the front of a connection's first bytes says, when the listener expects a PROXY protocol header.
     enum Received: Equatable {
-        /// Not enough bytes yet to tell.
+        /// Not enough bytes yet to tell — always fewer than ``maximumReceivedLength``: a v1 line without its end is
+        /// invalid past 107 bytes, and a v2 header announcing more than the maximum is invalid once its 16-byte fixed
+        /// part is in.
         case incomplete
         /// Not a PROXY protocol header, or a malformed one (the reason, for the log).
         case invalid(String)

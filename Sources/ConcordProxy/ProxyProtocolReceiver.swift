@@ -62,9 +62,7 @@ final class ProxyProtocolReceiver: ChannelInboundHandler, RemovableChannelHandle
         received.writeBuffer(&bytes)
         switch ProxyProtocolHeader.parse(received) {
         case .incomplete:
-            if received.readableBytes >= ProxyProtocolHeader.maximumReceivedLength {
-                reject("a PROXY protocol header longer than \(ProxyProtocolHeader.maximumReceivedLength) bytes", context: context)
-            }
+            break  // fewer than `maximumReceivedLength` bytes so far: the parser refuses longer headers itself
         case .invalid(let reason):
             reject(reason, context: context)
         case .header(let length, let source, let destination):

@@ -124,10 +124,9 @@ final class TCPForwardingLoop: @unchecked Sendable {
         /// On ``ready``: it used its turn's budget with bytes still to move.
         var isReady = false
         /// Under `limits.maxRequestsPerBackend` (as when the pair was accepted): its wait in the backend's queue, or
-        /// the slot it holds until it closes.
+        /// the slot it holds until it closes (its timeout is the sweep's, not the position's).
         var queueSettings: BackendQueuePosition.Settings?
-        var ticket: BackendAdmission.Ticket?
-        var slot: BackendHandle?
+        var queue = BackendQueuePosition()
     }
 
     static let bufferSize = 16 * 1024
@@ -225,11 +224,7 @@ final class TCPForwardingLoop: @unchecked Sendable {
 
     deinit {
         var released = 0
-        for slot in 0..<capacity {
-            guard let buffers = pairs[slot].up.buffer else { continue }
-            buffers.deallocate()
-            released += 1
-        }
+        for slot in 0..<capacity where releaseBuffers(slot) { released += 1 }
         bufferBytes.add(pairs: -released)
         pairs.deinitialize(count: capacity)
         pairs.deallocate()
@@ -392,12 +387,7 @@ final class TCPForwardingLoop: @unchecked Sendable {
     private func releaseSpareBuffers() {
         buffersToRelease = false
         var released = 0
-        for index in 0..<max(0, freeSlots.count - Self.spareBuffers) {
-            let slot = Int(freeSlots[index])
-            guard let buffers = pairs[slot].up.buffer else { continue }
-            buffers.deallocate()
-            pairs[slot].up.buffer = nil
-            pairs[slot].down.buffer = nil
+        for index in 0..<max(0, freeSlots.count - Self.spareBuffers) where releaseBuffers(Int(freeSlots[index])) {
             released += 1
         }
         guard released > 0 else { return }
@@ -513,10 +503,7 @@ final class TCPForwardingLoop: @unchecked Sendable {
             let received = ByteBuffer(bytes: UnsafeRawBufferPointer(start: pairs[slot].up.buffer!, count: end + count))
             switch ProxyProtocolHeader.parse(received) {
             case .incomplete:
-                if end + count >= ProxyProtocolHeader.maximumReceivedLength {
-                    rejectHeader(slot, "a PROXY protocol header longer than \(ProxyProtocolHeader.maximumReceivedLength) bytes")
-                    return
-                }
+                break  // fewer than `maximumReceivedLength` bytes so far: the parser refuses longer headers itself
             case .invalid(let reason):
                 rejectHeader(slot, reason)
                 return
@@ -556,7 +543,7 @@ final class TCPForwardingLoop: @unchecked Sendable {
         }
         pairs[slot].pick = chosen
         pairs[slot].attempt = attempt
-        if let settings = pairs[slot].queueSettings, pairs[slot].slot == nil, !admit(slot, to: chosen, settings: settings) { return }
+        if let settings = pairs[slot].queueSettings, !pairs[slot].queue.holdsSlot, !admit(slot, to: chosen, settings: settings) { return }
         open(slot)
     }
 
@@ -595,29 +582,22 @@ final class TCPForwardingLoop: @unchecked Sendable {
         guard let runtime = pairs[slot].runtime else { return false }
         let tag = tag(slot, backend: false)
         let handle = chosen.handle
-        var made: BackendAdmission.Ticket?
-        let entry = handle.admission.enter(limit: settings.limit, maxQueue: settings.maxQueue) {
-            let ticket = BackendAdmission.Ticket(execute: { [self] work in send(.run(work)) }) { [self] ticket, outcome in
+        let entry = pairs[slot].queue.enter(chosen, settings: settings, metrics: runtime.metrics) {
+            BackendAdmission.Ticket(execute: { [self] work in send(.run(work)) }) { [self] ticket, outcome in
                 queueWaitEnded(ticket, outcome, tag: tag, handle: handle, limit: settings.limit)
             }
-            made = ticket
-            return ticket
         }
         switch entry {
         case .admitted:
-            pairs[slot].slot = handle
             return true
         case .queued:
-            pairs[slot].ticket = made
             pairs[slot].state = .queued
             pairs[slot].deadline = now + Int64(settings.timeout * 1e9)
-            runtime.metrics.queued.increment()
             // Its EOF may have come already (with a PROXY protocol header, or during a first connect): no new edge
             // will say so.
             if pairs[slot].up.peerClosing { abortQueuedOnClose(slot) }
             return false
         case .queueFull:
-            runtime.metrics.queueFull.increment()
             runtime.logger.debug("L4: the queue of \(chosen.backend) is full (maxQueuePerBackend); closing the connection")
             pairs[slot].access?.backend = chosen.backend.id
             closePair(slot, outcome: "queue-full")
@@ -628,15 +608,14 @@ final class TCPForwardingLoop: @unchecked Sendable {
     /// On the loop's thread: a wait ended. For a pair that gave it up (closed, timed out) a granted slot goes back.
     private func queueWaitEnded(_ ticket: BackendAdmission.Ticket, _ outcome: BackendAdmission.Outcome, tag: UInt64,
                                 handle: BackendHandle, limit: Int) {
-        guard let slot = currentSlot(tag), pairs[slot].state == .queued, pairs[slot].ticket === ticket else {
+        guard let slot = currentSlot(tag) else {
             if outcome == .admitted { handle.admission.leave(limit: limit) }
             return
         }
-        pairs[slot].ticket = nil
+        guard let outcome = pairs[slot].queue.settle(ticket, outcome, handle: handle, limit: limit) else { return }
         pairs[slot].state = .connecting
         switch outcome {
         case .admitted:
-            pairs[slot].slot = handle
             open(slot)
         case .redispatched:
             // The backend went down or left: pick again.
@@ -666,16 +645,9 @@ final class TCPForwardingLoop: @unchecked Sendable {
     }
 
     /// Leaves the queue if waiting (a slot granted meanwhile goes back through ``queueWaitEnded``), and gives a held
-    /// slot back.
+    /// slot back. Before the pick is released: a wait is withdrawn from the picked backend's queue.
     private func releaseQueuePosition(_ slot: Int) {
-        if let ticket = pairs[slot].ticket, let pick = pairs[slot].pick {
-            _ = pick.handle.admission.withdraw(ticket)
-        }
-        pairs[slot].ticket = nil
-        if let held = pairs[slot].slot {
-            pairs[slot].slot = nil
-            held.admission.leave(limit: pairs[slot].queueSettings?.limit)
-        }
+        if let pick = pairs[slot].pick { pairs[slot].queue.release(pick, limit: pairs[slot].queueSettings?.limit) }
     }
 
     /// `flags`: the event that said so (a backend that closed at once — a Unix socket's — shows HUP in it, and no
@@ -711,6 +683,15 @@ final class TCPForwardingLoop: @unchecked Sendable {
         pairs[slot].access?.backend = pick.backend.id
         noteBackendGone(slot, flags)
         pump(slot)
+    }
+
+    /// Frees the slot's buffers; false when it had none. (The caller accounts for them.)
+    private func releaseBuffers(_ slot: Int) -> Bool {
+        guard let buffers = pairs[slot].up.buffer else { return false }
+        buffers.deallocate()
+        pairs[slot].up.buffer = nil
+        pairs[slot].down.buffer = nil
+        return true
     }
 
     private func allocateBuffers(_ slot: Int) {
@@ -785,8 +766,17 @@ final class TCPForwardingLoop: @unchecked Sendable {
             dropClientBytes(slot)
             return
         }
-        if pairs[slot].state == .awaitingHeader {
-            guard !isBackend else { return }
+        if pairs[slot].state != .forwarding {
+            // Before forwarding (reading a PROXY header, queued, connecting): the client's bytes and EOF wait in the
+            // kernel until the backend is connected.
+            if isBackend {
+                // Only a connecting pair has a backend socket.
+                guard pairs[slot].state == .connecting else { return }
+                // The backend may speak first: its bytes can come in the event that says the connect finished.
+                noteReadable(&pairs[slot].down, flags)
+                if flags & (Self.epollOut | Self.epollErr | Self.epollHup) != 0 { connectFinished(slot, flags: flags) }
+                return
+            }
             if flags & Self.epollErr != 0 {
                 closePair(slot, outcome: "client-closed")
                 return
@@ -794,34 +784,10 @@ final class TCPForwardingLoop: @unchecked Sendable {
             noteReadable(&pairs[slot].up, flags)
             // Edge-triggered: this may be the only event that says the client can take bytes.
             if flags & Self.epollOut != 0 { pairs[slot].down.writable = true }
-            readHeader(slot)
-            return
-        }
-        if pairs[slot].state == .queued {
-            // No backend socket yet: the client's bytes (and its EOF) wait in the kernel.
-            if flags & Self.epollErr != 0 {
-                closePair(slot, outcome: "client-closed")
-                return
-            }
-            noteReadable(&pairs[slot].up, flags)
-            if flags & (Self.epollRdHup | Self.epollHup) != 0 {
-                abortQueuedOnClose(slot)
-                return
-            }
-            if flags & Self.epollOut != 0 { pairs[slot].down.writable = true }
-            return
-        }
-        if pairs[slot].state == .connecting {
-            if isBackend {
-                // The backend may speak first: its bytes can come in the event that says the connect finished.
-                noteReadable(&pairs[slot].down, flags)
-                if flags & (Self.epollOut | Self.epollErr | Self.epollHup) != 0 { connectFinished(slot, flags: flags) }
-            } else if flags & Self.epollErr != 0 {
-                closePair(slot, outcome: "client-closed")
-            } else {
-                // The client's bytes (and its EOF) wait in the kernel until the backend is connected.
-                noteReadable(&pairs[slot].up, flags)
-                if flags & Self.epollOut != 0 { pairs[slot].down.writable = true }
+            switch pairs[slot].state {
+            case .awaitingHeader: readHeader(slot)
+            case .queued where flags & (Self.epollRdHup | Self.epollHup) != 0: abortQueuedOnClose(slot)
+            default: break
             }
             return
         }
@@ -880,10 +846,14 @@ final class TCPForwardingLoop: @unchecked Sendable {
             // Bytes read either way re-arm the idle timeout; an event that moved nothing does not.
             pairs[slot].lastActivity = now
         }
-        if more && !pairs[slot].isReady {
-            pairs[slot].isReady = true
-            ready.append(tag(slot, backend: false))
-        }
+        if more { markReady(slot) }
+    }
+
+    /// The pair used its turn's budget with bytes still to move: served again after the next `epoll_wait`.
+    private func markReady(_ slot: Int) {
+        guard !pairs[slot].isReady else { return }
+        pairs[slot].isReady = true
+        ready.append(tag(slot, backend: false))
     }
 
     /// One direction: send what waits, then read and send until a side would block or ``readsPerTurn`` reads were
@@ -994,10 +964,7 @@ final class TCPForwardingLoop: @unchecked Sendable {
         var reads = 0
         while pairs[slot].up.readable {
             guard reads < Self.readsPerTurn else {
-                if !pairs[slot].isReady {
-                    pairs[slot].isReady = true
-                    ready.append(tag(slot, backend: false))
-                }
+                markReady(slot)
                 return
             }
             reads += 1
@@ -1031,15 +998,11 @@ final class TCPForwardingLoop: @unchecked Sendable {
 
     private func closePair(_ slot: Int, outcome: StaticString) {
         guard pairs[slot].state != .free else { return }
-        reportBytes(slot)
+        releaseBackend(slot)
         let client = pairs[slot].up.from
-        let backendSocket = pairs[slot].up.to
         if client >= 0 { Glibc.close(client) }
-        if backendSocket >= 0 { Glibc.close(backendSocket) }
-        releaseQueuePosition(slot)
         pairs[slot].queueSettings = nil
         if let runtime = pairs[slot].runtime {
-            if let pick = pairs[slot].pick { runtime.balancer.release(pick) }
             if let sink = runtime.accessLog, var entry = pairs[slot].access {
                 entry.bytesIn = pairs[slot].up.total
                 entry.bytesOut = pairs[slot].down.total
@@ -1053,7 +1016,6 @@ final class TCPForwardingLoop: @unchecked Sendable {
         // Its tag on ``ready``, if any, is stale now; the slot's next pair must be able to go on the list.
         pairs[slot].isReady = false
         pairs[slot].runtime = nil
-        pairs[slot].pick = nil
         pairs[slot].client = nil
         pairs[slot].proxiedDestination = nil
         pairs[slot].access = nil

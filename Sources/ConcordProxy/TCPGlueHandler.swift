@@ -92,21 +92,29 @@ final class TCPGlueHandler: ChannelDuplexHandler {
         }
     }
 
-    /// While lingering: closes once the client has sent nothing for `lingeringTimeout`, or at `end`.
-    private func scheduleLingerCheck(until end: NIODeadline) {
+    /// While lingering: closes at `lingerEnd`, or — once the answer is written (the output shut; before, a quiet
+    /// client may be reading it slowly) — when the client has sent nothing for `lingeringTimeout`.
+    private func scheduleLingerCheck() {
         guard let context else { return }
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        let due = min(lastRead + lingeringTimeout, end)
+        let due = outputShut ? min(lastRead + lingeringTimeout, lingerEnd) : lingerEnd
         idleCheck = context.eventLoop.scheduleTask(deadline: due) {
             let handler = loopBound.value
             let now = NIODeadline.now()
-            if now >= end || now >= handler.lastRead + handler.lingeringTimeout {
+            if now >= handler.lingerEnd || (handler.outputShut && now >= handler.lastRead + handler.lingeringTimeout) {
                 handler.idleCheck = nil
                 handler.context?.close(promise: nil)
             } else {
-                handler.scheduleLingerCheck(until: end)
+                handler.scheduleLingerCheck()
             }
         }
+    }
+
+    /// (Re)starts the lingering's timer, the client's quiet counted from now.
+    private func restartLingerCheck() {
+        idleCheck?.cancel()
+        lastRead = .now()
+        scheduleLingerCheck()
     }
 
     // MARK: Called by the partner
@@ -133,9 +141,7 @@ final class TCPGlueHandler: ChannelDuplexHandler {
                 context.close(promise: nil)
             } else if lingering {
                 // The answer is out: from now on the client's quiet closes the connection.
-                idleCheck?.cancel()
-                lastRead = .now()
-                scheduleLingerCheck(until: lingerEnd)
+                restartLingerCheck()
             }
         }
     }
@@ -159,17 +165,9 @@ final class TCPGlueHandler: ChannelDuplexHandler {
         guard !lingering, context.channel.isActive else { return }
         lingering = true
         lingerEnd = .now() + .seconds(LingeringClose.maximumSeconds)
-        idleCheck?.cancel()
-        if outputShut {
-            lastRead = .now()
-            scheduleLingerCheck(until: lingerEnd)
-        } else {
-            // Until the answer is written (then `partnerWriteEOF` starts the quiet check), only the overall bound: a
-            // quiet client may be reading the answer slowly, and a close now would cut it short.
-            let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-            idleCheck = context.eventLoop.scheduleTask(deadline: lingerEnd) { loopBound.value.context?.close(promise: nil) }
-            partnerWriteEOF()
-        }
+        restartLingerCheck()
+        // Shuts the output once the answer is out (nothing if it is shut already), which restarts the timer.
+        partnerWriteEOF()
         if pendingRead {
             pendingRead = false
             context.read()

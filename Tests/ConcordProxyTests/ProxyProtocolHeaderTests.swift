@@ -90,5 +90,17 @@ import Testing
         }
         // The addresses not arrived yet: incomplete.
         #expect(ProxyProtocolHeader.parse(v2(0x21, 0x11, 12, padding: 4)) == .incomplete)
+        // The receivers rely on this: `incomplete` never holds maximumReceivedLength bytes or more.
+        let longest = v2(0x21, 0x11, UInt16(ProxyProtocolHeader.maximumReceivedLength - 16), padding: ProxyProtocolHeader.maximumReceivedLength - 17)
+        #expect(longest.readableBytes == ProxyProtocolHeader.maximumReceivedLength - 1)
+        #expect(ProxyProtocolHeader.parse(longest) == .incomplete)
+        guard case .invalid = ProxyProtocolHeader.parse(v2(0x21, 0x11, UInt16(ProxyProtocolHeader.maximumReceivedLength - 15), padding: 0)) else {
+            Issue.record("a v2 header of maximumReceivedLength + 1 bytes was not refused at its fixed part")
+            return
+        }
+        guard case .invalid = ProxyProtocolHeader.parse(ByteBuffer(string: "PROXY " + String(repeating: "1", count: 101))) else {
+            Issue.record("a 107-byte v1 line without its end was not refused")
+            return
+        }
     }
 }
