@@ -17,6 +17,14 @@ extension HTTPProxyHandler {
                 scheme: runtime.tlsContext == nil ? "http" : "https"))
         }
 
+        /// The client of a connection the direct HTTP engine accepted from `peer`.
+        init(peer address: SocketAddress?, runtime: ProxyRuntime) {
+            let peer = ClientAddress(address)
+            self.init(peer: peer, forwarding: RequestForwarding(
+                peer: peer, isTrustedPeer: peer.map { runtime.extractor.isTrusted($0) } ?? false,
+                scheme: runtime.tlsContext == nil ? "http" : "https"))
+        }
+
         /// What a handler holds until it is added to its channel.
         static let notYetKnown = ClientIdentity(peer: nil, forwarding: RequestForwarding(peer: nil, isTrustedPeer: false))
 

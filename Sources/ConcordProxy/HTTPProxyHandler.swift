@@ -120,9 +120,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         context.fireChannelInactive()
     }
 
-    /// The sticky cookie naming `backend` (`Secure` on a TLS connection).
     private func stickySetCookie(for backend: Backend) -> String {
-        StickyCookie.setCookie(name: runtime.configuration.stickyCookie, backend: backend, secure: runtime.tlsContext != nil)
+        ClientResponseHead.stickySetCookie(for: backend, runtime: runtime)
     }
 
     private func teardown() {
@@ -619,30 +618,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         held.removeAll(keepingCapacity: true)
     }
 
-    /// Whether nothing in the backend's head must change for the client — the usual keep-alive HTTP/1.1 exchange.
     private func headGoesUnchanged(_ head: BackendResponseHead) -> Bool {
-        machine.keepAlive && machine.requestComplete && !(pick?.setsStickyCookie ?? false) && head.suitsKeptConnection
-            && requestVersion == .http1_1 && runtime.responseFields.isEmpty
+        ClientResponseHead.goesUnchanged(head, machine: machine, pick: pick, requestVersion: requestVersion, runtime: runtime)
     }
 
-    /// The backend's head as the client gets it: its bytes unchanged when nothing in it must change, otherwise
-    /// rewritten without hop-by-hop fields, with the sticky cookie and the configured `responseHeaders`, with
-    /// `Connection` as this client connection will behave, and with the client's HTTP version.
     private func clientHead(_ head: BackendResponseHead) -> ByteBuffer {
-        if headGoesUnchanged(head) { return head.bytes }
-        let closing = !machine.keepAlive || !machine.requestComplete
-        let sticky = pick.map { $0.setsStickyCookie } ?? false
-        let clientVersion = requestVersion
-        var extra = runtime.responseFields
-        if sticky, let pick {
-            extra.append((name: "set-cookie", value: stickySetCookie(for: pick.backend)))
-        }
-        if closing {
-            extra.append((name: "connection", value: "close"))
-        } else if clientVersion == .http1_0 {
-            extra.append((name: "connection", value: "keep-alive"))
-        }
-        return head.rewritten(version: clientVersion, adding: extra, allocator: allocator)
+        ClientResponseHead.bytes(head, machine: machine, pick: pick, requestVersion: requestVersion, runtime: runtime, allocator: allocator)
     }
 
     private var requestVersion: HTTPVersion = .http1_1

@@ -5,14 +5,14 @@ public struct ProxyReload: Sendable, Hashable {
     public enum Setting: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
         case listen, backends, mode, balance, key, algorithm, boundedLoad, health, admin, adminAllowRemote
         case stickyCookie, trustedProxies, ipv4PrefixLength, ipv6PrefixLength, proxyProtocol, limits, drain, cpuAffinity
-        case eventLoops, tcpEngine, accessLog, tls, reusePort, httpRedirect, backendTLS, acceptProxyProtocol, responseHeaders
+        case eventLoops, tcpEngine, httpEngine, accessLog, tls, reusePort, httpRedirect, backendTLS, acceptProxyProtocol, responseHeaders
 
         /// Settings that decide which sockets are bound and how accepted connections are set up (and the loops
         /// and their CPUs, set once at start): changing them would mean closing listeners, so a reload keeps the current
         /// value and says a restart is needed.
         public var needsRestart: Bool {
             switch self {
-            case .listen, .mode, .admin, .adminAllowRemote, .cpuAffinity, .eventLoops, .tcpEngine, .reusePort, .httpRedirect: true
+            case .listen, .mode, .admin, .adminAllowRemote, .cpuAffinity, .eventLoops, .tcpEngine, .httpEngine, .reusePort, .httpRedirect: true
             default: false
             }
         }
@@ -39,6 +39,7 @@ public struct ProxyReload: Sendable, Hashable {
         kept.cpuAffinity = current.cpuAffinity
         kept.eventLoops = current.eventLoops
         kept.tcpEngine = current.tcpEngine
+        kept.httpEngine = current.httpEngine
         kept.httpRedirect = current.httpRedirect
         kept.reusePort = current.reusePort
         self.configuration = kept
@@ -71,6 +72,7 @@ extension ProxyConfiguration {
         case .cpuAffinity: cpuAffinity == other.cpuAffinity
         case .eventLoops: eventLoops == other.eventLoops
         case .tcpEngine: tcpEngine == other.tcpEngine
+        case .httpEngine: httpEngine == other.httpEngine
         case .accessLog: accessLog == other.accessLog
         case .tls: tls == other.tls
         case .httpRedirect: httpRedirect == other.httpRedirect
@@ -91,6 +93,7 @@ extension ProxyConfiguration {
         case .cpuAffinity: cpuAffinity.rawValue
         case .eventLoops: eventLoops.map(String.init) ?? "one per CPU"
         case .tcpEngine: tcpEngine.rawValue
+        case .httpEngine: httpEngine.rawValue
         case .httpRedirect: httpRedirect?.listen.description ?? "off"
         case .reusePort: String(reusePort)
         default: setting.rawValue

@@ -53,6 +53,8 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
     public var eventLoops: Int?
     /// `tcp` mode: what forwards the bytes (``TCPEngine``). Set once at start. Default `direct`.
     public var tcpEngine: TCPEngine
+    /// `http` mode: what serves the exchanges (``HTTPEngine``). Set once at start. Default `nio`.
+    public var httpEngine: HTTPEngine
     /// One access log line per L7 exchange and per L4 connection (client, backend, status, bytes, duration) on
     /// standard error, whatever the log level (see docs/proxy.md, "Access log"). Default off.
     public var accessLog: Bool
@@ -93,6 +95,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         cpuAffinity: CPUAffinity = .auto,
         eventLoops: Int? = nil,
         tcpEngine: TCPEngine = .direct,
+        httpEngine: HTTPEngine = .nio,
         accessLog: Bool = false,
         tls: ProxyTLSConfiguration? = nil,
         reusePort: Bool = true,
@@ -121,6 +124,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         self.cpuAffinity = cpuAffinity
         self.eventLoops = eventLoops
         self.tcpEngine = tcpEngine
+        self.httpEngine = httpEngine
         self.accessLog = accessLog
         self.tls = tls
         self.reusePort = reusePort
@@ -132,7 +136,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
     private enum CodingKeys: String, CodingKey, CaseIterable {
         case listen, backends, mode, balance, key, algorithm, boundedLoad, health, healthPath, admin, adminAllowRemote
         case stickyCookie, trustedProxies, ipv4PrefixLength, ipv6PrefixLength, proxyProtocol, acceptProxyProtocol, limits, drain
-        case cpuAffinity, tcpEngine
+        case cpuAffinity, tcpEngine, httpEngine
         case eventLoops, accessLog, tls, reusePort, httpRedirect, backendTLS, responseHeaders
     }
 
@@ -164,6 +168,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
             cpuAffinity: try c.decodeIfPresent(CPUAffinity.self, forKey: .cpuAffinity) ?? d.cpuAffinity,
             eventLoops: try c.decodeIfPresent(Int.self, forKey: .eventLoops),
             tcpEngine: try c.decodeIfPresent(TCPEngine.self, forKey: .tcpEngine) ?? d.tcpEngine,
+            httpEngine: try c.decodeIfPresent(HTTPEngine.self, forKey: .httpEngine) ?? d.httpEngine,
             accessLog: try c.decodeIfPresent(Bool.self, forKey: .accessLog) ?? d.accessLog,
             tls: try c.decodeIfPresent(ProxyTLSConfiguration.self, forKey: .tls),
             reusePort: try c.decodeIfPresent(Bool.self, forKey: .reusePort) ?? d.reusePort,
@@ -197,6 +202,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         try c.encode(cpuAffinity, forKey: .cpuAffinity)
         try c.encodeIfPresent(eventLoops, forKey: .eventLoops)
         try c.encode(tcpEngine, forKey: .tcpEngine)
+        try c.encode(httpEngine, forKey: .httpEngine)
         try c.encode(accessLog, forKey: .accessLog)
         try c.encodeIfPresent(tls, forKey: .tls)
         try c.encode(reusePort, forKey: .reusePort)
@@ -317,7 +323,8 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         if mode == .tcp && key.sources != [.ip] { ignored.append("key \(key) (mode tcp hashes the client address only)") }
         if balance != .hash && mode == .http && key.sources != [.ip] { ignored.append("key \(key) (balance \(balance.rawValue) does not hash)") }
         if balance != .hash && algorithm != .ring { ignored.append("algorithm \(algorithm) (balance \(balance.rawValue) does not hash)") }
-        if mode == .http && tcpEngine != .direct { ignored.append("tcpEngine \(tcpEngine) (mode http runs on SwiftNIO)") }
+        if mode == .http && tcpEngine != .direct { ignored.append("tcpEngine \(tcpEngine) (mode http: httpEngine says what serves it)") }
+        if mode == .tcp && httpEngine != .nio { ignored.append("httpEngine \(httpEngine) (mode tcp: tcpEngine says what serves it)") }
         return ignored
     }
 

@@ -84,6 +84,14 @@ public final class ProxyServer: Service, Sendable {
         }
     }
 
+    /// What serves `http` connections while the proxy runs (`nil` in `tcp` mode or when stopped).
+    var httpEngineInUse: HTTPEngine? {
+        running.withLockedValue { state in
+            guard let state, configuration.mode == .http else { return nil }
+            return state.engine == nil ? .nio : .direct
+        }
+    }
+
     /// Client connections open now, on SwiftNIO's loops and the direct TCP engine's.
     var openClientConnections: Int {
         runtime.openConnections + (running.withLockedValue { $0?.engine?.openConnections } ?? 0)
@@ -192,18 +200,19 @@ public final class ProxyServer: Service, Sendable {
         var listeners: [any Channel] = []
         var engine: TCPForwardingEngine?
         let listenerAddress: SocketAddress
-        let wantsDirect = mode == .tcp && configuration.tcpEngine == .direct
+        let wantsDirect = mode == .tcp ? configuration.tcpEngine == .direct : configuration.httpEngine == .direct
         let directRefusal = wantsDirect ? TCPForwardingEngine.ineligibility(of: configuration) : nil
         if wantsDirect && directRefusal == nil {
             let threads = group.makeIterator().reduce(0) { count, _ in count + 1 }
+            let kind: DirectEngineKind = mode == .tcp ? .tcp : .http(handOff: Self.handOff(group: group, initializer: initializeClient, logger: logger))
             let started = try TCPForwardingEngine(
-                listen: listenAddress, reusePort: configuration.reusePort, threads: threads,
+                kind: kind, listen: listenAddress, reusePort: configuration.reusePort, threads: threads,
                 cpus: configuration.cpuAffinity == .auto ? EventLoopCPUAffinity.allowedCPUs() : nil,
                 runtimes: runtimes, display: configuration.listen, logger: logger)
             engine = started
             listenerAddress = started.localAddress
         } else {
-            if let directRefusal { logger.info("tcp engine: nio (the direct engine does not do \(directRefusal))") }
+            if let directRefusal { logger.info("\(mode) engine: nio (the direct engine does not do \(directRefusal))") }
             listeners = try await bindClientListeners(at: listenAddress, initializer: initializeClient)
             listenerAddress = listeners[0].localAddress!
         }
@@ -253,6 +262,25 @@ public final class ProxyServer: Service, Sendable {
         return addresses
     }
 
+    /// How the direct HTTP engine hands a client connection to the NIO path: a channel on one of the group's loops for
+    /// the accepted socket, set up as an accepted connection is (`initializer`), which first reads the bytes the
+    /// engine had read (``ReplayedBytesHandler``).
+    private static func handOff(group: any EventLoopGroup, initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>,
+                                logger: Logger) -> HTTPForwardingLoop.HandOff {
+        { fd, bytes in
+            ClientBootstrap(group: group.next())
+                .channelInitializer { channel in
+                    initializer(channel).flatMapThrowing {
+                        try channel.pipeline.syncOperations.addHandler(ReplayedBytesHandler(bytes), position: .first)
+                    }
+                }
+                .withConnectedSocket(fd)
+                .whenFailure { error in
+                    logger.warning("could not hand a client connection to SwiftNIO: \(error)")
+                }
+        }
+    }
+
     /// Binds the client listener: with ``ProxyConfiguration/reusePort``, one socket per event loop (SO_REUSEPORT),
     /// each accepting onto its own loop — an accepted connection is set up where it will be served, with no
     /// hand-off to another thread (nginx `reuseport`, HAProxy's per-thread listeners; 1.05x the new connections
@@ -297,6 +325,7 @@ public final class ProxyServer: Service, Sendable {
         let shown = HostPort(host: configuration.listen.host, port: addresses.listener.port ?? configuration.listen.port)
         var line = "concord proxy listening on \(shown) (\(configuration.summary)"
         if let engine = tcpEngineInUse { line += ", tcp engine \(engine)" }
+        if let engine = httpEngineInUse, engine == .direct { line += ", http engine \(engine)" }
         line += ")"
         if let admin = addresses.admin, let adminConfig = configuration.admin {
             line += "; admin and /metrics on \(HostPort(host: adminConfig.host, port: admin.port ?? adminConfig.port))"
@@ -318,6 +347,7 @@ public final class ProxyServer: Service, Sendable {
         if let admin = state.admin { try? await admin.close() }
         if let redirect = state.redirect { try? await redirect.close() }
         runtime.announceStop(idleGrace: TimeAmount(idleGrace))
+        state.engine?.announceStop(idleGrace: Double(idleGrace.components.seconds) + Double(idleGrace.components.attoseconds) / 1e18)
         let deadline = ContinuousClock.now.advanced(by: drainTimeout)
         let runtime = self.runtime
         let engine = state.engine
@@ -375,7 +405,7 @@ public final class ProxyServer: Service, Sendable {
         try next.validate()
         if running.withLockedValue({ $0?.engine != nil }), let reason = TCPForwardingEngine.ineligibility(of: next) {
             throw ProxyError.invalidSetting(
-                "reload: \(reason) needs the nio TCP engine, and this proxy runs the direct one: restart it, or set tcpEngine: nio")
+                "reload: \(reason) needs the nio engine, and this proxy runs the direct one: restart it, or set \(next.mode == .tcp ? "tcpEngine" : "httpEngine"): nio")
         }
         let nextRuntime = try current.reconfigured(next)
         let changed = Set(plan.applied)

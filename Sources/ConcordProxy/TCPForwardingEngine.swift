@@ -19,6 +19,32 @@ public enum TCPEngine: String, Sendable, Hashable, Codable, SettingChoice, Custo
     public var description: String { rawValue }
 }
 
+/// A thread of the direct engine: ``TCPForwardingLoop`` (L4) or ``HTTPForwardingLoop`` (L7).
+protocol ForwardingLoop: AnyObject, Sendable {
+    /// The loop itself, on its own thread, until an `exit` command.
+    func run()
+    /// Queues a command for the loop (any thread).
+    func send(_ command: TCPForwardingLoop.Command)
+}
+
+/// What the direct engine forwards: L4 byte streams, or L7 exchanges (with the connections it does not serve
+/// itself handed to the NIO path).
+enum DirectEngineKind {
+    case tcp
+    case http(handOff: HTTPForwardingLoop.HandOff)
+}
+
+/// What serves an L7 (`http` mode) connection (`httpEngine` in YAML, `--http-engine`).
+public enum HTTPEngine: String, Sendable, Hashable, Codable, SettingChoice, CustomStringConvertible {
+    /// SwiftNIO channels: the default.
+    case nio
+    /// The proxy's own epoll loops (``HTTPForwardingLoop``), when the configuration allows it (else `nio`, said at
+    /// start). Requests that switch protocols or expect `100 Continue` are handed to SwiftNIO.
+    case direct
+
+    public var description: String { rawValue }
+}
+
 /// L4 forwarding without SwiftNIO: `tcpEngine: direct`, the default in `tcp` mode. The client listener and every
 /// connection pair live on ``TCPForwardingLoop`` threads (one per event loop of the proxy's group, pinned like
 /// them), each with its own epoll set; SwiftNIO keeps the admin API and the health checks. SwiftNIO's channel
@@ -46,7 +72,7 @@ final class TCPForwardingEngine: Sendable {
         var count: Int { open.withLockedValue { $0 } }
     }
 
-    private let loops: [TCPForwardingLoop]
+    private let loops: [any ForwardingLoop]
     private let listeners: [Int32]
     private let admission: Admission
     private let buffers: TCPForwardingLoop.BufferAccount
@@ -57,15 +83,18 @@ final class TCPForwardingEngine: Sendable {
 
     /// Why `configuration` cannot run on the direct engine, or `nil` when it can.
     static func ineligibility(of configuration: ProxyConfiguration) -> String? {
-        guard configuration.mode == .tcp else { return "mode http" }
         if configuration.tls != nil { return "TLS on the client listener" }
         if configuration.backendTLS != nil { return "TLS to the backends" }
+        if configuration.mode == .http {
+            if configuration.acceptProxyProtocol { return "accepting the PROXY protocol in mode http" }
+            if configuration.limits.maxRequestsPerBackend != nil { return "the per-backend queue in mode http" }
+        }
         return nil
     }
 
     /// Binds the listener(s) and starts `threads` loops. `cpus`: the CPU of each loop (round-robin), or `nil`.
-    init(listen: SocketAddress, reusePort: Bool, threads: Int, cpus: [Int]?, runtimes: NIOLockedValueBox<ProxyRuntime>,
-         display: HostPort, logger: Logger) throws(ProxyError) {
+    init(kind: DirectEngineKind = .tcp, listen: SocketAddress, reusePort: Bool, threads: Int, cpus: [Int]?,
+         runtimes: NIOLockedValueBox<ProxyRuntime>, display: HostPort, logger: Logger) throws(ProxyError) {
         let threads = max(1, threads)
         var listeners: [Int32] = []
         var address = listen
@@ -81,12 +110,21 @@ final class TCPForwardingEngine: Sendable {
         }
         let admission = Admission()
         let buffers = TCPForwardingLoop.BufferAccount(meter: runtimes.withLockedValue { $0.metrics.tcpBufferBytes })
-        var loops: [TCPForwardingLoop] = []
+        var loops: [any ForwardingLoop] = []
         do {
             for index in 0..<threads {
-                loops.append(try TCPForwardingLoop(
-                    listener: listeners[reusePort ? index : 0], exclusive: !reusePort, runtimes: runtimes, admission: admission,
-                    bufferBytes: buffers, logger: logger, cpu: cpus.flatMap { $0.isEmpty ? nil : $0[index % $0.count] }))
+                let listener = listeners[reusePort ? index : 0]
+                let cpu = cpus.flatMap { $0.isEmpty ? nil : $0[index % $0.count] }
+                switch kind {
+                case .tcp:
+                    loops.append(try TCPForwardingLoop(
+                        listener: listener, exclusive: !reusePort, runtimes: runtimes, admission: admission,
+                        bufferBytes: buffers, logger: logger, cpu: cpu))
+                case .http(let handOff):
+                    loops.append(try HTTPForwardingLoop(
+                        listener: listener, exclusive: !reusePort, runtimes: runtimes, admission: admission,
+                        handOff: handOff, logger: logger, cpu: cpu))
+                }
             }
         } catch {
             for fd in listeners { Glibc.close(fd) }
@@ -103,7 +141,7 @@ final class TCPForwardingEngine: Sendable {
                 loop.run()
                 finished.withLockedValue { $0 += 1 }
             }
-            thread.name = "concord-tcp-forwarding"
+            thread.name = loop is HTTPForwardingLoop ? "concord-http-forwarding" : "concord-tcp-forwarding"
             thread.start()
         }
     }
@@ -124,6 +162,13 @@ final class TCPForwardingEngine: Sendable {
             }
         }
         for fd in listeners { Glibc.close(fd) }
+    }
+
+    /// Tells the HTTP loops' connections that the proxy stops (``HTTPForwardingLoop/proxyStopping(idleGrace:)``).
+    func announceStop(idleGrace: Double) {
+        for case let loop as HTTPForwardingLoop in loops {
+            loop.send(.run { loop.proxyStopping(idleGrace: idleGrace) })
+        }
     }
 
     /// Closes every open pair; returns how many there were.

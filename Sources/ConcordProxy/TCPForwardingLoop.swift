@@ -22,7 +22,7 @@ import Glibc
 ///
 /// Everything below runs on the loop's own thread, except ``send(_:)``, which queues a command under a lock and
 /// wakes the loop through an eventfd.
-final class TCPForwardingLoop: @unchecked Sendable {
+final class TCPForwardingLoop: ForwardingLoop, @unchecked Sendable {
     // @unchecked: the mutable state (pairs, buffers, listener) is touched only by the loop's thread in `run()`;
     // other threads reach the loop only through `commands` (locked) and the eventfd.
 

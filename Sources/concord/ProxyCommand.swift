@@ -65,6 +65,10 @@ struct ProxyCommand: AsyncParsableCommand {
             help: "tcp mode: direct (the proxy's own epoll loops; the default, when no TLS is set) or nio.")
     var tcpEngine: String?
 
+    @Option(name: .customLong("http-engine"),
+            help: "http mode: nio (SwiftNIO channels; the default) or direct (the proxy's own epoll loops, when no TLS, PROXY protocol or per-backend queue is set).")
+    var httpEngine: String?
+
     @Option(name: .customLong("event-loops"), help: "Event loops (threads) to serve on, 1...1024 (default: one per CPU the process may use).")
     var eventLoops: Int?
 
@@ -166,6 +170,12 @@ struct ProxyCommand: AsyncParsableCommand {
                 throw ValidationError("--tcp-engine must be direct or nio, got '\(tcpEngine)'")
             }
             configuration.tcpEngine = parsed
+        }
+        if let httpEngine {
+            guard let parsed = HTTPEngine(rawValue: httpEngine) else {
+                throw ValidationError("--http-engine must be nio or direct, got '\(httpEngine)'")
+            }
+            configuration.httpEngine = parsed
         }
         if let cpuAffinity {
             guard let parsed = CPUAffinity(rawValue: cpuAffinity) else {

@@ -100,6 +100,23 @@ import Testing
         }
     }
 
+    /// The direct HTTP engine hands a connection whose request asks to switch protocols to SwiftNIO with every byte
+    /// it has read from that request on — also in the middle of a keep-alive connection, and with the new protocol's
+    /// first bytes in the same write as the handshake (the suite runs on both engines: scripts/test).
+    @Test func anUpgradeAfterARequestOnTheSameConnectionBecomesATunnel() async throws {
+        try await Self.withSwitchingBackends { port, server, _ in
+            let plain = try await RawClient.get(port: port, headers: ["Cookie": "sid=erin"])
+            let owner = try #require(plain.header("X-Backend"))
+            let exchange = try await RawClient.exchange(
+                port: port, ["GET /first HTTP/1.1\r\nHost: t\r\nCookie: sid=erin\r\n\r\n", Self.upgradeRequest(cookie: "erin") + "early|", "late|"],
+                pause: .milliseconds(100), halfClose: true)
+            #expect(exchange.status == 200, "\(exchange.text)")
+            #expect(exchange.text.components(separatedBy: "HTTP/1.1 101 ").count == 2, "\(exchange.text)")
+            #expect(exchange.text.hasSuffix("welcome-\(owner)|early|late|"), "\(exchange.text)")
+            #expect(server.metrics.exposition().contains("concord_proxy_upgrades_total 1"))
+        }
+    }
+
     @Test func aRefusedUpgradeIsAnsweredAndTheClientConnectionCloses() async throws {
         try await ProxyHarness.withScriptedBackend({ _, _ in
             .init(bytes: "HTTP/1.1 426 Upgrade Required\r\nContent-Length: 2\r\n\r\nno")

@@ -152,7 +152,11 @@ import Testing
                 == ["key cookie:sid (balance round-robin does not hash)", "algorithm maglev (balance round-robin does not hash)"])
         #expect(try ProxyConfiguration.parse(yaml: "mode: tcp\nkey: cookie:sid").settingsWithoutEffect == ["key cookie:sid (mode tcp hashes the client address only)"])
         #expect(try ProxyConfiguration.parse(yaml: "key: cookie:sid\nalgorithm: maglev").settingsWithoutEffect.isEmpty)
-        #expect(try ProxyConfiguration.parse(yaml: "tcpEngine: nio").settingsWithoutEffect == ["tcpEngine nio (mode http runs on SwiftNIO)"])
+        #expect(try ProxyConfiguration.parse(yaml: "tcpEngine: nio").settingsWithoutEffect == ["tcpEngine nio (mode http: httpEngine says what serves it)"])
+        #expect(try ProxyConfiguration.parse(yaml: "mode: tcp\nhttpEngine: direct").settingsWithoutEffect == ["httpEngine direct (mode tcp: tcpEngine says what serves it)"])
+        #expect(try ProxyConfiguration.parse(yaml: "httpEngine: direct").httpEngine == .direct)
+        #expect(try ProxyConfiguration.parse(yaml: "key: cookie:sid").httpEngine == .nio)
+        #expect(throws: (any Error).self) { try ProxyConfiguration.parse(yaml: "httpEngine: epoll") }
         #expect(try ProxyConfiguration.parse(yaml: "mode: tcp\ntcpEngine: nio").tcpEngine == .nio)
         #expect(throws: (any Error).self) { try ProxyConfiguration.parse(yaml: "mode: tcp\ntcpEngine: epoll") }
         // Settings another one makes meaningless are refused, not ignored.

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOPosix
+import Testing
 
 @testable import ConcordProxy
 
@@ -30,11 +31,24 @@ enum ProxyHarness {
                              _ body: (ProxyServer, Int) async throws -> T) async throws -> T {
         var configuration = configuration
         configuration.listen = HostPort(host: "127.0.0.1", port: 0)
+        if let engine = httpEngineUnderTest { configuration.httpEngine = engine }
         if configuration.admin != nil { configuration.admin = HostPort(host: "127.0.0.1", port: 0) }
         var logger = logger ?? Logger(label: "proxy-test")
         logger.logLevel = ProcessInfo.processInfo.environment["CONCORD_PROXY_TEST_LOG"] == nil ? .warning : .debug
+        var reload = reload
+        if let engine = httpEngineUnderTest, let source = reload {
+            reload = {
+                var next = try source()
+                next.httpEngine = engine
+                return next
+            }
+        }
         let server = try ProxyServer(configuration: configuration, logger: logger, reload: reload, accessLogDescriptor: accessLogDescriptor)
         let addresses = try await server.start()
+        if configuration.mode == .http, let engine = httpEngineUnderTest {
+            // What the engine cannot do runs on SwiftNIO: only then may the engine in use differ from the one asked for.
+            #expect(server.httpEngineInUse == (TCPForwardingEngine.ineligibility(of: configuration) == nil ? engine : .nio))
+        }
         do {
             let result = try await body(server, addresses.listener.port!)
             await server.stop(drainTimeout: .seconds(1))
@@ -44,6 +58,10 @@ enum ProxyHarness {
             throw error
         }
     }
+
+    /// `CONCORD_PROXY_TEST_HTTP_ENGINE=direct|nio`: every proxy the tests start serves `http` on that engine (the
+    /// suite runs once per engine: scripts/test).
+    static let httpEngineUnderTest = ProcessInfo.processInfo.environment["CONCORD_PROXY_TEST_HTTP_ENGINE"].flatMap(HTTPEngine.init(rawValue:))
 
     static func configuration(_ backends: [TestBackend], balance: BalanceStrategy = .hash, key: String = "cookie:sid,ip",
                               mode: ProxyMode = .http, limits: ProxyLimits = ProxyLimits()) throws -> ProxyConfiguration {

@@ -1,0 +1,1087 @@
+import CConcordSystem
+import ConcordNetworking
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One thread of the direct HTTP engine (`httpEngine: direct`): its own epoll set, edge-triggered, over its listener,
+/// its client connections and its pool of keep-alive backend connections. It runs the same exchange as
+/// ``HTTPProxyHandler`` — the same framers, ``HTTPExchangeStateMachine`` for every decision, the same forwarded
+/// heads (``RequestForwarding``) and response heads (``ClientResponseHead``) — with plain `read`/`writev` calls
+/// instead of two SwiftNIO channels per exchange, whose per-read and per-write work kept the NIO path's CPU per
+/// request at 1.15–1.30× nginx's (docs/proxy-benchmarks.md).
+///
+/// What it does not do itself it hands over, at a request boundary, to the NIO path (``HandOff``): a request that
+/// asks to switch protocols (a WebSocket handshake) or sends `Expect: 100-continue` moves its connection, with the
+/// bytes read so far, to a SwiftNIO channel that serves it from then on.
+///
+/// Everything below runs on the loop's own thread, except ``send(_:)``.
+final class HTTPForwardingLoop: ForwardingLoop, @unchecked Sendable {
+    // @unchecked: the mutable state (connections, pool, listener) is touched only by the loop's thread in `run()`;
+    // other threads reach the loop only through `commands` (locked) and the eventfd.
+
+    typealias Command = TCPForwardingLoop.Command
+    /// Moves an accepted client socket, with bytes already read from it, to the NIO path.
+    typealias HandOff = @Sendable (_ fd: Int32, _ bytes: ByteBuffer) -> Void
+
+    /// A client connection.
+    private final class Client {
+        let id: UInt64
+        let fd: Int32
+        let runtime: ProxyRuntime
+        let identity: HTTPProxyHandler.ClientIdentity
+        var machine: HTTPExchangeStateMachine
+        var framer: HTTPRequestFramer
+        /// What was read and not framed yet: the start of a head, or a later (pipelined) request.
+        var inbound = ByteBuffer()
+        var output = OutputQueue()
+        /// The current request as the backend gets it (head and held body), kept for a retry until the response
+        /// begins (an idempotent request whole; any other until it is sent).
+        var request = ByteBuffer()
+        var readable = false
+        var writable = true
+        var peerClosing = false
+        /// The client sent EOF: what it sent before is answered, then the connection closes.
+        var inputClosed = false
+        var closeWhenWritten = false
+        /// The next request goes to the NIO path (``HTTPForwardingLoop/handOver(_:)``) once the output is written.
+        var handOverWhenWritten = false
+        var pick: Balancer.Pick?
+        var keyHash: UInt64?
+        var stickyToken: Substring?
+        var upstream: Upstream?
+        var upstreamWasReused = false
+        var requestIsHEAD = false
+        var requestVersion = HTTPVersion.http1_1
+        /// What to answer once the response in flight ends: the bytes after its request were malformed.
+        var malformedNext: HTTPResponseStatus?
+        var bytesSinceIdle = false
+        /// When the current phase times out (coarse monotonic nanoseconds; 0: none).
+        var deadline: Int64 = 0
+        /// The proxy stops: an idle connection closes at this time.
+        var stopDeadline: Int64 = 0
+        var access: AccessLogEntry?
+
+        init(id: UInt64, fd: Int32, runtime: ProxyRuntime, peer: SocketAddress?) {
+            self.id = id
+            self.fd = fd
+            self.runtime = runtime
+            self.identity = HTTPProxyHandler.ClientIdentity(peer: peer, runtime: runtime)
+            let limits = runtime.configuration.limits
+            machine = HTTPExchangeStateMachine(limits: limits)
+            framer = HTTPRequestFramer(limits: .init(maxHeadBytes: limits.maxHeaderBytes, maxHeaderCount: limits.maxHeaderCount))
+        }
+    }
+
+    /// A connection to a backend: connecting, serving one client's exchange, or idle in the pool.
+    private final class Upstream {
+        enum State { case connecting, busy, idle }
+        let id: UInt64
+        let fd: Int32
+        let backend: Backend
+        var state = State.connecting
+        var framer: HTTPResponseFramer
+        var inbound = ByteBuffer()
+        var output = OutputQueue()
+        var readable = false
+        var writable = false
+        var peerClosing = false
+        var client: Client?
+        var lastUsed: Int64 = 0
+        var connectDeadline: Int64 = 0
+        /// Whether the response in progress allows another request on this connection.
+        var responseKeepAlive = true
+
+        init(id: UInt64, fd: Int32, backend: Backend, limits: ProxyLimits) {
+            self.id = id
+            self.fd = fd
+            self.backend = backend
+            framer = HTTPResponseFramer(limits: .init(maxHeadBytes: limits.maxResponseHeadBytes, maxHeaderCount: limits.maxHeaderCount))
+        }
+    }
+
+    private static let readSize = 16 * 1024
+    /// Unframed client bytes kept while an exchange is in flight (pipelined requests): no more is read past this.
+    private static let maxPipelinedBytes = 64 * 1024
+    private static let listenerTag = UInt64.max
+    private static let wakeTag = UInt64.max - 1
+    private static let sweepInterval: Int64 = 100_000_000
+    private static let acceptPause: Int64 = 100_000_000
+    /// Non-idempotent requests reuse only a connection used this recently (``BackendConnectionPool``'s rule).
+    private static let freshEnoughForUnsafeRequests: Int64 = 2_000_000_000
+
+    private let epoll: Int32
+    private let wake: Int32
+    private var listener: Int32
+    private let runtimes: NIOLockedValueBox<ProxyRuntime>
+    private let admission: TCPForwardingEngine.Admission
+    private let handOff: HandOff
+    private let logger: Logger
+    private let cpu: Int?
+    private let commands = NIOLockedValueBox<[Command]?>([])
+    private var events: UnsafeMutableRawPointer
+    private let eventCapacity: Int32 = 512
+    private let allocator = ByteBufferAllocator()
+
+    private var clients: [UInt64: Client] = [:]
+    private var upstreams: [UInt64: Upstream] = [:]
+    /// Idle keep-alive connections per backend id, most recently used last.
+    private var idle: [String: [Upstream]] = [:]
+    private var nextID: UInt64 = 0
+    private var now: Int64 = 0
+    private var nextSweep: Int64 = 0
+    private var acceptPausedUntil: Int64?
+    private var exiting = false
+    /// Set when the proxy stops (``proxyStopping(idleGrace:)``).
+    private var stopGrace: Int64?
+
+    init(listener: Int32, exclusive: Bool, runtimes: NIOLockedValueBox<ProxyRuntime>, admission: TCPForwardingEngine.Admission,
+         handOff: @escaping HandOff, logger: Logger, cpu: Int?) throws(ProxyError) {
+        epoll = c_concord_epoll_create()
+        wake = c_concord_eventfd()
+        guard epoll >= 0, wake >= 0 else {
+            let reason = String(cString: strerror(errno))
+            if epoll >= 0 { Glibc.close(epoll) }
+            if wake >= 0 { Glibc.close(wake) }
+            throw ProxyError.invalidSetting("cannot set up an HTTP forwarding loop: \(reason)")
+        }
+        self.listener = listener
+        self.runtimes = runtimes
+        self.admission = admission
+        self.handOff = handOff
+        self.logger = logger
+        self.cpu = cpu
+        events = c_concord_epoll_events_allocate(eventCapacity)!
+        let listenerEvents = TCPForwardingLoop.epollIn | TCPForwardingLoop.epollET | (exclusive ? TCPForwardingLoop.epollExclusive : 0)
+        guard c_concord_epoll_control(epoll, listener, 0, listenerEvents, Self.listenerTag) == 0,
+              c_concord_epoll_control(epoll, wake, 0, TCPForwardingLoop.epollIn | TCPForwardingLoop.epollET, Self.wakeTag) == 0 else {
+            throw ProxyError.invalidSetting("cannot set up an HTTP forwarding loop: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    deinit {
+        c_concord_epoll_events_free(events)
+        Glibc.close(epoll)
+        Glibc.close(wake)
+    }
+
+    func send(_ command: Command) {
+        let queued = commands.withLockedValue { list -> Bool in
+            guard list != nil else { return false }
+            list!.append(command)
+            return true
+        }
+        guard queued else {
+            command.answerEnded()
+            return
+        }
+        var one: UInt64 = 1
+        _ = Glibc.write(wake, &one, 8)
+    }
+
+    // MARK: The loop
+
+    func run() {
+        if let cpu, c_concord_pin_current_thread(Int32(cpu)) != 0 {
+            logger.debug("cpu affinity: cannot pin an HTTP forwarding loop to CPU \(cpu)")
+        }
+        now = c_concord_coarse_now()
+        nextSweep = now + Self.sweepInterval
+        while !exiting {
+            let busy = !clients.isEmpty || !upstreams.isEmpty || acceptPausedUntil != nil
+            let count = c_concord_epoll_wait(epoll, events, eventCapacity, busy ? Int32(Self.sweepInterval / 1_000_000) : -1)
+            now = c_concord_coarse_now()
+            if count < 0 {
+                if errno == EINTR { continue }
+                logger.critical("HTTP forwarding loop: epoll_wait failed: \(String(cString: strerror(errno))); closing its connections")
+                stopAccepting()
+                _ = closeAll()
+                break
+            }
+            var index: Int32 = 0
+            while index < count {
+                let data = c_concord_epoll_event_data(events, index)
+                let flags = c_concord_epoll_event_flags(events, index)
+                index += 1
+                if data == Self.listenerTag {
+                    acceptAll()
+                } else if data == Self.wakeTag {
+                    runCommands()
+                } else if data & 1 == 0 {
+                    if let client = clients[data >> 1] { clientEvent(client, flags) }
+                } else {
+                    if let upstream = upstreams[data >> 1] { upstreamEvent(upstream, flags) }
+                }
+            }
+            if now >= nextSweep { sweep() }
+        }
+        let left = commands.withLockedValue { list -> [Command] in
+            defer { list = nil }
+            return list ?? []
+        }
+        for command in left { command.answerEnded() }
+    }
+
+    private func runCommands() {
+        var drained: UInt64 = 0
+        _ = Glibc.read(wake, &drained, 8)
+        let pending = commands.withLockedValue { list -> [Command] in
+            defer { list?.removeAll() }
+            return list ?? []
+        }
+        for command in pending {
+            switch command {
+            case .stopAccepting(let done):
+                stopAccepting()
+                done()
+            case .closeAll(let done):
+                done(closeAll())
+            case .exit(let done):
+                stopAccepting()
+                _ = closeAll()
+                exiting = true
+                done()
+            case .run(let work):
+                work()
+            }
+        }
+    }
+
+    private func stopAccepting() {
+        guard listener >= 0 else { return }
+        _ = c_concord_epoll_control(epoll, listener, 2, 0, 0)
+        listener = -1
+        acceptPausedUntil = nil
+    }
+
+    /// Closes every client connection and every backend connection; returns how many clients there were.
+    private func closeAll() -> Int {
+        let open = Array(clients.values)
+        for client in open { close(client, outcome: "client-closed") }
+        for upstream in Array(upstreams.values) { discard(upstream) }
+        return open.count
+    }
+
+    /// The proxy stops (on the loop's thread): every response from now on closes its connection, and an idle
+    /// connection closes after `idleGrace` seconds (a request already on its way is answered).
+    func proxyStopping(idleGrace: Double) {
+        stopGrace = Int64(idleGrace * 1e9)
+        for client in clients.values {
+            client.machine.proxyStopping()
+            if client.machine.state == .idle { client.stopDeadline = now + stopGrace! }
+        }
+    }
+
+    /// Every 100 ms: timeouts of clients (keep-alive, header, body, response), connects, stop graces, a paused listener.
+    private func sweep() {
+        nextSweep = now + Self.sweepInterval
+        for client in Array(clients.values) {
+            if client.stopDeadline != 0 && now >= client.stopDeadline {
+                client.stopDeadline = 0
+                if client.machine.state == .idle && !client.bytesSinceIdle && client.inbound.readableBytes == 0 {
+                    close(client, outcome: "closed")
+                    continue
+                }
+            }
+            if client.deadline != 0 && now >= client.deadline {
+                client.deadline = 0
+                timedOut(client)
+            }
+        }
+        for upstream in Array(upstreams.values) where upstream.state == .connecting && now >= upstream.connectDeadline {
+            if let client = upstream.client {
+                connectFailed(client, upstream, code: ETIMEDOUT)
+            } else {
+                discard(upstream)
+            }
+        }
+        if let until = acceptPausedUntil, now >= until {
+            acceptPausedUntil = nil
+            acceptAll()
+        }
+    }
+
+    // MARK: Accepting
+
+    private func acceptAll() {
+        while listener >= 0 && acceptPausedUntil == nil {
+            var storage = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let fd = c_concord_accept(listener, &storage, &length)
+            if fd < 0 {
+                let code = errno
+                if code == EAGAIN || code == EWOULDBLOCK { return }
+                if [EINTR, ECONNABORTED, EPROTO, ENETDOWN, ENOPROTOOPT, EHOSTDOWN, ENONET, EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH].contains(code) {
+                    continue
+                }
+                if let local = LocalResourceFailure(IOError(errnoCode: code, reason: "accept")) {
+                    runtimes.withLockedValue { $0 }.balancer.localResources.report(
+                        local, while: "accepting a client connection", outcome: "new clients wait in the backlog for 100 ms")
+                } else {
+                    logger.error("HTTP forwarding loop: accept failed: \(String(cString: strerror(code))); trying again in 100 ms")
+                }
+                acceptPausedUntil = now + Self.acceptPause
+                return
+            }
+            accepted(fd, peer: TCPForwardingLoop.socketAddress(storage))
+        }
+    }
+
+    private func accepted(_ fd: Int32, peer: SocketAddress?) {
+        let runtime = runtimes.withLockedValue { $0 }
+        guard admission.admit(limit: runtime.configuration.limits.maxConnections) else {
+            Glibc.close(fd)
+            return
+        }
+        runtime.metrics.activeConnections.increment()
+        nextID += 1
+        let client = Client(id: nextID, fd: fd, runtime: runtime, peer: peer)
+        clients[client.id] = client
+        guard c_concord_epoll_control(epoll, fd, 0, Self.socketEvents, client.id << 1) == 0 else {
+            close(client, outcome: "client-closed")
+            return
+        }
+        startIdleTimer(client)
+        if let stopGrace { client.machine.proxyStopping(); client.stopDeadline = now + stopGrace }
+    }
+
+    // MARK: Client side
+
+    private func clientEvent(_ client: Client, _ flags: UInt32) {
+        if flags & (Self.epollIn | Self.epollRdHup | Self.epollHup | Self.epollErr) != 0 {
+            client.readable = true
+            if flags & (Self.epollRdHup | Self.epollHup | Self.epollErr) != 0 { client.peerClosing = true }
+        }
+        if flags & (Self.epollOut | Self.epollErr | Self.epollHup) != 0 {
+            client.writable = true
+            guard flushClient(client) else { return }
+        }
+        readClient(client)
+    }
+
+    /// Writes what waits for the client; false when the connection closed.
+    private func flushClient(_ client: Client) -> Bool {
+        guard !client.output.isEmpty else { return clients[client.id] != nil }
+        guard client.writable else { return true }
+        switch client.output.write(to: client.fd) {
+        case .blocked:
+            client.writable = false
+            return true
+        case .failed:
+            close(client, outcome: "client-closed")
+            return false
+        case .drained:
+            if client.closeWhenWritten {
+                close(client, outcome: "closed")
+                return false
+            }
+            if client.handOverWhenWritten {
+                handOver(client)
+                return false
+            }
+            // The response's next bytes may wait on its backend connection.
+            if let upstream = client.upstream, upstream.state == .busy, upstream.readable { readUpstream(upstream) }
+            return clients[client.id] != nil
+        }
+    }
+
+    private func write(_ bytes: ByteBuffer, to client: Client) {
+        client.output.append(bytes)
+    }
+
+    /// Whether reading the client makes progress now: the machine's rule, no unframed bytes piling up, and the
+    /// backend connection taking the body.
+    private func wantsReads(_ client: Client) -> Bool {
+        guard !client.closeWhenWritten, !client.inputClosed, !client.handOverWhenWritten else { return false }
+        let hasQueued = client.machine.state != .idle && client.machine.requestComplete && client.inbound.readableBytes > 0
+        guard client.machine.wantsClientReads(hasQueuedParts: hasQueued) else { return false }
+        if client.inbound.readableBytes >= Self.maxPipelinedBytes && client.machine.state != .idle { return false }
+        if client.machine.state == .proxying, let upstream = client.upstream { return upstream.output.isEmpty }
+        return true
+    }
+
+    /// Reads the client while that makes progress, sending what it frames to the backend before each further read
+    /// (so the slices of `inbound` queued for it are gone before `inbound` is written again).
+    private func readClient(_ client: Client) {
+        while clients[client.id] != nil {
+            if let upstream = client.upstream, !upstream.output.isEmpty {
+                guard flushUpstream(upstream) else { return }
+            }
+            guard client.readable && wantsReads(client) else { break }
+            client.inbound.reserveCapacity(minimumWritableBytes: Self.readSize)
+            let count = client.inbound.withUnsafeMutableWritableBytes { Glibc.read(client.fd, $0.baseAddress, $0.count) }
+            if count > 0 {
+                client.inbound.moveWriterIndex(forwardBy: count)
+                if count < Self.readSize && !client.peerClosing { client.readable = false }
+                bytesArrived(client)
+                processClient(client)
+                guard clients[client.id] != nil else { return }
+                continue
+            }
+            if count < 0 {
+                let code = errno
+                if code == EINTR { continue }
+                if code == EAGAIN || code == EWOULDBLOCK {
+                    client.readable = false
+                    return
+                }
+                close(client, outcome: "client-closed")
+                return
+            }
+            client.readable = false
+            clientInputClosed(client)
+            return
+        }
+        if clients[client.id] != nil { _ = flushClient(client) }
+    }
+
+    /// Frames what the client sent, up to the end of the current request (a later one waits for its turn).
+    private func processClient(_ client: Client) {
+        while clients[client.id] != nil {
+            if client.machine.state == .closing { return }
+            if client.machine.state != .idle && client.machine.requestComplete { break }
+            let mark = client.inbound.readerIndex
+            let part: HTTPRequestFramer.Part?
+            do throws(HTTPRequestFramerError) {
+                part = try client.framer.next(&client.inbound)
+            } catch {
+                framingFailed(client, error)
+                return
+            }
+            guard let part else { break }
+            switch part {
+            case .head(let head):
+                if head.upgrade != nil || head.expectsContinue {
+                    client.inbound.moveReaderIndex(to: mark)
+                    // After the previous response is all written: the NIO channel starts with nothing pending.
+                    if client.output.isEmpty { handOver(client) } else { client.handOverWhenWritten = true }
+                    return
+                }
+                begin(client, head)
+            case .body(let bytes, let payloadBytes):
+                let decision = client.machine.receivedBody(bytes: payloadBytes)
+                if decision.isCurrentRequestPart { armBodyRead(client) }
+                apply(decision, bytes, to: client)
+            case .end:
+                let decision = client.machine.receivedEnd()
+                if decision.isCurrentRequestPart { client.deadline = 0 }
+                apply(decision, nil, to: client)
+            }
+        }
+        if client.inbound.readableBytes == 0 {
+            client.inbound.clear()
+        } else if client.inbound.readerIndex > Self.readSize {
+            client.inbound.discardReadBytes()
+        }
+    }
+
+    private func apply(_ decision: HTTPExchangeStateMachine.PartDecision, _ bytes: ByteBuffer?, to client: Client) {
+        switch decision {
+        case .hold:
+            if var bytes { client.request.writeBuffer(&bytes) }
+        case .forward:
+            guard let upstream = client.upstream else { return }
+            if let bytes {
+                if client.machine.idempotent { client.request.writeImmutableBuffer(bytes) }
+                client.pick?.counters.bytesToBackend.increment(by: Int64(bytes.readableBytes))
+                upstream.output.append(bytes)
+            } else if client.deadline == 0 {
+                arm(client, after: client.runtime.configuration.limits.responseTimeout)
+            }
+        case .reject(let status):
+            respondWithError(client, status)
+        case .close:
+            close(client, outcome: "aborted")
+        case .queue, .drop:
+            break
+        }
+    }
+
+    /// The client's bytes broke HTTP's framing.
+    private func framingFailed(_ client: Client, _ error: HTTPRequestFramerError) {
+        let status = error.responseStatus
+        let machine = client.machine
+        if machine.requestComplete && (machine.state == .proxying || machine.state == .connecting) {
+            client.malformedNext = status
+            return
+        }
+        if machine.state == .idle || (machine.state == .connecting && client.upstream == nil) {
+            respondWithError(client, status)
+            return
+        }
+        if !machine.responseStarted && (machine.state == .connecting || machine.state == .proxying) {
+            abortExchange(client, respondingWith: status)
+            return
+        }
+        close(client, outcome: "aborted")
+    }
+
+    /// The client sent EOF.
+    private func clientInputClosed(_ client: Client) {
+        client.inputClosed = true
+        switch client.machine.state {
+        case .idle:
+            if client.inbound.readableBytes > 0 {
+                // Half a head, then EOF: it can never complete.
+                close(client, outcome: "client-closed")
+            } else {
+                close(client, outcome: "closed")
+            }
+        case .connecting, .proxying:
+            if !client.machine.requestComplete { close(client, outcome: "client-closed") }
+        case .closing:
+            break
+        }
+    }
+
+    /// Moves the client connection to the NIO path, with every byte it sent from the current request on.
+    private func handOver(_ client: Client) {
+        let bytes = client.inbound.slice()
+        _ = c_concord_epoll_control(epoll, client.fd, 2, 0, 0)
+        clients[client.id] = nil
+        client.access = nil
+        releasePick(client)
+        client.runtime.metrics.activeConnections.decrement()
+        admission.leave()
+        handOff(client.fd, bytes)
+    }
+
+    // MARK: Timers
+
+    private func arm(_ client: Client, after seconds: Double) {
+        client.deadline = now + Int64(seconds * 1e9)
+    }
+
+    private func startIdleTimer(_ client: Client) {
+        client.bytesSinceIdle = false
+        arm(client, after: client.runtime.configuration.limits.keepAliveTimeout)
+    }
+
+    private func armBodyRead(_ client: Client) {
+        arm(client, after: client.runtime.configuration.limits.bodyReadTimeout)
+    }
+
+    private func bytesArrived(_ client: Client) {
+        guard client.machine.state == .idle, !client.bytesSinceIdle else { return }
+        client.bytesSinceIdle = true
+        arm(client, after: client.runtime.configuration.limits.headerReadTimeout)
+    }
+
+    private func timedOut(_ client: Client) {
+        let machine = client.machine
+        if (machine.state == .connecting || machine.state == .proxying) && !machine.requestComplete {
+            let backendStalled = machine.state == .proxying && client.upstream.map { !$0.output.isEmpty } == true
+            if machine.responseStarted {
+                close(client, outcome: "aborted")
+            } else {
+                abortExchange(client, respondingWith: backendStalled ? .gatewayTimeout : .requestTimeout)
+            }
+            return
+        }
+        switch machine.state {
+        case .idle:
+            if client.bytesSinceIdle { respondWithError(client, .requestTimeout) } else { close(client, outcome: "closed") }
+        case .proxying:
+            switch client.machine.responseTimedOut() {
+            case .respond(let status): abortExchange(client, respondingWith: status)
+            default: close(client, outcome: "aborted")
+            }
+        case .connecting, .closing:
+            break
+        }
+    }
+
+    // MARK: Routing
+
+    private func begin(_ client: Client, _ head: ClientRequestHead) {
+        client.deadline = 0
+        let runtime = client.runtime
+        if runtime.accessLog != nil { client.access = AccessLogEntry(client: client.identity.forwarding.client, head: head) }
+        client.requestVersion = head.isHTTP10 ? .http1_0 : .http1_1
+        switch client.machine.receivedHead(head) {
+        case .reject(let status):
+            respondWithError(client, status)
+            return
+        case .route:
+            break
+        }
+        let forwarded = client.identity.forwarding.head(for: head, allocator: allocator)
+        client.request.clear()
+        client.request.writeImmutableBuffer(forwarded.prefix)
+        client.request.writeImmutableBuffer(forwarded.suffix)
+        client.requestIsHEAD = head.isHEAD
+        switch runtime.configuration.balance {
+        case .hash: client.keyHash = runtime.extractor.keyHash(for: head, peer: client.identity.peer)
+        case .stickyCookie: client.stickyToken = head.cookie(named: runtime.configuration.stickyCookie).map { Substring(head.text($0)) }
+        case .roundRobin, .leastConn: break
+        }
+        armBodyRead(client)
+        route(client, excluding: nil)
+    }
+
+    private func choose(_ client: Client, excluding: Backend?) -> Balancer.Pick? {
+        let balancer = client.runtime.balancer
+        if client.runtime.configuration.balance == .stickyCookie {
+            return balancer.pick(stickyToken: client.stickyToken, excluding: excluding)
+        }
+        return balancer.pickConnection(balance: client.runtime.configuration.balance, keyHash: client.keyHash, excluding: excluding)
+    }
+
+    private func route(_ client: Client, excluding: Backend?) {
+        releasePick(client)
+        guard let chosen = choose(client, excluding: excluding) else {
+            if case .respond(let status) = client.machine.noBackend() { respondWithError(client, status) }
+            return
+        }
+        client.pick = chosen
+        if let pooled = takeIdle(for: chosen.backend, idempotent: client.machine.idempotent) {
+            attach(client, pooled, reused: true)
+            return
+        }
+        openFresh(client, to: chosen.backend)
+    }
+
+    private func releasePick(_ client: Client) {
+        if let pick = client.pick {
+            client.pick = nil
+            client.runtime.balancer.release(pick)
+        }
+    }
+
+    /// Sends the request (held whole until its response begins) to the key's next candidate after `target` failed,
+    /// or answers `status` when there is none.
+    private func retry(_ client: Client, excluding target: Backend, after failure: String, otherwise status: HTTPResponseStatus) {
+        releasePick(client)
+        guard let next = choose(client, excluding: target) else {
+            client.runtime.logger.debug("\(failure); no other backend for a retry")
+            abortExchange(client, respondingWith: status, failedBackend: target)
+            return
+        }
+        client.runtime.metrics.retries.increment()
+        client.runtime.logger.debug("\(failure); retrying on the key's next node \(next.backend)")
+        client.pick = next
+        if let pooled = takeIdle(for: next.backend, idempotent: client.machine.idempotent) {
+            attach(client, pooled, reused: true)
+        } else {
+            openFresh(client, to: next.backend)
+        }
+    }
+
+    private func attach(_ client: Client, _ upstream: Upstream, reused: Bool) {
+        client.upstream = upstream
+        client.upstreamWasReused = reused
+        upstream.client = client
+        upstream.state = .busy
+        upstream.lastUsed = now
+        upstream.responseKeepAlive = true
+        client.machine.connected()
+        upstream.framer.requestSent(isHEAD: client.requestIsHEAD, isHTTP10: client.requestVersion == .http1_0)
+        client.pick?.counters.bytesToBackend.increment(by: Int64(client.request.readableBytes))
+        upstream.output.append(client.request)
+        if !client.machine.idempotent {
+            // Sent: a non-idempotent request is never resent, so it is not kept.
+            client.request = ByteBuffer()
+        }
+        if client.machine.requestComplete { arm(client, after: client.runtime.configuration.limits.responseTimeout) }
+        // The caller goes on reading the client (the rest of the body) and flushes.
+    }
+
+    // MARK: The backend pool
+
+    private func takeIdle(for backend: Backend, idempotent: Bool) -> Upstream? {
+        guard let index = idle.index(forKey: backend.id) else { return nil }
+        while let upstream = idle.values[index].popLast() {
+            if !idempotent && now - upstream.lastUsed > Self.freshEnoughForUnsafeRequests {
+                idle.values[index].insert(upstream, at: 0)
+                return nil
+            }
+            if upstream.peerClosing || (!idempotent && Self.hasClosed(upstream.fd)) {
+                discard(upstream)
+                continue
+            }
+            return upstream
+        }
+        return nil
+    }
+
+    /// Whether the backend has closed its side already (its FIN not read yet): asked before a non-idempotent
+    /// request goes on a pooled connection (``BackendHTTPHandler/backendHasClosed``).
+    private static func hasClosed(_ fd: Int32) -> Bool {
+        var info = tcp_info()
+        var length = socklen_t(MemoryLayout<tcp_info>.size)
+        guard getsockopt(fd, Int32(IPPROTO_TCP), TCP_INFO, &info, &length) == 0 else { return true }
+        return info.tcpi_state != UInt8(TCP_ESTABLISHED)
+    }
+
+    /// Keeps a connection whose exchange completed cleanly, or closes it when the backend's pool is full.
+    private func release(_ upstream: Upstream, limits: ProxyLimits) {
+        upstream.client = nil
+        guard upstream.responseKeepAlive, !upstream.peerClosing, upstream.inbound.readableBytes == 0, upstream.output.isEmpty,
+              idle[upstream.backend.id, default: []].count < limits.maxIdleConnectionsPerBackend else {
+            discard(upstream)
+            return
+        }
+        upstream.state = .idle
+        upstream.inbound.clear()
+        idle[upstream.backend.id, default: []].append(upstream)
+    }
+
+    /// Closes a backend connection (out of the pool if it was idle there).
+    private func discard(_ upstream: Upstream) {
+        guard upstreams.removeValue(forKey: upstream.id) != nil else { return }
+        if upstream.state == .idle { idle[upstream.backend.id]?.removeAll { $0 === upstream } }
+        upstream.client = nil
+        upstream.output.removeAll()
+        Glibc.close(upstream.fd)
+    }
+
+    private func openFresh(_ client: Client, to backend: Backend) {
+        let address = backend.socketAddress
+        let fd = TCPForwardingLoop.streamSocket(for: address)
+        guard fd >= 0 else {
+            connectFailed(client, nil, code: errno)
+            return
+        }
+        var one: Int32 = 1
+        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        nextID += 1
+        let upstream = Upstream(id: nextID, fd: fd, backend: backend, limits: client.runtime.configuration.limits)
+        upstream.client = client
+        upstream.connectDeadline = now + Int64(client.runtime.configuration.limits.connectTimeout * 1e9)
+        upstreams[upstream.id] = upstream
+        guard c_concord_epoll_control(epoll, fd, 0, Self.socketEvents, upstream.id << 1 | 1) == 0 else {
+            connectFailed(client, upstream, code: errno)
+            return
+        }
+        let result = address.withSockAddr { Glibc.connect(fd, $0, socklen_t($1)) }
+        if result != 0 && errno != EINPROGRESS { connectFailed(client, upstream, code: errno) }
+    }
+
+    private func connectFailed(_ client: Client, _ upstream: Upstream?, code: Int32) {
+        if let upstream { discard(upstream) }
+        guard client.machine.state == .connecting, let target = client.pick?.backend else { return }
+        let runtime = client.runtime
+        let error = IOError(errnoCode: code, reason: "connect")
+        if let local = LocalResourceFailure(error) {
+            runtime.balancer.localResources.report(local, while: "connecting to \(target)", outcome: "answered 503, \(target) keeps its state")
+            abortExchange(client, respondingWith: .serviceUnavailable)
+            return
+        }
+        runtime.balancer.recordConnectFailure(target)
+        let reason = code == ETIMEDOUT ? "connect timed out" : String(cString: strerror(code))
+        switch client.machine.connectFailed(timedOut: code == ETIMEDOUT, hasAlternative: runtime.balancer.backends.count > 1) {
+        case .retry:
+            retry(client, excluding: target, after: "connect to \(target) failed (\(reason))", otherwise: code == ETIMEDOUT ? .gatewayTimeout : .badGateway)
+        case .respond(let status):
+            runtime.logger.debug("connect to \(target) failed: \(reason)")
+            abortExchange(client, respondingWith: status)
+        case .close, .reconnect:
+            close(client, outcome: "aborted")
+        }
+    }
+
+    // MARK: Backend side
+
+    private func upstreamEvent(_ upstream: Upstream, _ flags: UInt32) {
+        if flags & (Self.epollIn | Self.epollRdHup | Self.epollHup | Self.epollErr) != 0 {
+            upstream.readable = true
+            if flags & (Self.epollRdHup | Self.epollHup | Self.epollErr) != 0 { upstream.peerClosing = true }
+        }
+        if flags & (Self.epollOut | Self.epollErr | Self.epollHup) != 0 { upstream.writable = true }
+        let client = upstream.client
+        switch upstream.state {
+        case .connecting:
+            guard flags & (Self.epollOut | Self.epollErr | Self.epollHup) != 0 else { return }
+            connectFinished(upstream)
+            // The backend may speak first, or have failed at once: its bytes came with this event.
+            guard upstream.state == .busy, flushUpstream(upstream) else { break }
+            readUpstream(upstream)
+        case .idle:
+            // Bytes or an EOF on an idle connection: it closed, or is out of sync. Either way it goes.
+            if upstream.readable { discard(upstream) }
+            return
+        case .busy:
+            guard flushUpstream(upstream) else { break }
+            readUpstream(upstream)
+        }
+        if let client { resume(client) }
+    }
+
+    private func connectFinished(_ upstream: Upstream) {
+        var code: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        if getsockopt(upstream.fd, SOL_SOCKET, SO_ERROR, &code, &length) != 0 { code = errno }
+        guard let client = upstream.client else {
+            discard(upstream)
+            return
+        }
+        guard code == 0 else {
+            connectFailed(client, upstream, code: code)
+            return
+        }
+        guard client.machine.state == .connecting, let pick = client.pick, pick.backend == upstream.backend else {
+            // The request is gone (its client left while the connect ran): the unused connection is pooled.
+            release(upstream, limits: client.runtime.configuration.limits)
+            return
+        }
+        client.runtime.balancer.recordConnectSuccess(upstream.backend)
+        attach(client, upstream, reused: false)
+    }
+
+    /// After an event of a backend connection: the client it serves (or served) may read and write again.
+    private func resume(_ client: Client) {
+        guard clients[client.id] != nil else { return }
+        readClient(client)
+    }
+
+    /// Writes what waits for the backend; false when the exchange ended (the connection failed).
+    private func flushUpstream(_ upstream: Upstream) -> Bool {
+        guard !upstream.output.isEmpty, upstream.writable else { return true }
+        switch upstream.output.write(to: upstream.fd) {
+        case .blocked:
+            upstream.writable = false
+            return true
+        case .drained:
+            return true
+        case .failed:
+            upstreamFailed(upstream)
+            return false
+        }
+    }
+
+    private func readUpstream(_ upstream: Upstream) {
+        // Only while the client has taken everything before: a slow client holds the backend's reads (backpressure).
+        while upstream.readable, let client = upstream.client, client.output.isEmpty {
+            upstream.inbound.reserveCapacity(minimumWritableBytes: Self.readSize)
+            let count = upstream.inbound.withUnsafeMutableWritableBytes { Glibc.read(upstream.fd, $0.baseAddress, $0.count) }
+            if count > 0 {
+                upstream.inbound.moveWriterIndex(forwardBy: count)
+                if count < Self.readSize && !upstream.peerClosing { upstream.readable = false }
+                processResponse(upstream, client)
+                guard clients[client.id] != nil, flushClient(client) else { return }
+                // The exchange may have ended (the connection pooled, or serving the client's next request).
+                guard upstreams[upstream.id] != nil, upstream.client === client else { return }
+                continue
+            }
+            if count < 0 {
+                let code = errno
+                if code == EINTR { continue }
+                if code == EAGAIN || code == EWOULDBLOCK {
+                    upstream.readable = false
+                    return
+                }
+            }
+            upstream.readable = false
+            upstreamFailed(upstream)
+            return
+        }
+    }
+
+    private func processResponse(_ upstream: Upstream, _ client: Client) {
+        do throws(HTTPResponseFramerError) {
+            while let part = try upstream.framer.next(&upstream.inbound) {
+                switch part {
+                case .head(let head):
+                    upstream.responseKeepAlive = head.keepAlive
+                    responseBegan(client, head)
+                    let out = ClientResponseHead.bytes(head, machine: client.machine, pick: client.pick, requestVersion: client.requestVersion,
+                                                       runtime: client.runtime, allocator: allocator)
+                    client.access?.bytesOut += out.readableBytes
+                    write(out, to: client)
+                case .headAndBody(let head, let bytes):
+                    upstream.responseKeepAlive = head.keepAlive
+                    responseBegan(client, head)
+                    let headLength = head.bytes.readableBytes
+                    client.pick?.counters.bytesFromBackend.increment(by: Int64(bytes.readableBytes - headLength))
+                    if ClientResponseHead.goesUnchanged(head, machine: client.machine, pick: client.pick, requestVersion: client.requestVersion, runtime: client.runtime) {
+                        client.access?.bytesOut += bytes.readableBytes
+                        write(bytes, to: client)
+                    } else {
+                        let out = ClientResponseHead.bytes(head, machine: client.machine, pick: client.pick, requestVersion: client.requestVersion,
+                                                           runtime: client.runtime, allocator: allocator)
+                        client.access?.bytesOut += out.readableBytes + bytes.readableBytes - headLength
+                        write(out, to: client)
+                        write(bytes.getSlice(at: bytes.readerIndex + headLength, length: bytes.readableBytes - headLength)!, to: client)
+                    }
+                case .body(let bytes):
+                    client.access?.bytesOut += bytes.readableBytes
+                    client.pick?.counters.bytesFromBackend.increment(by: Int64(bytes.readableBytes))
+                    write(bytes, to: client)
+                case .end:
+                    if upstream.inbound.readableBytes > 0 { upstream.responseKeepAlive = false }
+                    finishExchange(client, upstream)
+                    return
+                case .switched, .interim:
+                    // No request that may switch protocols comes here (handed over), and interim heads are dropped.
+                    throw HTTPResponseFramerError.unexpectedBytes
+                }
+            }
+        } catch {
+            upstream.responseKeepAlive = false
+            client.runtime.logger.warning("backend \(upstream.backend) sent a malformed response: \(error)")
+            client.upstream = nil
+            discard(upstream)
+            switch client.machine.backendResponseMalformed() {
+            case .respond(let status): abortExchange(client, respondingWith: status)
+            default:
+                client.access.finish(to: client.runtime.accessLog, outcome: "aborted", backend: upstream.backend)
+                closeAfterWrites(client)
+            }
+        }
+    }
+
+    private func responseBegan(_ client: Client, _ head: BackendResponseHead) {
+        client.deadline = 0
+        client.access?.status = head.status
+        client.machine.responseHeadReceived(closeDelimited: head.framing == .untilClose)
+        if client.machine.idempotent { client.request.clear() }
+    }
+
+    private func finishExchange(_ client: Client, _ upstream: Upstream) {
+        let runtime = client.runtime
+        let decision = client.machine.responseEnded(backendKeepAlive: upstream.responseKeepAlive)
+        client.access.finish(to: runtime.accessLog, outcome: "done", backend: upstream.backend)
+        client.upstream = nil
+        releasePick(client)
+        switch decision {
+        case .keepAlive(let reuse), .close(let reuse):
+            if reuse {
+                upstream.responseKeepAlive = true
+                release(upstream, limits: runtime.configuration.limits)
+            } else {
+                discard(upstream)
+            }
+        }
+        client.keyHash = nil
+        client.stickyToken = nil
+        switch decision {
+        case .keepAlive:
+            if let status = client.malformedNext {
+                respondWithError(client, status)
+                return
+            }
+            startIdleTimer(client)
+            if let stopGrace, client.machine.stopping { client.stopDeadline = now + stopGrace }
+            if client.inbound.readableBytes > 0 { processClient(client) }
+            guard clients[client.id] != nil else { return }
+            if client.inputClosed && client.machine.state == .idle { closeAfterWrites(client) }
+        case .close:
+            closeAfterWrites(client)
+        }
+    }
+
+    /// The backend connection closed or failed before the response ended.
+    private func upstreamFailed(_ upstream: Upstream) {
+        guard let client = upstream.client else {
+            discard(upstream)
+            return
+        }
+        if let end = upstream.framer.inputClosed() {
+            // The close ends a body without length: the response is complete.
+            upstream.responseKeepAlive = false
+            if case .end = end { finishExchange(client, upstream) }
+            return
+        }
+        let answeredPart = upstream.inbound.readableBytes > 0
+        client.upstream = nil
+        discard(upstream)
+        let runtime = client.runtime
+        let target = upstream.backend
+        if answeredPart {
+            // It answered something, then closed: a malformed answer (``BackendHTTPHandler``'s rule).
+            runtime.logger.warning("backend \(target) sent a malformed response: \(HTTPResponseFramerError.truncatedHead)")
+            switch client.machine.backendResponseMalformed() {
+            case .respond(let status): abortExchange(client, respondingWith: status)
+            default:
+                client.access.finish(to: runtime.accessLog, outcome: "aborted", backend: target)
+                closeAfterWrites(client)
+            }
+            return
+        }
+        let failure = "backend \(target) closed before responding"
+        if !client.upstreamWasReused && !client.machine.responseStarted {
+            runtime.balancer.recordConnectFailure(target, reason: "a new connection closed before any response (passive check)")
+        }
+        switch client.machine.backendFailed(reusedConnection: client.upstreamWasReused, hasAlternative: runtime.balancer.backends.count > 1) {
+        case .reconnect:
+            runtime.metrics.retries.increment()
+            runtime.logger.debug("\(failure); sending it again on a fresh connection to the same backend")
+            openFresh(client, to: target)
+        case .retry:
+            retry(client, excluding: target, after: failure, otherwise: .badGateway)
+        case .respond(let status):
+            runtime.logger.debug("\(failure)")
+            abortExchange(client, respondingWith: status)
+        case .close:
+            client.access.finish(to: runtime.accessLog, outcome: "aborted", backend: target)
+            closeAfterWrites(client)
+        }
+    }
+
+    // MARK: Endings
+
+    private func abortExchange(_ client: Client, respondingWith status: HTTPResponseStatus, failedBackend: Backend? = nil) {
+        if let upstream = client.upstream {
+            client.upstream = nil
+            discard(upstream)
+        }
+        let failed = failedBackend ?? client.pick?.backend
+        releasePick(client)
+        respondWithError(client, status, backend: failed)
+    }
+
+    /// Writes a proxy-made response and closes the connection once it is written.
+    private func respondWithError(_ client: Client, _ status: HTTPResponseStatus, backend: Backend? = nil) {
+        client.machine.close()
+        client.deadline = 0
+        let runtime = client.runtime
+        if runtime.accessLog != nil {
+            if client.access == nil { client.access = .unreadRequest(client: client.identity.forwarding.client) }
+            client.access.finish(to: runtime.accessLog, outcome: "proxy-answer", status: Int(status.code), backend: backend)
+        }
+        runtime.metrics.proxyResponse(status: Int(status.code))
+        write(ProxyResponse.bytes(status, version: client.requestVersion, adding: runtime.responseFields, allocator: allocator), to: client)
+        closeAfterWrites(client)
+    }
+
+    private func closeAfterWrites(_ client: Client) {
+        client.machine.close()
+        client.closeWhenWritten = true
+        if client.output.isEmpty {
+            close(client, outcome: "closed")
+        } else {
+            _ = flushClient(client)
+        }
+    }
+
+    private func close(_ client: Client, outcome: StaticString) {
+        guard clients.removeValue(forKey: client.id) != nil else { return }
+        client.access.finish(to: client.runtime.accessLog, outcome: outcome)
+        client.machine.close()
+        if let upstream = client.upstream {
+            // Mid-exchange: the backend connection is out of sync; never pooled.
+            client.upstream = nil
+            discard(upstream)
+        }
+        releasePick(client)
+        client.output.removeAll()
+        Glibc.close(client.fd)
+        client.runtime.metrics.activeConnections.decrement()
+        admission.leave()
+    }
+
+    // MARK: epoll flags
+
+    private static let epollIn = TCPForwardingLoop.epollIn
+    private static let epollOut = TCPForwardingLoop.epollOut
+    private static let epollErr = TCPForwardingLoop.epollErr
+    private static let epollHup = TCPForwardingLoop.epollHup
+    private static let epollRdHup = TCPForwardingLoop.epollRdHup
+    private static let socketEvents = epollIn | epollOut | epollRdHup | TCPForwardingLoop.epollET
+}
