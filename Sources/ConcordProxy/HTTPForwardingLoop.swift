@@ -22,11 +22,11 @@ import Glibc
 /// bytes read so far, to a SwiftNIO channel that serves it from then on.
 ///
 /// Everything below runs on the loop's own thread, except ``send(_:)``.
-final class HTTPForwardingLoop: ForwardingLoop, @unchecked Sendable {
-    // @unchecked: the mutable state (connections, pool, listener) is touched only by the loop's thread in `run()`;
-    // other threads reach the loop only through `commands` (locked) and the eventfd.
+final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sendable {
+    // @unchecked: the mutable state (connections, pool) is touched only by the loop's thread in `run()`; other
+    // threads reach the loop only through its core's commands (locked) and eventfd.
 
-    typealias Command = TCPForwardingLoop.Command
+    typealias Command = EpollLoopCore.Command
     /// Moves an accepted client socket, with bytes already read from it, to the NIO path.
     typealias HandOff = @Sendable (_ fd: Int32, _ bytes: ByteBuffer) -> Void
 
@@ -109,24 +109,15 @@ final class HTTPForwardingLoop: ForwardingLoop, @unchecked Sendable {
     private static let readSize = 16 * 1024
     /// Unframed client bytes kept while an exchange is in flight (pipelined requests): no more is read past this.
     private static let maxPipelinedBytes = 64 * 1024
-    private static let listenerTag = UInt64.max
-    private static let wakeTag = UInt64.max - 1
-    private static let sweepInterval: Int64 = 100_000_000
-    private static let acceptPause: Int64 = 100_000_000
     /// Non-idempotent requests reuse only a connection used this recently (``BackendConnectionPool``'s rule).
     private static let freshEnoughForUnsafeRequests: Int64 = 2_000_000_000
 
-    private let epoll: Int32
-    private let wake: Int32
-    private var listener: Int32
+    private let core: EpollLoopCore
     private let runtimes: NIOLockedValueBox<ProxyRuntime>
     private let admission: TCPForwardingEngine.Admission
     private let handOff: HandOff
     private let logger: Logger
     private let cpu: Int?
-    private let commands = NIOLockedValueBox<[Command]?>([])
-    private var events: UnsafeMutableRawPointer
-    private let eventCapacity: Int32 = 512
     private let allocator = ByteBufferAllocator()
 
     private var clients: [UInt64: Client] = [:]
@@ -134,134 +125,69 @@ final class HTTPForwardingLoop: ForwardingLoop, @unchecked Sendable {
     /// Idle keep-alive connections per backend id, most recently used last.
     private var idle: [String: [Upstream]] = [:]
     private var nextID: UInt64 = 0
-    private var now: Int64 = 0
-    private var nextSweep: Int64 = 0
-    private var acceptPausedUntil: Int64?
-    private var exiting = false
+    private var now: Int64 { core.now }
+    /// No client's deadline comes before this (a hint: a deadline moved later leaves it early, and the scan it causes
+    /// finds the real next one).
+    private var earliestDeadline = Int64.max
+    private var lastDeadlineScan: Int64 = 0
+    /// Deadlines are looked for at most this often between sweeps (each look visits every client).
+    private static let deadlineScanSpacing: Int64 = 10_000_000
     /// Set when the proxy stops (``proxyStopping(idleGrace:)``).
     private var stopGrace: Int64?
 
     init(listener: Int32, exclusive: Bool, runtimes: NIOLockedValueBox<ProxyRuntime>, admission: TCPForwardingEngine.Admission,
          handOff: @escaping HandOff, logger: Logger, cpu: Int?) throws(ProxyError) {
-        epoll = c_concord_epoll_create()
-        wake = c_concord_eventfd()
-        guard epoll >= 0, wake >= 0 else {
-            let reason = String(cString: strerror(errno))
-            if epoll >= 0 { Glibc.close(epoll) }
-            if wake >= 0 { Glibc.close(wake) }
-            throw ProxyError.invalidSetting("cannot set up an HTTP forwarding loop: \(reason)")
-        }
-        self.listener = listener
+        core = try EpollLoopCore(listener: listener, exclusive: exclusive, runtimes: runtimes, logger: logger, role: "HTTP forwarding loop")
         self.runtimes = runtimes
         self.admission = admission
         self.handOff = handOff
         self.logger = logger
         self.cpu = cpu
-        events = c_concord_epoll_events_allocate(eventCapacity)!
-        let listenerEvents = TCPForwardingLoop.epollIn | TCPForwardingLoop.epollET | (exclusive ? TCPForwardingLoop.epollExclusive : 0)
-        guard c_concord_epoll_control(epoll, listener, 0, listenerEvents, Self.listenerTag) == 0,
-              c_concord_epoll_control(epoll, wake, 0, TCPForwardingLoop.epollIn | TCPForwardingLoop.epollET, Self.wakeTag) == 0 else {
-            throw ProxyError.invalidSetting("cannot set up an HTTP forwarding loop: \(String(cString: strerror(errno)))")
-        }
     }
 
-    deinit {
-        c_concord_epoll_events_free(events)
-        Glibc.close(epoll)
-        Glibc.close(wake)
-    }
-
-    func send(_ command: Command) {
-        let queued = commands.withLockedValue { list -> Bool in
-            guard list != nil else { return false }
-            list!.append(command)
-            return true
-        }
-        guard queued else {
-            command.answerEnded()
-            return
-        }
-        var one: UInt64 = 1
-        _ = Glibc.write(wake, &one, 8)
-    }
+    func send(_ command: Command) { core.send(command) }
 
     // MARK: The loop
 
-    func run() {
-        if let cpu, c_concord_pin_current_thread(Int32(cpu)) != 0 {
-            logger.debug("cpu affinity: cannot pin an HTTP forwarding loop to CPU \(cpu)")
-        }
-        now = c_concord_coarse_now()
-        nextSweep = now + Self.sweepInterval
-        while !exiting {
-            let busy = !clients.isEmpty || !upstreams.isEmpty || acceptPausedUntil != nil
-            let count = c_concord_epoll_wait(epoll, events, eventCapacity, busy ? Int32(Self.sweepInterval / 1_000_000) : -1)
-            now = c_concord_coarse_now()
-            if count < 0 {
-                if errno == EINTR { continue }
-                logger.critical("HTTP forwarding loop: epoll_wait failed: \(String(cString: strerror(errno))); closing its connections")
-                stopAccepting()
-                _ = closeAll()
-                break
-            }
-            var index: Int32 = 0
-            while index < count {
-                let data = c_concord_epoll_event_data(events, index)
-                let flags = c_concord_epoll_event_flags(events, index)
-                index += 1
-                if data == Self.listenerTag {
-                    acceptAll()
-                } else if data == Self.wakeTag {
-                    runCommands()
-                } else if data & 1 == 0 {
-                    if let client = clients[data >> 1] { clientEvent(client, flags) }
-                } else {
-                    if let upstream = upstreams[data >> 1] { upstreamEvent(upstream, flags) }
-                }
-            }
-            if now >= nextSweep { sweep() }
-        }
-        let left = commands.withLockedValue { list -> [Command] in
-            defer { list = nil }
-            return list ?? []
-        }
-        for command in left { command.answerEnded() }
+    func run() { core.run(self, cpu: cpu) }
+
+    /// Until the next sweep, or sooner when a client's deadline comes first (a response timeout of 150 ms is not
+    /// kept waiting for a 100-ms sweep).
+    var waitTimeout: Int32 {
+        if clients.isEmpty && upstreams.isEmpty { return -1 }
+        let untilDue = max(earliestDeadline, lastDeadlineScan + Self.deadlineScanSpacing) - now
+        guard untilDue < EpollLoopCore.sweepInterval else { return EpollLoopCore.sweepMilliseconds }
+        return Int32(max(1, (untilDue + 999_999) / 1_000_000))
     }
 
-    private func runCommands() {
-        var drained: UInt64 = 0
-        _ = Glibc.read(wake, &drained, 8)
-        let pending = commands.withLockedValue { list -> [Command] in
-            defer { list?.removeAll() }
-            return list ?? []
-        }
-        for command in pending {
-            switch command {
-            case .stopAccepting(let done):
-                stopAccepting()
-                done()
-            case .closeAll(let done):
-                done(closeAll())
-            case .exit(let done):
-                stopAccepting()
-                _ = closeAll()
-                exiting = true
-                done()
-            case .run(let work):
-                work()
-            }
+    func handle(_ data: UInt64, _ flags: UInt32) {
+        if data & 1 == 0 {
+            if let client = clients[data >> 1] { clientEvent(client, flags) }
+        } else {
+            if let upstream = upstreams[data >> 1] { upstreamEvent(upstream, flags) }
         }
     }
 
-    private func stopAccepting() {
-        guard listener >= 0 else { return }
-        _ = c_concord_epoll_control(epoll, listener, 2, 0, 0)
-        listener = -1
-        acceptPausedUntil = nil
+    func afterEvents() {
+        if now >= earliestDeadline && now >= lastDeadlineScan + Self.deadlineScanSpacing { expireDeadlines() }
+    }
+
+    /// Times out the clients whose deadline has come, and finds the next one.
+    private func expireDeadlines() {
+        lastDeadlineScan = now
+        earliestDeadline = .max
+        for client in Array(clients.values) where client.deadline != 0 {
+            if now >= client.deadline {
+                client.deadline = 0
+                timedOut(client)
+            }
+            // (A client that timed out may have a new deadline now, or be gone.)
+            if client.deadline != 0 && client.deadline < earliestDeadline { earliestDeadline = client.deadline }
+        }
     }
 
     /// Closes every client connection and every backend connection; returns how many clients there were.
-    private func closeAll() -> Int {
+    func closeAll() -> Int {
         let open = Array(clients.values)
         for client in open { close(client, outcome: "client-closed") }
         for upstream in Array(upstreams.values) { discard(upstream) }
@@ -278,9 +204,8 @@ final class HTTPForwardingLoop: ForwardingLoop, @unchecked Sendable {
         }
     }
 
-    /// Every 100 ms: timeouts of clients (keep-alive, header, body, response), connects, stop graces, a paused listener.
-    private func sweep() {
-        nextSweep = now + Self.sweepInterval
+    /// Every 100 ms: timeouts of clients (keep-alive, header, body, response), connects, stop graces.
+    func sweep() {
         for client in Array(clients.values) {
             if client.stopDeadline != 0 && now >= client.stopDeadline {
                 client.stopDeadline = 0
@@ -289,11 +214,8 @@ final class HTTPForwardingLoop: ForwardingLoop, @unchecked Sendable {
                     continue
                 }
             }
-            if client.deadline != 0 && now >= client.deadline {
-                client.deadline = 0
-                timedOut(client)
-            }
         }
+        expireDeadlines()
         for upstream in Array(upstreams.values) where upstream.state == .connecting && now >= upstream.connectDeadline {
             if let client = upstream.client {
                 connectFailed(client, upstream, code: ETIMEDOUT)
@@ -301,39 +223,11 @@ final class HTTPForwardingLoop: ForwardingLoop, @unchecked Sendable {
                 discard(upstream)
             }
         }
-        if let until = acceptPausedUntil, now >= until {
-            acceptPausedUntil = nil
-            acceptAll()
-        }
     }
 
     // MARK: Accepting
 
-    private func acceptAll() {
-        while listener >= 0 && acceptPausedUntil == nil {
-            var storage = sockaddr_storage()
-            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            let fd = c_concord_accept(listener, &storage, &length)
-            if fd < 0 {
-                let code = errno
-                if code == EAGAIN || code == EWOULDBLOCK { return }
-                if [EINTR, ECONNABORTED, EPROTO, ENETDOWN, ENOPROTOOPT, EHOSTDOWN, ENONET, EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH].contains(code) {
-                    continue
-                }
-                if let local = LocalResourceFailure(IOError(errnoCode: code, reason: "accept")) {
-                    runtimes.withLockedValue { $0 }.balancer.localResources.report(
-                        local, while: "accepting a client connection", outcome: "new clients wait in the backlog for 100 ms")
-                } else {
-                    logger.error("HTTP forwarding loop: accept failed: \(String(cString: strerror(code))); trying again in 100 ms")
-                }
-                acceptPausedUntil = now + Self.acceptPause
-                return
-            }
-            accepted(fd, peer: TCPForwardingLoop.socketAddress(storage))
-        }
-    }
-
-    private func accepted(_ fd: Int32, peer: SocketAddress?) {
+    func accepted(_ fd: Int32, peer: SocketAddress?) {
         let runtime = runtimes.withLockedValue { $0 }
         guard admission.admit(limit: runtime.configuration.limits.maxConnections) else {
             Glibc.close(fd)
@@ -343,12 +237,15 @@ final class HTTPForwardingLoop: ForwardingLoop, @unchecked Sendable {
         nextID += 1
         let client = Client(id: nextID, fd: fd, runtime: runtime, peer: peer)
         clients[client.id] = client
-        guard c_concord_epoll_control(epoll, fd, 0, Self.socketEvents, client.id << 1) == 0 else {
+        guard core.register(fd, events: EpollLoopCore.socketEvents, data: client.id << 1) else {
             close(client, outcome: "client-closed")
             return
         }
         startIdleTimer(client)
-        if let stopGrace { client.machine.proxyStopping(); client.stopDeadline = now + stopGrace }
+        if let stopGrace {
+            client.machine.proxyStopping()
+            client.stopDeadline = now + stopGrace
+        }
     }
 
     // MARK: Client side
@@ -543,7 +440,7 @@ final class HTTPForwardingLoop: ForwardingLoop, @unchecked Sendable {
     /// Moves the client connection to the NIO path, with every byte it sent from the current request on.
     private func handOver(_ client: Client) {
         let bytes = client.inbound.slice()
-        _ = c_concord_epoll_control(epoll, client.fd, 2, 0, 0)
+        core.unregister(client.fd)
         clients[client.id] = nil
         client.access = nil
         releasePick(client)
@@ -556,6 +453,7 @@ final class HTTPForwardingLoop: ForwardingLoop, @unchecked Sendable {
 
     private func arm(_ client: Client, after seconds: Double) {
         client.deadline = now + Int64(seconds * 1e9)
+        if client.deadline < earliestDeadline { earliestDeadline = client.deadline }
     }
 
     private func startIdleTimer(_ client: Client) {
@@ -743,7 +641,7 @@ final class HTTPForwardingLoop: ForwardingLoop, @unchecked Sendable {
 
     private func openFresh(_ client: Client, to backend: Backend) {
         let address = backend.socketAddress
-        let fd = TCPForwardingLoop.streamSocket(for: address)
+        let fd = EpollLoopCore.streamSocket(for: address)
         guard fd >= 0 else {
             connectFailed(client, nil, code: errno)
             return
@@ -755,7 +653,7 @@ final class HTTPForwardingLoop: ForwardingLoop, @unchecked Sendable {
         upstream.client = client
         upstream.connectDeadline = now + Int64(client.runtime.configuration.limits.connectTimeout * 1e9)
         upstreams[upstream.id] = upstream
-        guard c_concord_epoll_control(epoll, fd, 0, Self.socketEvents, upstream.id << 1 | 1) == 0 else {
+        guard core.register(fd, events: EpollLoopCore.socketEvents, data: upstream.id << 1 | 1) else {
             connectFailed(client, upstream, code: errno)
             return
         }
@@ -1078,10 +976,9 @@ final class HTTPForwardingLoop: ForwardingLoop, @unchecked Sendable {
 
     // MARK: epoll flags
 
-    private static let epollIn = TCPForwardingLoop.epollIn
-    private static let epollOut = TCPForwardingLoop.epollOut
-    private static let epollErr = TCPForwardingLoop.epollErr
-    private static let epollHup = TCPForwardingLoop.epollHup
-    private static let epollRdHup = TCPForwardingLoop.epollRdHup
-    private static let socketEvents = epollIn | epollOut | epollRdHup | TCPForwardingLoop.epollET
+    private static let epollIn = EpollLoopCore.epollIn
+    private static let epollOut = EpollLoopCore.epollOut
+    private static let epollErr = EpollLoopCore.epollErr
+    private static let epollHup = EpollLoopCore.epollHup
+    private static let epollRdHup = EpollLoopCore.epollRdHup
 }

@@ -24,7 +24,7 @@ protocol ForwardingLoop: AnyObject, Sendable {
     /// The loop itself, on its own thread, until an `exit` command.
     func run()
     /// Queues a command for the loop (any thread).
-    func send(_ command: TCPForwardingLoop.Command)
+    func send(_ command: EpollLoopCore.Command)
 }
 
 /// What the direct engine forwards: L4 byte streams, or L7 exchanges (with the connections it does not serve
@@ -102,7 +102,7 @@ final class TCPForwardingEngine: Sendable {
             for _ in 0..<(reusePort ? threads : 1) {
                 let fd = try Self.listen(on: address, reusePort: reusePort)
                 listeners.append(fd)
-                if let bound = TCPForwardingLoop.localAddress(of: fd) { address = bound }
+                if let bound = EpollLoopCore.localAddress(of: fd) { address = bound }
             }
         } catch {
             for fd in listeners { Glibc.close(fd) }
@@ -199,7 +199,7 @@ final class TCPForwardingEngine: Sendable {
     // MARK: Sockets
 
     private static func listen(on address: SocketAddress, reusePort: Bool) throws -> Int32 {
-        let fd = TCPForwardingLoop.streamSocket(for: address)
+        let fd = EpollLoopCore.streamSocket(for: address)
         guard fd >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
         func option(_ level: Int32, _ name: Int32, _ value: Int32) {
             var value = value

@@ -22,30 +22,11 @@ import Glibc
 ///
 /// Everything below runs on the loop's own thread, except ``send(_:)``, which queues a command under a lock and
 /// wakes the loop through an eventfd.
-final class TCPForwardingLoop: ForwardingLoop, @unchecked Sendable {
-    // @unchecked: the mutable state (pairs, buffers, listener) is touched only by the loop's thread in `run()`;
-    // other threads reach the loop only through `commands` (locked) and the eventfd.
+final class TCPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sendable {
+    // @unchecked: the mutable state (pairs, buffers) is touched only by the loop's thread in `run()`; other threads
+    // reach the loop only through its core's commands (locked) and eventfd.
 
-    enum Command {
-        /// Stop accepting; `done` is called (on the loop) once the listener is out of its epoll set.
-        case stopAccepting(done: @Sendable () -> Void)
-        /// Close every pair; `done` gets how many there were.
-        case closeAll(done: @Sendable (Int) -> Void)
-        /// Close every pair and end the thread.
-        case exit(done: @Sendable () -> Void)
-        /// Work for the loop's thread: how a pair's wait in a backend's queue ended (``BackendAdmission``).
-        case run(@Sendable () -> Void)
-
-        /// Answers a command the loop will never run (it has ended): nothing of it is left to stop or close. Queue
-        /// outcomes still run: every pair is gone, so a slot granted to one goes back.
-        func answerEnded() {
-            switch self {
-            case .stopAccepting(let done), .exit(let done): done()
-            case .closeAll(let done): done(0)
-            case .run(let work): work()
-            }
-        }
-    }
+    typealias Command = EpollLoopCore.Command
 
     private enum PairState {
         case free
@@ -137,16 +118,9 @@ final class TCPForwardingLoop: ForwardingLoop, @unchecked Sendable {
     /// so one busy pair cannot hold up the others on its loop, nor accepting, timeouts and commands (a probe saw
     /// one pump make 3,362 reads in 977 ms, and 1.8-s waits for other pairs, before this budget).
     static let readsPerTurn = 8
-    private static let listenerTag = UInt64.max
-    private static let wakeTag = UInt64.max - 1
-    private static let sweepInterval: Int64 = 100_000_000
     private static let reportInterval: Int64 = 1_000_000_000
-    /// How long accepting waits after it failed, or a connect ran out of descriptors.
-    private static let acceptPause: Int64 = 100_000_000
 
-    private let epoll: Int32
-    private let wake: Int32
-    private var listener: Int32
+    private let core: EpollLoopCore
     private let runtimes: NIOLockedValueBox<ProxyRuntime>
     private let admission: TCPForwardingEngine.Admission
     /// Bytes of pair buffers allocated, across the engine's loops (and in `/metrics`).
@@ -169,22 +143,13 @@ final class TCPForwardingLoop: ForwardingLoop, @unchecked Sendable {
     private let bufferBytes: BufferAccount
     private let logger: Logger
     private let cpu: Int?
-    /// Commands for the loop, or `nil` once it has ended (a command sent then is answered at once).
-    private let commands = NIOLockedValueBox<[Command]?>([])
-    private var events: UnsafeMutableRawPointer
-    private let eventCapacity: Int32 = 512
 
     private var pairs: UnsafeMutablePointer<Pair>
     private var capacity = 0
     private var freeSlots: [Int32] = []
     private var live = 0
-    private var now: Int64 = 0
-    private var nextSweep: Int64 = 0
+    private var now: Int64 { core.now }
     private var nextReport: Int64 = 0
-    /// Out of descriptors at `accept`: the listener is tried again after this (an edge-triggered listener that is
-    /// not drained is not reported again until a new client arrives).
-    private var acceptPausedUntil: Int64?
-    private var exiting = false
     /// A pair closed with more than ``spareBuffers`` slots free: the sweep may have buffers to release (the loop
     /// does not sleep for good until it has looked).
     private var buffersToRelease = false
@@ -197,29 +162,13 @@ final class TCPForwardingLoop: ForwardingLoop, @unchecked Sendable {
     /// `listener`: a non-blocking listening socket this loop accepts from (others may share it: `exclusive`).
     init(listener: Int32, exclusive: Bool, runtimes: NIOLockedValueBox<ProxyRuntime>, admission: TCPForwardingEngine.Admission,
          bufferBytes: BufferAccount, logger: Logger, cpu: Int?) throws(ProxyError) {
-        epoll = c_concord_epoll_create()
-        wake = c_concord_eventfd()
-        guard epoll >= 0, wake >= 0 else {
-            let reason = String(cString: strerror(errno))
-            if epoll >= 0 { Glibc.close(epoll) }
-            if wake >= 0 { Glibc.close(wake) }
-            throw ProxyError.invalidSetting("cannot set up a TCP forwarding loop: \(reason)")
-        }
-        self.listener = listener
+        core = try EpollLoopCore(listener: listener, exclusive: exclusive, runtimes: runtimes, logger: logger, role: "TCP forwarding loop")
         self.runtimes = runtimes
         self.admission = admission
         self.bufferBytes = bufferBytes
         self.logger = logger
         self.cpu = cpu
-        events = c_concord_epoll_events_allocate(eventCapacity)!
         pairs = .allocate(capacity: 0)
-        // A listener several loops share wakes one of them per arrival (EPOLLEXCLUSIVE), which accepts until EAGAIN.
-        let listenerEvents = Self.epollIn | Self.epollET | (exclusive ? Self.epollExclusive : 0)
-        guard c_concord_epoll_control(epoll, listener, 0, listenerEvents, Self.listenerTag) == 0,
-              c_concord_epoll_control(epoll, wake, 0, Self.epollIn | Self.epollET, Self.wakeTag) == 0 else {
-            // Every property is set: `deinit` closes the descriptors.
-            throw ProxyError.invalidSetting("cannot set up a TCP forwarding loop: \(String(cString: strerror(errno)))")
-        }
     }
 
     deinit {
@@ -228,68 +177,23 @@ final class TCPForwardingLoop: ForwardingLoop, @unchecked Sendable {
         bufferBytes.add(pairs: -released)
         pairs.deinitialize(count: capacity)
         pairs.deallocate()
-        c_concord_epoll_events_free(events)
-        Glibc.close(epoll)
-        Glibc.close(wake)
     }
 
-    func send(_ command: Command) {
-        let queued = commands.withLockedValue { list -> Bool in
-            guard list != nil else { return false }
-            list!.append(command)
-            return true
-        }
-        guard queued else {
-            command.answerEnded()
-            return
-        }
-        var one: UInt64 = 1
-        _ = Glibc.write(wake, &one, 8)
-    }
+    func send(_ command: Command) { core.send(command) }
 
     // MARK: The loop
 
     func run() {
-        if let cpu, c_concord_pin_current_thread(Int32(cpu)) != 0 {
-            logger.debug("cpu affinity: cannot pin a TCP forwarding loop to CPU \(cpu)")
-        }
-        now = c_concord_coarse_now()
-        nextSweep = now + Self.sweepInterval
-        nextReport = now + Self.reportInterval
-        while !exiting {
-            let timeout: Int32 = !ready.isEmpty ? 0
-                : live > 0 || acceptPausedUntil != nil || buffersToRelease ? Int32(Self.sweepInterval / 1_000_000) : -1
-            let count = c_concord_epoll_wait(epoll, events, eventCapacity, timeout)
-            now = c_concord_coarse_now()
-            if count < 0 {
-                if errno == EINTR { continue }
-                logger.critical("TCP forwarding loop: epoll_wait failed: \(String(cString: strerror(errno))); closing its connections")
-                stopAccepting()
-                _ = closeAll()
-                break
-            }
-            var index: Int32 = 0
-            while index < count {
-                let data = c_concord_epoll_event_data(events, index)
-                let flags = c_concord_epoll_event_flags(events, index)
-                index += 1
-                if data == Self.listenerTag {
-                    acceptAll()
-                } else if data == Self.wakeTag {
-                    runCommands()
-                } else {
-                    handle(data, flags)
-                }
-            }
-            if !ready.isEmpty { serveReady() }
-            if now >= nextSweep { sweep() }
-        }
-        // Commands still queued (or sent from now on) are answered: their senders are waiting.
-        let left = commands.withLockedValue { list -> [Command] in
-            defer { list = nil }
-            return list ?? []
-        }
-        for command in left { command.answerEnded() }
+        nextReport = c_concord_coarse_now() + Self.reportInterval
+        core.run(self, cpu: cpu)
+    }
+
+    var waitTimeout: Int32 {
+        !ready.isEmpty ? 0 : live > 0 || buffersToRelease ? EpollLoopCore.sweepMilliseconds : -1
+    }
+
+    func afterEvents() {
+        if !ready.isEmpty { serveReady() }
     }
 
     private func serveReady() {
@@ -306,40 +210,7 @@ final class TCPForwardingLoop: ForwardingLoop, @unchecked Sendable {
         }
     }
 
-    private func runCommands() {
-        var drained: UInt64 = 0
-        _ = Glibc.read(wake, &drained, 8)
-        let pending = commands.withLockedValue { list -> [Command] in
-            defer { list?.removeAll() }
-            return list ?? []
-        }
-        for command in pending {
-            switch command {
-            case .stopAccepting(let done):
-                stopAccepting()
-                done()
-            case .closeAll(let done):
-                done(closeAll())
-            case .exit(let done):
-                stopAccepting()
-                _ = closeAll()
-                exiting = true
-                done()
-            case .run(let work):
-                work()
-            }
-        }
-    }
-
-    private func stopAccepting() {
-        guard listener >= 0 else { return }
-        // Out of this loop's set; the engine closes the socket once every loop has let go of it.
-        _ = c_concord_epoll_control(epoll, listener, 2, 0, 0)
-        listener = -1
-        acceptPausedUntil = nil
-    }
-
-    private func closeAll() -> Int {
+    func closeAll() -> Int {
         var closed = 0
         for slot in 0..<capacity where pairs[slot].state != .free {
             closePair(slot, outcome: "closed")
@@ -348,9 +219,8 @@ final class TCPForwardingLoop: ForwardingLoop, @unchecked Sendable {
         return closed
     }
 
-    /// Every 100 ms: connects that ran out of time, idle pairs, the byte counters (every second), a paused listener.
-    private func sweep() {
-        nextSweep = now + Self.sweepInterval
+    /// Every 100 ms: connects that ran out of time, idle pairs, the byte counters (every second).
+    func sweep() {
         let report = now >= nextReport
         if report { nextReport = now + Self.reportInterval }
         for slot in 0..<capacity {
@@ -376,10 +246,6 @@ final class TCPForwardingLoop: ForwardingLoop, @unchecked Sendable {
             }
         }
         if report { releaseSpareBuffers() }
-        if let until = acceptPausedUntil, now >= until {
-            acceptPausedUntil = nil
-            acceptAll()
-        }
     }
 
     /// Releases the buffers of free slots other than the ``spareBuffers`` freed last (the next to be reused:
@@ -399,34 +265,7 @@ final class TCPForwardingLoop: ForwardingLoop, @unchecked Sendable {
 
     // MARK: Accepting
 
-    private func acceptAll() {
-        // A connect out of descriptors pauses accepting too (`connectFailed`): the loop stops at once.
-        while listener >= 0 && acceptPausedUntil == nil {
-            var storage = sockaddr_storage()
-            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            let fd = c_concord_accept(listener, &storage, &length)
-            if fd < 0 {
-                let code = errno
-                if code == EAGAIN || code == EWOULDBLOCK { return }
-                // A client that left, or a network error accept(2) says to retry on.
-                if [EINTR, ECONNABORTED, EPROTO, ENETDOWN, ENOPROTOOPT, EHOSTDOWN, ENONET, EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH].contains(code) {
-                    continue
-                }
-                if let local = LocalResourceFailure(IOError(errnoCode: code, reason: "accept")) {
-                    runtimes.withLockedValue { $0 }.balancer.localResources.report(
-                        local, while: "accepting a client connection", outcome: "new clients wait in the backlog for 100 ms")
-                } else {
-                    logger.error("TCP forwarding loop: accept failed: \(String(cString: strerror(code))); trying again in 100 ms")
-                }
-                // An edge-triggered listener left undrained is not reported again until a new client comes.
-                acceptPausedUntil = now + Self.acceptPause
-                return
-            }
-            accepted(fd, peer: Self.socketAddress(storage))
-        }
-    }
-
-    private func accepted(_ fd: Int32, peer: SocketAddress?) {
+    func accepted(_ fd: Int32, peer: SocketAddress?) {
         let runtime = runtimes.withLockedValue { $0 }
         guard admission.admit(limit: runtime.configuration.limits.maxConnections) else {
             Glibc.close(fd)
@@ -443,7 +282,7 @@ final class TCPForwardingLoop: ForwardingLoop, @unchecked Sendable {
         pairs[slot].down.reset(from: -1, to: fd)
         pairs[slot].lastActivity = now
         pairs[slot].idleTimeout = Int64(runtime.configuration.limits.tcpIdleTimeout * 1e9)
-        guard c_concord_epoll_control(epoll, fd, 0, Self.pairEvents, tag(slot, backend: false)) == 0 else {
+        guard c_concord_epoll_control(core.epoll, fd, 0, Self.pairEvents, tag(slot, backend: false)) == 0 else {
             pairs[slot].state = .connecting
             closePair(slot, outcome: "client-closed")
             return
@@ -551,7 +390,7 @@ final class TCPForwardingLoop: ForwardingLoop, @unchecked Sendable {
     private func open(_ slot: Int) {
         guard let runtime = pairs[slot].runtime, let chosen = pairs[slot].pick else { return }
         let address = chosen.backend.socketAddress
-        let fd = Self.streamSocket(for: address)
+        let fd = EpollLoopCore.streamSocket(for: address)
         guard fd >= 0 else {
             connectFailed(slot, errnoCode: errno)
             return
@@ -563,7 +402,7 @@ final class TCPForwardingLoop: ForwardingLoop, @unchecked Sendable {
         pairs[slot].up.to = fd
         pairs[slot].down.from = fd
         pairs[slot].deadline = now + Int64(runtime.configuration.limits.connectTimeout * 1e9)
-        guard c_concord_epoll_control(epoll, fd, 0, Self.pairEvents, tag(slot, backend: true)) == 0 else {
+        guard c_concord_epoll_control(core.epoll, fd, 0, Self.pairEvents, tag(slot, backend: true)) == 0 else {
             connectFailed(slot, errnoCode: errno)
             return
         }
@@ -669,7 +508,7 @@ final class TCPForwardingLoop: ForwardingLoop, @unchecked Sendable {
         if let version = runtime.configuration.proxyProtocol {
             var header = ByteBuffer()
             ProxyProtocolHeader.encode(version, source: pairs[slot].client,
-                                       destination: pairs[slot].proxiedDestination ?? Self.localAddress(of: pairs[slot].up.from), into: &header)
+                                       destination: pairs[slot].proxiedDestination ?? EpollLoopCore.localAddress(of: pairs[slot].up.from), into: &header)
             // In front of the bytes that came after a received header (``headerReadLimit`` leaves room for it).
             let waiting = pairs[slot].up.end
             let count = min(header.readableBytes, Self.bufferSize - waiting)
@@ -724,7 +563,7 @@ final class TCPForwardingLoop: ForwardingLoop, @unchecked Sendable {
             runtime.balancer.localResources.report(local, while: "L4: connecting to \(target)", outcome: "client connection closed, \(target) keeps its state")
             // With one descriptor free, accept works and the backend socket does not: every client in the backlog
             // would be accepted and closed at once. Accepting waits instead, as on EMFILE at accept.
-            acceptPausedUntil = now + Self.acceptPause
+            core.pauseAccepting()
             pairs[slot].access?.backend = target.id
             closePair(slot, outcome: "connect-failed")
             return
@@ -756,7 +595,7 @@ final class TCPForwardingLoop: ForwardingLoop, @unchecked Sendable {
         return slot
     }
 
-    private func handle(_ data: UInt64, _ flags: UInt32) {
+    func handle(_ data: UInt64, _ flags: UInt32) {
         guard let slot = currentSlot(data) else { return }
         let isBackend = data & 1 == 1
         if pairs[slot].state == .lingering {
@@ -1037,42 +876,12 @@ final class TCPForwardingLoop: ForwardingLoop, @unchecked Sendable {
         capacity = grown
     }
 
-    // MARK: Addresses
-
-    /// A non-blocking, close-on-exec stream socket of `address`'s family; -1 (and `errno`) when it cannot be made.
-    static func streamSocket(for address: SocketAddress) -> Int32 {
-        socket(address.protocolFamily, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    }
-
-    static func socketAddress(_ storage: sockaddr_storage) -> SocketAddress? {
-        var storage = storage
-        switch Int32(storage.ss_family) {
-        case AF_INET:
-            return withUnsafeBytes(of: &storage) { SocketAddress($0.load(as: sockaddr_in.self)) }
-        case AF_INET6:
-            return withUnsafeBytes(of: &storage) { SocketAddress($0.load(as: sockaddr_in6.self)) }
-        default:
-            return nil
-        }
-    }
-
-    static func localAddress(of fd: Int32) -> SocketAddress? {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let result = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return result == 0 ? socketAddress(storage) : nil
-    }
-
     // MARK: epoll flags
 
-    static let epollIn: UInt32 = 0x001
-    static let epollOut: UInt32 = 0x004
-    static let epollErr: UInt32 = 0x008
-    static let epollHup: UInt32 = 0x010
-    static let epollRdHup: UInt32 = 0x2000
-    static let epollExclusive: UInt32 = 1 << 28
-    static let epollET: UInt32 = 1 << 31
-    private static let pairEvents = epollIn | epollOut | epollRdHup | epollET
+    static let epollIn = EpollLoopCore.epollIn
+    static let epollOut = EpollLoopCore.epollOut
+    static let epollErr = EpollLoopCore.epollErr
+    static let epollHup = EpollLoopCore.epollHup
+    static let epollRdHup = EpollLoopCore.epollRdHup
+    private static let pairEvents = EpollLoopCore.socketEvents
 }
