@@ -626,7 +626,8 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
             return
         }
         upstream.state = .idle
-        upstream.inbound.clear()
+        // An idle connection holds no read buffer (thousands of pooled connections would hold 16 KiB each).
+        upstream.inbound = ByteBuffer()
         idle[upstream.backend.id, default: []].append(upstream)
     }
 
@@ -866,7 +867,13 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
             }
             startIdleTimer(client)
             if let stopGrace, client.machine.stopping { client.stopDeadline = now + stopGrace }
-            if client.inbound.readableBytes > 0 { processClient(client) }
+            if client.inbound.readableBytes > 0 {
+                processClient(client)
+            } else {
+                // A keep-alive connection waiting for its next request holds no read buffer (nginx frees its header
+                // buffer too): 10,000 idle clients would hold 160 MB.
+                client.inbound = ByteBuffer()
+            }
             guard clients[client.id] != nil else { return }
             if client.inputClosed && client.machine.state == .idle { closeAfterWrites(client) }
         case .close:
