@@ -125,6 +125,10 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
     /// Idle keep-alive connections per backend id, most recently used last.
     private var idle: [String: [Upstream]] = [:]
     private var nextID: UInt64 = 0
+    /// The largest read buffer a connection of this loop has had, in bytes: a read buffer is reused from its start
+    /// once framed, so this stays near ``readSize`` whatever the bodies' sizes (a 256-MiB response used to grow one
+    /// to 256 MiB).
+    private(set) var largestReadBuffer = 0
     private var now: Int64 { core.now }
     /// No client's deadline comes before this (a hint: a deadline moved later leaves it early, and the scan it causes
     /// finds the real next one).
@@ -258,6 +262,11 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
         if flags & (Self.epollOut | Self.epollErr | Self.epollHup) != 0 {
             client.writable = true
             guard flushClient(client) else { return }
+            // The response's next bytes may wait on its backend connection.
+            if client.output.isEmpty, let upstream = client.upstream, upstream.state == .busy, upstream.readable {
+                readUpstream(upstream)
+                guard clients[client.id] != nil else { return }
+            }
         }
         readClient(client)
     }
@@ -282,9 +291,7 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
                 handOver(client)
                 return false
             }
-            // The response's next bytes may wait on its backend connection.
-            if let upstream = client.upstream, upstream.state == .busy, upstream.readable { readUpstream(upstream) }
-            return clients[client.id] != nil
+            return true
         }
     }
 
@@ -312,6 +319,7 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
             }
             guard client.readable && wantsReads(client) else { break }
             client.inbound.reserveCapacity(minimumWritableBytes: Self.readSize)
+            largestReadBuffer = max(largestReadBuffer, client.inbound.capacity)
             let count = client.inbound.withUnsafeMutableWritableBytes { Glibc.read(client.fd, $0.baseAddress, $0.count) }
             if count > 0 {
                 client.inbound.moveWriterIndex(forwardBy: count)
@@ -758,12 +766,20 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
         // Only while the client has taken everything before: a slow client holds the backend's reads (backpressure).
         while upstream.readable, let client = upstream.client, client.output.isEmpty {
             upstream.inbound.reserveCapacity(minimumWritableBytes: Self.readSize)
+            largestReadBuffer = max(largestReadBuffer, upstream.inbound.capacity)
             let count = upstream.inbound.withUnsafeMutableWritableBytes { Glibc.read(upstream.fd, $0.baseAddress, $0.count) }
             if count > 0 {
                 upstream.inbound.moveWriterIndex(forwardBy: count)
                 if count < Self.readSize && !upstream.peerClosing { upstream.readable = false }
                 processResponse(upstream, client)
                 guard clients[client.id] != nil, flushClient(client) else { return }
+                // What was framed went to the client (or waits in its queue, and this loop stops): the buffer is
+                // reused from its start instead of growing with the response.
+                if upstream.inbound.readableBytes == 0 {
+                    upstream.inbound.clear()
+                } else if upstream.inbound.readerIndex > Self.readSize {
+                    upstream.inbound.discardReadBytes()
+                }
                 // The exchange may have ended (the connection pooled, or serving the client's next request).
                 guard upstreams[upstream.id] != nil, upstream.client === client else { return }
                 continue

@@ -97,6 +97,12 @@ public final class ProxyServer: Service, Sendable {
         runtime.openConnections + (running.withLockedValue { $0?.engine?.openConnections } ?? 0)
     }
 
+    /// The largest read buffer a connection of the direct HTTP engine has had (0 without it).
+    func directEngineLargestReadBuffer() async -> Int {
+        guard let engine = running.withLockedValue({ $0?.engine }) else { return 0 }
+        return await engine.largestReadBuffer()
+    }
+
     /// Bytes of connection buffers the direct TCP engine holds (0 without it).
     var directEngineBufferBytes: Int { running.withLockedValue { $0?.engine?.bufferBytes } ?? 0 }
 

@@ -171,6 +171,17 @@ final class TCPForwardingEngine: Sendable {
         }
     }
 
+    /// The largest read buffer any connection of the HTTP loops has had (0 on the TCP engine).
+    func largestReadBuffer() async -> Int {
+        var largest = 0
+        for case let loop as HTTPForwardingLoop in loops {
+            largest = max(largest, await withCheckedContinuation { (done: CheckedContinuation<Int, Never>) in
+                loop.send(.run { done.resume(returning: loop.largestReadBuffer) })
+            })
+        }
+        return largest
+    }
+
     /// Closes every open pair; returns how many there were.
     func closeAll() async -> Int {
         var closed = 0

@@ -99,6 +99,30 @@ import Testing
         }
     }
 
+    /// The direct HTTP engine reads a response into one buffer per backend connection and frames it there: the
+    /// buffer is reused from its start once its bytes went to the client. It was not, and grew with the response (a
+    /// 256-MiB download took the proxy's memory to 266 MB; this test saw 8 MiB).
+    @Test func theDirectEnginesReadBufferDoesNotGrowWithTheResponse() async throws {
+        let large = String(repeating: "0123456789abcdef", count: 524_288)  // 8 MiB
+        let backend = try await TestScriptedBackend.start { _, _ in
+            .init(bytes: "HTTP/1.1 200 OK\r\nContent-Length: \(large.utf8.count)\r\n\r\n" + large)
+        }
+        do {
+            var config = ProxyConfiguration(backends: [try HostPort(parsing: backend.address)], balance: .roundRobin)
+            config.health = ProxyHarness.quietHealth
+            try await ProxyHarness.withProxy(config, httpEngine: .direct) { server, port in
+                let response = try await RawClient.get(port: port, path: "/large")
+                #expect(response.status == 200 && response.body.utf8.count == large.utf8.count)
+                let largest = await server.directEngineLargestReadBuffer()
+                #expect(largest > 0 && largest <= 4 * 16 * 1024, "a read buffer grew to \(largest) bytes")
+            }
+        } catch {
+            await backend.stop()
+            throw error
+        }
+        await backend.stop()
+    }
+
     @Test func aBodyWithoutLengthEndsWithTheClientConnection() async throws {
         let reply = TestScriptedBackend.Reply(bytes: "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end", closeAfter: true)
         try await ProxyHarness.withScriptedBackend({ _, _ in reply }) { port, server in

@@ -27,16 +27,18 @@ enum ProxyHarness {
     }
 
     static func withProxy<T>(_ configuration: ProxyConfiguration, reload: (@Sendable () throws -> ProxyConfiguration)? = nil,
-                             logger: Logger? = nil, accessLogDescriptor: Int32 = 2,
+                             logger: Logger? = nil, accessLogDescriptor: Int32 = 2, httpEngine pinned: HTTPEngine? = nil,
                              _ body: (ProxyServer, Int) async throws -> T) async throws -> T {
         var configuration = configuration
         configuration.listen = HostPort(host: "127.0.0.1", port: 0)
-        if let engine = httpEngineUnderTest { configuration.httpEngine = engine }
+        // `pinned`: a test of one engine's own behaviour runs on that engine whatever the pass.
+        let engineUnderTest = pinned ?? httpEngineUnderTest
+        if let engineUnderTest { configuration.httpEngine = engineUnderTest }
         if configuration.admin != nil { configuration.admin = HostPort(host: "127.0.0.1", port: 0) }
         var logger = logger ?? Logger(label: "proxy-test")
         logger.logLevel = ProcessInfo.processInfo.environment["CONCORD_PROXY_TEST_LOG"] == nil ? .warning : .debug
         var reload = reload
-        if let engine = httpEngineUnderTest, let source = reload {
+        if let engine = engineUnderTest, let source = reload {
             reload = {
                 var next = try source()
                 next.httpEngine = engine
@@ -45,7 +47,7 @@ enum ProxyHarness {
         }
         let server = try ProxyServer(configuration: configuration, logger: logger, reload: reload, accessLogDescriptor: accessLogDescriptor)
         let addresses = try await server.start()
-        if configuration.mode == .http, let engine = httpEngineUnderTest {
+        if configuration.mode == .http, let engine = engineUnderTest {
             // What the engine cannot do runs on SwiftNIO: only then may the engine in use differ from the one asked for.
             #expect(server.httpEngineInUse == (TCPForwardingEngine.ineligibility(of: configuration) == nil ? engine : .nio))
         }
