@@ -27,8 +27,9 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
     // threads reach the loop only through its core's commands (locked) and eventfd.
 
     typealias Command = EpollLoopCore.Command
-    /// Moves an accepted client socket, with bytes already read from it, to the NIO path.
-    typealias HandOff = @Sendable (_ fd: Int32, _ bytes: ByteBuffer) -> Void
+    /// Moves an accepted client socket, with bytes already read from it, to the NIO path; `closed` is called once
+    /// the connection it becomes has closed.
+    typealias HandOff = @Sendable (_ fd: Int32, _ bytes: ByteBuffer, _ closed: @escaping @Sendable () -> Void) -> Void
 
     /// A client connection.
     private final class Client {
@@ -62,6 +63,8 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
         /// What to answer once the response in flight ends: the bytes after its request were malformed.
         var malformedNext: HTTPResponseStatus?
         var bytesSinceIdle = false
+        /// Bytes waiting for the client when its keep-alive deadline was set: a slow reader's progress.
+        var outputAtDeadline = 0
         /// When the current phase times out (coarse monotonic nanoseconds; 0: none).
         var deadline: Int64 = 0
         /// The proxy stops: an idle connection closes at this time.
@@ -320,7 +323,7 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
             guard client.readable && wantsReads(client) else { break }
             client.inbound.reserveCapacity(minimumWritableBytes: Self.readSize)
             largestReadBuffer = max(largestReadBuffer, client.inbound.capacity)
-            let count = client.inbound.withUnsafeMutableWritableBytes { Glibc.read(client.fd, $0.baseAddress, $0.count) }
+            let count = client.inbound.withUnsafeMutableWritableBytes { Glibc.read(client.fd, $0.baseAddress, min($0.count, Self.readSize)) }
             if count > 0 {
                 client.inbound.moveWriterIndex(forwardBy: count)
                 if count < Self.readSize && !client.peerClosing { client.readable = false }
@@ -453,8 +456,10 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
         client.access = nil
         releasePick(client)
         client.runtime.metrics.activeConnections.decrement()
-        admission.leave()
-        handOff(client.fd, bytes)
+        // It keeps its place under `maxConnections` (this engine's count) until the channel closes: the NIO path's
+        // own count would let both engines hold the limit each.
+        let admission = self.admission
+        handOff(client.fd, bytes) { admission.leave() }
     }
 
     // MARK: Timers
@@ -466,6 +471,7 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
 
     private func startIdleTimer(_ client: Client) {
         client.bytesSinceIdle = false
+        client.outputAtDeadline = client.output.bytes
         arm(client, after: client.runtime.configuration.limits.keepAliveTimeout)
     }
 
@@ -491,6 +497,17 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
             return
         }
         switch machine.state {
+        case .idle where !client.output.isEmpty:
+            // The last response is still being written to a client that reads slowly: closing now would cut it off
+            // (the client would see a clean end before its Content-Length). It gets another keep-alive period while
+            // it takes bytes, and is closed after one in which it took none, as nginx's send_timeout does.
+            if client.output.bytes < client.outputAtDeadline {
+                client.outputAtDeadline = client.output.bytes
+                arm(client, after: client.runtime.configuration.limits.keepAliveTimeout)
+            } else {
+                client.runtime.logger.debug("a client took no bytes of its response for the keep-alive timeout; closing")
+                close(client, outcome: "client-closed")
+            }
         case .idle:
             if client.bytesSinceIdle { respondWithError(client, .requestTimeout) } else { close(client, outcome: "closed") }
         case .proxying:
@@ -767,7 +784,7 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
         while upstream.readable, let client = upstream.client, client.output.isEmpty {
             upstream.inbound.reserveCapacity(minimumWritableBytes: Self.readSize)
             largestReadBuffer = max(largestReadBuffer, upstream.inbound.capacity)
-            let count = upstream.inbound.withUnsafeMutableWritableBytes { Glibc.read(upstream.fd, $0.baseAddress, $0.count) }
+            let count = upstream.inbound.withUnsafeMutableWritableBytes { Glibc.read(upstream.fd, $0.baseAddress, min($0.count, Self.readSize)) }
             if count > 0 {
                 upstream.inbound.moveWriterIndex(forwardBy: count)
                 if count < Self.readSize && !upstream.peerClosing { upstream.readable = false }
@@ -855,7 +872,10 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
         client.deadline = 0
         client.access?.status = head.status
         client.machine.responseHeadReceived(closeDelimited: head.framing == .untilClose)
-        if client.machine.idempotent { client.request.clear() }
+        if client.machine.idempotent {
+            // Kept for a retry until now; a large body's buffer is not kept for the connection's next requests.
+            if client.request.capacity > Self.maxPipelinedBytes { client.request = ByteBuffer() } else { client.request.clear() }
+        }
     }
 
     private func finishExchange(_ client: Client, _ upstream: Upstream) {

@@ -87,11 +87,13 @@ final class ProxyRuntime: Sendable {
     }
 
     /// Counts a new client connection and keeps it until it closes; `false` when `maxConnections` are already
-    /// open (the caller closes it).
-    func admitConnection(_ channel: any Channel) -> Bool {
+    /// open (the caller closes it). `counted: false`: the connection was counted against `maxConnections` already
+    /// (by the direct HTTP engine, which handed it over): it is only kept, for the stop.
+    @discardableResult
+    func admitConnection(_ channel: any Channel, counted: Bool = true) -> Bool {
         let id = ObjectIdentifier(channel)
         let admitted = connections.withLockedValue { open -> Bool in
-            guard open.count < configuration.limits.maxConnections else { return false }
+            guard !counted || open.count < configuration.limits.maxConnections else { return false }
             open[id] = channel
             return true
         }

@@ -183,6 +183,16 @@ public final class ProxyServer: Service, Sendable {
 
         let mode = configuration.mode
         let logger = self.logger
+        // A connection the direct HTTP engine hands over: counted by the engine against maxConnections until it closes.
+        let initializeHandedOver: @Sendable (any Channel) -> EventLoopFuture<Void> = { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try Self.setClientOptions(channel)
+                let runtime = runtimes.withLockedValue { $0 }
+                runtime.admitConnection(channel, counted: false)
+                let pool = poolTable.first { $0.eventLoop === channel.eventLoop }!.value
+                try Self.installClientHandlers(channel, runtime: runtime, pool: pool, proxied: nil)
+            }
+        }
         let initializeClient: @Sendable (any Channel) -> EventLoopFuture<Void> = { channel in
             channel.eventLoop.makeCompletedFuture {
                 do {
@@ -210,7 +220,7 @@ public final class ProxyServer: Service, Sendable {
         let directRefusal = wantsDirect ? TCPForwardingEngine.ineligibility(of: configuration) : nil
         if wantsDirect && directRefusal == nil {
             let threads = group.makeIterator().reduce(0) { count, _ in count + 1 }
-            let kind: DirectEngineKind = mode == .tcp ? .tcp : .http(handOff: Self.handOff(group: group, initializer: initializeClient, logger: logger))
+            let kind: DirectEngineKind = mode == .tcp ? .tcp : .http(handOff: Self.handOff(group: group, initializer: initializeHandedOver, logger: logger))
             let started = try TCPForwardingEngine(
                 kind: kind, listen: listenAddress, reusePort: configuration.reusePort, threads: threads,
                 cpus: configuration.cpuAffinity == .auto ? EventLoopCPUAffinity.allowedCPUs() : nil,
@@ -273,15 +283,17 @@ public final class ProxyServer: Service, Sendable {
     /// engine had read (``ReplayedBytesHandler``).
     private static func handOff(group: any EventLoopGroup, initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>,
                                 logger: Logger) -> HTTPForwardingLoop.HandOff {
-        { fd, bytes in
+        { fd, bytes, closed in
             ClientBootstrap(group: group.next())
                 .channelInitializer { channel in
-                    initializer(channel).flatMapThrowing {
+                    channel.closeFuture.whenComplete { _ in closed() }
+                    return initializer(channel).flatMapThrowing {
                         try channel.pipeline.syncOperations.addHandler(ReplayedBytesHandler(bytes), position: .first)
                     }
                 }
                 .withConnectedSocket(fd)
                 .whenFailure { error in
+                    // (The channel, if one was made, closed: `closed` ran with its close.)
                     logger.warning("could not hand a client connection to SwiftNIO: \(error)")
                 }
         }

@@ -123,6 +123,40 @@ import Testing
         await backend.stop()
     }
 
+    /// A client that reads its response slowly — nothing for longer than the keep-alive timeout — still gets all of
+    /// it. On the direct HTTP engine the keep-alive timer started when the backend's response ended, with megabytes
+    /// still queued for the client, and closed the connection over them: a clean end before the Content-Length
+    /// (a probe lost 1.0–1.7 MB of 5–6 MB).
+    @Test func aSlowReaderGetsItsWholeResponsePastTheKeepAliveTimeout() async throws {
+        let large = String(repeating: "0123456789abcdef", count: 262_144)  // 4 MiB
+        let backend = try await TestScriptedBackend.start { _, _ in
+            .init(bytes: "HTTP/1.1 200 OK\r\nContent-Length: \(large.utf8.count)\r\n\r\n" + large)
+        }
+        do {
+            var config = ProxyConfiguration(backends: [try HostPort(parsing: backend.address)], balance: .roundRobin)
+            config.health = ProxyHarness.quietHealth
+            config.limits.keepAliveTimeout = 0.3
+            try await ProxyHarness.withProxy(config, httpEngine: .direct) { _, port in
+                let client = try BlockingSocket(port: port, receiveBuffer: 16_384)
+                await client.send("GET /large HTTP/1.1\r\nHost: t\r\n\r\n")
+                try await Task.sleep(for: .seconds(1))  // reads nothing for three keep-alive timeouts
+                let expected = large.utf8.count
+                let response = await client.read { bytes in
+                    guard let end = bytes.firstRange(of: Array("\r\n\r\n".utf8)) else { return false }
+                    return bytes.count - end.upperBound >= expected
+                }
+                let text = String(decoding: response.bytes, as: UTF8.self)
+                #expect(text.hasPrefix("HTTP/1.1 200 "))
+                #expect(response.bytes.count - (response.bytes.firstRange(of: Array("\r\n\r\n".utf8))?.upperBound ?? 0) == expected,
+                        "got \(response.bytes.count) bytes, closed: \(response.closed)")
+            }
+        } catch {
+            await backend.stop()
+            throw error
+        }
+        await backend.stop()
+    }
+
     @Test func aBodyWithoutLengthEndsWithTheClientConnection() async throws {
         let reply = TestScriptedBackend.Reply(bytes: "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end", closeAfter: true)
         try await ProxyHarness.withScriptedBackend({ _, _ in reply }) { port, server in

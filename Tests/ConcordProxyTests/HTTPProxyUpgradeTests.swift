@@ -30,6 +30,7 @@ import Testing
     }
 
     static func withSwitchingBackends(balance: BalanceStrategy = .hash, tls: ProxyTLSConfiguration? = nil,
+                                      maxConnections: Int? = nil, httpEngine: HTTPEngine? = nil,
                                       _ body: (_ port: Int, _ server: ProxyServer, _ heads: [String: NIOLockedValueBox<[String]>]) async throws -> Void) async throws {
         var backends: [(String, TestScriptedBackend)] = []
         var heads: [String: NIOLockedValueBox<[String]>] = [:]
@@ -44,7 +45,8 @@ import Testing
                 key: try KeyChain(parsing: "cookie:sid"))
             config.health = ProxyHarness.quietHealth
             config.tls = tls
-            try await ProxyHarness.withProxy(config) { server, port in try await body(port, server, heads) }
+            if let maxConnections { config.limits.maxConnections = maxConnections }
+            try await ProxyHarness.withProxy(config, httpEngine: httpEngine) { server, port in try await body(port, server, heads) }
         } catch {
             for (_, backend) in backends { await backend.stop() }
             throw error
@@ -114,6 +116,36 @@ import Testing
             #expect(exchange.text.components(separatedBy: "HTTP/1.1 101 ").count == 2, "\(exchange.text)")
             #expect(exchange.text.hasSuffix("welcome-\(owner)|early|late|"), "\(exchange.text)")
             #expect(server.metrics.exposition().contains("concord_proxy_upgrades_total 1"))
+        }
+    }
+
+    /// A connection the direct HTTP engine hands to SwiftNIO (a WebSocket tunnel here) keeps its place under
+    /// `maxConnections` until it closes. It used to leave the engine's count and join SwiftNIO's, so each engine could
+    /// hold the limit: with 2 tunnels open and a limit of 3, two more clients were served.
+    @Test func aHandedOverConnectionCountsAgainstMaxConnectionsUntilItCloses() async throws {
+        try await Self.withSwitchingBackends(maxConnections: 3, httpEngine: .direct) { port, server, _ in
+            var tunnels: [BlockingSocket] = []
+            for user in ["fay", "gus"] {
+                let tunnel = try BlockingSocket(port: port)
+                await tunnel.send(Self.upgradeRequest(cookie: user))
+                let answer = await tunnel.read { String(decoding: $0, as: UTF8.self).hasSuffix("|") }
+                #expect(String(decoding: answer.bytes, as: UTF8.self).hasPrefix("HTTP/1.1 101 "))
+                tunnels.append(tunnel)
+            }
+            // The third connection is the limit's last.
+            let third = try BlockingSocket(port: port)
+            await third.send("GET / HTTP/1.1\r\nHost: t\r\nCookie: sid=hal\r\n\r\n")
+            let served = await third.read { String(decoding: $0, as: UTF8.self).contains("\r\n\r\nb") }
+            #expect(String(decoding: served.bytes, as: UTF8.self).hasPrefix("HTTP/1.1 200 "))
+            // A fourth is over it: closed without an answer.
+            let refused = try await RawClient.exchange(port: port, ["GET / HTTP/1.1\r\nHost: t\r\n\r\n"], timeout: .seconds(5))
+            #expect(refused.status == nil && refused.closedByPeer, "\(refused.text)")
+            // A tunnel that closes gives its place back.
+            tunnels.removeLast()
+            try await waitUntil { server.openClientConnections <= 2 + 1 }
+            let after = try await RawClient.exchange(port: port, ["GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"], timeout: .seconds(5))
+            #expect(after.status == 200, "\(after.text)")
+            withExtendedLifetime((tunnels, third)) {}
         }
     }
 
