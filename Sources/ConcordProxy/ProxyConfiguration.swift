@@ -53,7 +53,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
     public var eventLoops: Int?
     /// `tcp` mode: what forwards the bytes (``TCPEngine``). Set once at start. Default `direct`.
     public var tcpEngine: TCPEngine
-    /// `http` mode: what serves the exchanges (``HTTPEngine``). Set once at start. Default `nio`.
+    /// `http` mode: what serves the exchanges (``HTTPEngine``). Set once at start. Default `direct`.
     public var httpEngine: HTTPEngine
     /// One access log line per L7 exchange and per L4 connection (client, backend, status, bytes, duration) on
     /// standard error, whatever the log level (see docs/proxy.md, "Access log"). Default off.
@@ -95,7 +95,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         cpuAffinity: CPUAffinity = .auto,
         eventLoops: Int? = nil,
         tcpEngine: TCPEngine = .direct,
-        httpEngine: HTTPEngine = .nio,
+        httpEngine: HTTPEngine = .direct,
         accessLog: Bool = false,
         tls: ProxyTLSConfiguration? = nil,
         reusePort: Bool = true,
@@ -324,7 +324,7 @@ public struct ProxyConfiguration: Sendable, Hashable, Codable {
         if balance != .hash && mode == .http && key.sources != [.ip] { ignored.append("key \(key) (balance \(balance.rawValue) does not hash)") }
         if balance != .hash && algorithm != .ring { ignored.append("algorithm \(algorithm) (balance \(balance.rawValue) does not hash)") }
         if mode == .http && tcpEngine != .direct { ignored.append("tcpEngine \(tcpEngine) (mode http: httpEngine says what serves it)") }
-        if mode == .tcp && httpEngine != .nio { ignored.append("httpEngine \(httpEngine) (mode tcp: tcpEngine says what serves it)") }
+        if mode == .tcp && httpEngine != .direct { ignored.append("httpEngine \(httpEngine) (mode tcp: tcpEngine says what serves it)") }
         return ignored
     }
 

@@ -97,6 +97,13 @@ public final class ProxyServer: Service, Sendable {
         runtime.openConnections + (running.withLockedValue { $0?.engine?.openConnections } ?? 0)
     }
 
+    /// Runs `work` on each thread of the direct engine, if it runs (tests hold its loop this way); false without it.
+    func runOnDirectEngineLoops(_ work: @escaping @Sendable () -> Void) -> Bool {
+        guard let engine = running.withLockedValue({ $0?.engine }) else { return false }
+        engine.runOnLoops(work)
+        return true
+    }
+
     /// The largest read buffer a connection of the direct HTTP engine has had (0 without it).
     func directEngineLargestReadBuffer() async -> Int {
         guard let engine = running.withLockedValue({ $0?.engine }) else { return 0 }
@@ -343,7 +350,7 @@ public final class ProxyServer: Service, Sendable {
         let shown = HostPort(host: configuration.listen.host, port: addresses.listener.port ?? configuration.listen.port)
         var line = "concord proxy listening on \(shown) (\(configuration.summary)"
         if let engine = tcpEngineInUse { line += ", tcp engine \(engine)" }
-        if let engine = httpEngineInUse, engine == .direct { line += ", http engine \(engine)" }
+        if let engine = httpEngineInUse { line += ", http engine \(engine)" }
         line += ")"
         if let admin = addresses.admin, let adminConfig = configuration.admin {
             line += "; admin and /metrics on \(HostPort(host: adminConfig.host, port: admin.port ?? adminConfig.port))"

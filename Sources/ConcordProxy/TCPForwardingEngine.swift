@@ -36,11 +36,11 @@ enum DirectEngineKind {
 
 /// What serves an L7 (`http` mode) connection (`httpEngine` in YAML, `--http-engine`).
 public enum HTTPEngine: String, Sendable, Hashable, Codable, SettingChoice, CustomStringConvertible {
-    /// SwiftNIO channels: the default.
-    case nio
     /// The proxy's own epoll loops (``HTTPForwardingLoop``), when the configuration allows it (else `nio`, said at
-    /// start). Requests that switch protocols or expect `100 Continue` are handed to SwiftNIO.
+    /// start): the default. Requests that switch protocols or expect `100 Continue` are handed to SwiftNIO.
     case direct
+    /// SwiftNIO channels, as TLS, HTTP/2, the PROXY protocol and the per-backend queue always are.
+    case nio
 
     public var description: String { rawValue }
 }
@@ -169,6 +169,11 @@ final class TCPForwardingEngine: Sendable {
         for case let loop as HTTPForwardingLoop in loops {
             loop.send(.run { loop.proxyStopping(idleGrace: idleGrace) })
         }
+    }
+
+    /// Runs `work` on every loop's thread (tests hold a loop this way).
+    func runOnLoops(_ work: @escaping @Sendable () -> Void) {
+        for loop in loops { loop.send(.run(work)) }
     }
 
     /// The largest read buffer any connection of the HTTP loops has had (0 on the TCP engine).

@@ -66,7 +66,7 @@ struct ProxyCommand: AsyncParsableCommand {
     var tcpEngine: String?
 
     @Option(name: .customLong("http-engine"),
-            help: "http mode: nio (SwiftNIO channels; the default) or direct (the proxy's own epoll loops, when no TLS, PROXY protocol or per-backend queue is set).")
+            help: "http mode: direct (the proxy's own epoll loops; the default, when no TLS, PROXY protocol or per-backend queue is set) or nio.")
     var httpEngine: String?
 
     @Option(name: .customLong("event-loops"), help: "Event loops (threads) to serve on, 1...1024 (default: one per CPU the process may use).")
@@ -173,7 +173,7 @@ struct ProxyCommand: AsyncParsableCommand {
         }
         if let httpEngine {
             guard let parsed = HTTPEngine(rawValue: httpEngine) else {
-                throw ValidationError("--http-engine must be nio or direct, got '\(httpEngine)'")
+                throw ValidationError("--http-engine must be direct or nio, got '\(httpEngine)'")
             }
             configuration.httpEngine = parsed
         }

@@ -8,8 +8,9 @@ import Testing
 @testable import ConcordProxy
 
 /// A backend that stops gracefully closes its idle keep-alive connections all at once. A POST that arrives in the
-/// same event-loop iteration as such a close (its FIN already in the kernel, not yet read by NIO) must not be sent
-/// on that connection: it could not be resent, and the client would get a 502.
+/// same event-loop iteration as such a close (its FIN already in the kernel, not yet read by the loop) must not be
+/// sent on that connection: it could not be resent, and the client would get a 502. Both HTTP engines: the test holds
+/// the loop that serves the client (SwiftNIO's event loop, or the direct engine's thread).
 @Suite(.serialized, .timeLimit(.minutes(1))) struct PooledConnectionRaceTests {
     /// Answers every request `200` with its method as the body, and notes which connection each method came on.
     final class Answering: ChannelInboundHandler, Sendable {
@@ -38,7 +39,8 @@ import Testing
         }
     }
 
-    @Test func aPostIsNotSentOnAPooledConnectionTheBackendHasJustClosed() async throws {
+    @Test(arguments: [HTTPEngine.direct, .nio])
+    func aPostIsNotSentOnAPooledConnectionTheBackendHasJustClosed(engine: HTTPEngine) async throws {
         let children = NIOLockedValueBox<[any Channel]>([])
         let methods = NIOLockedValueBox<[(method: String, connection: ObjectIdentifier)]>([])
         let backend = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -52,8 +54,10 @@ import Testing
         var config = ProxyConfiguration(backends: [HostPort(host: "127.0.0.1", port: backend.localAddress!.port!)], balance: .roundRobin)
         config.listen = HostPort(host: "127.0.0.1", port: 0)
         config.health = ProxyHarness.quietHealth
+        config.httpEngine = engine
         let server = try ProxyServer(configuration: config, logger: Logger(label: "proxy-test"), group: proxyGroup)
         let port = try await server.start().listener.port!
+        #expect(server.httpEngineInUse == engine)
         let collector = Collector()
         var client: (any Channel)?
         do {
@@ -70,7 +74,17 @@ import Testing
             // when the test says so (not after a fixed time, which a loaded machine can overrun), or after 10 s.
             let hold = ThreadHold()
             var closed: [ObjectIdentifier] = []
-            let held = proxyGroup.next().submit { hold.block(atMostSeconds: 10) }
+            let held: EventLoopFuture<Void>
+            if engine == .direct {
+                let promise = proxyGroup.next().makePromise(of: Void.self)
+                #expect(server.runOnDirectEngineLoops {
+                    hold.block(atMostSeconds: 10)
+                    promise.succeed()
+                })
+                held = promise.futureResult
+            } else {
+                held = proxyGroup.next().submit { hold.block(atMostSeconds: 10) }
+            }
             do {
                 try #require(await eventually { hold.isHolding }, "the proxy's loop was never held")
                 try await connected.writeAndFlush(ByteBuffer(string: "POST /cart HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"))

@@ -153,9 +153,9 @@ import Testing
         #expect(try ProxyConfiguration.parse(yaml: "mode: tcp\nkey: cookie:sid").settingsWithoutEffect == ["key cookie:sid (mode tcp hashes the client address only)"])
         #expect(try ProxyConfiguration.parse(yaml: "key: cookie:sid\nalgorithm: maglev").settingsWithoutEffect.isEmpty)
         #expect(try ProxyConfiguration.parse(yaml: "tcpEngine: nio").settingsWithoutEffect == ["tcpEngine nio (mode http: httpEngine says what serves it)"])
-        #expect(try ProxyConfiguration.parse(yaml: "mode: tcp\nhttpEngine: direct").settingsWithoutEffect == ["httpEngine direct (mode tcp: tcpEngine says what serves it)"])
-        #expect(try ProxyConfiguration.parse(yaml: "httpEngine: direct").httpEngine == .direct)
-        #expect(try ProxyConfiguration.parse(yaml: "key: cookie:sid").httpEngine == .nio)
+        #expect(try ProxyConfiguration.parse(yaml: "mode: tcp\nhttpEngine: nio").settingsWithoutEffect == ["httpEngine nio (mode tcp: tcpEngine says what serves it)"])
+        #expect(try ProxyConfiguration.parse(yaml: "httpEngine: nio").httpEngine == .nio)
+        #expect(try ProxyConfiguration.parse(yaml: "key: cookie:sid").httpEngine == .direct)
         #expect(throws: (any Error).self) { try ProxyConfiguration.parse(yaml: "httpEngine: epoll") }
         #expect(try ProxyConfiguration.parse(yaml: "mode: tcp\ntcpEngine: nio").tcpEngine == .nio)
         #expect(throws: (any Error).self) { try ProxyConfiguration.parse(yaml: "mode: tcp\ntcpEngine: epoll") }
