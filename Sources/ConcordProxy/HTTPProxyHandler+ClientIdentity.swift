@@ -11,13 +11,10 @@ extension HTTPProxyHandler {
 
         /// The client of `channel`: the address a PROXY protocol header named, or the connection's own.
         init(channel: any Channel, runtime: ProxyRuntime, proxied: ProxiedAddresses?) {
-            let peer = ClientAddress(proxied?.source ?? channel.remoteAddress)
-            self.init(peer: peer, forwarding: RequestForwarding(
-                peer: peer, isTrustedPeer: peer.map { runtime.extractor.isTrusted($0) } ?? false,
-                scheme: runtime.tlsContext == nil ? "http" : "https"))
+            self.init(peer: proxied?.source ?? channel.remoteAddress, runtime: runtime)
         }
 
-        /// The client of a connection the direct HTTP engine accepted from `peer`.
+        /// The client whose address is `address` (as the direct HTTP engine accepted it, or as above).
         init(peer address: SocketAddress?, runtime: ProxyRuntime) {
             let peer = ClientAddress(address)
             self.init(peer: peer, forwarding: RequestForwarding(

@@ -89,7 +89,6 @@ final class ProxyRuntime: Sendable {
     /// Counts a new client connection and keeps it until it closes; `false` when `maxConnections` are already
     /// open (the caller closes it). `counted: false`: the connection was counted against `maxConnections` already
     /// (by the direct HTTP engine, which handed it over): it is only kept, for the stop.
-    @discardableResult
     func admitConnection(_ channel: any Channel, counted: Bool = true) -> Bool {
         let id = ObjectIdentifier(channel)
         let admitted = connections.withLockedValue { open -> Bool in

@@ -190,22 +190,14 @@ public final class ProxyServer: Service, Sendable {
 
         let mode = configuration.mode
         let logger = self.logger
-        // A connection the direct HTTP engine hands over: counted by the engine against maxConnections until it closes.
-        let initializeHandedOver: @Sendable (any Channel) -> EventLoopFuture<Void> = { channel in
-            channel.eventLoop.makeCompletedFuture {
-                try Self.setClientOptions(channel)
-                let runtime = runtimes.withLockedValue { $0 }
-                runtime.admitConnection(channel, counted: false)
-                let pool = poolTable.first { $0.eventLoop === channel.eventLoop }!.value
-                try Self.installClientHandlers(channel, runtime: runtime, pool: pool, proxied: nil)
-            }
-        }
-        let initializeClient: @Sendable (any Channel) -> EventLoopFuture<Void> = { channel in
+        // `counted: false`: a connection the direct HTTP engine hands over, which the engine counts against
+        // maxConnections until it closes.
+        let setUpClient: @Sendable (any Channel, _ counted: Bool) -> EventLoopFuture<Void> = { channel, counted in
             channel.eventLoop.makeCompletedFuture {
                 do {
                     try Self.setClientOptions(channel)
                     let runtime = runtimes.withLockedValue { $0 }
-                    guard runtime.admitConnection(channel) else {
+                    guard runtime.admitConnection(channel, counted: counted) else {
                         channel.close(promise: nil)
                         return
                     }
@@ -220,6 +212,8 @@ public final class ProxyServer: Service, Sendable {
                 }
             }
         }
+        let initializeClient: @Sendable (any Channel) -> EventLoopFuture<Void> = { setUpClient($0, true) }
+        let initializeHandedOver: @Sendable (any Channel) -> EventLoopFuture<Void> = { setUpClient($0, false) }
         var listeners: [any Channel] = []
         var engine: TCPForwardingEngine?
         let listenerAddress: SocketAddress
