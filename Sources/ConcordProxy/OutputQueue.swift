@@ -32,15 +32,12 @@ struct OutputQueue {
         bytes = 0
     }
 
-    /// Writes as much as `fd` takes (at most 16 buffers per `writev`, repeated while it takes them all).
+    /// Writes as much as `fd` takes: at most 16 buffers per call, repeated until the socket takes less than it was
+    /// offered (`EAGAIN` or a short write: its buffer is full). `MSG_NOSIGNAL` throughout: a peer that is gone is an
+    /// error here, never a SIGPIPE.
     mutating func write(to fd: Int32) -> Outcome {
         while bytes > 0 {
-            let written: Int
-            if buffers.count == 1 {
-                written = buffers[buffers.startIndex].withUnsafeReadableBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            } else {
-                written = gatherWrite(fd)
-            }
+            let (offered, written) = send(to: fd)
             if written < 0 {
                 let code = errno
                 if code == EINTR { continue }
@@ -49,26 +46,34 @@ struct OutputQueue {
                 return .failed
             }
             consume(written)
-            if bytes > 0 && written >= 0 {
-                // A short write: the socket's buffer is full.
-                return .blocked
-            }
+            if written < offered { return .blocked }
         }
         return .drained
     }
 
-    private func gatherWrite(_ fd: Int32) -> Int {
+    /// One `send`, or one `sendmsg` over the first 16 buffers: how many bytes it offered, and what it returned.
+    private func send(to fd: Int32) -> (offered: Int, written: Int) {
+        if buffers.count == 1 {
+            return buffers[buffers.startIndex].withUnsafeReadableBytes {
+                ($0.count, Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)))
+            }
+        }
         let count = min(buffers.count, 16)
         return withUnsafeTemporaryAllocation(of: iovec.self, capacity: count) { vectors in
             // The buffers' storage stays alive (and unmoved) for the call: they are held by `buffers`.
+            var offered = 0
             var index = buffers.startIndex
             for i in 0..<count {
                 buffers[index].withUnsafeReadableBytes { bytes in
                     vectors[i] = iovec(iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count)
+                    offered += bytes.count
                 }
                 index = buffers.index(after: index)
             }
-            return Glibc.writev(fd, vectors.baseAddress, Int32(count))
+            var message = msghdr()
+            message.msg_iov = vectors.baseAddress
+            message.msg_iovlen = count
+            return (offered, Glibc.sendmsg(fd, &message, Int32(MSG_NOSIGNAL)))
         }
     }
 
