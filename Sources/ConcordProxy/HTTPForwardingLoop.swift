@@ -211,18 +211,17 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
         }
     }
 
-    /// Every 100 ms: timeouts of clients (keep-alive, header, body, response), connects, stop graces.
+    /// Every 100 ms: connects that ran out of time and, once the proxy stops, idle connections past their grace.
+    /// (Clients' deadlines are ``afterEvents()``'s: a scan when the earliest is due.)
     func sweep() {
-        for client in Array(clients.values) {
-            if client.stopDeadline != 0 && now >= client.stopDeadline {
+        if stopGrace != nil {
+            for client in Array(clients.values) where client.stopDeadline != 0 && now >= client.stopDeadline {
                 client.stopDeadline = 0
                 if client.machine.state == .idle && !client.bytesSinceIdle && client.inbound.readableBytes == 0 {
                     close(client, outcome: "closed")
-                    continue
                 }
             }
         }
-        expireDeadlines()
         for upstream in Array(upstreams.values) where upstream.state == .connecting && now >= upstream.connectDeadline {
             if let client = upstream.client {
                 connectFailed(client, upstream, code: ETIMEDOUT)
