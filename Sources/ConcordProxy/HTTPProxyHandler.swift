@@ -48,6 +48,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     /// The client channel's writability, kept from its events (asking the channel costs reference counting).
     private var clientWritable = true
     private var bytesSinceIdle = false
+    /// Bytes still queued for the client when its keep-alive deadline was set: a slow reader's progress.
+    private var outputAtDeadline = 0
     private var deadline: ConnectionDeadline
     private var deadlineTask: Scheduled<Void>?
     /// The client's address, and how its request heads go to the backend (its X-Forwarded-* fields are made once
@@ -337,7 +339,13 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
 
     private func startIdleTimer() {
         bytesSinceIdle = false
+        outputAtDeadline = pendingOutputBytes
         arm(after: runtime.configuration.limits.keepAliveTimeout)
+    }
+
+    /// Bytes written to the client that its socket has not taken yet (0 where the channel cannot tell).
+    private var pendingOutputBytes: Int {
+        (try? context?.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
     }
 
     /// The request's body is still coming: it may go `bodyReadTimeout` without a byte (re-armed at each one).
@@ -386,6 +394,20 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
             return
         }
         switch machine.state {
+        case .idle where pendingOutputBytes > 0:
+            // The last response is still being written to a client that reads slowly: a close now would drop the
+            // writes still queued (the client would see a clean end before its Content-Length). It gets another
+            // keep-alive period while it takes bytes, and is closed after one in which it took none — the direct
+            // engine's rule, and nginx's send_timeout.
+            let pending = pendingOutputBytes
+            if pending < outputAtDeadline {
+                outputAtDeadline = pending
+                arm(after: runtime.configuration.limits.keepAliveTimeout)
+            } else {
+                runtime.logger.debug("a client took no bytes of its response for the keep-alive timeout; closing")
+                machine.close()
+                context?.close(promise: nil)
+            }
         case .idle:
             machine.close()
             if bytesSinceIdle { respondWithError(.requestTimeout) } else { context?.close(promise: nil) }

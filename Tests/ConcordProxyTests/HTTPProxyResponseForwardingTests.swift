@@ -99,9 +99,9 @@ import Testing
         }
     }
 
-    /// A backend answering every request with `size` bytes of body, behind a round-robin proxy on the direct HTTP
-    /// engine (`limits` as given); `body` gets the body, the server and the port.
-    private static func withLargeResponses(size: Int, limits: ProxyLimits = ProxyLimits(),
+    /// A backend answering every request with `size` bytes of body, behind a round-robin proxy on `engine` (`limits`
+    /// as given); `body` gets the body, the server and the port.
+    private static func withLargeResponses(size: Int, limits: ProxyLimits = ProxyLimits(), engine: HTTPEngine = .direct,
                                            _ body: (String, ProxyServer, Int) async throws -> Void) async throws {
         let large = String(repeating: "0123456789abcdef", count: size / 16)
         let backend = try await TestScriptedBackend.start { _, _ in
@@ -110,7 +110,7 @@ import Testing
         do {
             var config = ProxyConfiguration(backends: [try HostPort(parsing: backend.address)], balance: .roundRobin, limits: limits)
             config.health = ProxyHarness.quietHealth
-            try await ProxyHarness.withProxy(config, httpEngine: .direct) { server, port in try await body(large, server, port) }
+            try await ProxyHarness.withProxy(config, httpEngine: engine) { server, port in try await body(large, server, port) }
         } catch {
             await backend.stop()
             throw error
@@ -133,11 +133,14 @@ import Testing
     /// A client that reads its response slowly — nothing for longer than the keep-alive timeout — still gets all of
     /// it. On the direct HTTP engine's first version the keep-alive timer started when the backend's response ended,
     /// with megabytes still queued for the client, and closed the connection over them: a clean end before the
-    /// Content-Length (a probe lost 1.0–1.7 MB of 5–6 MB).
-    @Test func aSlowReaderGetsItsWholeResponsePastTheKeepAliveTimeout() async throws {
+    /// Content-Length (a probe lost 1.0–1.7 MB of 5–6 MB). SwiftNIO's path did the same with the writes it still
+    /// held (a probe lost 90–118 KB of 4.3 MB); that needs the proxy's socket buffer full when the response ends,
+    /// which this test cannot arrange, so on `nio` it guards the rule rather than reproducing the loss.
+    @Test(arguments: [HTTPEngine.direct, .nio])
+    func aSlowReaderGetsItsWholeResponsePastTheKeepAliveTimeout(engine: HTTPEngine) async throws {
         var limits = ProxyLimits()
         limits.keepAliveTimeout = 0.3
-        try await Self.withLargeResponses(size: 4 << 20, limits: limits) { large, _, port in
+        try await Self.withLargeResponses(size: 4 << 20, limits: limits, engine: engine) { large, _, port in
             let client = try BlockingSocket(port: port, receiveBuffer: 16_384)
             await client.send("GET /large HTTP/1.1\r\nHost: t\r\n\r\n")
             try await Task.sleep(for: .seconds(1))  // reads nothing for three keep-alive timeouts
