@@ -55,7 +55,7 @@ enum HTTP2ClientConnection {
                 stream.closeFuture.assumeIsolated().whenComplete { _ in stopHandler.streamClosed() }
                 try stream.pipeline.syncOperations.addHandlers([
                     HTTP2StreamBytesBridge(limits: responseLimits, logger: runtime.logger),
-                    HTTPProxyHandler(runtime: runtime, pool: loopPool.value, proxied: proxied, identity: identity),
+                    HTTPProxyHandler(runtime: runtime, pool: loopPool.value, proxied: proxied, identity: identity, onHTTP2Stream: true),
                 ])
             }
         }

@@ -63,8 +63,9 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
         /// What to answer once the response in flight ends: the bytes after its request were malformed.
         var malformedNext: HTTPResponseStatus?
         var bytesSinceIdle = false
-        /// Bytes waiting for the client when its keep-alive deadline was set: a slow reader's progress.
-        var outputAtDeadline = 0
+        /// The response's progress when the current deadline was set (``ResponseProgress``).
+        var progressAtDeadline = ResponseProgress(forwarded: 0, pending: 0)
+        var progress: ResponseProgress { ResponseProgress(forwarded: output.appended, pending: output.bytes) }
         /// When the current phase times out (coarse monotonic nanoseconds; 0: none).
         var deadline: Int64 = 0
         /// The proxy stops: an idle connection closes at this time.
@@ -384,7 +385,7 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
                 client.pick?.counters.bytesToBackend.increment(by: Int64(bytes.readableBytes))
                 upstream.output.append(bytes)
             } else if client.deadline == 0 {
-                arm(client, after: client.runtime.configuration.limits.responseTimeout)
+                armResponseTimeout(client)
             }
         case .reject(let status):
             respondWithError(client, status)
@@ -498,8 +499,14 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
 
     private func startIdleTimer(_ client: Client) {
         client.bytesSinceIdle = false
-        client.outputAtDeadline = client.output.bytes
+        client.progressAtDeadline = client.progress
         arm(client, after: client.runtime.configuration.limits.keepAliveTimeout)
+    }
+
+    /// From the request's end to the response's head, then while the response makes progress (``ResponseProgress``).
+    private func armResponseTimeout(_ client: Client) {
+        client.progressAtDeadline = client.progress
+        arm(client, after: client.runtime.configuration.limits.responseTimeout)
     }
 
     private func armBodyRead(_ client: Client) {
@@ -528,9 +535,8 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
             // The last response is still being written to a client that reads slowly: closing now would cut it off
             // (the client would see a clean end before its Content-Length). It gets another keep-alive period while
             // it takes bytes, and is closed after one in which it took none, as nginx's send_timeout does.
-            if client.output.bytes < client.outputAtDeadline {
-                client.outputAtDeadline = client.output.bytes
-                arm(client, after: client.runtime.configuration.limits.keepAliveTimeout)
+            if client.progress.advanced(since: client.progressAtDeadline) {
+                startIdleTimer(client)
             } else {
                 client.runtime.logger.debug("a client took no bytes of its response for the keep-alive timeout; closing")
                 close(client, outcome: "client-closed")
@@ -538,6 +544,15 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
         case .idle:
             if client.bytesSinceIdle { respondWithError(client, .requestTimeout) } else { close(client, outcome: "closed") }
         case .proxying:
+            if machine.responseStarted {
+                let progress = client.progress
+                if progress.advanced(since: client.progressAtDeadline) {
+                    armResponseTimeout(client)
+                    return
+                }
+                progress.logStall(since: client.progressAtDeadline, backend: client.upstream?.backend,
+                                  seconds: client.runtime.configuration.limits.responseTimeout, logger: client.runtime.logger)
+            }
             switch client.machine.responseTimedOut() {
             case .respond(let status): abortExchange(client, respondingWith: status)
             default: close(client, outcome: "aborted")
@@ -638,7 +653,7 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
             // Sent: a non-idempotent request is never resent, so it is not kept.
             client.request = ByteBuffer()
         }
-        if client.machine.requestComplete { arm(client, after: client.runtime.configuration.limits.responseTimeout) }
+        if client.machine.requestComplete { armResponseTimeout(client) }
         // The caller goes on reading the client (the rest of the body) and flushes.
     }
 
@@ -837,6 +852,7 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
                                                        runtime: client.runtime, allocator: allocator)
                     client.access?.bytesOut += out.readableBytes
                     write(out, to: client)
+                    if client.machine.requestComplete { armResponseTimeout(client) }
                 case .headAndBody(let head, let bytes):
                     upstream.responseKeepAlive = head.keepAlive
                     responseBegan(client, head)
@@ -852,6 +868,7 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
                         write(out, to: client)
                         write(bytes.getSlice(at: bytes.readerIndex + headLength, length: bytes.readableBytes - headLength)!, to: client)
                     }
+                    if client.machine.requestComplete { armResponseTimeout(client) }
                 case .body(let bytes):
                     client.access?.bytesOut += bytes.readableBytes
                     client.pick?.counters.bytesFromBackend.increment(by: Int64(bytes.readableBytes))
@@ -884,6 +901,8 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
         }
     }
 
+    /// The response's head arrived; once it is written (and the request is complete) the deadline is the
+    /// response's progress (``armResponseTimeout(_:)``).
     private func responseBegan(_ client: Client, _ head: BackendResponseHead) {
         client.deadline = 0
         client.access?.status = head.status

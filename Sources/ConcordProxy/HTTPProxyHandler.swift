@@ -48,8 +48,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     /// The client channel's writability, kept from its events (asking the channel costs reference counting).
     private var clientWritable = true
     private var bytesSinceIdle = false
-    /// Bytes still queued for the client when its keep-alive deadline was set: a slow reader's progress.
-    private var outputAtDeadline = 0
+    /// Bytes of responses written to the client so far, and the progress when the current deadline was set.
+    private var forwardedBytes = 0
+    private var progressAtDeadline = ResponseProgress(forwarded: 0, pending: 0)
     private var deadline: ConnectionDeadline
     private var deadlineTask: Scheduled<Void>?
     /// The client's address, and how its request heads go to the backend (its X-Forwarded-* fields are made once
@@ -74,8 +75,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     /// On an HTTP/2 stream: its connection's client, made once for all streams.
     private let sharedIdentity: ClientIdentity?
 
-    init(runtime: ProxyRuntime, pool: BackendConnectionPool, proxied: ProxiedAddresses? = nil, identity: ClientIdentity? = nil) {
+    /// `onHTTP2Stream`: the handler serves one stream of an HTTP/2 connection (whose channel cannot tell its
+    /// queued bytes).
+    init(runtime: ProxyRuntime, pool: BackendConnectionPool, proxied: ProxiedAddresses? = nil, identity: ClientIdentity? = nil,
+         onHTTP2Stream: Bool = false) {
         self.runtime = runtime
+        self.countsQueuedBytes = !onHTTP2Stream
         self.pool = pool
         self.proxied = proxied
         self.sharedIdentity = identity
@@ -339,14 +344,25 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
 
     private func startIdleTimer() {
         bytesSinceIdle = false
-        outputAtDeadline = pendingOutputBytes
+        progressAtDeadline = progress
         arm(after: runtime.configuration.limits.keepAliveTimeout)
     }
 
-    /// Bytes written to the client that its socket has not taken yet (0 where the channel cannot tell).
-    private var pendingOutputBytes: Int {
-        (try? context?.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+    /// From the request's end to the response's head, then while the response makes progress (``ResponseProgress``).
+    private func armResponseTimeout() {
+        if machine.responseStarted { progressAtDeadline = progress }  // (asking the channel is not free)
+        arm(after: runtime.configuration.limits.responseTimeout)
     }
+
+    /// Bytes written to the client that its socket has not taken yet (0 where the channel cannot tell: an HTTP/2
+    /// stream's channel traps on the option instead of throwing).
+    private var pendingOutputBytes: Int {
+        guard countsQueuedBytes else { return 0 }
+        return (try? context?.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+    }
+    private let countsQueuedBytes: Bool
+
+    private var progress: ResponseProgress { ResponseProgress(forwarded: forwardedBytes, pending: pendingOutputBytes) }
 
     /// The request's body is still coming: it may go `bodyReadTimeout` without a byte (re-armed at each one).
     private func armBodyRead() {
@@ -399,10 +415,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
             // writes still queued (the client would see a clean end before its Content-Length). It gets another
             // keep-alive period while it takes bytes, and is closed after one in which it took none — the direct
             // engine's rule, and nginx's send_timeout.
-            let pending = pendingOutputBytes
-            if pending < outputAtDeadline {
-                outputAtDeadline = pending
-                arm(after: runtime.configuration.limits.keepAliveTimeout)
+            if progress.advanced(since: progressAtDeadline) {
+                startIdleTimer()
             } else {
                 runtime.logger.debug("a client took no bytes of its response for the keep-alive timeout; closing")
                 machine.close()
@@ -412,6 +426,15 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
             machine.close()
             if bytesSinceIdle { respondWithError(.requestTimeout) } else { context?.close(promise: nil) }
         case .proxying:
+            if machine.responseStarted {
+                let progress = self.progress
+                if progress.advanced(since: progressAtDeadline) {
+                    armResponseTimeout()
+                    return
+                }
+                progress.logStall(since: progressAtDeadline, backend: pick?.backend,
+                                  seconds: runtime.configuration.limits.responseTimeout, logger: runtime.logger)
+            }
             switch machine.responseTimedOut() {
             case .respond(let status): abortExchange(respondingWith: status)
             default:
@@ -581,7 +604,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
         let parts = held
         for part in parts { send(part, to: connection) }
         connection.flush()
-        if machine.requestComplete { arm(after: runtime.configuration.limits.responseTimeout) }
+        if machine.requestComplete { armResponseTimeout() }
         updateClientReads()
     }
 
@@ -593,7 +616,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
             connection.write(buffer)
         case .end:
             // A chunked body's last chunk and trailers went with its bytes: nothing more to write.
-            if !deadline.isArmed { arm(after: runtime.configuration.limits.responseTimeout) }
+            if !deadline.isArmed { armResponseTimeout() }
         }
     }
 
@@ -606,11 +629,14 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
             responseBegan(head)
             let out = clientHead(head)
             access?.bytesOut += out.readableBytes
+            forwardedBytes &+= out.readableBytes
             context.write(wrapOutboundOut(out), promise: nil)
+            if machine.requestComplete { armResponseTimeout() }
         case .headAndBody(let head, let bytes):
             responseBegan(head)
             let headLength = head.bytes.readableBytes
             pick?.counters.bytesFromBackend.increment(by: Int64(bytes.readableBytes - headLength))
+            forwardedBytes &+= bytes.readableBytes
             if headGoesUnchanged(head) {
                 access?.bytesOut += bytes.readableBytes
                 context.write(wrapOutboundOut(bytes), promise: nil)
@@ -620,10 +646,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
                 context.write(wrapOutboundOut(out), promise: nil)
                 context.write(wrapOutboundOut(bytes.getSlice(at: bytes.readerIndex + headLength, length: bytes.readableBytes - headLength)!), promise: nil)
             }
+            if machine.requestComplete { armResponseTimeout() }
             if !clientWritable { connection.pauseReads() }
         case .body(let buffer):
             access?.bytesOut += buffer.readableBytes
             pick?.counters.bytesFromBackend.increment(by: Int64(buffer.readableBytes))
+            forwardedBytes &+= buffer.readableBytes
             context.write(wrapOutboundOut(buffer), promise: nil)
             if !clientWritable { connection.pauseReads() }
         case .end:

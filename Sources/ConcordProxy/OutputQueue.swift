@@ -18,12 +18,15 @@ struct OutputQueue {
 
     private var buffers = CircularBuffer<ByteBuffer>(initialCapacity: 4)
     private(set) var bytes = 0
+    /// Every byte ever appended (a slow or stalled peer is told apart by it, ``ResponseProgress``).
+    private(set) var appended = 0
 
     var isEmpty: Bool { bytes == 0 }
 
     mutating func append(_ buffer: ByteBuffer) {
         guard buffer.readableBytes > 0 else { return }
         bytes += buffer.readableBytes
+        appended &+= buffer.readableBytes
         buffers.append(buffer)
     }
 

@@ -24,7 +24,9 @@ public struct ProxyLimits: Sendable, Hashable, Codable {
     public var maxBodyBytes: Int
     /// Seconds to connect to a backend before trying the next one / answering 504. Default 2.
     public var connectTimeout: Double
-    /// Seconds from a request's end to the backend's response head (→ 504). Default 60.
+    /// Seconds from a request's end to the backend's response head (→ 504). Then the longest a response may go
+    /// without progress — no byte from the backend and none taken by the client — before the exchange is cut off
+    /// (``ResponseProgress``; nginx's `proxy_read_timeout` and `send_timeout`). Default 60.
     public var responseTimeout: Double
     /// L4: seconds a proxied TCP connection may carry no bytes either way before both sides are closed. Default 300.
     public var tcpIdleTimeout: Double

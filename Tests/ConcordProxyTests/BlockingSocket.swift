@@ -50,15 +50,18 @@ final class BlockingSocket: @unchecked Sendable {
     }
 
     /// Reads until `done` says the bytes so far are enough, the peer closes, or a read times out. `closed`: the peer
-    /// closed (EOF or reset).
-    func read(until done: @escaping @Sendable ([UInt8]) -> Bool) async -> (bytes: [UInt8], closed: Bool) {
+    /// closed (EOF or reset). A slow reader reads at most `chunkSize` bytes at a time and waits `pause` after each.
+    func read(chunkSize: Int = 65_536, pause: Duration = .zero, until done: @escaping @Sendable ([UInt8]) -> Bool) async
+        -> (bytes: [UInt8], closed: Bool)
+    {
         await Self.onThread { [fd] in
             var bytes: [UInt8] = []
-            var chunk = [UInt8](repeating: 0, count: 65_536)
+            var chunk = [UInt8](repeating: 0, count: chunkSize)
             while !done(bytes) {
                 let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
                 if count > 0 {
                     bytes += chunk[0..<count]
+                    if pause > .zero { usleep(UInt32(pause.components.attoseconds / 1_000_000_000_000)) }
                     continue
                 }
                 if count < 0 && errno == EINTR { continue }

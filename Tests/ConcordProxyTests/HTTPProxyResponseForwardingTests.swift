@@ -104,13 +104,18 @@ import Testing
     private static func withLargeResponses(size: Int, limits: ProxyLimits = ProxyLimits(), engine: HTTPEngine = .direct,
                                            _ body: (String, ProxyServer, Int) async throws -> Void) async throws {
         let large = String(repeating: "0123456789abcdef", count: size / 16)
-        let backend = try await TestScriptedBackend.start { _, _ in
-            .init(bytes: "HTTP/1.1 200 OK\r\nContent-Length: \(large.utf8.count)\r\n\r\n" + large)
-        }
+        let reply = TestScriptedBackend.Reply(bytes: "HTTP/1.1 200 OK\r\nContent-Length: \(large.utf8.count)\r\n\r\n" + large)
+        try await withBackend(replying: reply, limits: limits, engine: engine) { server, port in try await body(large, server, port) }
+    }
+
+    /// A backend answering every request with `reply`, behind a round-robin proxy on `engine` with `limits`.
+    private static func withBackend(replying reply: TestScriptedBackend.Reply, limits: ProxyLimits, engine: HTTPEngine,
+                                    _ body: (ProxyServer, Int) async throws -> Void) async throws {
+        let backend = try await TestScriptedBackend.start { _, _ in reply }
         do {
             var config = ProxyConfiguration(backends: [try HostPort(parsing: backend.address)], balance: .roundRobin, limits: limits)
             config.health = ProxyHarness.quietHealth
-            try await ProxyHarness.withProxy(config, httpEngine: engine) { server, port in try await body(large, server, port) }
+            try await ProxyHarness.withProxy(config, httpEngine: engine) { server, port in try await body(server, port) }
         } catch {
             await backend.stop()
             throw error
@@ -153,6 +158,60 @@ import Testing
             #expect(String(decoding: response.bytes.prefix(13), as: UTF8.self) == "HTTP/1.1 200 ")
             let bodyBytes = response.bytes.count - (response.bytes.firstRange(of: separator)?.upperBound ?? 0)
             #expect(bodyBytes == expected, "got \(response.bytes.count) bytes, closed: \(response.closed)")
+        }
+    }
+
+    /// A backend that stops sending in the middle of a body: after `responseTimeout` without a byte the client gets
+    /// what came and a close (nginx's `proxy_read_timeout`). The timeout used to end at the response's head, and such
+    /// an exchange held its client and backend connections for good.
+    @Test(arguments: [HTTPEngine.direct, .nio])
+    func aBackendThatStallsInTheMiddleOfABodyIsCutOffAfterTheResponseTimeout(engine: HTTPEngine) async throws {
+        var limits = ProxyLimits()
+        limits.responseTimeout = 0.4
+        let reply = TestScriptedBackend.Reply(bytes: "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nthe first part")
+        try await Self.withBackend(replying: reply, limits: limits, engine: engine) { _, port in
+            let started = ContinuousClock.now
+            let response = try await RawClient.exchange(port: port, ["GET / HTTP/1.1\r\nHost: t\r\n\r\n"], timeout: .seconds(8))
+            #expect(response.status == 200 && response.body == "the first part", "\(response.text.debugDescription)")
+            #expect(response.closedByPeer, "the proxy closed the stalled exchange")
+            #expect(ContinuousClock.now - started < .seconds(5))
+        }
+    }
+
+    /// A client that stops reading its response (a slow-read attack holds a backend connection this way): after
+    /// `responseTimeout` in which it took no byte, the proxy closes it, as nginx's `send_timeout` does.
+    @Test(arguments: [HTTPEngine.direct, .nio])
+    func aClientThatStopsReadingItsResponseIsClosedAfterTheResponseTimeout(engine: HTTPEngine) async throws {
+        var limits = ProxyLimits()
+        limits.responseTimeout = 0.4
+        try await Self.withLargeResponses(size: 8 << 20, limits: limits, engine: engine) { large, _, port in
+            let client = try BlockingSocket(port: port, receiveBuffer: 16_384)
+            await client.send("GET /large HTTP/1.1\r\nHost: t\r\n\r\n")
+            try await Task.sleep(for: .seconds(2.5))  // takes nothing for six response timeouts
+            let expected = large.utf8.count
+            let response = await client.read { bytes in bytes.count >= expected }
+            #expect(response.closed && response.bytes.count < expected, "got \(response.bytes.count) bytes, closed: \(response.closed)")
+        }
+    }
+
+    /// The same timeout leaves alone a response that keeps moving: a client that reads slowly, but reads, gets the
+    /// whole of it though it takes several response timeouts.
+    @Test(arguments: [HTTPEngine.direct, .nio])
+    func aClientThatReadsSlowlyButSteadilyGetsItsWholeResponse(engine: HTTPEngine) async throws {
+        var limits = ProxyLimits()
+        limits.responseTimeout = 0.5
+        try await Self.withLargeResponses(size: 1 << 20, limits: limits, engine: engine) { large, _, port in
+            let client = try BlockingSocket(port: port, receiveBuffer: 16_384)
+            await client.send("GET /large HTTP/1.1\r\nHost: t\r\n\r\n")
+            let separator = Array("\r\n\r\n".utf8)
+            let expected = large.utf8.count
+            // 16 KiB every 20 ms: ≈ 0.8 MB/s, the 1-MiB body in about 1.3 s.
+            let response = await client.read(chunkSize: 16_384, pause: .milliseconds(20)) { bytes in
+                guard let end = bytes.firstRange(of: separator) else { return false }
+                return bytes.count - end.upperBound >= expected
+            }
+            let bodyBytes = response.bytes.count - (response.bytes.firstRange(of: separator)?.upperBound ?? 0)
+            #expect(bodyBytes == expected, "got \(bodyBytes) of \(expected) body bytes, closed: \(response.closed)")
         }
     }
 
