@@ -149,16 +149,23 @@ import Testing
             let client = try BlockingSocket(port: port, receiveBuffer: 16_384)
             await client.send("GET /large HTTP/1.1\r\nHost: t\r\n\r\n")
             try await Task.sleep(for: .seconds(1))  // reads nothing for three keep-alive timeouts
-            let separator = Array("\r\n\r\n".utf8)
-            let expected = large.utf8.count
-            let response = await client.read { bytes in
-                guard let end = bytes.firstRange(of: separator) else { return false }
-                return bytes.count - end.upperBound >= expected
-            }
-            #expect(String(decoding: response.bytes.prefix(13), as: UTF8.self) == "HTTP/1.1 200 ")
-            let bodyBytes = response.bytes.count - (response.bytes.firstRange(of: separator)?.upperBound ?? 0)
-            #expect(bodyBytes == expected, "got \(response.bytes.count) bytes, closed: \(response.closed)")
+            let response = await Self.readResponse(from: client, bodyBytes: large.utf8.count)
+            #expect(response.status == "HTTP/1.1 200 ")
+            #expect(response.body == large.utf8.count, "got \(response.body) body bytes, closed: \(response.closed)")
         }
+    }
+
+    /// Reads one response of `bodyBytes` body bytes (at most `chunkSize` at a time, `pause` after each): its status
+    /// line's start, the body bytes that came, and whether the proxy closed first.
+    private static func readResponse(from client: BlockingSocket, bodyBytes expected: Int, chunkSize: Int = 65_536,
+                                     pause: Duration = .zero) async -> (status: String, body: Int, closed: Bool) {
+        let separator = Array("\r\n\r\n".utf8)
+        let response = await client.read(chunkSize: chunkSize, pause: pause) { bytes in
+            guard let end = bytes.firstRange(of: separator) else { return false }
+            return bytes.count - end.upperBound >= expected
+        }
+        let body = response.bytes.count - (response.bytes.firstRange(of: separator)?.upperBound ?? 0)
+        return (String(decoding: response.bytes.prefix(13), as: UTF8.self), body, response.closed)
     }
 
     /// A backend that stops sending in the middle of a body: after `responseTimeout` without a byte the client gets
@@ -203,15 +210,9 @@ import Testing
         try await Self.withLargeResponses(size: 1 << 20, limits: limits, engine: engine) { large, _, port in
             let client = try BlockingSocket(port: port, receiveBuffer: 16_384)
             await client.send("GET /large HTTP/1.1\r\nHost: t\r\n\r\n")
-            let separator = Array("\r\n\r\n".utf8)
-            let expected = large.utf8.count
             // 16 KiB every 20 ms: ≈ 0.8 MB/s, the 1-MiB body in about 1.3 s.
-            let response = await client.read(chunkSize: 16_384, pause: .milliseconds(20)) { bytes in
-                guard let end = bytes.firstRange(of: separator) else { return false }
-                return bytes.count - end.upperBound >= expected
-            }
-            let bodyBytes = response.bytes.count - (response.bytes.firstRange(of: separator)?.upperBound ?? 0)
-            #expect(bodyBytes == expected, "got \(bodyBytes) of \(expected) body bytes, closed: \(response.closed)")
+            let response = await Self.readResponse(from: client, bodyBytes: large.utf8.count, chunkSize: 16_384, pause: .milliseconds(20))
+            #expect(response.body == large.utf8.count, "got \(response.body) body bytes, closed: \(response.closed)")
         }
     }
 
