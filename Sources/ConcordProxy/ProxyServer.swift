@@ -282,11 +282,15 @@ public final class ProxyServer: Service, Sendable {
     /// How the direct HTTP engine hands a client connection to the NIO path: a channel on one of the group's loops for
     /// the accepted socket, set up as an accepted connection is (`initializer`), which first reads the bytes the
     /// engine had read (``ReplayedBytesHandler``).
-    private static func handOff(group: any EventLoopGroup, initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>,
-                                logger: Logger) -> HTTPForwardingLoop.HandOff {
+    static func handOff(group: any EventLoopGroup, initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>,
+                        logger: Logger) -> HTTPForwardingLoop.HandOff {
         { fd, bytes, closed in
+            // `closed` gives the connection's admission back, exactly once: from the channel's close, or here when
+            // the hand-off failed before the initializer saw a channel (making the channel or applying its options).
+            let initialized = NIOLockedValueBox(false)
             ClientBootstrap(group: group.next())
                 .channelInitializer { channel in
+                    initialized.withLockedValue { $0 = true }
                     channel.closeFuture.whenComplete { _ in closed() }
                     return initializer(channel).flatMapThrowing {
                         try channel.pipeline.syncOperations.addHandler(ReplayedBytesHandler(bytes), position: .first)
@@ -294,8 +298,8 @@ public final class ProxyServer: Service, Sendable {
                 }
                 .withConnectedSocket(fd)
                 .whenFailure { error in
-                    // (The channel, if one was made, closed: `closed` ran with its close.)
                     logger.warning("could not hand a client connection to SwiftNIO: \(error)")
+                    if !initialized.withLockedValue({ $0 }) { closed() }
                 }
         }
     }

@@ -1,6 +1,9 @@
 import ConcordTLSTestSupport
 import ConcordSessionsTesting
 import Foundation
+import Logging
+import NIOCore
+import NIOPosix
 import NIOConcurrencyHelpers
 import Testing
 
@@ -230,5 +233,21 @@ import Testing
             let plain = try await RawClient.get(port: port, headers: ["Cookie": token])
             #expect(plain.header("X-Backend") == owner)
         }
+    }
+
+    /// A hand-off to SwiftNIO that fails before its initializer sees a channel (here: a UDP socket, on which the
+    /// TCP options fail) still gives the connection's admission back (`closed`); it waited for a
+    /// close it would never hear of.
+    @Test func aHandOffThatFailsBeforeAChannelExistsGivesItsAdmissionBack() async throws {
+        let closedCount = NIOLockedValueBox(0)
+        let handOff = ProxyServer.handOff(group: MultiThreadedEventLoopGroup.singleton,
+                                          initializer: { $0.eventLoop.makeSucceededVoidFuture() }, logger: Logger(label: "test"))
+        let notASocket = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        try #require(notASocket >= 0)
+        handOff(notASocket, ByteBuffer(string: "GET / HTTP/1.1\r\n\r\n")) { closedCount.withLockedValue { $0 += 1 } }
+        let gaveBack = await eventually(timeout: .seconds(5)) { closedCount.withLockedValue { $0 } > 0 }
+        #expect(gaveBack)
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(closedCount.withLockedValue { $0 } == 1, "exactly once")
     }
 }
