@@ -1,3 +1,6 @@
+import ConcordNetworking
+import NIOCore
+
 /// Why a Redis command failed. A struct over a private enum so new cases do not break users.
 ///
 /// Everything except ``isServerError`` replies means "Redis could not be reached or did not answer in time":
@@ -14,6 +17,7 @@ public struct RedisClientError: Error, Sendable, Hashable, CustomStringConvertib
         case unexpectedReply(String)
         case tooManyRedirections(Int)
         case invalidConfiguration(String)
+        case localResources(errno: Int32, endpoint: String)
         case shutDown
     }
 
@@ -46,6 +50,11 @@ public struct RedisClientError: Error, Sendable, Hashable, CustomStringConvertib
     public static func invalidConfiguration(_ reason: String) -> Self { Self(.invalidConfiguration(reason)) }
     /// The client was shut down.
     public static let shutDown = Self(.shutDown)
+    /// Opening a connection to `endpoint` failed in this process: out of file descriptors or socket memory
+    /// (``LocalResourceFailure``). Redis was not reached, and this says nothing about its health.
+    public static func localResources(_ failure: LocalResourceFailure, endpoint: String) -> Self {
+        Self(.localResources(errno: failure.errnoCode, endpoint: endpoint))
+    }
 
     /// The server replied with an error (the command reached Redis).
     public var isServerError: Bool { if case .server = base { true } else { false } }
@@ -55,6 +64,11 @@ public struct RedisClientError: Error, Sendable, Hashable, CustomStringConvertib
     /// The command failed fast because the connection is waiting out its reconnect backoff.
     public var isBackingOff: Bool { if case .backingOff = base { true } else { false } }
     public var isInvalidConfiguration: Bool { if case .invalidConfiguration = base { true } else { false } }
+    /// The failure was this process's, not Redis's (``localResources(_:endpoint:)``).
+    public var localResourceFailure: LocalResourceFailure? {
+        guard case .localResources(let code, _) = base else { return nil }
+        return LocalResourceFailure(IOError(errnoCode: code, reason: "connect"))
+    }
 
     /// The same error, known not to have been sent (``wasNotSent``).
     func notSent() -> Self {
@@ -80,6 +94,7 @@ public struct RedisClientError: Error, Sendable, Hashable, CustomStringConvertib
         case .connectionFailed: .connectionFailed
         case .connectionClosed, .connectionLost: .connectionClosed
         case .backingOff: .backingOff
+        case .localResources: .localResources
         case .server: .serverError
         case .protocolViolation: .protocolError
         case .unexpectedReply, .tooManyRedirections, .invalidConfiguration, .shutDown: .other
@@ -99,6 +114,9 @@ public struct RedisClientError: Error, Sendable, Hashable, CustomStringConvertib
         case .tooManyRedirections(let count): "redis: more than \(count) cluster redirections"
         case .invalidConfiguration(let reason): "redis: invalid configuration: \(reason)"
         case .shutDown: "redis: client shut down"
+        case .localResources(let code, let endpoint):
+            "redis: connect to \(endpoint) failed in this process, not at Redis: "
+                + (LocalResourceFailure(IOError(errnoCode: code, reason: "connect")).map { "\($0)" } ?? "errno \(code)")
         }
     }
 }

@@ -11,6 +11,8 @@ enum RedisFailureKind: String, CaseIterable, Sendable {
     case connectionClosed = "connection_closed"
     /// The command failed at once because its connection waits out its reconnect backoff.
     case backingOff = "backing_off"
+    /// This process could not open a connection (out of file descriptors or socket memory): Redis was not reached.
+    case localResources = "local_resources"
     /// Redis answered with an error reply (`-ERR`, `-WRONGTYPE`, …) that the client did not handle itself.
     case serverError = "server_error"
     /// Redis sent bytes that are not valid RESP or exceed the decoder's limits.
@@ -30,6 +32,8 @@ enum RedisFailureKind: String, CaseIterable, Sendable {
 struct RedisClientMetrics: Sendable {
     let commands: Counter
     let reconnects: Counter
+    /// `concord_redis_local_resource_failures_total`: connects that failed in this process (``LocalResourceAlarm``).
+    let localResourceFailures: Counter
     private let failures: [RedisFailureKind: Counter]
     private let factory: any MetricsFactory
 
@@ -37,6 +41,7 @@ struct RedisClientMetrics: Sendable {
         self.factory = factory
         commands = Counter(label: "concord_redis_commands_total", factory: factory)
         reconnects = Counter(label: "concord_redis_reconnects_total", factory: factory)
+        localResourceFailures = Counter(label: "concord_redis_local_resource_failures_total", factory: factory)
         failures = Dictionary(uniqueKeysWithValues: RedisFailureKind.allCases.map {
             ($0, Counter(label: "concord_redis_command_failures_total", dimensions: [("kind", $0.rawValue)], factory: factory))
         })

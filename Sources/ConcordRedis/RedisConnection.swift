@@ -69,6 +69,7 @@ public final class RedisConnection: Sendable {
             throw .timeout("connect to \(endpoint) after \(configuration.connectTimeout)")
         } catch {
             handshake?.fail(error)
+            if let local = LocalResourceFailure(error) { throw .localResources(local, endpoint: "\(endpoint)") }
             throw .connectionFailed("\(endpoint): \(ConnectFailure.describe(error))")
         }
         if let handshake {

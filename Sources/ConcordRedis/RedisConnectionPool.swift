@@ -1,3 +1,4 @@
+import ConcordNetworking
 import Logging
 import Metrics
 import NIOCore
@@ -24,6 +25,7 @@ final class RedisConnectionPool: Sendable {
     let locator: RedisSentinelLocator?
     /// The node as logs name it.
     private let label: String
+    private let localResources: LocalResourceAlarm
 
     init(
         endpoint: RedisEndpoint, configuration: RedisClientConfiguration, eventLoopGroup: any EventLoopGroup, logger: Logger,
@@ -38,6 +40,7 @@ final class RedisConnectionPool: Sendable {
         self.logger = logger
         self.metrics = metrics
         self.openConnections = metrics.connections(node: locator?.label ?? "\(endpoint.host):\(endpoint.port)")
+        self.localResources = LocalResourceAlarm(counter: metrics.localResourceFailures, logger: logger)
         let loops = eventLoopGroup.makeIterator().reduce(0) { count, _ in count + 1 }
         self.isMultiLoop = loops > 1
         self.state = Mutex(
@@ -88,6 +91,14 @@ final class RedisConnectionPool: Sendable {
                 if !keep { connection.close() }
                 return connection
             } catch {
+                if let local = error.localResourceFailure {
+                    // Not Redis's failure: no backoff (it would go on failing commands once descriptors are back),
+                    // and no "redis connection failed" outage line.
+                    state.withLock { $0.failedLocally(slot: slot) }
+                    localResources.report(local, while: "connecting to redis \(label)", outcome: "the command failed; no backoff")
+                    promise.fail(error)
+                    throw error
+                }
                 let startsOutage = state.withLock { $0.failed(slot: slot, error: error, now: .now) }
                 if startsOutage {
                     // Once per outage of this node, not once per pooled connection.
@@ -275,6 +286,13 @@ struct RedisConnectionPoolState: Sendable {
         slots[slot] = .empty(failures: failures, retryAt: now + delay, lastError: error)
         let othersFailing = slots.indices.contains { $0 != slot && Self.isFailing(slots[$0]) }
         return failures == 1 && !othersFailing
+    }
+
+    /// Records a connect that failed in this process (``RedisClientError/localResourceFailure``): the slot is free
+    /// again at once — Redis was not reached, so its failure count and backoff stay as they were.
+    mutating func failedLocally(slot: Int) {
+        guard case .connecting(_, let previous) = slots[slot] else { return }
+        slots[slot] = .empty(failures: previous, retryAt: nil, lastError: nil)
     }
 
     private static func isFailing(_ slot: Slot) -> Bool {
