@@ -27,16 +27,24 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
     // threads reach the loop only through its core's commands (locked) and eventfd.
 
     typealias Command = EpollLoopCore.Command
-    /// Moves an accepted client socket, with bytes already read from it, to the NIO path; `closed` is called once
-    /// the connection it becomes has closed.
-    typealias HandOff = @Sendable (_ fd: Int32, _ bytes: ByteBuffer, _ closed: @escaping @Sendable () -> Void) -> Void
+    /// Moves an accepted client socket, with bytes already read from it, to the NIO path; `proxied`: what its PROXY
+    /// protocol header named (already read: the NIO path must not wait for one); `closed` is called once the
+    /// connection it becomes has closed.
+    typealias HandOff = @Sendable (_ fd: Int32, _ bytes: ByteBuffer, _ proxied: ProxiedAddresses?,
+                                   _ closed: @escaping @Sendable () -> Void) -> Void
 
     /// A client connection.
     private final class Client {
         let id: UInt64
         let fd: Int32
         let runtime: ProxyRuntime
-        let identity: HTTPProxyHandler.ClientIdentity
+        /// The connection's own peer; the client is who a PROXY protocol header names, when the listener takes one.
+        let peer: SocketAddress?
+        var identity: HTTPProxyHandler.ClientIdentity
+        /// `acceptProxyProtocol`: the header has not come yet (nothing is framed or forwarded until it has).
+        var awaitingProxyHeader = false
+        /// What the PROXY protocol header named (for a hand-off to the NIO path, which must not wait for another).
+        var proxied: ProxiedAddresses?
         var machine: HTTPExchangeStateMachine
         var framer: HTTPRequestFramer
         /// What was read and not framed yet: the start of a head, or a later (pipelined) request.
@@ -76,6 +84,7 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
             self.id = id
             self.fd = fd
             self.runtime = runtime
+            self.peer = peer
             self.identity = HTTPProxyHandler.ClientIdentity(peer: peer, runtime: runtime)
             let limits = runtime.configuration.limits
             machine = HTTPExchangeStateMachine(limits: limits)
@@ -248,7 +257,12 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
             close(client, outcome: "client-closed")
             return
         }
-        startIdleTimer(client)
+        if runtime.configuration.acceptProxyProtocol {
+            client.awaitingProxyHeader = true
+            arm(client, after: runtime.configuration.limits.headerReadTimeout)
+        } else {
+            startIdleTimer(client)
+        }
         if let stopGrace {
             client.machine.proxyStopping()
             client.stopDeadline = now + stopGrace
@@ -323,6 +337,10 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
             guard client.readable && wantsReads(client) else { break }
             switch read(client.fd, into: &client.inbound, readable: &client.readable, peerClosing: client.peerClosing) {
             case .bytes:
+                if client.awaitingProxyHeader {
+                    guard readProxyHeader(client) else { continue }  // more to come, or rejected (then gone)
+                    if client.inbound.readableBytes == 0 { continue }
+                }
                 bytesArrived(client)
                 processClient(client)
             case .drained:
@@ -336,6 +354,35 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
             }
         }
         if clients[client.id] != nil { _ = flushClient(client) }
+    }
+
+    // MARK: Receiving a PROXY protocol header (`acceptProxyProtocol`)
+
+    /// Parses the PROXY protocol header from what the client sent so far: true once it has come (its bytes are
+    /// consumed, the client is who it names); false while it is incomplete, or when it was invalid (the connection
+    /// is closed: with the setting on, a client that could name any address it likes must not reach a backend).
+    private func readProxyHeader(_ client: Client) -> Bool {
+        switch ProxyProtocolHeader.parse(client.inbound) {
+        case .incomplete:
+            return false  // fewer than `maximumReceivedLength` bytes so far: the parser refuses longer headers itself
+        case .invalid(let reason):
+            rejectProxyHeader(client, reason)
+            return false
+        case .header(let length, let source, let destination):
+            client.inbound.moveReaderIndex(forwardBy: length)
+            client.awaitingProxyHeader = false
+            client.proxied = ProxiedAddresses(source: source, destination: destination)
+            // `UNKNOWN` or v2 `LOCAL` (the balancer's own health check): the connection's own peer.
+            client.identity = HTTPProxyHandler.ClientIdentity(peer: source ?? client.peer, runtime: client.runtime)
+            startIdleTimer(client)
+            return true
+        }
+    }
+
+    private func rejectProxyHeader(_ client: Client, _ reason: String) {
+        client.runtime.metrics.proxyProtocolRejected.increment()
+        client.runtime.logger.debug("PROXY protocol: \(reason) from \(client.peer?.description ?? "a client"); closing")
+        close(client, outcome: "client-closed")
     }
 
     /// Frames what the client sent, up to the end of the current request (a later one waits for its turn).
@@ -444,7 +491,7 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
         // It keeps its place under `maxConnections` (this engine's count) until the channel closes: the NIO path's
         // own count would let both engines hold the limit each.
         let admission = self.admission
-        handOff(client.fd, bytes) { admission.leave() }
+        handOff(client.fd, bytes, client.proxied) { admission.leave() }
     }
 
     // MARK: Reading
@@ -520,6 +567,11 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
     }
 
     private func timedOut(_ client: Client) {
+        if client.awaitingProxyHeader {
+            let seconds = client.runtime.configuration.limits.headerReadTimeout
+            rejectProxyHeader(client, "no PROXY protocol header within \(Int(seconds * 1000)) ms")
+            return
+        }
         let machine = client.machine
         if (machine.state == .connecting || machine.state == .proxying) && !machine.requestComplete {
             let backendStalled = machine.state == .proxying && client.upstream.map { !$0.output.isEmpty } == true

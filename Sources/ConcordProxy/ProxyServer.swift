@@ -125,6 +125,15 @@ public final class ProxyServer: Service, Sendable {
         }
     }
 
+    /// How a client connection reaches the NIO path: accepted by its listener, or handed over by the direct HTTP
+    /// engine (``handOff(group:initializer:logger:)``) with what its PROXY protocol header named.
+    enum ClientArrival {
+        case accepted
+        case handedOver(ProxiedAddresses?)
+
+        var wasAccepted: Bool { if case .accepted = self { true } else { false } }
+    }
+
     /// A client connection's handlers, on its loop: TLS when configured, then the proxy handler of the mode (`pool`:
     /// the loop's backend pool, for `http`). `proxied`: what a PROXY protocol header named for the connection.
     private static func installClientHandlers(
@@ -190,18 +199,22 @@ public final class ProxyServer: Service, Sendable {
 
         let mode = configuration.mode
         let logger = self.logger
-        // `counted: false`: a connection the direct HTTP engine hands over, which the engine counts against
-        // maxConnections until it closes.
-        let setUpClient: @Sendable (any Channel, _ counted: Bool) -> EventLoopFuture<Void> = { channel, counted in
+        // `.handedOver`: a connection the direct HTTP engine hands over, which the engine counts against
+        // maxConnections until it closes, and whose PROXY protocol header (if any) it has read.
+        let setUpClient: @Sendable (any Channel, ClientArrival) -> EventLoopFuture<Void> = { channel, arrival in
             channel.eventLoop.makeCompletedFuture {
                 do {
                     try Self.setClientOptions(channel)
                     let runtime = runtimes.withLockedValue { $0 }
-                    guard runtime.admitConnection(channel, counted: counted) else {
+                    guard runtime.admitConnection(channel, counted: arrival.wasAccepted) else {
                         channel.close(promise: nil)
                         return
                     }
                     let pool = mode == .http ? poolTable.first { $0.eventLoop === channel.eventLoop }!.value : nil
+                    if case .handedOver(let proxied) = arrival {
+                        try Self.installClientHandlers(channel, runtime: runtime, pool: pool, proxied: proxied)
+                        return
+                    }
                     try ProxyProtocolReceiver.setUp(channel, runtime: runtime) { channel, proxied in
                         try Self.installClientHandlers(channel, runtime: runtime, pool: pool, proxied: proxied)
                     }
@@ -212,8 +225,10 @@ public final class ProxyServer: Service, Sendable {
                 }
             }
         }
-        let initializeClient: @Sendable (any Channel) -> EventLoopFuture<Void> = { setUpClient($0, true) }
-        let initializeHandedOver: @Sendable (any Channel) -> EventLoopFuture<Void> = { setUpClient($0, false) }
+        let initializeClient: @Sendable (any Channel) -> EventLoopFuture<Void> = { setUpClient($0, .accepted) }
+        let initializeHandedOver: @Sendable (any Channel, ProxiedAddresses?) -> EventLoopFuture<Void> = {
+            setUpClient($0, .handedOver($1))
+        }
         var listeners: [any Channel] = []
         var engine: TCPForwardingEngine?
         let listenerAddress: SocketAddress
@@ -282,9 +297,10 @@ public final class ProxyServer: Service, Sendable {
     /// How the direct HTTP engine hands a client connection to the NIO path: a channel on one of the group's loops for
     /// the accepted socket, set up as an accepted connection is (`initializer`), which first reads the bytes the
     /// engine had read (``ReplayedBytesHandler``).
-    static func handOff(group: any EventLoopGroup, initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>,
+    static func handOff(group: any EventLoopGroup,
+                        initializer: @escaping @Sendable (any Channel, ProxiedAddresses?) -> EventLoopFuture<Void>,
                         logger: Logger) -> HTTPForwardingLoop.HandOff {
-        { fd, bytes, closed in
+        { fd, bytes, proxied, closed in
             // `closed` gives the connection's admission back, exactly once: from the channel's close, or here when
             // the hand-off failed before the initializer saw a channel (making the channel or applying its options).
             let initialized = NIOLockedValueBox(false)
@@ -292,7 +308,7 @@ public final class ProxyServer: Service, Sendable {
                 .channelInitializer { channel in
                     initialized.withLockedValue { $0 = true }
                     channel.closeFuture.whenComplete { _ in closed() }
-                    return initializer(channel).flatMapThrowing {
+                    return initializer(channel, proxied).flatMapThrowing {
                         try channel.pipeline.syncOperations.addHandler(ReplayedBytesHandler(bytes), position: .first)
                     }
                 }

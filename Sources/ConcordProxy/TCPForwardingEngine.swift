@@ -85,10 +85,7 @@ final class TCPForwardingEngine: Sendable {
     static func ineligibility(of configuration: ProxyConfiguration) -> String? {
         if configuration.tls != nil { return "TLS on the client listener" }
         if configuration.backendTLS != nil { return "TLS to the backends" }
-        if configuration.mode == .http {
-            if configuration.acceptProxyProtocol { return "accepting the PROXY protocol in mode http" }
-            if configuration.limits.maxRequestsPerBackend != nil { return "the per-backend queue in mode http" }
-        }
+        if configuration.mode == .http, configuration.limits.maxRequestsPerBackend != nil { return "the per-backend queue in mode http" }
         return nil
     }
 

@@ -33,7 +33,7 @@ import Testing
     }
 
     static func withSwitchingBackends(balance: BalanceStrategy = .hash, tls: ProxyTLSConfiguration? = nil,
-                                      maxConnections: Int? = nil, httpEngine: HTTPEngine? = nil,
+                                      maxConnections: Int? = nil, httpEngine: HTTPEngine? = nil, acceptProxyProtocol: Bool = false,
                                       _ body: (_ port: Int, _ server: ProxyServer, _ heads: [String: NIOLockedValueBox<[String]>]) async throws -> Void) async throws {
         var backends: [(String, TestScriptedBackend)] = []
         var heads: [String: NIOLockedValueBox<[String]>] = [:]
@@ -49,6 +49,7 @@ import Testing
             config.health = ProxyHarness.quietHealth
             config.tls = tls
             if let maxConnections { config.limits.maxConnections = maxConnections }
+            config.acceptProxyProtocol = acceptProxyProtocol
             try await ProxyHarness.withProxy(config, httpEngine: httpEngine) { server, port in try await body(port, server, heads) }
         } catch {
             for (_, backend) in backends { await backend.stop() }
@@ -119,6 +120,22 @@ import Testing
             #expect(exchange.text.components(separatedBy: "HTTP/1.1 101 ").count == 2, "\(exchange.text)")
             #expect(exchange.text.hasSuffix("welcome-\(owner)|early|late|"), "\(exchange.text)")
             #expect(server.metrics.exposition().contains("concord_proxy_upgrades_total 1"))
+        }
+    }
+
+    /// Behind a load balancer that sends the PROXY protocol: the direct HTTP engine reads the header, and a WebSocket
+    /// upgrade after it goes to SwiftNIO with the client the header named — SwiftNIO's path must not wait for a second
+    /// header (the connection would be closed as having none).
+    @Test(arguments: [HTTPEngine.direct, .nio])
+    func anUpgradeBehindAProxyProtocolHeaderKeepsTheHeadersClient(engine: HTTPEngine) async throws {
+        try await Self.withSwitchingBackends(httpEngine: engine, acceptProxyProtocol: true) { port, server, heads in
+            #expect(server.httpEngineInUse == engine)
+            let exchange = try await RawClient.exchange(
+                port: port, ["PROXY TCP4 203.0.113.7 10.0.0.1 5555 80\r\n" + Self.upgradeRequest(cookie: "hal") + "early|", "late|"],
+                pause: .milliseconds(100), halfClose: true)
+            #expect(exchange.text.hasPrefix("HTTP/1.1 101 ") && exchange.text.hasSuffix("|early|late|"), "\(exchange.text)")
+            let seen = heads.values.flatMap { $0.withLockedValue { $0 } }
+            #expect(seen.count == 1 && seen[0].contains("x-forwarded-for: 203.0.113.7\r\n"), "\(seen)")
         }
     }
 
@@ -241,10 +258,10 @@ import Testing
     @Test func aHandOffThatFailsBeforeAChannelExistsGivesItsAdmissionBack() async throws {
         let closedCount = NIOLockedValueBox(0)
         let handOff = ProxyServer.handOff(group: MultiThreadedEventLoopGroup.singleton,
-                                          initializer: { $0.eventLoop.makeSucceededVoidFuture() }, logger: Logger(label: "test"))
+                                          initializer: { channel, _ in channel.eventLoop.makeSucceededVoidFuture() }, logger: Logger(label: "test"))
         let notASocket = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         try #require(notASocket >= 0)
-        handOff(notASocket, ByteBuffer(string: "GET / HTTP/1.1\r\n\r\n")) { closedCount.withLockedValue { $0 += 1 } }
+        handOff(notASocket, ByteBuffer(string: "GET / HTTP/1.1\r\n\r\n"), nil) { closedCount.withLockedValue { $0 += 1 } }
         let gaveBack = await eventually(timeout: .seconds(5)) { closedCount.withLockedValue { $0 } > 0 }
         #expect(gaveBack)
         try await Task.sleep(for: .milliseconds(100))

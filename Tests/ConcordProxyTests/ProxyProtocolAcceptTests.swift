@@ -15,7 +15,8 @@ import Testing
     /// `headerReadTimeout`: long by default, so a loaded machine that oversleeps a pause between two pieces of a
     /// header does not make the proxy give up on it (a 2-s bound did once in the full suite).
     private func withProxy(
-        headerReadTimeout: Double = 15, _ body: (_ port: Int, _ heads: NIOLockedValueBox<[String]>) async throws -> Void
+        headerReadTimeout: Double = 15,
+        _ body: (_ port: Int, _ heads: NIOLockedValueBox<[String]>, _ server: ProxyServer) async throws -> Void
     ) async throws {
         let heads = NIOLockedValueBox<[String]>([])
         let backend = try await TestScriptedBackend.start { head, _ in
@@ -27,7 +28,7 @@ import Testing
             config.health = ProxyHarness.quietHealth
             config.acceptProxyProtocol = true
             config.limits.headerReadTimeout = headerReadTimeout
-            try await ProxyHarness.withProxy(config) { _, port in try await body(port, heads) }
+            try await ProxyHarness.withProxy(config) { server, port in try await body(port, heads, server) }
         } catch {
             await backend.stop()
             throw error
@@ -36,7 +37,7 @@ import Testing
     }
 
     @Test func theHeadersSourceIsTheClient() async throws {
-        try await withProxy { port, heads in
+        try await withProxy { port, heads, _ in
             // v1, arriving in two pieces, with the request right behind it.
             let v1 = try await RawClient.exchange(
                 port: port, ["PROX", "Y TCP4 203.0.113.7 10.0.0.1 5555 80\r\nGET /a HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"],
@@ -95,7 +96,7 @@ import Testing
     /// A client that closes its side before any header (a load balancer's TCP health check) is closed at once, not
     /// after the header read timeout (15 s here; the exchange gives up after 8).
     @Test func aClientThatLeavesBeforeTheHeaderIsClosedAtOnce() async throws {
-        try await withProxy { port, heads in
+        try await withProxy { port, heads, _ in
             let response = try await RawClient.exchange(port: port, [""], halfClose: true, timeout: .seconds(8))
             #expect(response.text.isEmpty && response.closedByPeer, "still open: \(response.text.debugDescription)")
             #expect(heads.withLockedValue { $0 }.isEmpty)
@@ -103,7 +104,7 @@ import Testing
     }
 
     @Test func aConnectionWithoutAValidHeaderNeverReachesABackend() async throws {
-        try await withProxy(headerReadTimeout: 3) { port, heads in
+        try await withProxy(headerReadTimeout: 3) { port, heads, server in
             for (bytes, what) in [
                 ("GET / HTTP/1.1\r\nHost: t\r\n\r\n", "a plain request"),
                 ("PROXY TCP4 203.0.113.7 10.0.0.1 5555\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n", "a malformed header"),
@@ -113,7 +114,42 @@ import Testing
                 #expect(response.text.isEmpty && response.closedByPeer, "\(what): \(response.text.debugDescription)")
             }
             #expect(heads.withLockedValue { $0 }.isEmpty)
+            #expect(server.metrics.exposition().contains("concord_proxy_proxy_protocol_rejected_total 3"))
         }
+    }
+
+    /// A reload that turns accepting the PROXY protocol on applies to the connections accepted after it, on the
+    /// direct HTTP engine too (until 2026-12-03 that engine could not read the header, and the reload was refused).
+    @Test func aReloadTurnsAcceptingOnForTheDirectHTTPEngine() async throws {
+        let heads = NIOLockedValueBox<[String]>([])
+        let backend = try await TestScriptedBackend.start { head, _ in
+            heads.withLockedValue { $0.append(head) }
+            return Self.ok
+        }
+        do {
+            var plain = ProxyConfiguration(backends: [try HostPort(parsing: backend.address)], balance: .roundRobin)
+            plain.health = ProxyHarness.quietHealth
+            try await ProxyHarness.withProxy(plain, httpEngine: .direct) { server, port in
+                #expect(server.httpEngineInUse == .direct)
+                var accepting = server.configuration
+                accepting.acceptProxyProtocol = true
+                try server.apply(accepting)
+                #expect(server.configuration.acceptProxyProtocol)
+                let proxied = try await RawClient.exchange(
+                    port: port, ["PROXY TCP4 203.0.113.9 10.0.0.1 5555 80\r\nGET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"])
+                #expect(proxied.status == 200, "\(proxied.text.debugDescription)")
+                var off = server.configuration
+                off.acceptProxyProtocol = false
+                try server.apply(off)
+                #expect(try await RawClient.get(port: port).status == 200)
+                let seen = heads.withLockedValue { $0 }
+                #expect(seen.count == 2 && seen[0].contains("x-forwarded-for: 203.0.113.9\r\n") && seen[1].contains("x-forwarded-for: 127.0.0.1\r\n"), "\(seen)")
+            }
+        } catch {
+            await backend.stop()
+            throw error
+        }
+        await backend.stop()
     }
 
     /// L4 on both engines (the direct engine reads the header on its own loops since 2026-12-03; before, a listener
