@@ -62,6 +62,13 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
         /// The next request goes to the NIO path (``HTTPForwardingLoop/handOver(_:)``) once the output is written.
         var handOverWhenWritten = false
         var pick: Balancer.Pick?
+        /// `limits.maxRequestsPerBackend` as the connection started with it (`nil`: no queue), and the exchange's
+        /// place under it: waiting in its backend's queue, holding a slot, or neither.
+        let queueSettings: BackendQueuePosition.Settings?
+        var queue = BackendQueuePosition()
+        /// When the wait in the backend's queue times out (coarse monotonic nanoseconds; 0: not waiting). Apart from
+        /// `deadline`, which the held request body moves.
+        var queueDeadline: Int64 = 0
         var keyHash: UInt64?
         var stickyToken: Substring?
         var upstream: Upstream?
@@ -87,6 +94,7 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
             self.peer = peer
             self.identity = HTTPProxyHandler.ClientIdentity(peer: peer, runtime: runtime)
             let limits = runtime.configuration.limits
+            self.queueSettings = BackendQueuePosition.Settings(limits)
             machine = HTTPExchangeStateMachine(limits: limits)
             framer = HTTPRequestFramer(limits: .init(maxHeadBytes: limits.maxHeaderBytes, maxHeaderCount: limits.maxHeaderCount))
         }
@@ -193,13 +201,18 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
     private func expireDeadlines() {
         lastDeadlineScan = now
         earliestDeadline = .max
-        for client in Array(clients.values) where client.deadline != 0 {
-            if now >= client.deadline {
+        for client in Array(clients.values) where client.deadline != 0 || client.queueDeadline != 0 {
+            if client.queueDeadline != 0 && now >= client.queueDeadline {
+                client.queueDeadline = 0
+                queueWaitTimedOut(client)
+            }
+            if clients[client.id] != nil && client.deadline != 0 && now >= client.deadline {
                 client.deadline = 0
                 timedOut(client)
             }
             // (A client that timed out may have a new deadline now, or be gone.)
             if client.deadline != 0 && client.deadline < earliestDeadline { earliestDeadline = client.deadline }
+            if client.queueDeadline != 0 && client.queueDeadline < earliestDeadline { earliestDeadline = client.queueDeadline }
         }
     }
 
@@ -474,6 +487,7 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
                 close(client, outcome: "closed")
             }
         case .connecting, .proxying:
+            if abortQueuedOnClose(client) { return }
             if !client.machine.requestComplete { close(client, outcome: "client-closed") }
         case .closing:
             break
@@ -659,9 +673,11 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
         send(client, to: chosen)
     }
 
-    /// Sends the client's request to `chosen`: on an idle pooled connection to it, or on a new one.
+    /// Sends the client's request to `chosen`: on an idle pooled connection to it, or on a new one — once it has a
+    /// slot of the backend under `maxRequestsPerBackend`.
     private func send(_ client: Client, to chosen: Balancer.Pick) {
         client.pick = chosen
+        if let settings = client.queueSettings, !client.queue.holdsSlot, !admit(client, to: chosen, settings: settings) { return }
         if let pooled = takeIdle(for: chosen.backend, idempotent: client.machine.idempotent) {
             attach(client, pooled, reused: true)
         } else {
@@ -672,8 +688,75 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
     private func releasePick(_ client: Client) {
         if let pick = client.pick {
             client.pick = nil
+            client.queue.release(pick, limit: client.queueSettings?.limit)
+            client.queueDeadline = 0
             client.runtime.balancer.release(pick)
         }
+    }
+
+    // MARK: The per-backend queue (`limits.maxRequestsPerBackend`)
+
+    /// Takes a slot of `chosen`'s backend (true), or queues the exchange (its request is held meanwhile) or answers
+    /// 503 when the queue is full (false).
+    private func admit(_ client: Client, to chosen: Balancer.Pick, settings: BackendQueuePosition.Settings) -> Bool {
+        let id = client.id
+        let handle = chosen.handle
+        let entry = client.queue.enter(chosen, settings: settings, metrics: client.runtime.metrics) {
+            BackendAdmission.Ticket(execute: { [self] work in send(.run(work)) }) { [self] ticket, outcome in
+                queueWaitEnded(ticket, outcome, client: id, handle: handle, limit: settings.limit)
+            }
+        }
+        switch entry {
+        case .admitted:
+            return true
+        case .queued:
+            client.queueDeadline = now + Int64(settings.timeout * 1e9)
+            if client.queueDeadline < earliestDeadline { earliestDeadline = client.queueDeadline }
+            // Its EOF may have come already: no new edge will say so.
+            if client.inputClosed { abortQueuedOnClose(client) }
+            return false
+        case .queueFull:
+            client.runtime.logger.debug("the queue of \(chosen.backend) is full (maxQueuePerBackend); answering 503")
+            abortExchange(client, respondingWith: .serviceUnavailable)
+            return false
+        }
+    }
+
+    /// On the loop's thread: a wait ended. For a client that gave it up (closed, timed out) a granted slot goes back.
+    private func queueWaitEnded(_ ticket: BackendAdmission.Ticket, _ outcome: BackendAdmission.Outcome, client id: UInt64,
+                                handle: BackendHandle, limit: Int) {
+        guard let client = clients[id] else {
+            if outcome == .admitted { handle.admission.leave(limit: limit) }
+            return
+        }
+        guard let outcome = client.queue.settle(ticket, outcome, handle: handle, limit: limit), let pick = client.pick else { return }
+        client.queueDeadline = 0
+        switch outcome {
+        case .admitted:
+            send(client, to: pick)
+        case .redispatched:
+            client.runtime.logger.debug("\(pick.backend) left or went down while a request waited for it; picking again")
+            route(client, excluding: nil)
+        }
+        // As after a read of the client: what went to a pooled connection is flushed, and the body read on.
+        resume(client)
+    }
+
+    private func queueWaitTimedOut(_ client: Client) {
+        guard client.queue.isWaiting, let pick = client.pick, let settings = client.queueSettings else { return }
+        client.runtime.metrics.queueTimeouts.increment()
+        client.runtime.logger.debug("a request waited \(settings.timeout) s for \(pick.backend) (maxRequestsPerBackend); answering 503")
+        abortExchange(client, respondingWith: .serviceUnavailable)
+    }
+
+    /// A waiting client sent EOF: with `abortQueuedOnClose` its request, which reached no backend, is dropped and the
+    /// connection closed (HAProxy's `abortonclose`); otherwise it keeps its place and is answered. True if dropped.
+    @discardableResult
+    private func abortQueuedOnClose(_ client: Client) -> Bool {
+        guard client.queue.isWaiting, client.queueSettings?.abortOnClose == true else { return false }
+        client.runtime.metrics.queueAborts.increment()
+        close(client, outcome: "client-closed")
+        return true
     }
 
     /// Sends the request (held whole until its response begins) to the key's next candidate after `target` failed,

@@ -85,7 +85,6 @@ final class TCPForwardingEngine: Sendable {
     static func ineligibility(of configuration: ProxyConfiguration) -> String? {
         if configuration.tls != nil { return "TLS on the client listener" }
         if configuration.backendTLS != nil { return "TLS to the backends" }
-        if configuration.mode == .http, configuration.limits.maxRequestsPerBackend != nil { return "the per-backend queue in mode http" }
         return nil
     }
 
