@@ -18,8 +18,8 @@ import Glibc
 /// request at 1.15–1.30× nginx's (docs/proxy-benchmarks.md).
 ///
 /// What it does not do itself it hands over, at a request boundary, to the NIO path (``HandOff``): a request that
-/// asks to switch protocols (a WebSocket handshake) or sends `Expect: 100-continue` moves its connection, with the
-/// bytes read so far, to a SwiftNIO channel that serves it from then on.
+/// asks to switch protocols (a WebSocket handshake) moves its connection, with the bytes read so far, to a SwiftNIO
+/// channel that serves it — a tunnel — from then on.
 ///
 /// Everything below runs on the loop's own thread, except ``send(_:)``.
 final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sendable {
@@ -414,7 +414,7 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
             guard let part else { break }
             switch part {
             case .head(let head):
-                if head.upgrade != nil || head.expectsContinue {
+                if head.upgrade != nil {
                     client.inbound.moveReaderIndex(to: mark)
                     // After the previous response is all written: the NIO channel starts with nothing pending.
                     if client.output.isEmpty { handOver(client) } else { client.handOverWhenWritten = true }
@@ -642,6 +642,12 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
         case .route:
             break
         }
+        if head.expectsContinue {
+            // Answered here, as nginx does and as the NIO path does, so the client sends its body at once instead of
+            // after its own timeout (the backend's interim responses are dropped by the response framer). The
+            // previous response is all in the output queue already: this goes after it.
+            write(Self.continueResponse, to: client)
+        }
         let forwarded = client.identity.forwarding.head(for: head, allocator: allocator)
         client.request.clear()
         client.request.writeImmutableBuffer(forwarded.prefix)
@@ -655,6 +661,9 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
         armBodyRead(client)
         route(client, excluding: nil)
     }
+
+    /// The interim response to `Expect: 100-continue`.
+    private static let continueResponse = ByteBuffer(string: "HTTP/1.1 100 Continue\r\n\r\n")
 
     private func choose(_ client: Client, excluding: Backend?) -> Balancer.Pick? {
         let balancer = client.runtime.balancer

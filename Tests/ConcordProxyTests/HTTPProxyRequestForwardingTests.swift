@@ -124,6 +124,16 @@ import Testing
                     "POST / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 99999999999\r\n\r\n",
                 ])
                 #expect(large.status == 413)
+                // On a keep-alive connection, after a response: the 100 follows it, and the connection serves on (the
+                // direct engine handed such a connection to SwiftNIO until 2026-12-03).
+                let kept = try await RawClient.exchange(port: port, [
+                    "GET /first HTTP/1.1\r\nHost: t\r\n\r\n",
+                    "POST /p HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n", "hello",
+                    "GET /last HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                ], pause: .milliseconds(100))
+                let statuses = kept.text.components(separatedBy: "HTTP/1.1 ").dropFirst().map { String($0.prefix(3)) }
+                #expect(statuses == ["200", "100", "200", "200"], "\(kept.text.debugDescription)")
+                #expect(kept.text.contains("a body=5"), "\(kept.text.debugDescription)")
             }
         }
     }
