@@ -66,7 +66,7 @@ struct ProxyCommand: AsyncParsableCommand {
     var tcpEngine: String?
 
     @Option(name: .customLong("http-engine"),
-            help: "http mode: direct (the proxy's own epoll loops; the default, when no TLS, PROXY protocol or per-backend queue is set) or nio.")
+            help: "http mode: direct (the proxy's own epoll loops; the default, when no TLS is set) or nio.")
     var httpEngine: String?
 
     @Option(name: .customLong("event-loops"), help: "Event loops (threads) to serve on, 1...1024 (default: one per CPU the process may use).")
