@@ -80,7 +80,11 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
         var bytesSinceIdle = false
         /// The response's progress when the current deadline was set (``ResponseProgress``).
         var progressAtDeadline = ResponseProgress(forwarded: 0, pending: 0)
-        var progress: ResponseProgress { ResponseProgress(forwarded: output.appended, pending: output.bytes) }
+        var progress: ResponseProgress {
+            let pending = output.bytes
+            return ResponseProgress(forwarded: output.appended, pending: pending,
+                                    delivered: pending > 0 ? TCPBytesAcked.of(fd: fd) ?? 0 : 0)
+        }
         /// When the current phase times out (coarse monotonic nanoseconds; 0: none).
         var deadline: Int64 = 0
         /// The proxy stops: an idle connection closes at this time.

@@ -362,7 +362,11 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     }
     private let countsQueuedBytes: Bool
 
-    private var progress: ResponseProgress { ResponseProgress(forwarded: forwardedBytes, pending: pendingOutputBytes) }
+    private var progress: ResponseProgress {
+        let pending = pendingOutputBytes
+        let delivered = pending > 0 ? context.flatMap { TCPBytesAcked.of(channel: $0.channel) } ?? 0 : 0
+        return ResponseProgress(forwarded: forwardedBytes, pending: pending, delivered: delivered)
+    }
 
     /// The request's body is still coming: it may go `bodyReadTimeout` without a byte (re-armed at each one).
     private func armBodyRead() {

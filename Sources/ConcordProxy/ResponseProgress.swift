@@ -2,7 +2,8 @@ import Logging
 
 /// How far a response has got toward its client, so a timer can tell a slow exchange from a stalled one: a
 /// response makes progress while its backend sends bytes (`forwarded` grows) or its client takes them (`pending`
-/// shrinks). Either engine keeps the two counts; the rule of what to do when a deadline comes is here once.
+/// shrinks, or its TCP acknowledges more: `delivered`, ``TCPBytesAcked``). Either engine keeps the counts; the rule
+/// of what to do when a deadline comes is here once.
 ///
 /// - After the response's head, the exchange's deadline is ``ProxyLimits/responseTimeout`` and is renewed while
 ///   it makes progress either way; a backend that stops sending mid-body, or a client that stops reading
@@ -15,15 +16,18 @@ struct ResponseProgress: Equatable {
     var forwarded: Int
     /// Of those, bytes its socket has not taken yet.
     var pending: Int
+    /// Bytes the client's TCP has acknowledged — asked of the kernel only while bytes are pending (a system call;
+    /// with nothing pending, `pending` itself shows the progress); 0 otherwise or when unknown.
+    var delivered: UInt64 = 0
 
     /// Whether anything moved since `mark`: the backend sent more, or the client took some.
     func advanced(since mark: ResponseProgress) -> Bool {
-        forwarded != mark.forwarded || pending < mark.pending
+        forwarded != mark.forwarded || pending < mark.pending || delivered > mark.delivered
     }
 
     /// The client took no byte since `mark` while bytes waited for it (rather than the backend sending nothing).
     func clientStalled(since mark: ResponseProgress) -> Bool {
-        pending > 0 && pending >= mark.pending
+        pending > 0 && pending >= mark.pending && delivered <= mark.delivered
     }
 
     /// Logs why an exchange that made no progress since `mark` for `seconds` is ending: a client that stopped

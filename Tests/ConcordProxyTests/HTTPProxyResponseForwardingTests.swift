@@ -216,6 +216,23 @@ import Testing
         }
     }
 
+    /// A steady reader of a large response, with a response timeout shorter than the time the kernel's send buffer
+    /// (grown to megabytes on loopback) takes to drain by a third: the proxy's own queue does not move for longer
+    /// than a period, but the client's TCP acknowledges bytes all along (``TCPBytesAcked``). Counting only the
+    /// proxy's queue, a probe's 1-MB/s reader was cut off after 5.7 MB of 20 with `responseTimeout: 1`.
+    @Test(arguments: [HTTPEngine.direct, .nio])
+    func aSteadyReaderOfALargeResponseIsNotCutOffWhileTheKernelBufferDrains(engine: HTTPEngine) async throws {
+        var limits = ProxyLimits()
+        limits.responseTimeout = 0.5
+        try await Self.withLargeResponses(size: 8 << 20, limits: limits, engine: engine) { large, _, port in
+            let client = try BlockingSocket(port: port)
+            await client.send("GET /large HTTP/1.1\r\nHost: t\r\n\r\n")
+            // 32 KiB every 20 ms: ≈ 1.6 MB/s, the 8-MiB body in about 5 s.
+            let response = await Self.readResponse(from: client, bodyBytes: large.utf8.count, chunkSize: 32_768, pause: .milliseconds(20))
+            #expect(response.body == large.utf8.count, "got \(response.body) of \(large.utf8.count) body bytes, closed: \(response.closed)")
+        }
+    }
+
     @Test func aBodyWithoutLengthEndsWithTheClientConnection() async throws {
         let reply = TestScriptedBackend.Reply(bytes: "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end", closeAfter: true)
         try await ProxyHarness.withScriptedBackend({ _, _ in reply }) { port, server in
