@@ -80,10 +80,12 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
         var bytesSinceIdle = false
         /// The response's progress when the current deadline was set (``ResponseProgress``).
         var progressAtDeadline = ResponseProgress(forwarded: 0, pending: 0)
-        var progress: ResponseProgress {
+        /// The response's progress now; `askingKernel`: with what the client's TCP acknowledged (a system call, so
+        /// only when a deadline is looked at, not at every mark on the hot path).
+        func progress(askingKernel: Bool = false) -> ResponseProgress {
             let pending = output.bytes
             return ResponseProgress(forwarded: output.appended, pending: pending,
-                                    delivered: pending > 0 ? TCPBytesAcked.of(fd: fd) ?? 0 : 0)
+                                    delivered: askingKernel && pending > 0 ? TCPBytesAcked.of(fd: fd) ?? 0 : 0)
         }
         /// When the current phase times out (coarse monotonic nanoseconds; 0: none).
         var deadline: Int64 = 0
@@ -564,13 +566,13 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
 
     private func startIdleTimer(_ client: Client) {
         client.bytesSinceIdle = false
-        client.progressAtDeadline = client.progress
+        client.progressAtDeadline = client.progress()
         arm(client, after: client.runtime.configuration.limits.keepAliveTimeout)
     }
 
     /// From the request's end to the response's head, then while the response makes progress (``ResponseProgress``).
     private func armResponseTimeout(_ client: Client) {
-        client.progressAtDeadline = client.progress
+        client.progressAtDeadline = client.progress()
         arm(client, after: client.runtime.configuration.limits.responseTimeout)
     }
 
@@ -605,8 +607,10 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
             // The last response is still being written to a client that reads slowly: closing now would cut it off
             // (the client would see a clean end before its Content-Length). It gets another keep-alive period while
             // it takes bytes, and is closed after one in which it took none, as nginx's send_timeout does.
-            if client.progress.advanced(since: client.progressAtDeadline) {
+            let progress = client.progress(askingKernel: true)
+            if progress.advanced(since: client.progressAtDeadline) {
                 startIdleTimer(client)
+                client.progressAtDeadline = progress  // with the kernel's count, for the next look
             } else {
                 client.runtime.logger.debug("a client took no bytes of its response for the keep-alive timeout; closing")
                 close(client, outcome: "client-closed")
@@ -615,9 +619,10 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
             if client.bytesSinceIdle { respondWithError(client, .requestTimeout) } else { close(client, outcome: "closed") }
         case .proxying:
             if machine.responseStarted {
-                let progress = client.progress
+                let progress = client.progress(askingKernel: true)
                 if progress.advanced(since: client.progressAtDeadline) {
                     armResponseTimeout(client)
+                    client.progressAtDeadline = progress  // with the kernel's count, for the next look
                     return
                 }
                 progress.logStall(since: client.progressAtDeadline, backend: client.upstream?.backend,

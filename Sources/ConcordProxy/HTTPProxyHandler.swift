@@ -344,13 +344,13 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
 
     private func startIdleTimer() {
         bytesSinceIdle = false
-        progressAtDeadline = progress
+        progressAtDeadline = progress()
         arm(after: runtime.configuration.limits.keepAliveTimeout)
     }
 
     /// From the request's end to the response's head, then while the response makes progress (``ResponseProgress``).
     private func armResponseTimeout() {
-        if machine.responseStarted { progressAtDeadline = progress }  // (asking the channel is not free)
+        if machine.responseStarted { progressAtDeadline = progress() }  // (asking the channel is not free)
         arm(after: runtime.configuration.limits.responseTimeout)
     }
 
@@ -362,9 +362,11 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
     }
     private let countsQueuedBytes: Bool
 
-    private var progress: ResponseProgress {
+    /// The response's progress now; `askingKernel`: with what the client's TCP acknowledged (a system call, so only
+    /// when a deadline is looked at).
+    private func progress(askingKernel: Bool = false) -> ResponseProgress {
         let pending = pendingOutputBytes
-        let delivered = pending > 0 ? context.flatMap { TCPBytesAcked.of(channel: $0.channel) } ?? 0 : 0
+        let delivered = askingKernel && pending > 0 ? context.flatMap { TCPBytesAcked.of(channel: $0.channel) } ?? 0 : 0
         return ResponseProgress(forwarded: forwardedBytes, pending: pending, delivered: delivered)
     }
 
@@ -419,8 +421,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
             // writes still queued (the client would see a clean end before its Content-Length). It gets another
             // keep-alive period while it takes bytes, and is closed after one in which it took none — the direct
             // engine's rule, and nginx's send_timeout.
+            let progress = progress(askingKernel: true)
             if progress.advanced(since: progressAtDeadline) {
                 startIdleTimer()
+                progressAtDeadline = progress  // with the kernel's count, for the next look
             } else {
                 runtime.logger.debug("a client took no bytes of its response for the keep-alive timeout; closing")
                 machine.close()
@@ -431,9 +435,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
             if bytesSinceIdle { respondWithError(.requestTimeout) } else { context?.close(promise: nil) }
         case .proxying:
             if machine.responseStarted {
-                let progress = self.progress
+                let progress = progress(askingKernel: true)
                 if progress.advanced(since: progressAtDeadline) {
                     armResponseTimeout()
+                    progressAtDeadline = progress  // with the kernel's count, for the next look
                     return
                 }
                 progress.logStall(since: progressAtDeadline, backend: pick?.backend,

@@ -16,8 +16,10 @@ struct ResponseProgress: Equatable {
     var forwarded: Int
     /// Of those, bytes its socket has not taken yet.
     var pending: Int
-    /// Bytes the client's TCP has acknowledged — asked of the kernel only while bytes are pending (a system call;
-    /// with nothing pending, `pending` itself shows the progress); 0 otherwise or when unknown.
+    /// Bytes the client's TCP has acknowledged — asked of the kernel only when a deadline is looked at and bytes are
+    /// pending (a system call: not at the marks on every request's hot path); 0 otherwise or when unknown. A mark
+    /// made without it reads as progress at the next look (which then marks with it): a client that stops reading
+    /// is cut one period later than a backend that stops sending.
     var delivered: UInt64 = 0
 
     /// Whether anything moved since `mark`: the backend sent more, or the client took some.
