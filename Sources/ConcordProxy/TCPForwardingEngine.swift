@@ -37,9 +37,9 @@ enum DirectEngineKind {
 /// What serves an L7 (`http` mode) connection (`httpEngine` in YAML, `--http-engine`).
 public enum HTTPEngine: String, Sendable, Hashable, Codable, SettingChoice, CustomStringConvertible {
     /// The proxy's own epoll loops (``HTTPForwardingLoop``), when the configuration allows it (else `nio`, said at
-    /// start): the default. Requests that switch protocols or expect `100 Continue` are handed to SwiftNIO.
+    /// start): the default. A request that switches protocols (a WebSocket tunnel) is handed to SwiftNIO.
     case direct
-    /// SwiftNIO channels, as TLS, HTTP/2, the PROXY protocol and the per-backend queue always are.
+    /// SwiftNIO channels, as TLS (and so HTTP/2) always is.
     case nio
 
     public var description: String { rawValue }
