@@ -564,15 +564,18 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
         if client.deadline < earliestDeadline { earliestDeadline = client.deadline }
     }
 
-    private func startIdleTimer(_ client: Client) {
+    /// `progress`: the response's progress as a deadline look just measured it (with the kernel's count), to
+    /// compare the next look with; otherwise measured here.
+    private func startIdleTimer(_ client: Client, progress: ResponseProgress? = nil) {
         client.bytesSinceIdle = false
-        client.progressAtDeadline = client.progress()
+        client.progressAtDeadline = progress ?? client.progress()
         arm(client, after: client.runtime.configuration.limits.keepAliveTimeout)
     }
 
-    /// From the request's end to the response's head, then while the response makes progress (``ResponseProgress``).
-    private func armResponseTimeout(_ client: Client) {
-        client.progressAtDeadline = client.progress()
+    /// From the request's end to the response's head, then while the response makes progress (``ResponseProgress``;
+    /// `progress` as for ``startIdleTimer(_:progress:)``).
+    private func armResponseTimeout(_ client: Client, progress: ResponseProgress? = nil) {
+        client.progressAtDeadline = progress ?? client.progress()
         arm(client, after: client.runtime.configuration.limits.responseTimeout)
     }
 
@@ -609,8 +612,7 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
             // it takes bytes, and is closed after one in which it took none, as nginx's send_timeout does.
             let progress = client.progress(askingKernel: true)
             if progress.advanced(since: client.progressAtDeadline) {
-                startIdleTimer(client)
-                client.progressAtDeadline = progress  // with the kernel's count, for the next look
+                startIdleTimer(client, progress: progress)
             } else {
                 client.runtime.logger.debug("a client took no bytes of its response for the keep-alive timeout; closing")
                 close(client, outcome: "client-closed")
@@ -621,8 +623,7 @@ final class HTTPForwardingLoop: ForwardingLoop, EpollLoopHandler, @unchecked Sen
             if machine.responseStarted {
                 let progress = client.progress(askingKernel: true)
                 if progress.advanced(since: client.progressAtDeadline) {
-                    armResponseTimeout(client)
-                    client.progressAtDeadline = progress  // with the kernel's count, for the next look
+                    armResponseTimeout(client, progress: progress)
                     return
                 }
                 progress.logStall(since: client.progressAtDeadline, backend: client.upstream?.backend,

@@ -342,15 +342,22 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
 
     // MARK: Timers
 
-    private func startIdleTimer() {
+    /// `progress`: the response's progress as a deadline look just measured it (with the kernel's count), to
+    /// compare the next look with; otherwise measured here.
+    private func startIdleTimer(progress: ResponseProgress? = nil) {
         bytesSinceIdle = false
-        progressAtDeadline = progress()
+        progressAtDeadline = progress ?? self.progress()
         arm(after: runtime.configuration.limits.keepAliveTimeout)
     }
 
-    /// From the request's end to the response's head, then while the response makes progress (``ResponseProgress``).
-    private func armResponseTimeout() {
-        if machine.responseStarted { progressAtDeadline = progress() }  // (asking the channel is not free)
+    /// From the request's end to the response's head, then while the response makes progress (``ResponseProgress``;
+    /// `progress` as for ``startIdleTimer(progress:)``).
+    private func armResponseTimeout(progress: ResponseProgress? = nil) {
+        if let progress {
+            progressAtDeadline = progress
+        } else if machine.responseStarted {
+            progressAtDeadline = self.progress()  // (asking the channel is not free)
+        }
         arm(after: runtime.configuration.limits.responseTimeout)
     }
 
@@ -423,8 +430,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
             // engine's rule, and nginx's send_timeout.
             let progress = progress(askingKernel: true)
             if progress.advanced(since: progressAtDeadline) {
-                startIdleTimer()
-                progressAtDeadline = progress  // with the kernel's count, for the next look
+                startIdleTimer(progress: progress)
             } else {
                 runtime.logger.debug("a client took no bytes of its response for the keep-alive timeout; closing")
                 machine.close()
@@ -437,8 +443,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Bac
             if machine.responseStarted {
                 let progress = progress(askingKernel: true)
                 if progress.advanced(since: progressAtDeadline) {
-                    armResponseTimeout()
-                    progressAtDeadline = progress  // with the kernel's count, for the next look
+                    armResponseTimeout(progress: progress)
                     return
                 }
                 progress.logStall(since: progressAtDeadline, backend: pick?.backend,
