@@ -108,6 +108,17 @@ import Testing
         try await withBackend(replying: reply, limits: limits, engine: engine) { server, port in try await body(large, server, port) }
     }
 
+    /// ``withLargeResponses(size:limits:engine:_:)`` with a ``BlockingSocket`` client (`receiveBuffer` as given) that has
+    /// sent its request; `body` gets the response body and the client.
+    private static func withLargeResponseRequested(size: Int, limits: ProxyLimits, engine: HTTPEngine, receiveBuffer: Int32? = nil,
+                                                   _ body: (String, BlockingSocket) async throws -> Void) async throws {
+        try await withLargeResponses(size: size, limits: limits, engine: engine) { large, _, port in
+            let client = try BlockingSocket(port: port, receiveBuffer: receiveBuffer)
+            await client.send("GET /large HTTP/1.1\r\nHost: t\r\n\r\n")
+            try await body(large, client)
+        }
+    }
+
     /// A backend answering every request with `reply`, behind a round-robin proxy on `engine` with `limits`.
     private static func withBackend(replying reply: TestScriptedBackend.Reply, limits: ProxyLimits, engine: HTTPEngine,
                                     _ body: (ProxyServer, Int) async throws -> Void) async throws {
@@ -145,9 +156,7 @@ import Testing
     func aSlowReaderGetsItsWholeResponsePastTheKeepAliveTimeout(engine: HTTPEngine) async throws {
         var limits = ProxyLimits()
         limits.keepAliveTimeout = 0.3
-        try await Self.withLargeResponses(size: 4 << 20, limits: limits, engine: engine) { large, _, port in
-            let client = try BlockingSocket(port: port, receiveBuffer: 16_384)
-            await client.send("GET /large HTTP/1.1\r\nHost: t\r\n\r\n")
+        try await Self.withLargeResponseRequested(size: 4 << 20, limits: limits, engine: engine, receiveBuffer: 16_384) { large, client in
             try await Task.sleep(for: .seconds(1))  // reads nothing for three keep-alive timeouts
             let response = await Self.readResponse(from: client, bodyBytes: large.utf8.count)
             #expect(response.status == "HTTP/1.1 200 ")
@@ -191,9 +200,7 @@ import Testing
     func aClientThatStopsReadingItsResponseIsClosedAfterTheResponseTimeout(engine: HTTPEngine) async throws {
         var limits = ProxyLimits()
         limits.responseTimeout = 0.4
-        try await Self.withLargeResponses(size: 8 << 20, limits: limits, engine: engine) { large, _, port in
-            let client = try BlockingSocket(port: port, receiveBuffer: 16_384)
-            await client.send("GET /large HTTP/1.1\r\nHost: t\r\n\r\n")
+        try await Self.withLargeResponseRequested(size: 8 << 20, limits: limits, engine: engine, receiveBuffer: 16_384) { large, client in
             try await Task.sleep(for: .seconds(2.5))  // takes nothing for six response timeouts
             let expected = large.utf8.count
             let response = await client.read { bytes in bytes.count >= expected }
@@ -207,9 +214,7 @@ import Testing
     func aClientThatReadsSlowlyButSteadilyGetsItsWholeResponse(engine: HTTPEngine) async throws {
         var limits = ProxyLimits()
         limits.responseTimeout = 0.5
-        try await Self.withLargeResponses(size: 1 << 20, limits: limits, engine: engine) { large, _, port in
-            let client = try BlockingSocket(port: port, receiveBuffer: 16_384)
-            await client.send("GET /large HTTP/1.1\r\nHost: t\r\n\r\n")
+        try await Self.withLargeResponseRequested(size: 1 << 20, limits: limits, engine: engine, receiveBuffer: 16_384) { large, client in
             // 16 KiB every 20 ms: ≈ 0.8 MB/s, the 1-MiB body in about 1.3 s.
             let response = await Self.readResponse(from: client, bodyBytes: large.utf8.count, chunkSize: 16_384, pause: .milliseconds(20))
             #expect(response.body == large.utf8.count, "got \(response.body) body bytes, closed: \(response.closed)")
@@ -224,9 +229,7 @@ import Testing
     func aSteadyReaderOfALargeResponseIsNotCutOffWhileTheKernelBufferDrains(engine: HTTPEngine) async throws {
         var limits = ProxyLimits()
         limits.responseTimeout = 0.5
-        try await Self.withLargeResponses(size: 8 << 20, limits: limits, engine: engine) { large, _, port in
-            let client = try BlockingSocket(port: port)
-            await client.send("GET /large HTTP/1.1\r\nHost: t\r\n\r\n")
+        try await Self.withLargeResponseRequested(size: 8 << 20, limits: limits, engine: engine) { large, client in
             // 32 KiB every 20 ms: ≈ 1.6 MB/s, the 8-MiB body in about 5 s.
             let response = await Self.readResponse(from: client, bodyBytes: large.utf8.count, chunkSize: 32_768, pause: .milliseconds(20))
             #expect(response.body == large.utf8.count, "got \(response.body) of \(large.utf8.count) body bytes, closed: \(response.closed)")
