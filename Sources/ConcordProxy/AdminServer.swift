@@ -10,7 +10,7 @@ import NIOPosix
 /// | request | effect |
 /// |---|---|
 /// | `GET /backends` | JSON list: id, state (up/down), draining, active, requests |
-/// | `POST /backends` body `HOST:PORT` (or `?address=HOST:PORT`) | add a backend |
+/// | `POST /backends` body `HOST:PORT` (or `?address=HOST:PORT`) | add a backend; answered after its first health check |
 /// | `DELETE /backends/HOST:PORT` | remove it |
 /// | `POST /backends/HOST:PORT/drain`, `DELETE …/drain` | start / end draining |
 /// | `GET /metrics` | Prometheus text |
@@ -46,7 +46,7 @@ enum AdminServer {
                 return (.ok, "ok\n", text)
             case (.GET, 1, "backends"):
                 let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
                 return (.ok, String(decoding: try encoder.encode(balancer.statuses()), as: UTF8.self) + "\n", json)
             case (.POST, 1, "backends"):
                 var address = RequestKeyExtractor.queryValue(named: "address", in: uri).map(String.init)
@@ -80,6 +80,22 @@ enum AdminServer {
 }
 
 extension AdminServer {
+    /// The answer's last line for a backend just added: its first health check's verdict, or nil while it is still
+    /// pending and `waited` is false.
+    static func firstCheckOutcome(of id: String, balancer: Balancer, waited: Bool) -> String? {
+        guard let status = balancer.statuses().first(where: { $0.id == id }) else { return "\(id) was removed meanwhile\n" }
+        let check = status.check.map { " (\($0))" } ?? ""
+        switch status.state {
+        case "up":
+            return "\(id) is up: its first health check passed\(check)\n"
+        case "down":
+            let rise = balancer.healthConfiguration.rise
+            return "\(id) is down: its first health check failed\(check); it joins after \(rise) passing check\(rise == 1 ? "" : "s") in a row\n"
+        default:
+            return waited ? "\(id) is pending: no health check verdict yet; it joins when one passes (GET /backends)\n" : nil
+        }
+    }
+
     static func pathSegments(_ path: String) -> [String] {
         path.split(separator: "/").map { $0.removingPercentEncoding ?? String($0) }
     }
@@ -158,26 +174,53 @@ private final class AdminHandler: ChannelInboundHandler {
             self.head = nil
             deadline?.cancel()
             deadline = nil
+            let before = head.method == .POST ? Set(balancer.backends.map(\.id)) : []
             let (status, text, contentType) = bodyTooLarge
                 ? (HTTPResponseStatus.payloadTooLarge, "admin request bodies are at most \(Self.maxBody) bytes\n", "text/plain; charset=utf-8")
                 : AdminServer.respond(method: head.method, uri: head.uri, body: String(buffer: body), balancer: balancer, metrics: metrics)
             if head.method != .GET { logger.notice("admin \(head.method) \(head.uri) → \(status.code)") }
-            var buffer = context.channel.allocator.buffer(capacity: text.utf8.count)
-            buffer.writeString(text)
-            var headers = HTTPHeaders()
-            headers.add(name: "content-type", value: contentType)
-            headers.add(name: "content-length", value: String(buffer.readableBytes))
-            if status == .methodNotAllowed,
-               let allowed = AdminServer.allowedMethods(AdminServer.pathSegments(String(RequestKeyExtractor.path(of: head.uri)))) {
-                headers.add(name: "allow", value: allowed.map { "\($0)" }.joined(separator: ", "))
+            if status == .created, let added = balancer.backends.first(where: { !before.contains($0.id) }) {
+                // Answered once the first health check (bounded like every probe) says whether it joined.
+                let limit = NIODeadline.now() + .milliseconds(Int64(balancer.healthConfiguration.timeout * 2_000) + 500)
+                awaitFirstCheck(of: added.id, until: limit, context: context) { outcome in
+                    self.write(status, text + outcome, contentType, for: head, context: context)
+                }
+            } else {
+                write(status, text, contentType, for: head, context: context)
             }
-            let keepAlive = head.isKeepAlive && !bodyTooLarge
-            if !keepAlive { headers.add(name: "connection", value: "close") }
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
-            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
-                if keepAlive { self.armDeadline(context: context) } else { context.close(promise: nil) }
-            }
+        }
+    }
+
+    private func awaitFirstCheck(of id: String, until limit: NIODeadline, context: ChannelHandlerContext,
+                                 then answer: @escaping (String) -> Void) {
+        if let outcome = AdminServer.firstCheckOutcome(of: id, balancer: balancer, waited: NIODeadline.now() >= limit) {
+            answer(outcome)
+            return
+        }
+        let loopBound = NIOLoopBound((self, context, answer), eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: .milliseconds(5)) {
+            let (handler, context, answer) = loopBound.value
+            handler.awaitFirstCheck(of: id, until: limit, context: context, then: answer)
+        }
+    }
+
+    private func write(_ status: HTTPResponseStatus, _ text: String, _ contentType: String, for head: HTTPRequestHead,
+                       context: ChannelHandlerContext) {
+        var buffer = context.channel.allocator.buffer(capacity: text.utf8.count)
+        buffer.writeString(text)
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: contentType)
+        headers.add(name: "content-length", value: String(buffer.readableBytes))
+        if status == .methodNotAllowed,
+           let allowed = AdminServer.allowedMethods(AdminServer.pathSegments(String(RequestKeyExtractor.path(of: head.uri)))) {
+            headers.add(name: "allow", value: allowed.map { "\($0)" }.joined(separator: ", "))
+        }
+        let keepAlive = head.isKeepAlive && !bodyTooLarge
+        if !keepAlive { headers.add(name: "connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+            if keepAlive { self.armDeadline(context: context) } else { context.close(promise: nil) }
         }
     }
 }

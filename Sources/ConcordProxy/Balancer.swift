@@ -31,6 +31,7 @@ public final class Balancer: Sendable {
     /// A backend's state as the admin API lists it.
     public struct Status: Sendable, Codable, Hashable {
         public let id: String
+        /// "up", "down", or "pending" (added while running, first health check not done yet).
         public let state: String
         public let draining: Bool
         /// Requests (L7) or connections (L4) in flight to it, those waiting in its queue included.
@@ -38,22 +39,32 @@ public final class Balancer: Sendable {
         public let requests: Int
         /// Waiting for a slot under `limits.maxRequestsPerBackend` (0 without the limit).
         public let queued: Int
+        /// What the last active health check said (absent before the first).
+        public let check: String?
     }
 
     /// Distinct key hashes remembered per backend per generation, for drain.
     public static let recentKeyCapacity = 65_536
 
-    /// Immutable: a new one is built when backends join or leave.
+    /// Immutable: a new one is built when backends are added, leave, or join (an added backend's first passing
+    /// health check).
     private final class Membership: Sendable {
         let backends: [Backend]
+        /// Over the backends that have joined (``HealthStateMachine/hasJoined``) only, so a backend added while
+        /// running moves no key until its first health check passes, and then its keys move once (with a pending
+        /// backend in the selection, jump and Maglev sent its keys to other nodes first, then again to it).
         let selection: (any NodeSelection)?
         let bounded: BoundedLoadSelector?
+        /// The index in `backends` (and `State.runtime`) of each selection index.
+        let selected: [Int]
         let indexByID: [String: Int]
         let indexByToken: [String: Int]
 
-        init(backends: [Backend], algorithm: HashAlgorithm, boundedLoad: Double?) throws(ProxyError) {
+        /// `joined`: whether each backend has joined; nil, all of them.
+        init(backends: [Backend], joined: [Bool]? = nil, algorithm: HashAlgorithm, boundedLoad: Double?) throws(ProxyError) {
             self.backends = backends
-            let nodes = backends.map { Node(id: $0.id) }
+            selected = backends.indices.filter { joined?[$0] ?? true }
+            let nodes = selected.map { Node(id: backends[$0].id) }
             do {
                 let selection = nodes.isEmpty ? nil : try algorithm.makeSelection(nodes: nodes)
                 self.selection = selection
@@ -84,6 +95,8 @@ public final class Balancer: Sendable {
         /// waiters to sleep for milliseconds).
         let handle: BackendHandle
         var recentKeys = RecentKeys()
+        /// The last active probe's detail (the admin API's `check`).
+        var lastCheck: String?
 
         init(health: HealthStateMachine, backend: Backend, counters: ProxyMetrics.BackendCounters) {
             self.health = health
@@ -129,6 +142,9 @@ public final class Balancer: Sendable {
     /// Serializes membership changes (admin API, reloads): each reads the current settings and publishes new ones,
     /// so two at once could lose one. Picks never take it.
     private let changes = NIOLock()
+    /// Backends added while running (pending), for the health checker to probe at once instead of at its next round.
+    let joining: AsyncStream<Backend>
+    private let joiningContinuation: AsyncStream<Backend>.Continuation
 
     public init(backends: [HostPort], algorithm: HashAlgorithm, boundedLoad: Double?, health: HealthCheckConfiguration,
                 metrics: ProxyMetrics, logger: Logger) throws(ProxyError) {
@@ -144,7 +160,10 @@ public final class Balancer: Sendable {
         }
         self.state = NIOLockedValueBox(State(
             membership: membership, runtime: runtime, algorithm: algorithm, boundedLoad: boundedLoad, health: health))
+        (joining, joiningContinuation) = AsyncStream.makeStream(of: Backend.self, bufferingPolicy: .bufferingNewest(1024))
     }
+
+    deinit { joiningContinuation.finish() }
 
     /// Key→backend algorithm for `hash` (changed by ``reconfigure(backends:algorithm:boundedLoad:health:)``).
     public var algorithm: HashAlgorithm { state.withLockedValue { $0.algorithm } }
@@ -161,7 +180,9 @@ public final class Balancer: Sendable {
             let membership = state.membership
             guard let selection = membership.selection else { return nil }
             let excluded = excluding.flatMap { membership.indexByID[$0.id] }
-            func ready(_ i: Int) -> Bool {
+            // `s`: a selection index.
+            func ready(_ s: Int) -> Bool {
+                let i = membership.selected[s]
                 guard i != excluded else { return false }
                 let r = state.runtime[i]
                 return r.isUp && (!r.draining || r.recentKeys.contains(keyHash))
@@ -170,12 +191,15 @@ public final class Balancer: Sendable {
             if let bounded = membership.bounded {
                 var total = 0
                 for r in state.runtime { total += r.active }
-                let candidate = bounded.pick(for: keyHash, totalLoad: total) { i in ready(i) ? state.runtime[i].active : Int.max / 2 }
+                let candidate = bounded.pick(for: keyHash, totalLoad: total) { s in
+                    ready(s) ? state.runtime[membership.selected[s]].active : Int.max / 2
+                }
                 if ready(candidate) { chosen = candidate }
             }
             if chosen == nil { chosen = selection.firstReady(for: keyHash, where: ready) }
-            guard let index = chosen else { return nil }
-            let remapped = index != selection.ownerIndex(for: keyHash)
+            guard let chosen else { return nil }
+            let remapped = chosen != selection.ownerIndex(for: keyHash)
+            let index = membership.selected[chosen]
             state.runtime[index].recentKeys.insert(keyHash)
             return Self.take(index, in: &state, remapped: remapped, setsCookie: false)
         })
@@ -277,9 +301,28 @@ public final class Balancer: Sendable {
     public func recordProbe(_ backend: Backend, success: Bool, detail: String) {
         let flip = state.withLockedValue { state -> HealthStateMachine.Flip? in
             guard let index = state.membership.indexByID[backend.id] else { return nil }
+            state.runtime[index].lastCheck = detail
             return state.runtime[index].health.recordProbe(success: success)
         }
         report(flip, backend: backend.id, reason: detail)
+        if flip == .joined || flip == .wentUp { spreadKeysOverJoinedBackends() }
+    }
+
+    /// Rebuilds the selection when a backend has joined since it was built (its first passing health check).
+    private func spreadKeysOverJoinedBackends() {
+        changes.lock()
+        defer { changes.unlock() }
+        let (membership, joined, algorithm, boundedLoad) = state.withLockedValue {
+            ($0.membership, $0.runtime.map(\.health.hasJoined), $0.algorithm, $0.boundedLoad)
+        }
+        guard membership.selected != joined.indices.filter({ joined[$0] }) else { return }
+        // (`changes` is held, so the list is still `membership.backends` when the new selection is published.)
+        do {
+            let rebuilt = try Membership(backends: membership.backends, joined: joined, algorithm: algorithm, boundedLoad: boundedLoad)
+            state.withLockedValue { $0.membership = rebuilt }
+        } catch {
+            logger.error("cannot spread keys over the joined backends: \(error); the new backends stay out")
+        }
     }
 
     private func report(_ flip: HealthStateMachine.Flip?, backend id: String, reason: String) {
@@ -293,6 +336,12 @@ public final class Balancer: Sendable {
         case .wentUp:
             logger.notice("backend \(id) is UP again: \(reason); its keys return")
             metrics.healthTransition(backend: id, to: "up")
+        case .joined:
+            logger.notice("backend \(id) passed its first health check (\(reason)): it takes its keys")
+            metrics.healthTransition(backend: id, to: "up")
+        case .failedFirstCheck:
+            logger.warning("backend \(id) failed its first health check: \(reason); it stays out until it passes \(healthConfiguration.rise) in a row")
+            metrics.healthTransition(backend: id, to: "down")
         }
     }
 
@@ -313,13 +362,14 @@ public final class Balancer: Sendable {
     public func statuses() -> [Status] {
         state.withLockedValue { state in
             zip(state.membership.backends, state.runtime).map { backend, r in
-                Status(id: backend.id, state: r.isUp ? "up" : "down", draining: r.draining, active: r.active, requests: r.load.requests,
-                       queued: r.handle.admission.queued)
+                Status(id: backend.id, state: r.health.stateName, draining: r.draining, active: r.active, requests: r.load.requests,
+                       queued: r.handle.admission.queued, check: r.lastCheck)
             }
         }
     }
 
-    /// Adds a backend at the end of the list (its keys come from every other backend, ≈1/(n+1) of them).
+    /// Adds a backend at the end of the list (its keys come from every other backend, ≈1/(n+1) of them, once its
+    /// first health check passes: it starts pending).
     public func add(_ address: HostPort) throws(ProxyError) {
         changes.lock()
         defer { changes.unlock() }
@@ -419,14 +469,20 @@ public final class Balancer: Sendable {
             }
             resolved.append(backend)
         }
-        let membership = try Membership(backends: resolved, algorithm: algorithm, boundedLoad: boundedLoad)
+        // Carried backends keep whether they joined; added ones are pending, so they have not.
+        let joinedByID = state.withLockedValue { state in
+            Dictionary(uniqueKeysWithValues: zip(state.membership.backends, state.runtime).map { ($0.id, $1.health.hasJoined) })
+        }
+        let membership = try Membership(backends: resolved, joined: resolved.map { joinedByID[$0.id] ?? false },
+                                        algorithm: algorithm, boundedLoad: boundedLoad)
         let countersByID = Dictionary(uniqueKeysWithValues: resolved.map { ($0.id, metrics.backend($0.id)) })
         let (before, after, left) = state.withLockedValue { state -> ([String], [String], [BackendHandle]) in
             let before = state.membership.backends.map(\.id)
             var carried: [String: Runtime] = [:]
             for (backend, runtime) in zip(state.membership.backends, state.runtime) { carried[backend.id] = runtime }
             state.runtime = resolved.map { backend in
-                var runtime = carried[backend.id] ?? Runtime(health: HealthStateMachine(health), backend: backend, counters: countersByID[backend.id]!)
+                var runtime = carried[backend.id]
+                    ?? Runtime(health: HealthStateMachine(health, pending: true), backend: backend, counters: countersByID[backend.id]!)
                 runtime.health.adopt(health)
                 return runtime
             }
@@ -440,11 +496,13 @@ public final class Balancer: Sendable {
         }
         for handle in left { redispatchQueue(of: handle, because: "was removed") }
         let added = after.filter { !before.contains($0) }
+        for backend in resolved where added.contains(backend.id) { joiningContinuation.yield(backend) }
         let removed = before.filter { !after.contains($0) }
         if added.isEmpty && removed.isEmpty && before == after {
             logger.notice("selection rebuilt: algorithm \(algorithm), bounded load \(boundedLoad.map { "\($0)" } ?? "off")")
         } else {
-            let line: Logger.Message = "backends changed: \(after.count) now (added \(added.isEmpty ? "none" : added.joined(separator: ", ")); removed \(removed.isEmpty ? "none" : removed.joined(separator: ", ")))"
+            let joining = added.isEmpty ? "" : ", in once their first health check passes"
+            let line: Logger.Message = "backends changed: \(after.count) now (added \(added.isEmpty ? "none" : added.joined(separator: ", "))\(joining); removed \(removed.isEmpty ? "none" : removed.joined(separator: ", ")))"
             // An empty pool is allowed (backends may be added again through the admin API), but every request now
             // gets 503: worth more than a notice.
             if after.isEmpty { logger.warning("\(line); no backend is left, so every request gets 503 until one is added") } else { logger.notice(line) }

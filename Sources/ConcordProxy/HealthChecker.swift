@@ -26,8 +26,17 @@ struct HealthChecker<C: Clock>: Sendable where C.Duration == Duration {
         self.init(balancer: balancer, group: group, clock: ContinuousClock(), backendTLS: backendTLS)
     }
 
-    /// Probes every backend, waits `interval`, and again, until the task is cancelled.
+    /// Probes every backend, waits `interval`, and again, until the task is cancelled; a backend added meanwhile
+    /// (pending, ``Balancer/joining``) is probed at once, so it joins within one probe instead of one interval.
     func run() async {
+        await withDiscardingTaskGroup { tasks in
+            tasks.addTask { await probeJoining() }
+            await rounds()
+            tasks.cancelAll()
+        }
+    }
+
+    private func rounds() async {
         while !Task.isCancelled {
             let configuration = balancer.healthConfiguration
             await probeAll(configuration)
@@ -39,18 +48,29 @@ struct HealthChecker<C: Clock>: Sendable where C.Duration == Duration {
         }
     }
 
+    /// Each backend added while running gets its first probe now (its verdict alone decides: up or down).
+    private func probeJoining() async {
+        await withDiscardingTaskGroup { probes in
+            for await backend in balancer.joining {
+                probes.addTask { await probeAndRecord(backend, balancer.healthConfiguration) }
+            }
+        }
+    }
+
     /// One round: every current backend is probed at once and each result is recorded.
     func probeAll(_ configuration: HealthCheckConfiguration) async {
         await withTaskGroup(of: Void.self) { tasks in
             for backend in balancer.backends {
-                tasks.addTask {
-                    let (healthy, detail) = await probe(backend, configuration)
-                    // No verdict when the probe failed on this machine (out of descriptors): nothing is recorded.
-                    if Task.isCancelled { return }
-                    if let healthy { balancer.recordProbe(backend, success: healthy, detail: detail) }
-                }
+                tasks.addTask { await probeAndRecord(backend, configuration) }
             }
         }
+    }
+
+    private func probeAndRecord(_ backend: Backend, _ configuration: HealthCheckConfiguration) async {
+        let (healthy, detail) = await probe(backend, configuration)
+        // No verdict when the probe failed on this machine (out of descriptors): nothing is recorded.
+        if Task.isCancelled { return }
+        if let healthy { balancer.recordProbe(backend, success: healthy, detail: detail) }
     }
 
     /// One probe, bounded by `timeout`: healthy or not, or nil when it could not be made (``LocalResourceFailure``).

@@ -1,17 +1,31 @@
 /// Up/down state of one backend with hysteresis: it flips only after `fall` consecutive failures (up → down) or
 /// `rise` consecutive successes (down → up), so one lost probe does not move keys. Passive ejection (real traffic
 /// failing to connect) takes a backend down at once after `ejectAfter` consecutive connect failures.
+///
+/// A backend added while the proxy runs (admin API, reload) starts *pending*: out of selection until its first
+/// probe, which decides alone — up on success whatever `rise` is, down on failure (then `rise` successes as usual).
+/// Envoy does the same for a new host (its `first_check` bypasses the healthy threshold). Backends of the starting
+/// configuration start up, so the proxy serves at once.
 public struct HealthStateMachine: Sendable, Hashable {
     /// A change of state, reported once (the caller logs one line and counts it).
     public enum Flip: Sendable, Hashable {
         case wentUp
         case wentDown
+        /// A pending backend passed its first probe.
+        case joined
+        /// A pending backend failed its first probe: it stays out, down.
+        case failedFirstCheck
     }
 
     public private(set) var rise: Int
     public private(set) var fall: Int
     public private(set) var ejectAfter: Int
     public private(set) var isUp: Bool
+    /// Added while running and not probed yet (not up either).
+    public private(set) var isPending: Bool
+    /// Up at least once since it was added (always, for a backend of the starting configuration): only such a
+    /// backend has a share of the keys, so one that never came up moves no key.
+    public private(set) var hasJoined: Bool
     private var successes = 0
     private var failures = 0
     private var connectFailures = 0
@@ -22,12 +36,30 @@ public struct HealthStateMachine: Sendable, Hashable {
         self.fall = max(1, fall)
         self.ejectAfter = ejectAfter
         self.isUp = isUp
+        self.isPending = false
+        self.hasJoined = true
     }
 
-    /// Starts up with the thresholds of `configuration`.
-    init(_ configuration: HealthCheckConfiguration) {
-        self.init(rise: configuration.rise, fall: configuration.fall, ejectAfter: configuration.ejectAfterConnectFailures)
+    /// A backend added while running: out until its first probe decides.
+    public static func pending(rise: Int, fall: Int, ejectAfter: Int) -> HealthStateMachine {
+        var machine = HealthStateMachine(rise: rise, fall: fall, ejectAfter: ejectAfter, isUp: false)
+        machine.isPending = true
+        machine.hasJoined = false
+        return machine
     }
+
+    /// Starts up (or pending) with the thresholds of `configuration`.
+    init(_ configuration: HealthCheckConfiguration, pending: Bool = false) {
+        self.init(rise: configuration.rise, fall: configuration.fall, ejectAfter: configuration.ejectAfterConnectFailures)
+        if pending {
+            isUp = false
+            isPending = true
+            hasJoined = false
+        }
+    }
+
+    /// "up", "down" or "pending" (the admin API's `state`).
+    public var stateName: String { isPending ? "pending" : isUp ? "up" : "down" }
 
     /// Takes new thresholds (a reload) and keeps the state and the current streaks: a backend that is down stays
     /// down until `rise` successes in a row, counting those it already had.
@@ -39,11 +71,20 @@ public struct HealthStateMachine: Sendable, Hashable {
 
     /// The result of one active probe.
     public mutating func recordProbe(success: Bool) -> Flip? {
+        if isPending {
+            isPending = false
+            isUp = success
+            hasJoined = success
+            successes = success ? 1 : 0
+            failures = success ? 0 : 1
+            return success ? .joined : .failedFirstCheck
+        }
         if success {
             failures = 0
             successes += 1
             if !isUp && successes >= rise {
                 isUp = true
+                hasJoined = true
                 connectFailures = 0
                 return .wentUp
             }
@@ -60,6 +101,8 @@ public struct HealthStateMachine: Sendable, Hashable {
 
     /// Real traffic could not connect (passive check).
     public mutating func recordConnectFailure() -> Flip? {
+        // (A pending backend gets no traffic; a late connect of before it left and came back is not a verdict.)
+        if isPending { return nil }
         successes = 0
         connectFailures += 1
         if isUp && ejectAfter > 0 && connectFailures >= ejectAfter {

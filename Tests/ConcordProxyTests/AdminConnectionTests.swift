@@ -44,6 +44,43 @@ import Testing
         }
     }
 
+    /// A backend added while running is out until its first health check, made at once (not at the next round, 30 s
+    /// away here), and the POST answers with its verdict: one that passes takes keys, one that fails gets none.
+    /// Before 2026-12-03 an added backend took its keys at once, before any check (a backend still starting, or one
+    /// answering 503, got requests).
+    @Test func anAddedBackendJoinsOnlyWhenItsFirstHealthCheckPasses() async throws {
+        try await ProxyHarness.withBackends(["a", "b", "c"]) { backends in
+            let (b, c) = (backends[1], backends[2])
+            c.setHealthy(false)
+            var config = try ProxyHarness.configuration([backends[0]], balance: .roundRobin)
+            config.admin = HostPort(host: "127.0.0.1", port: 0)
+            config.health.path = "/health"
+            config.health.rise = 2
+            try await ProxyHarness.withProxy(config) { server, port in
+                let admin = try #require(server.addresses?.admin?.port)
+                func add(_ backend: TestBackend) async throws -> RawClient.Response {
+                    try await RawClient.exchange(port: admin, [
+                        "POST /backends HTTP/1.1\r\nHost: a\r\nContent-Length: \(backend.address.utf8.count)\r\nConnection: close\r\n\r\n\(backend.address)",
+                    ], timeout: .seconds(10))
+                }
+                let failing = try await add(c)
+                #expect(failing.status == 201, "\(failing.text)")
+                #expect(failing.body.contains("\(c.address) is down: its first health check failed (GET /health answered 503); it joins after 2 passing checks"),
+                        "\(failing.body)")
+                let passing = try await add(b)
+                #expect(passing.status == 201, "\(passing.text)")
+                #expect(passing.body.contains("\(b.address) is up: its first health check passed (GET /health answered 200)"), "\(passing.body)")
+                let listed = try await RawClient.get(port: admin, path: "/backends").body
+                #expect(listed.contains("\"check\" : \"GET /health answered 503\""), "\(listed)")
+
+                var served: [String: Int] = [:]
+                for _ in 0..<12 { served[try await RawClient.get(port: port).body, default: 0] += 1 }
+                #expect(served["a"] == 6 && served["b"] == 6, "\(served)")
+                #expect(c.requests == 0, "the failing backend got no request")
+            }
+        }
+    }
+
     /// A known path with a method it does not take is 405 naming the ones it takes (`Allow`), not 404; an unknown
     /// path is still 404.
     @Test func aWrongMethodOnAKnownPathIs405WithAllow() async throws {

@@ -46,6 +46,11 @@ import Testing
         let b = try balancer(4, algorithm: algorithm)
         let before = owners(b)
         try b.add(Self.addresses[4])
+        // Pending until its first health check: no key moves yet.
+        #expect(b.statuses().last?.state == "pending")
+        #expect(owners(b) == before)
+        b.recordProbe(b.backends[4], success: true, detail: "test")
+        #expect(b.statuses().last?.state == "up")
         let after = owners(b)
         let moved = zip(before, after).filter { $0 != $1 }
         let fraction = Double(moved.count) / Double(before.count)

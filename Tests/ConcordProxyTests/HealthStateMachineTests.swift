@@ -24,6 +24,22 @@ import Testing
         #expect(health.isUp)
     }
 
+    /// A backend added while running is out until its first probe, which decides alone (Envoy's `first_check`).
+    @Test func aPendingBackendsFirstProbeDecidesAlone() {
+        var joining = HealthStateMachine.pending(rise: 3, fall: 3, ejectAfter: 1)
+        #expect(!joining.isUp && joining.stateName == "pending")
+        #expect(joining.recordConnectFailure() == nil && joining.isPending)  // not a verdict
+        #expect(joining.recordProbe(success: true) == .joined)
+        #expect(joining.isUp && joining.stateName == "up")
+        #expect(joining.recordProbe(success: false) == nil)  // then `fall` as usual
+
+        var failing = HealthStateMachine.pending(rise: 2, fall: 3, ejectAfter: 1)
+        #expect(failing.recordProbe(success: false) == .failedFirstCheck)
+        #expect(!failing.isUp && failing.stateName == "down")
+        #expect(failing.recordProbe(success: true) == nil)  // then `rise` as usual
+        #expect(failing.recordProbe(success: true) == .wentUp)
+    }
+
     @Test func passiveEjectionAfterConnectFailures() {
         var health = HealthStateMachine(rise: 1, fall: 5, ejectAfter: 2)
         #expect(health.recordConnectFailure() == nil)

@@ -61,6 +61,15 @@ enum ProxyHarness {
         }
     }
 
+    /// Waits (at most 5 s) until no backend is pending its first health check: one added by a reload joins after it.
+    static func awaitFirstHealthChecks(_ server: ProxyServer) async throws {
+        let deadline = ContinuousClock.now.advanced(by: .seconds(5))
+        while server.balancer.statuses().contains(where: { $0.state == "pending" }) && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        #expect(!server.balancer.statuses().contains(where: { $0.state == "pending" }), "\(server.balancer.statuses())")
+    }
+
     /// `CONCORD_PROXY_TEST_HTTP_ENGINE=direct|nio`: every proxy the tests start serves `http` on that engine (the
     /// suite runs once per engine: scripts/test).
     static let httpEngineUnderTest = ProcessInfo.processInfo.environment["CONCORD_PROXY_TEST_HTTP_ENGINE"].flatMap(HTTPEngine.init(rawValue:))

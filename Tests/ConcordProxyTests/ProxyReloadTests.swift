@@ -67,6 +67,8 @@ import Testing
                 #expect(plan.needsRestart == [.listen])
                 #expect(server.configuration.listen.port == 0, "listen needs a restart and keeps its value")
                 #expect(server.balancer.healthConfiguration.fall == 2)
+                // b and c are pending until their first health check, made at once (the interval is 30 s).
+                try await ProxyHarness.awaitFirstHealthChecks(server)
                 // c drains and has no keys bound to it yet, so every key goes to b.
                 #expect(try await owners(0..<20, port: port) == ["b"])
                 // New connections get the new limits.
