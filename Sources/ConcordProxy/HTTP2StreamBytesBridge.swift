@@ -16,10 +16,13 @@ import NIOHTTP2
 /// and reports 1xx heads — the proxy's own `100 Continue` goes out as an informational HEADERS frame) and, for a
 /// chunked body, ``ChunkedBodyScanner`` (its data as DATA frames, its trailers as a closing HEADERS frame).
 ///
-/// What HTTP/1.1 could read another way is refused here with `RST_STREAM` (`PROTOCOL_ERROR`), as NIOHTTP2 refuses
-/// the other malformed requests (RFC 9113 §8.1.1): a `:path` that is not origin-form (`/…`, or `*` for OPTIONS) —
-/// an absolute URL would make the backend ignore `Host` —, and a `host` field naming another authority than
-/// `:authority` (§8.3.1).
+/// What HTTP/1.1 could read another way, and what RFC 9113 calls malformed but NIOHTTP2 lets through, is refused
+/// here with `RST_STREAM` (`PROTOCOL_ERROR`), as NIOHTTP2 refuses the other malformed requests (§8.1.1): a `:path`
+/// that is not origin-form (`/…`, or `*` for OPTIONS) — an absolute URL would make the backend ignore `Host` — or
+/// that carries a `#fragment` (§8.3.1: path and query only), an empty `:authority` or `host` (RFC 9110 §4.2.1: an
+/// `http` URI with an empty host is invalid), a `host` field naming another authority than `:authority` (§8.3.1),
+/// and a field value that starts or ends with a space or tab (§8.2.1; HTTP/1.1 would strip it, so the backend
+/// would read another value than the one the client sent).
 final class HTTP2StreamBytesBridge: ChannelDuplexHandler {
     typealias InboundIn = HTTP2Frame.FramePayload
     typealias InboundOut = ByteBuffer
@@ -79,7 +82,12 @@ final class HTTP2StreamBytesBridge: ChannelDuplexHandler {
     private func requestHead(_ headers: HPACKHeaders, endStream: Bool, context: ChannelHandlerContext) {
         var method = "", path: String?, authority: String?, host: String?, hasLength = false, declaredLength = 0
         var cookies: [String] = []
+        var padded: String?
         for (name, value, _) in headers {
+            if padded == nil, let first = value.utf8.first, let last = value.utf8.last,
+               Self.isWhitespace(first) || Self.isWhitespace(last) {
+                padded = name
+            }
             switch name {
             case ":method": method = value
             case ":path": path = value
@@ -92,7 +100,7 @@ final class HTTP2StreamBytesBridge: ChannelDuplexHandler {
             default: break
             }
         }
-        if let refusal = Self.refusal(method: method, path: path, authority: authority, host: host) {
+        if let refusal = Self.refusal(method: method, path: path, authority: authority, host: host, paddedField: padded) {
             logger?.debug("HTTP/2 stream reset: \(refusal)")
             context.writeAndFlush(wrapOutboundOut(.rstStream(.protocolError)), promise: nil)
             context.close(promise: nil)
@@ -138,16 +146,28 @@ final class HTTP2StreamBytesBridge: ChannelDuplexHandler {
     /// Methods whose requests carry no content by their semantics (no `content-length: 0` is added to them).
     private static let bodylessMethods: Set<String> = ["GET", "HEAD", "DELETE", "CONNECT", "TRACE", "OPTIONS"]
 
-    /// Why a request head NIOHTTP2 accepted must still not go on as HTTP/1.1; `nil` when it may.
-    static func refusal(method: String, path: String?, authority: String?, host: String?) -> String? {
+    /// Why a request head NIOHTTP2 accepted must still not go on as HTTP/1.1; `nil` when it may. `paddedField`:
+    /// the name of a field whose value starts or ends with whitespace.
+    static func refusal(method: String, path: String?, authority: String?, host: String?, paddedField: String? = nil) -> String? {
         if let path, !path.hasPrefix("/"), !(path == "*" && method == "OPTIONS") {
             return ":path is not origin-form (\(path.prefix(64)))"
+        }
+        if let path, path.utf8.contains(UInt8(ascii: "#")) {
+            return ":path has a fragment (\(path.prefix(64)))"
+        }
+        if authority?.isEmpty == true || host?.isEmpty == true {
+            return "empty \(authority?.isEmpty == true ? ":authority" : "host")"
         }
         if let host, let authority, host.lowercased() != authority.lowercased() {
             return "host (\(host.prefix(64))) differs from :authority (\(authority.prefix(64)))"
         }
+        if let paddedField {
+            return "the value of \(paddedField.prefix(64)) starts or ends with whitespace"
+        }
         return nil
     }
+
+    private static func isWhitespace(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
 
     private static func writeField(_ name: String, _ value: String, to out: inout ByteBuffer) {
         out.writeString(name)

@@ -181,9 +181,12 @@ import Testing
         }
     }
 
-    /// What HTTP/1.1 would read another way is refused with RST_STREAM (PROTOCOL_ERROR) and never reaches a backend:
-    /// a `:path` that is an absolute URL (the backend would ignore `Host` for it) and a `host` field naming another
-    /// authority than `:authority`. The same authority in another case is fine.
+    /// What HTTP/1.1 would read another way, or RFC 9113 calls malformed, is refused with RST_STREAM (PROTOCOL_ERROR)
+    /// and never reaches a backend: a `:path` that is an absolute URL (the backend would ignore `Host` for it) or has
+    /// a `#fragment`, a `host` field naming another authority than `:authority`, an empty `:authority` or `host`, a
+    /// field value padded with a space or tab (HTTP/1.1 would strip it). The same authority in another case, spaces
+    /// inside a value, and an empty value are fine. (Before 2026-12-03 the fragment, the empty authority and the
+    /// padded values were forwarded.)
     @Test func requestsHTTP11WouldReadAnotherWayAreReset() async throws {
         try await tls.withTLSProxy(configure: { $0.tls?.http2 = true }) { _, port, heads in
             func request(path: String = "/", host: String? = nil) -> HPACKHeaders {
@@ -199,8 +202,25 @@ import Testing
             #expect(sameHost.first?.status == "200", "\(sameHost)")
             let options = try await Self.exchange(port: port, headers: [":method": "OPTIONS", ":scheme": "https", ":authority": "localhost", ":path": "*"])
             #expect(options.first?.status == "200", "\(options)")
+            let fragment = try await Self.exchange(port: port, headers: request(path: "/cart#evil"))
+            #expect(fragment.last?.isReset(.protocolError) == true, "\(fragment)")
+            let emptyAuthority = try await Self.exchange(port: port, headers: [":method": "GET", ":scheme": "https", ":authority": "", ":path": "/evil"])
+            #expect(emptyAuthority.last?.isReset(.protocolError) == true, "\(emptyAuthority)")
+            let emptyHost = try await Self.exchange(port: port, headers: [":method": "GET", ":scheme": "https", ":path": "/evil", "host": ""])
+            #expect(emptyHost.last?.isReset(.protocolError) == true, "\(emptyHost)")
+            for (name, value) in [("x-evil", " leading"), ("x-evil", "trailing\t"), ("content-type", "text/plain ")] {
+                var padded = request(path: "/evil")
+                padded.add(name: name, value: value)
+                let frames = try await Self.exchange(port: port, headers: padded)
+                #expect(frames.last?.isReset(.protocolError) == true, "\(name): '\(value)': \(frames)")
+            }
+            var inner = request(path: "/fine")
+            inner.add(name: "x-note", value: "a b\tc")
+            inner.add(name: "x-empty", value: "")
+            let fine = try await Self.exchange(port: port, headers: inner)
+            #expect(fine.first?.status == "200", "\(fine)")
             let seen = heads.withLockedValue { $0 }
-            #expect(seen.count == 2 && !seen.joined().contains("evil"), "\(seen)")
+            #expect(seen.count == 3 && !seen.joined().contains("evil"), "\(seen)")
         }
     }
 
