@@ -31,6 +31,10 @@ struct BackendResponseHead {
     /// except `Connection: keep-alive`, which nginx sends on every such response and which is as true of the
     /// client connection as of the backend one.
     let suitsKeptConnection: Bool
+    /// A 1xx or 204 with `Content-Length` or `Transfer-Encoding`, which such a response must not carry (RFC 9110
+    /// §8.6, RFC 9112 §6.1): the client gets it without them (as from nginx), since a client that believed them
+    /// would wait for a body that never comes.
+    let dropsFramingFields: Bool
 
     /// Parses `bytes`, a complete head (ending with the blank line), as the response to a request that was a
     /// HEAD request or not, HTTP/1.0 or 1.1, and asked to switch protocols or not (only then is 101 an answer).
@@ -64,11 +68,13 @@ struct BackendResponseHead {
         self.keepAlive = fields.status != 101 && framing != .untilClose && !fields.connectionClose
             && (fields.isHTTP11 || fields.connectionKeepAlive)
         self.hasHopByHopFields = fields.hopByHop
-        self.suitsKeptConnection = fields.isHTTP11 && !fields.hopByHopBesidesKeepAlive
+        self.dropsFramingFields = (fields.status < 200 || fields.status == 204) && (fields.contentLength != nil || codings.isPresent)
+        self.suitsKeptConnection = fields.isHTTP11 && !fields.hopByHopBesidesKeepAlive && !dropsFramingFields
     }
 
     /// The head as the client gets it: the status line with `version`, hop-by-hop fields left out (the fixed list
-    /// and every field Connection names, except the framing fields), and `extraFields` added at the end.
+    /// and every field Connection names, except the framing fields — which go too when ``dropsFramingFields``), and
+    /// `extraFields` added at the end.
     func rewritten(version: HTTPVersion, adding extraFields: [(name: String, value: String)], allocator: ByteBufferAllocator) -> ByteBuffer {
         var out = allocator.buffer(capacity: bytes.readableBytes + 64)
         out.writeString(version == .http1_0 ? "HTTP/1.0" : "HTTP/1.1")
@@ -79,6 +85,8 @@ struct BackendResponseHead {
             let named = hasHopByHopFields ? HTTPSyntax.fieldsNamedByConnection(p, from: firstField) : []
             HTTPSyntax.forEachField(p, from: firstField) { name, _, line in
                 if HTTPSyntax.isFixedHopByHop(p, name) { return }
+                if dropsFramingFields && (HTTPSyntax.equalsIgnoringCase(p, name, "content-length")
+                    || HTTPSyntax.equalsIgnoringCase(p, name, "transfer-encoding")) { return }
                 if named.contains(where: { HTTPSyntax.equalsIgnoringCase(p, name, p, $0) }) { return }
                 out.writeBytes(UnsafeRawBufferPointer(rebasing: p[line]))
             }

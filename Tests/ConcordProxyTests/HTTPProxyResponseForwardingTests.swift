@@ -21,6 +21,23 @@ import Testing
         }
     }
 
+    /// A 204 must not carry `Content-Length` or `Transfer-Encoding` (RFC 9110 §8.6, RFC 9112 §6.1): the client gets
+    /// it without them, and the connection goes on; a 304's `Content-Length` (the length a 200 would have had) stays.
+    /// Before 2026-12-03 a backend's `204` with `Content-Length: 5` reached the client with it.
+    @Test func a204LosesTheFramingFieldsItMustNotCarry() async throws {
+        try await ProxyHarness.withScriptedBackend({ head, _ in
+            head.hasPrefix("GET /304 ")
+                ? .init(bytes: "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\nETag: \"a\"\r\n\r\n")
+                : .init(bytes: "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nX-Kept: 1\r\n\r\n")
+        }) { port, _ in
+            let response = try await RawClient.exchange(port: port, [
+                "GET /204 HTTP/1.1\r\nHost: t\r\n\r\n" + "GET /304 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            ])
+            #expect(response.text == "HTTP/1.1 204 No Content\r\nX-Kept: 1\r\n\r\n"
+                + "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\nETag: \"a\"\r\nconnection: close\r\n\r\n", "\(response.text)")
+        }
+    }
+
     /// `responseHeaders` go on every backend response (here a small one that would otherwise go out unchanged, in
     /// one write with its body, and a chunked one), keep-alive kept, and on the proxy's own answers.
     @Test func configuredResponseHeadersAreAddedToEveryResponse() async throws {
