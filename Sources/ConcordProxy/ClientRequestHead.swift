@@ -49,6 +49,9 @@ struct ClientRequestHead {
     /// Parses `bytes`, a complete head (ending with the blank line).
     init(parsing bytes: ByteBuffer, maxHeaderCount: Int) throws(HTTPRequestFramerError) {
         let fields = try bytes.withUnsafeReadableBytes { Fields.scan($0, maxHeaderCount: maxHeaderCount) }.get()
+        // RFC 9112 §3.2: one Host in HTTP/1.1 (at most one in 1.0), whatever the target's form — an absolute-form
+        // request without Host, or with two, was given the target's before 2026-12-03 (nginx answers 400 too).
+        if fields.hostCount > 1 || (fields.hostCount == 0 && !fields.isHTTP10) { throw .invalidHost }
         if let originForm = try Self.originForm(of: bytes, target: fields.target) {
             self = try ClientRequestHead(parsing: originForm, maxHeaderCount: maxHeaderCount)
             return
@@ -61,7 +64,6 @@ struct ClientRequestHead {
                 throw .ambiguousFraming
             }
         }
-        if fields.hostCount > 1 || (fields.hostCount == 0 && !fields.isHTTP10) { throw .invalidHost }
         // Not absolute-form (rewritten above): origin-form, or `*` for OPTIONS (RFC 9112 §3.2.4); CONNECT's
         // authority-form is answered 405. `GET *` or `GET example.com:80` went to the backend as they were.
         let first = bytes.getInteger(at: bytes.readerIndex + fields.target.lowerBound, as: UInt8.self)

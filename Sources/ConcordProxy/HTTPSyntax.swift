@@ -67,20 +67,16 @@ enum HTTPSyntax {
     /// Whether `p[value]` is a `Host` field value RFC 9112 §3.2 lets through: `uri-host [ ":" port ]` (RFC 3986 §3.2.2
     /// — a reg-name of unreserved, percent-encoded and sub-delim bytes, an IPv4 address, or a bracketed IP literal),
     /// the port at most 65535, or empty (a target without authority). Anything else — `a b`, `evil.com/path`,
-    /// `user@host`, `[::1`, bytes above 0x7F — is a 400: a backend would read the same field another way.
+    /// `user@host`, `[::1`, `[vvvv]`, `[1:2]`, bytes above 0x7F — is a 400: a backend would read the same field
+    /// another way.
     static func isValidHostValue(_ p: UnsafeRawBufferPointer, _ value: Range<Int>) -> Bool {
         var i = value.lowerBound
         let end = value.upperBound
         if i < end && p[i] == UInt8(ascii: "[") {
             i += 1
             let literalStart = i
-            while i < end && p[i] != UInt8(ascii: "]") {
-                let byte = p[i] | 0x20
-                guard isDigit(p[i]) || (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "f")) || p[i] == UInt8(ascii: ":")
-                        || p[i] == UInt8(ascii: ".") || byte == UInt8(ascii: "v") else { return false }
-                i += 1
-            }
-            guard i < end, i > literalStart else { return false }
+            while i < end && p[i] != UInt8(ascii: "]") { i += 1 }
+            guard i < end, isValidIPLiteral(p, literalStart..<i) else { return false }
             i += 1
         } else {
             while i < end && p[i] != UInt8(ascii: ":") {
@@ -99,6 +95,30 @@ enum HTTPSyntax {
             i += 1
         }
         return true
+    }
+
+    /// What goes between a host's brackets (RFC 3986 §3.2.2): an IPv6 address (as `inet_pton` reads it), or
+    /// IPvFuture — `v`, hex digits, `.`, then unreserved, sub-delim or `:` bytes. (Until 2026-12-03 any run of hex
+    /// digits, `:`, `.` and `v` passed, `[vvvv]` among them.)
+    private static func isValidIPLiteral(_ p: UnsafeRawBufferPointer, _ literal: Range<Int>) -> Bool {
+        guard let first = literal.first.map({ p[$0] }) else { return false }
+        if first | 0x20 == UInt8(ascii: "v") {
+            var i = literal.lowerBound + 1
+            while i < literal.upperBound && isHexDigit(p[i]) { i += 1 }
+            guard i > literal.lowerBound + 1, i + 1 < literal.upperBound, p[i] == UInt8(ascii: ".") else { return false }
+            return p[(i + 1)..<literal.upperBound].allSatisfy { ($0 != UInt8(ascii: "%") && isRegNameByte($0)) || $0 == UInt8(ascii: ":") }
+        }
+        // INET6_ADDRSTRLEN - 1: no IPv6 address is longer.
+        guard literal.count <= 45, p[literal].allSatisfy({ isHexDigit($0) || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: ".") }) else {
+            return false
+        }
+        let text = String(decoding: UnsafeRawBufferPointer(rebasing: p[literal]), as: UTF8.self)
+        return (try? SocketAddress(ipAddress: text, port: 0))?.protocol == .inet6
+    }
+
+    @inline(__always)
+    private static func isHexDigit(_ byte: UInt8) -> Bool {
+        isDigit(byte) || (byte | 0x20 >= UInt8(ascii: "a") && byte | 0x20 <= UInt8(ascii: "f"))
     }
 
     /// unreserved / pct-encoded / sub-delims (RFC 3986 §3.2.2).

@@ -105,7 +105,7 @@ extension ClientRequestHead {
         try options.feed("OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n")
         #expect(options.heads.count == 1, "OPTIONS * is a request")
         for host in ["shop.example", "shop.example:8080", "a_b.example", "xn--caf-dma.example", "10.0.0.1:80", "[::1]", "[::1]:443",
-                     "localhost:", ""] {
+                     "[2001:DB8::a:1]", "[::ffff:10.0.0.1]:80", "[v1.x:y]", "[V1F.a-b]", "localhost:", ""] {
             var driver = Driver()
             try driver.feed("GET / HTTP/1.1\r\nHost: \(host)\r\n\r\n")
             #expect(driver.heads.count == 1, "Host: \(host)")
@@ -223,7 +223,7 @@ extension ClientRequestHead {
             ("GET http://Shop.Example:8080/cart?x=1 HTTP/1.1\r\nHost: other\r\nAccept: */*\r\n\r\n",
              "GET /cart?x=1 HTTP/1.1\r\nHost: Shop.Example:8080\r\nAccept: */*\r\n\r\n"),
             ("GET HTTPS://a.example HTTP/1.0\r\n\r\n", "GET / HTTP/1.0\r\nHost: a.example\r\n\r\n"),
-            ("GET http://a.example?q=1 HTTP/1.1\r\nX-A: 1\r\nHost: a\r\nhost: b\r\n\r\n",
+            ("GET http://a.example?q=1 HTTP/1.1\r\nX-A: 1\r\nhost: b\r\n\r\n",
              "GET /?q=1 HTTP/1.1\r\nHost: a.example\r\nX-A: 1\r\n\r\n"),
             ("CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n", "CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n"),
             ("OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n", "OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n"),
@@ -320,6 +320,17 @@ extension ClientRequestHead {
             ("GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", .invalidHost),
             ("GET / HTTP/1.1\r\nHost: []\r\n\r\n", .invalidHost),
             ("GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n", .invalidHost),
+            // Bracketed, but neither an IPv6 address nor IPvFuture (before 2026-12-03 these passed).
+            ("GET / HTTP/1.1\r\nHost: [vvvv]\r\n\r\n", .invalidHost),
+            ("GET / HTTP/1.1\r\nHost: [1:2]\r\n\r\n", .invalidHost),
+            ("GET / HTTP/1.1\r\nHost: [::1::2]\r\n\r\n", .invalidHost),
+            ("GET / HTTP/1.1\r\nHost: [v1.]\r\n\r\n", .invalidHost),
+            ("GET / HTTP/1.1\r\nHost: [v.x]\r\n\r\n", .invalidHost),
+            ("GET / HTTP/1.1\r\nHost: [fe80::1%25eth0]\r\n\r\n", .invalidHost),
+            ("GET http://[vvvv]/ HTTP/1.1\r\nHost: t\r\n\r\n", .invalidHost),
+            // Absolute-form still needs exactly one Host in HTTP/1.1 (RFC 9112 §3.2; before 2026-12-03 it was given one).
+            ("GET http://a.example/ HTTP/1.1\r\n\r\n", .invalidHost),
+            ("GET http://a.example/ HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", .invalidHost),
             ("GET / HTTP/1.1\r\nHost: caf\u{E9}.example\r\n\r\n", .invalidHost),
             ("GET http://a b/ HTTP/1.1\r\nHost: t\r\n\r\n", .malformedRequestLine),
             // Asterisk-form is for OPTIONS only, authority-form for CONNECT only (RFC 9112 §3.2.3, §3.2.4).
