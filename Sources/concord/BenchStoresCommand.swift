@@ -75,10 +75,21 @@ struct BenchStoresCommand: AsyncParsableCommand {
             for source in signalSources { source.cancel() }
             ChildRegistry.shared.terminateAll()
         }
-        print(pad("backend", 20) + "concurrency  load ops/s  save ops/s  peer                 peer read/s  peer write/s  load/peer  save/peer  save/peer range")
-        print("(medians of \(rounds) interleaved rounds of \(operations / rounds) operations; ratios per round)")
+        var headerPrinted = false
         for backend in StoreBenchmarkBackend.all where backends.contains(backend.name) {
             let target = try await backend.start(StoreBenchmarkOptions(url: url, postgresURL: postgres, payloadSize: payloadSize))
+            do {
+                _ = try await target.store.load(id: "bench-reachability-probe")
+            } catch {
+                await target.stop()
+                throw BenchStoresError("\(backend.name): the store does not answer (\(error)); nothing was measured")
+            }
+            // After the first store answered: a run that cannot start prints its error, not an empty table.
+            if !headerPrinted {
+                headerPrinted = true
+                print(pad("backend", 20) + "concurrency  load ops/s  save ops/s  peer                 peer read/s  peer write/s  load/peer  save/peer  save/peer range")
+                print("(medians of \(rounds) interleaved rounds of \(operations / rounds) operations; ratios per round)")
+            }
             do {
                 for concurrency in concurrencies {
                     try await measure(backend: backend.name, target: target, concurrency: concurrency)

@@ -1,4 +1,5 @@
 import ConcordLab
+import ConcordSessions
 import Foundation
 import Testing
 
@@ -199,6 +200,16 @@ import Glibc
         if child.isRunning { await child.stop(grace: .seconds(2)) }
         _ = await child.waitForExit()
         #expect(child.exitCode == 0, "exit \(String(describing: child.exitCode))")
+    }
+
+    /// A store that does not answer ends `bench stores` with one error that says so (exit 1), before the table's
+    /// header: before 2026-12-03 the header came out, then the error of the first save.
+    @Test func theStoreBenchSaysWhenTheStoreDoesNotAnswer() async throws {
+        let closed = try LoopbackPort.free()  // nothing listens there
+        let (status, output) = try await run(["bench", "stores", "--backend", "redis", "--url", "redis://127.0.0.1:\(closed)"])
+        #expect(status == 1, "\(output.suffix(1000))")
+        #expect(output.contains("Error: redis: the store does not answer (") && output.contains("nothing was measured"), "\(output.suffix(1000))")
+        #expect(!output.contains("load ops/s"), "no table header: \(output.suffix(1000))")
     }
 
     /// `bench stores --url` takes an SQLite file as `concord app --store` does (`sqlite:PATH`), not only as a path.
