@@ -107,7 +107,13 @@ public final class ProxyServer: Service, Sendable {
     /// The largest read buffer a connection of the direct HTTP engine has had (0 without it).
     func directEngineLargestReadBuffer() async -> Int {
         guard let engine = running.withLockedValue({ $0?.engine }) else { return 0 }
-        return await engine.largestReadBuffer()
+        return await engine.httpLoopFigures { $0.largestReadBuffer }.max() ?? 0
+    }
+
+    /// How many deadline scans the direct HTTP engine's loops have made (0 without it).
+    func directEngineDeadlineScans() async -> Int {
+        guard let engine = running.withLockedValue({ $0?.engine }) else { return 0 }
+        return await engine.httpLoopFigures { $0.deadlineScans }.reduce(0, +)
     }
 
     /// Bytes of connection buffers the direct TCP engine holds (0 without it).

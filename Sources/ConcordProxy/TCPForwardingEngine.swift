@@ -172,15 +172,15 @@ final class TCPForwardingEngine: Sendable {
         for loop in loops { loop.send(.run(work)) }
     }
 
-    /// The largest read buffer any connection of the HTTP loops has had (0 on the TCP engine).
-    func largestReadBuffer() async -> Int {
-        var largest = 0
+    /// `figure` of each HTTP loop, read on the loop's thread (none on the TCP engine).
+    func httpLoopFigures(_ figure: @escaping @Sendable (HTTPForwardingLoop) -> Int) async -> [Int] {
+        var figures: [Int] = []
         for case let loop as HTTPForwardingLoop in loops {
-            largest = max(largest, await withCheckedContinuation { (done: CheckedContinuation<Int, Never>) in
-                loop.send(.run { done.resume(returning: loop.largestReadBuffer) })
+            figures.append(await withCheckedContinuation { (done: CheckedContinuation<Int, Never>) in
+                loop.send(.run { done.resume(returning: figure(loop)) })
             })
         }
-        return largest
+        return figures
     }
 
     /// Closes every open pair; returns how many there were.

@@ -117,6 +117,37 @@ import Testing
         await closer.stop()
     }
 
+    /// Keep-alive connections idling out one after another take few deadline scans on the direct engine (each scan
+    /// visits every client): a timeout may be found up to 1/16 of it late, so 100 connections whose 1.6-s keep-alive
+    /// ends over about a second take about a dozen scans per loop, not one per deadline (≈ 100 before 2026-12-03;
+    /// at 19,500 connections idling out that was ≈ 15 % of a core). None is closed before its timeout.
+    @Test func connectionsIdlingOutTakeFewDeadlineScans() async throws {
+        var limits = ProxyLimits()
+        limits.keepAliveTimeout = 1.6
+        try await ProxyHarness.withBackends(["a"]) { backends in
+            let config = try ProxyHarness.configuration(backends, balance: .roundRobin, limits: limits)
+            try await ProxyHarness.withProxy(config, httpEngine: .direct) { server, port in
+                let scansBefore = await server.directEngineDeadlineScans()
+                var sockets: [(socket: BlockingSocket, answered: ContinuousClock.Instant)] = []
+                for _ in 0..<100 {
+                    let socket = try BlockingSocket(port: port, timeout: .seconds(5))
+                    await socket.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+                    let (bytes, _) = await socket.read { String(decoding: $0, as: UTF8.self).hasSuffix("\r\n\r\na") }
+                    #expect(String(decoding: bytes, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+                    sockets.append((socket, .now))
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+                for (index, entry) in sockets.enumerated() {
+                    let (_, closed) = await entry.socket.read { _ in false }
+                    let open = ContinuousClock.now - entry.answered
+                    #expect(closed && open >= .milliseconds(1_550), "connection \(index): closed \(closed) after \(open)")
+                }
+                let scans = await server.directEngineDeadlineScans() - scansBefore
+                #expect(scans <= 40, "\(scans) deadline scans for 100 keep-alive timeouts")
+            }
+        }
+    }
+
     @Test func roundRobinSpreadsAndKeepAliveWorks() async throws {
         try await ProxyHarness.withBackends(["a", "b", "c"]) { backends in
             try await ProxyHarness.withProxy(try ProxyHarness.configuration(backends, balance: .roundRobin)) { _, port in
