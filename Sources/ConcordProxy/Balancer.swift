@@ -142,9 +142,8 @@ public final class Balancer: Sendable {
     /// Serializes membership changes (admin API, reloads): each reads the current settings and publishes new ones,
     /// so two at once could lose one. Picks never take it.
     private let changes = NIOLock()
-    /// Backends added while running (pending), for the health checker to probe at once instead of at its next round.
-    let joining: AsyncStream<Backend>
-    private let joiningContinuation: AsyncStream<Backend>.Continuation
+    /// Where backends added while running (pending) go: the running health checker's stream (``joiningBackends()``).
+    private let joiningSubscriber = NIOLockedValueBox<AsyncStream<Backend>.Continuation?>(nil)
 
     public init(backends: [HostPort], algorithm: HashAlgorithm, boundedLoad: Double?, health: HealthCheckConfiguration,
                 metrics: ProxyMetrics, logger: Logger) throws(ProxyError) {
@@ -160,10 +159,21 @@ public final class Balancer: Sendable {
         }
         self.state = NIOLockedValueBox(State(
             membership: membership, runtime: runtime, algorithm: algorithm, boundedLoad: boundedLoad, health: health))
-        (joining, joiningContinuation) = AsyncStream.makeStream(of: Backend.self, bufferingPolicy: .bufferingNewest(1024))
     }
 
-    deinit { joiningContinuation.finish() }
+    deinit { joiningSubscriber.withLockedValue { $0?.finish() } }
+
+    /// The backends added from now on (pending), for the health checker to probe at once instead of at its next
+    /// round. One subscriber at a time: a new call ends the previous stream (a stopped server's checker was cancelled,
+    /// and cancelling an `AsyncStream`'s iteration finishes it, so each run subscribes anew).
+    func joiningBackends() -> AsyncStream<Backend> {
+        let (stream, continuation) = AsyncStream.makeStream(of: Backend.self, bufferingPolicy: .bufferingNewest(1024))
+        joiningSubscriber.withLockedValue { subscriber in
+            subscriber?.finish()
+            subscriber = continuation
+        }
+        return stream
+    }
 
     /// Key→backend algorithm for `hash` (changed by ``reconfigure(backends:algorithm:boundedLoad:health:)``).
     public var algorithm: HashAlgorithm { state.withLockedValue { $0.algorithm } }
@@ -496,7 +506,9 @@ public final class Balancer: Sendable {
         }
         for handle in left { redispatchQueue(of: handle, because: "was removed") }
         let added = after.filter { !before.contains($0) }
-        for backend in resolved where added.contains(backend.id) { joiningContinuation.yield(backend) }
+        if let subscriber = joiningSubscriber.withLockedValue({ $0 }) {
+            for backend in resolved where added.contains(backend.id) { subscriber.yield(backend) }
+        }
         let removed = before.filter { !after.contains($0) }
         if added.isEmpty && removed.isEmpty && before == after {
             logger.notice("selection rebuilt: algorithm \(algorithm), bounded load \(boundedLoad.map { "\($0)" } ?? "off")")

@@ -27,10 +27,12 @@ struct HealthChecker<C: Clock>: Sendable where C.Duration == Duration {
     }
 
     /// Probes every backend, waits `interval`, and again, until the task is cancelled; a backend added meanwhile
-    /// (pending, ``Balancer/joining``) is probed at once, so it joins within one probe instead of one interval.
+    /// (pending, ``Balancer/joiningBackends()``) is probed at once, so it joins within one probe instead of one
+    /// interval.
     func run() async {
+        let joining = balancer.joiningBackends()
         await withDiscardingTaskGroup { tasks in
-            tasks.addTask { await probeJoining() }
+            tasks.addTask { await probeJoining(joining) }
             await rounds()
             tasks.cancelAll()
         }
@@ -49,9 +51,9 @@ struct HealthChecker<C: Clock>: Sendable where C.Duration == Duration {
     }
 
     /// Each backend added while running gets its first probe now (its verdict alone decides: up or down).
-    private func probeJoining() async {
+    private func probeJoining(_ joining: AsyncStream<Backend>) async {
         await withDiscardingTaskGroup { probes in
-            for await backend in balancer.joining {
+            for await backend in joining {
                 probes.addTask { await probeAndRecord(backend, balancer.healthConfiguration) }
             }
         }

@@ -66,4 +66,28 @@ import Testing
             #expect(clock.sleeperCount == 0)
         }
     }
+
+    /// A backend added while the checker sleeps (rounds an hour apart) is probed at once, and still is by the checker
+    /// of a later run (a server started again): cancelling the first run ended its subscription, not the next one's.
+    @Test func anAddedBackendIsProbedAtOnceByTheRunningChecker() async throws {
+        try await ProxyHarness.withBackends(["a", "b", "c"]) { backends in
+            let health = HealthCheckConfiguration(path: "/health", interval: 3600, timeout: 1, rise: 3, fall: 3)
+            let balancer = try Balancer(
+                backends: [try HostPort(parsing: backends[0].address)], algorithm: .ring, boundedLoad: nil, health: health,
+                metrics: ProxyMetrics(), logger: Logger(label: "health-checker-test"))
+            let clock = ManualClock()
+            for (run, added) in [backends[1], backends[2]].enumerated() {
+                let checker = HealthChecker(balancer: balancer, group: MultiThreadedEventLoopGroup.singleton, clock: clock)
+                let task = Task { await checker.run() }
+                try await waitUntil { clock.sleeperCount == 1 }  // the first round is done
+                try balancer.add(try HostPort(parsing: added.address))
+                #expect(balancer.statuses().last?.state == "pending")
+                try await waitUntil { balancer.statuses().last?.state != "pending" }
+                #expect(balancer.statuses().last?.state == "up", "run \(run + 1): one passing check is enough (rise 3)")
+                #expect(added.healthChecks == 1 && clock.sleeperCount == 1, "probed once, with no round")
+                task.cancel()
+                await task.value
+            }
+        }
+    }
 }
