@@ -4,11 +4,13 @@ import NIOCore
 /// cancelling a timer task at every phase change — that was three schedules and three cancels per proxied
 /// request, each a locked heap operation on the event loop and often a `timerfd` update.
 ///
-/// Instead at most one task is pending, due no later than the deadline and no later than `granularity` (the
-/// shortest timeout in use) after it was scheduled. Moving the deadline is then a plain store: every new deadline
-/// is at least `granularity` away, so the pending task is never late for it; when the task fires early it asks
-/// for a new one (at most one extra wake-up per `granularity` per connection). Pure: the handler carries out
-/// what it returns.
+/// Instead at most one task is pending, due no later than the deadline. An arm schedules it no later than
+/// `granularity` (the shortest timeout in use) from now, so while it is pending, moving the deadline is a plain
+/// store: every new deadline is at least `granularity` away, so the pending task is never late for it. When the
+/// task fires early it asks for a new one at the deadline itself, so an idle keep-alive connection wakes once per
+/// keep-alive timeout (before 2026-12-03: once per `granularity`, six times a minute with the default 10-s header
+/// timeout — 4–5 % of a core for 19,500 idle connections); the next request's earlier header deadline then
+/// schedules anew, once. Pure: the handler carries out what it returns.
 struct ConnectionDeadline {
     enum Fired: Equatable {
         /// The deadline passed: handle the timeout.
@@ -56,8 +58,7 @@ struct ConnectionDeadline {
             self.deadline = nil
             return .expired
         }
-        let due = min(deadline, now + granularity)
-        taskDue = due
-        return .reschedule(due)
+        taskDue = deadline
+        return .reschedule(deadline)
     }
 }
