@@ -18,12 +18,15 @@ import Metrics
 /// Outcomes at the edge: a store that cannot be reached → 503 and one error log line; a session too large for
 /// its cookie → 500 naming the size; changes that kept conflicting → 409. A refused cookie (tampered, expired,
 /// unknown) is not an error: the request simply has no session, and the refusal is counted in
-/// `concord_session_cookie_rejected_total{reason}`. A handler that throws commits nothing.
+/// `concord_session_cookie_rejected_total{reason}`. A handler that throws commits nothing. A touch the store cannot
+/// take (a request that only read its session, once `touchInterval` had passed) is skipped, not a 503: the response
+/// goes out, a warning says so and `concord_session_touch_skipped_total` counts it.
 public struct ConcordSessionMiddleware<Context: ConcordSessionRequestContext>: RouterMiddleware {
     public let manager: SessionManager<Context.Session>
     private let cookie: SessionCookieConfiguration
     private let rejectionCounters: [SessionRejection: Counter]
     private let unavailableCounter: Counter
+    private let touchSkippedCounter: Counter
 
     /// - Throws: ``SessionError`` `.invalidConfiguration` for inconsistent settings.
     public init(configuration: ConcordSessionConfiguration, context: Context.Type = Context.self) throws {
@@ -43,6 +46,8 @@ public struct ConcordSessionMiddleware<Context: ConcordSessionRequestContext>: R
         })
         self.unavailableCounter = Counter(
             label: "concord_session_store_unavailable_total", dimensions: [("strategy", strategy)], factory: metricsFactory)
+        self.touchSkippedCounter = Counter(
+            label: "concord_session_touch_skipped_total", dimensions: [("strategy", strategy)], factory: metricsFactory)
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -74,7 +79,18 @@ public struct ConcordSessionMiddleware<Context: ConcordSessionRequestContext>: R
         let update: SessionCookieUpdate
         do {
             // Most requests only read their session: skip the asynchronous commit call for them.
-            update = manager.needsCommit(context.session) ? try await manager.commit(context.session) : .unchanged
+            if manager.needsCommit(context.session) {
+                let skippedTouch: SessionStoreError?
+                (update, skippedTouch) = try await manager.commitReportingSkippedTouch(context.session)
+                if let skippedTouch {
+                    touchSkippedCounter.increment()
+                    context.logger.warning(
+                        "session store unavailable for a touch; skipped, the response goes out",
+                        metadata: ["error": "\(skippedTouch)"])
+                }
+            } else {
+                update = .unchanged
+            }
         } catch {
             throw mapped(error, phase: "save", logger: context.logger)
         }

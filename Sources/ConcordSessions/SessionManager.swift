@@ -157,30 +157,46 @@ public final class SessionManager<Value: SessionValue>: Sendable {
     /// - Throws: ``SessionStoreError`` (`.unavailable` → 503) and ``SessionError`` (`.cookieTooLarge`,
     ///   `.tooManyConflicts`).
     public func commit(_ handle: SessionHandle<Value>) async throws -> SessionCookieUpdate {
-        // A request that only read its session (no touch due when it was loaded) commits nothing: decided in place,
-        // without copying the state out and back or reading the clock again.
-        if handle.needsNoCommit(touchInterval: touchInterval) { return .unchanged }
-        guard var state = handle.withState({ $0 }) else { return .unchanged }
-        let update: SessionCookieUpdate
-        switch configuration.strategy.kind {
-        case .store(let store): update = try await commitStored(&state, to: store)
-        case .client(let sealer): update = try commitSealed(state, with: sealer)
-        }
-        handle.withState { $0 = state }
-        return update
+        try await commitReportingSkippedTouch(handle).update
     }
 
-    private func commitStored(_ state: inout SessionState, to store: any SessionStore) async throws -> SessionCookieUpdate {
+    /// ``commit(_:)``, and the store's error when the only write was a touch (a request that read its session once
+    /// `touchInterval` had passed) and the store could not take it: that touch is skipped — the response goes out,
+    /// nothing the user did is lost, and a later request touches again — instead of turning a page that only read
+    /// the session into a 503 (as it did before 2026-12-03, e.g. while another process held SQLite's write lock).
+    /// The caller logs and counts it (``ConcordSessionMiddleware`` does).
+    public func commitReportingSkippedTouch(_ handle: SessionHandle<Value>) async throws
+        -> (update: SessionCookieUpdate, skippedTouch: SessionStoreError?)
+    {
+        // A request that only read its session (no touch due when it was loaded) commits nothing: decided in place,
+        // without copying the state out and back or reading the clock again.
+        if handle.needsNoCommit(touchInterval: touchInterval) { return (.unchanged, nil) }
+        guard var state = handle.withState({ $0 }) else { return (.unchanged, nil) }
+        let result: (update: SessionCookieUpdate, skippedTouch: SessionStoreError?)
+        switch configuration.strategy.kind {
+        case .store(let store): result = try await commitStored(&state, to: store)
+        case .client(let sealer): result = (try commitSealed(state, with: sealer), nil)
+        }
+        handle.withState { $0 = state }
+        return result
+    }
+
+    private func commitStored(_ state: inout SessionState, to store: any SessionStore) async throws
+        -> (update: SessionCookieUpdate, skippedTouch: SessionStoreError?)
+    {
         for attempt in 0..<configuration.maximumUpdateAttempts {
             let now = wallClock.now
             let plan = try state.plan(now: now, touchInterval: touchInterval, encodeValue: encode)
             var cookie = cookieUpdate(for: plan, createdAt: plan.write?.record.createdAt, now: now)
+            var skippedTouch: SessionStoreError?
             if let (record, expectedVersion) = plan.write {
                 let ttl = Duration.milliseconds(max(1, min(idleTimeout, record.createdAt + absoluteTimeout - now)))
                 do {
                     _ = try await store.save(
                         StoredSession(id: record.id, payload: record.encoded(), userID: record.userID), ttl: ttl,
                         expectedVersion: expectedVersion)
+                } catch let error as SessionStoreError where error.isUnavailable && plan.isTouch {
+                    skippedTouch = error
                 } catch let error as SessionStoreError where error.isConflict {
                     if plan.isTouch {
                         cookie = .unchanged  // another request wrote the session, which refreshed it as well
@@ -200,7 +216,7 @@ public final class SessionManager<Value: SessionValue>: Sendable {
                 }
             }
             for id in plan.idsToDelete { try await store.delete(id: id) }
-            return cookie
+            return (cookie, skippedTouch)
         }
         throw SessionError.tooManyConflicts(attempts: configuration.maximumUpdateAttempts)
     }

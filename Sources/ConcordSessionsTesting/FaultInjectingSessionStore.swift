@@ -7,6 +7,7 @@ import Synchronization
 public final class FaultInjectingSessionStore: SessionStore {
     public let base: any SessionStore
     private let down = Atomic(false)
+    private let writesDown = Atomic(false)
     private let injected = Mutex<SessionStoreError?>(nil)
 
     public init(wrapping base: any SessionStore) { self.base = base }
@@ -15,6 +16,13 @@ public final class FaultInjectingSessionStore: SessionStore {
     public var isDown: Bool {
         get { down.load(ordering: .relaxed) }
         set { down.store(newValue, ordering: .relaxed) }
+    }
+
+    /// Whether writes (save, delete, touch) fail as unavailable while reads work — a store whose write lock another
+    /// process holds, or a replica.
+    public var writesAreDown: Bool {
+        get { writesDown.load(ordering: .relaxed) }
+        set { writesDown.store(newValue, ordering: .relaxed) }
     }
 
     /// An error every call throws while set (taking precedence over ``isDown``), e.g. `.corrupt(…)`.
@@ -33,18 +41,23 @@ public final class FaultInjectingSessionStore: SessionStore {
         return try await base.load(id: id)
     }
 
-    public func save(_ session: StoredSession, ttl: Duration, expectedVersion: UInt64?) async throws -> UInt64 {
+    private func checkWrite() throws {
         try check()
+        if writesAreDown { throw SessionStoreError.unavailable("injected write outage") }
+    }
+
+    public func save(_ session: StoredSession, ttl: Duration, expectedVersion: UInt64?) async throws -> UInt64 {
+        try checkWrite()
         return try await base.save(session, ttl: ttl, expectedVersion: expectedVersion)
     }
 
     public func delete(id: String) async throws {
-        try check()
+        try checkWrite()
         try await base.delete(id: id)
     }
 
     public func touch(id: String, ttl: Duration) async throws -> Bool {
-        try check()
+        try checkWrite()
         return try await base.touch(id: id, ttl: ttl)
     }
 
@@ -59,7 +72,7 @@ public final class FaultInjectingSessionStore: SessionStore {
     }
 
     public func deleteAll(forUser userID: String) async throws -> Int {
-        try check()
+        try checkWrite()
         return try await base.deleteAll(forUser: userID)
     }
 }

@@ -216,6 +216,32 @@ import Testing
         #expect(logs.messages.filter { $0.contains("session store unavailable") }.count == 2)
     }
 
+    /// A request that only reads its session once the touch interval has passed (so its commit is a touch) is
+    /// answered even when the store cannot take writes: the touch is skipped, with a warning; a change still gets 503
+    /// (it would be lost). Before 2026-12-03 the read-only page was a 503 too.
+    @Test func aTouchTheStoreCannotTakeIsSkippedNotA503() async throws {
+        let clock = ManualClock()
+        let store = FaultInjectingSessionStore(wrapping: MemorySessionStore(clock: clock))
+        let logs = LogCapture()
+        var logger = Logger(label: "test") { _ in logs }
+        logger.logLevel = .info
+        let manager = try Self.manager(.store, clock: clock, store: store)
+        let app = SessionTestApp.application(manager: manager, logger: logger)
+        try await app.test(.router) { client in
+            var jar = SessionCookieJar()
+            try await client.execute(uri: "/cart/milk", method: .post) { jar.receive($0) }
+            store.writesAreDown = true
+            clock.advance(by: manager.configuration.touchInterval + .seconds(1))
+            try await client.execute(uri: "/cart", method: .get, headers: jar.headers) { response in
+                #expect(response.status == .ok && String(buffer: response.body) == "milk")
+            }
+            try await client.execute(uri: "/cart/eggs", method: .post, headers: jar.headers) { #expect($0.status == .serviceUnavailable) }
+            store.writesAreDown = false
+            try await client.execute(uri: "/cart", method: .get, headers: jar.headers) { #expect(String(buffer: $0.body) == "milk") }
+        }
+        #expect(logs.messages.filter { $0.contains("session store unavailable for a touch; skipped") }.count == 1, "\(logs.messages)")
+    }
+
     /// Any other store failure is a 500 whose body names nothing of the store (its text goes to the log only).
     @Test func aStoreFailureIsA500WithoutTheStoresWords() async throws {
         let (app, store, logs) = try Self.appOnAFaultInjectingStore()
