@@ -5,6 +5,8 @@ import Metrics
 /// `concord_app_intranet_bytes_total{kind="store"}`, which the lab reads from `/metrics`.
 struct MeteredSessionStore: SessionStore {
     let base: any SessionStore
+
+    func checkAnswers() async -> SessionStoreError? { await base.checkAnswers() }
     private let bytes = Counter(label: "concord_app_intranet_bytes_total", dimensions: [("kind", "store")])
 
     init(_ base: any SessionStore) { self.base = base }

@@ -174,6 +174,24 @@ public final class RedisSessionStore: SessionStore {
         try await observed { try await liveSessionIDs(forUser: userID) }
     }
 
+    /// The default check (a touch and a version), then, without cluster mode, whether the server is a cluster node:
+    /// the check's own key may live on the node given (slot 459), and then only sessions whose keys hash elsewhere
+    /// fail, with `MOVED` — so before 2026-12-03 one cluster node in three passed the check and its logins got 503.
+    public func checkAnswers() async -> SessionStoreError? {
+        if let error = await checkTouchAndVersionAnswer() { return error }
+        guard !client.configuration.isCluster else { return nil }
+        do {
+            let info = try await send(RedisCommand("INFO", ["cluster"]))
+            if let text = info.string, text.contains("cluster_enabled:1") {
+                return .unavailable("the server answers as a Redis Cluster node (INFO cluster: cluster_enabled:1) — "
+                    + Self.hint(forReply: "MOVED", isCluster: false)!)
+            }
+        } catch {
+            // A server that refuses INFO (renamed by an ACL or rename-command) answered the check above: leave it.
+        }
+        return nil
+    }
+
     public func deleteAll(forUser userID: String) async throws -> Int {
         try await observed { try await deleteSessions(ofUser: userID) }
     }

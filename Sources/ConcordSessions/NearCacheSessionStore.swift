@@ -39,6 +39,8 @@ public final class NearCacheSessionStore: SessionStore {
     public let backing: any SessionStore
     private let state = Mutex(State())
 
+    public func checkAnswers() async -> SessionStoreError? { await backing.checkAnswers() }
+
     public init(backing: any SessionStore, configuration: NearCacheSessionStoreConfiguration = .init()) {
         self.backing = backing
         self.configuration = configuration

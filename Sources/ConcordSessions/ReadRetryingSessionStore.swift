@@ -26,6 +26,8 @@ public final class ReadRetryingSessionStore: SessionStore {
         self.interval = interval
     }
 
+    public func checkAnswers() async -> SessionStoreError? { await backing.checkAnswers() }
+
     /// What the retries did so far.
     public var statistics: ReadRetryingSessionStoreStatistics { counters.withLock { $0 } }
 

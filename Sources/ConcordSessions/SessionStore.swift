@@ -36,6 +36,10 @@ public protocol SessionStore: Sendable {
     /// Deletes every session of `userID` (e.g. after a password change).
     /// - Returns: how many sessions were deleted.
     func deleteAll(forUser userID: String) async throws -> Int
+
+    /// Whether the store can serve sessions at all, asked once at start (``checkAnswers()`` below is the default; a
+    /// backend adds what only it can check, a wrapper asks what it wraps).
+    func checkAnswers() async -> SessionStoreError?
 }
 
 extension SessionStore {
@@ -57,7 +61,10 @@ extension SessionStore {
     /// store's services run, for a log line at start (what `concord app` does); otherwise the first session
     /// request is the first to hear of a store that can never work, as a 503. Each call waits at most the store's
     /// own operation timeout.
-    public func checkAnswers() async -> SessionStoreError? {
+    public func checkAnswers() async -> SessionStoreError? { await checkTouchAndVersionAnswer() }
+
+    /// The default ``checkAnswers()``: a touch and a version of a session that does not exist.
+    public func checkTouchAndVersionAnswer() async -> SessionStoreError? {
         do {
             _ = try await touch(id: "concord-startup-check", ttl: .seconds(1))
             _ = try await version(id: "concord-startup-check")

@@ -19,6 +19,19 @@ import Testing
             try await topologyCameFromClusterShards(cluster)
             try await redirectionsAreFollowed(store: store, cluster: cluster)
             try await fallsBackToClusterSlotsWhenShardsIsRefused(cluster)
+            #expect(await store.checkAnswers() == nil)
+            try await everyNodeGivenAloneIsNamedAtTheStartCheck(cluster)
+        }
+    }
+
+    /// One node's URL without cluster mode: the start check names a cluster node whichever node it is (before
+    /// 2026-12-03 the node that serves the check's own key passed it, and every login there got 503).
+    private func everyNodeGivenAloneIsNamedAtTheStartCheck(_ cluster: RedisClusterFixture) async throws {
+        for url in cluster.urls {
+            let store = try RedisSessionStore(configuration: try RedisSessionStoreConfiguration.testing(urls: [url]))
+            defer { store.shutdown() }
+            let refusal = await store.checkAnswers()
+            #expect(refusal?.isUnavailable == true && "\(refusal!)".contains("this server is a Redis Cluster node"), "\(url): \(String(describing: refusal))")
         }
     }
 
