@@ -5,7 +5,7 @@
 /// - later failures are counted; the first one at least `summaryInterval` after the last line → one summary
 ///   (``Action/stillUnreachable(failures:over:)``: "N store operations failed in the last 10 s");
 /// - the first success once no request has failed for `recoveryQuietPeriod` → one notice
-///   (``Action/recovered(failures:after:)``). The quiet period keeps a partial outage (one cluster node down, the
+///   (``Action/recovered(failures:failingFor:quietFor:)``). The quiet period keeps a partial outage (one cluster node down, the
 ///   others answering) from flipping between "unreachable" and "recovered" on every request; it is summarised
 ///   instead.
 ///
@@ -17,8 +17,10 @@ struct RedisOutageLogStateMachine: Sendable {
         case unreachable
         /// Still unreachable: `failures` store operations failed during the last `over`.
         case stillUnreachable(failures: Int, over: Duration)
-        /// Reachable again after `after`; `failures` store operations failed during the whole outage.
-        case recovered(failures: Int, after: Duration)
+        /// Reachable again: `failures` store operations failed during the whole outage, from the first to the last
+        /// over `failingFor`, and none in the `quietFor` since. (Not "down for first failure → first answer": with
+        /// no traffic after a 3-s outage that read as ten minutes, 2026-12-03.)
+        case recovered(failures: Int, failingFor: Duration, quietFor: Duration)
     }
 
     private enum State: Sendable {
@@ -65,6 +67,6 @@ struct RedisOutageLogStateMachine: Sendable {
             now - lastFailure >= recoveryQuietPeriod
         else { return .none }
         state = .reachable
-        return .recovered(failures: failures, after: now - since)
+        return .recovered(failures: failures, failingFor: lastFailure - since, quietFor: now - lastFailure)
     }
 }

@@ -367,9 +367,9 @@ public final class RedisSessionStore: SessionStore {
             logger.warning(
                 "redis session store still unreachable: \(failures) store operation\(failures == 1 ? "" : "s") failed in the last \(Self.seconds(interval)) s",
                 metadata: metadata)
-        case .recovered(let failures, let downtime):
+        case .recovered(let failures, let failingFor, let quietFor):
             logger.notice(
-                "redis session store reachable again after \(Self.seconds(downtime)) s; \(failures) store operation\(failures == 1 ? "" : "s") failed meanwhile (each retry of a waiting request counts)")
+                "redis session store reachable again: \(failures) store operation\(failures == 1 ? "" : "s") failed over \(Self.seconds(failingFor)) s (each retry of a waiting request counts), the last \(Self.seconds(quietFor)) s before this first answer")
         }
     }
 

@@ -22,7 +22,7 @@ import Testing
         // Sparse traffic: the next summary comes with the first failure after the interval and says how long it was.
         #expect(log.failed(now: at(25_100)) == .stillUnreachable(failures: 3, over: .seconds(15)))
         // Redis answers 2 s after the last failure: one notice counting every failure of the outage.
-        #expect(log.succeeded(now: at(27_100)) == .recovered(failures: 104, after: .seconds(27)))
+        #expect(log.succeeded(now: at(27_100)) == .recovered(failures: 104, failingFor: .seconds(25), quietFor: .seconds(2)))
         #expect(log.isReachable)
         #expect(log.succeeded(now: at(27_200)) == .none)
         // A new outage starts with a new warning.
@@ -44,14 +44,17 @@ import Testing
         #expect(!log.isReachable)
         // Only a full quiet period without failures ends it.
         #expect(log.succeeded(now: at(20_900)) == .none)
-        #expect(log.succeeded(now: at(21_000)) == .recovered(failures: 101, after: .seconds(21)))
+        #expect(log.succeeded(now: at(21_000)) == .recovered(failures: 101, failingFor: .seconds(20), quietFor: .seconds(1)))
     }
 
     @Test func aSingleFailureRecoversAfterTheQuietPeriod() {
         var log = RedisOutageLogStateMachine(summaryInterval: .seconds(10), recoveryQuietPeriod: .milliseconds(500))
         #expect(log.failed(now: at(0)) == .unreachable)
         #expect(log.succeeded(now: at(499)) == .none)
-        #expect(log.succeeded(now: at(500)) == .recovered(failures: 1, after: .milliseconds(500)))
+        #expect(log.succeeded(now: at(500)) == .recovered(failures: 1, failingFor: .zero, quietFor: .milliseconds(500)))
         #expect(log.failed(now: at(501)) == .unreachable)
+        // No traffic for ten minutes after a 3-s outage: the notice says 3 s of failures, then 600 s of quiet.
+        #expect(log.failed(now: at(3_501)) == .none)
+        #expect(log.succeeded(now: at(603_501)) == .recovered(failures: 2, failingFor: .seconds(3), quietFor: .seconds(600)))
     }
 }
