@@ -18,7 +18,14 @@ enum AppSessionStoreFactory {
     /// Whether `url` names a store this build can open, without opening it (the command line's check: a bad URL
     /// is then a usage error, exit 64, before anything starts).
     static func check(url: String) throws {
-        _ = try settings(for: url)
+        if case .redis(let configuration) = try settings(for: url) {
+            // The TLS files are read when the client is made; a missing or unreadable one is the URL's fault too
+            // (exit 64 with the other URL errors; it was exit 1 at start before 2026-12-03).
+            var checked = Set<RedisTLS>()
+            for tls in configuration.client.endpoints.compactMap(\.tls) where checked.insert(tls).inserted {
+                _ = try invalidIfThrows(url) { try tls.makeContext() }
+            }
+        }
     }
 
     /// The store for `url`, metered (its bytes count as intranet traffic), and the services it needs running.

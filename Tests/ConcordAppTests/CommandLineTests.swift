@@ -99,6 +99,9 @@ import Glibc
                                  (["app", "--strategy", "client", "--session-key", "abc"], "the session key must be 32 bytes in base64"),
                                  (["app", "--strategy", "sync", "--peers", "garbage"], "peer 'garbage' is not NODE-ID@HOST:PORT"),
                                  (["app", "--strategy", "store", "--store", "mysql://db"], "store URL 'mysql://db' is not supported"),
+                                 // A TLS file the URL names that is missing (exit 1 at start before 2026-12-03).
+                                 (["app", "--strategy", "store", "--store", "rediss://127.0.0.1:9?caFile=/nonexistent/ca.pem"],
+                                  "caFile /nonexistent/ca.pem: no such file"),
                                  (["lab", "--users", "0"], "Usage: concord lab"),
                                  (["lab", "--store", "mysql://db/x"], "storeURL 'mysql://db/x' is none of sqlite:PATH"),
                                  (["lab", "--output", "/etc/hostname"], "outputDirectory /etc/hostname is a file"),
