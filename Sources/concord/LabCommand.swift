@@ -124,9 +124,8 @@ struct LabCommand: AsyncParsableCommand {
         let phases = configuration.phases.map { "\($0.name) \(String(format: "%.1f", $0.seconds))s" }.joined(separator: ", ")
         Progress.say("concord lab: \(configuration.strategies.map(\.rawValue).joined(separator: ", "))")
         Progress.say("  \(configuration.users) users, \(configuration.nodes) nodes; phases: \(phases)")
-        let run = LabRun(configuration: configuration, executable: executable, logger: logger) { line in
-            Progress.write(line.map { "\r" + $0 + "\u{1B}[K" } ?? "\n")
-        }
+        let status = StatusLine()
+        let run = LabRun(configuration: configuration, executable: executable, logger: logger) { line in status.update(line) }
         let report = try await run.run()
         var table = TextTable(LabReport.tableHeader)
         for row in report.tableRows { table.append(row) }

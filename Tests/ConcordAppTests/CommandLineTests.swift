@@ -247,6 +247,9 @@ import Glibc
         _ = await lab.waitForExit()
         let text = try String(contentsOfFile: results, encoding: .utf8)
         #expect(text.contains("\"strategy\" : \"local\""), "\(text.prefix(500))")
+        // Its standard error went to a file: status lines as plain lines, no terminal control codes.
+        let log = try String(contentsOfFile: output + ".log", encoding: .utf8)
+        #expect(log.contains("[local] ") && !log.contains("\u{1B}") && !log.contains("\r"), "\(log.suffix(1500))")
     }
 
     @Test func theProxyNamesTheTakenAddress() async throws {
