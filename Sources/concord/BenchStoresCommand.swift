@@ -48,7 +48,11 @@ struct BenchStoresCommand: AsyncParsableCommand {
         guard concurrencies.allSatisfy({ $0 >= 1 && $0 <= 4096 }) else { throw ValidationError("concurrency must be 1…4096") }
         guard operations >= 100, operations <= 10_000_000 else { throw ValidationError("operations must be 100…10,000,000") }
         guard rounds >= 1, rounds <= 99 else { throw ValidationError("rounds must be 1…99") }
-        guard operations / rounds >= 100 else { throw ValidationError("operations must be at least 100 per round") }
+        guard operations / rounds >= 100 else {
+            throw ValidationError(
+                "--operations \(operations) over --rounds \(rounds) is \(operations / rounds) per round; a round needs at least 100: "
+                    + "give --operations \(rounds * 100) or more, or fewer --rounds")
+        }
         guard payloadSize >= 0, payloadSize <= 1 << 20 else { throw ValidationError("payload size must be 0…1 MiB") }
         if url != nil, backends.count != 1 { throw ValidationError("--url needs exactly one --backend") }
         // A URL its backend cannot read is a usage error, found before anything starts (exit 64, as concord app).

@@ -108,6 +108,8 @@ import Glibc
                                  (["lab", "--scenario", "/nonexistent/scenario.yaml"], "Usage: concord lab"),
                                  (["bench", "stores", "--backend", "redis", "--url", "redis://:S3CRET@127.0.0.1:badport"], "--url redis://***@127.0.0.1:badport"),
                                  (["bench", "stores", "--backend", "postgres", "--url", "postgres://u@h:99999/x"], "port 99999 is out of range"),
+                                 // It says what would do (it said only "at least 100 per round" before 2026-12-03).
+                                 (["bench", "stores", "--operations", "100"], "is 20 per round; a round needs at least 100: give --operations 500 or more, or fewer --rounds"),
                                  (["app", "--strategy", "client", "--session-key", "c2hvcnQ="], "is 5 bytes; it must be 32")] {
             let (status, output) = try await run(command)
             #expect(status == 64, "\(command): \(output)")
