@@ -81,7 +81,8 @@ public struct RedisClientError: Error, Sendable, Hashable, CustomStringConvertib
     /// while connecting is a failed connect; others unchanged.
     func connectFailure(context: String) -> Self {
         switch base {
-        case .connectionFailed(let reason), .connectionLost(let reason): .connectionFailed("\(context): \(reason)")
+        case .connectionFailed(let reason), .connectionLost(let reason):
+            .connectionFailed(reason.hasPrefix(context) ? reason : "\(context): \(reason)")
         case .connectionClosed: .connectionFailed("\(context): connection closed")
         default: self
         }

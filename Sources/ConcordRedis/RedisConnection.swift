@@ -58,7 +58,7 @@ public final class RedisConnection: Sendable {
                     try channel.pipeline.syncOperations.addHandler(
                         RedisConnectionHandler(
                             commandTimeout: TimeAmount(configuration.commandTimeout), decoder: decoder, closeReason: closeReason,
-                            onPush: onPush))
+                            peer: "\(endpoint.host):\(endpoint.port)", onPush: onPush))
                 }
             }
         let channel: any Channel

@@ -60,12 +60,16 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
     private let onPush: (@Sendable (RESPValue) -> Void)?
     /// Its own context while in the pipeline, for ``send(_:)``.
     private var context: ChannelHandlerContext?
+    /// The server, for the error of a connection it closes before any reply (`HOST:PORT`; nil: not said).
+    private let peer: String?
+    private var sawReply = false
 
     init(
         commandTimeout: TimeAmount, decoder configuration: RESPDecoderConfiguration, closeReason: RedisCloseReason = RedisCloseReason(),
-        onPush: (@Sendable (RESPValue) -> Void)? = nil
+        peer: String? = nil, onPush: (@Sendable (RESPValue) -> Void)? = nil
     ) {
         self.commandTimeout = commandTimeout
+        self.peer = peer
         self.closeReason = closeReason
         self.onPush = onPush
         self.decoder = NIOSingleStepByteToMessageProcessor(
@@ -113,6 +117,7 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
     }
 
     private func received(_ reply: RESPValue, context: ChannelHandlerContext) {
+        sawReply = true
         if case .push = reply {
             onPush?(reply)
             return
@@ -147,7 +152,15 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        failAll(.connectionClosed)
+        if !sawReply, pipeline.pendingCount > 0, let peer {
+            // A server that closes on the first command without a word is seldom Redis (another service on the port,
+            // or a TLS port): "connection closed" alone left that to guess (2026-12-03).
+            failAll(.connectionLost(
+                "\(peer) closed the connection without replying to the first command — does that port speak Redis (RESP)? "
+                    + "A TLS port needs rediss://"))
+        } else {
+            failAll(.connectionClosed)
+        }
         context.fireChannelInactive()
     }
 

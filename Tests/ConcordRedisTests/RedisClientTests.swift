@@ -1,6 +1,7 @@
 import ConcordRedis
 import ConcordSessionsTesting
 import NIOCore
+import NIOPosix
 import Testing
 
 @Suite(.timeLimit(.minutes(3))) struct RedisClientTests {
@@ -209,6 +210,29 @@ import Testing
             }
             #expect(ContinuousClock.now - start < .seconds(5))
         }
+    }
+}
+
+@Suite(.timeLimit(.minutes(3))) struct RedisNotRedisTests {
+    /// A server that closes the connection on the first command without a reply (PostgreSQL given a Redis command,
+    /// say) is named with a question, not a bare "connection closed" (2026-12-03).
+    @Test func aServerThatClosesWithoutAReplyIsAskedAbout() async throws {
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(CloseOnFirstRead()) } }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let port = server.localAddress!.port!
+        let endpoint = try RedisEndpoint(url: "redis://127.0.0.1:\(port)")
+        let client = try RedisClient(configuration: .testing(endpoints: [endpoint]))
+        await #expect { _ = try await client.send(.ping()) } throws: { error in
+            "\(error)".contains("127.0.0.1:\(port) closed the connection without replying to the first command — does that port speak Redis (RESP)?")
+        }
+        client.shutdown()
+        try await server.close()
+    }
+
+    private final class CloseOnFirstRead: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) { context.close(promise: nil) }
     }
 }
 
