@@ -156,6 +156,19 @@ public struct LabRun: Sendable {
                     }
                 }
                 await cluster.scrape(into: recorder)
+                if phase.kind == .warmUp {
+                    let counts = recorder.currentCounts()
+                    if counts.requests > 0 && counts.failed == counts.requests {
+                        // Nothing answered through a whole warm-up (a store that never answers, say): the other
+                        // phases could only repeat it, so the strategy ends here and the report says why (the
+                        // whole run took its full length before 2026-12-03).
+                        progress(nil)
+                        progress("[\(strategy.rawValue)] no request of the warm-up got an answer (\(counts.requests) failed); "
+                            + "the other phases are skipped")
+                        progress(nil)
+                        break
+                    }
+                }
             }
             group.cancelAll()
         }

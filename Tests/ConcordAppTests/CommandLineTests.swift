@@ -217,6 +217,23 @@ import Glibc
         #expect(!output.contains("load ops/s"), "no table header: \(output.suffix(1000))")
     }
 
+    /// A store that never answers ends its strategy after the warm-up (nothing answered), not after every phase:
+    /// the error comes in seconds (before 2026-12-03 the whole 14 s ran, every request a 503).
+    @Test func theLabSkipsTheRestOfAStrategyWhoseWarmUpGotNoAnswer() async throws {
+        let closed = try LoopbackPort.free()  // nothing listens there
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("concord-lab-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        let started = ContinuousClock.now
+        let (status, log) = try await run(["lab", "--strategies", "store", "--store", "redis://127.0.0.1:\(closed)", "--users", "5",
+                                           "--nodes", "1", "--duration", "14", "--output", output])
+        let took = ContinuousClock.now - started
+        #expect(status == 1, "\(log.suffix(1500))")
+        #expect(log.contains("[store] no request of the warm-up got an answer (") && log.contains("the other phases are skipped"),
+                "\(log.suffix(1500))")
+        #expect(log.contains("error: no request got an answer with store"), "\(log.suffix(1500))")
+        #expect(took < .seconds(11), "took \(took)")
+    }
+
     /// `bench stores --url` takes an SQLite file as `concord app --store` does (`sqlite:PATH`), not only as a path.
     @Test func theStoreBenchTakesAnSQLiteURL() async throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("concord-bench-\(UUID().uuidString).sqlite").path
