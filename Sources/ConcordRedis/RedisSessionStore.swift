@@ -20,8 +20,9 @@ import Synchronization
 /// at most one summary line per `outageSummaryInterval`, and one notice when Redis answers again
 /// (``RedisOutageLogStateMachine``), not once per failed request.
 ///
-/// Counts through swift-metrics: `concord_redis_session_loads_total`, `…_saves_total`, `…_conflicts_total`,
-/// `…_unavailable_total`, and the client's `concord_redis_*` metrics (docs/stores-redis.md).
+/// Counts through swift-metrics: `concord_redis_session_loads_total`, `…_version_reads_total` (a near cache's
+/// check), `…_saves_total`, `…_conflicts_total`, `…_unavailable_total`, and the client's `concord_redis_*` metrics
+/// (docs/stores-redis.md).
 public final class RedisSessionStore: SessionStore {
     public let configuration: RedisSessionStoreConfiguration
     public let client: RedisClient
@@ -31,6 +32,7 @@ public final class RedisSessionStore: SessionStore {
     /// Redis is reachable (nearly every request) takes no lock and reads no clock.
     private let inOutage = Atomic<Bool>(false)
     private let loads: Counter
+    private let versionReads: Counter
     private let saves: Counter
     private let conflicts: Counter
     private let unavailable: Counter
@@ -52,6 +54,7 @@ public final class RedisSessionStore: SessionStore {
                 summaryInterval: configuration.outageSummaryInterval,
                 recoveryQuietPeriod: configuration.outageRecoveryQuietPeriod))
         self.loads = Counter(label: "concord_redis_session_loads_total", factory: metricsFactory)
+        self.versionReads = Counter(label: "concord_redis_session_version_reads_total", factory: metricsFactory)
         self.saves = Counter(label: "concord_redis_session_saves_total", factory: metricsFactory)
         self.conflicts = Counter(label: "concord_redis_session_conflicts_total", factory: metricsFactory)
         self.unavailable = Counter(label: "concord_redis_session_unavailable_total", factory: metricsFactory)
@@ -160,7 +163,8 @@ public final class RedisSessionStore: SessionStore {
     }
 
     public func version(id: String) async throws -> UInt64? {
-        try await observed { () async throws -> UInt64? in
+        versionReads.increment()
+        return try await observed { () async throws -> UInt64? in
             let reply = try await send(.getRange(sessionKey(id), start: 0, end: RedisSessionRecord.versionLength - 1))
             guard case .bulkString(let header) = reply, header.readableBytes > 0 else { return nil }
             guard let version = RedisSessionRecord.version(header: header) else {
