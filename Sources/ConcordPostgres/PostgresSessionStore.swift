@@ -23,8 +23,11 @@ public final class PostgresSessionStore: SessionStore, Service {
     private let schema: SessionStoreSetup<Void>
     private let reachability: SessionStoreReachability
     private let connectFailures: PostgresConnectFailureLog
-    /// While the server cannot be reached, one statement waits for a connection and the rest fail at once.
+    /// While the server cannot be reached, statements fail at once and the store's probe waits for a connection.
     private let outageGate = PostgresOutageGate()
+    /// Asks ``run()`` to probe until PostgreSQL answers (``PostgresOutageGate``).
+    private let probeRequests: AsyncStream<Void>
+    private let probeRequested: AsyncStream<Void>.Continuation
 
     /// A store for the server in `configuration`; nothing is sent before the first operation.
     /// - Parameters:
@@ -42,6 +45,7 @@ public final class PostgresSessionStore: SessionStore, Service {
         self.configuration = configuration
         self.client = client
         self.connectFailures = connectFailures
+        (probeRequests, probeRequested) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         self.clock = clock
         self.logger = logger
         self.statements = statements
@@ -140,6 +144,7 @@ public final class PostgresSessionStore: SessionStore, Service {
     public func run() async throws {
         await withDiscardingTaskGroup { group in
             group.addTask { await self.client.run() }
+            group.addTask { await self.probeWhenAsked() }
             await cancelWhenGracefulShutdown {
                 await ExpirySweepLoop.run(every: self.configuration.sweepInterval, on: self.clock, logger: self.logger) {
                     try await self.sweepExpired()
@@ -158,14 +163,14 @@ public final class PostgresSessionStore: SessionStore, Service {
     private func query(_ sql: String, _ binds: PostgresBindings, isWrite: Bool = false) async throws -> [PostgresRow] {
         let lastConnectFailure = connectFailures.lastFailure
         let admission = outageGate.admit(lastConnectFailed: lastConnectFailure != nil)
-        if admission == .refuse {
+        if admission != .go {
+            if admission == .refuseAndProbe { probeRequested.yield() }
             let error = SessionStoreError.unavailable(
-                "no connection to PostgreSQL (another request is waiting for one); the last attempt failed: \(lastConnectFailure ?? "")",
+                "no connection to PostgreSQL (the store keeps trying in the background); the last attempt failed: \(lastConnectFailure ?? "")",
                 notApplied: true)
             reachability.failed(error)
             throw error
         }
-        defer { if admission == .probe { outageGate.probeEnded() } }
         let start = isWrite ? StatementStart() : nil
         do {
             let rows = try await withTimeout(configuration.operationTimeout) { [client, schema, logger] in
@@ -190,6 +195,27 @@ public final class PostgresSessionStore: SessionStore, Service {
             let mapped = Self.sessionStoreError(for: error, notApplied: start?.abandon() ?? false)
             if mapped.isUnavailable { reachability.failed(mapped) }
             throw mapped
+        }
+    }
+
+    /// Each asked-for probe: `SELECT 1` within the operation timeout until one answers (100 ms apart; the pool's own
+    /// reconnect backoff paces the attempts), then statements run again. Runs inside ``run()``, so it stops with it.
+    private func probeWhenAsked() async {
+        for await _ in probeRequests {
+            while !Task.isCancelled {
+                do {
+                    _ = try await withTimeout(configuration.operationTimeout) { [client, logger] in
+                        try await client.query("SELECT 1", logger: logger).collect()
+                    }
+                    reachability.succeeded()
+                    connectFailures.clear()
+                    outageGate.succeeded()
+                    break
+                } catch {
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
+            }
+            outageGate.probeEnded()
         }
     }
 
