@@ -34,6 +34,16 @@ enum AdminServer {
     static func respond(method: HTTPMethod, uri: String, body: String, balancer: Balancer, metrics: ProxyMetrics)
         -> (HTTPResponseStatus, String, String)
     {
+        let answer = self.answer(method: method, uri: uri, body: body, balancer: balancer, metrics: metrics)
+        return (answer.status, answer.text, answer.contentType)
+    }
+
+    /// ``respond(method:uri:body:balancer:metrics:)``, and the id of the backend a `POST /backends` added (the
+    /// handler answers after its first health check; it used to find the id by comparing the backend list before
+    /// and after, which a concurrent add could change — 4 answers in 20 named another backend, a probe found).
+    static func answer(method: HTTPMethod, uri: String, body: String, balancer: Balancer, metrics: ProxyMetrics)
+        -> (status: HTTPResponseStatus, text: String, contentType: String, added: String?)
+    {
         let json = "application/json"
         let text = "text/plain; charset=utf-8"
         let path = String(RequestKeyExtractor.path(of: uri))
@@ -41,13 +51,13 @@ enum AdminServer {
         do {
             switch (method, segments.count, segments.first) {
             case (.GET, 1, "metrics"):
-                return (.ok, metrics.exposition(), "text/plain; version=0.0.4")
+                return (.ok, metrics.exposition(), "text/plain; version=0.0.4", nil)
             case (.GET, 1, "health"):
-                return (.ok, "ok\n", text)
+                return (.ok, "ok\n", text, nil)
             case (.GET, 1, "backends"):
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-                return (.ok, String(decoding: try encoder.encode(balancer.statuses()), as: UTF8.self) + "\n", json)
+                return (.ok, String(decoding: try encoder.encode(balancer.statuses()), as: UTF8.self) + "\n", json, nil)
             case (.POST, 1, "backends"):
                 var address = RequestKeyExtractor.queryValue(named: "address", in: uri).map(String.init)
                     ?? body.trimmingWhitespace()
@@ -57,24 +67,24 @@ enum AdminServer {
                 }
                 let hostPort = try HostPort(parsing: address.removingPercentEncoding ?? address)
                 try balancer.add(hostPort)
-                return (.created, "added \(hostPort)\n", text)
+                return (.created, "added \(hostPort)\n", text, hostPort.description)
             case (.DELETE, 2, "backends"):
                 try balancer.remove(id: segments[1])
-                return (.ok, "removed \(segments[1])\n", text)
+                return (.ok, "removed \(segments[1])\n", text, nil)
             case (.POST, 3, "backends") where segments[2] == "drain", (.DELETE, 3, "backends") where segments[2] == "drain":
                 try balancer.setDraining(id: segments[1], method == .POST)
-                return (.ok, "\(segments[1]) \(method == .POST ? "draining" : "no longer draining")\n", text)
+                return (.ok, "\(segments[1]) \(method == .POST ? "draining" : "no longer draining")\n", text, nil)
             default:
                 if let allowed = allowedMethods(segments) {
                     let names = allowed.map { "\($0)" }.joined(separator: ", ")
-                    return (.methodNotAllowed, "\(path) takes \(names), not \(method); see docs/proxy.md\n", text)
+                    return (.methodNotAllowed, "\(path) takes \(names), not \(method); see docs/proxy.md\n", text, nil)
                 }
-                return (.notFound, "unknown admin request \(method) \(path); see docs/proxy.md\n", text)
+                return (.notFound, "unknown admin request \(method) \(path); see docs/proxy.md\n", text, nil)
             }
         } catch let error as ProxyError {
-            return (HTTPResponseStatus(statusCode: error.adminStatusCode), error.description + "\n", text)
+            return (HTTPResponseStatus(statusCode: error.adminStatusCode), error.description + "\n", text, nil)
         } catch {
-            return (.internalServerError, "\(error)\n", text)
+            return (.internalServerError, "\(error)\n", text, nil)
         }
     }
 }
@@ -174,15 +184,14 @@ private final class AdminHandler: ChannelInboundHandler {
             self.head = nil
             deadline?.cancel()
             deadline = nil
-            let before = head.method == .POST ? Set(balancer.backends.map(\.id)) : []
-            let (status, text, contentType) = bodyTooLarge
-                ? (HTTPResponseStatus.payloadTooLarge, "admin request bodies are at most \(Self.maxBody) bytes\n", "text/plain; charset=utf-8")
-                : AdminServer.respond(method: head.method, uri: head.uri, body: String(buffer: body), balancer: balancer, metrics: metrics)
+            let (status, text, contentType, added) = bodyTooLarge
+                ? (HTTPResponseStatus.payloadTooLarge, "admin request bodies are at most \(Self.maxBody) bytes\n", "text/plain; charset=utf-8", nil)
+                : AdminServer.answer(method: head.method, uri: head.uri, body: String(buffer: body), balancer: balancer, metrics: metrics)
             if head.method != .GET { logger.notice("admin \(head.method) \(head.uri) → \(status.code)") }
-            if status == .created, let added = balancer.backends.first(where: { !before.contains($0.id) }) {
+            if let added {
                 // Answered once the first health check (bounded like every probe) says whether it joined.
                 let limit = NIODeadline.now() + .milliseconds(Int64(balancer.healthConfiguration.timeout * 2_000) + 500)
-                awaitFirstCheck(of: added.id, until: limit, context: context) { outcome in
+                awaitFirstCheck(of: added, until: limit, context: context) { outcome in
                     self.write(status, text + outcome, contentType, for: head, context: context)
                 }
             } else {

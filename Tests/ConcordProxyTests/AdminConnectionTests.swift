@@ -1,3 +1,4 @@
+import ConcordSessions
 import Testing
 @testable import ConcordProxy
 
@@ -77,6 +78,35 @@ import Testing
                 for _ in 0..<12 { served[try await RawClient.get(port: port).body, default: 0] += 1 }
                 #expect(served["a"] == 6 && served["b"] == 6, "\(served)")
                 #expect(c.requests == 0, "the failing backend got no request")
+            }
+        }
+    }
+
+    /// Adds sent at once are each answered about their own backend (the handler took "the one not there before",
+    /// which a concurrent add could be: 4 answers in 20 named another backend, a probe found on 2026-12-03).
+    @Test func concurrentAddsAreEachAnsweredAboutTheirOwnBackend() async throws {
+        try await ProxyHarness.withBackends(["a", "b", "c", "d", "e", "f"]) { backends in
+            var config = try ProxyHarness.configuration([backends[0]], balance: .roundRobin)
+            config.admin = HostPort(host: "127.0.0.1", port: 0)
+            try await ProxyHarness.withProxy(config) { server, _ in
+                let admin = try #require(server.addresses?.admin?.port)
+                var addresses = backends.dropFirst().map(\.address)
+                for _ in 0..<5 { addresses.append("127.0.0.1:\(try LoopbackPort.free())") }  // nothing listens there
+                let answers = try await withThrowingTaskGroup(of: (String, String).self) { group in
+                    for address in addresses {
+                        group.addTask {
+                            let response = try await RawClient.exchange(port: admin, [
+                                "POST /backends HTTP/1.1\r\nHost: a\r\nContent-Length: \(address.utf8.count)\r\nConnection: close\r\n\r\n\(address)",
+                            ], timeout: .seconds(30))
+                            return (address, response.body)
+                        }
+                    }
+                    return try await group.reduce(into: [(String, String)]()) { $0.append($1) }
+                }
+                for (address, body) in answers {
+                    let verdicts = body.split(separator: "\n").dropFirst()
+                    #expect(verdicts.count == 1 && verdicts.first!.hasPrefix("\(address) is "), "\(address): \(body)")
+                }
             }
         }
     }
