@@ -182,9 +182,7 @@ public final class PostgresSessionStore: SessionStore, Service {
                     return try await connection.query(query, logger: logger).collect()
                 }
             }
-            reachability.succeeded()
-            connectFailures.clear()
-            outageGate.succeeded()
+            reached()
             return rows
         } catch {
             var error = error
@@ -198,6 +196,13 @@ public final class PostgresSessionStore: SessionStore, Service {
         }
     }
 
+    /// PostgreSQL answered a statement: an outage, if any, is over.
+    private func reached() {
+        reachability.succeeded()
+        connectFailures.clear()
+        outageGate.succeeded()
+    }
+
     /// Each asked-for probe: `SELECT 1` within the operation timeout until one answers (100 ms apart; the pool's own
     /// reconnect backoff paces the attempts), then statements run again. Runs inside ``run()``, so it stops with it.
     private func probeWhenAsked() async {
@@ -207,9 +212,7 @@ public final class PostgresSessionStore: SessionStore, Service {
                     _ = try await withTimeout(configuration.operationTimeout) { [client, logger] in
                         try await client.query("SELECT 1", logger: logger).collect()
                     }
-                    reachability.succeeded()
-                    connectFailures.clear()
-                    outageGate.succeeded()
+                    reached()
                     break
                 } catch {
                     try? await Task.sleep(for: .milliseconds(100))

@@ -85,7 +85,7 @@ final class HTTP2StreamBytesBridge: ChannelDuplexHandler {
         var padded: String?
         for (name, value, _) in headers {
             if padded == nil, let first = value.utf8.first, let last = value.utf8.last,
-               Self.isWhitespace(first) || Self.isWhitespace(last) {
+               HTTPSyntax.isWhitespace(first) || HTTPSyntax.isWhitespace(last) {
                 padded = name
             }
             switch name {
@@ -166,8 +166,6 @@ final class HTTP2StreamBytesBridge: ChannelDuplexHandler {
         }
         return nil
     }
-
-    private static func isWhitespace(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
 
     private static func writeField(_ name: String, _ value: String, to out: inout ByteBuffer) {
         out.writeString(name)

@@ -104,21 +104,16 @@ enum HTTPSyntax {
         guard let first = literal.first.map({ p[$0] }) else { return false }
         if first | 0x20 == UInt8(ascii: "v") {
             var i = literal.lowerBound + 1
-            while i < literal.upperBound && isHexDigit(p[i]) { i += 1 }
+            while i < literal.upperBound && hexValue(p[i]) != nil { i += 1 }
             guard i > literal.lowerBound + 1, i + 1 < literal.upperBound, p[i] == UInt8(ascii: ".") else { return false }
             return p[(i + 1)..<literal.upperBound].allSatisfy { ($0 != UInt8(ascii: "%") && isRegNameByte($0)) || $0 == UInt8(ascii: ":") }
         }
         // INET6_ADDRSTRLEN - 1: no IPv6 address is longer.
-        guard literal.count <= 45, p[literal].allSatisfy({ isHexDigit($0) || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: ".") }) else {
+        guard literal.count <= 45, p[literal].allSatisfy({ hexValue($0) != nil || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: ".") }) else {
             return false
         }
         let text = String(decoding: UnsafeRawBufferPointer(rebasing: p[literal]), as: UTF8.self)
         return (try? SocketAddress(ipAddress: text, port: 0))?.protocol == .inet6
-    }
-
-    @inline(__always)
-    private static func isHexDigit(_ byte: UInt8) -> Bool {
-        isDigit(byte) || (byte | 0x20 >= UInt8(ascii: "a") && byte | 0x20 <= UInt8(ascii: "f"))
     }
 
     /// unreserved / pct-encoded / sub-delims (RFC 3986 §3.2.2).
