@@ -94,15 +94,20 @@ extension AdminServer {
     /// pending and `waited` is false.
     static func firstCheckOutcome(of id: String, balancer: Balancer, waited: Bool) -> String? {
         guard let status = balancer.statuses().first(where: { $0.id == id }) else { return "\(id) was removed meanwhile\n" }
-        let check = status.check.map { " (\($0))" } ?? ""
+        // (One added when no other backend was up is up before its first check: the check, not the state, says
+        // whether the verdict came.)
+        guard let check = status.check else {
+            guard waited else { return nil }
+            return status.state == "up"
+                ? "\(id) is up without a health check verdict yet: no other backend was up, so it serves at once; out if its first check fails (GET /backends)\n"
+                : "\(id) is pending: no health check verdict yet; it joins when one passes (GET /backends)\n"
+        }
         switch status.state {
         case "up":
-            return "\(id) is up: its first health check passed\(check)\n"
-        case "down":
-            let rise = balancer.healthConfiguration.rise
-            return "\(id) is down: its first health check failed\(check); it joins after \(rise) passing check\(rise == 1 ? "" : "s") in a row\n"
+            return "\(id) is up: its first health check passed (\(check))\n"
         default:
-            return waited ? "\(id) is pending: no health check verdict yet; it joins when one passes (GET /backends)\n" : nil
+            let rise = balancer.healthConfiguration.rise
+            return "\(id) is down: its first health check failed (\(check)); it joins after \(rise) passing check\(rise == 1 ? "" : "s") in a row\n"
         }
     }
 

@@ -143,7 +143,7 @@ public final class Balancer: Sendable {
     /// so two at once could lose one. Picks never take it.
     private let changes = NIOLock()
     /// Where backends added while running (pending) go: the running health checker's stream (``joiningBackends()``).
-    private let joiningSubscriber = NIOLockedValueBox<AsyncStream<Backend>.Continuation?>(nil)
+    private let joiningSubscriber = NIOLockedValueBox<AsyncStream<BackendHandle>.Continuation?>(nil)
 
     public init(backends: [HostPort], algorithm: HashAlgorithm, boundedLoad: Double?, health: HealthCheckConfiguration,
                 metrics: ProxyMetrics, logger: Logger) throws(ProxyError) {
@@ -166,8 +166,8 @@ public final class Balancer: Sendable {
     /// The backends added from now on (pending), for the health checker to probe at once instead of at its next
     /// round. One subscriber at a time: a new call ends the previous stream (a stopped server's checker was cancelled,
     /// and cancelling an `AsyncStream`'s iteration finishes it, so each run subscribes anew).
-    func joiningBackends() -> AsyncStream<Backend> {
-        let (stream, continuation) = AsyncStream.makeStream(of: Backend.self, bufferingPolicy: .bufferingNewest(1024))
+    func joiningBackends() -> AsyncStream<BackendHandle> {
+        let (stream, continuation) = AsyncStream.makeStream(of: BackendHandle.self, bufferingPolicy: .bufferingNewest(1024))
         joiningSubscriber.withLockedValue { subscriber in
             subscriber?.finish()
             subscriber = continuation
@@ -307,15 +307,27 @@ public final class Balancer: Sendable {
         }
     }
 
-    /// One active probe's result.
-    public func recordProbe(_ backend: Backend, success: Bool, detail: String) {
+    /// What the health checker probes: each backend's handle, which names the backend *as added* — one removed and
+    /// added again is a new handle, so a probe of the earlier one still in flight does not decide the new one.
+    var probeTargets: [BackendHandle] { state.withLockedValue { $0.runtime.map(\.handle) } }
+
+    /// One active probe's result, for the backend `handle` was taken from (dropped if it left meanwhile, even if a
+    /// backend of the same address was added since: that one gets its own first probe).
+    func recordProbe(_ handle: BackendHandle, success: Bool, detail: String) {
+        let id = handle.backend.id
         let flip = state.withLockedValue { state -> HealthStateMachine.Flip? in
-            guard let index = state.membership.indexByID[backend.id] else { return nil }
+            guard let index = state.membership.indexByID[id], state.runtime[index].handle === handle else { return nil }
             state.runtime[index].lastCheck = detail
             return state.runtime[index].health.recordProbe(success: success)
         }
-        report(flip, backend: backend.id, reason: detail)
+        report(flip, backend: id, reason: detail)
         if flip == .joined || flip == .wentUp { spreadKeysOverJoinedBackends() }
+    }
+
+    /// One probe's result for the backend listed now under `backend`'s id.
+    public func recordProbe(_ backend: Backend, success: Bool, detail: String) {
+        let handle = state.withLockedValue { state in state.membership.indexByID[backend.id].map { state.runtime[$0].handle } }
+        if let handle { recordProbe(handle, success: success, detail: detail) }
     }
 
     /// Rebuilds the selection when a backend has joined since it was built (its first passing health check).
@@ -347,11 +359,16 @@ public final class Balancer: Sendable {
             logger.notice("backend \(id) is UP again: \(reason); its keys return")
             metrics.healthTransition(backend: id, to: "up")
         case .joined:
-            logger.notice("backend \(id) passed its first health check (\(reason)): it takes its keys")
+            logger.notice("backend \(id) is up for the first time since it was added (\(reason)): it takes its keys")
             metrics.healthTransition(backend: id, to: "up")
+        case .confirmed:
+            logger.notice("backend \(id) passed its first health check (\(reason)); it has served since it was added, as no other backend was up")
         case .failedFirstCheck:
             logger.warning("backend \(id) failed its first health check: \(reason); it stays out until it passes \(healthConfiguration.rise) in a row")
             metrics.healthTransition(backend: id, to: "down")
+            // (A provisional one may have queued requests; a pending one has none.)
+            let handle = state.withLockedValue { state in state.membership.indexByID[id].map { state.runtime[$0].handle } }
+            if let handle { redispatchQueue(of: handle, because: "failed its first health check") }
         }
     }
 
@@ -479,20 +496,25 @@ public final class Balancer: Sendable {
             }
             resolved.append(backend)
         }
-        // Carried backends keep whether they joined; added ones are pending, so they have not.
-        let joinedByID = state.withLockedValue { state in
-            Dictionary(uniqueKeysWithValues: zip(state.membership.backends, state.runtime).map { ($0.id, $1.health.hasJoined) })
+        // Carried backends keep whether they joined. Added ones are pending (not joined) while a staying backend is
+        // up; when none is (a reload that replaces every backend, a pool that is empty or all down), they start
+        // provisional — joined and up — since keeping them out until a probe passed would only mean 503s meanwhile.
+        let (joinedByID, upByID) = state.withLockedValue { state in
+            let pairs = zip(state.membership.backends, state.runtime)
+            return (Dictionary(uniqueKeysWithValues: pairs.map { ($0.id, $1.health.hasJoined) }),
+                    Dictionary(uniqueKeysWithValues: pairs.map { ($0.id, $1.health.isUp) }))
         }
-        let membership = try Membership(backends: resolved, joined: resolved.map { joinedByID[$0.id] ?? false },
+        let provisional = !resolved.contains { upByID[$0.id] == true }
+        let membership = try Membership(backends: resolved, joined: resolved.map { joinedByID[$0.id] ?? provisional },
                                         algorithm: algorithm, boundedLoad: boundedLoad)
         let countersByID = Dictionary(uniqueKeysWithValues: resolved.map { ($0.id, metrics.backend($0.id)) })
-        let (before, after, left) = state.withLockedValue { state -> ([String], [String], [BackendHandle]) in
+        let (before, after, left, handles) = state.withLockedValue { state -> ([String], [String], [BackendHandle], [BackendHandle]) in
             let before = state.membership.backends.map(\.id)
             var carried: [String: Runtime] = [:]
             for (backend, runtime) in zip(state.membership.backends, state.runtime) { carried[backend.id] = runtime }
             state.runtime = resolved.map { backend in
                 var runtime = carried[backend.id]
-                    ?? Runtime(health: HealthStateMachine(health, pending: true), backend: backend, counters: countersByID[backend.id]!)
+                    ?? Runtime(health: HealthStateMachine(addedWith: health, provisional: provisional), backend: backend, counters: countersByID[backend.id]!)
                 runtime.health.adopt(health)
                 return runtime
             }
@@ -502,18 +524,20 @@ public final class Balancer: Sendable {
             state.algorithm = algorithm
             state.boundedLoad = boundedLoad
             state.health = health
-            return (before, resolved.map(\.id), left)
+            return (before, resolved.map(\.id), left, state.runtime.map(\.handle))
         }
         for handle in left { redispatchQueue(of: handle, because: "was removed") }
         let added = after.filter { !before.contains($0) }
         if let subscriber = joiningSubscriber.withLockedValue({ $0 }) {
-            for backend in resolved where added.contains(backend.id) { subscriber.yield(backend) }
+            for handle in handles where added.contains(handle.backend.id) { subscriber.yield(handle) }
         }
         let removed = before.filter { !after.contains($0) }
         if added.isEmpty && removed.isEmpty && before == after {
             logger.notice("selection rebuilt: algorithm \(algorithm), bounded load \(boundedLoad.map { "\($0)" } ?? "off")")
         } else {
-            let joining = added.isEmpty ? "" : ", in once their first health check passes"
+            let joining = added.isEmpty ? "" : provisional
+                ? ", serving at once as no other backend is up; out if their first health check fails"
+                : ", in once their first health check passes"
             let line: Logger.Message = "backends changed: \(after.count) now (added \(added.isEmpty ? "none" : added.joined(separator: ", "))\(joining); removed \(removed.isEmpty ? "none" : removed.joined(separator: ", ")))"
             // An empty pool is allowed (backends may be added again through the admin API), but every request now
             // gets 503: worth more than a notice.

@@ -51,10 +51,10 @@ struct HealthChecker<C: Clock>: Sendable where C.Duration == Duration {
     }
 
     /// Each backend added while running gets its first probe now (its verdict alone decides: up or down).
-    private func probeJoining(_ joining: AsyncStream<Backend>) async {
+    private func probeJoining(_ joining: AsyncStream<BackendHandle>) async {
         await withDiscardingTaskGroup { probes in
-            for await backend in joining {
-                probes.addTask { await probeAndRecord(backend, balancer.healthConfiguration) }
+            for await handle in joining {
+                probes.addTask { await probeAndRecord(handle, balancer.healthConfiguration) }
             }
         }
     }
@@ -62,17 +62,17 @@ struct HealthChecker<C: Clock>: Sendable where C.Duration == Duration {
     /// One round: every current backend is probed at once and each result is recorded.
     func probeAll(_ configuration: HealthCheckConfiguration) async {
         await withTaskGroup(of: Void.self) { tasks in
-            for backend in balancer.backends {
-                tasks.addTask { await probeAndRecord(backend, configuration) }
+            for handle in balancer.probeTargets {
+                tasks.addTask { await probeAndRecord(handle, configuration) }
             }
         }
     }
 
-    private func probeAndRecord(_ backend: Backend, _ configuration: HealthCheckConfiguration) async {
-        let (healthy, detail) = await probe(backend, configuration)
+    private func probeAndRecord(_ handle: BackendHandle, _ configuration: HealthCheckConfiguration) async {
+        let (healthy, detail) = await probe(handle.backend, configuration)
         // No verdict when the probe failed on this machine (out of descriptors): nothing is recorded.
         if Task.isCancelled { return }
-        if let healthy { balancer.recordProbe(backend, success: healthy, detail: detail) }
+        if let healthy { balancer.recordProbe(handle, success: healthy, detail: detail) }
     }
 
     /// One probe, bounded by `timeout`: healthy or not, or nil when it could not be made (``LocalResourceFailure``).

@@ -5,15 +5,20 @@
 /// A backend added while the proxy runs (admin API, reload) starts *pending*: out of selection until its first
 /// probe, which decides alone — up on success whatever `rise` is, down on failure (then `rise` successes as usual).
 /// Envoy does the same for a new host (its `first_check` bypasses the healthy threshold). Backends of the starting
-/// configuration start up, so the proxy serves at once.
+/// configuration start up, so the proxy serves at once. A backend added when no other is up starts *provisional*:
+/// up and in the selection at once (keeping it out would only turn every request into a 503), and its first probe
+/// still decides alone — a failure takes it down without waiting for `fall`.
 public struct HealthStateMachine: Sendable, Hashable {
     /// A change of state, reported once (the caller logs one line and counts it).
     public enum Flip: Sendable, Hashable {
         case wentUp
         case wentDown
-        /// A pending backend passed its first probe.
+        /// A backend added while running is up for the first time: it passed its first probe, or `rise` probes in a
+        /// row after failing the first.
         case joined
-        /// A pending backend failed its first probe: it stays out, down.
+        /// A provisional backend passed its first probe: it stays up.
+        case confirmed
+        /// A pending or provisional backend failed its first probe: it is (or stays) out, down.
         case failedFirstCheck
     }
 
@@ -23,6 +28,8 @@ public struct HealthStateMachine: Sendable, Hashable {
     public private(set) var isUp: Bool
     /// Added while running and not probed yet (not up either).
     public private(set) var isPending: Bool
+    /// Added while running, not probed yet, and up meanwhile because no other backend was (see the type).
+    public private(set) var isProvisional = false
     /// Up at least once since it was added (always, for a backend of the starting configuration): only such a
     /// backend has a share of the keys, so one that never came up moves no key.
     public private(set) var hasJoined: Bool
@@ -58,6 +65,19 @@ public struct HealthStateMachine: Sendable, Hashable {
         }
     }
 
+    /// A backend added while running when no other backend was up: up at once, its first probe decides alone.
+    public static func provisional(rise: Int, fall: Int, ejectAfter: Int) -> HealthStateMachine {
+        var machine = HealthStateMachine(rise: rise, fall: fall, ejectAfter: ejectAfter)
+        machine.isProvisional = true
+        return machine
+    }
+
+    /// Starts as a backend added while running: pending, or provisional when `provisional`.
+    init(addedWith configuration: HealthCheckConfiguration, provisional: Bool) {
+        self.init(configuration, pending: !provisional)
+        isProvisional = provisional
+    }
+
     /// "up", "down" or "pending" (the admin API's `state`).
     public var stateName: String { isPending ? "pending" : isUp ? "up" : "down" }
 
@@ -79,14 +99,22 @@ public struct HealthStateMachine: Sendable, Hashable {
             failures = success ? 0 : 1
             return success ? .joined : .failedFirstCheck
         }
+        if isProvisional {
+            isProvisional = false
+            isUp = success
+            successes = success ? 1 : 0
+            failures = success ? 0 : 1
+            return success ? .confirmed : .failedFirstCheck
+        }
         if success {
             failures = 0
             successes += 1
             if !isUp && successes >= rise {
                 isUp = true
-                hasJoined = true
                 connectFailures = 0
-                return .wentUp
+                // (One that failed its first check takes its keys for the first time: it joins, it does not return.)
+                defer { hasJoined = true }
+                return hasJoined ? .wentUp : .joined
             }
         } else {
             successes = 0

@@ -82,6 +82,37 @@ import Testing
         }
     }
 
+    /// Added to a pool with no backend up, a backend serves at once (provisional), and the POST still answers with
+    /// its first health check's verdict, not with its state before the check ("up").
+    @Test func aBackendAddedWhenNoneIsUpServesAtOnceAndTheAnswerWaitsForItsCheck() async throws {
+        try await ProxyHarness.withBackends(["a", "b", "c"]) { backends in
+            let (a, b, c) = (backends[0], backends[1], backends[2])
+            c.setHealthy(false)
+            var config = try ProxyHarness.configuration([a], balance: .roundRobin)
+            config.admin = HostPort(host: "127.0.0.1", port: 0)
+            config.health.path = "/health"
+            config.health.fall = 3
+            try await ProxyHarness.withProxy(config) { server, port in
+                let admin = try #require(server.addresses?.admin?.port)
+                func send(_ method: String, _ path: String, _ body: String = "") async throws -> RawClient.Response {
+                    try await RawClient.exchange(port: admin, [
+                        "\(method) \(path) HTTP/1.1\r\nHost: a\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)",
+                    ], timeout: .seconds(10))
+                }
+                #expect(try await send("DELETE", "/backends/\(a.address)").status == 200)
+                let failing = try await send("POST", "/backends", c.address)
+                #expect(failing.body.contains("\(c.address) is down: its first health check failed (GET /health answered 503)"),
+                        "\(failing.body)")
+                // c is down (one failed first check, not `fall` = 3): b, added next, serves at once too.
+                let passing = try await send("POST", "/backends", b.address)
+                #expect(passing.body.contains("\(b.address) is up: its first health check passed (GET /health answered 200)"),
+                        "\(passing.body)")
+                #expect(try await RawClient.get(port: port).body == "b")
+                #expect(server.balancer.statuses().map(\.state) == ["down", "up"])
+            }
+        }
+    }
+
     /// Adds sent at once are each answered about their own backend (the handler took "the one not there before",
     /// which a concurrent add could be: 4 answers in 20 named another backend, a probe found on 2026-12-03).
     @Test func concurrentAddsAreEachAnsweredAboutTheirOwnBackend() async throws {

@@ -60,6 +60,52 @@ import Testing
         #expect(Double(toNew) >= Double(moved.count) * (algorithm == .maglev ? 0.8 : 1.0))
     }
 
+    /// A probe is for the backend as added: one of an instance that was removed, and still in flight when the same
+    /// address is added again, does not decide the new instance's first check.
+    @Test func aProbeOfARemovedInstanceDoesNotDecideTheReAddedOne() throws {
+        let b = try balancer(4)
+        try b.add(Self.addresses[4])
+        let earlier = try #require(b.probeTargets.last)
+        try b.remove(id: Self.addresses[4].description)
+        try b.add(Self.addresses[4])
+        b.recordProbe(earlier, success: true, detail: "probe of the removed instance")
+        #expect(b.statuses().last?.state == "pending")
+        #expect(b.statuses().last?.check == nil)
+        let current = try #require(b.probeTargets.last)
+        #expect(current !== earlier)
+        b.recordProbe(current, success: false, detail: "refused")
+        #expect(b.statuses().last?.state == "down")
+        #expect(b.statuses().last?.check == "refused")
+    }
+
+    /// With no backend up to keep serving, added backends serve at once (a reload that replaces every backend would
+    /// otherwise answer 503 until a first check passed), and the first probe still decides alone.
+    @Test func backendsAddedWhenNoneIsUpServeAtOnce() throws {
+        let b = try balancer(2)
+        try b.replaceBackends(Array(Self.addresses[2...4]))
+        #expect(b.statuses().map(\.state) == ["up", "up", "up"])
+        #expect(Set(owners(b)) == Set(Self.addresses[2...4].map(\.description)))
+        // The first probe decides alone, fall (1 here) or not: a failure takes it out.
+        let failing = try #require(b.probeTargets.first)
+        b.recordProbe(failing, success: false, detail: "refused")
+        #expect(b.statuses().first?.state == "down")
+        #expect(!owners(b).contains(failing.backend.id))
+        // With one of them up, the next added backend is pending as usual.
+        try b.add(Self.addresses[0])
+        #expect(b.statuses().last?.state == "pending")
+
+        // An empty pool too, and one whose every backend is down.
+        let empty = try balancer(1)
+        try empty.remove(id: Self.addresses[0].description)
+        try empty.add(Self.addresses[1])
+        #expect(empty.statuses().map(\.state) == ["up"])
+        let down = try balancer(1)
+        down.recordConnectFailure(down.backends[0])
+        try down.add(Self.addresses[1])
+        #expect(down.statuses().map(\.state) == ["down", "up"])
+        #expect(Set(owners(down)) == [Self.addresses[1].description])
+    }
+
     @Test func removingABackendMovesOnlyItsKeys() throws {
         let b = try balancer()
         let before = owners(b)

@@ -37,7 +37,27 @@ import Testing
         #expect(failing.recordProbe(success: false) == .failedFirstCheck)
         #expect(!failing.isUp && failing.stateName == "down")
         #expect(failing.recordProbe(success: true) == nil)  // then `rise` as usual
-        #expect(failing.recordProbe(success: true) == .wentUp)
+        #expect(failing.recordProbe(success: true) == .joined)  // up for the first time: it joins, not "again"
+        #expect(failing.recordProbe(success: false) == nil)
+        #expect(failing.recordProbe(success: false) == nil)
+        #expect(failing.recordProbe(success: false) == .wentDown)
+        #expect(failing.recordProbe(success: true) == nil)
+        #expect(failing.recordProbe(success: true) == .wentUp)  // now it returns
+    }
+
+    /// Added when no other backend was up: up at once, and its first probe still decides alone.
+    @Test func aProvisionalBackendsFirstProbeDecidesAlone() {
+        var failing = HealthStateMachine.provisional(rise: 2, fall: 3, ejectAfter: 1)
+        #expect(failing.isUp && failing.hasJoined && failing.stateName == "up" && failing.isProvisional)
+        #expect(failing.recordProbe(success: false) == .failedFirstCheck)  // not after `fall` = 3
+        #expect(!failing.isUp && !failing.isProvisional && failing.stateName == "down")
+        #expect(failing.recordProbe(success: true) == nil)
+        #expect(failing.recordProbe(success: true) == .wentUp)  // it had joined: it returns
+
+        var passing = HealthStateMachine.provisional(rise: 2, fall: 3, ejectAfter: 1)
+        #expect(passing.recordProbe(success: true) == .confirmed)
+        #expect(passing.isUp && !passing.isProvisional)
+        #expect(passing.recordProbe(success: false) == nil)  // then `fall` as usual
     }
 
     @Test func passiveEjectionAfterConnectFailures() {

@@ -1,3 +1,4 @@
+import ConcordSessionsTesting
 import ConcordTLSTestSupport
 import Foundation
 import Testing
@@ -85,6 +86,35 @@ import Testing
                 let undrained = try #require(try server.reload())
                 #expect(undrained.applied == [.drain])
                 #expect(try await owners(0..<40, port: port) == ["b", "c"])
+            }
+        }
+    }
+
+    /// A reload that replaces every backend leaves none up to serve while the new ones wait for their first check:
+    /// they serve at once (provisional) instead of every request getting 503 until a check passes — here the health
+    /// path answers after 300 ms, so the requests below come before any verdict.
+    @Test func aReloadThatReplacesEveryBackendServesWithoutWaitingForAHealthCheck() async throws {
+        try await ProxyHarness.withBackends(["a", "b", "c"]) { backends in
+            let file = YAMLFile()
+            defer { file.remove() }
+            func configuration(_ list: [TestBackend]) -> String {
+                "listen: 127.0.0.1:0\nbackends: [\(list.map(\.address).joined(separator: ", "))]\nkey: cookie:sid\n"
+                    + "health: { path: /slow, interval: 30, timeout: 2, rise: 2, fall: 3 }\n"
+            }
+            try file.write(configuration([backends[0]]))
+            let initial = try ProxyConfiguration.load(yamlFile: file.path)
+            try await ProxyHarness.withProxy(initial, reload: { try ProxyConfiguration.load(yamlFile: file.path) }) { server, port in
+                #expect(try await owners(0..<5, port: port) == ["a"])
+                try file.write(configuration([backends[1], backends[2]]))
+                _ = try #require(try server.reload())
+                let statuses = server.balancer.statuses()
+                #expect(statuses.map(\.state) == ["up", "up"] && statuses.allSatisfy { $0.check == nil }, "\(statuses)")
+                #expect(try await owners(0..<20, port: port) == ["b", "c"])
+                #expect(server.balancer.statuses().allSatisfy { $0.check == nil }, "the requests came before any verdict")
+                // Both pass their first check and keep serving.
+                try await waitUntil { server.balancer.statuses().allSatisfy { $0.check != nil } }
+                #expect(server.balancer.statuses().map(\.state) == ["up", "up"])
+                #expect(try await owners(0..<20, port: port) == ["b", "c"])
             }
         }
     }
