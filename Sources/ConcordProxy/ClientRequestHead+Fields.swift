@@ -68,13 +68,13 @@ extension ClientRequestHead {
     }
 
     /// The value of query parameter `name` in the target: the first `name=value` pair with a non-empty value.
+    /// (A target has no `#fragment`: the parse refuses one.)
     func queryValue(named name: String) -> Range<Int>? {
         bytes.withUnsafeReadableBytes { p in
             var i = target.lowerBound
-            while i < target.upperBound && p[i] != UInt8(ascii: "?") && p[i] != UInt8(ascii: "#") { i += 1 }
-            guard i < target.upperBound && p[i] == UInt8(ascii: "?") else { return nil }
-            var queryEnd = i
-            while queryEnd < target.upperBound && p[queryEnd] != UInt8(ascii: "#") { queryEnd += 1 }
+            while i < target.upperBound && p[i] != UInt8(ascii: "?") { i += 1 }
+            guard i < target.upperBound else { return nil }
+            let queryEnd = target.upperBound
             var start = i + 1
             while start < queryEnd {
                 var end = start
@@ -88,11 +88,11 @@ extension ClientRequestHead {
         }
     }
 
-    /// The target without its query and fragment.
+    /// The target without its query.
     var path: Range<Int> {
         bytes.withUnsafeReadableBytes { p in
             var end = target.lowerBound
-            while end < target.upperBound && p[end] != UInt8(ascii: "?") && p[end] != UInt8(ascii: "#") { end += 1 }
+            while end < target.upperBound && p[end] != UInt8(ascii: "?") { end += 1 }
             return target.lowerBound..<end
         }
     }

@@ -199,7 +199,9 @@ struct ClientRequestHead {
             i += 1
             let targetStart = i
             while i < n && HTTPSyntax.isTargetByte(p[i]) { i += 1 }
-            guard i > targetStart, i < n, p[i] == HTTPSyntax.space else { return .failure(.malformedRequestLine) }
+            guard i > targetStart, i < n, p[i] == HTTPSyntax.space else {
+                return .failure(i < n && p[i] == UInt8(ascii: "#") ? .fragmentInTarget : .malformedRequestLine)
+            }
             fields.target = targetStart..<i
             i += 1
             guard i + 9 < n, p[i] == UInt8(ascii: "H"), p[i + 1] == UInt8(ascii: "T"), p[i + 2] == UInt8(ascii: "T"),

@@ -82,12 +82,7 @@ final class HTTP2StreamBytesBridge: ChannelDuplexHandler {
     private func requestHead(_ headers: HPACKHeaders, endStream: Bool, context: ChannelHandlerContext) {
         var method = "", path: String?, authority: String?, host: String?, hasLength = false, declaredLength = 0
         var cookies: [String] = []
-        var padded: String?
         for (name, value, _) in headers {
-            if padded == nil, let first = value.utf8.first, let last = value.utf8.last,
-               HTTPSyntax.isWhitespace(first) || HTTPSyntax.isWhitespace(last) {
-                padded = name
-            }
             switch name {
             case ":method": method = value
             case ":path": path = value
@@ -100,10 +95,9 @@ final class HTTP2StreamBytesBridge: ChannelDuplexHandler {
             default: break
             }
         }
-        if let refusal = Self.refusal(method: method, path: path, authority: authority, host: host, paddedField: padded) {
-            logger?.debug("HTTP/2 stream reset: \(refusal)")
-            context.writeAndFlush(wrapOutboundOut(.rstStream(.protocolError)), promise: nil)
-            context.close(promise: nil)
+        if let refusal = Self.refusal(method: method, path: path, authority: authority, host: host,
+                                      paddedField: Self.firstPaddedField(headers)) {
+            reset(context, because: refusal)
             return
         }
         framer.requestSent(isHEAD: method == "HEAD", isHTTP10: false)
@@ -167,6 +161,25 @@ final class HTTP2StreamBytesBridge: ChannelDuplexHandler {
         return nil
     }
 
+    /// The name of the first field whose value starts or ends with a space or tab (malformed, RFC 9113 §8.2.1:
+    /// once in HTTP/1.1 the padding would be optional whitespace, dropped, so the backend would read another value).
+    static func firstPaddedField(_ headers: HPACKHeaders) -> String? {
+        for (name, value, _) in headers {
+            if let first = value.utf8.first, let last = value.utf8.last,
+               HTTPSyntax.isWhitespace(first) || HTTPSyntax.isWhitespace(last) {
+                return name
+            }
+        }
+        return nil
+    }
+
+    /// Refuses the stream as malformed (RST_STREAM PROTOCOL_ERROR, RFC 9113 §8.1.1).
+    private func reset(_ context: ChannelHandlerContext, because refusal: String) {
+        logger?.debug("HTTP/2 stream reset: \(refusal)")
+        context.writeAndFlush(wrapOutboundOut(.rstStream(.protocolError)), promise: nil)
+        context.close(promise: nil)
+    }
+
     private static func writeField(_ name: String, _ value: String, to out: inout ByteBuffer) {
         out.writeString(name)
         out.writeStaticString(": ")
@@ -213,8 +226,14 @@ final class HTTP2StreamBytesBridge: ChannelDuplexHandler {
 
     /// Trailers (a HEADERS frame that ends the stream): they go with a chunked body; a body with a length has no
     /// place for them in HTTP/1.1.
+    /// Trailers with a padded value are malformed like such a head: the stream is reset (the backend's request is
+    /// then incomplete, and the proxy drops its connection).
     private func trailers(_ headers: HPACKHeaders, context: ChannelHandlerContext) {
         defer { request = .ended }
+        if let padded = Self.firstPaddedField(headers) {
+            reset(context, because: "the value of trailer \(padded.prefix(64)) starts or ends with whitespace")
+            return
+        }
         releaseHeldTail(context: context)
         guard case .chunked = request else { return }
         var out = context.channel.allocator.buffer(capacity: 64)

@@ -8,6 +8,7 @@ struct HTTPRequestFramerError: Error, Sendable, Hashable, CustomStringConvertibl
         case headTooLarge(limit: Int)
         case tooManyHeaders(limit: Int)
         case malformedRequestLine
+        case fragmentInTarget
         case unsupportedVersion
         case malformedHeader
         case invalidContentLength
@@ -25,6 +26,9 @@ struct HTTPRequestFramerError: Error, Sendable, Hashable, CustomStringConvertibl
     static func tooManyHeaders(limit: Int) -> Self { Self(.tooManyHeaders(limit: limit)) }
     /// Not `METHOD SP target SP HTTP/x.y CRLF` with a token method and a target of visible characters.
     static let malformedRequestLine = Self(.malformedRequestLine)
+    /// A `#` in the target: a fragment is the client's own (RFC 9112 §3.2 targets carry none), and backends differ
+    /// on it — one cuts it off, another routes `/a#/../admin` as a path — so it is refused, as over HTTP/2.
+    static let fragmentInTarget = Self(.fragmentInTarget)
     /// `HTTP/x.y` other than 1.0 and 1.1.
     static let unsupportedVersion = Self(.unsupportedVersion)
     /// A field line without a colon, with a bad name or value, obsolete line folding, or a bare CR or LF.
@@ -53,6 +57,7 @@ struct HTTPRequestFramerError: Error, Sendable, Hashable, CustomStringConvertibl
         case .headTooLarge(let limit): "request head larger than \(limit) bytes"
         case .tooManyHeaders(let limit): "more than \(limit) request header fields"
         case .malformedRequestLine: "malformed request line"
+        case .fragmentInTarget: "request target with a fragment (#), which HTTP requests never carry"
         case .unsupportedVersion: "HTTP version other than 1.0 and 1.1"
         case .malformedHeader: "malformed request header field"
         case .invalidContentLength: "invalid or repeated Content-Length"

@@ -128,9 +128,10 @@ enum HTTPSyntax {
         }
     }
 
-    /// A byte of a request target: visible ASCII or obs-text (no space, no control byte).
+    /// A byte of a request target: visible ASCII or obs-text (no space, no control byte), and not `#` (a target
+    /// has no fragment, RFC 9112 §3.2).
     @inline(__always)
-    static func isTargetByte(_ byte: UInt8) -> Bool { byte > space && byte != 0x7F }
+    static func isTargetByte(_ byte: UInt8) -> Bool { byte > space && byte != 0x7F && byte != UInt8(ascii: "#") }
 
     /// The value of `bytes[range]` as a plain decimal number of 1 to 18 digits (so it cannot overflow), or `nil`.
     static func decimal(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Int? {

@@ -61,4 +61,38 @@ import Testing
         #expect(try Self.passedOn(whole) == "abc")
         for channel in [zero, five, trailed, whole] { _ = try channel.finish() }
     }
+
+    /// Trailers whose value is padded with a space or tab are malformed like such a head (RFC 9113 §8.2.1): the
+    /// stream is reset and they do not go on — nor does the end of a body with a length, so the request stays
+    /// incomplete and never runs on the backend. (Before 2026-12-04 only the head was checked.)
+    @Test func paddedTrailersResetTheStream() throws {
+        let chunked = try Self.bridge()
+        try chunked.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: Self.head("POST", length: nil), endStream: false)))
+        try chunked.writeInbound(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer(string: "ok")), endStream: false)))
+        #expect(try Self.passedOn(chunked).hasSuffix("transfer-encoding: chunked\r\n\r\n2\r\nok\r\n"))
+        try chunked.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: ["x-checksum": "1 "], endStream: true)))
+        #expect(try Self.passedOn(chunked).isEmpty, "the padded trailer and the last chunk do not go on")
+        let reset = try chunked.readOutbound(as: HTTP2Frame.FramePayload.self)
+        guard case .rstStream(let code)? = reset else {
+            Issue.record("no RST_STREAM: \(String(describing: reset))")
+            return
+        }
+        #expect(code == .protocolError)
+        #expect(!chunked.isActive)
+
+        let held = try Self.bridge()
+        try held.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: Self.head("PUT", length: 2), endStream: false)))
+        _ = try Self.passedOn(held)
+        try held.writeInbound(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer(string: "ok")), endStream: false)))
+        try held.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: ["x-checksum": "\t1"], endStream: true)))
+        #expect(try Self.passedOn(held).isEmpty, "the held end of the body does not go on")
+
+        // Spaces inside a trailer's value are fine.
+        let fine = try Self.bridge()
+        try fine.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: Self.head("POST", length: nil), endStream: false)))
+        _ = try Self.passedOn(fine)
+        try fine.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: ["server-timing": "db; dur=5"], endStream: true)))
+        #expect(try Self.passedOn(fine) == "0\r\nserver-timing: db; dur=5\r\n\r\n")
+        for channel in [held, fine] { _ = try? channel.finish() }
+    }
 }

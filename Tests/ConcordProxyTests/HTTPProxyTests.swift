@@ -251,6 +251,7 @@ import Testing
                 #expect(announced.status == 413 && announced.closedByPeer, "\(announced.text.prefix(200))")
                 #expect(try await RawClient.exchange(port: port, ["\u{01}\u{02}garbage\r\n\r\n"]).status == 400)
                 #expect(try await RawClient.exchange(port: port, ["GET / HTTP/1.1\r\nHost: t\r\nBad Header\r\n\r\n"]).status == 400)
+                #expect(try await RawClient.exchange(port: port, ["GET /cart#evil HTTP/1.1\r\nHost: t\r\n\r\n"]).status == 400)
                 // Slowloris: headers trickle in and never finish.
                 async let slow = RawClient.exchange(port: port, ["GET / HTTP/1.1\r\n", "X-A: 1\r\n", "X-B: 2\r\n"], pause: .milliseconds(150))
                 // Meanwhile a good client is served normally.

@@ -279,6 +279,11 @@ extension ClientRequestHead {
             ("GET / HTTP/1.1\nHost: t\r\n\r\n", .malformedHeader),
             ("GET / HTTP/1.1\rHost: t\r\n\r\n", .malformedRequestLine),
             ("\u{01}\u{02}garbage\r\n\r\n", .malformedRequestLine),
+            // A fragment is the client's own (RFC 9112 §3.2); over HTTP/2 the stream is reset for it.
+            ("GET /cart#evil HTTP/1.1\r\nHost: t\r\n\r\n", .fragmentInTarget),
+            ("GET /a?x=1#/../admin HTTP/1.1\r\nHost: t\r\n\r\n", .fragmentInTarget),
+            ("GET http://a.example/#x HTTP/1.1\r\nHost: t\r\n\r\n", .fragmentInTarget),
+            ("GET # HTTP/1.1\r\nHost: t\r\n\r\n", .fragmentInTarget),
             ("GET / HTTP/2.0\r\nHost: t\r\n\r\n", .unsupportedVersion),
             ("GET / HTTP/1.2\r\nHost: t\r\n\r\n", .unsupportedVersion),
             ("GET / HTTP/1.1\r\nHost: t\r\nNo-Colon\r\n\r\n", .malformedHeader),
