@@ -16,7 +16,7 @@ import Synchronization
 ///   ``PostgresSessionStoreConfiguration/sweepInterval``. Operations need ``run()`` to be running.
 public final class PostgresSessionStore: SessionStore, Service {
     public let configuration: PostgresSessionStoreConfiguration
-    private let client: PostgresClient
+    private let pool: ReplaceablePostgresClient
     private let clock: any Clock<Duration>
     private let logger: Logger
     private let statements: PostgresSessionStatements
@@ -41,9 +41,10 @@ public final class PostgresSessionStore: SessionStore, Service {
         // The pool logs every failed reconnect at info; the store logs the outage once (reachability) instead.
         let connectFailures = PostgresConnectFailureLog()
         let poolLogger = connectFailures.poolLogger(upstream: logger, upstreamLevel: max(logger.logLevel, .warning))
-        let client = PostgresClient(configuration: Self.clientConfiguration(configuration), backgroundLogger: poolLogger)
+        let clientConfiguration = Self.clientConfiguration(configuration)
+        let pool = ReplaceablePostgresClient { PostgresClient(configuration: clientConfiguration, backgroundLogger: poolLogger) }
         self.configuration = configuration
-        self.client = client
+        self.pool = pool
         self.connectFailures = connectFailures
         (probeRequests, probeRequested) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         self.clock = clock
@@ -54,7 +55,7 @@ public final class PostgresSessionStore: SessionStore, Service {
             guard configuration.unixSocketPath != nil || (1...65535).contains(configuration.port) else {
                 throw SessionStoreError.unavailable("PostgreSQL port \(configuration.port) is out of range (1...65535)")
             }
-            try await client.withTransaction(logger: logger) { connection in
+            try await pool.client.withTransaction(logger: logger) { connection in
                 try await connection.query(
                     PostgresQuery(unsafeSQL: statements.lockSchema, binds: Self.bindings(configuration.tableName)),
                     logger: logger)
@@ -143,7 +144,7 @@ public final class PostgresSessionStore: SessionStore, Service {
     /// until cancelled or shut down gracefully.
     public func run() async throws {
         await withDiscardingTaskGroup { group in
-            group.addTask { await self.client.run() }
+            group.addTask { await self.pool.run() }
             group.addTask { await self.probeWhenAsked() }
             await cancelWhenGracefulShutdown {
                 await ExpirySweepLoop.run(every: self.configuration.sweepInterval, on: self.clock, logger: self.logger) {
@@ -173,8 +174,9 @@ public final class PostgresSessionStore: SessionStore, Service {
         }
         let start = isWrite ? StatementStart() : nil
         do {
-            let rows = try await withTimeout(configuration.operationTimeout) { [client, schema, logger] in
+            let rows = try await withTimeout(configuration.operationTimeout) { [pool, schema, logger] in
                 try await schema.value()
+                let client = pool.client
                 let query = PostgresQuery(unsafeSQL: sql, binds: binds)
                 guard let start else { return try await client.query(query, logger: logger).collect() }
                 return try await client.withConnection { connection in
@@ -203,24 +205,54 @@ public final class PostgresSessionStore: SessionStore, Service {
         outageGate.succeeded()
     }
 
-    /// Each asked-for probe: `SELECT 1` within the operation timeout until one answers (100 ms apart; the pool's own
-    /// reconnect backoff paces the attempts), then statements run again. Runs inside ``run()``, so it stops with it.
+    /// Each asked-for probe, until PostgreSQL answers (then statements run again): while the pool's last connect
+    /// failed, a connection of the probe's own, 100 ms apart, tells when the server takes connections again, and
+    /// then a fresh pool replaces the one backing off (``ReplaceablePostgresClient``: its wait between attempts
+    /// grows to 60 s); then `SELECT 1` through the pool, within the operation timeout. Runs inside ``run()``, so it
+    /// stops with it.
     private func probeWhenAsked() async {
         for await _ in probeRequests {
+            var freshPool = false
             while !Task.isCancelled {
+                if !freshPool, connectFailures.lastFailure != nil {
+                    guard await serverTakesConnections() else {
+                        try? await Task.sleep(for: .milliseconds(100))
+                        continue
+                    }
+                    logger.notice("PostgreSQL takes connections again: a fresh connection pool replaces the one waiting to reconnect")
+                    pool.replace()
+                    freshPool = true
+                }
                 do {
-                    _ = try await withTimeout(configuration.operationTimeout) { [client, logger] in
-                        try await client.query("SELECT 1", logger: logger).collect()
+                    _ = try await withTimeout(configuration.operationTimeout) { [pool, logger] in
+                        try await pool.client.query("SELECT 1", logger: logger).collect()
                     }
                     reached()
                     break
                 } catch {
+                    freshPool = false
                     try? await Task.sleep(for: .milliseconds(100))
                 }
             }
             outageGate.probeEnded()
         }
     }
+
+    /// Whether a connection of the probe's own opens (connect, TLS as configured, authentication) within the
+    /// connect timeout; it is closed at once.
+    private func serverTakesConnections() async -> Bool {
+        do {
+            let connection = try await PostgresConnection.connect(
+                configuration: try Self.probeConfiguration(configuration), id: 0, logger: logger)
+            try? await connection.close()
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    /// How many times a fresh connection pool replaced one that was waiting to reconnect (``probeWhenAsked()``).
+    var poolReplacements: Int { pool.replacementCount }
 
     static func sessionStoreError(for error: any Error, notApplied: Bool = false) -> SessionStoreError {
         switch error {
@@ -266,6 +298,25 @@ public final class PostgresSessionStore: SessionStore, Service {
         client.options.maximumConnections = max(1, configuration.maximumConnections)
         client.options.connectTimeout = configuration.connectTimeout
         return client
+    }
+
+    /// The probe's own connection: the pool's server, credentials and TLS mode.
+    private static func probeConfiguration(_ configuration: PostgresSessionStoreConfiguration) throws -> PostgresConnection.Configuration {
+        var probe: PostgresConnection.Configuration
+        if let path = configuration.unixSocketPath {
+            probe = .init(unixSocketPath: path, username: configuration.username, password: configuration.password,
+                          database: configuration.database)
+        } else {
+            let tls: PostgresConnection.Configuration.TLS = switch configuration.tls {
+            case .disable: .disable
+            case .prefer: .prefer(try NIOSSLContext(configuration: .makeClientConfiguration()))
+            case .require: .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
+            }
+            probe = .init(host: configuration.host, port: configuration.port, username: configuration.username,
+                          password: configuration.password, database: configuration.database, tls: tls)
+        }
+        probe.options.connectTimeout = TimeAmount.nanoseconds(Int64(configuration.connectTimeout.clampedMilliseconds) * 1_000_000)
+        return probe
     }
 }
 
