@@ -43,7 +43,10 @@ struct BackendResponseHead {
         let fields = try bytes.withUnsafeReadableBytes { Fields.scan($0, maxHeaderCount: maxHeaderCount) }.get()
         if fields.status == 101 && !requestAsksUpgrade { throw .switchingProtocols }
         let codings = fields.transferCodings
-        if codings.isPresent {
+        // (1xx and 204 have no body whatever their fields say, RFC 9112 §6.3 rule 1: their framing fields are
+        // dropped, below, and cannot be ambiguous.)
+        let mustNotFrame = fields.status < 200 || fields.status == 204
+        if codings.isPresent && !mustNotFrame {
             // RFC 9112 §6.1, §6.3: Transfer-Encoding with Content-Length, or in an HTTP/1.0 message, is how
             // responses get split; so is `chunked` applied twice or not last, or a list that is not plain.
             if fields.contentLength != nil || !fields.isHTTP11 || requestIsHTTP10 || codings.chunkedNotLast || codings.count == 0
@@ -65,10 +68,13 @@ struct BackendResponseHead {
         self.status = fields.status
         self.isHTTP11 = fields.isHTTP11
         self.framing = framing
+        let dropsFramingFields = mustNotFrame && (fields.contentLength != nil || codings.isPresent)
+        // A backend that framed a 1xx or 204 may send the body it announced: read as the start of the next response
+        // on the connection, so the connection is not used again.
         self.keepAlive = fields.status != 101 && framing != .untilClose && !fields.connectionClose
-            && (fields.isHTTP11 || fields.connectionKeepAlive)
+            && (fields.isHTTP11 || fields.connectionKeepAlive) && !dropsFramingFields
         self.hasHopByHopFields = fields.hopByHop
-        self.dropsFramingFields = (fields.status < 200 || fields.status == 204) && (fields.contentLength != nil || codings.isPresent)
+        self.dropsFramingFields = dropsFramingFields
         self.suitsKeptConnection = fields.isHTTP11 && !fields.hopByHopBesidesKeepAlive && !dropsFramingFields
     }
 

@@ -38,6 +38,29 @@ import Testing
         }
     }
 
+    /// A 204 has no body whatever its fields say (RFC 9112 §6.3, rule 1), so one with both `Content-Length` and
+    /// `Transfer-Encoding` is answered without them, not 502 as ambiguous framing; and a backend that sent framing
+    /// fields on a 204 may send the body it announced, which the proxy would read as the start of the next response
+    /// on that connection — so the connection is not used again. Before 2026-12-04 the first was a 502 and the
+    /// second reused the connection: the next request got "hello" as its response head, a 502.
+    @Test func a204WithFramingFieldsIsAnsweredAndItsBackendConnectionEnds() async throws {
+        try await ProxyHarness.withScriptedBackend({ head, _ in
+            if head.hasPrefix("GET /both ") {
+                return .init(bytes: "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+            }
+            if head.hasPrefix("GET /body ") { return .init(bytes: "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello") }
+            return .init(bytes: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        }) { port, _ in
+            let response = try await RawClient.exchange(port: port, [
+                "GET /body HTTP/1.1\r\nHost: t\r\n\r\n" + "GET /ok HTTP/1.1\r\nHost: t\r\n\r\n" + "GET /both HTTP/1.1\r\nHost: t\r\n\r\n"
+                    + "GET /ok HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            ])
+            let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+            #expect(response.text == "HTTP/1.1 204 No Content\r\n\r\n" + ok + "HTTP/1.1 204 No Content\r\n\r\n"
+                + "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nconnection: close\r\n\r\nok", "\(response.text.debugDescription)")
+        }
+    }
+
     /// `responseHeaders` go on every backend response (here a small one that would otherwise go out unchanged, in
     /// one write with its body, and a chunked one), keep-alive kept, and on the proxy's own answers.
     @Test func configuredResponseHeadersAreAddedToEveryResponse() async throws {
