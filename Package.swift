@@ -205,6 +205,7 @@ let package = Package(
             dependencies: [
                 "ConcordSessions",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -358,6 +359,7 @@ let package = Package(
             dependencies: [
                 "ConcordPostgres",
                 "ConcordSessionsTesting",
+                "ConcordTLSTestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             swiftSettings: swiftSettings

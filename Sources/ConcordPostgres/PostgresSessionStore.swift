@@ -287,10 +287,10 @@ public final class PostgresSessionStore: SessionStore, Service {
             client = .init(unixSocketPath: path, username: configuration.username, password: configuration.password,
                            database: configuration.database)
         } else {
-            let tls: PostgresClient.Configuration.TLS = switch configuration.tls {
-            case .disable: .disable
-            case .prefer: .prefer(.makeClientConfiguration())
-            case .require: .require(.makeClientConfiguration())
+            let tls: PostgresClient.Configuration.TLS = switch (configuration.tls, configuration.tlsConfiguration) {
+            case (_, nil): .disable
+            case (.prefer, let settings?): .prefer(settings)
+            case (_, let settings?): .require(settings)
             }
             client = .init(host: configuration.host, port: configuration.port, username: configuration.username,
                            password: configuration.password, database: configuration.database, tls: tls)
@@ -307,10 +307,10 @@ public final class PostgresSessionStore: SessionStore, Service {
             probe = .init(unixSocketPath: path, username: configuration.username, password: configuration.password,
                           database: configuration.database)
         } else {
-            let tls: PostgresConnection.Configuration.TLS = switch configuration.tls {
-            case .disable: .disable
-            case .prefer: .prefer(try NIOSSLContext(configuration: .makeClientConfiguration()))
-            case .require: .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
+            let tls: PostgresConnection.Configuration.TLS = switch (configuration.tls, configuration.tlsConfiguration) {
+            case (_, nil): .disable
+            case (.prefer, let settings?): .prefer(try NIOSSLContext(configuration: settings))
+            case (_, let settings?): .require(try NIOSSLContext(configuration: settings))
             }
             probe = .init(host: configuration.host, port: configuration.port, username: configuration.username,
                           password: configuration.password, database: configuration.database, tls: tls)

@@ -1,16 +1,22 @@
 import Foundation
+import NIOSSL
 
 /// Settings of a ``PostgresSessionStore``: where the server is, and the limits that keep an outage from
 /// hanging requests.
 public struct PostgresSessionStoreConfiguration: Sendable, Hashable, Codable {
-    /// Whether to talk TLS to the server.
-    public enum TLSMode: String, Sendable, Hashable, Codable {
+    /// Whether to talk TLS to the server, and what to check of its certificate: libpq's `sslmode`s.
+    public enum TLSMode: String, Sendable, Hashable, Codable, CaseIterable {
         /// Plain TCP.
         case disable
-        /// TLS when the server offers it, plain otherwise.
+        /// TLS when the server offers it, plain otherwise; the certificate is not checked (unless
+        /// ``PostgresSessionStoreConfiguration/rootCertificatePath`` is given: then its chain is, as libpq does).
         case prefer
-        /// TLS or no connection.
+        /// TLS or no connection; the certificate is checked as for ``prefer``.
         case require
+        /// TLS, and the certificate must chain to a trusted root (the root certificate file, else the system's).
+        case verifyCA = "verify-ca"
+        /// As ``verifyCA``, and the certificate must name the host.
+        case verifyFull = "verify-full"
     }
 
     /// Server host name or address. Default `127.0.0.1`.
@@ -27,6 +33,9 @@ public struct PostgresSessionStoreConfiguration: Sendable, Hashable, Codable {
     public var database: String?
     /// Default ``TLSMode/prefer``.
     public var tls: TLSMode
+    /// PEM file of the certificates that may sign the server's (libpq's `sslrootcert`). Default none: the system's
+    /// trusted roots, for ``TLSMode/verifyCA`` and ``TLSMode/verifyFull``.
+    public var rootCertificatePath: String?
     /// The table that holds the sessions (letters, digits and `_`). Default `concord_sessions`.
     public var tableName: String
     /// Most connections this process opens. Default 16.
@@ -49,6 +58,7 @@ public struct PostgresSessionStoreConfiguration: Sendable, Hashable, Codable {
         password: String? = nil,
         database: String? = nil,
         tls: TLSMode = .prefer,
+        rootCertificatePath: String? = nil,
         tableName: String = "concord_sessions",
         maximumConnections: Int = 16,
         connectTimeout: Duration = .seconds(2),
@@ -63,6 +73,7 @@ public struct PostgresSessionStoreConfiguration: Sendable, Hashable, Codable {
         self.password = password
         self.database = database
         self.tls = tls
+        self.rootCertificatePath = rootCertificatePath
         self.tableName = tableName
         self.maximumConnections = maximumConnections
         self.connectTimeout = connectTimeout
@@ -71,8 +82,10 @@ public struct PostgresSessionStoreConfiguration: Sendable, Hashable, Codable {
         self.maximumPayloadSize = maximumPayloadSize
     }
 
-    /// Settings from a URL such as `postgres://user:secret@127.0.0.1:5432/db?sslmode=disable` (`sslmode`:
-    /// `disable`, `prefer` or `require`); everything the URL leaves out keeps its default.
+    /// Settings from a URL such as `postgres://user:secret@127.0.0.1:5432/db?sslmode=verify-full&sslrootcert=ca.pem`
+    /// (`sslmode`: `disable`, `prefer`, `require`, `verify-ca` or `verify-full`, as libpq reads them; `sslrootcert`:
+    /// a PEM file); everything the URL leaves out keeps its default. Other parameters are refused, so a misspelt
+    /// one does not go unnoticed.
     public init(url: String) throws {
         guard let components = URLComponents(string: url), ["postgres", "postgresql"].contains(components.scheme),
             let host = components.host, !host.isEmpty
@@ -91,12 +104,45 @@ public struct PostgresSessionStoreConfiguration: Sendable, Hashable, Codable {
         password = components.password.flatMap { $0.removingPercentEncoding }
         let path = components.path.drop { $0 == "/" }
         database = path.isEmpty ? nil : String(path)
-        if let mode = components.queryItems?.first(where: { $0.name == "sslmode" })?.value {
-            guard let tls = TLSMode(rawValue: mode) else {
-                throw PostgresSessionStoreConfigurationError(reason: "sslmode must be disable, prefer or require")
+        for item in components.queryItems ?? [] {
+            switch item.name {
+            case "sslmode":
+                guard let tls = item.value.flatMap(TLSMode.init(rawValue:)) else {
+                    throw PostgresSessionStoreConfigurationError(
+                        reason: "sslmode must be one of \(TLSMode.allCases.map(\.rawValue).joined(separator: ", ")), got '\(item.value ?? "")'")
+                }
+                self.tls = tls
+            case "sslrootcert":
+                guard let path = item.value, !path.isEmpty else {
+                    throw PostgresSessionStoreConfigurationError(reason: "sslrootcert needs a file path")
+                }
+                rootCertificatePath = path
+            default:
+                throw PostgresSessionStoreConfigurationError(
+                    reason: "unknown parameter '\(item.name)' (known: sslmode, sslrootcert)")
             }
-            self.tls = tls
         }
+        if let path = rootCertificatePath {
+            guard tls != .disable else {
+                throw PostgresSessionStoreConfigurationError(reason: "sslrootcert is for TLS, but sslmode is disable")
+            }
+            guard FileManager.default.isReadableFile(atPath: path) else {
+                throw PostgresSessionStoreConfigurationError(reason: "sslrootcert \(path): no readable file there")
+            }
+        }
+    }
+
+    /// The TLS settings of ``tls`` and ``rootCertificatePath`` (`nil` for ``TLSMode/disable``).
+    var tlsConfiguration: TLSConfiguration? {
+        guard tls != .disable else { return nil }
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        if let rootCertificatePath { configuration.trustRoots = .file(rootCertificatePath) }
+        configuration.certificateVerification = switch tls {
+        case .disable, .prefer, .require: rootCertificatePath == nil ? .none : .noHostnameVerification
+        case .verifyCA: .noHostnameVerification
+        case .verifyFull: .fullVerification
+        }
+        return configuration
     }
 }
 

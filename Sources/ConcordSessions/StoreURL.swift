@@ -58,7 +58,14 @@ public enum StoreURL: Sendable, Equatable {
             // take the last `@`), so the user information is not cut at the first of them.
             let next = rest.range(of: "://").map { rest[..<$0.lowerBound].lastIndex(of: ",") ?? $0.lowerBound } ?? rest.endIndex
             if let at = rest[..<next].lastIndex(of: "@") {
-                out += "***"
+                // A PostgreSQL user name is no secret and tells which role failed; Redis URLs may carry a password
+                // alone where the user goes, so all of theirs is hidden.
+                let userInfo = rest[..<at]
+                if postgresSchemes.contains(where: { out.hasSuffix($0) }) {
+                    out += userInfo.firstIndex(of: ":").map { userInfo[..<$0] + ":***" } ?? userInfo
+                } else {
+                    out += "***"
+                }
                 rest = rest[at...]
             }
         }

@@ -74,6 +74,24 @@ struct PostgresSessionStoreTests {
         #expect(throws: PostgresSessionStoreConfigurationError.self) {
             _ = try PostgresSessionStoreConfiguration(url: "postgres://host/db?sslmode=sometimes")
         }
+        // libpq's sslmodes and sslrootcert; any other parameter is refused (they were ignored: `sslrootcert=`,
+        // `password=` or a misspelt `sslmdoe=` changed nothing, silently).
+        #expect(try PostgresSessionStoreConfiguration(url: "postgres://h/db?sslmode=verify-full").tls == .verifyFull)
+        #expect(try PostgresSessionStoreConfiguration(url: "postgres://h/db?sslmode=verify-ca").tls == .verifyCA)
+        let rooted = try PostgresSessionStoreConfiguration(url: "postgres://h/db?sslmode=verify-ca&sslrootcert=/etc/hostname")
+        #expect(rooted.rootCertificatePath == "/etc/hostname")
+        for (url, says) in [
+            ("postgres://h/db?sslmdoe=disable", "unknown parameter 'sslmdoe' (known: sslmode, sslrootcert)"),
+            ("postgres://h/db?password=x", "unknown parameter 'password'"),
+            ("postgres://h/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem", "sslrootcert /nonexistent/ca.pem: no readable file there"),
+            ("postgres://h/db?sslmode=disable&sslrootcert=/etc/hostname", "sslrootcert is for TLS, but sslmode is disable"),
+            ("postgres://h/db?sslmode=sometimes", "sslmode must be one of disable, prefer, require, verify-ca, verify-full"),
+        ] {
+            let error = #expect(throws: PostgresSessionStoreConfigurationError.self, "\(url)") {
+                _ = try PostgresSessionStoreConfiguration(url: url)
+            }
+            #expect(error.map { "\($0)".contains(says) } == true, "\(url): \(String(describing: error))")
+        }
         // A port past 65535 reached port modulo 65536: 107968 was another server's 42432.
         for url in ["postgres://h:107968/app", "postgres://h:99999/app", "postgres://h:0/app"] {
             let error = #expect(throws: PostgresSessionStoreConfigurationError.self, "\(url)") {

@@ -19,7 +19,10 @@ import Testing
     /// for a password, a secret or a token (`concord app` printed `redis://:TOPSECRET@…` in its usage error).
     @Test func aRedactedURLHasNoSecret() {
         #expect(StoreURL.redacted("redis://:TOPSECRET@127.0.0.1:6379/abc") == "redis://***@127.0.0.1:6379/abc")
-        #expect(StoreURL.redacted("postgres://u:PG@SECRET@db:5432/app?sslmode=require") == "postgres://***@db:5432/app?sslmode=require")
+        #expect(StoreURL.redacted("postgres://u:PG@SECRET@db:5432/app?sslmode=require") == "postgres://u:***@db:5432/app?sslmode=require")
+        // The user name stays (it names the role that failed); it used to be hidden too, as `***@`.
+        #expect(StoreURL.redacted("postgresql://app@db/app") == "postgresql://app@db/app")
+        #expect(StoreURL.redacted("postgres://:PW@db/app") == "postgres://:***@db/app")
         #expect(StoreURL.redacted("redis-sentinel://:A@h1:1,h2:2/0?sentinelPassword=B&sentinelUsername=s#main")
                 == "redis-sentinel://***@h1:1,h2:2/0?sentinelPassword=***&sentinelUsername=s#main")
         #expect(StoreURL.redacted("redis://:A@h1:7000,redis://u:B@h2:7000") == "redis://***@h1:7000,redis://***@h2:7000")
