@@ -9,7 +9,7 @@ import NIOPosix
 ///
 /// | request | effect |
 /// |---|---|
-/// | `GET /backends` | JSON list: id, state (up/down), draining, active, requests |
+/// | `GET /backends` | JSON list: id, state (up/down/pending), draining, active, requests, queued, check (null before the first) |
 /// | `POST /backends` body `HOST:PORT` (or `?address=HOST:PORT`) | add a backend; answered after its first health check |
 /// | `DELETE /backends/HOST:PORT` | remove it |
 /// | `POST /backends/HOST:PORT/drain`, `DELETE …/drain` | start / end draining |
@@ -73,7 +73,11 @@ enum AdminServer {
                 return (.ok, "removed \(segments[1])\n", text, nil)
             case (.POST, 3, "backends") where segments[2] == "drain", (.DELETE, 3, "backends") where segments[2] == "drain":
                 try balancer.setDraining(id: segments[1], method == .POST)
-                return (.ok, "\(segments[1]) \(method == .POST ? "draining" : "no longer draining")\n", text, nil)
+                // Draining the last backend that takes new users is allowed (they are about to be replaced, say),
+                // but the operator should know every new user gets 503 until one does.
+                let warning = method == .POST && !balancer.hasBackendTakingNewWork
+                    ? "warning: no backend takes new users now; requests with no bound backend get 503 until one is added or undrained\n" : ""
+                return (.ok, "\(segments[1]) \(method == .POST ? "draining" : "no longer draining")\n" + warning, text, nil)
             default:
                 if let allowed = allowedMethods(segments) {
                     let names = allowed.map { "\($0)" }.joined(separator: ", ")

@@ -39,8 +39,27 @@ public final class Balancer: Sendable {
         public let requests: Int
         /// Waiting for a slot under `limits.maxRequestsPerBackend` (0 without the limit).
         public let queued: Int
-        /// What the last active health check said (absent before the first).
+        /// What the last active health check said (`null` before the first).
         public let check: String?
+
+        public init(id: String, state: String, draining: Bool, active: Int, requests: Int, queued: Int, check: String?) {
+            (self.id, self.state, self.draining, self.active, self.requests, self.queued, self.check) =
+                (id, state, draining, active, requests, queued, check)
+        }
+
+        private enum CodingKeys: String, CodingKey { case id, state, draining, active, requests, queued, check }
+
+        // (Synthesized encoding leaves a nil `check` out; a script reading `check` should find it, null.)
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(id, forKey: .id)
+            try container.encode(state, forKey: .state)
+            try container.encode(draining, forKey: .draining)
+            try container.encode(active, forKey: .active)
+            try container.encode(requests, forKey: .requests)
+            try container.encode(queued, forKey: .queued)
+            try container.encode(check, forKey: .check)
+        }
     }
 
     /// Distinct key hashes remembered per backend per generation, for drain.
@@ -445,7 +464,13 @@ public final class Balancer: Sendable {
 
     private func logDrain(id: String, _ draining: Bool) {
         logger.notice("backend \(id) \(draining ? "is draining: no new keys, bound sessions stay" : "is no longer draining")")
+        if draining, !hasBackendTakingNewWork {
+            logger.warning("no backend takes new users now (every other one is down, draining or pending): requests with no bound backend get 503")
+        }
     }
+
+    /// Whether some backend is up and not draining (new keys and new sticky clients have somewhere to go).
+    var hasBackendTakingNewWork: Bool { state.withLockedValue { $0.runtime.contains(where: \.takesNewWork) } }
 
     /// Sets the backend list (admin changes). Rebuilds the selection only when the list differs; health, drain
     /// and load carry over by backend id.
@@ -499,12 +524,13 @@ public final class Balancer: Sendable {
         // Carried backends keep whether they joined. Added ones are pending (not joined) while a staying backend is
         // up; when none is (a reload that replaces every backend, a pool that is empty or all down), they start
         // provisional — joined and up — since keeping them out until a probe passed would only mean 503s meanwhile.
-        let (joinedByID, upByID) = state.withLockedValue { state in
+        // (Up and not draining: a draining backend takes no new users either.)
+        let (joinedByID, takingByID) = state.withLockedValue { state in
             let pairs = zip(state.membership.backends, state.runtime)
             return (Dictionary(uniqueKeysWithValues: pairs.map { ($0.id, $1.health.hasJoined) }),
-                    Dictionary(uniqueKeysWithValues: pairs.map { ($0.id, $1.health.isUp) }))
+                    Dictionary(uniqueKeysWithValues: pairs.map { ($0.id, $1.takesNewWork) }))
         }
-        let provisional = !resolved.contains { upByID[$0.id] == true }
+        let provisional = !resolved.contains { takingByID[$0.id] == true }
         let membership = try Membership(backends: resolved, joined: resolved.map { joinedByID[$0.id] ?? provisional },
                                         algorithm: algorithm, boundedLoad: boundedLoad)
         let countersByID = Dictionary(uniqueKeysWithValues: resolved.map { ($0.id, metrics.backend($0.id)) })

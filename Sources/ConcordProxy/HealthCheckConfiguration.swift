@@ -50,6 +50,6 @@ public struct HealthCheckConfiguration: Sendable, Hashable, Codable {
         }
         guard rise >= 1, fall >= 1 else { throw .invalidSetting("health.rise and health.fall must be at least 1") }
         guard ejectAfterConnectFailures >= 0 else { throw .invalidSetting("health.ejectAfterConnectFailures must be ≥ 0") }
-        if let path, !path.hasPrefix("/") { throw .invalidSetting("--health-path must start with /, got '\(path)'") }
+        if let path, !path.hasPrefix("/") { throw .invalidSetting("the health path (health.path, --health-path) must start with /, got '\(path)'") }
     }
 }

@@ -38,12 +38,16 @@ struct HealthChecker<C: Clock>: Sendable where C.Duration == Duration {
         }
     }
 
+    /// A round starts `interval` after the one before started, or when that one's slowest probe ends (bounded by
+    /// `timeout`) if later: with `timeout` ≤ `interval` a backend that never answers delays no round (its probe's
+    /// time, up to twice `timeout`, used to be added to every backend's period).
     private func rounds() async {
         while !Task.isCancelled {
             let configuration = balancer.healthConfiguration
+            let start = clock.now
             await probeAll(configuration)
             do {
-                try await clock.sleep(for: .milliseconds(Int(configuration.interval * 1000)))
+                try await clock.sleep(until: start.advanced(by: .milliseconds(Int(configuration.interval * 1000))), tolerance: nil)
             } catch {
                 return
             }
@@ -75,7 +79,9 @@ struct HealthChecker<C: Clock>: Sendable where C.Duration == Duration {
         if let healthy { balancer.recordProbe(handle, success: healthy, detail: detail) }
     }
 
-    /// One probe, bounded by `timeout`: healthy or not, or nil when it could not be made (``LocalResourceFailure``).
+    /// One probe, bounded by `timeout` from connect to status line: healthy or not, or nil when it could not be made
+    /// (``LocalResourceFailure``). (The status line had `timeout` more after the connect, so a 1.5-s answer passed
+    /// a 1-s timeout.)
     func probe(_ backend: Backend, _ configuration: HealthCheckConfiguration) async -> (Bool?, String) {
         let timeout = TimeAmount(seconds: configuration.timeout)
         let promise = group.any().makePromise(of: (Bool?, String).self)
@@ -99,8 +105,8 @@ struct HealthChecker<C: Clock>: Sendable where C.Duration == Duration {
             }
         }
         let eventLoop = promise.futureResult.eventLoop
-        let deadline = eventLoop.scheduleTask(in: timeout + timeout) {
-            promise.succeed((false, "health check timed out"))
+        let deadline = eventLoop.scheduleTask(in: timeout) {
+            promise.succeed((false, "health check timed out after \(configuration.timeout) s"))
         }
         let result: (Bool?, String) = (try? await promise.futureResult.get()) ?? (false, "health check failed")
         deadline.cancel()

@@ -1,4 +1,5 @@
 import ConcordSessions
+import Logging
 import Testing
 @testable import ConcordProxy
 
@@ -111,6 +112,30 @@ import Testing
                 #expect(server.balancer.statuses().map(\.state) == ["down", "up"])
             }
         }
+    }
+
+    /// Draining the last backend that takes new users is allowed but warned about (every new user gets 503 after
+    /// it), and a backend added then serves at once, as into an empty pool — the draining one counted as up, so the
+    /// new one waited for its check while new users got 503. `GET /backends` lists `check` as null before the first
+    /// check (it was left out). Found by an operator walkthrough, 2026-12-04.
+    @Test func drainingTheLastBackendTakingNewUsersIsWarnedAbout() throws {
+        let metrics = ProxyMetrics()
+        let balancer = try Balancer(
+            backends: [HostPort(host: "127.0.0.1", port: 9001)], algorithm: .ring, boundedLoad: nil,
+            health: HealthCheckConfiguration(), metrics: metrics, logger: Logger(label: "admin-test"))
+        let (status, text, _) = AdminServer.respond(
+            method: .POST, uri: "/backends/127.0.0.1:9001/drain", body: "", balancer: balancer, metrics: metrics)
+        #expect(status == .ok && text.contains("warning: no backend takes new users now"), "\(text)")
+        try balancer.add(HostPort(host: "127.0.0.1", port: 9002))
+        #expect(balancer.statuses().map(\.state) == ["up", "up"])
+        let (_, listed, _) = AdminServer.respond(method: .GET, uri: "/backends", body: "", balancer: balancer, metrics: metrics)
+        #expect(listed.contains("\"check\" : null"), "\(listed)")
+        let (_, undrained, _) = AdminServer.respond(
+            method: .DELETE, uri: "/backends/127.0.0.1:9001/drain", body: "", balancer: balancer, metrics: metrics)
+        #expect(!undrained.contains("warning"))
+        let (_, drainedAgain, _) = AdminServer.respond(
+            method: .POST, uri: "/backends/127.0.0.1:9001/drain", body: "", balancer: balancer, metrics: metrics)
+        #expect(!drainedAgain.contains("warning"), "9002 takes new users")
     }
 
     /// Adds sent at once are each answered about their own backend (the handler took "the one not there before",

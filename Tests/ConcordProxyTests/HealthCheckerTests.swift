@@ -90,4 +90,47 @@ import Testing
             }
         }
     }
+
+    /// A probe gets `timeout` in all, connect to status line: a health path that answers in 300 ms fails a 0.2-s
+    /// timeout (it passed before 2026-12-04, when the status line had another `timeout` after the connect).
+    @Test func aProbeGetsTimeoutInAll() async throws {
+        try await ProxyHarness.withBackends(["a"]) { backends in
+            let balancer = try Balancer(
+                backends: [try HostPort(parsing: backends[0].address)], algorithm: .ring, boundedLoad: nil,
+                health: HealthCheckConfiguration(path: "/slow", interval: 1, timeout: 0.2, rise: 1, fall: 1),
+                metrics: ProxyMetrics(), logger: Logger(label: "health-checker-test"))
+            let checker = HealthChecker(balancer: balancer, group: MultiThreadedEventLoopGroup.singleton)
+            let (healthy, detail) = await checker.probe(balancer.backends[0], balancer.healthConfiguration)
+            #expect(healthy == false && detail == "health check timed out after 0.2 s", "\(String(describing: healthy)) \(detail)")
+            let (slowButInTime, _) = await checker.probe(
+                balancer.backends[0], HealthCheckConfiguration(path: "/slow", interval: 1, timeout: 1))
+            #expect(slowButInTime == true)
+        }
+    }
+
+    /// Rounds start an interval apart, from the start of the one before: a backend that never answers makes its own
+    /// probe wait out the timeout, and the next round is not put off by it (every backend's checks were spaced by
+    /// interval + twice the timeout before 2026-12-04). Here the interval passes on the clock while the first
+    /// round still waits for the hung backend; the next round starts as soon as that one ends.
+    @Test func aBackendThatNeverAnswersPutsOffNoRound() async throws {
+        try await ProxyHarness.withBackends(["a"]) { backends in
+            let hung = try await TestGatedBackend.start(name: "hung")  // holds every request, /health too
+            let balancer = try Balancer(
+                backends: [try HostPort(parsing: backends[0].address), try HostPort(parsing: hung.address)],
+                algorithm: .ring, boundedLoad: nil,
+                health: HealthCheckConfiguration(path: "/health", interval: 3600, timeout: 1, rise: 1, fall: 1),
+                metrics: ProxyMetrics(), logger: Logger(label: "health-checker-test"))
+            let clock = ManualClock()
+            let checker = HealthChecker(balancer: balancer, group: MultiThreadedEventLoopGroup.singleton, clock: clock)
+            let task = Task { await checker.run() }
+            try await waitUntil { backends[0].healthChecks == 1 }
+            #expect(clock.sleeperCount == 0, "the first round waits for the hung backend's probe")
+            clock.advance(by: .seconds(3600))
+            try await waitUntil { backends[0].healthChecks == 2 }
+            #expect(balancer.statuses().map(\.state) == ["up", "down"])
+            task.cancel()
+            await task.value
+            await hung.stop()
+        }
+    }
 }
