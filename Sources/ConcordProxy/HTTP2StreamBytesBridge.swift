@@ -95,8 +95,8 @@ final class HTTP2StreamBytesBridge: ChannelDuplexHandler {
             default: break
             }
         }
-        if let refusal = Self.refusal(method: method, path: path, authority: authority, host: host,
-                                      paddedField: Self.firstPaddedField(headers)) {
+        if let refusal = Self.refusal(method: method, path: path, authority: authority, host: host)
+            ?? Self.valueRefusal(headers, of: "field") {
             reset(context, because: refusal)
             return
         }
@@ -140,9 +140,9 @@ final class HTTP2StreamBytesBridge: ChannelDuplexHandler {
     /// Methods whose requests carry no content by their semantics (no `content-length: 0` is added to them).
     private static let bodylessMethods: Set<String> = ["GET", "HEAD", "DELETE", "CONNECT", "TRACE", "OPTIONS"]
 
-    /// Why a request head NIOHTTP2 accepted must still not go on as HTTP/1.1; `nil` when it may. `paddedField`:
-    /// the name of a field whose value starts or ends with whitespace.
-    static func refusal(method: String, path: String?, authority: String?, host: String?, paddedField: String? = nil) -> String? {
+    /// Why a request head NIOHTTP2 accepted must still not go on as HTTP/1.1 (its pseudo-fields and `host`); `nil`
+    /// when it may. The values of every field are checked by ``valueRefusal(_:of:)``.
+    static func refusal(method: String, path: String?, authority: String?, host: String?) -> String? {
         if let path, !path.hasPrefix("/"), !(path == "*" && method == "OPTIONS") {
             return ":path is not origin-form (\(path.prefix(64)))"
         }
@@ -155,19 +155,24 @@ final class HTTP2StreamBytesBridge: ChannelDuplexHandler {
         if let host, let authority, host.lowercased() != authority.lowercased() {
             return "host (\(host.prefix(64))) differs from :authority (\(authority.prefix(64)))"
         }
-        if let paddedField {
-            return "the value of \(paddedField.prefix(64)) starts or ends with whitespace"
-        }
         return nil
     }
 
-    /// The name of the first field whose value starts or ends with a space or tab (malformed, RFC 9113 §8.2.1:
-    /// once in HTTP/1.1 the padding would be optional whitespace, dropped, so the backend would read another value).
-    static func firstPaddedField(_ headers: HPACKHeaders) -> String? {
+    /// Why a field value (`kind`: field or trailer) cannot go on as the client sent it; `nil` when every one can:
+    /// - one that starts or ends with a space or tab is malformed (RFC 9113 §8.2.1): once in HTTP/1.1 the padding
+    ///   would be optional whitespace, dropped, so the backend would read another value;
+    /// - one holding U+FFFD: SwiftNIO's HPACK decodes values as UTF-8, replacing bytes that are not with U+FFFD, so
+    ///   the bytes sent are lost — a cookie or path with such bytes reached the backend changed and its key hashed
+    ///   to another backend than over HTTP/1.1 (which passes bytes on as they are). U+FFFD sent as such is refused
+    ///   too: the two cannot be told apart.
+    static func valueRefusal(_ headers: HPACKHeaders, of kind: String) -> String? {
         for (name, value, _) in headers {
             if let first = value.utf8.first, let last = value.utf8.last,
                HTTPSyntax.isWhitespace(first) || HTTPSyntax.isWhitespace(last) {
-                return name
+                return "the value of \(kind) \(name.prefix(64)) starts or ends with whitespace"
+            }
+            if value.utf8.contains(0xEF), value.unicodeScalars.contains("\u{FFFD}") {
+                return "the value of \(kind) \(name.prefix(64)) is not UTF-8 (or holds U+FFFD): it cannot go on as sent"
             }
         }
         return nil
@@ -230,8 +235,8 @@ final class HTTP2StreamBytesBridge: ChannelDuplexHandler {
     /// then incomplete, and the proxy drops its connection).
     private func trailers(_ headers: HPACKHeaders, context: ChannelHandlerContext) {
         defer { request = .ended }
-        if let padded = Self.firstPaddedField(headers) {
-            reset(context, because: "the value of trailer \(padded.prefix(64)) starts or ends with whitespace")
+        if let refusal = Self.valueRefusal(headers, of: "trailer") {
+            reset(context, because: refusal)
             return
         }
         releaseHeldTail(context: context)

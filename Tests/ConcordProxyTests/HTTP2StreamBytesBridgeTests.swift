@@ -95,4 +95,29 @@ import Testing
         #expect(try Self.passedOn(fine) == "0\r\nserver-timing: db; dur=5\r\n\r\n")
         for channel in [held, fine] { _ = try? channel.finish() }
     }
+
+    /// A value that SwiftNIO's HPACK decoded with U+FFFD (bytes that were not UTF-8) cannot go on as the client sent
+    /// it: the stream is reset, where it used to reach the backend changed (a cookie's key then hashed to another
+    /// backend than over HTTP/1.1). Found by an operator walkthrough, 2026-12-04.
+    @Test func valuesThatAreNotUTF8ResetTheStream() throws {
+        var path = Self.head("GET", length: nil)
+        path.replaceOrAdd(name: ":path", value: "/h-hi\u{FFFD}")
+        var cookie = Self.head("GET", length: nil)
+        cookie.add(name: "cookie", value: "sid=\u{FFFD}\u{FFFD}user1")
+        for headers in [path, cookie] {
+            let channel = try Self.bridge()
+            try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: headers, endStream: true)))
+            #expect(try Self.passedOn(channel).isEmpty, "\(headers)")
+            guard case .rstStream(.protocolError)? = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) else {
+                Issue.record("no RST_STREAM for \(headers)")
+                continue
+            }
+        }
+        var fine = Self.head("GET", length: nil)
+        fine.add(name: "x-name", value: "Zoë – ünïcödé")
+        let channel = try Self.bridge()
+        try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: fine, endStream: true)))
+        #expect(try Self.passedOn(channel).contains("x-name: Zoë – ünïcödé\r\n"), "other UTF-8 goes on as it is")
+        _ = try channel.finish()
+    }
 }
