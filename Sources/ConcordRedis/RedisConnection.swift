@@ -25,7 +25,8 @@ public final class RedisConnection: Sendable {
     }
 
     /// Connects (within `configuration.connectTimeout`), then authenticates (`AUTH`, or `HELLO 3 AUTH` for RESP3)
-    /// and selects the database (within the command timeout). With `endpoint.tls` the TLS handshake comes first and
+    /// and selects the database (within the command timeout). With `verifyAnswers`, a `PING` if nothing else is sent:
+    /// a server that accepts connections but does not answer (stopped, hung) fails the connect, not a command. With `endpoint.tls` the TLS handshake comes first and
     /// is waited for (within the command timeout), so a refused certificate fails the connect, not the first
     /// command; `tlsContext` is the context a client shares among its connections, made from `endpoint.tls` when
     /// absent.
@@ -34,6 +35,7 @@ public final class RedisConnection: Sendable {
         configuration: RedisClientConfiguration,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         tlsContext: NIOSSLContext? = nil,
+        verifyAnswers: Bool = false,
         onPush: (@Sendable (RESPValue) -> Void)? = nil
     ) async throws(RedisClientError) -> RedisConnection {
         let decoder = configuration.decoder
@@ -98,7 +100,7 @@ public final class RedisConnection: Sendable {
         }
         let connection = RedisConnection(endpoint: endpoint, channel: channel, handler: handler, closeReason: closeReason)
         do {
-            try await connection.handshake(protocolVersion: configuration.protocolVersion, isTLS: handshake != nil)
+            try await connection.handshake(protocolVersion: configuration.protocolVersion, ping: handshake != nil || verifyAnswers)
         } catch {
             connection.close()
             throw error.isServerError
@@ -107,9 +109,9 @@ public final class RedisConnection: Sendable {
         return connection
     }
 
-    /// `isTLS`: with nothing else to send, a `PING`: with TLS 1.3 a server that wants a client certificate refuses
+    /// `ping`: with nothing else to send, a `PING` — with TLS 1.3 a server that wants a client certificate refuses
     /// it only after the client's side of the handshake has ended, and that refusal belongs to the connect too.
-    private func handshake(protocolVersion: Int, isTLS: Bool) async throws(RedisClientError) {
+    private func handshake(protocolVersion: Int, ping: Bool) async throws(RedisClientError) {
         var commands: [RedisCommand] = []
         if protocolVersion == 3 {
             var arguments: [RedisArgument] = ["3"]
@@ -121,7 +123,7 @@ public final class RedisConnection: Sendable {
             commands.append(.auth(username: endpoint.username, password: password))
         }
         if endpoint.database != 0 { commands.append(.select(database: endpoint.database)) }
-        if isTLS && commands.isEmpty { commands.append(.ping()) }
+        if ping && commands.isEmpty { commands.append(.ping()) }
         guard !commands.isEmpty else { return }
         for reply in try await send(commands) {
             if case .error(let message) = reply { throw .server(message) }
@@ -130,6 +132,9 @@ public final class RedisConnection: Sendable {
 
     /// Whether the connection is still open (a closed one is replaced by the pool).
     public var isActive: Bool { channel.isActive }
+
+    /// The timeout that closed the connection, if a command went unanswered for the command timeout.
+    var unansweredTimeout: RedisClientError? { closeReason.isTimeout ? closeReason.error : nil }
 
     /// Completes when the connection has closed (for whatever reason).
     var closeFuture: EventLoopFuture<Void> { channel.closeFuture }

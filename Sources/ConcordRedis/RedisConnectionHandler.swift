@@ -7,11 +7,22 @@ import Synchronization
 /// before the connect's first command was written.
 final class RedisCloseReason: Sendable {
     private let reason = Mutex<RedisClientError?>(nil)
+    /// Whether the reason is a command timeout: read by the pool for every command, so an atomic, not the lock.
+    private let timedOut = Atomic<Bool>(false)
 
     /// Keeps the first reason only.
-    func record(_ error: RedisClientError) { reason.withLock { if $0 == nil { $0 = error } } }
+    func record(_ error: RedisClientError) {
+        let first = reason.withLock { current in
+            guard current == nil else { return false }
+            current = error
+            return true
+        }
+        if first && error.isTimeout { timedOut.store(true, ordering: .releasing) }
+    }
 
     var error: RedisClientError? { reason.withLock { $0 } }
+
+    var isTimeout: Bool { timedOut.load(ordering: .acquiring) }
 }
 
 /// One command on its way to Redis with where its reply goes.
@@ -210,7 +221,9 @@ final class RedisConnectionHandler: ChannelDuplexHandler {
             guard let oldest = handler.pipeline.oldest else { return }
             if oldest.deadline <= context.eventLoop.now {
                 let milliseconds = handler.commandTimeout.nanoseconds / 1_000_000
-                handler.failAll(.timeout("no reply within \(milliseconds) ms"))
+                let error = RedisClientError.timeout("no reply within \(milliseconds) ms")
+                handler.closeReason.record(error)  // the pool backs off a node that stopped answering
+                handler.failAll(error)
                 context.close(promise: nil)
             } else {
                 handler.armTimer(context: context, deadline: oldest.deadline)

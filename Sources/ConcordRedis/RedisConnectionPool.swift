@@ -9,7 +9,9 @@ import Synchronization
 /// Up to `maximumConnectionsPerNode` pipelined connections to one Redis server, opened on demand and handed out
 /// round-robin. A dead connection is reopened by the next command that lands on its slot; after a failed reopen
 /// the slot waits (exponential backoff) and commands fail fast with ``RedisClientError/backingOff(_:)`` meanwhile,
-/// so an outage costs callers one quick error each, never a queue or a hang.
+/// so an outage costs callers one quick error each, never a queue or a hang. A connection closed because a command
+/// went unanswered (a server that is stopped or hung still accepts connections) backs its slot off the same way,
+/// and a reopen checks the server answers (`PING`): otherwise every command waited the whole command timeout.
 final class RedisConnectionPool: Sendable {
     let endpoint: RedisEndpoint
     private let configuration: RedisClientConfiguration
@@ -80,12 +82,15 @@ final class RedisConnectionPool: Sendable {
         case .connect(let slot, let promise, let isReconnect):
             if isReconnect { metrics.reconnects.increment() }
             do {
-                let connection = try await open(on: promise.futureResult.eventLoop)
+                let connection = try await open(on: promise.futureResult.eventLoop, verifyAnswers: isReconnect)
                 let keep = state.withLock { $0.connected(slot: slot, connection: connection) }
                 if keep {
                     let openConnections = openConnections
                     openConnections.increment()
-                    connection.closeFuture.whenComplete { _ in openConnections.decrement() }
+                    connection.closeFuture.whenComplete { _ in
+                        openConnections.decrement()
+                        if let timeout = connection.unansweredTimeout { self.stoppedAnswering(connection, timeout) }
+                    }
                 }
                 promise.succeed(connection)
                 if !keep { connection.close() }
@@ -110,10 +115,20 @@ final class RedisConnectionPool: Sendable {
         }
     }
 
+    /// `connection` closed because a command went unanswered: its slot backs off, as after a failed connect.
+    private func stoppedAnswering(_ connection: RedisConnection, _ timeout: RedisClientError) {
+        let startsOutage = state.withLock { $0.stoppedAnswering(connection, error: timeout, now: .now) }
+        if startsOutage {
+            logger.warning("redis stopped answering: commands fail at once while it is retried", metadata: ["endpoint": "\(label)", "error": "\(timeout)"])
+        }
+    }
+
     /// A new connection to the node, or to the primary the sentinels name (checked to be one: `ROLE`).
-    private func open(on eventLoop: any EventLoop) async throws(RedisClientError) -> RedisConnection {
+    /// `verifyAnswers`: a reopen, which checks the server answers (``RedisConnection/connect(to:configuration:eventLoopGroup:tlsContext:verifyAnswers:onPush:)``).
+    private func open(on eventLoop: any EventLoop, verifyAnswers: Bool) async throws(RedisClientError) -> RedisConnection {
         guard let locator else {
-            return try await RedisConnection.connect(to: endpoint, configuration: configuration, eventLoopGroup: eventLoop, tlsContext: tlsContext)
+            return try await RedisConnection.connect(
+                to: endpoint, configuration: configuration, eventLoopGroup: eventLoop, tlsContext: tlsContext, verifyAnswers: verifyAnswers)
         }
         let primary = try await locator.locate(eventLoopGroup: eventLoop)
         let connection = try await RedisConnection.connect(to: primary, configuration: configuration, eventLoopGroup: eventLoop, tlsContext: tlsContext)
@@ -248,6 +263,10 @@ struct RedisConnectionPoolState: Sendable {
         slot index: Int, now: () -> ContinuousClock.Instant, makePromise: () -> EventLoopPromise<RedisConnection>
     ) -> Decision {
         switch slots[index] {
+        case .connected(let connection) where connection.unansweredTimeout != nil:
+            // Closing (or closed) with a command unanswered: back off now, not when its close callback runs.
+            _ = stoppedAnswering(connection, error: connection.unansweredTimeout!, now: now())
+            return take(slot: index, now: now, makePromise: makePromise)
         case .connected(let connection) where connection.isActive:
             return .use(connection)
         case .connected:
@@ -260,7 +279,9 @@ struct RedisConnectionPoolState: Sendable {
             if let retryAt, now() < retryAt {
                 // Backing off here; borrow another live connection if there is one.
                 for slot in slots {
-                    if case .connected(let connection) = slot, connection.isActive { return .use(connection) }
+                    if case .connected(let connection) = slot, connection.isActive, connection.unansweredTimeout == nil {
+                        return .use(connection)
+                    }
                 }
                 return .fail(.backingOff(lastError?.description ?? "connection failed"))
             }
@@ -286,6 +307,16 @@ struct RedisConnectionPoolState: Sendable {
         slots[slot] = .empty(failures: failures, retryAt: now + delay, lastError: error)
         let othersFailing = slots.indices.contains { $0 != slot && Self.isFailing(slots[$0]) }
         return failures == 1 && !othersFailing
+    }
+
+    /// Records that `connection` closed with a command unanswered: its slot, if it still holds it, waits out the
+    /// first backoff before a reopen. Returns whether this starts an outage of the node (as ``failed(slot:error:now:)``).
+    mutating func stoppedAnswering(_ connection: RedisConnection, error: RedisClientError, now: ContinuousClock.Instant) -> Bool {
+        guard let index = slots.firstIndex(where: { if case .connected(let held) = $0 { held === connection } else { false } }) else {
+            return false
+        }
+        slots[index] = .empty(failures: 1, retryAt: now + backoff, lastError: error)
+        return !slots.indices.contains { $0 != index && Self.isFailing(slots[$0]) }
     }
 
     /// Records a connect that failed in this process (``RedisClientError/localResourceFailure``): the slot is free

@@ -165,6 +165,39 @@ import Testing
         }
     }
 
+    /// A server that takes connections but answers nothing (paused here; stopped with SIGSTOP or hung alike): after
+    /// a command went unanswered on a connection, its slot backs off as after a refused connect, so the next
+    /// commands fail at once instead of each waiting the whole command timeout (every request of a walkthrough
+    /// waited 2 s for its 503, 2026-12-04), and a reopen checks the server answers before a command is risked.
+    @Test func aServerThatStopsAnsweringIsBackedOff() async throws {
+        try await RedisServerFixture.withServer { server in
+            let admin = try client(server)
+            defer { admin.shutdown() }
+            let client = try client(server) {
+                $0.commandTimeout = .milliseconds(200)
+                $0.maximumConnectionsPerNode = 2
+                // Longer than the test: every command after each slot's first timeout must fail fast.
+                $0.reconnectBackoff = .seconds(120)
+                $0.maximumReconnectBackoff = .seconds(120)
+            }
+            defer { client.shutdown() }
+            _ = try await admin.send(RedisCommand("CLIENT", ["PAUSE", "3000", "ALL"]))
+            var timeouts = 0
+            var backingOff = 0
+            for _ in 0..<12 {
+                do {
+                    _ = try await client.send(.get("k"))
+                    Issue.record("a GET answered during the pause")
+                } catch let error as RedisClientError {
+                    if error.isTimeout { timeouts += 1 } else if error.isBackingOff { backingOff += 1 }
+                }
+            }
+            // One unanswered command per slot (2), then every command fails without being sent.
+            #expect(timeouts <= 2 && backingOff >= 10, "\(timeouts) timeouts, \(backingOff) backing off")
+            _ = try? await admin.send(RedisCommand("CLIENT", ["UNPAUSE"]))
+        }
+    }
+
     @Test func refusedConnectionsFailFastAndBackOff() async throws {
         // A bound socket that does not listen: connects are refused, and no other test can take the port meanwhile.
         let refusing = try LoopbackSocket.refusing()
