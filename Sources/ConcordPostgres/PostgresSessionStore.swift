@@ -21,7 +21,7 @@ public final class PostgresSessionStore: SessionStore, Service {
     private let logger: Logger
     private let statements: PostgresSessionStatements
     private let schema: SessionStoreSetup<Void>
-    private let reachability: SessionStoreReachability
+    private let outageLog: StoreOutageLog
     private let connectFailures: PostgresConnectFailureLog
     /// While the server cannot be reached, statements fail at once and the store's probe waits for a connection.
     private let outageGate = PostgresOutageGate()
@@ -38,7 +38,7 @@ public final class PostgresSessionStore: SessionStore, Service {
         logger: Logger = Logger(label: "concord.postgres")
     ) {
         let statements = PostgresSessionStatements(tableName: configuration.tableName)
-        // The pool logs every failed reconnect at info; the store logs the outage once (reachability) instead.
+        // The pool logs every failed reconnect at info; the store logs the outage (outageLog) instead.
         let connectFailures = PostgresConnectFailureLog()
         let poolLogger = connectFailures.poolLogger(upstream: logger, upstreamLevel: max(logger.logLevel, .warning))
         let clientConfiguration = Self.clientConfiguration(configuration)
@@ -65,13 +65,7 @@ public final class PostgresSessionStore: SessionStore, Service {
             }
         }
         let server = configuration.unixSocketPath ?? "\(configuration.host):\(configuration.port)"
-        self.reachability = SessionStoreReachability { reachable, error in
-            if reachable {
-                logger.notice("PostgreSQL session store answers again", metadata: ["server": "\(server)"])
-            } else {
-                logger.error("PostgreSQL session store unavailable", metadata: ["server": "\(server)", "error": "\(error.map { "\($0)" } ?? "")"])
-            }
-        }
+        self.outageLog = StoreOutageLog(subject: "PostgreSQL session store", metadata: ["server": "\(server)"])
     }
 
     public func load(id: String) async throws -> StoredSession? {
@@ -169,7 +163,7 @@ public final class PostgresSessionStore: SessionStore, Service {
             let error = SessionStoreError.unavailable(
                 "no connection to PostgreSQL (the store keeps trying in the background); the last attempt failed: \(lastConnectFailure ?? "")",
                 notApplied: true)
-            reachability.failed(error)
+            outageLog.failed(error, logger: logger)
             throw error
         }
         let start = isWrite ? StatementStart() : nil
@@ -193,14 +187,14 @@ public final class PostgresSessionStore: SessionStore, Service {
                 error = timeout
             }
             let mapped = Self.sessionStoreError(for: error, notApplied: start?.abandon() ?? false)
-            if mapped.isUnavailable { reachability.failed(mapped) }
+            if mapped.isUnavailable { outageLog.failed(mapped, logger: logger) }
             throw mapped
         }
     }
 
     /// PostgreSQL answered a statement: an outage, if any, is over.
     private func reached() {
-        reachability.succeeded()
+        outageLog.succeeded(logger: logger)
         connectFailures.clear()
         outageGate.succeeded()
     }

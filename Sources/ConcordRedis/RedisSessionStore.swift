@@ -18,7 +18,7 @@ import Synchronization
 /// Every Redis failure (refused, closed, timed out, reconnecting) throws `SessionStoreError.unavailable` within
 /// the client's timeouts; the client reconnects by itself when Redis returns. An outage is logged as one warning,
 /// at most one summary line per `outageSummaryInterval`, and one notice when Redis answers again
-/// (``RedisOutageLogStateMachine``), not once per failed request.
+/// (``StoreOutageLog``), not once per failed request.
 ///
 /// Counts through swift-metrics: `concord_redis_session_loads_total`, `…_version_reads_total` (a near cache's
 /// check), `…_saves_total`, `…_conflicts_total`, `…_unavailable_total`, and the client's `concord_redis_*` metrics
@@ -27,10 +27,7 @@ public final class RedisSessionStore: SessionStore {
     public let configuration: RedisSessionStoreConfiguration
     public let client: RedisClient
     private let logger: Logger
-    private let outageLog: Mutex<RedisOutageLogStateMachine>
-    /// Whether `outageLog` is in an outage: set and cleared under its lock, read without it, so a success while
-    /// Redis is reachable (nearly every request) takes no lock and reads no clock.
-    private let inOutage = Atomic<Bool>(false)
+    private let outageLog: StoreOutageLog
     private let loads: Counter
     private let versionReads: Counter
     private let saves: Counter
@@ -49,10 +46,9 @@ public final class RedisSessionStore: SessionStore {
         self.client = try RedisClient(
             configuration: configuration.client, eventLoopGroup: eventLoopGroup, logger: logger, metricsFactory: metricsFactory)
         self.logger = logger
-        self.outageLog = Mutex(
-            RedisOutageLogStateMachine(
-                summaryInterval: configuration.outageSummaryInterval,
-                recoveryQuietPeriod: configuration.outageRecoveryQuietPeriod))
+        self.outageLog = StoreOutageLog(
+            subject: "redis session store", summaryInterval: configuration.outageSummaryInterval,
+            recoveryQuietPeriod: configuration.outageRecoveryQuietPeriod)
         self.loads = Counter(label: "concord_redis_session_loads_total", factory: metricsFactory)
         self.versionReads = Counter(label: "concord_redis_session_version_reads_total", factory: metricsFactory)
         self.saves = Counter(label: "concord_redis_session_saves_total", factory: metricsFactory)
@@ -336,12 +332,7 @@ public final class RedisSessionStore: SessionStore {
         } catch let error as SessionStoreError {
             if error.isUnavailable {
                 unavailable.increment()
-                let action = outageLog.withLock { log in
-                    let action = log.failed(now: .now)
-                    inOutage.store(true, ordering: .relaxed)
-                    return action
-                }
-                logOutage(action, error: error)
+                outageLog.failed(error, logger: logger)
             } else if !error.isTooLarge {
                 reached()
             }
@@ -350,37 +341,7 @@ public final class RedisSessionStore: SessionStore {
     }
 
     private func reached() {
-        // A success racing with a first failure may skip the log: it counts as having come before that failure.
-        guard inOutage.load(ordering: .relaxed) else { return }
-        let action = outageLog.withLock { log in
-            let action = log.succeeded(now: .now)
-            if log.isReachable { inOutage.store(false, ordering: .relaxed) }
-            return action
-        }
-        if action != .none { logOutage(action, error: nil) }
-    }
-
-    private func logOutage(_ action: RedisOutageLogStateMachine.Action, error: SessionStoreError?) {
-        let metadata: Logger.Metadata = error.map { ["error": "\($0)"] } ?? [:]
-        switch action {
-        case .none:
-            break
-        case .unreachable:
-            logger.warning("redis session store unreachable; requests fail with unavailable until it answers", metadata: metadata)
-        case .stillUnreachable(let failures, let interval):
-            logger.warning(
-                "redis session store still unreachable: \(failures) store operation\(failures == 1 ? "" : "s") failed in the last \(Self.seconds(interval)) s",
-                metadata: metadata)
-        case .recovered(let failures, let failingFor, let quietFor):
-            logger.notice(
-                "redis session store reachable again: \(failures) store operation\(failures == 1 ? "" : "s") failed over \(Self.seconds(failingFor)) s (each retry of a waiting request counts), the last \(Self.seconds(quietFor)) s before this first answer")
-        }
-    }
-
-    /// Whole seconds, rounded, for log lines.
-    private static func seconds(_ duration: Duration) -> Int64 {
-        let (seconds, attoseconds) = duration.components
-        return seconds + (attoseconds >= 500_000_000_000_000_000 ? 1 : 0)
+        outageLog.succeeded(logger: logger)
     }
 
     /// Redis wants a positive whole number of milliseconds.

@@ -20,7 +20,7 @@ public final class SQLiteSessionStore: SessionStore, Service {
     private let logger: Logger
     private let connections: SQLiteConnections
     private let statements: SQLiteSessionStatements
-    private let reachability: SessionStoreReachability
+    private let outageLog: StoreOutageLog
     private let fileWatch = SQLiteFileWatch()
 
     /// A store on `configuration.path`; nothing is opened until the first operation.
@@ -35,13 +35,9 @@ public final class SQLiteSessionStore: SessionStore, Service {
         self.configuration = configuration
         self.clock = clock
         self.logger = logger
-        self.reachability = SessionStoreReachability { [path = configuration.path] reachable, error in
-            if reachable {
-                logger.notice("SQLite session store answers again", metadata: ["path": "\(path)"])
-            } else {
-                logger.error("SQLite session store unavailable", metadata: ["path": "\(path)", "error": "\(error.map { "\($0)" } ?? "")"])
-            }
-        }
+        // (A write lock held by another process fails writes while reads succeed: the quiet period keeps that from
+        // logging "unavailable" and "answers again" on every request.)
+        self.outageLog = StoreOutageLog(subject: "SQLite session store", metadata: ["path": "\(configuration.path)"])
         self.connections = SQLiteConnections { [statements, fileWatch] in
             let connections = try await Self.openConnections(configuration: configuration, statements: statements, logger: logger)
             let identity = configuration.isPrivateDatabase ? nil : SQLiteFileIdentity(path: configuration.path)
@@ -172,7 +168,7 @@ public final class SQLiteSessionStore: SessionStore, Service {
         while true {
             do {
                 let result = try await body(connections.next())
-                reachability.succeeded()
+                outageLog.succeeded(logger: logger)
                 return result
             } catch let error as SQLiteError where Self.isStaleSnapshot(error) && ContinuousClock.now < deadline {
                 // WAL: another process committed between this statement's read and its write. SQLite rolled the
@@ -181,7 +177,7 @@ public final class SQLiteSessionStore: SessionStore, Service {
                 try await Task.sleep(for: .milliseconds(1))
             } catch {
                 let mapped = Self.sessionStoreError(for: error)
-                if mapped.isUnavailable { reachability.failed(mapped) }
+                if mapped.isUnavailable { outageLog.failed(mapped, logger: logger) }
                 throw mapped
             }
         }

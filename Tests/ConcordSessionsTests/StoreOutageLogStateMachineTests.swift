@@ -1,15 +1,15 @@
 import Testing
 
-@testable import ConcordRedis
+@testable import ConcordSessions
 
 /// The outage log decides from `now` alone: these tests move a synthetic instant instead of sleeping.
-@Suite(.timeLimit(.minutes(3))) struct RedisOutageLogStateMachineTests {
+@Suite(.timeLimit(.minutes(3))) struct StoreOutageLogStateMachineTests {
     private let start = ContinuousClock.now
 
     private func at(_ milliseconds: Int) -> ContinuousClock.Instant { start + .milliseconds(milliseconds) }
 
     @Test func oneWarningThenOneSummaryPerIntervalThenOneRecovery() {
-        var log = RedisOutageLogStateMachine(summaryInterval: .seconds(10), recoveryQuietPeriod: .seconds(1))
+        var log = StoreOutageLogStateMachine(summaryInterval: .seconds(10), recoveryQuietPeriod: .seconds(1))
         #expect(log.succeeded(now: at(0)) == .none)
         #expect(log.failed(now: at(100)) == .unreachable)
         #expect(!log.isReachable)
@@ -30,10 +30,10 @@ import Testing
     }
 
     @Test func aPartialOutageIsSummarisedNotFlippedPerRequest() {
-        var log = RedisOutageLogStateMachine(summaryInterval: .seconds(10), recoveryQuietPeriod: .seconds(1))
+        var log = StoreOutageLogStateMachine(summaryInterval: .seconds(10), recoveryQuietPeriod: .seconds(1))
         #expect(log.failed(now: at(0)) == .unreachable)
         // One node down, the others answering: successes and failures alternate every 100 ms for 20 s.
-        var actions: [RedisOutageLogStateMachine.Action] = []
+        var actions: [StoreOutageLogStateMachine.Action] = []
         for step in 1...200 {
             let now = at(step * 100)
             actions.append(step.isMultiple(of: 2) ? log.failed(now: now) : log.succeeded(now: now))
@@ -48,7 +48,7 @@ import Testing
     }
 
     @Test func aSingleFailureRecoversAfterTheQuietPeriod() {
-        var log = RedisOutageLogStateMachine(summaryInterval: .seconds(10), recoveryQuietPeriod: .milliseconds(500))
+        var log = StoreOutageLogStateMachine(summaryInterval: .seconds(10), recoveryQuietPeriod: .milliseconds(500))
         #expect(log.failed(now: at(0)) == .unreachable)
         #expect(log.succeeded(now: at(499)) == .none)
         #expect(log.succeeded(now: at(500)) == .recovered(failures: 1, failingFor: .zero, quietFor: .milliseconds(500)))
