@@ -206,10 +206,12 @@ public final class PostgresSessionStore: SessionStore, Service {
     /// stops with it.
     private func probeWhenAsked() async {
         for await _ in probeRequests {
+            // Once per outage, not per attempt (its TLS context loads the trusted roots).
+            let probeConfiguration = try? Self.probeConfiguration(configuration)
             var freshPool = false
             while !Task.isCancelled {
                 if !freshPool, connectFailures.lastFailure != nil {
-                    guard await serverTakesConnections() else {
+                    guard let probeConfiguration, await serverTakesConnections(probeConfiguration) else {
                         try? await Task.sleep(for: .milliseconds(100))
                         continue
                     }
@@ -234,10 +236,9 @@ public final class PostgresSessionStore: SessionStore, Service {
 
     /// Whether a connection of the probe's own opens (connect, TLS as configured, authentication) within the
     /// connect timeout; it is closed at once.
-    private func serverTakesConnections() async -> Bool {
+    private func serverTakesConnections(_ probeConfiguration: PostgresConnection.Configuration) async -> Bool {
         do {
-            let connection = try await PostgresConnection.connect(
-                configuration: try Self.probeConfiguration(configuration), id: 0, logger: logger)
+            let connection = try await PostgresConnection.connect(configuration: probeConfiguration, id: 0, logger: logger)
             try? await connection.close()
             return true
         } catch {

@@ -42,11 +42,6 @@ public final class Balancer: Sendable {
         /// What the last active health check said (`null` before the first).
         public let check: String?
 
-        public init(id: String, state: String, draining: Bool, active: Int, requests: Int, queued: Int, check: String?) {
-            (self.id, self.state, self.draining, self.active, self.requests, self.queued, self.check) =
-                (id, state, draining, active, requests, queued, check)
-        }
-
         private enum CodingKeys: String, CodingKey { case id, state, draining, active, requests, queued, check }
 
         // (Synthesized encoding leaves a nil `check` out; a script reading `check` should find it, null.)
@@ -345,8 +340,12 @@ public final class Balancer: Sendable {
 
     /// One probe's result for the backend listed now under `backend`'s id.
     public func recordProbe(_ backend: Backend, success: Bool, detail: String) {
-        let handle = state.withLockedValue { state in state.membership.indexByID[backend.id].map { state.runtime[$0].handle } }
-        if let handle { recordProbe(handle, success: success, detail: detail) }
+        if let handle = handle(of: backend.id) { recordProbe(handle, success: success, detail: detail) }
+    }
+
+    /// The handle of the backend listed now under `id`.
+    private func handle(of id: String) -> BackendHandle? {
+        state.withLockedValue { state in state.membership.indexByID[id].map { state.runtime[$0].handle } }
     }
 
     /// Rebuilds the selection when a backend has joined since it was built (its first passing health check).
@@ -372,8 +371,7 @@ public final class Balancer: Sendable {
         case .wentDown:
             logger.warning("backend \(id) is DOWN: \(reason); its keys go to their next node")
             metrics.healthTransition(backend: id, to: "down")
-            let handle = state.withLockedValue { state in state.membership.indexByID[id].map { state.runtime[$0].handle } }
-            if let handle { redispatchQueue(of: handle, because: "is down") }
+            if let handle = handle(of: id) { redispatchQueue(of: handle, because: "is down") }
         case .wentUp:
             logger.notice("backend \(id) is UP again: \(reason); its keys return")
             metrics.healthTransition(backend: id, to: "up")
@@ -386,8 +384,7 @@ public final class Balancer: Sendable {
             logger.warning("backend \(id) failed its first health check: \(reason); it stays out until it passes \(healthConfiguration.rise) in a row")
             metrics.healthTransition(backend: id, to: "down")
             // (A provisional one may have queued requests; a pending one has none.)
-            let handle = state.withLockedValue { state in state.membership.indexByID[id].map { state.runtime[$0].handle } }
-            if let handle { redispatchQueue(of: handle, because: "failed its first health check") }
+            if let handle = handle(of: id) { redispatchQueue(of: handle, because: "failed its first health check") }
         }
     }
 
@@ -525,13 +522,13 @@ public final class Balancer: Sendable {
         // up; when none is (a reload that replaces every backend, a pool that is empty or all down), they start
         // provisional — joined and up — since keeping them out until a probe passed would only mean 503s meanwhile.
         // (Up and not draining: a draining backend takes no new users either.)
-        let (joinedByID, takingByID) = state.withLockedValue { state in
-            let pairs = zip(state.membership.backends, state.runtime)
-            return (Dictionary(uniqueKeysWithValues: pairs.map { ($0.id, $1.health.hasJoined) }),
-                    Dictionary(uniqueKeysWithValues: pairs.map { ($0.id, $1.takesNewWork) }))
+        let carriedByID = state.withLockedValue { state in
+            Dictionary(uniqueKeysWithValues: zip(state.membership.backends, state.runtime).map {
+                ($0.id, (joined: $1.health.hasJoined, takesNewWork: $1.takesNewWork))
+            })
         }
-        let provisional = !resolved.contains { takingByID[$0.id] == true }
-        let membership = try Membership(backends: resolved, joined: resolved.map { joinedByID[$0.id] ?? provisional },
+        let provisional = !resolved.contains { carriedByID[$0.id]?.takesNewWork == true }
+        let membership = try Membership(backends: resolved, joined: resolved.map { carriedByID[$0.id]?.joined ?? provisional },
                                         algorithm: algorithm, boundedLoad: boundedLoad)
         let countersByID = Dictionary(uniqueKeysWithValues: resolved.map { ($0.id, metrics.backend($0.id)) })
         let (before, after, left, handles) = state.withLockedValue { state -> ([String], [String], [BackendHandle], [BackendHandle]) in

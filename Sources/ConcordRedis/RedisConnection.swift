@@ -133,8 +133,12 @@ public final class RedisConnection: Sendable {
     /// Whether the connection is still open (a closed one is replaced by the pool).
     public var isActive: Bool { channel.isActive }
 
-    /// The timeout that closed the connection, if a command went unanswered for the command timeout.
-    var unansweredTimeout: RedisClientError? { closeReason.isTimeout ? closeReason.error : nil }
+    /// Whether a command went unanswered for the command timeout, which closes the connection (one atomic load:
+    /// the pool asks for every command).
+    var leftCommandUnanswered: Bool { closeReason.isTimeout }
+
+    /// The timeout that closed the connection, if ``leftCommandUnanswered``.
+    var unansweredTimeout: RedisClientError? { leftCommandUnanswered ? closeReason.error : nil }
 
     /// Completes when the connection has closed (for whatever reason).
     var closeFuture: EventLoopFuture<Void> { channel.closeFuture }

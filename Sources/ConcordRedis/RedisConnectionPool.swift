@@ -263,9 +263,9 @@ struct RedisConnectionPoolState: Sendable {
         slot index: Int, now: () -> ContinuousClock.Instant, makePromise: () -> EventLoopPromise<RedisConnection>
     ) -> Decision {
         switch slots[index] {
-        case .connected(let connection) where connection.unansweredTimeout != nil:
+        case .connected(let connection) where connection.leftCommandUnanswered:
             // Closing (or closed) with a command unanswered: back off now, not when its close callback runs.
-            _ = stoppedAnswering(connection, error: connection.unansweredTimeout!, now: now())
+            _ = stoppedAnswering(connection, error: connection.unansweredTimeout ?? .timeout("a command went unanswered"), now: now())
             return take(slot: index, now: now, makePromise: makePromise)
         case .connected(let connection) where connection.isActive:
             return .use(connection)
@@ -279,7 +279,7 @@ struct RedisConnectionPoolState: Sendable {
             if let retryAt, now() < retryAt {
                 // Backing off here; borrow another live connection if there is one.
                 for slot in slots {
-                    if case .connected(let connection) = slot, connection.isActive, connection.unansweredTimeout == nil {
+                    if case .connected(let connection) = slot, connection.isActive, !connection.leftCommandUnanswered {
                         return .use(connection)
                     }
                 }
